@@ -1,0 +1,46 @@
+"""Messages between actors: immutable, past tense for events, imperative for commands."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from baton.wire.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; ``now_ms`` is local monotonic time."""
+
+    now_ms: float
+
+
+@dataclass(frozen=True)
+class EnvelopeReceived:
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class PeersChanged:
+    machine_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GetPeerReports:
+    pass
+
+
+@dataclass(frozen=True)
+class ListMachines:
+    pass
+
+
+@dataclass(frozen=True)
+class GetSelf:
+    pass
+
+
+@dataclass(frozen=True)
+class AddMachine:
+    card: Mapping[str, Any]

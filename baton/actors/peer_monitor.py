@@ -1,0 +1,79 @@
+"""PeerMonitorActor: pings every active peer and answers their pings.
+
+It owns a PingTracker (baton.core.ping) and sends through the Transport port; it
+never waits on another actor. Pings go out on Tick; a ping received is answered at
+once with a pong echoing its id; a pong updates round-trip time and reachability.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
+from baton.core.clock import Clock
+from baton.core.metrics import Counters
+from baton.core.ping import PeerReport, PingTracker
+from baton.wire.envelope import make_envelope, new_message_id
+from baton.wire.transport import Transport
+
+log = logging.getLogger("baton.peers")
+
+
+class PeerMonitorActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        machine_id: str,
+        transport: Transport,
+        clock: Clock,
+        counters: Counters,
+        interval_ms: float,
+        rng: Callable[[int], bytes],
+    ) -> None:
+        super().__init__()
+        self.machine_id = machine_id
+        self.transport = transport
+        self.clock = clock
+        self.counters = counters
+        self.rng = rng
+        self.tracker = PingTracker(interval_ms)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick(now_ms=now):
+                self._ping_due(now)
+            case EnvelopeReceived(envelope=env) if env.type == "ping":
+                pong = make_envelope(
+                    "pong",
+                    self.machine_id,
+                    env.sender,
+                    {"ping_id": env.id},
+                    new_message_id(self.rng),
+                )
+                self.transport.send(pong)
+            case EnvelopeReceived(envelope=env) if env.type == "pong":
+                rtt = self.tracker.pong(env.sender, env.body["ping_id"], self.clock.monotonic_ms())
+                if rtt is None:
+                    self.counters.inc("peers.stray_pong")
+            case PeersChanged(machine_ids=ids):
+                self.tracker.set_peers(ids)
+            case GetPeerReports():
+                return self.reports()
+            case _:
+                log.error("PeerMonitorActor: unexpected message %r", message)
+        return None
+
+    def reports(self) -> list[PeerReport]:
+        return self.tracker.report(self.clock.monotonic_ms())
+
+    def _ping_due(self, now_ms: float) -> None:
+        for peer in self.tracker.due(now_ms):
+            ping_id = new_message_id(self.rng)
+            sent = self.transport.send(make_envelope("ping", self.machine_id, peer, {}, ping_id))
+            # An unsent ping still counts as an attempt, so the next one waits an interval.
+            self.tracker.sent(peer, ping_id, now_ms)
+            if not sent:
+                self.counters.inc("peers.ping_unsent")

@@ -1,0 +1,1 @@
+"""Agents and their worker-process runner. Arrives with the exactly-once issue."""

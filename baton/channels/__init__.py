@@ -1,0 +1,1 @@
+"""Channels (bundled chat service, Telegram). Arrives with the exactly-once issue."""

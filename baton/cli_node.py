@@ -1,0 +1,210 @@
+"""`baton init`, `baton up`, `baton down`: create a machine, run it, stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from baton.cli_support import Ctx, command, fail, main
+from baton.client import http_json, running_node
+from baton.core.errors import BatonError, NodeNotRunning
+from baton.core.identity import fingerprint
+from baton.core.settings import resolve_settings
+from baton.logs import setup_logging
+from baton.stores.config_file import load_settings, render_config
+from baton.stores.identity_store import create_home, load_identity
+from baton.stores.runfile import lock_holder, read_run_file
+from baton.supervisor import Supervisor
+
+HTTP_HELP = "HOST:PORT for the HTTP API (default 127.0.0.1:8420)."
+WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
+
+
+@command(main, "init")
+@click.option(
+    "--name", required=True, help="This machine's nickname: lowercase letters, digits, '-'."
+)
+@click.option("--http", "http_", default=None, help=HTTP_HELP + " Written to config.toml.")
+@click.option("--wire", default=None, help=WIRE_HELP + " Written to config.toml.")
+def init(ctx: Ctx, name: str, http_: str | None, wire: str | None) -> None:
+    """Create this machine: keys, identity, API token and config.toml in its home.
+
+    Refuses to touch a home that already holds an identity; leaves nothing behind
+    when it fails.
+    """
+    values = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
+    resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
+    identity = create_home(ctx.home, name, render_config(values))
+    me = identity.public
+    ctx.emit(
+        {
+            "machine_id": me.machine_id,
+            "nickname": me.nickname,
+            "home": str(ctx.home),
+            "signing_fingerprint": fingerprint(me.signing_public),
+            "encryption_fingerprint": fingerprint(me.encryption_public),
+        },
+        lambda d: click.echo(
+            f"created {d['nickname']} ({d['machine_id']}) in {d['home']}\n"
+            f"  signing key    {d['signing_fingerprint']}\n"
+            f"  encryption key {d['encryption_fingerprint']}\n"
+            f"start it with: baton up --home {d['home']}"
+        ),
+    )
+
+
+@command(main, "up")
+@click.option("--http", "http_", default=None, help=HTTP_HELP)
+@click.option("--wire", default=None, help=WIRE_HELP)
+@click.option("--detach", is_flag=True, help="Run in the background; return once /health answers.")
+@click.option(
+    "--timeout", default=60.0, show_default=True, help="Seconds --detach waits for the node."
+)
+def up(ctx: Ctx, http_: str | None, wire: str | None, detach: bool, timeout: float) -> None:
+    """Run this machine's node under a supervisor (foreground unless --detach).
+
+    The supervisor restarts the node after a crash and gives up after a crash loop.
+    Ctrl-C or SIGTERM stops both in order.
+    """
+    flags = {"http": http_, "wire": wire}
+    settings = load_settings(ctx.home, os.environ, flags)  # fail fast, in this terminal
+    load_identity(ctx.home)
+    pid = lock_holder(ctx.paths.supervisor_lock)
+    if pid is not None:
+        fail(ctx, "already_running", f"baton is already running for {ctx.home} (pid {pid})")
+    if detach:
+        _up_detached(ctx, http_, wire, timeout)
+        return
+    setup_logging(ctx.paths.logs_dir, "supervisor", settings.log_level)
+    supervisor = Supervisor(ctx.home, flags, on_ready=lambda info: _print_up(ctx, info))
+    code = supervisor.run()
+    if supervisor.error is not None and code != 0:
+        fail(ctx, supervisor.error["error"], supervisor.error["detail"], code)
+    sys.exit(code)
+
+
+def _print_up(ctx: Ctx, info: dict[str, Any]) -> None:
+    info = {k: v for k, v in info.items() if k != "ok"}
+    ctx.emit(
+        info,
+        lambda d: click.echo(
+            f"baton: node up (supervisor pid {d['supervisor_pid']}, node pid {d['pid']}), "
+            f"http {d['http']}, wire {d['wire']}",
+            err=True,
+        ),
+    )
+
+
+def _up_detached(ctx: Ctx, http_: str | None, wire: str | None, timeout: float) -> None:
+    cmd = [sys.executable, "-m", "baton", "up", "--home", str(ctx.home)]
+    for flag, value in (("--http", http_), ("--wire", wire)):
+        if value is not None:
+            cmd += [flag, value]
+    ctx.paths.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out_path = ctx.paths.logs_dir / "supervisor.out"
+    error_file = ctx.paths.last_error
+    error_file.unlink(missing_ok=True)
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    finally:
+        os.close(out)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            last = read_run_file(error_file)
+            if last:
+                fail(ctx, last["error"], last["detail"], code)
+            fail(
+                ctx, "start_failed", f"the supervisor exited with code {code}; see {out_path}", code
+            )
+        info = running_node(ctx.paths)
+        if info and info.get("supervisor_pid") == proc.pid and _healthy(info):
+            ctx.emit(
+                {
+                    "pid": proc.pid,
+                    "node_pid": info["pid"],
+                    "machine_id": info["machine_id"],
+                    "http": info["http"],
+                    "wire": info["wire"],
+                },
+                lambda d: click.echo(
+                    f"baton: running in the background, pid {d['pid']} (node {d['node_pid']}); "
+                    f"http {d['http']}, wire {d['wire']}"
+                ),
+            )
+            return
+        time.sleep(0.1)
+    proc.terminate()
+    fail(
+        ctx, "start_timeout", f"the node did not answer /health within {timeout} s; see {out_path}"
+    )
+
+
+def _healthy(info: dict[str, Any]) -> bool:
+    try:
+        health = http_json(info["http"] + "/health", timeout=2.0)
+    except BatonError:
+        return False
+    return bool(health.get("ok")) and health.get("machine_id") == info.get("machine_id")
+
+
+@command(main, "down")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing.")
+def down(ctx: Ctx, timeout: float) -> None:
+    """Stop this machine's supervisor and node; returns once both are gone."""
+    sup_pid = lock_holder(ctx.paths.supervisor_lock)
+    node = running_node(ctx.paths)
+    node_pid = lock_holder(ctx.paths.node_lock)
+    if sup_pid is None and node_pid is None:
+        ctx.emit({"stopped": False, "running": False}, lambda d: click.echo("baton: not running"))
+        return
+    target = sup_pid if sup_pid is not None else node_pid
+    assert target is not None
+    _signal(target, signal.SIGTERM)
+    if not _wait_gone(ctx, timeout):
+        for pid in (sup_pid, node_pid):
+            if pid:
+                _signal(pid, signal.SIGKILL)
+        if not _wait_gone(ctx, 10.0):
+            raise NodeNotRunning(f"could not stop baton for {ctx.home}")
+        killed = True
+    else:
+        killed = False
+    ctx.emit(
+        {
+            "stopped": True,
+            "killed": killed,
+            "supervisor_pid": sup_pid,
+            "node_pid": node_pid if node_pid else (node or {}).get("pid"),
+        },
+        lambda d: click.echo("baton: stopped" + (" (had to kill it)" if killed else "")),
+    )
+
+
+def _signal(pid: int, sig: int) -> None:
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(ctx: Ctx, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (
+            lock_holder(ctx.paths.supervisor_lock) is None
+            and lock_holder(ctx.paths.node_lock) is None
+        ):
+            return True
+        time.sleep(0.05)
+    return False

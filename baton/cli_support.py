@@ -1,0 +1,80 @@
+"""Shared pieces of the `baton` command line: the group, --home/--json, error exits.
+
+Errors: a BatonError ends the command with exit code 1 (EXIT_FATAL for start-up
+errors of `up`), printed as `baton: <detail>` on stderr, or as JSON
+{error, detail} on stdout under --json.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from baton import __version__
+from baton.core.errors import BatonError
+from baton.stores.home import HomePaths, resolve_home
+
+
+class Ctx:
+    def __init__(self, home: Path, as_json: bool) -> None:
+        self.home = home
+        self.as_json = as_json
+        self.paths = HomePaths(home)
+
+    def emit(self, data: Any, human: Callable[[Any], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2))
+        else:
+            human(data)
+
+
+def command(group: click.Group, name: str | None = None, **kw: Any) -> Callable[..., Any]:
+    """A subcommand with --home and --json, whose BatonErrors become clean exits."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @group.command(name, **kw)
+        @click.option(
+            "--home",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="The machine's home (default: $BATON_HOME or ~/.baton).",
+        )
+        @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+        @functools.wraps(fn)
+        def run(home: str | None, as_json: bool, **kwargs: Any) -> Any:
+            parent = click.get_current_context().find_object(dict) or {}
+            home = home or parent.get("home")
+            ctx = Ctx(resolve_home(home, os.environ), as_json or bool(parent.get("json")))
+            try:
+                return fn(ctx, **kwargs)
+            except BatonError as exc:
+                fail(ctx, exc.code, exc.detail, getattr(exc, "exit_code", 1))
+
+        return run
+
+    return wrap
+
+
+def fail(ctx: Ctx, error: str, detail: str, code: int = 1) -> None:
+    if ctx.as_json:
+        click.echo(json.dumps({"error": error, "detail": detail}))
+    else:
+        click.echo(f"baton: {detail}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="baton")
+def main() -> None:
+    """baton: one agent, many machines; never two captains; never a dropped or doubled reply.
+
+    Every command takes --home DIR (or $BATON_HOME; default ~/.baton) to choose the
+    machine, and --json for machine-readable output.
+    """

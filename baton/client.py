@@ -1,0 +1,76 @@
+"""NodeClient: how the CLI talks to the node running for a home (HTTP on loopback).
+
+It finds the node through the home's run file, trusts that file only while the
+node lock is held, and turns JSON error bodies back into BatonErrors.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from baton.core import errors
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import read_api_token
+from baton.stores.runfile import lock_holder, read_run_file
+
+_BY_CODE = {
+    cls.code: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type)
+    and issubclass(cls, errors.BatonError)
+    and cls is not errors.ConfigError
+}
+
+
+def running_node(paths: HomePaths) -> dict[str, Any] | None:
+    """The run file of the live node of this home, or None if no node runs."""
+    info = read_run_file(paths.node_run_file)
+    if info is None or lock_holder(paths.node_lock) is None:
+        return None
+    return info
+
+
+def http_json(
+    url: str, method: str = "GET", body: Any = None, token: str | None = None, timeout: float = 10.0
+) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            doc = json.loads(exc.read())
+            code, detail = doc["error"], doc["detail"]
+        except (ValueError, KeyError, TypeError):
+            raise errors.Unavailable(f"{url}: HTTP {exc.code}") from None
+        raise _BY_CODE.get(code, errors.BatonError)(detail) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise errors.Unavailable(f"{url}: {reason}") from None
+
+
+class NodeClient:
+    def __init__(self, home: Path, timeout: float = 10.0) -> None:
+        self.paths = HomePaths(home)
+        self.timeout = timeout
+        info = running_node(self.paths)
+        if info is None:
+            raise errors.NodeNotRunning(f"no node is running for {home}; start it with `baton up`")
+        self.info = info
+        self.token = read_api_token(home)
+
+    def get(self, path: str) -> Any:
+        return http_json(self.info["http"] + path, token=self.token, timeout=self.timeout)
+
+    def post(self, path: str, body: Any) -> Any:
+        return http_json(self.info["http"] + path, "POST", body, self.token, self.timeout)

@@ -1,0 +1,167 @@
+"""The one error tree of baton.
+
+Invariants:
+- Every error baton raises on purpose derives from BatonError.
+- Each error carries a short machine-readable ``code`` (used as the ``error``
+  field of JSON error bodies and as the counter suffix) and a human ``detail``.
+- Peer faults (PeerFault and below) are dropped and counted at the boundary that
+  sees them; they never bring a node down. Our own misuse fails loudly.
+- HTTP status codes are decided in one place: baton.http.errors.
+"""
+
+from __future__ import annotations
+
+
+class BatonError(Exception):
+    """Root of every error baton raises on purpose."""
+
+    code = "baton_error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.__class__.__doc__ or self.code)
+        self.detail = detail or (self.__class__.__doc__ or self.code).strip()
+
+
+# --- configuration and the local home -------------------------------------
+
+
+class ConfigError(BatonError):
+    """The configuration is invalid."""
+
+    code = "config_error"
+
+    def __init__(self, knob: str, detail: str) -> None:
+        super().__init__(f"{knob}: {detail}")
+        self.knob = knob
+
+
+class HomeError(BatonError):
+    """The machine's home directory is missing, incomplete or unsafe."""
+
+    code = "home_error"
+
+
+class IdentityError(HomeError):
+    """A key or identity file is missing, corrupt or has unsafe permissions."""
+
+    code = "identity_error"
+
+
+class IdentityExists(HomeError):
+    """The home already holds an identity; init refuses to overwrite it."""
+
+    code = "identity_exists"
+
+
+class InvalidNickname(BatonError):
+    """A nickname does not follow the rules."""
+
+    code = "invalid_nickname"
+
+
+class InvalidCard(BatonError):
+    """A machine's public identity card is malformed or inconsistent."""
+
+    code = "invalid_card"
+
+
+class NicknameTaken(BatonError):
+    """Another machine in the mesh already uses this nickname."""
+
+    code = "nickname_taken"
+
+
+class NotFound(BatonError):
+    """The thing asked for does not exist."""
+
+    code = "not_found"
+
+
+# --- running node -----------------------------------------------------------
+
+
+class NodeNotRunning(BatonError):
+    """No node is running for this home."""
+
+    code = "not_running"
+
+
+class AlreadyRunning(BatonError):
+    """A node is already running for this home."""
+
+    code = "already_running"
+
+
+class AddressInUse(BatonError):
+    """A port the node needs is already taken."""
+
+    code = "address_in_use"
+
+
+class Unauthorized(BatonError):
+    """Missing or wrong API token."""
+
+    code = "unauthorized"
+
+
+class BadRequest(BatonError):
+    """The request is malformed."""
+
+    code = "bad_request"
+
+
+class Unavailable(BatonError):
+    """The node could not answer in time."""
+
+    code = "unavailable"
+
+
+# --- peer faults: dropped and counted at the boundary -----------------------
+
+
+class PeerFault(BatonError):
+    """Something a peer (or a stranger) sent is unacceptable."""
+
+    code = "peer_fault"
+
+
+class FrameError(PeerFault):
+    """A wire frame could not be accepted."""
+
+    code = "bad_frame"
+
+
+class MalformedFrame(FrameError):
+    """The frame does not decode to a valid envelope."""
+
+    code = "malformed"
+
+
+class UnknownVersion(FrameError):
+    """The envelope carries a protocol version this node does not speak."""
+
+    code = "unknown_version"
+
+
+class UnknownType(FrameError):
+    """The envelope carries a message type this node does not know."""
+
+    code = "unknown_type"
+
+
+class FrameTooLarge(FrameError):
+    """The frame is larger than max_frame_bytes."""
+
+    code = "too_large"
+
+
+class SpoofedSender(FrameError):
+    """The envelope claims a sender other than the authenticated peer."""
+
+    code = "spoofed_sender"
+
+
+class Misaddressed(FrameError):
+    """The envelope is addressed to another machine."""
+
+    code = "misaddressed"

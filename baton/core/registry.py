@@ -1,0 +1,203 @@
+"""MachineRegistry: who belongs to the mesh, as this machine knows it.
+
+Invariants:
+- Entries are keyed by machine_id, and a machine_id is derived from its signing key,
+  so one id can never change keys.
+- Nicknames are unique among the entries.
+- Revocation sticks: a revoked entry is never made active again by add(); only a
+  fresh pairing (a later issue) brings a machine back, under a new identity.
+- The registry is a value: every change returns a new registry, the old one is
+  untouched, and a refused change raises without changing anything.
+
+Entries are not yet signed; signed entries and their replication arrive with
+pairing (issue 4). Until then peers are added through the node's API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from baton.core.errors import InvalidCard, NicknameTaken, NotFound
+from baton.core.identity import PublicIdentity
+
+
+class Role(StrEnum):
+    AWAKE = "awake"
+    STANDBY = "standby"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+_WIRE_RE = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+CARD_FIELDS = frozenset({"wire", "http"})
+IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
+
+
+def _check_endpoint(value: object, name: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str):
+        raise InvalidCard(f"{name}: expected a string, got {type(value).__name__}")
+    match = pattern.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise InvalidCard(f"{name}: expected {pattern.pattern}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class MachineEntry:
+    """One machine as the registry knows it."""
+
+    identity: PublicIdentity
+    role: Role
+    status: Status
+    wire: str
+    http: str
+    added_at: float
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+
+    @property
+    def machine_id(self) -> str:
+        return self.identity.machine_id
+
+    @property
+    def nickname(self) -> str:
+        return self.identity.nickname
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.identity.to_dict(),
+            "role": self.role.value,
+            "status": self.status.value,
+            "wire": self.wire,
+            "http": self.http,
+            "added_at": self.added_at,
+            "revoked_at": self.revoked_at,
+            "revoked_reason": self.revoked_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MachineEntry:
+        extra = frozenset(data) - IDENTITY_FIELDS
+        identity = PublicIdentity.from_dict(data, extra_ok=extra)
+        try:
+            return cls(
+                identity=identity,
+                role=Role(data["role"]),
+                status=Status(data["status"]),
+                wire=_check_endpoint(data["wire"], "wire", _WIRE_RE),
+                http=_check_endpoint(data["http"], "http", _HTTP_RE),
+                added_at=float(data["added_at"]),
+                revoked_at=None if data.get("revoked_at") is None else float(data["revoked_at"]),
+                revoked_reason=data.get("revoked_reason"),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidCard(f"registry entry {identity.machine_id}: {exc!r}") from None
+
+
+def open_registry(
+    saved: MachineRegistry | None, me: PublicIdentity, wire: str, http: str, now_wall: float
+) -> MachineRegistry:
+    """The registry a node starts with: the saved one with our endpoints refreshed, or a
+    new mesh with this machine as its only, awake member."""
+    if saved is None:
+        founder = MachineEntry(
+            identity=me,
+            role=Role.AWAKE,
+            status=Status.ACTIVE,
+            wire=wire,
+            http=http,
+            added_at=now_wall,
+        )
+        return MachineRegistry(self_id=me.machine_id, entries={me.machine_id: founder})
+    if saved.self_id != me.machine_id or saved.me.identity != me:
+        raise InvalidCard(f"the saved registry belongs to {saved.self_id}, not {me.machine_id}")
+    return saved.with_endpoints(me.machine_id, wire, http)
+
+
+def entry_from_card(card: Mapping[str, Any], now_wall: float) -> MachineEntry:
+    """A peer's card (public identity plus its wire and http endpoints) as a standby entry."""
+    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS)
+    missing = CARD_FIELDS - frozenset(card)
+    if missing:
+        raise InvalidCard(f"card lacks {', '.join(sorted(missing))}")
+    return MachineEntry(
+        identity=identity,
+        role=Role.STANDBY,
+        status=Status.ACTIVE,
+        wire=_check_endpoint(card["wire"], "wire", _WIRE_RE),
+        http=_check_endpoint(card["http"], "http", _HTTP_RE),
+        added_at=now_wall,
+    )
+
+
+@dataclass(frozen=True)
+class MachineRegistry:
+    """The members of the mesh, this machine included."""
+
+    self_id: str
+    entries: Mapping[str, MachineEntry] = field(default_factory=dict)
+
+    def get(self, machine_id: str) -> MachineEntry:
+        try:
+            return self.entries[machine_id]
+        except KeyError:
+            raise NotFound(f"no machine {machine_id} in the registry") from None
+
+    @property
+    def me(self) -> MachineEntry:
+        return self.get(self.self_id)
+
+    def add(self, entry: MachineEntry) -> MachineRegistry:
+        """Add or refresh an entry. Refuses nickname clashes and revoked machines."""
+        old = self.entries.get(entry.machine_id)
+        if old is not None and old.status is Status.REVOKED:
+            raise InvalidCard(f"{entry.machine_id} was revoked; only a fresh pairing re-admits it")
+        for other in self.entries.values():
+            if other.machine_id != entry.machine_id and other.nickname == entry.nickname:
+                raise NicknameTaken(
+                    f"nickname {entry.nickname!r} is already used by {other.machine_id}"
+                )
+        if old is not None:
+            entry = replace(entry, role=old.role, added_at=old.added_at)
+        return replace(self, entries={**self.entries, entry.machine_id: entry})
+
+    def with_endpoints(self, machine_id: str, wire: str, http: str) -> MachineRegistry:
+        entry = replace(self.get(machine_id), wire=wire, http=http)
+        return replace(self, entries={**self.entries, machine_id: entry})
+
+    def active_peers(self) -> list[MachineEntry]:
+        """Every active member except this machine, in a stable order."""
+        return sorted(
+            (
+                e
+                for e in self.entries.values()
+                if e.status is Status.ACTIVE and e.machine_id != self.self_id
+            ),
+            key=lambda e: e.nickname,
+        )
+
+    def listing(self) -> list[MachineEntry]:
+        return sorted(
+            self.entries.values(), key=lambda e: (e.machine_id != self.self_id, e.nickname)
+        )
+
+
+class RegistryStore(Protocol):
+    """Where a machine keeps its registry between runs.
+
+    load() returns the saved registry or None if none was ever saved, and raises
+    HomeError (leaving the data untouched) if what is saved cannot be read.
+    save() replaces the saved registry atomically: a crash leaves the old or the new.
+    """
+
+    def load(self) -> MachineRegistry | None: ...
+
+    def save(self, registry: MachineRegistry) -> None: ...

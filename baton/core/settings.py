@@ -1,0 +1,305 @@
+"""The settings object: defaults < config.toml < BATON_* environment < flags.
+
+Pure: this module reads no file and no environment of its own; callers pass the
+layers in (the I/O side is baton.stores.config_file). The result is one frozen
+Settings, built once at start and passed down.
+
+Invariants (DESIGN.md section 10), checked whenever a Settings is built:
+- lease_ttl_ms >= 1000.
+- 0 < renew_interval_ms < lease_ttl_ms / 2; when no layer sets it, it is
+  lease_ttl_ms // 3 of the *final* ttl (setting only the ttl moves it too).
+- 0 <= clock_rate_error < 0.1.
+- 0 < live_tail_flush_ms < lease_ttl_ms / 3.
+- 0 < handoff_ack_timeout_ms < lease_ttl_ms.
+- ledger_retention_days >= 1; ledger_retention_entries >= 1000.
+- 50 <= ping_interval_ms < 60000; 1024 <= max_frame_bytes <= 64 MiB.
+- log_level is one of debug, info, warning, error.
+- lease_store is empty (none configured) or looks like "scheme://...".
+- http and wire ports are in 0..65535 (0 means "pick a free port").
+A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
+Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
+unknown BATON_* variable (other than RESERVED_ENV) is refused, never ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, cast
+
+from baton.core.errors import ConfigError
+
+ENV_PREFIX = "BATON_"
+# BATON_* variables that are not knobs: read elsewhere, so not refused here.
+RESERVED_ENV = frozenset({"BATON_HOME", "BATON_TELEGRAM_TOKEN"})
+
+DEFAULT_LEASE_TTL_MS = 15000
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_FRAME_LIMIT = 64 * 1024 * 1024
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_URL_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port"; raise ValueError with a reason."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError("expected [ipv6]:port")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError("expected host:port")
+        if ":" in host:
+            raise ValueError("an IPv6 host must be in brackets, e.g. [::1]:8420")
+        if not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"{host!r} is not a host name or address")
+    if not _PORT.fullmatch(port) or int(port) > 65535:
+        raise ValueError(f"port must be a number in 0..65535, got {port!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A listening address; ``port`` 0 means "pick a free port"."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, knob: str) -> HostPort:
+        """Parse "host:port" or "[::1]:port"; raise ConfigError naming ``knob``."""
+        try:
+            host, port = _split_host_port(text)
+        except ValueError as err:
+            raise ConfigError(knob, f"{err}, got {text!r}") from None
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def zmq_endpoint(self) -> str:
+        """``tcp://host:port`` (an IPv6 host keeps its brackets)."""
+        return f"tcp://{self}"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (an IPv6 host keeps its brackets)."""
+        return f"http://{self}"
+
+
+def _fmt(x: float) -> str:
+    """A limit for a message: 7500 rather than 7500.0, 333.33 rather than 333.333..."""
+    return str(int(x)) if x == int(x) else f"{x:.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of a node, validated on construction (see the module comment).
+
+    Build it with resolve_settings (or baton.stores.config_file.load_settings):
+    only they derive renew_interval_ms from the final lease_ttl_ms.
+    """
+
+    http: HostPort = HostPort("127.0.0.1", 8420)
+    wire: HostPort = HostPort("127.0.0.1", 8421)
+    lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS
+    renew_interval_ms: int = DEFAULT_LEASE_TTL_MS // 3
+    clock_rate_error: float = 0.01
+    live_tail_flush_ms: int = 1000
+    handoff_ack_timeout_ms: int = 5000
+    ledger_retention_days: int = 7
+    ledger_retention_entries: int = 100000
+    ping_interval_ms: int = 1000
+    max_frame_bytes: int = 1048576
+    log_level: str = "info"
+    lease_store: str = ""
+    channel: str = ""
+
+    def __post_init__(self) -> None:
+        broken = _first_broken_invariant(self)
+        if broken is not None:
+            raise ConfigError(*broken)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able values, knob name -> value (addresses as "host:port")."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, HostPort) else value
+        return out
+
+
+def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
+    """(knob, rule) of the first invariant ``s`` breaks, or None."""
+    ttl = s.lease_ttl_ms
+    flush, frame, store = s.live_tail_flush_ms, s.max_frame_bytes, s.lease_store
+    checks: list[tuple[str, bool, str]] = [
+        ("lease_ttl_ms", ttl >= 1000, "must be at least 1000"),
+        ("renew_interval_ms", s.renew_interval_ms > 0, "must be > 0"),
+        (
+            "renew_interval_ms",
+            s.renew_interval_ms * 2 < ttl,
+            f"must be less than lease_ttl_ms / 2 ({_fmt(ttl / 2)})",
+        ),
+        ("clock_rate_error", 0 <= s.clock_rate_error < 0.1, "must be >= 0 and less than 0.1"),
+        (
+            "live_tail_flush_ms",
+            flush > 0 and flush * 3 < ttl,
+            f"must be > 0 and less than lease_ttl_ms / 3 ({_fmt(ttl / 3)})",
+        ),
+        (
+            "handoff_ack_timeout_ms",
+            0 < s.handoff_ack_timeout_ms < ttl,
+            f"must be > 0 and less than lease_ttl_ms ({ttl})",
+        ),
+        ("ledger_retention_days", s.ledger_retention_days >= 1, "must be at least 1"),
+        ("ledger_retention_entries", s.ledger_retention_entries >= 1000, "must be at least 1000"),
+        ("ping_interval_ms", 50 <= s.ping_interval_ms < 60000, "must be >= 50 and less than 60000"),
+        ("max_frame_bytes", 1024 <= frame <= MAX_FRAME_LIMIT, "must be between 1024 and 64 MiB"),
+        ("log_level", s.log_level in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
+        (
+            "lease_store",
+            store == "" or _URL_SHAPE.fullmatch(store) is not None,
+            "must be empty or a URL like git+file:///path/remote.git",
+        ),
+    ]
+    for knob, ok, rule in checks:
+        if not ok:
+            return knob, f"{rule}, got {getattr(s, knob)!r}"
+    return None
+
+
+# --- the knob table: how each layer's raw value becomes a typed value ----------
+# A parser gets the raw value and whether it is text (env, string flags) rather
+# than a typed TOML value; it raises ValueError whose text says what was expected.
+
+
+def _as_int(raw: object, is_text: bool) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):  # TOML true is no integer
+        return raw
+    if is_text and isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+        return int(raw.strip())
+    raise ValueError(f"expected an integer, got {raw!r}")
+
+
+def _as_float(raw: object, is_text: bool) -> float:
+    value: float | None = None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    elif is_text and isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {raw!r}")
+    return value
+
+
+def _as_str(raw: object, is_text: bool) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ValueError(f"expected a string, got {raw!r}")
+
+
+def _as_log_level(raw: object, is_text: bool) -> str:
+    return _as_str(raw, is_text).strip().lower()
+
+
+def _as_host_port(raw: object, is_text: bool) -> HostPort:
+    if isinstance(raw, HostPort):
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError(f'expected a string "host:port", got {raw!r}')
+    try:
+        return HostPort(*_split_host_port(raw))
+    except ValueError as err:
+        raise ValueError(f"{err}, got {raw!r}") from None
+
+
+Parser = Callable[[object, bool], object]
+
+KNOBS: Mapping[str, Parser] = {
+    "http": _as_host_port,
+    "wire": _as_host_port,
+    "lease_ttl_ms": _as_int,
+    "renew_interval_ms": _as_int,
+    "clock_rate_error": _as_float,
+    "live_tail_flush_ms": _as_int,
+    "handoff_ack_timeout_ms": _as_int,
+    "ledger_retention_days": _as_int,
+    "ledger_retention_entries": _as_int,
+    "ping_interval_ms": _as_int,
+    "max_frame_bytes": _as_int,
+    "log_level": _as_log_level,
+    "lease_store": _as_str,
+    "channel": _as_str,
+}
+
+
+def env_name(knob: str) -> str:
+    """The environment variable for ``knob``: ``BATON_<KNOB UPPER>``."""
+    return ENV_PREFIX + knob.upper()
+
+
+def flag_name(knob: str) -> str:
+    """The command-line flag for ``knob``, as named in error messages."""
+    return "--" + knob.replace("_", "-")
+
+
+def _parse(knob: str, raw: object, is_text: bool, origin: str) -> object:
+    try:
+        return KNOBS[knob](raw, is_text)
+    except ValueError as err:
+        raise ConfigError(knob, f"{err} (from {origin})") from None
+
+
+def resolve_settings(
+    file_values: Mapping[str, object],
+    env: Mapping[str, str],
+    flags: Mapping[str, object | None],
+    source_name: str = "config.toml",
+) -> Settings:
+    """Layer defaults < file < env < flags into one validated Settings.
+
+    ``file_values`` is the parsed config file (named ``source_name`` in errors);
+    ``env`` the whole process environment (only BATON_* names are looked at);
+    ``flags`` knob name -> value, None meaning "not given". Raises ConfigError
+    naming the knob (and where its value came from) for an unknown key, a value
+    of the wrong type, or a broken invariant.
+    """
+    chosen: dict[str, object] = {}
+    for key, raw in file_values.items():
+        if key not in KNOBS:
+            raise ConfigError(key, f"unknown key in {source_name}")
+        chosen[key] = _parse(key, raw, False, source_name)
+    by_env_name = {env_name(k): k for k in KNOBS}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        knob = by_env_name.get(name)
+        if knob is None:
+            raise ConfigError(name, "unknown environment variable (not a baton setting)")
+        chosen[knob] = _parse(knob, text, True, name)
+    for knob, raw in flags.items():
+        if knob not in KNOBS:
+            raise ConfigError(knob, "unknown flag (not a baton setting)")
+        if raw is not None:
+            chosen[knob] = _parse(knob, raw, isinstance(raw, str), flag_name(knob))
+    if "renew_interval_ms" not in chosen:
+        ttl = chosen.get("lease_ttl_ms", DEFAULT_LEASE_TTL_MS)
+        chosen["renew_interval_ms"] = cast(int, ttl) // 3
+    return Settings(**cast(dict[str, Any], chosen))

@@ -1,0 +1,94 @@
+"""create_app(settings, services): the Flask app of one node.
+
+Routes:
+  GET  /health         no auth; liveness and machine id
+  GET  /metrics        no auth; counters in Prometheus text format
+  GET  /api/whoami     bearer token
+  GET  /api/machines   bearer token
+  POST /api/machines   bearer token; add a peer's card (until pairing exists)
+  GET  /api/status     bearer token
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from baton.core.errors import BadRequest, Unauthorized
+from baton.core.settings import Settings
+from baton.http import errors
+
+
+class Services(Protocol):
+    """What the app needs from the node (implemented by baton.services.NodeServices)."""
+
+    def token_ok(self, presented: str) -> bool: ...
+    def health(self) -> dict[str, Any]: ...
+    def whoami(self) -> dict[str, Any]: ...
+    def machines(self) -> list[dict[str, Any]]: ...
+    def add_machine(self, card: dict[str, Any]) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+    def metrics(self) -> dict[str, int]: ...
+
+
+def _public(services: Services) -> Blueprint:
+    bp = Blueprint("public", __name__)
+
+    @bp.get("/health")
+    def health() -> ResponseReturnValue:
+        return jsonify(services.health())
+
+    @bp.get("/metrics")
+    def metrics() -> ResponseReturnValue:
+        lines = []
+        for name, value in services.metrics().items():
+            metric = "baton_" + name.replace(".", "_").replace("-", "_")
+            lines.append(f"# TYPE {metric} counter\n{metric} {value}")
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    return bp
+
+
+def _api(services: Services) -> Blueprint:
+    bp = Blueprint("api", __name__, url_prefix="/api")
+
+    @bp.before_request
+    def require_token() -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or not services.token_ok(token.strip()):
+            raise Unauthorized("send the node's API token as 'Authorization: Bearer <token>'")
+
+    @bp.get("/whoami")
+    def whoami() -> ResponseReturnValue:
+        return jsonify(services.whoami())
+
+    @bp.get("/machines")
+    def machines() -> ResponseReturnValue:
+        return jsonify(services.machines())
+
+    @bp.post("/machines")
+    def add_machine() -> ResponseReturnValue:
+        card = request.get_json(silent=True)
+        if not isinstance(card, dict):
+            raise BadRequest("expected a JSON object: the peer's card from its /api/whoami")
+        return jsonify(services.add_machine(card)), 201
+
+    @bp.get("/status")
+    def status() -> ResponseReturnValue:
+        return jsonify(services.status())
+
+    return bp
+
+
+def create_app(settings: Settings, services: Services) -> Flask:
+    app = Flask("baton")
+    app.config["BATON_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    errors.install(app)
+    app.register_blueprint(_public(services))
+    app.register_blueprint(_api(services))
+    return app

@@ -1,0 +1,57 @@
+"""The one place where errors become HTTP status codes and JSON bodies {error, detail}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from baton.core import errors as e
+
+log = logging.getLogger("baton.http")
+
+STATUS: list[tuple[type[e.BatonError], int]] = [
+    (e.Unauthorized, 401),
+    (e.NotFound, 404),
+    (e.NicknameTaken, 409),
+    (e.AlreadyRunning, 409),
+    (e.InvalidCard, 400),
+    (e.InvalidNickname, 400),
+    (e.BadRequest, 400),
+    (e.PeerFault, 400),
+    (e.ConfigError, 400),
+    (e.Unavailable, 503),
+    (e.NodeNotRunning, 503),
+]
+
+
+def status_for(exc: e.BatonError) -> int:
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_body(error: str, detail: str, status: int) -> ResponseReturnValue:
+    return jsonify({"error": error, "detail": detail}), status
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(e.BatonError)
+    def _baton(exc: e.BatonError) -> ResponseReturnValue:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s: %s", exc.code, exc.detail)
+        return error_body(exc.code, exc.detail, status)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> ResponseReturnValue:
+        name = (exc.name or "error").lower().replace(" ", "_")
+        return error_body(name, exc.description or "", exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error in HTTP view")
+        return error_body("internal_error", f"{type(exc).__name__}: {exc}", 500)

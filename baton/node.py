@@ -1,0 +1,241 @@
+"""The node process: composition root of one machine (DESIGN.md section 3).
+
+Start order: lock the home, load settings and identity, bind the HTTP port and the
+wire (so a port in use fails before anything runs), start the actors, the
+dispatcher and the ticker, serve HTTP, then write the run file and report ready.
+Stop order (SIGTERM, SIGINT or stop()): HTTP first (no new requests), then the
+ticker, the actors, the wire; the run file goes last. Nothing is left running.
+
+Exit codes: 0 after a clean stop; EXIT_FATAL when start-up is impossible (bad
+config, identity or home, port in use, already running) - the supervisor does
+not retry those; anything else is a crash and the supervisor restarts the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pykka
+from waitress.server import create_server
+
+from baton import __version__
+from baton.actors.dispatch import Dispatcher
+from baton.actors.messages import PeersChanged
+from baton.actors.peer_monitor import PeerMonitorActor
+from baton.actors.registry_actor import RegistryActor
+from baton.actors.ticker import Ticker
+from baton.clock import SystemClock
+from baton.core.errors import AddressInUse, BatonError
+from baton.core.metrics import Counters
+from baton.core.registry import MachineEntry, open_registry
+from baton.core.settings import HostPort, Settings
+from baton.http import create_app
+from baton.logs import setup_logging
+from baton.services import NodeServices
+from baton.stores.config_file import load_settings
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import load_identity, read_api_token
+from baton.stores.registry_store import JsonRegistryStore
+from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
+from baton.wire.transport import PeerAddress
+from baton.wire.zmq_transport import ZmqTransport
+
+log = logging.getLogger("baton.node")
+
+EXIT_FATAL = 78  # EX_CONFIG: start-up is impossible; do not retry
+TICK_MS = 100
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def bind_http(where: HostPort) -> socket.socket:
+    """Bind the HTTP port first, so a port in use fails before anything starts."""
+    family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((where.host, where.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise AddressInUse(f"cannot listen for HTTP on {where}: {exc.strerror}") from None
+    return sock
+
+
+def serve_http(app: Any, sock: socket.socket) -> Any:
+    """A real threaded WSGI server: waitress, with TCP_NODELAY on every connection."""
+    server = create_server(app, sockets=[sock], threads=8, ident="baton")
+    if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
+        server.adj.socket_options = [*server.adj.socket_options, NODELAY]
+    return server
+
+
+@dataclass
+class Node:
+    """One running node; build with Node.start(), end with stop()."""
+
+    paths: HomePaths
+    settings: Settings
+    parts: list[Any] = field(default_factory=list)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, home: Path, flags: Mapping[str, object | None]) -> Node:
+        paths = HomePaths(home)
+        lock = ProcessLock(paths.node_lock, "node")
+        lock.acquire()
+        try:
+            settings = load_settings(home, os.environ, flags)
+            node = cls(paths, settings)
+            node.parts.append(lock)
+            node._build()
+        except BaseException:
+            lock.release()
+            raise
+        return node
+
+    def _build(self) -> None:
+        s, paths = self.settings, self.paths
+        logging.getLogger().setLevel(s.log_level.upper())
+        identity = load_identity(paths.root)
+        token = read_api_token(paths.root)
+        clock, counters = SystemClock(), Counters()
+        transport = ZmqTransport(
+            identity.machine_id,
+            identity.curve_secret,
+            identity.curve_public,
+            s.wire.zmq_endpoint,
+            counters,
+            s.max_frame_bytes,
+        )
+        try:
+            monitor = PeerMonitorActor.start(
+                identity.machine_id, transport, clock, counters, s.ping_interval_ms, os.urandom
+            )
+            self.parts.append(monitor)
+            transport.start(Dispatcher({"ping": monitor, "pong": monitor}, counters))
+            self.parts.append(transport)
+
+            def announce(peers: Sequence[MachineEntry]) -> None:
+                transport.set_peers(
+                    [PeerAddress(p.machine_id, p.identity.encryption_public, p.wire) for p in peers]
+                )
+                monitor.tell(PeersChanged(tuple(p.machine_id for p in peers)))
+
+            sock = bind_http(s.http)
+            self.parts.append(sock)
+            http_url = f"http://{_url_host(s.http.host)}:{sock.getsockname()[1]}"
+            store = JsonRegistryStore(paths.registry)
+            opened = open_registry(
+                store.load(), identity.public, transport.endpoint, http_url, clock.wall_s()
+            )
+            registry = RegistryActor.start(opened, store, clock, [announce])
+            self.parts.append(registry)
+            services = NodeServices(
+                me=identity.public,
+                settings=s,
+                api_token=token,
+                registry=registry,
+                peers=monitor,
+                counters=counters,
+                clock=clock,
+                home=str(paths.root),
+                endpoints={"http": http_url, "wire": transport.endpoint},
+            )
+            ticker = Ticker(clock, [monitor], TICK_MS)
+            ticker.start()
+            self.parts.append(ticker)
+            server = serve_http(create_app(s, services), sock)
+            self.parts.append(server)
+            http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
+            http_thread.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.info = {
+            "pid": os.getpid(),
+            "supervisor_pid": os.getppid(),
+            "machine_id": identity.machine_id,
+            "http": http_url,
+            "wire": transport.endpoint,
+            "version": __version__,
+            "started_at": time.time(),
+        }
+        write_run_file(paths.node_run_file, self.info)
+        log.info("node %s up: http %s, wire %s", identity.nickname, http_url, transport.endpoint)
+
+    def stop(self) -> None:
+        """Stop everything in reverse start order; safe to call more than once."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        for part in reversed(self.parts):
+            try:
+                _stop_part(part)
+            except Exception:
+                log.exception("error while stopping %r", part)
+        self.parts.clear()
+        remove_run_file(self.paths.node_run_file, os.getpid())
+        log.info("node stopped")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _stop_part(part: Any) -> None:
+    if isinstance(part, pykka.ActorRef):
+        part.stop(timeout=5)
+    elif isinstance(part, ProcessLock):
+        part.release()
+    elif isinstance(part, socket.socket):
+        part.close()
+    elif hasattr(part, "task_dispatcher"):  # the waitress server
+        part.close()
+        part.task_dispatcher.shutdown(timeout=5)
+    else:
+        part.stop()
+
+
+def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | None) -> None:
+    """Entry point of the node process (multiprocessing, spawn context)."""
+    paths = HomePaths(Path(home))
+    setup_logging(paths.logs_dir, "node", "info")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node = Node.start(paths.root, flags)
+    except BatonError as exc:
+        log.error("cannot start: %s", exc.detail)
+        _report(conn, {"ok": False, "error": exc.code, "detail": exc.detail})
+        raise SystemExit(EXIT_FATAL) from None
+    _report(conn, {"ok": True, **node.info})
+    try:
+        while not stop.wait(1.0):
+            pass
+        log.info("stop requested")
+    finally:
+        node.stop()
+    raise SystemExit(0)
+
+
+def _report(conn: Connection | None, message: dict[str, Any]) -> None:
+    if conn is None:
+        return
+    try:
+        conn.send(message)
+    except OSError:
+        log.warning("supervisor is gone; could not report %s", message.get("error", "ready"))
+    finally:
+        conn.close()

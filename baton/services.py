@@ -1,0 +1,138 @@
+"""NodeServices: the facade through which the HTTP app reaches the running node.
+
+The HTTP layer imports neither zmq nor git; it calls these methods, which ask the
+actors and wait on their futures with a timeout (HTTP views may wait; actors may
+not). A timeout becomes Unavailable (503), never a hung request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import pykka
+
+from baton import PROTOCOL_VERSION, __version__
+from baton.actors.messages import AddMachine, GetPeerReports, GetSelf, ListMachines
+from baton.core.clock import Clock
+from baton.core.errors import Unavailable
+from baton.core.identity import PublicIdentity, fingerprint
+from baton.core.metrics import Counters
+from baton.core.registry import MachineEntry
+from baton.core.settings import Settings
+
+
+def machine_view(entry: MachineEntry, self_id: str) -> dict[str, Any]:
+    """How one registry entry is shown to operators (CLI and HTTP)."""
+    return {
+        "machine_id": entry.machine_id,
+        "nickname": entry.nickname,
+        "role": entry.role.value,
+        "status": entry.status.value,
+        "self": entry.machine_id == self_id,
+        "wire": entry.wire,
+        "http": entry.http,
+        "added_at": entry.added_at,
+        "revoked_at": entry.revoked_at,
+        "revoked_reason": entry.revoked_reason,
+    }
+
+
+def identity_view(me: PublicIdentity) -> dict[str, Any]:
+    return {
+        **me.to_dict(),
+        "signing_fingerprint": fingerprint(me.signing_public),
+        "encryption_fingerprint": fingerprint(me.encryption_public),
+    }
+
+
+class NodeServices:
+    def __init__(
+        self,
+        *,
+        me: PublicIdentity,
+        settings: Settings,
+        api_token: str,
+        registry: pykka.ActorRef[Any],
+        peers: pykka.ActorRef[Any],
+        counters: Counters,
+        clock: Clock,
+        home: str,
+        endpoints: Mapping[str, str],
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.me = me
+        self.settings = settings
+        self._token = api_token.encode()
+        self.registry = registry
+        self.peers = peers
+        self.counters = counters
+        self.clock = clock
+        self.home = home
+        self.endpoints = dict(endpoints)
+        self.timeout_s = timeout_s
+        self.started_ms = clock.monotonic_ms()
+
+    def token_ok(self, presented: str) -> bool:
+        return hmac.compare_digest(presented.encode(), self._token)
+
+    def _ask(self, ref: pykka.ActorRef[Any], message: Any) -> Any:
+        try:
+            return ref.ask(message, timeout=self.timeout_s)
+        except pykka.Timeout:
+            raise Unavailable(f"the node did not answer within {self.timeout_s} s") from None
+        except pykka.ActorDeadError:
+            raise Unavailable("the node is shutting down") from None
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "machine_id": self.me.machine_id, "pid": os.getpid()}
+
+    def whoami(self) -> dict[str, Any]:
+        entry: MachineEntry = self._ask(self.registry, GetSelf())
+        return {
+            **identity_view(self.me),
+            "role": entry.role.value,
+            "running": True,
+            "home": self.home,
+            "pid": os.getpid(),
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            **self.endpoints,
+        }
+
+    def machines(self) -> list[dict[str, Any]]:
+        entries = self._ask(self.registry, ListMachines())
+        return [machine_view(e, self.me.machine_id) for e in entries]
+
+    def add_machine(self, card: Mapping[str, Any]) -> dict[str, Any]:
+        entry = self._ask(self.registry, AddMachine(card))
+        return machine_view(entry, self.me.machine_id)
+
+    def status(self) -> dict[str, Any]:
+        me: MachineEntry = self._ask(self.registry, GetSelf())
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        peers = []
+        for report in self._ask(self.peers, GetPeerReports()):
+            view = asdict(report)
+            entry = entries.get(report.machine_id)
+            view["nickname"] = entry.nickname if entry else None
+            view["wire"] = entry.wire if entry else None
+            peers.append(view)
+        return {
+            "machine_id": self.me.machine_id,
+            "nickname": self.me.nickname,
+            "role": me.role.value,
+            "lease_store": self.settings.lease_store or None,
+            "peers": peers,
+            "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
+            "pid": os.getpid(),
+            "version": __version__,
+            **self.endpoints,
+            "counters": self.counters.snapshot(),
+        }
+
+    def metrics(self) -> dict[str, int]:
+        return self.counters.snapshot()

@@ -1,0 +1,1 @@
+"""Persistence and local files: the home layout, identity, config, registry, run files."""

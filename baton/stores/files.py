@@ -1,0 +1,81 @@
+"""Safe file primitives: atomic writes with private permissions, permission checks.
+
+Invariants:
+- A file written by atomic_write is either the old content or the new, never a
+  mix: write to a temp file in the same directory, fsync, rename, fsync the dir.
+- Private files are created 0600 from the start (never chmod'ed after the fact),
+  private directories 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from baton.core.errors import HomeError
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) 0700 if missing; leave an existing one alone."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Replace ``path`` with ``data`` atomically, the new file having ``mode``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # the umask may have narrowed or the file pre-existed
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a secret file that others could read or write (like ssh does)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise HomeError(f"{path} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise HomeError(f"{path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise HomeError(
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; it holds a secret and must "
+            f"be readable by its owner only (chmod 600 {path})"
+        )
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a directory that other users could write into."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise HomeError(f"{path} is missing") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"{path} is not a directory")
+    if st.st_mode & 0o022:
+        raise HomeError(
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; other users could replace "
+            f"files in it (chmod 700 {path})"
+        )

@@ -1,0 +1,101 @@
+"""The layout of a machine's home directory (DESIGN.md section 8).
+
+Invariant: every path baton reads or writes inside a home comes from HomePaths,
+so the layout is written down exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "~/.baton"
+
+
+def resolve_home(option: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """``--home`` wins, then ``BATON_HOME``, then ``~/.baton``; always absolute."""
+    raw = option if option else env.get("BATON_HOME") or DEFAULT_HOME
+    return Path(raw).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def machine_dir(self) -> Path:
+        return self.root / "machine"
+
+    @property
+    def identity(self) -> Path:
+        return self.machine_dir / "identity.json"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.machine_dir / "signing.key"
+
+    @property
+    def encryption_key(self) -> Path:
+        return self.machine_dir / "encryption.key"
+
+    @property
+    def api_token(self) -> Path:
+        return self.machine_dir / "api-token"
+
+    @property
+    def pairing_session(self) -> Path:
+        return self.machine_dir / "pairing-session.json"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def registry(self) -> Path:
+        return self.data_dir / "registry.json"
+
+    @property
+    def ledger(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    @property
+    def tail_dir(self) -> Path:
+        return self.data_dir / "tail"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def node_run_file(self) -> Path:
+        """pid, ports and start time of the running node, written once it is up."""
+        return self.run_dir / "node.json"
+
+    @property
+    def last_error(self) -> Path:
+        """Why the supervisor last gave up ({error, detail}), for `baton up --detach`."""
+        return self.run_dir / "last-error.json"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        """Held (flock) by the supervisor for as long as it lives."""
+        return self.run_dir / "supervisor.lock"
+
+    @property
+    def node_lock(self) -> Path:
+        """Held (flock) by the node process for as long as it lives."""
+        return self.run_dir / "node.lock"

@@ -1,0 +1,453 @@
+"""One contract suite for the Transport port, run against ZmqTransport and its loopback twin.
+
+Each harness knows how to make transports, how to push raw frames into a
+receiver as an authenticated peer ("raw link") and how to try to get in as a
+stranger. Waits are conditions with deadlines; every test has a timeout and
+its fixtures clean up even when it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import nacl.public
+import pytest
+import zmq
+
+from baton import PROTOCOL_VERSION
+from baton.core.errors import AddressInUse
+from baton.core.metrics import Counters
+from baton.wire.envelope import Envelope, encode, make_envelope
+from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
+from baton.wire.transport import PeerAddress, Transport
+from baton.wire.zmq_transport import ZmqTransport
+
+MAX_FRAME = 4096
+DEADLINE_S = 10.0
+pytestmark = pytest.mark.timeout(30)
+
+
+# --- machines, nodes and waiting ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Machine:
+    machine_id: str
+    secret: bytes
+    public: bytes
+
+
+def new_machine() -> Machine:
+    key = nacl.public.PrivateKey.generate()
+    public = bytes(key.public_key)
+    digest = base64.b32encode(hashlib.sha256(public).digest()).decode().lower()
+    return Machine("m_" + digest[:16], bytes(key), public)
+
+
+@dataclass
+class Node:
+    machine: Machine
+    transport: Transport
+    counters: Counters
+    inbox: queue.Queue[Envelope] = field(default_factory=queue.Queue)
+    explode_on: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.machine.machine_id
+
+    def deliver(self, env: Envelope) -> None:
+        if env.id in self.explode_on:
+            raise RuntimeError(f"deliver refuses {env.id}")
+        self.inbox.put(env)
+
+    def address(self) -> PeerAddress:
+        return PeerAddress(self.id, self.machine.public, self.transport.endpoint)
+
+    def next_delivery(self, timeout: float = DEADLINE_S) -> Envelope:
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.id} got nothing within {timeout}s") from None
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def send_eventually(node: Node, env: Envelope) -> None:
+    """Retry until the transport accepts the frame (the link may still be handshaking)."""
+    wait_until(lambda: node.transport.send(env), f"{node.id} to accept a send to {env.to}")
+
+
+def ping(sender: str, to: str, msg_id: str) -> Envelope:
+    return make_envelope("ping", sender, to, {}, msg_id)
+
+
+def raw(sender: str, to: str, msg_id: str = "raw1", **changes: Any) -> bytes:
+    obj: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "type": "ping",
+        "from": sender,
+        "to": to,
+        "id": msg_id,
+        "epoch": 0,
+        "body": {},
+    }
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+def no_wire_threads() -> bool:
+    return not any(t.name == "baton-wire" and t.is_alive() for t in threading.enumerate())
+
+
+# --- harnesses --------------------------------------------------------------------
+
+
+class RawLink(Protocol):
+    def send(self, parts: list[bytes]) -> None: ...
+
+
+class Stranger(Protocol):
+    def attempt(self, env: Envelope) -> None: ...
+
+
+class Harness(Protocol):
+    multipart: bool
+
+    def transport(self, m: Machine, counters: Counters) -> Transport: ...
+    def same_address(self, node: Node) -> Transport: ...
+    def raw_link(self, receiver: Node, as_machine: Machine) -> RawLink: ...
+    def stranger(self, receiver: Node, stranger: Machine) -> Stranger: ...
+    def close(self) -> None: ...
+
+
+class _ZmqRawLink:
+    """A DEALER owned by the test thread, speaking CURVE with the given keys."""
+
+    def __init__(self, ctx: zmq.Context[Any], receiver: Node, keys: Machine) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.curve_serverkey = receiver.machine.public
+        self.sock.curve_secretkey = keys.secret
+        self.sock.curve_publickey = keys.public
+        self.sock.connect(receiver.transport.endpoint)
+
+    def send(self, parts: list[bytes]) -> None:
+        self.sock.send_multipart(parts, zmq.NOBLOCK)
+
+    def attempt(self, env: Envelope) -> None:
+        self.send([encode(env)])
+
+
+class ZmqHarness:
+    multipart = True
+
+    def __init__(self) -> None:
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.links: list[_ZmqRawLink] = []
+
+    def transport(self, m: Machine, counters: Counters) -> Transport:
+        bind = "tcp://127.0.0.1:0"
+        return ZmqTransport(m.machine_id, m.secret, m.public, bind, counters, MAX_FRAME)
+
+    def same_address(self, node: Node) -> Transport:
+        m = new_machine()
+        endpoint = node.transport.endpoint
+        return ZmqTransport(m.machine_id, m.secret, m.public, endpoint, Counters(), MAX_FRAME)
+
+    def raw_link(self, receiver: Node, as_machine: Machine) -> RawLink:
+        self.links.append(_ZmqRawLink(self.ctx, receiver, as_machine))
+        return self.links[-1]
+
+    def stranger(self, receiver: Node, stranger: Machine) -> Stranger:
+        self.links.append(_ZmqRawLink(self.ctx, receiver, stranger))
+        return self.links[-1]
+
+    def close(self) -> None:
+        for link in self.links:
+            link.sock.close(linger=0)
+        self.ctx.term()
+
+
+@dataclass
+class _LoopbackRawLink:
+    network: LoopbackNetwork
+    to: str
+    sender: str
+
+    def send(self, parts: list[bytes]) -> None:
+        assert len(parts) == 1, "loopback frames are single-part"
+        self.network.inject_raw(self.to, self.sender, parts[0])
+
+
+@dataclass
+class _LoopbackStranger:
+    transport: LoopbackTransport
+
+    def attempt(self, env: Envelope) -> None:
+        assert self.transport.send(env) is False
+
+
+class LoopbackHarness:
+    multipart = False
+
+    def __init__(self) -> None:
+        self.network = LoopbackNetwork()
+        self.extra: list[LoopbackTransport] = []
+
+    def transport(self, m: Machine, counters: Counters) -> Transport:
+        return self.network.transport(m.machine_id, m.public, counters, MAX_FRAME)
+
+    def same_address(self, node: Node) -> Transport:
+        return self.network.transport(node.id, node.machine.public, Counters(), MAX_FRAME)
+
+    def raw_link(self, receiver: Node, as_machine: Machine) -> RawLink:
+        return _LoopbackRawLink(self.network, receiver.id, as_machine.machine_id)
+
+    def stranger(self, receiver: Node, stranger: Machine) -> Stranger:
+        t = self.network.transport(stranger.machine_id, stranger.public, Counters(), MAX_FRAME)
+        self.extra.append(t)
+        t.start(lambda env: None)
+        t.set_peers([receiver.address()])
+        return _LoopbackStranger(t)
+
+    def close(self) -> None:
+        for t in self.extra:
+            t.stop()
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["loopback", "zmq"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h: Harness = LoopbackHarness() if request.param == "loopback" else ZmqHarness()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def pair(harness: Harness) -> Iterator[tuple[Node, Node]]:
+    """Two started transports that know each other."""
+    nodes: list[Node] = []
+    try:
+        for _ in range(2):
+            m, counters = new_machine(), Counters()
+            node = Node(m, harness.transport(m, counters), counters)
+            nodes.append(node)
+            node.transport.start(node.deliver)
+        a, b = nodes
+        a.transport.set_peers([b.address()])
+        b.transport.set_peers([a.address()])
+        yield a, b
+    finally:
+        for node in nodes:
+            node.transport.stop()
+
+
+# --- the contract -------------------------------------------------------------------
+
+
+def test_ping_pong_both_ways(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    for x, y in ((a, b), (b, a)):
+        send_eventually(x, ping(x.id, y.id, f"ping-{x.id}"))
+        got = y.next_delivery()
+        assert (got.type, got.sender, got.to, got.id) == ("ping", x.id, y.id, f"ping-{x.id}")
+        send_eventually(y, make_envelope("pong", y.id, x.id, {"ping_id": got.id}, "pong-1"))
+        pong = x.next_delivery()
+        assert pong.type == "pong" and pong.body == {"ping_id": got.id}
+    assert a.counters.get("wire.received") == 2 and b.counters.get("wire.received") == 2
+    wait_until(lambda: a.counters.get("wire.sent") == 2, "a's sends to be counted")
+
+
+def test_ordered_per_sender(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    send_eventually(a, ping(a.id, b.id, "first"))
+    for i in range(50):
+        assert a.transport.send(ping(a.id, b.id, f"n{i}"))
+    ids = [b.next_delivery().id for _ in range(51)]
+    assert ids == ["first"] + [f"n{i}" for i in range(50)]
+
+
+def test_stranger_is_refused_and_counted(harness: Harness, pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    intruder = new_machine()
+    harness.stranger(a, intruder).attempt(ping(intruder.machine_id, a.id, "intrusion"))
+    wait_until(lambda: a.counters.get("wire.auth_denied") >= 1, "a to refuse the stranger")
+    send_eventually(b, ping(b.id, a.id, "after-stranger"))
+    assert a.next_delivery().id == "after-stranger"
+    assert a.inbox.empty()
+
+
+def test_a_peer_admitted_after_refusing_us_is_reached(harness: Harness) -> None:
+    """Peers are admitted one side at a time: a refused first attempt must not stick."""
+    nodes: list[Node] = []
+    try:
+        for _ in range(2):
+            m, counters = new_machine(), Counters()
+            node = Node(m, harness.transport(m, counters), counters)
+            nodes.append(node)
+            node.transport.start(node.deliver)
+        a, b = nodes
+        a.transport.set_peers([b.address()])  # a dials b, which does not know a yet
+        b.transport.set_peers([])
+        a.transport.send(ping(a.id, b.id, "too-early"))
+        wait_until(lambda: b.counters.get("wire.auth_denied") >= 1, "b to refuse a")
+        b.transport.set_peers([a.address()])
+        send_eventually(a, ping(a.id, b.id, "admitted"))
+        got = b.next_delivery(timeout=30)
+        assert got.id == "admitted"
+    finally:
+        for node in nodes:
+            node.transport.stop()
+
+
+BAD_FRAMES: list[tuple[str, Callable[[str, str, str], bytes], str]] = [
+    ("garbage", lambda frm, to, other: b"\x00\xffnot json at all", "malformed"),
+    ("unknown version", lambda frm, to, other: raw(frm, to, v=2), "unknown_version"),
+    ("unknown type", lambda frm, to, other: raw(frm, to, type="teleport"), "unknown_type"),
+    ("spoofed sender", lambda frm, to, other: raw(other, to), "spoofed_sender"),
+    ("misaddressed", lambda frm, to, other: raw(frm, other), "misaddressed"),
+    ("oversized", lambda frm, to, other: b"{" + b" " * MAX_FRAME + b"}", "too_large"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "code"), [(m, c) for _, m, c in BAD_FRAMES], ids=[n for n, _, _ in BAD_FRAMES]
+)
+def test_bad_frame_from_peer_is_dropped_and_counted(
+    harness: Harness, pair: tuple[Node, Node], make: Callable[[str, str, str], bytes], code: str
+) -> None:
+    a, b = pair
+    link = harness.raw_link(a, b.machine)
+    link.send([make(b.id, a.id, new_machine().machine_id)])
+    link.send([raw(b.id, a.id, "valid-after")])
+    assert a.next_delivery().id == "valid-after"
+    assert a.counters.get(f"wire.dropped.{code}") == 1
+    dropped = {k: v for k, v in a.counters.snapshot().items() if k.startswith("wire.dropped.")}
+    assert dropped == {f"wire.dropped.{code}": 1}
+    assert a.counters.get("wire.received") == 1
+    assert a.inbox.empty()
+
+
+@pytest.mark.parametrize("harness", ["zmq"], indirect=True)  # loopback carries one frame
+def test_multipart_frame_is_dropped(harness: Harness, pair: tuple[Node, Node]) -> None:
+    assert harness.multipart
+    a, b = pair
+    link = harness.raw_link(a, b.machine)
+    link.send([raw(b.id, a.id, "part1"), raw(b.id, a.id, "part2")])
+    link.send([raw(b.id, a.id, "valid-after")])
+    assert a.next_delivery().id == "valid-after"
+    assert a.counters.get("wire.dropped.multipart") == 1
+
+
+def test_removed_peer_cannot_deliver_on_open_link(
+    harness: Harness, pair: tuple[Node, Node]
+) -> None:
+    a, b = pair
+    link = harness.raw_link(a, b.machine)
+    link.send([raw(b.id, a.id, "before")])
+    assert a.next_delivery().id == "before"
+    a.transport.set_peers([])
+    link.send([raw(b.id, a.id, "while-removed")])
+    wait_until(lambda: a.counters.get("wire.auth_denied") >= 1, "a to drop the removed peer")
+    a.transport.set_peers([b.address()])
+    link.send([raw(b.id, a.id, "readmitted")])
+    assert a.next_delivery().id == "readmitted"
+    assert a.inbox.empty()
+
+
+def test_deliver_failure_keeps_transport_running(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.explode_on.add("boom")
+    send_eventually(b, ping(b.id, a.id, "boom"))
+    assert b.transport.send(ping(b.id, a.id, "fine"))
+    assert a.next_delivery().id == "fine"
+    assert a.counters.get("wire.received") == 2
+
+
+def test_send_to_unknown_peer_fails_and_counts(pair: tuple[Node, Node]) -> None:
+    a, _ = pair
+    before = a.counters.get("wire.send_failed")
+    assert a.transport.send(ping(a.id, new_machine().machine_id, "lost")) is False
+    assert a.counters.get("wire.send_failed") == before + 1
+
+
+def test_send_misuse_raises(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    with pytest.raises(ValueError):
+        a.transport.send(ping(b.id, a.id, "not-mine"))
+    big = make_envelope("pong", a.id, b.id, {"ping_id": "x" * MAX_FRAME}, "big")
+    with pytest.raises(ValueError):
+        a.transport.send(big)
+
+
+def test_set_peers_refuses_duplicates_and_self(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    with pytest.raises(ValueError):
+        a.transport.set_peers([b.address(), b.address()])
+    with pytest.raises(ValueError):
+        a.transport.set_peers([a.address()])
+
+
+def test_stop_is_idempotent_and_leaves_no_thread(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    for node in (a, b, a, b):
+        node.transport.stop()
+    assert no_wire_threads()
+    assert a.transport.send(ping(a.id, b.id, "after-stop")) is False
+
+
+def test_address_in_use(harness: Harness, pair: tuple[Node, Node]) -> None:
+    a, _ = pair
+    intruder = harness.same_address(a)
+    try:
+        with pytest.raises(AddressInUse, match=a.transport.endpoint.split("//")[-1]):
+            intruder.start(lambda env: None)
+    finally:
+        intruder.stop()
+    send_eventually(pair[1], ping(pair[1].id, a.id, "still-up"))
+    assert a.next_delivery().id == "still-up"
+
+
+# --- loopback-only fault hooks ------------------------------------------------------
+
+
+def test_loopback_partition_and_heal() -> None:
+    harness = LoopbackHarness()
+    net = harness.network
+    nodes = []
+    try:
+        for _ in range(2):
+            m, counters = new_machine(), Counters()
+            node = Node(m, harness.transport(m, counters), counters)
+            nodes.append(node)
+            node.transport.start(node.deliver)
+        a, b = nodes
+        a.transport.set_peers([b.address()])
+        b.transport.set_peers([a.address()])
+        net.partition(a.id, b.id)
+        assert a.transport.send(ping(a.id, b.id, "lost-in-partition"))
+        net.heal(a.id, b.id)
+        assert a.transport.send(ping(a.id, b.id, "after-heal"))
+        assert b.next_delivery().id == "after-heal"
+    finally:
+        for node in nodes:
+            node.transport.stop()

@@ -1,0 +1,147 @@
+"""The Flask app over a fake services facade: auth, routes, and errors in one shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from baton.core.errors import InvalidCard, NicknameTaken, Unavailable
+from baton.core.settings import resolve_settings
+from baton.http import create_app
+
+TOKEN = "s3cret-token"
+
+
+class FakeServices:
+    def __init__(self) -> None:
+        self.added: list[dict[str, Any]] = []
+        self.fail_with: Exception | None = None
+
+    def token_ok(self, presented: str) -> bool:
+        return presented == TOKEN
+
+    def _maybe_fail(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "machine_id": "m_aaaaaaaaaaaaaaaa"}
+
+    def whoami(self) -> dict[str, Any]:
+        self._maybe_fail()
+        return {
+            "machine_id": "m_aaaaaaaaaaaaaaaa",
+            "nickname": "laptop",
+            "role": "awake",
+            "running": True,
+        }
+
+    def machines(self) -> list[dict[str, Any]]:
+        self._maybe_fail()
+        return [
+            {
+                "machine_id": "m_aaaaaaaaaaaaaaaa",
+                "nickname": "laptop",
+                "role": "awake",
+                "status": "active",
+            }
+        ]
+
+    def add_machine(self, card: dict[str, Any]) -> dict[str, Any]:
+        self._maybe_fail()
+        self.added.append(card)
+        return {"machine_id": card.get("machine_id"), "role": "standby"}
+
+    def status(self) -> dict[str, Any]:
+        self._maybe_fail()
+        return {"role": "awake", "peers": []}
+
+    def metrics(self) -> dict[str, int]:
+        return {"wire.dropped.malformed": 2, "wire.received": 7}
+
+
+@pytest.fixture
+def services() -> FakeServices:
+    return FakeServices()
+
+
+@pytest.fixture
+def client(services: FakeServices) -> FlaskClient:
+    return create_app(resolve_settings({}, {}, {}), services).test_client()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_health_needs_no_token(client: FlaskClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json == {"ok": True, "machine_id": "m_aaaaaaaaaaaaaaaa"}
+
+
+@pytest.mark.parametrize("path", ["/api/whoami", "/api/machines", "/api/status"])
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic s3cret-token", "Bearer "])
+def test_operator_routes_need_the_token(client: FlaskClient, path: str, header: str | None) -> None:
+    r = client.get(path, headers={"Authorization": header} if header else {})
+    assert r.status_code == 401
+    assert r.json["error"] == "unauthorized" and "Bearer" in r.json["detail"]
+
+
+def test_operator_routes_answer_with_the_token(client: FlaskClient) -> None:
+    assert client.get("/api/whoami", headers=AUTH).json["nickname"] == "laptop"
+    assert client.get("/api/machines", headers=AUTH).json[0]["role"] == "awake"
+    assert client.get("/api/status", headers=AUTH).json == {"role": "awake", "peers": []}
+
+
+def test_adding_a_machine(client: FlaskClient, services: FakeServices) -> None:
+    r = client.post("/api/machines", json={"machine_id": "m_bbbbbbbbbbbbbbbb"}, headers=AUTH)
+    assert r.status_code == 201 and services.added == [{"machine_id": "m_bbbbbbbbbbbbbbbb"}]
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b""])
+def test_a_body_that_is_not_an_object_is_a_400(
+    client: FlaskClient, body: bytes, services: FakeServices
+) -> None:
+    r = client.post(
+        "/api/machines", data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json["error"] == "bad_request"
+    assert services.added == []
+
+
+@pytest.mark.parametrize(
+    "exc, status, code",
+    [
+        (InvalidCard("machine_id: mismatch"), 400, "invalid_card"),
+        (NicknameTaken("mini"), 409, "nickname_taken"),
+        (Unavailable("slow"), 503, "unavailable"),
+        (RuntimeError("boom"), 500, "internal_error"),
+    ],
+)
+def test_errors_map_to_status_codes_in_one_shape(
+    client: FlaskClient, services: FakeServices, exc: Exception, status: int, code: str
+) -> None:
+    services.fail_with = exc
+    r = client.get("/api/whoami", headers=AUTH)
+    assert r.status_code == status
+    assert set(r.json) == {"error", "detail"} and r.json["error"] == code
+
+
+def test_unknown_routes_and_methods_are_json_too(client: FlaskClient) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json["error"] == "not_found"
+    r = client.delete("/health")
+    assert r.status_code == 405 and r.json["error"] == "method_not_allowed"
+
+
+def test_oversized_bodies_are_refused(client: FlaskClient, services: FakeServices) -> None:
+    r = client.post(
+        "/api/machines", data=b"x" * 100_000, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413 and services.added == []
+
+
+def test_metrics_in_prometheus_text(client: FlaskClient) -> None:
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "baton_wire_dropped_malformed 2" in text and "baton_wire_received 7" in text

@@ -1,0 +1,40 @@
+"""Stand-in node entry points for supervisor tests (importable by spawned children)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _note_start(home: str) -> None:
+    with open(Path(home) / "starts", "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+
+
+def crash_at_once(home: str, flags: Any, conn: Any) -> None:
+    _note_start(home)
+    conn.close()
+    os._exit(3)
+
+
+def fatal_at_once(home: str, flags: Any, conn: Any) -> None:
+    _note_start(home)
+    conn.send({"ok": False, "error": "config_error", "detail": "lease_ttl_ms: too small"})
+    conn.close()
+    raise SystemExit(78)
+
+
+def ready_then_wait(home: str, flags: Any, conn: Any) -> None:
+    _note_start(home)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    conn.send({"ok": True, "pid": os.getpid()})
+    conn.close()
+    deadline = time.monotonic() + 120  # never outlive a test run
+    while not stop.wait(0.1) and time.monotonic() < deadline:
+        pass
+    raise SystemExit(0)

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import nacl.public
+import nacl.signing
+import pytest
+
+from baton.core.errors import HomeError, InvalidCard, NicknameTaken, NotFound
+from baton.core.identity import PublicIdentity
+from baton.core.registry import MachineRegistry, Role, Status, entry_from_card, open_registry
+from baton.stores.registry_store import JsonRegistryStore, MemoryRegistryStore
+
+
+def identity(nick: str, seed: int) -> PublicIdentity:
+    sk = nacl.signing.SigningKey(bytes([seed]) * 32)
+    ek = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+    return PublicIdentity.from_keys(nick, bytes(sk.verify_key), bytes(ek.public_key))
+
+
+def card(nick: str, seed: int, port: int = 9000) -> dict[str, object]:
+    return {
+        **identity(nick, seed).to_dict(),
+        "wire": f"tcp://127.0.0.1:{port}",
+        "http": f"http://127.0.0.1:{port + 1}",
+    }
+
+
+ME = identity("laptop", 1)
+
+
+def founded() -> MachineRegistry:
+    return open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 100.0)
+
+
+def test_a_new_registry_has_this_machine_awake_and_no_peers() -> None:
+    reg = founded()
+    assert reg.me.role is Role.AWAKE and reg.me.status is Status.ACTIVE
+    assert reg.active_peers() == []
+
+
+def test_added_cards_become_active_standby_peers() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    [peer] = reg.active_peers()
+    assert (peer.nickname, peer.role, peer.status) == ("mini", Role.STANDBY, Status.ACTIVE)
+
+
+def test_adding_again_refreshes_endpoints_but_keeps_role_and_age() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10, 9000), 5.0))
+    reg = reg.add(entry_from_card(card("mini", 10, 9100), 50.0))
+    [peer] = reg.active_peers()
+    assert peer.wire == "tcp://127.0.0.1:9100" and peer.added_at == 5.0
+
+
+def test_nickname_clash_is_refused_and_changes_nothing() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    with pytest.raises(NicknameTaken):
+        reg.add(entry_from_card(card("mini", 20), 6.0))
+    assert [p.nickname for p in reg.active_peers()] == ["mini"]
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda c: c.pop("wire"), "wire"),
+        (lambda c: c.update(wire="udp://x:1"), "wire"),
+        (lambda c: c.update(http="http://h:99999"), "http"),
+        (lambda c: c.update(machine_id="m_aaaaaaaaaaaaaaaa"), "machine_id"),
+        (lambda c: c.update(extra=1), "extra"),
+    ],
+)
+def test_bad_cards_are_refused(mutate: object, field: str) -> None:
+    c = card("mini", 10)
+    mutate(c)  # type: ignore[operator]
+    with pytest.raises(InvalidCard) as info:
+        entry_from_card(c, 0.0)
+    assert field in info.value.detail
+
+
+def test_unknown_machine_is_not_found() -> None:
+    with pytest.raises(NotFound):
+        founded().get("m_zzzzzzzzzzzzzzzz")
+
+
+def test_a_registry_of_another_machine_is_refused() -> None:
+    other = open_registry(None, identity("desk", 30), "tcp://h:1", "http://h:2", 0.0)
+    with pytest.raises(InvalidCard):
+        open_registry(other, ME, "tcp://h:1", "http://h:2", 0.0)
+
+
+@pytest.mark.parametrize("make", [MemoryRegistryStore, None])
+def test_store_round_trip(make: object, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = MemoryRegistryStore() if make else JsonRegistryStore(tmp_path / "registry.json")
+    assert store.load() is None
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    store.save(reg)
+    assert store.load() == reg
+
+
+def test_a_corrupt_registry_file_is_refused_and_left_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "registry.json"
+    for garbage in (
+        b"",
+        b"{not json",
+        b'{"format": 2}',
+        b'{"format": 1, "self_id": "m_x", "machines": []}',
+    ):
+        path.write_bytes(garbage)
+        with pytest.raises(HomeError) as info:
+            JsonRegistryStore(path).load()
+        assert str(path) in info.value.detail
+        assert path.read_bytes() == garbage

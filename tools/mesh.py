@@ -1,0 +1,215 @@
+"""Start N baton machines as real processes on loopback, and always tear them down.
+
+Each machine gets its own home and free ports; `up` waits until every node answers
+/health; `link` admits every machine into every other's registry (a stop-gap until
+pairing). Teardown runs `baton down` and then kills by pid whatever is left.
+
+For humans:
+    python tools/mesh.py up 3 --dir /tmp/mesh     # init, start and link 3 machines
+    python tools/mesh.py status --dir /tmp/mesh
+    python tools/mesh.py down --dir /tmp/mesh
+Tests use the Mesh class through the fixtures in tests/system/conftest.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from baton.stores.home import HomePaths
+from baton.stores.runfile import lock_holder
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T = predicate()
+    while not last:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+        last = predicate()
+    return last
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+class Machine:
+    def __init__(self, name: str, home: Path) -> None:
+        self.name = name
+        self.home = home
+        self.paths = HomePaths(home)
+        self.pids: set[int] = set()
+
+    def baton(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 90.0
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        cmd = [sys.executable, "-m", "baton", *args, "--home", str(self.home)]
+        proc = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(args)} on {self.name} exited {proc.returncode}:\n"
+                f"{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, **kw: Any) -> Any:
+        return json.loads(self.baton(*args, "--json", **kw).stdout)
+
+    def init(self, http_port: int | None = None, wire_port: int | None = None) -> dict[str, Any]:
+        http_port = http_port or free_port()
+        wire_port = wire_port or free_port()
+        return dict(
+            self.json(
+                "init",
+                "--name",
+                self.name,
+                "--http",
+                f"127.0.0.1:{http_port}",
+                "--wire",
+                f"127.0.0.1:{wire_port}",
+            )
+        )
+
+    def up(self) -> dict[str, Any]:
+        info = dict(self.json("up", "--detach"))
+        self.pids.update({info["pid"], info["node_pid"]})
+        return info
+
+    def live_pids(self) -> dict[str, int | None]:
+        return {
+            "supervisor": lock_holder(self.paths.supervisor_lock),
+            "node": lock_holder(self.paths.node_lock),
+        }
+
+    def card(self) -> dict[str, Any]:
+        return dict(self.json("whoami"))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.json("status"))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """`baton down`, then SIGKILL by pid anything of this machine still alive."""
+        self.pids.update(p for p in self.live_pids().values() if p and p > 0)
+        with contextlib.suppress(Exception):
+            self.baton("down", "--timeout", str(timeout), check=False, timeout=timeout + 30)
+        for pid in self.pids:
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not any(pid_alive(p) for p in self.pids), 10, "processes to die")
+
+
+class Mesh:
+    def __init__(self, root: Path, names: list[str]) -> None:
+        self.root = root
+        self.machines = [Machine(name, root / name) for name in names]
+
+    @classmethod
+    def of(cls, root: Path, n: int) -> Mesh:
+        return cls(root, [f"m{i + 1}" for i in range(n)])
+
+    def __getitem__(self, index: int) -> Machine:
+        return self.machines[index]
+
+    def init(self) -> None:
+        for m in self.machines:
+            m.init()
+
+    def up(self) -> None:
+        for m in self.machines:
+            m.up()
+
+    def link(self) -> None:
+        cards = {m.name: m.card() for m in self.machines}
+        for m in self.machines:
+            for other in self.machines:
+                if other is not m:
+                    m.json("machines", "add", "-", input=json.dumps(cards[other.name]))
+
+    def wait_all_reachable(self, timeout: float = 60.0) -> None:
+        for m in self.machines:
+            wait_for(
+                lambda m=m: _all_reachable(m, len(self.machines) - 1),
+                timeout,
+                f"{m.name} to reach its peers",
+            )
+
+    def stop(self) -> None:
+        for m in self.machines:
+            m.stop()
+
+
+def _all_reachable(m: Machine, expected: int) -> bool:
+    peers = m.status()["peers"]
+    return len(peers) == expected and all(p["reachable"] for p in peers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("action", choices=["up", "status", "down"])
+    parser.add_argument("count", nargs="?", type=int, default=3)
+    parser.add_argument("--dir", required=True, type=Path, help="where the homes live")
+    args = parser.parse_args(argv)
+    root = args.dir.absolute()
+    if args.action == "up":
+        mesh = Mesh.of(root, args.count)
+        try:
+            mesh.init()
+            mesh.up()
+            mesh.link()
+            mesh.wait_all_reachable()
+        except BaseException:
+            mesh.stop()
+            raise
+        for m in mesh.machines:
+            print(f"{m.name}: baton status --home {m.home}")
+        return 0
+    names = sorted(p.name for p in root.iterdir() if (p / "machine" / "identity.json").exists())
+    mesh = Mesh(root, names)
+    if args.action == "status":
+        for m in mesh.machines:
+            print(m.baton("status", check=False).stdout or f"{m.name}: not running")
+    else:
+        mesh.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
