@@ -221,10 +221,14 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
         _report(conn, {"ok": False, "error": exc.code, "detail": exc.detail})
         raise SystemExit(EXIT_FATAL) from None
     _report(conn, {"ok": True, **node.info})
+    parent = os.getppid()
     try:
-        while not stop.wait(1.0):
-            pass
-        log.info("stop requested")
+        while not stop.wait(0.5):
+            if os.getppid() != parent:  # the supervisor died (kill -9): don't run orphaned
+                log.warning("supervisor pid %d is gone; stopping", parent)
+                break
+        else:
+            log.info("stop requested")
     finally:
         node.stop()
     raise SystemExit(0)

@@ -72,9 +72,15 @@ class Machine:
         self.pids: set[int] = set()
 
     def baton(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 90.0
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 90.0,
+        env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env.update(env_extra or {})
         cmd = [sys.executable, "-m", "baton", *args, "--home", str(self.home)]
         proc = subprocess.run(
             cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout

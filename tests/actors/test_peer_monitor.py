@@ -1,0 +1,104 @@
+"""PeerMonitorActor over the loopback twin, with a fake clock driven by Tick messages."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import nacl.public
+import nacl.signing
+import pykka
+import pytest
+
+from baton.actors.dispatch import Dispatcher
+from baton.actors.messages import GetPeerReports, PeersChanged, Tick
+from baton.actors.peer_monitor import PeerMonitorActor
+from baton.core.clock import FakeClock
+from baton.core.identity import PublicIdentity
+from baton.core.metrics import Counters
+from baton.core.ping import PeerReport
+from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
+from baton.wire.transport import PeerAddress
+from tools.mesh import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class Side:
+    me: PublicIdentity
+    transport: LoopbackTransport
+    counters: Counters
+    actor: pykka.ActorRef  # type: ignore[type-arg]
+
+    def address(self) -> PeerAddress:
+        return PeerAddress(self.me.machine_id, self.me.encryption_public, self.transport.endpoint)
+
+    def reports(self) -> list[PeerReport]:
+        return list(self.actor.ask(GetPeerReports(), timeout=5))
+
+
+def make_side(net: LoopbackNetwork, clock: FakeClock, nick: str, seed: int) -> Side:
+    sk = nacl.signing.SigningKey(bytes([seed]) * 32)
+    ek = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+    me = PublicIdentity.from_keys(nick, bytes(sk.verify_key), bytes(ek.public_key))
+    counters = Counters()
+    transport = net.transport(me.machine_id, me.encryption_public, counters, 65536)
+    rng = random.Random(seed).randbytes
+    actor = PeerMonitorActor.start(me.machine_id, transport, clock, counters, 1000, rng)
+    transport.start(Dispatcher({"ping": actor, "pong": actor}, counters))
+    return Side(me, transport, counters, actor)
+
+
+@pytest.fixture
+def sides() -> Iterator[tuple[Side, Side, FakeClock, LoopbackNetwork]]:
+    net, clock = LoopbackNetwork(), FakeClock()
+    made: list[Side] = []
+    try:
+        made.append(make_side(net, clock, "laptop", 1))
+        made.append(make_side(net, clock, "mini", 10))
+        a, b = made
+        for x, y in ((a, b), (b, a)):
+            x.transport.set_peers([y.address()])
+            x.actor.tell(PeersChanged((y.me.machine_id,)))
+        yield a, b, clock, net
+    finally:
+        for side in made:
+            side.actor.stop(timeout=5)
+            side.transport.stop()
+
+
+def test_pings_are_answered_and_give_a_round_trip_time(sides) -> None:  # type: ignore[no-untyped-def]
+    a, b, clock, _ = sides
+    a.actor.tell(Tick(clock.monotonic_ms()))
+    [report] = wait_for(lambda: [r for r in a.reports() if r.pongs == 1], 10, "a pong")
+    assert report.machine_id == b.me.machine_id and report.reachable
+    assert report.rtt_ms == 0.0, "the fake clock did not move between ping and pong"
+    assert b.reports()[0].pongs == 0, "b answered but never pinged"
+
+
+def test_a_partitioned_peer_becomes_unreachable_and_recovers(sides) -> None:  # type: ignore[no-untyped-def]
+    a, b, clock, net = sides
+    a.actor.tell(Tick(clock.monotonic_ms()))
+    wait_for(lambda: a.reports()[0].reachable, 10, "a to reach b")
+    net.partition(a.me.machine_id, b.me.machine_id)
+    for _ in range(4):
+        clock.advance(1000)
+        a.actor.tell(Tick(clock.monotonic_ms()))
+    [report] = a.reports()
+    assert not report.reachable and report.pings == 5 and report.pongs == 1
+    net.heal(a.me.machine_id, b.me.machine_id)
+    clock.advance(1000)
+    a.actor.tell(Tick(clock.monotonic_ms()))
+    wait_for(lambda: a.reports()[0].reachable, 10, "a to reach b again")
+
+
+def test_stray_pongs_are_counted_not_believed(sides) -> None:  # type: ignore[no-untyped-def]
+    a, b, _clock, net = sides
+    from baton.wire.envelope import encode, make_envelope
+
+    stray = make_envelope("pong", b.me.machine_id, a.me.machine_id, {"ping_id": "nope"}, "s1")
+    net.inject_raw(a.me.machine_id, b.me.machine_id, encode(stray))
+    wait_for(lambda: a.counters.get("peers.stray_pong") == 1, 10, "the stray pong to be counted")
+    assert a.reports()[0].pongs == 0 and not a.reports()[0].reachable

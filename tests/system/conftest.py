@@ -1,0 +1,42 @@
+"""Fixtures that start real baton machines on loopback and always tear them down by pid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.mesh import Machine, Mesh, pid_alive
+
+
+@pytest.fixture
+def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
+    """make_mesh(n, up=True, link=True, names=None) -> Mesh; all stopped at teardown."""
+    meshes: list[Mesh] = []
+
+    def make(n: int, *, up: bool = True, link: bool = True, names: list[str] | None = None) -> Mesh:
+        root = tmp_path / f"mesh{len(meshes)}"
+        mesh = Mesh(root, names) if names else Mesh.of(root, n)
+        meshes.append(mesh)
+        mesh.init()
+        if up:
+            mesh.up()
+        if up and link:
+            mesh.link()
+        return mesh
+
+    yield make
+    pids: set[int] = set()
+    for mesh in meshes:
+        mesh.stop()
+        for m in mesh.machines:
+            pids |= m.pids
+    left = sorted(p for p in pids if pid_alive(p))
+    assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture
+def machine(make_mesh: Callable[..., Mesh]) -> Machine:
+    """One initialised machine, not started."""
+    return make_mesh(1, up=False)[0]
