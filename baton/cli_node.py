@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def up(ctx: Ctx, http_: str | None, wire: str | None, detach: bool, timeout: flo
     The supervisor restarts the node after a crash and gives up after a crash loop.
     Ctrl-C or SIGTERM stops both in order.
     """
+    os.umask(0o077)  # logs, run files and anything else written under the home stay private
     flags = {"http": http_, "wire": wire}
     settings = load_settings(ctx.home, os.environ, flags)  # fail fast, in this terminal
     load_identity(ctx.home)
@@ -162,49 +164,74 @@ def _healthy(info: dict[str, Any]) -> bool:
 @command(main, "down")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing.")
 def down(ctx: Ctx, timeout: float) -> None:
-    """Stop this machine's supervisor and node; returns once both are gone."""
-    sup_pid = lock_holder(ctx.paths.supervisor_lock)
-    node = running_node(ctx.paths)
-    node_pid = lock_holder(ctx.paths.node_lock)
-    if sup_pid is None and node_pid is None:
+    """Stop this machine's supervisor and node; returns once both processes have exited."""
+    procs = _running_processes(ctx)
+    if not procs:
         ctx.emit({"stopped": False, "running": False}, lambda d: click.echo("baton: not running"))
         return
-    target = sup_pid if sup_pid is not None else node_pid
-    assert target is not None
-    _signal(target, signal.SIGTERM)
-    if not _wait_gone(ctx, timeout):
-        for pid in (sup_pid, node_pid):
-            if pid:
-                _signal(pid, signal.SIGKILL)
-        if not _wait_gone(ctx, 10.0):
-            raise NodeNotRunning(f"could not stop baton for {ctx.home}")
-        killed = True
-    else:
-        killed = False
+    try:
+        # The supervisor stops the node in order; a node without one is told directly.
+        target = procs.get("supervisor") or procs["node"]
+        _send(target[1], signal.SIGTERM)
+        killed = not _wait_exit([fd for _, fd in procs.values()], timeout)
+        if killed:
+            for _, fd in procs.values():
+                _send(fd, signal.SIGKILL)
+            if not _wait_exit([fd for _, fd in procs.values()], 10.0):
+                raise NodeNotRunning(f"could not stop baton for {ctx.home}")
+    finally:
+        for _, fd in procs.values():
+            os.close(fd)
     ctx.emit(
         {
             "stopped": True,
             "killed": killed,
-            "supervisor_pid": sup_pid,
-            "node_pid": node_pid if node_pid else (node or {}).get("pid"),
+            "supervisor_pid": procs.get("supervisor", (None,))[0],
+            "node_pid": procs.get("node", (None,))[0],
         },
         lambda d: click.echo("baton: stopped" + (" (had to kill it)" if killed else "")),
     )
 
 
-def _signal(pid: int, sig: int) -> None:
-    if pid > 0:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+def _running_processes(ctx: Ctx) -> dict[str, tuple[int, int]]:
+    """{role: (pid, pidfd)} of the live supervisor and node of this home.
+
+    A pidfd names one process for good, so a signal can never reach a later process
+    that reused the pid; each is opened while that process still holds its lock.
+    """
+    found = {}
+    for role, lock in (("supervisor", ctx.paths.supervisor_lock), ("node", ctx.paths.node_lock)):
+        pid = lock_holder(lock)
+        if pid is None or pid <= 0:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        if lock_holder(lock) == pid:
+            found[role] = (pid, fd)
+        else:
+            os.close(fd)
+    return found
 
 
-def _wait_gone(ctx: Ctx, timeout: float) -> bool:
+def _send(pidfd: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, sig)
+
+
+def _wait_exit(pidfds: list[int], timeout: float) -> bool:
+    """True once every process has exited (its pidfd turns readable)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (
-            lock_holder(ctx.paths.supervisor_lock) is None
-            and lock_holder(ctx.paths.node_lock) is None
-        ):
-            return True
-        time.sleep(0.05)
-    return False
+    poller = select.poll()
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
+    left = set(pidfds)
+    while left:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        for fd, _ in poller.poll(remaining * 1000):
+            left.discard(fd)
+            poller.unregister(fd)
+    return True

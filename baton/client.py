@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.core import errors
+from baton.stores.files import check_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import read_api_token
 from baton.stores.runfile import lock_holder, read_run_file
@@ -26,11 +27,16 @@ _BY_CODE = {
 }
 
 
+# The node is on loopback or a LAN address: never hand its bearer token to an HTTP proxy
+# named in the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def running_node(paths: HomePaths) -> dict[str, Any] | None:
     """The run file of the live node of this home, or None if no node runs."""
     info = read_run_file(paths.node_run_file)
-    if info is None or lock_holder(paths.node_lock) is None:
-        return None
+    if info is None or info.get("pid") != lock_holder(paths.node_lock):
+        return None  # no node, or a run file left by an earlier one (a new one is starting)
     return info
 
 
@@ -45,7 +51,7 @@ def http_json(
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:
@@ -63,6 +69,8 @@ class NodeClient:
     def __init__(self, home: Path, timeout: float = 10.0) -> None:
         self.paths = HomePaths(home)
         self.timeout = timeout
+        if self.paths.run_dir.exists():  # else the run file could send our token anywhere
+            check_private_dir(self.paths.run_dir)
         info = running_node(self.paths)
         if info is None:
             raise errors.NodeNotRunning(f"no node is running for {home}; start it with `baton up`")

@@ -1,25 +1,34 @@
 """The node process: composition root of one machine (DESIGN.md section 3).
 
-Start order: lock the home, load settings and identity, bind the HTTP port and the
-wire (so a port in use fails before anything runs), start the actors, the
-dispatcher and the ticker, serve HTTP, then write the run file and report ready.
-Stop order (SIGTERM, SIGINT or stop()): HTTP first (no new requests), then the
-ticker, the actors, the wire; the run file goes last. Nothing is left running.
+Start order: check the home's permissions and lock it; load settings and identity;
+start the PeerMonitorActor (it only reacts to messages) and the wire, which binds its
+port; bind the HTTP port; open the registry (a corrupt one stops start-up, untouched)
+and start the RegistryActor, which announces the peers; start the ticker and serve
+HTTP; confirm the registry is up; write the run file and report ready.
+Stop order (SIGTERM, SIGINT, SIGHUP or stop()): the reverse, so HTTP stops first and the
+PeerMonitorActor last but one, after the wire (its sends then just fail); the lock and
+the run file go last. Nothing is left running.
 
-Exit codes: 0 after a clean stop; EXIT_FATAL when start-up is impossible (bad
-config, identity or home, port in use, already running) - the supervisor does
-not retry those; anything else is a crash and the supervisor restarts the node.
+While running, the node watches its parts: if the wire thread, an actor or the HTTP
+thread dies, it stops and exits 1 so the supervisor restarts it; if the supervisor
+dies, it stops and exits 0 rather than run orphaned.
+
+Exit codes: 0 after a clean stop; EXIT_FATAL when start-up is impossible (bad config
+or address, identity or home, port in use, already running, any unexpected error
+before ready) - the supervisor does not retry those; anything else is a crash and
+the supervisor restarts the node.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,12 +39,12 @@ from waitress.server import create_server
 
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
-from baton.actors.messages import PeersChanged
+from baton.actors.messages import GetSelf, PeersChanged
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
-from baton.core.errors import AddressInUse, BatonError
+from baton.core.errors import AddressInUse, BatonError, ConfigError
 from baton.core.metrics import Counters
 from baton.core.registry import MachineEntry, open_registry
 from baton.core.settings import HostPort, Settings
@@ -43,6 +52,7 @@ from baton.http import create_app
 from baton.logs import setup_logging
 from baton.services import NodeServices
 from baton.stores.config_file import load_settings
+from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.registry_store import JsonRegistryStore
@@ -67,8 +77,21 @@ def bind_http(where: HostPort) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise AddressInUse(f"cannot listen for HTTP on {where}: {exc.strerror}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"cannot listen for HTTP on {where}: {exc.strerror}") from None
+        raise ConfigError("http", f"cannot listen on {where}: {exc.strerror or exc}") from None
     return sock
+
+
+def check_home_dirs(paths: HomePaths) -> None:
+    """The parts of the home that steer the node must be ours alone: the registry is the
+    wire's allow-list, config.toml its ports, run/ where the CLI sends its token."""
+    for directory in (paths.root, paths.data_dir, paths.run_dir, paths.logs_dir):
+        if directory.exists():
+            check_private_dir(directory)
+    for path in (paths.config, paths.registry):
+        if path.exists():
+            check_own_file(path)
 
 
 def serve_http(app: Any, sock: socket.socket) -> Any:
@@ -88,10 +111,12 @@ class Node:
     parts: list[Any] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)
     info: dict[str, Any] = field(default_factory=dict)
+    watched: list[tuple[str, Callable[[], bool]]] = field(default_factory=list)
 
     @classmethod
     def start(cls, home: Path, flags: Mapping[str, object | None]) -> Node:
         paths = HomePaths(home)
+        check_home_dirs(paths)
         lock = ProcessLock(paths.node_lock, "node")
         lock.acquire()
         try:
@@ -159,6 +184,13 @@ class Node:
             self.parts.append(server)
             http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
             http_thread.start()
+            self.watched += [
+                ("the wire I/O thread", transport.is_alive),
+                ("PeerMonitorActor", monitor.is_alive),
+                ("RegistryActor", registry.is_alive),
+                ("the HTTP server thread", http_thread.is_alive),
+            ]
+            registry.ask(GetSelf(), timeout=30)  # raises if the registry failed to start
         except BaseException:
             self.stop()
             raise
@@ -173,6 +205,13 @@ class Node:
         }
         write_run_file(paths.node_run_file, self.info)
         log.info("node %s up: http %s, wire %s", identity.nickname, http_url, transport.endpoint)
+
+    def trouble(self) -> str | None:
+        """Why this node cannot do its job any more (a dead actor or wire), or None."""
+        for what, alive in self.watched:
+            if not alive():
+                return f"{what} died"
+        return None
 
     def stop(self) -> None:
         """Stop everything in reverse start order; safe to call more than once."""
@@ -209,10 +248,11 @@ def _stop_part(part: Any) -> None:
 
 def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | None) -> None:
     """Entry point of the node process (multiprocessing, spawn context)."""
+    os.umask(0o077)  # everything the node writes in its home is private
     paths = HomePaths(Path(home))
     setup_logging(paths.logs_dir, "node", "info")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     try:
         node = Node.start(paths.root, flags)
@@ -220,18 +260,33 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
         log.error("cannot start: %s", exc.detail)
         _report(conn, {"ok": False, "error": exc.code, "detail": exc.detail})
         raise SystemExit(EXIT_FATAL) from None
+    except Exception as exc:  # a start that fails unexpectedly would fail again: don't loop
+        log.exception("cannot start")
+        detail = f"{type(exc).__name__}: {exc}"
+        _report(conn, {"ok": False, "error": "start_failed", "detail": detail})
+        raise SystemExit(EXIT_FATAL) from None
     _report(conn, {"ok": True, **node.info})
-    parent = os.getppid()
+    raise SystemExit(_run_until_stopped(node, stop))
+
+
+def _run_until_stopped(node: Node, stop: threading.Event) -> int:
+    """Wait for a stop signal; 0 after a clean stop, 1 if a part of the node died."""
+    parent, code = os.getppid(), 0
     try:
         while not stop.wait(0.5):
             if os.getppid() != parent:  # the supervisor died (kill -9): don't run orphaned
                 log.warning("supervisor pid %d is gone; stopping", parent)
                 break
+            trouble = node.trouble()
+            if trouble:
+                log.error("%s; stopping so the supervisor restarts the node", trouble)
+                code = 1
+                break
         else:
             log.info("stop requested")
     finally:
         node.stop()
-    raise SystemExit(0)
+    return code
 
 
 def _report(conn: Connection | None, message: dict[str, Any]) -> None:

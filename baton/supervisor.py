@@ -5,8 +5,11 @@
 - Restarts a node that dies unasked, after a backoff that doubles from
   ``backoff_s[0]`` up to ``backoff_s[1]``, and gives up loudly (exit 1) when the node
   has crashed ``crash_limit`` times within ``crash_window_s``.
-- SIGTERM, SIGINT and SIGHUP stop it: the node gets SIGTERM, then SIGKILL if it has
-  not exited within ``stop_timeout_s``. Nothing is left running.
+- SIGTERM, SIGINT and SIGHUP stop it: the node gets SIGTERM (and stops in order on
+  its own SIGINT/SIGHUP from the terminal too), then SIGKILL if it has not exited
+  within ``stop_timeout_s``. Nothing is left running.
+- A node that does not report ready within ``ready_timeout_s`` is killed and counted
+  as a crash.
 - Holds the home's supervisor lock for its whole life, so a second `baton up` on the
   same home is refused; `baton down` finds its pid there.
 """
@@ -150,7 +153,11 @@ class Supervisor:
                 if not self.child.is_alive():
                     return
             if not self.stopping.is_set():
-                log.error("node did not report ready within %.0f s", self.policy.ready_timeout_s)
+                log.error(
+                    "node did not report ready within %.0f s; killing it (a crash)",
+                    self.policy.ready_timeout_s,
+                )
+                self.child.kill()
         except EOFError:
             return  # the node died before it could say anything: a crash
         finally:

@@ -45,7 +45,8 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -64,12 +65,40 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_if_same(pid: int, started: int | None) -> None:
+    """SIGKILL ``pid`` only if it is still the process that started at ``started``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if started is not None and start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+
+
 class Machine:
     def __init__(self, name: str, home: Path) -> None:
         self.name = name
         self.home = home
         self.paths = HomePaths(home)
-        self.pids: set[int] = set()
+        self.pids: dict[int, int | None] = {}  # pid -> start time, of every process we ran
+
+    def remember(self, *pids: int | None) -> None:
+        for pid in pids:
+            if pid and pid > 0 and pid not in self.pids:
+                self.pids[pid] = start_time(pid)
 
     def baton(
         self,
@@ -112,7 +141,7 @@ class Machine:
 
     def up(self) -> dict[str, Any]:
         info = dict(self.json("up", "--detach"))
-        self.pids.update({info["pid"], info["node_pid"]})
+        self.remember(info["pid"], info["node_pid"])
         return info
 
     def live_pids(self) -> dict[str, int | None]:
@@ -128,16 +157,18 @@ class Machine:
         return dict(self.json("status"))
 
     def stop(self, timeout: float = 30.0) -> None:
-        """`baton down`, then SIGKILL by pid anything of this machine still alive."""
-        self.pids.update(p for p in self.live_pids().values() if p and p > 0)
+        """`baton down`, then SIGKILL whatever of this machine still lives (never a reused pid)."""
+        self.remember(*self.live_pids().values())
         with contextlib.suppress(Exception):
             self.baton("down", "--timeout", str(timeout), check=False, timeout=timeout + 30)
-        for pid in self.pids:
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        for pid, started in self.pids.items():
+            kill_if_same(pid, started)
         with contextlib.suppress(TimeoutError):
-            wait_for(lambda: not any(pid_alive(p) for p in self.pids), 10, "processes to die")
+            wait_for(lambda: not self.survivors(), 10, "processes to die")
+
+    def survivors(self) -> list[int]:
+        """Processes this machine ran that are still alive (same pid and start time)."""
+        return [p for p, t in self.pids.items() if pid_alive(p) and start_time(p) == t]
 
 
 class Mesh:

@@ -1,10 +1,10 @@
 """RegistryActor: the one owner of this machine's MachineRegistry and its store.
 
 It starts from the registry the node opened (baton.core.registry.open_registry),
-saves it and announces the active peers. Every
-accepted change is saved before it is announced, so what peers are admitted on the
-wire never runs ahead of what is on disk. A refused change raises to the asker and
-changes nothing.
+saves it and announces the active peers. Every change is checked in full
+(MachineRegistry.add) before it is saved, and saved before it is announced, so what
+peers are admitted on the wire never runs ahead of what is on disk. A refused change
+raises to the asker and changes nothing.
 """
 
 from __future__ import annotations

@@ -138,6 +138,15 @@ def entry_from_card(card: Mapping[str, Any], now_wall: float) -> MachineEntry:
     )
 
 
+def _check_distinct(entry: MachineEntry, other: MachineEntry) -> None:
+    if other.nickname == entry.nickname:
+        raise NicknameTaken(f"nickname {entry.nickname!r} is already used by {other.machine_id}")
+    if other.identity.encryption_public == entry.identity.encryption_public:
+        raise InvalidCard(
+            f"encryption_public of {entry.machine_id} is already the key of {other.machine_id}"
+        )
+
+
 @dataclass(frozen=True)
 class MachineRegistry:
     """The members of the mesh, this machine included."""
@@ -156,18 +165,26 @@ class MachineRegistry:
         return self.get(self.self_id)
 
     def add(self, entry: MachineEntry) -> MachineRegistry:
-        """Add or refresh an entry. Refuses nickname clashes and revoked machines."""
+        """Add or refresh an entry. Refuses revoked machines and any nickname or
+        encryption key already used by another machine."""
         old = self.entries.get(entry.machine_id)
         if old is not None and old.status is Status.REVOKED:
             raise InvalidCard(f"{entry.machine_id} was revoked; only a fresh pairing re-admits it")
         for other in self.entries.values():
-            if other.machine_id != entry.machine_id and other.nickname == entry.nickname:
-                raise NicknameTaken(
-                    f"nickname {entry.nickname!r} is already used by {other.machine_id}"
-                )
+            if other.machine_id != entry.machine_id:
+                _check_distinct(entry, other)
         if old is not None:
             entry = replace(entry, role=old.role, added_at=old.added_at)
         return replace(self, entries={**self.entries, entry.machine_id: entry})
+
+    def check(self) -> MachineRegistry:
+        """Raise if the entries break the registry's invariants (e.g. a hand-edited file)."""
+        entries = list(self.entries.values())
+        for i, entry in enumerate(entries):
+            for other in entries[i + 1 :]:
+                _check_distinct(entry, other)
+        self.get(self.self_id)
+        return self
 
     def with_endpoints(self, machine_id: str, wire: str, http: str) -> MachineRegistry:
         entry = replace(self.get(machine_id), wire=wire, http=http)

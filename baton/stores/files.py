@@ -68,14 +68,24 @@ def check_private_file(path: Path) -> None:
 
 def check_private_dir(path: Path) -> None:
     """Refuse a directory that other users could write into."""
+    _check_not_writable_by_others(path, is_dir=True)
+
+
+def check_own_file(path: Path) -> None:
+    """Refuse a file that other users could write (config, registry): they could steer us."""
+    _check_not_writable_by_others(path, is_dir=False)
+
+
+def _check_not_writable_by_others(path: Path, is_dir: bool) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
         raise HomeError(f"{path} is missing") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise HomeError(f"{path} is not a directory")
+    if is_dir != stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"{path} is not a {'directory' if is_dir else 'regular file'}")
     if st.st_mode & 0o022:
+        what = "replace files in it" if is_dir else "change it"
         raise HomeError(
-            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; other users could replace "
-            f"files in it (chmod 700 {path})"
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; other users could {what} "
+            f"(chmod {'700' if is_dir else '600'} {path})"
         )

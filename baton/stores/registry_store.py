@@ -34,10 +34,10 @@ def registry_from_bytes(data: bytes, source: str) -> MachineRegistry:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"expected an object with format {FORMAT}")
         entries = [MachineEntry.from_dict(m) for m in doc["machines"]]
-        registry = MachineRegistry(
-            self_id=doc["self_id"], entries={e.machine_id: e for e in entries}
-        )
-        registry.get(registry.self_id)
+        by_id = {e.machine_id: e for e in entries}
+        if len(by_id) != len(entries):
+            raise ValueError("a machine is listed twice")
+        registry = MachineRegistry(self_id=doc["self_id"], entries=by_id).check()
     except (ValueError, KeyError, TypeError, BatonError) as exc:
         detail = exc.detail if isinstance(exc, BatonError) else str(exc)
         raise HomeError(f"{source} is corrupt ({detail}); it was left as it is") from None

@@ -16,11 +16,14 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from baton.core.errors import AlreadyRunning
 from baton.stores.files import atomic_write, ensure_private_dir
+
+PROBE_GRACE_S = 1.0
 
 
 class ProcessLock:
@@ -34,14 +37,22 @@ class ProcessLock:
     def acquire(self) -> None:
         ensure_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pid = lock_holder(self.path)
-            raise AlreadyRunning(
-                f"a {self.what} is already running for {self.path.parent.parent} (pid {pid})"
-            ) from None
+        deadline = time.monotonic() + PROBE_GRACE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # lock_holder() probes with a brief shared lock; only a lock that stays
+                # taken means another process lives.
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                os.close(fd)
+                pid = lock_holder(self.path)
+                raise AlreadyRunning(
+                    f"a {self.what} is already running for {self.path.parent.parent} (pid {pid})"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -182,6 +182,10 @@ class LoopbackTransport:
         self.counters.inc(SENT)
         return True
 
+    def is_alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         """Unbind, stop the delivery thread and join it. Idempotent."""
         with self._lock:

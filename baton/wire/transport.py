@@ -111,6 +111,10 @@ class Transport(Protocol):
         """Close everything and join the I/O thread (with a timeout). Idempotent."""
         ...
 
+    def is_alive(self) -> bool:
+        """True while started and its I/O thread runs (False once stopped or crashed)."""
+        ...
+
 
 def check_inbound(data: bytes, peer_id: str, local_id: str, max_bytes: int) -> Envelope:
     """Decode a frame from authenticated peer ``peer_id`` addressed to ``local_id``.

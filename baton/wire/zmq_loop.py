@@ -39,7 +39,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from baton.core.errors import AddressInUse, FrameError
+from baton.core.errors import AddressInUse, ConfigError, FrameError
 from baton.wire.envelope import Envelope
 from baton.wire.transport import (
     RECEIVED,
@@ -163,12 +163,13 @@ class WireLoop(threading.Thread):
         router.curve_publickey = cfg.curve_public
         router.zap_domain = ZAP_DOMAIN
         router.maxmsgsize = max(4 * cfg.max_frame_bytes, MIN_MAXMSGSIZE)
+        router.ipv6 = _is_ipv6(cfg.bind)
         try:
             router.bind(cfg.bind)
         except zmq.ZMQError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise AddressInUse(f"{cfg.bind} is already in use") from exc
-            raise
+            raise ConfigError("wire", f"cannot listen on {cfg.bind}: {exc}") from exc
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._poller.register(self._wake, zmq.POLLIN)
         self._poller.register(zap, zmq.POLLIN)
@@ -293,6 +294,7 @@ class WireLoop(threading.Thread):
         dealer.linger = 0
         dealer.sndhwm = SNDHWM
         dealer.immediate = True
+        dealer.ipv6 = _is_ipv6(address.endpoint)
         dealer.heartbeat_ivl = HEARTBEAT_IVL_MS
         dealer.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         dealer.reconnect_ivl_max = RECONNECT_IVL_MAX_MS
@@ -395,6 +397,11 @@ class WireLoop(threading.Thread):
                     self._shared.queued[machine_id] = left
                 else:
                     self._shared.queued.pop(machine_id, None)
+
+
+def _is_ipv6(endpoint: str) -> bool:
+    """``tcp://[::1]:8421`` needs the socket's ipv6 option; libzmq refuses it otherwise."""
+    return "[" in endpoint
 
 
 def _user_id(frame: zmq.Frame) -> str:

@@ -143,6 +143,10 @@ class ZmqTransport:
         self._report.send_failed(env.to, reason)
         return False
 
+    def is_alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         """Tell the I/O thread to stop, join it, close the wake-up pair. Idempotent."""
         with self._shared.lock:

@@ -9,6 +9,7 @@ its fixtures clean up even when it fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import queue
@@ -242,23 +243,33 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         h.close()
 
 
-@pytest.fixture
-def pair(harness: Harness) -> Iterator[tuple[Node, Node]]:
-    """Two started transports that know each other."""
+@contextlib.contextmanager
+def started(harness: Harness, n: int = 2) -> Iterator[list[Node]]:
+    """``n`` started transports that know nobody yet; stopped on the way out."""
     nodes: list[Node] = []
     try:
-        for _ in range(2):
+        for _ in range(n):
             m, counters = new_machine(), Counters()
             node = Node(m, harness.transport(m, counters), counters)
             nodes.append(node)
             node.transport.start(node.deliver)
-        a, b = nodes
-        a.transport.set_peers([b.address()])
-        b.transport.set_peers([a.address()])
-        yield a, b
+        yield nodes
     finally:
         for node in nodes:
             node.transport.stop()
+
+
+def link(a: Node, b: Node) -> None:
+    a.transport.set_peers([b.address()])
+    b.transport.set_peers([a.address()])
+
+
+@pytest.fixture
+def pair(harness: Harness) -> Iterator[tuple[Node, Node]]:
+    """Two started transports that know each other."""
+    with started(harness) as (a, b):
+        link(a, b)
+        yield a, b
 
 
 # --- the contract -------------------------------------------------------------------
@@ -298,25 +309,13 @@ def test_stranger_is_refused_and_counted(harness: Harness, pair: tuple[Node, Nod
 
 def test_a_peer_admitted_after_refusing_us_is_reached(harness: Harness) -> None:
     """Peers are admitted one side at a time: a refused first attempt must not stick."""
-    nodes: list[Node] = []
-    try:
-        for _ in range(2):
-            m, counters = new_machine(), Counters()
-            node = Node(m, harness.transport(m, counters), counters)
-            nodes.append(node)
-            node.transport.start(node.deliver)
-        a, b = nodes
+    with started(harness) as (a, b):
         a.transport.set_peers([b.address()])  # a dials b, which does not know a yet
-        b.transport.set_peers([])
         a.transport.send(ping(a.id, b.id, "too-early"))
         wait_until(lambda: b.counters.get("wire.auth_denied") >= 1, "b to refuse a")
         b.transport.set_peers([a.address()])
         send_eventually(a, ping(a.id, b.id, "admitted"))
-        got = b.next_delivery(timeout=30)
-        assert got.id == "admitted"
-    finally:
-        for node in nodes:
-            node.transport.stop()
+        assert b.next_delivery(timeout=30).id == "admitted"
 
 
 BAD_FRAMES: list[tuple[str, Callable[[str, str, str], bytes], str]] = [
@@ -409,9 +408,11 @@ def test_set_peers_refuses_duplicates_and_self(pair: tuple[Node, Node]) -> None:
 
 def test_stop_is_idempotent_and_leaves_no_thread(pair: tuple[Node, Node]) -> None:
     a, b = pair
+    assert a.transport.is_alive() and b.transport.is_alive()
     for node in (a, b, a, b):
         node.transport.stop()
     assert no_wire_threads()
+    assert not a.transport.is_alive() and not b.transport.is_alive()
     assert a.transport.send(ping(a.id, b.id, "after-stop")) is False
 
 
@@ -433,21 +434,10 @@ def test_address_in_use(harness: Harness, pair: tuple[Node, Node]) -> None:
 def test_loopback_partition_and_heal() -> None:
     harness = LoopbackHarness()
     net = harness.network
-    nodes = []
-    try:
-        for _ in range(2):
-            m, counters = new_machine(), Counters()
-            node = Node(m, harness.transport(m, counters), counters)
-            nodes.append(node)
-            node.transport.start(node.deliver)
-        a, b = nodes
-        a.transport.set_peers([b.address()])
-        b.transport.set_peers([a.address()])
+    with started(harness) as (a, b):
+        link(a, b)
         net.partition(a.id, b.id)
         assert a.transport.send(ping(a.id, b.id, "lost-in-partition"))
         net.heal(a.id, b.id)
         assert a.transport.send(ping(a.id, b.id, "after-heal"))
         assert b.next_delivery().id == "after-heal"
-    finally:
-        for node in nodes:
-            node.transport.stop()

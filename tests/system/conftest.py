@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.mesh import Machine, Mesh, pid_alive
+from tools.mesh import Machine, Mesh
 
 
 @pytest.fixture
@@ -27,13 +27,12 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
         return mesh
 
     yield make
-    pids: set[int] = set()
+    left: list[int] = []
     for mesh in meshes:
         mesh.stop()
         for m in mesh.machines:
-            pids |= m.pids
-    left = sorted(p for p in pids if pid_alive(p))
-    assert not left, f"processes left behind: {left}"
+            left += m.survivors()
+    assert not left, f"processes left behind: {sorted(left)}"
 
 
 @pytest.fixture

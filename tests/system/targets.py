@@ -38,3 +38,10 @@ def ready_then_wait(home: str, flags: Any, conn: Any) -> None:
     while not stop.wait(0.1) and time.monotonic() < deadline:
         pass
     raise SystemExit(0)
+
+
+def never_ready(home: str, flags: Any, conn: Any) -> None:
+    _note_start(home)
+    deadline = time.monotonic() + 120  # never outlive a test run
+    while time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -71,7 +72,7 @@ def test_a_port_in_use_is_named_and_nothing_is_left_running(machine: Machine, wh
 def test_a_flag_overrides_the_configured_port(machine: Machine) -> None:
     port = free_port()
     info = machine.json("up", "--detach", "--http", f"127.0.0.1:{port}")
-    machine.pids.update({info["pid"], info["node_pid"]})
+    machine.remember(info["pid"], info["node_pid"])
     assert info["http"] == f"http://127.0.0.1:{port}"
 
 
@@ -119,6 +120,9 @@ def test_bad_environment_stops_start_up_naming_it(
         (lambda p: p.root.chmod(0o777), "chmod 700"),
         (lambda p: p.identity.write_text("{"), "identity.json"),
         (lambda p: p.registry.write_text("[]"), "registry.json"),
+        (lambda p: p.config.chmod(0o666), "config.toml"),
+        (lambda p: p.data_dir.chmod(0o777), "chmod 700"),
+        (lambda p: p.run_dir.chmod(0o733), "chmod 700"),
     ],
 )
 def test_damaged_home_files_stop_start_up_and_are_left_as_they_are(
@@ -164,6 +168,7 @@ class RawPeer:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        self.sock.immediate = True  # a send fails until the CURVE handshake has succeeded
         self.sock.curve_secretkey = bytes(self.enc)
         self.sock.curve_publickey = bytes(self.enc.public_key)
         self.sock.curve_serverkey = target_curve
@@ -235,7 +240,8 @@ def test_bad_frames_from_a_member_are_dropped_and_counted(target: tuple[Mesh, di
 
         wait_for(all_counted, 30, "every bad frame to be counted")
         metrics = _metrics(node)
-        assert "baton_wire_dropped_too_large 1" in metrics
+        for code in frames:
+            assert re.search(rf"^baton_wire_dropped_{code} 1$", metrics, re.M), code
         peers = {p["nickname"]: p for p in node.status()["peers"]}
         assert set(peers) == {"m2", "raw-peer"}
         pongs = peers["m2"]["pongs"]
@@ -256,16 +262,35 @@ def test_frames_from_an_unknown_key_are_refused_and_counted(target: tuple[Mesh, 
     stranger = raw_peer(card)
     try:
         stranger.connect()
-        _try_send(stranger, envelope(stranger.machine_id, card["machine_id"]))  # never admitted
+        assert not _try_send(stranger, envelope(stranger.machine_id, card["machine_id"]))
         wait_for(
             lambda: node.status()["counters"].get("wire.auth_denied", 0) > denied,
             30,
             "the node to refuse the stranger",
         )
+        assert not _try_send(stranger, envelope(stranger.machine_id, card["machine_id"]))
         mesh.wait_all_reachable(timeout=10)
         assert node.status()["counters"]["wire.received"] > received  # peers still get in
     finally:
         stranger.close()
+
+
+def test_a_card_reusing_a_members_key_is_refused_and_the_node_restarts_fine(
+    target: tuple[Mesh, dict],
+) -> None:
+    mesh, card = target
+    node = mesh[0]
+    thief = raw_peer(card)
+    try:
+        stolen = {**thief.card(), "encryption_public": mesh[1].card()["encryption_public"]}
+        proc = node.baton("machines", "add", "-", "--json", input=json.dumps(stolen), check=False)
+        assert proc.returncode == 1 and json.loads(proc.stdout)["error"] == "invalid_card"
+    finally:
+        thief.close()
+    node.json("down")
+    info = node.up()
+    assert info["node_pid"] and len(node.json("machines")) == 2
+    mesh.wait_all_reachable()
 
 
 def _peer(m: Machine, nickname: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.client import running_node
-from tools.mesh import Machine, Mesh, pid_alive, wait_for
+from tools.mesh import Machine, Mesh, free_port, pid_alive, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 
@@ -65,7 +66,7 @@ def test_kill_9_of_the_node_is_followed_by_a_restart(make_mesh: Callable[..., Me
     second = m.live_pids()
     assert second["supervisor"] == first["supervisor"] and second["node"] != first["node"]
     assert m.card()["running"] is True
-    m.pids.update(p for p in second.values() if p)
+    m.remember(*second.values())
     down = m.json("down")
     assert down["stopped"] is True and down["killed"] is False
     assert not any(pid_alive(p) for p in (*first.values(), *second.values()) if p)
@@ -85,7 +86,7 @@ def test_down_when_not_running_says_so(machine: Machine) -> None:
     assert machine.json("down") == {"stopped": False, "running": False}
 
 
-@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c", "hangup"])
 def test_foreground_up_stops_in_order_on_sigterm_and_ctrl_c(machine: Machine, how: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     proc = subprocess.Popen(
@@ -97,15 +98,16 @@ def test_foreground_up_stops_in_order_on_sigterm_and_ctrl_c(machine: Machine, ho
     )
     try:
         info = wait_for(lambda: running_node(machine.paths), 60, "the node to come up")
-        machine.pids.update({proc.pid, info["pid"]})
+        machine.remember(proc.pid, info["pid"])
         if how == "sigterm":
             proc.send_signal(signal.SIGTERM)
-        else:  # the terminal sends SIGINT to the whole foreground process group
-            os.killpg(proc.pid, signal.SIGINT)
+        else:  # the terminal signals the whole foreground process group
+            os.killpg(proc.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGHUP)
         assert proc.wait(timeout=60) == 0
         wait_for(lambda: not pid_alive(info["pid"]), 30, "the node to exit")
         assert running_node(machine.paths) is None
-        assert not machine.paths.node_run_file.exists()
+        assert not machine.paths.node_run_file.exists(), "the node did not stop in order"
+        assert '"node stopped"' in machine.paths.logs_dir.joinpath("node.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -143,3 +145,38 @@ def test_baton_home_selects_the_machine(machine: Machine, tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["nickname"] == machine.name
+
+
+def test_the_cli_never_sends_its_token_through_a_proxy(make_mesh: Callable[..., Mesh]) -> None:
+    m = make_mesh(1, link=False)[0]
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(8)
+        trap.settimeout(0.5)
+        proxy = f"http://127.0.0.1:{trap.getsockname()[1]}"
+        env = {"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+        out = m.baton("status", "--json", env_extra=env)
+        assert json.loads(out.stdout)["nickname"] == m.name
+        with pytest.raises(TimeoutError):
+            trap.accept()  # nobody ever knocked
+
+
+def test_an_ipv6_loopback_mesh_works(make_mesh: Callable[..., Mesh]) -> None:
+    mesh = make_mesh(2, up=False)
+    for m in mesh.machines:
+        http, wire = free_port("::1"), free_port("::1")
+        info = m.json("up", "--detach", "--http", f"[::1]:{http}", "--wire", f"[::1]:{wire}")
+        m.remember(info["pid"], info["node_pid"])
+        assert info["wire"] == f"tcp://[::1]:{wire}" and info["http"] == f"http://[::1]:{http}"
+    mesh.link()
+    mesh.wait_all_reachable()
+
+
+def test_an_address_that_cannot_be_bound_is_a_config_error_not_a_crash_loop(
+    machine: Machine,
+) -> None:
+    proc = machine.baton("up", "--detach", "--json", "--wire", "192.0.2.1:0", check=False)
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 78 and err["error"] == "config_error", err
+    assert "wire" in err["detail"] and "192.0.2.1" in err["detail"]
+    assert machine.paths.logs_dir.joinpath("node.log").read_text().count("cannot start") == 1

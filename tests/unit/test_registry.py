@@ -108,3 +108,29 @@ def test_a_corrupt_registry_file_is_refused_and_left_alone(tmp_path) -> None:  #
             JsonRegistryStore(path).load()
         assert str(path) in info.value.detail
         assert path.read_bytes() == garbage
+
+
+def test_a_card_reusing_another_machines_encryption_key_is_refused() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    mini_key = reg.active_peers()[0].identity.encryption_public
+    sk = nacl.signing.SigningKey(bytes([40]) * 32)
+    thief = PublicIdentity.from_keys("thief", bytes(sk.verify_key), mini_key)
+    thief_card = {**thief.to_dict(), "wire": "tcp://127.0.0.1:7", "http": "http://127.0.0.1:8"}
+    with pytest.raises(InvalidCard) as info:
+        reg.add(entry_from_card(thief_card, 6.0))
+    assert "encryption_public" in info.value.detail
+    mine = PublicIdentity.from_keys("me-too", bytes(sk.verify_key), ME.encryption_public)
+    with pytest.raises(InvalidCard):
+        reg.add(entry_from_card({**mine.to_dict(), "wire": "tcp://h:1", "http": "http://h:2"}, 0))
+
+
+def test_a_registry_file_breaking_the_invariants_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    path = tmp_path / "registry.json"
+    JsonRegistryStore(path).save(founded().add(entry_from_card(card("mini", 10), 5.0)))
+    doc = json.loads(path.read_text())
+    doc["machines"][1]["encryption_public"] = doc["machines"][0]["encryption_public"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(HomeError, match="already the key"):
+        JsonRegistryStore(path).load()

@@ -1,0 +1,50 @@
+"""The real WSGI server the node uses: waitress on a pre-bound socket, TCP_NODELAY on."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+
+import pytest
+from flask import Flask
+
+from baton.core.errors import AddressInUse
+from baton.core.settings import HostPort
+from baton.node import bind_http, serve_http
+from tools.mesh import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_accepted_connections_have_tcp_nodelay() -> None:
+    app = Flask("t")
+    app.add_url_rule("/", "root", lambda: "ok")
+    sock = bind_http(HostPort("127.0.0.1", 0))
+    server = serve_http(app, sock)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+    try:
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        channels = wait_for(lambda: list(server.active_channels.values()), 10, "a channel")
+        flags = [ch.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for ch in channels]
+        assert flags and all(flags)
+    finally:
+        conn.close()
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        sock.close()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_port_in_use_is_an_address_in_use_error() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        with pytest.raises(AddressInUse) as info:
+            bind_http(HostPort("127.0.0.1", port))
+    assert str(port) in info.value.detail
