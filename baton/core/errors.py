@@ -165,3 +165,52 @@ class Misaddressed(FrameError):
     """The envelope is addressed to another machine."""
 
     code = "misaddressed"
+
+
+# --- pairing ---------------------------------------------------------------------
+
+
+class PairingError(BatonError):
+    """Pairing could not go on."""
+
+    code = "pairing_error"
+
+
+class InvalidCode(PairingError):
+    """The text is not a pairing code of the form WORD-WORD-NNNN."""
+
+    code = "invalid_code"
+
+
+class NoPairingSession(PairingError):
+    """This machine has no pairing session; run `baton pair` on it first."""
+
+    code = "no_pairing_session"
+
+
+class PairingExpired(PairingError):
+    """The pairing code has expired; run `baton pair` again for a new one."""
+
+    code = "pairing_expired"
+
+
+class PairingBurned(PairingError):
+    """The pairing code has used up its attempts; run `baton pair` again for a new one."""
+
+    code = "pairing_burned"
+
+
+class PairingConsumed(PairingError):
+    """The pairing code has already been used by a machine that joined."""
+
+    code = "pairing_consumed"
+
+
+class WrongCode(PairingError):
+    """The code does not match the one minted by `baton pair`."""
+
+    code = "wrong_code"
+
+    def __init__(self, detail: str = "", attempts_left: int = 0) -> None:
+        super().__init__(detail)
+        self.attempts_left = attempts_left
