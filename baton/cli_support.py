@@ -21,6 +21,17 @@ from baton import __version__
 from baton.core.errors import BatonError
 from baton.stores.home import HomePaths, resolve_home
 
+#: Exit codes of errors scripts want to tell apart (pairing); every other error exits 1.
+EXIT_CODES = {
+    "wrong_code": 10,
+    "pairing_burned": 11,
+    "pairing_expired": 12,
+    "pairing_consumed": 13,
+    "no_pairing_session": 14,
+    "not_a_baton_node": 15,
+    "unavailable": 16,
+}
+
 
 class Ctx:
     def __init__(self, home: Path, as_json: bool) -> None:
@@ -55,7 +66,7 @@ def command(group: click.Group, name: str | None = None, **kw: Any) -> Callable[
             try:
                 return fn(ctx, **kwargs)
             except BatonError as exc:
-                fail(ctx, exc.code, exc.detail, getattr(exc, "exit_code", 1))
+                fail(ctx, exc.code, exc.detail, EXIT_CODES.get(exc.code, 1))
 
         return run
 

@@ -52,17 +52,25 @@ def http_json(
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            return json.loads(response.read() or b"null")
+            raw = response.read()
     except urllib.error.HTTPError as exc:
-        try:
-            doc = json.loads(exc.read())
-            code, detail = doc["error"], doc["detail"]
-        except (ValueError, KeyError, TypeError):
-            raise errors.Unavailable(f"{url}: HTTP {exc.code}") from None
-        raise _BY_CODE.get(code, errors.BatonError)(detail) from None
+        raise _error_of(url, exc) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise errors.Unavailable(f"{url}: {reason}") from None
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        raise errors.NotABatonNode(f"{url} did not answer with JSON; is it a baton node?") from None
+
+
+def _error_of(url: str, exc: urllib.error.HTTPError) -> errors.BatonError:
+    try:
+        doc = json.loads(exc.read())
+        code, detail = doc["error"], doc["detail"]
+    except (ValueError, KeyError, TypeError):
+        return errors.NotABatonNode(f"{url}: HTTP {exc.code} without a baton error body")
+    return _BY_CODE.get(code, errors.BatonError)(detail)
 
 
 class NodeClient:

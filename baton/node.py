@@ -40,6 +40,7 @@ from waitress.server import create_server
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
 from baton.actors.messages import GetSelf, PeersChanged
+from baton.actors.pairing_actor import PairingActor
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
@@ -55,6 +56,7 @@ from baton.stores.config_file import load_settings
 from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import load_identity, read_api_token
+from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
 from baton.wire.transport import PeerAddress
@@ -166,12 +168,17 @@ class Node:
             )
             registry = RegistryActor.start(opened, store, clock, [announce])
             self.parts.append(registry)
+            pairing = PairingActor.start(
+                FilePairingSessionStore(paths.pairing_session), clock, os.urandom
+            )
+            self.parts.append(pairing)
             services = NodeServices(
                 me=identity.public,
                 settings=s,
                 api_token=token,
                 registry=registry,
                 peers=monitor,
+                pairing=pairing,
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
@@ -188,6 +195,7 @@ class Node:
                 ("the wire I/O thread", transport.is_alive),
                 ("PeerMonitorActor", monitor.is_alive),
                 ("RegistryActor", registry.is_alive),
+                ("PairingActor", pairing.is_alive),
                 ("the HTTP server thread", http_thread.is_alive),
             ]
             registry.ask(GetSelf(), timeout=30)  # raises if the registry failed to start

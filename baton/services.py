@@ -18,11 +18,12 @@ import pykka
 from baton import PROTOCOL_VERSION, __version__
 from baton.actors.messages import AddMachine, GetPeerReports, GetSelf, ListMachines
 from baton.core.clock import Clock
-from baton.core.errors import Unavailable
+from baton.core.errors import BadRequest, Unavailable
 from baton.core.identity import PublicIdentity, fingerprint
 from baton.core.metrics import Counters
-from baton.core.registry import MachineEntry
+from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
+from baton.pairing_service import PairingService
 
 
 def machine_view(entry: MachineEntry, self_id: str) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class NodeServices:
         api_token: str,
         registry: pykka.ActorRef[Any],
         peers: pykka.ActorRef[Any],
+        pairing: pykka.ActorRef[Any],
         counters: Counters,
         clock: Clock,
         home: str,
@@ -75,6 +77,13 @@ class NodeServices:
         self.endpoints = dict(endpoints)
         self.timeout_s = timeout_s
         self.started_ms = clock.monotonic_ms()
+        self.pairing = PairingService(
+            pairing,
+            registry,
+            self._ask,
+            lambda: {"lease_store": settings.lease_store or None},
+            self.endpoints["http"],
+        )
 
     def token_ok(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode(), self._token)
@@ -136,3 +145,15 @@ class NodeServices:
 
     def metrics(self) -> dict[str, int]:
         return self.counters.snapshot()
+
+    def pair_session(self, verify: bool) -> dict[str, Any]:
+        me: MachineEntry = self._ask(self.registry, GetSelf())
+        if me.role is not Role.AWAKE:
+            raise BadRequest("only the awake machine can pair; run `baton pair` there")
+        return self.pairing.new_session(verify)
+
+    def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.pairing.start(body)
+
+    def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.pairing.finish(body)

@@ -44,3 +44,10 @@ class GetSelf:
 @dataclass(frozen=True)
 class AddMachine:
     card: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CheckCard:
+    """Would AddMachine(card) be accepted? Raises like it would; changes nothing."""
+
+    card: Mapping[str, Any]

@@ -10,12 +10,12 @@ raises to the asker and changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pykka
 
-from baton.actors.messages import AddMachine, GetSelf, ListMachines
+from baton.actors.messages import AddMachine, CheckCard, GetSelf, ListMachines
 from baton.core.clock import Clock
 from baton.core.errors import InvalidCard
 from baton.core.registry import MachineEntry, MachineRegistry, RegistryStore, entry_from_card
@@ -49,14 +49,21 @@ class RegistryActor(pykka.ThreadingActor):
                 return self.registry.listing()
             case GetSelf():
                 return self.registry.me
+            case CheckCard(card=card):
+                self._candidate(card)
+                return None
             case AddMachine(card=card):
-                entry = entry_from_card(card, self.clock.wall_s())
-                if entry.machine_id == self.registry.self_id:
-                    raise InvalidCard("a machine cannot add itself as a peer")
-                self._commit(self.registry.add(entry))
+                entry, registry = self._candidate(card)
+                self._commit(registry)
                 log.info("registry: added %s (%s)", entry.nickname, entry.machine_id)
-                return self.registry.get(entry.machine_id)
+                return registry.get(entry.machine_id)
         raise TypeError(f"RegistryActor: unexpected message {message!r}")
+
+    def _candidate(self, card: Mapping[str, Any]) -> tuple[MachineEntry, MachineRegistry]:
+        entry = entry_from_card(card, self.clock.wall_s())
+        if entry.machine_id == self.registry.self_id:
+            raise InvalidCard("a machine cannot add itself as a peer")
+        return entry, self.registry.add(entry)
 
     def _commit(self, registry: MachineRegistry) -> None:
         self.store.save(registry)

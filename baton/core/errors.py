@@ -214,3 +214,15 @@ class WrongCode(PairingError):
     def __init__(self, detail: str = "", attempts_left: int = 0) -> None:
         super().__init__(detail)
         self.attempts_left = attempts_left
+
+
+class RateLimited(BatonError):
+    """Too many requests from this address; wait a little and try again."""
+
+    code = "rate_limited"
+
+
+class NotABatonNode(BatonError):
+    """The URL does not answer like a baton node."""
+
+    code = "not_a_baton_node"

@@ -7,6 +7,8 @@ Routes:
   GET  /api/machines   bearer token
   POST /api/machines   bearer token; add a peer's card (until pairing exists)
   GET  /api/status     bearer token
+  POST /api/pair/session  bearer token; mint a pairing code (`baton pair`)
+  POST /api/pair/start, /api/pair/finish   no token, rate limited (baton.http.pairing)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from flask.typing import ResponseReturnValue
 
 from baton.core.errors import BadRequest, Unauthorized
 from baton.core.settings import Settings
-from baton.http import errors
+from baton.http import errors, pairing
 
 
 class Services(Protocol):
@@ -31,6 +33,9 @@ class Services(Protocol):
     def add_machine(self, card: dict[str, Any]) -> dict[str, Any]: ...
     def status(self) -> dict[str, Any]: ...
     def metrics(self) -> dict[str, int]: ...
+    def pair_session(self, verify: bool) -> dict[str, Any]: ...
+    def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -71,10 +76,14 @@ def _api(services: Services) -> Blueprint:
 
     @bp.post("/machines")
     def add_machine() -> ResponseReturnValue:
-        card = request.get_json(silent=True)
-        if not isinstance(card, dict):
-            raise BadRequest("expected a JSON object: the peer's card from its /api/whoami")
-        return jsonify(services.add_machine(card)), 201
+        return jsonify(services.add_machine(pairing.json_object())), 201
+
+    @bp.post("/pair/session")
+    def pair_session() -> ResponseReturnValue:
+        verify = pairing.json_object().get("verify", False)
+        if not isinstance(verify, bool):
+            raise BadRequest("verify must be true or false")
+        return jsonify(services.pair_session(verify)), 201
 
     @bp.get("/status")
     def status() -> ResponseReturnValue:
@@ -91,4 +100,5 @@ def create_app(settings: Settings, services: Services) -> Flask:
     errors.install(app)
     app.register_blueprint(_public(services))
     app.register_blueprint(_api(services))
+    app.register_blueprint(pairing.blueprint(services))
     return app

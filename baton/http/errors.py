@@ -14,6 +14,13 @@ log = logging.getLogger("baton.http")
 
 STATUS: list[tuple[type[e.BatonError], int]] = [
     (e.Unauthorized, 401),
+    (e.WrongCode, 403),
+    (e.NoPairingSession, 404),
+    (e.PairingExpired, 410),
+    (e.PairingBurned, 410),
+    (e.PairingConsumed, 409),
+    (e.PairingError, 400),
+    (e.RateLimited, 429),
     (e.NotFound, 404),
     (e.NicknameTaken, 409),
     (e.AlreadyRunning, 409),

@@ -1,0 +1,144 @@
+"""PairingActor: the host side of pairing. Owns the pairing session and the live runs.
+
+One actor, one thread, so every rule about the session holds without locks: each
+started run costs one attempt and is saved before the host answers; a run finishes
+at most once; of two joiners racing with the same code exactly one consumes it.
+The session lives in the PairingSessionStore (it survives a restart); the runs, which
+hold SPAKE2-derived keys, live only in memory and die with the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from baton.core.clock import Clock
+from baton.core.errors import NoPairingSession, PairingError
+from baton.core.pairing import (
+    PairingSession,
+    PairingSessionStore,
+    consume,
+    new_session,
+    start_attempt,
+    wrong_code,
+)
+from baton.wire.pake import PakeKeys, host_pake
+
+log = logging.getLogger("baton.pairing")
+
+MAX_RUNS = 16  # runs kept in memory at once; a session allows 3, this bounds the rest
+
+
+@dataclass(frozen=True)
+class NewSession:
+    verify: bool = False
+
+
+@dataclass(frozen=True)
+class StartRun:
+    joiner_message: bytes
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    host_message: bytes
+    keys: PakeKeys
+
+
+@dataclass(frozen=True)
+class VerifyRun:
+    """Check the joiner's confirmation; returns (session_id, keys). The run ends here."""
+
+    run_id: str
+    joiner_confirmation: bytes
+
+
+@dataclass(frozen=True)
+class ConsumeSession:
+    """Mark the session used by a joiner; of two racing joiners exactly one gets here first."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    session_id: str
+    keys: PakeKeys
+
+
+class PairingActor(pykka.ThreadingActor):
+    def __init__(
+        self, store: PairingSessionStore, clock: Clock, rng: Callable[[int], bytes]
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.clock = clock
+        self.rng = rng
+        self.runs: dict[str, _Run] = {}
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case NewSession(verify=verify):
+                session = new_session(self.rng, self.clock.wall_s(), verify=verify)
+                self.store.save(session)
+                self.runs.clear()  # a new code ends every run of the old one
+                log.info("pairing: new session %s", session.session_id)
+                return session
+            case StartRun(joiner_message=msg):
+                return self._start(msg)
+            case VerifyRun(run_id=run_id, joiner_confirmation=mac):
+                return self._verify(run_id, mac)
+            case ConsumeSession(session_id=session_id):
+                return self._consume(session_id)
+        raise TypeError(f"PairingActor: unexpected message {message!r}")
+
+    def _session(self) -> PairingSession:
+        session = self.store.load()
+        if session is None:
+            raise NoPairingSession("this machine has no pairing session; run `baton pair` on it")
+        return session
+
+    def _start(self, joiner_message: bytes) -> RunStarted:
+        session = start_attempt(self._session(), self.clock.wall_s())
+        self.store.save(session)  # the attempt is spent before anything is answered
+        host_message, keys = host_pake(session.code, joiner_message)
+        run_id = self.rng(8).hex()
+        if len(self.runs) >= MAX_RUNS:
+            self.runs.pop(next(iter(self.runs)))
+        self.runs[run_id] = _Run(session.session_id, keys)
+        log.info(
+            "pairing: run %s started (attempt %d of %d)",
+            run_id,
+            session.attempts_used,
+            session.max_attempts,
+        )
+        return RunStarted(run_id, host_message, keys)
+
+    def _verify(self, run_id: str, joiner_confirmation: bytes) -> tuple[str, PakeKeys]:
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            raise PairingError("unknown or already finished pairing run; start again")
+        session = self._session()
+        if session.session_id != run.session_id:
+            raise PairingError("the pairing code changed since this run started; start again")
+        try:
+            run.keys.check_joiner_confirmation(joiner_confirmation)
+        except PairingError:
+            log.warning("pairing: run %s failed key confirmation (wrong code)", run_id)
+            raise wrong_code(session) from None
+        return session.session_id, run.keys
+
+    def _consume(self, session_id: str) -> PairingSession:
+        session = self._session()
+        if session.session_id != session_id:
+            raise PairingError("the pairing code changed; ask for a new one")
+        consumed = consume(session, self.clock.wall_s())
+        self.store.save(consumed)
+        self.runs.clear()
+        log.info("pairing: session %s consumed", session_id)
+        return consumed

@@ -1,0 +1,70 @@
+"""`baton pair` (on the awake machine) and `baton join URL --code CODE` (on the new one).
+
+Pairing failures have their own exit codes (cli_support.EXIT_CODES), so scripts can
+tell them apart: wrong code 10, burned 11, expired 12, already used 13, no session 14,
+not a baton node 15, unreachable 16; anything else 1.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import click
+
+from baton.cli_support import Ctx, command, main
+from baton.client import NodeClient
+from baton.pairing_client import join as run_join
+
+
+@command(main, "pair")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Show the short authentication string and ask before admitting the joiner.",
+)
+def pair(ctx: Ctx, verify: bool) -> None:
+    """Mint a pairing code on the awake machine (valid 2 minutes, 3 attempts).
+
+    Give the new machine the code and this machine's URL:
+    baton join URL --code CODE --name NICK. A new `pair` replaces the old code.
+    """
+    if verify:
+        raise click.UsageError("--verify (interactive SAS confirmation) is not built yet")
+    session = NodeClient(ctx.home).post("/api/pair/session", {"verify": verify})
+
+    def human(d: dict[str, Any]) -> None:
+        until = datetime.datetime.fromtimestamp(d["expires_at"]).strftime("%H:%M:%S")
+        click.echo(f"pairing code: {d['code']}   (valid until {until}, 3 attempts)")
+        click.echo(f"on the new machine: baton join {d['url']} --code {d['code']} --name NICK")
+
+    ctx.emit(session, human)
+
+
+@command(main, "join")
+@click.argument("url")
+@click.option("--code", required=True, help="The code `baton pair` printed on the awake machine.")
+@click.option(
+    "--name", default=None, help="This machine's nickname (needed if it has no identity)."
+)
+@click.option("--http", "http_", default=None, help="HOST:PORT for a new machine's HTTP API.")
+@click.option("--wire", default=None, help="HOST:PORT for a new machine's wire.")
+def join(
+    ctx: Ctx, url: str, code: str, name: str | None, http_: str | None, wire: str | None
+) -> None:
+    """Join the mesh of the awake machine at URL as a standby, with a pairing code.
+
+    The code never crosses the network (SPAKE2). Compare the short authentication
+    string with the one the awake machine shows if it asked you to.
+    """
+    config = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
+    result = run_join(ctx.home, url, code, name, config)
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(f"joined as {d['nickname']} ({d['machine_id']}), standby")
+        click.echo(f"short authentication string: {d['sas']}")
+        for m in d["mesh"]:
+            click.echo(f"  {m['nickname']:<16} {m['machine_id']}  {m['role']}")
+        click.echo(f"start it with: baton up --home {ctx.home}")
+
+    ctx.emit(result, human)

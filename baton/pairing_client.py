@@ -1,0 +1,174 @@
+"""The joiner's side of pairing: `baton join URL --code CODE [--name NICK]`.
+
+Order: check the code's shape, check the URL answers like a baton node, make (or load)
+this machine's identity, run SPAKE2 over /api/pair/start and /api/pair/finish with key
+confirmation both ways, and only then write the roster as this machine's registry. The
+code never leaves this process. A home created by a join that then fails is removed,
+so a failed join leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from baton.client import http_json, running_node
+from baton.core.errors import (
+    AlreadyRunning,
+    BadRequest,
+    BatonError,
+    ConfigError,
+    NotABatonNode,
+    PairingError,
+    WrongCode,
+)
+from baton.core.pairing import normalize_code
+from baton.core.registry import MachineEntry, MachineRegistry, Role
+from baton.core.settings import resolve_settings
+from baton.stores.config_file import load_settings, read_config, render_config, write_config
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import MachineIdentity, create_home, load_identity
+from baton.stores.registry_store import JsonRegistryStore
+from baton.wire.envelope import is_machine_id
+from baton.wire.pake import JoinerPake, PakeKeys, b64d, b64e
+from baton.wire.pake import Role as PakeRole
+
+VERSION = 1
+TIMEOUT_S = 15.0
+
+
+def join(
+    home: Path, url: str, code: str, name: str | None, config: Mapping[str, object] | None = None
+) -> dict[str, Any]:
+    """Join the mesh whose awake machine serves ``url``; returns {ok, sas, mesh, ...}.
+
+    ``config`` (knobs such as http and wire) is written to config.toml only when the join
+    creates this machine's home."""
+    code = normalize_code(code)
+    paths = HomePaths(home)
+    if running_node(paths) is not None:
+        raise AlreadyRunning(f"the node of {home} is running; `baton down`, join, then `baton up`")
+    url = url.rstrip("/")
+    _check_is_node(url)
+    created = not paths.identity.exists()
+    try:
+        identity = _identity(home, name, created, config or {})
+        return _pair(paths, identity, url, code)
+    except BaseException:
+        if created:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+
+
+def _check_is_node(url: str) -> None:
+    health = http_json(url + "/health", timeout=TIMEOUT_S)
+    if not (
+        isinstance(health, dict)
+        and health.get("ok") is True
+        and is_machine_id(health.get("machine_id"))
+    ):
+        raise NotABatonNode(f"{url} answers, but not like a baton node")
+
+
+def _identity(
+    home: Path, name: str | None, create: bool, config: Mapping[str, object]
+) -> MachineIdentity:
+    if create:
+        if not name:
+            raise BadRequest(f"{home} has no identity yet; give this machine a --name")
+        resolve_settings(config, {}, {})  # refuse a bad knob before anything is written
+        return create_home(home, name, render_config(config))
+    if config:
+        raise BadRequest(f"{home} already has a config; change it there, not with join")
+    identity = load_identity(home)
+    if name and name != identity.nickname:
+        raise BadRequest(f"this machine is already called {identity.nickname!r}")
+    saved = JsonRegistryStore(HomePaths(home).registry).load()
+    if saved is not None and saved.active_peers():
+        raise BadRequest(f"{identity.nickname} is already in a mesh of {len(saved.entries)}")
+    return identity
+
+
+def _pair(paths: HomePaths, identity: MachineIdentity, url: str, code: str) -> dict[str, Any]:
+    settings = load_settings(paths.root, os.environ, {})
+    if 0 in (settings.wire.port, settings.http.port):
+        raise ConfigError("wire", "a machine that joins needs fixed ports (not 0) for its peers")
+    card = {
+        **identity.public.to_dict(),
+        "wire": settings.wire.zmq_endpoint,
+        "http": settings.http.url,
+    }
+    pake = JoinerPake(code)
+    started = _post(url + "/api/pair/start", {"v": VERSION, "joiner_message": b64e(pake.message)})
+    keys = pake.finish(b64d(_text(started, "host_message"), "host_message"))
+    host_mac = b64d(_text(started, "host_confirmation"), "host_confirmation")
+    with contextlib.suppress(WrongCode):  # the host will say so too, with the attempts left
+        keys.check_host_confirmation(host_mac)
+    finished = _post(
+        url + "/api/pair/finish",
+        {
+            "v": VERSION,
+            "run_id": _text(started, "run_id"),
+            "joiner_confirmation": b64e(keys.joiner_confirmation()),
+            "sealed_card": b64e(keys.seal(json.dumps(card).encode(), PakeRole.HOST)),
+        },
+    )
+    keys.check_host_confirmation(host_mac)  # the host accepted us: it must be the one with the code
+    roster = _open_roster(keys, _text(finished, "sealed_roster"))
+    registry = _registry(identity, roster["mesh"])
+    JsonRegistryStore(paths.registry).save(registry)
+    if roster.get("lease_store"):
+        config = read_config(paths.config)
+        write_config(paths.config, {**config, "lease_store": roster["lease_store"]})
+    return {
+        "ok": True,
+        "sas": keys.sas,
+        "machine_id": identity.machine_id,
+        "nickname": identity.nickname,
+        "mesh": [
+            {"machine_id": e.machine_id, "nickname": e.nickname, "role": e.role.value}
+            for e in registry.listing()
+        ],
+        "lease_store": roster.get("lease_store"),
+    }
+
+
+def _post(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    answer = http_json(url, "POST", body, timeout=TIMEOUT_S)
+    if not isinstance(answer, dict) or answer.get("v") != VERSION:
+        raise NotABatonNode(f"{url} did not answer like a baton node (pairing v{VERSION})")
+    return answer
+
+
+def _text(doc: Mapping[str, Any], field: str) -> str:
+    value = doc.get(field)
+    if not isinstance(value, str):
+        raise PairingError(f"the host's answer lacks {field}")
+    return value
+
+
+def _open_roster(keys: PakeKeys, sealed: str) -> dict[str, Any]:
+    try:
+        roster = json.loads(keys.open(b64d(sealed, "sealed_roster"), PakeRole.HOST))
+    except ValueError:
+        raise PairingError("the host's roster is not JSON") from None
+    if not isinstance(roster, dict) or not isinstance(roster.get("mesh"), list):
+        raise PairingError("the host's roster has no member list")
+    return roster
+
+
+def _registry(identity: MachineIdentity, members: list[Any]) -> MachineRegistry:
+    try:
+        entries = {e.machine_id: e for e in (MachineEntry.from_dict(m) for m in members)}
+        registry = MachineRegistry(self_id=identity.machine_id, entries=entries).check()
+    except (BatonError, TypeError, AttributeError) as exc:
+        raise PairingError(f"the host's roster is not valid: {exc}") from None
+    me = registry.me
+    if me.identity != identity.public or me.role is not Role.STANDBY:
+        raise PairingError("the host's roster does not list this machine as a standby")
+    return registry

@@ -1,0 +1,106 @@
+"""PairingService: the host side of `baton join`, as the HTTP views call it.
+
+It runs on HTTP threads and may wait on actors (actors never wait on each other):
+  start:  PairingActor spends an attempt and answers the SPAKE2 message.
+  finish: PairingActor checks the joiner's key confirmation; we open the sealed card
+          and check it against the registry; the PairingActor consumes the session
+          (exactly one racing joiner wins); the RegistryActor admits the joiner as a
+          standby; the joiner gets the roster sealed under the run's key.
+Peer bytes are decoded strictly here; anything malformed is a PairingError or
+BadRequest (400), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pykka
+
+from baton.actors.messages import AddMachine, CheckCard, ListMachines
+from baton.actors.pairing_actor import ConsumeSession, NewSession, RunStarted, StartRun, VerifyRun
+from baton.core.errors import BadRequest, PairingError
+from baton.core.pairing import PairingSession
+from baton.core.registry import MachineEntry
+from baton.wire.pake import Role, b64d, b64e
+
+log = logging.getLogger("baton.pairing")
+
+PAIRING_VERSION = 1
+
+
+def _fields(body: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
+    """The string fields ``names`` of a request body, which must have exactly these keys."""
+    expected = {"v", *names}
+    if set(body) != expected:
+        raise BadRequest(f"expected the fields {sorted(expected)}, got {sorted(body)}")
+    if body["v"] != PAIRING_VERSION or isinstance(body["v"], bool):
+        raise BadRequest(f"unsupported pairing version {body['v']!r}; this node speaks 1")
+    values = [body[n] for n in names]
+    for name, value in zip(names, values, strict=True):
+        if not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+    return values
+
+
+class PairingService:
+    def __init__(
+        self,
+        pairing: pykka.ActorRef[Any],
+        registry: pykka.ActorRef[Any],
+        ask: Callable[[pykka.ActorRef[Any], Any], Any],
+        mesh_extras: Callable[[], dict[str, Any]],
+        url: str,
+    ) -> None:
+        self.pairing = pairing
+        self.registry = registry
+        self.ask = ask
+        self.mesh_extras = mesh_extras
+        self.url = url
+
+    def new_session(self, verify: bool) -> dict[str, Any]:
+        session: PairingSession = self.ask(self.pairing, NewSession(verify))
+        return {"code": session.code, "expires_at": session.expires_at, "url": self.url}
+
+    def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        [message] = _fields(body, ("joiner_message",))
+        started: RunStarted = self.ask(self.pairing, StartRun(b64d(message, "joiner_message")))
+        return {
+            "v": PAIRING_VERSION,
+            "run_id": started.run_id,
+            "host_message": b64e(started.host_message),
+            "host_confirmation": b64e(started.keys.host_confirmation()),
+        }
+
+    def finish(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        run_id, mac, sealed = _fields(body, ("run_id", "joiner_confirmation", "sealed_card"))
+        session_id, keys = self.ask(
+            self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation"))
+        )
+        card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER))
+        self.ask(self.registry, CheckCard(card))
+        self.ask(self.pairing, ConsumeSession(session_id))
+        entry: MachineEntry = self.ask(self.registry, AddMachine(card))
+        log.info(
+            "pairing: %s (%s) joined as standby; SAS %s", entry.nickname, entry.machine_id, keys.sas
+        )
+        members = self.ask(self.registry, ListMachines())
+        roster = {
+            "v": PAIRING_VERSION,
+            "mesh": [m.to_dict() for m in members],
+            **self.mesh_extras(),
+        }
+        sealed_roster = keys.seal(json.dumps(roster).encode(), Role.JOINER)
+        return {"v": PAIRING_VERSION, "sealed_roster": b64e(sealed_roster)}
+
+
+def _open_card(data: bytes) -> dict[str, Any]:
+    try:
+        card = json.loads(data)
+    except ValueError:
+        raise PairingError("the joiner's card is not JSON") from None
+    if not isinstance(card, dict):
+        raise PairingError("the joiner's card must be a JSON object")
+    return card

@@ -1,0 +1,170 @@
+"""Pairing real machines: codes, SPAKE2 over HTTP, and every way it must fail."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baton.core.pairing import WORDS
+from tools.mesh import Machine, Mesh, free_port, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
+
+
+SOME_CODE = f"{WORDS[0]}-{WORDS[1]}-0042"
+
+
+def pair(host: Machine) -> dict[str, Any]:
+    return dict(host.json("pair"))
+
+
+def join(m: Machine, url: str, code: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    proc = m.baton("join", url, "--code", code, "--json", *extra, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def wrong(code: str) -> str:
+    words, digits = code.rsplit("-", 1)
+    return f"{words}-{(int(digits) + 1) % 10000:04d}"
+
+
+@pytest.fixture
+def host_and_joiners(make_mesh: Callable[..., Mesh]) -> tuple[Machine, list[Machine]]:
+    host = make_mesh(1, link=False, names=["alpha"])[0]
+    joiners = make_mesh(2, up=False, names=["bravo", "charlie"]).machines
+    return host, joiners
+
+
+def test_two_machines_join_and_reach_the_host(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, joiners = host_and_joiners
+    for m in joiners:
+        session = pair(host)
+        assert set(session) == {"code", "expires_at", "url"}
+        code, result = join(m, session["url"], session["code"])
+        assert code == 0, result
+        assert result["ok"] is True and len(result["sas"].replace(" ", "")) >= 6
+        me = next(x for x in result["mesh"] if x["nickname"] == m.name)
+        assert me["role"] == "standby"
+        m.up()
+    roles = {r["nickname"]: r["role"] for r in host.json("machines")}
+    assert roles == {"alpha": "awake", "bravo": "standby", "charlie": "standby"}
+    for m in joiners:
+        rows = {r["nickname"]: r for r in m.json("machines")}
+        assert rows["alpha"]["role"] == "awake" and rows[m.name]["role"] == "standby"
+    wait_for(lambda: all(p["reachable"] for p in host.status()["peers"]), 60, "alpha's peers")
+    for m in joiners:
+        wait_for(lambda m=m: _reaches(m, "alpha"), 60, f"{m.name} to reach alpha")
+
+
+def _reaches(m: Machine, nickname: str) -> bool:
+    return any(p["nickname"] == nickname and p["reachable"] for p in m.status()["peers"])
+
+
+def test_three_wrong_codes_burn_the_session(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, _) = host_and_joiners
+    session = pair(host)
+    seen = []
+    for left in (2, 1, 0):
+        code, err = join(bravo, session["url"], wrong(session["code"]))
+        assert code == 10 and err["error"] == "wrong_code", err
+        assert (f"{left} attempt" if left else "no attempts left") in err["detail"]
+        seen.append(err["detail"])
+    code, err = join(bravo, session["url"], session["code"])
+    assert code == 11 and err["error"] == "pairing_burned", err
+    assert len(host.json("machines")) == 1
+    assert len(set(seen)) == 3
+
+
+def test_a_used_code_cannot_be_used_again(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, charlie) = host_and_joiners
+    session = pair(host)
+    assert join(bravo, session["url"], session["code"])[0] == 0
+    code, err = join(charlie, session["url"], session["code"])
+    assert code == 13 and err["error"] == "pairing_consumed", err
+
+
+def test_an_expired_code_fails(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, _) = host_and_joiners
+    session = pair(host)
+    doc = json.loads(host.paths.pairing_session.read_text())
+    doc["session"]["created_at"] -= 200
+    doc["session"]["expires_at"] -= 200
+    host.paths.pairing_session.write_text(json.dumps(doc))  # as if 200 s had passed
+    code, err = join(bravo, session["url"], session["code"])
+    assert code == 12 and err["error"] == "pairing_expired", err
+
+
+def test_join_without_a_session_and_with_bad_codes(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, _) = host_and_joiners
+    url = host.card()["http"]
+    code, err = join(bravo, url, SOME_CODE)
+    assert code == 14 and err["error"] == "no_pairing_session", err
+    code, err = join(bravo, url, "not a code")
+    assert code == 1 and err["error"] == "invalid_code"
+
+
+def test_join_refuses_a_url_that_is_not_a_baton_node(
+    host_and_joiners,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    _, (bravo, _) = host_and_joiners
+    import http.server
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, err = join(bravo, f"http://127.0.0.1:{server.server_port}", SOME_CODE)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert code == 15 and err["error"] == "not_a_baton_node", err
+    code, err = join(bravo, f"http://127.0.0.1:{free_port()}", SOME_CODE)
+    assert code == 16 and err["error"] == "unavailable" and "Traceback" not in err["detail"]
+
+
+def test_join_can_create_the_home(make_mesh: Callable[..., Mesh], tmp_path: Path) -> None:
+    host = make_mesh(1, link=False, names=["alpha"])[0]
+    session = pair(host)
+    fresh = Machine("delta", tmp_path / "delta")
+    http, wire = free_port(), free_port()
+    code, result = join(
+        fresh,
+        session["url"],
+        session["code"],
+        "--name",
+        "delta",
+        "--http",
+        f"127.0.0.1:{http}",
+        "--wire",
+        f"127.0.0.1:{wire}",
+    )
+    assert code == 0, result
+    info = fresh.up()
+    assert info["http"] == f"http://127.0.0.1:{http}"
+    fresh.stop()
+
+
+def test_a_failed_join_that_created_a_home_leaves_nothing(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    host = make_mesh(1, link=False, names=["alpha"])[0]
+    session = pair(host)
+    fresh = Machine("echo", tmp_path / "echo")
+    code, err = join(fresh, session["url"], wrong(session["code"]), "--name", "echo")
+    assert code == 10 and err["error"] == "wrong_code" and not fresh.home.exists()
