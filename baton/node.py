@@ -150,7 +150,8 @@ class Node:
                 identity.machine_id, transport, clock, counters, s.ping_interval_ms, os.urandom
             )
             self.parts.append(monitor)
-            transport.start(Dispatcher({"ping": monitor, "pong": monitor}, counters))
+            dispatcher = Dispatcher({"ping": monitor, "pong": monitor}, counters)
+            transport.start(dispatcher)
             self.parts.append(transport)
 
             def announce(peers: Sequence[MachineEntry]) -> None:
@@ -166,8 +167,11 @@ class Node:
             opened = open_registry(
                 store.load(), identity.public, transport.endpoint, http_url, clock.wall_s()
             )
-            registry = RegistryActor.start(opened, store, clock, [announce])
+            registry = RegistryActor.start(
+                opened, store, clock, [announce], transport.send, counters, os.urandom
+            )
             self.parts.append(registry)
+            dispatcher.route("roster", registry)
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
             )
@@ -184,7 +188,7 @@ class Node:
                 home=str(paths.root),
                 endpoints={"http": http_url, "wire": transport.endpoint},
             )
-            ticker = Ticker(clock, [monitor], TICK_MS)
+            ticker = Ticker(clock, [monitor, registry], TICK_MS)
             ticker.start()
             self.parts.append(ticker)
             server = serve_http(create_app(s, services), sock)

@@ -23,6 +23,10 @@ class Dispatcher:
         self.routes = dict(routes)
         self.counters = counters
 
+    def route(self, type_: str, ref: pykka.ActorRef[Any]) -> None:
+        """Send envelopes of ``type_`` to ``ref`` from now on (for actors started later)."""
+        self.routes = {**self.routes, type_: ref}
+
     def __call__(self, envelope: Envelope) -> None:
         ref = self.routes.get(envelope.type)
         if ref is None:

@@ -5,22 +5,45 @@ saves it and announces the active peers. Every change is checked in full
 (MachineRegistry.add) before it is saved, and saved before it is announced, so what
 peers are admitted on the wire never runs ahead of what is on disk. A refused change
 raises to the asker and changes nothing.
+
+The awake member sends its whole registry ("roster") to every peer after each change
+and every ROSTER_EVERY_MS; a peer applies a roster only from the member its registry
+says is awake (MachineRegistry.merge_roster), so standbys learn of each other.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pykka
 
-from baton.actors.messages import AddMachine, CheckCard, GetSelf, ListMachines
+from baton.actors.messages import (
+    AddMachine,
+    CheckCard,
+    EnvelopeReceived,
+    GetSelf,
+    ListMachines,
+    Tick,
+)
 from baton.core.clock import Clock
-from baton.core.errors import InvalidCard
-from baton.core.registry import MachineEntry, MachineRegistry, RegistryStore, entry_from_card
+from baton.core.errors import BatonError, InvalidCard
+from baton.core.metrics import Counters
+from baton.core.registry import (
+    MachineEntry,
+    MachineRegistry,
+    RegistryStore,
+    Role,
+    entry_from_card,
+)
+from baton.wire.envelope import Envelope, make_envelope, new_message_id
 
 log = logging.getLogger("baton.registry")
+
+#: How often the awake member re-sends its roster, so a peer that was down catches up.
+ROSTER_EVERY_MS = 5000
 
 #: Called with the active peers after every change (and once at start).
 PeersListener = Callable[[Sequence[MachineEntry]], None]
@@ -33,12 +56,19 @@ class RegistryActor(pykka.ThreadingActor):
         store: RegistryStore,
         clock: Clock,
         listeners: Sequence[PeersListener],
+        send: Callable[[Envelope], bool] | None = None,
+        counters: Counters | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.store = store
         self.clock = clock
         self.listeners = list(listeners)
+        self.send = send
+        self.counters = counters or Counters()
+        self.rng = rng
+        self.last_roster_ms: float | None = None
 
     def on_start(self) -> None:
         self._commit(self.registry)
@@ -56,8 +86,47 @@ class RegistryActor(pykka.ThreadingActor):
                 entry, registry = self._candidate(card)
                 self._commit(registry)
                 log.info("registry: added %s (%s)", entry.nickname, entry.machine_id)
+                self._send_roster()
                 return registry.get(entry.machine_id)
+            case Tick(now_ms=now):
+                if self.last_roster_ms is None or now - self.last_roster_ms >= ROSTER_EVERY_MS:
+                    self._send_roster()
+                return None
+            case EnvelopeReceived(envelope=env) if env.type == "roster":
+                self._apply_roster(env)
+                return None
         raise TypeError(f"RegistryActor: unexpected message {message!r}")
+
+    def _send_roster(self) -> None:
+        """The awake member tells every peer the whole registry (small, idempotent)."""
+        self.last_roster_ms = self.clock.monotonic_ms()
+        if self.send is None or self.registry.me.role is not Role.AWAKE:
+            return
+        machines = [e.to_dict() for e in self.registry.listing()]
+        for peer in self.registry.active_peers():
+            env = make_envelope(
+                "roster",
+                self.registry.self_id,
+                peer.machine_id,
+                {"machines": machines},
+                new_message_id(self.rng),
+            )
+            self.send(env)
+
+    def _apply_roster(self, env: Envelope) -> None:
+        try:
+            members = [MachineEntry.from_dict(m) for m in env.body["machines"]]
+            merged = self.registry.merge_roster(members, env.sender)
+        except (BatonError, TypeError, AttributeError) as exc:
+            self.counters.inc("registry.roster_refused")
+            detail = exc.detail if isinstance(exc, BatonError) else repr(exc)
+            log.warning("registry: roster from %s refused: %s", env.sender, detail)
+            return
+        if merged != self.registry:
+            self._commit(merged)
+            log.info(
+                "registry: roster from %s applied (%d members)", env.sender, len(merged.entries)
+            )
 
     def _candidate(self, card: Mapping[str, Any]) -> tuple[MachineEntry, MachineRegistry]:
         entry = entry_from_card(card, self.clock.wall_s())

@@ -161,6 +161,12 @@ class SpoofedSender(FrameError):
     code = "spoofed_sender"
 
 
+class RosterRefused(PeerFault):
+    """A registry roster from a peer was not accepted."""
+
+    code = "roster_refused"
+
+
 class Misaddressed(FrameError):
     """The envelope is addressed to another machine."""
 

@@ -16,12 +16,12 @@ pairing (issue 4). Until then peers are added through the node's API.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from baton.core.errors import InvalidCard, NicknameTaken, NotFound
+from baton.core.errors import BatonError, InvalidCard, NicknameTaken, NotFound, RosterRefused
 from baton.core.identity import PublicIdentity
 
 
@@ -185,6 +185,27 @@ class MachineRegistry:
                 _check_distinct(entry, other)
         self.get(self.self_id)
         return self
+
+    def merge_roster(self, members: Sequence[MachineEntry], from_id: str) -> MachineRegistry:
+        """Apply a roster sent by ``from_id``, which must be the active awake member.
+
+        New members are learnt and known ones updated; a revoked member stays revoked;
+        our own entry is ours to keep. A roster that would break the registry's
+        invariants is refused whole (RosterRefused), changing nothing.
+        """
+        sender = self.entries.get(from_id)
+        if sender is None or sender.role is not Role.AWAKE or sender.status is not Status.ACTIVE:
+            raise RosterRefused(f"{from_id} is not the awake member; its roster is ignored")
+        entries = dict(self.entries)
+        for entry in members:
+            old = entries.get(entry.machine_id)
+            if entry.machine_id == self.self_id or (old and old.status is Status.REVOKED):
+                continue
+            entries[entry.machine_id] = entry
+        try:
+            return replace(self, entries=entries).check()
+        except BatonError as exc:
+            raise RosterRefused(f"roster from {from_id} refused: {exc.detail}") from None
 
     def with_endpoints(self, machine_id: str, wire: str, http: str) -> MachineRegistry:
         entry = replace(self.get(machine_id), wire=wire, http=http)

@@ -46,6 +46,7 @@ from baton.core.errors import (
 MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "ping": {},
     "pong": {"ping_id": str},
+    "roster": {"machines": list},
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

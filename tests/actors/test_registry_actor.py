@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import nacl.public
 import nacl.signing
 import pykka
 import pytest
 
-from baton.actors.messages import AddMachine, GetSelf, ListMachines
+from baton.actors.messages import AddMachine, EnvelopeReceived, GetSelf, ListMachines, Tick
 from baton.actors.registry_actor import RegistryActor
 from baton.core.clock import FakeClock
 from baton.core.errors import InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
-from baton.core.registry import MachineEntry, Role, open_registry
+from baton.core.metrics import Counters
+from baton.core.registry import (
+    MachineEntry,
+    MachineRegistry,
+    Role,
+    entry_from_card,
+    open_registry,
+)
 from baton.stores.registry_store import MemoryRegistryStore
+from baton.wire.envelope import Envelope, make_envelope
 from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -86,3 +95,72 @@ def test_refused_changes_change_nothing(actor, bad, error) -> None:  # type: ign
         ref.ask(AddMachine(bad()), timeout=5)
     assert store.data == saved and len(recorder.calls) == calls
     assert [e.nickname for e in ref.ask(ListMachines(), timeout=5)] == ["laptop", "mini"]
+
+
+def standby_registry(me: PublicIdentity, me_card: dict[str, str], awake_card: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A registry as a machine that joined ``awake_card``'s mesh holds it."""
+    founded = open_registry(None, me, me_card["wire"], me_card["http"], 0.0)
+    awake = replace(entry_from_card(awake_card, 0.0), role=Role.AWAKE)
+    entries = {me.machine_id: replace(founded.me, role=Role.STANDBY), awake.machine_id: awake}
+    return MachineRegistry(me.machine_id, entries)
+
+
+def identity_of(c: dict[str, str]) -> PublicIdentity:
+    return PublicIdentity.from_dict({k: v for k, v in c.items() if k not in {"wire", "http"}})
+
+
+def test_the_awake_members_roster_reaches_a_standby_and_not_the_reverse() -> None:
+    a_card = {**ME.to_dict(), "wire": "tcp://127.0.0.1:1", "http": "http://127.0.0.1:2"}
+    b_card = card("bravo", 20)
+    b_me = identity_of(b_card)
+    refs: dict[str, pykka.ActorRef] = {}  # type: ignore[type-arg]
+    counters = {ME.machine_id: Counters(), b_me.machine_id: Counters()}
+
+    def send(env: Envelope) -> bool:
+        ref = refs.get(env.to)  # charlie has no actor here: its sends just fail
+        if ref is not None:
+            ref.tell(EnvelopeReceived(env))
+        return ref is not None
+
+    clock = FakeClock()
+    b_store = MemoryRegistryStore()
+    a_reg = open_registry(None, ME, a_card["wire"], a_card["http"], 0.0)
+    refs[ME.machine_id] = RegistryActor.start(
+        a_reg, MemoryRegistryStore(), clock, [], send, counters[ME.machine_id]
+    )
+    refs[b_me.machine_id] = RegistryActor.start(
+        standby_registry(b_me, b_card, a_card),
+        b_store,
+        clock,
+        [],
+        send,
+        counters[b_me.machine_id],
+    )
+    a, b = refs[ME.machine_id], refs[b_me.machine_id]
+
+    def names(ref: pykka.ActorRef) -> set[str]:  # type: ignore[type-arg]
+        return {e.nickname for e in ref.ask(ListMachines(), timeout=5)}
+
+    try:
+        a.ask(AddMachine(b_card), timeout=5)
+        a.ask(AddMachine(card("charlie", 30)), timeout=5)
+        wait_for(lambda: names(b) == {"laptop", "bravo", "charlie"}, 10, "bravo to learn")
+        assert b_store.load().me.role is Role.STANDBY  # type: ignore[union-attr]
+        # bravo is a standby: a roster from it (naming a stranger) is refused by laptop.
+        mallory = entry_from_card(card("mallory", 40), 0.0).to_dict()
+        fake = make_envelope(
+            "roster", b_me.machine_id, ME.machine_id, {"machines": [mallory]}, "r1"
+        )
+        a.tell(EnvelopeReceived(fake))
+        wait_for(
+            lambda: counters[ME.machine_id].get("registry.roster_refused") == 1,
+            10,
+            "laptop to refuse bravo's roster",
+        )
+        assert "mallory" not in names(a)
+        clock.advance(10_000)
+        a.tell(Tick(clock.monotonic_ms()))  # the periodic roster changes nothing
+        assert names(b) == {"laptop", "bravo", "charlie"}
+    finally:
+        for ref in refs.values():
+            ref.stop(timeout=5)

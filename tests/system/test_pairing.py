@@ -51,14 +51,17 @@ def test_two_machines_join_and_reach_the_host(host_and_joiners) -> None:  # type
         me = next(x for x in result["mesh"] if x["nickname"] == m.name)
         assert me["role"] == "standby"
         m.up()
-    roles = {r["nickname"]: r["role"] for r in host.json("machines")}
-    assert roles == {"alpha": "awake", "bravo": "standby", "charlie": "standby"}
-    for m in joiners:
-        rows = {r["nickname"]: r for r in m.json("machines")}
-        assert rows["alpha"]["role"] == "awake" and rows[m.name]["role"] == "standby"
-    wait_for(lambda: all(p["reachable"] for p in host.status()["peers"]), 60, "alpha's peers")
-    for m in joiners:
-        wait_for(lambda m=m: _reaches(m, "alpha"), 60, f"{m.name} to reach alpha")
+    expected = {"alpha": "awake", "bravo": "standby", "charlie": "standby"}
+    assert _roles(host) == expected
+    for m in joiners:  # bravo joined before charlie: it learns of charlie from alpha's roster
+        wait_for(lambda m=m: _roles(m) == expected, 60, f"{m.name} to know all three")
+    for m in (host, *joiners):
+        others = set(expected) - {m.name}
+        wait_for(lambda m=m, o=others: all(_reaches(m, x) for x in o), 60, f"{m.name}'s pings")
+
+
+def _roles(m: Machine) -> dict[str, str]:
+    return {r["nickname"]: r["role"] for r in m.json("machines")}
 
 
 def _reaches(m: Machine, nickname: str) -> bool:

@@ -37,6 +37,7 @@ _FIELD_VALUES: dict[type, st.SearchStrategy[Any]] = {
     int: st.integers(),
     bool: st.booleans(),
     float: st.floats(allow_nan=False, allow_infinity=False),
+    list: st.lists(st.dictionaries(st.text(max_size=10), st.text(max_size=10)), max_size=3),
 }
 
 

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nacl.public
 import nacl.signing
 import pytest
 
 from baton.core.errors import HomeError, InvalidCard, NicknameTaken, NotFound
 from baton.core.identity import PublicIdentity
-from baton.core.registry import MachineRegistry, Role, Status, entry_from_card, open_registry
+from baton.core.registry import (
+    MachineEntry,
+    MachineRegistry,
+    Role,
+    Status,
+    entry_from_card,
+    open_registry,
+)
 from baton.stores.registry_store import JsonRegistryStore, MemoryRegistryStore
 
 
@@ -134,3 +143,48 @@ def test_a_registry_file_breaking_the_invariants_is_refused(tmp_path) -> None:  
     path.write_text(json.dumps(doc))
     with pytest.raises(HomeError, match="already the key"):
         JsonRegistryStore(path).load()
+
+
+def _entry(nick: str, seed: int, **changes: object) -> MachineEntry:
+    return replace(entry_from_card(card(nick, seed), 1.0), **changes)  # type: ignore[arg-type]
+
+
+def test_a_roster_from_the_awake_member_teaches_new_members() -> None:
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    mine = open_registry(None, ME, "tcp://h:1", "http://h:2", 0.0)
+    mine = mine.add(awake)
+    mine = mine.merge_roster([awake, _entry("charlie", 60)], awake.machine_id)
+    assert sorted(e.nickname for e in mine.entries.values()) == ["alpha", "charlie", "laptop"]
+
+
+def test_a_roster_from_anyone_but_the_awake_member_is_refused() -> None:
+    from baton.core.errors import RosterRefused
+
+    standby = _entry("bravo", 70)
+    mine = founded().add(standby)
+    with pytest.raises(RosterRefused):
+        mine.merge_roster([_entry("mallory", 80)], standby.machine_id)
+    with pytest.raises(RosterRefused):
+        mine.merge_roster([], "m_zzzzzzzzzzzzzzzz")
+
+
+def test_a_roster_never_unrevokes_and_never_touches_our_own_entry() -> None:
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    gone = _entry("bravo", 70, status=Status.REVOKED, revoked_at=5.0, revoked_reason="left")
+    base = open_registry(None, ME, "tcp://h:1", "http://h:2", 0.0)
+    mine = MachineRegistry(
+        base.self_id, {**base.entries, awake.machine_id: awake, gone.machine_id: gone}
+    )
+    me_as_awake = _entry("laptop", 1, role=Role.AWAKE)
+    merged = mine.merge_roster([_entry("bravo", 70), me_as_awake], awake.machine_id)
+    assert merged.get(gone.machine_id).status is Status.REVOKED
+    assert merged.me == mine.me
+
+
+def test_a_roster_breaking_the_invariants_is_refused_whole() -> None:
+    from baton.core.errors import RosterRefused
+
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    mine = founded().add(awake)
+    with pytest.raises(RosterRefused):
+        mine.merge_roster([_entry("delta", 90), _entry("laptop", 91)], awake.machine_id)
