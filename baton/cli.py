@@ -1,7 +1,8 @@
 """The `baton` command line. Commands live in cli_node (init, up, down) and
-cli_info (whoami, machines, status) and cli_pair (pair, join); this module assembles them."""
+cli_info (whoami, machines, status), cli_pair (pair, join) and cli_members
+(machines remove, leave); this module assembles them."""
 
-from baton import cli_info, cli_node, cli_pair
+from baton import cli_info, cli_members, cli_node, cli_pair
 from baton.cli_support import main
 
-__all__ = ["cli_info", "cli_node", "cli_pair", "main"]
+__all__ = ["cli_info", "cli_members", "cli_node", "cli_pair", "main"]

@@ -20,6 +20,7 @@ from baton.core.identity import fingerprint
 from baton.core.settings import resolve_settings
 from baton.logs import setup_logging
 from baton.stores.config_file import load_settings, render_config
+from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home, load_identity
 from baton.stores.runfile import lock_holder, read_run_file
 from baton.supervisor import Supervisor
@@ -165,10 +166,21 @@ def _healthy(info: dict[str, Any]) -> bool:
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing.")
 def down(ctx: Ctx, timeout: float) -> None:
     """Stop this machine's supervisor and node; returns once both processes have exited."""
-    procs = _running_processes(ctx)
-    if not procs:
-        ctx.emit({"stopped": False, "running": False}, lambda d: click.echo("baton: not running"))
+    result = stop_node(ctx.paths, timeout)
+    if not result["stopped"]:
+        ctx.emit(result, lambda d: click.echo("baton: not running"))
         return
+    ctx.emit(
+        result,
+        lambda d: click.echo("baton: stopped" + (" (had to kill it)" if d["killed"] else "")),
+    )
+
+
+def stop_node(paths: HomePaths, timeout: float) -> dict[str, Any]:
+    """Stop the supervisor and node of a home; return once both processes have exited."""
+    procs = _running_processes(paths)
+    if not procs:
+        return {"stopped": False, "running": False}
     try:
         # The supervisor stops the node in order; a node without one is told directly.
         target = procs.get("supervisor") or procs["node"]
@@ -178,29 +190,26 @@ def down(ctx: Ctx, timeout: float) -> None:
             for _, fd in procs.values():
                 _send(fd, signal.SIGKILL)
             if not _wait_exit([fd for _, fd in procs.values()], 10.0):
-                raise NodeNotRunning(f"could not stop baton for {ctx.home}")
+                raise NodeNotRunning(f"could not stop baton for {paths.root}")
     finally:
         for _, fd in procs.values():
             os.close(fd)
-    ctx.emit(
-        {
-            "stopped": True,
-            "killed": killed,
-            "supervisor_pid": procs.get("supervisor", (None,))[0],
-            "node_pid": procs.get("node", (None,))[0],
-        },
-        lambda d: click.echo("baton: stopped" + (" (had to kill it)" if killed else "")),
-    )
+    return {
+        "stopped": True,
+        "killed": killed,
+        "supervisor_pid": procs.get("supervisor", (None,))[0],
+        "node_pid": procs.get("node", (None,))[0],
+    }
 
 
-def _running_processes(ctx: Ctx) -> dict[str, tuple[int, int]]:
+def _running_processes(paths: HomePaths) -> dict[str, tuple[int, int]]:
     """{role: (pid, pidfd)} of the live supervisor and node of this home.
 
     A pidfd names one process for good, so a signal can never reach a later process
     that reused the pid; each is opened while that process still holds its lock.
     """
     found = {}
-    for role, lock in (("supervisor", ctx.paths.supervisor_lock), ("node", ctx.paths.node_lock)):
+    for role, lock in (("supervisor", paths.supervisor_lock), ("node", paths.node_lock)):
         pid = lock_holder(lock)
         if pid is None or pid <= 0:
             continue

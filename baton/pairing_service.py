@@ -80,9 +80,9 @@ class PairingService:
             self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation"))
         )
         card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER))
-        self.ask(self.registry, CheckCard(card))
+        self.ask(self.registry, CheckCard(card, readmit=True))
         self.ask(self.pairing, ConsumeSession(session_id))
-        entry: MachineEntry = self.ask(self.registry, AddMachine(card))
+        entry: MachineEntry = self.ask(self.registry, AddMachine(card, readmit=True))
         log.info(
             "pairing: %s (%s) joined as standby; SAS %s", entry.nickname, entry.machine_id, keys.sas
         )

@@ -16,13 +16,20 @@ from typing import Any
 import pykka
 
 from baton import PROTOCOL_VERSION, __version__
-from baton.actors.messages import AddMachine, GetPeerReports, GetSelf, ListMachines
+from baton.actors.messages import (
+    AddMachine,
+    GetPeerReports,
+    GetSelf,
+    ListMachines,
+    RevokeMachine,
+)
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, Unavailable
+from baton.core.errors import BadRequest, NotFound, Unavailable
 from baton.core.identity import PublicIdentity, fingerprint
 from baton.core.metrics import Counters
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
+from baton.membership import verify_leave
 from baton.pairing_service import PairingService
 
 
@@ -151,6 +158,23 @@ class NodeServices:
         if me.role is not Role.AWAKE:
             raise BadRequest("only the awake machine can pair; run `baton pair` there")
         return self.pairing.new_session(verify)
+
+    def remove_machine(self, name: str, reason: str) -> dict[str, Any]:
+        entry = self._ask(self.registry, RevokeMachine(name, reason))
+        return machine_view(entry, self.me.machine_id)
+
+    def leave(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A standby's signed request to leave; answered once the revocation is saved."""
+        name = body.get("machine_id")
+        if not isinstance(name, str):
+            raise BadRequest("machine_id must be a string")
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        entry = entries.get(name)
+        if entry is None:
+            raise NotFound(f"no machine {name} in this mesh")
+        verify_leave(body, self.me.machine_id, entry)
+        gone = self._ask(self.registry, RevokeMachine(name, "left the mesh"))
+        return machine_view(gone, self.me.machine_id)
 
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.pairing.start(body)

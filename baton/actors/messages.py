@@ -44,6 +44,15 @@ class GetSelf:
 @dataclass(frozen=True)
 class AddMachine:
     card: Mapping[str, Any]
+    readmit: bool = False  # a fresh pairing may re-admit a revoked machine
+
+
+@dataclass(frozen=True)
+class RevokeMachine:
+    """Revoke a machine by nickname or id; only the awake member does this."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -51,3 +60,4 @@ class CheckCard:
     """Would AddMachine(card) be accepted? Raises like it would; changes nothing."""
 
     card: Mapping[str, Any]
+    readmit: bool = False

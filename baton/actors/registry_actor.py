@@ -26,10 +26,11 @@ from baton.actors.messages import (
     EnvelopeReceived,
     GetSelf,
     ListMachines,
+    RevokeMachine,
     Tick,
 )
 from baton.core.clock import Clock
-from baton.core.errors import BatonError, InvalidCard
+from baton.core.errors import BadRequest, BatonError, InvalidCard
 from baton.core.metrics import Counters
 from baton.core.registry import (
     MachineEntry,
@@ -79,11 +80,13 @@ class RegistryActor(pykka.ThreadingActor):
                 return self.registry.listing()
             case GetSelf():
                 return self.registry.me
-            case CheckCard(card=card):
-                self._candidate(card)
+            case CheckCard(card=card, readmit=readmit):
+                self._candidate(card, readmit)
                 return None
-            case AddMachine(card=card):
-                entry, registry = self._candidate(card)
+            case RevokeMachine(name=name, reason=reason):
+                return self._revoke(name, reason)
+            case AddMachine(card=card, readmit=readmit):
+                entry, registry = self._candidate(card, readmit)
                 self._commit(registry)
                 log.info("registry: added %s (%s)", entry.nickname, entry.machine_id)
                 self._send_roster()
@@ -111,7 +114,8 @@ class RegistryActor(pykka.ThreadingActor):
                 {"machines": machines},
                 new_message_id(self.rng),
             )
-            self.send(env)
+            if self.send(env):
+                self.counters.inc("registry.roster_sent")
 
     def _apply_roster(self, env: Envelope) -> None:
         try:
@@ -128,11 +132,24 @@ class RegistryActor(pykka.ThreadingActor):
                 "registry: roster from %s applied (%d members)", env.sender, len(merged.entries)
             )
 
-    def _candidate(self, card: Mapping[str, Any]) -> tuple[MachineEntry, MachineRegistry]:
+    def _candidate(
+        self, card: Mapping[str, Any], readmit: bool
+    ) -> tuple[MachineEntry, MachineRegistry]:
         entry = entry_from_card(card, self.clock.wall_s())
         if entry.machine_id == self.registry.self_id:
             raise InvalidCard("a machine cannot add itself as a peer")
-        return entry, self.registry.add(entry)
+        return entry, self.registry.add(entry, readmit)
+
+    def _revoke(self, name: str, reason: str) -> MachineEntry:
+        if self.registry.me.role is not Role.AWAKE:
+            raise BadRequest("only the awake machine revokes members; run this there")
+        target = self.registry.find(name)
+        registry = self.registry.revoke(target.machine_id, self.clock.wall_s(), reason)
+        if registry is not self.registry:
+            self._commit(registry)  # the allow-list drops it before anyone hears of it
+            log.warning("registry: revoked %s (%s): %s", target.nickname, target.machine_id, reason)
+            self._send_roster()
+        return registry.get(target.machine_id)
 
     def _commit(self, registry: MachineRegistry) -> None:
         self.store.save(registry)

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from baton.core.errors import BatonError, InvalidCard, NicknameTaken, NotFound, RosterRefused
+from baton.core.errors import (
+    BadRequest,
+    BatonError,
+    InvalidCard,
+    NicknameTaken,
+    NotFound,
+    RosterRefused,
+)
 from baton.core.identity import PublicIdentity
 
 
@@ -147,6 +154,13 @@ def _check_distinct(entry: MachineEntry, other: MachineEntry) -> None:
         )
 
 
+def _may_replace(old: MachineEntry, new: MachineEntry) -> bool:
+    """Revocation sticks: only a re-admission after it (a fresh pairing) undoes it."""
+    if old.status is not Status.REVOKED:
+        return True
+    return new.status is Status.ACTIVE and new.added_at > (old.revoked_at or 0.0)
+
+
 @dataclass(frozen=True)
 class MachineRegistry:
     """The members of the mesh, this machine included."""
@@ -164,18 +178,37 @@ class MachineRegistry:
     def me(self) -> MachineEntry:
         return self.get(self.self_id)
 
-    def add(self, entry: MachineEntry) -> MachineRegistry:
-        """Add or refresh an entry. Refuses revoked machines and any nickname or
-        encryption key already used by another machine."""
+    def add(self, entry: MachineEntry, readmit: bool = False) -> MachineRegistry:
+        """Add or refresh an entry. Refuses any nickname or encryption key already used by
+        another machine, and a revoked machine unless ``readmit`` (a fresh pairing)."""
         old = self.entries.get(entry.machine_id)
-        if old is not None and old.status is Status.REVOKED:
+        if old is not None and old.status is Status.REVOKED and not readmit:
             raise InvalidCard(f"{entry.machine_id} was revoked; only a fresh pairing re-admits it")
         for other in self.entries.values():
             if other.machine_id != entry.machine_id:
                 _check_distinct(entry, other)
-        if old is not None:
+        if old is not None and old.status is Status.ACTIVE:
             entry = replace(entry, role=old.role, added_at=old.added_at)
         return replace(self, entries={**self.entries, entry.machine_id: entry})
+
+    def revoke(self, machine_id: str, now_wall: float, reason: str) -> MachineRegistry:
+        """Revoke another machine (idempotent: a revoked one keeps its first reason)."""
+        if machine_id == self.self_id:
+            raise BadRequest("a machine cannot revoke itself; run `baton leave` on it")
+        entry = self.get(machine_id)
+        if entry.status is Status.REVOKED:
+            return self
+        if entry.role is Role.AWAKE:
+            raise BadRequest(f"{entry.nickname} is awake; hand the role off before revoking it")
+        gone = replace(entry, status=Status.REVOKED, revoked_at=now_wall, revoked_reason=reason)
+        return replace(self, entries={**self.entries, machine_id: gone})
+
+    def find(self, name: str) -> MachineEntry:
+        """An entry by nickname or machine id."""
+        for entry in self.entries.values():
+            if name in (entry.nickname, entry.machine_id):
+                return entry
+        raise NotFound(f"no machine called {name!r} in the registry")
 
     def check(self) -> MachineRegistry:
         """Raise if the entries break the registry's invariants (e.g. a hand-edited file)."""
@@ -199,7 +232,7 @@ class MachineRegistry:
         entries = dict(self.entries)
         for entry in members:
             old = entries.get(entry.machine_id)
-            if entry.machine_id == self.self_id or (old and old.status is Status.REVOKED):
+            if entry.machine_id == self.self_id or (old and not _may_replace(old, entry)):
                 continue
             entries[entry.machine_id] = entry
         try:

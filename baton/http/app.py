@@ -8,7 +8,9 @@ Routes:
   POST /api/machines   bearer token; add a peer's card (until pairing exists)
   GET  /api/status     bearer token
   POST /api/pair/session  bearer token; mint a pairing code (`baton pair`)
-  POST /api/pair/start, /api/pair/finish   no token, rate limited (baton.http.pairing)
+  POST /api/machines/remove  bearer token; revoke a member (`baton machines remove`)
+  POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
+                       (baton.http.pairing): the code or a signature is the credential
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Services(Protocol):
     def status(self) -> dict[str, Any]: ...
     def metrics(self) -> dict[str, int]: ...
     def pair_session(self, verify: bool) -> dict[str, Any]: ...
+    def remove_machine(self, name: str, reason: str) -> dict[str, Any]: ...
+    def leave(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -77,6 +81,14 @@ def _api(services: Services) -> Blueprint:
     @bp.post("/machines")
     def add_machine() -> ResponseReturnValue:
         return jsonify(services.add_machine(pairing.json_object())), 201
+
+    @bp.post("/machines/remove")
+    def remove_machine() -> ResponseReturnValue:
+        body = pairing.json_object()
+        name, reason = body.get("name"), body.get("reason", "removed by the awake machine")
+        if not isinstance(name, str) or not isinstance(reason, str) or len(reason) > 200:
+            raise BadRequest("expected {name, reason?}: a nickname or machine id, a short reason")
+        return jsonify(services.remove_machine(name, reason))
 
     @bp.post("/pair/session")
     def pair_session() -> ResponseReturnValue:

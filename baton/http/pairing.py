@@ -1,6 +1,6 @@
-"""POST /api/pair/start and /api/pair/finish: no token (the pairing code, through SPAKE2,
-is the credential), rate limited per client address. The node's answers are the same
-shape as every other error: {error, detail}."""
+"""POST /api/pair/start, /api/pair/finish and /api/leave: no bearer token. The pairing
+code (through SPAKE2) or, for /leave, the leaving machine's signature is the credential.
+Rate limited per client address; errors have the usual shape {error, detail}."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ BURST = 10
 class PairingServices(Protocol):
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def leave(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def json_object() -> dict[str, Any]:
@@ -32,7 +33,7 @@ def json_object() -> dict[str, Any]:
 
 
 def blueprint(services: PairingServices, limiter: RateLimiter | None = None) -> Blueprint:
-    bp = Blueprint("pairing", __name__, url_prefix="/api/pair")
+    bp = Blueprint("pairing", __name__, url_prefix="/api")
     limiter = limiter or RateLimiter(RATE_PER_S, BURST)
     lock = threading.Lock()
 
@@ -43,12 +44,16 @@ def blueprint(services: PairingServices, limiter: RateLimiter | None = None) -> 
         if not allowed:
             raise RateLimited("too many pairing requests from this address; wait and retry")
 
-    @bp.post("/start")
+    @bp.post("/pair/start")
     def start() -> ResponseReturnValue:
         return jsonify(services.pair_start(json_object()))
 
-    @bp.post("/finish")
+    @bp.post("/pair/finish")
     def finish() -> ResponseReturnValue:
         return jsonify(services.pair_finish(json_object()))
+
+    @bp.post("/leave")
+    def leave() -> ResponseReturnValue:
+        return jsonify(services.leave(json_object()))
 
     return bp

@@ -20,6 +20,8 @@ COMPOSITION_ROOTS = {
     "baton.cli_node",
     "baton.cli_info",
     "baton.cli_support",
+    "baton.cli_pair",
+    "baton.cli_members",
 }
 
 

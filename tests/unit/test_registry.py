@@ -188,3 +188,45 @@ def test_a_roster_breaking_the_invariants_is_refused_whole() -> None:
     mine = founded().add(awake)
     with pytest.raises(RosterRefused):
         mine.merge_roster([_entry("delta", 90), _entry("laptop", 91)], awake.machine_id)
+
+
+def test_revocation_sticks_until_a_fresh_pairing() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    mini = reg.find("mini")
+    gone = reg.revoke(mini.machine_id, 100.0, "removed by laptop")
+    entry = gone.get(mini.machine_id)
+    assert (entry.status, entry.revoked_at, entry.revoked_reason) == (
+        Status.REVOKED,
+        100.0,
+        "removed by laptop",
+    )
+    assert gone.active_peers() == []
+    assert gone.revoke(mini.machine_id, 200.0, "again").get(mini.machine_id) == entry
+    with pytest.raises(InvalidCard):
+        gone.add(entry_from_card(card("mini", 10), 150.0))  # a replayed card
+    back = gone.add(entry_from_card(card("mini", 10), 150.0), readmit=True)
+    assert back.get(mini.machine_id).status is Status.ACTIVE
+
+
+def test_a_roster_replaying_an_old_entry_does_not_unrevoke() -> None:
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    mine = founded().add(awake).add(entry_from_card(card("mini", 10), 5.0))
+    mini = mine.find("mini")
+    mine = mine.revoke(mini.machine_id, 100.0, "removed")
+    replay = replace(mini, added_at=5.0)
+    assert mine.merge_roster([replay], awake.machine_id).find("mini").status is Status.REVOKED
+    fresh = replace(mini, added_at=120.0)
+    assert mine.merge_roster([fresh], awake.machine_id).find("mini").status is Status.ACTIVE
+
+
+def test_revoke_refuses_ourselves_the_awake_member_and_strangers() -> None:
+    from baton.core.errors import BadRequest
+
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    reg = founded().add(awake)
+    with pytest.raises(BadRequest):
+        reg.revoke(ME.machine_id, 1.0, "x")
+    with pytest.raises(BadRequest):
+        reg.revoke(awake.machine_id, 1.0, "x")
+    with pytest.raises(NotFound):
+        reg.revoke("m_zzzzzzzzzzzzzzzz", 1.0, "x")

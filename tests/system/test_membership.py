@@ -1,0 +1,101 @@
+"""Removing and leaving: revocation reaches every member and sticks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tools.mesh import Machine, Mesh, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
+
+NAMES = ["alpha", "bravo", "charlie"]
+
+
+@pytest.fixture
+def paired(make_mesh: Callable[..., Mesh]) -> dict[str, Machine]:
+    """alpha awake, bravo and charlie paired to it with codes, all running and in touch."""
+    host = make_mesh(1, link=False, names=["alpha"])[0]
+    joiners = make_mesh(2, up=False, names=["bravo", "charlie"]).machines
+    for m in joiners:
+        session = host.json("pair")
+        m.json("join", session["url"], "--code", session["code"])
+        m.up()
+    machines = {"alpha": host, "bravo": joiners[0], "charlie": joiners[1]}
+    for m in machines.values():
+        wait_for(lambda m=m: _all_reachable(m), 60, f"{m.name} to reach the others")
+    return machines
+
+
+def _all_reachable(m: Machine) -> bool:
+    peers = m.status()["peers"]
+    return len(peers) == 2 and all(p["reachable"] for p in peers)
+
+
+def _row(m: Machine, name: str) -> dict:
+    return next(r for r in m.json("machines") if r["nickname"] == name)
+
+
+def _denied(m: Machine) -> int:
+    return int(m.status()["counters"].get("wire.auth_denied", 0))
+
+
+def test_a_removed_machine_is_shut_out_everywhere_and_stays_out(
+    paired: dict[str, Machine],
+) -> None:
+    alpha, bravo, charlie = (paired[n] for n in NAMES)
+    before = {m.name: _denied(m) for m in (alpha, bravo)}
+    row = alpha.json("machines", "remove", "charlie", "--reason", "lost laptop")
+    assert row["status"] == "revoked" and row["revoked_reason"] == "lost laptop"
+    for m in (alpha, bravo):
+        wait_for(
+            lambda m=m: _row(m, "charlie")["status"] == "revoked",
+            30,
+            f"{m.name} to record the revocation",
+        )
+        wait_for(lambda m=m: _denied(m) > before[m.name], 30, f"{m.name} to refuse charlie")
+        assert "charlie" not in {p["nickname"] for p in m.status()["peers"]}
+    wait_for(
+        lambda: not any(p["reachable"] for p in charlie.status()["peers"]),
+        30,
+        "charlie to hear from nobody",
+    )
+    # Neither alpha's periodic roster nor charlie's own traffic brings charlie back.
+    sent = alpha.status()["counters"].get("registry.roster_sent", 0)
+    wait_for(
+        lambda: alpha.status()["counters"].get("registry.roster_sent", 0) > sent,
+        30,
+        "alpha's next periodic roster",
+    )
+    wait_for(lambda: bravo.status()["counters"].get("wire.received", 0) > 0, 5, "bravo alive")
+    assert _row(bravo, "charlie")["status"] == "revoked"
+    assert _row(alpha, "charlie")["status"] == "revoked"
+    assert _all_reachable_pair(alpha, bravo)
+
+
+def _all_reachable_pair(a: Machine, b: Machine) -> bool:
+    return any(p["nickname"] == b.name and p["reachable"] for p in a.status()["peers"])
+
+
+def test_a_standby_that_leaves_is_revoked_everywhere_and_loses_its_keys(
+    paired: dict[str, Machine],
+) -> None:
+    alpha, bravo, charlie = (paired[n] for n in NAMES)
+    result = bravo.json("leave")
+    assert result["ok"] is True and result["node_stopped"] is True
+    assert _row(alpha, "bravo")["status"] == "revoked", "recorded before leave returned"
+    wait_for(lambda: _row(charlie, "bravo")["status"] == "revoked", 30, "charlie to learn")
+    assert _row(alpha, "bravo")["revoked_reason"] == "left the mesh"
+    for path in (bravo.paths.signing_key, bravo.paths.encryption_key, bravo.paths.api_token):
+        assert not path.exists()
+    assert not bravo.survivors(), "bravo's node was stopped"
+
+
+def test_the_awake_machine_refuses_to_leave(paired: dict[str, Machine]) -> None:
+    import json
+
+    proc = paired["alpha"].baton("leave", "--json", check=False)
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and err["error"] == "bad_request" and "hand" in err["detail"]
+    assert paired["alpha"].paths.signing_key.exists()
