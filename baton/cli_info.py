@@ -6,6 +6,7 @@ the running node, because reachability and round-trip times are live facts.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from typing import Any
@@ -31,6 +32,12 @@ def _offline_machines(ctx: Ctx) -> list[dict[str, Any]]:
         settings = load_settings(ctx.home, os.environ, {})
         registry = open_registry(None, me, settings.wire.zmq_endpoint, settings.http.url, 0.0)
     return [machine_view(e, me.machine_id) for e in registry.listing()]
+
+
+def _when(wall: float | None) -> str:
+    if not wall:
+        return "-"
+    return datetime.datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @command(main, "whoami")
@@ -84,10 +91,20 @@ def _list_machines(ctx: Ctx) -> None:
         rows = _offline_machines(ctx)
 
     def human(rows: list[dict[str, Any]]) -> None:
-        table = Table("nickname", "machine id", "role", "status", "wire", box=None)
+        table = Table("nickname", "machine id", "role", "status", "paired", "last seen", box=None)
         for r in rows:
             name = r["nickname"] + (" (this)" if r.get("self") else "")
-            table.add_row(name, r["machine_id"], r["role"], r["status"], r.get("wire") or "")
+            status = r["status"]
+            if r.get("revoked_at"):
+                status += f" {_when(r['revoked_at'])}: {r.get('revoked_reason') or ''}"
+            table.add_row(
+                name,
+                r["machine_id"],
+                r["role"],
+                status,
+                _when(r.get("paired_at")),
+                _when(r.get("last_seen")),
+            )
         Console().print(table)
 
     ctx.emit(rows, human)

@@ -8,12 +8,16 @@ not a baton node 15, unreachable 16; anything else 1.
 from __future__ import annotations
 
 import datetime
+import json
+import sys
+import time
 from typing import Any
 
 import click
 
 from baton.cli_support import Ctx, command, main
 from baton.client import NodeClient
+from baton.core.errors import PairingExpired
 from baton.pairing_client import join as run_join
 
 
@@ -29,16 +33,44 @@ def pair(ctx: Ctx, verify: bool) -> None:
     Give the new machine the code and this machine's URL:
     baton join URL --code CODE --name NICK. A new `pair` replaces the old code.
     """
-    if verify:
-        raise click.UsageError("--verify (interactive SAS confirmation) is not built yet")
-    session = NodeClient(ctx.home).post("/api/pair/session", {"verify": verify})
+    client = NodeClient(ctx.home)
+    session = client.post("/api/pair/session", {"verify": verify})
 
     def human(d: dict[str, Any]) -> None:
         until = datetime.datetime.fromtimestamp(d["expires_at"]).strftime("%H:%M:%S")
         click.echo(f"pairing code: {d['code']}   (valid until {until}, 3 attempts)")
         click.echo(f"on the new machine: baton join {d['url']} --code {d['code']} --name NICK")
 
-    ctx.emit(session, human)
+    if not verify:
+        ctx.emit(session, human)
+        return
+    human(session) if not ctx.as_json else click.echo(json.dumps(session), err=True)
+    outcome = _verify_joiner(client, session["expires_at"])
+    ctx.emit(
+        {**session, **outcome},
+        lambda d: click.echo(
+            f"{d['nickname']} joined" if d["accepted"] else "refused; the code is burned"
+        ),
+    )
+    if not outcome["accepted"]:
+        sys.exit(1)
+
+
+def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
+    """Wait for a joiner, show its SAS, ask the operator, send the answer."""
+    click.echo("waiting for the new machine to join...", err=True)
+    while True:
+        view = client.get("/api/pair/session")
+        if view["waiting"]:
+            break
+        if view["state"] != "open" or time.time() > expires_at + 1:
+            raise PairingExpired(f"no machine joined with this code ({view['state']})")
+        time.sleep(0.3)
+    joiner = view["waiting"]
+    click.echo(f"{joiner['nickname']} wants to join; it shows the code {joiner['sas']}", err=True)
+    accept = click.confirm("Does the new machine show the same digits?", err=True)
+    client.post("/api/pair/decide", {"session_id": view["session_id"], "accept": accept})
+    return {"accepted": accept, "nickname": joiner["nickname"], "sas": joiner["sas"]}
 
 
 @command(main, "join")
@@ -58,11 +90,18 @@ def join(
     string with the one the awake machine shows if it asked you to.
     """
     config = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
-    result = run_join(ctx.home, url, code, name, config)
+
+    def show_sas(sas: str) -> None:
+        click.echo(
+            f"short authentication string: {sas} (the awake machine may ask "
+            "its operator to compare it)",
+            err=True,
+        )
+
+    result = run_join(ctx.home, url, code, name, config, show_sas)
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"joined as {d['nickname']} ({d['machine_id']}), standby")
-        click.echo(f"short authentication string: {d['sas']}")
         for m in d["mesh"]:
             click.echo(f"  {m['nickname']:<16} {m['machine_id']}  {m['role']}")
         click.echo(f"start it with: baton up --home {ctx.home}")

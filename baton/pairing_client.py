@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,16 @@ from baton.wire.pake import Role as PakeRole
 
 VERSION = 1
 TIMEOUT_S = 15.0
+FINISH_TIMEOUT_S = 90.0  # the host may hold /finish while its operator checks the SAS
 
 
 def join(
-    home: Path, url: str, code: str, name: str | None, config: Mapping[str, object] | None = None
+    home: Path,
+    url: str,
+    code: str,
+    name: str | None,
+    config: Mapping[str, object] | None = None,
+    on_sas: Callable[[str], None] = lambda sas: None,
 ) -> dict[str, Any]:
     """Join the mesh whose awake machine serves ``url``; returns {ok, sas, mesh, ...}.
 
@@ -58,7 +64,7 @@ def join(
     created = not paths.identity.exists()
     try:
         identity = _identity(home, name, created, config or {})
-        return _pair(paths, identity, url, code)
+        return _pair(paths, identity, url, code, on_sas)
     except BaseException:
         if created:
             shutil.rmtree(home, ignore_errors=True)
@@ -94,7 +100,13 @@ def _identity(
     return identity
 
 
-def _pair(paths: HomePaths, identity: MachineIdentity, url: str, code: str) -> dict[str, Any]:
+def _pair(
+    paths: HomePaths,
+    identity: MachineIdentity,
+    url: str,
+    code: str,
+    on_sas: Callable[[str], None],
+) -> dict[str, Any]:
     settings = load_settings(paths.root, os.environ, {})
     if 0 in (settings.wire.port, settings.http.port):
         raise ConfigError("wire", "a machine that joins needs fixed ports (not 0) for its peers")
@@ -104,13 +116,17 @@ def _pair(paths: HomePaths, identity: MachineIdentity, url: str, code: str) -> d
         "http": settings.http.url,
     }
     pake = JoinerPake(code)
-    started = _post(url + "/api/pair/start", {"v": VERSION, "joiner_message": b64e(pake.message)})
+    started = _post(
+        url + "/api/pair/start", TIMEOUT_S, {"v": VERSION, "joiner_message": b64e(pake.message)}
+    )
     keys = pake.finish(b64d(_text(started, "host_message"), "host_message"))
     host_mac = b64d(_text(started, "host_confirmation"), "host_confirmation")
     with contextlib.suppress(WrongCode):  # the host will say so too, with the attempts left
         keys.check_host_confirmation(host_mac)
+    on_sas(keys.sas)  # the awake machine's operator may be comparing it right now
     finished = _post(
         url + "/api/pair/finish",
+        FINISH_TIMEOUT_S,
         {
             "v": VERSION,
             "run_id": _text(started, "run_id"),
@@ -138,8 +154,8 @@ def _pair(paths: HomePaths, identity: MachineIdentity, url: str, code: str) -> d
     }
 
 
-def _post(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    answer = http_json(url, "POST", body, timeout=TIMEOUT_S)
+def _post(url: str, timeout: float, body: Mapping[str, Any]) -> dict[str, Any]:
+    answer = http_json(url, "POST", body, timeout=timeout)
     if not isinstance(answer, dict) or answer.get("v") != VERSION:
         raise NotABatonNode(f"{url} did not answer like a baton node (pairing v{VERSION})")
     return answer

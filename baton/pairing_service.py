@@ -14,13 +14,24 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
 
 from baton.actors.messages import AddMachine, CheckCard, ListMachines
-from baton.actors.pairing_actor import ConsumeSession, NewSession, RunStarted, StartRun, VerifyRun
+from baton.actors.pairing_actor import (
+    AwaitApproval,
+    ConsumeSession,
+    Decide,
+    GetApproval,
+    GetSessionView,
+    NewSession,
+    RunStarted,
+    StartRun,
+    VerifyRun,
+)
 from baton.core.errors import BadRequest, PairingError
 from baton.core.pairing import PairingSession
 from baton.core.registry import MachineEntry
@@ -29,6 +40,8 @@ from baton.wire.pake import Role, b64d, b64e
 log = logging.getLogger("baton.pairing")
 
 PAIRING_VERSION = 1
+APPROVAL_TIMEOUT_S = 60.0  # a joiner waits this long for the operator (--verify)
+APPROVAL_POLL_S = 0.2
 
 
 def _fields(body: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
@@ -64,6 +77,27 @@ class PairingService:
         session: PairingSession = self.ask(self.pairing, NewSession(verify))
         return {"code": session.code, "expires_at": session.expires_at, "url": self.url}
 
+    def view(self) -> dict[str, Any]:
+        return dict(self.ask(self.pairing, GetSessionView()))
+
+    def decide(self, session_id: str, accept: bool) -> None:
+        self.ask(self.pairing, Decide(session_id, accept))
+
+    def _await_operator(self, session: PairingSession, sas: str, nickname: str) -> None:
+        """--verify: hold the joiner until the operator compares the SAS (or time runs out)."""
+        self.ask(self.pairing, AwaitApproval(session.session_id, sas, nickname))
+        deadline = time.monotonic() + APPROVAL_TIMEOUT_S
+        while time.monotonic() < deadline:
+            decision = self.ask(self.pairing, GetApproval(session.session_id))
+            if decision is not None:
+                if decision:
+                    return
+                raise PairingError(
+                    "the operator refused: the short authentication strings did not match"
+                )
+            time.sleep(APPROVAL_POLL_S)
+        raise PairingError("the operator did not confirm the short authentication string in time")
+
     def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
         [message] = _fields(body, ("joiner_message",))
         started: RunStarted = self.ask(self.pairing, StartRun(b64d(message, "joiner_message")))
@@ -76,12 +110,12 @@ class PairingService:
 
     def finish(self, body: Mapping[str, Any]) -> dict[str, Any]:
         run_id, mac, sealed = _fields(body, ("run_id", "joiner_confirmation", "sealed_card"))
-        session_id, keys = self.ask(
-            self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation"))
-        )
+        session, keys = self.ask(self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation")))
         card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER))
         self.ask(self.registry, CheckCard(card, readmit=True))
-        self.ask(self.pairing, ConsumeSession(session_id))
+        if session.verify:
+            self._await_operator(session, keys.sas, str(card.get("nickname")))
+        self.ask(self.pairing, ConsumeSession(session.session_id))
         entry: MachineEntry = self.ask(self.registry, AddMachine(card, readmit=True))
         log.info(
             "pairing: %s (%s) joined as standby; SAS %s", entry.nickname, entry.machine_id, keys.sas

@@ -33,8 +33,11 @@ from baton.membership import verify_leave
 from baton.pairing_service import PairingService
 
 
-def machine_view(entry: MachineEntry, self_id: str) -> dict[str, Any]:
-    """How one registry entry is shown to operators (CLI and HTTP)."""
+def machine_view(
+    entry: MachineEntry, self_id: str, last_seen_s: float | None = None
+) -> dict[str, Any]:
+    """How one registry entry is shown to operators (CLI and HTTP). ``last_seen_s`` is a
+    wall time (this machine's clock) of the last pong from it, when the node knows it."""
     return {
         "machine_id": entry.machine_id,
         "nickname": entry.nickname,
@@ -44,6 +47,8 @@ def machine_view(entry: MachineEntry, self_id: str) -> dict[str, Any]:
         "wire": entry.wire,
         "http": entry.http,
         "added_at": entry.added_at,
+        "paired_at": entry.added_at,
+        "last_seen": last_seen_s,
         "revoked_at": entry.revoked_at,
         "revoked_reason": entry.revoked_reason,
     }
@@ -121,7 +126,14 @@ class NodeServices:
 
     def machines(self) -> list[dict[str, Any]]:
         entries = self._ask(self.registry, ListMachines())
-        return [machine_view(e, self.me.machine_id) for e in entries]
+        now = self.clock.wall_s()
+        seen = {
+            r.machine_id: now - r.last_seen_ms_ago / 1000.0
+            for r in self._ask(self.peers, GetPeerReports())
+            if r.last_seen_ms_ago is not None
+        }
+        seen[self.me.machine_id] = now
+        return [machine_view(e, self.me.machine_id, seen.get(e.machine_id)) for e in entries]
 
     def add_machine(self, card: Mapping[str, Any]) -> dict[str, Any]:
         entry = self._ask(self.registry, AddMachine(card))
@@ -175,6 +187,16 @@ class NodeServices:
         verify_leave(body, self.me.machine_id, entry)
         gone = self._ask(self.registry, RevokeMachine(name, "left the mesh"))
         return machine_view(gone, self.me.machine_id)
+
+    def pair_view(self) -> dict[str, Any]:
+        return self.pairing.view()
+
+    def pair_decide(self, body: dict[str, Any]) -> dict[str, Any]:
+        session_id, accept = body.get("session_id"), body.get("accept")
+        if not isinstance(session_id, str) or not isinstance(accept, bool):
+            raise BadRequest("expected {session_id: string, accept: true|false}")
+        self.pairing.decide(session_id, accept)
+        return {"session_id": session_id, "accept": accept}
 
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.pairing.start(body)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pykka
@@ -23,6 +23,7 @@ from baton.core.pairing import (
     PairingSessionStore,
     consume,
     new_session,
+    session_state,
     start_attempt,
     wrong_code,
 )
@@ -66,6 +67,40 @@ class ConsumeSession:
 
 
 @dataclass(frozen=True)
+class AwaitApproval:
+    """--verify mode: a confirmed joiner waits for the operator to compare the SAS."""
+
+    session_id: str
+    sas: str
+    nickname: str
+
+
+@dataclass(frozen=True)
+class Decide:
+    """The operator's answer for the joiner waiting on the current session."""
+
+    session_id: str
+    accept: bool
+
+
+@dataclass(frozen=True)
+class GetApproval:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class GetSessionView:
+    pass
+
+
+@dataclass
+class _Pending:
+    sas: str
+    nickname: str
+    decision: bool | None = None
+
+
+@dataclass(frozen=True)
 class _Run:
     session_id: str
     keys: PakeKeys
@@ -80,6 +115,7 @@ class PairingActor(pykka.ThreadingActor):
         self.clock = clock
         self.rng = rng
         self.runs: dict[str, _Run] = {}
+        self.pending: dict[str, _Pending] = {}
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -87,6 +123,7 @@ class PairingActor(pykka.ThreadingActor):
                 session = new_session(self.rng, self.clock.wall_s(), verify=verify)
                 self.store.save(session)
                 self.runs.clear()  # a new code ends every run of the old one
+                self.pending.clear()
                 log.info("pairing: new session %s", session.session_id)
                 return session
             case StartRun(joiner_message=msg):
@@ -95,6 +132,16 @@ class PairingActor(pykka.ThreadingActor):
                 return self._verify(run_id, mac)
             case ConsumeSession(session_id=session_id):
                 return self._consume(session_id)
+            case AwaitApproval(session_id=sid, sas=sas, nickname=nickname):
+                self.pending[sid] = _Pending(sas, nickname)
+                return None
+            case GetApproval(session_id=sid):
+                pending = self.pending.get(sid)
+                return None if pending is None else pending.decision
+            case Decide(session_id=sid, accept=accept):
+                return self._decide(sid, accept)
+            case GetSessionView():
+                return self._view()
         raise TypeError(f"PairingActor: unexpected message {message!r}")
 
     def _session(self) -> PairingSession:
@@ -119,7 +166,34 @@ class PairingActor(pykka.ThreadingActor):
         )
         return RunStarted(run_id, host_message, keys)
 
-    def _verify(self, run_id: str, joiner_confirmation: bytes) -> tuple[str, PakeKeys]:
+    def _decide(self, session_id: str, accept: bool) -> None:
+        pending = self.pending.get(session_id)
+        if pending is None or pending.decision is not None:
+            raise PairingError("no joiner is waiting for a decision on this code")
+        pending.decision = accept
+        if not accept:  # the SAS did not match: someone else may know the code; burn it
+            session = self._session()
+            self.store.save(replace(session, attempts_used=session.max_attempts))
+            self.runs.clear()
+            log.warning(
+                "pairing: operator refused %s (SAS mismatch); code burned", pending.nickname
+            )
+
+    def _view(self) -> dict[str, Any]:
+        session = self._session()
+        pending = self.pending.get(session.session_id)
+        return {
+            "session_id": session.session_id,
+            "state": session_state(session, self.clock.wall_s()).name.lower(),
+            "verify": session.verify,
+            "attempts_left": session.attempts_left,
+            "expires_at": session.expires_at,
+            "waiting": None
+            if pending is None or pending.decision is not None
+            else {"sas": pending.sas, "nickname": pending.nickname},
+        }
+
+    def _verify(self, run_id: str, joiner_confirmation: bytes) -> tuple[PairingSession, PakeKeys]:
         run = self.runs.pop(run_id, None)
         if run is None:
             raise PairingError("unknown or already finished pairing run; start again")
@@ -131,7 +205,7 @@ class PairingActor(pykka.ThreadingActor):
         except PairingError:
             log.warning("pairing: run %s failed key confirmation (wrong code)", run_id)
             raise wrong_code(session) from None
-        return session.session_id, run.keys
+        return session, run.keys
 
     def _consume(self, session_id: str) -> PairingSession:
         session = self._session()

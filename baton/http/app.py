@@ -8,6 +8,8 @@ Routes:
   POST /api/machines   bearer token; add a peer's card (until pairing exists)
   GET  /api/status     bearer token
   POST /api/pair/session  bearer token; mint a pairing code (`baton pair`)
+  GET  /api/pair/session  bearer token; its state and a joiner waiting for the SAS check
+  POST /api/pair/decide   bearer token; the operator's yes or no (`baton pair --verify`)
   POST /api/machines/remove  bearer token; revoke a member (`baton machines remove`)
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.http.pairing): the code or a signature is the credential
@@ -36,6 +38,8 @@ class Services(Protocol):
     def status(self) -> dict[str, Any]: ...
     def metrics(self) -> dict[str, int]: ...
     def pair_session(self, verify: bool) -> dict[str, Any]: ...
+    def pair_view(self) -> dict[str, Any]: ...
+    def pair_decide(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def remove_machine(self, name: str, reason: str) -> dict[str, Any]: ...
     def leave(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
@@ -89,6 +93,14 @@ def _api(services: Services) -> Blueprint:
         if not isinstance(name, str) or not isinstance(reason, str) or len(reason) > 200:
             raise BadRequest("expected {name, reason?}: a nickname or machine id, a short reason")
         return jsonify(services.remove_machine(name, reason))
+
+    @bp.get("/pair/session")
+    def pair_view() -> ResponseReturnValue:
+        return jsonify(services.pair_view())
+
+    @bp.post("/pair/decide")
+    def pair_decide() -> ResponseReturnValue:
+        return jsonify(services.pair_decide(pairing.json_object()))
 
     @bp.post("/pair/session")
     def pair_session() -> ResponseReturnValue:

@@ -48,6 +48,9 @@ def test_a_removed_machine_is_shut_out_everywhere_and_stays_out(
     before = {m.name: _denied(m) for m in (alpha, bravo)}
     row = alpha.json("machines", "remove", "charlie", "--reason", "lost laptop")
     assert row["status"] == "revoked" and row["revoked_reason"] == "lost laptop"
+    assert row["revoked_at"] >= row["paired_at"] > 0
+    bravo_row = _row(alpha, "bravo")
+    assert bravo_row["status"] == "active" and bravo_row["last_seen"] is not None
     for m in (alpha, bravo):
         wait_for(
             lambda m=m: _row(m, "charlie")["status"] == "revoked",

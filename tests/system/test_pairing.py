@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -171,3 +174,54 @@ def test_a_failed_join_that_created_a_home_leaves_nothing(
     fresh = Machine("echo", tmp_path / "echo")
     code, err = join(fresh, session["url"], wrong(session["code"]), "--name", "echo")
     assert code == 10 and err["error"] == "wrong_code" and not fresh.home.exists()
+
+
+def _pair_verify(host: Machine, joiner: Machine, answer: str) -> tuple[dict, int, dict, int]:
+    """Run `pair --verify` on host and `join` on joiner; the operator answers ``answer``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    cmd = [sys.executable, "-m", "baton", "pair", "--verify", "--json", "--home", str(host.home)]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdin is not None
+        session = json.loads(proc.stderr.readline())
+        proc.stdin.write(answer + "\n")
+        proc.stdin.flush()
+        joined: list[tuple[int, dict]] = []
+        worker = threading.Thread(
+            target=lambda: joined.append(join(joiner, session["url"], session["code"]))
+        )
+        worker.start()
+        out, _ = proc.communicate(timeout=120)
+        worker.join(120)
+        assert joined, "join did not finish"
+        return json.loads(out), proc.returncode, joined[0][1], joined[0][0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+def test_pair_verify_admits_only_after_the_operator_confirms_the_sas(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, _) = host_and_joiners
+    pair_out, pair_code, join_out, join_code = _pair_verify(host, bravo, "y")
+    assert pair_code == 0 and join_code == 0, (pair_out, join_out)
+    assert pair_out["accepted"] is True and pair_out["sas"] == join_out["sas"]
+    assert "bravo" in {r["nickname"] for r in host.json("machines")}
+
+
+def test_pair_verify_refused_burns_the_code(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    host, (bravo, charlie) = host_and_joiners
+    pair_out, pair_code, join_out, join_code = _pair_verify(host, bravo, "n")
+    assert pair_code == 1 and pair_out["accepted"] is False
+    assert join_code == 1 and "refused" in join_out["detail"], join_out
+    assert {r["nickname"] for r in host.json("machines")} == {"alpha"}
+    assert not bravo.paths.registry.exists(), "a refused joiner writes no roster"
+    code, err = join(charlie, pair_out["url"], pair_out["code"])
+    assert code == 11 and err["error"] == "pairing_burned", err
