@@ -52,6 +52,7 @@ from baton.core.settings import HostPort, Settings
 from baton.http import create_app
 from baton.logs import setup_logging
 from baton.services import NodeServices
+from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.config_file import load_settings
 from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
@@ -168,7 +169,15 @@ class Node:
                 store.load(), identity.public, transport.endpoint, http_url, clock.wall_s()
             )
             registry = RegistryActor.start(
-                opened, store, clock, [announce], transport.send, counters, os.urandom
+                opened,
+                store,
+                clock,
+                [announce],
+                transport.send,
+                counters,
+                os.urandom,
+                Ed25519Signer(identity.machine_id, identity.signing_key),
+                verify_ed25519,
             )
             self.parts.append(registry)
             dispatcher.route("roster", registry)

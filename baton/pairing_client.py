@@ -28,8 +28,9 @@ from baton.core.errors import (
     WrongCode,
 )
 from baton.core.pairing import normalize_code
-from baton.core.registry import MachineEntry, MachineRegistry, Role
+from baton.core.registry import MachineEntry, MachineRegistry, Role, is_signed_by
 from baton.core.settings import resolve_settings
+from baton.signing import verify_ed25519
 from baton.stores.config_file import load_settings, read_config, render_config, write_config
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home, load_identity
@@ -187,4 +188,9 @@ def _registry(identity: MachineIdentity, members: list[Any]) -> MachineRegistry:
     me = registry.me
     if me.identity != identity.public or me.role is not Role.STANDBY:
         raise PairingError("the host's roster does not list this machine as a standby")
+    awake = [e for e in registry.entries.values() if e.role is Role.AWAKE]
+    if len(awake) != 1 or not all(
+        is_signed_by(e, awake[0], verify_ed25519) for e in registry.entries.values()
+    ):
+        raise PairingError("the host's roster is not signed by its awake member")
     return registry

@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 
 from baton.core.clock import Clock
-from baton.core.errors import NoPairingSession, PairingError
+from baton.core.errors import NoPairingSession, PairingConsumed, PairingError
 from baton.core.pairing import (
     PairingSession,
     PairingSessionStore,
@@ -200,6 +200,8 @@ class PairingActor(pykka.ThreadingActor):
         session = self._session()
         if session.session_id != run.session_id:
             raise PairingError("the pairing code changed since this run started; start again")
+        if session.consumed:
+            raise PairingConsumed("another machine has just joined with this code")
         try:
             run.keys.check_joiner_confirmation(joiner_confirmation)
         except PairingError:
@@ -212,7 +214,6 @@ class PairingActor(pykka.ThreadingActor):
         if session.session_id != session_id:
             raise PairingError("the pairing code changed; ask for a new one")
         consumed = consume(session, self.clock.wall_s())
-        self.store.save(consumed)
-        self.runs.clear()
+        self.store.save(consumed)  # other runs stay, to be told "already used" when they finish
         log.info("pairing: session %s consumed", session_id)
         return consumed

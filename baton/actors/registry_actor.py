@@ -37,6 +37,8 @@ from baton.core.registry import (
     MachineRegistry,
     RegistryStore,
     Role,
+    Signer,
+    Verify,
     entry_from_card,
 )
 from baton.wire.envelope import Envelope, make_envelope, new_message_id
@@ -60,6 +62,8 @@ class RegistryActor(pykka.ThreadingActor):
         send: Callable[[Envelope], bool] | None = None,
         counters: Counters | None = None,
         rng: Callable[[int], bytes] = os.urandom,
+        signer: Signer | None = None,
+        verify: Verify | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -69,6 +73,8 @@ class RegistryActor(pykka.ThreadingActor):
         self.send = send
         self.counters = counters or Counters()
         self.rng = rng
+        self.signer = signer
+        self.verify: Verify = verify or (lambda public, data, signature: False)
         self.last_roster_ms: float | None = None
 
     def on_start(self) -> None:
@@ -120,7 +126,7 @@ class RegistryActor(pykka.ThreadingActor):
     def _apply_roster(self, env: Envelope) -> None:
         try:
             members = [MachineEntry.from_dict(m) for m in env.body["machines"]]
-            merged = self.registry.merge_roster(members, env.sender)
+            merged = self.registry.merge_roster(members, env.sender, self.verify)
         except (BatonError, TypeError, AttributeError) as exc:
             self.counters.inc("registry.roster_refused")
             detail = exc.detail if isinstance(exc, BatonError) else repr(exc)
@@ -152,6 +158,8 @@ class RegistryActor(pykka.ThreadingActor):
         return registry.get(target.machine_id)
 
     def _commit(self, registry: MachineRegistry) -> None:
+        if self.signer is not None and registry.me.role is Role.AWAKE:
+            registry = registry.signed(self.signer)  # the awake member vouches for all
         self.store.save(registry)
         self.registry = registry
         peers = registry.active_peers()

@@ -15,8 +15,11 @@ pairing (issue 4). Until then peers are added through the node's API.
 
 from __future__ import annotations
 
+import binascii
+import json
 import re
-from collections.abc import Mapping, Sequence
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -45,6 +48,7 @@ class Status(StrEnum):
 _WIRE_RE = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 CARD_FIELDS = frozenset({"wire", "http"})
+SIGNING_CONTEXT = b"baton registry entry v1\n"
 IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
 
 
@@ -69,6 +73,8 @@ class MachineEntry:
     added_at: float
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    signed_by: str | None = None  # the awake member that vouches for this entry
+    signature: bytes | None = None  # Ed25519 over signable(), by signed_by
 
     @property
     def machine_id(self) -> str:
@@ -88,7 +94,15 @@ class MachineEntry:
             "added_at": self.added_at,
             "revoked_at": self.revoked_at,
             "revoked_reason": self.revoked_reason,
+            "signed_by": self.signed_by,
+            "signature": None if self.signature is None else b64encode(self.signature).decode(),
         }
+
+    def signable(self) -> bytes:
+        """The canonical bytes an awake member signs: every field but the signature."""
+        doc = self.to_dict()
+        del doc["signature"]
+        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MachineEntry:
@@ -104,9 +118,39 @@ class MachineEntry:
                 added_at=float(data["added_at"]),
                 revoked_at=None if data.get("revoked_at") is None else float(data["revoked_at"]),
                 revoked_reason=data.get("revoked_reason"),
+                signed_by=data.get("signed_by"),
+                signature=_signature(data.get("signature")),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, binascii.Error) as exc:
             raise InvalidCard(f"registry entry {identity.machine_id}: {exc!r}") from None
+
+
+def _signature(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("signature must be base64 text")
+    raw = b64decode(value, validate=True)
+    if len(raw) != 64:
+        raise ValueError("an Ed25519 signature has 64 bytes")
+    return raw
+
+
+class Signer(Protocol):
+    """Signs for one machine (its Ed25519 key lives behind this port)."""
+
+    machine_id: str
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+#: verify(signing_public, data, signature) -> bool; the Ed25519 check behind a port.
+Verify = Callable[[bytes, bytes, bytes], bool]
+
+
+def sign_entry(entry: MachineEntry, signer: Signer) -> MachineEntry:
+    unsigned = replace(entry, signed_by=signer.machine_id, signature=None)
+    return replace(unsigned, signature=signer.sign(unsigned.signable()))
 
 
 def open_registry(
@@ -152,6 +196,14 @@ def _check_distinct(entry: MachineEntry, other: MachineEntry) -> None:
         raise InvalidCard(
             f"encryption_public of {entry.machine_id} is already the key of {other.machine_id}"
         )
+
+
+def is_signed_by(entry: MachineEntry, signer: MachineEntry, verify: Verify) -> bool:
+    return (
+        entry.signed_by == signer.machine_id
+        and entry.signature is not None
+        and verify(signer.identity.signing_public, entry.signable(), entry.signature)
+    )
 
 
 def _may_replace(old: MachineEntry, new: MachineEntry) -> bool:
@@ -219,8 +271,17 @@ class MachineRegistry:
         self.get(self.self_id)
         return self
 
-    def merge_roster(self, members: Sequence[MachineEntry], from_id: str) -> MachineRegistry:
-        """Apply a roster sent by ``from_id``, which must be the active awake member.
+    def signed(self, signer: Signer) -> MachineRegistry:
+        """Every entry signed by ``signer`` (the awake member). Ed25519 is deterministic,
+        so an unchanged entry gets the same signature again."""
+        entries = {m: sign_entry(e, signer) for m, e in self.entries.items()}
+        return replace(self, entries=entries)
+
+    def merge_roster(
+        self, members: Sequence[MachineEntry], from_id: str, verify: Verify
+    ) -> MachineRegistry:
+        """Apply a roster sent by ``from_id``, which must be the active awake member and
+        must have signed every entry in it (checked with ``verify``).
 
         New members are learnt and known ones updated; a revoked member stays revoked;
         our own entry is ours to keep. A roster that would break the registry's
@@ -231,6 +292,10 @@ class MachineRegistry:
             raise RosterRefused(f"{from_id} is not the awake member; its roster is ignored")
         entries = dict(self.entries)
         for entry in members:
+            if not is_signed_by(entry, sender, verify):
+                raise RosterRefused(
+                    f"{entry.machine_id} in the roster of {from_id} is not signed by it"
+                )
             old = entries.get(entry.machine_id)
             if entry.machine_id == self.self_id or (old and not _may_replace(old, entry)):
                 continue

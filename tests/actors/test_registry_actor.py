@@ -23,6 +23,7 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
+from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
 from tools.mesh import wait_for
@@ -125,8 +126,16 @@ def test_the_awake_members_roster_reaches_a_standby_and_not_the_reverse() -> Non
     clock = FakeClock()
     b_store = MemoryRegistryStore()
     a_reg = open_registry(None, ME, a_card["wire"], a_card["http"], 0.0)
+    a_signer = Ed25519Signer(ME.machine_id, nacl.signing.SigningKey(bytes([1]) * 32))
     refs[ME.machine_id] = RegistryActor.start(
-        a_reg, MemoryRegistryStore(), clock, [], send, counters[ME.machine_id]
+        a_reg,
+        MemoryRegistryStore(),
+        clock,
+        [],
+        send,
+        counters[ME.machine_id],
+        signer=a_signer,
+        verify=verify_ed25519,
     )
     refs[b_me.machine_id] = RegistryActor.start(
         standby_registry(b_me, b_card, a_card),
@@ -135,6 +144,7 @@ def test_the_awake_members_roster_reaches_a_standby_and_not_the_reverse() -> Non
         [],
         send,
         counters[b_me.machine_id],
+        verify=verify_ed25519,
     )
     a, b = refs[ME.machine_id], refs[b_me.machine_id]
 

@@ -104,6 +104,14 @@ def test_two_joiners_racing_with_one_code_exactly_one_wins(host: Machine) -> Non
     assert len(host.json("machines")) == 2
 
 
+def test_a_run_finishing_after_another_joined_is_told_the_code_is_used(host: Machine) -> None:
+    session = host.json("pair")
+    first, second = Run(session["url"], session["code"]), Run(session["url"], session["code"])
+    assert first.finish(first.finish_body("bravo"))[0] == 200
+    status, answer = second.finish(second.finish_body("charlie"))
+    assert status == 409 and answer["error"] == "pairing_consumed", answer
+
+
 def test_a_taken_nickname_is_refused_without_using_up_the_code(host: Machine) -> None:
     session = host.json("pair")
     run = Run(session["url"], session["code"])

@@ -15,7 +15,9 @@ from baton.core.registry import (
     Status,
     entry_from_card,
     open_registry,
+    sign_entry,
 )
+from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.registry_store import JsonRegistryStore, MemoryRegistryStore
 
 
@@ -145,6 +147,17 @@ def test_a_registry_file_breaking_the_invariants_is_refused(tmp_path) -> None:  
         JsonRegistryStore(path).load()
 
 
+def signed(*entries: MachineEntry, seed: int = 50) -> list[MachineEntry]:
+    """Entries as the awake member "alpha" (key seed 50) vouches for them."""
+    key = nacl.signing.SigningKey(bytes([seed]) * 32)
+    signer = Ed25519Signer(identity("alpha", seed).machine_id, key)
+    return [sign_entry(e, signer) for e in entries]
+
+
+def merge(reg: MachineRegistry, awake: MachineEntry, *entries: MachineEntry) -> MachineRegistry:
+    return reg.merge_roster(signed(*entries), awake.machine_id, verify_ed25519)
+
+
 def _entry(nick: str, seed: int, **changes: object) -> MachineEntry:
     return replace(entry_from_card(card(nick, seed), 1.0), **changes)  # type: ignore[arg-type]
 
@@ -153,7 +166,7 @@ def test_a_roster_from_the_awake_member_teaches_new_members() -> None:
     awake = _entry("alpha", 50, role=Role.AWAKE)
     mine = open_registry(None, ME, "tcp://h:1", "http://h:2", 0.0)
     mine = mine.add(awake)
-    mine = mine.merge_roster([awake, _entry("charlie", 60)], awake.machine_id)
+    mine = merge(mine, awake, awake, _entry("charlie", 60))
     assert sorted(e.nickname for e in mine.entries.values()) == ["alpha", "charlie", "laptop"]
 
 
@@ -163,9 +176,9 @@ def test_a_roster_from_anyone_but_the_awake_member_is_refused() -> None:
     standby = _entry("bravo", 70)
     mine = founded().add(standby)
     with pytest.raises(RosterRefused):
-        mine.merge_roster([_entry("mallory", 80)], standby.machine_id)
+        merge(mine, standby, _entry("mallory", 80))
     with pytest.raises(RosterRefused):
-        mine.merge_roster([], "m_zzzzzzzzzzzzzzzz")
+        mine.merge_roster([], "m_zzzzzzzzzzzzzzzz", verify_ed25519)
 
 
 def test_a_roster_never_unrevokes_and_never_touches_our_own_entry() -> None:
@@ -176,7 +189,9 @@ def test_a_roster_never_unrevokes_and_never_touches_our_own_entry() -> None:
         base.self_id, {**base.entries, awake.machine_id: awake, gone.machine_id: gone}
     )
     me_as_awake = _entry("laptop", 1, role=Role.AWAKE)
-    merged = mine.merge_roster([_entry("bravo", 70), me_as_awake], awake.machine_id)
+    merged = mine.merge_roster(
+        signed(_entry("bravo", 70), me_as_awake), awake.machine_id, verify_ed25519
+    )
     assert merged.get(gone.machine_id).status is Status.REVOKED
     assert merged.me == mine.me
 
@@ -187,7 +202,9 @@ def test_a_roster_breaking_the_invariants_is_refused_whole() -> None:
     awake = _entry("alpha", 50, role=Role.AWAKE)
     mine = founded().add(awake)
     with pytest.raises(RosterRefused):
-        mine.merge_roster([_entry("delta", 90), _entry("laptop", 91)], awake.machine_id)
+        mine.merge_roster(
+            signed(_entry("delta", 90), _entry("laptop", 91)), awake.machine_id, verify_ed25519
+        )
 
 
 def test_revocation_sticks_until_a_fresh_pairing() -> None:
@@ -214,9 +231,9 @@ def test_a_roster_replaying_an_old_entry_does_not_unrevoke() -> None:
     mini = mine.find("mini")
     mine = mine.revoke(mini.machine_id, 100.0, "removed")
     replay = replace(mini, added_at=5.0)
-    assert mine.merge_roster([replay], awake.machine_id).find("mini").status is Status.REVOKED
+    assert merge(mine, awake, replay).find("mini").status is Status.REVOKED
     fresh = replace(mini, added_at=120.0)
-    assert mine.merge_roster([fresh], awake.machine_id).find("mini").status is Status.ACTIVE
+    assert merge(mine, awake, fresh).find("mini").status is Status.ACTIVE
 
 
 def test_revoke_refuses_ourselves_the_awake_member_and_strangers() -> None:
@@ -230,3 +247,28 @@ def test_revoke_refuses_ourselves_the_awake_member_and_strangers() -> None:
         reg.revoke(awake.machine_id, 1.0, "x")
     with pytest.raises(NotFound):
         reg.revoke("m_zzzzzzzzzzzzzzzz", 1.0, "x")
+
+
+@pytest.mark.parametrize("spoil", ["unsigned", "other_key", "tampered"])
+def test_a_roster_entry_not_signed_by_the_awake_member_refuses_the_roster(spoil: str) -> None:
+    from baton.core.errors import RosterRefused
+
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    mine = founded().add(awake)
+    [good] = signed(_entry("charlie", 60))
+    bad = {
+        "unsigned": replace(good, signature=None),
+        "other_key": signed(_entry("charlie", 60), seed=99)[0],
+        "tampered": replace(good, wire="tcp://10.0.0.9:1"),
+    }[spoil]
+    with pytest.raises(RosterRefused, match="not signed"):
+        mine.merge_roster([bad], awake.machine_id, verify_ed25519)
+    assert mine.merge_roster([good], awake.machine_id, verify_ed25519).find("charlie")
+
+
+def test_signatures_survive_the_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "registry.json"
+    reg = MachineRegistry(ME.machine_id, {e.machine_id: e for e in signed(founded().me)})
+    JsonRegistryStore(path).save(reg)
+    loaded = JsonRegistryStore(path).load()
+    assert loaded == reg and loaded.me.signature is not None  # type: ignore[union-attr]
