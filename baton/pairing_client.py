@@ -61,10 +61,10 @@ def join(
     if running_node(paths) is not None:
         raise AlreadyRunning(f"the node of {home} is running; `baton down`, join, then `baton up`")
     url = url.rstrip("/")
-    _check_is_node(url)
+    host_id = _check_is_node(url)
     created = not paths.identity.exists()
     try:
-        identity = _identity(home, name, created, config or {})
+        identity = _identity(home, name, created, config or {}, host_id)
         return _pair(paths, identity, url, code, on_sas)
     except BaseException:
         if created:
@@ -72,7 +72,8 @@ def join(
         raise
 
 
-def _check_is_node(url: str) -> None:
+def _check_is_node(url: str) -> str:
+    """The machine id of the node at ``url``; NotABatonNode if it is not one."""
     health = http_json(url + "/health", timeout=TIMEOUT_S)
     if not (
         isinstance(health, dict)
@@ -80,10 +81,11 @@ def _check_is_node(url: str) -> None:
         and is_machine_id(health.get("machine_id"))
     ):
         raise NotABatonNode(f"{url} answers, but not like a baton node")
+    return str(health["machine_id"])
 
 
 def _identity(
-    home: Path, name: str | None, create: bool, config: Mapping[str, object]
+    home: Path, name: str | None, create: bool, config: Mapping[str, object], host_id: str
 ) -> MachineIdentity:
     if create:
         if not name:
@@ -96,8 +98,13 @@ def _identity(
     if name and name != identity.nickname:
         raise BadRequest(f"this machine is already called {identity.nickname!r}")
     saved = JsonRegistryStore(HomePaths(home).registry).load()
-    if saved is not None and saved.active_peers():
-        raise BadRequest(f"{identity.nickname} is already in a mesh of {len(saved.entries)}")
+    # Re-pairing into the same mesh is how a revoked machine comes back; another mesh
+    # would mean leaving this one first.
+    if saved is not None and saved.active_peers() and host_id not in saved.entries:
+        raise BadRequest(
+            f"{identity.nickname} is already in another mesh of "
+            f"{len(saved.entries)}; `baton leave` it first"
+        )
     return identity
 
 

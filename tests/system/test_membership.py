@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -77,6 +78,29 @@ def test_a_removed_machine_is_shut_out_everywhere_and_stays_out(
     assert _all_reachable_pair(alpha, bravo)
 
 
+def test_only_a_fresh_pairing_brings_a_removed_machine_back(paired: dict[str, Machine]) -> None:
+    alpha, bravo, charlie = (paired[n] for n in NAMES)
+    alpha.json("machines", "remove", "charlie")
+    wait_for(lambda: _row(bravo, "charlie")["status"] == "revoked", 30, "bravo to record it")
+    charlie.json("down")
+    url = alpha.card()["http"]
+    stale = json.loads(alpha.paths.pairing_session.read_text())["session"]["code"]
+    proc = charlie.baton("join", url, "--code", stale, "--json", check=False)
+    assert proc.returncode == 13 and json.loads(proc.stdout)["error"] == "pairing_consumed"
+    assert _row(alpha, "charlie")["status"] == "revoked"
+    fresh = alpha.json("pair")
+    charlie.json("join", fresh["url"], "--code", fresh["code"])
+    charlie.up()
+    for m in (alpha, bravo):
+        wait_for(
+            lambda m=m: _row(m, "charlie")["status"] == "active",
+            30,
+            f"{m.name} to re-admit charlie",
+        )
+    for m in (alpha, bravo, charlie):
+        wait_for(lambda m=m: _all_reachable(m), 60, f"{m.name} to reach everyone again")
+
+
 def _all_reachable_pair(a: Machine, b: Machine) -> bool:
     return any(p["nickname"] == b.name and p["reachable"] for p in a.status()["peers"])
 
@@ -96,8 +120,6 @@ def test_a_standby_that_leaves_is_revoked_everywhere_and_loses_its_keys(
 
 
 def test_the_awake_machine_refuses_to_leave(paired: dict[str, Machine]) -> None:
-    import json
-
     proc = paired["alpha"].baton("leave", "--json", check=False)
     err = json.loads(proc.stdout)
     assert proc.returncode == 1 and err["error"] == "bad_request" and "hand" in err["detail"]
