@@ -88,7 +88,7 @@ class PairingService:
         self.ask(self.pairing, AwaitApproval(session.session_id, sas, nickname))
         deadline = time.monotonic() + APPROVAL_TIMEOUT_S
         while time.monotonic() < deadline:
-            decision = self.ask(self.pairing, GetApproval(session.session_id))
+            decision = self.ask(self.pairing, GetApproval(session.session_id, sas))
             if decision is not None:
                 if decision:
                     return

@@ -86,6 +86,7 @@ class Decide:
 @dataclass(frozen=True)
 class GetApproval:
     session_id: str
+    sas: str
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,15 @@ class PairingActor(pykka.ThreadingActor):
             case ConsumeSession(session_id=session_id):
                 return self._consume(session_id)
             case AwaitApproval(session_id=sid, sas=sas, nickname=nickname):
+                if sid in self.pending:  # one joiner per code goes before the operator
+                    raise PairingError("another machine is already waiting with this code")
                 self.pending[sid] = _Pending(sas, nickname)
                 return None
-            case GetApproval(session_id=sid):
+            case GetApproval(session_id=sid, sas=sas):
                 pending = self.pending.get(sid)
-                return None if pending is None else pending.decision
+                if pending is None or pending.sas != sas:
+                    return False  # the operator's answer is for the joiner it was shown
+                return pending.decision
             case Decide(session_id=sid, accept=accept):
                 return self._decide(sid, accept)
             case GetSessionView():

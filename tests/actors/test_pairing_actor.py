@@ -1,0 +1,73 @@
+"""PairingActor with a memory store and a fake clock: attempts, runs and --verify."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from baton.actors.pairing_actor import (
+    AwaitApproval,
+    ConsumeSession,
+    Decide,
+    GetApproval,
+    NewSession,
+    PairingActor,
+    StartRun,
+    VerifyRun,
+)
+from baton.core.clock import FakeClock
+from baton.core.errors import PairingConsumed, PairingError, WrongCode
+from baton.stores.pairing_store import MemoryPairingSessionStore
+from baton.wire.pake import JoinerPake
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def actor() -> Iterator[tuple[pykka.ActorRef, MemoryPairingSessionStore]]:  # type: ignore[type-arg]
+    store = MemoryPairingSessionStore()
+    ref = PairingActor.start(store, FakeClock(), random.Random(7).randbytes)
+    yield ref, store
+    ref.stop(timeout=5)
+
+
+def run(ref: pykka.ActorRef, code: str):  # type: ignore[no-untyped-def,type-arg]
+    joiner = JoinerPake(code)
+    started = ref.ask(StartRun(joiner.message), timeout=5)
+    keys = joiner.finish(started.host_message)
+    return started.run_id, keys
+
+
+def test_a_wrong_code_costs_an_attempt_and_says_how_many_are_left(actor) -> None:  # type: ignore[no-untyped-def]
+    ref, store = actor
+    session = ref.ask(NewSession(), timeout=5)
+    words, digits = session.code.rsplit("-", 1)
+    wrong = f"{words}-{(int(digits) + 1) % 10000:04d}"
+    run_id, keys = run(ref, wrong)
+    assert store.load().attempts_used == 1  # type: ignore[union-attr]
+    with pytest.raises(WrongCode) as info:
+        ref.ask(VerifyRun(run_id, keys.joiner_confirmation()), timeout=5)
+    assert info.value.attempts_left == 2
+
+
+def test_verify_mode_lets_one_joiner_before_the_operator_and_binds_the_answer_to_it(
+    actor,  # type: ignore[no-untyped-def]
+) -> None:
+    ref, _ = actor
+    session = ref.ask(NewSession(verify=True), timeout=5)
+    first, second = run(ref, session.code), run(ref, session.code)
+    s1, k1 = ref.ask(VerifyRun(first[0], first[1].joiner_confirmation()), timeout=5)
+    s2, k2 = ref.ask(VerifyRun(second[0], second[1].joiner_confirmation()), timeout=5)
+    ref.ask(AwaitApproval(s1.session_id, k1.sas, "bravo"), timeout=5)
+    with pytest.raises(PairingError, match="already waiting"):
+        ref.ask(AwaitApproval(s2.session_id, k2.sas, "mallory"), timeout=5)
+    assert ref.ask(GetApproval(s1.session_id, k1.sas), timeout=5) is None
+    ref.ask(Decide(s1.session_id, True), timeout=5)
+    assert ref.ask(GetApproval(s1.session_id, k1.sas), timeout=5) is True
+    assert ref.ask(GetApproval(s2.session_id, "000 000"), timeout=5) is False
+    ref.ask(ConsumeSession(s1.session_id), timeout=5)
+    with pytest.raises(PairingConsumed):
+        ref.ask(ConsumeSession(s2.session_id), timeout=5)
