@@ -63,7 +63,8 @@ def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
         view = client.get("/api/pair/session")
         if view["waiting"]:
             break
-        if view["state"] != "open" or time.time() > expires_at + 1:
+        # "burned" may still end well: the third attempt can be the right code.
+        if view["state"] not in ("open", "burned") or time.time() > expires_at + 1:
             raise PairingExpired(f"no machine joined with this code ({view['state']})")
         time.sleep(0.3)
     joiner = view["waiting"]

@@ -65,5 +65,5 @@ def verify_leave(body: Mapping[str, Any], awake: str, entry: MachineEntry) -> No
     signature = b64d(str(body["signature"]), "signature", 128)
     try:
         nacl.signing.VerifyKey(entry.identity.signing_public).verify(statement, signature)
-    except nacl.exceptions.BadSignatureError:
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
         raise LeaveRefused("the signature does not verify") from None

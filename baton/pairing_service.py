@@ -96,6 +96,7 @@ class PairingService:
                     "the operator refused: the short authentication strings did not match"
                 )
             time.sleep(APPROVAL_POLL_S)
+        self.ask(self.pairing, Decide(session.session_id, False))  # unanswered: burn the code
         raise PairingError("the operator did not confirm the short authentication string in time")
 
     def start(self, body: Mapping[str, Any]) -> dict[str, Any]:

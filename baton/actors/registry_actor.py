@@ -120,14 +120,21 @@ class RegistryActor(pykka.ThreadingActor):
                 {"machines": machines},
                 new_message_id(self.rng),
             )
-            if self.send(env):
+            try:
+                sent = self.send(env)
+            except ValueError as exc:  # larger than max_frame_bytes: our limit, not theirs
+                self.counters.inc("registry.roster_unsent")
+                log.error("registry: roster to %s not sent: %s", peer.machine_id, exc)
+                continue
+            if sent:
                 self.counters.inc("registry.roster_sent")
 
     def _apply_roster(self, env: Envelope) -> None:
         try:
+            merged = self.registry.merge_roster([], env.sender, self.verify)  # sender first
             members = [MachineEntry.from_dict(m) for m in env.body["machines"]]
             merged = self.registry.merge_roster(members, env.sender, self.verify)
-        except (BatonError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # a peer's bytes must never kill the registry's owner
             self.counters.inc("registry.roster_refused")
             detail = exc.detail if isinstance(exc, BatonError) else repr(exc)
             log.warning("registry: roster from %s refused: %s", env.sender, detail)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import re
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping, Sequence
@@ -115,14 +116,23 @@ class MachineEntry:
                 status=Status(data["status"]),
                 wire=_check_endpoint(data["wire"], "wire", _WIRE_RE),
                 http=_check_endpoint(data["http"], "http", _HTTP_RE),
-                added_at=float(data["added_at"]),
-                revoked_at=None if data.get("revoked_at") is None else float(data["revoked_at"]),
+                added_at=_finite(data["added_at"]),
+                revoked_at=None if data.get("revoked_at") is None else _finite(data["revoked_at"]),
                 revoked_reason=data.get("revoked_reason"),
                 signed_by=data.get("signed_by"),
                 signature=_signature(data.get("signature")),
             )
-        except (KeyError, ValueError, TypeError, binascii.Error) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError, binascii.Error) as exc:
             raise InvalidCard(f"registry entry {identity.machine_id}: {exc!r}") from None
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("a time must be a number")
+    result = float(value)  # OverflowError for a huge integer
+    if not math.isfinite(result):
+        raise ValueError("a time must be finite")
+    return result
 
 
 def _signature(value: object) -> bytes | None:

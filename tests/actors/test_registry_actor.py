@@ -174,3 +174,54 @@ def test_the_awake_members_roster_reaches_a_standby_and_not_the_reverse() -> Non
     finally:
         for ref in refs.values():
             ref.stop(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "machines",
+    [
+        [{"added_at": int("9" * 400)}],  # float() overflows
+        [{"nickname": "x", "added_at": float("inf")}],
+        ["not an object"],
+        [None],
+    ],
+)
+def test_a_hostile_roster_from_a_member_never_kills_the_registry(machines: list) -> None:  # type: ignore[type-arg]
+    a_card = {**ME.to_dict(), "wire": "tcp://127.0.0.1:1", "http": "http://127.0.0.1:2"}
+    b_card = card("bravo", 20)
+    b_me = identity_of(b_card)
+    counters = Counters()
+    ref = RegistryActor.start(
+        standby_registry(b_me, b_card, a_card),
+        MemoryRegistryStore(),
+        FakeClock(),
+        [],
+        None,
+        counters,
+        verify=verify_ed25519,
+    )
+    try:
+        good = entry_from_card(card("charlie", 30), 0.0).to_dict()
+        body = {"machines": [{**good, **m} if isinstance(m, dict) else m for m in machines]}
+        ref.tell(
+            EnvelopeReceived(make_envelope("roster", ME.machine_id, b_me.machine_id, body, "r1"))
+        )
+        wait_for(lambda: counters.get("registry.roster_refused") == 1, 10, "the refusal")
+        assert ref.is_alive() and len(ref.ask(ListMachines(), timeout=5)) == 2
+    finally:
+        ref.stop(timeout=5)
+
+
+def test_a_roster_too_large_for_the_wire_is_counted_not_fatal(actor) -> None:  # type: ignore[no-untyped-def]
+    def too_big(env: Envelope) -> bool:
+        raise ValueError("frame of 2000 bytes exceeds max_frame_bytes 1024")
+
+    store, counters = MemoryRegistryStore(), Counters()
+    opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
+    ref = RegistryActor.start(opened, store, FakeClock(), [], too_big, counters)
+    try:
+        ref.ask(AddMachine(card("mini", 10)), timeout=5)
+        ref.tell(Tick(10_000.0))
+        wait_for(lambda: counters.get("registry.roster_unsent") >= 2, 10, "unsent rosters")
+        assert ref.is_alive()
+    finally:
+        ref.stop(timeout=5)

@@ -6,7 +6,7 @@ import nacl.public
 import nacl.signing
 import pytest
 
-from baton.core.errors import HomeError, InvalidCard, NicknameTaken, NotFound
+from baton.core.errors import HomeError, InvalidCard, NicknameTaken, NotFound, PairingError
 from baton.core.identity import PublicIdentity
 from baton.core.registry import (
     MachineEntry,
@@ -272,3 +272,16 @@ def test_signatures_survive_the_store(tmp_path) -> None:  # type: ignore[no-unty
     JsonRegistryStore(path).save(reg)
     loaded = JsonRegistryStore(path).load()
     assert loaded == reg and loaded.me.signature is not None  # type: ignore[union-attr]
+
+
+def test_bad_membership_signatures_are_refused_not_crashed() -> None:
+    from baton.membership import LeaveRefused, sign_leave, verify_leave
+
+    key = nacl.signing.SigningKey(bytes([10]) * 32)
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    mini = reg.find("mini")
+    good = sign_leave(key, mini.machine_id, ME.machine_id, mini.added_at)
+    verify_leave(good, ME.machine_id, mini)
+    for sig in ("AAAA", "", "!!"):
+        with pytest.raises((LeaveRefused, PairingError)):
+            verify_leave({**good, "signature": sig}, ME.machine_id, mini)
