@@ -46,11 +46,11 @@ from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
 from baton.core.errors import AddressInUse, BatonError, ConfigError
-from baton.core.metrics import Counters
 from baton.core.registry import MachineEntry, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.http import create_app
 from baton.logs import setup_logging
+from baton.metrics import Counters
 from baton.services import NodeServices
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.config_file import load_settings

@@ -26,10 +26,10 @@ from baton.actors.messages import (
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable
 from baton.core.identity import PublicIdentity, fingerprint
-from baton.core.metrics import Counters
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
 from baton.membership import verify_leave
+from baton.metrics import Counters
 from baton.pairing_service import PairingService
 
 

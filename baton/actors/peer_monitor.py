@@ -15,8 +15,8 @@ import pykka
 
 from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
 from baton.core.clock import Clock
-from baton.core.metrics import Counters
 from baton.core.ping import PeerReport, PingTracker
+from baton.metrics import Counters
 from baton.wire.envelope import make_envelope, new_message_id
 from baton.wire.transport import Transport
 

@@ -31,7 +31,6 @@ from baton.actors.messages import (
 )
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, BatonError, InvalidCard
-from baton.core.metrics import Counters
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -41,6 +40,7 @@ from baton.core.registry import (
     Verify,
     entry_from_card,
 )
+from baton.metrics import Counters
 from baton.wire.envelope import Envelope, make_envelope, new_message_id
 
 log = logging.getLogger("baton.registry")

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from baton.core.errors import AddressInUse, FrameError
-from baton.core.metrics import Counters
+from baton.metrics import Counters
 from baton.wire.envelope import Envelope, encode
 from baton.wire.transport import (
     RECEIVED,

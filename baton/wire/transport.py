@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from baton.core.errors import Misaddressed, SpoofedSender
-from baton.core.metrics import Counters
+from baton.metrics import Counters
 from baton.wire.envelope import Envelope, decode, is_machine_id
 
 log = logging.getLogger("baton.wire")

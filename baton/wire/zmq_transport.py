@@ -34,7 +34,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 
-from baton.core.metrics import Counters
+from baton.metrics import Counters
 from baton.wire.envelope import Envelope, encode, is_machine_id
 from baton.wire.transport import (
     CURVE_KEY_BYTES,

@@ -16,8 +16,8 @@ from baton.actors.messages import GetPeerReports, PeersChanged, Tick
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
-from baton.core.metrics import Counters
 from baton.core.ping import PeerReport
+from baton.metrics import Counters
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
 from tools.mesh import wait_for

@@ -15,7 +15,6 @@ from baton.actors.registry_actor import RegistryActor
 from baton.core.clock import FakeClock
 from baton.core.errors import InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
-from baton.core.metrics import Counters
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -23,6 +22,7 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
+from baton.metrics import Counters
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope

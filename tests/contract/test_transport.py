@@ -14,7 +14,6 @@ import hashlib
 import json
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,11 +24,12 @@ import zmq
 
 from baton import PROTOCOL_VERSION
 from baton.core.errors import AddressInUse
-from baton.core.metrics import Counters
+from baton.metrics import Counters
 from baton.wire.envelope import Envelope, encode, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress, Transport
 from baton.wire.zmq_transport import ZmqTransport
+from tools.mesh import wait_for
 
 MAX_FRAME = 4096
 DEADLINE_S = 10.0
@@ -81,11 +81,7 @@ class Node:
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    wait_for(condition, timeout, what, interval=0.005)
 
 
 def send_eventually(node: Node, env: Envelope) -> None:
