@@ -82,8 +82,21 @@ def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
 )
 @click.option("--http", "http_", default=None, help="HOST:PORT for a new machine's HTTP API.")
 @click.option("--wire", default=None, help="HOST:PORT for a new machine's wire.")
+@click.option(
+    "--timeout",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait for each answer of the awake machine (not its operator).",
+)
 def join(
-    ctx: Ctx, url: str, code: str, name: str | None, http_: str | None, wire: str | None
+    ctx: Ctx,
+    url: str,
+    code: str,
+    name: str | None,
+    http_: str | None,
+    wire: str | None,
+    timeout: float,
 ) -> None:
     """Join the mesh of the awake machine at URL as a standby, with a pairing code.
 
@@ -99,7 +112,7 @@ def join(
             err=True,
         )
 
-    result = run_join(ctx.home, url, code, name, config, show_sas)
+    result = run_join(ctx.home, url, code, name, config, show_sas, timeout)
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"joined as {d['nickname']} ({d['machine_id']}), standby")

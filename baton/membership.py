@@ -5,6 +5,10 @@ A leave request is a statement signed with the leaving machine's Ed25519 key:
 machine checks the signature against the key its registry holds for M and that T is
 M's current pairing, so a captured request can be replayed only to repeat the same
 revocation, never to revoke M again after a fresh pairing.
+
+A leave is idempotent: a request for a pairing that is already revoked (the answer to
+an earlier leave was lost, or the awake machine removed M first) is accepted again, so
+`baton leave` can always be retried to the end.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import nacl.exceptions
 import nacl.signing
 
 from baton.core.errors import BadRequest, PeerFault
-from baton.core.registry import MachineEntry, Status
+from baton.core.registry import MachineEntry
 from baton.wire.pake import b64d, b64e
 
 VERSION = 1
@@ -54,12 +58,10 @@ def verify_leave(body: Mapping[str, Any], awake: str, entry: MachineEntry) -> No
         raise BadRequest(f"a leave request has exactly the fields {[*FIELDS, 'signature']}")
     if body["action"] != "leave" or body["awake"] != awake:
         raise LeaveRefused("the request is not a leave from this mesh")
-    if entry.status is not Status.ACTIVE:
-        raise LeaveRefused(f"{entry.nickname} is not an active member")
     paired_at = body["paired_at"]
     if isinstance(paired_at, bool) or not isinstance(paired_at, int | float):
         raise BadRequest("paired_at must be a number")
-    if paired_at != entry.added_at:
+    if paired_at != entry.added_at:  # revoked or not: the same pairing, so the same outcome
         raise LeaveRefused("the request is for an earlier pairing of this machine")
     statement = _statement(entry.machine_id, awake, float(paired_at))
     signature = b64d(str(body["signature"]), "signature", 128)

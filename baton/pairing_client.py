@@ -3,13 +3,18 @@
 Order: check the code's shape, check the URL answers like a baton node, make (or load)
 this machine's identity, run SPAKE2 over /api/pair/start and /api/pair/finish with key
 confirmation both ways, and only then write the roster as this machine's registry. The
-code never leaves this process. A home created by a join that then fails is removed,
-so a failed join leaves nothing behind.
+code never leaves this process. The card the joiner seals to the host carries its
+Ed25519 signature over the run's transcript: it holds the key it enrols.
+
+A home created by a join that fails is removed, so a failed join leaves nothing
+behind, with one exception: once /finish was sent and no clear refusal came back (the
+answer was lost, garbled or interrupted), the host may have admitted this machine.
+Then the identity is kept and the error says so: joining again with a new code is
+recognized as the same machine (no ghost member holding the nickname).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -25,9 +30,10 @@ from baton.core.errors import (
     ConfigError,
     NotABatonNode,
     PairingError,
+    Unavailable,
     WrongCode,
 )
-from baton.core.pairing import normalize_code
+from baton.core.pairing import MAX_ATTEMPTS, normalize_code, wrong_code
 from baton.core.registry import MachineEntry, MachineRegistry, Role, is_signed_by
 from baton.core.settings import resolve_settings
 from baton.signing import verify_ed25519
@@ -36,12 +42,23 @@ from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home, load_identity
 from baton.stores.registry_store import JsonRegistryStore
 from baton.wire.envelope import is_machine_id
-from baton.wire.pake import JoinerPake, PakeKeys, b64d, b64e
+from baton.wire.pake import JoinerPake, PakeKeys, b64d, b64e, possession_statement
 from baton.wire.pake import Role as PakeRole
 
 VERSION = 1
 TIMEOUT_S = 15.0
 FINISH_TIMEOUT_S = 90.0  # the host may hold /finish while its operator checks the SAS
+MAYBE_ADMITTED = (
+    "; the awake machine may have admitted this machine before the answer was lost, "
+    "so its identity is kept: join again with a new code (it is recognized as the same "
+    "machine), or `baton machines remove` it on the awake machine"
+)
+
+
+class _Progress:
+    """How far a join got, for the cleanup after a failure."""
+
+    may_be_member = False
 
 
 def join(
@@ -51,30 +68,40 @@ def join(
     name: str | None,
     config: Mapping[str, object] | None = None,
     on_sas: Callable[[str], None] = lambda sas: None,
+    timeout: float = TIMEOUT_S,
 ) -> dict[str, Any]:
     """Join the mesh whose awake machine serves ``url``; returns {ok, sas, mesh, ...}.
 
     ``config`` (knobs such as http and wire) is written to config.toml only when the join
-    creates this machine's home."""
+    creates this machine's home. ``timeout`` bounds each request but /finish, which
+    may wait for the host's operator (FINISH_TIMEOUT_S)."""
     code = normalize_code(code)
     paths = HomePaths(home)
     if running_node(paths) is not None:
         raise AlreadyRunning(f"the node of {home} is running; `baton down`, join, then `baton up`")
     url = url.rstrip("/")
-    host_id = _check_is_node(url)
+    host_id = _check_is_node(url, timeout)
     created = not paths.identity.exists()
+    progress = _Progress()
     try:
         identity = _identity(home, name, created, config or {}, host_id)
-        return _pair(paths, identity, url, code, on_sas)
-    except BaseException:
-        if created:
+        return _pair(paths, identity, url, code, on_sas, timeout, progress)
+    except BatonError as exc:
+        if progress.may_be_member:
+            exc.detail += MAYBE_ADMITTED
+            exc.args = (exc.detail,)
+        elif created:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+    except BaseException:  # Ctrl-C: the same rule, without a message to amend
+        if created and not progress.may_be_member:
             shutil.rmtree(home, ignore_errors=True)
         raise
 
 
-def _check_is_node(url: str) -> str:
+def _check_is_node(url: str, timeout: float) -> str:
     """The machine id of the node at ``url``; NotABatonNode if it is not one."""
-    health = http_json(url + "/health", timeout=TIMEOUT_S)
+    health = http_json(url + "/health", timeout=timeout)
     if not (
         isinstance(health, dict)
         and health.get("ok") is True
@@ -114,6 +141,8 @@ def _pair(
     url: str,
     code: str,
     on_sas: Callable[[str], None],
+    timeout: float,
+    progress: _Progress,
 ) -> dict[str, Any]:
     settings = load_settings(paths.root, os.environ, {})
     if 0 in (settings.wire.port, settings.http.port):
@@ -125,24 +154,33 @@ def _pair(
     }
     pake = JoinerPake(code)
     started = _post(
-        url + "/api/pair/start", TIMEOUT_S, {"v": VERSION, "joiner_message": b64e(pake.message)}
+        url + "/api/pair/start", timeout, {"v": VERSION, "joiner_message": b64e(pake.message)}
     )
     keys = pake.finish(b64d(_text(started, "host_message"), "host_message"))
-    host_mac = b64d(_text(started, "host_confirmation"), "host_confirmation")
-    with contextlib.suppress(WrongCode):  # the host will say so too, with the attempts left
-        keys.check_host_confirmation(host_mac)
+    try:  # a host that does not know our code learns nothing more: stop here
+        keys.check_host_confirmation(b64d(_text(started, "host_confirmation"), "host_confirmation"))
+    except WrongCode:
+        raise wrong_code(_attempts_left(started)) from None
     on_sas(keys.sas)  # the awake machine's operator may be comparing it right now
-    finished = _post(
-        url + "/api/pair/finish",
-        FINISH_TIMEOUT_S,
-        {
-            "v": VERSION,
-            "run_id": _text(started, "run_id"),
-            "joiner_confirmation": b64e(keys.joiner_confirmation()),
-            "sealed_card": b64e(keys.seal(json.dumps(card).encode(), PakeRole.HOST)),
-        },
-    )
-    keys.check_host_confirmation(host_mac)  # the host accepted us: it must be the one with the code
+    proof = identity.signing_key.sign(possession_statement(keys.transcript)).signature
+    sealed_card = keys.seal(json.dumps({**card, "proof": b64e(proof)}).encode(), PakeRole.HOST)
+    progress.may_be_member = True
+    try:
+        finished = _post(
+            url + "/api/pair/finish",
+            FINISH_TIMEOUT_S,
+            {
+                "v": VERSION,
+                "run_id": _text(started, "run_id"),
+                "joiner_confirmation": b64e(keys.joiner_confirmation()),
+                "sealed_card": b64e(sealed_card),
+            },
+        )
+    except (Unavailable, NotABatonNode):
+        raise  # no clear answer: the host may have admitted us
+    except BatonError:
+        progress.may_be_member = False  # the host answered with a refusal
+        raise
     roster = _open_roster(keys, _text(finished, "sealed_roster"))
     registry = _registry(identity, roster["mesh"])
     JsonRegistryStore(paths.registry).save(registry)
@@ -160,6 +198,13 @@ def _pair(
         ],
         "lease_store": roster.get("lease_store"),
     }
+
+
+def _attempts_left(started: Mapping[str, Any]) -> int:
+    left = started.get("attempts_left")
+    if isinstance(left, bool) or not isinstance(left, int) or not 0 <= left <= MAX_ATTEMPTS:
+        raise PairingError("the host's answer has no valid attempts_left")
+    return left
 
 
 def _post(url: str, timeout: float, body: Mapping[str, Any]) -> dict[str, Any]:

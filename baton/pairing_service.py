@@ -2,8 +2,9 @@
 
 It runs on HTTP threads and may wait on actors (actors never wait on each other):
   start:  PairingActor spends an attempt and answers the SPAKE2 message.
-  finish: PairingActor checks the joiner's key confirmation; we open the sealed card
-          and check it against the registry; the PairingActor consumes the session
+  finish: PairingActor checks the joiner's key confirmation; we open the sealed card,
+          check the joiner's signature in it (it holds the key it enrols) and check the
+          card against the registry; the PairingActor consumes the session
           (exactly one racing joiner wins); the RegistryActor admits the joiner as a
           standby; the joiner gets the roster sealed under the run's key.
 Peer bytes are decoded strictly here; anything malformed is a PairingError or
@@ -33,9 +34,11 @@ from baton.actors.pairing_actor import (
     VerifyRun,
 )
 from baton.core.errors import BadRequest, PairingError
+from baton.core.identity import PublicIdentity
 from baton.core.pairing import PairingSession
-from baton.core.registry import MachineEntry
-from baton.wire.pake import Role, b64d, b64e
+from baton.core.registry import CARD_FIELDS, MachineEntry
+from baton.signing import verify_ed25519
+from baton.wire.pake import Role, b64d, b64e, possession_statement
 
 log = logging.getLogger("baton.pairing")
 
@@ -107,12 +110,13 @@ class PairingService:
             "run_id": started.run_id,
             "host_message": b64e(started.host_message),
             "host_confirmation": b64e(started.keys.host_confirmation()),
+            "attempts_left": started.attempts_left,
         }
 
     def finish(self, body: Mapping[str, Any]) -> dict[str, Any]:
         run_id, mac, sealed = _fields(body, ("run_id", "joiner_confirmation", "sealed_card"))
         session, keys = self.ask(self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation")))
-        card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER))
+        card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER), keys.transcript)
         self.ask(self.registry, CheckCard(card, readmit=True))
         if session.verify:
             self._await_operator(session, keys.sas, str(card.get("nickname")))
@@ -131,11 +135,20 @@ class PairingService:
         return {"v": PAIRING_VERSION, "sealed_roster": b64e(sealed_roster)}
 
 
-def _open_card(data: bytes) -> dict[str, Any]:
+def _open_card(data: bytes, transcript: bytes) -> dict[str, Any]:
+    """The joiner's card, once its proof of possession checks out (without the proof)."""
     try:
         card = json.loads(data)
     except ValueError:
         raise PairingError("the joiner's card is not JSON") from None
     if not isinstance(card, dict):
         raise PairingError("the joiner's card must be a JSON object")
+    proof = card.pop("proof", None)
+    if not isinstance(proof, str):
+        raise PairingError("the joiner's card lacks its proof of key possession")
+    signature = b64d(proof, "proof", 64)
+    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS)
+    if not verify_ed25519(identity.signing_public, possession_statement(transcript), signature):
+        log.warning("pairing: %s sent a card it cannot sign for", identity.machine_id)
+        raise PairingError("the joiner's card is not signed by the key it claims")
     return card

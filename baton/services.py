@@ -165,6 +165,9 @@ class NodeServices:
     def metrics(self) -> dict[str, int]:
         return self.counters.snapshot()
 
+    def count(self, name: str) -> None:
+        self.counters.inc(name)
+
     def pair_session(self, verify: bool) -> dict[str, Any]:
         me: MachineEntry = self._ask(self.registry, GetSelf())
         if me.role is not Role.AWAKE:

@@ -156,6 +156,10 @@ class Machine:
     def status(self) -> dict[str, Any]:
         return dict(self.json("status"))
 
+    def counter(self, name: str) -> int:
+        """One of the node's counters (0 if it never counted)."""
+        return int(self.status()["counters"].get(name, 0))
+
     def stop(self, timeout: float = 30.0) -> None:
         """`baton down`, then SIGKILL whatever of this machine still lives (never a reused pid)."""
         self.remember(*self.live_pids().values())

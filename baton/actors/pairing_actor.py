@@ -49,6 +49,7 @@ class RunStarted:
     run_id: str
     host_message: bytes
     keys: PakeKeys
+    attempts_left: int  # after this run's attempt was spent
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class PairingActor(pykka.ThreadingActor):
             session.attempts_used,
             session.max_attempts,
         )
-        return RunStarted(run_id, host_message, keys)
+        return RunStarted(run_id, host_message, keys, session.attempts_left)
 
     def _decide(self, session_id: str, accept: bool) -> None:
         pending = self.pending.get(session_id)
@@ -211,7 +212,7 @@ class PairingActor(pykka.ThreadingActor):
             run.keys.check_joiner_confirmation(joiner_confirmation)
         except PairingError:
             log.warning("pairing: run %s failed key confirmation (wrong code)", run_id)
-            raise wrong_code(session) from None
+            raise wrong_code(session.attempts_left) from None
         return session, run.keys
 
     def _consume(self, session_id: str) -> PairingSession:

@@ -302,10 +302,10 @@ def consume(session: PairingSession, now_wall: float) -> PairingSession:
     return replace(session, consumed=True)
 
 
-def wrong_code(session: PairingSession) -> WrongCode:
-    """The error for a run that failed key confirmation, given the session as
-    ``start_attempt`` returned it (the failed run's attempt already spent)."""
-    left = max(session.attempts_left, 0)
+def wrong_code(attempts_left: int) -> WrongCode:
+    """The error for a run that failed key confirmation, given the attempts left after
+    its own attempt was spent (``start_attempt``'s session's attempts_left)."""
+    left = max(attempts_left, 0)
     if left == 0:
         detail = "wrong code; no attempts left, the code is burned; run `baton pair` again"
     else:

@@ -3,14 +3,17 @@
 Invariants:
 - Entries are keyed by machine_id, and a machine_id is derived from its signing key,
   so one id can never change keys.
-- Nicknames are unique among the entries.
-- Revocation sticks: a revoked entry is never made active again by add(); only a
-  fresh pairing (a later issue) brings a machine back, under a new identity.
+- Nicknames are unique among the active entries (a revoked machine's nickname is free
+  for the next machine); encryption keys are unique among all entries.
+- Revocation sticks: a revoked entry is made active again only by add(readmit=True),
+  which a fresh pairing does. A re-admission's added_at is later than the revocation
+  *as recorded* (max(now, revoked_at + READMIT_STEP_S)), so the order of revocation and
+  re-admission never depends on two machines' wall clocks agreeing.
 - The registry is a value: every change returns a new registry, the old one is
   untouched, and a refused change raises without changing anything.
 
-Entries are not yet signed; signed entries and their replication arrive with
-pairing (issue 4). Until then peers are added through the node's API.
+Entries are signed by the awake member (signed()); rosters it sends are applied by
+merge_roster() only if every entry verifies.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ _HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 CARD_FIELDS = frozenset({"wire", "http"})
 SIGNING_CONTEXT = b"baton registry entry v1\n"
 IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
+READMIT_STEP_S = 0.001  # a re-admission is at least this much later than its revocation
 
 
 def _check_endpoint(value: object, name: str, pattern: re.Pattern[str]) -> str:
@@ -200,7 +204,8 @@ def entry_from_card(card: Mapping[str, Any], now_wall: float) -> MachineEntry:
 
 
 def _check_distinct(entry: MachineEntry, other: MachineEntry) -> None:
-    if other.nickname == entry.nickname:
+    both_active = entry.status is Status.ACTIVE and other.status is Status.ACTIVE
+    if both_active and other.nickname == entry.nickname:
         raise NicknameTaken(f"nickname {entry.nickname!r} is already used by {other.machine_id}")
     if other.identity.encryption_public == entry.identity.encryption_public:
         raise InvalidCard(
@@ -241,8 +246,9 @@ class MachineRegistry:
         return self.get(self.self_id)
 
     def add(self, entry: MachineEntry, readmit: bool = False) -> MachineRegistry:
-        """Add or refresh an entry. Refuses any nickname or encryption key already used by
-        another machine, and a revoked machine unless ``readmit`` (a fresh pairing)."""
+        """Add or refresh an entry. Refuses a nickname already used by another active
+        machine, an encryption key already used by any other machine, and a revoked
+        machine unless ``readmit`` (a fresh pairing)."""
         old = self.entries.get(entry.machine_id)
         if old is not None and old.status is Status.REVOKED and not readmit:
             raise InvalidCard(f"{entry.machine_id} was revoked; only a fresh pairing re-admits it")
@@ -251,6 +257,9 @@ class MachineRegistry:
                 _check_distinct(entry, other)
         if old is not None and old.status is Status.ACTIVE:
             entry = replace(entry, role=old.role, added_at=old.added_at)
+        elif old is not None:  # re-admission: strictly after the revocation it undoes
+            floor = max(old.added_at, old.revoked_at or 0.0) + READMIT_STEP_S
+            entry = replace(entry, added_at=max(entry.added_at, floor))
         return replace(self, entries={**self.entries, entry.machine_id: entry})
 
     def revoke(self, machine_id: str, now_wall: float, reason: str) -> MachineRegistry:
@@ -266,10 +275,11 @@ class MachineRegistry:
         return replace(self, entries={**self.entries, machine_id: gone})
 
     def find(self, name: str) -> MachineEntry:
-        """An entry by nickname or machine id."""
-        for entry in self.entries.values():
-            if name in (entry.nickname, entry.machine_id):
-                return entry
+        """An entry by machine id or nickname: the active one with that nickname, else
+        the most recently paired revoked one."""
+        matches = [e for e in self.entries.values() if name in (e.nickname, e.machine_id)]
+        if matches:
+            return max(matches, key=lambda e: (e.status is Status.ACTIVE, e.added_at))
         raise NotFound(f"no machine called {name!r} in the registry")
 
     def check(self) -> MachineRegistry:
@@ -332,7 +342,8 @@ class MachineRegistry:
 
     def listing(self) -> list[MachineEntry]:
         return sorted(
-            self.entries.values(), key=lambda e: (e.machine_id != self.self_id, e.nickname)
+            self.entries.values(),
+            key=lambda e: (e.machine_id != self.self_id, e.nickname, e.machine_id),
         )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -45,12 +46,19 @@ def error_body(error: str, detail: str, status: int) -> ResponseReturnValue:
     return jsonify({"error": error, "detail": detail}), status
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, count: Callable[[str], None] = lambda name: None) -> None:
+    """Every refused request is answered {error, detail}, logged and counted as
+    ``http.refused.<error code>`` (a 5xx as ``http.failed.<code>``)."""
+
     @app.errorhandler(e.BatonError)
     def _baton(exc: e.BatonError) -> ResponseReturnValue:
         status = status_for(exc)
         if status >= 500:
             log.error("%s: %s", exc.code, exc.detail)
+            count(f"http.failed.{exc.code}")
+        else:
+            log.info("refused %s %s: %s: %s", request.method, request.path, exc.code, exc.detail)
+            count(f"http.refused.{exc.code}")
         return error_body(exc.code, exc.detail, status)
 
     @app.errorhandler(HTTPException)

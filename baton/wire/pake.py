@@ -18,6 +18,8 @@ Invariants:
   confirmations) iff they used the same code, except with negligible probability.
 - Every key is derived by HKDF-SHA256 from the SPAKE2 key with its own label and
   the transcript hash as salt, so keys for different purposes are independent.
+- The joiner's card carries its Ed25519 signature of possession_statement(transcript),
+  so a joiner who knows the code cannot enrol a key it does not hold.
 - Confirmations are role-bound: the host's MAC never passes as the joiner's.
 - Sealed payloads are direction-bound: a payload sealed to the host opens only
   as "from the joiner" and vice versa, so a reflected payload is refused.
@@ -213,6 +215,12 @@ def host_pake(code: str, joiner_message: bytes, rng: Rng = os.urandom) -> tuple[
     host_message: bytes = spake.start()
     key = _finish(spake, b"A", joiner_message)
     return host_message, PakeKeys.derive(key, joiner_message, host_message, rng)
+
+
+def possession_statement(transcript: bytes) -> bytes:
+    """What the joiner signs with its Ed25519 key inside its sealed card: proof that it
+    holds the private key of the identity it claims, bound to this one run."""
+    return CONTEXT + b" card possession " + transcript
 
 
 def b64e(data: bytes) -> str:

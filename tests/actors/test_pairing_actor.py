@@ -20,7 +20,7 @@ from baton.actors.pairing_actor import (
 )
 from baton.core.clock import FakeClock
 from baton.core.errors import PairingConsumed, PairingError, WrongCode
-from baton.stores.pairing_store import MemoryPairingSessionStore
+from baton.stores.pairing_store import FilePairingSessionStore, MemoryPairingSessionStore
 from baton.wire.pake import JoinerPake
 
 pytestmark = pytest.mark.timeout(30)
@@ -71,3 +71,30 @@ def test_verify_mode_lets_one_joiner_before_the_operator_and_binds_the_answer_to
     ref.ask(ConsumeSession(s1.session_id), timeout=5)
     with pytest.raises(PairingConsumed):
         ref.ask(ConsumeSession(s2.session_id), timeout=5)
+
+
+def test_a_restart_between_start_and_finish_ends_the_run_but_keeps_the_spent_attempt(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The run's keys live only in memory; the attempt it cost was saved before the host
+    answered, so a restart can neither finish the run nor hand back the attempt."""
+    store = FilePairingSessionStore(tmp_path / "pairing-session.json")
+    first = PairingActor.start(store, FakeClock(), random.Random(1).randbytes)
+    try:
+        session = first.ask(NewSession(), timeout=5)
+        run_id, keys = run(first, session.code)
+    finally:
+        first.stop(timeout=5)
+    reopened = FilePairingSessionStore(tmp_path / "pairing-session.json")
+    second = PairingActor.start(reopened, FakeClock(), random.Random(2).randbytes)
+    try:
+        with pytest.raises(PairingError, match="unknown or already finished"):
+            second.ask(VerifyRun(run_id, keys.joiner_confirmation()), timeout=5)
+        saved = reopened.load()
+        assert saved is not None and saved.attempts_used == 1 and not saved.consumed
+        again, keys = run(second, session.code)  # the same code, a new run: it still works
+        done, _ = second.ask(VerifyRun(again, keys.joiner_confirmation()), timeout=5)
+        assert done.session_id == session.session_id
+        assert reopened.load().attempts_used == 2  # type: ignore[union-attr]
+    finally:
+        second.stop(timeout=5)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from baton.core.errors import InvalidCard, NicknameTaken, Unavailable
+from baton.core.errors import BatonError, InvalidCard, NicknameTaken, Unavailable
 from baton.core.settings import resolve_settings
 from baton.http import create_app
 
@@ -17,6 +17,7 @@ TOKEN = "s3cret-token"
 class FakeServices:
     def __init__(self) -> None:
         self.added: list[dict[str, Any]] = []
+        self.counted: list[str] = []
         self.fail_with: Exception | None = None
 
     def token_ok(self, presented: str) -> bool:
@@ -61,6 +62,9 @@ class FakeServices:
     def metrics(self) -> dict[str, int]:
         return {"wire.dropped.malformed": 2, "wire.received": 7}
 
+    def count(self, name: str) -> None:
+        self.counted.append(name)
+
 
 @pytest.fixture
 def services() -> FakeServices:
@@ -82,10 +86,13 @@ def test_health_needs_no_token(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize("path", ["/api/whoami", "/api/machines", "/api/status"])
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic s3cret-token", "Bearer "])
-def test_operator_routes_need_the_token(client: FlaskClient, path: str, header: str | None) -> None:
+def test_operator_routes_need_the_token(
+    client: FlaskClient, services: FakeServices, path: str, header: str | None
+) -> None:
     r = client.get(path, headers={"Authorization": header} if header else {})
     assert r.status_code == 401
     assert r.json["error"] == "unauthorized" and "Bearer" in r.json["detail"]
+    assert services.counted == ["http.refused.unauthorized"]
 
 
 def test_operator_routes_answer_with_the_token(client: FlaskClient) -> None:
@@ -126,6 +133,9 @@ def test_errors_map_to_status_codes_in_one_shape(
     r = client.get("/api/whoami", headers=AUTH)
     assert r.status_code == status
     assert set(r.json) == {"error", "detail"} and r.json["error"] == code
+    if isinstance(exc, BatonError):
+        kind = "failed" if status >= 500 else "refused"
+        assert services.counted == [f"http.{kind}.{code}"]
 
 
 def test_unknown_routes_and_methods_are_json_too(client: FlaskClient) -> None:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Callable
 
 import pytest
 
-from tools.mesh import Machine, Mesh, wait_for
+from baton.client import NodeClient, http_json
+from baton.membership import sign_leave
+from baton.stores.identity_store import load_identity
+from baton.stores.registry_store import JsonRegistryStore
+from tools.mesh import Machine, Mesh, free_port, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 
@@ -38,6 +44,11 @@ def _row(m: Machine, name: str) -> dict:
     return next(r for r in m.json("machines") if r["nickname"] == name)
 
 
+def _revoked_on(m: Machine, name: str) -> bool:
+    rows = NodeClient(m.home).get("/api/machines")
+    return any(r["nickname"] == name and r["status"] == "revoked" for r in rows)
+
+
 def _denied(m: Machine) -> int:
     return int(m.status()["counters"].get("wire.auth_denied", 0))
 
@@ -48,7 +59,15 @@ def test_a_removed_machine_is_shut_out_everywhere_and_stays_out(
     alpha, bravo, charlie = (paired[n] for n in NAMES)
     before = {m.name: _denied(m) for m in (alpha, bravo)}
     row = alpha.json("machines", "remove", "charlie", "--reason", "lost laptop")
+    removed = time.monotonic()
     assert row["status"] == "revoked" and row["revoked_reason"] == "lost laptop"
+    # Within a second neither alpha nor bravo lets charlie in: alpha's allow-list dropped
+    # it before the command returned; bravo's drops it when alpha's roster lands.
+    # (Asked over HTTP, not the CLI, so the clock measures the mesh, not Python startup.)
+    assert _revoked_on(alpha, "charlie")
+    while not _revoked_on(bravo, "charlie"):
+        assert time.monotonic() - removed < 1.0, "bravo still admits charlie after 1 s"
+        time.sleep(0.02)
     assert row["revoked_at"] >= row["paired_at"] > 0
     bravo_row = _row(alpha, "bravo")
     assert bravo_row["status"] == "active" and bravo_row["last_seen"] is not None
@@ -124,3 +143,38 @@ def test_the_awake_machine_refuses_to_leave(paired: dict[str, Machine]) -> None:
     err = json.loads(proc.stdout)
     assert proc.returncode == 1 and err["error"] == "bad_request" and "hand" in err["detail"]
     assert paired["alpha"].paths.signing_key.exists()
+
+
+def test_leave_can_be_retried_to_the_end_and_frees_the_nickname(
+    paired: dict[str, Machine],
+) -> None:
+    alpha, bravo, charlie = (paired[n] for n in NAMES)
+    # bravo's first leave reached alpha, but the answer was lost on the way back
+    me = JsonRegistryStore(bravo.paths.registry).load().me  # type: ignore[union-attr]
+    first = sign_leave(
+        load_identity(bravo.home).signing_key,
+        me.machine_id,
+        alpha.card()["machine_id"],
+        me.added_at,
+    )
+    http_json(alpha.card()["http"] + "/api/leave", "POST", first)
+    assert _row(alpha, "bravo")["status"] == "revoked"
+    assert bravo.paths.signing_key.exists()
+    retried = bravo.json("leave")
+    assert retried["ok"] is True and not bravo.paths.signing_key.exists()
+    # charlie was removed before it could leave: its leave still runs to the end
+    alpha.json("machines", "remove", "charlie", "--reason", "lost laptop")
+    result = charlie.json("leave")
+    assert result["ok"] is True and not charlie.paths.signing_key.exists()
+    assert _row(alpha, "charlie")["revoked_reason"] == "lost laptop"
+    # a new machine may now take the name bravo
+    shutil.rmtree(bravo.home)
+    session = alpha.json("pair")
+    ports = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    bravo.json(
+        "join", session["url"], "--code", session["code"], "--name", "bravo",
+        "--http", ports[0], "--wire", ports[1],
+    )  # fmt: skip
+    rows = [r for r in alpha.json("machines") if r["nickname"] == "bravo"]
+    assert sorted(r["status"] for r in rows) == ["active", "revoked"]
+    assert len({r["machine_id"] for r in rows}) == 2

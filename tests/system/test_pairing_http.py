@@ -15,7 +15,7 @@ import nacl.signing
 import pytest
 
 from baton.core.identity import PublicIdentity
-from baton.wire.pake import JoinerPake, Role, b64d, b64e
+from baton.wire.pake import JoinerPake, Role, b64d, b64e, possession_statement
 from tools.mesh import Machine, Mesh, free_port
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
@@ -33,11 +33,12 @@ def post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, dict[str, 
         return exc.code, json.loads(exc.read())
 
 
-def card(nickname: str) -> dict[str, str]:
+def card(nickname: str) -> tuple[dict[str, str], nacl.signing.SigningKey]:
     sk, ek = nacl.signing.SigningKey.generate(), nacl.public.PrivateKey.generate()
     me = PublicIdentity.from_keys(nickname, bytes(sk.verify_key), bytes(ek.public_key))
     port = free_port()
-    return {**me.to_dict(), "wire": f"tcp://127.0.0.1:{port}", "http": f"http://127.0.0.1:{port}"}
+    doc = {**me.to_dict(), "wire": f"tcp://127.0.0.1:{port}", "http": f"http://127.0.0.1:{port}"}
+    return doc, sk
 
 
 class Run:
@@ -52,8 +53,16 @@ class Run:
         assert status == 200, self.started
         self.keys = self.pake.finish(b64d(self.started["host_message"], "host_message"))
 
+    def proof(self, key: nacl.signing.SigningKey, transcript: bytes | None = None) -> str:
+        statement = possession_statement(transcript or self.keys.transcript)
+        return b64e(key.sign(statement).signature)
+
     def finish_body(self, nickname: str) -> dict[str, Any]:
-        sealed = self.keys.seal(json.dumps(card(nickname)).encode(), Role.HOST)
+        doc, key = card(nickname)
+        return self.sealed_body({**doc, "proof": self.proof(key)})
+
+    def sealed_body(self, doc: dict[str, Any]) -> dict[str, Any]:
+        sealed = self.keys.seal(json.dumps(doc).encode(), Role.HOST)
         return {
             "v": 1,
             "run_id": self.started["run_id"],
@@ -120,6 +129,31 @@ def test_a_taken_nickname_is_refused_without_using_up_the_code(host: Machine) ->
     retry = Run(session["url"], session["code"])
     status, answer = retry.finish(retry.finish_body("bravo"))
     assert status == 200, answer
+
+
+@pytest.mark.parametrize("forgery", ["missing", "another key", "another run", "not base64"])
+def test_a_card_without_proof_of_its_key_is_refused(host: Machine, forgery: str) -> None:
+    """A joiner who knows the code cannot enrol a signing key it does not hold."""
+    session = host.json("pair")
+    run = Run(session["url"], session["code"])
+    doc, key = card("bravo")
+    other_run = Run(session["url"], session["code"])
+    proofs = {
+        "missing": None,
+        "another key": run.proof(nacl.signing.SigningKey.generate()),
+        "another run": run.proof(key, other_run.keys.transcript),
+        "not base64": "!!",
+    }
+    if proofs[forgery] is not None:
+        doc = {**doc, "proof": proofs[forgery]}
+    status, answer = run.finish(run.sealed_body(doc))
+    assert status == 400 and answer["error"] == "pairing_error", answer
+    assert [m["nickname"] for m in host.json("machines")] == ["alpha"]
+    # the code was not consumed: the last attempt, with a true card, still joins
+    retry = Run(session["url"], session["code"])
+    status, answer = retry.finish(retry.finish_body("bravo"))
+    assert status == 200, answer
+    assert host.counter("http.refused.pairing_error") >= 1
 
 
 @pytest.mark.parametrize(

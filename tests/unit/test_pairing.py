@@ -298,7 +298,7 @@ def test_expiry_errors_say_why_and_what_to_do(now: float, needle: str) -> None:
     ],
 )
 def test_wrong_code_says_how_many_attempts_are_left(starts: int, left: int, text: str) -> None:
-    error = wrong_code(started(starts))
+    error = wrong_code(started(starts).attempts_left)
     assert isinstance(error, WrongCode)
     assert (error.attempts_left, error.detail) == (left, text)
 

@@ -225,6 +225,36 @@ def test_revocation_sticks_until_a_fresh_pairing() -> None:
     assert back.get(mini.machine_id).status is Status.ACTIVE
 
 
+def test_a_readmission_is_later_than_its_revocation_whatever_the_clock_says() -> None:
+    """After a failover the awake machine's wall clock may be behind the one that
+    revoked; the re-admission still orders after the revocation everywhere."""
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    mini = reg.find("mini")
+    gone = reg.revoke(mini.machine_id, 1000.0, "removed")
+    back = gone.add(entry_from_card(card("mini", 10), 400.0), readmit=True).get(mini.machine_id)
+    assert back.status is Status.ACTIVE and back.added_at > 1000.0
+    awake = _entry("alpha", 50, role=Role.AWAKE)
+    peer = founded().add(awake).add(entry_from_card(card("mini", 10), 5.0))
+    peer = peer.revoke(mini.machine_id, 1000.0, "removed")
+    assert merge(peer, awake, back).get(mini.machine_id).status is Status.ACTIVE
+
+
+def test_a_revoked_machines_nickname_is_free_for_a_new_machine() -> None:
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    old = reg.find("mini")
+    reg = reg.revoke(old.machine_id, 100.0, "lost")
+    reg = reg.add(entry_from_card(card("mini", 20), 150.0))
+    new = reg.find("mini")
+    assert new.machine_id != old.machine_id and new.status is Status.ACTIVE
+    assert reg.find(old.machine_id).status is Status.REVOKED
+    assert [p.machine_id for p in reg.active_peers()] == [new.machine_id]
+    with pytest.raises(NicknameTaken):  # but two active machines never share one
+        reg.add(entry_from_card(card("mini", 30), 160.0))
+    with pytest.raises(NicknameTaken):  # the old one cannot come back under a taken name
+        reg.add(entry_from_card(card("mini", 10), 170.0), readmit=True)
+    assert reg.check() is reg
+
+
 def test_a_roster_replaying_an_old_entry_does_not_unrevoke() -> None:
     awake = _entry("alpha", 50, role=Role.AWAKE)
     mine = founded().add(awake).add(entry_from_card(card("mini", 10), 5.0))
@@ -285,3 +315,19 @@ def test_bad_membership_signatures_are_refused_not_crashed() -> None:
     for sig in ("AAAA", "", "!!"):
         with pytest.raises((LeaveRefused, PairingError)):
             verify_leave({**good, "signature": sig}, ME.machine_id, mini)
+
+
+def test_a_leave_is_accepted_again_for_its_own_revoked_pairing_only() -> None:
+    """`baton leave` can be retried after a lost answer or a `machines remove`; a
+    captured leave never revokes a later pairing of the same machine."""
+    from baton.membership import LeaveRefused, sign_leave, verify_leave
+
+    key = nacl.signing.SigningKey(bytes([10]) * 32)
+    reg = founded().add(entry_from_card(card("mini", 10), 5.0))
+    mini = reg.find("mini")
+    request = sign_leave(key, mini.machine_id, ME.machine_id, mini.added_at)
+    gone = reg.revoke(mini.machine_id, 100.0, "left the mesh")
+    verify_leave(request, ME.machine_id, gone.get(mini.machine_id))  # the retry is accepted
+    back = gone.add(entry_from_card(card("mini", 10), 150.0), readmit=True)
+    with pytest.raises(LeaveRefused, match="earlier pairing"):
+        verify_leave(request, ME.machine_id, back.get(mini.machine_id))
