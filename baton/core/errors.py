@@ -232,3 +232,48 @@ class NotABatonNode(BatonError):
     """The URL does not answer like a baton node."""
 
     code = "not_a_baton_node"
+
+
+# --- the lease ---------------------------------------------------------------
+
+
+class LeaseRefused(PeerFault):
+    """A lease record that is not accepted."""
+
+    code = "lease_refused"
+
+
+class MalformedLease(LeaseRefused):
+    """A lease record that does not decode (fields, types or values)."""
+
+    code = "lease_malformed"
+
+
+class ForgedLease(LeaseRefused):
+    """A lease record that is unsigned, or not signed by its holder's key."""
+
+    code = "lease_forged"
+
+
+class LeaseFromStranger(LeaseRefused):
+    """A lease record whose holder is not an active member (unknown or revoked)."""
+
+    code = "lease_stranger"
+
+
+class StaleLease(LeaseRefused):
+    """A lease record with an epoch below the highest this machine has seen."""
+
+    code = "lease_stale"
+
+
+class ReplayedLease(LeaseRefused):
+    """A lease record not newer than the last one seen from the same holder."""
+
+    code = "lease_replayed"
+
+
+class LeaseStoreError(BatonError):
+    """The lease store could not be asked; the outcome of a write is unknown."""
+
+    code = "lease_store_unavailable"

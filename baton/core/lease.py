@@ -1,0 +1,398 @@
+"""FencedLease: who is awake, decided by the store's compare-and-swap; no clock of its own.
+
+Theory of operation. A machine is STANDBY or HOLDING. A standby acquires when nobody
+holds (nothing stored, or a release tombstone) or when the lease has surely expired in
+its own clock frame: no newer record seen for ``ttl * (1 + rho)`` local ms. It acquires
+by CAS from the store's token to a record with epoch + 1, nonce 0. The holder renews
+every ``renew_ms`` by CAS from its own record to nonce + 1, and may act only until
+
+    deadline = t_sent + ttl * (1 - rho) - margin
+
+where t_sent is when it *sent* its last successful CAS (local ms). With clock rates
+within rho of real time, the holder stops before real time t_sent + ttl, and a standby
+that saw the record no earlier than t_sent waits at least until then: the two never
+act at once. Timeouts only give liveness; safety rests on the CAS (one winner per
+token) and on sinks refusing epochs below the highest they have seen.
+
+Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
+
+    Ticked(now, wall)            time passed: suspend, renew or acquire if due
+    RecordSeen(record, now)      a checked record from a peer (signature and membership
+                                 are core.lease_record.check_record's job)
+    StoreAnswered(attempt, result, now)   the store's answer to our CAS
+    StoreFailed(attempt, detail, now)     the store could not be asked: outcome unknown
+    StopRequested(now, wall)     clean shutdown: stop acting, write a release tombstone
+
+Effects the actor carries out: WriteLease (a CAS), Broadcast / SendTo (push a record
+over the wire), LeaseChanged (role or holder changed), Alarm (log, count, status),
+Dropped (a peer's record refused: count it).
+
+Invariants:
+- ``can_act(state, now)`` is true only while HOLDING and now < deadline.
+- The epoch of this machine's records only grows; an acquisition is one more than
+  the highest epoch it has seen anywhere valid (``floor``) or in the store.
+- At most one store write is in flight. A write whose answer was lost stays "unsure":
+  if the store later shows it, it counts as done, from its own t_sent.
+- Seeing a valid record with a higher epoch while HOLDING demotes at once. Two valid
+  records with one epoch and different holders raise a split-brain alarm, and the
+  holder whose machine id sorts lower stands down.
+- Wall time (``wall``) only stamps issued_at for people; nothing compares it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from baton.core.errors import LeaseRefused, ReplayedLease, StaleLease
+from baton.core.lease_record import LeaseRecord, sign_record
+from baton.core.lease_store import CasResult, Stored
+from baton.core.registry import Signer
+
+UNSURE_KEPT = 8
+
+
+class Phase(StrEnum):
+    STANDBY = "standby"
+    HOLDING = "awake"
+
+
+@dataclass(frozen=True)
+class Timing:
+    ttl_ms: int
+    renew_ms: int
+    rho: float
+    margin_ms: float
+
+    @classmethod
+    def of(cls, ttl_ms: int, renew_ms: int, rho: float) -> Timing:
+        """The margin is 5% of the ttl: slack for the time between a check and an act."""
+        return cls(ttl_ms, renew_ms, rho, ttl_ms / 20)
+
+    @property
+    def holder_window(self) -> float:
+        return self.ttl_ms * (1 - self.rho) - self.margin_ms
+
+    def standby_wait(self, ttl_ms: int) -> float:
+        """How long a standby waits after the last renewal it saw (the record's ttl)."""
+        return ttl_ms * (1 + self.rho)
+
+    @property
+    def retry_ms(self) -> float:
+        return self.renew_ms / 3
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    me: str
+    timing: Timing
+    signer: Signer
+
+
+@dataclass(frozen=True)
+class Attempt:
+    kind: str  # "acquire" | "renew" | "release"
+    expected: str | None
+    record: LeaseRecord
+    t_sent: float
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    phase: Phase = Phase.STANDBY
+    known: LeaseRecord | None = None  # the newest valid record seen, store or wire
+    seen_at: float | None = None  # local ms when ``known`` was first seen
+    floor: int = 0  # the highest valid epoch seen anywhere
+    stored: Stored | None = None  # the store's last answer (its token is the next CAS's)
+    garbage_since: float | None = None  # local ms since the store has held garbage
+    mine: LeaseRecord | None = None  # my record as the store last confirmed it
+    deadline: float | None = None  # HOLDING: act only before this local ms
+    inflight: Attempt | None = None
+    unsure: tuple[Attempt, ...] = ()
+    last_write: float | None = None  # local ms of the last write sent
+    next_try: float = 0.0
+    last_from: tuple[tuple[str, tuple[int, int]], ...] = ()  # newest order per holder
+    store_ok: bool | None = None
+    stopping: bool = False
+
+
+# --- events and effects ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticked:
+    now: float
+    wall: float
+
+
+@dataclass(frozen=True)
+class RecordSeen:
+    record: LeaseRecord
+    now: float
+
+
+@dataclass(frozen=True)
+class StoreAnswered:
+    attempt: Attempt
+    result: CasResult
+    now: float
+
+
+@dataclass(frozen=True)
+class StoreFailed:
+    attempt: Attempt
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    now: float
+    wall: float
+
+
+Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested
+
+
+@dataclass(frozen=True)
+class WriteLease:
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    record: LeaseRecord
+
+
+@dataclass(frozen=True)
+class SendTo:
+    machine_id: str
+    record: LeaseRecord
+
+
+@dataclass(frozen=True)
+class LeaseChanged:
+    role: Phase
+    holder: str | None
+    epoch: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Alarm:
+    kind: str  # "split_brain" | "stale_holder" | "store_garbage" | "store_unavailable" | ...
+    detail: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    error: LeaseRefused
+
+
+Effect = WriteLease | Broadcast | SendTo | LeaseChanged | Alarm | Dropped
+
+
+# --- queries -----------------------------------------------------------------------
+
+
+def can_act(state: LeaseState, now: float) -> bool:
+    """May this machine act as holder now (poll, reply, write shared state)?"""
+    return state.phase is Phase.HOLDING and state.deadline is not None and now < state.deadline
+
+
+def holder(state: LeaseState) -> str | None:
+    known = state.known
+    return None if known is None or known.released else known.holder
+
+
+def epoch(state: LeaseState) -> int:
+    return 0 if state.known is None else state.known.epoch
+
+
+def takeover_at(cfg: LeaseConfig, state: LeaseState) -> float | None:
+    """Local ms from which this standby may try to acquire (None: at once)."""
+    known = state.known
+    if known is None or known.released or state.seen_at is None:
+        base = None
+    else:
+        base = state.seen_at + cfg.timing.standby_wait(known.ttl_ms)
+    if state.garbage_since is not None:
+        garbage = state.garbage_since + cfg.timing.standby_wait(cfg.timing.ttl_ms)
+        base = garbage if base is None else max(base, garbage)
+    return base
+
+
+# --- the step ----------------------------------------------------------------------
+
+
+def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, list[Effect]]:
+    match event:
+        case Ticked(now=now, wall=wall):
+            return _tick(cfg, s, now, wall)
+        case RecordSeen(record=record, now=now):
+            return _seen(cfg, s, record, now)
+        case StoreAnswered(attempt=attempt, result=result, now=now):
+            _check_inflight(s, attempt)
+            return _answered(cfg, replace(s, inflight=None, store_ok=True), attempt, result, now)
+        case StoreFailed(attempt=attempt, detail=detail, now=now):
+            _check_inflight(s, attempt)
+            unsure = (*s.unsure, attempt)[-UNSURE_KEPT:]
+            s = replace(
+                s, inflight=None, unsure=unsure, store_ok=False, next_try=now + cfg.timing.retry_ms
+            )
+            return s, [Alarm("store_unavailable", detail)]
+        case StopRequested(now=now, wall=wall):
+            return _stop(cfg, s, now, wall)
+    raise TypeError(f"not a lease event: {event!r}")
+
+
+def _check_inflight(s: LeaseState, attempt: Attempt) -> None:
+    if s.inflight != attempt:
+        raise ValueError(f"an answer for {attempt.kind} that is not the write in flight")
+
+
+def _demote(s: LeaseState, now: float, reason: str) -> tuple[LeaseState, list[Effect]]:
+    if s.phase is not Phase.HOLDING:
+        return s, []
+    s = replace(s, phase=Phase.STANDBY, deadline=None, seen_at=now)
+    return s, [LeaseChanged(Phase.STANDBY, holder(s), epoch(s), reason)]
+
+
+def _write(
+    cfg: LeaseConfig, s: LeaseState, kind: str, record: LeaseRecord, now: float
+) -> tuple[LeaseState, list[Effect]]:
+    token = None if s.stored is None else s.stored.token
+    attempt = Attempt(kind, token, sign_record(record, cfg.signer), now)
+    return replace(s, inflight=attempt, last_write=now), [WriteLease(attempt)]
+
+
+def _tick(
+    cfg: LeaseConfig, s: LeaseState, now: float, wall: float
+) -> tuple[LeaseState, list[Effect]]:
+    effects: list[Effect] = []
+    if s.phase is Phase.HOLDING and not can_act(s, now):
+        s, effects = _demote(s, now, "self-suspended: no confirmed renewal before the deadline")
+    if s.inflight is not None or s.stopping or now < s.next_try:
+        return s, effects
+    t = cfg.timing
+    if s.phase is Phase.HOLDING and s.mine is not None:
+        if s.last_write is None or now - s.last_write >= t.renew_ms:
+            renewal = replace(s.mine, nonce=s.mine.nonce + 1, ttl_ms=t.ttl_ms, issued_at=wall)
+            s, more = _write(cfg, s, "renew", renewal, now)
+            effects += more
+        return s, effects
+    due = takeover_at(cfg, s)
+    if due is None or now >= due:
+        stored = s.stored.record if s.stored is not None else None
+        base = max(s.floor, 0 if stored is None else stored.epoch)
+        record = LeaseRecord(cfg.me, base + 1, 0, t.ttl_ms, wall)
+        s, more = _write(cfg, s, "acquire", record, now)
+        effects += more
+    return s, effects
+
+
+def _newer(s: LeaseState, record: LeaseRecord, now: float) -> LeaseState:
+    """Learn ``record`` if it is newer than what we know (and restart the standby wait)."""
+    if s.known is not None and record.order <= s.known.order:
+        return s
+    return replace(s, known=record, seen_at=now, floor=max(s.floor, record.epoch))
+
+
+def _seen(
+    cfg: LeaseConfig, s: LeaseState, record: LeaseRecord, now: float
+) -> tuple[LeaseState, list[Effect]]:
+    effects: list[Effect] = []
+    mine = s.mine if s.phase is Phase.HOLDING else None
+    claims = mine is not None and record.holder != cfg.me and not record.released
+    if claims and mine is not None and record.epoch < mine.epoch:
+        detail = f"{record.holder} claims epoch {record.epoch}; this machine holds {mine.epoch}"
+        effects += [Alarm("stale_holder", detail), SendTo(record.holder, mine)]
+    if record.epoch < s.floor:
+        stale = StaleLease(f"epoch {record.epoch} of {record.holder} is below {s.floor}")
+        return s, [*effects, Dropped(stale)]
+    last = dict(s.last_from)
+    seen = last.get(record.holder)
+    if seen is not None and record.order <= seen:
+        replayed = ReplayedLease(f"{record!r} is not newer than {seen} from {record.holder}")
+        return s, [*effects, Dropped(replayed)]
+    last[record.holder] = record.order
+    s = replace(s, last_from=tuple(sorted(last.items())))
+    return _learn(cfg, s, record, now, effects)
+
+
+def _learn(
+    cfg: LeaseConfig, s: LeaseState, record: LeaseRecord, now: float, effects: list[Effect]
+) -> tuple[LeaseState, list[Effect]]:
+    """A valid record from the wire or the store: demote on a higher or rival epoch."""
+    before = (holder(s), epoch(s))
+    known, mine = s.known, (s.mine if s.phase is Phase.HOLDING else None)
+    other = record.holder != cfg.me
+    reason = None
+    rival = known is not None and known.epoch == record.epoch and known.holder != record.holder
+    if rival and not record.released and not (known is not None and known.released):
+        detail = f"{record.holder} and {known and known.holder} both claim epoch {record.epoch}"
+        effects.append(Alarm("split_brain", detail))
+        if mine is not None and other and cfg.me < record.holder:
+            reason = "split brain: the lower machine id stands down"
+    elif mine is not None and other and record.epoch > mine.epoch:
+        reason = f"{record.holder} holds epoch {record.epoch}"
+    s = _newer(s, record, now)
+    if reason is not None:
+        s, more = _demote(s, now, reason)
+        return s, effects + more
+    if s.phase is Phase.STANDBY and (holder(s), epoch(s)) != before:
+        effects.append(LeaseChanged(Phase.STANDBY, holder(s), epoch(s), "holder changed"))
+    return s, effects
+
+
+def _answered(
+    cfg: LeaseConfig, s: LeaseState, attempt: Attempt, result: CasResult, now: float
+) -> tuple[LeaseState, list[Effect]]:
+    current = result.current
+    s = replace(s, stored=current)
+    effects: list[Effect] = []
+    if current.record is None and current.token is not None:  # garbage in the store
+        if s.garbage_since is None:
+            s = replace(s, garbage_since=now)
+        effects.append(Alarm("store_garbage", current.problem or "not a lease record"))
+    else:
+        s = replace(s, garbage_since=None)
+    if not result.ok:
+        landed = next((u for u in s.unsure if u.record == current.record), None)
+        if landed is None:  # the store moved on without us
+            s, more = _demote(s, now, "the store holds another record than ours")
+            effects += more
+            if current.record is not None:
+                return _learn(cfg, s, current.record, now, effects)
+            return s, effects
+        attempt = landed  # an earlier write we never heard back about did land
+    s = replace(s, unsure=())
+    record = attempt.record
+    if attempt.kind == "release":
+        return _newer(replace(s, mine=None), record, now), [*effects, Broadcast(record)]
+    deadline = attempt.t_sent + cfg.timing.holder_window
+    s = _newer(replace(s, mine=record), record, now)
+    if s.stopping:  # a renewal landed while we were stopping: release it now
+        tomb = replace(record, nonce=record.nonce + 1, ttl_ms=0)
+        s, more = _write(cfg, s, "release", tomb, now)
+        return s, [*effects, *more]
+    effects.append(Broadcast(record))
+    if now >= deadline:  # the store answered too late to act on it; the lease runs out
+        s, more = _demote(s, now, "the store confirmed the renewal after its deadline")
+        return replace(s, deadline=None), [*effects, *more, Alarm("slow_store", "late answer")]
+    was = s.phase
+    s = replace(s, phase=Phase.HOLDING, deadline=deadline)
+    if was is not Phase.HOLDING:
+        effects.append(LeaseChanged(Phase.HOLDING, cfg.me, record.epoch, f"{attempt.kind}d"))
+    return s, effects
+
+
+def _stop(
+    cfg: LeaseConfig, s: LeaseState, now: float, wall: float
+) -> tuple[LeaseState, list[Effect]]:
+    s, effects = _demote(replace(s, stopping=True), now, "released: clean shutdown")
+    if s.mine is None or s.inflight is not None:  # an answer in flight releases (above)
+        return s, effects
+    tomb = replace(s.mine, nonce=s.mine.nonce + 1, ttl_ms=0, issued_at=wall)
+    s, more = _write(cfg, s, "release", tomb, now)
+    return s, [*effects, *more]

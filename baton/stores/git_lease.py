@@ -1,0 +1,164 @@
+"""GitLeaseStore: the lease record in a commit on one ref of the mesh's git remote.
+
+The record is ``lease.json`` in a parentless commit with fixed author, committer and
+dates, so equal records make equal commits and a renewal replaces the ref instead of
+growing a history. The commit id is the store's token. CAS is
+
+    git push --porcelain --force-with-lease=<ref>:<expected> <remote> <commit>:<ref>
+
+so the remote decides: it updates the ref only if it still points at ``expected``
+(empty: only if the ref does not exist). A "[rejected] (stale info)" answer is a lost
+CAS; no answer at all (unreachable remote, timeout, refused credentials) is a
+LeaseStoreError, never a lost CAS. Git objects are written and read with GitPython in
+a private bare repository in the machine's home; talking to the remote uses the git CLI
+with a timeout, so a slow remote cannot hold the lease coordinator.
+
+Any URL git understands works; ``git+`` in front of it (``git+file:///srv/mesh.git``,
+``git+ssh://host/mesh.git``) marks it as a git lease store in config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import git
+from gitdb import IStream
+
+from baton.core.errors import ConfigError, LeaseStoreError
+from baton.core.lease_record import LeaseRecord
+from baton.core.lease_store import CasResult, Stored
+from baton.stores.lease_memory import decode_stored
+
+REF = "refs/baton/lease"
+FETCHED = "refs/baton/fetched-lease"
+FILE = "lease.json"
+IDENT = b"baton <baton@localhost> 0 +0000"
+GC_EVERY = 2000  # writes between prunes of the private repository
+
+
+def git_url(lease_store: str) -> str:
+    """The git URL of a ``git+...`` lease-store setting."""
+    if not lease_store.startswith("git+") or "://" not in lease_store:
+        raise ConfigError("lease_store", f"{lease_store!r} is not a git+URL lease store")
+    return lease_store[len("git+") :]
+
+
+def _lost_race(status: str, stderr: str) -> bool:
+    """A push refused because the ref was not at the expected commit: by our side
+    ("stale info", seen in the advertisement) or by the remote's own locked compare."""
+    if "[rejected] (stale info)" in status:
+        return True
+    moved = "but expected" in stderr or "reference already exists" in stderr
+    return "[remote rejected]" in status and moved
+
+
+class GitLeaseStore:
+    def __init__(self, url: str, workdir: Path, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        self.repo = (
+            git.Repo(workdir) if (workdir / "HEAD").exists() else git.Repo.init(workdir, bare=True)
+        )
+        self.workdir = workdir
+        self.writes = 0
+
+    def describe(self) -> str:
+        return f"git {self.url} {REF}"
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # --- talking to the remote ------------------------------------------------------
+
+    def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        try:  # its own process group: a timeout ends git and its helpers (ssh, ...) too
+            proc = subprocess.Popen(
+                ["git", *args],
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LeaseStoreError(f"cannot run git: {exc}") from None
+        try:
+            out, err = proc.communicate(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise LeaseStoreError(
+                f"git {args[0]} to {self.url} took longer than {self.timeout_s:g} s"
+            ) from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    @staticmethod
+    def _why(proc: subprocess.CompletedProcess[str]) -> str:
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        return lines[0] if lines else f"git exited {proc.returncode}"
+
+    def read(self) -> Stored:
+        listed = self._git("ls-remote", "--refs", self.url, REF)
+        if listed.returncode != 0:
+            raise LeaseStoreError(f"cannot read {self.url}: {self._why(listed)}")
+        if not listed.stdout.strip():
+            return Stored(None)
+        fetched = self._git("fetch", "-q", "--no-tags", self.url, f"+{REF}:{FETCHED}")
+        if fetched.returncode != 0:
+            raise LeaseStoreError(f"cannot fetch from {self.url}: {self._why(fetched)}")
+        return self._decode(self.repo.git.rev_parse(FETCHED))
+
+    def cas(self, expected: str | None, new: LeaseRecord) -> CasResult:
+        commit = self._commit(new)
+        pushed = self._git(
+            "push",
+            "--porcelain",
+            f"--force-with-lease={REF}:{expected or ''}",
+            self.url,
+            f"{commit}:{REF}",
+        )
+        status = [x for x in pushed.stdout.splitlines() if x.endswith(")") or "\t" in x]
+        mine = [x for x in status if x.split("\t")[1:2] == [f"{commit}:{REF}"]]
+        if pushed.returncode == 0 and mine and mine[0][:1] in ("*", "+", " ", "="):
+            return CasResult(True, Stored(commit, new))
+        if mine and mine[0].startswith("!") and _lost_race(mine[0], pushed.stderr):
+            return CasResult(False, self.read())
+        raise LeaseStoreError(f"cannot write to {self.url}: {self._why(pushed)}")
+
+    # --- objects ---------------------------------------------------------------------
+
+    def _store(self, kind: bytes, data: bytes) -> str:
+        return str(self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode())
+
+    def _commit(self, record: LeaseRecord) -> str:
+        blob = self._store(b"blob", record.encode())
+        tree = self._store(b"tree", b"100644 " + FILE.encode() + b"\0" + bytes.fromhex(blob))
+        message = f"lease epoch {record.epoch} nonce {record.nonce} held by {record.holder}\n"
+        body = (
+            b"tree " + tree.encode() + b"\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\n\n"
+        ) + message.encode()
+        self.writes += 1
+        if self.writes % GC_EVERY == 0:
+            self.repo.git.prune("--expire=now")
+        return self._store(b"commit", body)
+
+    def _decode(self, token: str) -> Stored:
+        """The record in commit ``token``; garbage if it is not exactly our shape."""
+        try:
+            commit = self.repo.commit(token)
+            blob = commit.tree / FILE
+            data = blob.data_stream.read()
+        except (ValueError, KeyError, TypeError, git.GitError) as exc:
+            return Stored(token, None, f"{REF} does not hold a lease commit: {exc!r:.200}")
+        return decode_stored(token, data)

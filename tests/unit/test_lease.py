@@ -1,0 +1,225 @@
+"""The pure lease core, scenario by scenario, in simulated time (tests/unit/lease_sim.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from baton.core.errors import ReplayedLease, StaleLease
+from baton.core.lease import (
+    Alarm,
+    Broadcast,
+    Dropped,
+    LeaseChanged,
+    Phase,
+    RecordSeen,
+    StoreFailed,
+    WriteLease,
+    can_act,
+    holder,
+    step,
+)
+from baton.core.lease_record import LeaseRecord, sign_record
+from tests.unit.lease_sim import TIMING, Sim
+
+WINDOW = TIMING.holder_window  # 3000 * 0.99 - 150 = 2820 ms
+WAIT = TIMING.standby_wait(TIMING.ttl_ms)  # 3030 ms
+
+
+def kinds(effects: list[object]) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+def test_a_lone_machine_acquires_epoch_1_and_tells_everyone() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    assert kinds(sim.tick(a)) == ["WriteLease"]
+    sim.carry_out(a)
+    assert a.state.phase is Phase.HOLDING and a.state.mine and a.state.mine.epoch == 1
+    changed = [e for e in a.effects if isinstance(e, LeaseChanged)]
+    assert changed == [LeaseChanged(Phase.HOLDING, a.me, 1, "acquired")]
+    assert a.state.deadline == pytest.approx(WINDOW)
+    assert can_act(a.state, WINDOW - 1) and not can_act(a.state, WINDOW)
+
+
+def test_the_holder_renews_and_its_deadline_follows_the_last_send() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(5000)
+    assert holder(a.state) == a.me and holder(b.state) == a.me
+    assert a.state.mine is not None and a.state.mine.epoch == 1 and a.state.mine.nonce >= 4
+    last = a.state.last_write
+    assert last is not None and a.state.deadline == pytest.approx(last + WINDOW)
+    assert b.state.phase is Phase.STANDBY and not sim.actors()[1:]
+
+
+def test_a_holder_cut_off_from_the_store_suspends_at_its_deadline_and_a_standby_takes_over(
+) -> None:  # fmt: skip
+    sim = Sim(2)
+    a, _ = sim.machines
+    sim.run(1000)
+    confirmed = a.state.deadline
+    assert confirmed is not None
+    sim.store.down = True
+    sim.run(confirmed - sim.now(a) - 60)
+    assert can_act(a.state, sim.now(a)), "still inside its window"
+    sim.run(200)
+    assert a.state.phase is Phase.STANDBY and not can_act(a.state, sim.now(a))
+    assert any(isinstance(e, Alarm) and e.kind == "store_unavailable" for e in a.effects)
+    sim.store.down = False
+    sim.run(WAIT + 1000)
+    acting = sim.actors()
+    assert len(acting) == 1 and acting[0].state.mine and acting[0].state.mine.epoch == 2
+
+
+def test_a_paused_holder_is_replaced_and_never_acts_again_on_the_old_epoch() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    a.paused = True
+    sim.run(WAIT + 1500)
+    assert b.state.phase is Phase.HOLDING and b.state.mine and b.state.mine.epoch == 2
+    a.paused = False  # SIGCONT: its deadline passed while it slept
+    assert not can_act(a.state, sim.now(a))
+    sim.run(3000)
+    assert a.state.phase is Phase.STANDBY and holder(a.state) == b.me
+    assert {e for _, m, e in sim.acted if m == a.me} == {1}
+    assert min(t for t, m, _ in sim.acted if m == b.me) > max(
+        t for t, m, _ in sim.acted if m == a.me
+    )
+
+
+def test_two_standbys_racing_for_an_expired_lease_one_wins_epoch_plus_one() -> None:
+    sim = Sim(3)
+    a, b, c = sim.machines
+    sim.run(1500)
+    a.paused = True
+    sim.run(WAIT + 100)  # b and c both see the lease expire; the store picks one
+    holders = [m for m in (b, c) if m.state.phase is Phase.HOLDING]
+    assert len(holders) == 1 and holders[0].state.mine and holders[0].state.mine.epoch == 2
+
+
+def test_a_clean_release_lets_a_standby_take_over_at_once() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    sim.stop(a)
+    assert a.state.phase is Phase.STANDBY and not can_act(a.state, sim.now(a))
+    sim.carry_out(a)
+    sim.deliver_all()
+    assert b.state.known is not None and b.state.known.released
+    for _ in range(2):  # its store token may be one write behind: then one more round
+        sim.tick(b)
+        if b.state.inflight is not None:
+            sim.carry_out(b)
+    assert b.state.phase is Phase.HOLDING and b.state.mine and b.state.mine.epoch == 2
+
+
+def test_stale_and_replayed_records_are_dropped_and_change_nothing() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    old = a.state.mine
+    assert old is not None
+    before = b.state
+    effects = sim.feed(b, RecordSeen(old, sim.now(b)))  # delivered twice
+    assert [type(e.error) for e in effects if isinstance(e, Dropped)] == [ReplayedLease]
+    assert b.state == before
+    stale = sign_record(LeaseRecord(a.me, 1, 99, 3000, 0.0), a.cfg.signer)
+    b.state = replace(b.state, floor=2)
+    effects = sim.feed(b, RecordSeen(stale, sim.now(b)))
+    assert [type(e.error) for e in effects if isinstance(e, Dropped)] == [StaleLease]
+
+
+def test_a_higher_epoch_on_the_wire_demotes_the_holder_at_once() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    rival = sign_record(LeaseRecord(b.me, 2, 0, 3000, 0.0), b.cfg.signer)
+    effects = sim.feed(a, RecordSeen(rival, sim.now(a)))
+    assert a.state.phase is Phase.STANDBY and not can_act(a.state, sim.now(a))
+    assert LeaseChanged(Phase.STANDBY, b.me, 2, f"{b.me} holds epoch 2") in effects
+
+
+def test_split_brain_same_epoch_two_holders_alarms_and_the_lower_id_stands_down() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    assert a.state.mine is not None
+    twin = sign_record(LeaseRecord(b.me, a.state.mine.epoch, 7, 3000, 0.0), b.cfg.signer)
+    effects = sim.feed(a, RecordSeen(twin, sim.now(a)))
+    assert any(isinstance(e, Alarm) and e.kind == "split_brain" for e in effects)
+    assert (a.state.phase is Phase.STANDBY) == (a.me < b.me)
+
+
+def test_a_peer_claiming_a_lower_epoch_is_told_the_current_record() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    a.state = replace(a.state, mine=replace(a.state.mine, epoch=5), floor=5)  # type: ignore[arg-type]
+    claim = sign_record(LeaseRecord(b.me, 3, 0, 3000, 0.0), b.cfg.signer)
+    effects = sim.feed(a, RecordSeen(claim, sim.now(a)))
+    assert kinds(effects) == ["Alarm", "SendTo", "Dropped"]
+    assert a.state.phase is Phase.HOLDING
+
+
+def test_a_write_whose_answer_was_lost_counts_once_the_store_shows_it() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.tick(a)
+    sim.carry_out(a, lose_answer=True)  # it landed; we never heard
+    assert a.state.phase is Phase.STANDBY and a.state.store_ok is False
+    sim.advance(TIMING.retry_ms + 1)
+    sim.tick(a)  # tries again from "nothing stored": loses, and sees its own record
+    sim.carry_out(a)
+    assert a.state.phase is Phase.HOLDING and a.state.mine and a.state.mine.epoch == 1
+    assert a.state.deadline == pytest.approx(WINDOW), "measured from the first send"
+
+
+def test_an_old_holder_restarting_rejoins_as_standby_and_waits() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.run(1500)
+    a.state = type(a.state)()  # a restart: memory gone, the store remembers
+    sim.tick(a)
+    sim.carry_out(a)
+    assert a.state.phase is Phase.STANDBY and holder(a.state) == a.me
+    sim.run(WAIT - 200)
+    assert a.state.phase is Phase.STANDBY
+    sim.run(500)
+    assert a.state.phase is Phase.HOLDING and a.state.mine and a.state.mine.epoch == 2
+
+
+def test_garbage_in_the_store_is_replaced_only_after_a_full_wait() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.store.put_garbage(b"not a lease")
+    sim.tick(a)
+    sim.carry_out(a)
+    assert any(isinstance(e, Alarm) and e.kind == "store_garbage" for e in a.effects)
+    assert a.state.phase is Phase.STANDBY
+    sim.run(WAIT - 100)
+    assert a.state.phase is Phase.STANDBY
+    sim.run(300)
+    assert a.state.phase is Phase.HOLDING
+
+
+def test_answers_for_a_write_not_in_flight_are_refused() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    [write] = sim.tick(a)
+    assert isinstance(write, WriteLease)
+    sim.carry_out(a)
+    before = a.state
+    with pytest.raises(ValueError):
+        step(a.cfg, a.state, StoreFailed(write.attempt, "a second answer", 0.0))
+    assert a.state is before
+
+
+def test_broadcasts_carry_every_acquisition_and_renewal() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.run(2500)
+    sent = [e.record for e in a.effects if isinstance(e, Broadcast)]
+    assert [r.nonce for r in sent] == list(range(len(sent))) and len(sent) >= 3

@@ -1,0 +1,101 @@
+"""Lease records: strict decoding, canonical signatures, and who may sign one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import nacl.signing
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from baton.core.errors import ForgedLease, LeaseFromStranger, MalformedLease
+from baton.core.identity import derive_machine_id
+from baton.core.lease_record import LeaseRecord, check_record, sign_record
+from baton.signing import Ed25519Signer, verify_ed25519
+
+
+def signer(seed: int) -> Ed25519Signer:
+    key = nacl.signing.SigningKey(bytes([seed]) * 32)
+    return Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
+
+
+A, B = signer(1), signer(2)
+MEMBERS = {s.machine_id: bytes(s._key.verify_key) for s in (A, B)}
+
+
+def good(epoch: int = 3, nonce: int = 1) -> LeaseRecord:
+    return sign_record(LeaseRecord(A.machine_id, epoch, nonce, 15000, 1.7e9), A)
+
+
+def test_a_signed_record_round_trips_and_checks() -> None:
+    record = good()
+    assert LeaseRecord.decode(record.encode()) == record
+    check_record(record, MEMBERS, verify_ed25519)
+    assert not record.released and replace(record, ttl_ms=0).released
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"epoch": 4},
+        {"nonce": 2},
+        {"ttl_ms": 1},
+        {"issued_at": 1.8e9},
+        {"holder": B.machine_id},
+    ],
+)
+def test_any_changed_field_breaks_the_signature(change: dict[str, object]) -> None:
+    forged = replace(good(), **change)  # type: ignore[arg-type]
+    with pytest.raises(ForgedLease):
+        check_record(forged, MEMBERS, verify_ed25519)
+
+
+def test_unsigned_strangers_and_revoked_holders_are_refused() -> None:
+    with pytest.raises(ForgedLease, match="not signed"):
+        check_record(replace(good(), signature=None), MEMBERS, verify_ed25519)
+    with pytest.raises(LeaseFromStranger):
+        check_record(good(), {B.machine_id: MEMBERS[B.machine_id]}, verify_ed25519)
+    with pytest.raises(ForgedLease):  # B signing a record that names A as holder
+        unsigned = LeaseRecord(A.machine_id, 3, 1, 15000, 1.7e9)
+        check_record(
+            replace(unsigned, signature=B.sign(unsigned.signable())), MEMBERS, verify_ed25519
+        )
+    with pytest.raises(ValueError):
+        sign_record(LeaseRecord(A.machine_id, 1, 0, 1000, 0.0), B)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        "x",
+        {},
+        {**good().to_dict(), "extra": 1},
+        {**good().to_dict(), "epoch": 0},
+        {**good().to_dict(), "epoch": True},
+        {**good().to_dict(), "epoch": "1"},
+        {**good().to_dict(), "epoch": 2**60},
+        {**good().to_dict(), "nonce": -1},
+        {**good().to_dict(), "ttl_ms": -5},
+        {**good().to_dict(), "issued_at": float("nan")},
+        {**good().to_dict(), "issued_at": "now"},
+        {**good().to_dict(), "holder": "alice"},
+        {**good().to_dict(), "signature": "!!"},
+        {**good().to_dict(), "signature": "AAAA"},
+        {**good().to_dict(), "signature": 5},
+    ],
+)
+def test_malformed_records_are_refused_by_name(doc: object) -> None:
+    with pytest.raises(MalformedLease):
+        LeaseRecord.from_dict(doc)
+
+
+@given(st.binary(max_size=300))
+def test_decoding_any_bytes_gives_a_record_or_malformed(data: bytes) -> None:
+    try:
+        record = LeaseRecord.decode(data)
+    except MalformedLease as exc:
+        assert exc.detail  # refused with a reason; anything but MalformedLease fails
+        return
+    assert LeaseRecord.decode(record.encode()) == record
