@@ -20,6 +20,7 @@ from baton.core.identity import fingerprint
 from baton.core.settings import resolve_settings
 from baton.logs import setup_logging
 from baton.stores.config_file import load_settings, render_config
+from baton.stores.git_lease import ensure_git_remote
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home, load_identity
 from baton.stores.runfile import lock_holder, read_run_file
@@ -35,14 +36,24 @@ WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
 )
 @click.option("--http", "http_", default=None, help=HTTP_HELP + " Written to config.toml.")
 @click.option("--wire", default=None, help=WIRE_HELP + " Written to config.toml.")
-def init(ctx: Ctx, name: str, http_: str | None, wire: str | None) -> None:
+@click.option(
+    "--lease-store",
+    default=None,
+    help="Where the mesh decides who is awake: a git URL with git+ in front, e.g. "
+    "git+file:///srv/mesh.git (created if it is a missing local path) or "
+    "git+ssh://host/mesh.git. Without one there is no automatic failover.",
+)
+def init(ctx: Ctx, name: str, http_: str | None, wire: str | None, lease_store: str | None) -> None:
     """Create this machine: keys, identity, API token and config.toml in its home.
 
     Refuses to touch a home that already holds an identity; leaves nothing behind
-    when it fails.
+    when it fails. Machines that join later get the lease store from this one.
     """
-    values = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
+    given = {"http": http_, "wire": wire, "lease_store": lease_store}
+    values = {k: v for k, v in given.items() if v is not None}
     resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
+    if lease_store:
+        ensure_git_remote(lease_store)
     identity = create_home(ctx.home, name, render_config(values))
     me = identity.public
     ctx.emit(

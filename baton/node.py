@@ -21,6 +21,7 @@ the supervisor restarts the node.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -39,16 +40,19 @@ from waitress.server import create_server
 
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
-from baton.actors.messages import GetSelf, PeersChanged
+from baton.actors.lease_actor import LeaseListener, MembersChanged
+from baton.actors.messages import GetSelf, HolderChanged, PeersChanged
 from baton.actors.pairing_actor import PairingActor
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
 from baton.core.errors import AddressInUse, BatonError, ConfigError
+from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.http import create_app
+from baton.lease_parts import LeaseParts, start_lease
 from baton.logs import setup_logging
 from baton.metrics import Counters
 from baton.services import NodeServices
@@ -154,12 +158,21 @@ class Node:
             dispatcher = Dispatcher({"ping": monitor, "pong": monitor}, counters)
             transport.start(dispatcher)
             self.parts.append(transport)
+            registry_box: list[pykka.ActorRef[Any]] = []  # the lease tells it who is awake
+            lease = start_lease(
+                s, paths, identity, clock, transport.send, counters, [_follow(registry_box)]
+            )
+            if lease is not None:
+                self.parts.append(lease)
+                dispatcher.route("lease", lease.coordinator)
 
             def announce(peers: Sequence[MachineEntry]) -> None:
                 transport.set_peers(
                     [PeerAddress(p.machine_id, p.identity.encryption_public, p.wire) for p in peers]
                 )
                 monitor.tell(PeersChanged(tuple(p.machine_id for p in peers)))
+                if lease is not None:
+                    lease.coordinator.tell(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -178,8 +191,10 @@ class Node:
                 os.urandom,
                 Ed25519Signer(identity.machine_id, identity.signing_key),
                 verify_ed25519,
+                follows_lease=lease is not None,
             )
             self.parts.append(registry)
+            registry_box.append(registry)
             dispatcher.route("roster", registry)
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
@@ -192,12 +207,16 @@ class Node:
                 registry=registry,
                 peers=monitor,
                 pairing=pairing,
+                lease=None if lease is None else lease.coordinator,
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
                 endpoints={"http": http_url, "wire": transport.endpoint},
             )
-            ticker = Ticker(clock, [monitor, registry], TICK_MS)
+            ticking: list[pykka.ActorRef[Any]] = [monitor, registry]
+            if lease is not None:
+                ticking.append(lease.coordinator)
+            ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)
             server = serve_http(create_app(s, services), sock)
@@ -211,6 +230,8 @@ class Node:
                 ("PairingActor", pairing.is_alive),
                 ("the HTTP server thread", http_thread.is_alive),
             ]
+            if lease is not None:
+                self.watched.append(("the lease coordinator or its store worker", lease.is_alive))
             registry.ask(GetSelf(), timeout=30)  # raises if the registry failed to start
         except BaseException:
             self.stop()
@@ -239,6 +260,9 @@ class Node:
         if self.stopped.is_set():
             return
         self.stopped.set()
+        for part in self.parts:  # first of all, the holder stops acting and says so
+            if isinstance(part, LeaseParts):
+                part.release()
         for part in reversed(self.parts):
             try:
                 _stop_part(part)
@@ -247,6 +271,17 @@ class Node:
         self.parts.clear()
         remove_run_file(self.paths.node_run_file, os.getpid())
         log.info("node stopped")
+
+
+def _follow(registry_box: list[pykka.ActorRef[Any]]) -> LeaseListener:
+    """A lease listener that makes each new holder the registry's awake member."""
+
+    def follow(change: LeaseChanged) -> None:
+        if change.holder is not None and registry_box:
+            with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
+                registry_box[0].tell(HolderChanged(change.holder))
+
+    return follow
 
 
 def _url_host(host: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 
 from baton import PROTOCOL_VERSION, __version__
+from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
     AddMachine,
     GetPeerReports,
@@ -73,6 +74,7 @@ class NodeServices:
         peers: pykka.ActorRef[Any],
         pairing: pykka.ActorRef[Any],
         counters: Counters,
+        lease: pykka.ActorRef[Any] | None = None,
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
@@ -83,6 +85,7 @@ class NodeServices:
         self._token = api_token.encode()
         self.registry = registry
         self.peers = peers
+        self.lease = lease
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -152,7 +155,7 @@ class NodeServices:
         return {
             "machine_id": self.me.machine_id,
             "nickname": self.me.nickname,
-            "role": me.role.value,
+            **self._lease(me, entries),
             "lease_store": self.settings.lease_store or None,
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
@@ -162,6 +165,26 @@ class NodeServices:
             "counters": self.counters.snapshot(),
         }
 
+    def _lease(self, me: MachineEntry, entries: Mapping[str, MachineEntry]) -> dict[str, Any]:
+        """Who is awake, as the lease says; without a lease store, as the registry says."""
+        if self.lease is not None:
+            return dict(self._ask(self.lease, GetLease()))
+        awake = next((e.machine_id for e in entries.values() if e.role is Role.AWAKE), None)
+        return {
+            "role": me.role.value,
+            "holder": awake,
+            "epoch": 0,
+            "deadline_ms": None,
+            "failover": "none: this mesh has no lease store, so no machine takes over by itself",
+        }
+
+    def role(self) -> Role:
+        """This machine's role now: the lease's word if there is a lease store."""
+        if self.lease is not None:
+            return Role(self._ask(self.lease, GetLease())["role"])
+        me: MachineEntry = self._ask(self.registry, GetSelf())
+        return me.role
+
     def metrics(self) -> dict[str, int]:
         return self.counters.snapshot()
 
@@ -169,8 +192,7 @@ class NodeServices:
         self.counters.inc(name)
 
     def pair_session(self, verify: bool) -> dict[str, Any]:
-        me: MachineEntry = self._ask(self.registry, GetSelf())
-        if me.role is not Role.AWAKE:
+        if self.role() is not Role.AWAKE:
             raise BadRequest("only the awake machine can pair; run `baton pair` there")
         return self.pairing.new_session(verify)
 

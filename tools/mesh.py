@@ -1,8 +1,10 @@
 """Start N baton machines as real processes on loopback, and always tear them down.
 
 Each machine gets its own home and free ports; `up` waits until every node answers
-/health; `link` admits every machine into every other's registry (a stop-gap until
-pairing). Teardown runs `baton down` and then kills by pid whatever is left.
+/health; `link` admits every machine into every other's registry (the stop-gap of
+issue 3, for tests of the wire alone); `pair_up` builds a real mesh: the first machine
+starts (and takes the lease, with a lease store), the others join it with pairing
+codes and start. Teardown runs `baton down` and then kills by pid whatever is left.
 
 For humans:
     python tools/mesh.py up 3 --dir /tmp/mesh     # init, start and link 3 machines
@@ -94,6 +96,7 @@ class Machine:
         self.home = home
         self.paths = HomePaths(home)
         self.pids: dict[int, int | None] = {}  # pid -> start time, of every process we ran
+        self.env: dict[str, str] = {}  # BATON_* settings for every command of this machine
 
     def remember(self, *pids: int | None) -> None:
         for pid in pids:
@@ -109,6 +112,7 @@ class Machine:
         env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        env.update(self.env)
         env.update(env_extra or {})
         cmd = [sys.executable, "-m", "baton", *args, "--home", str(self.home)]
         proc = subprocess.run(
@@ -124,7 +128,9 @@ class Machine:
     def json(self, *args: str, **kw: Any) -> Any:
         return json.loads(self.baton(*args, "--json", **kw).stdout)
 
-    def init(self, http_port: int | None = None, wire_port: int | None = None) -> dict[str, Any]:
+    def init(
+        self, http_port: int | None = None, wire_port: int | None = None, *extra: str
+    ) -> dict[str, Any]:
         http_port = http_port or free_port()
         wire_port = wire_port or free_port()
         return dict(
@@ -136,6 +142,7 @@ class Machine:
                 f"127.0.0.1:{http_port}",
                 "--wire",
                 f"127.0.0.1:{wire_port}",
+                *extra,
             )
         )
 
@@ -155,6 +162,17 @@ class Machine:
 
     def status(self) -> dict[str, Any]:
         return dict(self.json("status"))
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to this machine's supervisor and node (kill -9, SIGSTOP, SIGCONT)."""
+        for pid in (self.live_pids()["supervisor"], self.live_pids()["node"]):
+            if pid:
+                self.remember(pid)
+                fd = os.pidfd_open(pid)
+                try:
+                    signal.pidfd_send_signal(fd, sig)
+                finally:
+                    os.close(fd)
 
     def counter(self, name: str) -> int:
         """One of the node's counters (0 if it never counted)."""
@@ -187,9 +205,19 @@ class Mesh:
     def __getitem__(self, index: int) -> Machine:
         return self.machines[index]
 
-    def init(self) -> None:
+    def init(self, *extra: str) -> None:
         for m in self.machines:
-            m.init()
+            m.init(None, None, *extra)
+
+    def pair_up(self, timeout: float = 60.0) -> None:
+        """Start the first machine, then pair each other one into its mesh and start it."""
+        first, *others = self.machines
+        first.up()
+        wait_for(lambda: first.status()["role"] == "awake", timeout, f"{first.name} awake")
+        for m in others:
+            session = first.json("pair")
+            m.json("join", session["url"], "--code", session["code"])
+            m.up()
 
     def up(self) -> None:
         for m in self.machines:

@@ -61,3 +61,10 @@ class CheckCard:
 
     card: Mapping[str, Any]
     readmit: bool = False
+
+
+@dataclass(frozen=True)
+class HolderChanged:
+    """The lease has a new holder: the registry makes it the awake member."""
+
+    holder: str

@@ -25,6 +25,7 @@ from baton.actors.messages import (
     CheckCard,
     EnvelopeReceived,
     GetSelf,
+    HolderChanged,
     ListMachines,
     RevokeMachine,
     Tick,
@@ -64,6 +65,7 @@ class RegistryActor(pykka.ThreadingActor):
         rng: Callable[[int], bytes] = os.urandom,
         signer: Signer | None = None,
         verify: Verify | None = None,
+        follows_lease: bool = False,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -76,6 +78,10 @@ class RegistryActor(pykka.ThreadingActor):
         self.signer = signer
         self.verify: Verify = verify or (lambda public, data, signature: False)
         self.last_roster_ms: float | None = None
+        # With a lease store, the lease says who leads: until it names this machine,
+        # an "awake" role saved in the registry is only history.
+        self.follows_lease = follows_lease
+        self.lease_names_me = False
 
     def on_start(self) -> None:
         self._commit(self.registry)
@@ -104,12 +110,15 @@ class RegistryActor(pykka.ThreadingActor):
             case EnvelopeReceived(envelope=env) if env.type == "roster":
                 self._apply_roster(env)
                 return None
+            case HolderChanged(holder=holder):
+                self._follow_holder(holder)
+                return None
         raise TypeError(f"RegistryActor: unexpected message {message!r}")
 
     def _send_roster(self) -> None:
         """The awake member tells every peer the whole registry (small, idempotent)."""
         self.last_roster_ms = self.clock.monotonic_ms()
-        if self.send is None or self.registry.me.role is not Role.AWAKE:
+        if self.send is None or not self._leading():
             return
         machines = [e.to_dict() for e in self.registry.listing()]
         for peer in self.registry.active_peers():
@@ -145,6 +154,26 @@ class RegistryActor(pykka.ThreadingActor):
                 "registry: roster from %s applied (%d members)", env.sender, len(merged.entries)
             )
 
+    def _leading(self) -> bool:
+        """This machine is the awake member (and, with a lease, the lease agrees)."""
+        awake = self.registry.me.role is Role.AWAKE
+        return awake and (self.lease_names_me or not self.follows_lease)
+
+    def _follow_holder(self, holder: str) -> None:
+        self.lease_names_me = holder == self.registry.self_id
+        if holder not in self.registry.entries:
+            log.warning("registry: the lease holder %s is not a member", holder)
+            return
+        try:
+            registry = self.registry.with_awake(holder)
+        except BatonError as exc:
+            log.warning("registry: cannot follow the lease holder: %s", exc.detail)
+            return
+        if registry != self.registry:
+            self._commit(registry)
+            log.info("registry: %s is awake (lease holder)", holder)
+            self._send_roster()
+
     def _candidate(
         self, card: Mapping[str, Any], readmit: bool
     ) -> tuple[MachineEntry, MachineRegistry]:
@@ -154,7 +183,7 @@ class RegistryActor(pykka.ThreadingActor):
         return entry, self.registry.add(entry, readmit)
 
     def _revoke(self, name: str, reason: str) -> MachineEntry:
-        if self.registry.me.role is not Role.AWAKE:
+        if not self._leading():
             raise BadRequest("only the awake machine revokes members; run this there")
         target = self.registry.find(name)
         registry = self.registry.revoke(target.machine_id, self.clock.wall_s(), reason)

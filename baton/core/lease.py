@@ -31,6 +31,9 @@ Invariants:
 - ``can_act(state, now)`` is true only while HOLDING and now < deadline.
 - The epoch of this machine's records only grows; an acquisition is one more than
   the highest epoch it has seen anywhere valid (``floor``) or in the store.
+- Renewals and releases CAS from the token of this machine's own confirmed record,
+  never from whatever it saw last: a holder the store has moved past cannot overwrite
+  the new holder's record. Only an acquisition CASes from someone else's token.
 - At most one store write is in flight. A write whose answer was lost stays "unsure":
   if the store later shows it, it counts as done, from its own t_sent.
 - Seeing a valid record with a higher epoch while HOLDING demotes at once. Two valid
@@ -106,6 +109,7 @@ class LeaseState:
     stored: Stored | None = None  # the store's last answer (its token is the next CAS's)
     garbage_since: float | None = None  # local ms since the store has held garbage
     mine: LeaseRecord | None = None  # my record as the store last confirmed it
+    mine_token: str | None = None  # its token: renewals and releases CAS from this alone
     deadline: float | None = None  # HOLDING: act only before this local ms
     inflight: Attempt | None = None
     unsure: tuple[Attempt, ...] = ()
@@ -261,7 +265,10 @@ def _demote(s: LeaseState, now: float, reason: str) -> tuple[LeaseState, list[Ef
 def _write(
     cfg: LeaseConfig, s: LeaseState, kind: str, record: LeaseRecord, now: float
 ) -> tuple[LeaseState, list[Effect]]:
-    token = None if s.stored is None else s.stored.token
+    # An acquisition CASes from whatever the store holds (it has surely expired); a
+    # renewal or release from our own record only, so it fails if the store moved on.
+    theirs = None if s.stored is None else s.stored.token
+    token = theirs if kind == "acquire" else s.mine_token
     attempt = Attempt(kind, token, sign_record(record, cfg.signer), now)
     return replace(s, inflight=attempt, last_write=now), [WriteLease(attempt)]
 
@@ -359,7 +366,8 @@ def _answered(
         s = replace(s, garbage_since=None)
     if not result.ok:
         landed = next((u for u in s.unsure if u.record == current.record), None)
-        if landed is None:  # the store moved on without us
+        if landed is None:  # the store moved on without us: our record is gone
+            s = replace(s, mine=None, mine_token=None)
             s, more = _demote(s, now, "the store holds another record than ours")
             effects += more
             if current.record is not None:
@@ -369,9 +377,10 @@ def _answered(
     s = replace(s, unsure=())
     record = attempt.record
     if attempt.kind == "release":
-        return _newer(replace(s, mine=None), record, now), [*effects, Broadcast(record)]
+        s = replace(s, mine=None, mine_token=None)
+        return _newer(s, record, now), [*effects, Broadcast(record)]
     deadline = attempt.t_sent + cfg.timing.holder_window
-    s = _newer(replace(s, mine=record), record, now)
+    s = _newer(replace(s, mine=record, mine_token=current.token), record, now)
     if s.stopping:  # a renewal landed while we were stopping: release it now
         tomb = replace(record, nonce=record.nonce + 1, ttl_ms=0)
         s, more = _write(cfg, s, "release", tomb, now)

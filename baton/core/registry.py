@@ -325,6 +325,17 @@ class MachineRegistry:
         except BatonError as exc:
             raise RosterRefused(f"roster from {from_id} refused: {exc.detail}") from None
 
+    def with_awake(self, machine_id: str) -> MachineRegistry:
+        """The lease holder ``machine_id`` awake and every other member standby (the
+        lease, not the registry, decides who is awake; this keeps the two in step)."""
+        if self.get(machine_id).status is not Status.ACTIVE:
+            raise BadRequest(f"{machine_id} is not an active member")
+        entries = {}
+        for m, e in self.entries.items():
+            want = Role.AWAKE if m == machine_id else Role.STANDBY
+            entries[m] = e if e.role is want else replace(e, role=want)
+        return replace(self, entries=entries)
+
     def with_endpoints(self, machine_id: str, wire: str, http: str) -> MachineRegistry:
         entry = replace(self.get(machine_id), wire=wire, http=http)
         return replace(self, entries={**self.entries, machine_id: entry})

@@ -6,11 +6,13 @@ Settings, built once at start and passed down.
 
 Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - lease_ttl_ms >= 1000.
-- 0 < renew_interval_ms < lease_ttl_ms / 2; when no layer sets it, it is
-  lease_ttl_ms // 3 of the *final* ttl (setting only the ttl moves it too).
+- 0 < renew_interval_ms < lease_ttl_ms / 2.
 - 0 <= clock_rate_error < 0.1.
 - 0 < live_tail_flush_ms < lease_ttl_ms / 3.
 - 0 < handoff_ack_timeout_ms < lease_ttl_ms.
+- When no layer sets them, renew_interval_ms, live_tail_flush_ms and
+  handoff_ack_timeout_ms follow the *final* ttl (derived_from_ttl): setting only the
+  ttl moves them too.
 - ledger_retention_days >= 1; ledger_retention_entries >= 1000.
 - 50 <= ping_interval_ms < 60000; 1024 <= max_frame_bytes <= 64 MiB.
 - log_level is one of debug, info, warning, error.
@@ -98,6 +100,16 @@ class HostPort:
     def url(self) -> str:
         """``http://host:port`` (an IPv6 host keeps its brackets)."""
         return f"http://{self}"
+
+
+def derived_from_ttl(ttl: int) -> dict[str, int]:
+    """The defaults that follow the lease ttl when no layer sets them, so that setting
+    only the ttl (BATON_LEASE_TTL_MS=3000) keeps every invariant."""
+    return {
+        "renew_interval_ms": ttl // 3,
+        "live_tail_flush_ms": min(1000, ttl // 4),
+        "handoff_ack_timeout_ms": min(5000, ttl // 2),
+    }
 
 
 def _fmt(x: float) -> str:
@@ -299,7 +311,7 @@ def resolve_settings(
             raise ConfigError(knob, "unknown flag (not a baton setting)")
         if raw is not None:
             chosen[knob] = _parse(knob, raw, isinstance(raw, str), flag_name(knob))
-    if "renew_interval_ms" not in chosen:
-        ttl = chosen.get("lease_ttl_ms", DEFAULT_LEASE_TTL_MS)
-        chosen["renew_interval_ms"] = cast(int, ttl) // 3
+    ttl = cast(int, chosen.get("lease_ttl_ms", DEFAULT_LEASE_TTL_MS))
+    for knob, value in derived_from_ttl(ttl).items():
+        chosen.setdefault(knob, value)
     return Settings(**cast(dict[str, Any], chosen))

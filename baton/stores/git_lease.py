@@ -57,6 +57,21 @@ def _lost_race(status: str, stderr: str) -> bool:
     return "[remote rejected]" in status and moved
 
 
+def ensure_git_remote(lease_store: str) -> None:
+    """Create the bare repository of a ``git+file://`` lease store if it is missing
+    (private to this user); other URLs are the operator's to create."""
+    url = git_url(lease_store)
+    if not url.startswith("file://"):
+        return
+    path = Path(url[len("file://") :])
+    if (path / "HEAD").exists():
+        return
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError("lease_store", f"{path} exists but is not a git repository")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    git.Repo.init(path, bare=True).close()
+
+
 class GitLeaseStore:
     def __init__(self, url: str, workdir: Path, timeout_s: float = 5.0) -> None:
         self.url = url

@@ -171,7 +171,8 @@ class WireLoop(threading.Thread):
                 raise AddressInUse(f"{cfg.bind} is already in use") from exc
             raise ConfigError("wire", f"cannot listen on {cfg.bind}: {exc}") from exc
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._poller.register(self._wake, zmq.POLLIN)
+        # by its fd: zmq.Poller.poll answers a plain socket with its fd, not the object
+        self._poller.register(self._wake.fileno(), zmq.POLLIN)
         self._poller.register(zap, zmq.POLLIN)
         self._poller.register(router, zmq.POLLIN)
         self._reconcile_links()
@@ -192,7 +193,7 @@ class WireLoop(threading.Thread):
         assert self._router is not None and self._zap is not None
         while True:
             events = dict(self._poller.poll(POLL_MS))
-            if self._wake in events:
+            if self._wake.fileno() in events:
                 _drain(self._wake)
             if self._run_commands():
                 return

@@ -437,3 +437,28 @@ def test_loopback_partition_and_heal() -> None:
         net.heal(a.id, b.id)
         assert a.transport.send(ping(a.id, b.id, "after-heal"))
         assert b.next_delivery().id == "after-heal"
+
+
+def test_the_zmq_wire_thread_sleeps_when_there_is_nothing_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A woken wire thread must drain its wake-up pipe: once it did not (the poller
+    answers a plain socket with its fd), and an idle node burned a whole core."""
+    polls = {"n": 0}
+    real_poll = zmq.Poller.poll
+
+    def counting(self: zmq.Poller, timeout: int | None = None) -> Any:
+        if threading.current_thread().name == "baton-wire":
+            polls["n"] += 1
+        return real_poll(self, timeout)
+
+    monkeypatch.setattr(zmq.Poller, "poll", counting)
+    with started(ZmqHarness()) as (a, b):
+        link(a, b)  # set_peers wakes the thread, and so do the sends
+        send_eventually(a, ping(a.id, b.id, "p1"))
+        b.next_delivery()
+        before = polls["n"]
+        done = threading.Event()
+        done.wait(1.5)  # an idle stretch: nothing sent, nothing to read
+        idle_polls = polls["n"] - before
+    assert idle_polls < 50, f"{idle_polls} polls in 1.5 s of idleness: the wire thread spins"

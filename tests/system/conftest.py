@@ -12,18 +12,37 @@ from tools.mesh import Machine, Mesh
 
 @pytest.fixture
 def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
-    """make_mesh(n, up=True, link=True, names=None) -> Mesh; all stopped at teardown."""
+    """make_mesh(n, up=True, link=True, names=None, lease_ttl_ms=None) -> Mesh; all
+    stopped at teardown."""
     meshes: list[Mesh] = []
 
-    def make(n: int, *, up: bool = True, link: bool = True, names: list[str] | None = None) -> Mesh:
+    def make(
+        n: int,
+        *,
+        up: bool = True,
+        link: bool = True,
+        names: list[str] | None = None,
+        lease_ttl_ms: int | None = None,
+    ) -> Mesh:
+        """With ``lease_ttl_ms``: a mesh with a git lease store (a bare repository in the
+        mesh's directory), built by real pairing (Mesh.pair_up) when ``up``."""
         root = tmp_path / f"mesh{len(meshes)}"
         mesh = Mesh(root, names) if names else Mesh.of(root, n)
         meshes.append(mesh)
-        mesh.init()
+        if lease_ttl_ms is None:
+            mesh.init()
+            if up:
+                mesh.up()
+            if up and link:
+                mesh.link()
+            return mesh
+        for m in mesh.machines:
+            m.env["BATON_LEASE_TTL_MS"] = str(lease_ttl_ms)
+        mesh.machines[0].init(None, None, "--lease-store", f"git+file://{root}/lease.git")
+        for m in mesh.machines[1:]:
+            m.init()
         if up:
-            mesh.up()
-        if up and link:
-            mesh.link()
+            mesh.pair_up()
         return mesh
 
     yield make

@@ -38,6 +38,7 @@ _FIELD_VALUES: dict[type, st.SearchStrategy[Any]] = {
     bool: st.booleans(),
     float: st.floats(allow_nan=False, allow_infinity=False),
     list: st.lists(st.dictionaries(st.text(max_size=10), st.text(max_size=10)), max_size=3),
+    dict: st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=4),
 }
 
 

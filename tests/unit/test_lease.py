@@ -223,3 +223,21 @@ def test_broadcasts_carry_every_acquisition_and_renewal() -> None:
     sim.run(2500)
     sent = [e.record for e in a.effects if isinstance(e, Broadcast)]
     assert [r.nonce for r in sent] == list(range(len(sent))) and len(sent) >= 3
+
+
+def test_a_holder_the_store_moved_past_never_overwrites_the_new_holder() -> None:
+    """Found by the model: a paused holder's release that lost to a new holder must not
+    be retried from the new holder's token."""
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(50)
+    sim.stop(a)  # the release is in flight, but a pauses before the store sees it
+    a.paused = True
+    sim.run(WAIT + 500)
+    assert b.state.phase is Phase.HOLDING
+    a.paused = False
+    sim.run(100)
+    sim.stop(a)
+    sim.run(100)
+    stored = sim.store.read().record
+    assert stored is not None and stored.holder == b.me and not stored.released

@@ -170,11 +170,20 @@ def test_renew_message_states_the_rule() -> None:
     assert str(err) == "renew_interval_ms: must be less than lease_ttl_ms / 2 (7500), got 8000"
 
 
-def test_ttl_change_breaks_other_knobs() -> None:
-    # renew follows a small ttl, but the 5000 ms handoff default does not.
-    err = refused(flags={"lease_ttl_ms": 4000, "live_tail_flush_ms": 500})
+def test_a_small_ttl_moves_the_defaults_that_depend_on_it() -> None:
+    s = resolve(env={"BATON_LEASE_TTL_MS": "3000"})
+    assert (s.renew_interval_ms, s.live_tail_flush_ms, s.handoff_ack_timeout_ms) == (
+        1000,
+        750,
+        1500,
+    )
+    assert resolve(flags={"lease_ttl_ms": 1000}).live_tail_flush_ms == 250
+
+
+def test_a_knob_set_by_hand_that_breaks_with_the_ttl_is_refused() -> None:
+    err = refused(flags={"lease_ttl_ms": 4000, "handoff_ack_timeout_ms": 5000})
     assert err.knob == "handoff_ack_timeout_ms"
-    err = refused(flags={"lease_ttl_ms": 2000})
+    err = refused(file={"live_tail_flush_ms": 1000}, flags={"lease_ttl_ms": 2000})
     assert err.knob == "live_tail_flush_ms"
     assert "(666.67)" in str(err)
 

@@ -1,0 +1,258 @@
+"""LeaseCoordinatorActor: drives FencedLease (baton.core.lease) over a LeaseStore and the
+wire, and tells the rest of the node about every role change.
+
+It turns Ticks, lease envelopes from peers and the store worker's answers into core
+events, and carries out the effects: writes go to the LeaseStoreWorker (never done on
+this thread), records go to every active peer as "lease" envelopes (LeaseTransport),
+role changes go to the listeners and into the history, alarms and refused records are
+logged and counted. A peer's bytes are checked (decoded strictly, signed by an active
+member) before the core sees them; nothing a peer sends can stop this actor.
+
+``release()`` (clean shutdown) stops acting at once, writes a signed tombstone and
+sends it to the peers, so a standby takes over without waiting for the ttl.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
+from baton.actors.messages import EnvelopeReceived, Tick
+from baton.core.clock import Clock
+from baton.core.errors import BatonError, LeaseRefused, MalformedLease
+from baton.core.lease import (
+    Alarm,
+    Broadcast,
+    Dropped,
+    Effect,
+    Event,
+    LeaseChanged,
+    LeaseConfig,
+    LeaseState,
+    Phase,
+    RecordSeen,
+    SendTo,
+    StopRequested,
+    StoreAnswered,
+    StoreFailed,
+    Ticked,
+    WriteLease,
+    can_act,
+    epoch,
+    holder,
+    step,
+    takeover_at,
+)
+from baton.core.lease_record import LeaseRecord, check_record
+from baton.core.registry import MachineEntry, Verify
+from baton.metrics import Counters
+from baton.wire.envelope import Envelope, make_envelope, new_message_id
+
+log = logging.getLogger("baton.lease")
+
+HISTORY_KEPT = 50
+ALARMS_KEPT = 20
+
+#: Called with every LeaseChanged (on the coordinator's thread; must only tell).
+LeaseListener = Callable[[LeaseChanged], None]
+
+
+@dataclass(frozen=True)
+class MembersChanged:
+    """The active peers as the registry has them now."""
+
+    peers: tuple[MachineEntry, ...]
+
+
+@dataclass(frozen=True)
+class GetLease:
+    pass
+
+
+@dataclass(frozen=True)
+class Release:
+    pass
+
+
+@dataclass(frozen=True)
+class IsReleased:
+    pass
+
+
+class LeaseCoordinatorActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        cfg: LeaseConfig,
+        signing_public: bytes,
+        worker: LeaseStoreWorker,
+        clock: Clock,
+        send: Callable[[Envelope], bool],
+        verify: Verify,
+        counters: Counters,
+        listeners: Sequence[LeaseListener] = (),
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.me_public = signing_public
+        self.worker = worker
+        self.clock = clock
+        self.send = send
+        self.verify = verify
+        self.counters = counters
+        self.listeners = list(listeners)
+        self.rng = rng
+        self.state = LeaseState()
+        self.peers: tuple[MachineEntry, ...] = ()
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_KEPT)
+        self.alarms: deque[dict[str, Any]] = deque(maxlen=ALARMS_KEPT)
+        self.store_error: str | None = None
+        self.last_renewal_ms: float | None = None
+
+    # --- messages --------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick(now_ms=now):
+                self._feed(Ticked(now, self.clock.wall_s()))
+            case StoreDone(attempt=attempt, result=result, error=error):
+                now = self.clock.monotonic_ms()
+                if result is not None:
+                    self.store_error = None
+                    self._feed(StoreAnswered(attempt, result, now))
+                    if result.ok and attempt.kind != "release":
+                        self.last_renewal_ms = now
+                else:
+                    self.store_error = error
+                    self._feed(StoreFailed(attempt, error or "unknown", now))
+                self._feed(Ticked(self.clock.monotonic_ms(), self.clock.wall_s()))
+            case EnvelopeReceived(envelope=env) if env.type == "lease":
+                self._received(env)
+            case MembersChanged(peers=peers):
+                self.peers = peers
+            case GetLease():
+                return self._view()
+            case Release():
+                self._feed(StopRequested(self.clock.monotonic_ms(), self.clock.wall_s()))
+            case IsReleased():
+                return self.state.inflight is None
+            case _:
+                raise TypeError(f"LeaseCoordinatorActor: unexpected message {message!r}")
+        return None
+
+    def _members(self) -> Mapping[str, bytes]:
+        members = {p.machine_id: p.identity.signing_public for p in self.peers}
+        members[self.cfg.me] = self.me_public
+        return members
+
+    def _received(self, env: Envelope) -> None:
+        try:
+            record = LeaseRecord.from_dict(env.body.get("record"))
+            check_record(record, self._members(), self.verify)
+        except LeaseRefused as exc:
+            self._drop(exc, env.sender)
+            return
+        self._feed(RecordSeen(record, self.clock.monotonic_ms()))
+
+    def _drop(self, exc: BatonError, sender: str) -> None:
+        self.counters.inc(f"lease.refused.{exc.code}")
+        log.info("lease: refused a record from %s: %s", sender, exc.detail)
+
+    # --- the core and its effects ----------------------------------------------------
+
+    def _feed(self, event: Event) -> None:
+        before = self.state
+        try:
+            self.state, effects = step(self.cfg, self.state, event)
+        except MalformedLease as exc:
+            self._drop(exc, "the store")
+            return
+        for effect in effects:
+            if isinstance(effect, LeaseChanged):
+                self._changed(effect, before.deadline)
+            else:
+                self._carry_out(effect)
+
+    def _carry_out(self, effect: Effect) -> None:
+        match effect:
+            case WriteLease(attempt=attempt):
+                self.worker.submit(attempt, self.actor_ref)
+            case Broadcast(record=record):
+                for peer in self.peers:
+                    self._send(peer.machine_id, record)
+            case SendTo(machine_id=to, record=record):
+                self._send(to, record)
+            case Alarm(kind=kind, detail=detail):
+                self.counters.inc(f"lease.alarm.{kind}")
+                log.warning("lease: %s: %s", kind.replace("_", " "), detail)
+                self.alarms.append({"kind": kind, "detail": detail, "at": self.clock.wall_s()})
+            case Dropped(error=error):
+                self._drop(error, "a peer")
+
+    def _send(self, to: str, record: LeaseRecord) -> None:
+        env = make_envelope(
+            "lease", self.cfg.me, to, {"record": record.to_dict()}, new_message_id(self.rng)
+        )
+        if self.send(env):
+            self.counters.inc("lease.sent")
+
+    def _changed(self, change: LeaseChanged, deadline_before: float | None) -> None:
+        """History times are this machine's CLOCK_BOOTTIME ms (``at_ms``), so histories
+        of machines on one host can be laid side by side; ``acted_until_ms`` closes a
+        stretch as holder: the deadline it had, or now if it stood down earlier."""
+        self.counters.inc("lease.role_changes")
+        now = self.clock.monotonic_ms()
+        entry: dict[str, Any] = {
+            "role": change.role.value,
+            "holder": change.holder,
+            "epoch": change.epoch,
+            "reason": change.reason,
+            "at": self.clock.wall_s(),
+            "at_ms": now,
+        }
+        if change.role is Phase.STANDBY and deadline_before is not None:
+            entry["acted_until_ms"] = min(now, deadline_before)
+        self.history.append(entry)
+        log.info(
+            "lease: %s, holder %s, epoch %d (%s)",
+            change.role.value,
+            change.holder,
+            change.epoch,
+            change.reason,
+        )
+        for listener in self.listeners:
+            try:
+                listener(change)
+            except Exception:  # a listener's trouble must not end the lease
+                log.exception("lease: a listener failed on %s", change)
+
+    def _view(self) -> dict[str, Any]:
+        now = self.clock.monotonic_ms()
+        s = self.state
+        acting = can_act(s, now)
+        takeover = takeover_at(self.cfg, s)
+        return {
+            "role": "awake" if acting else "standby",
+            "holder": holder(s),
+            "epoch": epoch(s),
+            "deadline_ms": round(s.deadline - now) if acting and s.deadline else None,
+            "takeover_in_ms": None if acting or takeover is None else max(0, round(takeover - now)),
+            "last_renewal_ms_ago": None
+            if self.last_renewal_ms is None
+            else round(now - self.last_renewal_ms),
+            "store": {
+                "where": self.worker.store.describe(),
+                "reachable": s.store_ok,
+                "error": self.store_error,
+            },
+            "ttl_ms": self.cfg.timing.ttl_ms,
+            "alarms": list(self.alarms),
+            "history": list(self.history),
+        }

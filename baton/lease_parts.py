@@ -1,0 +1,109 @@
+"""The lease's part of a node: the store named by ``lease_store``, the worker thread
+that talks to it, and the LeaseCoordinatorActor. The node composes them (baton.node).
+
+A mesh without a lease store has none of this: `status` says so, and the machine that
+founded the mesh stays awake (no automatic failover).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from baton.actors.lease_actor import IsReleased, LeaseCoordinatorActor, LeaseListener, Release
+from baton.actors.lease_worker import LeaseStoreWorker
+from baton.core.clock import Clock
+from baton.core.errors import ConfigError
+from baton.core.lease import LeaseConfig, Timing
+from baton.core.lease_store import LeaseStore
+from baton.core.settings import Settings
+from baton.metrics import Counters
+from baton.signing import Ed25519Signer, verify_ed25519
+from baton.stores.git_lease import GitLeaseStore, git_url
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import MachineIdentity
+from baton.wire.envelope import Envelope
+
+log = logging.getLogger("baton.lease")
+
+RELEASE_WAIT_S = 10.0
+
+
+def store_timeout_s(settings: Settings) -> float:
+    """A store call may take most of a renew interval, and never less than 2 s."""
+    return max(2.0, settings.renew_interval_ms * 0.8 / 1000)
+
+
+def open_lease_store(settings: Settings, paths: HomePaths) -> LeaseStore:
+    where = settings.lease_store
+    if where.startswith("git+"):
+        return GitLeaseStore(
+            git_url(where), paths.data_dir / "lease.git", store_timeout_s(settings)
+        )
+    raise ConfigError(
+        "lease_store", f"{where!r}: only git+URL lease stores exist so far (etcd comes later)"
+    )
+
+
+@dataclass
+class LeaseParts:
+    worker: LeaseStoreWorker
+    coordinator: pykka.ActorRef[Any]
+
+    def is_alive(self) -> bool:
+        return self.worker.is_alive() and self.coordinator.is_alive()
+
+    def release(self) -> None:
+        """Stop acting and write a tombstone (sent to the peers) if holding; wait for it.
+        The node does this first when it stops, while every other part still runs."""
+        try:
+            self.coordinator.tell(Release())
+            deadline = time.monotonic() + RELEASE_WAIT_S
+            while time.monotonic() < deadline:
+                if self.coordinator.ask(IsReleased(), timeout=RELEASE_WAIT_S):
+                    break
+                time.sleep(0.02)
+            else:
+                log.warning("lease: the release did not finish in %.0f s", RELEASE_WAIT_S)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            log.warning("lease: the coordinator was gone before the release")
+
+    def stop(self) -> None:
+        self.release()  # a no-op if the node already released
+        self.coordinator.stop(timeout=5)
+        self.worker.stop()
+
+
+def start_lease(
+    settings: Settings,
+    paths: HomePaths,
+    identity: MachineIdentity,
+    clock: Clock,
+    send: Callable[[Envelope], bool],
+    counters: Counters,
+    listeners: list[LeaseListener],
+) -> LeaseParts | None:
+    if not settings.lease_store:
+        return None
+    worker = LeaseStoreWorker(open_lease_store(settings, paths))
+    timing = Timing.of(settings.lease_ttl_ms, settings.renew_interval_ms, settings.clock_rate_error)
+    signer = Ed25519Signer(identity.machine_id, identity.signing_key)
+    cfg = LeaseConfig(identity.machine_id, timing, signer)
+    coordinator = LeaseCoordinatorActor.start(
+        cfg,
+        identity.public.signing_public,
+        worker,
+        clock,
+        send,
+        verify_ed25519,
+        counters,
+        listeners,
+    )
+    worker.start()
+    log.info("lease: store %s, ttl %d ms", worker.store.describe(), settings.lease_ttl_ms)
+    return LeaseParts(worker, coordinator)

@@ -1,0 +1,155 @@
+"""LeaseCoordinatorActor over a MemoryLeaseStore and a fake clock: it acquires, pushes
+records to its peers, and drops and counts every bad record a peer sends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import nacl.public
+import nacl.signing
+import pytest
+
+from baton.actors.lease_actor import GetLease, LeaseCoordinatorActor, MembersChanged
+from baton.actors.lease_worker import LeaseStoreWorker
+from baton.actors.messages import EnvelopeReceived, Tick
+from baton.core.clock import FakeClock
+from baton.core.identity import PublicIdentity, derive_machine_id
+from baton.core.lease import LeaseConfig, Timing
+from baton.core.lease_record import LeaseRecord, sign_record
+from baton.core.registry import entry_from_card
+from baton.metrics import Counters
+from baton.signing import Ed25519Signer, verify_ed25519
+from baton.stores.lease_memory import MemoryLeaseStore
+from baton.wire.envelope import Envelope, make_envelope
+from tools.mesh import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+TIMING = Timing.of(3000, 1000, 0.01)
+
+
+def signer(seed: int) -> Ed25519Signer:
+    key = nacl.signing.SigningKey(bytes([seed]) * 32)
+    return Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
+
+
+ME, PEER, STRANGER = signer(1), signer(3), signer(5)
+
+
+def peer_entry(s: Ed25519Signer, nick: str, seed: int) -> Any:
+    ek = nacl.public.PrivateKey(bytes([seed]) * 32)
+    ident = PublicIdentity.from_keys(nick, bytes(s._key.verify_key), bytes(ek.public_key))
+    card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:9002"}
+    return entry_from_card(card, 0.0)
+
+
+class Kit:
+    def __init__(self) -> None:
+        self.store = MemoryLeaseStore()
+        self.clock = FakeClock()
+        self.sent: list[Envelope] = []
+        self.counters = Counters()
+        self.worker = LeaseStoreWorker(self.store)
+        self.worker.start()
+        cfg = LeaseConfig(ME.machine_id, TIMING, ME)
+        self.ref = LeaseCoordinatorActor.start(
+            cfg,
+            bytes(ME._key.verify_key),
+            self.worker,
+            self.clock,
+            lambda env: self.sent.append(env) or True,
+            verify_ed25519,
+            self.counters,
+        )
+        self.ref.tell(MembersChanged((peer_entry(PEER, "peer", 4),)))
+
+    def view(self) -> dict[str, Any]:
+        return dict(self.ref.ask(GetLease(), timeout=5))
+
+    def tick(self) -> None:
+        self.ref.tell(Tick(self.clock.monotonic_ms()))
+
+    def receive(self, body: dict[str, Any], sender: str = PEER.machine_id) -> None:
+        env = make_envelope("lease", sender, ME.machine_id, body, "m1")
+        self.ref.tell(EnvelopeReceived(env))
+
+    def stop(self) -> None:
+        self.ref.stop(timeout=5)
+        self.worker.stop()
+
+
+@pytest.fixture
+def kit() -> Iterator[Kit]:
+    k = Kit()
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+def test_it_acquires_and_pushes_the_signed_record_to_its_peers(kit: Kit) -> None:
+    kit.tick()
+    wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease")
+    view = kit.view()
+    assert view["holder"] == ME.machine_id and view["epoch"] == 1 and view["deadline_ms"] > 0
+    assert view["history"][0]["reason"] == "acquired"
+    wait_for(lambda: kit.sent, 10, "a push")
+    record = LeaseRecord.from_dict(kit.sent[0].body["record"])
+    assert kit.sent[0].type == "lease" and kit.sent[0].to == PEER.machine_id
+    assert record.holder == ME.machine_id and record.signature is not None
+
+
+def record(who: Ed25519Signer, epoch: int, nonce: int = 0) -> LeaseRecord:
+    return sign_record(LeaseRecord(who.machine_id, epoch, nonce, 3000, 0.0), who)
+
+
+@pytest.mark.parametrize(
+    "body, counter",
+    [
+        ({"record": {"holder": "x"}}, "lease.refused.lease_malformed"),
+        ({"record": {**record(PEER, 1).to_dict(), "nonce": -1}}, "lease.refused.lease_malformed"),
+        (
+            {"record": replace(record(PEER, 1), signature=None).to_dict()},
+            "lease.refused.lease_forged",
+        ),
+        (
+            {"record": replace(record(PEER, 1), epoch=2).to_dict()},
+            "lease.refused.lease_forged",
+        ),
+        ({"record": record(STRANGER, 9).to_dict()}, "lease.refused.lease_stranger"),
+    ],
+)
+def test_bad_records_are_dropped_counted_and_change_nothing(
+    kit: Kit, body: dict[str, Any], counter: str
+) -> None:
+    before = kit.view()
+    kit.receive(body)
+    wait_for(lambda: kit.counters.get(counter) == 1, 10, counter)
+    after = kit.view()
+    assert (after["holder"], after["epoch"]) == (before["holder"], before["epoch"])
+    assert kit.ref.is_alive()
+
+
+def test_replayed_and_stale_records_are_dropped_and_counted(kit: Kit) -> None:
+    kit.receive({"record": record(PEER, 3, 1).to_dict()})
+    wait_for(lambda: kit.view()["epoch"] == 3, 10, "the peer's record")
+    kit.receive({"record": record(PEER, 3, 1).to_dict()})  # the same again
+    wait_for(lambda: kit.counters.get("lease.refused.lease_replayed") == 1, 10, "the replay")
+    kit.receive({"record": record(PEER, 2, 7).to_dict()})  # an older epoch
+    wait_for(lambda: kit.counters.get("lease.refused.lease_stale") == 1, 10, "the stale one")
+    assert kit.view()["epoch"] == 3 and kit.view()["holder"] == PEER.machine_id
+
+
+def test_a_store_that_is_down_shows_in_the_view_and_nobody_holds(kit: Kit) -> None:
+    kit.store.down = True
+    kit.tick()
+    wait_for(lambda: kit.view()["store"]["reachable"] is False, 10, "the store error")
+    view = kit.view()
+    assert view["role"] == "standby" and "down" in view["store"]["error"]
+    assert kit.counters.get("lease.alarm.store_unavailable") >= 1
+    kit.store.down = False
+    kit.clock.advance(TIMING.retry_ms + 1)
+    kit.tick()
+    wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease once the store is back")

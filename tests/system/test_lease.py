@@ -1,0 +1,178 @@
+"""The fenced lease with real processes and a real git remote (a bare repository on
+disk): kill -9, SIGSTOP, a clean stop, races, restarts, a holder cut off from the store,
+and garbage on the lease ref. Times in role histories are CLOCK_BOOTTIME ms, one clock
+for every machine on this host, so the histories can be laid side by side."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.mesh import Machine, Mesh, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
+
+TTL_MS = 3000
+TAKEOVER_S = 60  # generous: a loaded 2-core machine; the benchmark measures the real time
+
+
+def lease(m: Machine) -> dict[str, Any]:
+    return m.status()
+
+
+def holds(m: Machine, epoch: int | None = None) -> bool:
+    s = lease(m)
+    return s["role"] == "awake" and (epoch is None or s["epoch"] == epoch)
+
+
+def awake_stretches(history: list[dict[str, Any]], me: str) -> list[tuple[int, float, float]]:
+    """(epoch, from_ms, until_ms) for each stretch this machine acted as holder; an open
+    stretch ends at its current deadline (or is cut by the caller)."""
+    stretches, start = [], None
+    for entry in history:
+        if entry["role"] == "awake":
+            start = (entry["epoch"], entry["at_ms"])
+        elif start is not None and "acted_until_ms" in entry:
+            stretches.append((start[0], start[1], entry["acted_until_ms"]))
+            start = None
+    if start is not None:
+        stretches.append((start[0], start[1], float("inf")))
+    return stretches
+
+
+def assert_no_overlap(*machines: Machine) -> None:
+    spans = []
+    for m in machines:
+        s = lease(m)
+        spans += [(a, b, e, m.name) for e, a, b in awake_stretches(s["history"], s["machine_id"])]
+    spans.sort()
+    for (_a1, b1, e1, n1), (a2, _, e2, n2) in itertools.pairwise(spans):
+        assert b1 <= a2, f"{n1} (epoch {e1}) acted until {b1}, {n2} (epoch {e2}) from {a2}"
+        assert e2 > e1, f"epochs went {e1} -> {e2}"
+
+
+@pytest.fixture
+def pair(make_mesh: Callable[..., Mesh]) -> tuple[Machine, Machine]:
+    mesh = make_mesh(2, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS)
+    alpha, bravo = mesh.machines
+    epoch = lease(alpha)["epoch"]
+    wait_for(lambda: lease(bravo)["holder"] == lease(alpha)["machine_id"], 30, "bravo to see")
+    assert epoch >= 1 and lease(bravo)["role"] == "standby"
+    return alpha, bravo
+
+
+def test_kill_9_of_the_holder_hands_the_lease_to_the_standby_and_the_old_one_rejoins(
+    pair: tuple[Machine, Machine],
+) -> None:
+    alpha, bravo = pair
+    epoch = lease(alpha)["epoch"]
+    alpha.send_signal(signal.SIGKILL)
+    wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to hold epoch + 1")
+    alpha.stop()  # the supervisor is gone too; make sure nothing of it lingers
+    alpha.up()  # restart of the old holder: it comes back as a standby
+    wait_for(lambda: lease(alpha)["holder"] == lease(bravo)["machine_id"], 30, "alpha to see bravo")
+    assert lease(alpha)["role"] == "standby" and holds(bravo, epoch + 1)
+    roles = {m["nickname"]: m["role"] for m in alpha.json("machines")}
+    assert roles == {"alpha": "standby", "bravo": "awake"}
+    assert_no_overlap(bravo)
+
+
+def test_a_paused_holder_stands_down_when_it_wakes(pair: tuple[Machine, Machine]) -> None:
+    alpha, bravo = pair
+    epoch = lease(alpha)["epoch"]
+    alpha.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to hold epoch + 1")
+    finally:
+        alpha.send_signal(signal.SIGCONT)
+    wait_for(lambda: lease(alpha)["holder"] == lease(bravo)["machine_id"], 30, "alpha to learn")
+    s = lease(alpha)
+    assert s["role"] == "standby" and s["epoch"] == epoch + 1
+    assert_no_overlap(alpha, bravo)
+    assert holds(bravo, epoch + 1)
+
+
+def test_a_clean_stop_releases_and_the_standby_takes_over_without_the_ttl(
+    pair: tuple[Machine, Machine],
+) -> None:
+    alpha, bravo = pair
+    epoch = lease(alpha)["epoch"]
+    alpha.json("down")
+    wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to hold epoch + 1")
+    history = lease(bravo)["history"]
+    released = [h for h in history if h["holder"] is None and h["epoch"] == epoch]
+    assert released, f"bravo never saw alpha's release: {history}"
+    assert bravo.counter("lease.refused.lease_forged") == 0
+
+
+def test_two_standbys_racing_for_an_expired_lease_exactly_one_wins(
+    make_mesh: Callable[..., Mesh],
+) -> None:
+    mesh = make_mesh(3, names=["alpha", "bravo", "charlie"], lease_ttl_ms=TTL_MS)
+    alpha, bravo, charlie = mesh.machines
+    wait_for(
+        lambda: all(lease(m)["holder"] == lease(alpha)["machine_id"] for m in (bravo, charlie)),
+        30,
+        "both standbys to see alpha",
+    )
+    epoch = lease(alpha)["epoch"]
+    alpha.send_signal(signal.SIGKILL)
+    wait_for(lambda: holds(bravo) or holds(charlie), TAKEOVER_S, "a new holder")
+    winner, loser = (bravo, charlie) if holds(bravo) else (charlie, bravo)
+    assert lease(winner)["epoch"] == epoch + 1
+    wait_for(lambda: lease(loser)["holder"] == lease(winner)["machine_id"], 30, "the loser")
+    assert lease(loser)["role"] == "standby"
+    assert not [s for s in awake_stretches(lease(loser)["history"], "") if s[0] == epoch + 1]
+    assert_no_overlap(bravo, charlie)
+
+
+def test_a_holder_cut_off_from_the_store_suspends_and_a_standby_takes_over(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    """Each machine reaches the one remote through its own symlink; removing alpha's
+    cuts alpha off from the store while the wire between them stays up."""
+    mesh = make_mesh(2, up=False, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS)
+    alpha, bravo = mesh.machines
+    remote = mesh.root / "lease.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    for m in (alpha, bravo):
+        (mesh.root / f"{m.name}.git").symlink_to(remote)
+        m.env["BATON_LEASE_STORE"] = f"git+file://{mesh.root}/{m.name}.git"
+    mesh.pair_up()
+    wait_for(lambda: lease(bravo)["holder"] == lease(alpha)["machine_id"], 30, "bravo to see")
+    epoch = lease(alpha)["epoch"]
+    (mesh.root / "alpha.git").unlink()
+    wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to take over")
+    s = lease(alpha)
+    assert s["role"] == "standby" and s["store"]["reachable"] is False and s["store"]["error"]
+    assert any(h["reason"].startswith("self-suspended") for h in s["history"]), s["history"]
+    assert alpha.counter("lease.alarm.store_unavailable") >= 1
+    assert_no_overlap(alpha, bravo)
+
+
+def test_garbage_on_the_lease_ref_is_an_alarm_and_the_mesh_recovers(
+    pair: tuple[Machine, Machine], tmp_path: Path
+) -> None:
+    alpha, bravo = pair
+    epoch = lease(alpha)["epoch"]
+    remote = alpha.home.parent / "lease.git"
+    work = tmp_path / "vandal"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "lease.json").write_text("{not a lease")
+    for args in (
+        ["add", "lease.json"],
+        ["-c", "user.name=v", "-c", "user.email=v@x", "commit", "-qm", "vandal"],
+        ["push", "-qf", f"file://{remote}", "HEAD:refs/baton/lease"],
+    ):
+        subprocess.run(["git", *args], cwd=work, check=True)
+    wait_for(lambda: alpha.counter("lease.alarm.store_garbage") >= 1, 30, "alpha's alarm")
+    wait_for(lambda: holds(alpha) or holds(bravo), TAKEOVER_S, "a holder again")
+    holder = alpha if holds(alpha) else bravo
+    assert lease(holder)["epoch"] > epoch
+    assert_no_overlap(alpha, bravo)
