@@ -58,6 +58,7 @@ from baton.wire.envelope import Envelope, make_envelope, new_message_id
 log = logging.getLogger("baton.lease")
 
 HISTORY_KEPT = 50
+MAX_TOKEN = 200  # a store token is short (a commit id); a longer one is ignored
 ALARMS_KEPT = 20
 
 #: Called with every LeaseChanged (on the coordinator's thread; must only tell).
@@ -159,7 +160,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         except LeaseRefused as exc:
             self._drop(exc, env.sender)
             return
-        self._feed(RecordSeen(record, self.clock.monotonic_ms()))
+        token = env.body["token"] if len(env.body["token"]) <= MAX_TOKEN else None
+        self._feed(RecordSeen(record, self.clock.monotonic_ms(), token or None))
 
     def _drop(self, exc: BatonError, sender: str) -> None:
         self.counters.inc(f"lease.refused.{exc.code}")
@@ -184,11 +186,11 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         match effect:
             case WriteLease(attempt=attempt):
                 self.worker.submit(attempt, self.actor_ref)
-            case Broadcast(record=record):
+            case Broadcast(record=record, token=token):
                 for peer in self.peers:
-                    self._send(peer.machine_id, record)
+                    self._send(peer.machine_id, record, token)
             case SendTo(machine_id=to, record=record):
-                self._send(to, record)
+                self._send(to, record, None)
             case Alarm(kind=kind, detail=detail):
                 self.counters.inc(f"lease.alarm.{kind}")
                 log.warning("lease: %s: %s", kind.replace("_", " "), detail)
@@ -196,10 +198,9 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             case Dropped(error=error):
                 self._drop(error, "a peer")
 
-    def _send(self, to: str, record: LeaseRecord) -> None:
-        env = make_envelope(
-            "lease", self.cfg.me, to, {"record": record.to_dict()}, new_message_id(self.rng)
-        )
+    def _send(self, to: str, record: LeaseRecord, token: str | None) -> None:
+        body = {"record": record.to_dict(), "token": token or ""}
+        env = make_envelope("lease", self.cfg.me, to, body, new_message_id(self.rng))
         if self.send(env):
             self.counters.inc("lease.sent")
 

@@ -133,6 +133,7 @@ class Ticked:
 class RecordSeen:
     record: LeaseRecord
     now: float
+    token: str | None = None  # the store's token for it, as the sender knows it
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class WriteLease:
 @dataclass(frozen=True)
 class Broadcast:
     record: LeaseRecord
+    token: str | None = None  # so a standby can CAS from it without asking the store
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,8 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
     match event:
         case Ticked(now=now, wall=wall):
             return _tick(cfg, s, now, wall)
-        case RecordSeen(record=record, now=now):
-            return _seen(cfg, s, record, now)
+        case RecordSeen(record=record, now=now, token=token):
+            return _seen(cfg, s, record, now, token)
         case StoreAnswered(attempt=attempt, result=result, now=now):
             _check_inflight(s, attempt)
             return _answered(cfg, replace(s, inflight=None, store_ok=True), attempt, result, now)
@@ -306,7 +308,7 @@ def _newer(s: LeaseState, record: LeaseRecord, now: float) -> LeaseState:
 
 
 def _seen(
-    cfg: LeaseConfig, s: LeaseState, record: LeaseRecord, now: float
+    cfg: LeaseConfig, s: LeaseState, record: LeaseRecord, now: float, token: str | None
 ) -> tuple[LeaseState, list[Effect]]:
     effects: list[Effect] = []
     mine = s.mine if s.phase is Phase.HOLDING else None
@@ -324,7 +326,12 @@ def _seen(
         return s, [*effects, Dropped(replayed)]
     last[record.holder] = record.order
     s = replace(s, last_from=tuple(sorted(last.items())))
-    return _learn(cfg, s, record, now, effects)
+    s, effects = _learn(cfg, s, record, now, effects)
+    if token and s.known == record and record.holder != cfg.me:
+        # what the store holds now, as its writer says: an acquisition CASes from it
+        # directly (a wrong token only costs a failed CAS and a read)
+        s = replace(s, stored=Stored(token, record), garbage_since=None)
+    return s, effects
 
 
 def _learn(
@@ -378,14 +385,14 @@ def _answered(
     record = attempt.record
     if attempt.kind == "release":
         s = replace(s, mine=None, mine_token=None)
-        return _newer(s, record, now), [*effects, Broadcast(record)]
+        return _newer(s, record, now), [*effects, Broadcast(record, current.token)]
     deadline = attempt.t_sent + cfg.timing.holder_window
     s = _newer(replace(s, mine=record, mine_token=current.token), record, now)
     if s.stopping:  # a renewal landed while we were stopping: release it now
         tomb = replace(record, nonce=record.nonce + 1, ttl_ms=0)
         s, more = _write(cfg, s, "release", tomb, now)
         return s, [*effects, *more]
-    effects.append(Broadcast(record))
+    effects.append(Broadcast(record, current.token))
     if now >= deadline:  # the store answered too late to act on it; the lease runs out
         s, more = _demote(s, now, "the store confirmed the renewal after its deadline")
         return replace(s, deadline=None), [*effects, *more, Alarm("slow_store", "late answer")]

@@ -47,7 +47,7 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "ping": {},
     "pong": {"ping_id": str},
     "roster": {"machines": list},
-    "lease": {"record": dict},
+    "lease": {"record": dict, "token": str},  # token: the store's, "" if unknown
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

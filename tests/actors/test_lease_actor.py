@@ -72,7 +72,7 @@ class Kit:
         self.ref.tell(Tick(self.clock.monotonic_ms()))
 
     def receive(self, body: dict[str, Any], sender: str = PEER.machine_id) -> None:
-        env = make_envelope("lease", sender, ME.machine_id, body, "m1")
+        env = make_envelope("lease", sender, ME.machine_id, {"token": "", **body}, "m1")
         self.ref.tell(EnvelopeReceived(env))
 
     def stop(self) -> None:

@@ -66,7 +66,7 @@ class Sim:
             SimMachine(LeaseConfig(signer(i + 1).machine_id, TIMING, signer(i + 1)), rates[i])
             for i in range(n)
         ]
-        self.wire: list[tuple[str, LeaseRecord]] = []  # (to, record) in flight
+        self.wire: list[tuple[str, LeaseRecord, str | None]] = []  # (to, record, token)
         self.acted: list[tuple[float, str, int]] = []  # (real time, machine, epoch)
         self.acting_epoch = 0  # the highest epoch that has acted so far
 
@@ -77,10 +77,10 @@ class Sim:
             match effect:
                 case WriteLease(attempt=attempt):
                     m.pending = attempt
-                case Broadcast(record=record):
-                    self.wire += [(o.me, record) for o in self.machines if o is not m]
+                case Broadcast(record=record, token=token):
+                    self.wire += [(o.me, record, token) for o in self.machines if o is not m]
                 case SendTo(machine_id=to, record=record):
-                    self.wire.append((to, record))
+                    self.wire.append((to, record, None))
         return effects
 
     def now(self, m: SimMachine) -> float:
@@ -104,9 +104,9 @@ class Sim:
             self.feed(m, StoreAnswered(attempt, result, self.now(m)))
 
     def deliver(self, index: int) -> None:
-        to, record = self.wire.pop(index)
+        to, record, token = self.wire.pop(index)
         m = next(x for x in self.machines if x.me == to)
-        self.feed(m, RecordSeen(record, self.now(m)))
+        self.feed(m, RecordSeen(record, self.now(m), token))
 
     def deliver_all(self) -> None:
         """Deliver every record in flight to a machine that is not paused."""
