@@ -22,6 +22,7 @@ from baton.core.errors import ConfigError
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_store import LeaseStore
 from baton.core.settings import Settings
+from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.git_lease import GitLeaseStore, git_url
@@ -54,6 +55,7 @@ def open_lease_store(settings: Settings, paths: HomePaths) -> LeaseStore:
 class LeaseParts:
     worker: LeaseStoreWorker
     coordinator: pykka.ActorRef[Any]
+    gate: LeaseGate
 
     def is_alive(self) -> bool:
         return self.worker.is_alive() and self.coordinator.is_alive()
@@ -94,6 +96,7 @@ def start_lease(
     timing = Timing.of(settings.lease_ttl_ms, settings.renew_interval_ms, settings.clock_rate_error)
     signer = Ed25519Signer(identity.machine_id, identity.signing_key)
     cfg = LeaseConfig(identity.machine_id, timing, signer)
+    gate = LeaseGate()
     coordinator = LeaseCoordinatorActor.start(
         cfg,
         identity.public.signing_public,
@@ -103,7 +106,8 @@ def start_lease(
         verify_ed25519,
         counters,
         listeners,
+        gate=gate,
     )
     worker.start()
     log.info("lease: store %s, ttl %d ms", worker.store.describe(), settings.lease_ttl_ms)
-    return LeaseParts(worker, coordinator)
+    return LeaseParts(worker, coordinator, gate)

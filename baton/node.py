@@ -55,6 +55,7 @@ from baton.http import create_app
 from baton.lease_parts import LeaseParts, start_lease
 from baton.logs import setup_logging
 from baton.metrics import Counters
+from baton.probe import FenceProbe
 from baton.services import NodeServices
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.config_file import load_settings
@@ -165,6 +166,13 @@ class Node:
             if lease is not None:
                 self.parts.append(lease)
                 dispatcher.route("lease", lease.coordinator)
+                if s.fence_probe_url:
+                    probe = FenceProbe(
+                        s.fence_probe_url, identity.machine_id, lease.gate, clock, counters
+                    )
+                    probe.start()
+                    self.parts.append(probe)
+                    self.watched.append(("the fence probe thread", probe.is_alive))
 
             def announce(peers: Sequence[MachineEntry]) -> None:
                 transport.set_peers(

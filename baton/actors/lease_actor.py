@@ -52,6 +52,7 @@ from baton.core.lease import (
 )
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.registry import MachineEntry, Verify
+from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.wire.envelope import Envelope, make_envelope, new_message_id
 
@@ -99,6 +100,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         counters: Counters,
         listeners: Sequence[LeaseListener] = (),
         rng: Callable[[int], bytes] = os.urandom,
+        gate: LeaseGate | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -110,6 +112,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         self.counters = counters
         self.listeners = list(listeners)
         self.rng = rng
+        self.gate = gate or LeaseGate()
         self.state = LeaseState()
         self.peers: tuple[MachineEntry, ...] = ()
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_KEPT)
@@ -176,6 +179,9 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         except MalformedLease as exc:
             self._drop(exc, "the store")
             return
+        s = self.state  # the gate first: a demotion closes it before anything else happens
+        holding = s.mine if s.phase is Phase.HOLDING else None
+        self.gate.publish(None if holding is None else holding.epoch, s.deadline)
         for effect in effects:
             if isinstance(effect, LeaseChanged):
                 self._changed(effect, before.deadline)

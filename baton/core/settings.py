@@ -17,6 +17,7 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - 50 <= ping_interval_ms < 60000; 1024 <= max_frame_bytes <= 64 MiB.
 - log_level is one of debug, info, warning, error.
 - lease_store is empty (none configured) or looks like "scheme://...".
+- fence_probe_url is empty (off) or an http:// URL.
 - http and wire ports are in 0..65535 (0 means "pick a free port").
 A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
 Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
@@ -46,6 +47,7 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _URL_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_HTTP_URL = re.compile(r"http://[^\s/]+(/\S*)?")
 
 
 def _split_host_port(text: str) -> tuple[str, int]:
@@ -139,6 +141,7 @@ class Settings:
     log_level: str = "info"
     lease_store: str = ""
     channel: str = ""
+    fence_probe_url: str = ""
 
     def __post_init__(self) -> None:
         broken = _first_broken_invariant(self)
@@ -186,6 +189,11 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
             "lease_store",
             store == "" or _URL_SHAPE.fullmatch(store) is not None,
             "must be empty or a URL like git+file:///path/remote.git",
+        ),
+        (
+            "fence_probe_url",
+            s.fence_probe_url == "" or _HTTP_URL.fullmatch(s.fence_probe_url) is not None,
+            "must be empty or an http:// URL",
         ),
     ]
     for knob, ok, rule in checks:
@@ -259,6 +267,7 @@ KNOBS: Mapping[str, Parser] = {
     "log_level": _as_log_level,
     "lease_store": _as_str,
     "channel": _as_str,
+    "fence_probe_url": _as_str,
 }
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import itertools
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.system.fencing_sink import FencingSink
 from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
@@ -175,4 +176,54 @@ def test_garbage_on_the_lease_ref_is_an_alarm_and_the_mesh_recovers(
     wait_for(lambda: holds(alpha) or holds(bravo), TAKEOVER_S, "a holder again")
     holder = alpha if holds(alpha) else bravo
     assert lease(holder)["epoch"] > epoch
+    assert_no_overlap(alpha, bravo)
+
+
+@pytest.fixture
+def sink() -> Iterator[FencingSink]:
+    s = FencingSink().start()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_a_paused_holders_act_in_flight_is_refused_as_stale_and_it_acts_no_more(
+    make_mesh: Callable[..., Mesh], sink: FencingSink
+) -> None:
+    """Both machines act on a fencing sink while they may (fence_probe_url). alpha is
+    paused with an act in flight; bravo takes over and acts; the old act lands stale;
+    alpha wakes past its deadline and never acts again."""
+    mesh = make_mesh(2, up=False, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS)
+    for m in mesh.machines:
+        m.env["BATON_FENCE_PROBE_URL"] = sink.url
+    mesh.pair_up()
+    alpha, bravo = mesh.machines
+    a_id, b_id = lease(alpha)["machine_id"], lease(bravo)["machine_id"]
+    wait_for(lambda: len(sink.attempts(a_id)) >= 3, 30, "alpha to act")
+    epoch = lease(alpha)["epoch"]
+    sink.hold(a_id)
+    assert sink.holding.wait(30), "alpha's next act never came"
+    alpha.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: any(a.outcome == "accepted" for a in sink.attempts(b_id)),
+            TAKEOVER_S,
+            "bravo to act as the new holder",
+        )
+        before = len(sink.attempts(a_id))
+        sink.release()
+        wait_for(lambda: len(sink.attempts(a_id)) > before, 30, "the held act to land")
+    finally:
+        alpha.send_signal(signal.SIGCONT)
+    held = sink.attempts(a_id)[before]
+    assert held.epoch == epoch and held.outcome == "stale", (held, sink.attempts())
+    wait_for(lambda: lease(alpha)["role"] == "standby", 30, "alpha to stand down")
+    wait_for(lambda: alpha.counter("probe.refused") == 1, 30, "alpha to hear the refusal")
+    acted = len(sink.attempts(a_id))
+    wait_for(lambda: len(sink.attempts(b_id)) >= 10, 30, "bravo to keep acting")
+    assert len(sink.attempts(a_id)) == acted, "alpha acted again after it woke"
+    first_new = min(a.at for a in sink.attempts(b_id) if a.epoch > epoch)
+    late = [a for a in sink.attempts() if a.at > first_new and a.epoch <= epoch]
+    assert all(a.outcome == "stale" for a in late), late
     assert_no_overlap(alpha, bravo)

@@ -61,6 +61,7 @@ def test_defaults() -> None:
         "log_level": "info",
         "lease_store": "",
         "channel": "",
+        "fence_probe_url": "",
     }
     assert s == Settings()
 
@@ -468,3 +469,10 @@ def test_load_settings_unknown_key_names_home_file(tmp_path: Path) -> None:
 
 def test_load_settings_without_config(tmp_path: Path) -> None:
     assert load_settings(tmp_path, {}, {}) == Settings()
+
+
+def test_the_fence_probe_is_off_by_default_and_takes_only_http_urls() -> None:
+    assert resolve().fence_probe_url == ""
+    url = "http://127.0.0.1:9/act"
+    assert resolve(env={"BATON_FENCE_PROBE_URL": url}).fence_probe_url == url
+    assert refused(env={"BATON_FENCE_PROBE_URL": "file:///etc/passwd"}).knob == "fence_probe_url"

@@ -1,0 +1,27 @@
+"""LeaseGate: the one question every side effect asks first: "may I act, and with which
+epoch?" The LeaseCoordinatorActor publishes after every step; anyone may ask from any
+thread. The answer is an epoch only while this machine holds the lease and its local
+deadline (CLOCK_BOOTTIME ms) has not passed, so a holder paused past its deadline gets
+None the moment it wakes, before it can act. Whatever it still had in flight carries its
+old epoch, and a fencing sink refuses it."""
+
+from __future__ import annotations
+
+import threading
+
+
+class LeaseGate:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._epoch: int | None = None
+        self._deadline = 0.0
+
+    def publish(self, epoch: int | None, deadline: float | None) -> None:
+        with self._lock:
+            self._epoch = epoch if deadline is not None else None
+            self._deadline = deadline or 0.0
+
+    def current(self, now_ms: float) -> int | None:
+        """The epoch to act with now, or None: do not act."""
+        with self._lock:
+            return self._epoch if self._epoch is not None and now_ms < self._deadline else None
