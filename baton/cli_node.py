@@ -41,7 +41,8 @@ WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
     default=None,
     help="Where the mesh decides who is awake: a git URL with git+ in front, e.g. "
     "git+file:///srv/mesh.git (created if it is a missing local path) or "
-    "git+ssh://host/mesh.git. Without one there is no automatic failover.",
+    "git+ssh://host/mesh.git, or an etcd cluster: etcd+http://host:2379. Without one "
+    "there is no automatic failover.",
 )
 def init(ctx: Ctx, name: str, http_: str | None, wire: str | None, lease_store: str | None) -> None:
     """Create this machine: keys, identity, API token and config.toml in its home.
@@ -52,7 +53,7 @@ def init(ctx: Ctx, name: str, http_: str | None, wire: str | None, lease_store: 
     given = {"http": http_, "wire": wire, "lease_store": lease_store}
     values = {k: v for k, v in given.items() if v is not None}
     resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
-    if lease_store:
+    if lease_store and not lease_store.startswith("etcd+"):
         ensure_git_remote(lease_store)
     identity = create_home(ctx.home, name, render_config(values))
     me = identity.public

@@ -25,6 +25,7 @@ from baton.core.settings import Settings
 from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.signing import Ed25519Signer, verify_ed25519
+from baton.stores.etcd_lease import EtcdLeaseStore, etcd_endpoint
 from baton.stores.git_lease import GitLeaseStore, git_url
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
@@ -41,14 +42,13 @@ def store_timeout_s(settings: Settings) -> float:
 
 
 def open_lease_store(settings: Settings, paths: HomePaths) -> LeaseStore:
-    where = settings.lease_store
+    where, timeout = settings.lease_store, store_timeout_s(settings)
     if where.startswith("git+"):
-        return GitLeaseStore(
-            git_url(where), paths.data_dir / "lease.git", store_timeout_s(settings)
-        )
-    raise ConfigError(
-        "lease_store", f"{where!r}: only git+URL lease stores exist so far (etcd comes later)"
-    )
+        return GitLeaseStore(git_url(where), paths.data_dir / "lease.git", timeout)
+    if where.startswith("etcd+"):
+        base_url, key = etcd_endpoint(where)
+        return EtcdLeaseStore(base_url, key, timeout)
+    raise ConfigError("lease_store", f"{where!r}: use git+<git URL> or etcd+http://host:port")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -39,6 +40,7 @@ FETCHED = "refs/baton/fetched-lease"
 FILE = "lease.json"
 IDENT = b"baton <baton@localhost> 0 +0000"
 GC_EVERY = 2000  # writes between prunes of the private repository
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def git_url(lease_store: str) -> str:
@@ -135,6 +137,8 @@ class GitLeaseStore:
         return self._decode(self.repo.git.rev_parse(FETCHED))
 
     def cas(self, expected: str | None, new: LeaseRecord) -> CasResult:
+        if expected is not None and not _COMMIT_ID.fullmatch(expected):
+            return CasResult(False, self.read())  # not a commit id: it cannot match
         commit = self._commit(new)
         pushed = self._git(
             "push",

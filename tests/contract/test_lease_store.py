@@ -1,10 +1,15 @@
-"""One contract, every LeaseStore: MemoryLeaseStore and GitLeaseStore on a real bare
-repository (a real git remote on disk)."""
+"""One contract, every LeaseStore: MemoryLeaseStore, GitLeaseStore on a real bare
+repository (a real git remote on disk) and EtcdLeaseStore on a real etcd."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import socket
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +17,16 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from baton.core.errors import LeaseStoreError
+from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.identity import derive_machine_id
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.lease_store import LeaseStore
 from baton.signing import Ed25519Signer
+from baton.stores.etcd_lease import KEY, EtcdLeaseStore, etcd_endpoint
 from baton.stores.git_lease import REF, GitLeaseStore
 from baton.stores.lease_memory import MemoryLeaseStore
+from tools.etcd import etcd_binary, running_etcd
+from tools.mesh import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,8 +88,31 @@ def memory_kit(tmp_path: Path) -> Kit:
     return Kit(lambda: store, store.put_garbage, lambda: down)
 
 
-@pytest.fixture(params=["memory", "git"])
+@contextlib.contextmanager
+def etcd_kit(tmp_path: Path) -> Iterator[Kit]:
+    """A real etcd (Debian's etcd-server) on loopback, stopped by pid afterwards."""
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (CI installs etcd-server)")
+    with running_etcd(tmp_path / "etcd") as url:
+
+        def put_garbage(data: bytes) -> None:
+            key = base64.b64encode(KEY.encode()).decode()
+            body = {"key": key, "value": base64.b64encode(data).decode()}
+            request = urllib.request.Request(f"{url}/v3/kv/put", json.dumps(body).encode())
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10)
+
+        def broken() -> LeaseStore:
+            return EtcdLeaseStore(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
+
+        yield Kit(lambda: EtcdLeaseStore(url), put_garbage, broken)
+
+
+@pytest.fixture(params=["memory", "git", "etcd"])
 def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
+    if request.param == "etcd":
+        with etcd_kit(tmp_path) as kit:
+            yield kit
+        return
     yield {"memory": memory_kit, "git": git_kit}[request.param](tmp_path)
 
 
@@ -155,6 +186,42 @@ def test_an_unreachable_store_raises_and_is_never_a_lost_cas(kit: Kit) -> None:
 
 def test_describe_names_the_store(kit: Kit) -> None:
     assert kit.make().describe()
+
+
+def test_a_token_that_cannot_be_the_stores_loses_like_a_stale_one(kit: Kit) -> None:
+    """A token a peer passed on may be wrong; that is a lost CAS, never an error."""
+    store = kit.make()
+    store.cas(None, record(A, 1))
+    for bogus in ("not-a-token", "12345", "f" * 40):
+        lost = store.cas(bogus, record(B, 2))
+        assert not lost.ok and lost.current.record == record(A, 1)
+
+
+def test_an_etcd_that_never_answers_times_out_as_an_error() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        store = EtcdLeaseStore(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_s=1.0)
+        with pytest.raises(LeaseStoreError, match="timed out"):
+            store.read()
+        with pytest.raises(LeaseStoreError, match="timed out"):
+            store.cas(None, record(A, 1))
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    "where, base, key",
+    [
+        ("etcd+http://127.0.0.1:2379", "http://127.0.0.1:2379", "baton/lease"),
+        ("etcd+http://db:2379/mesh-a/", "http://db:2379", "mesh-a/baton/lease"),
+    ],
+)
+def test_etcd_lease_store_urls(where: str, base: str, key: str) -> None:
+    assert etcd_endpoint(where) == (base, key)
+    with pytest.raises(ConfigError):
+        etcd_endpoint("etcd+https://x")
 
 
 # --- what only the git store has to prove --------------------------------------------

@@ -23,9 +23,11 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
         link: bool = True,
         names: list[str] | None = None,
         lease_ttl_ms: int | None = None,
+        lease_store: str | None = None,
     ) -> Mesh:
-        """With ``lease_ttl_ms``: a mesh with a git lease store (a bare repository in the
-        mesh's directory), built by real pairing (Mesh.pair_up) when ``up``."""
+        """With ``lease_ttl_ms``: a mesh with a lease store (``lease_store``, by default a
+        git one on a bare repository in the mesh's directory), built by real pairing
+        (Mesh.pair_up) when ``up``."""
         root = tmp_path / f"mesh{len(meshes)}"
         mesh = Mesh(root, names) if names else Mesh.of(root, n)
         meshes.append(mesh)
@@ -38,7 +40,8 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
             return mesh
         for m in mesh.machines:
             m.env["BATON_LEASE_TTL_MS"] = str(lease_ttl_ms)
-        mesh.machines[0].init(None, None, "--lease-store", f"git+file://{root}/lease.git")
+        store = lease_store or f"git+file://{root}/lease.git"
+        mesh.machines[0].init(None, None, "--lease-store", store)
         for m in mesh.machines[1:]:
             m.init()
         if up:

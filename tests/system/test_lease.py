@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.system.fencing_sink import FencingSink
+from tools.etcd import etcd_binary, running_etcd
 from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
@@ -227,3 +228,20 @@ def test_a_paused_holders_act_in_flight_is_refused_as_stale_and_it_acts_no_more(
     late = [a for a in sink.attempts() if a.at > first_new and a.epoch <= epoch]
     assert all(a.outcome == "stale" for a in late), late
     assert_no_overlap(alpha, bravo)
+
+
+def test_an_etcd_lease_store_fails_over_too(make_mesh: Callable[..., Mesh], tmp_path: Path) -> None:
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (CI installs etcd-server)")
+    with running_etcd(tmp_path / "etcd") as url:
+        mesh = make_mesh(
+            2, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS, lease_store=f"etcd+{url}/mesh"
+        )
+        alpha, bravo = mesh.machines
+        wait_for(lambda: lease(bravo)["holder"] == lease(alpha)["machine_id"], 30, "bravo")
+        assert lease(bravo)["lease_store"] == f"etcd+{url}/mesh"  # handed over in pairing
+        epoch = lease(alpha)["epoch"]
+        alpha.send_signal(signal.SIGKILL)
+        wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to hold epoch + 1")
+        assert lease(bravo)["store"]["where"].startswith("etcd ")
+        mesh.stop()  # before etcd goes
