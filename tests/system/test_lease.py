@@ -245,3 +245,14 @@ def test_an_etcd_lease_store_fails_over_too(make_mesh: Callable[..., Mesh], tmp_
         wait_for(lambda: holds(bravo, epoch + 1), TAKEOVER_S, "bravo to hold epoch + 1")
         assert lease(bravo)["store"]["where"].startswith("etcd ")
         mesh.stop()  # before etcd goes
+
+
+def test_the_status_contract_with_a_lease(pair: tuple[Machine, Machine]) -> None:
+    alpha, bravo = pair
+    a, b = lease(alpha), lease(bravo)
+    assert (a["role"], b["role"]) == ("awake", "standby")
+    assert a["holder"] == b["holder"] == a["machine_id"] and a["epoch"] == b["epoch"] >= 1
+    assert 0 < a["deadline_ms"] <= TTL_MS and b["deadline_ms"] is None
+    assert a["ttl_ms"] == TTL_MS  # BATON_LEASE_TTL_MS took effect
+    assert a["store"]["reachable"] is True and a["alarms"] == []
+    assert a["history"][-1]["role"] == "awake"

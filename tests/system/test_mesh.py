@@ -125,8 +125,11 @@ def test_whoami_machines_status_and_up_contracts(make_mesh: Callable[..., Mesh])
     assert all({"machine_id", "nickname", "role", "status"} <= set(r) for r in rows)
     mesh.wait_all_reachable()
     status = m.json("status")
-    assert {"role", "peers"} <= set(status)
+    assert {"role", "holder", "epoch", "deadline_ms", "peers"} <= set(status)
     assert all({"machine_id", "reachable", "rtt_ms"} <= set(p) for p in status["peers"])
+    # no lease store: said so, no epoch, nobody takes over by itself
+    assert status["lease_store"] is None and status["epoch"] == 0
+    assert "no lease store" in status["failover"]
     m.json("down")
     offline = m.json("whoami")
     assert offline["running"] is False and offline["machine_id"] == who["machine_id"]
