@@ -193,8 +193,19 @@ class NodeServices:
 
     def pair_session(self, verify: bool) -> dict[str, Any]:
         if self.role() is not Role.AWAKE:
-            raise BadRequest("only the awake machine can pair; run `baton pair` there")
+            raise BadRequest(f"only the awake machine can pair; {self._who_is_awake()}")
         return self.pairing.new_session(verify)
+
+    def _who_is_awake(self) -> str:
+        if self.lease is None:
+            return "run `baton pair` there"
+        view = self._ask(self.lease, GetLease())
+        if view["holder"] in (None, self.me.machine_id):
+            return "no machine holds the lease yet; try again in a few seconds"
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        holder = entries.get(view["holder"])
+        name = holder.nickname if holder else view["holder"]
+        return f"{name} holds the lease (epoch {view['epoch']}); run `baton pair` there"
 
     def remove_machine(self, name: str, reason: str) -> dict[str, Any]:
         entry = self._ask(self.registry, RevokeMachine(name, reason))

@@ -54,12 +54,12 @@ from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.registry import MachineEntry, Verify
 from baton.gate import LeaseGate
 from baton.metrics import Counters
-from baton.wire.envelope import Envelope, make_envelope, new_message_id
+from baton.wire.envelope import Envelope
+from baton.wire.lease_transport import LeaseTransport
 
 log = logging.getLogger("baton.lease")
 
 HISTORY_KEPT = 50
-MAX_TOKEN = 200  # a store token is short (a commit id); a longer one is ignored
 ALARMS_KEPT = 20
 
 #: Called with every LeaseChanged (on the coordinator's thread; must only tell).
@@ -107,11 +107,10 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         self.me_public = signing_public
         self.worker = worker
         self.clock = clock
-        self.send = send
+        self.transport = LeaseTransport(cfg.me, send, rng)
         self.verify = verify
         self.counters = counters
         self.listeners = list(listeners)
-        self.rng = rng
         self.gate = gate or LeaseGate()
         self.state = LeaseState()
         self.peers: tuple[MachineEntry, ...] = ()
@@ -158,13 +157,12 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
 
     def _received(self, env: Envelope) -> None:
         try:
-            record = LeaseRecord.from_dict(env.body.get("record"))
+            record, token = LeaseTransport.decode(env)
             check_record(record, self._members(), self.verify)
         except LeaseRefused as exc:
             self._drop(exc, env.sender)
             return
-        token = env.body["token"] if len(env.body["token"]) <= MAX_TOKEN else None
-        self._feed(RecordSeen(record, self.clock.monotonic_ms(), token or None))
+        self._feed(RecordSeen(record, self.clock.monotonic_ms(), token))
 
     def _drop(self, exc: BatonError, sender: str) -> None:
         self.counters.inc(f"lease.refused.{exc.code}")
@@ -205,9 +203,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 self._drop(error, "a peer")
 
     def _send(self, to: str, record: LeaseRecord, token: str | None) -> None:
-        body = {"record": record.to_dict(), "token": token or ""}
-        env = make_envelope("lease", self.cfg.me, to, body, new_message_id(self.rng))
-        if self.send(env):
+        if self.transport.push(to, record, token):
             self.counters.inc("lease.sent")
 
     def _changed(self, change: LeaseChanged, deadline_before: float | None) -> None:

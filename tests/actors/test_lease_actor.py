@@ -153,3 +153,10 @@ def test_a_store_that_is_down_shows_in_the_view_and_nobody_holds(kit: Kit) -> No
     kit.clock.advance(TIMING.retry_ms + 1)
     kit.tick()
     wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease once the store is back")
+
+
+@pytest.mark.parametrize("token", ["x" * 201])  # a non-string is the wire schema's job
+def test_a_bad_token_refuses_the_record(kit: Kit, token: object) -> None:
+    kit.receive({"record": record(PEER, 4).to_dict(), "token": token})
+    wait_for(lambda: kit.counters.get("lease.refused.lease_malformed") == 1, 10, "the refusal")
+    assert kit.view()["epoch"] == 0

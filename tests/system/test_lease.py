@@ -6,6 +6,7 @@ for every machine on this host, so the histories can be laid side by side."""
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -256,3 +257,10 @@ def test_the_status_contract_with_a_lease(pair: tuple[Machine, Machine]) -> None
     assert a["ttl_ms"] == TTL_MS  # BATON_LEASE_TTL_MS took effect
     assert a["store"]["reachable"] is True and a["alarms"] == []
     assert a["history"][-1]["role"] == "awake"
+
+
+def test_pair_on_a_standby_names_the_holder(pair: tuple[Machine, Machine]) -> None:
+    _, bravo = pair
+    proc = bravo.baton("pair", "--json", check=False)
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and "alpha holds the lease" in err["detail"], err
