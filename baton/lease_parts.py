@@ -56,6 +56,7 @@ class LeaseParts:
     worker: LeaseStoreWorker
     coordinator: pykka.ActorRef[Any]
     gate: LeaseGate
+    released: bool = False
 
     def is_alive(self) -> bool:
         return self.worker.is_alive() and self.coordinator.is_alive()
@@ -63,6 +64,9 @@ class LeaseParts:
     def release(self) -> None:
         """Stop acting and write a tombstone (sent to the peers) if holding; wait for it.
         The node does this first when it stops, while every other part still runs."""
+        if self.released:
+            return
+        self.released = True
         try:
             self.coordinator.tell(Release())
             deadline = time.monotonic() + RELEASE_WAIT_S
@@ -76,7 +80,7 @@ class LeaseParts:
             log.warning("lease: the coordinator was gone before the release")
 
     def stop(self) -> None:
-        self.release()  # a no-op if the node already released
+        self.release()  # once only: a no-op if the node already released
         self.coordinator.stop(timeout=5)
         self.worker.stop()
 

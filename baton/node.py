@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pykka
+from waitress import wasyncore
 from waitress.server import create_server
 
 from baton import __version__
@@ -89,6 +90,22 @@ def bind_http(where: HostPort) -> socket.socket:
             raise AddressInUse(f"cannot listen for HTTP on {where}: {exc.strerror}") from None
         raise ConfigError("http", f"cannot listen on {where}: {exc.strerror or exc}") from None
     return sock
+
+
+def stop_http(server: Any, timeout: float = 5.0) -> None:
+    """Stop a waitress server from another thread: its sockets are closed inside its own
+    loop (a thunk pulled through its trigger), because closing them under a running
+    select() fails there with EBADF; the loop ends when nothing is left to watch."""
+    done = threading.Event()
+
+    def close_everything() -> None:
+        wasyncore.close_all(server._map)
+        done.set()
+
+    server.trigger.pull_trigger(close_everything)
+    if not done.wait(timeout):  # the loop is not running (never started, or died)
+        server.close()
+    server.task_dispatcher.shutdown(timeout=timeout)
 
 
 def check_home_dirs(paths: HomePaths) -> None:
@@ -304,8 +321,7 @@ def _stop_part(part: Any) -> None:
     elif isinstance(part, socket.socket):
         part.close()
     elif hasattr(part, "task_dispatcher"):  # the waitress server
-        part.close()
-        part.task_dispatcher.shutdown(timeout=5)
+        stop_http(part)
     else:
         part.stop()
 

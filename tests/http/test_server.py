@@ -11,7 +11,7 @@ from flask import Flask
 
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
-from baton.node import bind_http, serve_http
+from baton.node import bind_http, serve_http, stop_http
 from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -33,8 +33,7 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
         assert flags and all(flags)
     finally:
         conn.close()
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
+        stop_http(server)
         sock.close()
         thread.join(10)
     assert not thread.is_alive()
