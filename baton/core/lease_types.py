@@ -1,0 +1,156 @@
+"""The values of FencedLease (baton.core.lease): its state, configuration, timing, and
+the events it takes and effects it returns. Frozen dataclasses, no behaviour beyond
+the timing arithmetic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from baton.core.errors import LeaseRefused
+from baton.core.lease_record import LeaseRecord
+from baton.core.lease_store import CasResult, Stored
+from baton.core.registry import Signer
+
+
+class Phase(StrEnum):
+    STANDBY = "standby"
+    HOLDING = "awake"
+
+
+@dataclass(frozen=True)
+class Timing:
+    ttl_ms: int
+    renew_ms: int
+    rho: float
+    margin_ms: float
+
+    @classmethod
+    def of(cls, ttl_ms: int, renew_ms: int, rho: float) -> Timing:
+        """The margin is 5% of the ttl: slack for the time between a check and an act."""
+        return cls(ttl_ms, renew_ms, rho, ttl_ms / 20)
+
+    @property
+    def holder_window(self) -> float:
+        return self.ttl_ms * (1 - self.rho) - self.margin_ms
+
+    def standby_wait(self, ttl_ms: int) -> float:
+        """How long a standby waits after the last renewal it saw (the record's ttl)."""
+        return ttl_ms * (1 + self.rho)
+
+    @property
+    def retry_ms(self) -> float:
+        return self.renew_ms / 3
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    me: str
+    timing: Timing
+    signer: Signer
+
+
+@dataclass(frozen=True)
+class Attempt:
+    kind: str  # "acquire" | "renew" | "release"
+    expected: str | None
+    record: LeaseRecord
+    t_sent: float
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    phase: Phase = Phase.STANDBY
+    known: LeaseRecord | None = None  # the newest valid record seen, store or wire
+    seen_at: float | None = None  # local ms when ``known`` was first seen
+    floor: int = 0  # the highest valid epoch seen anywhere
+    stored: Stored | None = None  # the store's last answer (its token is the next CAS's)
+    garbage_since: float | None = None  # local ms since the store has held garbage
+    mine: LeaseRecord | None = None  # my record as the store last confirmed it
+    mine_token: str | None = None  # its token: renewals and releases CAS from this alone
+    deadline: float | None = None  # HOLDING: act only before this local ms
+    inflight: Attempt | None = None
+    unsure: tuple[Attempt, ...] = ()
+    last_write: float | None = None  # local ms of the last write sent
+    next_try: float = 0.0
+    last_from: tuple[tuple[str, tuple[int, int]], ...] = ()  # newest order per holder
+    store_ok: bool | None = None
+    stopping: bool = False
+
+
+# --- events and effects ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticked:
+    now: float
+    wall: float
+
+
+@dataclass(frozen=True)
+class RecordSeen:
+    record: LeaseRecord
+    now: float
+    token: str | None = None  # the store's token for it, as the sender knows it
+
+
+@dataclass(frozen=True)
+class StoreAnswered:
+    attempt: Attempt
+    result: CasResult
+    now: float
+
+
+@dataclass(frozen=True)
+class StoreFailed:
+    attempt: Attempt
+    detail: str
+    now: float
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    now: float
+    wall: float
+
+
+Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested
+
+
+@dataclass(frozen=True)
+class WriteLease:
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    record: LeaseRecord
+    token: str | None = None  # so a standby can CAS from it without asking the store
+
+
+@dataclass(frozen=True)
+class SendTo:
+    machine_id: str
+    record: LeaseRecord
+
+
+@dataclass(frozen=True)
+class LeaseChanged:
+    role: Phase
+    holder: str | None
+    epoch: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Alarm:
+    kind: str  # "split_brain" | "stale_holder" | "store_garbage" | "store_unavailable" | ...
+    detail: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    error: LeaseRefused
+
+
+Effect = WriteLease | Broadcast | SendTo | LeaseChanged | Alarm | Dropped
