@@ -129,6 +129,20 @@ def add_machine(ctx: Ctx, card: Any) -> None:
     ctx.emit(row, lambda r: click.echo(f"added {r['nickname']} ({r['machine_id']}) as {r['role']}"))
 
 
+def _lease_line(d: dict[str, Any]) -> str:
+    if d.get("failover"):
+        return f"lease: {d['failover']}"
+    store = d["store"]
+    where = store["where"] + (
+        "" if store["reachable"] is not False else f" (UNREACHABLE: {store['error']})"
+    )
+    if d["role"] == "awake":
+        return f"lease: held, epoch {d['epoch']}, {d['deadline_ms']} ms left to act; store {where}"
+    due = d.get("takeover_in_ms")
+    after = "" if due is None else f"; may take over in {due} ms"
+    return f"lease: standby, holder {d['holder']}, epoch {d['epoch']}{after}; store {where}"
+
+
 @command(main, "status")
 def status(ctx: Ctx) -> None:
     """The running node's role and its peers' reachability and round-trip times."""
@@ -136,6 +150,9 @@ def status(ctx: Ctx) -> None:
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"{d['nickname']} ({d['machine_id']}) is {d['role']}; up {d['uptime_s']:.0f} s")
+        click.echo(_lease_line(d))
+        for alarm in d.get("alarms", [])[-3:]:
+            click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
         table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)
         for p in d["peers"]:
             rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"
