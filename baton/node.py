@@ -52,6 +52,7 @@ from baton.core.errors import AddressInUse, BatonError, ConfigError
 from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, open_registry
 from baton.core.settings import HostPort, Settings
+from baton.gate import LeaseGate
 from baton.http import create_app
 from baton.lease_parts import LeaseParts, start_lease
 from baton.logs import setup_logging
@@ -216,7 +217,7 @@ class Node:
                 os.urandom,
                 Ed25519Signer(identity.machine_id, identity.signing_key),
                 verify_ed25519,
-                follows_lease=lease is not None,
+                may_lead=None if lease is None else _gate_open(lease.gate, clock),
             )
             self.parts.append(registry)
             registry_box.append(registry)
@@ -296,6 +297,10 @@ class Node:
         self.parts.clear()
         remove_run_file(self.paths.node_run_file, os.getpid())
         log.info("node stopped")
+
+
+def _gate_open(gate: LeaseGate, clock: SystemClock) -> Callable[[], bool]:
+    return lambda: gate.current(clock.monotonic_ms()) is not None
 
 
 def _follow(registry_box: list[pykka.ActorRef[Any]]) -> LeaseListener:

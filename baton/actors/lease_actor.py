@@ -51,6 +51,7 @@ from baton.core.lease import (
     takeover_at,
 )
 from baton.core.lease_record import LeaseRecord, check_record
+from baton.core.lease_store import CasResult, Stored
 from baton.core.registry import MachineEntry, Verify
 from baton.gate import LeaseGate
 from baton.metrics import Counters
@@ -129,6 +130,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 now = self.clock.monotonic_ms()
                 if result is not None:
                     self.store_error = None
+                    result = self._checked(result)
                     self._feed(StoreAnswered(attempt, result, now))
                     if result.ok and attempt.kind != "release":
                         self.last_renewal_ms = now
@@ -164,6 +166,20 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             return
         self._feed(RecordSeen(record, self.clock.monotonic_ms(), token))
 
+    def _checked(self, result: CasResult) -> CasResult:
+        """What the store holds counts only if it is signed by an active member; anything
+        else there (a forgery, a revoked holder's record) is garbage to the core."""
+        record = result.current.record
+        if result.ok or record is None:
+            return result
+        try:
+            check_record(record, self._members(), self.verify)
+        except LeaseRefused as exc:
+            self._drop(exc, "the store")
+            problem = f"the stored record does not verify: {exc.detail}"
+            return CasResult(False, Stored(result.current.token, None, problem))
+        return result
+
     def _drop(self, exc: BatonError, sender: str) -> None:
         self.counters.inc(f"lease.refused.{exc.code}")
         log.info("lease: refused a record from %s: %s", sender, exc.detail)
@@ -174,8 +190,9 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         before = self.state
         try:
             self.state, effects = step(self.cfg, self.state, event)
-        except MalformedLease as exc:
-            self._drop(exc, "the store")
+        except MalformedLease as exc:  # a record of our own could not be made (our bug)
+            self.counters.inc("lease.alarm.core_refused")
+            log.error("lease: the core refused %r: %s", event, exc.detail)
             return
         s = self.state  # the gate first: a demotion closes it before anything else happens
         holding = s.mine if s.phase is Phase.HOLDING else None

@@ -65,7 +65,7 @@ class RegistryActor(pykka.ThreadingActor):
         rng: Callable[[int], bytes] = os.urandom,
         signer: Signer | None = None,
         verify: Verify | None = None,
-        follows_lease: bool = False,
+        may_lead: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -78,10 +78,9 @@ class RegistryActor(pykka.ThreadingActor):
         self.signer = signer
         self.verify: Verify = verify or (lambda public, data, signature: False)
         self.last_roster_ms: float | None = None
-        # With a lease store, the lease says who leads: until it names this machine,
-        # an "awake" role saved in the registry is only history.
-        self.follows_lease = follows_lease
-        self.lease_names_me = False
+        # With a lease store, the lease says who leads (LeaseGate): an "awake" role in
+        # the registry is only history unless this machine may act right now.
+        self.may_lead = may_lead
 
     def on_start(self) -> None:
         self._commit(self.registry)
@@ -157,10 +156,9 @@ class RegistryActor(pykka.ThreadingActor):
     def _leading(self) -> bool:
         """This machine is the awake member (and, with a lease, the lease agrees)."""
         awake = self.registry.me.role is Role.AWAKE
-        return awake and (self.lease_names_me or not self.follows_lease)
+        return awake and (self.may_lead is None or self.may_lead())
 
     def _follow_holder(self, holder: str) -> None:
-        self.lease_names_me = holder == self.registry.self_id
         if holder not in self.registry.entries:
             log.warning("registry: the lease holder %s is not a member", holder)
             return

@@ -98,6 +98,7 @@ __all__ = [
 ]
 
 UNSURE_KEPT = 8
+_DONE = {"acquire": "acquired", "renew": "renewed", "release": "released"}
 
 
 # --- queries -----------------------------------------------------------------------
@@ -124,8 +125,9 @@ def takeover_at(cfg: LeaseConfig, state: LeaseState) -> float | None:
         base = None
     else:
         base = state.seen_at + cfg.timing.standby_wait(known.ttl_ms)
-    if state.garbage_since is not None:
-        garbage = state.garbage_since + cfg.timing.standby_wait(cfg.timing.ttl_ms)
+    if state.garbage_since is not None:  # whoever may hold it, with the longest ttl seen
+        ttl = max(cfg.timing.ttl_ms, 0 if known is None else known.ttl_ms)
+        garbage = state.garbage_since + cfg.timing.standby_wait(ttl)
         base = garbage if base is None else max(base, garbage)
     return base
 
@@ -148,6 +150,8 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             s = replace(
                 s, inflight=None, unsure=unsure, store_ok=False, next_try=now + cfg.timing.retry_ms
             )
+            if attempt.kind == "acquire":  # its token may be what failed: ask afresh next
+                s = replace(s, stored=None)
             return s, [Alarm("store_unavailable", detail)]
         case StopRequested(now=now, wall=wall):
             return _stop(cfg, s, now, wall)
@@ -187,7 +191,8 @@ def _tick(
         return s, effects
     t = cfg.timing
     if s.phase is Phase.HOLDING and s.mine is not None:
-        if s.last_write is None or now - s.last_write >= t.renew_ms:
+        failed = s.store_ok is False  # then retry at next_try, not a whole interval later
+        if s.last_write is None or now - s.last_write >= t.renew_ms or failed:
             renewal = replace(s.mine, nonce=s.mine.nonce + 1, ttl_ms=t.ttl_ms, issued_at=wall)
             s, more = _write(cfg, s, "renew", renewal, now)
             effects += more
@@ -267,10 +272,17 @@ def _answered(
     current = result.current
     s = replace(s, stored=current)
     effects: list[Effect] = []
-    if current.record is None and current.token is not None:  # garbage in the store
+    # Garbage, or an empty store after we have seen a lease in it (wiped, rolled back):
+    # someone may still hold a lease nobody can read, so wait a whole ttl before taking it.
+    garbage = current.record is None and current.token is not None
+    wiped = current.token is None and (s.known is not None or s.floor > 0)
+    if garbage or wiped:
         if s.garbage_since is None:
             s = replace(s, garbage_since=now)
-        effects.append(Alarm("store_garbage", current.problem or "not a lease record"))
+        if garbage:
+            effects.append(Alarm("store_garbage", current.problem or "not a lease record"))
+        else:
+            effects.append(Alarm("store_emptied", "the store lost the lease record it held"))
     else:
         s = replace(s, garbage_since=None)
     if not result.ok:
@@ -301,7 +313,7 @@ def _answered(
     was = s.phase
     s = replace(s, phase=Phase.HOLDING, deadline=deadline)
     if was is not Phase.HOLDING:
-        effects.append(LeaseChanged(Phase.HOLDING, cfg.me, record.epoch, f"{attempt.kind}d"))
+        effects.append(LeaseChanged(Phase.HOLDING, cfg.me, record.epoch, _DONE[attempt.kind]))
     return s, effects
 
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from baton.core.errors import ForgedLease, LeaseFromStranger, MalformedLease
 from baton.core.registry import Signer, Verify
+from baton.core.settings import MAX_TTL_MS
 
 SIGNING_CONTEXT = b"baton lease record v1\n"
-MAX_TTL_MS = 24 * 3600 * 1000
 MAX_COUNTER = 2**53  # JSON-safe integers; an epoch or nonce this big is a forgery
 _MACHINE_ID_RE = re.compile(r"m_[a-z2-7]{16}")
 

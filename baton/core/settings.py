@@ -5,7 +5,7 @@ layers in (the I/O side is baton.stores.config_file). The result is one frozen
 Settings, built once at start and passed down.
 
 Invariants (DESIGN.md section 10), checked whenever a Settings is built:
-- lease_ttl_ms >= 1000.
+- 1000 <= lease_ttl_ms <= 86400000 (a lease record cannot say more than a day).
 - 0 < renew_interval_ms < lease_ttl_ms / 2.
 - 0 <= clock_rate_error < 0.1.
 - 0 < live_tail_flush_ms < lease_ttl_ms / 3.
@@ -40,6 +40,7 @@ ENV_PREFIX = "BATON_"
 RESERVED_ENV = frozenset({"BATON_HOME", "BATON_TELEGRAM_TOKEN"})
 
 DEFAULT_LEASE_TTL_MS = 15000
+MAX_TTL_MS = 24 * 3600 * 1000  # the longest lease a record may carry
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_FRAME_LIMIT = 64 * 1024 * 1024
 
@@ -162,7 +163,7 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
     ttl = s.lease_ttl_ms
     flush, frame, store = s.live_tail_flush_ms, s.max_frame_bytes, s.lease_store
     checks: list[tuple[str, bool, str]] = [
-        ("lease_ttl_ms", ttl >= 1000, "must be at least 1000"),
+        ("lease_ttl_ms", 1000 <= ttl <= MAX_TTL_MS, "must be between 1000 and 86400000 (1 day)"),
         ("renew_interval_ms", s.renew_interval_ms > 0, "must be > 0"),
         (
             "renew_interval_ms",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -28,6 +29,7 @@ from baton.stores.lease_memory import decode_stored
 
 SCHEME = "etcd+"
 KEY = "baton/lease"
+_REVISION = re.compile(r"[0-9]{1,18}")  # an int64 revision, ascii digits only
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -87,7 +89,7 @@ class EtcdLeaseStore:
         return self._stored(self._call("/v3/kv/range", {"key": _b64(self.key.encode())}))
 
     def cas(self, expected: str | None, new: LeaseRecord) -> CasResult:
-        if expected is not None and not expected.isdecimal():
+        if expected is not None and not _REVISION.fullmatch(expected):
             return CasResult(False, self.read())  # not a revision of ours: it cannot match
         key = _b64(self.key.encode())
         if expected is None:

@@ -149,8 +149,15 @@ class GitLeaseStore:
         )
         status = [x for x in pushed.stdout.splitlines() if x.endswith(")") or "\t" in x]
         mine = [x for x in status if x.split("\t")[1:2] == [f"{commit}:{REF}"]]
-        if pushed.returncode == 0 and mine and mine[0][:1] in ("*", "+", " ", "="):
+        flag = mine[0][:1] if mine else ""
+        # "=" (already there) is checked by git before the lease: it is our write only if
+        # we expected it already, else the store holds it from an earlier write of ours
+        if pushed.returncode == 0 and (
+            flag in ("*", "+", " ") or (flag == "=" and expected == commit)
+        ):
             return CasResult(True, Stored(commit, new))
+        if pushed.returncode == 0 and flag == "=":
+            return CasResult(False, self.read())
         if mine and mine[0].startswith("!") and _lost_race(mine[0], pushed.stderr):
             return CasResult(False, self.read())
         raise LeaseStoreError(f"cannot write to {self.url}: {self._why(pushed)}")
@@ -161,15 +168,15 @@ class GitLeaseStore:
         return str(self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode())
 
     def _commit(self, record: LeaseRecord) -> str:
+        self.writes += 1
+        if self.writes % GC_EVERY == 0:  # before writing: the new objects are unreferenced
+            self.repo.git.prune("--expire=now")
         blob = self._store(b"blob", record.encode())
         tree = self._store(b"tree", b"100644 " + FILE.encode() + b"\0" + bytes.fromhex(blob))
         message = f"lease epoch {record.epoch} nonce {record.nonce} held by {record.holder}\n"
         body = (
             b"tree " + tree.encode() + b"\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\n\n"
         ) + message.encode()
-        self.writes += 1
-        if self.writes % GC_EVERY == 0:
-            self.repo.git.prune("--expire=now")
         return self._store(b"commit", body)
 
     def _decode(self, token: str) -> Stored:

@@ -160,3 +160,17 @@ def test_a_bad_token_refuses_the_record(kit: Kit, token: object) -> None:
     kit.receive({"record": record(PEER, 4).to_dict(), "token": token})
     wait_for(lambda: kit.counters.get("lease.refused.lease_malformed") == 1, 10, "the refusal")
     assert kit.view()["epoch"] == 0
+
+
+def test_a_store_record_from_a_stranger_counts_as_garbage_and_is_waited_out(kit: Kit) -> None:
+    """Whoever can write the store cannot make the mesh wait on a record no active
+    member signed: it is garbage, replaced after one whole standby wait."""
+    kit.store.put_garbage(record(STRANGER, 9).encode())
+    kit.tick()
+    wait_for(lambda: kit.counters.get("lease.refused.lease_stranger") >= 1, 10, "the check")
+    wait_for(lambda: kit.counters.get("lease.alarm.store_garbage") >= 1, 10, "the alarm")
+    assert kit.view()["role"] == "standby" and kit.view()["epoch"] == 0
+    kit.clock.advance(TIMING.standby_wait(TIMING.ttl_ms) + 1)
+    kit.tick()
+    wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease after the wait")
+    assert kit.store.read().record.holder == ME.machine_id  # type: ignore[union-attr]

@@ -10,10 +10,17 @@ import nacl.signing
 import pykka
 import pytest
 
-from baton.actors.messages import AddMachine, EnvelopeReceived, GetSelf, ListMachines, Tick
+from baton.actors.messages import (
+    AddMachine,
+    EnvelopeReceived,
+    GetSelf,
+    ListMachines,
+    RevokeMachine,
+    Tick,
+)
 from baton.actors.registry_actor import RegistryActor
 from baton.core.clock import FakeClock
-from baton.core.errors import InvalidCard, NicknameTaken
+from baton.core.errors import BadRequest, InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
 from baton.core.registry import (
     MachineEntry,
@@ -223,5 +230,30 @@ def test_a_roster_too_large_for_the_wire_is_counted_not_fatal(actor) -> None:  #
         ref.tell(Tick(10_000.0))
         wait_for(lambda: counters.get("registry.roster_unsent") >= 2, 10, "unsent rosters")
         assert ref.is_alive()
+    finally:
+        ref.stop(timeout=5)
+
+
+def test_an_awake_entry_leads_only_while_the_lease_gate_is_open() -> None:
+    """With a lease store, a machine whose lease lapsed (paused, cut off) must not send
+    rosters or revoke members, whatever role its registry last recorded."""
+    open_gate = {"now": False}
+    sent: list[Envelope] = []
+    store = MemoryRegistryStore()
+    opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
+    opened = opened.add(entry_from_card(card("mini", 10), 0.0))
+    ref = RegistryActor.start(
+        opened, store, FakeClock(), [], lambda env: sent.append(env) or True,
+        may_lead=lambda: open_gate["now"],
+    )  # fmt: skip
+    try:
+        ref.ask(Tick(10_000.0), timeout=5)
+        assert sent == []
+        with pytest.raises(BadRequest, match="only the awake machine"):
+            ref.ask(RevokeMachine("mini", "test"), timeout=5)
+        open_gate["now"] = True
+        ref.ask(Tick(20_000.0), timeout=5)
+        assert [e.type for e in sent] == ["roster"]
+        assert ref.ask(RevokeMachine("mini", "test"), timeout=5).status.value == "revoked"
     finally:
         ref.stop(timeout=5)

@@ -192,9 +192,28 @@ def test_a_token_that_cannot_be_the_stores_loses_like_a_stale_one(kit: Kit) -> N
     """A token a peer passed on may be wrong; that is a lost CAS, never an error."""
     store = kit.make()
     store.cas(None, record(A, 1))
-    for bogus in ("not-a-token", "12345", "f" * 40):
+    for bogus in ("not-a-token", "12345", "f" * 40, "\u0661\u0662", "9" * 30):
         lost = store.cas(bogus, record(B, 2))
         assert not lost.ok and lost.current.record == record(A, 1)
+
+
+def test_writing_what_is_already_stored_from_a_stale_token_is_a_lost_cas(kit: Kit) -> None:
+    """git says "up to date" before it checks the lease; that is not our write."""
+    store = kit.make()
+    first = store.cas(None, record(A, 1))
+    again = store.cas(None, record(A, 1))
+    assert first.ok and not again.ok and again.current == first.current
+
+
+def test_git_prunes_its_private_objects_without_breaking_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("baton.stores.git_lease.GC_EVERY", 2)
+    store, token = git_kit(tmp_path).make(), None
+    for nonce in range(6):
+        result = store.cas(token, record(A, 1, nonce))
+        assert result.ok, nonce
+        token = result.current.token
 
 
 def test_an_etcd_that_never_answers_times_out_as_an_error() -> None:

@@ -239,3 +239,42 @@ def test_a_holder_the_store_moved_past_never_overwrites_the_new_holder() -> None
     sim.run(100)
     stored = sim.store.read().record
     assert stored is not None and stored.holder == b.me and not stored.released
+
+
+def test_a_wiped_store_is_waited_out_like_garbage() -> None:
+    """The store lost the record while a holds: nobody may take it at once."""
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    a.paused = True  # the holder goes quiet, and then the store is wiped
+    sim.store = type(sim.store)()
+    sim.run(WAIT + 200)  # b tries, finds the store empty, and starts a whole wait
+    assert b.state.phase is Phase.STANDBY
+    assert any(isinstance(e, Alarm) and e.kind == "store_emptied" for e in b.effects)
+    sim.run(WAIT)
+    assert b.state.phase is Phase.HOLDING
+
+
+def test_a_holder_retries_a_failed_renewal_soon_not_a_whole_interval_later() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.run(1100)
+    sim.store.down = True
+    sim.run(TIMING.renew_ms)  # one renewal fails
+    sim.store.down = False
+    failed_at = a.state.last_write
+    assert failed_at is not None and a.state.store_ok is False
+    sim.run(TIMING.retry_ms + 100)
+    assert a.state.store_ok is True and a.state.last_write is not None
+    assert a.state.last_write - failed_at < TIMING.renew_ms
+    assert a.state.phase is Phase.HOLDING
+
+
+def test_an_acquire_that_fails_asks_the_store_afresh() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    a.state = replace(a.state, stored=sim.store.read())  # empty: token None
+    sim.store.down = True
+    sim.tick(a)
+    sim.carry_out(a)
+    assert a.state.stored is None and a.state.phase is Phase.STANDBY

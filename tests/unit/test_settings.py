@@ -137,7 +137,7 @@ def test_settings_are_frozen() -> None:
 # --- invariants -----------------------------------------------------------------
 
 BROKEN = [
-    ({"lease_ttl_ms": 999}, "lease_ttl_ms", "at least 1000"),
+    ({"lease_ttl_ms": 999}, "lease_ttl_ms", "between 1000 and 86400000"),
     ({"renew_interval_ms": 0}, "renew_interval_ms", "> 0"),
     ({"renew_interval_ms": 7500}, "renew_interval_ms", "lease_ttl_ms / 2 (7500), got 7500"),
     ({"clock_rate_error": 0.1}, "clock_rate_error", "less than 0.1"),
@@ -368,8 +368,8 @@ def test_every_resolve_is_valid_or_names_a_known_knob(
         assert s.renew_interval_ms == ttl // 3
 
 
-@given(ttl=st.integers(min_value=5001, max_value=10**9))
-def test_any_ttl_above_handoff_default_is_valid_with_defaults(ttl: int) -> None:
+@given(ttl=st.integers(min_value=1000, max_value=86_400_000))
+def test_any_ttl_is_valid_with_the_defaults_that_follow_it(ttl: int) -> None:
     s = resolve(env={"BATON_LEASE_TTL_MS": str(ttl)})
     assert s.renew_interval_ms == ttl // 3
     assert s.renew_interval_ms * 2 < ttl
@@ -476,3 +476,8 @@ def test_the_fence_probe_is_off_by_default_and_takes_only_http_urls() -> None:
     url = "http://127.0.0.1:9/act"
     assert resolve(env={"BATON_FENCE_PROBE_URL": url}).fence_probe_url == url
     assert refused(env={"BATON_FENCE_PROBE_URL": "file:///etc/passwd"}).knob == "fence_probe_url"
+
+
+def test_a_lease_longer_than_a_record_may_carry_is_refused() -> None:
+    assert refused(flags={"lease_ttl_ms": 86_400_001}).knob == "lease_ttl_ms"
+    assert resolve(flags={"lease_ttl_ms": 86_400_000}).lease_ttl_ms == 86_400_000
