@@ -36,8 +36,6 @@ class LeaseStoreWorker:
     def __init__(self, store: LeaseStore) -> None:
         self.store = store
         self._jobs: queue.Queue[tuple[Attempt, pykka.ActorRef[Any]] | None] = queue.Queue()
-        self._idle = threading.Event()
-        self._idle.set()
         self._thread = threading.Thread(target=self._run, name="baton-lease-store", daemon=True)
 
     def start(self) -> None:
@@ -47,11 +45,7 @@ class LeaseStoreWorker:
         return self._thread.is_alive()
 
     def submit(self, attempt: Attempt, reply_to: pykka.ActorRef[Any]) -> None:
-        self._idle.clear()
         self._jobs.put((attempt, reply_to))
-
-    def wait_idle(self, timeout: float) -> bool:
-        return self._idle.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._jobs.put(None)
@@ -75,5 +69,3 @@ class LeaseStoreWorker:
                 reply_to.tell(done)
             except pykka.ActorDeadError:
                 log.debug("lease: the coordinator is gone; %s answer dropped", attempt.kind)
-            if self._jobs.empty():
-                self._idle.set()

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from baton.core.errors import MalformedLease
 from baton.core.lease_record import LeaseRecord
 
 
@@ -46,6 +47,14 @@ class Stored:
 class CasResult:
     ok: bool
     current: Stored
+
+
+def decode_stored(token: str, data: bytes) -> Stored:
+    """What ``data`` under ``token`` is: a record, or garbage with the reason."""
+    try:
+        return Stored(token, LeaseRecord.decode(data))
+    except MalformedLease as exc:
+        return Stored(token, None, exc.detail)
 
 
 class LeaseStore(Protocol):

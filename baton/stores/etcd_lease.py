@@ -24,8 +24,7 @@ from typing import Any
 
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
-from baton.core.lease_store import CasResult, Stored
-from baton.stores.lease_memory import decode_stored
+from baton.core.lease_store import CasResult, Stored, decode_stored
 
 SCHEME = "etcd+"
 KEY = "baton/lease"

@@ -32,8 +32,7 @@ from gitdb import IStream
 
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
-from baton.core.lease_store import CasResult, Stored
-from baton.stores.lease_memory import decode_stored
+from baton.core.lease_store import CasResult, Stored, decode_stored
 
 REF = "refs/baton/lease"
 FETCHED = "refs/baton/fetched-lease"

@@ -9,17 +9,9 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from baton.core.errors import LeaseStoreError, MalformedLease
+from baton.core.errors import LeaseStoreError
 from baton.core.lease_record import LeaseRecord
-from baton.core.lease_store import CasResult, Stored
-
-
-def decode_stored(token: str, data: bytes) -> Stored:
-    """What ``data`` under ``token`` is: a record, or garbage with the reason."""
-    try:
-        return Stored(token, LeaseRecord.decode(data))
-    except MalformedLease as exc:
-        return Stored(token, None, exc.detail)
+from baton.core.lease_store import CasResult, Stored, decode_stored
 
 
 class MemoryLeaseStore:

@@ -65,9 +65,8 @@ def test_a_removed_machine_is_shut_out_everywhere_and_stays_out(
     # it before the command returned; bravo's drops it when alpha's roster lands.
     # (Asked over HTTP, not the CLI, so the clock measures the mesh, not Python startup.)
     assert _revoked_on(alpha, "charlie")
-    while not _revoked_on(bravo, "charlie"):
-        assert time.monotonic() - removed < 1.0, "bravo still admits charlie after 1 s"
-        time.sleep(0.02)
+    left = 1.0 - (time.monotonic() - removed)
+    wait_for(lambda: _revoked_on(bravo, "charlie"), left, "bravo to refuse charlie within 1 s")
     assert row["revoked_at"] >= row["paired_at"] > 0
     bravo_row = _row(alpha, "bravo")
     assert bravo_row["status"] == "active" and bravo_row["last_seen"] is not None
