@@ -33,6 +33,7 @@ from baton.core.lease import (
     Dropped,
     Effect,
     Event,
+    Fenced,
     LeaseChanged,
     LeaseConfig,
     LeaseState,
@@ -87,6 +88,14 @@ class Release:
 @dataclass(frozen=True)
 class IsReleased:
     pass
+
+
+@dataclass(frozen=True)
+class FencedOut:
+    """A fencing sink refused a side effect stamped ``epoch`` (it has seen ``highest``)."""
+
+    epoch: int
+    highest: int
 
 
 class LeaseCoordinatorActor(pykka.ThreadingActor):
@@ -148,6 +157,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 self._feed(StopRequested(self.clock.monotonic_ms(), self.clock.wall_s()))
             case IsReleased():
                 return self.state.inflight is None
+            case FencedOut(epoch=fenced, highest=highest):
+                self._feed(Fenced(fenced, highest, self.clock.monotonic_ms()))
             case _:
                 raise TypeError(f"LeaseCoordinatorActor: unexpected message {message!r}")
         return None

@@ -22,6 +22,8 @@ Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
     StoreAnswered(attempt, result, now)   the store's answer to our CAS
     StoreFailed(attempt, detail, now)     the store could not be asked: outcome unknown
     StopRequested(now, wall)     clean shutdown: stop acting, write a release tombstone
+    Fenced(epoch, highest, now)  a sink refused our side effect as stale: someone acted
+                                 with a higher epoch, so a holder of ``epoch`` stands down
 
 Effects the actor carries out: WriteLease (a CAS), Broadcast / SendTo (push a record
 over the wire), LeaseChanged (role or holder changed), Alarm (log, count, status),
@@ -56,6 +58,7 @@ from baton.core.lease_types import (
     Dropped,
     Effect,
     Event,
+    Fenced,
     LeaseChanged,
     LeaseConfig,
     LeaseState,
@@ -78,6 +81,7 @@ __all__ = [
     "Dropped",
     "Effect",
     "Event",
+    "Fenced",
     "LeaseChanged",
     "LeaseConfig",
     "LeaseState",
@@ -155,7 +159,21 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             return s, [Alarm("store_unavailable", detail)]
         case StopRequested(now=now, wall=wall):
             return _stop(cfg, s, now, wall)
+        case Fenced(epoch=fenced, highest=highest, now=now):
+            return _fenced(s, fenced, highest, now)
     raise TypeError(f"not a lease event: {event!r}")
+
+
+def _fenced(
+    s: LeaseState, fenced: int, highest: int, now: float
+) -> tuple[LeaseState, list[Effect]]:
+    """The sink is not signed, so its ``highest`` only explains; it never raises the
+    floor. A refusal for an epoch older than the one now held changes nothing."""
+    if s.phase is not Phase.HOLDING or s.mine is None or fenced < s.mine.epoch:
+        return s, []
+    detail = f"a sink refused epoch {fenced}: it has seen epoch {highest}"
+    s, effects = _demote(s, now, f"fenced: {detail}")
+    return s, [Alarm("fenced", detail), *effects]
 
 
 def _check_inflight(s: LeaseState, attempt: Attempt) -> None:

@@ -114,7 +114,16 @@ class StopRequested:
     wall: float
 
 
-Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested
+@dataclass(frozen=True)
+class Fenced:
+    """A fencing sink refused a side effect stamped ``epoch``: it has seen ``highest``."""
+
+    epoch: int
+    highest: int
+    now: float
+
+
+Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested | Fenced
 
 
 @dataclass(frozen=True)

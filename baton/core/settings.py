@@ -18,6 +18,13 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - log_level is one of debug, info, warning, error.
 - lease_store is empty (none configured) or looks like "scheme://...".
 - fence_probe_url is empty (off) or an http:// URL.
+- channel is empty (no channel: this machine answers nothing), local:http://host:port
+  (the bundled chat service), telegram, or telegram:<base URL> (a Bot API at that URL).
+- agent is echo, cmd:PROGRAM [ARGS] or python:module:function (whether it loads is
+  checked when the node starts its runner); 100 <= agent_timeout_ms <= 3600000;
+  0 <= agent_retries <= 10; 1 <= agent_workers <= 32.
+- ambiguous_policy is resend or skip: what a new holder does with a reply that was
+  prepared but never confirmed, at a sink that cannot say whether it arrived.
 - http and wire ports are in 0..65535 (0 means "pick a free port").
 A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
 Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
@@ -49,6 +56,9 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _URL_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _HTTP_URL = re.compile(r"http://[^\s/]+(/\S*)?")
+_CHANNEL = re.compile(r"local:http://[^\s/]+/?|telegram(:https?://[^\s/]+(/\S*)?)?")
+_AGENT = re.compile(r"echo|cmd:\S.*|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+AMBIGUOUS_POLICIES = ("resend", "skip")
 
 
 def _split_host_port(text: str) -> tuple[str, int]:
@@ -143,6 +153,11 @@ class Settings:
     lease_store: str = ""
     channel: str = ""
     fence_probe_url: str = ""
+    agent: str = "echo"
+    agent_timeout_ms: int = 30000
+    agent_retries: int = 2
+    agent_workers: int = 2
+    ambiguous_policy: str = "resend"
 
     def __post_init__(self) -> None:
         broken = _first_broken_invariant(self)
@@ -195,6 +210,24 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
             "fence_probe_url",
             s.fence_probe_url == "" or _HTTP_URL.fullmatch(s.fence_probe_url) is not None,
             "must be empty or an http:// URL",
+        ),
+        (
+            "channel",
+            s.channel == "" or _CHANNEL.fullmatch(s.channel) is not None,
+            "must be empty, local:http://host:port, telegram or telegram:https://host",
+        ),
+        (
+            "agent",
+            _AGENT.fullmatch(s.agent) is not None,
+            "must be echo, cmd:PROGRAM [ARGS] or python:module:function",
+        ),
+        ("agent_timeout_ms", 100 <= s.agent_timeout_ms <= 3600000, "must be 100..3600000"),
+        ("agent_retries", 0 <= s.agent_retries <= 10, "must be 0..10"),
+        ("agent_workers", 1 <= s.agent_workers <= 32, "must be 1..32"),
+        (
+            "ambiguous_policy",
+            s.ambiguous_policy in AMBIGUOUS_POLICIES,
+            f"must be one of {', '.join(AMBIGUOUS_POLICIES)}",
         ),
     ]
     for knob, ok, rule in checks:
@@ -269,6 +302,11 @@ KNOBS: Mapping[str, Parser] = {
     "lease_store": _as_str,
     "channel": _as_str,
     "fence_probe_url": _as_str,
+    "agent": _as_str,
+    "agent_timeout_ms": _as_int,
+    "agent_retries": _as_int,
+    "agent_workers": _as_int,
+    "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
 }
 
 

@@ -11,6 +11,7 @@ from baton.core.lease import (
     Alarm,
     Broadcast,
     Dropped,
+    Fenced,
     LeaseChanged,
     Phase,
     RecordSeen,
@@ -278,3 +279,19 @@ def test_an_acquire_that_fails_asks_the_store_afresh() -> None:
     sim.tick(a)
     sim.carry_out(a)
     assert a.state.stored is None and a.state.phase is Phase.STANDBY
+
+
+def test_a_fenced_holder_stands_down_and_an_older_refusal_changes_nothing() -> None:
+    sim = Sim(1)
+    [a] = sim.machines
+    sim.tick(a)
+    sim.carry_out(a)
+    assert a.state.phase is Phase.HOLDING and a.state.mine is not None
+    held = a.state.mine.epoch
+    older, _ = step(a.cfg, a.state, Fenced(held - 1, held, 10.0))
+    assert older == a.state  # a refusal of an epoch this machine no longer acts with
+    state, effects = step(a.cfg, a.state, Fenced(held, held + 1, 10.0))
+    assert state.phase is Phase.STANDBY and not can_act(state, 11.0)
+    assert [e.kind for e in effects if isinstance(e, Alarm)] == ["fenced"]
+    assert any(isinstance(e, LeaseChanged) and e.role is Phase.STANDBY for e in effects)
+    assert state.floor == a.state.floor  # the sink's word only explains, never raises it

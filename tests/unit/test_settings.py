@@ -62,6 +62,11 @@ def test_defaults() -> None:
         "lease_store": "",
         "channel": "",
         "fence_probe_url": "",
+        "agent": "echo",
+        "agent_timeout_ms": 30000,
+        "agent_retries": 2,
+        "agent_workers": 2,
+        "ambiguous_policy": "resend",
     }
     assert s == Settings()
 
@@ -155,7 +160,31 @@ BROKEN = [
     ({"log_level": "verbose"}, "log_level", "debug, info, warning, error"),
     ({"lease_store": "/srv/remote.git"}, "lease_store", "URL"),
     ({"lease_store": "git+file://"}, "lease_store", "URL"),
+    ({"channel": "http://127.0.0.1:8480"}, "channel", "local:http://host:port"),
+    ({"channel": "local:127.0.0.1:8480"}, "channel", "telegram"),
+    ({"agent": "bash"}, "agent", "cmd:PROGRAM"),
+    ({"agent": "python:mod"}, "agent", "python:module:function"),
+    ({"agent_timeout_ms": 99}, "agent_timeout_ms", "100..3600000"),
+    ({"agent_retries": 11}, "agent_retries", "0..10"),
+    ({"agent_workers": 0}, "agent_workers", "1..32"),
+    ({"ambiguous_policy": "maybe"}, "ambiguous_policy", "resend, skip"),
 ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"channel": "local:http://127.0.0.1:8480"},
+        {"channel": "telegram"},
+        {"channel": "telegram:https://api.example.org"},
+        {"agent": "cmd:/usr/bin/my-agent --fast"},
+        {"agent": "python:my_pkg.agent:handle"},
+        {"ambiguous_policy": "skip"},
+    ],
+)
+def test_channel_agent_and_policy_values_that_are_accepted(values: dict[str, object]) -> None:
+    s = resolve(file=values)
+    assert {k: getattr(s, k) for k in values} == values
 
 
 @pytest.mark.parametrize(("values", "knob", "rule"), BROKEN)
