@@ -2,7 +2,7 @@
 cli_info (whoami, machines, status), cli_pair (pair, join) and cli_members
 (machines remove, leave); this module assembles them."""
 
-from baton import cli_info, cli_members, cli_node, cli_pair
+from baton import cli_chat, cli_info, cli_members, cli_node, cli_pair, cli_send
 from baton.cli_support import main
 
-__all__ = ["cli_info", "cli_members", "cli_node", "cli_pair", "main"]
+__all__ = ["cli_chat", "cli_info", "cli_members", "cli_node", "cli_pair", "cli_send", "main"]

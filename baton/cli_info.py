@@ -143,6 +143,18 @@ def _lease_line(d: dict[str, Any]) -> str:
     return f"lease: standby, holder {d['holder']}, epoch {d['epoch']}{after}; store {where}"
 
 
+def _delivery_line(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "delivery: no channel (this machine answers nothing)"
+    ledger = d["ledger"]
+    pending = sum(n for state, n in ledger.items() if state != "acked")
+    doing = f"answering (epoch {d['term']})" if d["term"] else "standing by"
+    return (
+        f"delivery: {doing} on {d['channel']} with {d['agent']}; "
+        f"{pending} pending, {ledger.get('acked', 0)} done, {d['queued']} queued to send"
+    )
+
+
 @command(main, "status")
 def status(ctx: Ctx) -> None:
     """The running node's role and its peers' reachability and round-trip times."""
@@ -151,6 +163,7 @@ def status(ctx: Ctx) -> None:
     def human(d: dict[str, Any]) -> None:
         click.echo(f"{d['nickname']} ({d['machine_id']}) is {d['role']}; up {d['uptime_s']:.0f} s")
         click.echo(_lease_line(d))
+        click.echo(_delivery_line(d.get("delivery")))
         for alarm in d.get("alarms", [])[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
         table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)

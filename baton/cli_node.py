@@ -44,13 +44,41 @@ WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
     "git+ssh://host/mesh.git, or an etcd cluster: etcd+http://host:2379. Without one "
     "there is no automatic failover.",
 )
-def init(ctx: Ctx, name: str, http_: str | None, wire: str | None, lease_store: str | None) -> None:
+@click.option(
+    "--channel",
+    default=None,
+    help="Where messages come from and replies go: local:http://HOST:PORT (the bundled "
+    "chat service, `baton chat-server`), telegram (the Bot API; token in "
+    "BATON_TELEGRAM_TOKEN or machine/telegram-token) or telegram:URL. Without one this "
+    "machine answers nothing.",
+)
+@click.option(
+    "--agent",
+    default=None,
+    help="Who answers: echo (default), cmd:PROGRAM [ARGS] (JSON on stdin and stdout) or "
+    "python:module:function.",
+)
+def init(
+    ctx: Ctx,
+    name: str,
+    http_: str | None,
+    wire: str | None,
+    lease_store: str | None,
+    channel: str | None,
+    agent: str | None,
+) -> None:
     """Create this machine: keys, identity, API token and config.toml in its home.
 
     Refuses to touch a home that already holds an identity; leaves nothing behind
     when it fails. Machines that join later get the lease store from this one.
     """
-    given = {"http": http_, "wire": wire, "lease_store": lease_store}
+    given = {
+        "http": http_,
+        "wire": wire,
+        "lease_store": lease_store,
+        "channel": channel,
+        "agent": agent,
+    }
     values = {k: v for k, v in given.items() if v is not None}
     resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
     if lease_store and not lease_store.startswith("etcd+"):

@@ -50,8 +50,9 @@ from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
 from baton.core.errors import AddressInUse, BatonError, ConfigError
 from baton.core.lease import LeaseChanged
-from baton.core.registry import MachineEntry, open_registry
+from baton.core.registry import MachineEntry, Role, open_registry
 from baton.core.settings import HostPort, Settings
+from baton.delivery_parts import DeliveryParts, start_delivery
 from baton.gate import LeaseGate
 from baton.http import create_app
 from baton.lease_parts import LeaseParts, start_lease
@@ -178,8 +179,15 @@ class Node:
             transport.start(dispatcher)
             self.parts.append(transport)
             registry_box: list[pykka.ActorRef[Any]] = []  # the lease tells it who is awake
+            delivery_box: list[DeliveryParts] = []  # and delivery, once it runs
             lease = start_lease(
-                s, paths, identity, clock, transport.send, counters, [_follow(registry_box)]
+                s,
+                paths,
+                identity,
+                clock,
+                transport.send,
+                counters,
+                [_follow(registry_box), _tell_delivery(delivery_box)],
             )
             if lease is not None:
                 self.parts.append(lease)
@@ -192,13 +200,18 @@ class Node:
                     self.parts.append(probe)
                     self.watched.append(("the fence probe thread", probe.is_alive))
 
+            last_peers: list[tuple[MachineEntry, ...]] = [()]
+
             def announce(peers: Sequence[MachineEntry]) -> None:
+                last_peers[0] = tuple(peers)
                 transport.set_peers(
                     [PeerAddress(p.machine_id, p.identity.encryption_public, p.wire) for p in peers]
                 )
                 monitor.tell(PeersChanged(tuple(p.machine_id for p in peers)))
                 if lease is not None:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
+                for parts in delivery_box:
+                    parts.actor.tell(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -222,6 +235,24 @@ class Node:
             self.parts.append(registry)
             registry_box.append(registry)
             dispatcher.route("roster", registry)
+            delivery = start_delivery(
+                s,
+                paths,
+                identity,
+                clock,
+                transport.send,
+                counters,
+                None if lease is None else lease.gate,
+                None if lease is None else lease.coordinator,
+                founder=opened.me.role is Role.AWAKE,
+            )
+            if delivery is not None:
+                self.parts.append(delivery)
+                delivery_box.append(delivery)
+                for kind in ("marker", "user_message", "user_message_ack"):
+                    dispatcher.route(kind, delivery.actor)
+                delivery.actor.tell(MembersChanged(last_peers[0]))
+                self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
             )
@@ -234,6 +265,7 @@ class Node:
                 peers=monitor,
                 pairing=pairing,
                 lease=None if lease is None else lease.coordinator,
+                delivery=None if delivery is None else delivery.actor,
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
@@ -242,6 +274,8 @@ class Node:
             ticking: list[pykka.ActorRef[Any]] = [monitor, registry]
             if lease is not None:
                 ticking.append(lease.coordinator)
+            if delivery is not None:
+                ticking.append(delivery.actor)
             ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)
@@ -312,6 +346,16 @@ def _follow(registry_box: list[pykka.ActorRef[Any]]) -> LeaseListener:
                 registry_box[0].tell(HolderChanged(change.holder))
 
     return follow
+
+
+def _tell_delivery(box: list[DeliveryParts]) -> LeaseListener:
+    """A lease listener that tells delivery who holds (a standby forwards to it)."""
+
+    def tell(change: LeaseChanged) -> None:
+        for parts in box:
+            parts.holder_changed(change)
+
+    return tell
 
 
 def _url_host(host: str) -> str:

@@ -184,9 +184,7 @@ def _pair(
     roster = _open_roster(keys, _text(finished, "sealed_roster"))
     registry = _registry(identity, roster["mesh"])
     JsonRegistryStore(paths.registry).save(registry)
-    if roster.get("lease_store"):
-        config = read_config(paths.config)
-        write_config(paths.config, {**config, "lease_store": roster["lease_store"]})
+    _adopt_mesh_settings(paths, roster)
     return {
         "ok": True,
         "sas": keys.sas,
@@ -198,6 +196,19 @@ def _pair(
         ],
         "lease_store": roster.get("lease_store"),
     }
+
+
+MESH_KNOBS = ("lease_store", "channel", "agent")  # what a joiner takes from the host
+
+
+def _adopt_mesh_settings(paths: HomePaths, roster: Mapping[str, Any]) -> None:
+    """Take the mesh's lease store, channel and agent from the host (checked first)."""
+    given = {k: roster[k] for k in MESH_KNOBS if isinstance(roster.get(k), str) and roster[k]}
+    if not given:
+        return
+    config = {**read_config(paths.config), **given}
+    resolve_settings(config, {}, {})  # a bad value from the host is refused, not written
+    write_config(paths.config, config)
 
 
 def _attempts_left(started: Mapping[str, Any]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pykka
 
 from baton import PROTOCOL_VERSION, __version__
+from baton.actors.delivery_messages import GetDelivery, GetUserMessage, QueueUserMessage
 from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
     AddMachine,
@@ -75,6 +77,7 @@ class NodeServices:
         pairing: pykka.ActorRef[Any],
         counters: Counters,
         lease: pykka.ActorRef[Any] | None = None,
+        delivery: pykka.ActorRef[Any] | None = None,
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
@@ -86,6 +89,7 @@ class NodeServices:
         self.registry = registry
         self.peers = peers
         self.lease = lease
+        self.delivery = delivery
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -96,7 +100,11 @@ class NodeServices:
             pairing,
             registry,
             self._ask,
-            lambda: {"lease_store": settings.lease_store or None},
+            lambda: {
+                "lease_store": settings.lease_store or None,
+                "channel": settings.channel or None,
+                "agent": settings.agent,
+            },
             self.endpoints["http"],
         )
 
@@ -157,6 +165,7 @@ class NodeServices:
             "nickname": self.me.nickname,
             **self._lease(me, entries),
             "lease_store": self.settings.lease_store or None,
+            "delivery": None if self.delivery is None else self._ask(self.delivery, GetDelivery()),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),
@@ -164,6 +173,22 @@ class NodeServices:
             **self.endpoints,
             "counters": self.counters.snapshot(),
         }
+
+    def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
+        """Queue a user message for the channel (durably) and wait up to ``wait_s`` for
+        the channel to have it: ``status`` is "posted" (with ``message_id``) or "queued"
+        (it will be posted once a holder is reachable)."""
+        if self.delivery is None:
+            raise BadRequest("this machine has no channel; set one with `baton init --channel`")
+        if not self.settings.channel.startswith("local:"):
+            raise BadRequest("baton send posts through the bundled chat service (local:) only")
+        item_id = self._ask(self.delivery, QueueUserMessage(topic, text))
+        deadline = self.clock.monotonic_ms() + wait_s * 1000
+        while True:
+            view: dict[str, Any] = self._ask(self.delivery, GetUserMessage(item_id))
+            if view["status"] == "posted" or self.clock.monotonic_ms() >= deadline:
+                return view
+            time.sleep(0.02)  # an HTTP view may wait; it polls the actor's answer
 
     def _lease(self, me: MachineEntry, entries: Mapping[str, MachineEntry]) -> dict[str, Any]:
         """Who is awake, as the lease says; without a lease store, as the registry says."""

@@ -174,6 +174,19 @@ class Machine:
                 finally:
                     os.close(fd)
 
+    def signal_node(self, sig: signal.Signals) -> int | None:
+        """Send ``sig`` to the node alone (its supervisor restarts it after a kill -9);
+        the node's pid, or None if none runs."""
+        pid = self.live_pids()["node"]
+        if pid:
+            self.remember(pid)
+            fd = os.pidfd_open(pid)
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            finally:
+                os.close(fd)
+        return pid
+
     def counter(self, name: str) -> int:
         """One of the node's counters (0 if it never counted)."""
         return int(self.status()["counters"].get(name, 0))

@@ -277,3 +277,36 @@ class LeaseStoreError(BatonError):
     """The lease store could not be asked; the outcome of a write is unknown."""
 
     code = "lease_store_unavailable"
+
+
+# --- the message processing ledger -----------------------------------------------
+
+
+class LedgerError(BatonError):
+    """The ledger could not be read or written."""
+
+    code = "ledger_error"
+
+
+class LedgerCorrupt(LedgerError):
+    """The ledger file is not a ledger this baton can read; it was left untouched."""
+
+    code = "ledger_corrupt"
+
+
+class LedgerTransitionError(LedgerError):
+    """An illegal ledger transition was asked for; nothing changed."""
+
+    code = "ledger_transition"
+
+
+class UnknownEntry(LedgerError):
+    """The ledger has no entry under that key."""
+
+    code = "ledger_unknown"
+
+
+class MarkerRefused(PeerFault):
+    """A reply marker from a peer is malformed or inconsistent."""
+
+    code = "marker_refused"

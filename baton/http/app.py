@@ -45,6 +45,7 @@ class Services(Protocol):
     def leave(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -113,6 +114,17 @@ def _api(services: Services) -> Blueprint:
     @bp.get("/status")
     def status() -> ResponseReturnValue:
         return jsonify(services.status())
+
+    @bp.post("/send")
+    def send() -> ResponseReturnValue:
+        body = pairing.json_object()
+        topic, text, wait_s = body.get("topic"), body.get("text"), body.get("wait_s", 10)
+        if not isinstance(topic, str) or not isinstance(text, str):
+            raise BadRequest("expected {topic, text, wait_s?}: strings, and seconds to wait")
+        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or not 0 <= wait_s <= 60:
+            raise BadRequest("wait_s must be a number of seconds from 0 to 60")
+        view = services.send_message(topic, text, float(wait_s))
+        return jsonify(view), 201 if view["status"] == "posted" else 202
 
     return bp
 

@@ -49,6 +49,10 @@ class HomePaths:
         return self.machine_dir / "api-token"
 
     @property
+    def telegram_token(self) -> Path:
+        return self.machine_dir / "telegram-token"
+
+    @property
     def pairing_session(self) -> Path:
         return self.machine_dir / "pairing-session.json"
 

@@ -48,6 +48,9 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "pong": {"ping_id": str},
     "roster": {"machines": list},
     "lease": {"record": dict, "token": str},  # token: the store's, "" if unknown
+    "marker": {"marker": dict, "signature": str},  # a signed ReplyMarker (hex signature)
+    "user_message": {"item_id": str, "topic": str, "text": str},  # a standby forwards
+    "user_message_ack": {"item_id": str, "message_id": int},  # the holder posted it
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

@@ -24,10 +24,13 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
         names: list[str] | None = None,
         lease_ttl_ms: int | None = None,
         lease_store: str | None = None,
+        init_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Mesh:
         """With ``lease_ttl_ms``: a mesh with a lease store (``lease_store``, by default a
         git one on a bare repository in the mesh's directory), built by real pairing
-        (Mesh.pair_up) when ``up``."""
+        (Mesh.pair_up) when ``up``; ``init_args`` go to the first machine's init (the
+        others take the mesh's settings in pairing), ``env`` to every machine."""
         root = tmp_path / f"mesh{len(meshes)}"
         mesh = Mesh(root, names) if names else Mesh.of(root, n)
         meshes.append(mesh)
@@ -40,8 +43,9 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
             return mesh
         for m in mesh.machines:
             m.env["BATON_LEASE_TTL_MS"] = str(lease_ttl_ms)
+            m.env.update(env or {})
         store = lease_store or f"git+file://{root}/lease.git"
-        mesh.machines[0].init(None, None, "--lease-store", store)
+        mesh.machines[0].init(None, None, "--lease-store", store, *init_args)
         for m in mesh.machines[1:]:
             m.init()
         if up:

@@ -1,0 +1,114 @@
+"""DeliveryJobs: the blocking work of delivery, done off the DeliveryActor's thread.
+
+Agent runs go to a pool as wide as ``agent_workers``; sends, delivery checks and user
+posts to a small I/O pool. Each job tells its result to the actor as a message and
+never raises: an error is part of the result. After ``stop()`` nothing new starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pykka
+
+from baton.actors.delivery_messages import AgentDone, CheckDone, PostDone, SendDone
+from baton.agents.base import AgentFailed, AgentMessage, Turn
+from baton.channels.base import Channel, ChannelError
+from baton.core.errors import BatonError
+from baton.core.ledger import LedgerEntry
+from baton.outbox import FencedOutbox, NotHolder
+
+log = logging.getLogger("baton.delivery")
+
+IO_THREADS = 4
+
+
+class DeliveryJobs:
+    def __init__(
+        self,
+        run_agent: Callable[[AgentMessage, Sequence[Turn]], list[str]],
+        outbox: FencedOutbox,
+        channel: Channel,
+        agent_workers: int,
+    ) -> None:
+        self.run_agent = run_agent
+        self.outbox = outbox
+        self.channel = channel
+        self.agents = ThreadPoolExecutor(agent_workers, thread_name_prefix="baton-agent")
+        self.io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="baton-send")
+        self.actor: pykka.ActorRef[Any] | None = None
+        self.stopped = False
+
+    def _tell(self, message: object) -> None:
+        if self.actor is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.actor.tell(message)
+
+    def _submit(self, pool: ThreadPoolExecutor, job: Callable[[], object]) -> None:
+        if self.stopped:
+            return
+
+        def run() -> None:
+            try:
+                self._tell(job())
+            except Exception:  # a bug in a job: logged, never a silent lost result
+                log.exception("delivery job failed")
+
+        with contextlib.suppress(RuntimeError):  # the pool is shutting down
+            pool.submit(run)
+
+    def agent(self, term: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
+        message = AgentMessage(entry.topic, entry.message_id, entry.text, entry.sender)
+
+        def job() -> AgentDone:
+            try:
+                return AgentDone(term, entry.key, tuple(self.run_agent(message, history)))
+            except AgentFailed as exc:
+                return AgentDone(term, entry.key, None, exc.detail)
+
+        self._submit(self.agents, job)
+
+    def send(self, term: int, entry: LedgerEntry, index: int) -> None:
+        reply = entry.replies[index]
+
+        def job() -> SendDone:
+            try:
+                epoch, outcome = self.outbox.send(
+                    entry.chat_id, entry.thread_id, entry.message_id, reply.text, reply.reply_key
+                )
+            except NotHolder:
+                return SendDone(term, entry.key, index, None, None, "not_holder")
+            except ChannelError as exc:
+                return SendDone(term, entry.key, index, None, None, exc.detail or "unknown")
+            return SendDone(term, entry.key, index, epoch, outcome)
+
+        self._submit(self.io, job)
+
+    def check(self, term: int, entry: LedgerEntry, index: int) -> None:
+        reply_key = entry.replies[index].reply_key
+
+        def job() -> CheckDone:
+            try:
+                return CheckDone(term, entry.key, index, self.channel.delivered(reply_key))
+            except ChannelError as exc:
+                return CheckDone(term, entry.key, index, None, exc.detail or "unknown")
+
+        self._submit(self.io, job)
+
+    def post(self, item_id: str, topic: str, text: str) -> None:
+        def job() -> PostDone:
+            try:
+                return PostDone(item_id, self.channel.post_user_message(topic, text, item_id))
+            except BatonError as exc:
+                return PostDone(item_id, None, exc.detail)
+
+        self._submit(self.io, job)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.agents.shutdown(wait=False, cancel_futures=True)
+        self.io.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,331 @@
+"""BotApiChannel: the Channel port over Telegram's Bot API shape, for the bundled chat
+service (``local``, fencing) and Telegram (``telegram``, no fencing). Standard library only.
+
+Invariants:
+- parse_update() is pure and never raises on any JSON value: an update without an
+  integer update_id is None (dropped and counted), one that carries nothing to answer is
+  a SkippedUpdate naming why, anything else an InboundMessage whose text is valid
+  Unicode (lone surrogates become U+FFFD, counted as ``channel.replaced_text``).
+- Every request has a deadline for the whole exchange, the response body included, and
+  goes out without any proxy from the environment (the token is in the URL). Error
+  details never contain the token.
+- A send returns an outcome only when the sink said what happened; when it did not
+  (timeout, connection lost, 5xx, an answer that makes no sense) it raises ChannelError.
+- Without fencing (Telegram) no baton_* parameter is ever sent, delivered() is None and
+  post_user_message raises ChannelUnsupported.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+from baton.channels.base import (
+    ChannelError,
+    ChannelUnsupported,
+    InboundMessage,
+    OutboundReply,
+    PollConflict,
+    SendOutcome,
+    SkippedUpdate,
+    Update,
+)
+from baton.metrics import Counters
+
+# Never hand the bot token (it is in the URL) to an HTTP proxy named in the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+POLL_MARGIN_S = 1.0  # on top of the adapter's timeout and the long poll's
+MAX_POLL_WAIT_S = 50  # the longest long poll the Bot API allows
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+# --- parsing updates (pure) -------------------------------------------------------------
+
+
+def parse_update(raw: object, channel: str) -> Update | None:
+    """One raw update (any JSON value) -> InboundMessage, SkippedUpdate, or None when it
+    has no usable update_id. Never raises."""
+    return _parse(raw, channel)[0]
+
+
+def parse_updates(raws: Iterable[object], channel: str, counters: Counters | None) -> list[Update]:
+    """parse_update over a poll's result, counting what is dropped, skipped or repaired."""
+    out: list[Update] = []
+    for raw in raws:
+        update, replaced = _parse(raw, channel)
+        if counters is not None:
+            if update is None:
+                counters.inc("channel.dropped_no_id")
+            elif isinstance(update, SkippedUpdate):
+                counters.inc("channel.skipped." + update.reason.replace(" ", "_"))
+            if replaced:
+                counters.inc("channel.replaced_text")
+        if update is not None:
+            out.append(update)
+    return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(raw: object, channel: str) -> tuple[Update | None, bool]:
+    if not isinstance(raw, dict) or not _is_int(raw.get("update_id")):
+        return None, False
+    update_id: int = raw["update_id"]
+    msg = raw.get("message")
+    if msg is None:
+        return SkippedUpdate(update_id, "no message"), False
+    if not isinstance(msg, dict):
+        return SkippedUpdate(update_id, "malformed"), False
+    chat = msg.get("chat")
+    thread = msg.get("message_thread_id", 0)
+    thread = 0 if thread is None else thread
+    if not (
+        _is_int(msg.get("message_id"))
+        and isinstance(chat, dict)
+        and _is_int(chat.get("id"))
+        and _is_int(thread)
+    ):
+        return SkippedUpdate(update_id, "malformed"), False
+    text = msg.get("text")
+    if text is None:
+        return SkippedUpdate(update_id, "not text"), False
+    if not isinstance(text, str):
+        return SkippedUpdate(update_id, "malformed"), False
+    clean = valid_unicode(text)
+    message = InboundMessage(
+        channel=channel,
+        update_id=update_id,
+        chat_id=chat["id"],
+        thread_id=thread,
+        message_id=msg["message_id"],
+        text=clean,
+        sender=_sender(msg.get("from")),
+    )
+    return message, clean is not text
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` itself when it encodes as UTF-8, else a copy with every lone surrogate
+    replaced by U+FFFD (``encode("utf-8", "replace")`` would give "?")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _sender(sender: object) -> str:
+    if not isinstance(sender, dict):
+        return ""
+    username = sender.get("username")
+    if isinstance(username, str) and username:
+        return valid_unicode(username)
+    return str(sender["id"]) if _is_int(sender.get("id")) else ""
+
+
+# --- the adapter ------------------------------------------------------------------------
+
+
+class BotApiChannel:
+    """The Channel port over HTTP. ``fencing``: the sink is the bundled chat service, which
+    keeps the highest epoch and knows reply keys."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        token: str,
+        *,
+        fencing: bool,
+        poller_id: str = "",
+        timeout_s: float = 10.0,
+        counters: Counters | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.fencing = fencing
+        self.poller_id = poller_id
+        self.timeout_s = timeout_s
+        self.counters = counters
+
+    def poll(self, offset: int | None, timeout_s: float) -> list[Update]:
+        wait = max(0, min(MAX_POLL_WAIT_S, int(timeout_s)))
+        params: dict[str, Any] = {"limit": 100, "timeout": wait}
+        if offset is not None:
+            params["offset"] = offset
+        status, doc = self._bot("getUpdates", params, self.timeout_s + wait + POLL_MARGIN_S)
+        if status == 409:
+            self._count("conflict")
+            raise PollConflict(f"{self.name}: getUpdates: {_description(doc, status)}")
+        result = self._ok("getUpdates", status, doc).get("result")
+        if not isinstance(result, list):
+            raise self._fail("bad_response", "getUpdates: the result is not a list")
+        return parse_updates(result, self.name, self.counters)
+
+    def send(self, reply: OutboundReply) -> SendOutcome:
+        params: dict[str, Any] = {"chat_id": reply.chat_id, "text": reply.text}
+        if reply.thread_id:
+            params["message_thread_id"] = reply.thread_id
+        if reply.reply_to:
+            # A reply whose message was deleted is still sent (else it would never be).
+            params["reply_parameters"] = {
+                "message_id": reply.reply_to,
+                "allow_sending_without_reply": True,
+            }
+        if self.fencing:
+            params["baton_epoch"] = reply.epoch
+            params["baton_reply_key"] = reply.reply_key
+        status, doc = self._bot("sendMessage", params, self.timeout_s)
+        if status == 409 and self.fencing:
+            highest = _dig(doc, "parameters", "baton_highest_epoch")
+            if _is_int(highest):
+                return SendOutcome("stale", highest_epoch=highest)
+        result = self._ok("sendMessage", status, doc).get("result")
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        if not _is_int(message_id):
+            raise self._fail("bad_response", "sendMessage: no message_id in the result")
+        repeat = self.fencing and doc.get("baton_repeat") is True
+        return SendOutcome("repeat" if repeat else "accepted", message_id=message_id)
+
+    def delivered(self, reply_key: str) -> bool | None:
+        if not self.fencing:
+            return None
+        status, doc = self._bot("getReplyStatus", {"reply_key": reply_key}, self.timeout_s)
+        answer = self._ok("getReplyStatus", status, doc).get("result")
+        delivered = answer.get("delivered") if isinstance(answer, dict) else None
+        if not isinstance(delivered, bool):
+            raise self._fail("bad_response", "getReplyStatus: no delivered flag in the result")
+        return delivered
+
+    def post_user_message(self, topic: str, text: str, client_id: str) -> int:
+        if not self.fencing:
+            raise ChannelUnsupported(f"{self.name}: cannot post a message as the user")
+        path = f"/api/topics/{urllib.parse.quote(topic, safe='')}/messages"
+        body = {"text": text, "client_id": client_id}
+        status, doc = self._request(path, body, self.timeout_s)
+        if status not in (200, 201):
+            detail = doc.get("detail") if isinstance(doc, dict) else None
+            kind = "server_error" if status >= 500 else "refused"
+            raise self._fail(kind, f"posting to {topic}: HTTP {status}: {detail or doc!r}")
+        message_id = doc.get("message_id") if isinstance(doc, dict) else None
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise self._fail("bad_response", f"posting to {topic}: no message_id in the answer")
+        return message_id
+
+    # --- HTTP -----------------------------------------------------------------------
+
+    def _bot(self, method: str, params: dict[str, Any], timeout: float) -> tuple[int, Any]:
+        return self._request(f"/bot{self._token}/{method}", params, timeout, label=method)
+
+    def _ok(self, method: str, status: int, doc: Any) -> dict[str, Any]:
+        """The body of a successful Bot API answer, else ChannelError saying why."""
+        if status >= 500:
+            raise self._fail("server_error", f"{method}: {_description(doc, status)}")
+        if status >= 400:
+            raise self._fail("refused", f"{method}: {_description(doc, status)}")
+        if not isinstance(doc, dict) or doc.get("ok") is not True:
+            raise self._fail("bad_response", f"{method}: HTTP {status} without ok: true")
+        return doc
+
+    def _request(
+        self, path: str, body: Any, timeout: float, label: str | None = None
+    ) -> tuple[int, Any]:
+        """POST ``body`` as JSON; (status, decoded JSON body). Raises ChannelError when no
+        answer came within ``timeout`` or the answer is not JSON (5xx: it says so)."""
+        label = label or path
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "X-Baton-Machine": self.poller_id,
+            },
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            try:
+                response = _OPENER.open(request, timeout=timeout)
+            except urllib.error.HTTPError as exc:
+                response = exc
+            with response:
+                status = int(response.status or 0)
+                raw = _read_all(response, deadline) if response.fp is not None else b""
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            kind = "timeout" if isinstance(reason, TimeoutError) else "unreachable"
+            raise self._fail(kind, f"{label}: cannot reach {self.base_url}: {reason}") from None
+        except TimeoutError:
+            raise self._fail("timeout", f"{label}: no answer within {timeout:.1f} s") from None
+        except _ResponseTooLarge:
+            raise self._fail("bad_response", f"{label}: the answer is too large") from None
+        except (OSError, http.client.HTTPException) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise self._fail("unreachable", f"{label}: connection failed: {detail}") from None
+        try:
+            text, replaced = raw.decode("utf-8"), False
+        except UnicodeDecodeError:  # undecodable bytes become U+FFFD rather than stall us
+            text, replaced = raw.decode("utf-8", "replace"), True
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            kind = "server_error" if status >= 500 else "bad_response"
+            raise self._fail(kind, f"{label}: HTTP {status}, and the body is not JSON") from None
+        if replaced:
+            self._inc("channel.replaced_text")
+        return status, doc
+
+    def _fail(self, kind: str, detail: str) -> ChannelError:
+        self._count(kind)
+        return ChannelError(f"{self.name}: {detail}")
+
+    def _count(self, kind: str) -> None:
+        self._inc(f"channel.errors.{kind}")
+
+    def _inc(self, name: str) -> None:
+        if self.counters is not None:
+            self.counters.inc(name)
+
+
+class _ResponseTooLarge(Exception):
+    pass
+
+
+def _read_all(response: Any, deadline: float) -> bytes:
+    """The whole body, or TimeoutError once ``deadline`` passes: a server that trickles
+    bytes holds us at most one socket timeout past the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        chunk = response.read1(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _ResponseTooLarge
+        chunks.append(chunk)
+
+
+def _dig(doc: Any, *names: str) -> Any:
+    for name in names:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(name)
+    return doc
+
+
+def _description(doc: Any, status: int) -> str:
+    text = _dig(doc, "description")
+    return f"HTTP {status}: {text}" if isinstance(text, str) else f"HTTP {status}"

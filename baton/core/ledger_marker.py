@@ -1,0 +1,118 @@
+"""Reply markers: the holder's word to the standbys about a message's replies (sans-IO).
+
+A marker is ``prepared`` (these are the replies of message K, fixed under epoch E) or
+``committed`` (reply I of message K was delivered under epoch E). It carries the whole
+message, so a standby that never saw the message can create its entry; it carries no
+reply keys, because every machine derives them from the ledger key. Building a marker
+from an entry (marker_for) and applying one (apply_marker) are rules of the ledger and
+live in baton.core.ledger, which also re-exports ReplyMarker; this module is the value
+and its strict decoding only, and depends on nothing else of the ledger.
+
+Invariants:
+- A ReplyMarker that exists is well-formed: field types (no bool for an int), ids not
+  negative (except chat_id: Telegram group chats have negative ids), epoch >= 1, at most
+  MAX_REPLIES replies, strings that are valid Unicode (no lone surrogates),
+  ``key == f"{channel}:{topic}:{message_id}"`` and ``topic == f"{chat_id}/{thread_id}"``,
+  a committed marker names a reply it carries, a prepared one names none.
+- Decoding a peer's dict (from_json) yields one or raises MarkerRefused; unknown or
+  missing fields are refused, never ignored or defaulted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from baton.core.errors import MarkerRefused
+
+MAX_REPLIES = 10  # replies per message: the agent's, and a marker's
+MAX_ID = 2**53  # JSON-safe integers; an id beyond this is not from a real channel
+_CHANNEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+MarkerKind = Literal["prepared", "committed"]
+
+
+@dataclass(frozen=True)
+class ReplyMarker:
+    kind: MarkerKind
+    key: str
+    channel: str
+    topic: str
+    chat_id: int
+    thread_id: int
+    message_id: int
+    update_id: int | None
+    text: str
+    sender: str
+    epoch: int
+    replies: tuple[str, ...]
+    index: int | None = None  # committed: the reply delivered
+    sent_message_id: int | None = None  # committed: the delivered message, when known
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["replies"] = list(self.replies)
+        return doc
+
+    @classmethod
+    def from_json(cls, obj: object) -> ReplyMarker:
+        """Decode a peer's marker strictly: exactly the fields of to_json, checked."""
+        if not isinstance(obj, dict):
+            raise MarkerRefused("marker: expected an object")
+        missing, unknown = _FIELDS - set(obj), set(obj) - _FIELDS
+        if missing or unknown:
+            raise MarkerRefused(
+                f"marker: missing fields {sorted(missing)}, unknown {sorted(map(str, unknown))}"
+            )
+        if not isinstance(obj["replies"], list):
+            raise MarkerRefused("replies: expected a list")
+        return cls(**{**obj, "replies": tuple(obj["replies"])})
+
+
+_FIELDS = frozenset(f.name for f in fields(ReplyMarker))
+
+
+def _check(m: ReplyMarker) -> None:
+    if m.kind not in ("prepared", "committed"):
+        raise MarkerRefused("kind: expected 'prepared' or 'committed'")
+    for name in ("key", "channel", "topic", "text", "sender"):
+        _text(name, getattr(m, name))
+    if not _CHANNEL_RE.fullmatch(m.channel):
+        raise MarkerRefused("channel: expected a channel name")
+    _int("chat_id", m.chat_id, -MAX_ID)
+    for name in ("thread_id", "message_id"):
+        _int(name, getattr(m, name), 0)
+    _int("epoch", m.epoch, 1)
+    for name in ("update_id", "index", "sent_message_id"):
+        if getattr(m, name) is not None:
+            _int(name, getattr(m, name), 0)
+    if not isinstance(m.replies, tuple) or len(m.replies) > MAX_REPLIES:
+        raise MarkerRefused(f"replies: expected at most {MAX_REPLIES} texts")
+    for text in m.replies:
+        _text("replies", text)
+    if m.topic != f"{m.chat_id}/{m.thread_id}":
+        raise MarkerRefused("topic: does not match chat_id and thread_id")
+    if m.key != f"{m.channel}:{m.topic}:{m.message_id}":
+        raise MarkerRefused("key: does not match channel, topic and message_id")
+    if m.kind == "committed" and (m.index is None or m.index >= len(m.replies)):
+        raise MarkerRefused("index: a committed marker names one of its replies")
+    if m.kind == "prepared" and (m.index is not None or m.sent_message_id is not None):
+        raise MarkerRefused("index: a prepared marker names no reply")
+
+
+def _text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise MarkerRefused(f"{name}: expected a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MarkerRefused(f"{name}: not valid Unicode") from None
+
+
+def _int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_ID:
+        raise MarkerRefused(f"{name}: expected an integer in [{low}, {MAX_ID}]")

@@ -1,0 +1,147 @@
+"""Delivery's part of a node: the channel named by ``channel``, the ledger, the agent
+runner, the FencedOutbox, the DeliveryActor and the poller. The node composes them.
+
+A machine without a channel has none of this (it answers nothing). Without a lease
+store there is no failover: the machine the registry names awake acts with epoch 1 for
+as long as it runs, and the others never do.
+
+The Telegram bot token comes from BATON_TELEGRAM_TOKEN or from machine/telegram-token
+(0600; refused if others can read it). The secret store of a later issue replaces that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from baton.actors.delivery_actor import DeliveryActor
+from baton.actors.delivery_jobs import DeliveryJobs
+from baton.actors.delivery_messages import HolderIs, Polled
+from baton.actors.lease_actor import FencedOut
+from baton.agents.runner import AgentRunner
+from baton.channels import open_channel
+from baton.core.clock import Clock
+from baton.core.lease import LeaseChanged
+from baton.core.settings import Settings
+from baton.gate import LeaseGate
+from baton.metrics import Counters
+from baton.outbox import FencedOutbox
+from baton.poller import ChannelPoller, Cursor
+from baton.signing import Ed25519Signer, verify_ed25519
+from baton.stores.files import check_private_file
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import MachineIdentity
+from baton.stores.ledger_sqlite import SqliteLedger
+from baton.wire.envelope import Envelope
+from baton.wire.marker_transport import ReplyMarkerTransport
+
+log = logging.getLogger("baton.delivery")
+
+MAX_LONG_POLL_S = 10.0
+
+
+def telegram_token(paths: HomePaths, env: Mapping[str, str]) -> str | None:
+    if env.get("BATON_TELEGRAM_TOKEN"):
+        return env["BATON_TELEGRAM_TOKEN"].strip()
+    if paths.telegram_token.exists():
+        check_private_file(paths.telegram_token)
+        return paths.telegram_token.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+@dataclass
+class DeliveryParts:
+    actor: pykka.ActorRef[Any]
+    poller: ChannelPoller
+    runner: AgentRunner
+    ledger: SqliteLedger
+
+    def is_alive(self) -> bool:
+        return self.actor.is_alive() and self.poller.is_alive()
+
+    def holder_changed(self, change: LeaseChanged) -> None:
+        """A lease listener: tells the actor who holds now (it forwards user messages)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor.tell(HolderIs(change.holder))
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.actor.stop(timeout=10)
+        self.runner.stop()
+        self.ledger.close()
+
+
+def start_delivery(
+    settings: Settings,
+    paths: HomePaths,
+    identity: MachineIdentity,
+    clock: Clock,
+    send: Callable[[Envelope], bool],
+    counters: Counters,
+    lease_gate: LeaseGate | None,
+    lease: pykka.ActorRef[Any] | None,
+    founder: bool,
+) -> DeliveryParts | None:
+    if not settings.channel:
+        return None
+    me = identity.machine_id
+    channel = open_channel(
+        settings.channel,
+        poller_id=me,
+        telegram_token=telegram_token(paths, os.environ),
+        counters=counters,
+    )
+    gate = lease_gate
+    if gate is None:  # no lease store: the founder acts with epoch 1, nobody else
+        gate = LeaseGate()
+        gate.publish(1 if founder else None, float("inf") if founder else None)
+
+    def fenced(epoch: int, highest: int) -> None:
+        if lease is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                lease.tell(FencedOut(epoch, highest))
+
+    ledger = SqliteLedger(paths.ledger)
+    runner = AgentRunner(
+        settings.agent,
+        workers=settings.agent_workers,
+        timeout_s=settings.agent_timeout_ms / 1000,
+        counters=counters,
+    )
+    try:
+        runner.start()
+        outbox = FencedOutbox(channel, gate, clock, counters, fenced)
+        jobs = DeliveryJobs(runner.run, outbox, channel, settings.agent_workers)
+        cursor = Cursor()
+        signer = Ed25519Signer(me, identity.signing_key)
+        actor = DeliveryActor.start(
+            me,
+            settings,
+            ledger,
+            jobs,
+            gate,
+            cursor,
+            ReplyMarkerTransport(me, signer, send),
+            verify_ed25519,
+            clock,
+            counters,
+            os.urandom,
+        )
+        jobs.actor = actor
+    except BaseException:
+        runner.stop()
+        ledger.close()
+        raise
+    long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
+    poller = ChannelPoller(
+        channel, gate, clock, cursor, lambda u: actor.tell(Polled(u)), counters, long_poll_s
+    )
+    poller.start()
+    log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
+    return DeliveryParts(actor, poller, runner, ledger)

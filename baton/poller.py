@@ -1,0 +1,117 @@
+"""ChannelPoller: the one thread that calls the channel's getUpdates, and only while this
+machine holds the lease (it asks the LeaseGate right before every poll, so a standby
+never polls). What it gets goes to the DeliveryActor as Polled; the actor publishes the
+offset to poll with in a Cursor (the lowest update still pending: the channel confirms
+nothing that is not done).
+
+While nothing is pending it long-polls (at most a third of the ttl, so a poll never
+outlives the lease by much); while messages are in flight the channel would answer at
+once with the same updates, so it polls again only after progress (the cursor moved)
+or 200 ms. Errors back off from 0.5 s to 5 s; a 409 (another poller took over) is
+counted and waited out the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from baton.channels.base import Channel, ChannelError, PollConflict, Update
+from baton.core.clock import Clock
+from baton.gate import LeaseGate
+from baton.metrics import Counters
+
+log = logging.getLogger("baton.poller")
+
+BUSY_POLL_S = 0.2
+IDLE_WAIT_S = 0.2
+
+
+class Cursor:
+    """The offset to poll with and whether anything is pending (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset: int | None = None
+        self._pending = False
+        self.progress = threading.Event()
+
+    def publish(self, offset: int | None, pending: bool) -> None:
+        with self._lock:
+            moved = offset != self._offset
+            self._offset, self._pending = offset, pending
+        if moved:
+            self.progress.set()
+
+    def read(self) -> tuple[int | None, bool]:
+        with self._lock:
+            return self._offset, self._pending
+
+
+class ChannelPoller:
+    def __init__(
+        self,
+        channel: Channel,
+        gate: LeaseGate,
+        clock: Clock,
+        cursor: Cursor,
+        deliver: Callable[[tuple[Update, ...]], Any],
+        counters: Counters,
+        long_poll_s: float,
+    ) -> None:
+        self.channel = channel
+        self.gate = gate
+        self.clock = clock
+        self.cursor = cursor
+        self.deliver = deliver
+        self.counters = counters
+        self.long_poll_s = max(0.0, long_poll_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="baton-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self.cursor.progress.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            if self.gate.current(self.clock.monotonic_ms()) is None:
+                self._stop.wait(IDLE_WAIT_S)
+                continue
+            offset, pending = self.cursor.read()
+            self.cursor.progress.clear()
+            try:
+                self.counters.inc("poll.calls")
+                updates = self.channel.poll(offset, 0 if pending else self.long_poll_s)
+            except PollConflict as exc:
+                self.counters.inc("poll.conflict")
+                log.warning("poll: %s", exc.detail)
+                self._stop.wait(backoff)
+                backoff = min(5.0, backoff * 2)
+                continue
+            except ChannelError as exc:
+                self.counters.inc("poll.failed")
+                log.warning("poll failed: %s", exc.detail)
+                self._stop.wait(backoff)
+                backoff = min(5.0, backoff * 2)
+                continue
+            backoff = 0.5
+            if updates:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self.deliver(tuple(updates))
+            if pending or updates:
+                self.cursor.progress.wait(BUSY_POLL_S)

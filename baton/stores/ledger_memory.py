@@ -1,0 +1,159 @@
+"""MemoryLedger: the Ledger port in memory, the twin of SqliteLedger (tests, simulations).
+
+Invariants:
+- One lock makes every call atomic; a call that raises changed nothing (entries are
+  frozen values and are replaced only after the pure transition returned).
+- The rules are those of baton.core.ledger and baton.core.ledger_marker, nothing more;
+  both adapters pass tests/contract/test_ledger.py.
+- Nothing survives the process (that is the only difference from SqliteLedger).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec
+
+from baton.core import ledger as rules
+from baton.core.errors import LedgerError, UnknownEntry
+from baton.core.inbound import InboundMessage
+from baton.core.ledger import (
+    DELIVERED,
+    LedgerEntry,
+    LedgerState,
+    QueuedMessage,
+    ReplyMarker,
+    apply_marker,
+)
+
+P = ParamSpec("P")
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, LedgerEntry] = {}
+        self._queue: dict[str, tuple[int, QueuedMessage]] = {}
+        self._seq = 0
+        self._closed = False
+
+    def _open(self) -> None:
+        if self._closed:
+            raise LedgerError("the memory ledger is closed")
+
+    def _advance(
+        self,
+        key: str,
+        step: Callable[Concatenate[LedgerEntry, P], LedgerEntry],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> LedgerEntry:
+        with self._lock:
+            self._open()
+            entry = self._entries.get(key)
+            if entry is None:
+                raise UnknownEntry(f"no ledger entry {key!r}")
+            entry = step(entry, *args, **kwargs)
+            self._entries[key] = entry
+            return entry
+
+    def record(self, msg: InboundMessage, now_ms: float) -> tuple[LedgerEntry, bool]:
+        with self._lock:
+            self._open()
+            found = self._entries.get(msg.key)
+            if found is not None:
+                return found, False
+            entry = self._entries[msg.key] = LedgerEntry.of(msg, now_ms)
+            return entry, True
+
+    def get(self, key: str) -> LedgerEntry | None:
+        with self._lock:
+            self._open()
+            return self._entries.get(key)
+
+    def begin(self, key: str, now_ms: float) -> LedgerEntry:
+        return self._advance(key, rules.begin, now_ms)
+
+    def fail(self, key: str, error: str, now_ms: float) -> LedgerEntry:
+        return self._advance(key, rules.fail, error, now_ms)
+
+    def prepare(self, key: str, replies: Sequence[str], epoch: int, now_ms: float) -> LedgerEntry:
+        return self._advance(key, rules.prepare, replies, epoch, now_ms)
+
+    def commit(
+        self, key: str, index: int, message_id: int | None, epoch: int, now_ms: float
+    ) -> LedgerEntry:
+        return self._advance(key, rules.commit, index, message_id, epoch, now_ms)
+
+    def ack(self, key: str, now_ms: float) -> LedgerEntry:
+        return self._advance(key, rules.ack, now_ms)
+
+    def apply_marker(self, marker: ReplyMarker, now_ms: float) -> LedgerEntry:
+        with self._lock:
+            self._open()
+            entry = apply_marker(self._entries.get(marker.key), marker, now_ms)
+            self._entries[marker.key] = entry
+            return entry
+
+    def pending(self) -> list[LedgerEntry]:
+        with self._lock:
+            self._open()
+            waiting = [e for e in self._entries.values() if not e.done]
+        return sorted(waiting, key=rules.pending_order)
+
+    def history(self, topic: str, before_message_id: int, limit: int) -> list[LedgerEntry]:
+        with self._lock:
+            self._open()
+            found = [
+                e
+                for e in self._entries.values()
+                if e.topic == topic and e.message_id < before_message_id and e.state in DELIVERED
+            ]
+        found.sort(key=lambda e: (e.message_id, e.key))
+        return found[-limit:] if limit > 0 else []
+
+    def prune(self, now_ms: float, max_age_ms: float, max_entries: int) -> int:
+        with self._lock:
+            self._open()
+            acked = sorted(
+                (e for e in self._entries.values() if e.done), key=lambda e: (e.updated_ms, e.key)
+            )
+            old = [e for e in acked if e.updated_ms < now_ms - max_age_ms]
+            excess = max(0, len(self._entries) - len(old) - max(0, max_entries))
+            victims = old + acked[len(old) : len(old) + excess]
+            for e in victims:
+                del self._entries[e.key]
+            return len(victims)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            self._open()
+            counts = {state.value: 0 for state in LedgerState}
+            for e in self._entries.values():
+                counts[e.state.value] += 1
+            return counts
+
+    def queue_put(self, item_id: str, topic: str, text: str, now_ms: float) -> bool:
+        rules.check_text(item_id=item_id, topic=topic, text=text)
+        with self._lock:
+            self._open()
+            if item_id in self._queue:
+                return False
+            self._seq += 1
+            self._queue[item_id] = (self._seq, QueuedMessage(item_id, topic, text, now_ms))
+            return True
+
+    def queue_items(self) -> list[QueuedMessage]:
+        with self._lock:
+            self._open()
+            items = sorted(self._queue.values(), key=lambda q: (q[1].queued_ms, q[0]))
+        return [item for _, item in items]
+
+    def queue_remove(self, item_id: str) -> None:
+        with self._lock:
+            self._open()
+            self._queue.pop(item_id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True

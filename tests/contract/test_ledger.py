@@ -1,0 +1,565 @@
+"""One contract, every Ledger: MemoryLedger and SqliteLedger (a real file under tmp_path).
+SQLite only: it survives close and kill -9, keeps its files private, and refuses a
+corrupt file without touching it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.core.errors import LedgerCorrupt, LedgerError, LedgerTransitionError, UnknownEntry
+from baton.core.inbound import InboundMessage
+from baton.core.ledger import Ledger, LedgerState, ReplyMarker, marker_for
+from baton.stores.ledger_memory import MemoryLedger
+from baton.stores.ledger_sqlite import SqliteLedger
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
+S = LedgerState
+
+
+def msg(
+    message_id: int, update_id: int | None = None, chat: int = 1, thread: int = 0
+) -> InboundMessage:
+    update = message_id if update_id is None else update_id
+    return InboundMessage("memory", update, chat, thread, message_id, f"m{message_id}", "ann")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    made: Ledger = (
+        MemoryLedger() if request.param == "memory" else SqliteLedger(tmp_path / "l.sqlite")
+    )
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def finish(ledger: Ledger, key: str, now: float, replies: tuple[str, ...] = ("r",)) -> None:
+    """Take an entry all the way to acked."""
+    ledger.begin(key, now)
+    ledger.prepare(key, replies, 1, now)
+    for n in range(len(replies)):
+        ledger.commit(key, n, 1000 + n, 1, now)
+    ledger.ack(key, now)
+
+
+def test_record_is_idempotent(ledger: Ledger) -> None:
+    entry, new = ledger.record(msg(7), 1.0)
+    assert new and entry.state is S.RECEIVED and entry.received_ms == 1.0
+    ledger.begin(entry.key, 2.0)
+    again, new = ledger.record(msg(7), 3.0)
+    assert not new and again.state is S.PROCESSING and again == ledger.get(entry.key)
+    assert ledger.counts()[S.PROCESSING.value] == 1 and sum(ledger.counts().values()) == 1
+
+
+def test_the_full_lifecycle(ledger: Ledger) -> None:
+    key = ledger.record(msg(7), 1.0)[0].key
+    assert ledger.begin(key, 2.0).attempts == 1
+    assert ledger.fail(key, "agent crashed", 3.0).last_error == "agent crashed"
+    assert ledger.begin(key, 4.0).attempts == 2
+    prepared = ledger.prepare(key, ["one", "two"], 5, 5.0)
+    assert prepared.state is S.PREPARED and prepared.prepared_epoch == 5
+    assert ledger.prepare(key, ["other"], 6, 6.0) == prepared  # the first texts win
+    assert ledger.commit(key, 1, 71, 5, 7.0).state is S.PREPARED
+    assert ledger.commit(key, 1, 99, 6, 7.5).replies[1].message_id == 71
+    committed = ledger.commit(key, 0, 70, 5, 8.0)
+    assert committed.state is S.COMMITTED and committed.uncommitted() == ()
+    acked = ledger.ack(key, 9.0)
+    assert acked.done and acked.updated_ms == 9.0 and ledger.get(key) == acked
+    assert [(r.text, r.message_id, r.epoch) for r in acked.replies] == [
+        ("one", 70, 5),
+        ("two", 71, 5),
+    ]
+
+
+def test_an_illegal_step_raises_and_changes_nothing(ledger: Ledger) -> None:
+    key = ledger.record(msg(7), 1.0)[0].key
+    before = ledger.get(key)
+    steps: list[Callable[[], object]] = [
+        lambda: ledger.ack(key, 2.0),
+        lambda: ledger.fail(key, "x", 2.0),
+        lambda: ledger.commit(key, 0, 1, 1, 2.0),
+        lambda: ledger.prepare(key, ["r"] * 11, 1, 2.0),
+    ]
+    for step in steps:
+        with pytest.raises(LedgerTransitionError):
+            step()
+        assert ledger.get(key) == before
+    ledger.begin(key, 3.0)
+    ledger.prepare(key, ["r"], 1, 4.0)
+    with pytest.raises(LedgerTransitionError):
+        ledger.commit(key, 1, 1, 1, 5.0)
+    assert ledger.get(key) == ledger.prepare(key, ["r"], 1, 4.0)
+
+
+def test_unknown_keys(ledger: Ledger) -> None:
+    assert ledger.get("memory:1/0:404") is None
+    steps: list[Callable[[str], object]] = [
+        lambda k: ledger.begin(k, 1.0),
+        lambda k: ledger.fail(k, "x", 1.0),
+        lambda k: ledger.prepare(k, ["r"], 1, 1.0),
+        lambda k: ledger.commit(k, 0, 1, 1, 1.0),
+        lambda k: ledger.ack(k, 1.0),
+    ]
+    for step in steps:
+        with pytest.raises(UnknownEntry) as caught:
+            step("memory:1/0:404")
+        assert caught.value.code == "ledger_unknown"
+
+
+def test_markers_create_and_advance_entries_once(ledger: Ledger) -> None:
+    holder = MemoryLedger()
+    key = holder.record(msg(7), 1.0)[0].key
+    holder.begin(key, 1.0)
+    prepared = marker_for(holder.prepare(key, ["a", "b"], 4, 2.0), "prepared", 4)
+    c0 = marker_for(holder.commit(key, 0, 50, 4, 3.0), "committed", 4, 0)
+    c1 = marker_for(holder.commit(key, 1, 51, 4, 4.0), "committed", 4, 1)
+    assert ledger.apply_marker(c1, 10.0).state is S.PREPARED  # created from a commit
+    first = ledger.apply_marker(prepared, 11.0)
+    assert first == ledger.get(key) and ledger.apply_marker(c1, 12.0) == first
+    done = ledger.apply_marker(c0, 13.0)
+    source = holder.get(key)
+    assert source is not None and done.state is S.COMMITTED and done.replies == source.replies
+    acked = ledger.ack(key, 14.0)
+    for marker in (prepared, c0, c1):
+        assert ledger.apply_marker(marker, 15.0) == acked == ledger.get(key)
+
+
+def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> None:
+    ledger.record(msg(30, update_id=3), 1.0)
+    ledger.record(msg(10, update_id=1), 1.0)
+    finish(ledger, ledger.record(msg(20, update_id=2), 1.0)[0].key, 2.0)
+    ledger.record(msg(29, update_id=3), 1.0)  # same update id: by message id
+    holder = MemoryLedger()
+    holder.record(InboundMessage("memory", 0, 1, 0, 5, "x", "ann"), 1.0)
+    holder.begin("memory:1/0:5", 1.0)
+    marker = marker_for(holder.prepare("memory:1/0:5", ["r"], 1, 1.0), "prepared", 1)
+    ledger.apply_marker(marker, 1.0)  # this entry's update id is 0
+    for n in (41, 40):  # created from markers without an update id: last, by message id
+        nameless = marker.to_json() | {"update_id": None, "message_id": n, "key": f"memory:1/0:{n}"}
+        ledger.apply_marker(ReplyMarker.from_json(nameless), 1.0)
+    ledger.begin("memory:1/0:10", 3.0)
+    assert [(e.update_id, e.message_id) for e in ledger.pending()] == [
+        (0, 5),
+        (1, 10),
+        (3, 29),
+        (3, 30),
+        (None, 40),
+        (None, 41),
+    ]
+
+
+def test_history_of_a_topic(ledger: Ledger) -> None:
+    for n in range(1, 9):
+        key = ledger.record(msg(n), float(n))[0].key
+        if n == 7:  # committed, not acked: delivered all the same
+            ledger.begin(key, 7.0)
+            ledger.prepare(key, ["r"], 1, 7.0)
+            ledger.commit(key, 0, 1, 1, 7.0)
+        elif n != 4:  # 4 stays received: nothing to show yet
+            finish(ledger, key, float(n))
+    finish(ledger, ledger.record(msg(3, chat=2), 1.0)[0].key, 1.0)  # another topic
+    assert [e.message_id for e in ledger.history("1/0", 7, 3)] == [3, 5, 6]
+    assert [e.message_id for e in ledger.history("1/0", 100, 100)] == [1, 2, 3, 5, 6, 7, 8]
+    assert [e.message_id for e in ledger.history("2/0", 100, 10)] == [3]
+    assert ledger.history("1/0", 1, 10) == [] and ledger.history("1/0", 100, 0) == []
+    assert ledger.history("9/0", 100, 10) == []
+
+
+def test_history_counts_committed_but_not_prepared_entries(ledger: Ledger) -> None:
+    a, b = (ledger.record(msg(n), 1.0)[0].key for n in (1, 2))
+    for key in (a, b):
+        ledger.begin(key, 1.0)
+        ledger.prepare(key, ["r"], 1, 1.0)
+    ledger.commit(a, 0, 9, 1, 2.0)
+    assert [e.key for e in ledger.history("1/0", 10, 10)] == [a]
+
+
+def test_prune_never_deletes_a_pending_entry(ledger: Ledger) -> None:
+    keys = [ledger.record(msg(n), 0.0)[0].key for n in range(6)]
+    ledger.begin(keys[1], 0.0)
+    ledger.prepare(keys[2], ["r"], 1, 0.0)
+    ledger.prepare(keys[3], ["r"], 1, 0.0)
+    ledger.commit(keys[3], 0, 1, 1, 0.0)  # committed, not acked: the cursor is behind it
+    finish(ledger, keys[4], 0.0)
+    finish(ledger, keys[5], 0.0)
+    assert ledger.prune(now_ms=10**12, max_age_ms=1.0, max_entries=0) == 2
+    assert [e.key for e in ledger.pending()] == keys[:4]
+    assert ledger.counts()[S.ACKED.value] == 0
+
+
+def test_prune_honours_age_then_count(ledger: Ledger) -> None:
+    keys = [ledger.record(msg(n), 0.0)[0].key for n in range(10)]
+    for n, key in enumerate(keys[:8]):
+        finish(ledger, key, float(100 * n))  # acked at 0, 100, ..., 700
+    assert ledger.prune(now_ms=750.0, max_age_ms=1000.0, max_entries=100) == 0
+    assert ledger.prune(now_ms=1250.0, max_age_ms=1000.0, max_entries=100) == 3  # 0..200
+    assert ledger.get(keys[2]) is None and ledger.get(keys[3]) is not None
+    assert ledger.prune(now_ms=1250.0, max_age_ms=1000.0, max_entries=5) == 2  # oldest first
+    assert ledger.get(keys[4]) is None and ledger.get(keys[5]) is not None
+    assert sum(ledger.counts().values()) == 5 and ledger.prune(1250.0, 1000.0, 5) == 0
+    assert ledger.prune(now_ms=1250.0, max_age_ms=1000.0, max_entries=1) == 3
+    assert {e.key for e in ledger.pending()} == set(keys[8:])
+
+
+def test_the_user_message_queue(ledger: Ledger) -> None:
+    assert ledger.queue_items() == []
+    assert ledger.queue_put("id-b", "1/0", "second", 20.0)
+    assert ledger.queue_put("id-a", "1/0", "first", 10.0)
+    assert ledger.queue_put("id-c", "2/0", "third", 20.0)
+    assert not ledger.queue_put("id-a", "1/0", "changed", 30.0)
+    items = ledger.queue_items()
+    assert [(q.item_id, q.text, q.queued_ms) for q in items] == [
+        ("id-a", "first", 10.0),
+        ("id-b", "second", 20.0),
+        ("id-c", "third", 20.0),
+    ]
+    ledger.queue_remove("id-b")
+    ledger.queue_remove("id-b")  # gone already: not an error
+    assert [q.item_id for q in ledger.queue_items()] == ["id-a", "id-c"]
+    assert ledger.queue_items()[1].topic == "2/0"
+
+
+def test_the_queue_refuses_what_cannot_be_stored(ledger: Ledger) -> None:
+    with pytest.raises(LedgerTransitionError):
+        ledger.queue_put("id-x", "1/0", "lone \ud800 surrogate", 1.0)
+    assert ledger.queue_items() == []
+    assert ledger.queue_put("id-x", "1/0", "fine \u2603", 1.0)
+    assert ledger.queue_items()[0].text == "fine \u2603"
+
+
+def test_counts_name_every_state(ledger: Ledger) -> None:
+    assert ledger.counts() == {s.value: 0 for s in S}
+    ledger.record(msg(1), 1.0)
+    ledger.begin(ledger.record(msg(2), 1.0)[0].key, 1.0)
+    finish(ledger, ledger.record(msg(3), 1.0)[0].key, 1.0)
+    assert ledger.counts() == {
+        "received": 1,
+        "processing": 1,
+        "reply-prepared": 0,
+        "reply-committed": 0,
+        "acked": 1,
+    }
+
+
+def test_threads_record_each_message_once(ledger: Ledger) -> None:
+    news: list[bool] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for n in range(40):
+            _, new = ledger.record(msg(n), 1.0)
+            with lock:
+                news.append(new)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert len(news) == 160 and news.count(True) == 40
+    assert ledger.counts()["received"] == 40
+
+
+def test_a_closed_ledger_refuses_calls(ledger: Ledger) -> None:
+    ledger.close()
+    with pytest.raises(LedgerError):
+        ledger.record(msg(1), 1.0)
+    with pytest.raises(LedgerError):
+        ledger.pending()
+
+
+# --- SQLite only --------------------------------------------------------------------
+
+
+def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    first = SqliteLedger(path)
+    keys = [first.record(msg(n), 1.0)[0].key for n in range(3)]
+    finish(first, keys[0], 2.0, ("a", "b"))
+    first.begin(keys[1], 3.0)
+    first.queue_put("id-1", "1/0", "hello", 4.0)
+    before = [first.get(k) for k in keys]
+    first.close()
+    second = SqliteLedger(path)
+    try:
+        assert [second.get(k) for k in keys] == before
+        assert [q.item_id for q in second.queue_items()] == ["id-1"]
+        assert not second.record(msg(1), 9.0)[1]
+    finally:
+        second.close()
+
+
+def test_sqlite_files_are_private(tmp_path: Path) -> None:
+    old = os.umask(0)  # the widest umask: the ledger must not depend on it
+    try:
+        ledger = SqliteLedger(tmp_path / "l.sqlite")
+    finally:
+        os.umask(old)
+    try:
+        ledger.record(msg(1), 1.0)
+        for name in ("l.sqlite", "l.sqlite-wal", "l.sqlite-shm"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "l.sqlite",
+            "l.sqlite-shm",
+            "l.sqlite-wal",
+        ]
+    finally:
+        ledger.close()
+
+
+def test_sqlite_narrows_a_wider_mode_it_finds(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    SqliteLedger(path).close()
+    path.chmod(0o644)
+    SqliteLedger(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_sqlite_needs_its_directory(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="does not exist") as caught:
+        SqliteLedger(tmp_path / "missing" / "l.sqlite")
+    assert not isinstance(caught.value, LedgerCorrupt)
+    assert not (tmp_path / "missing").exists()
+
+
+def real_ledger(path: Path, entries: int = 200) -> None:
+    ledger = SqliteLedger(path)
+    for n in range(entries):
+        ledger.record(InboundMessage("memory", n, 1, 0, n, "x" * 300, "ann"), 1.0)
+    ledger.close()
+
+
+def truncated(path: Path) -> None:
+    real_ledger(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def garbled(path: Path) -> None:
+    real_ledger(path)
+    data = bytearray(path.read_bytes())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+    data[2 * 4096 : 3 * 4096] = b"\xff" * 4096  # page 3 (an index): PRAGMA quick_check fails
+    path.write_bytes(bytes(data))
+
+
+def wrong_version(path: Path) -> None:
+    real_ledger(path, 3)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+
+def wrong_version_in_the_wal(path: Path) -> None:
+    """As a kill -9 leaves it: the last change only in the -wal, not yet in the file
+    (a read-write open would checkpoint it into the file: the file must stay as it is)."""
+    real_ledger(path.with_name("origin.sqlite"), 3)
+    db = sqlite3.connect(path.with_name("origin.sqlite"))
+    try:
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        db.commit()
+        for suffix in ("", "-wal"):
+            path.with_name(f"l.sqlite{suffix}").write_bytes(
+                path.with_name(f"origin.sqlite{suffix}").read_bytes()
+            )
+    finally:
+        db.close()
+    assert path.with_name("l.sqlite-wal").stat().st_size > 0
+
+
+def foreign_database(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (body TEXT)")
+    db.commit()
+    db.close()
+
+
+CORRUPT: dict[str, Callable[[Path], object]] = {
+    "random bytes": lambda p: p.write_bytes(os.urandom(8192)),
+    "an empty file": lambda p: p.write_bytes(b""),
+    "a truncated ledger": truncated,
+    "a garbled page": garbled,
+    "a wrong schema version": wrong_version,
+    "a wrong schema version in the wal": wrong_version_in_the_wal,
+    "another program's database": foreign_database,
+}
+
+
+@pytest.mark.parametrize("make", CORRUPT.values(), ids=list(CORRUPT))
+def test_a_corrupt_file_is_refused_and_left_untouched(
+    tmp_path: Path, make: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "l.sqlite"
+    make(path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    for _ in range(2):  # refused every time, not repaired the first
+        with pytest.raises(LedgerCorrupt) as caught:
+            SqliteLedger(path)
+        assert str(path) in caught.value.detail and "untouched" in caught.value.detail
+        assert caught.value.code == "ledger_corrupt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()} == (
+        digests
+    )
+
+
+# --- kill -9 ------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from pathlib import Path
+from baton.core.inbound import InboundMessage
+from baton.stores.ledger_sqlite import SqliteLedger
+
+ledger = SqliteLedger(Path(sys.argv[1]))
+n = 0
+while True:
+    key = ledger.record(InboundMessage("memory", n, 1, 0, n, "m", "ann"), n)[0].key
+    print("received", key, flush=True)
+    ledger.begin(key, n)
+    print("processing", key, flush=True)
+    ledger.prepare(key, ["r%d" % n], 1, n)
+    print("reply-prepared", key, flush=True)
+    ledger.commit(key, 0, n, 1, n)
+    print("reply-committed", key, flush=True)
+    ledger.ack(key, n)
+    print("acked", key, flush=True)
+    ledger.queue_put("q%d" % n, "1/0", "t", n)
+    print("queued", "q%d" % n, flush=True)
+    n += 1
+"""
+
+
+def read_lines(proc: subprocess.Popen[bytes], count: int, deadline: float) -> list[str]:
+    """Complete lines from ``proc``'s stdout until ``count`` are in (or the deadline)."""
+    assert proc.stdout is not None
+    fd, buf = proc.stdout.fileno(), b""
+    lines: list[str] = []
+    while len(lines) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"the writer printed only {len(lines)} lines in time"
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        assert chunk, f"the writer exited early ({proc.poll()})"
+        buf += chunk
+        *done, buf = buf.split(b"\n")
+        lines.extend(line.decode() for line in done)
+    return lines
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kill_after", [1, 9, 40, 150])
+def test_every_step_reported_survives_kill_9(tmp_path: Path, kill_after: int) -> None:
+    path = tmp_path / "l.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    try:
+        lines = read_lines(proc, kill_after, time.monotonic() + 20)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        assert proc.stdout is not None
+        rest = proc.stdout.read().decode()  # printed before the kill, not read yet
+        lines += rest.split("\n")[:-1]  # the last piece is an unfinished line (or "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    ledger = SqliteLedger(path)  # opens cleanly: quick_check and schema pass
+    try:
+        queued = {q.item_id for q in ledger.queue_items()}
+        for line in lines:
+            what, key = line.split()
+            if what == "queued":
+                assert key in queued, line
+                continue
+            entry = ledger.get(key)
+            assert entry is not None and entry.state.rank >= S(what).rank, line
+        ledger.record(msg(10**6), 1.0)  # and takes new writes
+    finally:
+        ledger.close()
+
+
+DIE_WHILE_CREATING = """
+import os, signal, sqlite3, sys
+from pathlib import Path
+import baton.stores.ledger_sqlite as adapter
+
+def die(*_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "before-link":
+    adapter.os.link = die
+else:  # in the middle of writing the schema
+    connect = sqlite3.connect
+    def dying_connect(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        def authorize(action, *_):
+            if action == sqlite3.SQLITE_CREATE_INDEX:
+                die()
+            return sqlite3.SQLITE_OK
+        db.set_authorizer(authorize)
+        return db
+    adapter.sqlite3.connect = dying_connect
+adapter.SqliteLedger(Path(sys.argv[1]))
+print("created")
+"""
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("where", ["mid-schema", "before-link"])
+def test_a_kill_9_while_creating_leaves_no_ledger(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "l.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DIE_WHILE_CREATING, str(path), where],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    assert not path.exists() and out == b""
+    ledger = SqliteLedger(path)  # a fresh ledger, not a corrupt one
+    try:
+        assert ledger.record(msg(1), 1.0)[1]
+    finally:
+        ledger.close()

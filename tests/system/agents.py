@@ -1,0 +1,19 @@
+"""Agents for the system tests (loaded by the nodes' worker processes as
+python:tests.system.agents:NAME)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def flaky(message: Any, history: Any) -> list[str]:
+    """Crashes its worker on "crash ...", hangs on "hang ...", echoes anything else."""
+    text = message.text
+    if text.startswith("crash"):
+        os._exit(3)
+    if text.startswith("hang"):
+        while True:
+            time.sleep(60)
+    return [f"echo: {text} (earlier turns: {len(history)})"]

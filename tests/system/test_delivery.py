@@ -1,0 +1,229 @@
+"""Exactly-once replies with real processes: two machines on a real git remote, the
+bundled chat service as the channel, the echo agent in worker processes. Faults: kill -9
+of the holder's node (its supervisor restarts it as a standby) and SIGSTOP pauses longer
+than the ttl. The judge is the chat service's raw log of send attempts: every message
+has exactly one accepted reply, none is missing, and replies within a topic keep the
+order of their messages."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baton.channels.chat_server import ChatServer
+from tools.mesh import Machine, Mesh, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
+
+TTL_MS = 2000
+TOPICS = [f"t{i}" for i in range(5)]
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(url: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with _OPENER.open(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def chat(tmp_path: Path) -> Iterator[ChatServer]:
+    server = ChatServer(tmp_path / "chat.sqlite")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def post(chat: ChatServer, topic: str, text: str) -> int:
+    return int(http(f"{chat.url}/api/topics/{topic}/messages", {"text": text})["message_id"])
+
+
+def sends(chat: ChatServer) -> list[dict[str, Any]]:
+    return list(http(f"{chat.url}/api/sends")["sends"])
+
+
+def holder(mesh: Mesh) -> Machine | None:
+    for m in mesh.machines:
+        try:
+            if m.status()["role"] == "awake":
+                return m
+        except Exception:  # a node being restarted does not answer
+            continue
+    return None
+
+
+def start_mesh(
+    make_mesh: Callable[..., Mesh], chat: ChatServer, agent: str = "echo", **env: str
+) -> Mesh:
+    mesh = make_mesh(
+        2,
+        names=["alpha", "bravo"],
+        lease_ttl_ms=TTL_MS,
+        init_args=("--channel", f"local:{chat.url}", "--agent", agent),
+        env=env,
+    )
+    wait_for(lambda: holder(mesh) is not None, 60, "a holder")
+    return mesh
+
+
+def answered(chat: ChatServer, expected: set[int]) -> bool:
+    accepted = {s["reply_to"] for s in sends(chat) if s["outcome"] == "accepted"}
+    return expected <= accepted
+
+
+def check_exactly_once(chat: ChatServer, posted: dict[int, tuple[str, str]]) -> Counter[str]:
+    """Every posted message has exactly one accepted reply, in its topic's order; the
+    outcomes of every send attempt are returned (stale and repeat ones are allowed)."""
+    log = sends(chat)
+    accepted = [s for s in log if s["outcome"] == "accepted"]
+    per_message = Counter(s["reply_to"] for s in accepted)
+    missing = sorted(set(posted) - set(per_message))
+    doubled = sorted(m for m, n in per_message.items() if n > 1)
+    assert not missing, f"{len(missing)} messages never answered, e.g. {missing[:5]}"
+    assert not doubled, f"{len(doubled)} messages answered twice, e.g. {doubled[:5]}"
+    assert set(per_message) == set(posted), "a reply to a message nobody posted"
+    for topic in TOPICS:
+        messages = http(f"{chat.url}/api/topics/{topic}/messages")["messages"]
+        replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
+        assert replies == sorted(replies), f"replies in {topic} out of order"
+        for m in messages:
+            if m["from"] == "bot":
+                assert m["text"].startswith(f"echo: {posted[m['reply_to']][1]} ")
+    return Counter(s["outcome"] for s in log)
+
+
+def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str, str]]:
+    """Post n messages round-robin over TOPICS at about 50 a second."""
+    posted: dict[int, tuple[str, str]] = {}
+    for i in range(n):
+        if stop.is_set():
+            break
+        topic = TOPICS[i % len(TOPICS)]
+        text = f"m{i}"
+        posted[post(chat, topic, text)] = (topic, text)
+        stop.wait(0.02)
+    return posted
+
+
+def run_with_faults(
+    mesh: Mesh, chat: ChatServer, fault: Callable[[Machine], None], faults: int, seed: int
+) -> dict[int, tuple[str, str]]:
+    rng = random.Random(seed)
+    stop = threading.Event()
+    result: dict[str, dict[int, tuple[str, str]]] = {}
+    loader = threading.Thread(target=lambda: result.update(posted=load(chat, 500, stop)))
+    loader.start()
+    try:
+        for _ in range(faults):
+            victim = wait_for(lambda: holder(mesh), 90, "a holder")
+            stop.wait(rng.uniform(0.2, 1.5))  # the fault lands at a random moment of the term
+            fault(victim)
+        loader.join(120)
+    finally:
+        stop.set()
+        loader.join(30)
+    assert not loader.is_alive()
+    return result["posted"]
+
+
+def test_kill_9_of_the_holder_five_times_loses_and_doubles_nothing(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    mesh = start_mesh(make_mesh, chat)
+    kills: list[str] = []
+
+    def kill(victim: Machine) -> None:
+        kills.append(victim.name)
+        victim.signal_node(signal.SIGKILL)
+        wait_for(lambda: holder(mesh) not in (None, victim), 90, "another holder")
+
+    posted = run_with_faults(mesh, chat, kill, 5, seed=6)
+    assert len(posted) == 500 and len(kills) == 5
+    wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+    outcomes = check_exactly_once(chat, posted)
+    assert outcomes["accepted"] == 500
+
+
+def test_sigstop_pauses_longer_than_the_ttl_never_double_a_reply(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    mesh = start_mesh(make_mesh, chat)
+
+    def pause(victim: Machine) -> None:
+        victim.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: holder(mesh) not in (None, victim), 90, "another holder")
+        finally:
+            victim.send_signal(signal.SIGCONT)
+
+    posted = run_with_faults(mesh, chat, pause, 5, seed=7)
+    wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+    outcomes = check_exactly_once(chat, posted)
+    assert outcomes["accepted"] == len(posted)
+    assert set(outcomes) <= {"accepted", "stale", "repeat"}
+
+
+def test_a_crashing_and_a_hanging_agent_cost_their_topic_only_and_standbys_never_poll(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    mesh = start_mesh(
+        make_mesh,
+        chat,
+        agent="python:tests.system.agents:flaky",
+        BATON_AGENT_TIMEOUT_MS="1000",
+        BATON_AGENT_RETRIES="1",
+    )
+    awake = holder(mesh)
+    assert awake is not None
+    standby = next(m for m in mesh.machines if m is not awake)
+    bad = {post(chat, "t0", "crash now"), post(chat, "t1", "hang now")}
+    good = {post(chat, TOPICS[2 + i % 3], f"fine {i}") for i in range(30)}
+    wait_for(lambda: answered(chat, good), 60, "the good topics answered")
+    wait_for(lambda: answered(chat, good | bad), 60, "the bad messages answered with errors")
+    replies = {s["reply_to"]: s for s in sends(chat) if s["outcome"] == "accepted"}
+    texts = {
+        m["reply_to"]: m["text"]
+        for t in ("t0", "t1")
+        for m in http(f"{chat.url}/api/topics/{t}/messages")["messages"]
+        if m["from"] == "bot"
+    }
+    assert all(texts[k].startswith("[baton] the agent failed") for k in bad), texts
+    assert "crash" in texts[min(bad)] and "timeout" in texts[max(bad)]
+    assert len(replies) == len(good) + 2
+    assert awake.counter("agent.failed.crash") >= 2
+    assert awake.counter("agent.failed.timeout") >= 2
+    polls = http(f"{chat.url}/api/polls")["polls"]
+    by = Counter(p["poller"] for p in polls)
+    standby_id = standby.status()["machine_id"]
+    assert by[awake.status()["machine_id"]] > 0 and by[standby_id] == 0, by
+    assert all(p["outcome"] == "ok" for p in polls)
+
+
+def test_baton_send_on_a_standby_is_forwarded_to_the_holder(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    mesh = start_mesh(make_mesh, chat)
+    awake = holder(mesh)
+    standby = next(m for m in mesh.machines if m is not awake)
+    wait_for(lambda: standby.status()["holder"] is not None, 30, "the standby to see the holder")
+    sent = standby.json("send", "t3", "hello from the standby")
+    assert sent["status"] == "posted"
+    messages = http(f"{chat.url}/api/topics/t3/messages")["messages"]
+    assert [m["text"] for m in messages if m["from"] == "user"] == ["hello from the standby"]
+    wait_for(lambda: answered(chat, {sent["message_id"]}), 30, "the reply")
+    by_topic: defaultdict[str, int] = defaultdict(int)
+    for m in http(f"{chat.url}/api/topics/t3/messages")["messages"]:
+        by_topic[m["from"]] += 1
+    assert by_topic == {"user": 1, "bot": 1}
