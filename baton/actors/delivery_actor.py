@@ -22,7 +22,7 @@ from typing import Any
 
 import pykka
 
-from baton.actors.delivery_jobs import DeliveryJobs
+from baton.actors.delivery_jobs import REJECTED, DeliveryJobs
 from baton.actors.delivery_messages import (
     AgentDone,
     CheckDone,
@@ -257,6 +257,12 @@ class DeliveryActor(pykka.ThreadingActor):
         outcome = done.outcome
         if outcome is not None and outcome.status in ("accepted", "repeat"):
             self._commit(done.key, done.index, outcome.message_id, done.epoch or 0)
+        elif ours and done.error is not None and done.error.startswith(REJECTED):
+            # Refused for good (thread deleted, text refused): sending again cannot help.
+            # Recorded as done with no message, logged and counted, so nothing waits on it.
+            self.counters.inc("delivery.rejected")
+            log.error("%s reply %d cannot be delivered: %s", done.key, done.index, done.error)
+            self._commit(done.key, done.index, None, self.term or 0)
         elif ours and done.error not in (None, "not_holder"):
             self.counters.inc("delivery.send_unknown")  # ask the sink before sending again
             self.fresh.discard(done.key)

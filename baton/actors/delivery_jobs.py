@@ -17,7 +17,7 @@ import pykka
 
 from baton.actors.delivery_messages import AgentDone, CheckDone, PostDone, SendDone
 from baton.agents.base import AgentFailed, AgentMessage, Turn
-from baton.channels.base import Channel, ChannelError
+from baton.channels.base import Channel, ChannelError, ChannelRejected
 from baton.core.errors import BatonError
 from baton.core.ledger import LedgerEntry
 from baton.outbox import FencedOutbox, NotHolder
@@ -25,6 +25,7 @@ from baton.outbox import FencedOutbox, NotHolder
 log = logging.getLogger("baton.delivery")
 
 IO_THREADS = 4
+REJECTED = "rejected: "  # a SendDone error that starts so: refused for good, not delivered
 
 
 class DeliveryJobs:
@@ -82,6 +83,8 @@ class DeliveryJobs:
                 )
             except NotHolder:
                 return SendDone(term, entry.key, index, None, None, "not_holder")
+            except ChannelRejected as exc:
+                return SendDone(term, entry.key, index, None, None, REJECTED + exc.detail)
             except ChannelError as exc:
                 return SendDone(term, entry.key, index, None, None, exc.detail or "unknown")
             return SendDone(term, entry.key, index, epoch, outcome)

@@ -18,7 +18,9 @@ Contract:
   now), ``repeat`` (a fencing sink already had this reply key: the original message id
   is returned, nothing is delivered twice) or ``stale`` (a fencing sink has seen a
   higher epoch and refused it). Raises ChannelError when the outcome is unknown
-  (timeout, connection lost, 5xx): the reply may or may not have been delivered.
+  (timeout, connection lost, 5xx, 429): the reply may or may not have been delivered;
+  ChannelRejected when the channel refused it for good (chat or thread not found, bad
+  text): nothing was delivered.
 - ``delivered(reply_key)`` -> True/False from a sink that can say, None from one that
   cannot (Telegram). Raises ChannelError when it cannot be asked.
 - ``post_user_message(topic, text, client_id)`` posts a message as the user into a
@@ -38,6 +40,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "Channel",
     "ChannelError",
+    "ChannelRejected",
     "ChannelUnsupported",
     "InboundMessage",
     "OutboundReply",
@@ -62,6 +65,13 @@ class PollConflict(ChannelError):
     """Another poller took over this bot's updates (HTTP 409)."""
 
     code = "poll_conflict"
+
+
+class ChannelRejected(ChannelError):
+    """The channel refused this request for good (HTTP 4xx other than 409 and 429):
+    nothing was delivered, and sending it again would be refused again."""
+
+    code = "channel_rejected"
 
 
 class ChannelUnsupported(ChannelError):

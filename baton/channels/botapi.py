@@ -28,6 +28,7 @@ from typing import Any
 
 from baton.channels.base import (
     ChannelError,
+    ChannelRejected,
     ChannelUnsupported,
     InboundMessage,
     OutboundReply,
@@ -231,7 +232,10 @@ class BotApiChannel:
         if status >= 500:
             raise self._fail("server_error", f"{method}: {_description(doc, status)}")
         if status >= 400:
-            raise self._fail("refused", f"{method}: {_description(doc, status)}")
+            error = self._fail("refused", f"{method}: {_description(doc, status)}")
+            if status in (409, 429):  # a conflict, or "too many requests": try again later
+                raise error
+            raise ChannelRejected(error.detail)
         if not isinstance(doc, dict) or doc.get("ok") is not True:
             raise self._fail("bad_response", f"{method}: HTTP {status} without ok: true")
         return doc

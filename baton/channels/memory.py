@@ -29,7 +29,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from baton.channels.base import ChannelError, OutboundReply, PollConflict, SendOutcome, Update
+from baton.channels.base import (
+    ChannelError,
+    ChannelRejected,
+    OutboundReply,
+    PollConflict,
+    SendOutcome,
+    Update,
+)
 from baton.channels.botapi import parse_updates, valid_unicode
 from baton.channels.chat_store import CHAT_ID, MAX_SEND_CHARS, TOPIC_NAME, user_update
 from baton.metrics import Counters
@@ -185,13 +192,13 @@ class MemoryChannel:
 
     def _check_send(self, reply: OutboundReply) -> None:
         if reply.chat_id != CHAT_ID:
-            raise ChannelError(f"{self.name}: sendMessage: HTTP 400: chat not found")
+            raise ChannelRejected(f"{self.name}: sendMessage: HTTP 400: chat not found")
         if reply.thread_id not in self._messages:
-            raise ChannelError(f"{self.name}: sendMessage: HTTP 400: message thread not found")
+            raise ChannelRejected(f"{self.name}: sendMessage: HTTP 400: message thread not found")
         if not reply.text or len(reply.text) > MAX_SEND_CHARS:
-            raise ChannelError(f"{self.name}: sendMessage: HTTP 400: text empty or too long")
+            raise ChannelRejected(f"{self.name}: sendMessage: HTTP 400: text empty or too long")
         if valid_unicode(reply.text) is not reply.text:
-            raise ChannelError(f"{self.name}: sendMessage: HTTP 400: text is not valid UTF-8")
+            raise ChannelRejected(f"{self.name}: sendMessage: HTTP 400: text is not valid UTF-8")
 
     def _decide(self, reply: OutboundReply) -> SendOutcome:
         if reply.epoch < self.highest_epoch:

@@ -295,3 +295,19 @@ def test_a_standby_queues_user_messages_until_a_holder_exists_then_forwards(
     wait_for(lambda: bot_texts(channel, "t9"), 20, "the reply")
     view: dict[str, Any] = a.ref.ask(GetDelivery(), timeout=5)
     assert view["term"] == 1
+
+
+def test_a_reply_the_channel_refuses_for_good_is_recorded_and_does_not_block_its_topic(
+    pair: tuple[MemoryChannel, Machine, Machine],
+) -> None:
+    channel, a, _ = pair
+    first = channel.post_user_message("t0", "first", "c-first-01")  # makes thread 1
+    lost = {"message_id": 900, "chat": {"id": 1}, "message_thread_id": 77, "text": "gone"}
+    channel.inject_update({"update_id": 10_000, "message": lost})  # a thread that is no more
+    later = channel.post_user_message("t0", "later", "c-later-01")
+    a.hold(1)
+    wait_for(lambda: all_answered(channel, {first, later}), 20, "the topic keeps flowing")
+    wait_for(lambda: a.counters.get("delivery.rejected") == 1, 10, "the refusal recorded")
+    entry = a.ledger.get("memory:1/77:900")
+    assert entry is not None and entry.replies[0].message_id is None
+    assert 900 not in accepted(channel)

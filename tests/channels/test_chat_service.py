@@ -497,11 +497,19 @@ def _start_cli(db: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
             sel.register(proc.stdout, selectors.EVENT_READ)
             if not sel.select(timeout=15):
                 raise TimeoutError("chat-server printed nothing within 15 s")
-        return proc, json.loads(proc.stdout.readline())
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(10)
+            raise AssertionError(f"chat-server exited {proc.returncode}: {_stderr(proc)}")
+        return proc, json.loads(line)
     except BaseException:
         proc.kill()
         proc.wait(10)
         raise
+
+
+def _stderr(proc: subprocess.Popen[str]) -> str:
+    return proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
 
 
 def _stop_cli(proc: subprocess.Popen[str]) -> int:
@@ -525,7 +533,7 @@ def test_the_chat_server_command_serves_stops_on_sigterm_and_keeps_its_messages(
         assert status == 201
     finally:
         code = _stop_cli(proc)
-    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    assert code == 0, _stderr(proc)
     proc, info = _start_cli(db)
     try:
         _, listed = _http(f"{info['url']}/api/topics/demo/messages")
