@@ -227,3 +227,20 @@ def test_baton_send_on_a_standby_is_forwarded_to_the_holder(
     for m in http(f"{chat.url}/api/topics/t3/messages")["messages"]:
         by_topic[m["from"]] += 1
     assert by_topic == {"user": 1, "bot": 1}
+
+
+def test_a_corrupt_ledger_stops_the_start_with_a_clear_error_and_is_left_untouched(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    solo = make_mesh(1, up=False, names=["solo"]).machines[0]  # initialised, not started
+    ledger = solo.paths.ledger
+    solo.paths.data_dir.mkdir(parents=True, exist_ok=True)
+    garbage = b"this is not a ledger\x00" * 100
+    ledger.write_bytes(garbage)
+    ledger.chmod(0o600)
+    solo.env["BATON_CHANNEL"] = f"local:{chat.url}"
+    proc = solo.baton("up", "--detach", check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "ledger" in said and str(ledger) in said, said
+    assert ledger.read_bytes() == garbage
