@@ -56,7 +56,14 @@ def echo(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
 
 
 class Machine:
-    def __init__(self, seed: int, channel: MemoryChannel, router: dict[str, Machine]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        channel: Any,
+        router: dict[str, Machine],
+        settings: Settings = SETTINGS,
+    ) -> None:
+        self.settings = settings
         key = nacl.signing.SigningKey(bytes([seed]) * 32)
         self.signer = Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
         self.id = self.signer.machine_id
@@ -79,7 +86,7 @@ class Machine:
         self.jobs = DeliveryJobs(echo, outbox, self.channel, 2)
         markers = ReplyMarkerTransport(self.id, self.signer, self.send)
         self.ref = DeliveryActor.start(
-            self.id, SETTINGS, self.ledger, self.jobs, self.gate, self.cursor, markers,
+            self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
             verify_ed25519, self.clock, self.counters, os.urandom,
         )  # fmt: skip
         self.jobs.actor = self.ref
@@ -266,10 +273,10 @@ def test_markers_from_strangers_are_refused_and_unknown_messages_are_learnt(
         stranger.router[b.id] = b
         a.hold(1)
         [mid] = post_many(channel, 1)
-        wait_for(lambda: all_answered(channel, {mid}), 20, "answered")
-        entry = a.ledger.pending() or [e for e in [a.ledger.get(f"memory:1/1:{mid}")] if e]
-        assert entry
-        forged = marker_for(entry[0], "committed", 9, 0)
+        wait_for(lambda: a.ledger.counts()["acked"] == 1, 20, "answered")
+        entry = a.ledger.get(f"memory:1/1:{mid}")
+        assert entry is not None
+        forged = marker_for(entry, "committed", 9, 0)
         ReplyMarkerTransport(stranger.id, stranger.signer, stranger.send).push(b.id, forged)
         wait_for(lambda: b.counters.get("marker.refused") == 1, 10, "the refusal")
         wait_for(lambda: b.counters.get("marker.applied") >= 2, 10, "a's markers")
@@ -311,3 +318,67 @@ def test_a_reply_the_channel_refuses_for_good_is_recorded_and_does_not_block_its
     entry = a.ledger.get("memory:1/77:900")
     assert entry is not None and entry.replies[0].message_id is None
     assert 900 not in accepted(channel)
+
+
+def test_channel_errors_and_timeouts_are_waited_out_and_nothing_is_lost_or_doubled(
+    pair: tuple[MemoryChannel, Machine, Machine],
+) -> None:
+    channel, a, _ = pair
+    channel.fail_polls(3)
+    channel.fail_sends(2, delivered=False)  # refused before delivery: sent again
+    a.hold(1)
+    ids = post_many(channel, 6)
+    wait_for(lambda: all_answered(channel, ids), 30, "answered despite the errors")
+    wait_for(lambda: a.ledger.counts()["acked"] == 6, 10, "all done")
+    assert set(accepted(channel).values()) == {1}
+    assert a.counters.get("poll.failed") == 3
+    assert a.counters.get("delivery.send_unknown") == 2
+    assert a.counters.get("delivery.resumed_commit") == 0  # checked: not there, so re-sent
+
+
+def test_markers_from_a_member_revoked_since_are_refused(
+    pair: tuple[MemoryChannel, Machine, Machine],
+) -> None:
+    channel, a, b = pair
+    a.hold(1)
+    [first] = post_many(channel, 1)
+    wait_for(lambda: b.counters.get("marker.applied") >= 2, 10, "markers while a is a member")
+    b.ref.tell(MembersChanged(()))  # a is revoked: b's registry has no active peer left
+    [second] = post_many(channel, 1, start=1)
+    wait_for(lambda: all_answered(channel, {first, second}), 20, "a still answers")
+    wait_for(lambda: b.counters.get("marker.refused") >= 2, 10, "its markers refused")
+    assert b.ledger.get(f"memory:1/2:{second}") is None
+
+
+class CannotSay:
+    """A channel like Telegram: it cannot say whether a reply key was delivered."""
+
+    def __init__(self, inner: MemoryChannel) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delivered(self, reply_key: str) -> bool | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcomes"), [("resend", ["accepted", "repeat"]), ("skip", ["accepted"])]
+)
+def test_at_a_sink_that_cannot_say_the_policy_decides_and_each_case_is_counted(
+    policy: str, outcomes: list[str]
+) -> None:
+    channel = MemoryChannel("memory")
+    settings = Settings(ambiguous_policy=policy)
+    a = Machine(10, CannotSay(channel), {}, settings)
+    try:
+        channel.fail_sends(1, delivered=True)  # delivered; the answer is lost
+        a.hold(1)
+        [mid] = post_many(channel, 1)
+        wait_for(lambda: a.ledger.counts()["acked"] == 1, 20, "done")
+        assert [s["outcome"] for s in channel.sends if s["reply_to"] == mid] == outcomes
+        assert a.counters.get("delivery.ambiguous") == 1
+    finally:
+        a.stop()

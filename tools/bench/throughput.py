@@ -14,7 +14,8 @@ that drift hits both alike:
     off  MemoryLedger (nothing durable), no fencing, no peers (no markers).
 
 Per run: N user messages over 5 topics are posted to the chat service first (its HTTP
-API); then the holder's gate opens, the timer starts and the holder's poller starts.
+API); then the timer starts, the holder's gate opens (its actor is told at once, not at
+the next tick) and its poller starts (so no idle wait of the poller is timed).
 The run ends when the chat service's send log holds an accepted bot reply for every
 message (polled over HTTP every 20 ms, with a deadline); elapsed is the time of the last
 accepted send in that log minus the moment the gate opened, replies/s = N / elapsed.
@@ -22,7 +23,10 @@ Every run also checks that each message got exactly one accepted reply, that sen
 carried the epoch and reply key exactly when fencing was on, and (on) that the standby
 persisted a reply-committed marker for every message (after the timer stopped).
 
-Not included: the wire (CURVE over TCP) between machines, and the lease store.
+Both machines and the chat service share this one process (and its GIL); only the agent
+runs in other processes. Not included: the wire (CURVE over TCP) between machines and
+the lease store. The ledgers' fsyncs land in the temporary directory's filesystem,
+which the report names.
 
     python -m tools.bench.throughput --runs 5 --messages 300 [--json]
 """
@@ -47,6 +51,7 @@ from typing import Any
 
 import nacl.public
 import nacl.signing
+import pykka
 
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
@@ -157,7 +162,7 @@ class Machine:
         target = self.router.get(env.to)
         if target is not None and target.actor is not None:
             received = decode(encode(env), SETTINGS.max_frame_bytes)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(pykka.ActorDeadError):
                 target.actor.tell(EnvelopeReceived(received))
         return True
 
@@ -251,8 +256,8 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
                 break
             if time.monotonic() > give_up:
                 raise TimeoutError(
-                    f"{mode} run {run}: {len({s['reply_to'] for s in sends})} of {n} "
-                    f"messages answered after {deadline_s:.0f} s"
+                    f"{mode} run {run + 1}: {len({s['reply_to'] for s in sends})} of {n} "
+                    f"messages answered after {deadline_s:g} s"
                 )
             time.sleep(CHECK_EVERY_S)
         elapsed = max(s["time"] for s in sends) - started_wall
@@ -266,6 +271,8 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
 
 def check(mode: str, n: int, ids: set[int], machines: list[Machine], url: str) -> dict[str, Any]:
     """After the timer: exactly once, fencing as the mode says, markers at the standby."""
+    if machines[0].fenced:
+        raise RuntimeError(f"{mode}: the holder was fenced: {machines[0].fenced}")
     sends = [s for s in http(f"{url}/api/sends")["sends"] if s["reply_to"] in ids]
     per_message = Counter(s["reply_to"] for s in sends if s["outcome"] == "accepted")
     if set(per_message.values()) != {1}:
@@ -298,12 +305,27 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def filesystem_of(path: str) -> str:
+    """The type of the filesystem holding ``path`` (the ledgers' fsyncs land there)."""
+    best, kind = "", "?"
+    with contextlib.suppress(OSError), open("/proc/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            inside = len(fields) > 2 and Path(path).is_relative_to(fields[1])
+            if inside and len(fields[1]) >= len(best):
+                best, kind = fields[1], f"{fields[2]} ({fields[0]})"
+    return kind
+
+
 def machine_info() -> dict[str, Any]:
+    tmp = tempfile.gettempdir()
     return {
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "temp_dir": tmp,
+        "temp_fs": filesystem_of(os.path.realpath(tmp)),
     }
 
 
@@ -351,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         f"messages over {len(TOPICS)} topics, {args.runs} runs per mode"
     )
     print(f"machine: {info['cores']} cores ({info['usable_cores']} usable), {info['platform']}")
+    print(f"ledgers and chat database in {info['temp_dir']}: {info['temp_fs']}")
     print()
     header = f"{'mode':<4} {'guarantees':<44} {'median r/s':>10} {'min':>7} {'max':>7}"
     print(header + f" {'median s':>9} {'p95 s':>7}")
@@ -366,4 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # everything started was stopped on the way out
+        raise SystemExit(130) from None
