@@ -22,7 +22,6 @@ the supervisor restarts the node.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -36,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-from waitress import wasyncore
-from waitress.server import create_server
 
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
@@ -48,13 +45,14 @@ from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
-from baton.core.errors import AddressInUse, BatonError, ConfigError
+from baton.core.errors import BatonError
 from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.delivery_parts import DeliveryParts, start_delivery
 from baton.gate import LeaseGate
 from baton.http import create_app
+from baton.http import server as http_server
 from baton.lease_parts import LeaseParts, start_lease
 from baton.logs import setup_logging
 from baton.metrics import Counters
@@ -75,39 +73,11 @@ log = logging.getLogger("baton.node")
 
 EXIT_FATAL = 78  # EX_CONFIG: start-up is impossible; do not retry
 TICK_MS = 100
-NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def bind_http(where: HostPort) -> socket.socket:
     """Bind the HTTP port first, so a port in use fails before anything starts."""
-    family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((where.host, where.port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"cannot listen for HTTP on {where}: {exc.strerror}") from None
-        raise ConfigError("http", f"cannot listen on {where}: {exc.strerror or exc}") from None
-    return sock
-
-
-def stop_http(server: Any, timeout: float = 5.0) -> None:
-    """Stop a waitress server from another thread: its sockets are closed inside its own
-    loop (a thunk pulled through its trigger), because closing them under a running
-    select() fails there with EBADF; the loop ends when nothing is left to watch."""
-    done = threading.Event()
-
-    def close_everything() -> None:
-        wasyncore.close_all(server._map)
-        done.set()
-
-    server.trigger.pull_trigger(close_everything)
-    if not done.wait(timeout):  # the loop is not running (never started, or died)
-        server.close()
-    server.task_dispatcher.shutdown(timeout=timeout)
+    return http_server.bind(where.host, where.port, "http", "HTTP")
 
 
 def check_home_dirs(paths: HomePaths) -> None:
@@ -119,14 +89,6 @@ def check_home_dirs(paths: HomePaths) -> None:
     for path in (paths.config, paths.registry):
         if path.exists():
             check_own_file(path)
-
-
-def serve_http(app: Any, sock: socket.socket) -> Any:
-    """A real threaded WSGI server: waitress, with TCP_NODELAY on every connection."""
-    server = create_server(app, sockets=[sock], threads=8, ident="baton")
-    if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
-        server.adj.socket_options = [*server.adj.socket_options, NODELAY]
-    return server
 
 
 @dataclass
@@ -279,7 +241,7 @@ class Node:
             ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)
-            server = serve_http(create_app(s, services), sock)
+            server = http_server.serve(create_app(s, services), sock, 8, "baton")
             self.parts.append(server)
             http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
             http_thread.start()
@@ -370,7 +332,7 @@ def _stop_part(part: Any) -> None:
     elif isinstance(part, socket.socket):
         part.close()
     elif hasattr(part, "task_dispatcher"):  # the waitress server
-        stop_http(part)
+        http_server.stop(part)
     else:
         part.stop()
 

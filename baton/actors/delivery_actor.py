@@ -34,6 +34,7 @@ from baton.actors.delivery_messages import (
     QueueUserMessage,
     SendDone,
 )
+from baton.actors.indexed_ledger import IndexedLedger
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
@@ -42,7 +43,7 @@ from baton.channels.base import InboundMessage
 from baton.core import delivery
 from baton.core.clock import Clock
 from baton.core.errors import LedgerError, MarkerRefused
-from baton.core.ledger import Ledger, LedgerEntry, LedgerState, marker_for
+from baton.core.ledger import Ledger, LedgerEntry, LedgerState, MarkerKind, marker_for
 from baton.core.registry import MachineEntry, Verify
 from baton.core.settings import Settings
 from baton.gate import LeaseGate
@@ -76,7 +77,7 @@ class DeliveryActor(pykka.ThreadingActor):
         super().__init__()
         self.me = me
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = IndexedLedger(ledger)
         self.jobs = jobs
         self.gate = gate
         self.cursor = cursor
@@ -86,8 +87,15 @@ class DeliveryActor(pykka.ThreadingActor):
         self.counters = counters
         self.peers: tuple[MachineEntry, ...] = ()
         self.term: int | None = None
-        self.busy: dict[str, str] = {}  # topic -> ledger key being worked on
-        self.fresh: set[str] = set()  # prepared in this term, no send of unknown fate
+        self.busy: dict[str, int] = {}  # topic -> the token of the job it waits on
+        self.tokens = 0
+        self.last_epoch: int | None = None
+        self.fenced_at = 0  # the highest epoch a sink refused as stale
+        # Which replies may have reached the sink unrecorded. A process that prepared a
+        # message's replies (``mine``) knows every send it started (``unsure`` until its
+        # outcome is known); any other prepared reply was perhaps sent by someone else.
+        self.mine: set[str] = set()
+        self.unsure: set[tuple[str, int]] = set()
         self.retry_at: dict[str, float] = {}
         self.highest_seen: int | None = None
         self.next_prune = 0.0
@@ -132,24 +140,30 @@ class DeliveryActor(pykka.ThreadingActor):
         return None
 
     def _tick(self, now: float) -> None:
-        term = self.gate.current(now)
-        if term != self.term:
-            self._new_term(term)
+        epoch = self.gate.current(now)
+        if epoch is not None and epoch <= self.fenced_at:
+            epoch = None  # a sink refused this epoch: act no more until the lease moves on
+        if epoch != self.term:
+            self._term_changed(epoch)
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY_MS
             self._prune()
         self.queue.flush(self.term is not None)
         self._pump()
 
-    def _new_term(self, term: int | None) -> None:
-        log.info("delivery: %s", f"holding epoch {term}" if term else "standing by")
-        self.term = term
-        self.busy.clear()
-        self.fresh.clear()
-        self.retry_at.clear()
-        if term is not None:
+    def _term_changed(self, epoch: int | None) -> None:
+        """The gate opened or closed. A new epoch starts afresh: work and results of
+        another epoch are no longer ours. The same epoch again (a renewal confirmed just
+        after the local deadline) resumes what was in flight."""
+        log.info("delivery: %s", f"holding epoch {epoch}" if epoch else "standing by")
+        if epoch is not None and epoch != self.last_epoch:
+            self.busy.clear()
+            self.retry_at.clear()
+            self.highest_seen = None  # the cursor passes only what this term has seen
+            self.last_epoch = epoch
             self.counters.inc("delivery.terms")
-            self._publish_cursor()
+        self.term = epoch
+        self._publish_cursor()
 
     def _prune(self) -> None:
         s = self.settings
@@ -175,7 +189,7 @@ class DeliveryActor(pykka.ThreadingActor):
         self._pump()
 
     def _publish_cursor(self) -> None:
-        pending = self.ledger.pending()
+        pending = self.ledger.index.values()
         offset = delivery.next_offset((e.update_id for e in pending), self.highest_seen)
         self.cursor.publish(offset, bool(pending))
 
@@ -188,19 +202,18 @@ class DeliveryActor(pykka.ThreadingActor):
         while moved and self.term is not None:
             moved = False
             now = self.clock.monotonic_ms()
-            for topic, entry in delivery.next_in_topic(self.ledger.pending()).items():
+            for topic, entry in delivery.next_in_topic(self.ledger.index.values()).items():
                 if topic not in self.busy and self.retry_at.get(entry.key, 0.0) <= now:
                     moved = self._work(entry) or moved
 
     def _work(self, entry: LedgerEntry) -> bool:
         """Take ``entry`` one step; True if it is done (acked) without waiting for a job."""
-        term, retries = self.term, self.settings.agent_retries
-        assert term is not None
+        retries = self.settings.agent_retries
         if entry.state in (LedgerState.RECEIVED, LedgerState.PROCESSING):
             if delivery.too_large(entry.text):
                 self.counters.inc("delivery.too_large")
                 self._prepare(entry, (delivery.too_large_reply(entry.text),))
-            elif entry.attempts > retries:
+            elif entry.attempts > retries and entry.last_error is not None:
                 self.counters.inc("delivery.gave_up")
                 self._prepare(entry, (delivery.failed_reply(entry.attempts, entry.last_error),))
             else:
@@ -209,39 +222,51 @@ class DeliveryActor(pykka.ThreadingActor):
                     Turn(e.text, tuple(r.text for r in e.replies))
                     for e in self.ledger.history(entry.topic, entry.message_id, HISTORY_LIMIT)
                 ]
-                self.busy[entry.topic] = entry.key
-                self.jobs.agent(term, entry, history)
+                self.jobs.agent(self._job(entry), entry, history)
         elif entry.state is LedgerState.PREPARED:
             index = entry.uncommitted()[0].index
-            self.busy[entry.topic] = entry.key
-            if entry.key in self.fresh:
-                self.jobs.send(term, entry, index)
+            if entry.key in self.mine and (entry.key, index) not in self.unsure:
+                self.unsure.add((entry.key, index))  # until its outcome is known
+                self.jobs.send(self._job(entry), entry, index)
             else:
-                self.jobs.check(term, entry, index)
+                self.jobs.check(self._job(entry), entry, index)
         elif entry.state is LedgerState.COMMITTED:
             self.ledger.ack(entry.key, self._wall_ms())
+            self.retry_at.pop(entry.key, None)
+            self.mine.discard(entry.key)
             self.counters.inc("delivery.done")
             self._publish_cursor()
             return True
         return False
 
+    def _job(self, entry: LedgerEntry) -> int:
+        """A new job on ``entry``: its topic waits on the job's token alone."""
+        self.tokens += 1
+        self.busy[entry.topic] = self.tokens
+        return self.tokens
+
+    def _ours(self, token: int, key: str) -> bool:
+        """Is this the result the topic waits on? If so, the topic is free again."""
+        topic = self._topic(key)
+        if self.busy.get(topic) != token:
+            return False
+        del self.busy[topic]
+        return True
+
     def _prepare(self, entry: LedgerEntry, replies: tuple[str, ...]) -> None:
         assert self.term is not None
         entry = self.ledger.prepare(entry.key, replies, self.term, self._wall_ms())
         if entry.prepared_epoch == self.term:
-            self.fresh.add(entry.key)
-        self._tell_peers(marker_for(entry, "prepared", self.term))
+            self.mine.add(entry.key)
+        self._tell_peers(entry, "prepared", self.term)
         self._work(entry)  # a prepared entry always starts a send or a check
 
     def _agent_done(self, done: AgentDone) -> None:
-        if done.term != self.term or self.busy.get(self._topic(done.key)) != done.key:
-            return  # an earlier term's work: the message stays pending for whoever holds
-        topic = self._topic(done.key)
-        del self.busy[topic]
+        if not self._ours(done.token, done.key):
+            return  # another epoch's run: the message stays pending for whoever holds
         entry = self.ledger.get(done.key)
-        if entry is None or entry.state not in (LedgerState.RECEIVED, LedgerState.PROCESSING):
-            self._pump()
-            return
+        if self.term is None or entry is None or entry.state.rank > LedgerState.PROCESSING.rank:
+            return  # not holding now (it runs again when we do), or done meanwhile
         if done.replies is None:
             self.counters.inc("delivery.agent_failed")
             entry = self.ledger.fail(done.key, done.error or "unknown", self._wall_ms())
@@ -253,30 +278,35 @@ class DeliveryActor(pykka.ThreadingActor):
         self._pump()
 
     def _send_done(self, done: SendDone) -> None:
-        ours = done.term == self.term and self.busy.get(self._topic(done.key)) == done.key
-        outcome = done.outcome
+        ours = self._ours(done.token, done.key)
+        outcome, now = done.outcome, self.clock.monotonic_ms()
         if outcome is not None and outcome.status in ("accepted", "repeat"):
             self._commit(done.key, done.index, outcome.message_id, done.epoch or 0)
-        elif ours and done.error is not None and done.error.startswith(REJECTED):
+        elif not ours:
+            return
+        elif outcome is not None and outcome.status == "stale":
+            # A newer holder has acted: stand down now, not after the lease notices.
+            self.unsure.discard((done.key, done.index))  # refused: not delivered
+            self.fenced_at = max(self.fenced_at, done.epoch or 0)
+            self._term_changed(None)
+        elif done.error == "not_holder":
+            self.unsure.discard((done.key, done.index))  # nothing was sent
+            self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
+        elif done.error is not None and done.error.startswith(REJECTED):
             # Refused for good (thread deleted, text refused): sending again cannot help.
             # Recorded as done with no message, logged and counted, so nothing waits on it.
             self.counters.inc("delivery.rejected")
             log.error("%s reply %d cannot be delivered: %s", done.key, done.index, done.error)
             self._commit(done.key, done.index, None, self.term or 0)
-        elif ours and done.error not in (None, "not_holder"):
+        else:
             self.counters.inc("delivery.send_unknown")  # ask the sink before sending again
-            self.fresh.discard(done.key)
-            self.retry_at[done.key] = self.clock.monotonic_ms() + RETRY_UNKNOWN_MS
-        if ours:
-            del self.busy[self._topic(done.key)]
-            self._pump()
+            self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
+        self._pump()
 
     def _check_done(self, done: CheckDone) -> None:
-        if done.term != self.term or self.busy.get(self._topic(done.key)) != done.key:
+        if not self._ours(done.token, done.key):
             return
-        topic = self._topic(done.key)
         if done.error is not None:
-            del self.busy[topic]
             self.counters.inc("delivery.check_failed")
             self.retry_at[done.key] = self.clock.monotonic_ms() + RETRY_UNKNOWN_MS
             return
@@ -284,9 +314,9 @@ class DeliveryActor(pykka.ThreadingActor):
             self.counters.inc("delivery.ambiguous")
             log.warning("%s reply %d: the channel cannot say if it arrived", done.key, done.index)
         action = delivery.resume(done.delivered, self.settings.ambiguous_policy)
-        del self.busy[topic]
         if action == "send":
-            self.fresh.add(done.key)
+            self.unsure.discard((done.key, done.index))
+            self.mine.add(done.key)  # the later replies are ours to send now
         else:
             self.counters.inc(f"delivery.resumed_{action}")
             self._commit(done.key, done.index, None, self.term or 0)
@@ -295,11 +325,23 @@ class DeliveryActor(pykka.ThreadingActor):
     def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:
         entry = self.ledger.commit(key, index, message_id, epoch, self._wall_ms())
         self.counters.inc("delivery.committed")
-        self._tell_peers(marker_for(entry, "committed", epoch, index))
+        self._tell_peers(entry, "committed", epoch, index)
+        self.unsure.discard((key, index))
+        # The replies after this one were never tried: every holder sends a message's
+        # replies in order, each only once the one before it is known delivered.
+        self.mine.add(key)
 
     # --- markers ---------------------------------------------------------------------
 
-    def _tell_peers(self, marker: Any) -> None:
+    def _tell_peers(
+        self, entry: LedgerEntry, kind: MarkerKind, epoch: int, index: int | None = None
+    ) -> None:
+        try:
+            marker = marker_for(entry, kind, max(1, epoch), index)
+        except (MarkerRefused, LedgerError) as exc:  # e.g. a text no peer would accept
+            self.counters.inc("marker.unbuildable")
+            log.error("no %s marker for %s: %s", kind, entry.key, exc.detail)
+            return
         for peer in self.peers:
             if not self.markers.push(peer.machine_id, marker):
                 self.counters.inc("marker.unsent")
@@ -311,7 +353,10 @@ class DeliveryActor(pykka.ThreadingActor):
         try:
             marker = open_marker(env, self._members(), self.verify)
             known = self.ledger.get(marker.key) is not None
-            self.ledger.apply_marker(marker, self._wall_ms())
+            entry = self.ledger.apply_marker(marker, self._wall_ms())
+            if entry.state is LedgerState.COMMITTED and self.term is None:
+                # every reply is delivered: done here too, so retention can prune it
+                self.ledger.ack(entry.key, self._wall_ms())
         except MarkerRefused as exc:
             self.counters.inc("marker.refused")
             log.warning("marker from %s refused: %s", env.sender, exc.detail)

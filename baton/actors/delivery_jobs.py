@@ -62,18 +62,18 @@ class DeliveryJobs:
         with contextlib.suppress(RuntimeError):  # the pool is shutting down
             pool.submit(run)
 
-    def agent(self, term: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
+    def agent(self, token: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
         message = AgentMessage(entry.topic, entry.message_id, entry.text, entry.sender)
 
         def job() -> AgentDone:
             try:
-                return AgentDone(term, entry.key, tuple(self.run_agent(message, history)))
+                return AgentDone(token, entry.key, tuple(self.run_agent(message, history)))
             except AgentFailed as exc:
-                return AgentDone(term, entry.key, None, exc.detail)
+                return AgentDone(token, entry.key, None, exc.detail)
 
         self._submit(self.agents, job)
 
-    def send(self, term: int, entry: LedgerEntry, index: int) -> None:
+    def send(self, token: int, entry: LedgerEntry, index: int) -> None:
         reply = entry.replies[index]
 
         def job() -> SendDone:
@@ -82,23 +82,23 @@ class DeliveryJobs:
                     entry.chat_id, entry.thread_id, entry.message_id, reply.text, reply.reply_key
                 )
             except NotHolder:
-                return SendDone(term, entry.key, index, None, None, "not_holder")
+                return SendDone(token, entry.key, index, None, None, "not_holder")
             except ChannelRejected as exc:
-                return SendDone(term, entry.key, index, None, None, REJECTED + exc.detail)
+                return SendDone(token, entry.key, index, None, None, REJECTED + exc.detail)
             except ChannelError as exc:
-                return SendDone(term, entry.key, index, None, None, exc.detail or "unknown")
-            return SendDone(term, entry.key, index, epoch, outcome)
+                return SendDone(token, entry.key, index, None, None, exc.detail or "unknown")
+            return SendDone(token, entry.key, index, epoch, outcome)
 
         self._submit(self.io, job)
 
-    def check(self, term: int, entry: LedgerEntry, index: int) -> None:
+    def check(self, token: int, entry: LedgerEntry, index: int) -> None:
         reply_key = entry.replies[index].reply_key
 
         def job() -> CheckDone:
             try:
-                return CheckDone(term, entry.key, index, self.channel.delivered(reply_key))
+                return CheckDone(token, entry.key, index, self.channel.delivered(reply_key))
             except ChannelError as exc:
-                return CheckDone(term, entry.key, index, None, exc.detail or "unknown")
+                return CheckDone(token, entry.key, index, None, exc.detail or "unknown")
 
         self._submit(self.io, job)
 

@@ -14,7 +14,7 @@ class Polled:
 
 @dataclass(frozen=True)
 class AgentDone:
-    term: int
+    token: int  # the job's: a result is the actor's only if it still waits on that token
     key: str
     replies: tuple[str, ...] | None
     error: str | None = None
@@ -22,7 +22,7 @@ class AgentDone:
 
 @dataclass(frozen=True)
 class SendDone:
-    term: int
+    token: int
     key: str
     index: int
     epoch: int | None
@@ -32,7 +32,7 @@ class SendDone:
 
 @dataclass(frozen=True)
 class CheckDone:
-    term: int
+    token: int
     key: str
     index: int
     delivered: bool | None

@@ -63,6 +63,10 @@ def check_replies(value: object) -> list[str]:
             raise AgentFailed(
                 "garbage", f"reply {i} has {len(reply)} characters; at most {MAX_REPLY_CHARS}"
             )
+        try:
+            reply.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud83d"): no channel can carry it
+            raise AgentFailed("garbage", f"reply {i} is not valid Unicode") from None
     return list(value)
 
 

@@ -86,7 +86,9 @@ def _parse(raw: object, channel: str) -> tuple[Update | None, bool]:
     if not isinstance(msg, dict):
         return SkippedUpdate(update_id, "malformed"), False
     chat = msg.get("chat")
-    thread = msg.get("message_thread_id", 0)
+    # A thread is a topic only in a forum (is_topic_message); elsewhere Telegram sets
+    # message_thread_id on plain replies, and each reply chain is no conversation of its own.
+    thread = msg.get("message_thread_id", 0) if msg.get("is_topic_message") is True else 0
     thread = 0 if thread is None else thread
     if not (
         _is_int(msg.get("message_id"))

@@ -11,19 +11,15 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
 import socket
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from waitress import wasyncore
-from waitress.server import create_server
-
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
-from baton.core.errors import AddressInUse, ConfigError
+from baton.http import server
 
 THREADS = 8  # polls park a thread each; a new poll ends a waiting one, so few are parked
 STOP_TIMEOUT_S = 5.0
@@ -63,13 +59,11 @@ class ChatServer:
         with self._lock:
             if self._sock is not None or self._stopped:
                 raise RuntimeError("a ChatServer starts once")
-            sock = _bind(self.host, self._requested_port)
+            sock = server.bind(self.host, self._requested_port, "host", "the chat service")
             try:
                 self.store = ChatStore(self.db_path)
                 app = create_chat_app(self.store, self.token)
-                self._server = create_server(
-                    app, sockets=[sock], threads=THREADS, ident="baton-chat"
-                )
+                self._server = server.serve(app, sock, THREADS, "baton-chat")
             except BaseException:
                 sock.close()
                 if self.store is not None:
@@ -92,7 +86,7 @@ class ChatServer:
             if self.store is not None:
                 self.store.interrupt()
             if self._server is not None:
-                _stop_waitress(self._server, STOP_TIMEOUT_S)
+                server.stop(self._server, STOP_TIMEOUT_S)
             if self._thread is not None:
                 self._thread.join(STOP_TIMEOUT_S)
             if self._sock is not None:
@@ -110,37 +104,3 @@ class ChatServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        raise ConfigError(
-            "host", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return sock
-
-
-def _stop_waitress(server: Any, timeout: float) -> None:
-    """What baton.node.stop_http does (this module may not import baton.node: see
-    tests/unit/test_import_rules.py): close every socket inside waitress's own loop, via
-    its trigger, because closing them under a running select() fails with EBADF; the loop
-    ends when nothing is left to watch. Then stop the worker threads."""
-    done = threading.Event()
-
-    def close_everything() -> None:
-        wasyncore.close_all(server._map)
-        done.set()
-
-    server.trigger.pull_trigger(close_everything)
-    if not done.wait(timeout):  # the loop is not running (never started, or died)
-        server.close()
-    server.task_dispatcher.shutdown(timeout=timeout)

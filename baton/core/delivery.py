@@ -2,8 +2,9 @@
 
 - ``next_offset``: the channel cursor. An update may be confirmed at the channel (the
   cursor passes it) only once its message is done (acked) in the ledger or it carried
-  nothing to answer; so the cursor is the lowest update id still pending, or one past
-  the highest seen. A crash before "done" means the channel delivers it again.
+  nothing to answer, and only if this machine polled it itself; so the cursor is the
+  lowest update id still pending, at most one past the highest this term has seen. A
+  crash before "done" means the channel delivers it again.
 - ``next_in_topic``: replies within a topic keep the order of their messages, so a topic
   works on its oldest pending message only (by message id).
 - ``resume``: what to do with a reply that is prepared but not known to be delivered,
@@ -28,11 +29,14 @@ Resume = Literal["commit", "send", "commit_unknown"]
 
 
 def next_offset(pending_update_ids: Iterable[int | None], highest_seen: int | None) -> int | None:
-    """The offset to poll with: confirms exactly the updates that are done."""
-    pending = [u for u in pending_update_ids if u is not None]
-    if pending:
-        return min(pending)
-    return None if highest_seen is None else highest_seen + 1
+    """The offset to poll with: it confirms only updates this machine has itself polled
+    (up to ``highest_seen``, this term) and that are done. Entries learnt from another
+    holder's markers say nothing of lower updates it had not prepared yet, so they can
+    only lower the offset, never raise it; before its first poll a term confirms nothing
+    (None)."""
+    if highest_seen is None:
+        return None
+    return min([u for u in pending_update_ids if u is not None] + [highest_seen + 1])
 
 
 def next_in_topic(pending: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:

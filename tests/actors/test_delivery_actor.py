@@ -5,10 +5,11 @@ raw log of send attempts: exactly one accepted reply per message, in topic order
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import nacl.public
@@ -62,8 +63,10 @@ class Machine:
         channel: Any,
         router: dict[str, Machine],
         settings: Settings = SETTINGS,
+        agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
     ) -> None:
         self.settings = settings
+        self.agent = agent
         key = nacl.signing.SigningKey(bytes([seed]) * 32)
         self.signer = Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
         self.id = self.signer.machine_id
@@ -83,7 +86,7 @@ class Machine:
             self.fenced.append((epoch, highest))
 
         outbox = FencedOutbox(self.channel, self.gate, self.clock, self.counters, fenced)
-        self.jobs = DeliveryJobs(echo, outbox, self.channel, 2)
+        self.jobs = DeliveryJobs(self.agent, outbox, self.channel, 2)
         markers = ReplyMarkerTransport(self.id, self.signer, self.send)
         self.ref = DeliveryActor.start(
             self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
@@ -174,7 +177,7 @@ def test_the_holder_answers_each_message_once_in_order_and_the_standby_keeps_mar
         "echo: m3 (earlier turns: 1)",
         "echo: m6 (earlier turns: 2)",
     ]
-    wait_for(lambda: b.ledger.counts()["reply-committed"] == 30, 10, "the standby's markers")
+    wait_for(lambda: b.ledger.counts()["acked"] == 30, 10, "the standby's markers")
     assert all(p["poller"] == "" for p in channel.polls) and a.counters.get("poll.calls") > 0
     assert b.counters.get("poll.calls") == 0  # the standby never polls
 
@@ -186,7 +189,7 @@ def test_a_new_holder_resumes_without_doubling_and_the_turn_count_continues(
     a.hold(1)
     first = post_many(channel, 9)
     wait_for(lambda: all_answered(channel, first), 20, "the first messages")
-    wait_for(lambda: b.ledger.counts()["reply-committed"] == 9, 10, "markers")
+    wait_for(lambda: b.ledger.counts()["acked"] == 9, 10, "markers")
     a.hold(None)  # a stops acting (a lost lease); b takes over with epoch 2
     second = post_many(channel, 6, start=9)
     b.hold(2)
@@ -255,6 +258,7 @@ def test_bad_updates_are_skipped_and_the_cursor_passes_them(
     channel.inject_update({"update_id_missing": 1})
     skipped = channel.inject_update({"update_id": 10_000, "message": {"message_id": "nope"}})
     text = {"message_id": 500, "chat": {"id": 1}, "message_thread_id": 1, "text": "caf\ud800"}
+    text["is_topic_message"] = True
     channel.inject_update({"update_id": 10_001, "message": text})
     a.hold(1)
     wait_for(lambda: all_answered(channel, {first, 500}), 20, "the odd message answered")
@@ -310,6 +314,7 @@ def test_a_reply_the_channel_refuses_for_good_is_recorded_and_does_not_block_its
     channel, a, _ = pair
     first = channel.post_user_message("t0", "first", "c-first-01")  # makes thread 1
     lost = {"message_id": 900, "chat": {"id": 1}, "message_thread_id": 77, "text": "gone"}
+    lost["is_topic_message"] = True
     channel.inject_update({"update_id": 10_000, "message": lost})  # a thread that is no more
     later = channel.post_user_message("t0", "later", "c-later-01")
     a.hold(1)
@@ -382,3 +387,165 @@ def test_at_a_sink_that_cannot_say_the_policy_decides_and_each_case_is_counted(
         assert a.counters.get("delivery.ambiguous") == 1
     finally:
         a.stop()
+
+
+def term_of(m: Machine) -> int | None:
+    view: dict[str, Any] = m.ref.ask(GetDelivery(), timeout=5)
+    return view["term"]
+
+
+class Held:
+    """A channel whose sends wait until the test lets them go (``entered`` says one is
+    waiting), and that cannot say whether a reply arrived (like Telegram)."""
+
+    def __init__(self, inner: MemoryChannel) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delivered(self, reply_key: str) -> bool | None:
+        return None
+
+    def send(self, reply: Any) -> Any:
+        self.entered.set()
+        self.go.wait(20)
+        return self.inner.send(reply)
+
+
+def two_replies(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+    return [f"first: {message.text}", f"second: {message.text}"]
+
+
+def attempts_per_reply(channel: MemoryChannel, m: Machine) -> list[int]:
+    [entry] = m.ledger.history("1/1", 10**9, 10)
+    sent = Counter(s["reply_key"] for s in channel.sends)
+    return [sent[r.reply_key] for r in entry.replies]
+
+
+def test_a_late_renewal_on_the_same_epoch_resumes_without_a_second_send() -> None:
+    channel = MemoryChannel("memory")
+    held = Held(channel)
+    a = Machine(10, held, {}, agent=two_replies)
+    try:
+        a.hold(1)
+        channel.post_user_message("t0", "hello", "c-hello-01")
+        wait_for(held.entered.is_set, 10, "reply 0 on its way")
+        a.hold(None)  # the renewal is late: the gate closes ...
+        wait_for(lambda: term_of(a) is None, 10, "the actor to stand by")
+        a.hold(1)  # ... and it lands: the same epoch again
+        wait_for(lambda: term_of(a) == 1, 10, "the actor to hold again")
+        held.go.set()
+        wait_for(lambda: a.ledger.counts()["acked"] == 1, 10, "done")
+        assert attempts_per_reply(channel, a) == [1, 1]
+        assert a.counters.get("delivery.ambiguous") == 0
+    finally:
+        held.go.set()
+        a.stop()
+
+
+def test_skip_never_records_a_reply_nobody_sent_as_delivered() -> None:
+    channel = MemoryChannel("memory")
+    held = Held(channel)
+    a = Machine(10, held, {}, Settings(ambiguous_policy="skip"), agent=two_replies)
+    try:
+        a.hold(1)
+        channel.post_user_message("t0", "hello", "c-hello-01")
+        wait_for(held.entered.is_set, 10, "reply 0 on its way")
+        a.hold(None)
+        wait_for(lambda: term_of(a) is None, 10, "the actor to stand by")
+        a.hold(2)  # a new epoch: reply 0's fate is unknown, reply 1 was never sent
+        wait_for(lambda: a.counters.get("delivery.ambiguous") == 1, 10, "reply 0 skipped")
+        held.go.set()
+        wait_for(lambda: a.ledger.counts()["acked"] == 1, 10, "done")
+        assert attempts_per_reply(channel, a) == [1, 1]
+        assert a.counters.get("delivery.ambiguous") == 1  # reply 0, and only it
+    finally:
+        held.go.set()
+        a.stop()
+
+
+def test_a_stale_refusal_ends_the_term_at_once_instead_of_sending_again() -> None:
+    channel = MemoryChannel("memory")
+    channel.highest_epoch = 5  # the chat has seen a newer holder act
+    a = Machine(10, channel, {})
+    try:
+        a.hold(1)  # e.g. no lease store: a founder acting with epoch 1 for good
+        channel.post_user_message("t0", "hello", "c-hello-01")
+        wait_for(lambda: a.fenced, 10, "the refusal")
+        wait_for(lambda: term_of(a) is None, 10, "the actor to stand down")
+        assert [s["outcome"] for s in channel.sends] == ["stale"]
+        assert a.fenced == [(1, 5)]
+    finally:
+        a.stop()
+
+
+def test_a_new_holder_never_confirms_an_update_it_has_not_seen() -> None:
+    """The old holder prepared "fast" (update 2; its marker reached b) while its agent
+    still thought about "slow" (update 1), then died. b's cursor must not pass update 1
+    on the strength of the marker: b answers both."""
+    thinking = threading.Event()
+
+    def slow_agent(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        if message.text == "slow":
+            thinking.set()
+            threading.Event().wait(30)  # a holder about to die; a's agent never returns
+        return [f"echo: {message.text}"]
+
+    class AnswersAfterAPoll:
+        """b's view of the sink: the reply-status check answers only once b has polled
+        (on a real network the check and the poll race; this makes the poll win)."""
+
+        def __init__(self, inner: MemoryChannel) -> None:
+            self.inner, self.name = inner, inner.name
+            self.polls_before = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def delivered(self, reply_key: str) -> bool | None:
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: len(self.inner.polls) > self.polls_before, 5, "b's poll")
+            return self.inner.delivered(reply_key)
+
+    channel = MemoryChannel("memory")
+    b_view = AnswersAfterAPoll(channel)
+    router: dict[str, Machine] = {}
+    a = Machine(10, channel, router, agent=slow_agent)
+    b = Machine(20, b_view, router)
+    router.update({a.id: a, b.id: b})
+    a.peers(b)
+    b.peers(a)
+    try:
+        a.dropped = True  # a's markers are lost, but for the prepared one of "fast"
+        a.hold(1)
+        slow = channel.post_user_message("t0", "slow", "c-slow-001")
+        fast = channel.post_user_message("t1", "fast", "c-fast-001")
+        key = f"memory:1/2:{fast}"
+
+        def a_is_done_with_fast() -> bool:
+            found = a.ledger.get(key)
+            return found is not None and found.done and thinking.is_set()
+
+        wait_for(a_is_done_with_fast, 10, "a's work")
+        entry = a.ledger.get(key)
+        assert entry is not None
+
+        def to_b(env: Envelope) -> bool:
+            b.ref.tell(EnvelopeReceived(env))
+            return True
+
+        ReplyMarkerTransport(a.id, a.signer, to_b).push(b.id, marker_for(entry, "prepared", 1))
+        wait_for(lambda: b.counters.get("marker.applied") == 1, 10, "b has the marker")
+        a.hold(None)
+        router.pop(a.id)
+        b_view.polls_before = len(channel.polls)
+        b.hold(2)
+        wait_for(lambda: all_answered(channel, {slow, fast}), 20, "b answers update 1 too")
+        assert accepted(channel)[slow] == 1
+    finally:
+        a.stop()
+        b.stop()

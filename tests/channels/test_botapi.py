@@ -17,6 +17,7 @@ import pytest
 from baton.channels import open_channel
 from baton.channels.base import (
     ChannelError,
+    ChannelRejected,
     ChannelUnsupported,
     InboundMessage,
     OutboundReply,
@@ -37,6 +38,7 @@ def _msg(**overrides: Any) -> dict[str, Any]:
     message = {
         "message_id": 7,
         "message_thread_id": 3,
+        "is_topic_message": True,
         "chat": {"id": -100, "type": "supergroup"},
         "from": {"id": 42, "username": "ann"},
         "text": "hello",
@@ -130,6 +132,14 @@ def test_the_sender_is_the_username_else_the_id_else_empty(sender: object, expec
 def test_no_thread_is_thread_zero() -> None:
     for thread in (_DROP, None):
         update = parse_update(_msg(message_thread_id=thread), "local")
+        assert isinstance(update, InboundMessage) and update.thread_id == 0
+
+
+def test_a_thread_outside_a_forum_topic_is_no_topic_of_its_own() -> None:
+    """Telegram sets message_thread_id on plain replies in a group that is no forum;
+    only is_topic_message makes the thread a topic (else every reply chain would be one)."""
+    for flag in (_DROP, False, None):
+        update = parse_update(_msg(is_topic_message=flag), "telegram")
         assert isinstance(update, InboundMessage) and update.thread_id == 0
 
 
@@ -365,6 +375,7 @@ def test_send_outcomes_from_the_sink(fake: FakeBotApi) -> None:
         (400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}),
         (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"}),
         (503, b""),
+        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry"}),
         (200, {"ok": True, "result": {"message_id": "11"}}),
         (200, {"ok": True, "result": None}),
     ],
@@ -376,6 +387,9 @@ def test_a_send_without_a_clear_outcome_is_a_channel_error(
     with pytest.raises(ChannelError) as info:
         _adapter(fake).send(REPLY)
     assert "SECRET" not in info.value.detail
+    # refused for good (nothing delivered) only on a 4xx other than 409 and 429
+    rejected = 400 <= status < 500 and status not in (409, 429)
+    assert isinstance(info.value, ChannelRejected) == rejected
 
 
 def test_without_fencing_no_baton_parameter_is_sent_and_nothing_else_is_claimed(

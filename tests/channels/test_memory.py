@@ -61,6 +61,7 @@ def test_injected_updates_are_parsed_like_the_adapter_parses_them() -> None:
     counters = Counters()
     chat = MemoryChannel("local", counters=counters)
     good = {"message": {"message_id": 50, "chat": {"id": 1}, "message_thread_id": 1, "text": "ok"}}
+    good["message"]["is_topic_message"] = True
     assigned = chat.inject_update(good)
     assert assigned == 1
     assert chat.inject_update({"update_id": 10, "message": {"message_id": "x"}}) == 10

@@ -17,6 +17,7 @@ import pytest
 from baton.channels.base import (
     Channel,
     ChannelError,
+    ChannelRejected,
     InboundMessage,
     OutboundReply,
     PollConflict,
@@ -236,9 +237,9 @@ def test_posting_twice_with_one_client_id_posts_once(chat: Harness) -> None:
 
 def test_a_send_to_an_unknown_thread_is_an_error_and_logs_nothing(chat: Harness) -> None:
     msg = _one_message(chat)
-    with pytest.raises(ChannelError):
+    with pytest.raises(ChannelRejected):  # refused for good: nothing was delivered
         chat.channel.send(OutboundReply(1, 99, msg.message_id, "lost", 1, KEY_A))
-    with pytest.raises(ChannelError):
+    with pytest.raises(ChannelRejected):
         chat.channel.send(OutboundReply(7, msg.thread_id, msg.message_id, "lost", 1, KEY_A))
     assert chat.sends() == []
     assert chat.channel.delivered(KEY_A) is False

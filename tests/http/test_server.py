@@ -1,4 +1,5 @@
-"""The real WSGI server the node uses: waitress on a pre-bound socket, TCP_NODELAY on."""
+"""The real WSGI server the node uses (baton.http.server): waitress on a pre-bound
+socket, TCP_NODELAY on, stopped from another thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from flask import Flask
 
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
-from baton.node import bind_http, serve_http, stop_http
+from baton.http.server import serve, stop
+from baton.node import bind_http
 from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -21,7 +23,7 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
     app = Flask("t")
     app.add_url_rule("/", "root", lambda: "ok")
     sock = bind_http(HostPort("127.0.0.1", 0))
-    server = serve_http(app, sock)
+    server = serve(app, sock, 8, "t")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
@@ -33,7 +35,7 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
         assert flags and all(flags)
     finally:
         conn.close()
-        stop_http(server)
+        stop(server)
         sock.close()
         thread.join(10)
     assert not thread.is_alive()

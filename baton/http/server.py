@@ -1,0 +1,73 @@
+"""The real WSGI server under baton's Flask apps (the node's API, the bundled chat
+service): waitress, threaded, with TCP_NODELAY on every connection.
+
+Invariants:
+- ``bind`` listens before anything is served, so a port in use fails first, clearly
+  (AddressInUse, or ConfigError naming the knob), and leaves nothing open.
+- ``stop`` stops waitress from another thread without a race: the sockets are closed
+  inside waitress's own loop (closing them under its running select() fails with EBADF),
+  by a thunk queued and pulled through the loop's trigger under the trigger's lock
+  (pull_trigger() queues first and writes after, so a loop woken in between by a worker
+  could run the thunk, which closes the trigger, before the write: EBADF, seen under
+  load); then the worker threads are shut down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import threading
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+from baton.core.errors import AddressInUse, ConfigError
+
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def bind(host: str, port: int, knob: str, what: str) -> socket.socket:
+    """A listening socket on host:port; ``knob`` is named when the address is bad."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"cannot listen for {what} on {shown}: {exc.strerror}") from None
+        raise ConfigError(knob, f"cannot listen on {shown}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(app: Any, sock: socket.socket, threads: int, ident: str) -> Any:
+    """A waitress server for ``app`` on ``sock`` (run it with ``server.run()``)."""
+    server = create_server(app, sockets=[sock], threads=threads, ident=ident)
+    if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
+        server.adj.socket_options = [*server.adj.socket_options, NODELAY]
+    return server
+
+
+def stop(server: Any, timeout: float = 5.0) -> None:
+    """Stop a running (or never started) waitress server from another thread."""
+    done = threading.Event()
+
+    def close_everything() -> None:
+        wasyncore.close_all(server._map)
+        done.set()
+
+    trigger, pulled = server.trigger, False
+    with trigger.lock:  # the loop runs thunks only under this lock
+        if not trigger._closed:  # closed: the loop has closed everything and ended
+            trigger.thunks.append(close_everything)
+            with contextlib.suppress(OSError):
+                trigger._physical_pull()
+                pulled = True
+    if not pulled or not done.wait(timeout):  # the loop is not running (or never ran)
+        server.close()
+    server.task_dispatcher.shutdown(timeout=timeout)
