@@ -52,6 +52,10 @@ def post(chat: ChatServer, topic: str, text: str) -> int:
     return int(http(f"{chat.url}/api/topics/{topic}/messages", {"text": text})["message_id"])
 
 
+def topic_messages(chat: ChatServer, topic: str) -> list[dict[str, Any]]:
+    return list(http(f"{chat.url}/api/topics/{topic}/messages")["messages"])
+
+
 def sends(chat: ChatServer) -> list[dict[str, Any]]:
     return list(http(f"{chat.url}/api/sends")["sends"])
 
@@ -101,7 +105,7 @@ def check_exactly_once(chat: ChatServer, posted: dict[int, tuple[str, str]]) -> 
     assert not doubled, f"{len(doubled)} messages answered twice, e.g. {doubled[:5]}"
     assert set(per_message) == set(posted), "a reply to a message nobody posted"
     for topic in TOPICS:
-        messages = http(f"{chat.url}/api/topics/{topic}/messages")["messages"]
+        messages = topic_messages(chat, topic)
         replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
         assert replies == sorted(replies), f"replies in {topic} out of order"
         for m in messages:
@@ -200,19 +204,22 @@ def test_a_crashing_and_a_hanging_agent_cost_their_topic_only_and_standbys_never
     assert awake is not None
     standby = next(m for m in mesh.machines if m is not awake)
     bad = {post(chat, "t0", "crash now"), post(chat, "t1", "hang now")}
+    huge = post(chat, "t5", "x" * 70_000)
     good = {post(chat, TOPICS[2 + i % 3], f"fine {i}") for i in range(30)}
     wait_for(lambda: answered(chat, good), 60, "the good topics answered")
-    wait_for(lambda: answered(chat, good | bad), 60, "the bad messages answered with errors")
+    wait_for(lambda: answered(chat, good | bad | {huge}), 60, "the bad messages answered")
+    [too_large] = [m for m in topic_messages(chat, "t5") if m["from"] == "bot"]
+    assert too_large["text"].startswith("[baton] this message is too large")
     replies = {s["reply_to"]: s for s in sends(chat) if s["outcome"] == "accepted"}
     texts = {
         m["reply_to"]: m["text"]
         for t in ("t0", "t1")
-        for m in http(f"{chat.url}/api/topics/{t}/messages")["messages"]
+        for m in topic_messages(chat, t)
         if m["from"] == "bot"
     }
     assert all(texts[k].startswith("[baton] the agent failed") for k in bad), texts
     assert "crash" in texts[min(bad)] and "timeout" in texts[max(bad)]
-    assert len(replies) == len(good) + 2
+    assert len(replies) == len(good) + 3
     assert awake.counter("agent.failed.crash") >= 2
     assert awake.counter("agent.failed.timeout") >= 2
     polls = http(f"{chat.url}/api/polls")["polls"]
@@ -231,11 +238,11 @@ def test_baton_send_on_a_standby_is_forwarded_to_the_holder(
     wait_for(lambda: standby.status()["holder"] is not None, 30, "the standby to see the holder")
     sent = standby.json("send", "t3", "hello from the standby")
     assert sent["status"] == "posted"
-    messages = http(f"{chat.url}/api/topics/t3/messages")["messages"]
+    messages = topic_messages(chat, "t3")
     assert [m["text"] for m in messages if m["from"] == "user"] == ["hello from the standby"]
     wait_for(lambda: answered(chat, {sent["message_id"]}), 30, "the reply")
     by_topic: defaultdict[str, int] = defaultdict(int)
-    for m in http(f"{chat.url}/api/topics/t3/messages")["messages"]:
+    for m in topic_messages(chat, "t3"):
         by_topic[m["from"]] += 1
     assert by_topic == {"user": 1, "bot": 1}
 
@@ -255,3 +262,25 @@ def test_a_corrupt_ledger_stops_the_start_with_a_clear_error_and_is_left_untouch
     said = proc.stdout + proc.stderr
     assert "ledger" in said and str(ledger) in said, said
     assert ledger.read_bytes() == garbage
+
+
+def test_a_machine_on_telegram_without_a_lease_store_answers_through_the_bot_api(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    """The Telegram adapter (token from the environment, base URL from the channel knob)
+    against the bundled service, on a lone machine with no lease store: the founder
+    answers with epoch 1 for as long as it runs, and Telegram mode sends no fencing."""
+    solo = make_mesh(1, up=False, names=["solo"]).machines[0]
+    solo.env.update(
+        {"BATON_CHANNEL": f"telegram:{chat.url}", "BATON_TELEGRAM_TOKEN": "4242:secret-token"}
+    )
+    solo.up()
+    ids = {post(chat, "t0", f"hello {i}") for i in range(3)}
+    wait_for(lambda: answered(chat, ids), 60, "the replies")
+    log = sends(chat)
+    assert [s["outcome"] for s in log] == ["accepted"] * 3
+    assert all(s["epoch"] is None and s["reply_key"] is None for s in log)
+    texts = [m["text"] for m in topic_messages(chat, "t0") if m["from"] == "bot"]
+    assert texts == [f"echo: hello {i} (earlier turns: {i})" for i in range(3)]
+    delivery = solo.status()["delivery"]
+    assert delivery["term"] == 1 and delivery["channel"].startswith("telegram:")
