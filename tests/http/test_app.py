@@ -65,6 +65,13 @@ class FakeServices:
     def count(self, name: str) -> None:
         self.counted.append(name)
 
+    def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
+        self._maybe_fail()
+        self.sent = (topic, text, wait_s)
+        if topic == "slow":
+            return {"item_id": "i1", "status": "queued"}
+        return {"item_id": "i1", "status": "posted", "message_id": 7}
+
 
 @pytest.fixture
 def services() -> FakeServices:
@@ -155,3 +162,32 @@ def test_oversized_bodies_are_refused(client: FlaskClient, services: FakeService
 def test_metrics_in_prometheus_text(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "baton_wire_dropped_malformed 2" in text and "baton_wire_received 7" in text
+
+
+def test_send_posts_or_queues_and_says_which(client: FlaskClient, services: FakeServices) -> None:
+    posted = client.post("/api/send", json={"topic": "t1", "text": "hi"}, headers=AUTH)
+    assert posted.status_code == 201 and posted.get_json()["message_id"] == 7
+    assert services.sent == ("t1", "hi", 10.0)
+    queued = client.post(
+        "/api/send", json={"topic": "slow", "text": "hi", "wait_s": 0}, headers=AUTH
+    )
+    assert queued.status_code == 202 and queued.get_json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"topic": 1, "text": "hi"},
+        {"topic": "t1"},
+        {"topic": "t1", "text": "hi", "wait_s": 61},
+        {"topic": "t1", "text": "hi", "wait_s": True},
+        {"topic": "t1", "text": "hi", "wait_s": "5"},
+    ],
+)
+def test_send_refuses_bad_bodies(client: FlaskClient, body: dict[str, Any]) -> None:
+    answer = client.post("/api/send", json=body, headers=AUTH)
+    assert answer.status_code == 400 and answer.get_json()["error"] == "bad_request"
+
+
+def test_send_needs_the_token(client: FlaskClient) -> None:
+    assert client.post("/api/send", json={"topic": "t", "text": "x"}).status_code == 401
