@@ -57,6 +57,7 @@ log = logging.getLogger("baton.delivery")
 HISTORY_LIMIT = 1000
 PRUNE_EVERY_MS = 60_000
 RETRY_UNKNOWN_MS = 500
+RETRY_ERROR_MS = 5000
 
 
 class DeliveryActor(pykka.ThreadingActor):
@@ -110,6 +111,21 @@ class DeliveryActor(pykka.ThreadingActor):
     # --- messages --------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except LedgerError as exc:
+            # The ledger refused a step (a bug, or the disk): the message stays as the
+            # ledger has it and is taken up again later; the actor lives on.
+            self.counters.inc("delivery.errors")
+            log.exception("delivery: %s failed: %s", type(message).__name__, exc.detail)
+            key = getattr(message, "key", None)
+            if isinstance(key, str):  # (a result frees its topic before it is handled)
+                self.retry_at[key] = self.clock.monotonic_ms() + RETRY_ERROR_MS
+            if isinstance(message, (QueueUserMessage, GetUserMessage, GetDelivery)):
+                raise  # an ask: its caller gets the error
+            return None
+
+    def _receive(self, message: Any) -> Any:
         match message:
             case Tick(now_ms=now):
                 self._tick(now)
@@ -281,7 +297,7 @@ class DeliveryActor(pykka.ThreadingActor):
         ours = self._ours(done.token, done.key)
         outcome, now = done.outcome, self.clock.monotonic_ms()
         if outcome is not None and outcome.status in ("accepted", "repeat"):
-            self._commit(done.key, done.index, outcome.message_id, done.epoch or 0)
+            self._commit(done.key, done.index, outcome.message_id, done.epoch or 1)
         elif not ours:
             return
         elif outcome is not None and outcome.status == "stale":
@@ -297,7 +313,7 @@ class DeliveryActor(pykka.ThreadingActor):
             # Recorded as done with no message, logged and counted, so nothing waits on it.
             self.counters.inc("delivery.rejected")
             log.error("%s reply %d cannot be delivered: %s", done.key, done.index, done.error)
-            self._commit(done.key, done.index, None, self.term or 0)
+            self._commit(done.key, done.index, None, self.last_epoch or 1)
         else:
             self.counters.inc("delivery.send_unknown")  # ask the sink before sending again
             self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
@@ -319,7 +335,7 @@ class DeliveryActor(pykka.ThreadingActor):
             self.mine.add(done.key)  # the later replies are ours to send now
         else:
             self.counters.inc(f"delivery.resumed_{action}")
-            self._commit(done.key, done.index, None, self.term or 0)
+            self._commit(done.key, done.index, None, self.last_epoch or 1)
         self._pump()
 
     def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:

@@ -49,15 +49,24 @@ class DeliveryJobs:
             with contextlib.suppress(pykka.ActorDeadError):
                 self.actor.tell(message)
 
-    def _submit(self, pool: ThreadPoolExecutor, job: Callable[[], object]) -> None:
+    def _submit(
+        self,
+        pool: ThreadPoolExecutor,
+        job: Callable[[], object],
+        failed: Callable[[str], object],
+    ) -> None:
+        """Run ``job`` and tell its result; if it raises (a bug), tell ``failed(why)``
+        instead, so the topic waiting on it is never stuck."""
         if self.stopped:
             return
 
         def run() -> None:
             try:
-                self._tell(job())
-            except Exception:  # a bug in a job: logged, never a silent lost result
+                result = job()
+            except Exception as exc:
                 log.exception("delivery job failed")
+                result = failed(f"{type(exc).__name__}: {exc}")
+            self._tell(result)
 
         with contextlib.suppress(RuntimeError):  # the pool is shutting down
             pool.submit(run)
@@ -71,7 +80,7 @@ class DeliveryJobs:
             except AgentFailed as exc:
                 return AgentDone(token, entry.key, None, exc.detail)
 
-        self._submit(self.agents, job)
+        self._submit(self.agents, job, lambda why: AgentDone(token, entry.key, None, why))
 
     def send(self, token: int, entry: LedgerEntry, index: int) -> None:
         reply = entry.replies[index]
@@ -89,7 +98,7 @@ class DeliveryJobs:
                 return SendDone(token, entry.key, index, None, None, exc.detail or "unknown")
             return SendDone(token, entry.key, index, epoch, outcome)
 
-        self._submit(self.io, job)
+        self._submit(self.io, job, lambda why: SendDone(token, entry.key, index, None, None, why))
 
     def check(self, token: int, entry: LedgerEntry, index: int) -> None:
         reply_key = entry.replies[index].reply_key
@@ -100,7 +109,7 @@ class DeliveryJobs:
             except ChannelError as exc:
                 return CheckDone(token, entry.key, index, None, exc.detail or "unknown")
 
-        self._submit(self.io, job)
+        self._submit(self.io, job, lambda why: CheckDone(token, entry.key, index, None, why))
 
     def post(self, item_id: str, topic: str, text: str) -> None:
         def job() -> PostDone:
@@ -109,7 +118,7 @@ class DeliveryJobs:
             except BatonError as exc:
                 return PostDone(item_id, None, exc.detail)
 
-        self._submit(self.io, job)
+        self._submit(self.io, job, lambda why: PostDone(item_id, None, why))
 
     def stop(self) -> None:
         self.stopped = True

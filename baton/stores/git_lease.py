@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import git
@@ -33,6 +35,8 @@ from gitdb import IStream
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
+
+log = logging.getLogger("baton.lease")
 
 REF = "refs/baton/lease"
 FETCHED = "refs/baton/fetched-lease"
@@ -83,6 +87,8 @@ class GitLeaseStore:
         )
         self.workdir = workdir
         self.writes = 0
+        # a lock older than any push of ours can run (timeout, then a second to die)
+        self.stale_lock_s = max(5.0, 3 * timeout_s)
 
     def describe(self) -> str:
         return f"git {self.url} {REF}"
@@ -111,9 +117,16 @@ class GitLeaseStore:
         try:
             out, err = proc.communicate(timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
+            # SIGTERM first: git removes its lock files on it (a SIGKILLed receive-pack
+            # leaves the remote's ref locked); whatever is left a second later is killed.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.communicate(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
             raise LeaseStoreError(
                 f"git {args[0]} to {self.url} took longer than {self.timeout_s:g} s"
             ) from None
@@ -139,13 +152,43 @@ class GitLeaseStore:
         if expected is not None and not _COMMIT_ID.fullmatch(expected):
             return CasResult(False, self.read())  # not a commit id: it cannot match
         commit = self._commit(new)
-        pushed = self._git(
+        pushed = self._push(expected, commit)
+        if pushed.returncode != 0 and "lease.lock': File exists" in pushed.stderr:
+            self._clear_stale_lock()  # raises unless it removed one
+            pushed = self._push(expected, commit)
+        return self._outcome(expected, commit, new, pushed)
+
+    def _clear_stale_lock(self) -> None:
+        """A lock on the remote's ref that outlived every push baton makes (each ends
+        within its timeout) was left by a killed git: on a file:// remote it is removed
+        (and said so); elsewhere the operator is told where it is."""
+        where = f"{REF}.lock"
+        if not self.url.startswith("file://"):
+            raise LeaseStoreError(f"{self.url}: the ref is locked ({where} exists)")
+        lock = Path(self.url[len("file://") :]) / where
+        with contextlib.suppress(FileNotFoundError):
+            age = time.time() - lock.stat().st_mtime
+            if age < self.stale_lock_s:
+                raise LeaseStoreError(f"{lock} is held ({age:.1f} s old): another push runs")
+            lock.unlink()
+            log.warning("removed a stale lock %s (%.0f s old), left by a killed git", lock, age)
+
+    def _push(self, expected: str | None, commit: str) -> subprocess.CompletedProcess[str]:
+        return self._git(
             "push",
             "--porcelain",
             f"--force-with-lease={REF}:{expected or ''}",
             self.url,
             f"{commit}:{REF}",
         )
+
+    def _outcome(
+        self,
+        expected: str | None,
+        commit: str,
+        new: LeaseRecord,
+        pushed: subprocess.CompletedProcess[str],
+    ) -> CasResult:
         status = [x for x in pushed.stdout.splitlines() if x.endswith(")") or "\t" in x]
         mine = [x for x in status if x.split("\t")[1:2] == [f"{commit}:{REF}"]]
         flag = mine[0][:1] if mine else ""

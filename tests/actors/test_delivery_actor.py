@@ -549,3 +549,74 @@ def test_a_new_holder_never_confirms_an_update_it_has_not_seen() -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_check_answered_after_the_gate_closed_is_recorded_and_the_actor_lives() -> None:
+    """b resumes a message a prepared (a's committed marker was lost); the gate closes
+    while b's check is out, and the answer comes back to a machine that stands by."""
+    channel = MemoryChannel("memory")
+    answering = threading.Event()
+    release = threading.Event()
+
+    class SlowToSay:
+        def __init__(self, inner: MemoryChannel) -> None:
+            self.inner, self.name = inner, inner.name
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def delivered(self, reply_key: str) -> bool | None:
+            answering.set()
+            release.wait(20)
+            return self.inner.delivered(reply_key)
+
+    router: dict[str, Machine] = {}
+    a = Machine(10, channel, router)
+    b = Machine(20, SlowToSay(channel), router)
+    router.update({a.id: a, b.id: b})
+    a.peers(b)
+    b.peers(a)
+    try:
+        a.dropped = True  # a's markers are lost but for the one pushed below
+        a.hold(1)
+        [mid] = post_many(channel, 1)
+        key = f"memory:1/1:{mid}"
+        wait_for(lambda: (e := a.ledger.get(key)) is not None and e.done, 10, "a is done")
+        a.hold(None)
+        entry = a.ledger.get(key)
+        assert entry is not None
+
+        def to_b(env: Envelope) -> bool:
+            b.ref.tell(EnvelopeReceived(env))
+            return True
+
+        ReplyMarkerTransport(a.id, a.signer, to_b).push(b.id, marker_for(entry, "prepared", 1))
+        wait_for(lambda: b.counters.get("marker.applied") == 1, 10, "b has the marker")
+        b.hold(2)
+        wait_for(answering.is_set, 10, "b's check")
+        b.hold(None)
+        wait_for(lambda: term_of(b) is None, 10, "b stands by")
+        release.set()
+        wait_for(lambda: b.counters.get("delivery.resumed_commit") == 1, 10, "the answer")
+        assert b.ref.is_alive() and b.counters.get("delivery.errors") == 0
+        assert accepted(channel)[mid] == 1
+    finally:
+        release.set()
+        a.stop()
+        b.stop()
+
+
+def test_a_job_that_raises_something_unexpected_never_leaves_its_topic_stuck() -> None:
+    def buggy(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        raise RuntimeError("a bug, not an AgentFailed")
+
+    channel = MemoryChannel("memory")
+    a = Machine(10, channel, {}, agent=buggy)
+    try:
+        a.hold(1)
+        [mid] = post_many(channel, 1)
+        wait_for(lambda: all_answered(channel, {mid}), 20, "an answer all the same")
+        [text] = bot_texts(channel, "t0")
+        assert text.startswith("[baton] the agent failed") and "RuntimeError" in text
+    finally:
+        a.stop()

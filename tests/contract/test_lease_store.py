@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -281,3 +283,23 @@ def test_a_slow_git_remote_times_out_as_an_error(
         store.cas(None, record(A, 1))
     with pytest.raises(LeaseStoreError, match="longer than 1 s"):
         store.read()
+
+
+def test_a_stale_lock_left_on_a_file_remote_by_a_killed_git_is_removed(tmp_path: Path) -> None:
+    """A SIGKILLed receive-pack leaves the remote's ref locked; every push after it would
+    fail for good. A lock older than any of our pushes can run is removed; a fresh one
+    (another push running) is left alone and the write fails as unknown."""
+    kit = git_kit(tmp_path)
+    store = kit.make()
+    first = store.cas(None, record(A, 1))
+    assert first.ok
+    lock = tmp_path / "remote.git" / f"{REF}.lock"
+    lock.write_text("0" * 40 + "\n")
+    with pytest.raises(LeaseStoreError, match="another push runs"):
+        store.cas(first.current.token, record(A, 1, 1))
+    assert lock.exists()
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    second = store.cas(first.current.token, record(A, 1, 2))
+    assert second.ok and not lock.exists()
+    assert store.read().record == record(A, 1, 2)

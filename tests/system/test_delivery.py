@@ -128,6 +128,16 @@ def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str
     return posted
 
 
+def dump(mesh: Mesh) -> None:
+    """What each machine logged last and counted (printed: pytest shows it on failure)."""
+    for m in mesh.machines:
+        for name in ("node.log", "supervisor.out", "supervisor.log"):
+            path = m.paths.logs_dir / name
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-40:]
+                print(f"--- {m.name} {name} ---", *lines, sep="\n")
+
+
 def run_with_faults(
     mesh: Mesh, chat: ChatServer, fault: Callable[[Machine], None], faults: int, seed: int
 ) -> dict[int, tuple[str, str]]:
@@ -144,6 +154,9 @@ def run_with_faults(
             print("fault on", victim.name, "at", round(time.monotonic() - T0, 1))
         loader.join(120)
         print("loaded at", round(time.monotonic() - T0, 1))
+    except BaseException:
+        dump(mesh)
+        raise
     finally:
         stop.set()
         loader.join(30)
