@@ -389,6 +389,19 @@ def test_at_a_sink_that_cannot_say_the_policy_decides_and_each_case_is_counted(
         a.stop()
 
 
+def hand_prepared_marker(a: Machine, b: Machine, key: str) -> None:
+    """a's reply-prepared marker for ``key`` reaches b (whatever else a's wire drops)."""
+    entry = a.ledger.get(key)
+    assert entry is not None
+
+    def to_b(env: Envelope) -> bool:
+        b.ref.tell(EnvelopeReceived(env))
+        return True
+
+    ReplyMarkerTransport(a.id, a.signer, to_b).push(b.id, marker_for(entry, "prepared", 1))
+    wait_for(lambda: b.counters.get("marker.applied") == 1, 10, "b has the marker")
+
+
 def term_of(m: Machine) -> int | None:
     view: dict[str, Any] = m.ref.ask(GetDelivery(), timeout=5)
     return view["term"]
@@ -531,15 +544,7 @@ def test_a_new_holder_never_confirms_an_update_it_has_not_seen() -> None:
             return found is not None and found.done and thinking.is_set()
 
         wait_for(a_is_done_with_fast, 10, "a's work")
-        entry = a.ledger.get(key)
-        assert entry is not None
-
-        def to_b(env: Envelope) -> bool:
-            b.ref.tell(EnvelopeReceived(env))
-            return True
-
-        ReplyMarkerTransport(a.id, a.signer, to_b).push(b.id, marker_for(entry, "prepared", 1))
-        wait_for(lambda: b.counters.get("marker.applied") == 1, 10, "b has the marker")
+        hand_prepared_marker(a, b, key)
         a.hold(None)
         router.pop(a.id)
         b_view.polls_before = len(channel.polls)
@@ -583,15 +588,7 @@ def test_a_check_answered_after_the_gate_closed_is_recorded_and_the_actor_lives(
         key = f"memory:1/1:{mid}"
         wait_for(lambda: (e := a.ledger.get(key)) is not None and e.done, 10, "a is done")
         a.hold(None)
-        entry = a.ledger.get(key)
-        assert entry is not None
-
-        def to_b(env: Envelope) -> bool:
-            b.ref.tell(EnvelopeReceived(env))
-            return True
-
-        ReplyMarkerTransport(a.id, a.signer, to_b).push(b.id, marker_for(entry, "prepared", 1))
-        wait_for(lambda: b.counters.get("marker.applied") == 1, 10, "b has the marker")
+        hand_prepared_marker(a, b, key)
         b.hold(2)
         wait_for(answering.is_set, 10, "b's check")
         b.hold(None)
