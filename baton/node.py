@@ -173,7 +173,8 @@ class Node:
                 if lease is not None:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
                 for parts in delivery_box:
-                    parts.actor.tell(MembersChanged(tuple(peers)))
+                    with contextlib.suppress(pykka.ActorDeadError):  # stopping
+                        parts.actor.tell(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
