@@ -310,3 +310,25 @@ class MarkerRefused(PeerFault):
     """A reply marker from a peer is malformed or inconsistent."""
 
     code = "marker_refused"
+
+
+# --- transcripts -------------------------------------------------------------------
+
+
+class TranscriptError(BatonError):
+    """The transcript store could not be read or written."""
+
+    code = "transcript_error"
+
+
+class TranscriptCorrupt(TranscriptError):
+    """The transcript file is not a transcript store this baton can read; it was left
+    untouched."""
+
+    code = "transcript_corrupt"
+
+
+class TranscriptRefused(PeerFault):
+    """A transcript turn is malformed (fields, types or values)."""
+
+    code = "transcript_refused"

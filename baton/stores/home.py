@@ -73,6 +73,11 @@ class HomePaths:
         return self.data_dir / "ledger.sqlite"
 
     @property
+    def transcripts(self) -> Path:
+        """Every topic's transcript (baton.stores.transcript_sqlite)."""
+        return self.data_dir / "transcripts.sqlite"
+
+    @property
     def tail_dir(self) -> Path:
         return self.data_dir / "tail"
 

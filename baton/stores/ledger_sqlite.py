@@ -1,32 +1,22 @@
-"""SqliteLedger: the Ledger port on one SQLite file (``data/ledger.sqlite``).
+"""SqliteLedger: the Ledger port on one SQLite file (``data/ledger.sqlite``), opened by
+baton.stores.sqlite_file.SqliteFile.
 
 Invariants:
-- Durable: WAL mode with ``synchronous=FULL``; every method is one ``BEGIN IMMEDIATE``
-  transaction, so when it returns its change survives kill -9 and power loss, and when
-  it raises nothing changed.
-- Private: the file is created 0600 (SQLite gives its -wal and -shm the file's mode); a
-  wider mode found on open is narrowed.
-- Created whole: the schema is written to a private temporary file that is then linked
-  into place (never over an existing file), so a kill -9 during creation leaves no file
-  at the path, never a half-made one. Hence an empty (0-byte) file at the path is not
-  something baton made, and it is refused like any other corrupt file; so are files
-  that are not SQLite, fail ``PRAGMA quick_check``, lack our tables or carry an unknown
-  schema version. A refused file is left untouched (checked over a read-only
-  connection): never repaired, overwritten or deleted.
-- One connection, shared by threads under one lock. The rules are the pure functions of
-  baton.core.ledger and baton.core.ledger_marker; this module only stores entries (one
-  JSON document each, plus the columns the queries need).
+- Those of SqliteFile: every method is one ``BEGIN IMMEDIATE`` transaction in WAL mode
+  with ``synchronous=FULL``, so when it returns its change survives kill -9 and power
+  loss, and when it raises nothing changed; the file is private (0600) and created
+  whole (a kill -9 during creation leaves no file, so an empty file is not baton's); a
+  file that is not a ledger of our schema is refused and left untouched.
+- The rules are the pure functions of baton.core.ledger and baton.core.ledger_marker;
+  this module only stores entries (one JSON document each, plus the columns the
+  queries need).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Concatenate, ParamSpec
 
@@ -34,7 +24,7 @@ from baton.core import ledger as rules
 from baton.core.errors import LedgerCorrupt, LedgerError, UnknownEntry
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, LedgerState, QueuedMessage, ReplyMarker, apply_marker
-from baton.stores.files import fsync_dir
+from baton.stores.sqlite_file import Kind, SqliteFile
 
 P = ParamSpec("P")
 
@@ -61,19 +51,7 @@ CREATE TABLE queue (
     queued_ms REAL NOT NULL
 );
 """
-_HEADER = b"SQLite format 3\x00"
-_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-#: Errors that say nothing about the file's contents (permissions, I/O, locks, space).
-_CIRCUMSTANCE = (
-    "SQLITE_CANTOPEN",
-    "SQLITE_PERM",
-    "SQLITE_IOERR",
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_READONLY",
-    "SQLITE_NOMEM",
-    "SQLITE_FULL",
-)
+KIND = Kind("ledger", SCHEMA, frozenset(TABLES), SCHEMA_VERSION, LedgerError, LedgerCorrupt)
 _ACKED = LedgerState.ACKED.value
 _DELIVERED = tuple(s.value for s in rules.DELIVERED)
 
@@ -81,129 +59,8 @@ _DELIVERED = tuple(s.value for s in rules.DELIVERED)
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise LedgerError(f"{self.path.parent} does not exist; cannot open the ledger")
-        self._lock = threading.Lock()
-        if not os.path.lexists(self.path):
-            self._create()
-        self._validate()
-        self._db: sqlite3.Connection | None = self._connect()
-
-    # --- opening ------------------------------------------------------------------
-
-    def _refuse(self, why: str) -> LedgerCorrupt:
-        return LedgerCorrupt(
-            f"{self.path}: {why}; the file was left untouched (move it aside to start "
-            f"a new ledger, or restore it from a backup)"
-        )
-
-    def _create(self) -> None:
-        try:
-            fd, tmp = tempfile.mkstemp(
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".new"
-            )
-            os.close(fd)  # mkstemp made it 0600; SQLite takes an empty file for a new database
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: could not create the ledger: {exc}") from exc
-        try:
-            db = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {SCHEMA}"
-                    f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
-                )
-            finally:
-                db.close()  # checkpoints the WAL into the file and removes it
-            with contextlib.suppress(FileExistsError):  # someone else made one: use theirs
-                os.link(tmp, self.path)  # unlike rename, never replaces a file
-            fsync_dir(self.path.parent)
-        except (sqlite3.Error, OSError) as exc:
-            raise LedgerError(f"{self.path}: could not create the ledger: {exc}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-    def _validate(self) -> None:
-        """Refuse anything but a ledger of our schema, reading it without writing it."""
-        if not self.path.is_file():
-            raise self._refuse("not a regular file")
-        try:
-            with open(self.path, "rb") as fh:
-                header = fh.read(len(_HEADER))
-        except OSError as exc:
-            raise LedgerError(f"{self.path}: cannot read the ledger: {exc}") from exc
-        if not header:
-            raise self._refuse("empty file (baton never leaves one)")
-        if header != _HEADER:
-            raise self._refuse("not an SQLite database")
-        side = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")]
-        existed = {p for p in side if p.exists()}
-        try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                problem = _schema_problem(db)
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
-            if _circumstance(exc):  # the file may be fine; we could not read it now
-                raise LedgerError(f"{self.path}: cannot read the ledger: {exc}") from exc
-            problem = f"unreadable ({exc})"
-        if problem:
-            for p in side:  # files our read-only look created (never one that was there)
-                if p not in existed:
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-            raise self._refuse(problem)
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: could not open the ledger: {exc}") from exc
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            db.execute("PRAGMA synchronous=FULL")
-            if mode != "wal":
-                raise LedgerError(f"{self.path}: SQLite refused WAL mode ({mode})")
-            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-                with contextlib.suppress(FileNotFoundError):
-                    if p.stat().st_mode & 0o077:
-                        p.chmod(0o600)
-        except (sqlite3.Error, OSError, LedgerError) as exc:
-            db.close()
-            if isinstance(exc, LedgerError):
-                raise
-            raise LedgerError(f"{self.path}: could not open the ledger: {exc}") from exc
-        return db
-
-    # --- transactions -------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One BEGIN IMMEDIATE transaction under the lock; committed when the block ends,
-        rolled back when it raises. SQLite errors become LedgerError (LedgerCorrupt)."""
-        with self._lock:
-            db = self._db
-            if db is None:
-                raise LedgerError(f"{self.path}: the ledger is closed")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                if str(getattr(exc, "sqlite_errorname", "")).startswith(_CORRUPT):
-                    raise LedgerCorrupt(f"{self.path}: {exc}") from exc
-                raise LedgerError(f"{self.path}: {exc}") from exc
+        self._file = SqliteFile(self.path, KIND)
+        self._tx = self._file.tx
 
     @staticmethod
     def _load(db: sqlite3.Connection, key: str) -> LedgerEntry | None:
@@ -341,35 +198,10 @@ class SqliteLedger:
             db.execute("DELETE FROM queue WHERE item_id = ?", (item_id,))
 
     def close(self) -> None:
-        with self._lock:
-            db, self._db = self._db, None
-        if db is not None:
-            try:
-                db.close()
-            except sqlite3.Error as exc:
-                raise LedgerError(f"{self.path}: could not close the ledger: {exc}") from exc
+        self._file.close()
 
     def __repr__(self) -> str:
         return f"SqliteLedger({str(self.path)!r})"
-
-
-def _schema_problem(db: sqlite3.Connection) -> str | None:
-    """Why ``db`` is not a ledger of our schema, or None when it is one."""
-    check = db.execute("PRAGMA quick_check").fetchall()
-    if check != [("ok",)]:
-        return f"PRAGMA quick_check failed: {'; '.join(str(r[0]) for r in check[:3])}"
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not tables >= TABLES:
-        return f"not a baton ledger (missing tables {sorted(TABLES - tables)})"
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None or row[0] != SCHEMA_VERSION:
-        found = None if row is None else row[0]
-        return f"unknown ledger schema version {found!r} (this baton reads {SCHEMA_VERSION})"
-    return None
-
-
-def _circumstance(exc: sqlite3.Error) -> bool:
-    return str(getattr(exc, "sqlite_errorname", "")).startswith(_CIRCUMSTANCE)
 
 
 def _doc(entry: LedgerEntry) -> str:

@@ -516,12 +516,13 @@ DIE_WHILE_CREATING = """
 import os, signal, sqlite3, sys
 from pathlib import Path
 import baton.stores.ledger_sqlite as adapter
+import baton.stores.sqlite_file as opener
 
 def die(*_):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if sys.argv[2] == "before-link":
-    adapter.os.link = die
+    opener.os.link = die
 else:  # in the middle of writing the schema
     connect = sqlite3.connect
     def dying_connect(*args, **kwargs):
@@ -532,7 +533,7 @@ else:  # in the middle of writing the schema
             return sqlite3.SQLITE_OK
         db.set_authorizer(authorize)
         return db
-    adapter.sqlite3.connect = dying_connect
+    opener.sqlite3.connect = dying_connect
 adapter.SqliteLedger(Path(sys.argv[1]))
 print("created")
 """
