@@ -11,7 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Concatenate, ParamSpec
 
 from baton.core import ledger as rules
@@ -25,11 +25,12 @@ from baton.core.ledger import (
     ReplyMarker,
     apply_marker,
 )
+from baton.stores.ledger_steps import LedgerSteps
 
 P = ParamSpec("P")
 
 
-class MemoryLedger:
+class MemoryLedger(LedgerSteps):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, LedgerEntry] = {}
@@ -70,23 +71,6 @@ class MemoryLedger:
         with self._lock:
             self._open()
             return self._entries.get(key)
-
-    def begin(self, key: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.begin, now_ms)
-
-    def fail(self, key: str, error: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.fail, error, now_ms)
-
-    def prepare(self, key: str, replies: Sequence[str], epoch: int, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.prepare, replies, epoch, now_ms)
-
-    def commit(
-        self, key: str, index: int, message_id: int | None, epoch: int, now_ms: float
-    ) -> LedgerEntry:
-        return self._advance(key, rules.commit, index, message_id, epoch, now_ms)
-
-    def ack(self, key: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.ack, now_ms)
 
     def apply_marker(self, marker: ReplyMarker, now_ms: float) -> LedgerEntry:
         with self._lock:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Concatenate, ParamSpec
 
@@ -24,6 +24,7 @@ from baton.core import ledger as rules
 from baton.core.errors import LedgerCorrupt, LedgerError, UnknownEntry
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, LedgerState, QueuedMessage, ReplyMarker, apply_marker
+from baton.stores.ledger_steps import LedgerSteps
 from baton.stores.sqlite_file import Kind, SqliteFile
 
 P = ParamSpec("P")
@@ -56,7 +57,7 @@ _ACKED = LedgerState.ACKED.value
 _DELIVERED = tuple(s.value for s in rules.DELIVERED)
 
 
-class SqliteLedger:
+class SqliteLedger(LedgerSteps):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._file = SqliteFile(self.path, KIND)
@@ -104,23 +105,6 @@ class SqliteLedger:
     def get(self, key: str) -> LedgerEntry | None:
         with self._tx() as db:
             return self._load(db, key)
-
-    def begin(self, key: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.begin, now_ms)
-
-    def fail(self, key: str, error: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.fail, error, now_ms)
-
-    def prepare(self, key: str, replies: Sequence[str], epoch: int, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.prepare, replies, epoch, now_ms)
-
-    def commit(
-        self, key: str, index: int, message_id: int | None, epoch: int, now_ms: float
-    ) -> LedgerEntry:
-        return self._advance(key, rules.commit, index, message_id, epoch, now_ms)
-
-    def ack(self, key: str, now_ms: float) -> LedgerEntry:
-        return self._advance(key, rules.ack, now_ms)
 
     def apply_marker(self, marker: ReplyMarker, now_ms: float) -> LedgerEntry:
         with self._tx() as db:

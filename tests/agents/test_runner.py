@@ -20,6 +20,7 @@ from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, AgentFailed, AgentMe
 from baton.agents.runner import AgentRunner
 from baton.core.errors import ConfigError
 from baton.metrics import Counters
+from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,15 +56,6 @@ MakeRunner = Callable[..., AgentRunner]
 
 def msg(text: str, message_id: int = 1) -> AgentMessage:
     return AgentMessage(topic="t", message_id=message_id, text=text, sender="u1")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def gone(pid: int) -> bool:
@@ -229,7 +221,7 @@ def test_cmd_hang_kills_the_program_too(
     assert failed.reason == "timeout"
     program, worker = (int(p) for p in pidfile.read_text().split())
     assert gone(worker)
-    assert wait_until(lambda: gone(program))
+    wait_for(lambda: gone(program), 5, "the program to be gone", 0.01)
     assert runner.run(msg("next"), []) == ["cmd: next (0)"]
 
 
@@ -300,7 +292,7 @@ def test_waiting_for_a_free_worker_is_not_part_of_the_timeout(
 ) -> None:
     runner = make_runner(f"{SAMPLES}:moody", workers=1, timeout_s=1)
     hanging, hung = _run_in_thread(runner, "sleep")
-    assert wait_until(lambda: counters.get("agent.runs") == 1)
+    wait_for(lambda: counters.get("agent.runs") == 1, 5, "one run counted", 0.01)
     waiting, answered = _run_in_thread(runner, "hi")
     for thread in (hanging, waiting):
         thread.join(10)
@@ -318,14 +310,14 @@ def test_stop_leaves_no_process_even_a_sleeping_cmd_child(
     runner = make_runner(cmd_spec, workers=2, timeout_s=30)
     pidfile = tmp_path / "sleeper.pid"
     thread, outcome = _run_in_thread(runner, f"sleep {pidfile}")
-    assert wait_until(pidfile.exists)
+    wait_for(pidfile.exists, 5, "the pid file", 0.01)
     program, worker = (int(p) for p in pidfile.read_text().split())
     runner.stop()
     thread.join(10)
     assert not thread.is_alive()
     assert isinstance(outcome[0], AgentFailed) and outcome[0].reason == "stopped"
     assert gone(worker)
-    assert wait_until(lambda: gone(program))
+    wait_for(lambda: gone(program), 5, "the program to be gone", 0.01)
     assert counters.get("agent.workers_killed") == 1
 
 
@@ -419,7 +411,7 @@ def test_a_worker_ends_with_the_process_that_started_it(cmd_spec: str, tmp_path:
     )
     program, worker = (int(p) for p in pidfile.read_text().split())
     try:
-        assert wait_until(lambda: gone(worker) and gone(program))
+        wait_for(lambda: gone(worker) and gone(program), 5, "worker and program gone", 0.01)
     finally:
         if not gone(worker):  # the worker leads its own group: end it, the program too
             os.killpg(worker, signal.SIGKILL)

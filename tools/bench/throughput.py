@@ -79,6 +79,7 @@ from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
 from baton.wire.envelope import Envelope, decode, encode
 from baton.wire.marker_transport import ReplyMarkerTransport
+from tools.mesh import wait_for
 
 SETTINGS = Settings(agent="echo")
 TOPICS = [f"t{i}" for i in range(5)]
@@ -193,6 +194,12 @@ def post_messages(url: str, n: int, run: int) -> set[int]:
     return ids
 
 
+def answered_all(url: str, ids: set[int]) -> list[dict[str, Any]] | None:
+    """The accepted sends once every message in ``ids`` has one, else None."""
+    sends = accepted_sends(url, ids)
+    return sends if {s["reply_to"] for s in sends} >= ids else None
+
+
 def accepted_sends(url: str, ids: set[int]) -> list[dict[str, Any]]:
     sends = http(f"{url}/api/sends")["sends"]
     return [s for s in sends if s["outcome"] == "accepted" and s["reply_to"] in ids]
@@ -249,17 +256,12 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
         ids = post_messages(chat.url, n, run)
         started_wall = time.time()
         holder.hold()
-        give_up = time.monotonic() + deadline_s
-        while True:
-            sends = accepted_sends(chat.url, ids)
-            if {s["reply_to"] for s in sends} >= ids:
-                break
-            if time.monotonic() > give_up:
-                raise TimeoutError(
-                    f"{mode} run {run + 1}: {len({s['reply_to'] for s in sends})} of {n} "
-                    f"messages answered after {deadline_s:g} s"
-                )
-            time.sleep(CHECK_EVERY_S)
+        sends = wait_for(
+            lambda: answered_all(chat.url, ids),
+            deadline_s,
+            f"{mode} run {run + 1}: all {n} messages answered",
+            CHECK_EVERY_S,
+        )
         elapsed = max(s["time"] for s in sends) - started_wall
         result = {
             "rps": round(n / elapsed, 1),
@@ -283,13 +285,13 @@ def check(mode: str, n: int, ids: set[int], machines: list[Machine], url: str) -
     markers = 0
     if mode == "on":
         standby = machines[1]
-        give_up = time.monotonic() + 30
-        while markers < n and time.monotonic() < give_up:
+
+        def stored() -> int:
             counts = standby.ledger.counts()  # a standby acks what its markers complete
-            markers = counts["reply-committed"] + counts["acked"]
-            time.sleep(0.05)
-        if markers < n:
-            raise RuntimeError(f"on: the standby has {markers} of {n} reply-committed markers")
+            return int(counts["reply-committed"] + counts["acked"])
+
+        wait_for(lambda: stored() >= n, 30, f"the standby to hold all {n} committed markers")
+        markers = stored()
     return {"sends": len(sends), "standby_markers": markers, "fenced": all(fenced)}
 
 
