@@ -332,3 +332,25 @@ class TranscriptRefused(PeerFault):
     """A transcript turn is malformed (fields, types or values)."""
 
     code = "transcript_refused"
+
+
+# --- live tail ----------------------------------------------------------------------
+
+
+class TailError(BatonError):
+    """The live-tail buffer could not be read or written."""
+
+    code = "tail_error"
+
+
+class TailCorrupt(TailError):
+    """The live-tail buffer file is not a buffer this baton can read; left untouched."""
+
+    code = "tail_corrupt"
+
+
+class TailRefused(PeerFault):
+    """A live-tail frame or ack is malformed, from a machine that is not the holder, or
+    cannot be opened with this machine's key."""
+
+    code = "tail_refused"

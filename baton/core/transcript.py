@@ -4,15 +4,15 @@ that admits a holder's turn on a standby, and the TranscriptStore port.
 Theory of operation. Each topic keeps its turns (one inbound message and the replies
 to it) in a transcript numbered 1, 2, 3, ... by ``seq``. Only the holder makes turns:
 ``append`` gives the next number and is idempotent by ledger key, so a message resumed
-after a crash or a takeover never gets a second turn. The holder streams turns by
-sequence number to the standbys (the live tail, DESIGN.md section 6); a standby stores
-a turn with ``put`` only when it extends its copy by exactly one, so its transcript is
-always a prefix of the holder's. ``decide_put`` is that rule: a turn already held with
-equal content is a DUPLICATE (the stream repeats itself), a turn beyond the next is a
-GAP (the standby re-requests from ``last_seq + 1``), a turn that disagrees with what is
-held is a CONFLICT (histories diverged; never overwritten). Nothing is stored except on
-ADDED, so any order and repetition of deliveries, with gaps re-requested, ends with
-exactly the holder's transcript.
+after a crash or a takeover never gets a second turn. The holder streams its turns to the
+standbys (the live tail, baton.core.live_tail), which keep them sealed in their
+LiveTailBuffer; on takeover the buffer is replayed into this store with ``put``, which
+stores a turn only when it extends the copy by exactly one. ``decide_put`` is that
+rule: a turn already held with equal content is a DUPLICATE, a turn beyond the next is
+a GAP, a turn that disagrees with what is held is a CONFLICT (never overwritten by
+put). Nothing is stored except on ADDED. Where a machine's own copy parted from the
+chain the holder streamed (it held the lease earlier and made turns nobody received),
+the replay first drops its turns from there with ``truncate``: the chain wins.
 
 Invariants:
 - A TranscriptTurn that exists is well-formed: field types (no bool for an int), seq in
@@ -22,7 +22,8 @@ Invariants:
 - ``TranscriptTurn.from_json(turn.to_json()) == turn``; any other shape (unknown or
   missing fields, wrong types) raises TranscriptRefused, never defaulted or ignored.
 - In every store a topic's seqs are exactly 1..last_seq(topic), and a ledger key names
-  at most one turn of a topic. Stored turns are never changed or removed.
+  at most one turn of a topic. Stored turns are never changed; only ``truncate``
+  removes them (a suffix).
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ class TranscriptStore(Protocol):
 
     def history(self, topic: str, limit: int) -> list[TranscriptTurn]:
         """The newest ``limit`` turns of ``topic``, oldest first (the agent's history)."""
+        ...
+
+    def truncate(self, topic: str, after_seq: int) -> int:
+        """Remove the turns of ``topic`` with seq > ``after_seq``; how many went."""
         ...
 
     def last_seqs(self) -> dict[str, int]:

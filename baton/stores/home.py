@@ -82,6 +82,11 @@ class HomePaths:
         return self.data_dir / "tail"
 
     @property
+    def tail_buffer(self) -> Path:
+        """The LiveTailBuffer (SQLite, frames sealed to this machine's key), 0600."""
+        return self.tail_dir / "buffer.sqlite"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 

@@ -5,7 +5,7 @@ Invariants:
 - One lock makes every call atomic; a call that raises changed nothing (turns are
   frozen values, added only after they were built and decide_put said ADDED).
 - A topic's turns are a list whose index i holds seq i + 1; a ledger key maps to the
-  seq of its turn in that topic. Nothing is changed or removed once stored.
+  seq of its turn in that topic. A stored turn is never changed; only truncate removes.
 - The rules are those of baton.core.transcript; both adapters pass
   tests/contract/test_transcript.py. Nothing survives the process (the only difference).
 """
@@ -80,6 +80,16 @@ class MemoryTranscriptStore:
             if limit <= 0:
                 return []
             return list(self._turns.get(topic, [])[-limit:])
+
+    def truncate(self, topic: str, after_seq: int) -> int:
+        with self._lock:
+            self._open()
+            held = self._turns.get(topic, [])
+            dropped = held[max(0, after_seq) :]
+            del held[max(0, after_seq) :]
+            for turn in dropped:
+                del self._by_key[(topic, turn.ledger_key)]
+            return len(dropped)
 
     def last_seqs(self) -> dict[str, int]:
         with self._lock:

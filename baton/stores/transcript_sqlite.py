@@ -126,6 +126,11 @@ class SqliteTranscriptStore:
             ).fetchall()
             return [self._turn(row) for row in reversed(rows)]
 
+    def truncate(self, topic: str, after_seq: int) -> int:
+        with self._tx() as db:
+            cursor = db.execute("DELETE FROM turns WHERE topic = ? AND seq > ?", (topic, after_seq))
+            return int(cursor.rowcount)
+
     def last_seqs(self) -> dict[str, int]:
         with self._tx() as db:
             rows = db.execute("SELECT topic, max(seq) FROM turns GROUP BY topic").fetchall()

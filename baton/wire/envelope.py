@@ -51,6 +51,8 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "marker": {"marker": dict, "signature": str},  # a signed ReplyMarker (hex signature)
     "user_message": {"item_id": str, "topic": str, "text": str},  # a standby forwards
     "user_message_ack": {"item_id": str, "message_id": int},  # the holder posted it
+    "tail": {"frames": list, "heads": dict},  # live-tail frames, sealed to the recipient
+    "tail_ack": {"have": dict, "pull": bool},  # how far a standby's copy matches
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

@@ -138,6 +138,19 @@ def test_history_is_the_newest_turns_oldest_first(store: TranscriptStore) -> Non
     assert store.history("9/0", 5) == []
 
 
+def test_truncate_drops_a_suffix_and_frees_its_keys(store: TranscriptStore) -> None:
+    for n in (1, 2, 3, 4):
+        add(store, n)
+    add(store, 1, "2/0")
+    assert store.truncate("1/0", 2) == 2
+    assert [t.seq for t in store.turns("1/0", 0, 10)] == [1, 2]
+    assert store.last_seqs() == {"1/0": 2, "2/0": 1}  # another topic is untouched
+    assert store.append("1/0", "memory:1/0:3", 3, "again", (), 9.0).seq == 3  # key free
+    assert store.put(turn(4)) is R.ADDED
+    assert store.truncate("1/0", 9) == 0 and store.truncate("3/0", 0) == 0
+    assert store.truncate("1/0", 0) == 4 and store.last_seq("1/0") == 0
+
+
 def test_threads_append_each_key_once(store: TranscriptStore) -> None:
     def worker(offset: int) -> None:
         for i in range(40):
