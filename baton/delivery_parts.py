@@ -1,5 +1,6 @@
 """Delivery's part of a node: the channel named by ``channel``, the ledger, the agent
-runner, the FencedOutbox, the DeliveryActor and the poller. The node composes them.
+runner, the FencedOutbox, the DeliveryActor and the poller; the transcripts, the
+LiveTailBuffer and the LiveTailActor. The node composes them.
 
 A machine without a channel has none of this (it answers nothing). Without a lease
 store there is no failover: the machine the registry names awake acts with epoch 1 for
@@ -24,22 +25,27 @@ from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import HolderIs, Polled
 from baton.actors.lease_actor import FencedOut
+from baton.actors.live_tail_actor import LiveTailActor
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
 from baton.core.clock import Clock
 from baton.core.lease import LeaseChanged
+from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
 from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.outbox import FencedOutbox
 from baton.poller import ChannelPoller, Cursor
 from baton.signing import Ed25519Signer, verify_ed25519
-from baton.stores.files import check_private_file
+from baton.stores.files import check_private_dir, check_private_file
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.ledger_sqlite import SqliteLedger
+from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
+from baton.wire.tail_transport import LiveTailTransport
 
 log = logging.getLogger("baton.delivery")
 
@@ -58,21 +64,35 @@ def telegram_token(paths: HomePaths, env: Mapping[str, str]) -> str | None:
 @dataclass
 class DeliveryParts:
     actor: pykka.ActorRef[Any]
+    tail: pykka.ActorRef[Any]
     poller: ChannelPoller
     runner: AgentRunner
     ledger: SqliteLedger
 
+    ROUTES = ("marker", "user_message", "user_message_ack")
+    TAIL_ROUTES = ("tail", "tail_ack")
+
+    @property
+    def actors(self) -> tuple[pykka.ActorRef[Any], ...]:
+        return (self.actor, self.tail)
+
     def is_alive(self) -> bool:
-        return self.actor.is_alive() and self.poller.is_alive()
+        return self.actor.is_alive() and self.tail.is_alive() and self.poller.is_alive()
+
+    def tell_all(self, message: object) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopping
+                actor.tell(message)
 
     def holder_changed(self, change: LeaseChanged) -> None:
-        """A lease listener: tells the actor who holds now (it forwards user messages)."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor.tell(HolderIs(change.holder))
+        """A lease listener: tells both actors who holds now (delivery forwards user
+        messages to it; the live tail takes frames from it alone)."""
+        self.tell_all(HolderIs(change.holder, change.epoch))
 
     def stop(self) -> None:
         self.poller.stop()
         self.actor.stop(timeout=10)
+        self.tail.stop(timeout=10)
         self.runner.stop()
         self.ledger.close()
 
@@ -107,19 +127,42 @@ def start_delivery(
             with contextlib.suppress(pykka.ActorDeadError):
                 lease.tell(FencedOut(epoch, highest))
 
-    ledger = SqliteLedger(paths.ledger)
-    runner = AgentRunner(
-        settings.agent,
-        workers=settings.agent_workers,
-        timeout_s=settings.agent_timeout_ms / 1000,
-        counters=counters,
-    )
-    try:
+    paths.tail_dir.mkdir(mode=0o700, exist_ok=True)
+    check_private_dir(paths.tail_dir)
+    with contextlib.ExitStack() as undo:  # whatever started is stopped if a later part fails
+        ledger = SqliteLedger(paths.ledger)
+        undo.callback(ledger.close)
+        transcripts = SqliteTranscriptStore(paths.transcripts)
+        undo.callback(transcripts.close)
+        buffer = SqliteTailBuffer(paths.tail_buffer)
+        undo.callback(buffer.close)
+        runner = AgentRunner(
+            settings.agent,
+            workers=settings.agent_workers,
+            timeout_s=settings.agent_timeout_ms / 1000,
+            counters=counters,
+        )
+        undo.callback(runner.stop)
         runner.start()
         outbox = FencedOutbox(channel, gate, clock, counters, fenced)
         jobs = DeliveryJobs(runner.run, outbox, channel, settings.agent_workers)
         cursor = Cursor()
-        signer = Ed25519Signer(me, identity.signing_key)
+        redactions = compile_redactions(settings.redactions)
+        tail_transport = LiveTailTransport(me, send, redactions, settings.max_frame_bytes // 4)
+        tail = LiveTailActor.start(
+            me,
+            settings.live_tail_flush_ms,
+            settings.max_frame_bytes // 3,
+            transcripts,
+            buffer,
+            tail_transport,
+            identity.encryption_key,
+            gate,
+            jobs.agent,
+            clock,
+            counters,
+        )
+        undo.callback(tail.stop, timeout=10)
         actor = DeliveryActor.start(
             me,
             settings,
@@ -127,21 +170,19 @@ def start_delivery(
             jobs,
             gate,
             cursor,
-            ReplyMarkerTransport(me, signer, send),
+            ReplyMarkerTransport(me, Ed25519Signer(me, identity.signing_key), send),
             verify_ed25519,
             clock,
             counters,
             os.urandom,
+            tail.tell,
         )
         jobs.actor = actor
-    except BaseException:
-        runner.stop()
-        ledger.close()
-        raise
+        undo.pop_all()
     long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
     poller = ChannelPoller(
         channel, gate, clock, cursor, lambda u: actor.tell(Polled(u)), counters, long_poll_s
     )
     poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
-    return DeliveryParts(actor, poller, runner, ledger)
+    return DeliveryParts(actor, tail, poller, runner, ledger)

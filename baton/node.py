@@ -173,8 +173,7 @@ class Node:
                 if lease is not None:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
                 for parts in delivery_box:
-                    with contextlib.suppress(pykka.ActorDeadError):  # stopping
-                        parts.actor.tell(MembersChanged(tuple(peers)))
+                    parts.tell_all(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -212,9 +211,11 @@ class Node:
             if delivery is not None:
                 self.parts.append(delivery)
                 delivery_box.append(delivery)
-                for kind in ("marker", "user_message", "user_message_ack"):
+                for kind in delivery.ROUTES:
                     dispatcher.route(kind, delivery.actor)
-                delivery.actor.tell(MembersChanged(last_peers[0]))
+                for kind in delivery.TAIL_ROUTES:
+                    dispatcher.route(kind, delivery.tail)
+                delivery.tell_all(MembersChanged(last_peers[0]))
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
@@ -229,6 +230,7 @@ class Node:
                 pairing=pairing,
                 lease=None if lease is None else lease.coordinator,
                 delivery=None if delivery is None else delivery.actor,
+                tail=None if delivery is None else delivery.tail,
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
@@ -238,7 +240,7 @@ class Node:
             if lease is not None:
                 ticking.append(lease.coordinator)
             if delivery is not None:
-                ticking.append(delivery.actor)
+                ticking += delivery.actors
             ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)

@@ -17,7 +17,12 @@ from typing import Any
 import pykka
 
 from baton import PROTOCOL_VERSION, __version__
-from baton.actors.delivery_messages import GetDelivery, GetUserMessage, QueueUserMessage
+from baton.actors.delivery_messages import (
+    GetDelivery,
+    GetTail,
+    GetUserMessage,
+    QueueUserMessage,
+)
 from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
     AddMachine,
@@ -78,6 +83,7 @@ class NodeServices:
         counters: Counters,
         lease: pykka.ActorRef[Any] | None = None,
         delivery: pykka.ActorRef[Any] | None = None,
+        tail: pykka.ActorRef[Any] | None = None,
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
@@ -90,6 +96,7 @@ class NodeServices:
         self.peers = peers
         self.lease = lease
         self.delivery = delivery
+        self.tail = tail
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -166,6 +173,7 @@ class NodeServices:
             **self._lease(me, entries),
             "lease_store": self.settings.lease_store or None,
             "delivery": None if self.delivery is None else self._ask(self.delivery, GetDelivery()),
+            "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),

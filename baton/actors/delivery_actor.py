@@ -1,13 +1,15 @@
 """DeliveryActor: inbound to reply, exactly once (DESIGN.md section 6, "Inbound to reply").
 
 It owns the MessageProcessingLedger. On the holder it records what the poller brings
-(before the channel cursor may pass it), runs the agent on each topic's oldest pending
-message, prepares the replies (keys from the ledger key), tells the standbys
-(reply-prepared), sends through the FencedOutbox, records and tells each delivered reply
-(reply-committed), then acks the message so the cursor passes it. On a standby it
-persists the markers the holder sends. Blocking work runs in DeliveryJobs; results come
-back as messages, and results of an earlier term are ignored, except that a delivered
-reply is always recorded (it is the truth about the sink).
+(before the channel cursor may pass it), has the LiveTailActor start the agent on each
+topic's oldest pending message with the topic's transcript as history, prepares the
+replies (keys from the ledger key), tells the standbys (reply-prepared), sends through
+the FencedOutbox, records and tells each delivered reply (reply-committed), then acks
+the message so the cursor passes it, and tells the LiveTailActor, which adds the
+message's turn to the transcript. On a standby it persists the markers the holder
+sends. Blocking work runs in DeliveryJobs; results come back as messages, and results
+of an earlier term are ignored, except that a delivered reply is always recorded (it
+is the truth about the sink).
 
 A term is one stretch of holding one epoch (the LeaseGate says which); a new term
 resumes every message that is not done: committed replies are skipped; a reply prepared
@@ -33,12 +35,13 @@ from baton.actors.delivery_messages import (
     PostDone,
     QueueUserMessage,
     SendDone,
+    StartAgent,
+    TurnDone,
 )
 from baton.actors.indexed_ledger import IndexedLedger
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
-from baton.agents.base import Turn
 from baton.channels.base import InboundMessage
 from baton.core import delivery
 from baton.core.clock import Clock
@@ -54,7 +57,6 @@ from baton.wire.marker_transport import ReplyMarkerTransport, open_marker
 
 log = logging.getLogger("baton.delivery")
 
-HISTORY_LIMIT = 1000
 PRUNE_EVERY_MS = 60_000
 RETRY_UNKNOWN_MS = 500
 RETRY_ERROR_MS = 5000
@@ -74,9 +76,11 @@ class DeliveryActor(pykka.ThreadingActor):
         clock: Clock,
         counters: Counters,
         rng: Callable[[int], bytes],
+        tail: Callable[[StartAgent | TurnDone], None],
     ) -> None:
         super().__init__()
         self.me = me
+        self.tail = tail  # tells the LiveTailActor (transcripts, the agent's history)
         self.settings = settings
         self.ledger = IndexedLedger(ledger)
         self.jobs = jobs
@@ -234,11 +238,8 @@ class DeliveryActor(pykka.ThreadingActor):
                 self._prepare(entry, (delivery.failed_reply(entry.attempts, entry.last_error),))
             else:
                 entry = self.ledger.begin(entry.key, self._wall_ms())
-                history = [
-                    Turn(e.text, tuple(r.text for r in e.replies))
-                    for e in self.ledger.history(entry.topic, entry.message_id, HISTORY_LIMIT)
-                ]
-                self.jobs.agent(self._job(entry), entry, history)
+                assert self.term is not None
+                self.tail(StartAgent(self._job(entry), entry, self.term))
         elif entry.state is LedgerState.PREPARED:
             index = entry.uncommitted()[0].index
             if entry.key in self.mine and (entry.key, index) not in self.unsure:
@@ -248,6 +249,7 @@ class DeliveryActor(pykka.ThreadingActor):
                 self.jobs.check(self._job(entry), entry, index)
         elif entry.state is LedgerState.COMMITTED:
             self.ledger.ack(entry.key, self._wall_ms())
+            self.tail(TurnDone(entry, self.last_epoch or 1))
             self.retry_at.pop(entry.key, None)
             self.mine.discard(entry.key)
             self.counters.inc("delivery.done")

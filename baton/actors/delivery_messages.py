@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from baton.channels.base import SendOutcome, Update
+from baton.core.ledger import LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,11 @@ class PostDone:
 
 @dataclass(frozen=True)
 class HolderIs:
-    """Who holds the lease now (None: nobody known), from the lease's listener."""
+    """Who holds the lease now (None: nobody known) at which epoch, from the lease's
+    listener."""
 
     machine_id: str | None
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,29 @@ class GetUserMessage:
 @dataclass(frozen=True)
 class GetDelivery:
     pass
+
+
+# --- between the DeliveryActor and the LiveTailActor ----------------------------------
+
+
+@dataclass(frozen=True)
+class StartAgent:
+    """Run the agent on ``entry`` with its topic's history (job ``token``); the holder of
+    ``epoch`` asks, so the transcripts are replayed from the live tail first."""
+
+    token: int
+    entry: LedgerEntry
+    epoch: int
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    """``entry`` is acked (every reply delivered): its turn joins the topic's transcript."""
+
+    entry: LedgerEntry
+    epoch: int
+
+
+@dataclass(frozen=True)
+class GetTail:
+    """The live tail's view for status."""

@@ -63,5 +63,5 @@ class IndexedLedger:
     def apply_marker(self, marker: ReplyMarker, now_ms: float) -> LedgerEntry:
         return self._keep(self.ledger.apply_marker(marker, now_ms))
 
-    def __getattr__(self, name: str) -> Any:  # history, counts, prune, queue_*, close
+    def __getattr__(self, name: str) -> Any:  # counts, prune, queue_*, close
         return getattr(self.ledger, name)

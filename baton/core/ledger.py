@@ -57,7 +57,6 @@ from baton.core.ledger_types import (
 )
 
 __all__ = [
-    "DELIVERED",
     "MAX_ERROR_CHARS",
     "MAX_REPLIES",
     "TRANSITIONS",
@@ -95,9 +94,6 @@ TRANSITIONS: dict[str, tuple[frozenset[LedgerState], frozenset[LedgerState]]] = 
     "commit": (frozenset({_S.PREPARED}), frozenset({_S.COMMITTED, _S.ACKED})),
     "ack": (frozenset({_S.COMMITTED}), frozenset({_S.ACKED})),
 }
-
-#: States whose replies are all delivered: what history() returns.
-DELIVERED = frozenset({_S.COMMITTED, _S.ACKED})
 
 
 # --- the transitions ----------------------------------------------------------------
@@ -302,11 +298,6 @@ class Ledger(Protocol):
 
     def pending(self) -> list[LedgerEntry]:
         """Every entry not acked, in ``pending_order``."""
-        ...
-
-    def history(self, topic: str, before_message_id: int, limit: int) -> list[LedgerEntry]:
-        """The newest ``limit`` delivered (reply-committed or acked) entries of ``topic``
-        with message_id < ``before_message_id``, returned oldest first."""
         ...
 
     def prune(self, now_ms: float, max_age_ms: float, max_entries: int) -> int:

@@ -25,6 +25,9 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
   0 <= agent_retries <= 10; 1 <= agent_workers <= 32.
 - ambiguous_policy is resend or skip: what a new holder does with a reply that was
   prepared but never confirmed, at a sink that cannot say whether it arrived.
+- redact_patterns is a list of regular expressions that compile; the entry "default"
+  stands for the built-in list (baton.core.live_tail.DEFAULT_REDACTIONS). In the
+  environment it is a JSON array of strings.
 - http and wire ports are in 0..65535 (0 means "pick a free port").
 A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
 Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
@@ -34,6 +37,7 @@ unknown BATON_* variable (other than RESERVED_ENV) is refused, never ignored.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +45,7 @@ from dataclasses import dataclass, fields
 from typing import Any, cast
 
 from baton.core.errors import ConfigError
+from baton.core.live_tail import DEFAULT_REDACTIONS
 
 ENV_PREFIX = "BATON_"
 # BATON_* variables that are not knobs: read elsewhere, so not refused here.
@@ -158,6 +163,15 @@ class Settings:
     agent_retries: int = 2
     agent_workers: int = 2
     ambiguous_policy: str = "resend"
+    redact_patterns: tuple[str, ...] = ("default",)
+
+    @property
+    def redactions(self) -> tuple[str, ...]:
+        """redact_patterns with "default" expanded to the built-in list."""
+        out: list[str] = []
+        for pattern in self.redact_patterns:
+            out += DEFAULT_REDACTIONS if pattern == "default" else [pattern]
+        return tuple(out)
 
     def __post_init__(self) -> None:
         broken = _first_broken_invariant(self)
@@ -169,7 +183,9 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, HostPort) else value
+            if isinstance(value, HostPort):
+                value = str(value)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -233,6 +249,11 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
     for knob, ok, rule in checks:
         if not ok:
             return knob, f"{rule}, got {getattr(s, knob)!r}"
+    for pattern in s.redact_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            return "redact_patterns", f"{pattern!r} is not a regular expression: {err}"
     return None
 
 
@@ -267,6 +288,17 @@ def _as_str(raw: object, is_text: bool) -> str:
     if isinstance(raw, str):
         return raw
     raise ValueError(f"expected a string, got {raw!r}")
+
+
+def _as_patterns(raw: object, is_text: bool) -> tuple[str, ...]:
+    if is_text and isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"expected a JSON array of strings, got {raw!r}") from None
+    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
+        return tuple(raw)
+    raise ValueError(f"expected a list of strings, got {raw!r}")
 
 
 def _as_log_level(raw: object, is_text: bool) -> str:
@@ -307,6 +339,7 @@ KNOBS: Mapping[str, Parser] = {
     "agent_retries": _as_int,
     "agent_workers": _as_int,
     "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
+    "redact_patterns": _as_patterns,
 }
 
 

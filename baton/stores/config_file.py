@@ -70,13 +70,15 @@ def _toml_value(key: str, value: object) -> str:
         return _toml_string(value)
     if isinstance(value, int | float):
         return repr(value)  # repr of a float is valid TOML, inf and nan included
-    raise TypeError(f"{key}: cannot write {value!r}; only str, int and float")
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(_toml_string(v) for v in value) + "]"
+    raise TypeError(f"{key}: cannot write {value!r}; only str, int, float and lists of str")
 
 
 def render_config(values: Mapping[str, object]) -> bytes:
     """A commented TOML document of ``values``.
 
-    Keys must be bare TOML keys and values str, int or float (TypeError/ValueError
+    Keys must be bare TOML keys and values str, int, float or a list of str (TypeError/ValueError
     otherwise: that is a caller's mistake, not a configuration one).
     """
     lines = [HEADER]

@@ -18,7 +18,6 @@ from baton.core import ledger as rules
 from baton.core.errors import LedgerError, UnknownEntry
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import (
-    DELIVERED,
     LedgerEntry,
     LedgerState,
     QueuedMessage,
@@ -84,17 +83,6 @@ class MemoryLedger(LedgerSteps):
             self._open()
             waiting = [e for e in self._entries.values() if not e.done]
         return sorted(waiting, key=rules.pending_order)
-
-    def history(self, topic: str, before_message_id: int, limit: int) -> list[LedgerEntry]:
-        with self._lock:
-            self._open()
-            found = [
-                e
-                for e in self._entries.values()
-                if e.topic == topic and e.message_id < before_message_id and e.state in DELIVERED
-            ]
-        found.sort(key=lambda e: (e.message_id, e.key))
-        return found[-limit:] if limit > 0 else []
 
     def prune(self, now_ms: float, max_age_ms: float, max_entries: int) -> int:
         with self._lock:

@@ -54,7 +54,6 @@ CREATE TABLE queue (
 """
 KIND = Kind("ledger", SCHEMA, frozenset(TABLES), SCHEMA_VERSION, LedgerError, LedgerCorrupt)
 _ACKED = LedgerState.ACKED.value
-_DELIVERED = tuple(s.value for s in rules.DELIVERED)
 
 
 class SqliteLedger(LedgerSteps):
@@ -122,17 +121,6 @@ class SqliteLedger(LedgerSteps):
                 (_ACKED,),
             ).fetchall()
         return [_entry(doc) for (doc,) in rows]
-
-    def history(self, topic: str, before_message_id: int, limit: int) -> list[LedgerEntry]:
-        if limit <= 0:
-            return []
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT doc FROM entries WHERE topic = ? AND message_id < ? AND state IN (?, ?) "
-                "ORDER BY message_id DESC, key DESC LIMIT ?",
-                (topic, before_message_id, *_DELIVERED, limit),
-            ).fetchall()
-        return [_entry(doc) for (doc,) in reversed(rows)]
 
     def prune(self, now_ms: float, max_age_ms: float, max_entries: int) -> int:
         with self._tx() as db:

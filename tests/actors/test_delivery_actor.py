@@ -1,6 +1,7 @@
 """DeliveryActor with in-memory parts: two machines sharing a MemoryChannel, each with
-its own MemoryLedger, LeaseGate, poller and outbox, markers carried between them in
-memory. The lease is played by the test through the gates. The judge is the channel's
+its own MemoryLedger, LeaseGate, poller and outbox, and its own LiveTailActor over a
+MemoryTranscriptStore and MemoryTailBuffer; markers and the live tail carried between
+them in memory. The lease is played by the test through the gates. The judge is the channel's
 raw log of send attempts: exactly one accepted reply per message, in topic order."""
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from baton.actors.delivery_messages import (
     QueueUserMessage,
 )
 from baton.actors.lease_actor import MembersChanged
+from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.clock import SystemClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.ledger import marker_for
+from baton.core.live_tail import compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
 from baton.gate import LeaseGate
@@ -40,13 +43,16 @@ from baton.outbox import FencedOutbox
 from baton.poller import ChannelPoller, Cursor
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.ledger_memory import MemoryLedger
+from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
+from baton.wire.tail_transport import LiveTailTransport
 from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
-SETTINGS = Settings(agent_retries=1)
+SETTINGS = Settings(agent_retries=1, live_tail_flush_ms=100)
 FOREVER = float("inf")
 
 
@@ -70,12 +76,13 @@ class Machine:
         key = nacl.signing.SigningKey(bytes([seed]) * 32)
         self.signer = Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
         self.id = self.signer.machine_id
-        ek = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+        ek = self.encryption_key = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
         ident = PublicIdentity.from_keys(f"m{seed}", bytes(key.verify_key), bytes(ek.public_key))
         card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
         self.entry = entry_from_card(card, 0.0)
         self.channel, self.router = channel, router
         self.ledger, self.gate, self.cursor = MemoryLedger(), LeaseGate(), Cursor()
+        self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryTailBuffer()
         self.counters, self.clock = Counters(), SystemClock()
         self.fenced: list[tuple[int, int]] = []
         self.dropped = False  # drop every marker this machine sends
@@ -88,9 +95,16 @@ class Machine:
         outbox = FencedOutbox(self.channel, self.gate, self.clock, self.counters, fenced)
         self.jobs = DeliveryJobs(self.agent, outbox, self.channel, 2)
         markers = ReplyMarkerTransport(self.id, self.signer, self.send)
+        patterns = compile_redactions(self.settings.redactions)
+        tail_transport = LiveTailTransport(self.id, self.send, patterns, 1 << 18)
+        self.tail = LiveTailActor.start(
+            self.id, self.settings.live_tail_flush_ms, 1 << 19, self.transcripts, self.buffer,
+            tail_transport, self.encryption_key, self.gate, self.jobs.agent, self.clock,
+            self.counters,
+        )  # fmt: skip
         self.ref = DeliveryActor.start(
             self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
-            verify_ed25519, self.clock, self.counters, os.urandom,
+            verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
         )  # fmt: skip
         self.jobs.actor = self.ref
         self.poller = ChannelPoller(
@@ -105,7 +119,8 @@ class Machine:
     def _tick(self) -> None:
         while not self.stop_ticks.wait(0.05):
             try:
-                self.ref.tell(Tick(self.clock.monotonic_ms()))
+                for actor in (self.ref, self.tail):
+                    actor.tell(Tick(self.clock.monotonic_ms()))
             except Exception:
                 return
 
@@ -114,19 +129,26 @@ class Machine:
             return True
         target = self.router.get(env.to)
         if target is not None:
-            target.ref.tell(EnvelopeReceived(env))
+            actor = target.tail if env.type.startswith("tail") else target.ref
+            actor.tell(EnvelopeReceived(env))
         return True
 
     def peers(self, *others: Machine) -> None:
-        self.ref.tell(MembersChanged(tuple(o.entry for o in others)))
+        for actor in (self.ref, self.tail):
+            actor.tell(MembersChanged(tuple(o.entry for o in others)))
 
     def hold(self, epoch: int | None) -> None:
+        """Hold ``epoch`` (None: stop acting); the others learn this machine holds it."""
         self.gate.publish(epoch, FOREVER if epoch is not None else None)
+        if epoch is not None:
+            for other in {*self.router.values(), self}:
+                other.tail.tell(HolderIs(self.id, epoch))
 
     def stop(self) -> None:
         self.stop_ticks.set()
         self.poller.stop()
         self.ref.stop(timeout=10)
+        self.tail.stop(timeout=10)
         self.ticker.join(5)
 
 
@@ -143,6 +165,12 @@ def pair() -> Iterator[tuple[MemoryChannel, Machine, Machine]]:
     finally:
         a.stop()
         b.stop()
+
+
+def tail_caught_up(holder: Machine, standby: Machine) -> bool:
+    """The standby's buffer holds the holder's every transcript turn."""
+    heads = holder.transcripts.last_seqs()
+    return bool(heads) and {t: s for t, (s, _) in standby.buffer.heads().items()} == heads
 
 
 def accepted(channel: MemoryChannel) -> Counter[int]:
@@ -190,6 +218,7 @@ def test_a_new_holder_resumes_without_doubling_and_the_turn_count_continues(
     first = post_many(channel, 9)
     wait_for(lambda: all_answered(channel, first), 20, "the first messages")
     wait_for(lambda: b.ledger.counts()["acked"] == 9, 10, "markers")
+    wait_for(lambda: tail_caught_up(a, b), 10, "the live tail")
     a.hold(None)  # a stops acting (a lost lease); b takes over with epoch 2
     second = post_many(channel, 6, start=9)
     b.hold(2)
@@ -434,7 +463,9 @@ def two_replies(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
 
 
 def attempts_per_reply(channel: MemoryChannel, m: Machine) -> list[int]:
-    [entry] = m.ledger.history("1/1", 10**9, 10)
+    [turn] = m.transcripts.history("1/1", 10)  # the one message, done
+    entry = m.ledger.get(turn.ledger_key)
+    assert entry is not None
     sent = Counter(s["reply_key"] for s in channel.sends)
     return [sent[r.reply_key] for r in entry.replies]
 

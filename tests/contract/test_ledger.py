@@ -164,23 +164,6 @@ def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> Non
     ]
 
 
-def test_history_of_a_topic(ledger: Ledger) -> None:
-    for n in range(1, 9):
-        key = ledger.record(msg(n), float(n))[0].key
-        if n == 7:  # committed, not acked: delivered all the same
-            ledger.begin(key, 7.0)
-            ledger.prepare(key, ["r"], 1, 7.0)
-            ledger.commit(key, 0, 1, 1, 7.0)
-        elif n != 4:  # 4 stays received: nothing to show yet
-            finish(ledger, key, float(n))
-    finish(ledger, ledger.record(msg(3, chat=2), 1.0)[0].key, 1.0)  # another topic
-    assert [e.message_id for e in ledger.history("1/0", 7, 3)] == [3, 5, 6]
-    assert [e.message_id for e in ledger.history("1/0", 100, 100)] == [1, 2, 3, 5, 6, 7, 8]
-    assert [e.message_id for e in ledger.history("2/0", 100, 10)] == [3]
-    assert ledger.history("1/0", 1, 10) == [] and ledger.history("1/0", 100, 0) == []
-    assert ledger.history("9/0", 100, 10) == []
-
-
 def test_history_counts_committed_but_not_prepared_entries(ledger: Ledger) -> None:
     a, b = (ledger.record(msg(n), 1.0)[0].key for n in (1, 2))
     for key in (a, b):

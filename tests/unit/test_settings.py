@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baton.core.errors import ConfigError
+from baton.core.live_tail import DEFAULT_REDACTIONS
 from baton.core.settings import (
     KNOBS,
     RESERVED_ENV,
@@ -67,8 +68,21 @@ def test_defaults() -> None:
         "agent_retries": 2,
         "agent_workers": 2,
         "ambiguous_policy": "resend",
+        "redact_patterns": ["default"],
     }
     assert s == Settings()
+
+
+def test_redact_patterns_come_from_every_layer_and_must_compile() -> None:
+    assert resolve().redactions == DEFAULT_REDACTIONS
+    mine = resolve(file={"redact_patterns": ["default", "ticket-[0-9]+"]})
+    assert mine.redactions == (*DEFAULT_REDACTIONS, "ticket-[0-9]+")
+    env = {"BATON_REDACT_PATTERNS": '["x+"]'}
+    assert resolve(env=env).redactions == ("x+",)
+    assert resolve(flags={"redact_patterns": []}).redactions == ()
+    assert refused(file={"redact_patterns": ["(unclosed"]}).knob == "redact_patterns"
+    assert refused(file={"redact_patterns": "x+"}).knob == "redact_patterns"
+    assert refused(env={"BATON_REDACT_PATTERNS": "x+"}).knob == "redact_patterns"
 
 
 def test_knob_table_matches_settings_fields() -> None:

@@ -1,0 +1,267 @@
+"""LiveTailActor: the transcripts and the live tail of one machine (DESIGN.md section 6).
+
+It owns the TranscriptStore and the LiveTailBuffer. On the holder (LiveTailSource) it
+adds a turn to its topic's transcript when the DeliveryActor says a message is done,
+starts each agent run with the topic's history, and every ``live_tail_flush_ms`` sends
+each standby the turns it has not confirmed (baton.core.live_tail), redacted and sealed
+to that standby (LiveTailTransport). On a standby it takes the frames of the current
+holder alone, at the current epoch, into the buffer, still sealed, and acks how far it
+matches. When this machine starts holding a new epoch, the buffer is replayed into the
+transcripts (baton.actors.tail_replay) before any turn is added or agent started.
+
+A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nacl.public
+import pykka
+
+from baton.actors.delivery_messages import GetTail, HolderIs, StartAgent, TurnDone
+from baton.actors.lease_actor import MembersChanged
+from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.tail_replay import replay
+from baton.agents.base import Turn
+from baton.core.clock import Clock
+from baton.core.errors import TailError, TailRefused, TranscriptError
+from baton.core.ledger import LedgerEntry
+from baton.core.live_tail import (
+    Follow,
+    FrameResult,
+    TailBuffer,
+    TailFrame,
+    acked,
+    match_point,
+    start_of,
+)
+from baton.core.registry import MachineEntry
+from baton.core.transcript import TranscriptStore
+from baton.gate import LeaseGate
+from baton.metrics import Counters
+from baton.wire.envelope import Envelope
+from baton.wire.tail_transport import MAX_FRAMES, LiveTailTransport, open_ack, open_flush
+
+log = logging.getLogger("baton.tail")
+
+HISTORY_LIMIT = 1000
+
+#: Starts an agent job: (token, entry, history). Must not block (it submits).
+RunAgent = Callable[[int, LedgerEntry, Sequence[Turn]], None]
+
+
+class LiveTailActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        me: str,
+        flush_ms: int,
+        frame_budget: int,
+        transcripts: TranscriptStore,
+        buffer: TailBuffer,
+        transport: LiveTailTransport,
+        key: nacl.public.PrivateKey,
+        gate: LeaseGate,
+        run_agent: RunAgent,
+        clock: Clock,
+        counters: Counters,
+    ) -> None:
+        super().__init__()
+        self.me = me
+        self.flush_ms = flush_ms
+        self.frame_budget = frame_budget
+        self.transcripts = transcripts
+        self.buffer = buffer
+        self.transport = transport
+        self.key = key
+        self.gate = gate
+        self.run_agent = run_agent
+        self.clock = clock
+        self.counters = counters
+        self.peers: dict[str, MachineEntry] = {}
+        self.holder: tuple[str | None, int] = (None, 0)
+        self.term: int | None = None
+        self.replayed = 0  # the newest epoch whose term began with a replay
+        self.follows: dict[tuple[str, str], Follow] = {}
+        self.next_flush = 0.0
+
+    def on_stop(self) -> None:
+        with contextlib.suppress(TailError, TranscriptError):
+            self.buffer.close()
+            self.transcripts.close()
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except (TailError, TranscriptError) as exc:
+            # The disk or a bug: this step is lost, the actor and what is stored live on.
+            self.counters.inc("tail.errors")
+            log.exception("tail: %s failed: %s", type(message).__name__, exc.detail)
+            if isinstance(message, GetTail):
+                raise
+            return None
+
+    def _receive(self, message: Any) -> Any:
+        match message:
+            case Tick(now_ms=now):
+                self._tick(now)
+            case StartAgent(token=token, entry=entry, epoch=epoch):
+                self._begun(epoch)
+                self.run_agent(token, entry, self._history(entry))
+            case TurnDone(entry=entry, epoch=epoch):
+                self._begun(epoch)
+                self._append(entry)
+            case EnvelopeReceived(envelope=env) if env.type == "tail":
+                self._flush_received(env)
+            case EnvelopeReceived(envelope=env) if env.type == "tail_ack":
+                self._ack_received(env)
+            case HolderIs(machine_id=holder, epoch=epoch):
+                self.holder = (holder, epoch)
+            case MembersChanged(peers=peers):
+                self.peers = {p.machine_id: p for p in peers}
+            case GetTail():
+                return self._view()
+            case _:
+                raise TypeError(f"LiveTailActor: unexpected message {message!r}")
+        return None
+
+    # --- the holder ------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        epoch = self.gate.current(now)
+        if epoch != self.term:
+            self.term = epoch
+            self.follows.clear()  # a new term learns afresh what each standby holds
+            if epoch is not None:
+                self._begun(epoch)
+        if self.term is not None and now >= self.next_flush:
+            self.next_flush = now + self.flush_ms
+            for peer in self.peers:
+                self._flush(peer)
+
+    def _begun(self, epoch: int) -> None:
+        """Before this machine adds a turn as holder of ``epoch``: the transcripts take
+        what the live tail brought while it stood by (once per epoch)."""
+        if epoch <= self.replayed:
+            return
+        self.replayed = epoch
+        done = replay(self.buffer, self.transcripts, self.key, self.counters)
+        if done.topics:
+            log.info(
+                "tail: epoch %d: replayed %d turns of %d topics (%d own turns dropped)",
+                epoch,
+                done.turns,
+                done.topics,
+                done.dropped,
+            )
+
+    def _history(self, entry: LedgerEntry) -> list[Turn]:
+        turns = self.transcripts.history(entry.topic, HISTORY_LIMIT + 1)
+        mine = [Turn(t.text, t.replies) for t in turns if t.ledger_key != entry.key]
+        return mine[-HISTORY_LIMIT:]
+
+    def _append(self, entry: LedgerEntry) -> None:
+        replies = tuple(r.text for r in entry.replies)
+        self.transcripts.append(
+            entry.topic, entry.key, entry.message_id, entry.text, replies, entry.received_ms
+        )
+        self.counters.inc("tail.turns")
+
+    def _flush(self, peer: str) -> None:
+        """Send ``peer`` the turns it has not confirmed, as many as one frame allows."""
+        entry = self.peers.get(peer)
+        if entry is None or self.term is None:
+            return
+        heads = self.transcripts.last_seqs()
+        frames: list[TailFrame] = []
+        budget = self.frame_budget
+        for topic, head in sorted(heads.items()):
+            start = start_of(self.follows.get((peer, topic)), head)
+            if start is None:
+                continue
+            turns = self.transcripts.turns(topic, max(0, start - 2), MAX_FRAMES + 1)
+            prev = turns[0].ledger_key if start > 1 and turns and turns[0].seq < start else ""
+            for turn in (t for t in turns if t.seq >= start):
+                if len(frames) >= MAX_FRAMES or budget <= 0:
+                    break  # the rest goes in the next flush
+                box = self.transport.seal(turn, entry.identity.encryption_public)
+                budget -= len(box) * 4 // 3 + 100  # base64 and the frame's fields
+                frames.append(TailFrame(topic, turn.seq, turn.ledger_key, prev, box))
+                prev = turn.ledger_key
+        if frames and self.transport.flush(peer, self.term, frames, heads):
+            self.counters.inc("tail.frames_sent", len(frames))
+
+    def _ack_received(self, env: Envelope) -> None:
+        if self.term is None or env.epoch != self.term or env.sender not in self.peers:
+            self.counters.inc("tail.ack_ignored")
+            return
+        try:
+            have, pull = open_ack(env)
+        except TailRefused as exc:
+            self._refused(env, exc)
+            return
+        for topic, (seq, key) in have.items():
+            head = self.transcripts.last_seq(topic)
+            found = self.transcripts.turns(topic, seq - 1, 1) if 1 <= seq <= head else []
+            mine = found[0].ledger_key if found else None
+            pair = (env.sender, topic)
+            self.follows[pair] = acked(self.follows.get(pair), seq, key, mine, head)
+        if pull:
+            self._flush(env.sender)
+
+    # --- a standby -------------------------------------------------------------------
+
+    def _flush_received(self, env: Envelope) -> None:
+        holder, epoch = self.holder
+        if self.term is not None or env.sender != holder or env.epoch != epoch:
+            # only the holder streams, at the epoch this machine knows it holds
+            self.counters.inc("tail.refused.not_holder")
+            log.info("tail: refused a flush from %s at epoch %d", env.sender, env.epoch)
+            return
+        try:
+            frames, heads = open_flush(env)
+        except TailRefused as exc:
+            self._refused(env, exc)
+            return
+        taken: dict[str, int] = {}
+        for frame in frames:
+            result = self.buffer.take(frame, heads.get(frame.topic))
+            self.counters.inc(f"tail.frame.{result.value}")
+            if result is not FrameResult.REFUSED:
+                taken[frame.topic] = max(taken.get(frame.topic, 0), frame.seq)
+        have = self._have(heads, taken)
+        self.transport.ack(env.sender, env.epoch, have, False)
+
+    def _have(self, heads: dict[str, int], taken: dict[str, int]) -> dict[str, tuple[int, str]]:
+        held = self.buffer.heads()
+        have = {}
+        for topic in heads:
+            seq = taken.get(topic)
+            found = self.buffer.frames(topic, seq - 1, 1) if seq else []
+            key = found[0].key if found and found[0].seq == seq else None
+            have[topic] = match_point(seq, key, held.get(topic))
+        return have
+
+    def _refused(self, env: Envelope, exc: TailRefused) -> None:
+        self.counters.inc("tail.refused.malformed")
+        log.warning("tail: %s from %s refused: %s", env.type, env.sender, exc.detail)
+
+    # --- status ----------------------------------------------------------------------
+
+    def _view(self) -> dict[str, Any]:
+        heads = self.transcripts.last_seqs()
+        behind = {}
+        for peer in self.peers:
+            confirmed = {t: (self.follows.get((peer, t)) or Follow()).confirmed for t in heads}
+            behind[peer] = sum(h - (confirmed[t] or 0) for t, h in heads.items())
+        return {
+            "role": "source" if self.term is not None else "buffer",
+            "topics": len(heads),
+            "turns": sum(heads.values()),
+            "buffered_topics": len(self.buffer.heads()),
+            "unconfirmed": behind if self.term is not None else {},
+            "replayed_epoch": self.replayed,
+        }
