@@ -164,15 +164,6 @@ def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> Non
     ]
 
 
-def test_history_counts_committed_but_not_prepared_entries(ledger: Ledger) -> None:
-    a, b = (ledger.record(msg(n), 1.0)[0].key for n in (1, 2))
-    for key in (a, b):
-        ledger.begin(key, 1.0)
-        ledger.prepare(key, ["r"], 1, 1.0)
-    ledger.commit(a, 0, 9, 1, 2.0)
-    assert [e.key for e in ledger.history("1/0", 10, 10)] == [a]
-
-
 def test_prune_never_deletes_a_pending_entry(ledger: Ledger) -> None:
     keys = [ledger.record(msg(n), 0.0)[0].key for n in range(6)]
     ledger.begin(keys[1], 0.0)

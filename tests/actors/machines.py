@@ -1,0 +1,184 @@
+"""The in-memory machines of the actor tests: two machines sharing a MemoryChannel, each
+with its own MemoryLedger, LeaseGate, poller and outbox, and its own LiveTailActor over a
+MemoryTranscriptStore and MemoryTailBuffer; markers and the live tail carried between
+them in memory. The lease is played by the test through the gates."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nacl.public
+import nacl.signing
+
+from baton.actors.delivery_actor import DeliveryActor
+from baton.actors.delivery_jobs import DeliveryJobs
+from baton.actors.delivery_messages import (
+    HolderIs,
+    Polled,
+)
+from baton.actors.lease_actor import MembersChanged
+from baton.actors.live_tail_actor import LiveTailActor
+from baton.actors.messages import EnvelopeReceived, Tick
+from baton.agents.base import AgentFailed, AgentMessage, Turn
+from baton.channels.memory import MemoryChannel
+from baton.clock import SystemClock
+from baton.core.identity import PublicIdentity, derive_machine_id
+from baton.core.live_tail import compile_redactions
+from baton.core.registry import entry_from_card
+from baton.core.settings import Settings
+from baton.gate import LeaseGate
+from baton.metrics import Counters
+from baton.outbox import FencedOutbox
+from baton.poller import ChannelPoller, Cursor
+from baton.signing import Ed25519Signer, verify_ed25519
+from baton.stores.ledger_memory import MemoryLedger
+from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.transcript_memory import MemoryTranscriptStore
+from baton.wire.envelope import Envelope
+from baton.wire.marker_transport import ReplyMarkerTransport
+from baton.wire.tail_transport import LiveTailTransport
+
+SETTINGS = Settings(agent_retries=1, live_tail_flush_ms=100)
+FOREVER = float("inf")
+
+
+def echo(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+    if message.text.startswith("fail"):
+        raise AgentFailed("crash", "the agent died")
+    return [f"echo: {message.text} (earlier turns: {len(history)})"]
+
+
+class Machine:
+    def __init__(
+        self,
+        seed: int,
+        channel: Any,
+        router: dict[str, Machine],
+        settings: Settings = SETTINGS,
+        agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
+    ) -> None:
+        self.settings = settings
+        self.agent = agent
+        key = nacl.signing.SigningKey(bytes([seed]) * 32)
+        self.signer = Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
+        self.id = self.signer.machine_id
+        ek = self.encryption_key = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+        ident = PublicIdentity.from_keys(f"m{seed}", bytes(key.verify_key), bytes(ek.public_key))
+        card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
+        self.entry = entry_from_card(card, 0.0)
+        self.channel, self.router = channel, router
+        self.ledger, self.gate, self.cursor = MemoryLedger(), LeaseGate(), Cursor()
+        self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryTailBuffer()
+        self.counters, self.clock = Counters(), SystemClock()
+        self.fenced: list[tuple[int, int]] = []
+        self.dropped = False  # drop every envelope this machine sends
+        # what the link does to each envelope: the envelopes delivered now (test faults)
+        self.link: Callable[[Envelope], list[Envelope]] | None = None
+        self.start()
+
+    def start(self) -> None:
+        def fenced(epoch: int, highest: int) -> None:
+            self.fenced.append((epoch, highest))
+
+        outbox = FencedOutbox(self.channel, self.gate, self.clock, self.counters, fenced)
+        self.jobs = DeliveryJobs(self.agent, outbox, self.channel, 2)
+        markers = ReplyMarkerTransport(self.id, self.signer, self.send)
+        patterns = compile_redactions(self.settings.redactions)
+        tail_transport = LiveTailTransport(self.id, self.send, patterns, 1 << 18)
+        self.tail = LiveTailActor.start(
+            self.id, self.settings.live_tail_flush_ms, 1 << 19, self.transcripts, self.buffer,
+            tail_transport, self.encryption_key, self.gate, self.jobs.agent, self.clock,
+            self.counters,
+        )  # fmt: skip
+        self.ref = DeliveryActor.start(
+            self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
+            verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
+        )  # fmt: skip
+        self.jobs.actor = self.ref
+        self.poller = ChannelPoller(
+            self.channel, self.gate, self.clock, self.cursor,
+            lambda u: self.ref.tell(Polled(u)), self.counters, 0.2,
+        )  # fmt: skip
+        self.poller.start()
+        self.stop_ticks = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+        self.ticker.start()
+
+    def _tick(self) -> None:
+        while not self.stop_ticks.wait(0.05):
+            try:
+                for actor in (self.ref, self.tail):
+                    actor.tell(Tick(self.clock.monotonic_ms()))
+            except Exception:
+                return
+
+    def send(self, env: Envelope) -> bool:
+        if self.dropped:
+            return True
+        for out in self.link(env) if self.link is not None else [env]:
+            self.deliver(out)
+        return True
+
+    def deliver(self, env: Envelope) -> None:
+        target = self.router.get(env.to)
+        if target is not None:
+            actor = target.tail if env.type.startswith("tail") else target.ref
+            actor.tell(EnvelopeReceived(env))
+
+    def peers(self, *others: Machine) -> None:
+        for actor in (self.ref, self.tail):
+            actor.tell(MembersChanged(tuple(o.entry for o in others)))
+
+    def hold(self, epoch: int | None) -> None:
+        """Hold ``epoch`` (None: stop acting); the others learn this machine holds it."""
+        self.gate.publish(epoch, FOREVER if epoch is not None else None)
+        if epoch is not None:
+            for other in {*self.router.values(), self}:
+                other.tail.tell(HolderIs(self.id, epoch))
+
+    def stop(self) -> None:
+        self.stop_ticks.set()
+        self.poller.stop()
+        self.ref.stop(timeout=10)
+        self.tail.stop(timeout=10)
+        self.ticker.join(5)
+
+
+def make_pair() -> tuple[MemoryChannel, Machine, Machine]:
+    """Two machines that know each other, on one channel, neither holding yet."""
+    channel = MemoryChannel("memory")
+    router: dict[str, Machine] = {}
+    a, b = Machine(10, channel, router), Machine(20, channel, router)
+    router.update({a.id: a, b.id: b})
+    a.peers(b)
+    b.peers(a)
+    return channel, a, b
+
+
+def tail_caught_up(holder: Machine, standby: Machine) -> bool:
+    """The standby's buffer holds the holder's every transcript turn."""
+    heads = holder.transcripts.last_seqs()
+    return bool(heads) and {t: s for t, (s, _) in standby.buffer.heads().items()} == heads
+
+
+def accepted(channel: MemoryChannel) -> Counter[int]:
+    return Counter(s["reply_to"] for s in channel.sends if s["outcome"] == "accepted")
+
+
+def all_answered(channel: MemoryChannel, ids: set[int]) -> bool:
+    return ids <= set(accepted(channel))
+
+
+def bot_texts(channel: MemoryChannel, topic: str) -> list[str]:
+    return [m["text"] for m in channel.messages(topic) if m["from"] == "bot"]
+
+
+def post_many(channel: MemoryChannel, n: int, start: int = 0, topics: int = 3) -> set[int]:
+    return {
+        channel.post_user_message(f"t{i % topics}", f"m{i}", f"c{i:08d}")
+        for i in range(start, start + n)
+    }
