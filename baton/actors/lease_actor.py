@@ -221,8 +221,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             case Broadcast(record=record, token=token):
                 for peer in self.peers:
                     self._send(peer.machine_id, record, token)
-            case SendTo(machine_id=to, record=record):
-                self._send(to, record, None)
+            case SendTo(machine_id=to, record=record, token=token):
+                self._send(to, record, token)
             case Alarm(kind=kind, detail=detail):
                 self.counters.inc(f"lease.alarm.{kind}")
                 log.warning("lease: %s: %s", kind.replace("_", " "), detail)

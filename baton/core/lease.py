@@ -22,6 +22,8 @@ Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
     StoreAnswered(attempt, result, now)   the store's answer to our CAS
     StoreFailed(attempt, detail, now)     the store could not be asked: outcome unknown
     StopRequested(now, wall)     clean shutdown: stop acting, write a release tombstone
+    YieldRequested(to, now, wall)  a planned handoff: stop acting, release the lease to
+                                 ``to`` alone, and hold off acquiring for a whole ttl
     Fenced(epoch, highest, now)  a sink refused our side effect as stale: someone acted
                                  with a higher epoch, so a holder of ``epoch`` stands down
 
@@ -71,6 +73,7 @@ from baton.core.lease_types import (
     Ticked,
     Timing,
     WriteLease,
+    YieldRequested,
 )
 
 # The types are part of this module's interface (callers import them from here).
@@ -94,6 +97,7 @@ __all__ = [
     "Ticked",
     "Timing",
     "WriteLease",
+    "YieldRequested",
     "can_act",
     "epoch",
     "holder",
@@ -161,6 +165,8 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             return _stop(cfg, s, now, wall)
         case Fenced(epoch=fenced, highest=highest, now=now):
             return _fenced(s, fenced, highest, now)
+        case YieldRequested(to=to, now=now, wall=wall):
+            return _yield(cfg, s, to, now, wall)
     raise TypeError(f"not a lease event: {event!r}")
 
 
@@ -306,7 +312,7 @@ def _answered(
     if not result.ok:
         landed = next((u for u in s.unsure if u.record == current.record), None)
         if landed is None:  # the store moved on without us: our record is gone
-            s = replace(s, mine=None, mine_token=None)
+            s = replace(s, mine=None, mine_token=None, yield_to=None)
             s, more = _demote(s, now, "the store holds another record than ours")
             effects += more
             if current.record is not None:
@@ -316,11 +322,14 @@ def _answered(
     s = replace(s, unsure=())
     record = attempt.record
     if attempt.kind == "release":
-        s = replace(s, mine=None, mine_token=None)
-        return _newer(s, record, now), [*effects, Broadcast(record, current.token)]
+        to, s = s.yield_to, replace(s, mine=None, mine_token=None, yield_to=None)
+        told: Effect = (
+            Broadcast(record, current.token) if to is None else SendTo(to, record, current.token)
+        )
+        return _newer(s, record, now), [*effects, told]
     deadline = attempt.t_sent + cfg.timing.holder_window
     s = _newer(replace(s, mine=record, mine_token=current.token), record, now)
-    if s.stopping:  # a renewal landed while we were stopping: release it now
+    if s.stopping or s.yield_to:  # a renewal landed while stopping or yielding: release
         tomb = replace(record, nonce=record.nonce + 1, ttl_ms=0)
         s, more = _write(cfg, s, "release", tomb, now)
         return s, [*effects, *more]
@@ -339,8 +348,32 @@ def _stop(
     cfg: LeaseConfig, s: LeaseState, now: float, wall: float
 ) -> tuple[LeaseState, list[Effect]]:
     s, effects = _demote(replace(s, stopping=True), now, "released: clean shutdown")
-    if s.mine is None or s.inflight is not None:  # an answer in flight releases (above)
-        return s, effects
-    tomb = replace(s.mine, nonce=s.mine.nonce + 1, ttl_ms=0, issued_at=wall)
-    s, more = _write(cfg, s, "release", tomb, now)
+    s, more = _release(cfg, s, now, wall)
+    return s, [*effects, *more]
+
+
+def _release(
+    cfg: LeaseConfig, s: LeaseState, now: float, wall: float
+) -> tuple[LeaseState, list[Effect]]:
+    """Write the release tombstone of our record, unless a write is in flight (its
+    answer releases, above) or there is no record of ours."""
+    mine = s.mine
+    if mine is None or s.inflight is not None:
+        return s, []
+    tomb = replace(mine, nonce=mine.nonce + 1, ttl_ms=0, issued_at=wall)
+    return _write(cfg, s, "release", tomb, now)
+
+
+def _yield(
+    cfg: LeaseConfig, s: LeaseState, to: str, now: float, wall: float
+) -> tuple[LeaseState, list[Effect]]:
+    """Stand down at once, then release to ``to``. This machine does not try to acquire
+    again for a whole standby wait, so ``to`` (told the tombstone and its token directly)
+    acquires first; if it does not, the lease is taken as after any expiry."""
+    if s.phase is not Phase.HOLDING or s.mine is None or s.stopping:
+        return s, [Alarm("yield_refused", f"asked to yield to {to} while not holding")]
+    s, effects = _demote(s, now, f"yielded to {to}: planned handoff")
+    hold_off = now + cfg.timing.standby_wait(cfg.timing.ttl_ms)
+    s = replace(s, yield_to=to, next_try=max(s.next_try, hold_off))
+    s, more = _release(cfg, s, now, wall)
     return s, [*effects, *more]

@@ -76,6 +76,7 @@ class LeaseState:
     last_from: tuple[tuple[str, tuple[int, int]], ...] = ()  # newest order per holder
     store_ok: bool | None = None
     stopping: bool = False
+    yield_to: str | None = None  # a planned handoff: the release goes to this machine alone
 
 
 # --- events and effects ------------------------------------------------------------
@@ -115,6 +116,16 @@ class StopRequested:
 
 
 @dataclass(frozen=True)
+class YieldRequested:
+    """A planned handoff to ``to`` is agreed: stop acting now and release the lease to
+    ``to`` alone (the other standbys learn of it when ``to`` acquires)."""
+
+    to: str
+    now: float
+    wall: float
+
+
+@dataclass(frozen=True)
 class Fenced:
     """A fencing sink refused a side effect stamped ``epoch``: it has seen ``highest``."""
 
@@ -123,7 +134,7 @@ class Fenced:
     now: float
 
 
-Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested | Fenced
+Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested | Fenced | YieldRequested
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,7 @@ class Broadcast:
 class SendTo:
     machine_id: str
     record: LeaseRecord
+    token: str | None = None
 
 
 @dataclass(frozen=True)

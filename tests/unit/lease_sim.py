@@ -79,8 +79,8 @@ class Sim:
                     m.pending = attempt
                 case Broadcast(record=record, token=token):
                     self.wire += [(o.me, record, token) for o in self.machines if o is not m]
-                case SendTo(machine_id=to, record=record):
-                    self.wire.append((to, record, None))
+                case SendTo(machine_id=to, record=record, token=token):
+                    self.wire.append((to, record, token))
         return effects
 
     def now(self, m: SimMachine) -> float:

@@ -17,12 +17,13 @@ from baton.core.lease import (
     RecordSeen,
     StoreFailed,
     WriteLease,
+    YieldRequested,
     can_act,
     holder,
     step,
 )
 from baton.core.lease_record import LeaseRecord, sign_record
-from tests.unit.lease_sim import TIMING, Sim
+from tests.unit.lease_sim import TIMING, Sim, SimMachine
 
 WINDOW = TIMING.holder_window  # 3000 * 0.99 - 150 = 2820 ms
 WAIT = TIMING.standby_wait(TIMING.ttl_ms)  # 3030 ms
@@ -113,6 +114,64 @@ def test_a_clean_release_lets_a_standby_take_over_at_once() -> None:
     sim.tick(b)  # one write: the tombstone came with the store's token for it
     sim.carry_out(b)
     assert b.state.phase is Phase.HOLDING and b.state.mine and b.state.mine.epoch == 2
+
+
+def yield_to(sim: Sim, m: SimMachine, to: SimMachine) -> list[object]:
+    return list(sim.feed(m, YieldRequested(to.me, sim.now(m), 1.7e9)))
+
+
+def test_a_yield_hands_the_lease_to_one_machine_and_the_others_wait() -> None:
+    sim = Sim(3)
+    a, b, c = sim.machines
+    sim.run(1500)
+    effects = yield_to(sim, a, b)
+    assert not can_act(a.state, sim.now(a)) and kinds(effects) == ["LeaseChanged", "WriteLease"]
+    assert "yielded to" in next(e for e in effects if isinstance(e, LeaseChanged)).reason
+    sim.carry_out(a)
+    assert [to for to, _, _ in sim.wire] == [b.me] and sim.wire[0][2] is not None
+    sim.deliver_all()
+    assert c.state.known is not None and not c.state.known.released  # c was not told
+    sim.tick(c)
+    sim.tick(a)
+    assert c.pending is None and a.pending is None  # neither tries to acquire
+    sim.tick(b)  # b CASes from the tombstone's token at once
+    sim.carry_out(b)
+    assert b.state.phase is Phase.HOLDING and b.state.mine and b.state.mine.epoch == 2
+    sim.run(WAIT * 2)
+    assert [m.me for m in sim.actors()] == [b.me]
+    assert holder(a.state) == holder(c.state) == b.me
+
+
+def test_a_renewal_in_flight_when_yielding_is_released_when_it_lands() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    sim.advance(TIMING.renew_ms)
+    sim.tick(a)
+    assert a.pending is not None and a.pending.kind == "renew"
+    assert kinds(yield_to(sim, a, b)) == ["LeaseChanged"]  # the renewal's answer releases
+    sim.carry_out(a)
+    assert a.pending is not None and a.pending.kind == "release"
+    sim.carry_out(a)
+    sim.deliver_all()
+    sim.tick(b)
+    sim.carry_out(b)
+    assert b.state.phase is Phase.HOLDING and not can_act(a.state, sim.now(a))
+
+
+def test_a_standby_cannot_yield_and_a_target_that_never_comes_is_replaced() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    [alarm] = yield_to(sim, b, a)
+    assert isinstance(alarm, Alarm) and alarm.kind == "yield_refused"
+    b.paused = True  # the target never takes it
+    yield_to(sim, a, b)
+    sim.carry_out(a)
+    sim.run(WAIT - 100)
+    assert not sim.actors()  # a holds off a whole standby wait
+    sim.run(500)
+    assert [m.me for m in sim.actors()] == [a.me] and a.state.mine and a.state.mine.epoch == 2
 
 
 def test_stale_and_replayed_records_are_dropped_and_change_nothing() -> None:
