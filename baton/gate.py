@@ -1,13 +1,25 @@
 """LeaseGate: the one question every side effect asks first: "may I act, and with which
-epoch?" The LeaseCoordinatorActor publishes after every step; anyone may ask from any
-thread. The answer is an epoch only while this machine holds the lease and its local
-deadline (CLOCK_BOOTTIME ms) has not passed, so a holder paused past its deadline gets
-None the moment it wakes, before it can act. Whatever it still had in flight carries its
-old epoch, and a fencing sink refuses it."""
+epoch?" The LeaseCoordinatorActor publishes after every step (the answer, and the lease
+as this machine knows it); anyone may ask from any thread. The answer is an epoch only
+while this machine holds the lease and its local deadline (CLOCK_BOOTTIME ms) has not
+passed, so a holder paused past its deadline gets None the moment it wakes, before it
+can act. Whatever it still had in flight carries its old epoch, and a fencing sink
+refuses it."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """The lease as this machine knows it: who holds which epoch, and from which local
+    ms a standby may take it over (None: at once; nobody holds)."""
+
+    holder: str | None = None
+    epoch: int = 0
+    takeover_at: float | None = None
 
 
 class LeaseGate:
@@ -15,6 +27,15 @@ class LeaseGate:
         self._lock = threading.Lock()
         self._epoch: int | None = None
         self._deadline = 0.0
+        self._view = LeaseView()
+
+    def publish_view(self, view: LeaseView) -> None:
+        with self._lock:
+            self._view = view
+
+    def view(self) -> LeaseView:
+        with self._lock:
+            return self._view
 
     def publish(self, epoch: int | None, deadline: float | None) -> None:
         with self._lock:

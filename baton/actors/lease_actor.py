@@ -54,7 +54,7 @@ from baton.core.lease import (
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.registry import MachineEntry, Verify
-from baton.gate import LeaseGate
+from baton.gate import LeaseGate, LeaseView
 from baton.metrics import Counters
 from baton.wire.envelope import Envelope
 from baton.wire.lease_transport import LeaseTransport
@@ -208,6 +208,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         s = self.state  # the gate first: a demotion closes it before anything else happens
         holding = s.mine if s.phase is Phase.HOLDING else None
         self.gate.publish(None if holding is None else holding.epoch, s.deadline)
+        self.gate.publish_view(LeaseView(holder(s), epoch(s), takeover_at(self.cfg, s)))
         for effect in effects:
             if isinstance(effect, LeaseChanged):
                 self._changed(effect, before.deadline)

@@ -354,3 +354,19 @@ class TailRefused(PeerFault):
     cannot be opened with this machine's key."""
 
     code = "tail_refused"
+
+
+# --- planned handoff ------------------------------------------------------------------
+
+
+class HandoffRefused(PeerFault):
+    """A handoff message is malformed, or its signature does not verify."""
+
+    code = "handoff_refused"
+
+
+class WakeupFailed(BatonError):
+    """``baton wakeup`` could not make this machine awake; the detail says why (the old
+    holder stays awake)."""
+
+    code = "wakeup_failed"

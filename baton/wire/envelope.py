@@ -53,6 +53,10 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "user_message_ack": {"item_id": str, "message_id": int},  # the holder posted it
     "tail": {"frames": list, "heads": dict},  # live-tail frames, sealed to the recipient
     "tail_ack": {"have": dict, "pull": bool},  # how far a standby's copy matches
+    "handoff_request": {"handoff_id": str},  # the target asks the holder to begin
+    "handoff_begin": {"handoff_id": str, "heads": list, "position": int},
+    "handoff_ack": {"handoff_id": str, "heads": list, "position": int, "signature": str},
+    "handoff_abort": {"handoff_id": str, "reason": str},
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).
