@@ -38,6 +38,7 @@ from baton.actors.delivery_messages import (
     StartAgent,
     TurnDone,
 )
+from baton.actors.handoff_messages import ResumeIngress, StopIngress
 from baton.actors.indexed_ledger import IndexedLedger
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
@@ -105,6 +106,10 @@ class DeliveryActor(pykka.ThreadingActor):
         self.highest_seen: int | None = None
         self.next_prune = 0.0
         self.queue = UserQueue(me, ledger, jobs, markers, clock, counters, rng)
+        # A planned handoff stops ingress (no new message, no agent run) and waits for
+        # the replies in flight to be delivered (``drain_reply`` is called once).
+        self.ingress_stopped = False
+        self.drain_reply: Callable[[], None] | None = None
 
     def on_start(self) -> None:
         self._publish_cursor()
@@ -155,9 +160,26 @@ class DeliveryActor(pykka.ThreadingActor):
                 self.peers = peers
             case GetDelivery():
                 return self._view()
+            case StopIngress(reply=reply):
+                self.ingress_stopped, self.drain_reply = True, reply
+            case ResumeIngress():
+                self.ingress_stopped, self.drain_reply = False, None
+                self._pump()
             case _:
                 raise TypeError(f"DeliveryActor: unexpected message {message!r}")
+        self._drained()
         return None
+
+    def _drained(self) -> None:
+        """A handoff waits until every reply in flight is delivered and recorded: no job
+        runs, and no message is prepared or committed but not yet acked."""
+        reply = self.drain_reply
+        if reply is None or self.busy:
+            return
+        started = (LedgerState.PREPARED, LedgerState.COMMITTED)
+        if not any(e.state in started for e in self.ledger.index.values()):
+            self.drain_reply = None
+            reply()
 
     def _tick(self, now: float) -> None:
         epoch = self.gate.current(now)
@@ -183,6 +205,7 @@ class DeliveryActor(pykka.ThreadingActor):
             self.last_epoch = epoch
             self.counters.inc("delivery.terms")
         self.term = epoch
+        self.ingress_stopped, self.drain_reply = False, None  # a handoff ends with its term
         self._publish_cursor()
 
     def _prune(self) -> None:
@@ -195,6 +218,8 @@ class DeliveryActor(pykka.ThreadingActor):
     # --- inbound ---------------------------------------------------------------------
 
     def _polled(self, updates: tuple[Any, ...]) -> None:
+        if self.ingress_stopped:  # not seen: the cursor stays, the next holder gets them
+            return
         wall_ms = self.clock.wall_s() * 1000
         for update in updates:
             seen = self.highest_seen
@@ -230,6 +255,8 @@ class DeliveryActor(pykka.ThreadingActor):
         """Take ``entry`` one step; True if it is done (acked) without waiting for a job."""
         retries = self.settings.agent_retries
         if entry.state in (LedgerState.RECEIVED, LedgerState.PROCESSING):
+            if self.ingress_stopped:
+                return False  # a handoff: the next holder starts it
             if delivery.too_large(entry.text):
                 self.counters.inc("delivery.too_large")
                 self._prepare(entry, (delivery.too_large_reply(entry.text),))
@@ -405,4 +432,5 @@ class DeliveryActor(pykka.ThreadingActor):
             "ledger": self.ledger.counts(),
             "queued": len(self.ledger.queue_items()),
             "offset": offset,
+            "ingress_stopped": self.ingress_stopped,
         }

@@ -23,6 +23,7 @@ from typing import Any
 
 import pykka
 
+from baton.actors.handoff_messages import Yield
 from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.core.clock import Clock
@@ -45,6 +46,7 @@ from baton.core.lease import (
     StoreFailed,
     Ticked,
     WriteLease,
+    YieldRequested,
     can_act,
     epoch,
     holder,
@@ -159,6 +161,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 return self.state.inflight is None
             case FencedOut(epoch=fenced, highest=highest):
                 self._feed(Fenced(fenced, highest, self.clock.monotonic_ms()))
+            case Yield(to=to):
+                self._feed(YieldRequested(to, self.clock.monotonic_ms(), self.clock.wall_s()))
             case _:
                 raise TypeError(f"LeaseCoordinatorActor: unexpected message {message!r}")
         return None

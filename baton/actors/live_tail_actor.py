@@ -23,12 +23,14 @@ import nacl.public
 import pykka
 
 from baton.actors.delivery_messages import GetTail, HolderIs, StartAgent, TurnDone
+from baton.actors.handoff_messages import CatchUpTo, ConfirmTo, TailHeads
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.tail_replay import replay
 from baton.agents.base import Turn
 from baton.core.clock import Clock
 from baton.core.errors import TailError, TailRefused, TranscriptError
+from baton.core.handoff import Heads, heads_of
 from baton.core.ledger import LedgerEntry
 from baton.core.live_tail import (
     Follow,
@@ -87,6 +89,8 @@ class LiveTailActor(pykka.ThreadingActor):
         self.replayed = 0  # the newest epoch whose term began with a replay
         self.follows: dict[tuple[str, str], Follow] = {}
         self.next_flush = 0.0
+        self.catching_up: CatchUpTo | None = None  # a handoff's target, pulling
+        self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
 
     def on_stop(self) -> None:
         with contextlib.suppress(TailError, TranscriptError):
@@ -122,6 +126,14 @@ class LiveTailActor(pykka.ThreadingActor):
                 self.holder = (holder, epoch)
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id: p for p in peers}
+            case TailHeads(reply=reply):
+                reply(self._heads())
+            case CatchUpTo():
+                self.catching_up = message
+                self._catch_up(self.holder[1])
+            case ConfirmTo(peer=peer):
+                self.confirming = message
+                self._confirm(peer)
             case GetTail():
                 return self._view()
             case _:
@@ -209,7 +221,9 @@ class LiveTailActor(pykka.ThreadingActor):
             mine = found[0].ledger_key if found else None
             pair = (env.sender, topic)
             self.follows[pair] = acked(self.follows.get(pair), seq, key, mine, head)
-        if pull:
+        if self.confirming is not None and self.confirming.peer == env.sender:
+            self._confirm(env.sender)
+        elif pull:
             self._flush(env.sender)
 
     # --- a standby -------------------------------------------------------------------
@@ -232,8 +246,10 @@ class LiveTailActor(pykka.ThreadingActor):
             self.counters.inc(f"tail.frame.{result.value}")
             if result is not FrameResult.REFUSED:
                 taken[frame.topic] = max(taken.get(frame.topic, 0), frame.seq)
-        have = self._have(heads, taken)
-        self.transport.ack(env.sender, env.epoch, have, False)
+        if self.catching_up is not None and self.catching_up.holder == env.sender:
+            self._catch_up(env.epoch, heads, taken)
+        else:
+            self.transport.ack(env.sender, env.epoch, self._have(heads, taken), False)
 
     def _have(self, heads: dict[str, int], taken: dict[str, int]) -> dict[str, tuple[int, str]]:
         held = self.buffer.heads()
@@ -244,6 +260,55 @@ class LiveTailActor(pykka.ThreadingActor):
             key = found[0].key if found and found[0].seq == seq else None
             have[topic] = match_point(seq, key, held.get(topic))
         return have
+
+    # --- a planned handoff --------------------------------------------------------
+
+    def _heads(self) -> Heads:
+        heads = {}
+        for topic, seq in self.transcripts.last_seqs().items():
+            [turn] = self.transcripts.turns(topic, seq - 1, 1)
+            heads[topic] = (seq, turn.ledger_key)
+        return heads_of(heads)
+
+    def _catch_up(
+        self, epoch: int, heads: dict[str, int] | None = None, taken: dict[str, int] | None = None
+    ) -> None:
+        """A standby pulling up to a begin's heads: done once its buffer holds each of
+        them; until then every ack asks for the next flush at once (pull)."""
+        waiter = self.catching_up
+        assert waiter is not None
+        missing = [h for h in waiter.heads if not self._holds(h)]
+        if not missing or self.clock.monotonic_ms() >= waiter.until:
+            self.catching_up = None
+            if not missing:
+                waiter.reply()
+            missing = []
+        else:
+            self.counters.inc("tail.pulls")
+        wanted = dict.fromkeys((t for t, _, _ in waiter.heads), 0) | (heads or {})
+        self.transport.ack(waiter.holder, epoch, self._have(wanted, taken or {}), bool(missing))
+
+    def _holds(self, head: tuple[str, int, str]) -> bool:
+        topic, seq, key = head
+        found = self.buffer.frames(topic, seq - 1, 1)
+        return bool(found) and (found[0].seq, found[0].key) == (seq, key)
+
+    def _confirm(self, peer: str) -> None:
+        """The holder at the end of a handoff: done once ``peer`` has confirmed every
+        turn; otherwise flush to it again at once."""
+        waiter = self.confirming
+        if waiter is None or waiter.peer != peer:
+            return
+        if self.clock.monotonic_ms() >= waiter.until or self.term is None:
+            self.confirming = None
+            return
+        heads = self.transcripts.last_seqs()
+        follows = [self.follows.get((peer, t)) or Follow() for t in heads]
+        if any(f.confirmed != head for f, head in zip(follows, heads.values(), strict=True)):
+            self._flush(peer)
+        else:
+            self.confirming = None
+            waiter.reply()
 
     def _refused(self, env: Envelope, exc: TailRefused) -> None:
         self.counters.inc("tail.refused.malformed")

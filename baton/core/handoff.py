@@ -184,9 +184,21 @@ def sentinel_step(
             if epoch != s.epoch:
                 return _abort(s, "this machine no longer holds the lease")
             if now >= s.deadline:
-                return _abort(s, f"timed out while {s.phase.value}")
+                return _abort(s, _TIMEOUTS[s.phase].format(target=s.target))
             return s, []
     return s, [Outcome("ignored", f"{type(event).__name__} while {s.phase.value}")]
+
+
+#: Why a sentinel gave up, by the phase it was in.
+_TIMEOUTS = {
+    SPhase.BEGUN: "no ack from {target} within the ack timeout",
+    SPhase.DRAINING: "the replies in flight did not drain in time",
+    SPhase.FLUSHING: "{target} did not confirm the live tail in time",
+}
+
+#: The sentinel waits a little longer for the ack than the target has to send it, so a
+#: target that gives up says why first.
+ACK_GRACE = 1.25
 
 
 def _asked(
@@ -200,9 +212,8 @@ def _asked(
     if e.epoch is None:
         reason = "this machine is not awake"
         return s, [SendAbort(e.target, e.handoff_id, reason), Outcome("refused", reason)]
-    s = Sentinel(
-        SPhase.BEGUN, e.handoff_id, e.target, e.epoch, e.heads, e.position, e.now + ack_timeout_ms
-    )
+    deadline = e.now + ack_timeout_ms * ACK_GRACE
+    s = Sentinel(SPhase.BEGUN, e.handoff_id, e.target, e.epoch, e.heads, e.position, deadline)
     begin = SendBegin(s.target, s.handoff_id, s.epoch, s.heads, s.position)
     return s, [begin, Outcome("begun", f"to {e.target} at epoch {e.epoch}")]
 

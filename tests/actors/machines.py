@@ -9,10 +9,12 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import nacl.public
 import nacl.signing
+import pykka
 
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
@@ -20,6 +22,8 @@ from baton.actors.delivery_messages import (
     HolderIs,
     Polled,
 )
+from baton.actors.handoff_actor import HandoffActor
+from baton.actors.handoff_messages import Wakeup, Yield
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
@@ -30,7 +34,7 @@ from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.live_tail import compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
-from baton.gate import LeaseGate
+from baton.gate import LeaseGate, LeaseView
 from baton.metrics import Counters
 from baton.outbox import FencedOutbox
 from baton.poller import ChannelPoller, Cursor
@@ -39,6 +43,7 @@ from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.tail_memory import MemoryTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
+from baton.wire.handoff_transport import HandoffWireTransport
 from baton.wire.marker_transport import ReplyMarkerTransport
 from baton.wire.tail_transport import LiveTailTransport
 
@@ -98,6 +103,13 @@ class Machine:
             self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
             verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
         )  # fmt: skip
+        self.lease = LeaseStandIn.start(self)
+        self.handoff = HandoffActor.start(
+            self.id, self.settings.handoff_ack_timeout_ms, self.settings.lease_ttl_ms,
+            HandoffWireTransport(self.id, self.signer, self.send), self.gate, self.lease,
+            self.tail, self.ref, lambda: self.cursor.read()[0] or 0, verify_ed25519,
+            self.clock, self.counters,
+        )  # fmt: skip
         self.jobs.actor = self.ref
         self.poller = ChannelPoller(
             self.channel, self.gate, self.clock, self.cursor,
@@ -111,7 +123,7 @@ class Machine:
     def _tick(self) -> None:
         while not self.stop_ticks.wait(0.05):
             try:
-                for actor in (self.ref, self.tail):
+                for actor in self.actors:
                     actor.tell(Tick(self.clock.monotonic_ms()))
             except Exception:
                 return
@@ -126,11 +138,16 @@ class Machine:
     def deliver(self, env: Envelope) -> None:
         target = self.router.get(env.to)
         if target is not None:
-            actor = target.tail if env.type.startswith("tail") else target.ref
+            kind = env.type.split("_")[0]
+            actor = {"tail": target.tail, "handoff": target.handoff}.get(kind, target.ref)
             actor.tell(EnvelopeReceived(env))
 
+    @property
+    def actors(self) -> tuple[Any, ...]:
+        return (self.ref, self.tail, self.handoff)
+
     def peers(self, *others: Machine) -> None:
-        for actor in (self.ref, self.tail):
+        for actor in self.actors:
             actor.tell(MembersChanged(tuple(o.entry for o in others)))
 
     def hold(self, epoch: int | None) -> None:
@@ -138,14 +155,39 @@ class Machine:
         self.gate.publish(epoch, FOREVER if epoch is not None else None)
         if epoch is not None:
             for other in {*self.router.values(), self}:
-                other.tail.tell(HolderIs(self.id, epoch))
+                other.gate.publish_view(LeaseView(self.id, epoch, FOREVER))
+                for actor in (other.tail, other.handoff):
+                    actor.tell(HolderIs(self.id, epoch))
+
+    def wakeup(self, force: bool = False, timeout: float = 30) -> dict[str, Any]:
+        answer: Future[dict[str, Any]] = Future()
+        self.handoff.tell(Wakeup(force, answer))
+        return answer.result(timeout)
 
     def stop(self) -> None:
         self.stop_ticks.set()
         self.poller.stop()
-        self.ref.stop(timeout=10)
-        self.tail.stop(timeout=10)
+        for actor in (self.handoff, self.lease, self.ref, self.tail):
+            actor.stop(timeout=10)
         self.ticker.join(5)
+
+
+class LeaseStandIn(pykka.ThreadingActor):
+    """Plays the lease's part in a handoff: Yield(to) stands this machine down and makes
+    ``to`` hold the next epoch (what the real lease does by CAS)."""
+
+    def __init__(self, machine: Machine) -> None:
+        super().__init__()
+        self.machine = machine
+        self.yields: list[str] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Yield):
+            m = message
+            epoch = self.machine.gate.view().epoch
+            self.machine.hold(None)
+            self.yields.append(m.to)
+            self.machine.router[m.to].hold(epoch + 1)
 
 
 def make_pair() -> tuple[MemoryChannel, Machine, Machine]:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton.core.handoff import (
+    ACK_GRACE,
     AbortArrived,
     AckArrived,
     BeginArrived,
@@ -111,7 +112,10 @@ def test_acks_for_another_handoff_or_from_another_machine_change_nothing() -> No
 
 def test_timeouts_and_a_lost_lease_abort_and_resume_ingress() -> None:
     s, effects = run(Sentinel(), ASKED, Ticked(ACK_MS, 7))
-    assert s == Sentinel() and kinds(effects) == [SendBegin, SendAbort]
+    assert s.phase is SPhase.BEGUN  # a grace beyond the target's own timeout
+    s, effects = run(s, Ticked(ACK_MS * ACK_GRACE, 7))
+    assert s == Sentinel() and kinds(effects) == [SendAbort]
+    assert "no ack from" in effects[0].reason  # type: ignore[attr-defined]
     s, effects = run(Sentinel(), ASKED, GOOD_ACK, Ticked(10.0 + ACK_MS, 7))
     assert kinds(effects)[-2:] == [ResumeIngress, SendAbort]
     s, effects = run(Sentinel(), ASKED, GOOD_ACK, Drained(11.0), Ticked(12.0, 8))

@@ -1,0 +1,287 @@
+"""HandoffActor: both sides of a planned handoff on one machine (DESIGN.md section 6,
+"Planned handoff"): the HandoffSentinel while it holds, the HandoffReceiver when
+``baton wakeup`` runs here. The rules are baton.core.handoff; this actor feeds them the
+wire's messages, the lease as the LeaseGate shows it and its collaborators' answers,
+and carries out their effects:
+
+- on the wire: HandoffWireTransport (request, begin, signed ack, abort);
+- the LiveTailActor gives the heads, pulls a target up to them (CatchUpTo) and flushes
+  a target until it confirms every turn (ConfirmTo);
+- the DeliveryActor stops ingress and drains (StopIngress), or resumes (ResumeIngress);
+- the LeaseCoordinatorActor yields (Yield) to the target alone.
+
+Answers come back as messages tagged with the handoff id, so an answer for a handoff
+that was called off never moves a later one. A wakeup's answer is set on the Future the
+HTTP view waits on. A peer's bytes are checked (strict opening, the ack's signature
+against the active members' keys); what is refused is logged and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from baton.actors.delivery_messages import HolderIs
+from baton.actors.handoff_messages import (
+    CatchUpTo,
+    ConfirmTo,
+    GetHandoff,
+    ResumeIngress,
+    StopIngress,
+    TailHeads,
+    Wakeup,
+    Yield,
+)
+from baton.actors.lease_actor import MembersChanged
+from baton.actors.messages import EnvelopeReceived, Tick
+from baton.core import handoff as h
+from baton.core.clock import Clock
+from baton.core.errors import HandoffRefused
+from baton.core.registry import MachineEntry, Verify
+from baton.gate import LeaseGate
+from baton.metrics import Counters
+from baton.wire.envelope import Envelope
+from baton.wire.handoff_transport import HandoffWireTransport, ack_signed, handoff_id_of, open_heads
+
+log = logging.getLogger("baton.handoff")
+
+OUTCOMES_KEPT = 20
+
+
+@dataclass(frozen=True)
+class _HeadsFor:
+    handoff_id: str
+    target: str
+    heads: h.Heads
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A collaborator's answer for handoff ``handoff_id``: "drained", "confirmed" or
+    "caught_up"."""
+
+    handoff_id: str
+    what: str
+
+
+def _told(ref: pykka.ActorRef[Any] | None, message: object) -> None:
+    if ref is not None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+
+class HandoffActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        me: str,
+        ack_timeout_ms: int,
+        ttl_ms: int,
+        transport: HandoffWireTransport,
+        gate: LeaseGate,
+        lease: pykka.ActorRef[Any] | None,
+        tail: pykka.ActorRef[Any] | None,
+        delivery: pykka.ActorRef[Any] | None,
+        position: Callable[[], int],
+        verify: Verify,
+        clock: Clock,
+        counters: Counters,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        super().__init__()
+        self.me = me
+        self.ack_timeout_ms = ack_timeout_ms
+        self.timing = h.ReceiverTiming(ack_timeout_ms, ttl_ms)
+        self.transport = transport
+        self.gate = gate
+        self.lease, self.tail, self.delivery = lease, tail, delivery
+        self.position = position
+        self.verify = verify
+        self.clock = clock
+        self.counters = counters
+        self.rng = rng
+        self.sentinel = h.Sentinel()
+        self.receiver = h.Receiver()
+        self.peers: dict[str, MachineEntry] = {}
+        self.answer: Any = None  # the Future of the wakeup in progress
+        self.asked_at = 0.0
+        self.outcomes: deque[dict[str, Any]] = deque(maxlen=OUTCOMES_KEPT)
+
+    # --- messages --------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        now = self.clock.monotonic_ms()
+        match message:
+            case Tick(now_ms=now):
+                self._sentinel(h.Ticked(now, self.gate.current(now)))
+                self._receiver(h.Ticked(now, None))
+            case Wakeup(force=force, answer=answer):
+                self._wakeup(force, answer, now)
+            case EnvelopeReceived(envelope=env):
+                try:
+                    self._envelope(env, now)
+                except HandoffRefused as exc:
+                    self.counters.inc("handoff.refused.malformed")
+                    log.warning("handoff: %s from %s refused: %s", env.type, env.sender, exc.detail)
+            case _HeadsFor(handoff_id=hid, target=target, heads=heads):
+                epoch = self.gate.current(now)
+                self._sentinel(h.BeginAsked(hid, target, epoch, heads, self.position(), now))
+            case _Answer(handoff_id=hid, what="caught_up"):
+                self._receiver(h.CaughtUp(hid, now))
+            case _Answer(handoff_id=hid, what=what) if hid == self.sentinel.handoff_id:
+                self._sentinel(h.Drained(now) if what == "drained" else h.Confirmed(now))
+            case _Answer():
+                self.counters.inc("handoff.stale_answer")
+            case HolderIs(machine_id=holder, epoch=epoch):
+                self._receiver(h.LeaseSeen(holder, epoch, holder == self.me))
+            case MembersChanged(peers=peers):
+                self.peers = {p.machine_id: p for p in peers}
+            case GetHandoff():
+                return self._view()
+            case _:
+                raise TypeError(f"HandoffActor: unexpected message {message!r}")
+        return None
+
+    def _wakeup(self, force: bool, answer: Any, now: float) -> None:
+        if self.lease is None:
+            detail = "this mesh has no lease store: the awake machine does not move"
+            answer.set_result({"ok": False, "outcome": "refused", "detail": detail})
+            return
+        if self.answer is not None and self.receiver.phase is not h.RPhase.IDLE:
+            detail = f"a wakeup is in progress ({self.receiver.phase.value})"
+            answer.set_result({"ok": False, "outcome": "busy", "detail": detail})
+            return
+        view = self.gate.view()
+        holding = self.gate.current(now) is not None
+        expires_in = 0.0 if view.takeover_at is None else max(0.0, view.takeover_at - now)
+        self.answer, self.asked_at = answer, now
+        holder = None if view.holder == self.me else view.holder
+        hid = self.rng(12).hex()
+        self._receiver(h.WakeupAsked(hid, force, holding, holder, view.epoch, expires_in, now))
+
+    def _envelope(self, env: Envelope, now: float) -> None:
+        hid = handoff_id_of(env)
+        if env.sender not in self.peers:
+            raise HandoffRefused(f"{env.sender} is not an active member")
+        match env.type:
+            case "handoff_request":
+                ref, target = self.actor_ref, env.sender
+
+                def heads_for(heads: h.Heads) -> None:
+                    _told(ref, _HeadsFor(hid, target, heads))
+
+                if self.tail is None:
+                    heads_for(())
+                else:
+                    _told(self.tail, TailHeads(heads_for))
+            case "handoff_begin":
+                heads, position = open_heads(env)
+                view = self.gate.view()
+                event = h.BeginArrived(
+                    hid, env.sender, env.epoch, heads, position, view.holder, view.epoch
+                )
+                self._receiver(event)
+            case "handoff_ack":
+                members = {p: e.identity.signing_public for p, e in self.peers.items()}
+                signed = ack_signed(env, members, self.verify)
+                heads, position = open_heads(env) if signed else ((), -1)
+                ack = h.AckArrived(hid, env.sender, env.epoch, heads, position, signed, now)
+                self._sentinel(ack)
+            case "handoff_abort":
+                reason = str(env.body["reason"])
+                self._sentinel(h.AbortArrived(hid, env.sender, reason))
+                self._receiver(h.AbortArrived(hid, env.sender, reason))
+
+    def _signal(self, handoff_id: str, what: str) -> Callable[[], None]:
+        """A reply callable for a collaborator: it tells this actor _Answer(id, what)."""
+        ref = self.actor_ref
+        return lambda: _told(ref, _Answer(handoff_id, what))
+
+    # --- the two state machines and their effects ------------------------------------
+
+    def _sentinel(self, event: h.SentinelEvent) -> None:
+        self.sentinel, effects = h.sentinel_step(self.sentinel, event, self.ack_timeout_ms)
+        hid = self.sentinel.handoff_id
+        for effect in effects:
+            match effect:
+                case h.SendBegin(to=to, handoff_id=i, epoch=e, heads=heads, position=p):
+                    self.transport.begin(to, i, e, heads, p)
+                case h.SendAbort(to=to, handoff_id=i, reason=reason):
+                    self.transport.abort(to, i, reason)
+                case h.StopIngress():
+                    drained = self._signal(hid, "drained")
+                    if self.delivery is None:
+                        drained()
+                    else:
+                        _told(self.delivery, StopIngress(drained))
+                case h.ResumeIngress():
+                    _told(self.delivery, ResumeIngress())
+                case h.FlushTo(to=to):
+                    confirmed = self._signal(hid, "confirmed")
+                    if self.tail is None:
+                        confirmed()
+                    else:
+                        _told(self.tail, ConfirmTo(to, self.sentinel.deadline, confirmed))
+                case h.YieldTo(to=to):
+                    _told(self.lease, Yield(to))
+                case h.Outcome(kind=kind, detail=detail):
+                    self._outcome("holder", kind, detail)
+
+    def _receiver(self, event: h.ReceiverEvent) -> None:
+        self.receiver, effects = h.receiver_step(self.receiver, event, self.timing)
+        r = self.receiver
+        for effect in effects:
+            match effect:
+                case h.SendRequest(to=to, handoff_id=hid):
+                    self.transport.request(to, hid)
+                case h.CatchUp(holder=holder, heads=heads):
+                    caught_up = self._signal(r.handoff_id, "caught_up")
+                    if self.tail is None:
+                        caught_up()
+                    else:
+                        _told(self.tail, CatchUpTo(holder, heads, r.deadline, caught_up))
+                case h.SendAck(to=to, handoff_id=hid, epoch=e, heads=heads, position=p):
+                    self.transport.ack(to, hid, e, heads, p)
+                case h.SendAbort(to=to, handoff_id=hid, reason=reason):
+                    self.transport.abort(to, hid, reason)
+                case h.Done():
+                    self._done(effect)
+                case h.Outcome(kind=kind, detail=detail):
+                    self._outcome("target", kind, detail)
+
+    def _done(self, done: h.Done) -> None:
+        took = self.clock.monotonic_ms() - self.asked_at
+        result = {
+            "ok": done.ok,
+            "outcome": done.outcome,
+            "detail": done.detail,
+            "epoch": done.epoch or None,
+            "took_ms": round(took, 1),
+        }
+        self._outcome("wakeup", done.outcome, done.detail)
+        answer, self.answer = self.answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(result)
+
+    def _outcome(self, side: str, kind: str, detail: str) -> None:
+        self.counters.inc(f"handoff.{side}.{kind}")
+        level = logging.INFO if kind not in ("aborted", "refused", "timeout") else logging.WARNING
+        log.log(level, "handoff (%s): %s: %s", side, kind, detail)
+        if kind != "ignored":
+            self.outcomes.append(
+                {"side": side, "kind": kind, "detail": detail, "at": self.clock.wall_s()}
+            )
+
+    def _view(self) -> dict[str, Any]:
+        return {
+            "sentinel": self.sentinel.phase.value,
+            "receiver": self.receiver.phase.value,
+            "target": self.sentinel.target or None,
+            "recent": list(self.outcomes),
+        }
