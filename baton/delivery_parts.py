@@ -68,6 +68,7 @@ class DeliveryParts:
     poller: ChannelPoller
     runner: AgentRunner
     ledger: SqliteLedger
+    cursor: Cursor
 
     ROUTES = ("marker", "user_message", "user_message_ack")
     TAIL_ROUTES = ("tail", "tail_ack")
@@ -185,4 +186,4 @@ def start_delivery(
     )
     poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
-    return DeliveryParts(actor, tail, poller, runner, ledger)
+    return DeliveryParts(actor, tail, poller, runner, ledger, cursor)

@@ -37,7 +37,9 @@ from typing import Any
 import pykka
 
 from baton import __version__
+from baton.actors.delivery_messages import HolderIs
 from baton.actors.dispatch import Dispatcher
+from baton.actors.handoff_actor import HandoffActor
 from baton.actors.lease_actor import LeaseListener, MembersChanged
 from baton.actors.messages import GetSelf, HolderChanged, PeersChanged
 from baton.actors.pairing_actor import PairingActor
@@ -66,6 +68,7 @@ from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
+from baton.wire.handoff_transport import HandoffWireTransport
 from baton.wire.transport import PeerAddress
 from baton.wire.zmq_transport import ZmqTransport
 
@@ -73,6 +76,7 @@ log = logging.getLogger("baton.node")
 
 EXIT_FATAL = 78  # EX_CONFIG: start-up is impossible; do not retry
 TICK_MS = 100
+HANDOFF_ROUTES = ("handoff_request", "handoff_begin", "handoff_ack", "handoff_abort")
 
 
 def bind_http(where: HostPort) -> socket.socket:
@@ -142,6 +146,7 @@ class Node:
             self.parts.append(transport)
             registry_box: list[pykka.ActorRef[Any]] = []  # the lease tells it who is awake
             delivery_box: list[DeliveryParts] = []  # and delivery, once it runs
+            handoff_box: list[pykka.ActorRef[Any]] = []  # and the handoff
             lease = start_lease(
                 s,
                 paths,
@@ -149,7 +154,7 @@ class Node:
                 clock,
                 transport.send,
                 counters,
-                [_follow(registry_box), _tell_delivery(delivery_box)],
+                [_follow(registry_box), _tell_delivery(delivery_box), _tell_handoff(handoff_box)],
             )
             if lease is not None:
                 self.parts.append(lease)
@@ -174,6 +179,8 @@ class Node:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
                 for parts in delivery_box:
                     parts.tell_all(MembersChanged(tuple(peers)))
+                for ref in handoff_box:
+                    _tell(ref, MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -217,6 +224,29 @@ class Node:
                     dispatcher.route(kind, delivery.tail)
                 delivery.tell_all(MembersChanged(last_peers[0]))
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
+            handoff = HandoffActor.start(
+                identity.machine_id,
+                s.handoff_ack_timeout_ms,
+                s.lease_ttl_ms,
+                HandoffWireTransport(
+                    identity.machine_id,
+                    Ed25519Signer(identity.machine_id, identity.signing_key),
+                    transport.send,
+                ),
+                LeaseGate() if lease is None else lease.gate,
+                None if lease is None else lease.coordinator,
+                None if delivery is None else delivery.tail,
+                None if delivery is None else delivery.actor,
+                (lambda: 0) if delivery is None else _position(delivery),
+                verify_ed25519,
+                clock,
+                counters,
+            )
+            self.parts.append(handoff)
+            handoff_box.append(handoff)
+            for kind in HANDOFF_ROUTES:
+                dispatcher.route(kind, handoff)
+            _tell(handoff, MembersChanged(last_peers[0]))
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
             )
@@ -231,12 +261,13 @@ class Node:
                 lease=None if lease is None else lease.coordinator,
                 delivery=None if delivery is None else delivery.actor,
                 tail=None if delivery is None else delivery.tail,
+                handoff=handoff,
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
                 endpoints={"http": http_url, "wire": transport.endpoint},
             )
-            ticking: list[pykka.ActorRef[Any]] = [monitor, registry]
+            ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff]
             if lease is not None:
                 ticking.append(lease.coordinator)
             if delivery is not None:
@@ -249,6 +280,7 @@ class Node:
             http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
             http_thread.start()
             self.watched += [
+                ("HandoffActor", handoff.is_alive),
                 ("the wire I/O thread", transport.is_alive),
                 ("PeerMonitorActor", monitor.is_alive),
                 ("RegistryActor", registry.is_alive),
@@ -321,6 +353,26 @@ def _tell_delivery(box: list[DeliveryParts]) -> LeaseListener:
             parts.holder_changed(change)
 
     return tell
+
+
+def _tell_handoff(box: list[pykka.ActorRef[Any]]) -> LeaseListener:
+    """A lease listener that tells the handoff who holds (a wakeup ends when it is us)."""
+
+    def tell(change: LeaseChanged) -> None:
+        for ref in box:
+            _tell(ref, HolderIs(change.holder, change.epoch))
+
+    return tell
+
+
+def _tell(ref: pykka.ActorRef[Any], message: object) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
+        ref.tell(message)
+
+
+def _position(parts: DeliveryParts) -> Callable[[], int]:
+    """The ledger position a handoff's begin names: the channel offset confirmed."""
+    return lambda: parts.cursor.read()[0] or 0
 
 
 def _url_host(host: str) -> str:

@@ -11,6 +11,8 @@ import hmac
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +25,7 @@ from baton.actors.delivery_messages import (
     GetUserMessage,
     QueueUserMessage,
 )
+from baton.actors.handoff_messages import GetHandoff, Wakeup
 from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
     AddMachine,
@@ -32,7 +35,7 @@ from baton.actors.messages import (
     RevokeMachine,
 )
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, NotFound, Unavailable
+from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
 from baton.core.identity import PublicIdentity, fingerprint
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
@@ -84,6 +87,7 @@ class NodeServices:
         lease: pykka.ActorRef[Any] | None = None,
         delivery: pykka.ActorRef[Any] | None = None,
         tail: pykka.ActorRef[Any] | None = None,
+        handoff: pykka.ActorRef[Any] | None = None,
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
@@ -97,6 +101,7 @@ class NodeServices:
         self.lease = lease
         self.delivery = delivery
         self.tail = tail
+        self.handoff = handoff
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -174,6 +179,7 @@ class NodeServices:
             "lease_store": self.settings.lease_store or None,
             "delivery": None if self.delivery is None else self._ask(self.delivery, GetDelivery()),
             "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
+            "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),
@@ -181,6 +187,24 @@ class NodeServices:
             **self.endpoints,
             "counters": self.counters.snapshot(),
         }
+
+    def wakeup(self, force: bool) -> dict[str, Any]:
+        """Make this machine awake by a planned handoff (or, with ``force``, by taking
+        over an expired lease); the answer once it is done. WakeupFailed says why not
+        (the old holder stays awake)."""
+        if self.handoff is None:
+            raise Unavailable("the handoff is not running on this node")
+        answer: Future[dict[str, Any]] = Future()
+        self.handoff.tell(Wakeup(force, answer))
+        s = self.settings
+        wait_s = (3 * s.handoff_ack_timeout_ms + 2 * s.lease_ttl_ms) / 1000
+        try:
+            result = answer.result(wait_s)
+        except FutureTimeout:
+            raise WakeupFailed(f"no answer within {wait_s:.0f} s") from None
+        if not result["ok"]:
+            raise WakeupFailed(f"{result['outcome']}: {result['detail']}")
+        return result
 
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
         """Queue a user message for the channel (durably) and wait up to ``wait_s`` for

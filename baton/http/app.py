@@ -46,6 +46,7 @@ class Services(Protocol):
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]: ...
+    def wakeup(self, force: bool) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -125,6 +126,14 @@ def _api(services: Services) -> Blueprint:
             raise BadRequest("wait_s must be a number of seconds from 0 to 60")
         view = services.send_message(topic, text, float(wait_s))
         return jsonify(view), 201 if view["status"] == "posted" else 202
+
+    @bp.post("/wakeup")
+    def wakeup() -> ResponseReturnValue:
+        body = pairing.json_object()
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest("expected {force?}: true or false")
+        return jsonify(services.wakeup(force))
 
     return bp
 
