@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from baton.channels.chat_server import ChatServer
 from tools.mesh import Machine, Mesh
 
 
@@ -65,3 +66,13 @@ def make_mesh(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
 def machine(make_mesh: Callable[..., Mesh]) -> Machine:
     """One initialised machine, not started."""
     return make_mesh(1, up=False)[0]
+
+
+@pytest.fixture
+def chat(tmp_path: Path) -> Iterator[ChatServer]:
+    server = ChatServer(tmp_path / "chat.sqlite")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

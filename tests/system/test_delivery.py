@@ -7,135 +7,33 @@ order of their messages."""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import threading
 import time
-import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from baton.channels.chat_server import ChatServer
+from tests.system.chat_kit import (
+    T0,
+    TOPICS,
+    answered,
+    check_exactly_once,
+    dump,
+    holder,
+    http,
+    load,
+    post,
+    sends,
+    start_mesh,
+    topic_messages,
+)
 from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
-
-TTL_MS = 2000
-T0 = time.monotonic()
-TOPICS = [f"t{i}" for i in range(5)]
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with _OPENER.open(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-@pytest.fixture
-def chat(tmp_path: Path) -> Iterator[ChatServer]:
-    server = ChatServer(tmp_path / "chat.sqlite")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def post(chat: ChatServer, topic: str, text: str) -> int:
-    return int(http(f"{chat.url}/api/topics/{topic}/messages", {"text": text})["message_id"])
-
-
-def topic_messages(chat: ChatServer, topic: str) -> list[dict[str, Any]]:
-    return list(http(f"{chat.url}/api/topics/{topic}/messages")["messages"])
-
-
-def sends(chat: ChatServer) -> list[dict[str, Any]]:
-    return list(http(f"{chat.url}/api/sends")["sends"])
-
-
-def holder(mesh: Mesh, but: Machine | None = None) -> Machine | None:
-    """The machine that says it is awake (asking every one but ``but``, which may be
-    paused and would not answer)."""
-    for m in mesh.machines:
-        if m is but:
-            continue
-        try:
-            if m.status()["role"] == "awake":
-                return m
-        except Exception:  # a node being restarted does not answer
-            continue
-    return None
-
-
-def start_mesh(
-    make_mesh: Callable[..., Mesh], chat: ChatServer, agent: str = "echo", **env: str
-) -> Mesh:
-    mesh = make_mesh(
-        2,
-        names=["alpha", "bravo"],
-        lease_ttl_ms=TTL_MS,
-        init_args=("--channel", f"local:{chat.url}", "--agent", agent),
-        env=env,
-    )
-    wait_for(lambda: holder(mesh) is not None, 60, "a holder")
-    return mesh
-
-
-def answered(chat: ChatServer, expected: set[int]) -> bool:
-    accepted = {s["reply_to"] for s in sends(chat) if s["outcome"] == "accepted"}
-    return expected <= accepted
-
-
-def check_exactly_once(chat: ChatServer, posted: dict[int, tuple[str, str]]) -> Counter[str]:
-    """Every posted message has exactly one accepted reply, in its topic's order; the
-    outcomes of every send attempt are returned (stale and repeat ones are allowed)."""
-    log = sends(chat)
-    accepted = [s for s in log if s["outcome"] == "accepted"]
-    per_message = Counter(s["reply_to"] for s in accepted)
-    missing = sorted(set(posted) - set(per_message))
-    doubled = sorted(m for m, n in per_message.items() if n > 1)
-    assert not missing, f"{len(missing)} messages never answered, e.g. {missing[:5]}"
-    assert not doubled, f"{len(doubled)} messages answered twice, e.g. {doubled[:5]}"
-    assert set(per_message) == set(posted), "a reply to a message nobody posted"
-    for topic in TOPICS:
-        messages = topic_messages(chat, topic)
-        replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
-        assert replies == sorted(replies), f"replies in {topic} out of order"
-        for m in messages:
-            if m["from"] == "bot":
-                assert m["text"].startswith(f"echo: {posted[m['reply_to']][1]} ")
-    return Counter(s["outcome"] for s in log)
-
-
-def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str, str]]:
-    """Post n messages round-robin over TOPICS at about 25 a second, so the faults
-    (one every few seconds) land while messages flow."""
-    posted: dict[int, tuple[str, str]] = {}
-    for i in range(n):
-        if stop.is_set():
-            break
-        topic = TOPICS[i % len(TOPICS)]
-        text = f"m{i}"
-        posted[post(chat, topic, text)] = (topic, text)
-        stop.wait(0.04)
-    return posted
-
-
-def dump(mesh: Mesh) -> None:
-    """What each machine logged last and counted (printed: pytest shows it on failure)."""
-    for m in mesh.machines:
-        for name in ("node.log", "supervisor.out", "supervisor.log"):
-            path = m.paths.logs_dir / name
-            if path.exists():
-                lines = path.read_text(errors="replace").splitlines()[-40:]
-                print(f"--- {m.name} {name} ---", *lines, sep="\n")
 
 
 def run_with_faults(
