@@ -7,11 +7,14 @@ DeliveryActor with its DeliveryJobs, FencedOutbox, LeaseGate, Cursor, ChannelPol
 a Ticker at the node's tick. Two modes, alternated run by run (on, off, on, off, ...) so
 that drift hits both alike:
 
-    on   SqliteLedger (WAL, synchronous=FULL); fencing (every send carries the epoch and
-         the reply key, the chat service checks both); a standby machine with its own
-         DeliveryActor and SqliteLedger (gate closed) to which the holder's reply markers
-         go over an in-memory router: signed, encoded, decoded, verified, persisted.
-    off  MemoryLedger (nothing durable), no fencing, no peers (no markers).
+    on   SqliteLedger and SqliteTranscriptStore (WAL, synchronous=FULL); fencing (every
+         send carries the epoch and the reply key, the chat service checks both); a
+         standby machine with its own DeliveryActor, LiveTailActor, SqliteLedger and
+         SqliteTailBuffer (gate closed) to which the holder's reply markers and live
+         tail go over an in-memory router: signed or sealed, encoded, decoded,
+         verified or opened, persisted.
+    off  MemoryLedger and MemoryTranscriptStore (nothing durable), no fencing, no peers
+         (no markers, no live tail).
 
 Per run: N user messages over 5 topics are posted to the chat service first (its HTTP
 API); then the timer starts, the holder's gate opens (its actor is told at once, not at
@@ -55,8 +58,9 @@ import pykka
 
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
-from baton.actors.delivery_messages import Polled
+from baton.actors.delivery_messages import HolderIs, Polled
 from baton.actors.lease_actor import MembersChanged
+from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.ticker import Ticker
 from baton.agents.base import AgentFailed, AgentMessage, Turn
@@ -66,8 +70,10 @@ from baton.channels.chat_server import ChatServer
 from baton.clock import SystemClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.ledger import Ledger
+from baton.core.live_tail import TailBuffer, compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
+from baton.core.transcript import TranscriptStore
 from baton.delivery_parts import MAX_LONG_POLL_S
 from baton.gate import LeaseGate
 from baton.metrics import Counters
@@ -77,8 +83,13 @@ from baton.poller import ChannelPoller, Cursor
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
+from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.transcript_memory import MemoryTranscriptStore
+from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope, decode, encode
 from baton.wire.marker_transport import ReplyMarkerTransport
+from baton.wire.tail_transport import LiveTailTransport
 from tools.mesh import wait_for
 
 SETTINGS = Settings(agent="echo")
@@ -87,8 +98,8 @@ AGENT_WORKERS = 2
 CHECK_EVERY_S = 0.02
 LONG_POLL_S = min(MAX_LONG_POLL_S, SETTINGS.lease_ttl_ms / 3000)
 MODES = {
-    "on": "SQLite ledger, fencing, markers to a standby",
-    "off": "memory ledger, no fencing, no markers",
+    "on": "SQLite ledger and transcripts, fencing, markers and live tail to a standby",
+    "off": "memory ledger and transcripts, no fencing, no markers, no live tail",
 }
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -118,6 +129,8 @@ class Machine:
         name: str,
         url: str,
         ledger: Ledger,
+        transcripts: TranscriptStore,
+        buffer: TailBuffer,
         *,
         fencing: bool,
         run_agent: Callable[[AgentMessage, Sequence[Turn]], list[str]],
@@ -126,11 +139,12 @@ class Machine:
         key = nacl.signing.SigningKey.generate()
         self.id = derive_machine_id(bytes(key.verify_key))
         self.signer = Ed25519Signer(self.id, key)
-        box = nacl.public.PrivateKey.generate()
+        box = self.box = nacl.public.PrivateKey.generate()
         ident = PublicIdentity.from_keys(name, bytes(key.verify_key), bytes(box.public_key))
         card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9", "http": "http://127.0.0.1:9"}
         self.entry = entry_from_card(card, 0.0)
         self.ledger, self.router, self.run_agent = ledger, router, run_agent
+        self.transcripts, self.buffer = transcripts, buffer
         self.gate, self.cursor = LeaseGate(), Cursor()
         self.counters, self.clock = Counters(), SystemClock()
         self.channel = BotApiChannel(
@@ -138,15 +152,23 @@ class Machine:
         )
         self.fenced: list[tuple[int, int]] = []
         self.actor: Any = None
+        self.tail: Any = None
         self.poller: ChannelPoller | None = None
 
     def start(self) -> None:
         outbox = FencedOutbox(self.channel, self.gate, self.clock, self.counters, self._on_fenced)
         jobs = DeliveryJobs(self.run_agent, outbox, self.channel, SETTINGS.agent_workers)
         markers = ReplyMarkerTransport(self.id, self.signer, self.send)
+        patterns = compile_redactions(SETTINGS.redactions)
+        tail = LiveTailTransport(self.id, self.send, patterns, SETTINGS.max_frame_bytes // 4)
+        self.tail = LiveTailActor.start(
+            self.id, SETTINGS.live_tail_flush_ms, SETTINGS.max_frame_bytes // 3,
+            self.transcripts, self.buffer, tail, self.box, self.gate, jobs.agent, self.clock,
+            self.counters,
+        )  # fmt: skip
         self.actor = DeliveryActor.start(
             self.id, SETTINGS, self.ledger, jobs, self.gate, self.cursor, markers,
-            verify_ed25519, self.clock, self.counters, os.urandom,
+            verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
         )  # fmt: skip
         jobs.actor = self.actor
         actor = self.actor
@@ -161,19 +183,26 @@ class Machine:
     def send(self, env: Envelope) -> bool:
         """The wire, minus CURVE and TCP: the envelope is encoded and decoded."""
         target = self.router.get(env.to)
-        if target is not None and target.actor is not None:
+        actor = (
+            None if target is None else target.tail if env.type.startswith("tail") else target.actor
+        )
+        if actor is not None:
             received = decode(encode(env), SETTINGS.max_frame_bytes)
             with contextlib.suppress(pykka.ActorDeadError):
-                target.actor.tell(EnvelopeReceived(received))
+                actor.tell(EnvelopeReceived(received))
         return True
 
     def peers(self, *others: Machine) -> None:
-        self.actor.tell(MembersChanged(tuple(o.entry for o in others)))
+        for actor in (self.actor, self.tail):
+            actor.tell(MembersChanged(tuple(o.entry for o in others)))
+        for o in others:
+            self.tail.tell(HolderIs(o.id, 1))  # the holder holds epoch 1 for ever
 
     def hold(self) -> None:
-        """Open the gate (epoch 1 for ever), tell the actor now, start polling."""
+        """Open the gate (epoch 1 for ever), tell the actors now, start polling."""
         self.gate.publish(1, float("inf"))
-        self.actor.tell(Tick(self.clock.monotonic_ms()))
+        for actor in (self.actor, self.tail):
+            actor.tell(Tick(self.clock.monotonic_ms()))
         assert self.poller is not None
         self.poller.start()
 
@@ -181,8 +210,9 @@ class Machine:
         self.gate.publish(None, None)
         if self.poller is not None:
             self.poller.stop()
-        if self.actor is not None:
-            self.actor.stop(timeout=10)
+        for actor in (self.actor, self.tail):
+            if actor is not None:
+                actor.stop(timeout=10)
 
 
 def post_messages(url: str, n: int, run: int) -> set[int]:
@@ -221,15 +251,28 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
         router: dict[str, Machine] = {}
         machines: list[Machine] = []
 
-        def ledger(name: str) -> Ledger:
-            store: Ledger = SqliteLedger(tmp / f"{name}.sqlite") if on else MemoryLedger()
-            stack.callback(store.close)
-            return store
+        def stores(name: str) -> tuple[Ledger, TranscriptStore, TailBuffer]:
+            made: tuple[Ledger, TranscriptStore, TailBuffer] = (
+                (
+                    SqliteLedger(tmp / f"{name}.sqlite"),
+                    SqliteTranscriptStore(tmp / f"{name}-transcripts.sqlite"),
+                    SqliteTailBuffer(tmp / f"{name}-tail.sqlite"),
+                )
+                if on
+                else (MemoryLedger(), MemoryTranscriptStore(), MemoryTailBuffer())
+            )
+            for store in made:
+                stack.callback(store.close)
+            return made
 
         names = ["holder", "standby"] if on else ["holder"]
         for name in names:
             agent = runner.run if name == "holder" else no_agent
-            m = Machine(name, chat.url, ledger(name), fencing=on, run_agent=agent, router=router)
+            ledger, transcripts, buffer = stores(name)
+            m = Machine(
+                name, chat.url, ledger, transcripts, buffer,
+                fencing=on, run_agent=agent, router=router,
+            )  # fmt: skip
             stack.callback(m.stop)
             m.start()
             router[m.id] = m
@@ -241,7 +284,7 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
             assert standby.poller is not None
             standby.poller.start()  # it idles: its gate stays closed
         holder = machines[0]
-        ticker = Ticker(SystemClock(), [m.actor for m in machines], TICK_MS)
+        ticker = Ticker(SystemClock(), [a for m in machines for a in (m.actor, m.tail)], TICK_MS)
         stack.callback(ticker.stop)
         ticker.start()
 
@@ -378,11 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {info['cores']} cores ({info['usable_cores']} usable), {info['platform']}")
     print(f"ledgers and chat database in {info['temp_dir']}: {info['temp_fs']}")
     print()
-    header = f"{'mode':<4} {'guarantees':<44} {'median r/s':>10} {'min':>7} {'max':>7}"
+    width = max(len(d) for d in MODES.values())
+    header = f"{'mode':<4} {'guarantees':<{width}} {'median r/s':>10} {'min':>7} {'max':>7}"
     print(header + f" {'median s':>9} {'p95 s':>7}")
     for mode, s in (("on", on), ("off", off)):
         print(
-            f"{mode:<4} {MODES[mode]:<44} {s['median_rps']:>10.1f} {s['min_rps']:>7.1f} "
+            f"{mode:<4} {MODES[mode]:<{width}} {s['median_rps']:>10.1f} {s['min_rps']:>7.1f} "
             f"{s['max_rps']:>7.1f} {s['median_elapsed_s']:>9.2f} {s['p95_elapsed_s']:>7.2f}"
         )
     cost = 100 * (1 - on["median_rps"] / off["median_rps"])
