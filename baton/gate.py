@@ -25,6 +25,7 @@ class LeaseView:
 class LeaseGate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._epoch: int | None = None
         self._deadline = 0.0
         self._view = LeaseView()
@@ -39,8 +40,17 @@ class LeaseGate:
 
     def publish(self, epoch: int | None, deadline: float | None) -> None:
         with self._lock:
+            before = self._epoch
             self._epoch = epoch if deadline is not None else None
             self._deadline = deadline or 0.0
+            if self._epoch != before:
+                self._changed.notify_all()
+
+    def wait_change(self, timeout_s: float) -> None:
+        """Wait until the published epoch changes, at most ``timeout_s`` (a poller that
+        may not act sleeps here, and starts the moment this machine holds)."""
+        with self._lock:
+            self._changed.wait(timeout_s)
 
     def current(self, now_ms: float) -> int | None:
         """The epoch to act with now, or None: do not act."""

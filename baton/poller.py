@@ -90,7 +90,7 @@ class ChannelPoller:
         backoff = 0.5
         while not self._stop.is_set():
             if self.gate.current(self.clock.monotonic_ms()) is None:
-                self._stop.wait(IDLE_WAIT_S)
+                self.gate.wait_change(IDLE_WAIT_S)
                 continue
             offset, pending = self.cursor.read()
             self.cursor.progress.clear()

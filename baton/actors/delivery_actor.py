@@ -150,7 +150,10 @@ class DeliveryActor(pykka.ThreadingActor):
                 self._marker(env)
             case EnvelopeReceived(envelope=env):
                 self.queue.received(env, self.term is not None)
-            case PostDone() | HolderIs():
+            case HolderIs():
+                self._tick(self.clock.monotonic_ms())  # a new term starts now, not at a tick
+                self.queue.on(message, self.term is not None)
+            case PostDone():
                 self.queue.on(message, self.term is not None)
             case QueueUserMessage(topic=topic, text=text):
                 return self.queue.put(topic, text, self.term is not None)

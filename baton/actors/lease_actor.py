@@ -180,6 +180,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             self._drop(exc, env.sender)
             return
         self._feed(RecordSeen(record, self.clock.monotonic_ms(), token))
+        if record.released:  # nobody holds: acquire now, not at the next tick
+            self._feed(Ticked(self.clock.monotonic_ms(), self.clock.wall_s()))
 
     def _checked(self, result: CasResult) -> CasResult:
         """What the store holds counts only if it is signed by an active member; anything

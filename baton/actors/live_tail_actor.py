@@ -124,6 +124,7 @@ class LiveTailActor(pykka.ThreadingActor):
                 self._ack_received(env)
             case HolderIs(machine_id=holder, epoch=epoch):
                 self.holder = (holder, epoch)
+                self._tick(self.clock.monotonic_ms())  # a new term begins now
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id: p for p in peers}
             case TailHeads(reply=reply):

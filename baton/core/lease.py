@@ -222,7 +222,7 @@ def _tick(
             effects += more
         return s, effects
     due = takeover_at(cfg, s)
-    if due is None or now >= due:
+    if now >= s.hold_off and (due is None or now >= due):
         stored = s.stored.record if s.stored is not None else None
         base = max(s.floor, 0 if stored is None else stored.epoch)
         record = LeaseRecord(cfg.me, base + 1, 0, t.ttl_ms, wall)
@@ -258,6 +258,8 @@ def _seen(
     last[record.holder] = record.order
     s = replace(s, last_from=tuple(sorted(last.items())))
     s, effects = _learn(cfg, s, record, now, effects)
+    if s.known == record and record.holder != cfg.me:
+        s = replace(s, hold_off=0.0)  # the lease moved on since we yielded
     if token and s.known == record and record.holder != cfg.me:
         # what the store holds now, as its writer says: an acquisition CASes from it
         # directly (a wrong token only costs a failed CAS and a read)
@@ -374,6 +376,6 @@ def _yield(
         return s, [Alarm("yield_refused", f"asked to yield to {to} while not holding")]
     s, effects = _demote(s, now, f"yielded to {to}: planned handoff")
     hold_off = now + cfg.timing.standby_wait(cfg.timing.ttl_ms)
-    s = replace(s, yield_to=to, next_try=max(s.next_try, hold_off))
+    s = replace(s, yield_to=to, hold_off=hold_off)
     s, more = _release(cfg, s, now, wall)
     return s, [*effects, *more]

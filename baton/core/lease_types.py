@@ -77,6 +77,9 @@ class LeaseState:
     store_ok: bool | None = None
     stopping: bool = False
     yield_to: str | None = None  # a planned handoff: the release goes to this machine alone
+    hold_off: float = 0.0  # after yielding: no acquisition before this local ms, unless
+    # a newer record of another machine arrives (the handoff's target acquired, or it
+    # yields back to us)
 
 
 # --- events and effects ------------------------------------------------------------

@@ -159,6 +159,23 @@ def test_a_renewal_in_flight_when_yielding_is_released_when_it_lands() -> None:
     assert b.state.phase is Phase.HOLDING and not can_act(a.state, sim.now(a))
 
 
+def test_a_machine_that_yielded_takes_the_lease_back_at_once_when_it_is_yielded_to() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1500)
+    yield_to(sim, a, b)
+    sim.carry_out(a)
+    sim.deliver_all()
+    sim.run(300)
+    assert [m.me for m in sim.actors()] == [b.me]
+    yield_to(sim, b, a)  # well inside a's hold-off
+    sim.carry_out(b)
+    sim.deliver_all()
+    sim.tick(a)
+    sim.carry_out(a)
+    assert [m.me for m in sim.actors()] == [a.me] and a.state.mine and a.state.mine.epoch == 3
+
+
 def test_a_standby_cannot_yield_and_a_target_that_never_comes_is_replaced() -> None:
     sim = Sim(2)
     a, b = sim.machines
