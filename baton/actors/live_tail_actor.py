@@ -4,7 +4,9 @@ It owns the TranscriptStore and the LiveTailBuffer. On the holder (LiveTailSourc
 adds a turn to its topic's transcript when the DeliveryActor says a message is done,
 starts each agent run with the topic's history, and every ``live_tail_flush_ms`` sends
 each standby the turns it has not confirmed (baton.core.live_tail), redacted and sealed
-to that standby (LiveTailTransport). On a standby it takes the frames of the current
+to that standby (LiveTailTransport). A flush that probed a standby or was cut short by
+the frame size is followed at once, on its ack, by the next, so a new term or a long
+backlog does not wait interval by interval. On a standby it takes the frames of the current
 holder alone, at the current epoch, into the buffer, still sealed, and acks how far it
 matches. When this machine starts holding a new epoch, the buffer is replayed into the
 transcripts (baton.actors.tail_replay) before any turn is added or agent started.
@@ -88,6 +90,7 @@ class LiveTailActor(pykka.ThreadingActor):
         self.term: int | None = None
         self.replayed = 0  # the newest epoch whose term began with a replay
         self.follows: dict[tuple[str, str], Follow] = {}
+        self.unfinished: set[str] = set()  # standbys whose last flush left work undone
         self.next_flush = 0.0
         self.catching_up: CatchUpTo | None = None  # a handoff's target, pulling
         self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
@@ -148,6 +151,7 @@ class LiveTailActor(pykka.ThreadingActor):
         if epoch != self.term:
             self.term = epoch
             self.follows.clear()  # a new term learns afresh what each standby holds
+            self.unfinished.clear()
             if epoch is not None:
                 self._begun(epoch)
         if self.term is not None and now >= self.next_flush:
@@ -191,19 +195,24 @@ class LiveTailActor(pykka.ThreadingActor):
         heads = self.transcripts.last_seqs()
         frames: list[TailFrame] = []
         budget = self.frame_budget
+        more = False  # probing, or cut short: the ack brings the next flush at once
         for topic, head in sorted(heads.items()):
-            start = start_of(self.follows.get((peer, topic)), head)
+            follow = self.follows.get((peer, topic))
+            start = start_of(follow, head)
             if start is None:
                 continue
+            more = more or follow is None or follow.confirmed is None
             turns = self.transcripts.turns(topic, max(0, start - 2), MAX_FRAMES + 1)
             prev = turns[0].ledger_key if start > 1 and turns and turns[0].seq < start else ""
             for turn in (t for t in turns if t.seq >= start):
                 if len(frames) >= MAX_FRAMES or budget <= 0:
+                    more = True
                     break  # the rest goes in the next flush
                 box = self.transport.seal(turn, entry.identity.encryption_public)
                 budget -= len(box) * 4 // 3 + 100  # base64 and the frame's fields
                 frames.append(TailFrame(topic, turn.seq, turn.ledger_key, prev, box))
                 prev = turn.ledger_key
+        (self.unfinished.add if more else self.unfinished.discard)(peer)
         if frames and self.transport.flush(peer, self.term, frames, heads):
             self.counters.inc("tail.frames_sent", len(frames))
 
@@ -224,7 +233,7 @@ class LiveTailActor(pykka.ThreadingActor):
             self.follows[pair] = acked(self.follows.get(pair), seq, key, mine, head)
         if self.confirming is not None and self.confirming.peer == env.sender:
             self._confirm(env.sender)
-        elif pull:
+        elif pull or env.sender in self.unfinished:
             self._flush(env.sender)
 
     # --- a standby -------------------------------------------------------------------

@@ -135,7 +135,9 @@ class Machine:
         fencing: bool,
         run_agent: Callable[[AgentMessage, Sequence[Turn]], list[str]],
         router: dict[str, Machine],
+        settings: Settings = SETTINGS,
     ) -> None:
+        self.settings = settings
         key = nacl.signing.SigningKey.generate()
         self.id = derive_machine_id(bytes(key.verify_key))
         self.signer = Ed25519Signer(self.id, key)
@@ -157,17 +159,17 @@ class Machine:
 
     def start(self) -> None:
         outbox = FencedOutbox(self.channel, self.gate, self.clock, self.counters, self._on_fenced)
-        jobs = DeliveryJobs(self.run_agent, outbox, self.channel, SETTINGS.agent_workers)
+        jobs = DeliveryJobs(self.run_agent, outbox, self.channel, self.settings.agent_workers)
         markers = ReplyMarkerTransport(self.id, self.signer, self.send)
-        patterns = compile_redactions(SETTINGS.redactions)
-        tail = LiveTailTransport(self.id, self.send, patterns, SETTINGS.max_frame_bytes // 4)
+        patterns = compile_redactions(self.settings.redactions)
+        tail = LiveTailTransport(self.id, self.send, patterns, self.settings.max_frame_bytes // 4)
         self.tail = LiveTailActor.start(
-            self.id, SETTINGS.live_tail_flush_ms, SETTINGS.max_frame_bytes // 3,
+            self.id, self.settings.live_tail_flush_ms, self.settings.max_frame_bytes // 3,
             self.transcripts, self.buffer, tail, self.box, self.gate, jobs.agent, self.clock,
             self.counters,
         )  # fmt: skip
         self.actor = DeliveryActor.start(
-            self.id, SETTINGS, self.ledger, jobs, self.gate, self.cursor, markers,
+            self.id, self.settings, self.ledger, jobs, self.gate, self.cursor, markers,
             verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
         )  # fmt: skip
         jobs.actor = self.actor
@@ -187,7 +189,7 @@ class Machine:
             None if target is None else target.tail if env.type.startswith("tail") else target.actor
         )
         if actor is not None:
-            received = decode(encode(env), SETTINGS.max_frame_bytes)
+            received = decode(encode(env), self.settings.max_frame_bytes)
             with contextlib.suppress(pykka.ActorDeadError):
                 actor.tell(EnvelopeReceived(received))
         return True
