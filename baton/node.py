@@ -37,9 +37,7 @@ from typing import Any
 import pykka
 
 from baton import __version__
-from baton.actors.delivery_messages import HolderIs
 from baton.actors.dispatch import Dispatcher
-from baton.actors.handoff_actor import HandoffActor
 from baton.actors.lease_actor import LeaseListener, MembersChanged
 from baton.actors.messages import GetSelf, HolderChanged, PeersChanged
 from baton.actors.pairing_actor import PairingActor
@@ -53,6 +51,8 @@ from baton.core.registry import MachineEntry, Role, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.delivery_parts import DeliveryParts, start_delivery
 from baton.gate import LeaseGate
+from baton.handoff_parts import ROUTES as HANDOFF_ROUTES
+from baton.handoff_parts import start_handoff, tell_handoff
 from baton.http import create_app
 from baton.http import server as http_server
 from baton.lease_parts import LeaseParts, start_lease
@@ -68,7 +68,6 @@ from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
-from baton.wire.handoff_transport import HandoffWireTransport
 from baton.wire.transport import PeerAddress
 from baton.wire.zmq_transport import ZmqTransport
 
@@ -76,7 +75,6 @@ log = logging.getLogger("baton.node")
 
 EXIT_FATAL = 78  # EX_CONFIG: start-up is impossible; do not retry
 TICK_MS = 100
-HANDOFF_ROUTES = ("handoff_request", "handoff_begin", "handoff_ack", "handoff_abort")
 
 
 def bind_http(where: HostPort) -> socket.socket:
@@ -154,7 +152,7 @@ class Node:
                 clock,
                 transport.send,
                 counters,
-                [_follow(registry_box), _tell_delivery(delivery_box), _tell_handoff(handoff_box)],
+                [_follow(registry_box), _tell_delivery(delivery_box), tell_handoff(handoff_box)],
             )
             if lease is not None:
                 self.parts.append(lease)
@@ -180,7 +178,8 @@ class Node:
                 for parts in delivery_box:
                     parts.tell_all(MembersChanged(tuple(peers)))
                 for ref in handoff_box:
-                    _tell(ref, MembersChanged(tuple(peers)))
+                    with contextlib.suppress(pykka.ActorDeadError):  # stopping
+                        ref.tell(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -224,29 +223,12 @@ class Node:
                     dispatcher.route(kind, delivery.tail)
                 delivery.tell_all(MembersChanged(last_peers[0]))
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
-            handoff = HandoffActor.start(
-                identity.machine_id,
-                s.handoff_ack_timeout_ms,
-                s.lease_ttl_ms,
-                HandoffWireTransport(
-                    identity.machine_id,
-                    Ed25519Signer(identity.machine_id, identity.signing_key),
-                    transport.send,
-                ),
-                LeaseGate() if lease is None else lease.gate,
-                None if lease is None else lease.coordinator,
-                None if delivery is None else delivery.tail,
-                None if delivery is None else delivery.actor,
-                (lambda: 0) if delivery is None else _position(delivery),
-                verify_ed25519,
-                clock,
-                counters,
-            )
+            handoff = start_handoff(s, identity, transport.send, lease, delivery, clock, counters)
             self.parts.append(handoff)
             handoff_box.append(handoff)
             for kind in HANDOFF_ROUTES:
                 dispatcher.route(kind, handoff)
-            _tell(handoff, MembersChanged(last_peers[0]))
+            handoff.tell(MembersChanged(last_peers[0]))
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
             )
@@ -353,26 +335,6 @@ def _tell_delivery(box: list[DeliveryParts]) -> LeaseListener:
             parts.holder_changed(change)
 
     return tell
-
-
-def _tell_handoff(box: list[pykka.ActorRef[Any]]) -> LeaseListener:
-    """A lease listener that tells the handoff who holds (a wakeup ends when it is us)."""
-
-    def tell(change: LeaseChanged) -> None:
-        for ref in box:
-            _tell(ref, HolderIs(change.holder, change.epoch))
-
-    return tell
-
-
-def _tell(ref: pykka.ActorRef[Any], message: object) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-        ref.tell(message)
-
-
-def _position(parts: DeliveryParts) -> Callable[[], int]:
-    """The ledger position a handoff's begin names: the channel offset confirmed."""
-    return lambda: parts.cursor.read()[0] or 0
 
 
 def _url_host(host: str) -> str:

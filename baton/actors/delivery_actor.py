@@ -19,7 +19,7 @@ earlier (or whose send outcome was lost) is checked with the sink before any res
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -41,20 +41,20 @@ from baton.actors.delivery_messages import (
 from baton.actors.handoff_messages import ResumeIngress, StopIngress
 from baton.actors.indexed_ledger import IndexedLedger
 from baton.actors.lease_actor import MembersChanged
+from baton.actors.marker_book import MarkerBook
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
 from baton.channels.base import InboundMessage
 from baton.core import delivery
 from baton.core.clock import Clock
-from baton.core.errors import LedgerError, MarkerRefused
-from baton.core.ledger import Ledger, LedgerEntry, LedgerState, MarkerKind, marker_for
-from baton.core.registry import MachineEntry, Verify
+from baton.core.errors import LedgerError
+from baton.core.ledger import Ledger, LedgerEntry, LedgerState
+from baton.core.registry import Verify
 from baton.core.settings import Settings
 from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.poller import Cursor
-from baton.wire.envelope import Envelope
-from baton.wire.marker_transport import ReplyMarkerTransport, open_marker
+from baton.wire.marker_transport import ReplyMarkerTransport
 
 log = logging.getLogger("baton.delivery")
 
@@ -87,11 +87,9 @@ class DeliveryActor(pykka.ThreadingActor):
         self.jobs = jobs
         self.gate = gate
         self.cursor = cursor
-        self.markers = markers
-        self.verify = verify
+        self.book = MarkerBook(markers, self.ledger, verify, counters)
         self.clock = clock
         self.counters = counters
-        self.peers: tuple[MachineEntry, ...] = ()
         self.term: int | None = None
         self.busy: dict[str, int] = {}  # topic -> the token of the job it waits on
         self.tokens = 0
@@ -147,7 +145,7 @@ class DeliveryActor(pykka.ThreadingActor):
             case CheckDone():
                 self._check_done(message)
             case EnvelopeReceived(envelope=env) if env.type == "marker":
-                self._marker(env)
+                self.book.apply(env, self.term is not None, self._wall_ms())
             case EnvelopeReceived(envelope=env):
                 self.queue.received(env, self.term is not None)
             case HolderIs():
@@ -160,7 +158,7 @@ class DeliveryActor(pykka.ThreadingActor):
             case GetUserMessage(item_id=item_id):
                 return self.queue.status(item_id)
             case MembersChanged(peers=peers):
-                self.peers = peers
+                self.book.peers = peers
             case GetDelivery():
                 return self._view()
             case StopIngress(reply=reply):
@@ -306,7 +304,7 @@ class DeliveryActor(pykka.ThreadingActor):
         entry = self.ledger.prepare(entry.key, replies, self.term, self._wall_ms())
         if entry.prepared_epoch == self.term:
             self.mine.add(entry.key)
-        self._tell_peers(entry, "prepared", self.term)
+        self.book.tell(entry, "prepared", self.term, None)
         self._work(entry)  # a prepared entry always starts a send or a check
 
     def _agent_done(self, done: AgentDone) -> None:
@@ -373,49 +371,11 @@ class DeliveryActor(pykka.ThreadingActor):
     def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:
         entry = self.ledger.commit(key, index, message_id, epoch, self._wall_ms())
         self.counters.inc("delivery.committed")
-        self._tell_peers(entry, "committed", epoch, index)
+        self.book.tell(entry, "committed", epoch, index)
         self.unsure.discard((key, index))
         # The replies after this one were never tried: every holder sends a message's
         # replies in order, each only once the one before it is known delivered.
         self.mine.add(key)
-
-    # --- markers ---------------------------------------------------------------------
-
-    def _tell_peers(
-        self, entry: LedgerEntry, kind: MarkerKind, epoch: int, index: int | None = None
-    ) -> None:
-        try:
-            marker = marker_for(entry, kind, max(1, epoch), index)
-        except (MarkerRefused, LedgerError) as exc:  # e.g. a text no peer would accept
-            self.counters.inc("marker.unbuildable")
-            log.error("no %s marker for %s: %s", kind, entry.key, exc.detail)
-            return
-        for peer in self.peers:
-            if not self.markers.push(peer.machine_id, marker):
-                self.counters.inc("marker.unsent")
-
-    def _members(self) -> Mapping[str, bytes]:
-        return {p.machine_id: p.identity.signing_public for p in self.peers}
-
-    def _marker(self, env: Envelope) -> None:
-        try:
-            marker = open_marker(env, self._members(), self.verify)
-            known = self.ledger.get(marker.key) is not None
-            entry = self.ledger.apply_marker(marker, self._wall_ms())
-            if entry.state is LedgerState.COMMITTED and self.term is None:
-                # every reply is delivered: done here too, so retention can prune it
-                self.ledger.ack(entry.key, self._wall_ms())
-        except MarkerRefused as exc:
-            self.counters.inc("marker.refused")
-            log.warning("marker from %s refused: %s", env.sender, exc.detail)
-            return
-        except LedgerError as exc:
-            self.counters.inc("marker.failed")
-            log.warning("marker from %s not applied: %s", env.sender, exc.detail)
-            return
-        self.counters.inc("marker.applied")
-        if not known:
-            self.counters.inc("marker.unknown_message")
 
     # --- helpers ---------------------------------------------------------------------
 
