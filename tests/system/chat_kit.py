@@ -40,18 +40,25 @@ def sends(chat: ChatServer) -> list[dict[str, Any]]:
     return list(http(f"{chat.url}/api/sends")["sends"])
 
 
-def holder(mesh: Mesh, but: Machine | None = None) -> Machine | None:
-    """The machine that says it is awake (asking every one but ``but``, which may be
-    paused and would not answer)."""
+def holder(mesh: Mesh, but: Machine | None = None, after: int = 0) -> Machine | None:
+    """The machine that says it is awake at an epoch above ``after`` (asking every one
+    but ``but``, which may be paused and would not answer)."""
     for m in mesh.machines:
         if m is but:
             continue
         try:
-            if m.status()["role"] == "awake":
-                return m
+            view = m.status()
         except Exception:  # a node being restarted does not answer
             continue
+        if view["role"] == "awake" and view["epoch"] > after:
+            return m
     return None
+
+
+def failed_over(mesh: Mesh, epoch: int) -> Machine | None:
+    """A holder of a newer epoch than ``epoch``: after a kill -9 that may be the victim
+    itself, restarted by its supervisor (a standby like any other once it is back)."""
+    return holder(mesh, after=epoch)
 
 
 def start_mesh(

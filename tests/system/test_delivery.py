@@ -23,6 +23,7 @@ from tests.system.chat_kit import (
     answered,
     check_exactly_once,
     dump,
+    failed_over,
     holder,
     http,
     load,
@@ -70,8 +71,9 @@ def test_kill_9_of_the_holder_five_times_loses_and_doubles_nothing(
 
     def kill(victim: Machine) -> None:
         kills.append(victim.name)
+        epoch = victim.status()["epoch"]
         victim.signal_node(signal.SIGKILL)
-        wait_for(lambda: holder(mesh, but=victim) is not None, 90, "another holder")
+        wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
 
     posted = run_with_faults(mesh, chat, kill, 5, seed=6)
     assert len(posted) == 500 and len(kills) == 5

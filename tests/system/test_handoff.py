@@ -38,6 +38,7 @@ from tests.system.chat_kit import (
     answered,
     check_exactly_once,
     dump,
+    failed_over,
     holder,
     load,
     post,
@@ -125,9 +126,10 @@ def test_kill_9_failover_loses_at_most_the_turns_of_the_last_flush(
             wait_for(lambda: len(sends(chat)) >= 60, 60, "replies flowing")
             victim = holder(mesh)
             assert victim is not None
+            epoch = victim.status()["epoch"]
             killed_at = time.time()
             victim.signal_node(signal.SIGKILL)
-            wait_for(lambda: holder(mesh, but=victim) is not None, 90, "another holder")
+            wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
         posted = result["posted"]
         wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
     except BaseException:
@@ -172,9 +174,14 @@ class Rogue:
             )
         self.transport.start(self.inbox.put)
         self.transport.set_peers(addresses)
-        for p in peers:  # their redials reach this endpoint again (after some backoff)
-            wait_for(lambda p=p: _reaches(p, self.id), 30, f"{p.name} to reach the rogue")  # type: ignore[misc]
         self.handoff = HandoffWireTransport(self.id, self.signer, self.send)
+
+    def reached_by(self, machine: Machine) -> None:
+        """Wait until ``machine``'s link reaches this endpoint again (its redial backs off
+        while the real node is down): a ping from it arrives."""
+        sender, deadline = self.ids[machine.name], time.monotonic() + 40
+        while self.expect("ping", deadline - time.monotonic()).sender != sender:
+            continue
 
     def send(self, env: Envelope) -> bool:
         return bool(wait_for(lambda: self.transport.send(env), 10, f"a connection for {env.type}"))
@@ -198,10 +205,6 @@ class Rogue:
         self.transport.stop()
 
 
-def _reaches(m: Machine, machine_id: str) -> bool:
-    return any(p["machine_id"] == machine_id and p["reachable"] for p in m.status()["peers"])
-
-
 def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holder_awake(
     make_mesh: Callable[..., Mesh], chat: ChatServer
 ) -> None:
@@ -216,6 +219,7 @@ def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holde
     bravo.stop()
     rogue = Rogue(bravo, endpoint, [alpha, charlie])
     try:
+        rogue.reached_by(alpha)
         to_alpha = rogue.ids[alpha.name]
         begin = rogue.begin_from(to_alpha, "forged-ack-1")  # a forged signature
         body = {**begin.body, "signature": "00" * 64}
