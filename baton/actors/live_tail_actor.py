@@ -227,8 +227,7 @@ class LiveTailActor(pykka.ThreadingActor):
             return
         for topic, (seq, key) in have.items():
             head = self.transcripts.last_seq(topic)
-            found = self.transcripts.turns(topic, seq - 1, 1) if 1 <= seq <= head else []
-            mine = found[0].ledger_key if found else None
+            mine = self._turn_key(topic, seq)
             pair = (env.sender, topic)
             self.follows[pair] = acked(self.follows.get(pair), seq, key, mine, head)
         if self.confirming is not None and self.confirming.peer == env.sender:
@@ -266,18 +265,28 @@ class LiveTailActor(pykka.ThreadingActor):
         have = {}
         for topic in heads:
             seq = taken.get(topic)
-            found = self.buffer.frames(topic, seq - 1, 1) if seq else []
-            key = found[0].key if found and found[0].seq == seq else None
+            key = None if seq is None else self._frame_key(topic, seq)
             have[topic] = match_point(seq, key, held.get(topic))
         return have
+
+    def _frame_key(self, topic: str, seq: int) -> str | None:
+        """The key of the buffer's frame ``seq`` of ``topic`` (None: none there)."""
+        found = self.buffer.frames(topic, seq - 1, 1) if seq >= 1 else []
+        return found[0].key if found and found[0].seq == seq else None
+
+    def _turn_key(self, topic: str, seq: int) -> str | None:
+        """The ledger key of the transcript's turn ``seq`` of ``topic`` (None: none)."""
+        found = self.transcripts.turns(topic, seq - 1, 1) if seq >= 1 else []
+        return found[0].ledger_key if found and found[0].seq == seq else None
 
     # --- a planned handoff --------------------------------------------------------
 
     def _heads(self) -> Heads:
         heads = {}
         for topic, seq in self.transcripts.last_seqs().items():
-            [turn] = self.transcripts.turns(topic, seq - 1, 1)
-            heads[topic] = (seq, turn.ledger_key)
+            key = self._turn_key(topic, seq)
+            if key is not None:
+                heads[topic] = (seq, key)
         return heads_of(heads)
 
     def _catch_up(
@@ -300,8 +309,7 @@ class LiveTailActor(pykka.ThreadingActor):
 
     def _holds(self, head: tuple[str, int, str]) -> bool:
         topic, seq, key = head
-        found = self.buffer.frames(topic, seq - 1, 1)
-        return bool(found) and (found[0].seq, found[0].key) == (seq, key)
+        return self._frame_key(topic, seq) == key
 
     def _confirm(self, peer: str) -> None:
         """The holder at the end of a handoff: done once ``peer`` has confirmed every

@@ -181,13 +181,18 @@ def test_a_begin_from_a_machine_that_is_not_the_holder_is_refused(
     still_awake(channel, a, "a forged begin")
 
 
+def holding_with_turns(channel: MemoryChannel, a: Machine) -> None:
+    """``a`` holds and has answered a few messages (its transcripts have heads)."""
+    a.hold(1)
+    ids = post_many(channel, 6)
+    wait_for(lambda: all_answered(channel, ids), 20, "answered")
+
+
 def test_a_forged_ack_is_refused_and_the_holder_stays_awake(
     trio: tuple[MemoryChannel, Machine, Machine, Machine],
 ) -> None:
     channel, a, b, _ = trio
-    a.hold(1)
-    ids = post_many(channel, 6)
-    wait_for(lambda: all_answered(channel, ids), 20, "answered")
+    holding_with_turns(channel, a)
 
     def forge(env: Envelope) -> list[Envelope]:
         if env.type != "handoff_ack":
@@ -206,9 +211,7 @@ def test_an_ack_that_does_not_match_begin_is_refused(
     trio: tuple[MemoryChannel, Machine, Machine, Machine],
 ) -> None:
     channel, a, b, _ = trio
-    a.hold(1)
-    ids = post_many(channel, 6)
-    wait_for(lambda: all_answered(channel, ids), 20, "answered")
+    holding_with_turns(channel, a)
 
     def mismatch(env: Envelope) -> list[Envelope]:
         if env.type == "handoff_ack":  # signed by b all right, but claiming other heads
@@ -229,9 +232,7 @@ def test_a_target_that_cannot_catch_up_in_time_gives_up_and_the_holder_stays(
 ) -> None:
     channel, a, b, _ = trio
     a.link = lambda env: [] if env.type == "tail" else [env]  # b never gets the tail
-    a.hold(1)
-    ids = post_many(channel, 6)
-    wait_for(lambda: all_answered(channel, ids), 20, "answered")
+    holding_with_turns(channel, a)
     result = b.wakeup()
     assert not result["ok"] and "catch up" in result["detail"], result
     assert b.counters.get("tail.pulls") >= 1
