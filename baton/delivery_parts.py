@@ -152,7 +152,7 @@ def start_delivery(
         tail_transport = LiveTailTransport(me, send, redactions, settings.max_frame_bytes // 4)
         tail = LiveTailActor.start(
             me,
-            settings.live_tail_flush_ms,
+            settings.live_tail_flush_ms if lease_gate is not None else 0,  # no failover
             settings.max_frame_bytes // 3,
             transcripts,
             buffer,

@@ -12,6 +12,8 @@ matches. When this machine starts holding a new epoch, the buffer is replayed in
 transcripts (baton.actors.tail_replay) before any turn is added or agent started.
 
 A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.
+``flush_ms`` 0 streams nothing (a mesh without a lease store: no standby ever takes
+over, and none would know whose flushes to take).
 """
 
 from __future__ import annotations
@@ -116,8 +118,7 @@ class LiveTailActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._tick(now)
             case StartAgent(token=token, entry=entry, epoch=epoch):
-                self._begun(epoch)
-                self.run_agent(token, entry, self._history(entry))
+                self.run_agent(token, entry, self._history(entry, epoch))
             case TurnDone(entry=entry, epoch=epoch):
                 self._begun(epoch)
                 self._append(entry)
@@ -154,7 +155,7 @@ class LiveTailActor(pykka.ThreadingActor):
             self.unfinished.clear()
             if epoch is not None:
                 self._begun(epoch)
-        if self.term is not None and now >= self.next_flush:
+        if self.term is not None and self.flush_ms > 0 and now >= self.next_flush:
             self.next_flush = now + self.flush_ms
             for peer in self.peers:
                 self._flush(peer)
@@ -175,8 +176,17 @@ class LiveTailActor(pykka.ThreadingActor):
                 done.dropped,
             )
 
-    def _history(self, entry: LedgerEntry) -> list[Turn]:
-        turns = self.transcripts.history(entry.topic, HISTORY_LIMIT + 1)
+    def _history(self, entry: LedgerEntry, epoch: int) -> list[Turn]:
+        """The topic's turns before ``entry``. Should the transcripts fail (the disk, a
+        corrupt row), the agent runs all the same, without history: a reply with less
+        context beats a topic that waits for ever."""
+        try:
+            self._begun(epoch)
+            turns = self.transcripts.history(entry.topic, HISTORY_LIMIT + 1)
+        except (TailError, TranscriptError) as exc:
+            self.counters.inc("tail.history_failed")
+            log.error("tail: no history for %s: %s", entry.key, exc.detail)
+            return []
         mine = [Turn(t.text, t.replies) for t in turns if t.ledger_key != entry.key]
         return mine[-HISTORY_LIMIT:]
 

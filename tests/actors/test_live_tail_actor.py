@@ -14,6 +14,7 @@ import pytest
 from baton.actors.delivery_messages import GetDelivery, GetTail, HolderIs
 from baton.actors.messages import EnvelopeReceived
 from baton.channels.memory import MemoryChannel
+from baton.core.errors import TranscriptCorrupt
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.tail_transport import unseal
 from tests.actors.machines import (
@@ -186,3 +187,22 @@ def test_secrets_never_leave_the_holder(pair: tuple[MemoryChannel, Machine, Mach
     first = b.transcripts.history("1/1", 2)[0]
     assert "hunter2" not in first.text + "".join(first.replies)
     assert first.text == "my password: [redacted]"
+
+
+def test_an_unreadable_transcript_costs_the_history_not_the_reply(
+    pair: tuple[MemoryChannel, Machine, Machine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel, a, _ = pair
+
+    def broken(topic: str, limit: int) -> list[Any]:
+        raise TranscriptCorrupt("turn 1 of '1/1' does not decode")
+
+    monkeypatch.setattr(a.transcripts, "history", broken)
+    a.hold(1)
+    ids = post_many(channel, 2, topics=1)
+    wait_for(lambda: all_answered(channel, ids), 20, "answered all the same")
+    assert bot_texts(channel, "t0") == [
+        "echo: m0 (earlier turns: 0)",
+        "echo: m1 (earlier turns: 0)",
+    ]
+    assert a.counters.get("tail.history_failed") == 2
