@@ -5,11 +5,13 @@ load, and the nodes' logs for a failure."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
@@ -66,12 +68,13 @@ def start_mesh(
     chat: ChatServer,
     agent: str = "echo",
     names: tuple[str, ...] = ("alpha", "bravo"),
+    ttl_ms: int = TTL_MS,
     **env: str,
 ) -> Mesh:
     mesh = make_mesh(
         len(names),
         names=list(names),
-        lease_ttl_ms=TTL_MS,
+        lease_ttl_ms=ttl_ms,
         init_args=("--channel", f"local:{chat.url}", "--agent", agent),
         env=env,
     )
@@ -127,3 +130,40 @@ def dump(mesh: Mesh) -> None:
             if path.exists():
                 lines = path.read_text(errors="replace").splitlines()[-40:]
                 print(f"--- {m.name} {name} ---", *lines, sep="\n")
+
+
+FLUSH_MS = 500  # the default for the tests' ttl of 2000 ms: min(1000, ttl // 4)
+COUNT = re.compile(r"\(earlier turns: (\d+)\)$")
+
+
+def turn_counts(chat: ChatServer, topic: str) -> list[int]:
+    """The earlier-turn count each reply of ``topic`` names, in order."""
+    texts = [m["text"] for m in topic_messages(chat, topic) if m["from"] == "bot"]
+    counts = []
+    for text in texts:
+        found = COUNT.search(text)
+        assert found, text
+        counts.append(int(found.group(1)))
+    return counts
+
+
+@contextmanager
+def loading(chat: ChatServer, n: int) -> Iterator[dict[str, Any]]:
+    """A steady load of ``n`` messages (25 a second) in a thread, joined on the way out;
+    its posts are in the yielded dict's "posted" once it ends."""
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(posted=load(chat, n, stop)))
+    thread.start()
+    try:
+        yield result
+        thread.join(120)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def all_see_the_holder(mesh: Mesh) -> None:
+    for m in mesh.machines:
+        wait_for(lambda m=m: m.status()["holder"] is not None, 30, f"{m.name} to see a holder")  # type: ignore[misc]

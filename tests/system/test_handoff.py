@@ -13,78 +13,30 @@ earlier turns of its topic, so a lost or doubled turn shows in the text).
 
 from __future__ import annotations
 
-import queue
-import re
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.metrics import Counters
-from baton.signing import Ed25519Signer
-from baton.stores.identity_store import load_identity, load_public_identity
-from baton.wire.envelope import Envelope, make_envelope
-from baton.wire.handoff_transport import HandoffWireTransport
-from baton.wire.transport import PeerAddress
-from baton.wire.zmq_transport import ZmqTransport
+from baton.wire.envelope import make_envelope
 from tests.system.chat_kit import (
     T0,
     TOPICS,
+    all_see_the_holder,
     answered,
     check_exactly_once,
     dump,
-    failed_over,
     holder,
-    load,
+    loading,
     post,
-    sends,
     start_mesh,
-    topic_messages,
+    turn_counts,
 )
-from tools.mesh import Machine, Mesh, wait_for
+from tests.system.rogue import Rogue
+from tools.mesh import Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
-
-FLUSH_MS = 500  # the default for the tests' ttl of 2000 ms: min(1000, ttl // 4)
-COUNT = re.compile(r"\(earlier turns: (\d+)\)$")
-
-
-def turn_counts(chat: ChatServer, topic: str) -> list[int]:
-    """The earlier-turn count each reply of ``topic`` names, in order."""
-    texts = [m["text"] for m in topic_messages(chat, topic) if m["from"] == "bot"]
-    counts = []
-    for text in texts:
-        found = COUNT.search(text)
-        assert found, text
-        counts.append(int(found.group(1)))
-    return counts
-
-
-@contextmanager
-def loading(chat: ChatServer, n: int) -> Iterator[dict[str, Any]]:
-    """A steady load of ``n`` messages (25 a second) in a thread, joined on the way out;
-    its posts are in the yielded dict's "posted" once it ends."""
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(posted=load(chat, n, stop)))
-    thread.start()
-    try:
-        yield result
-        thread.join(120)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
-
-
-def all_see_the_holder(mesh: Mesh) -> None:
-    for m in mesh.machines:
-        wait_for(lambda m=m: m.status()["holder"] is not None, 30, f"{m.name} to see a holder")  # type: ignore[misc]
 
 
 def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
@@ -114,95 +66,6 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
         counts = turn_counts(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)
     print("handoff ms", took, "outcomes", dict(outcomes), "at", round(time.monotonic() - T0, 1))
-
-
-def test_kill_9_failover_loses_at_most_the_turns_of_the_last_flush(
-    make_mesh: Callable[..., Mesh], chat: ChatServer
-) -> None:
-    mesh = start_mesh(make_mesh, chat)
-    all_see_the_holder(mesh)
-    try:
-        with loading(chat, 200) as result:
-            wait_for(lambda: len(sends(chat)) >= 60, 60, "replies flowing")
-            victim = holder(mesh)
-            assert victim is not None
-            epoch = victim.status()["epoch"]
-            killed_at = time.time()
-            victim.signal_node(signal.SIGKILL)
-            wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
-        posted = result["posted"]
-        wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
-    except BaseException:
-        dump(mesh)
-        raise
-    check_exactly_once(chat, posted)
-    loss = 0
-    for topic in TOPICS:
-        counts = turn_counts(chat, topic)
-        gaps = [n - c for n, c in enumerate(counts)]
-        assert gaps == sorted(gaps) and len(set(gaps)) <= 2, (topic, counts)  # one drop, once
-        loss += gaps[-1]
-    window = FLUSH_MS / 1000 + 1.0  # the flush interval, and time to commit and ack
-    recent = [
-        s
-        for s in sends(chat)
-        if s["outcome"] == "accepted" and killed_at - window <= s["time"] <= killed_at
-    ]
-    print(f"transcript loss {loss} turns; {len(recent)} replies in the last {window} s")
-    assert loss <= len(recent)
-
-
-class Rogue:
-    """A member's keys in the test's hands: it speaks the real wire as that machine (its
-    node stopped), to send what a well-behaved node never would."""
-
-    def __init__(self, as_machine: Machine, endpoint: str, peers: list[Machine]) -> None:
-        ident = load_identity(as_machine.home)
-        self.id = ident.machine_id
-        self.signer = Ed25519Signer(self.id, ident.signing_key)
-        self.inbox: queue.Queue[Envelope] = queue.Queue()
-        self.transport = ZmqTransport(
-            self.id, ident.curve_secret, ident.curve_public, endpoint, Counters(), 1 << 20
-        )
-        self.ids = {}
-        addresses = []
-        for p in peers:
-            public = load_public_identity(p.home)
-            self.ids[p.name] = public.machine_id
-            addresses.append(
-                PeerAddress(public.machine_id, public.encryption_public, p.status()["wire"])
-            )
-        self.transport.start(self.inbox.put)
-        self.transport.set_peers(addresses)
-        self.handoff = HandoffWireTransport(self.id, self.signer, self.send)
-
-    def reached_by(self, machine: Machine) -> None:
-        """Wait until ``machine``'s link reaches this endpoint again (its redial backs off
-        while the real node is down): a ping from it arrives."""
-        sender, deadline = self.ids[machine.name], time.monotonic() + 40
-        while self.expect("ping", deadline - time.monotonic()).sender != sender:
-            continue
-
-    def send(self, env: Envelope) -> bool:
-        return bool(wait_for(lambda: self.transport.send(env), 10, f"a connection for {env.type}"))
-
-    def expect(self, type_: str, timeout: float) -> Envelope:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                env = self.inbox.get(timeout=left)
-            except queue.Empty:
-                break
-            if env.type == type_:
-                return env
-        raise TimeoutError(f"no {type_} within {timeout} s")
-
-    def begin_from(self, holder_id: str, hid: str) -> Envelope:
-        self.handoff.request(holder_id, hid)
-        return self.expect("handoff_begin", 10)
-
-    def stop(self) -> None:
-        self.transport.stop()
 
 
 def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holder_awake(

@@ -1,0 +1,165 @@
+"""The live tail with real processes: machines on a real git remote, the bundled chat
+service as the channel, the echo agent (whose reply names the number of earlier turns
+of its topic, so a lost turn shows in the text).
+
+- kill -9 of the holder under load: the transcript loss is measured, and it is at most
+  the turns of the last flush interval before the kill.
+- The holder's keys in the test's hands (the rogue, speaking the real wire at the
+  holder's epoch once the holder is dead) stream its transcript to the standby with
+  frames replayed, reordered and repeated: the standby's buffer ends up exactly the
+  holder's transcript, sealed to the standby, and when it takes over the turn counts go
+  on without a gap.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+
+import pytest
+
+from baton.channels.chat_server import ChatServer
+from baton.core.live_tail import TailFrame, compile_redactions
+from baton.stores.identity_store import load_identity, load_public_identity
+from baton.stores.transcript_sqlite import SqliteTranscriptStore
+from baton.wire.tail_transport import LiveTailTransport, unseal
+from tests.system.chat_kit import (
+    FLUSH_MS,
+    TOPICS,
+    all_see_the_holder,
+    answered,
+    check_exactly_once,
+    dump,
+    failed_over,
+    holder,
+    loading,
+    post,
+    sends,
+    start_mesh,
+    turn_counts,
+)
+from tests.system.rogue import Rogue
+from tools.mesh import Mesh, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+
+
+def test_kill_9_failover_loses_at_most_the_turns_of_the_last_flush(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    mesh = start_mesh(make_mesh, chat)
+    all_see_the_holder(mesh)
+    try:
+        with loading(chat, 200) as result:
+            wait_for(lambda: len(sends(chat)) >= 60, 60, "replies flowing")
+            victim = holder(mesh)
+            assert victim is not None
+            epoch = victim.status()["epoch"]
+            killed_at = time.time()
+            victim.signal_node(signal.SIGKILL)
+            wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
+        posted = result["posted"]
+        wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
+    except BaseException:
+        dump(mesh)
+        raise
+    check_exactly_once(chat, posted)
+    loss = 0
+    for topic in TOPICS:
+        counts = turn_counts(chat, topic)
+        gaps = [n - c for n, c in enumerate(counts)]
+        assert gaps == sorted(gaps) and len(set(gaps)) <= 2, (topic, counts)  # one drop, once
+        loss += gaps[-1]
+    window = FLUSH_MS / 1000 + 1.0  # the flush interval, and time to commit and ack
+    recent = [
+        s
+        for s in sends(chat)
+        if s["outcome"] == "accepted" and killed_at - window <= s["time"] <= killed_at
+    ]
+    print(f"transcript loss {loss} turns; {len(recent)} replies in the last {window} s")
+    assert loss <= len(recent)
+
+
+def buffered(path: str) -> dict[str, list[tuple[int, str, bytes]]]:
+    """A standby's buffer as (seq, key, box) per topic, read without a write lock."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT topic, seq, key, box FROM frames ORDER BY topic, seq")
+        out: dict[str, list[tuple[int, str, bytes]]] = {}
+        for topic, seq, key, box in rows:
+            out.setdefault(topic, []).append((seq, key, bytes(box)))
+    return out
+
+
+def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    # The rogue streams within one ttl; a long flush interval leaves the standby behind.
+    mesh = start_mesh(make_mesh, chat, ttl_ms=8000, BATON_LIVE_TAIL_FLUSH_MS="2500")
+    all_see_the_holder(mesh)
+    alpha = holder(mesh)
+    assert alpha is not None
+    bravo = next(m for m in mesh.machines if m is not alpha)
+    first = {post(chat, TOPICS[i % 5], f"m{i}") for i in range(20)}
+    wait_for(lambda: answered(chat, first), 60, "the first replies")
+    view = alpha.status()
+    burst = {post(chat, TOPICS[i % 5], f"m{i}") for i in range(20, 30)}
+    wait_for(lambda: answered(chat, burst), 60, "a burst answered", 0.01)
+    alpha.send_signal(signal.SIGKILL)  # supervisor and node, at once: nothing restarts it
+    store = SqliteTranscriptStore(alpha.paths.transcripts)
+    try:
+        chain = {t: store.turns(t, 0, 1000) for t in store.last_seqs()}
+    finally:
+        store.close()
+    assert sum(len(turns) for turns in chain.values()) == 30
+    before = buffered(str(bravo.paths.tail_buffer))
+    missing = 30 - sum(len(frames) for frames in before.values())
+    rogue = Rogue(alpha, view["wire"], [bravo])
+    try:
+        recipient = load_public_identity(bravo.home).encryption_public
+        tail = LiveTailTransport(rogue.id, rogue.send, compile_redactions(()), 1 << 18)
+        frames = [
+            TailFrame(t, n + 1, turn.ledger_key, prev, tail.seal(turn, recipient))
+            for t, turns in chain.items()
+            for n, (turn, prev) in enumerate(
+                zip(turns, ["", *(x.ledger_key for x in turns[:-1])], strict=True)
+            )
+        ]
+        heads = {t: len(turns) for t, turns in chain.items()}
+        rng, to = random.Random(7), rogue.ids[bravo.name]
+        for _ in range(max(missing, 6) + 2):  # every round extends each chain by one at least
+            wire = frames + rng.sample(frames, len(frames) // 3)  # repeated
+            rng.shuffle(wire)  # and reordered
+            for i in range(0, len(wire), 4):
+                tail.flush(to, view["epoch"], wire[i : i + 4], heads)
+        expected = {t: [turn.ledger_key for turn in turns] for t, turns in chain.items()}
+        wait_for(
+            lambda: (
+                {t: [k for _, k, _ in f] for t, f in buffered(str(bravo.paths.tail_buffer)).items()}
+                == expected
+            ),
+            20,
+            "the standby's buffer to be the holder's transcript",
+        )
+    except BaseException:
+        dump(mesh)
+        raise
+    finally:
+        rogue.stop()
+    key = load_identity(bravo.home).encryption_key
+    for t, stored in buffered(str(bravo.paths.tail_buffer)).items():
+        opened = [
+            unseal(TailFrame(t, seq, k, "" if seq == 1 else "x", box), key)
+            for seq, k, box in stored
+        ]
+        assert opened == chain[t]  # sealed to bravo, and exactly the holder's turns
+    assert bravo.counter("tail.refused.not_holder") == 0  # all taken while alpha held
+    assert bravo.counter("tail.frame.duplicate") > 0 and bravo.counter("tail.frame.refused") > 0
+    print(f"the standby lacked {missing} of 30 turns when the holder died")
+    wait_for(lambda: failed_over(mesh, view["epoch"]) is bravo, 60, "bravo to take over")
+    after = {post(chat, t, "after") for t in TOPICS}
+    wait_for(lambda: answered(chat, after), 60, "bravo answers")
+    for t in TOPICS:  # no turn lost: each topic's count goes on from the holder's
+        assert turn_counts(chat, t) == list(range(7)), (t, turn_counts(chat, t))
