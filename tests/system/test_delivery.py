@@ -149,7 +149,7 @@ def test_baton_send_on_a_standby_is_forwarded_to_the_holder(
     awake = holder(mesh)
     standby = next(m for m in mesh.machines if m is not awake)
     wait_for(lambda: standby.status()["holder"] is not None, 30, "the standby to see the holder")
-    sent = standby.json("send", "t3", "hello from the standby")
+    sent = standby.json("send", "t3", "hello from the standby", "--wait", "30")
     assert sent["status"] == "posted"
     messages = topic_messages(chat, "t3")
     assert [m["text"] for m in messages if m["from"] == "user"] == ["hello from the standby"]

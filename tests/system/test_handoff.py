@@ -46,7 +46,7 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
     all_see_the_holder(mesh)
     took: list[float] = []
     try:
-        with loading(chat, 300) as result:
+        with loading(chat, 200) as result:
             for i in range(4):
                 time.sleep(1.5)  # the load runs meanwhile
                 awake = holder(mesh)
@@ -61,7 +61,7 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
         dump(mesh)
         raise
     outcomes = check_exactly_once(chat, posted)
-    assert outcomes["accepted"] == len(posted) == 300
+    assert outcomes["accepted"] == len(posted) == 200
     for topic in TOPICS:  # transcript loss 0: every count is its reply's place
         counts = turn_counts(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)

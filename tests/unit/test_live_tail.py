@@ -127,7 +127,7 @@ def frames_from(chain: list[str], start: int | None) -> list[TailFrame]:
     ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_any_lossy_stream_ends_with_the_holders_chain(data: st.DataObject) -> None:
     head = data.draw(st.integers(1, 40), "head")
