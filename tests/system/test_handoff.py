@@ -44,6 +44,14 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
 ) -> None:
     mesh = start_mesh(make_mesh, chat, names=("alpha", "bravo", "charlie"))
     all_see_the_holder(mesh)
+    first = holder(mesh)
+    assert first is not None
+    same = first.json("wakeup")  # on the awake machine: says so, changes nothing
+    assert same["outcome"] == "already_awake" and holder(mesh) is first, same
+    standby = next(m for m in mesh.machines if m is not first)
+    forced = standby.baton("wakeup", "--force", check=False)  # the lease is alive
+    assert forced.returncode == 1 and "only an expired lease" in forced.stderr, forced
+    assert holder(mesh) is first
     took: list[float] = []
     try:
         with loading(chat, 200) as result:
