@@ -155,6 +155,25 @@ def _delivery_line(d: dict[str, Any] | None) -> str:
     )
 
 
+def _tail_line(t: dict[str, Any] | None) -> str | None:
+    if t is None:
+        return None
+    if t["role"] == "source":
+        behind = sum(t["unconfirmed"].values())
+        return (
+            f"live tail: streaming {t['turns']} turns of {t['topics']} topics; "
+            f"{behind} not yet confirmed by the standbys"
+        )
+    return f"live tail: {t['buffered_topics']} topics mirrored from the holder"
+
+
+def _handoff_line(h: dict[str, Any] | None) -> str | None:
+    if not h or not h["recent"]:
+        return None
+    last = h["recent"][-1]
+    return f"last handoff ({last['side']}): {last['kind']}: {last['detail']}"
+
+
 @command(main, "status")
 def status(ctx: Ctx) -> None:
     """The running node's role and its peers' reachability and round-trip times."""
@@ -164,6 +183,9 @@ def status(ctx: Ctx) -> None:
         click.echo(f"{d['nickname']} ({d['machine_id']}) is {d['role']}; up {d['uptime_s']:.0f} s")
         click.echo(_lease_line(d))
         click.echo(_delivery_line(d.get("delivery")))
+        for line in (_tail_line(d.get("tail")), _handoff_line(d.get("handoff"))):
+            if line:
+                click.echo(line)
         for alarm in d.get("alarms", [])[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
         table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)

@@ -74,6 +74,10 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
         counts = turn_counts(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)
     print("handoff ms", took, "outcomes", dict(outcomes), "at", round(time.monotonic() - T0, 1))
+    awake = holder(mesh)
+    assert awake is not None
+    human = awake.baton("status").stdout  # what a person sees
+    assert "live tail: streaming" in human and "last handoff (wakeup): handed_over" in human
 
 
 def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holder_awake(

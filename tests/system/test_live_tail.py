@@ -83,6 +83,13 @@ def test_kill_9_failover_loses_at_most_the_turns_of_the_last_flush(
     assert loss <= len(recent)
 
 
+def turns_in(path: str) -> int:
+    """How many turns a running holder's transcripts hold (read only)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        (n,) = db.execute("SELECT count(*) FROM turns").fetchone()
+    return int(n)
+
+
 def buffered(path: str) -> dict[str, list[tuple[int, str, bytes]]]:
     """A standby's buffer as (seq, key, box) per topic, read without a write lock."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
@@ -106,7 +113,9 @@ def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
     wait_for(lambda: answered(chat, first), 60, "the first replies")
     view = alpha.status()
     burst = {post(chat, TOPICS[i % 5], f"m{i}") for i in range(20, 30)}
-    wait_for(lambda: answered(chat, burst), 60, "a burst answered", 0.01)
+    wait_for(lambda: answered(chat, burst), 60, "a burst answered")
+    transcripts = str(alpha.paths.transcripts)  # its turns join just after the replies
+    wait_for(lambda: turns_in(transcripts) == 30, 30, "the holder's 30 turns", 0.01)
     alpha.send_signal(signal.SIGKILL)  # supervisor and node, at once: nothing restarts it
     store = SqliteTranscriptStore(alpha.paths.transcripts)
     try:
