@@ -5,7 +5,6 @@ for every machine on this host, so the histories can be laid side by side."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.system.fencing_sink import FencingSink
+from tools.chaos.checker import check, stretches
 from tools.etcd import etcd_binary, running_etcd
 from tools.mesh import Machine, Mesh, wait_for
 
@@ -34,30 +34,16 @@ def holds(m: Machine, epoch: int | None = None) -> bool:
     return s["role"] == "awake" and (epoch is None or s["epoch"] == epoch)
 
 
-def awake_stretches(history: list[dict[str, Any]], me: str) -> list[tuple[int, float, float]]:
-    """(epoch, from_ms, until_ms) for each stretch this machine acted as holder; an open
-    stretch ends at its current deadline (or is cut by the caller)."""
-    stretches, start = [], None
-    for entry in history:
-        if entry["role"] == "awake":
-            start = (entry["epoch"], entry["at_ms"])
-        elif start is not None and "acted_until_ms" in entry:
-            stretches.append((start[0], start[1], entry["acted_until_ms"]))
-            start = None
-    if start is not None:
-        stretches.append((start[0], start[1], float("inf")))
-    return stretches
+def role_events(m: Machine) -> list[dict[str, Any]]:
+    """``m``'s lease history as the chaos checker reads it."""
+    return [{"kind": "role", "machine": m.name, **e} for e in lease(m)["history"]]
 
 
 def assert_no_overlap(*machines: Machine) -> None:
-    spans = []
-    for m in machines:
-        s = lease(m)
-        spans += [(a, b, e, m.name) for e, a, b in awake_stretches(s["history"], s["machine_id"])]
-    spans.sort()
-    for (_a1, b1, e1, n1), (a2, _, e2, n2) in itertools.pairwise(spans):
-        assert b1 <= a2, f"{n1} (epoch {e1}) acted until {b1}, {n2} (epoch {e2}) from {a2}"
-        assert e2 > e1, f"epochs went {e1} -> {e2}"
+    """No two machines acted as holder at once, and each stretch's epoch is above the
+    one before (the chaos checker's rules, on the host's one CLOCK_BOOTTIME)."""
+    report = check([e for m in machines for e in role_events(m)], [])
+    assert not report.overlapping and not report.epochs_backwards, report.summary()
 
 
 @pytest.fixture
@@ -131,7 +117,7 @@ def test_two_standbys_racing_for_an_expired_lease_exactly_one_wins(
     assert lease(winner)["epoch"] == epoch + 1
     wait_for(lambda: lease(loser)["holder"] == lease(winner)["machine_id"], 30, "the loser")
     assert lease(loser)["role"] == "standby"
-    assert not [s for s in awake_stretches(lease(loser)["history"], "") if s[0] == epoch + 1]
+    assert not [s for s in stretches(role_events(loser)) if s.epoch == epoch + 1]
     assert_no_overlap(bravo, charlie)
 
 
