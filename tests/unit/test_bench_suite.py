@@ -1,0 +1,23 @@
+"""The benchmark suite's table: one row per measure, from each benchmark's JSON."""
+
+from __future__ import annotations
+
+from tools.bench.__main__ import rows
+
+MS = {"median": 60.0, "p95": 70.0}
+
+
+def test_every_benchmark_gives_its_rows() -> None:
+    results = {
+        "failover": {"takeover_ms": MS, "lateness_ms": MS},
+        "handoff": {"acquired_ms": MS, "first_reply_ms": MS},
+        "throughput": {"on": {"median_rps": 180.0}, "off": {"median_rps": 450.0}, "ratio": 2.5},
+        "tail": {"results": [{"flush_ms": 1000, "lag_ms": MS}]},
+    }
+    table = rows(results)
+    assert [r[0] for r in table] == ["failover"] * 2 + ["handoff"] * 2 + ["throughput"] * 2 + [
+        "tail"
+    ]
+    assert table[4] == ("throughput", "replies/s, guarantees on", "180.0", "ratio off/on 2.5")
+    assert table[-1] == ("tail", "tail lag, flush 1000 ms", "60.0 ms", "p95 70.0 ms")
+    assert rows({}) == []

@@ -1,0 +1,111 @@
+"""The benchmark suite: failover, handoff, throughput and live-tail lag in one command,
+one table of medians, p95 and ratios (``--json``: one object).
+
+Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
+after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
+run, not a measurement).
+
+    python -m tools.bench [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+FULL = {
+    "failover": ["--runs", "5", "--ttl-ms", "3000"],
+    "handoff": ["--runs", "10"],
+    "throughput": ["--runs", "5", "--messages", "300"],
+    "tail": ["--seconds", "10"],
+}
+QUICK = {
+    "failover": ["--runs", "2", "--ttl-ms", "3000"],
+    "handoff": ["--runs", "3"],
+    "throughput": ["--runs", "1", "--messages", "100"],
+    "tail": ["--seconds", "3"],
+}
+
+
+def run(name: str, args: list[str]) -> dict[str, Any]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", f"tools.bench.{name}", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    result = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(benchmark, what, median, p95 or ratio) for the table."""
+    out: list[tuple[str, str, str, str]] = []
+    f = results.get("failover")
+    if f:
+        for key, what in (
+            ("takeover_ms", "kill -9 to new holder"),
+            ("lateness_ms", "beyond the lease"),
+        ):
+            out.append(("failover", what, f"{f[key]['median']} ms", f"p95 {f[key]['p95']} ms"))
+    h = results.get("handoff")
+    if h:
+        for key, what in (
+            ("acquired_ms", "wakeup to new holder"),
+            ("first_reply_ms", "wakeup to first reply"),
+        ):
+            out.append(("handoff", what, f"{h[key]['median']} ms", f"p95 {h[key]['p95']} ms"))
+    t = results.get("throughput")
+    if t:
+        out.append(
+            (
+                "throughput",
+                "replies/s, guarantees on",
+                f"{t['on']['median_rps']}",
+                f"ratio off/on {t['ratio']}",
+            )
+        )
+        out.append(("throughput", "replies/s, guarantees off", f"{t['off']['median_rps']}", ""))
+    lag = results.get("tail")
+    if lag:
+        for r in lag["results"]:
+            what = f"tail lag, flush {r['flush_ms']} ms"
+            out.append(
+                ("tail", what, f"{r['lag_ms']['median']} ms", f"p95 {r['lag_ms']['p95']} ms")
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run")
+    parser.add_argument("--only", nargs="+", choices=sorted(FULL), help="run just these")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.only or list(plan):
+        if not args.json:
+            print(f"running {name} ...", flush=True)
+        results[name] = run(name, plan[name])
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    table = [("benchmark", "measure", "median", "p95 / ratio"), *rows(results)]
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    print()
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
