@@ -1,15 +1,13 @@
 """One contract, every Ledger: MemoryLedger and SqliteLedger (a real file under tmp_path).
-SQLite only: it survives close and kill -9, keeps its files private, and refuses a
-corrupt file without touching it."""
+SQLite only: it survives close and kill -9 (also while it is being created). (What every
+SQLite file of ours does, private and refusing what is not ours, is
+tests/contract/test_sqlite_file.py.)"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import select
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.core.errors import LedgerCorrupt, LedgerError, LedgerTransitionError, UnknownEntry
+from baton.core.errors import LedgerError, LedgerTransitionError, UnknownEntry
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import Ledger, LedgerState, ReplyMarker, marker_for
 from baton.stores.ledger_memory import MemoryLedger
@@ -278,125 +276,6 @@ def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
         assert not second.record(msg(1), 9.0)[1]
     finally:
         second.close()
-
-
-def test_sqlite_files_are_private(tmp_path: Path) -> None:
-    old = os.umask(0)  # the widest umask: the ledger must not depend on it
-    try:
-        ledger = SqliteLedger(tmp_path / "l.sqlite")
-    finally:
-        os.umask(old)
-    try:
-        ledger.record(msg(1), 1.0)
-        for name in ("l.sqlite", "l.sqlite-wal", "l.sqlite-shm"):
-            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
-        assert sorted(p.name for p in tmp_path.iterdir()) == [
-            "l.sqlite",
-            "l.sqlite-shm",
-            "l.sqlite-wal",
-        ]
-    finally:
-        ledger.close()
-
-
-def test_sqlite_narrows_a_wider_mode_it_finds(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite"
-    SqliteLedger(path).close()
-    path.chmod(0o644)
-    SqliteLedger(path).close()
-    assert path.stat().st_mode & 0o777 == 0o600
-
-
-def test_sqlite_needs_its_directory(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match="does not exist") as caught:
-        SqliteLedger(tmp_path / "missing" / "l.sqlite")
-    assert not isinstance(caught.value, LedgerCorrupt)
-    assert not (tmp_path / "missing").exists()
-
-
-def real_ledger(path: Path, entries: int = 200) -> None:
-    ledger = SqliteLedger(path)
-    for n in range(entries):
-        ledger.record(InboundMessage("memory", n, 1, 0, n, "x" * 300, "ann"), 1.0)
-    ledger.close()
-
-
-def truncated(path: Path) -> None:
-    real_ledger(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def garbled(path: Path) -> None:
-    real_ledger(path)
-    data = bytearray(path.read_bytes())
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
-    data[2 * 4096 : 3 * 4096] = b"\xff" * 4096  # page 3 (an index): PRAGMA quick_check fails
-    path.write_bytes(bytes(data))
-
-
-def wrong_version(path: Path) -> None:
-    real_ledger(path, 3)
-    db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    db.commit()
-    db.close()
-
-
-def wrong_version_in_the_wal(path: Path) -> None:
-    """As a kill -9 leaves it: the last change only in the -wal, not yet in the file
-    (a read-write open would checkpoint it into the file: the file must stay as it is)."""
-    real_ledger(path.with_name("origin.sqlite"), 3)
-    db = sqlite3.connect(path.with_name("origin.sqlite"))
-    try:
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-        db.commit()
-        for suffix in ("", "-wal"):
-            path.with_name(f"l.sqlite{suffix}").write_bytes(
-                path.with_name(f"origin.sqlite{suffix}").read_bytes()
-            )
-    finally:
-        db.close()
-    assert path.with_name("l.sqlite-wal").stat().st_size > 0
-
-
-def foreign_database(path: Path) -> None:
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE notes (body TEXT)")
-    db.commit()
-    db.close()
-
-
-CORRUPT: dict[str, Callable[[Path], object]] = {
-    "random bytes": lambda p: p.write_bytes(os.urandom(8192)),
-    "an empty file": lambda p: p.write_bytes(b""),
-    "a truncated ledger": truncated,
-    "a garbled page": garbled,
-    "a wrong schema version": wrong_version,
-    "a wrong schema version in the wal": wrong_version_in_the_wal,
-    "another program's database": foreign_database,
-}
-
-
-@pytest.mark.parametrize("make", CORRUPT.values(), ids=list(CORRUPT))
-def test_a_corrupt_file_is_refused_and_left_untouched(
-    tmp_path: Path, make: Callable[[Path], object]
-) -> None:
-    path = tmp_path / "l.sqlite"
-    make(path)
-    files = sorted(p.name for p in tmp_path.iterdir())
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
-    for _ in range(2):  # refused every time, not repaired the first
-        with pytest.raises(LedgerCorrupt) as caught:
-            SqliteLedger(path)
-        assert str(path) in caught.value.detail and "untouched" in caught.value.detail
-        assert caught.value.code == "ledger_corrupt"
-    assert sorted(p.name for p in tmp_path.iterdir()) == files
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()} == (
-        digests
-    )
 
 
 # --- kill -9 ------------------------------------------------------------------------

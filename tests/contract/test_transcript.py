@@ -1,11 +1,11 @@
 """One contract, every TranscriptStore: MemoryTranscriptStore and SqliteTranscriptStore
-(a real file under tmp_path). SQLite only: it survives close and kill -9, keeps its files
-private, and refuses a file that is not a transcript store without touching it."""
+(a real file under tmp_path). SQLite only: it survives close and kill -9, and a stored
+turn that does not decode is corruption. (What every SQLite file of ours does, private
+and refusing what is not ours, is tests/contract/test_sqlite_file.py.)"""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,7 +21,6 @@ import pytest
 from baton.core.errors import TranscriptCorrupt, TranscriptError, TranscriptRefused
 from baton.core.transcript import PutResult, TranscriptStore, TranscriptTurn
 from baton.stores.home import HomePaths
-from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 
@@ -207,40 +206,6 @@ def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
         second.close()
 
 
-def test_sqlite_files_are_private(tmp_path: Path) -> None:
-    old = os.umask(0)  # the widest umask: the store must not depend on it
-    try:
-        store = SqliteTranscriptStore(tmp_path / "t.sqlite")
-    finally:
-        os.umask(old)
-    try:
-        add(store, 1)
-        for name in ("t.sqlite", "t.sqlite-wal", "t.sqlite-shm"):
-            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
-        assert sorted(p.name for p in tmp_path.iterdir()) == [
-            "t.sqlite",
-            "t.sqlite-shm",
-            "t.sqlite-wal",
-        ]
-    finally:
-        store.close()
-
-
-def test_sqlite_narrows_a_wider_mode_it_finds(tmp_path: Path) -> None:
-    path = tmp_path / "t.sqlite"
-    SqliteTranscriptStore(path).close()
-    path.chmod(0o644)
-    SqliteTranscriptStore(path).close()
-    assert path.stat().st_mode & 0o777 == 0o600
-
-
-def test_sqlite_needs_its_directory(tmp_path: Path) -> None:
-    with pytest.raises(TranscriptError, match="does not exist") as caught:
-        SqliteTranscriptStore(tmp_path / "missing" / "t.sqlite")
-    assert not isinstance(caught.value, TranscriptCorrupt)
-    assert not (tmp_path / "missing").exists()
-
-
 def real_store(path: Path, turns: int = 200) -> None:
     store = SqliteTranscriptStore(path)
     for n in range(turns):
@@ -252,87 +217,6 @@ def sql(path: Path, statement: str) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(statement)
         db.commit()
-
-
-def truncated(path: Path) -> None:
-    real_store(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def garbled(path: Path) -> None:
-    real_store(path)
-    data = bytearray(path.read_bytes())
-    data[2 * 4096 : 3 * 4096] = b"\xff" * 4096  # page 3: PRAGMA quick_check fails
-    path.write_bytes(bytes(data))
-
-
-def wrong_version(path: Path) -> None:
-    real_store(path, 3)
-    sql(path, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-
-
-def no_version(path: Path) -> None:
-    real_store(path, 3)
-    sql(path, "DELETE FROM meta")
-
-
-def wrong_version_in_the_wal(path: Path) -> None:
-    """As a kill -9 leaves it: the change only in the -wal (a read-write open would
-    checkpoint it into the file: the file must stay as it is)."""
-    origin = path.with_name("origin.sqlite")
-    real_store(origin, 3)
-    with contextlib.closing(sqlite3.connect(origin)) as db:
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-        db.commit()
-        for suffix in ("", "-wal"):
-            Path(f"{path}{suffix}").write_bytes(Path(f"{origin}{suffix}").read_bytes())
-    assert Path(f"{path}-wal").stat().st_size > 0
-
-
-def foreign_database(path: Path) -> None:
-    sql(path, "CREATE TABLE notes (body TEXT)")
-
-
-def a_ledger(path: Path) -> None:
-    SqliteLedger(path).close()
-
-
-CORRUPT: dict[str, Callable[[Path], object]] = {
-    "random bytes": lambda p: p.write_bytes(os.urandom(8192)),
-    "an empty file": lambda p: p.write_bytes(b""),
-    "a directory": lambda p: p.mkdir(),
-    "a truncated store": truncated,
-    "a garbled page": garbled,
-    "a wrong schema version": wrong_version,
-    "no schema version": no_version,
-    "a wrong schema version in the wal": wrong_version_in_the_wal,
-    "another program's database": foreign_database,
-    "the ledger": a_ledger,
-}
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in directory.iterdir()
-    }
-
-
-@pytest.mark.parametrize("make", CORRUPT.values(), ids=list(CORRUPT))
-def test_a_file_that_is_not_ours_is_refused_and_left_untouched(
-    tmp_path: Path, make: Callable[[Path], object]
-) -> None:
-    path = tmp_path / "t.sqlite"
-    make(path)
-    before = snapshot(tmp_path)
-    for _ in range(2):  # refused every time, not repaired the first
-        with pytest.raises(TranscriptCorrupt) as caught:
-            SqliteTranscriptStore(path)
-        assert str(path) in caught.value.detail and "untouched" in caught.value.detail
-        assert caught.value.code == "transcript_corrupt"
-    assert snapshot(tmp_path) == before
 
 
 def test_a_stored_turn_that_does_not_decode_is_corruption(tmp_path: Path) -> None:
