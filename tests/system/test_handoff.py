@@ -30,6 +30,7 @@ from tests.system.chat_kit import (
     holder,
     loading,
     post,
+    sends,
     start_mesh,
     turn_counts,
 )
@@ -37,6 +38,10 @@ from tests.system.rogue import Rogue
 from tools.mesh import Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+
+
+def replies(chat: ChatServer) -> int:
+    return sum(1 for s in sends(chat) if s["outcome"] == "accepted")
 
 
 def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
@@ -54,22 +59,24 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
     assert holder(mesh) is first
     took: list[float] = []
     try:
-        with loading(chat, 200) as result:
-            for i in range(4):
-                time.sleep(1.5)  # the load runs meanwhile
-                awake = holder(mesh)
+        with loading(chat, 300) as result:
+            awake = first
+            for i in range(4):  # each handoff lands while replies flow
+                now = replies(chat)
+                wait_for(lambda n=now: replies(chat) >= n + 10, 60, "10 more replies")  # type: ignore[misc]
                 target = next(m for m in mesh.machines[i % 3 :] + mesh.machines if m is not awake)
                 out = target.json("wakeup", timeout=60)
                 assert out["outcome"] == "handed_over", out
                 took.append(out["took_ms"])
                 assert holder(mesh) is target
+                awake = target
         posted = result["posted"]
         wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
     except BaseException:
         dump(mesh)
         raise
     outcomes = check_exactly_once(chat, posted)
-    assert outcomes["accepted"] == len(posted) == 200
+    assert outcomes["accepted"] == len(posted) == 300
     for topic in TOPICS:  # transcript loss 0: every count is its reply's place
         counts = turn_counts(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)
