@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baton.core.errors import LeaseStoreError
+from baton.devmesh import free_port, wait_for
 from baton.stores.etcd_lease import EtcdLeaseStore
-from tools.mesh import free_port, wait_for
 
 
 def etcd_binary() -> str | None:

@@ -24,6 +24,7 @@ from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
+from baton.devmesh import wait_for
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
 from tests.actors.machines import (
@@ -34,7 +35,6 @@ from tests.actors.machines import (
     post_many,
     tail_caught_up,
 )
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,6 +17,7 @@ from baton.actors.messages import EnvelopeReceived
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.settings import Settings
+from baton.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.handoff_transport import HandoffWireTransport
 from tests.actors.machines import (
@@ -26,7 +27,6 @@ from tests.actors.machines import (
     bot_texts,
     post_many,
 )
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

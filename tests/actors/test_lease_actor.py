@@ -19,11 +19,11 @@ from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import entry_from_card
+from baton.devmesh import wait_for
 from baton.metrics import Counters
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.lease_memory import MemoryLeaseStore
 from baton.wire.envelope import Envelope, make_envelope
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

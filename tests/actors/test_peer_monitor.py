@@ -17,10 +17,10 @@ from baton.actors.peer_monitor import PeerMonitorActor
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
+from baton.devmesh import wait_for
 from baton.metrics import Counters
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -29,11 +29,11 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
+from baton.devmesh import wait_for
 from baton.metrics import Counters
 from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

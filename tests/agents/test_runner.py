@@ -19,8 +19,8 @@ import pytest
 from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, AgentFailed, AgentMessage, Turn
 from baton.agents.runner import AgentRunner
 from baton.core.errors import ConfigError
+from baton.devmesh import wait_for
 from baton.metrics import Counters
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

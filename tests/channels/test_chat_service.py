@@ -28,7 +28,7 @@ from baton.channels.chat_server import ChatServer
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
 from baton.core.errors import AddressInUse
-from tools.mesh import wait_for
+from baton.devmesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

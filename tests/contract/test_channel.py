@@ -26,7 +26,7 @@ from baton.channels.base import (
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_server import ChatServer
 from baton.channels.memory import MemoryChannel
-from tools.mesh import wait_for
+from baton.devmesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,9 +12,9 @@ from flask import Flask
 
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
+from baton.devmesh import wait_for
 from baton.http.server import serve, stop
 from baton.node import bind_http
-from tools.mesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from tools.mesh import Machine, Mesh, wait_for
+from baton.devmesh import Machine, Mesh, wait_for
 
 TTL_MS = 2000
 T0 = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from tools.mesh import Machine, Mesh
+from baton.devmesh import Machine, Mesh
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 import queue
 import time
 
+from baton.devmesh import Machine, wait_for
 from baton.metrics import Counters
 from baton.signing import Ed25519Signer
 from baton.stores.identity_store import load_identity, load_public_identity
@@ -15,7 +16,6 @@ from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport
 from baton.wire.transport import PeerAddress
 from baton.wire.zmq_transport import ZmqTransport
-from tools.mesh import Machine, wait_for
 
 
 class Rogue:

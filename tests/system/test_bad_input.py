@@ -18,8 +18,8 @@ import pytest
 import zmq
 
 from baton.core.identity import PublicIdentity
+from baton.devmesh import Machine, Mesh, free_port, wait_for
 from baton.stores.runfile import lock_holder
-from tools.mesh import Machine, Mesh, free_port, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

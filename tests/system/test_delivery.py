@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from baton.channels.chat_server import ChatServer
+from baton.devmesh import Machine, Mesh, wait_for
 from tests.system.chat_kit import (
     T0,
     TOPICS,
@@ -32,7 +33,6 @@ from tests.system.chat_kit import (
     start_mesh,
     topic_messages,
 )
-from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from baton.channels.chat_server import ChatServer
+from baton.devmesh import Mesh, wait_for
 from baton.wire.envelope import make_envelope
 from tests.system.chat_kit import (
     T0,
@@ -35,7 +36,6 @@ from tests.system.chat_kit import (
     turn_counts,
 )
 from tests.system.rogue import Rogue
-from tools.mesh import Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

@@ -16,8 +16,8 @@ import pytest
 
 import baton.pairing_client
 from baton.core.errors import WrongCode
+from baton.devmesh import Machine, Mesh, free_port
 from baton.pairing_client import join as run_join
-from tools.mesh import Machine, Mesh, free_port
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from baton.devmesh import Machine, Mesh, wait_for
+from baton.verdict import check, stretches
 from tests.system.fencing_sink import FencingSink
-from tools.chaos.checker import check, stretches
 from tools.etcd import etcd_binary, running_etcd
-from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from baton.devmesh import Machine, Mesh, wait_for
 from tests.system.test_lease import TTL_MS, lease
-from tools.mesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

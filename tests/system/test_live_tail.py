@@ -23,6 +23,7 @@ import pytest
 
 from baton.channels.chat_server import ChatServer
 from baton.core.live_tail import TailFrame, compile_redactions
+from baton.devmesh import Mesh, wait_for
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.tail_transport import LiveTailTransport, unseal
@@ -42,7 +43,6 @@ from tests.system.chat_kit import (
     turn_counts,
 )
 from tests.system.rogue import Rogue
-from tools.mesh import Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

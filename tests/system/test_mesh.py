@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.client import running_node
-from tools.mesh import Machine, Mesh, free_port, pid_alive, wait_for
+from baton.devmesh import Machine, Mesh, free_port, pid_alive, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from baton.core.pairing import WORDS
-from tools.mesh import Machine, Mesh, free_port, wait_for
+from baton.devmesh import Machine, Mesh, free_port, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

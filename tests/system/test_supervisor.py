@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from baton.devmesh import pid_alive, wait_for
 from baton.stores.home import HomePaths
 from baton.supervisor import EXIT_CRASH_LOOP, Policy, Supervisor
 from tests.system import targets
-from tools.mesh import pid_alive, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tools.chaos.checker import Stretch, check, main, stretches
+from baton.verdict import Stretch, check, stretches
+from tools.chaos.checker import main
 
 
 def posted(*ids: int) -> list[dict[str, Any]]:

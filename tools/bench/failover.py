@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.client import NodeClient
-from tools.mesh import Machine, Mesh, wait_for
+from baton.devmesh import Machine, Mesh, wait_for
 
 
 def boottime_ms() -> float:

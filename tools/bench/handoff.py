@@ -30,9 +30,9 @@ from typing import Any
 
 from baton.channels.chat_server import ChatServer
 from baton.client import NodeClient
+from baton.devmesh import Machine, Mesh, wait_for
 from tools.bench.failover import summary
 from tools.bench.throughput import http
-from tools.mesh import Machine, Mesh, wait_for
 
 TOPICS = [f"t{i}" for i in range(5)]
 

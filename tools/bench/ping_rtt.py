@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.mesh import Mesh
+from baton.devmesh import Mesh
 
 
 def percentile(values: list[float], q: float) -> float:

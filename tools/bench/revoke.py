@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from baton.client import NodeClient
-from tools.mesh import Mesh, wait_for
+from baton.devmesh import Mesh, wait_for
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,13 +34,13 @@ from baton.clock import SystemClock
 from baton.core.live_tail import FrameResult, TailBuffer, TailFrame
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore, TranscriptTurn
+from baton.devmesh import wait_for
 from baton.node import TICK_MS
 from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.tail_sqlite import SqliteTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from tools.bench.failover import summary
 from tools.bench.throughput import TOPICS, Machine, http, no_agent
-from tools.mesh import wait_for
 
 
 class TimedTranscripts:

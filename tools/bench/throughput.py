@@ -75,6 +75,7 @@ from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore
 from baton.delivery_parts import MAX_LONG_POLL_S
+from baton.devmesh import wait_for
 from baton.gate import LeaseGate
 from baton.metrics import Counters
 from baton.node import TICK_MS
@@ -90,7 +91,6 @@ from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope, decode, encode
 from baton.wire.marker_transport import ReplyMarkerTransport
 from baton.wire.tail_transport import LiveTailTransport
-from tools.mesh import wait_for
 
 SETTINGS = Settings(agent="echo")
 TOPICS = [f"t{i}" for i in range(5)]
