@@ -68,6 +68,7 @@ from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
+from baton.wire.fault_hooks import with_fault_hooks
 from baton.wire.transport import PeerAddress
 from baton.wire.zmq_transport import ZmqTransport
 
@@ -126,7 +127,7 @@ class Node:
         identity = load_identity(paths.root)
         token = read_api_token(paths.root)
         clock, counters = SystemClock(), Counters()
-        transport = ZmqTransport(
+        wire = ZmqTransport(
             identity.machine_id,
             identity.curve_secret,
             identity.curve_public,
@@ -134,6 +135,7 @@ class Node:
             counters,
             s.max_frame_bytes,
         )
+        transport = with_fault_hooks(wire, s.fault_file, counters)
         try:
             monitor = PeerMonitorActor.start(
                 identity.machine_id, transport, clock, counters, s.ping_interval_ms, os.urandom

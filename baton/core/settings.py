@@ -28,6 +28,8 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - redact_patterns is a list of regular expressions that compile; the entry "default"
   stands for the built-in list (baton.core.live_tail.DEFAULT_REDACTIONS). In the
   environment it is a JSON array of strings.
+- fault_file is empty (off, always in production) or a path: the transport's fault
+  hooks obey it (baton.wire.fault_hooks; tests and the chaos campaign only).
 - http and wire ports are in 0..65535 (0 means "pick a free port").
 A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
 Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
@@ -164,6 +166,7 @@ class Settings:
     agent_workers: int = 2
     ambiguous_policy: str = "resend"
     redact_patterns: tuple[str, ...] = ("default",)
+    fault_file: str = ""
 
     @property
     def redactions(self) -> tuple[str, ...]:
@@ -340,6 +343,7 @@ KNOBS: Mapping[str, Parser] = {
     "agent_workers": _as_int,
     "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
     "redact_patterns": _as_patterns,
+    "fault_file": _as_str,
 }
 
 

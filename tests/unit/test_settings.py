@@ -69,6 +69,7 @@ def test_defaults() -> None:
         "agent_workers": 2,
         "ambiguous_policy": "resend",
         "redact_patterns": ["default"],
+        "fault_file": "",
     }
     assert s == Settings()
 
