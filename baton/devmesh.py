@@ -34,10 +34,12 @@ from baton.stores.runfile import lock_holder
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
-    last: T = predicate()
+    last = predicate()
     while not last:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
@@ -97,6 +99,8 @@ class Machine:
         self.paths = HomePaths(home)
         self.pids: dict[int, int | None] = {}  # pid -> start time, of every process we ran
         self.env: dict[str, str] = {}  # BATON_* settings for every command of this machine
+        self.prefix: list[str] = []  # runs every command under it (e.g. ip netns exec NS)
+        self.host = "127.0.0.1"  # the address its HTTP and wire bind to
 
     def remember(self, *pids: int | None) -> None:
         for pid in pids:
@@ -114,7 +118,7 @@ class Machine:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         env.update(self.env)
         env.update(env_extra or {})
-        cmd = [sys.executable, "-m", "baton", *args, "--home", str(self.home)]
+        cmd = [*self.prefix, sys.executable, "-m", "baton", *args, "--home", str(self.home)]
         proc = subprocess.run(
             cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout
         )
@@ -131,17 +135,17 @@ class Machine:
     def init(
         self, http_port: int | None = None, wire_port: int | None = None, *extra: str
     ) -> dict[str, Any]:
-        http_port = http_port or free_port()
-        wire_port = wire_port or free_port()
+        http_port = http_port or free_port(self.host)
+        wire_port = wire_port or free_port(self.host)
         return dict(
             self.json(
                 "init",
                 "--name",
                 self.name,
                 "--http",
-                f"127.0.0.1:{http_port}",
+                f"{self.host}:{http_port}",
                 "--wire",
-                f"127.0.0.1:{wire_port}",
+                f"{self.host}:{wire_port}",
                 *extra,
             )
         )
@@ -163,28 +167,34 @@ class Machine:
     def status(self) -> dict[str, Any]:
         return dict(self.json("status"))
 
+    def signal_pid(self, pid: int, sig: signal.Signals) -> bool:
+        """Send ``sig`` to ``pid`` (one of this machine's) through a pidfd; False if it
+        was gone."""
+        self.remember(pid)
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
     def send_signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to this machine's supervisor and node (kill -9, SIGSTOP, SIGCONT)."""
-        for pid in (self.live_pids()["supervisor"], self.live_pids()["node"]):
+        for pid in self.live_pids().values():
             if pid:
-                self.remember(pid)
-                fd = os.pidfd_open(pid)
-                try:
-                    signal.pidfd_send_signal(fd, sig)
-                finally:
-                    os.close(fd)
+                self.signal_pid(pid, sig)
 
     def signal_node(self, sig: signal.Signals) -> int | None:
         """Send ``sig`` to the node alone (its supervisor restarts it after a kill -9);
         the node's pid, or None if none runs."""
         pid = self.live_pids()["node"]
         if pid:
-            self.remember(pid)
-            fd = os.pidfd_open(pid)
-            try:
-                signal.pidfd_send_signal(fd, sig)
-            finally:
-                os.close(fd)
+            self.signal_pid(pid, sig)
         return pid
 
     def counter(self, name: str) -> int:

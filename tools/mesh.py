@@ -3,6 +3,10 @@
 python tools/mesh.py up 3 --dir /tmp/mesh     # init, start and link 3 machines
 python tools/mesh.py status --dir /tmp/mesh
 python tools/mesh.py down --dir /tmp/mesh
+
+With --lease the machines share a git lease store (DIR/lease.git) and are paired for
+real instead of linked; --fault-hooks and --faketime start them ready for
+`python -m tools.faults` (partitions without root; wall-clock jumps).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 from pathlib import Path
 
 from baton.devmesh import Mesh
+from tools.faults import clock, hooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +26,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "status", "down"])
     parser.add_argument("count", nargs="?", type=int, default=3)
     parser.add_argument("--dir", required=True, type=Path, help="where the homes live")
+    parser.add_argument("--lease", action="store_true", help="a git lease store; real pairing")
+    parser.add_argument("--ttl-ms", type=int, default=3000, help="with --lease: the lease ttl")
+    parser.add_argument("--fault-hooks", action="store_true", help="obey tools/faults cuts")
+    parser.add_argument("--faketime", action="store_true", help="wall clocks under libfaketime")
     args = parser.parse_args(argv)
     root = args.dir.absolute()
     if args.action == "up":
         mesh = Mesh.of(root, args.count)
         try:
-            mesh.init()
-            mesh.up()
-            mesh.link()
+            root.mkdir(parents=True, exist_ok=True)
+            for m in mesh.machines:
+                if args.fault_hooks:
+                    hooks.enable(m)
+                if args.faketime:
+                    m.home.mkdir(parents=True, exist_ok=True)
+                    m.env.update(clock.faketime_env(m.home / "faketime"))
+            if args.lease:
+                for m in mesh.machines:
+                    m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)
+                mesh[0].init(None, None, "--lease-store", f"git+file://{root}/lease.git")
+                for m in mesh.machines[1:]:
+                    m.init()
+                mesh.pair_up()
+            else:
+                mesh.init()
+                mesh.up()
+                mesh.link()
             mesh.wait_all_reachable()
         except BaseException:
             mesh.stop()

@@ -4,7 +4,6 @@ minutes on both machines (libfaketime, installed by CI). Neither may change who 
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -17,10 +16,10 @@ import pytest
 
 from baton.devmesh import Machine, Mesh, wait_for
 from tests.system.test_lease import TTL_MS, lease
+from tools.faults import clock
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
-SHIM = Path(__file__).parent / "faketime_shim"
 OBSERVE_S = 3 * TTL_MS / 1000  # a standby's whole wait, three times over
 
 
@@ -89,40 +88,24 @@ def test_a_partition_between_holder_and_standby_keeps_one_holder(
 # --- wall clocks jumping ------------------------------------------------------------
 
 
-def _libfaketime() -> str:
-    patterns = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib*/faketime/libfaketime.so.1")
-    found = sorted(path for pattern in patterns for path in glob.glob(pattern))
-    if not found:
-        pytest.skip("libfaketime is not installed (CI installs it)")
-    return found[0]
-
-
 def test_wall_clock_jumps_on_either_machine_change_nothing(
     make_mesh: Callable[..., Mesh], tmp_path: Path
 ) -> None:
-    library = _libfaketime()
+    if clock.libfaketime() is None:
+        pytest.skip("libfaketime is not installed (CI installs it)")
     mesh = make_mesh(2, up=False, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS)
     offsets: dict[str, Path] = {}
     for m in mesh.machines:
         offsets[m.name] = tmp_path / f"{m.name}.faketime"
-        offsets[m.name].write_text("+0\n")
-        m.env.update(
-            {
-                "LD_PRELOAD": library,
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # CLOCK_BOOTTIME stays true
-                "FAKETIME_TIMESTAMP_FILE": str(offsets[m.name]),
-                "FAKETIME_CACHE_DURATION": "1",
-                "PYTHONPATH": str(SHIM),  # works around libfaketime's sleep bug
-            }
-        )
+        m.env.update(clock.faketime_env(offsets[m.name]))
     mesh.pair_up()
     alpha, bravo = mesh.machines
     wait_for(lambda: lease(bravo)["holder"] == lease(alpha)["machine_id"], 30, "bravo to see")
     epoch = lease(alpha)["epoch"]
     before = len(lease(alpha)["history"]), len(lease(bravo)["history"])
     for alpha_jump, bravo_jump, shift_s in (("+10m", "-7m", 600), ("-10m", "+5m", -600)):
-        offsets["alpha"].write_text(alpha_jump + "\n")
-        offsets["bravo"].write_text(bravo_jump + "\n")
+        clock.jump(offsets["alpha"], alpha_jump)
+        clock.jump(offsets["bravo"], bravo_jump)
         # the holder's wall clock did jump: a pairing code's expiry is wall time + 120 s
         wait_for(
             lambda s=shift_s: abs(alpha.json("pair")["expires_at"] - (time.time() + s + 120)) < 30,

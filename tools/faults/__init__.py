@@ -1,0 +1,12 @@
+"""Fault tools that a person can run by hand and tests and the chaos campaign call.
+
+    signals.py   kill -9 (the node alone, or the whole machine), pause and resume
+    hooks.py     partitions through the transport's fault hooks (no root needed):
+                 cut a link both ways, one way, isolate a machine, heal
+    netns.py     the same with network namespaces and iptables (root only)
+    clock.py     wall-clock jumps with libfaketime (monotonic clocks left alone)
+    store.py     a slow or failing git lease store (a pre-receive hook on the remote)
+
+``python -m tools.faults --help`` runs them by hand against machines started with
+``tools/mesh.py`` or ``baton demo --keep``.
+"""

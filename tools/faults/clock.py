@@ -1,0 +1,47 @@
+"""Wall-clock jumps with libfaketime: a machine started under ``faketime_env(file)`` reads
+its wall clock (time.time, CLOCK_REALTIME) as the true time plus the offset written in
+``file`` ("+10m", "-7m", "+0"), re-read every second. Monotonic clocks (CLOCK_BOOTTIME,
+which baton's lease runs on) are left alone (``FAKETIME_DONT_FAKE_MONOTONIC=1``), so a
+jump is exactly what an NTP step or a user changing the clock does to a machine.
+
+libfaketime 0.9.10 (Debian's) breaks Python's time.sleep when monotonic clocks are left
+alone (its issue #426); the processes started under it load ``faketime_shim`` (through
+PYTHONPATH), which sleeps on a condition variable instead. Nothing in baton changes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+SHIM = Path(__file__).parent / "faketime_shim"
+_PATTERNS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib*/faketime/libfaketime.so.1")
+
+
+def libfaketime() -> str | None:
+    """The library's path, or None when it is not installed (CI installs it)."""
+    found = sorted(path for pattern in _PATTERNS for path in glob.glob(pattern))
+    return found[0] if found else None
+
+
+def faketime_env(offset_file: Path, offset: str = "+0") -> dict[str, str]:
+    """The environment that puts a process's wall clock under ``offset_file``."""
+    library = libfaketime()
+    if library is None:
+        raise RuntimeError("libfaketime is not installed (apt-get install libfaketime)")
+    jump(offset_file, offset)
+    return {
+        "LD_PRELOAD": library,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_CACHE_DURATION": "1",
+        "PYTHONPATH": str(SHIM),
+    }
+
+
+def jump(offset_file: Path, offset: str) -> None:
+    """Set the offset (e.g. "+10m", "-90s", "+0"): the clock jumps within a second."""
+    tmp = offset_file.with_name(offset_file.name + ".tmp")
+    tmp.write_text(offset + "\n")
+    os.replace(tmp, offset_file)
