@@ -1,0 +1,237 @@
+"""`baton demo`'s scenario: baton's promise kept in front of you, in about a minute.
+
+Three real machines (alpha, bravo, charlie) on loopback pair with real codes and share a
+git lease store (a bare repository in a temporary directory); the bundled chat service
+is the channel and the echo agent answers. While a loader posts messages over four
+topics the whole time, the demo
+
+1. kills the awake machine with kill -9 (its supervisor restarts it as a standby) and
+   times the failover: kill -> the first reply the new holder gets accepted;
+2. hands the role back to it with `baton wakeup` and times the handoff: asked -> the
+   first reply at the new epoch;
+3. pauses the awake machine (SIGSTOP) past its lease, lets a standby take over, and
+   resumes it: it must stand down, and anything it tries to send is refused as stale;
+4. stops the load, waits for every message to be answered, and judges the whole run
+   with baton.verdict: lost, duplicated, stale sends accepted, epochs going backwards,
+   two holders at once. ``transcript_loss`` counts the turns the agent's history lost
+   to the kill -9 (those not yet flushed to a standby; bounded by the flush interval).
+
+Each step waits on a condition with a deadline; a step that times out ends the demo
+with ``ok: false`` and the reason. Everything runs in one temporary directory, removed
+at the end (``keep`` leaves it, with the run's history and every machine's logs).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.demo_kit import Loader, Run, Watcher, all_answered, status, transcript_loss, verdict
+from baton.devmesh import Machine, wait_for
+
+NAMES = ("alpha", "bravo", "charlie")
+TOPICS = ["general", "travel", "recipes", "work"]
+TTL_MS = 3000
+RATE = 16.0  # messages a second
+STEADY_S = 3.0  # load between the faults
+
+
+@dataclass
+class Progress:
+    """What the live view shows: the steps so far, and the run (once it exists)."""
+
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (title, outcome or "")
+    run: Run | None = None
+    watcher: Watcher | None = None
+    loader: Loader | None = None
+    notes: dict[str, str] = field(default_factory=dict)  # machine name -> "killed", ...
+
+
+class Demo:
+    def __init__(self, keep: bool = False, on_step: Callable[[str, str], None] | None = None):
+        self.keep = keep
+        self.on_step = on_step or (lambda title, outcome: None)
+        self.progress = Progress()
+        self.measured: dict[str, Any] = {}
+
+    # --- steps ------------------------------------------------------------------------
+
+    def step(self, title: str) -> None:
+        self.progress.steps.append((title, ""))
+        self.on_step(title, "")
+
+    def done(self, outcome: str) -> None:
+        title, _ = self.progress.steps[-1]
+        self.progress.steps[-1] = (title, outcome)
+        self.on_step(title, outcome)
+
+    def main(self) -> dict[str, Any]:
+        """Run every step; the summary (``ok`` false, with ``error``, if a step failed)."""
+        started = time.monotonic()
+        run = Run(NAMES, TTL_MS, keep=self.keep)
+        self.progress.run = run
+        watcher, loader = Watcher(run), Loader(run, TOPICS, RATE)
+        try:
+            self.step("start a chat service, a git lease store and 3 machines; pair them")
+            run.start()
+            self.done(f"{run.chat.url}, {run.store}")
+            self.progress.watcher, self.progress.loader = watcher, loader
+            watcher.start()
+            loader.start()
+            self.steady()
+            self.failover(watcher)
+            self.handoff(watcher)
+            self.pause(watcher)
+            summary = self.finish(run, watcher, loader)
+        except Exception as exc:
+            summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            self.on_step("failed", summary["error"])
+        finally:
+            loader.stop()
+            watcher.stop()
+            run.close()
+        summary["duration_s"] = round(time.monotonic() - started, 1)
+        if self.keep:
+            summary["dir"] = str(run.root)
+        return summary
+
+    def steady(self, more: int = 40) -> None:
+        """Let ``more`` further messages be answered (the load runs meanwhile)."""
+        target = len(self.accepted()) + more
+        first = not self.progress.steps[1:]
+        self.step(
+            f"steady load: {RATE:.0f} messages a second over {len(TOPICS)} topics"
+            if first
+            else f"the load goes on: {more} more replies"
+        )
+        wait_for(lambda: len(self.accepted()) >= target, 60, f"{more} more replies")
+        self.done(f"{len(self.accepted())} replies so far")
+
+    def accepted(self) -> list[dict[str, Any]]:
+        assert self.progress.run is not None
+        return [s for s in self.progress.run.sends() if s["outcome"] == "accepted"]
+
+    def _holder(self, watcher: Watcher, after: int = 0) -> tuple[Machine, int]:
+        def newer() -> tuple[str, int] | None:
+            h = watcher.holder()
+            return h if h is not None and h[1] > after else None
+
+        name, epoch = wait_for(newer, 60, "an awake machine")
+        assert self.progress.run is not None
+        return next(m for m in self.progress.run.mesh.machines if m.name == name), epoch
+
+    def _first_reply(self, epoch: int, since: float) -> float:
+        """Seconds from ``since`` (wall time) to the first reply accepted at ``epoch``."""
+
+        def first() -> float | None:
+            return min((s["time"] for s in self.accepted() if s["epoch"] >= epoch), default=None)
+
+        return round(wait_for(first, 60, f"a reply at epoch {epoch}") - since, 2)
+
+    def _standby_again(self, m: Machine) -> None:
+        wait_for(lambda: _answers(m) in ("standby",), 60, f"{m.name} back as a standby")
+
+    def failover(self, watcher: Watcher) -> None:
+        victim, epoch = self._holder(watcher)
+        self.step(f"kill -9 the awake machine, {victim.name} (epoch {epoch})")
+        watcher.poll(victim)
+        self.progress.notes[victim.name] = "killed"
+        killed_at = time.time()
+        victim.signal_node(signal.SIGKILL)
+        watcher.died(victim)
+        heir, new_epoch = self._holder(watcher, after=epoch)
+        self.measured["failover_s"] = self._first_reply(new_epoch, killed_at)
+        self.done(
+            f"{heir.name} took over at epoch {new_epoch}; first reply "
+            f"{self.measured['failover_s']:.2f} s after the kill (lease ttl {TTL_MS / 1000:.0f} s)"
+        )
+        self.step(f"{victim.name}'s supervisor restarts it; it rejoins as a standby")
+        self.progress.notes[victim.name] = "restarting"
+        self._standby_again(victim)
+        self.progress.notes.pop(victim.name)
+        self.done("standing by")
+        self.victim = victim
+
+    def handoff(self, watcher: Watcher) -> None:
+        self.steady(20)
+        target = self.victim
+        self.step(f"`baton wakeup` on {target.name}: a planned handoff")
+        asked = time.time()
+        out = target.json("wakeup", timeout=180)
+        if out.get("outcome") != "handed_over":
+            raise RuntimeError(f"wakeup on {target.name}: {out}")
+        self.measured["handoff_s"] = self._first_reply(int(out["epoch"]), asked)
+        self.done(
+            f"awake at epoch {out['epoch']}; lease moved in {out['took_ms'] / 1000:.2f} s, "
+            f"first reply after {self.measured['handoff_s']:.2f} s"
+        )
+
+    def pause(self, watcher: Watcher) -> None:
+        self.steady(20)
+        run = self.progress.run
+        assert run is not None
+        sleeper, epoch = self._holder(watcher)
+        self.step(f"pause {sleeper.name} (SIGSTOP) past its lease, then resume it")
+        watcher.poll(sleeper)
+        run.paused.add(sleeper.name)
+        self.progress.notes[sleeper.name] = "paused"
+        paused_at = time.monotonic()
+        sleeper.send_signal(signal.SIGSTOP)
+        heir, new_epoch = self._holder(watcher, after=epoch)
+        past = paused_at + 1.5 * TTL_MS / 1000  # well past the lease it held
+        wait_for(lambda: time.monotonic() > past, 60, "the pause to outlast the lease")
+        sleeper.send_signal(signal.SIGCONT)
+        run.paused.discard(sleeper.name)
+        self.progress.notes.pop(sleeper.name)
+        self._standby_again(sleeper)
+        self.done(
+            f"{heir.name} took over at epoch {new_epoch}; "
+            f"{sleeper.name} woke after {time.monotonic() - paused_at:.1f} s and stood down"
+        )
+
+    def finish(self, run: Run, watcher: Watcher, loader: Loader) -> dict[str, Any]:
+        self.steady(20)
+        self.step("stop the load; wait for every message to be answered; judge the run")
+        loader.stop()
+        if loader.error is not None:
+            raise RuntimeError(f"the loader failed: {loader.error!r}")
+        answered = True
+        try:
+            wait_for(lambda: all_answered(run), 60, "every message answered", 0.25)
+        except TimeoutError:
+            answered = False  # the verdict names what was lost
+        for m in run.mesh.machines:
+            watcher.poll(m)
+        report, sends = verdict(run)
+        outcomes = [s["outcome"] for s in sends]
+        summary = {
+            "ok": report.ok and answered,
+            "messages": report.posted,
+            "replies": report.accepted,
+            "lost": len(report.lost),
+            "duplicated": len(report.duplicated),
+            "stale_refused": outcomes.count("stale"),
+            "repeats_refused": outcomes.count("repeat"),
+            "stale_accepted": len(report.stale_accepted),
+            "epochs_backwards": len(report.epochs_backwards),
+            "overlapping": len(report.overlapping),
+            "failover_s": self.measured.get("failover_s"),
+            "handoff_s": self.measured.get("handoff_s"),
+            "transcript_loss": transcript_loss(run, TOPICS),
+            "epoch": max((s["epoch"] or 0 for s in sends), default=0),
+        }
+        if not report.ok:
+            summary["examples"] = report.summary()["examples"]
+        self.done("every promise kept" if summary["ok"] else "PROMISE BROKEN")
+        return summary
+
+
+def _answers(m: Machine) -> str | None:
+    """``m``'s role, or None while it does not answer."""
+    try:
+        return str(status(m, timeout=2.0)["role"])
+    except Exception:
+        return None

@@ -1,0 +1,231 @@
+"""What `baton demo` and the chaos campaign share: a mesh of real machines against the
+bundled chat service, a steady load, a watcher of every machine's role, and the verdict.
+
+- ``Run`` owns a temporary directory, the chat service, a bare git remote as lease store
+  and the machines (baton.devmesh), and tears all of it down in ``close`` (also after a
+  failure or Ctrl-C): paused machines are continued first, then stopped by pid.
+- ``Loader`` posts messages round-robin over topics at a steady rate from its own thread
+  and records a "posted" event per message.
+- ``Watcher`` polls every machine's /api/status from its own thread, keeps the newest
+  view of each (for a live display) and merges their lease histories into "role"
+  events (each machine's history is in memory, so it must be read before a kill).
+- ``History`` is the run's record (JSON lines in the run directory): posted, role, fault
+  and step events, thread-safe; ``verdict`` judges it with baton.verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from baton.channels.chat_server import ChatServer
+from baton.client import NodeClient
+from baton.devmesh import Machine, Mesh, wait_for
+from baton.verdict import Report, check
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_TURNS = re.compile(r"\(earlier turns: (\d+)\)$")
+
+
+def http(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with _OPENER.open(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def boottime_ms() -> float:
+    """CLOCK_BOOTTIME in ms: the clock of every node's lease history on this host."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) * 1000.0
+
+
+class History:
+    def __init__(self, path: Path | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8") if path else None
+
+    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"kind": kind, "at": round(time.time(), 3), **fields}
+        with self._lock:
+            self.events.append(event)
+            if self._file:
+                self._file.write(json.dumps(event) + "\n")
+                self._file.flush()
+        return event
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e["kind"] == kind]
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+
+
+class Run:
+    """A mesh of ``names`` with a git lease store (ttl ``ttl_ms``) answering the chat
+    service with the echo agent, in a fresh temporary directory."""
+
+    def __init__(self, names: Iterable[str], ttl_ms: int, keep: bool = False) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="baton-demo-"))
+        self.root.chmod(0o700)
+        self.keep = keep
+        self.ttl_ms = ttl_ms
+        self.history = History(self.root / "history.jsonl")
+        self.chat = ChatServer(self.root / "chat.sqlite")
+        self.mesh = Mesh(self.root, list(names))
+        self.store = self.root / "lease.git"
+        self.paused: set[str] = set()
+        for m in self.mesh.machines:
+            m.env["BATON_LEASE_TTL_MS"] = str(ttl_ms)
+
+    def start(self, before_up: Callable[[Machine], None] | None = None) -> None:
+        """Chat service, then init every machine, pair them with real codes, start them."""
+        self.chat.start()
+        first, *others = self.mesh.machines
+        for m in self.mesh.machines:
+            if before_up:
+                before_up(m)
+        channel = ("--channel", f"local:{self.chat.url}", "--agent", "echo")
+        first.init(None, None, "--lease-store", f"git+file://{self.store}", *channel)
+        for m in others:
+            m.init()
+        self.mesh.pair_up()
+        for m in self.mesh.machines:
+            wait_for(lambda m=m: status(m).get("holder"), 60, f"{m.name} to see a holder")  # type: ignore[misc]
+
+    def sends(self) -> list[dict[str, Any]]:
+        return list(http(f"{self.chat.url}/api/sends")["sends"])
+
+    def topic(self, topic: str) -> list[dict[str, Any]]:
+        return list(http(f"{self.chat.url}/api/topics/{topic}/messages")["messages"])
+
+    def close(self) -> None:
+        for m in self.mesh.machines:  # a stopped process cannot hear `baton down`
+            with contextlib.suppress(Exception):
+                m.send_signal(signal.SIGCONT)
+        self.mesh.stop()
+        self.chat.stop()
+        self.history.close()
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def status(m: Machine, timeout: float = 5.0) -> dict[str, Any]:
+    return dict(NodeClient(m.home, timeout=timeout).get("/api/status"))
+
+
+class Loader(threading.Thread):
+    """Posts ``rate`` messages a second round-robin over ``topics`` until stopped."""
+
+    def __init__(self, run: Run, topics: list[str], rate: float) -> None:
+        super().__init__(name="baton-demo-load", daemon=True)
+        self.run_, self.topics, self.gap = run, topics, 1.0 / rate
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        n = 0
+        try:
+            while not self.stop_event.wait(self.gap):
+                topic = self.topics[n % len(self.topics)]
+                body = {"text": f"m{n}", "client_id": f"load-{n:08d}"}
+                url = f"{self.run_.chat.url}/api/topics/{topic}/messages"
+                message_id = int(http(url, body)["message_id"])
+                self.run_.history.add("posted", message_id=message_id, topic=topic)
+                n += 1
+        except BaseException as exc:  # the run reports it; the thread must not vanish
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(30)
+
+
+class Watcher(threading.Thread):
+    """Every ``interval`` s: each machine's status; new lease-history entries become role
+    events. ``views[name]`` is the newest status (None while it does not answer)."""
+
+    def __init__(self, run: Run, interval: float = 0.25) -> None:
+        super().__init__(name="baton-demo-watch", daemon=True)
+        self.run_, self.interval = run, interval
+        self.views: dict[str, dict[str, Any] | None] = {m.name: None for m in run.mesh.machines}
+        self._seen: dict[str, set[tuple[Any, ...]]] = {m.name: set() for m in run.mesh.machines}
+        self._lock = threading.Lock()
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            for m in self.run_.mesh.machines:
+                if m.name not in self.run_.paused:
+                    self.poll(m)
+
+    def poll(self, m: Machine) -> dict[str, Any] | None:
+        """Read ``m`` now (before a kill, so its history is not lost with it)."""
+        try:
+            view: dict[str, Any] | None = status(m, timeout=1.0)
+        except Exception:
+            view = None
+        with self._lock:
+            self.views[m.name] = view
+            for entry in (view or {}).get("history", []):
+                key = (entry["at_ms"], entry["role"], entry["epoch"])
+                if key not in self._seen[m.name]:
+                    self._seen[m.name].add(key)
+                    self.run_.history.add("role", machine=m.name, **entry)
+        return view
+
+    def died(self, m: Machine) -> None:
+        """``m`` was just killed: whatever stretch as holder it had ends now."""
+        self.poll(m)
+        now = boottime_ms()
+        self.run_.history.add(
+            "role", machine=m.name, role="dead", epoch=None, at_ms=now, acted_until_ms=now
+        )
+
+    def holder(self) -> tuple[str, int] | None:
+        """(name, epoch) of the machine that last said it is awake, at the highest epoch."""
+        with self._lock:
+            awake = [(v["epoch"], n) for n, v in self.views.items() if v and v["role"] == "awake"]
+        if not awake:
+            return None
+        epoch, name = max(awake)
+        return name, epoch
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+def transcript_loss(run: Run, topics: list[str]) -> int:
+    """Turns the agent lost from its history, summed over topics: the echo agent says how
+    many earlier turns it saw; the last reply of a topic that is the k-th answer should
+    have seen k (fewer means turns dropped by a crash before they reached a standby)."""
+    lost = 0
+    for topic in topics:
+        replies = [m["text"] for m in run.topic(topic) if m["from"] == "bot"]
+        if replies and (found := _TURNS.search(replies[-1])):
+            lost += max(0, len(replies) - 1 - int(found.group(1)))
+    return lost
+
+
+def all_answered(run: Run) -> bool:
+    posted = {e["message_id"] for e in run.history.of("posted")}
+    accepted = {s["reply_to"] for s in run.sends() if s["outcome"] == "accepted"}
+    return posted <= accepted
+
+
+def verdict(run: Run) -> tuple[Report, list[dict[str, Any]]]:
+    sends = run.sends()
+    return check(run.history.events, sends), sends
