@@ -91,6 +91,19 @@ def test_epochs_that_go_backwards_are_reported() -> None:
     assert not report.ok and [(a.epoch, b.epoch) for a, b in report.epochs_backwards] == [(3, 2)]
 
 
+def test_one_epoch_on_two_machines_is_reported_and_one_term_resumed_is_not() -> None:
+    suspended = [  # a late renewal: alpha suspends itself, then the renewal lands
+        role("alpha", "awake", 3, 0.0),
+        role("alpha", "standby", 3, 100.0, until=90.0),
+        role("alpha", "awake", 3, 200.0),
+    ]
+    assert check(suspended, []).ok
+    stolen = [*suspended[:2], role("bravo", "awake", 3, 200.0)]
+    report = check(stolen, [])
+    pairs = [(a.machine, b.machine) for a, b in report.epochs_backwards]
+    assert not report.ok and pairs == [("alpha", "bravo")]
+
+
 def test_stretches_are_built_from_role_events_only() -> None:
     events = [{"kind": "fault", "what": "kill"}, *CLEAN_ROLES]
     assert stretches(events) == [

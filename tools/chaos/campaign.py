@@ -1,0 +1,182 @@
+"""The chaos campaign: a mesh of 3 real machines under a seeded fault schedule, a steady
+load the whole time, a recorded history, and the checker's verdict.
+
+    python -m tools.chaos --seed 7 [--faults 12] [--every 4] [--ttl-ms 3000] [--json]
+
+Theory of operation: baton.demo_kit starts the mesh (a chat service, a git lease store
+on a bare repository, 3 machines paired with real codes, each with the transport's
+fault hooks on and, where libfaketime is installed, its wall clock under faketime). A
+Loader posts messages over 5 topics; a Watcher reads every machine's status four times
+a second and turns their lease histories into role events. The faults of
+tools/chaos/schedule.py are applied one after the other (each undone after its
+duration: heal, resume, restart, clock back, store healed), each recorded as a "fault"
+event with the machine it hit. Then the load stops, every message gets up to 90 s to be
+answered, and baton.verdict judges the history and the chat service's log of sends:
+lost, duplicated, stale-epoch sends accepted, epochs backwards, overlapping holders.
+
+The run's directory (history.jsonl, sends.json, every machine's logs) is removed after
+a clean run and kept after a violation (its path is printed). Exit 0 clean, 1 violation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from baton.demo_kit import Loader, Run, Watcher, all_answered
+from baton.devmesh import Machine, wait_for
+from baton.verdict import check
+from tools.chaos.schedule import Fault
+from tools.faults import clock, hooks, signals
+from tools.faults.store import StoreFaults
+
+NAMES = ("alpha", "bravo", "charlie")
+TOPICS = [f"t{i}" for i in range(5)]
+
+
+class Campaign:
+    def __init__(
+        self, seed: int, faults: list[Fault], ttl_ms: int, rate: float, say: Callable[[str], None]
+    ) -> None:
+        self.seed, self.faults, self.ttl_ms, self.rate, self.say = seed, faults, ttl_ms, rate, say
+        self.run = Run(NAMES, ttl_ms)
+        self.faketime = clock.libfaketime() is not None
+        self.watcher = Watcher(self.run)
+        self.loader = Loader(self.run, TOPICS, rate)
+        self.parts = hooks.Partitions(self.run.mesh)
+        self.store = StoreFaults(self.run.store)
+
+    def prepare(self, m: Machine) -> None:
+        hooks.enable(m)
+        if self.faketime:
+            m.home.mkdir(parents=True, exist_ok=True)
+            m.env.update(clock.faketime_env(self.offset(m)))
+
+    def offset(self, m: Machine) -> Path:
+        return self.run.root / f"{m.name}.faketime"
+
+    def main(self) -> dict[str, Any]:
+        try:
+            self.say(f"seed {self.seed}: {len(self.faults)} faults; starting 3 machines")
+            self.run.start(self.prepare)
+            self.watcher.start()
+            self.loader.start()
+            began = time.monotonic()
+            for fault in self.faults:
+                wait_for(lambda f=fault: time.monotonic() - began >= f.at_s, 600, "its time")  # type: ignore[misc]
+                self.apply(fault)
+            return self.judge()
+        finally:
+            self.loader.stop()
+            self.watcher.stop()
+            self.run.close()
+
+    # --- faults -----------------------------------------------------------------------
+
+    def target(self, fault: Fault) -> Machine:
+        machines = self.run.mesh.machines
+        held = self.watcher.holder()
+        holder = next((m for m in machines if held and m.name == held[0]), None)
+        if fault.target == "holder" and holder is not None:
+            return holder
+        others = [m for m in machines if m is not holder]
+        return others[fault.pick % len(others)]
+
+    def apply(self, fault: Fault) -> None:
+        m = self.target(fault)
+        other = [o for o in self.run.mesh.machines if o is not m][fault.pick % 2]
+        fields = fault.to_dict()
+        fields["fault"] = fields.pop("kind")
+        event = self.run.history.add("fault", machine=m.name, **fields)
+        self.say(
+            f"{fault.at_s:7.1f} s  {fault.kind:<10} {m.name} {fault.amount} "
+            f"{fault.duration_s or ''}"
+        )
+        undo = getattr(self, f"_{fault.kind}")(m, other, fault)
+        if fault.duration_s:
+            time.sleep(fault.duration_s)  # the fault lasts this long: that is the schedule
+        if undo is not None:
+            undo()
+        self.run.history.add("fault_end", machine=m.name, fault=fault.kind, started=event["at"])
+
+    def _kill(self, m: Machine, other: Machine, f: Fault) -> None:
+        self.watcher.poll(m)
+        signals.kill(m)
+        self.watcher.died(m)
+
+    def _kill_whole(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.watcher.poll(m)
+        signals.kill(m, whole=True)
+        self.watcher.died(m)
+        return lambda: signals.restart(m)
+
+    def _pause(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.watcher.poll(m)
+        self.run.paused.add(m.name)
+        signals.pause(m)
+
+        def undo() -> None:
+            signals.resume(m)
+            self.run.paused.discard(m.name)
+
+        return undo
+
+    def _isolate(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.parts.isolate(m)
+        return self.parts.heal
+
+    def _cut(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.parts.cut(m, other)
+        return self.parts.heal
+
+    def _one_way(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.parts.one_way(m, other)
+        return self.parts.heal
+
+    def _clock_jump(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None] | None:
+        if not self.faketime:
+            self.say("           (no libfaketime: clock jump skipped)")
+            return None
+        clock.jump(self.offset(m), f.amount)
+        return lambda: clock.jump(self.offset(m), "+0")
+
+    def _handoff(self, m: Machine, other: Machine, f: Fault) -> None:
+        out = m.baton("wakeup", "--json", check=False, timeout=180)
+        self.run.history.add(
+            "handoff", machine=m.name, exit=out.returncode, answer=out.stdout.strip()[-300:]
+        )
+
+    def _store_slow(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.store.slow(float(f.amount))
+        return self.store.heal
+
+    def _store_fail(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        self.store.fail()
+        return self.store.heal
+
+    # --- the verdict ------------------------------------------------------------------
+
+    def judge(self) -> dict[str, Any]:
+        self.say("faults done; stopping the load, waiting for every answer")
+        self.loader.stop()
+        answered = True
+        try:
+            wait_for(lambda: all_answered(self.run), 90, "every message answered", 0.25)
+        except TimeoutError:
+            answered = False
+        for m in self.run.mesh.machines:
+            self.watcher.poll(m)
+        sends = self.run.sends()
+        (self.run.root / "sends.json").write_text(json.dumps(sends))
+        report = check(self.run.history.events, sends)
+        summary = {"seed": self.seed, "faults": len(self.faults), **report.summary()}
+        summary["stale_refused"] = sum(1 for s in sends if s["outcome"] == "stale")
+        summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
+        summary["ok"] = report.ok and answered and self.loader.error is None
+        if not summary["ok"]:
+            self.run.keep = True
+            summary["dir"] = str(self.run.root)
+        return summary
