@@ -71,9 +71,10 @@ class Demo:
     def main(self) -> dict[str, Any]:
         """Run every step; the summary (``ok`` false, with ``error``, if a step failed)."""
         started = time.monotonic()
-        run = Run(NAMES, TTL_MS, keep=self.keep)
+        self.run = run = Run(NAMES, TTL_MS, keep=self.keep)
+        self.watcher = watcher = Watcher(run)
+        loader = Loader(run, TOPICS, RATE)
         self.progress.run = run
-        watcher, loader = Watcher(run), Loader(run, TOPICS, RATE)
         try:
             self.step("start a chat service, a git lease store and 3 machines; pair them")
             run.start()
@@ -82,10 +83,10 @@ class Demo:
             watcher.start()
             loader.start()
             self.steady()
-            self.failover(watcher)
-            self.handoff(watcher)
-            self.pause(watcher)
-            summary = self.finish(run, watcher, loader)
+            self.failover()
+            self.handoff()
+            self.pause()
+            summary = self.finish(loader)
         except Exception as exc:
             summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             self.on_step("failed", summary["error"])
@@ -111,17 +112,15 @@ class Demo:
         self.done(f"{len(self.accepted())} replies so far")
 
     def accepted(self) -> list[dict[str, Any]]:
-        assert self.progress.run is not None
-        return [s for s in self.progress.run.sends() if s["outcome"] == "accepted"]
+        return [s for s in self.run.sends() if s["outcome"] == "accepted"]
 
-    def _holder(self, watcher: Watcher, after: int = 0) -> tuple[Machine, int]:
+    def _holder(self, after: int = 0) -> tuple[Machine, int]:
         def newer() -> tuple[str, int] | None:
-            h = watcher.holder()
+            h = self.watcher.holder()
             return h if h is not None and h[1] > after else None
 
         name, epoch = wait_for(newer, 60, "an awake machine")
-        assert self.progress.run is not None
-        return next(m for m in self.progress.run.mesh.machines if m.name == name), epoch
+        return next(m for m in self.run.mesh.machines if m.name == name), epoch
 
     def _first_reply(self, epoch: int, since: float) -> float:
         """Seconds from ``since`` (wall time) to the first reply accepted at ``epoch``."""
@@ -134,15 +133,15 @@ class Demo:
     def _standby_again(self, m: Machine) -> None:
         wait_for(lambda: _answers(m) in ("standby",), 60, f"{m.name} back as a standby")
 
-    def failover(self, watcher: Watcher) -> None:
-        victim, epoch = self._holder(watcher)
+    def failover(self) -> None:
+        victim, epoch = self._holder()
         self.step(f"kill -9 the awake machine, {victim.name} (epoch {epoch})")
-        watcher.poll(victim)
+        self.watcher.poll(victim)
         self.progress.notes[victim.name] = "killed"
         killed_at = time.time()
         victim.signal_node(signal.SIGKILL)
-        watcher.died(victim)
-        heir, new_epoch = self._holder(watcher, after=epoch)
+        self.watcher.died(victim)
+        heir, new_epoch = self._holder(after=epoch)
         self.measured["failover_s"] = self._first_reply(new_epoch, killed_at)
         self.done(
             f"{heir.name} took over at epoch {new_epoch}; first reply "
@@ -155,7 +154,7 @@ class Demo:
         self.done("standing by")
         self.victim = victim
 
-    def handoff(self, watcher: Watcher) -> None:
+    def handoff(self) -> None:
         self.steady(20)
         target = self.victim
         self.step(f"`baton wakeup` on {target.name}: a planned handoff")
@@ -169,18 +168,17 @@ class Demo:
             f"first reply after {self.measured['handoff_s']:.2f} s"
         )
 
-    def pause(self, watcher: Watcher) -> None:
+    def pause(self) -> None:
         self.steady(20)
-        run = self.progress.run
-        assert run is not None
-        sleeper, epoch = self._holder(watcher)
+        run = self.run
+        sleeper, epoch = self._holder()
         self.step(f"pause {sleeper.name} (SIGSTOP) past its lease, then resume it")
-        watcher.poll(sleeper)
+        self.watcher.poll(sleeper)
         run.paused.add(sleeper.name)
         self.progress.notes[sleeper.name] = "paused"
         paused_at = time.monotonic()
         sleeper.send_signal(signal.SIGSTOP)
-        heir, new_epoch = self._holder(watcher, after=epoch)
+        heir, new_epoch = self._holder(after=epoch)
         past = paused_at + 1.5 * TTL_MS / 1000  # well past the lease it held
         wait_for(lambda: time.monotonic() > past, 60, "the pause to outlast the lease")
         sleeper.send_signal(signal.SIGCONT)
@@ -192,7 +190,8 @@ class Demo:
             f"{sleeper.name} woke after {time.monotonic() - paused_at:.1f} s and stood down"
         )
 
-    def finish(self, run: Run, watcher: Watcher, loader: Loader) -> dict[str, Any]:
+    def finish(self, loader: Loader) -> dict[str, Any]:
+        run, watcher = self.run, self.watcher
         self.steady(20)
         self.step("stop the load; wait for every message to be answered; judge the run")
         loader.stop()

@@ -77,8 +77,10 @@ class Run:
     """A mesh of ``names`` with a git lease store (ttl ``ttl_ms``) answering the chat
     service with the echo agent, in a fresh temporary directory."""
 
-    def __init__(self, names: Iterable[str], ttl_ms: int, keep: bool = False) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="baton-demo-"))
+    def __init__(
+        self, names: Iterable[str], ttl_ms: int, keep: bool = False, prefix: str = "baton-demo-"
+    ) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
         self.root.chmod(0o700)
         self.keep = keep
         self.ttl_ms = ttl_ms

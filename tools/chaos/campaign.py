@@ -28,7 +28,7 @@ from typing import Any
 
 from baton.demo_kit import Loader, Run, Watcher, all_answered
 from baton.devmesh import Machine, wait_for
-from baton.verdict import check
+from baton.verdict import check, stretches
 from tools.chaos.schedule import Fault
 from tools.faults import clock, hooks, signals
 from tools.faults.store import StoreFaults
@@ -42,7 +42,7 @@ class Campaign:
         self, seed: int, faults: list[Fault], ttl_ms: int, rate: float, say: Callable[[str], None]
     ) -> None:
         self.seed, self.faults, self.ttl_ms, self.rate, self.say = seed, faults, ttl_ms, rate, say
-        self.run = Run(NAMES, ttl_ms)
+        self.run = Run(NAMES, ttl_ms, prefix="baton-chaos-")
         self.faketime = clock.libfaketime() is not None
         self.watcher = Watcher(self.run)
         self.loader = Loader(self.run, TOPICS, rate)
@@ -173,6 +173,7 @@ class Campaign:
         (self.run.root / "sends.json").write_text(json.dumps(sends))
         report = check(self.run.history.events, sends)
         summary = {"seed": self.seed, "faults": len(self.faults), **report.summary()}
+        summary["terms"] = len(stretches(self.run.history.events))  # stretches as holder
         summary["stale_refused"] = sum(1 for s in sends if s["outcome"] == "stale")
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["ok"] = report.ok and answered and self.loader.error is None
