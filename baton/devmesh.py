@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from baton.client import NodeClient
 from baton.stores.home import HomePaths
 from baton.stores.runfile import lock_holder
 
@@ -49,10 +51,29 @@ def wait_for(
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port that binds on ``host`` now, chosen below the kernel's ephemeral range: a
+    port picked from inside it can be taken, once released, as the local port of any
+    outgoing connection (another test's, say) before its machine binds it again after a
+    restart. Between ourselves, a random pick from 12,000 ports rarely collides."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(family) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low} on {host}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def pid_alive(pid: int) -> bool:
@@ -165,7 +186,12 @@ class Machine:
         return dict(self.json("whoami"))
 
     def status(self) -> dict[str, Any]:
-        return dict(self.json("status"))
+        """What `baton status --json` prints, asked over HTTP in this process: the same
+        call the command makes, without starting a Python for every look (tests poll it).
+        Under a prefix (a network namespace) the command runs there, as the user's would."""
+        if self.prefix:
+            return dict(self.json("status"))
+        return dict(NodeClient(self.home, timeout=30).get("/api/status"))
 
     def signal_pid(self, pid: int, sig: signal.Signals) -> bool:
         """Send ``sig`` to ``pid`` (one of this machine's) through a pidfd; False if it

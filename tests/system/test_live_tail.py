@@ -117,6 +117,8 @@ def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
     transcripts = str(alpha.paths.transcripts)  # its turns join just after the replies
     wait_for(lambda: turns_in(transcripts) == 30, 30, "the holder's 30 turns", 0.01)
     alpha.send_signal(signal.SIGKILL)  # supervisor and node, at once: nothing restarts it
+    # its wire port is free once the processes are gone (the rogue binds it below)
+    wait_for(lambda: not alpha.survivors(), 30, "alpha's processes to die")
     store = SqliteTranscriptStore(alpha.paths.transcripts)
     try:
         chain = {t: store.turns(t, 0, 1000) for t in store.last_seqs()}
