@@ -70,7 +70,8 @@ class History:
 
     def close(self) -> None:
         if self._file:
-            self._file.close()
+            with self._lock:
+                self._file.close()
 
 
 class Run:
