@@ -1,8 +1,9 @@
 """`baton demo`: three machines on loopback keep baton's promise through a kill -9, a
 planned handoff and a pause, under load, and the run is judged (baton.demo).
 
-Exit 0 when every promise was kept; 1 when one was broken or the demo could not finish
-(the summary says which). Ctrl-C stops it and cleans up all the same.
+Exit 0 when every promise was kept; 1 when one was broken; 2 when the demo could not
+finish (a step timed out: the summary's ``error`` says which). Ctrl-C stops it (130) and
+cleans up all the same.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ def demo(as_json: bool, keep: bool) -> None:
     except KeyboardInterrupt:  # main() has cleaned up on its way out
         console.print("interrupted; everything the demo started is stopped")
         sys.exit(130)
+    code = 0 if summary["ok"] else 2 if "error" in summary else 1
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         console.print(summary_table(summary))
+        verdict = {0: "every promise kept", 1: "A PROMISE WAS BROKEN"}
         console.print(
-            "every promise kept" if summary["ok"] else "A PROMISE WAS BROKEN",
-            style="bold green" if summary["ok"] else "bold red",
+            verdict.get(code, f"the demo could not finish: {summary.get('error')}"),
+            style="bold green" if code == 0 else "bold red",
+            markup=False,
         )
-    sys.exit(0 if summary["ok"] else 1)
+    sys.exit(code)

@@ -5,8 +5,9 @@ git lease store (a bare repository in a temporary directory); the bundled chat s
 is the channel and the echo agent answers. While a loader posts messages over four
 topics the whole time, the demo
 
-1. kills the awake machine with kill -9 (its supervisor restarts it as a standby) and
-   times the failover: kill -> the first reply the new holder gets accepted;
+1. kills the awake machine with kill -9 (node and supervisor, as a crash of the whole
+   machine) and times the failover: kill -> the first reply the new holder gets
+   accepted; then starts it again (`baton up`) and it rejoins as a standby;
 2. hands the role back to it with `baton wakeup` and times the handoff: asked -> the
    first reply at the new epoch;
 3. pauses the awake machine (SIGSTOP) past its lease, lets a standby take over, and
@@ -135,11 +136,11 @@ class Demo:
 
     def failover(self) -> None:
         victim, epoch = self._holder()
-        self.step(f"kill -9 the awake machine, {victim.name} (epoch {epoch})")
+        self.step(f"kill -9 the awake machine, {victim.name} (epoch {epoch}): node and supervisor")
         self.watcher.poll(victim)
         self.progress.notes[victim.name] = "killed"
         killed_at = time.time()
-        victim.signal_node(signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)  # the whole machine: nothing restarts it
         self.watcher.died(victim)
         heir, new_epoch = self._holder(after=epoch)
         self.measured["failover_s"] = self._first_reply(new_epoch, killed_at)
@@ -147,8 +148,10 @@ class Demo:
             f"{heir.name} took over at epoch {new_epoch}; first reply "
             f"{self.measured['failover_s']:.2f} s after the kill (lease ttl {TTL_MS / 1000:.0f} s)"
         )
-        self.step(f"{victim.name}'s supervisor restarts it; it rejoins as a standby")
+        self.step(f"`baton up` on {victim.name} again: it rejoins as a standby")
         self.progress.notes[victim.name] = "restarting"
+        wait_for(lambda: not victim.survivors(), 30, f"{victim.name}'s processes to end")
+        victim.up()
         self._standby_again(victim)
         self.progress.notes.pop(victim.name)
         self.done("standing by")

@@ -96,15 +96,21 @@ def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:
     assert not processes_under(tmp_path)
 
 
-@pytest.mark.parametrize("ok, code", [(True, 0), (False, 1)])
+@pytest.mark.parametrize(
+    "verdict, code, words",
+    [
+        ({"ok": True, "lost": 0}, 0, "every promise kept"),
+        ({"ok": False, "lost": 3}, 1, "A PROMISE WAS BROKEN"),
+        ({"ok": False, "error": "TimeoutError: a step"}, 2, "could not finish: TimeoutError"),
+    ],
+)
 def test_the_exit_code_says_whether_a_promise_was_broken(
-    monkeypatch: pytest.MonkeyPatch, ok: bool, code: int
+    monkeypatch: pytest.MonkeyPatch, verdict: dict[str, object], code: int, words: str
 ) -> None:
-    verdict = {"ok": ok, "lost": 0 if ok else 3, "duplicated": 0}
     monkeypatch.setattr(Demo, "main", lambda self: dict(verdict))
     result = CliRunner().invoke(main, ["demo", "--json"])
     assert result.exit_code == code
     assert json.loads(result.output) == verdict
     human = CliRunner().invoke(main, ["demo"])
     assert human.exit_code == code
-    assert ("every promise kept" if ok else "A PROMISE WAS BROKEN") in human.output
+    assert words in human.output
