@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 from baton.devmesh import Mesh
+
+if not __package__:  # run as `python tools/mesh.py`: the repository root is not on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.faults import clock, hooks
 
 
@@ -39,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in mesh.machines:
                 if args.fault_hooks:
                     hooks.enable(m)
-                if args.faketime:
-                    m.home.mkdir(parents=True, exist_ok=True)
-                    m.env.update(clock.faketime_env(m.home / "faketime"))
+                if args.faketime:  # beside the home: init wants an empty one
+                    m.env.update(clock.faketime_env(root / f"{m.name}.faketime"))
             if args.lease:
                 for m in mesh.machines:
                     m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)

@@ -3,6 +3,8 @@ remote (a bare repository), and the fault-hook partitions on a mesh of real mach
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +54,19 @@ def reach(m: Machine, **expected: bool) -> Callable[[], bool]:
     return lambda: all(peers_seen(m).get(n) == ok for n, ok in expected.items())
 
 
+def by_hand(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """``python -m tools.faults ARGS``, as a person runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.faults", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == code, proc.stderr
+    return proc
+
+
 @pytest.fixture
 def mesh(make_mesh: Callable[..., Mesh]) -> Mesh:
     mesh = make_mesh(3, names=["alpha", "bravo", "charlie"], lease_ttl_ms=2000, up=False)
@@ -66,13 +81,16 @@ def mesh(make_mesh: Callable[..., Mesh]) -> Mesh:
 
 def test_hook_partitions_cut_what_they_name_and_heal(mesh: Mesh) -> None:
     alpha, bravo, charlie = mesh.machines
-    parts = Partitions(mesh)
-    parts.one_way(alpha, bravo)  # alpha -> bravo only
+    by_hand("one-way", str(mesh.root), "alpha", "bravo")  # alpha -> bravo only
     wait_for(reach(bravo, alpha=False, charlie=True), 30, "bravo to lose alpha")
     assert peers_seen(charlie) == {"alpha": True, "bravo": True}, "only that link is cut"
     assert alpha.counter("wire.fault_dropped") > 0 and charlie.counter("wire.fault_dropped") == 0
-    parts.heal()
+    by_hand("heal", str(mesh.root))
     wait_for(reach(bravo, alpha=True), 30, "bravo to reach alpha again")
+    refused = by_hand("isolate", str(mesh.root), "zulu", code=2)
+    assert "zulu" in refused.stderr
+
+    parts = Partitions(mesh)
 
     holder = next(m for m in mesh.machines if m.status()["role"] == "awake")
     epoch = holder.status()["epoch"]

@@ -52,7 +52,6 @@ class Campaign:
     def prepare(self, m: Machine) -> None:
         hooks.enable(m)
         if self.faketime:
-            m.home.mkdir(parents=True, exist_ok=True)
             m.env.update(clock.faketime_env(self.offset(m)))
 
     def offset(self, m: Machine) -> Path:

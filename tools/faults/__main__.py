@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 a.args[0]
             ]()
         elif a.fault == "clock":
-            clock.jump(by_name[a.args[0]].home / "faketime", a.args[1])
+            clock.jump(mesh.root / f"{by_name[a.args[0]].name}.faketime", a.args[1])
         elif a.fault in ("kill", "pause", "resume"):
             m = by_name[a.args[0]]
             hit = signals.kill(m, a.whole) if a.fault == "kill" else getattr(signals, a.fault)(m)
