@@ -3,7 +3,7 @@ planned handoff and a pause, under load, and the run is judged (baton.demo).
 
 Exit 0 when every promise was kept; 1 when one was broken; 2 when the demo could not
 finish (a step timed out: the summary's ``error`` says which). Ctrl-C stops it (130) and
-cleans up all the same.
+cleans up all the same, and so do SIGTERM and SIGHUP.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.live import Live
 
 from baton.cli_support import main
-from baton.demo import Demo
+from baton.demo import FAILED, Demo
+from baton.demo_kit import interrupted_by_signals
 from baton.demo_view import render, summary_table
 
 
@@ -27,29 +28,35 @@ def demo(as_json: bool, keep: bool) -> None:
     """Show a mesh of 3 machines failing over, handing off and pausing, under load.
 
     Everything runs on loopback in a temporary directory: a chat service, a git lease
-    store (a bare repository) and three machines paired with real codes. Takes about a
-    minute; ends with a summary (messages, replies, lost, duplicated, stale sends
+    store (a bare repository) and three machines paired with real codes. Takes about
+    half a minute; ends with a summary (messages, replies, lost, duplicated, stale sends
     refused, failover and handoff times, transcript loss).
     """
     console = Console(stderr=as_json)
     live = console.is_terminal and not as_json
 
     def on_step(title: str, outcome: str) -> None:
-        if not live:
+        if live:
+            return
+        if title == FAILED:
+            line = f"failed: {outcome}"
+        else:
             line = f"{'done' if outcome else 'step'}: {title}" + (f": {outcome}" if outcome else "")
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     runner = Demo(keep=keep, on_step=on_step)
     try:
-        if live:
-            with Live(
-                get_renderable=lambda: render(runner.progress),
-                console=console,
-                refresh_per_second=4,
-            ):
+        with interrupted_by_signals():
+            if live:
+                view = Live(
+                    get_renderable=lambda: render(runner.progress),
+                    console=console,
+                    refresh_per_second=4,
+                )
+                with view:
+                    summary = runner.main()
+            else:
                 summary = runner.main()
-        else:
-            summary = runner.main()
     except KeyboardInterrupt:  # main() has cleaned up on its way out
         console.print("interrupted; everything the demo started is stopped")
         sys.exit(130)

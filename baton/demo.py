@@ -1,4 +1,4 @@
-"""`baton demo`'s scenario: baton's promise kept in front of you, in about a minute.
+"""`baton demo`'s scenario: baton's promise kept in front of you, in about half a minute.
 
 Three real machines (alpha, bravo, charlie) on loopback pair with real codes and share a
 git lease store (a bare repository in a temporary directory); the bundled chat service
@@ -37,7 +37,7 @@ NAMES = ("alpha", "bravo", "charlie")
 TOPICS = ["general", "travel", "recipes", "work"]
 TTL_MS = 3000
 RATE = 16.0  # messages a second
-STEADY_S = 3.0  # load between the faults
+FAILED = "failed"  # the step title on_step gets when the demo cannot go on
 
 
 @dataclass
@@ -90,7 +90,9 @@ class Demo:
             summary = self.finish(loader)
         except Exception as exc:
             summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            self.on_step("failed", summary["error"])
+            if watcher.error is not None:
+                summary["error"] += f" (watching failed too: {watcher.error!r})"
+            self.on_step(FAILED, summary["error"])
         finally:
             loader.stop()
             watcher.stop()

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,23 @@ def http(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> A
         return json.loads(resp.read())
 
 
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """Inside, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so a closed
+    terminal or a `kill` still stops every machine the run started (they lead their own
+    sessions: nothing else would stop them)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def boottime_ms() -> float:
     """CLOCK_BOOTTIME in ms: the clock of every node's lease history on this host."""
     return time.clock_gettime(time.CLOCK_BOOTTIME) * 1000.0
@@ -59,7 +76,7 @@ class History:
         event = {"kind": kind, "at": round(time.time(), 3), **fields}
         with self._lock:
             self.events.append(event)
-            if self._file:
+            if self._file is not None:  # after close, a late event stays in memory only
                 self._file.write(json.dumps(event) + "\n")
                 self._file.flush()
         return event
@@ -69,9 +86,10 @@ class History:
             return [e for e in self.events if e["kind"] == kind]
 
     def close(self) -> None:
-        if self._file:
-            with self._lock:
+        with self._lock:
+            if self._file is not None:
                 self._file.close()
+                self._file = None
 
 
 class Run:
@@ -153,7 +171,8 @@ class Loader(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.join(30)
+        if self.is_alive():  # never started when the run failed (or was stopped) before it
+            self.join(30)
 
 
 class Watcher(threading.Thread):
@@ -166,16 +185,25 @@ class Watcher(threading.Thread):
         self.views: dict[str, dict[str, Any] | None] = {m.name: None for m in run.mesh.machines}
         self._seen: dict[str, set[tuple[Any, ...]]] = {m.name: set() for m in run.mesh.machines}
         self._lock = threading.Lock()
+        self._polling = threading.Lock()  # one poll at a time: events stay in order
         self.stop_event = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval):
             for m in self.run_.mesh.machines:
                 if m.name not in self.run_.paused:
-                    self.poll(m)
+                    try:
+                        self.poll(m)
+                    except Exception as exc:  # kept for the report; the watching goes on
+                        self.error = exc
 
     def poll(self, m: Machine) -> dict[str, Any] | None:
         """Read ``m`` now (before a kill, so its history is not lost with it)."""
+        with self._polling:
+            return self._poll(m)
+
+    def _poll(self, m: Machine) -> dict[str, Any] | None:
         try:
             view: dict[str, Any] | None = status(m, timeout=1.0)
         except Exception:
@@ -190,12 +218,14 @@ class Watcher(threading.Thread):
         return view
 
     def died(self, m: Machine) -> None:
-        """``m`` was just killed: whatever stretch as holder it had ends now."""
-        self.poll(m)
-        now = boottime_ms()
-        self.run_.history.add(
-            "role", machine=m.name, role="dead", epoch=None, at_ms=now, acted_until_ms=now
-        )
+        """``m`` was just killed: whatever stretch as holder it had ends now. No poll of
+        ``m`` begun before the kill lands after this event: polls take turns."""
+        with self._polling:
+            self._poll(m)
+            now = boottime_ms()
+            self.run_.history.add(
+                "role", machine=m.name, role="dead", epoch=None, at_ms=now, acted_until_ms=now
+            )
 
     def holder(self) -> tuple[str, int] | None:
         """(name, epoch) of the machine that last said it is awake, at the highest epoch."""
@@ -208,7 +238,8 @@ class Watcher(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.join(10)
+        if self.is_alive():
+            self.join(10)
 
 
 def transcript_loss(run: Run, topics: list[str]) -> int:

@@ -19,7 +19,7 @@ from baton.devmesh import Mesh
 
 if not __package__:  # run as `python tools/mesh.py`: the repository root is not on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.faults import clock, hooks
+from tools.faults import mesh_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,16 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     root = args.dir.absolute()
     if args.action == "up":
         mesh = Mesh.of(root, args.count)
+        options = {
+            "lease": args.lease,
+            "ttl_ms": args.ttl_ms if args.lease else None,
+            "fault_hooks": args.fault_hooks,
+            "faketime": args.faketime,
+        }
         try:
             root.mkdir(parents=True, exist_ok=True)
+            mesh_options.save(root, options)
             for m in mesh.machines:
-                if args.fault_hooks:
-                    hooks.enable(m)
-                if args.faketime:  # beside the home: init wants an empty one
-                    m.env.update(clock.faketime_env(root / f"{m.name}.faketime"))
+                mesh_options.prepare(m, root, options)
             if args.lease:
-                for m in mesh.machines:
-                    m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)
                 mesh[0].init(None, None, "--lease-store", f"git+file://{root}/lease.git")
                 for m in mesh.machines[1:]:
                     m.init()

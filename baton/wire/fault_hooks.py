@@ -13,7 +13,7 @@ alone on one side is a one-way partition. ``tools/faults`` writes these files.
 
 Invariants:
 - Without the setting nothing is wrapped: production nodes never read such a file.
-- The file is re-read when its modification time or size changes, at most every
+- The file is re-read when its inode, modification time or size changes, at most every
   CHECK_S; a missing file means no faults. A file that is not such an object is logged
   and counted (``wire.fault_file_bad``) once per change and means no faults either,
   so a bad file never silences a machine by accident.
@@ -66,7 +66,7 @@ class FaultFile:
         self.path, self.counters, self.clock = path, counters, clock
         self._lock = threading.Lock()
         self._checked = float("-inf")
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._plan = FaultPlan()
 
     def plan(self) -> FaultPlan:
@@ -83,7 +83,7 @@ class FaultFile:
         except OSError:
             stamp = None
         else:
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # os.replace: a new inode
         if stamp == self._stamp:
             return
         self._stamp = stamp

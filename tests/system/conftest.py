@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import pytest
 
 from baton.channels.chat_server import ChatServer
 from baton.devmesh import Machine, Mesh
+from tests.system.runs import processes_under
 
 
 @pytest.fixture
@@ -76,3 +80,13 @@ def chat(tmp_path: Path) -> Iterator[ChatServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def clean(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path`` as TMPDIR for the run; whatever the run left alive is killed after
+    the test (the test itself fails on it)."""
+    yield tmp_path
+    for pid in processes_under(tmp_path):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -4,10 +4,7 @@ nothing left behind, a clean stop on Ctrl-C, and exit 1 when a promise was broke
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from click.testing import CliRunner
 
 from baton.cli import main
 from baton.demo import Demo
+from tests.system.runs import finish, processes_under, run_under
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
@@ -31,37 +29,10 @@ KEYS = {
 }
 
 
-def processes_under(path: Path) -> list[int]:
-    """Live processes whose command line names ``path`` (the demo's machines)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if str(path) in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
-def demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "baton", "demo", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    proc = demo(tmp_path, "--json")
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        proc.kill()
+def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(clean: Path) -> None:
+    tmp_path = clean
+    proc = run_under(tmp_path, "-m", "baton", "demo", "--json")
+    out, err = finish(proc, 240)
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads(out)
     assert set(summary) >= KEYS, summary
@@ -76,8 +47,10 @@ def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(tmp_path: Path) 
     assert not processes_under(tmp_path)
 
 
-def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:
-    proc = demo(tmp_path)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_a_kill_stops_the_demo_and_cleans_up(clean: Path, sig: signal.Signals) -> None:
+    tmp_path = clean
+    proc = run_under(tmp_path, "-m", "baton", "demo")
     try:
         assert proc.stderr is not None and proc.stdout is not None
         for line in proc.stdout:  # no live view without a terminal: one line a step
@@ -86,10 +59,12 @@ def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:
         else:
             pytest.fail("the demo never got its load going")
         assert list(tmp_path.glob("baton-demo-*")), "it runs in its own directory"
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=120)
+        proc.send_signal(sig)
+        rest, err = finish(proc, 120)
     finally:
-        proc.kill()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            finish(proc, 120)
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in rest
     assert not list(tmp_path.glob("baton-demo-*"))

@@ -16,7 +16,7 @@ from baton.devmesh import Machine, Mesh, wait_for
 from baton.stores.git_lease import GitLeaseStore, ensure_git_remote
 from tests.contract.test_lease_store import A, record
 from tests.system.test_lease_faults import observe_one_holder
-from tools.faults import hooks
+from tools.faults import hooks, mesh_options
 from tools.faults.hooks import Partitions
 from tools.faults.store import StoreFaults
 
@@ -72,6 +72,7 @@ def mesh(make_mesh: Callable[..., Mesh]) -> Mesh:
     mesh = make_mesh(3, names=["alpha", "bravo", "charlie"], lease_ttl_ms=2000, up=False)
     for m in mesh.machines:
         hooks.enable(m)
+    mesh_options.save(mesh.root, {"fault_hooks": True})  # as tools/mesh.py up would
     mesh.pair_up()
     for m in mesh.machines:
         others = {o.name: True for o in mesh.machines if o is not m}
@@ -89,6 +90,8 @@ def test_hook_partitions_cut_what_they_name_and_heal(mesh: Mesh) -> None:
     wait_for(reach(bravo, alpha=True), 30, "bravo to reach alpha again")
     refused = by_hand("isolate", str(mesh.root), "zulu", code=2)
     assert "zulu" in refused.stderr
+    refused = by_hand("clock", str(mesh.root), "alpha", "+5m", code=2)
+    assert "not started with --faketime" in refused.stderr
 
     parts = Partitions(mesh)
 

@@ -4,6 +4,7 @@ two loopback transports (the contract-tested twin of the zmq one)."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,3 +151,21 @@ def test_parse_plan_and_no_setting_means_no_wrapper(tmp_path: Path) -> None:
     assert with_fault_hooks(plain, "", counters) is plain
     wrapped = with_fault_hooks(plain, str(tmp_path / "f.json"), counters)
     assert isinstance(wrapped, FaultyTransport) and wrapped.inner is plain
+
+
+def test_a_replaced_file_of_the_same_size_and_time_is_still_seen(
+    two: tuple[Side, Side, Path, Clock],
+) -> None:
+    """Two plans of one size written within one tick of the file clock: the inode that
+    os.replace gives every write tells them apart."""
+    a, b, path, clock = two
+    write(path, clock, {"drop_to": [a.me.machine_id]})
+    assert ping(b, a, 1) and got(a, 0.3) is None
+    stamp = path.stat().st_mtime_ns
+    fresh = path.with_name("next.json")
+    fresh.write_text(json.dumps({"drop_to": ["x" * len(a.me.machine_id)]}))
+    os.utime(fresh, ns=(stamp, stamp))
+    os.replace(fresh, path)
+    assert path.stat().st_size == len(json.dumps({"drop_to": [a.me.machine_id]}))
+    clock.now += CHECK_S
+    assert ping(b, a, 2) and got(a) == 2

@@ -5,7 +5,8 @@
     python -m tools.chaos --seed 7 --schedule-only     # print the schedule, run nothing
 
 Exit 0 when the checker found nothing; 1 on any violation (the run's directory is kept
-and named); 130 on Ctrl-C (everything started is stopped first).
+and named); 2 when the campaign itself could not finish (kept too); 130 on Ctrl-C,
+SIGTERM or SIGHUP (everything started is stopped first).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 
+from baton.demo_kit import interrupted_by_signals
 from tools.chaos.campaign import Campaign
 from tools.chaos.schedule import schedule
 
@@ -39,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if a.json else print
     try:
-        summary = Campaign(a.seed, faults, a.ttl_ms, a.rate, say).main()
+        with interrupted_by_signals():
+            summary = Campaign(a.seed, faults, a.ttl_ms, a.rate, say).main()
     except KeyboardInterrupt:
         print("interrupted; everything the campaign started is stopped", file=sys.stderr)
         return 130
     if a.json:
         print(json.dumps(summary))
+    elif "error" in summary:
+        print(f"the campaign could not finish (kept {summary['dir']}): {summary['error']}")
+        return 2
     else:
         for key in (
             "posted",
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             if summary["ok"]
             else f"VIOLATIONS (kept {summary['dir']}): " + json.dumps(summary["examples"])
         )
-    return 0 if summary["ok"] else 1
+    return 0 if summary["ok"] else 2 if "error" in summary else 1
 
 
 if __name__ == "__main__":

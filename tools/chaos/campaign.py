@@ -15,7 +15,8 @@ answered, and baton.verdict judges the history and the chat service's log of sen
 lost, duplicated, stale-epoch sends accepted, epochs backwards, overlapping holders.
 
 The run's directory (history.jsonl, sends.json, every machine's logs) is removed after
-a clean run and kept after a violation (its path is printed). Exit 0 clean, 1 violation.
+a clean run and kept after a violation or a failure of the campaign itself (its path
+is printed). Exit 0 clean, 1 violation, 2 the campaign could not finish.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Campaign:
         self.loader = Loader(self.run, TOPICS, rate)
         self.parts = hooks.Partitions(self.run.mesh)
         self.store = StoreFaults(self.run.store)
+        self.skipped: list[str] = []  # faults this host cannot make
 
     def prepare(self, m: Machine) -> None:
         hooks.enable(m)
@@ -58,6 +60,9 @@ class Campaign:
         return self.run.root / f"{m.name}.faketime"
 
     def main(self) -> dict[str, Any]:
+        """The verdict; or, when the campaign itself failed (a restart that did not come
+        up, a wakeup that hung), ``ok`` false with ``error``: not a verdict, but the
+        directory is kept all the same."""
         try:
             self.say(f"seed {self.seed}: {len(self.faults)} faults; starting 3 machines")
             self.run.start(self.prepare)
@@ -68,6 +73,9 @@ class Campaign:
                 wait_for(lambda f=fault: time.monotonic() - began >= f.at_s, 600, "its time")  # type: ignore[misc]
                 self.apply(fault)
             return self.judge()
+        except Exception as exc:
+            self.run.keep = True
+            return {"seed": self.seed, "ok": False, "error": repr(exc), "dir": str(self.run.root)}
         finally:
             self.loader.stop()
             self.watcher.stop()
@@ -138,6 +146,7 @@ class Campaign:
     def _clock_jump(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None] | None:
         if not self.faketime:
             self.say("           (no libfaketime: clock jump skipped)")
+            self.skipped.append(f.kind)
             return None
         clock.jump(self.offset(m), f.amount)
         return lambda: clock.jump(self.offset(m), "+0")
@@ -175,6 +184,7 @@ class Campaign:
         summary["terms"] = len(stretches(self.run.history.events))  # stretches as holder
         summary["stale_refused"] = sum(1 for s in sends if s["outcome"] == "stale")
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
+        summary["skipped"] = self.skipped
         summary["ok"] = report.ok and answered and self.loader.error is None
         if not summary["ok"]:
             self.run.keep = True

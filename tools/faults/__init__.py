@@ -7,6 +7,8 @@
     clock.py     wall-clock jumps with libfaketime (monotonic clocks left alone)
     store.py     a slow or failing git lease store (a pre-receive hook on the remote)
 
+    mesh_options.py  how tools/mesh.py started a mesh, so faults and restarts fit it
+
 ``python -m tools.faults --help`` runs them by hand against machines started with
-``tools/mesh.py`` or ``baton demo --keep``.
+``python tools/mesh.py up N --dir DIR --lease --fault-hooks --faketime``.
 """

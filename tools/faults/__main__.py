@@ -2,6 +2,7 @@
 --fault-hooks --faketime`` (each machine's home is DIR/NAME; the lease store DIR/lease.git).
 
     python -m tools.faults kill DIR m1 [--whole]     kill -9 the node (or the whole machine)
+    python -m tools.faults restart DIR m1            baton up again, as it was started
     python -m tools.faults pause DIR m1              SIGSTOP; resume DIR m1: SIGCONT
     python -m tools.faults cut DIR m1 m2             no frames between m1 and m2
     python -m tools.faults one-way DIR m1 m2         m1's frames never reach m2
@@ -12,7 +13,8 @@
     python -m tools.faults store DIR fail|heal       every lease write refused / back to normal
 
 Cuts use the transport's fault hooks (no root); tools/faults/netns.py cuts with network
-namespaces and iptables as root.
+namespaces and iptables as root. Cuts and clock jumps are refused (exit 2) on a mesh that
+was not started with --fault-hooks / --faketime: its machines would not obey them.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import sys
 from pathlib import Path
 
 from baton.devmesh import Mesh
-from tools.faults import clock, hooks, signals
+from tools.faults import clock, hooks, mesh_options, signals
 from tools.faults.store import StoreFaults
 
 CUTS = "fault-cuts.json"
+#: what a fault needs the mesh to have been started with (tools/mesh.py up --...)
+NEEDS = {k: "fault_hooks" for k in ("cut", "one-way", "isolate", "heal")} | {"clock": "faketime"}
 
 
 def mesh_at(root: Path) -> Mesh:
@@ -35,7 +39,7 @@ def mesh_at(root: Path) -> Mesh:
         raise SystemExit(f"no machines under {root}")
     mesh = Mesh(root, names)
     for m in mesh.machines:
-        hooks.enable(m)
+        mesh_options.prepare(m, root, mesh_options.load(root))
     return mesh
 
 
@@ -55,7 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "fault",
-        choices=["kill", "pause", "resume", "cut", "one-way", "isolate", "heal", "clock", "store"],
+        choices=[
+            "kill",
+            "restart",
+            "pause",
+            "resume",
+            "cut",
+            "one-way",
+            "isolate",
+            "heal",
+            "clock",
+            "store",
+        ],
     )
     parser.add_argument("dir", type=Path, help="the mesh's directory (homes DIR/NAME)")
     parser.add_argument("args", nargs="*", help="machine names, an offset, or slow/fail/heal")
@@ -63,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     mesh = mesh_at(a.dir.absolute())
     by_name = {m.name: m for m in mesh.machines}
+    options = mesh_options.load(mesh.root)
+    needs = NEEDS.get(a.fault)
+    if needs and not options.get(needs):
+        parser.error(f"{a.fault}: the mesh was not started with --{needs.replace('_', '-')}")
     try:
         if a.fault == "store":
             store = StoreFaults(mesh.root / "lease.git")
@@ -71,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             ]()
         elif a.fault == "clock":
             clock.jump(mesh.root / f"{by_name[a.args[0]].name}.faketime", a.args[1])
+        elif a.fault == "restart":
+            signals.restart(by_name[a.args[0]])
+            print(f"restart: {a.args[0]} is up")
         elif a.fault in ("kill", "pause", "resume"):
             m = by_name[a.args[0]]
             hit = signals.kill(m, a.whole) if a.fault == "kill" else getattr(signals, a.fault)(m)

@@ -25,12 +25,14 @@ def libfaketime() -> str | None:
     return found[0] if found else None
 
 
-def faketime_env(offset_file: Path, offset: str = "+0") -> dict[str, str]:
-    """The environment that puts a process's wall clock under ``offset_file``."""
+def faketime_env(offset_file: Path, offset: str | None = "+0") -> dict[str, str]:
+    """The environment that puts a process's wall clock under ``offset_file``, set to
+    ``offset`` (None: left as it is, "+0" if there is none yet)."""
     library = libfaketime()
     if library is None:
         raise RuntimeError("libfaketime is not installed (apt-get install libfaketime)")
-    jump(offset_file, offset)
+    if offset is not None or not offset_file.exists():
+        jump(offset_file, offset or "+0")
     return {
         "LD_PRELOAD": library,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
