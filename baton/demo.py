@@ -15,7 +15,8 @@ topics the whole time, the demo
 4. stops the load, waits for every message to be answered, and judges the whole run
    with baton.verdict: lost, duplicated, stale sends accepted, epochs going backwards,
    two holders at once. ``transcript_loss`` counts the turns the agent's history lost
-   to the kill -9 (those not yet flushed to a standby; bounded by the flush interval).
+   to the kill -9 and the pause (those not yet flushed to a standby; bounded by the
+   flush interval).
 
 Each step waits on a condition with a deadline; a step that times out ends the demo
 with ``ok: false`` and the reason. Everything runs in one temporary directory, removed
