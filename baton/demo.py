@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.demo_kit import Loader, Run, Watcher, all_answered, status, transcript_loss, verdict
+from baton.demo_kit import Loader, Run, Watcher, all_answered, transcript_loss, verdict
 from baton.devmesh import Machine, wait_for
 
 NAMES = ("alpha", "bravo", "charlie")
@@ -237,6 +237,6 @@ class Demo:
 def _answers(m: Machine) -> str | None:
     """``m``'s role, or None while it does not answer."""
     try:
-        return str(status(m, timeout=2.0)["role"])
+        return str(m.status(timeout=2.0)["role"])
     except Exception:
         return None

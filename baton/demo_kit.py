@@ -23,25 +23,22 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.client import NodeClient
+from baton.client import http_json
+from baton.clock import SystemClock
 from baton.devmesh import Machine, Mesh, wait_for
 from baton.verdict import Report, check
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _TURNS = re.compile(r"\(earlier turns: (\d+)\)$")
 
 
-def http(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with _OPENER.open(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
+def http(url: str, body: dict[str, Any] | None = None) -> Any:
+    """The chat service's JSON API (GET, or POST with ``body``), never through a proxy."""
+    return http_json(url, "GET" if body is None else "POST", body, timeout=30)
 
 
 @contextlib.contextmanager
@@ -59,11 +56,6 @@ def interrupted_by_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def boottime_ms() -> float:
-    """CLOCK_BOOTTIME in ms: the clock of every node's lease history on this host."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME) * 1000.0
 
 
 class History:
@@ -124,7 +116,7 @@ class Run:
             m.init()
         self.mesh.pair_up()
         for m in self.mesh.machines:
-            wait_for(lambda m=m: status(m).get("holder"), 60, f"{m.name} to see a holder")  # type: ignore[misc]
+            wait_for(lambda m=m: m.status().get("holder"), 60, f"{m.name} to see a holder")  # type: ignore[misc]
 
     def sends(self) -> list[dict[str, Any]]:
         return list(http(f"{self.chat.url}/api/sends")["sends"])
@@ -141,10 +133,6 @@ class Run:
         self.history.close()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def status(m: Machine, timeout: float = 5.0) -> dict[str, Any]:
-    return dict(NodeClient(m.home, timeout=timeout).get("/api/status"))
 
 
 class Loader(threading.Thread):
@@ -205,7 +193,7 @@ class Watcher(threading.Thread):
 
     def _poll(self, m: Machine) -> dict[str, Any] | None:
         try:
-            view: dict[str, Any] | None = status(m, timeout=1.0)
+            view: dict[str, Any] | None = m.status(timeout=1.0)
         except Exception:
             view = None
         with self._lock:
@@ -222,7 +210,7 @@ class Watcher(threading.Thread):
         ``m`` begun before the kill lands after this event: polls take turns."""
         with self._polling:
             self._poll(m)
-            now = boottime_ms()
+            now = SystemClock().monotonic_ms()  # the nodes' clock for histories
             self.run_.history.add(
                 "role", machine=m.name, role="dead", epoch=None, at_ms=now, acted_until_ms=now
             )

@@ -188,13 +188,13 @@ class Machine:
     def card(self) -> dict[str, Any]:
         return dict(self.json("whoami"))
 
-    def status(self) -> dict[str, Any]:
+    def status(self, timeout: float = 30.0) -> dict[str, Any]:
         """What `baton status --json` prints, asked over HTTP in this process: the same
         call the command makes, without starting a Python for every look (tests poll it).
         Under a prefix (a network namespace) the command runs there, as the user's would."""
         if self.prefix:
             return dict(self.json("status"))
-        return dict(NodeClient(self.home, timeout=30).get("/api/status"))
+        return dict(NodeClient(self.home, timeout=timeout).get("/api/status"))
 
     def signal_pid(self, pid: int, sig: signal.Signals) -> bool:
         """Send ``sig`` to ``pid`` (one of this machine's) through a pidfd; False if it

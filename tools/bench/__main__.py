@@ -46,41 +46,32 @@ def run(name: str, args: list[str]) -> dict[str, Any]:
     return result
 
 
+def _timed(bench: str, what: str, stats: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (bench, what, f"{stats['median']} ms", f"p95 {stats['p95']} ms")
+
+
+TIMED = {  # benchmark -> (key of its result, what the row says)
+    "failover": (("takeover_ms", "kill -9 to new holder"), ("lateness_ms", "beyond the lease")),
+    "handoff": (
+        ("acquired_ms", "wakeup to new holder"),
+        ("first_reply_ms", "wakeup to first reply"),
+    ),
+}
+
+
 def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(benchmark, what, median, p95 or ratio) for the table."""
     out: list[tuple[str, str, str, str]] = []
-    f = results.get("failover")
-    if f:
-        for key, what in (
-            ("takeover_ms", "kill -9 to new holder"),
-            ("lateness_ms", "beyond the lease"),
-        ):
-            out.append(("failover", what, f"{f[key]['median']} ms", f"p95 {f[key]['p95']} ms"))
-    h = results.get("handoff")
-    if h:
-        for key, what in (
-            ("acquired_ms", "wakeup to new holder"),
-            ("first_reply_ms", "wakeup to first reply"),
-        ):
-            out.append(("handoff", what, f"{h[key]['median']} ms", f"p95 {h[key]['p95']} ms"))
+    for bench, keys in TIMED.items():
+        if bench in results:
+            out += [_timed(bench, what, results[bench][key]) for key, what in keys]
     t = results.get("throughput")
     if t:
-        out.append(
-            (
-                "throughput",
-                "replies/s, guarantees on",
-                f"{t['on']['median_rps']}",
-                f"ratio off/on {t['ratio']}",
-            )
-        )
+        on, ratio = f"{t['on']['median_rps']}", f"ratio off/on {t['ratio']}"
+        out.append(("throughput", "replies/s, guarantees on", on, ratio))
         out.append(("throughput", "replies/s, guarantees off", f"{t['off']['median_rps']}", ""))
-    lag = results.get("tail")
-    if lag:
-        for r in lag["results"]:
-            what = f"tail lag, flush {r['flush_ms']} ms"
-            out.append(
-                ("tail", what, f"{r['lag_ms']['median']} ms", f"p95 {r['lag_ms']['p95']} ms")
-            )
+    for r in results.get("tail", {}).get("results", []):
+        out.append(_timed("tail", f"tail lag, flush {r['flush_ms']} ms", r["lag_ms"]))
     return out
 
 

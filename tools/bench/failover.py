@@ -24,37 +24,28 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from baton.client import NodeClient
+from baton.clock import SystemClock
 from baton.devmesh import Machine, Mesh, wait_for
 
 
-def boottime_ms() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME) * 1000.0
-
-
-def status(m: Machine) -> dict[str, Any]:
-    return dict(NodeClient(m.home, timeout=5).get("/api/status"))
-
-
 def one_run(holder: Machine, standby: Machine, ttl_ms: int) -> dict[str, float]:
-    me = status(holder)["machine_id"]
-    wait_for(lambda: status(standby)["holder"] == me, 60, "the standby to follow")
+    me = holder.status()["machine_id"]
+    wait_for(lambda: standby.status()["holder"] == me, 60, "the standby to follow")
     # A standby that just started waits a whole ttl from when it first saw the lease
     # (it cannot know when that renewal was made); kill once it has followed a while,
     # at a random point between two renewals.
     time.sleep(2 * ttl_ms / 1000 + random.uniform(0, ttl_ms / 3000))
-    before = status(holder)
-    asked = boottime_ms()
+    before = holder.status()
+    asked = SystemClock().monotonic_ms()
     last_renewal = asked - before["last_renewal_ms_ago"]
-    killed = boottime_ms()
+    killed = SystemClock().monotonic_ms()
     holder.send_signal(signal.SIGKILL)
     epoch = before["epoch"]
-    wait_for(lambda: status(standby)["epoch"] > epoch, 120, "the standby to take over", 0.02)
+    wait_for(lambda: standby.status()["epoch"] > epoch, 120, "the standby to take over", 0.02)
     acquired = next(
         h["at_ms"]
-        for h in reversed(status(standby)["history"])
+        for h in reversed(standby.status()["history"])
         if h["role"] == "awake" and h["epoch"] > epoch
     )
     takeover = acquired - killed

@@ -37,10 +37,6 @@ from tools.bench.throughput import http
 TOPICS = [f"t{i}" for i in range(5)]
 
 
-def status(m: Machine) -> dict[str, Any]:
-    return dict(NodeClient(m.home, timeout=10).get("/api/status"))
-
-
 class Loader(threading.Thread):
     """Posts ``rate`` messages a second over TOPICS until stopped."""
 
@@ -104,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                 m.init()
             mesh.pair_up()
             for m in mesh.machines:
-                wait_for(lambda m=m: status(m)["holder"], 60, f"{m.name} to see a holder")  # type: ignore[misc]
+                wait_for(lambda m=m: m.status()["holder"], 60, f"{m.name} to see a holder")  # type: ignore[misc]
             loader.start()
             time.sleep(2)  # a steady state first
             for i in range(args.runs):
-                awake = next(m for m in mesh.machines if status(m)["role"] == "awake")
+                awake = next(m for m in mesh.machines if m.status()["role"] == "awake")
                 target = mesh.machines[(mesh.machines.index(awake) + 1 + i % 2) % 3]
                 run = one_run(target, chat.url)
                 runs.append(run)
