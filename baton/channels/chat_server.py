@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from baton.channels.chat_schema import check_mode
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
 from baton.http import server
@@ -26,11 +27,18 @@ STOP_TIMEOUT_S = 5.0
 
 
 class ChatServer:
-    """``with ChatServer(db_path) as chat: ... chat.url ...``"""
+    """``with ChatServer(db_path) as chat: ... chat.url ...``; ``mode`` is "fencing"
+    (baton's epochs and reply keys) or "telegram" (behaves as Telegram does)."""
 
     def __init__(
-        self, db_path: Path, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+        self,
+        db_path: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        mode: str = "fencing",
     ) -> None:
+        self.mode = check_mode(mode)
         self.db_path = Path(db_path)
         self.host = host
         self._requested_port = port
@@ -61,7 +69,7 @@ class ChatServer:
                 raise RuntimeError("a ChatServer starts once")
             sock = server.bind(self.host, self._requested_port, "host", "the chat service")
             try:
-                self.store = ChatStore(self.db_path)
+                self.store = ChatStore(self.db_path, mode=self.mode)
                 app = create_chat_app(self.store, self.token)
                 self._server = server.serve(app, sock, THREADS, "baton-chat")
             except BaseException:

@@ -2,16 +2,21 @@
 Telegram's Bot API so one adapter (baton.channels.botapi) serves both.
 
 Routes:
-  GET  /health                          {"ok": true, "service": "baton-chat"}
+  GET  /health                          {"ok": true, "service": "baton-chat", "mode"}
   GET  /api/topics                      the topics and their thread ids
   GET  /api/topics/<topic>/messages     the topic's messages in order (unknown: none)
-  POST /api/topics/<topic>/messages     post as the user: {"text", "client_id"?} -> 201,
-                                        the same client_id again -> 200, same ids
+  POST /api/topics/<topic>/messages     post as the user: {"kind"?, "text" | "caption"? |
+                                        "emoji"?, "client_id"?} -> 201, the same
+                                        client_id again -> 200, same ids
+  POST /api/topics/<topic>/messages/<id>/edit   {"text"}: an edited_message update
   GET  /api/sends[?reply_key=K]         every sendMessage attempt and its outcome
   GET  /api/polls                       every getUpdates call and its outcome
+  GET|POST /api/faults                  the fault controls (in memory), see Faults
   /bot<token>/getUpdates                offset, limit 1..100, timeout 0..50 s (long poll)
-  /bot<token>/sendMessage               Telegram's, plus baton_epoch and baton_reply_key
-  /bot<token>/getReplyStatus            reply_key -> {delivered, message_id}
+  /bot<token>/sendMessage               Telegram's; fencing mode adds baton_epoch and
+                                        baton_reply_key, telegram mode ignores them
+  /bot<token>/getReplyStatus            reply_key -> {delivered, message_id} (fencing)
+  /bot<token>/setWebhook, deleteWebhook, getWebhookInfo   Telegram's (nothing is pushed)
 
 Invariants:
 - Every answer is JSON, errors included (no HTML error page on any route): the Bot API
@@ -21,13 +26,13 @@ Invariants:
   carries text that is not valid Unicode (a lone surrogate) is refused with 400; nothing
   undecodable is ever stored.
 - All state and every decision lives in the ChatStore; this module only checks
-  parameters and maps outcomes to answers.
+  parameters (per the store's mode; a posted message's content with
+  chat_shapes.user_message) and maps outcomes to answers.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from typing import Any
@@ -36,6 +41,16 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from baton.channels.chat_params import (
+    MAX_ID,
+    Refused,
+    bot_params,
+    int_param,
+    json_body,
+    object_param,
+)
+from baton.channels.chat_schema import MAX_TELEGRAM_UNITS, WebhookActive
+from baton.channels.chat_shapes import check_unicode, optional_text, user_message, utf16_units
 from baton.channels.chat_store import (
     MAX_SEND_CHARS,
     REPLY_KEY,
@@ -45,27 +60,22 @@ from baton.channels.chat_store import (
     ChatStore,
     Superseded,
 )
+from baton.core.errors import NotFound
 
 log = logging.getLogger("baton.chat")
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_POLL_TIMEOUT_S = 50
-MAX_ID = 2**53 - 1  # ids stay exact in every JSON reader (and fit SQLite's integers)
 TOKEN_SHAPE = re.compile(r"[0-9A-Za-z:_-]{1,100}")
 CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
 )
-
-
-class Refused(Exception):
-    """A request answered with an error; its body shape depends on the route."""
-
-    def __init__(self, status: int, detail: str, parameters: dict[str, Any] | None = None):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.parameters = parameters
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
+MAX_URL_CHARS = 2048
 
 
 def create_chat_app(store: ChatStore, token: str | None = None) -> Flask:
@@ -87,7 +97,7 @@ def _api(store: ChatStore) -> Blueprint:
 
     @bp.get("/health")
     def health() -> ResponseReturnValue:
-        return jsonify({"ok": True, "service": "baton-chat"})
+        return jsonify({"ok": True, "service": "baton-chat", "mode": store.mode})
 
     @bp.get("/api/topics")
     def topics() -> ResponseReturnValue:
@@ -100,16 +110,9 @@ def _api(store: ChatStore) -> Blueprint:
     @bp.post("/api/topics/<topic>/messages")
     def post(topic: str) -> ResponseReturnValue:
         name = _topic(topic)
-        body = _json_body(required=True)
-        text, client_id = body.get("text"), body.get("client_id")
-        if not isinstance(text, str) or not text:
-            raise Refused(400, "text must be a non-empty string")
-        if client_id is not None and (not isinstance(client_id, str) or not client_id):
-            raise Refused(400, "client_id must be a non-empty string when given")
-        _check_unicode(text, "text")
-        if client_id is not None:
-            _check_unicode(client_id, "client_id")
-        posted = store.post_user_message(name, text, client_id)
+        body = json_body(required=True)
+        client_id = optional_text(body, "client_id")
+        posted = store.post_user_message(name, client_id=client_id, **user_message(body))
         answer = {
             "message_id": posted.message_id,
             "topic": posted.topic,
@@ -117,6 +120,27 @@ def _api(store: ChatStore) -> Blueprint:
             "update_id": posted.update_id,
         }
         return jsonify(answer), 201 if posted.created else 200
+
+    @bp.post("/api/topics/<topic>/messages/<int:message_id>/edit")
+    def edit(topic: str, message_id: int) -> ResponseReturnValue:
+        name = _topic(topic)
+        text = json_body(required=True).get("text")
+        if not isinstance(text, str) or not text:
+            raise Refused(400, "text must be a non-empty string")
+        check_unicode(text, "text")
+        if message_id > MAX_ID:
+            raise Refused(404, f"topic {name!r} has no message {message_id}")
+        edited = store.edit_user_message(name, message_id, text)
+        answer = {"message_id": message_id, "topic": name, "thread_id": edited.thread_id}
+        return jsonify({**answer, "update_id": edited.update_id})
+
+    @bp.get("/api/faults")
+    def faults() -> ResponseReturnValue:
+        return jsonify(store.faults())
+
+    @bp.post("/api/faults")
+    def set_faults() -> ResponseReturnValue:
+        return jsonify(store.set_faults(**json_body(required=True)))
 
     @bp.get("/api/sends")
     def sends() -> ResponseReturnValue:
@@ -148,59 +172,63 @@ def _bot(store: ChatStore, token: str | None) -> Blueprint:
         ):
             raise Refused(401, "Unauthorized")
         handler = _METHODS.get(method)
-        if handler is None:
+        if handler is None or (store.mode == "telegram" and method in _FENCING_ONLY):
             raise Refused(404, "Not Found: method not found")
         poller = request.headers.get("X-Baton-Machine", "")[:200]
-        return jsonify({"ok": True, **handler(store, _params(), poller)})
+        return jsonify({"ok": True, **handler(store, bot_params(), poller)})
 
     return bp
 
 
 def _get_updates(store: ChatStore, p: dict[str, Any], poller: str) -> dict[str, Any]:
-    offset = _int(p, "offset")
-    limit = _int(p, "limit", 1, 100)
-    timeout = _int(p, "timeout", 0, MAX_POLL_TIMEOUT_S)
+    offset = int_param(p, "offset")
+    limit = int_param(p, "limit", 1, 100)
+    timeout = int_param(p, "timeout", 0, MAX_POLL_TIMEOUT_S)
     try:
         updates = store.poll(offset, 100 if limit is None else limit, timeout or 0, poller)
     except Superseded:
         raise Refused(409, CONFLICT) from None
+    except WebhookActive:
+        raise Refused(409, WEBHOOK_CONFLICT) from None
     return {"result": updates}
 
 
 def _send_message(store: ChatStore, p: dict[str, Any], poller: str) -> dict[str, Any]:
-    chat_id = _int(p, "chat_id", required="Bad Request: chat_id is empty", bad_str=True)
-    thread_id = _int(p, "message_thread_id")
+    chat_id = int_param(p, "chat_id", required="Bad Request: chat_id is empty", bad_str=True)
+    thread_id = int_param(p, "message_thread_id")
     if thread_id is None:  # the chat has only named topics: there is no "General"
         raise Refused(400, "Bad Request: message thread not found")
     text = p.get("text")
     if not isinstance(text, str) or not text:
         raise Refused(400, "Bad Request: message text is empty")
-    if len(text) > MAX_SEND_CHARS:
+    telegram = store.mode == "telegram"
+    if utf16_units(text) > MAX_TELEGRAM_UNITS if telegram else len(text) > MAX_SEND_CHARS:
         raise Refused(400, "Bad Request: message is too long")
-    _check_unicode(text, "text")
-    reply_to = _int(p, "reply_to_message_id")
+    check_unicode(text, "text")
+    reply_to = int_param(p, "reply_to_message_id")
     if reply_to is None and p.get("reply_parameters") is not None:
-        params = _object(p, "reply_parameters")
-        reply_to = _int(params, "message_id", required="Bad Request: reply message_id is empty")
-    epoch = _int(p, "baton_epoch", lo=1)
-    reply_key = p.get("baton_reply_key")
+        params = object_param(p, "reply_parameters")
+        empty = "Bad Request: reply message_id is empty"
+        reply_to = int_param(params, "message_id", required=empty)
+    epoch = None if telegram else int_param(p, "baton_epoch", lo=1)
+    reply_key = None if telegram else p.get("baton_reply_key")
     if reply_key is not None and not (
         isinstance(reply_key, str) and REPLY_KEY.fullmatch(reply_key)
     ):
         raise Refused(400, "Bad Request: baton_reply_key must be 64 lowercase hex digits")
     assert chat_id is not None
-    try:
-        sent = store.send(
-            chat_id=chat_id,
-            thread_id=thread_id,
-            text=text,
-            reply_to=reply_to,
-            epoch=epoch,
-            reply_key=reply_key,
-            poller=poller,
-        )
-    except ChatRefused as exc:
-        raise Refused(400, exc.detail) from None
+    sent = store.send(
+        chat_id=chat_id,
+        thread_id=thread_id,
+        text=text,
+        reply_to=reply_to,
+        epoch=epoch,
+        reply_key=reply_key,
+        poller=poller,
+    )
+    if sent.retry_after is not None:
+        n = sent.retry_after
+        raise Refused(429, f"Too Many Requests: retry after {n}", {"retry_after": n})
     if sent.outcome == "stale":
         raise Refused(
             409,
@@ -221,85 +249,33 @@ def _get_reply_status(store: ChatStore, p: dict[str, Any], poller: str) -> dict[
     return {"result": {"delivered": message_id is not None, "message_id": message_id}}
 
 
+def _set_webhook(store: ChatStore, p: dict[str, Any], poller: str) -> dict[str, Any]:
+    url = p.get("url")
+    if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_CHARS:
+        raise Refused(400, f"Bad Request: url must be 1 to {MAX_URL_CHARS} characters")
+    check_unicode(url, "url")
+    store.set_webhook(url)
+    return {"result": True, "description": "Webhook was set"}
+
+
+def _delete_webhook(store: ChatStore, p: dict[str, Any], poller: str) -> dict[str, Any]:
+    was = store.delete_webhook()
+    return {"result": True, "description": f"Webhook {'was' if was else 'is already'} deleted"}
+
+
+def _get_webhook_info(store: ChatStore, p: dict[str, Any], poller: str) -> dict[str, Any]:
+    return {"result": store.webhook_info()}
+
+
 _METHODS = {
     "getUpdates": _get_updates,
     "sendMessage": _send_message,
     "getReplyStatus": _get_reply_status,
+    "setWebhook": _set_webhook,
+    "deleteWebhook": _delete_webhook,
+    "getWebhookInfo": _get_webhook_info,
 }
-
-
-# --- parameters -----------------------------------------------------------------------
-
-
-def _params() -> dict[str, Any]:
-    """The query string, then the form or JSON body on top (as Telegram accepts them)."""
-    params: dict[str, Any] = request.args.to_dict()
-    if request.method != "POST":
-        return params
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        params.update(request.form.to_dict())
-    else:
-        params.update(_json_body(required=False))
-    return params
-
-
-def _json_body(*, required: bool) -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw.strip() and not required:
-        return {}
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise Refused(400, "the body is not UTF-8") from None
-    except ValueError:
-        raise Refused(400, "the body is not JSON") from None
-    if not isinstance(doc, dict):
-        raise Refused(400, "the body must be a JSON object")
-    return doc
-
-
-def _int(
-    p: dict[str, Any],
-    name: str,
-    lo: int = -MAX_ID,
-    hi: int = MAX_ID,
-    *,
-    required: str | None = None,
-    bad_str: bool = False,
-) -> int | None:
-    """An integer parameter (JSON number or decimal text), None when absent. ``bad_str``:
-    a text that is not a number names a chat by username, which this chat has not."""
-    value = p.get(name)
-    if value is None:
-        if required:
-            raise Refused(400, required)
-        return None
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,20}", value.strip()):
-        value = int(value)
-    elif isinstance(value, str) and bad_str:
-        raise Refused(400, "Bad Request: chat not found")
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise Refused(400, f"Bad Request: {name} must be an integer in {lo}..{hi}")
-    return value
-
-
-def _object(p: dict[str, Any], name: str) -> dict[str, Any]:
-    value = p[name]
-    if isinstance(value, str):  # form encoding carries objects as JSON text
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise Refused(400, f"Bad Request: can't parse {name} JSON object") from None
-    if not isinstance(value, dict):
-        raise Refused(400, f"Bad Request: {name} must be an object")
-    return value
-
-
-def _check_unicode(text: str, name: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Refused(400, f"Bad Request: {name} must be valid UTF-8 (a lone surrogate)") from None
+_FENCING_ONLY = frozenset({"getReplyStatus"})  # telegram mode has no such method
 
 
 # --- errors: always JSON ---------------------------------------------------------------
@@ -309,6 +285,14 @@ def _install_errors(app: Flask) -> None:
     @app.errorhandler(Refused)
     def refused(exc: Refused) -> ResponseReturnValue:
         return _error(exc.status, exc.detail, exc.parameters)
+
+    @app.errorhandler(ChatRefused)
+    def chat_refused(exc: ChatRefused) -> ResponseReturnValue:
+        return _error(400, exc.detail)
+
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound) -> ResponseReturnValue:
+        return _error(404, exc.detail)
 
     @app.errorhandler(ChatClosed)
     def closed(exc: ChatClosed) -> ResponseReturnValue:
@@ -346,6 +330,7 @@ _ERROR_NAMES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    429: "too_many_requests",
     500: "internal",
     503: "unavailable",
 }

@@ -72,7 +72,11 @@ def _send(client: FlaskClient, **params: Any) -> Any:
 
 
 def test_health(client: FlaskClient) -> None:
-    assert client.get("/health").get_json() == {"ok": True, "service": "baton-chat"}
+    assert client.get("/health").get_json() == {
+        "ok": True,
+        "service": "baton-chat",
+        "mode": "fencing",
+    }
 
 
 def test_posting_a_message_creates_one_update_and_a_client_id_posts_once(
@@ -161,11 +165,13 @@ def test_messages_are_listed_in_order_with_the_bots_fields(client: FlaskClient) 
         "topic": "t",
         "thread_id": 1,
         "messages": [
-            {"message_id": 1, "from": "user", "text": "question"},
+            {"message_id": 1, "from": "user", "kind": "text", "text": "question", "caption": None},
             {
                 "message_id": 2,
                 "from": "bot",
+                "kind": "text",
                 "text": "reply",
+                "caption": None,
                 "reply_to": 1,
                 "epoch": 2,
                 "reply_key": KEY_A,
