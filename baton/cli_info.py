@@ -149,10 +149,20 @@ def _delivery_line(d: dict[str, Any] | None) -> str:
     ledger = d["ledger"]
     pending = sum(n for state, n in ledger.items() if state != "acked")
     doing = f"answering (epoch {d['term']})" if d["term"] else "standing by"
+    problem = _POLL_PROBLEMS.get(d.get("polling", ""))
+    if d["term"] and problem:
+        doing = f"holding epoch {d['term']} but {problem}"
     return (
         f"delivery: {doing} on {d['channel']} with {d['agent']}; "
         f"{pending} pending, {ledger.get('acked', 0)} done, {d['queued']} queued to send"
     )
+
+
+_POLL_PROBLEMS = {
+    "webhook_active": "CANNOT POLL: a webhook is set on the bot (delete it: deleteWebhook)",
+    "rate_limited": "polling is rate-limited by the channel (waiting as told)",
+    "conflict": "another poller is taking this bot's updates",
+}
 
 
 def _tail_line(t: dict[str, Any] | None) -> str | None:
@@ -186,7 +196,8 @@ def status(ctx: Ctx) -> None:
         for line in (_tail_line(d.get("tail")), _handoff_line(d.get("handoff"))):
             if line:
                 click.echo(line)
-        for alarm in d.get("alarms", [])[-3:]:
+        delivery_alarms = (d.get("delivery") or {}).get("alarms", [])
+        for alarm in d.get("alarms", [])[-3:] + delivery_alarms[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
         table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)
         for p in d["peers"]:

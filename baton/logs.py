@@ -8,13 +8,14 @@ import logging.handlers
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from baton.stores.files import ensure_private_dir
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -23,6 +24,9 @@ class JsonFormatter(logging.Formatter):
             "thread": record.threadName,
             "msg": record.getMessage(),
         }
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):  # log.warning(..., extra={"event": {...}}): for tools
+            doc["event"] = event
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc)

@@ -8,7 +8,10 @@ While nothing is pending it long-polls (at most a third of the ttl, so a poll ne
 outlives the lease by much); while messages are in flight the channel would answer at
 once with the same updates, so it polls again only after progress (the cursor moved)
 or 200 ms. Errors back off from 0.5 s to 5 s; a 409 (another poller took over) is
-counted and waited out the same way.
+counted and waited out the same way; a 429 waits the ``retry_after`` the channel
+asked for. A webhook set on the bot (getUpdates answers 409 until it is deleted), a
+429 and a conflict are kept as the cursor's ``problem`` while they last, for status to raise an
+alarm: the operator must act on a webhook, nothing baton does will end it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from typing import Any
 
 import pykka
 
-from baton.channels.base import Channel, ChannelError, PollConflict, Update
+from baton.channels.base import (
+    Channel,
+    ChannelError,
+    PollConflict,
+    RateLimited,
+    Update,
+    WebhookActive,
+)
 from baton.core.clock import Clock
 from baton.gate import LeaseGate
 from baton.metrics import Counters
@@ -33,13 +43,16 @@ IDLE_WAIT_S = 0.2
 
 
 class Cursor:
-    """The offset to poll with and whether anything is pending (thread-safe)."""
+    """The offset to poll with and whether anything is pending (thread-safe); and the
+    poller's lasting problem, if any (``problem``: webhook_active, rate_limited,
+    conflict), which the DeliveryActor shows as an alarm."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._offset: int | None = None
         self._pending = False
         self.progress = threading.Event()
+        self.problem: str | None = None  # a plain attribute: one writer, the poller
 
     def publish(self, offset: int | None, pending: bool) -> None:
         with self._lock:
@@ -94,24 +107,37 @@ class ChannelPoller:
                 continue
             offset, pending = self.cursor.read()
             self.cursor.progress.clear()
+            wait = backoff
             try:
                 self.counters.inc("poll.calls")
                 updates = self.channel.poll(offset, 0 if pending else self.long_poll_s)
+            except WebhookActive as exc:
+                self._failed("webhook_active", exc.detail)
             except PollConflict as exc:
-                self.counters.inc("poll.conflict")
-                log.warning("poll: %s", exc.detail)
-                self._stop.wait(backoff)
-                backoff = min(5.0, backoff * 2)
-                continue
+                self._failed("conflict", exc.detail)
+            except RateLimited as exc:
+                self._failed("rate_limited", exc.detail)
+                wait = max(backoff, exc.retry_after_s)
             except ChannelError as exc:
-                self.counters.inc("poll.failed")
-                log.warning("poll failed: %s", exc.detail)
-                self._stop.wait(backoff)
-                backoff = min(5.0, backoff * 2)
+                self._failed("failed", exc.detail)
+            else:
+                self.cursor.problem = None
+                backoff = 0.5
+                if updates:
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        self.deliver(tuple(updates))
+                if pending or updates:
+                    self.cursor.progress.wait(BUSY_POLL_S)
                 continue
-            backoff = 0.5
-            if updates:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    self.deliver(tuple(updates))
-            if pending or updates:
-                self.cursor.progress.wait(BUSY_POLL_S)
+            self._stop.wait(wait)
+            backoff = min(5.0, backoff * 2)
+
+    def _failed(self, kind: str, detail: str) -> None:
+        """Count every failure; log a lasting problem once when it starts (it would
+        otherwise log every 5 s for as long as a webhook stays set)."""
+        self.counters.inc(f"poll.{kind}")
+        if kind == "failed":
+            log.warning("poll failed: %s", detail)
+        elif self.cursor.problem != kind:
+            self.cursor.problem = kind
+            log.warning("poll: %s", detail)

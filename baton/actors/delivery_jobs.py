@@ -17,7 +17,13 @@ import pykka
 
 from baton.actors.delivery_messages import AgentDone, CheckDone, PostDone, SendDone
 from baton.agents.base import AgentFailed, AgentMessage, Turn
-from baton.channels.base import Channel, ChannelError, ChannelRejected
+from baton.channels.base import (
+    Channel,
+    ChannelError,
+    ChannelRejected,
+    NotDelivered,
+    RateLimited,
+)
 from baton.core.errors import BatonError
 from baton.core.ledger import LedgerEntry
 from baton.outbox import FencedOutbox, NotHolder
@@ -72,7 +78,7 @@ class DeliveryJobs:
             pool.submit(run)
 
     def agent(self, token: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
-        message = AgentMessage(entry.topic, entry.message_id, entry.text, entry.sender)
+        message = AgentMessage(entry.topic, entry.message_id, entry.text, entry.sender, entry.kind)
 
         def job() -> AgentDone:
             try:
@@ -94,6 +100,9 @@ class DeliveryJobs:
                 return SendDone(token, entry.key, index, None, None, "not_holder")
             except ChannelRejected as exc:
                 return SendDone(token, entry.key, index, None, None, REJECTED + exc.detail)
+            except NotDelivered as exc:
+                wait = exc.retry_after_s * 1000 if isinstance(exc, RateLimited) else 0.0
+                return SendDone(token, entry.key, index, None, None, exc.detail, True, wait)
             except ChannelError as exc:
                 return SendDone(token, entry.key, index, None, None, exc.detail or "unknown")
             return SendDone(token, entry.key, index, epoch, outcome)

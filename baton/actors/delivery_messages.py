@@ -29,6 +29,8 @@ class SendDone:
     epoch: int | None
     outcome: SendOutcome | None
     error: str | None = None  # "not_holder" or the channel's detail (outcome unknown)
+    not_delivered: bool = False  # the error says nothing was delivered: send again
+    retry_after_ms: float = 0.0  # not before this long (the channel's 429 retry_after)
 
 
 @dataclass(frozen=True)

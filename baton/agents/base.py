@@ -5,9 +5,17 @@ so that an agent that crashes, hangs or prints garbage costs one recorded error,
 the node's coordination. Specs (the ``agent`` knob):
 
 - ``echo``: built in; its reply names the number of earlier turns in the topic, so
-  continuity across machines is visible: ``echo: <text> (earlier turns: <n>)``.
+  continuity across machines is visible: ``echo: <text> (earlier turns: <n>)``; a message
+  of another kind is named first: ``echo: [photo] <caption> (earlier turns: <n>)``.
 - ``cmd:PROGRAM [ARGS...]``: a subprocess per message (split with shlex); JSON on stdin
   ``{"message": {...}, "history": [...]}``, JSON on stdout ``{"replies": ["..."]}``.
+  The message is AgentMessage.to_json(): ``{"topic", "message_id", "text", "sender",
+  "kind"}``; history turns are ``{"text", "replies"}``.
+
+Messages: ``kind`` is what the person sent (baton.core.inbound.MESSAGE_KINDS: "text",
+"photo", "document", "voice", "video", "audio", "animation", "sticker", "other");
+``text`` is the message's text, else its caption, else a sticker's emoji, else "" (a
+photo without a caption, a location). Only a text message always has a non-empty text.
 - ``python:module:function``: ``function(message, history) -> list[str] | str``.
 
 Replies: 1 to MAX_REPLIES non-empty strings of at most MAX_REPLY_CHARS characters each;
@@ -32,6 +40,7 @@ class AgentMessage:
     message_id: int
     text: str
     sender: str
+    kind: str = "text"  # one of baton.core.inbound.MESSAGE_KINDS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +48,7 @@ class AgentMessage:
             "message_id": self.message_id,
             "text": self.text,
             "sender": self.sender,
+            "kind": self.kind,
         }
 
 

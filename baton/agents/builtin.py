@@ -133,10 +133,15 @@ def python_target(rest: str) -> tuple[str, str]:
 
 
 class EchoAgent:
-    """Echoes the text and names the number of earlier turns (continuity made visible)."""
+    """Echoes the text and names the number of earlier turns (continuity made visible).
+    A message that is not text is named by its kind: ``echo: [sticker] 👍 (earlier
+    turns: 0)``, ``echo: [photo] (earlier turns: 0)`` for a photo without a caption."""
 
     def handle(self, message: AgentMessage, history: Sequence[Turn]) -> list[str]:
-        return [f"echo: {message.text} (earlier turns: {len(history)})"]
+        said = message.text
+        if message.kind != "text":
+            said = f"[{message.kind}] {said}" if said else f"[{message.kind}]"
+        return [f"echo: {said} (earlier turns: {len(history)})"]
 
 
 class PythonAgent:

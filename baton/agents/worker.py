@@ -5,7 +5,10 @@ decoded here, so the runner and the worker cannot drift apart):
 
 - worker -> runner, once: ``{"ready": true}``, or ``{"ready": false, "error": "..."}``
   followed by exit status 2 when the spec cannot be loaded.
-- runner -> worker: ``{"id": n, "message": {...}, "history": [{"text", "replies"}...]}``
+- runner -> worker: ``{"id": n, "message": {...}, "history": [{"text", "replies"}...]}``,
+  the message as AgentMessage.to_json(): ``{"topic", "message_id", "text", "sender",
+  "kind"}`` (kind: baton.core.inbound.MESSAGE_KINDS; absent, from a runner older than
+  kinds, e.g. while the installed code is replaced under a running node: "text").
 - worker -> runner, one line per request: ``{"id": n, "replies": [...]}`` or
   ``{"id": n, "error": "...", "reason": "error|garbage|crash"}``.
 
@@ -35,6 +38,7 @@ from typing import IO, Any
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.agents.builtin import check_replies, load_agent, short
 from baton.core.errors import ConfigError
+from baton.core.inbound import MESSAGE_KINDS
 
 # The longest answer line the runner reads; a longer one is garbage. Valid replies
 # (MAX_REPLIES x MAX_REPLY_CHARS, sent as UTF-8, at most 6 bytes a character when escaped)
@@ -103,11 +107,17 @@ def decode_request(line: bytes) -> tuple[int, AgentMessage, list[Turn]]:
     if not isinstance(request_id, int):
         raise ValueError("id is not an integer")
     m = body["message"]
+    if not isinstance(m, dict):
+        raise TypeError("message is not an object")
+    kind = m.get("kind", "text")
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"unknown message kind {kind!r}")
     message = AgentMessage(
         topic=str(m["topic"]),
         message_id=int(m["message_id"]),
         text=str(m["text"]),
         sender=str(m["sender"]),
+        kind=str(kind),
     )
     history = [Turn(str(t["text"]), tuple(str(r) for r in t["replies"])) for t in body["history"]]
     return request_id, message, history

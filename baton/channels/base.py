@@ -13,12 +13,15 @@ Contract:
   for an update that is malformed or not a text message, a SkippedUpdate naming why (its
   update_id, so the cursor can pass it). An update without an id cannot be passed and is
   dropped (counted by the adapter). Raises PollConflict when another poller took over
-  (HTTP 409), ChannelError when the channel cannot be asked (unreachable, timeout, 5xx).
+  (HTTP 409; WebhookActive when a webhook is set, so getUpdates cannot work at all),
+  ChannelError when the channel cannot be asked (unreachable, timeout, 5xx).
 - ``send(reply)`` delivers one reply. Returns a SendOutcome: ``accepted`` (delivered
   now), ``repeat`` (a fencing sink already had this reply key: the original message id
   is returned, nothing is delivered twice) or ``stale`` (a fencing sink has seen a
   higher epoch and refused it). Raises ChannelError when the outcome is unknown
-  (timeout, connection lost, 5xx, 429): the reply may or may not have been delivered;
+  (timeout, connection lost after the request went out, 5xx): the reply may or may not
+  have been delivered; NotDelivered when it surely was not and may be sent again
+  (the connection was refused; RateLimited: 429, wait ``retry_after_s`` first);
   ChannelRejected when the channel refused it for good (chat or thread not found, bad
   text): nothing was delivered.
 - ``delivered(reply_key)`` -> True/False from a sink that can say, None from one that
@@ -37,22 +40,30 @@ from baton.core.errors import BatonError
 from baton.core.inbound import InboundMessage
 
 __all__ = [
+    "MAX_REPLY_UNITS",
     "MAX_TEXT_BYTES",
     "Channel",
     "ChannelError",
     "ChannelRejected",
     "ChannelUnsupported",
     "InboundMessage",
+    "NotDelivered",
     "OutboundReply",
     "PollConflict",
+    "RateLimited",
     "SendOutcome",
     "SkippedUpdate",
     "Update",
+    "WebhookActive",
 ]
 
 #: Texts longer than this (in UTF-8 bytes) are not given to the agent; they are
 #: answered with an error reply instead (baton.core.ledger decides).
 MAX_TEXT_BYTES = 64 * 1024
+
+#: The longest message a Bot API sink takes, in UTF-16 code units (Telegram's 4096):
+#: a longer reply is split into parts before it is prepared (baton.core.delivery).
+MAX_REPLY_UNITS = 4096
 
 
 class ChannelError(BatonError):
@@ -65,6 +76,29 @@ class PollConflict(ChannelError):
     """Another poller took over this bot's updates (HTTP 409)."""
 
     code = "poll_conflict"
+
+
+class WebhookActive(PollConflict):
+    """The bot has a webhook set, so getUpdates cannot be used until it is deleted."""
+
+    code = "webhook_active"
+
+
+class NotDelivered(ChannelError):
+    """The request surely did not deliver anything (the connection was refused before it
+    went out, or the channel asked us to slow down): sending again is safe."""
+
+    code = "not_delivered"
+
+
+class RateLimited(NotDelivered):
+    """HTTP 429: nothing was delivered; try again after ``retry_after_s`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class ChannelRejected(ChannelError):

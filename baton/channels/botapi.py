@@ -3,14 +3,23 @@ service (``local``, fencing) and Telegram (``telegram``, no fencing). Standard l
 
 Invariants:
 - parse_update() is pure and never raises on any JSON value: an update without an
-  integer update_id is None (dropped and counted), one that carries nothing to answer is
-  a SkippedUpdate naming why, anything else an InboundMessage whose text is valid
+  integer update_id is None (dropped and counted); one that carries nothing to answer is
+  a SkippedUpdate naming why (``no message``; ``edited``: baton answers messages, not
+  edits; ``service``: a note of Telegram's, such as a member joining, that no person
+  wrote; ``malformed``: a field of the wrong type), counted as ``channel.skipped.<why>``;
+  every other message, of any kind, is an InboundMessage. Its ``kind`` is the first of
+  its media fields (animation before document: Telegram sets both), "text" for a text
+  message, "other" for a message with neither (a location, a poll); its ``text`` is the
+  message's text, else its caption, else a sticker's emoji, else "", and is valid
   Unicode (lone surrogates become U+FFFD, counted as ``channel.replaced_text``).
 - Every request has a deadline for the whole exchange, the response body included, and
   goes out without any proxy from the environment (the token is in the URL). Error
   details never contain the token.
 - A send returns an outcome only when the sink said what happened; when it did not
   (timeout, connection lost, 5xx, an answer that makes no sense) it raises ChannelError.
+  NotDelivered only when nothing can have been delivered: the connection was refused
+  or the host is unknown (the request never went out), or the sink answered 429
+  (RateLimited, with its ``retry_after``; Telegram delivers nothing on a 429).
 - Without fencing (Telegram) no baton_* parameter is ever sent, delivered() is None and
   post_user_message raises ChannelUnsupported.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -31,11 +41,14 @@ from baton.channels.base import (
     ChannelRejected,
     ChannelUnsupported,
     InboundMessage,
+    NotDelivered,
     OutboundReply,
     PollConflict,
+    RateLimited,
     SendOutcome,
     SkippedUpdate,
     Update,
+    WebhookActive,
 )
 from baton.metrics import Counters
 
@@ -44,6 +57,9 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 POLL_MARGIN_S = 1.0  # on top of the adapter's timeout and the long poll's
 MAX_POLL_WAIT_S = 50  # the longest long poll the Bot API allows
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RETRY_AFTER_S = 3600  # retry_after is held to 1 s .. 1 h (missing or odd: 1 s)
+# Failures at connect time: the request surely never reached the sink.
+_NEVER_SENT = (ConnectionRefusedError, socket.gaierror)
 
 
 # --- parsing updates (pure) -------------------------------------------------------------
@@ -82,7 +98,8 @@ def _parse(raw: object, channel: str) -> tuple[Update | None, bool]:
     update_id: int = raw["update_id"]
     msg = raw.get("message")
     if msg is None:
-        return SkippedUpdate(update_id, "no message"), False
+        edited = raw.get("edited_message") is not None
+        return SkippedUpdate(update_id, "edited" if edited else "no message"), False
     if not isinstance(msg, dict):
         return SkippedUpdate(update_id, "malformed"), False
     chat = msg.get("chat")
@@ -97,11 +114,12 @@ def _parse(raw: object, channel: str) -> tuple[Update | None, bool]:
         and _is_int(thread)
     ):
         return SkippedUpdate(update_id, "malformed"), False
-    text = msg.get("text")
-    if text is None:
-        return SkippedUpdate(update_id, "not text"), False
-    if not isinstance(text, str):
+    content = _content(msg)
+    if content is None:
         return SkippedUpdate(update_id, "malformed"), False
+    kind, text = content
+    if kind == "other" and not _SERVICE.isdisjoint(msg):
+        return SkippedUpdate(update_id, "service"), False
     clean = valid_unicode(text)
     message = InboundMessage(
         channel=channel,
@@ -111,8 +129,74 @@ def _parse(raw: object, channel: str) -> tuple[Update | None, bool]:
         message_id=msg["message_id"],
         text=clean,
         sender=_sender(msg.get("from")),
+        kind=kind,
     )
     return message, clean is not text
+
+
+# A message's media fields and their JSON types, in the order they are looked for: an
+# animation carries "document" too (Telegram keeps it for older clients).
+_MEDIA: tuple[tuple[str, type], ...] = (
+    ("animation", dict),
+    ("photo", list),
+    ("video", dict),
+    ("audio", dict),
+    ("voice", dict),
+    ("document", dict),
+    ("sticker", dict),
+)
+# Fields of Telegram's service messages: notes about the chat that no person wrote.
+_SERVICE = frozenset(
+    {
+        "new_chat_members",
+        "left_chat_member",
+        "new_chat_title",
+        "new_chat_photo",
+        "delete_chat_photo",
+        "group_chat_created",
+        "supergroup_chat_created",
+        "channel_chat_created",
+        "message_auto_delete_timer_changed",
+        "migrate_to_chat_id",
+        "migrate_from_chat_id",
+        "pinned_message",
+        "forum_topic_created",
+        "forum_topic_edited",
+        "forum_topic_closed",
+        "forum_topic_reopened",
+        "general_forum_topic_hidden",
+        "general_forum_topic_unhidden",
+        "video_chat_scheduled",
+        "video_chat_started",
+        "video_chat_ended",
+        "video_chat_participants_invited",
+        "write_access_allowed",
+        "proximity_alert_triggered",
+        "boost_added",
+        "chat_background_set",
+    }
+)
+
+
+def _content(msg: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, text) of a message, or None when a content field has the wrong type."""
+    text = msg.get("text")
+    if text is not None:
+        return ("text", text) if isinstance(text, str) else None
+    for kind, shape in _MEDIA:
+        media = msg.get(kind)
+        if media is None:
+            continue
+        if not isinstance(media, shape):
+            return None
+        if kind == "sticker" and isinstance(media, dict):
+            words = media.get("emoji")  # a sticker says its emoji
+        else:
+            words = msg.get("caption")
+        if words is None:
+            return kind, ""
+        return (kind, words) if isinstance(words, str) else None
+    return "other", ""
 
 
 def valid_unicode(text: str) -> str:
@@ -167,8 +251,12 @@ class BotApiChannel:
             params["offset"] = offset
         status, doc = self._bot("getUpdates", params, self.timeout_s + wait + POLL_MARGIN_S)
         if status == 409:
+            description = _description(doc, status)
+            if "webhook" in description.lower():
+                self._count("webhook")
+                raise WebhookActive(f"{self.name}: getUpdates: {description}")
             self._count("conflict")
-            raise PollConflict(f"{self.name}: getUpdates: {_description(doc, status)}")
+            raise PollConflict(f"{self.name}: getUpdates: {description}")
         result = self._ok("getUpdates", status, doc).get("result")
         if not isinstance(result, list):
             raise self._fail("bad_response", "getUpdates: the result is not a list")
@@ -233,9 +321,15 @@ class BotApiChannel:
         """The body of a successful Bot API answer, else ChannelError saying why."""
         if status >= 500:
             raise self._fail("server_error", f"{method}: {_description(doc, status)}")
+        if status == 429:  # "too many requests": nothing was delivered; wait as told
+            self._count("rate_limited")
+            wait = _dig(doc, "parameters", "retry_after")
+            wait = float(min(max(wait, 1), MAX_RETRY_AFTER_S)) if _is_int(wait) else 1.0
+            detail = f"{self.name}: {method}: {_description(doc, status)}"
+            raise RateLimited(detail, wait)
         if status >= 400:
             error = self._fail("refused", f"{method}: {_description(doc, status)}")
-            if status in (409, 429):  # a conflict, or "too many requests": try again later
+            if status == 409:  # a conflict: try again later
                 raise error
             raise ChannelRejected(error.detail)
         if not isinstance(doc, dict) or doc.get("ok") is not True:
@@ -269,8 +363,12 @@ class BotApiChannel:
                 raw = _read_all(response, deadline) if response.fp is not None else b""
         except urllib.error.URLError as exc:
             reason = exc.reason
+            detail = f"{label}: cannot reach {self.base_url}: {reason}"
+            if isinstance(reason, _NEVER_SENT):  # the request never went out
+                self._count("unreachable")
+                raise NotDelivered(f"{self.name}: {detail}") from None
             kind = "timeout" if isinstance(reason, TimeoutError) else "unreachable"
-            raise self._fail(kind, f"{label}: cannot reach {self.base_url}: {reason}") from None
+            raise self._fail(kind, detail) from None
         except TimeoutError:
             raise self._fail("timeout", f"{label}: no answer within {timeout:.1f} s") from None
         except _ResponseTooLarge:

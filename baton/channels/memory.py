@@ -12,7 +12,11 @@ Semantics kept equal to the service (baton.channels.chat_store, chat_service):
   delivered), else the highest is raised; a reply key delivered before is a repeat
   (its original message id, nothing delivered twice); else it is delivered. Unknown chat
   or thread, empty or too long text: ChannelError, as the service's 400 is.
-- post_user_message is idempotent per topic and client_id.
+- post_user_message is idempotent per topic and client_id, and posts a message of any
+  kind the service takes (text, photo, document, voice, sticker: chat_schema.KINDS, with
+  a caption or an emoji, checked by the service's own chat_shapes.user_message);
+  edit_user_message changes a user's text message and queues an ``edited_message``
+  update. Both make the service's raw updates (chat_shapes.user_update).
 
 Differences, on purpose: poll waits ``timeout_s`` as given (a float; BotApiChannel sends
 whole seconds), and the raw updates pass through parse_update, so injected garbage is
@@ -32,12 +36,16 @@ from typing import Any
 from baton.channels.base import (
     ChannelError,
     ChannelRejected,
+    NotDelivered,
     OutboundReply,
     PollConflict,
+    RateLimited,
     SendOutcome,
     Update,
 )
 from baton.channels.botapi import parse_updates, valid_unicode
+from baton.channels.chat_schema import ChatRefused
+from baton.channels.chat_shapes import user_message
 from baton.channels.chat_store import CHAT_ID, MAX_SEND_CHARS, TOPIC_NAME, user_update
 from baton.metrics import Counters
 
@@ -63,12 +71,14 @@ class MemoryChannel:
         self._queue: list[tuple[int, object]] = []  # (update id, raw update), by id
         self._posted: dict[tuple[int, str], int] = {}  # (thread, client_id) -> message id
         self._by_key: dict[str, dict[str, Any]] = {}  # reply key -> the delivered message
+        self._user_content: dict[int, dict[str, Any]] = {}  # message id -> kind, text...
         self._next_message_id = 1
         self._next_update_id = 1
         self._generation = 0
         self._waiting = 0
         self._fail_polls = 0
-        self._fail_sends: deque[bool] = deque()
+        self._fail_sends_refused = 0
+        self._fail_sends: deque[bool | float | None] = deque()  # see fail_sends, throttle_sends
         self.highest_epoch = 0
         self.sends: list[dict[str, Any]] = []  # every send attempt, as /api/sends lists them
         self.polls: list[dict[str, Any]] = []  # every poll, as /api/polls lists them
@@ -106,6 +116,12 @@ class MemoryChannel:
             fault = self._fail_sends.popleft() if self._fail_sends else None
             if fault is False:
                 raise ChannelError(f"{self.name}: sendMessage failed, not delivered (injected)")
+            if fault is None and self._fail_sends_refused:
+                self._fail_sends_refused -= 1
+                raise NotDelivered(f"{self.name}: sendMessage: connection refused (injected)")
+            if isinstance(fault, float):
+                self._log_send(reply, "throttled", None)
+                raise RateLimited(f"{self.name}: sendMessage: HTTP 429 (injected)", fault)
             self._check_send(reply)
             outcome = self._decide(reply)
             if fault is True:
@@ -116,24 +132,58 @@ class MemoryChannel:
         with self._cond:
             return reply_key in self._by_key
 
-    def post_user_message(self, topic: str, text: str, client_id: str) -> int:
+    def post_user_message(
+        self,
+        topic: str,
+        text: str,
+        client_id: str,
+        *,
+        kind: str = "text",
+        caption: str | None = None,
+        emoji: str | None = None,
+    ) -> int:
+        """Post as the user (the port's method); tests may post another ``kind`` with
+        ``text`` "" and a ``caption`` (photo, document, voice) or ``emoji`` (sticker)."""
         if not TOPIC_NAME.fullmatch(topic):
             raise ChannelError(f"{self.name}: HTTP 400: bad topic name {topic!r}")
-        if not text or valid_unicode(text) is not text or not client_id:
+        if not client_id:
             raise ChannelError(f"{self.name}: HTTP 400: text and client_id must be non-empty")
+        if kind == "text" and (not text or valid_unicode(text) is not text):
+            raise ChannelError(f"{self.name}: HTTP 400: text and client_id must be non-empty")
+        body = {"kind": kind, "text": text or None, "caption": caption, "emoji": emoji}
+        try:
+            content = user_message(body)
+        except ChatRefused as exc:
+            raise ChannelError(f"{self.name}: HTTP 400: {exc}") from None
         with self._cond:
             thread_id = self._thread(topic)
             known = self._posted.get((thread_id, client_id))
             if known is not None:
                 return known
-            message_id = self._new_message(thread_id, "user", text)
+            message_id = self._new_message(thread_id, "user", text, kind=kind, caption=caption)
             self._posted[(thread_id, client_id)] = message_id
-            update_id = self._next_update_id
-            self._next_update_id += 1
-            raw = user_update(update_id, message_id, thread_id, self._date(), text)
-            self._queue.append((update_id, raw))
-            self._cond.notify_all()
+            self._user_content[message_id] = content
+            self._queue_user_update(message_id, thread_id, None)
             return message_id
+
+    def edit_user_message(self, topic: str, message_id: int, text: str) -> int:
+        """Change the text of the user's text message ``message_id`` in ``topic`` and
+        queue an ``edited_message`` update; return its update id. As the service: an
+        unknown message, a bot's, one of another kind or an empty text: ChannelError."""
+        if not text or valid_unicode(text) is not text:
+            raise ChannelError(f"{self.name}: HTTP 400: text must be a non-empty string")
+        with self._cond:
+            thread_id = self._threads.get(topic)
+            listed = self._messages.get(thread_id or 0, [])
+            found = [m for m in listed if m["message_id"] == message_id]
+            if thread_id is None or not found:
+                raise ChannelError(f"{self.name}: HTTP 404: {topic!r} has no message {message_id}")
+            content = self._user_content.get(message_id)
+            if content is None or content["kind"] != "text":
+                raise ChannelError(f"{self.name}: HTTP 400: only the user's text messages")
+            found[0]["text"] = text
+            self._user_content[message_id] = {**content, "text": text}
+            return self._queue_user_update(message_id, thread_id, self._date())
 
     # --- inspection and fault hooks ------------------------------------------------------
 
@@ -162,6 +212,16 @@ class MemoryChannel:
         answer lost on the way back) or without delivering."""
         with self._cond:
             self._fail_sends.extend([delivered] * n)
+
+    def throttle_sends(self, n: int, retry_after_s: float) -> None:
+        """The next ``n`` sends answer 429 (RateLimited): nothing is delivered."""
+        with self._cond:
+            self._fail_sends.extend([float(retry_after_s)] * n)
+
+    def refuse_sends(self, n: int) -> None:
+        """The next ``n`` sends find no one listening (NotDelivered): nothing delivered."""
+        with self._cond:
+            self._fail_sends_refused += n
 
     def inject_update(self, raw: object) -> int:
         """Queue a raw update as is (any JSON value) and return its place in the queue.
@@ -221,17 +281,32 @@ class MemoryChannel:
         self._log_send(reply, "accepted", message_id)
         return SendOutcome("accepted", message_id=message_id)
 
+    def _queue_user_update(self, message_id: int, thread_id: int, edit_date: int | None) -> int:
+        """Queue the update of user message ``message_id`` (an edit's with ``edit_date``),
+        shaped as the service's, and return its id."""
+        content = self._user_content[message_id]
+        date = next(m["date"] for m in self._messages[thread_id] if m["message_id"] == message_id)
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        raw = user_update(update_id, message_id, thread_id, date, **content, edit_date=edit_date)
+        self._queue.append((update_id, raw))
+        self._cond.notify_all()
+        return update_id
+
     def _thread(self, topic: str) -> int:
         if topic not in self._threads:
             self._threads[topic] = len(self._threads) + 1
             self._messages[self._threads[topic]] = []
         return self._threads[topic]
 
-    def _new_message(self, thread_id: int, sender: str, text: str, **bot: Any) -> int:
+    def _new_message(self, thread_id: int, sender: str, text: str, **extra: Any) -> int:
+        """A message listed as the service lists it; ``extra``: a bot's reply_to, epoch
+        and reply_key, a user's kind and caption (a text only for kind "text")."""
         message_id = self._next_message_id
         self._next_message_id += 1
-        item = {"message_id": message_id, "from": sender, "text": text, "date": self._date()}
-        self._messages[thread_id].append({**item, **bot})
+        shown: str | None = text if extra.get("kind", "text") == "text" else None
+        item = {"message_id": message_id, "from": sender, "text": shown, "date": self._date()}
+        self._messages[thread_id].append({**item, **extra})
         return message_id
 
     def _log_send(self, reply: OutboundReply, outcome: str, message_id: int | None) -> None:

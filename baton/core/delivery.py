@@ -14,6 +14,11 @@
 - Failure replies: a message too large for the agent, and a message the agent failed on
   more than ``retries`` times, still get exactly one reply, saying so, so no message is
   silently dropped.
+- ``split_replies``: a reply longer than the sink takes (Telegram: 4096 UTF-16 code
+  units) is split, before it is prepared, into parts at paragraph, then line, then word
+  boundaries (a hard cut only where there is none), so each part is a reply of its own
+  with its own key and is delivered exactly once like any other. Every part fits, none
+  is blank, and only the whitespace at a cut is lost.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Literal
 from baton.core.ledger import LedgerEntry, LedgerState
 
 MAX_TEXT_BYTES = 64 * 1024
+MAX_REPLY_UNITS = 4096  # Telegram's limit on a message, in UTF-16 code units
+_BOUNDARIES = ("\n\n", "\n", " ")
 
 Resume = Literal["commit", "send", "commit_unknown"]
 
@@ -79,3 +86,47 @@ def failed_reply(attempts: int, error: str | None) -> str:
 def retry_delay_ms(attempts: int) -> float:
     """Backoff before the agent runs again on a message it failed: 0.5 s, 1 s, 2 s ... 10 s."""
     return float(min(10000, 500 * 2 ** max(0, attempts - 1)))
+
+
+def utf16_units(text: str) -> int:
+    """The length of ``text`` as Telegram counts it: UTF-16 code units."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def split_replies(replies: Iterable[str], limit: int = MAX_REPLY_UNITS) -> tuple[str, ...]:
+    """Every reply as parts of at most ``limit`` UTF-16 code units, in order."""
+    return tuple(part for reply in replies for part in split_reply(reply, limit))
+
+
+def split_reply(text: str, limit: int = MAX_REPLY_UNITS) -> list[str]:
+    """``text`` in parts of at most ``limit`` units, cut at the last paragraph, line or
+    word boundary that fits (the separator at a cut is dropped); never a blank part."""
+    if limit < 2:
+        raise ValueError("limit must be at least 2 (a character outside the BMP)")
+    parts: list[str] = []
+    rest = text
+    while utf16_units(rest) > limit:
+        end = _fit(rest, limit)
+        window = rest[:end]
+        for sep in _BOUNDARIES:
+            at = window.rfind(sep)
+            if at > 0:
+                head, rest = window[:at], rest[at + len(sep) :]
+                break
+        else:
+            head, rest = window, rest[end:]
+        if head.strip():
+            parts.append(head)
+    if rest.strip() or not parts:
+        parts.append(rest)
+    return parts
+
+
+def _fit(text: str, limit: int) -> int:
+    """How many characters of ``text`` fit in ``limit`` UTF-16 units."""
+    units = 0
+    for n, c in enumerate(text):
+        units += 2 if ord(c) > 0xFFFF else 1
+        if units > limit:
+            return n
+    return len(text)

@@ -221,6 +221,7 @@ def marker_for(
         replies=tuple(r.text for r in entry.replies),
         index=index,
         sent_message_id=sent,
+        message_kind=entry.kind,
     )
 
 
@@ -243,6 +244,7 @@ def apply_marker(entry: LedgerEntry | None, marker: ReplyMarker, now_ms: float) 
             state=LedgerState.RECEIVED,
             received_ms=now_ms,
             updated_ms=now_ms,
+            kind=marker.message_kind,
         )
     elif entry.key != marker.key:
         raise LedgerTransitionError(f"marker for {marker.key} applied to {entry.key}")

@@ -13,9 +13,14 @@ Invariants:
   negative (except chat_id: Telegram group chats have negative ids), epoch >= 1, at most
   MAX_REPLIES replies, strings that are valid Unicode (no lone surrogates),
   ``key == f"{channel}:{topic}:{message_id}"`` and ``topic == f"{chat_id}/{thread_id}"``,
-  a committed marker names a reply it carries, a prepared one names none.
+  a committed marker names a reply it carries, a prepared one names none,
+  ``message_kind`` is one of baton.core.inbound.MESSAGE_KINDS.
 - Decoding a peer's dict (from_json) yields one or raises MarkerRefused; unknown or
-  missing fields are refused, never ignored or defaulted.
+  missing fields are refused, never ignored or defaulted, with one exception:
+  ``message_kind`` (what the message is; ``kind`` says what the marker is) may be
+  absent and then means "text". to_json leaves it out for a text message, so a marker
+  of a text message is the same JSON (and signs the same bytes) as before messages had
+  kinds, and peers of either version read each other's text markers.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from baton.core.errors import MarkerRefused
+from baton.core.inbound import MESSAGE_KINDS
 
-MAX_REPLIES = 10  # replies per message: the agent's, and a marker's
+# Reply parts per message (a ledger entry's, a marker's): an agent gives at most 10
+# replies of at most 16000 characters, and each is split into parts of at most 4096
+# UTF-16 units (baton.core.delivery.split_reply): at most 8 parts a reply.
+MAX_REPLIES = 100
 MAX_ID = 2**53  # JSON-safe integers; an id beyond this is not from a real channel
 _CHANNEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
@@ -49,6 +58,7 @@ class ReplyMarker:
     replies: tuple[str, ...]
     index: int | None = None  # committed: the reply delivered
     sent_message_id: int | None = None  # committed: the delivered message, when known
+    message_kind: str = "text"  # the message's kind (MESSAGE_KINDS); absent in JSON: text
 
     def __post_init__(self) -> None:
         _check(self)
@@ -56,14 +66,17 @@ class ReplyMarker:
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["replies"] = list(self.replies)
+        if self.message_kind == "text":
+            del doc["message_kind"]  # the JSON (and signed bytes) of markers before kinds
         return doc
 
     @classmethod
     def from_json(cls, obj: object) -> ReplyMarker:
-        """Decode a peer's marker strictly: exactly the fields of to_json, checked."""
+        """Decode a peer's marker strictly: exactly the fields of to_json (message_kind
+        may be absent: "text"), checked."""
         if not isinstance(obj, dict):
             raise MarkerRefused("marker: expected an object")
-        missing, unknown = _FIELDS - set(obj), set(obj) - _FIELDS
+        missing, unknown = _REQUIRED - set(obj), set(obj) - _FIELDS
         if missing or unknown:
             raise MarkerRefused(
                 f"marker: missing fields {sorted(missing)}, unknown {sorted(map(str, unknown))}"
@@ -74,6 +87,7 @@ class ReplyMarker:
 
 
 _FIELDS = frozenset(f.name for f in fields(ReplyMarker))
+_REQUIRED = _FIELDS - {"message_kind"}
 
 
 def _check(m: ReplyMarker) -> None:
@@ -81,6 +95,8 @@ def _check(m: ReplyMarker) -> None:
         raise MarkerRefused("kind: expected 'prepared' or 'committed'")
     for name in ("key", "channel", "topic", "text", "sender"):
         _text(name, getattr(m, name))
+    if not isinstance(m.message_kind, str) or m.message_kind not in MESSAGE_KINDS:
+        raise MarkerRefused(f"message_kind: expected one of {', '.join(MESSAGE_KINDS)}")
     if not _CHANNEL_RE.fullmatch(m.channel):
         raise MarkerRefused("channel: expected a channel name")
     _int("chat_id", m.chat_id, -MAX_ID)

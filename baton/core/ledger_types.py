@@ -10,6 +10,9 @@ Invariants:
   ``f"{ledger_key}\\n{index}"``.
 - ``LedgerEntry.from_json(entry.to_json()) == entry``; a stored document of another
   shape raises LedgerCorrupt (it is our own data, so a bad shape means corruption).
+  The one field that may be missing is ``kind``: documents written before messages had
+  kinds have none, and they were all text messages, so they read as "text".
+- ``LedgerEntry.kind`` is one of baton.core.inbound.MESSAGE_KINDS.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from baton.core.errors import LedgerCorrupt
-from baton.core.inbound import InboundMessage
+from baton.core.inbound import MESSAGE_KINDS, InboundMessage
 
 MAX_ERROR_CHARS = 1000  # last_error is truncated to this (core.ledger.fail)
 
@@ -98,6 +101,7 @@ class LedgerEntry:
     prepared_epoch: int | None = None
     received_ms: float = 0.0
     updated_ms: float = 0.0
+    kind: str = "text"  # one of MESSAGE_KINDS
 
     @classmethod
     def of(cls, msg: InboundMessage, now_ms: float) -> LedgerEntry:
@@ -115,6 +119,7 @@ class LedgerEntry:
             state=LedgerState.RECEIVED,
             received_ms=now_ms,
             updated_ms=now_ms,
+            kind=msg.kind,
         )
 
     @property
@@ -133,7 +138,10 @@ class LedgerEntry:
 
     @classmethod
     def from_json(cls, obj: object) -> LedgerEntry:
-        """Decode a stored entry; a bad shape raises LedgerCorrupt."""
+        """Decode a stored entry; a bad shape raises LedgerCorrupt. A document without
+        "kind" (written before messages had kinds) is a text message's."""
+        if isinstance(obj, dict) and "kind" not in obj:
+            obj = {**obj, "kind": "text"}
         doc = _doc(obj, _ENTRY_FIELDS, "entry")
         try:
             state = LedgerState(doc["state"])
@@ -159,6 +167,7 @@ class LedgerEntry:
             prepared_epoch=_opt_int(doc, "prepared_epoch"),
             received_ms=_num(doc, "received_ms"),
             updated_ms=_num(doc, "updated_ms"),
+            kind=_message_kind(doc),
         )
 
 
@@ -208,6 +217,13 @@ def _bool(doc: Mapping[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise LedgerCorrupt(f"{name}: expected a boolean")
     return value
+
+
+def _message_kind(doc: Mapping[str, Any]) -> str:
+    kind = _str(doc, "kind")
+    if kind not in MESSAGE_KINDS:
+        raise LedgerCorrupt(f"entry: unknown kind {kind!r}")
+    return kind
 
 
 def _num(doc: Mapping[str, Any], name: str) -> float:

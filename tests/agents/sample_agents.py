@@ -19,6 +19,10 @@ def ok(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
     return [f"ok: {message.text}", f"turns: {len(history)}"]
 
 
+def kinds(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+    return [f"{message.kind}: {message.text}"]
+
+
 def single(message: AgentMessage, history: Sequence[Turn]) -> str:
     return f"single: {message.text}"
 

@@ -5,6 +5,7 @@ No worker processes here: tests/agents/test_runner.py runs them.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -21,7 +22,13 @@ from baton.agents.builtin import (
     load_python_agent,
     parse_spec,
 )
-from baton.agents.worker import BrokenAnswer, decode_answer
+from baton.agents.worker import (
+    BrokenAnswer,
+    answer,
+    decode_answer,
+    decode_request,
+    encode_request,
+)
 from baton.core.errors import ConfigError
 
 MSG = AgentMessage(topic="t", message_id=7, text="hello", sender="u1")
@@ -157,6 +164,27 @@ def test_echo_names_the_earlier_turns() -> None:
     assert EchoAgent().handle(MSG, []) == ["echo: hello (earlier turns: 0)"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "text", "expected"),
+    [
+        ("photo", "my cat", "echo: [photo] my cat (earlier turns: 2)"),
+        ("photo", "", "echo: [photo] (earlier turns: 2)"),
+        ("document", "the report", "echo: [document] the report (earlier turns: 2)"),
+        ("voice", "", "echo: [voice] (earlier turns: 2)"),
+        ("video", "look", "echo: [video] look (earlier turns: 2)"),
+        ("audio", "", "echo: [audio] (earlier turns: 2)"),
+        ("animation", "lol", "echo: [animation] lol (earlier turns: 2)"),
+        ("sticker", "\U0001f44d", "echo: [sticker] \U0001f44d (earlier turns: 2)"),
+        ("other", "", "echo: [other] (earlier turns: 2)"),
+        ("text", "hello", "echo: hello (earlier turns: 2)"),
+    ],
+)
+def test_echo_answers_every_kind(kind: str, text: str, expected: str) -> None:
+    message = AgentMessage(topic="t", message_id=7, text=text, sender="u1", kind=kind)
+    assert EchoAgent().handle(message, HISTORY) == [expected]
+    assert check_replies([expected]) == [expected]  # a usable answer, caption or not
+
+
 def test_load_agent_builds_each_kind() -> None:
     assert isinstance(load_agent("echo"), EchoAgent)
     assert isinstance(load_agent(f"cmd:{sys.executable}"), CmdAgent)
@@ -217,6 +245,19 @@ def test_cmd_agent_gets_message_and_history_as_json(tmp_path: Path) -> None:
     assert CmdAgent(argv).handle(MSG, HISTORY) == ["hello u1", "2", "e"]
 
 
+def test_cmd_agent_gets_the_message_kind(tmp_path: Path) -> None:
+    argv = _script(
+        tmp_path,
+        "import json, sys\n"
+        "m = json.load(sys.stdin)['message']\n"
+        "print(json.dumps({'replies': [m['kind'] + ':' + m['text'] + ':' + str(sorted(m))]}))\n",
+    ).split()
+    sticker = AgentMessage(topic="t", message_id=7, text="\U0001f44d", sender="u1", kind="sticker")
+    fields = "['kind', 'message_id', 'sender', 'text', 'topic']"
+    assert CmdAgent(argv).handle(sticker, []) == [f"sticker:\U0001f44d:{fields}"]
+    assert CmdAgent(argv).handle(MSG, []) == [f"text:hello:{fields}"]
+
+
 @pytest.mark.parametrize(
     ("body", "reason", "fragment"),
     [
@@ -271,3 +312,36 @@ def test_decode_answer_reports_the_agents_failure() -> None:
     with pytest.raises(AgentFailed) as info:
         decode_answer(b'{"id": 1, "replies": []}', 1)
     assert info.value.reason == "garbage" and not isinstance(info.value, BrokenAnswer)
+
+
+# --- the worker protocol ---------------------------------------------------------------
+
+
+def test_a_request_carries_the_message_kind() -> None:
+    photo = AgentMessage(topic="t", message_id=7, text="", sender="u1", kind="photo")
+    line = encode_request(3, photo, HISTORY)
+    assert decode_request(line) == (3, photo, HISTORY)
+    seen: list[AgentMessage] = []
+    reply = answer(lambda m, h: seen.append(m) or [f"got {m.kind}"], line)
+    assert reply == {"id": 3, "replies": ["got photo"]} and seen == [photo]
+
+
+def test_a_request_from_a_runner_before_kinds_is_a_text_message() -> None:
+    line = b'{"id": 1, "message": {"topic": "t", "message_id": 7, "text": "hi", "sender": "u"},'
+    line += b' "history": []}'
+    assert decode_request(line)[1] == AgentMessage("t", 7, "hi", "u", "text")
+
+
+@pytest.mark.parametrize("kind", ["gif", None, 1, ["photo"]])
+def test_a_request_of_an_unknown_kind_is_a_bad_request(kind: object) -> None:
+    body = {"topic": "t", "message_id": 7, "text": "", "sender": "u", "kind": kind}
+    line = json.dumps({"id": 1, "message": body, "history": []}).encode()
+    reply = answer(lambda m, h: ["never"], line)
+    assert reply["reason"] == "error" and "bad request" in reply["error"]
+
+
+@pytest.mark.parametrize("message", [[], "hi", None, 5])
+def test_a_request_whose_message_is_no_object_is_a_bad_request(message: object) -> None:
+    line = json.dumps({"id": 1, "message": message, "history": []}).encode()
+    reply = answer(lambda m, h: ["never"], line)
+    assert reply["reason"] == "error" and "bad request" in reply["error"]

@@ -121,6 +121,16 @@ def test_echo_through_a_real_worker(make_runner: MakeRunner, counters: Counters)
     assert counters.get("agent.workers_started") == 1  # the idle worker was reused
 
 
+def test_the_message_kind_reaches_agents_in_real_workers(make_runner: MakeRunner) -> None:
+    sticker = AgentMessage(topic="t", message_id=2, text="\U0001f44d", sender="u1", kind="sticker")
+    photo = AgentMessage(topic="t", message_id=3, text="", sender="u1", kind="photo")
+    assert make_runner(f"{SAMPLES}:kinds").run(sticker, []) == ["sticker: \U0001f44d"]
+    echo = make_runner("echo")
+    assert echo.run(sticker, HISTORY) == ["echo: [sticker] \U0001f44d (earlier turns: 2)"]
+    assert echo.run(photo, []) == ["echo: [photo] (earlier turns: 0)"]
+    assert echo.run(msg("hi"), []) == ["echo: hi (earlier turns: 0)"]
+
+
 def test_cmd_agent_through_a_real_worker(make_runner: MakeRunner, cmd_spec: str) -> None:
     runner = make_runner(cmd_spec)
     assert runner.run(msg("hi"), HISTORY) == ["cmd: hi (2)"]

@@ -20,12 +20,16 @@ from baton.channels.base import (
     ChannelRejected,
     ChannelUnsupported,
     InboundMessage,
+    NotDelivered,
     OutboundReply,
     PollConflict,
+    RateLimited,
     SkippedUpdate,
+    WebhookActive,
 )
 from baton.channels.botapi import BotApiChannel, parse_update, parse_updates
 from baton.channels.chat_server import ChatServer
+from baton.channels.chat_store import user_update
 from baton.core.errors import ConfigError
 from baton.metrics import Counters
 
@@ -74,7 +78,10 @@ def test_an_update_without_an_integer_id_is_dropped(raw: object) -> None:
 SKIPPED: list[tuple[object, str]] = [
     ({"update_id": 5}, "no message"),
     ({"update_id": 5, "message": None}, "no message"),
-    ({"update_id": 5, "edited_message": _msg()["message"]}, "no message"),
+    ({"update_id": 5, "edited_message": _msg()["message"]}, "edited"),
+    ({"update_id": 5, "message": None, "edited_message": _msg()["message"]}, "edited"),
+    ({"update_id": 5, "edited_message": None}, "no message"),
+    ({"update_id": 5, "channel_post": _msg()["message"]}, "no message"),
     ({"update_id": 5, "message": "hello"}, "malformed"),
     ({"update_id": 5, "message": []}, "malformed"),
     (_msg(message_id="7"), "malformed"),
@@ -86,11 +93,17 @@ SKIPPED: list[tuple[object, str]] = [
     (_msg(chat={"id": False}), "malformed"),
     (_msg(message_thread_id="3"), "malformed"),
     (_msg(message_thread_id=3.5), "malformed"),
-    (_msg(text=_DROP), "not text"),
-    (_msg(text=None), "not text"),
-    (_msg(text=_DROP, photo=[{"file_id": "x"}]), "not text"),
     (_msg(text=12), "malformed"),
     (_msg(text=["hello"]), "malformed"),
+    (_msg(text=_DROP, photo={"file_id": "x"}), "malformed"),  # photo is a list of sizes
+    (_msg(text=_DROP, photo=[], caption=7), "malformed"),
+    (_msg(text=_DROP, document=["x"]), "malformed"),
+    (_msg(text=_DROP, voice="x", caption="hi"), "malformed"),
+    (_msg(text=_DROP, sticker="x"), "malformed"),
+    (_msg(text=_DROP, sticker={"file_id": "x", "emoji": 1}), "malformed"),
+    (_msg(text=_DROP, new_chat_members=[{"id": 1}]), "service"),
+    (_msg(text=_DROP, forum_topic_created={"name": "t", "icon_color": 1}), "service"),
+    (_msg(text=None, pinned_message={"message_id": 1}), "service"),
 ]
 
 
@@ -108,7 +121,88 @@ def test_a_text_message_becomes_an_inbound_message() -> None:
         message_id=7,
         text="hello",
         sender="ann",
+        kind="text",
     )
+
+
+_FILE = {"file_id": "f", "file_unique_id": "u"}
+KINDS: list[tuple[dict[str, Any], str, str]] = [
+    ({"photo": [{**_FILE, "width": 90, "height": 90}], "caption": "my cat"}, "photo", "my cat"),
+    ({"photo": [_FILE, _FILE]}, "photo", ""),
+    ({"photo": [], "caption": "no sizes"}, "photo", "no sizes"),
+    (
+        {"document": {**_FILE, "file_name": "a.pdf"}, "caption": "the report"},
+        "document",
+        "the report",
+    ),
+    ({"voice": {**_FILE, "duration": 2}}, "voice", ""),
+    ({"voice": {**_FILE, "duration": 2}, "caption": "listen"}, "voice", "listen"),
+    ({"video": {**_FILE, "duration": 5}, "caption": "look"}, "video", "look"),
+    ({"audio": {**_FILE, "duration": 200}, "caption": "a song"}, "audio", "a song"),
+    # Telegram sets "document" too on an animation, for older clients.
+    ({"animation": _FILE, "document": _FILE, "caption": "lol"}, "animation", "lol"),
+    ({"sticker": {**_FILE, "emoji": "\U0001f44d"}}, "sticker", "\U0001f44d"),
+    ({"sticker": _FILE}, "sticker", ""),
+    ({"sticker": {**_FILE, "emoji": None}}, "sticker", ""),
+    ({"location": {"latitude": 52.5, "longitude": 13.4}}, "other", ""),
+    ({"poll": {"id": "p", "question": "?", "options": []}}, "other", ""),
+    ({"contact": {"phone_number": "+1", "first_name": "A"}, "caption": 7}, "other", ""),
+    ({}, "other", ""),
+    ({"text": None, "photo": [_FILE], "caption": "cap"}, "photo", "cap"),
+    ({"text": "wins", "photo": [_FILE], "caption": "cap"}, "text", "wins"),
+]
+
+
+@pytest.mark.parametrize(("content", "kind", "text"), KINDS, ids=lambda v: repr(v)[:50])
+def test_a_message_of_every_kind_becomes_an_inbound_message(
+    content: dict[str, Any], kind: str, text: str
+) -> None:
+    """Its text is the text, else the caption, else a sticker's emoji, else empty."""
+    raw = _msg(text=_DROP)
+    raw["message"].update(content)
+    assert parse_update(raw, "local") == InboundMessage(
+        channel="local",
+        update_id=5,
+        chat_id=-100,
+        thread_id=3,
+        message_id=7,
+        text=text,
+        sender="ann",
+        kind=kind,
+    )
+
+
+def test_a_caption_with_lone_surrogates_is_repaired_and_counted() -> None:
+    raw = json.loads(
+        '{"update_id": 5, "message": {"message_id": 7, "chat": {"id": 1},'
+        ' "photo": [], "caption": "a\\ud800b"}}'
+    )
+    counters = Counters()
+    [update] = parse_updates([raw], "local", counters)
+    assert isinstance(update, InboundMessage)
+    assert (update.kind, update.text) == ("photo", "a\ufffdb")
+    assert counters.get("channel.replaced_text") == 1
+
+
+def test_the_chat_services_shapes_parse_as_their_kinds() -> None:
+    """The raw updates the bundled chat service makes (chat_store.user_update)."""
+    cases = [
+        (user_update(1, 10, 2, 0, "", kind="photo", caption="c"), ("photo", "c")),
+        (user_update(1, 10, 2, 0, "", kind="document"), ("document", "")),
+        (user_update(1, 10, 2, 0, "", kind="voice", caption="v"), ("voice", "v")),
+        (
+            user_update(1, 10, 2, 0, "", kind="sticker", emoji="\U0001f600"),
+            ("sticker", "\U0001f600"),
+        ),
+        (user_update(1, 10, 2, 0, "", kind="sticker"), ("sticker", "\U0001f44d")),
+        (user_update(1, 10, 2, 0, "hi"), ("text", "hi")),
+    ]
+    for raw, expected in cases:
+        update = parse_update(raw, "local")
+        assert isinstance(update, InboundMessage), raw
+        assert (update.kind, update.text, update.thread_id, update.message_id) == (*expected, 2, 10)
+    edit = user_update(3, 10, 2, 0, "changed", edit_date=5)
+    assert parse_update(edit, "local") == SkippedUpdate(3, "edited")
 
 
 @pytest.mark.parametrize(
@@ -164,9 +258,13 @@ def test_huge_and_odd_texts_pass_unchanged() -> None:
 
 def test_parse_updates_counts_what_it_drops_and_skips() -> None:
     counters = Counters()
-    raws = [{"x": 1}, 7, _msg(text=_DROP), {"update_id": 6}, _msg(chat=1), _msg()]
-    out = parse_updates(raws, "local", counters)
+    edited = {"update_id": 8, "edited_message": _msg()["message"]}
+    service = _msg(text=_DROP, left_chat_member={"id": 9})
+    raws = [{"x": 1}, 7, _msg(text=_DROP), {"update_id": 6}, _msg(chat=1), edited, service]
+    out = parse_updates([*raws, _msg()], "local", counters)
     assert [type(u).__name__ for u in out] == [
+        "InboundMessage",  # a message with no text and no media: "other"
+        "SkippedUpdate",
         "SkippedUpdate",
         "SkippedUpdate",
         "SkippedUpdate",
@@ -176,7 +274,8 @@ def test_parse_updates_counts_what_it_drops_and_skips() -> None:
         "channel.dropped_no_id": 2,
         "channel.skipped.malformed": 1,
         "channel.skipped.no_message": 1,
-        "channel.skipped.not_text": 1,
+        "channel.skipped.edited": 1,
+        "channel.skipped.service": 1,
     }
 
 
@@ -319,12 +418,43 @@ def test_a_409_on_poll_is_a_poll_conflict(fake: FakeBotApi) -> None:
         _adapter(fake).poll(None, 0)
 
 
-def test_a_refused_connection_is_a_channel_error() -> None:
+def test_a_webhook_on_the_bot_is_a_webhook_conflict(fake: FakeBotApi) -> None:
+    counters = Counters()
+    description = "Conflict: can't use getUpdates method while webhook is active"
+    fake.respond(409, {"ok": False, "error_code": 409, "description": description})
+    with pytest.raises(WebhookActive):
+        _adapter(fake, counters=counters).poll(None, 0)
+    assert counters.get("channel.errors.webhook") == 1
+
+
+def test_a_refused_connection_delivered_nothing() -> None:
     fake = FakeBotApi()
     fake.server.server_close()  # bound once, now closed: nobody listens on the port
-    channel = BotApiChannel("local", fake.url, "t", fencing=True, timeout_s=0.5)
-    with pytest.raises(ChannelError, match="cannot reach"):
+    channel = BotApiChannel("local", fake.url, "t", fencing=False, timeout_s=0.5)
+    with pytest.raises(NotDelivered, match="cannot reach"):
         channel.poll(None, 0)
+    with pytest.raises(NotDelivered):
+        channel.send(REPLY)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "wait"),
+    [
+        ({"retry_after": 5}, 5.0),
+        ({}, 1.0),
+        ({"retry_after": "5"}, 1.0),
+        ({"retry_after": 10**9}, 3600.0),
+    ],
+)
+def test_a_429_delivered_nothing_and_says_how_long_to_wait(
+    fake: FakeBotApi, parameters: dict[str, Any], wait: float
+) -> None:
+    body = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 5"}
+    fake.respond(429, body | {"parameters": parameters})
+    for fencing in (True, False):
+        with pytest.raises(RateLimited) as info:
+            _adapter(fake, fencing=fencing).send(REPLY)
+        assert info.value.retry_after_s == wait and isinstance(info.value, NotDelivered)
 
 
 @pytest.mark.parametrize("mode", ["hang", "trickle", "close"])
@@ -375,7 +505,6 @@ def test_send_outcomes_from_the_sink(fake: FakeBotApi) -> None:
         (400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}),
         (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"}),
         (503, b""),
-        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry"}),
         (200, {"ok": True, "result": {"message_id": "11"}}),
         (200, {"ok": True, "result": None}),
     ],
@@ -387,9 +516,10 @@ def test_a_send_without_a_clear_outcome_is_a_channel_error(
     with pytest.raises(ChannelError) as info:
         _adapter(fake).send(REPLY)
     assert "SECRET" not in info.value.detail
-    # refused for good (nothing delivered) only on a 4xx other than 409 and 429
-    rejected = 400 <= status < 500 and status not in (409, 429)
+    # refused for good (nothing delivered) only on a 4xx other than 409
+    rejected = 400 <= status < 500 and status != 409
     assert isinstance(info.value, ChannelRejected) == rejected
+    assert not isinstance(info.value, NotDelivered)  # the others may have been delivered
 
 
 def test_without_fencing_no_baton_parameter_is_sent_and_nothing_else_is_claimed(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from baton.channels.base import (
     InboundMessage,
     OutboundReply,
     PollConflict,
+    SkippedUpdate,
     Update,
 )
 from baton.channels.botapi import BotApiChannel
@@ -40,6 +42,25 @@ class Harness:
     messages: Callable[[str], list[dict[str, Any]]]  # as GET /api/topics/<t>/messages
     sends: Callable[[], list[dict[str, Any]]]  # as GET /api/sends
     waiting: Callable[[], int]  # polls parked in a long poll now
+    # post as the user, a message of any kind: body as POST /api/topics/<t>/messages takes
+    # it ({"kind", "text" | "caption" | "emoji", "client_id"}); the message id, or
+    # ChannelError when refused
+    post: Callable[[str, dict[str, Any]], int]
+    edit: Callable[[str, int, str], int]  # edit a user's text message: its update id
+
+
+def _memory_post(mem: MemoryChannel) -> Callable[[str, dict[str, Any]], int]:
+    def post(topic: str, body: dict[str, Any]) -> int:
+        return mem.post_user_message(
+            topic,
+            body.get("text", ""),
+            body["client_id"],
+            kind=body.get("kind", "text"),
+            caption=body.get("caption"),
+            emoji=body.get("emoji"),
+        )
+
+    return post
 
 
 def _get(url: str) -> Any:
@@ -47,11 +68,31 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+def _post(url: str, body: dict[str, Any]) -> Any:
+    """POST JSON; an HTTP error is a ChannelError, as the adapter and the twin raise."""
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ChannelError(f"HTTP {exc.code}: {exc.read()!r}") from None
+
+
 @pytest.fixture(params=["memory", "local"])
 def chat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "memory":
         mem = MemoryChannel()
-        yield Harness(mem, lambda: mem, mem.messages, lambda: mem.sends, lambda: mem.waiting_polls)
+        yield Harness(
+            mem,
+            lambda: mem,
+            mem.messages,
+            lambda: mem.sends,
+            lambda: mem.waiting_polls,
+            _memory_post(mem),
+            mem.edit_user_message,
+        )
         return
     server = ChatServer(tmp_path / "chat.sqlite").start()
     try:
@@ -66,6 +107,12 @@ def chat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
             lambda topic: _get(f"{url}/api/topics/{topic}/messages")["messages"],
             lambda: _get(f"{url}/api/sends")["sends"],
             lambda: int(_get(f"{url}/api/polls")["waiting"]),
+            lambda topic, body: int(
+                _post(f"{url}/api/topics/{topic}/messages", body)["message_id"]
+            ),
+            lambda topic, mid, text: int(
+                _post(f"{url}/api/topics/{topic}/messages/{mid}/edit", {"text": text})["update_id"]
+            ),
         )
     finally:
         server.stop()
@@ -270,3 +317,97 @@ def test_racing_sends_of_one_reply_deliver_it_once(chat: Harness) -> None:
         t.join(10)
     assert sorted(outcomes) == ["accepted"] + ["repeat"] * 7
     assert len([m for m in chat.messages("t") if m["from"] == "bot"]) == 1
+
+
+# --- messages of every kind, and edits ---------------------------------------------------
+
+THUMBS_UP = "\N{THUMBS UP SIGN}"
+
+
+def test_messages_of_every_kind_come_out_with_their_kind_and_words(chat: Harness) -> None:
+    posts: list[dict[str, Any]] = [
+        {"kind": "photo", "caption": "my cat"},
+        {"kind": "sticker", "emoji": "\U0001f600"},
+        {"kind": "sticker"},  # the service's default emoji
+        {"kind": "photo"},  # no caption
+        {"kind": "document", "caption": "the report"},
+        {"kind": "voice"},
+        {"text": "plain"},
+    ]
+    ids = [chat.post("t", {**body, "client_id": f"c{n}"}) for n, body in enumerate(posts)]
+    name = chat.channel.name
+    expected = [
+        ("photo", "my cat"),
+        ("sticker", "\U0001f600"),
+        ("sticker", THUMBS_UP),
+        ("photo", ""),
+        ("document", "the report"),
+        ("voice", ""),
+        ("text", "plain"),
+    ]
+    # the same ids on both: a fresh chat, its first topic, every post one update
+    assert ids == [1, 2, 3, 4, 5, 6, 7]
+    assert chat.channel.poll(None, 0) == [
+        InboundMessage(name, n, 1, 1, n, text, "user", kind)
+        for n, (kind, text) in enumerate(expected, 1)
+    ]
+    listed = [(m["kind"], m["text"], m["caption"]) for m in chat.messages("t")]
+    assert listed[0] == ("photo", None, "my cat")
+    assert listed[1] == ("sticker", None, None)
+    assert listed[-1] == ("text", "plain", None)
+
+
+def test_a_posted_kind_is_idempotent_per_client_id(chat: Harness) -> None:
+    first = chat.post("t", {"kind": "photo", "caption": "once", "client_id": "p1"})
+    assert chat.post("t", {"kind": "photo", "caption": "once", "client_id": "p1"}) == first
+    assert [u.message_id for u in chat.channel.poll(None, 0)] == [first]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "photo", "text": "a photo has a caption, not a text"},
+        {"kind": "sticker", "caption": "a sticker has no caption"},
+        {"kind": "photo", "emoji": THUMBS_UP},
+        {"kind": "video"},  # the chat service cannot post this kind
+        {"kind": "photo", "caption": ""},
+    ],
+    ids=repr,
+)
+def test_a_message_the_service_refuses_is_refused_by_both(
+    chat: Harness, body: dict[str, Any]
+) -> None:
+    with pytest.raises(ChannelError):
+        chat.post("t", {**body, "client_id": "refused"})
+    assert chat.channel.poll(None, 0) == []
+
+
+def test_an_edit_is_an_edited_update_skipped_after_the_message(chat: Harness) -> None:
+    mid = chat.post("t", {"text": "before", "client_id": "e1"})
+    edit_uid = chat.edit("t", mid, "after")
+    assert edit_uid == 2
+    name = chat.channel.name
+    updates = chat.channel.poll(None, 0)
+    assert updates == [
+        InboundMessage(name, 1, 1, 1, mid, "before", "user"),  # the text it was made with
+        SkippedUpdate(edit_uid, "edited"),
+    ]
+    assert [m["text"] for m in chat.messages("t")] == ["after"]
+    assert chat.channel.poll(edit_uid + 1, 0) == []  # the cursor passes the edit
+
+
+def test_only_a_users_text_message_can_be_edited(chat: Harness) -> None:
+    photo = chat.post("t", {"kind": "photo", "caption": "c", "client_id": "e2"})
+    with pytest.raises(ChannelError):
+        chat.edit("t", photo, "a photo is not edited")
+    with pytest.raises(ChannelError):
+        chat.edit("t", photo + 100, "no such message")
+    with pytest.raises(ChannelError):
+        chat.edit("elsewhere", photo, "another topic")
+    msg = [u for u in chat.channel.poll(None, 0) if isinstance(u, InboundMessage)]
+    assert [(m.kind, m.text) for m in msg] == [("photo", "c")]
+    reply = chat.channel.send(_reply(msg[0], 1, KEY_A, "nice"))
+    assert reply.message_id is not None
+    with pytest.raises(ChannelError):
+        chat.edit("t", reply.message_id, "a bot's message is not edited")
+    assert [type(u) for u in chat.channel.poll(None, 0)] == [InboundMessage]

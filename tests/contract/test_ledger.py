@@ -5,9 +5,11 @@ tests/contract/test_sqlite_file.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,9 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from baton.core.errors import LedgerError, LedgerTransitionError, UnknownEntry
-from baton.core.inbound import InboundMessage
-from baton.core.ledger import Ledger, LedgerState, ReplyMarker, marker_for
+from baton.core.errors import LedgerCorrupt, LedgerError, LedgerTransitionError, UnknownEntry
+from baton.core.inbound import MESSAGE_KINDS, InboundMessage
+from baton.core.ledger import (
+    MAX_REPLIES,
+    Ledger,
+    LedgerEntry,
+    LedgerState,
+    ReplyMarker,
+    begin,
+    marker_for,
+    prepare,
+)
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
 
@@ -92,7 +103,7 @@ def test_an_illegal_step_raises_and_changes_nothing(ledger: Ledger) -> None:
         lambda: ledger.ack(key, 2.0),
         lambda: ledger.fail(key, "x", 2.0),
         lambda: ledger.commit(key, 0, 1, 1, 2.0),
-        lambda: ledger.prepare(key, ["r"] * 11, 1, 2.0),
+        lambda: ledger.prepare(key, ["r"] * (MAX_REPLIES + 1), 1, 2.0),
     ]
     for step in steps:
         with pytest.raises(LedgerTransitionError):
@@ -136,6 +147,43 @@ def test_markers_create_and_advance_entries_once(ledger: Ledger) -> None:
     acked = ledger.ack(key, 14.0)
     for marker in (prepared, c0, c1):
         assert ledger.apply_marker(marker, 15.0) == acked == ledger.get(key)
+
+
+def test_a_message_keeps_its_kind(ledger: Ledger) -> None:
+    keys = {}
+    for n, kind in enumerate(MESSAGE_KINDS, 1):
+        text = "" if kind in ("photo", "other") else f"said {kind}"
+        message = InboundMessage("memory", n, 1, 0, n, text, "ann", kind)
+        entry, new = ledger.record(message, 1.0)
+        assert new and (entry.kind, entry.text) == (kind, text)
+        keys[kind] = entry.key
+    finish(ledger, keys["sticker"], 2.0)
+    ledger.begin(keys["photo"], 2.0)
+    assert {kind: ledger.get(key).kind for kind, key in keys.items()} == {  # type: ignore[union-attr]
+        kind: kind for kind in MESSAGE_KINDS
+    }
+    assert {e.key: e.kind for e in ledger.pending()} == {
+        key: kind for kind, key in keys.items() if kind != "sticker"
+    }
+
+
+def test_a_marker_from_a_peer_before_kinds_makes_a_text_entry(ledger: Ledger) -> None:
+    holder = MemoryLedger()
+    key = holder.record(msg(7), 1.0)[0].key
+    holder.begin(key, 1.0)
+    doc = marker_for(holder.prepare(key, ["a"], 4, 2.0), "prepared", 4).to_json()
+    assert "message_kind" not in doc  # what the version before kinds sends
+    entry = ledger.apply_marker(ReplyMarker.from_json(doc), 3.0)
+    assert (entry.kind, entry.state, entry.text) == ("text", S.PREPARED, "m7")
+
+
+def test_a_marker_carries_the_message_kind_to_a_standby(ledger: Ledger) -> None:
+    photo = InboundMessage("memory", 8, 1, 0, 8, "my cat", "ann", "photo")
+    entry = prepare(begin(LedgerEntry.of(photo, 1.0), 1.0), ["nice"], 4, 2.0)
+    doc = json.loads(json.dumps(marker_for(entry, "prepared", 4).to_json()))
+    assert doc.get("message_kind") == "photo"
+    made = ledger.apply_marker(ReplyMarker.from_json(doc), 3.0)
+    assert (made.kind, made.text, made.state) == ("photo", "my cat", S.PREPARED)
 
 
 def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> None:
@@ -274,6 +322,56 @@ def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
         assert [second.get(k) for k in keys] == before
         assert [q.item_id for q in second.queue_items()] == ["id-1"]
         assert not second.record(msg(1), 9.0)[1]
+    finally:
+        second.close()
+
+
+def _stored_doc(path: Path, key: str, change: Callable[[dict[str, object]], object]) -> None:
+    """Rewrite the stored document of ``key`` (the ledger is closed)."""
+    db = sqlite3.connect(path)
+    try:
+        doc = json.loads(db.execute("SELECT doc FROM entries WHERE key = ?", (key,)).fetchone()[0])
+        change(doc)
+        db.execute("UPDATE entries SET doc = ? WHERE key = ?", (json.dumps(doc), key))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_sqlite_reads_entries_stored_before_kinds_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    first = SqliteLedger(path)
+    key = first.record(msg(7), 1.0)[0].key
+    first.begin(key, 2.0)
+    first.close()
+    _stored_doc(path, key, lambda doc: doc.pop("kind"))  # as the version before kinds
+    second = SqliteLedger(path)
+    try:
+        entry = second.get(key)
+        assert entry is not None and (entry.kind, entry.state, entry.text) == (
+            "text",
+            S.PROCESSING,
+            "m7",
+        )
+        assert second.prepare(key, ["r"], 1, 3.0).kind == "text"
+    finally:
+        second.close()
+    stored: list[dict[str, object]] = []
+    _stored_doc(path, key, stored.append)
+    assert stored[0]["kind"] == "text"  # written again with its kind
+
+
+def test_sqlite_refuses_a_stored_entry_of_an_unknown_kind(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    first = SqliteLedger(path)
+    photo = InboundMessage("memory", 7, 1, 0, 7, "", "ann", "photo")
+    key = first.record(photo, 1.0)[0].key
+    first.close()
+    _stored_doc(path, key, lambda doc: doc.update(kind="hologram"))
+    second = SqliteLedger(path)
+    try:
+        with pytest.raises(LedgerCorrupt, match="kind"):
+            second.get(key)
     finally:
         second.close()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from baton.core.errors import TranscriptCorrupt, TranscriptError, TranscriptRefused
+from baton.core.ledger import MAX_REPLIES
 from baton.core.transcript import PutResult, TranscriptStore, TranscriptTurn
 from baton.stores.home import HomePaths
 from baton.stores.transcript_memory import MemoryTranscriptStore
@@ -78,7 +79,7 @@ BAD_APPENDS: dict[str, tuple[object, ...]] = {
     "a bool message id": ("1/0", "k", True, "t", (), 1.0),
     "a lone surrogate": ("1/0", "k", 1, "t\ud800", (), 1.0),
     "a lone surrogate topic": ("\ud800", "k", 1, "t", (), 1.0),
-    "too many replies": ("1/0", "k", 1, "t", ("r",) * 11, 1.0),
+    "too many replies": ("1/0", "k", 1, "t", ("r",) * (MAX_REPLIES + 1), 1.0),
     "a NaN time": ("1/0", "k", 1, "t", (), float("nan")),
 }
 
