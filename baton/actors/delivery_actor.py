@@ -46,6 +46,7 @@ from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
 from baton.channels.base import InboundMessage
 from baton.core import delivery
+from baton.core.alarms import AlarmBook
 from baton.core.clock import Clock
 from baton.core.errors import LedgerError
 from baton.core.ledger import Ledger, LedgerEntry, LedgerState
@@ -108,6 +109,8 @@ class DeliveryActor(pykka.ThreadingActor):
         # the replies in flight to be delivered (``drain_reply`` is called once).
         self.ingress_stopped = False
         self.drain_reply: Callable[[], None] | None = None
+        self.alarms = AlarmBook()
+        self.sends_held_until = 0.0  # a 429: no send to the channel before this
 
     def on_start(self) -> None:
         self._publish_cursor()
@@ -269,6 +272,9 @@ class DeliveryActor(pykka.ThreadingActor):
                 assert self.term is not None
                 self.tail(StartAgent(self._job(entry), entry, self.term))
         elif entry.state is LedgerState.PREPARED:
+            if self.clock.monotonic_ms() < self.sends_held_until:
+                self.retry_at[entry.key] = self.sends_held_until
+                return False
             index = entry.uncommitted()[0].index
             if entry.key in self.mine and (entry.key, index) not in self.unsure:
                 self.unsure.add((entry.key, index))  # until its outcome is known
@@ -301,7 +307,8 @@ class DeliveryActor(pykka.ThreadingActor):
 
     def _prepare(self, entry: LedgerEntry, replies: tuple[str, ...]) -> None:
         assert self.term is not None
-        entry = self.ledger.prepare(entry.key, replies, self.term, self._wall_ms())
+        parts = delivery.split_replies(replies)  # each part one message at the sink
+        entry = self.ledger.prepare(entry.key, parts, self.term, self._wall_ms())
         if entry.prepared_epoch == self.term:
             self.mine.add(entry.key)
         self.book.tell(entry, "prepared", self.term, None)
@@ -338,6 +345,16 @@ class DeliveryActor(pykka.ThreadingActor):
         elif done.error == "not_holder":
             self.unsure.discard((done.key, done.index))  # nothing was sent
             self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
+        elif done.not_delivered:
+            self.unsure.discard((done.key, done.index))  # surely not delivered: send again
+            if done.retry_after_ms:  # a 429: the chat's limit holds every send back
+                self.counters.inc("delivery.rate_limited")
+                self.sends_held_until = max(self.sends_held_until, now + done.retry_after_ms)
+                wait_s = done.retry_after_ms / 1000
+                self.alarms.raise_alarm("rate_limited", f"waiting {wait_s:g} s", self._wall_s())
+            else:
+                self.counters.inc("delivery.not_sent")
+            self.retry_at[done.key] = max(now + RETRY_UNKNOWN_MS, self.sends_held_until)
         elif done.error is not None and done.error.startswith(REJECTED):
             # Refused for good (thread deleted, text refused): sending again cannot help.
             # Recorded as done with no message, logged and counted, so nothing waits on it.
@@ -356,10 +373,9 @@ class DeliveryActor(pykka.ThreadingActor):
             self.counters.inc("delivery.check_failed")
             self.retry_at[done.key] = self.clock.monotonic_ms() + RETRY_UNKNOWN_MS
             return
-        if done.delivered is None:
-            self.counters.inc("delivery.ambiguous")
-            log.warning("%s reply %d: the channel cannot say if it arrived", done.key, done.index)
         action = delivery.resume(done.delivered, self.settings.ambiguous_policy)
+        if done.delivered is None:
+            self._ambiguous(done.key, done.index, action)
         if action == "send":
             self.unsure.discard((done.key, done.index))
             self.mine.add(done.key)  # the later replies are ours to send now
@@ -367,6 +383,17 @@ class DeliveryActor(pykka.ThreadingActor):
             self.counters.inc(f"delivery.resumed_{action}")
             self._commit(done.key, done.index, None, self.last_epoch or 1)
         self._pump()
+
+    def _ambiguous(self, key: str, index: int, action: str) -> None:
+        """A reply that may have reached a sink that cannot say: reported, never hidden
+        (counted, an alarm, and a log event a checker can match to a double)."""
+        self.counters.inc("delivery.ambiguous")
+        what = "sent again" if action == "send" else "recorded as delivered"
+        detail = f"{key} reply {index} may have arrived already; {what}"
+        self.alarms.raise_alarm("ambiguous_send", detail, self._wall_s())
+        event = {"kind": "ambiguous_send", "key": key, "index": index, "action": action}
+        event["message_id"] = int(key.rsplit(":", 1)[1])
+        log.warning("ambiguous send: %s", detail, extra={"event": event})
 
     def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:
         entry = self.ledger.commit(key, index, message_id, epoch, self._wall_ms())
@@ -385,6 +412,9 @@ class DeliveryActor(pykka.ThreadingActor):
     def _wall_ms(self) -> float:
         return self.clock.wall_s() * 1000
 
+    def _wall_s(self) -> float:
+        return self.clock.wall_s()
+
     def _view(self) -> dict[str, Any]:
         offset, _pending = self.cursor.read()
         return {
@@ -396,4 +426,7 @@ class DeliveryActor(pykka.ThreadingActor):
             "queued": len(self.ledger.queue_items()),
             "offset": offset,
             "ingress_stopped": self.ingress_stopped,
+            "polling": self.cursor.problem or ("ok" if self.term is not None else "standby"),
+            "alarms": self.alarms.recent(),
+            "alarm_counts": dict(self.alarms.counts),
         }
