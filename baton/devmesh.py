@@ -287,6 +287,24 @@ class Mesh:
         for m in self.machines:
             wait_for(partial(_all_reachable, m, expected), timeout, f"{m.name} to reach its peers")
 
+    def synced_holder(self, but: Machine | None = None) -> Machine | None:
+        """The awake machine, once its lease record names every other machine that
+        answers in sync (only those take over by themselves); None until then. ``but``
+        (perhaps paused) is not asked."""
+        views: dict[str, dict[str, Any]] = {}
+        for m in self.machines:
+            if m is not but:
+                with contextlib.suppress(Exception):  # a node being restarted: not up
+                    views[m.name] = m.status(timeout=5)
+        awake = [n for n, v in views.items() if v["role"] == "awake"]
+        if len(awake) != 1:
+            return None
+        view = views[awake[0]]
+        others = {v["machine_id"] for n, v in views.items() if n != awake[0]}
+        if not others <= set(view.get("in_sync") or ()):
+            return None
+        return next(m for m in self.machines if m.name == awake[0])
+
     def stop(self) -> None:
         for m in self.machines:
             m.stop()

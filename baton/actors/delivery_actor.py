@@ -46,6 +46,7 @@ from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
 from baton.channels.base import InboundMessage
 from baton.core import delivery
+from baton.core.alarms import AlarmBook
 from baton.core.clock import Clock
 from baton.core.errors import LedgerError
 from baton.core.ledger import Ledger, LedgerEntry, LedgerState
@@ -78,6 +79,8 @@ class DeliveryActor(pykka.ThreadingActor):
         counters: Counters,
         rng: Callable[[int], bytes],
         tail: Callable[[StartAgent | TurnDone], None],
+        *,
+        want_in_sync: Callable[[tuple[str, ...]], None] = lambda in_sync: None,
     ) -> None:
         super().__init__()
         self.me = me
@@ -87,7 +90,12 @@ class DeliveryActor(pykka.ThreadingActor):
         self.jobs = jobs
         self.gate = gate
         self.cursor = cursor
-        self.book = MarkerBook(markers, self.ledger, verify, counters)
+        # a standby slower than this to record a marker leaves the in-sync set
+        ack_timeout = max(1000.0, settings.lease_ttl_ms / 2)
+        self.book = MarkerBook(
+            me, markers, self.ledger, verify, counters, ack_timeout, want_in_sync
+        )
+        self.was_in_sync = True  # as a standby, last seen: may this machine take over?
         self.clock = clock
         self.counters = counters
         self.term: int | None = None
@@ -108,6 +116,8 @@ class DeliveryActor(pykka.ThreadingActor):
         # the replies in flight to be delivered (``drain_reply`` is called once).
         self.ingress_stopped = False
         self.drain_reply: Callable[[], None] | None = None
+        self.alarms = AlarmBook()
+        self.sends_held_until = 0.0  # a 429: no send to the channel before this
 
     def on_start(self) -> None:
         self._publish_cursor()
@@ -146,6 +156,12 @@ class DeliveryActor(pykka.ThreadingActor):
                 self._check_done(message)
             case EnvelopeReceived(envelope=env) if env.type == "marker":
                 self.book.apply(env, self.term is not None, self._wall_ms())
+            case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
+                if self.book.acked(env):
+                    self._pump()
+            case EnvelopeReceived(envelope=env) if env.type == "sync_request":
+                if self.term is not None:
+                    self.book.sync_requested(env, self.term, self.clock.monotonic_ms())
             case EnvelopeReceived(envelope=env):
                 self.queue.received(env, self.term is not None)
             case HolderIs():
@@ -158,7 +174,7 @@ class DeliveryActor(pykka.ThreadingActor):
             case GetUserMessage(item_id=item_id):
                 return self.queue.status(item_id)
             case MembersChanged(peers=peers):
-                self.book.peers = peers
+                self.book.members_changed(peers)
             case GetDelivery():
                 return self._view()
             case StopIngress(reply=reply):
@@ -188,6 +204,12 @@ class DeliveryActor(pykka.ThreadingActor):
             epoch = None  # a sink refused this epoch: act no more until the lease moves on
         if epoch != self.term:
             self._term_changed(epoch)
+        view = self.gate.view()
+        if self.term is not None:
+            self.book.holder_tick(view, now)
+        else:
+            self.was_in_sync = view.may_take_over
+            self.book.request_sync(view, now)
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY_MS
             self._prune()
@@ -205,9 +227,28 @@ class DeliveryActor(pykka.ThreadingActor):
             self.highest_seen = None  # the cursor passes only what this term has seen
             self.last_epoch = epoch
             self.counters.inc("delivery.terms")
+            self._start_term(epoch)
         self.term = epoch
         self.ingress_stopped, self.drain_reply = False, None  # a handoff ends with its term
         self._publish_cursor()
+
+    def _start_term(self, epoch: int) -> None:
+        """Every standby the store may name gets the markers of the replies in flight
+        (they block until it acks). A term this machine took while out of sync (forced)
+        may answer again what others answered: each unfinished message is reported."""
+        now = self.clock.monotonic_ms()
+        self.book.new_term()
+        self.book.replicas.named_are(self.gate.view().in_sync)
+        pending = list(self.ledger.index.values())
+        self.book.retell_in_flight(pending, epoch, now)
+        if not self.was_in_sync:
+            for entry in pending:
+                self.counters.inc("delivery.out_of_sync_resume")
+                detail = f"{entry.key} ({entry.state.value}) may have been answered elsewhere"
+                self.alarms.raise_alarm("out_of_sync_resume", detail, self._wall_s())
+            if pending:
+                log.warning("took over out of sync: %d unfinished messages", len(pending))
+        self.was_in_sync = True
 
     def _prune(self) -> None:
         s = self.settings
@@ -269,6 +310,11 @@ class DeliveryActor(pykka.ThreadingActor):
                 assert self.term is not None
                 self.tail(StartAgent(self._job(entry), entry, self.term))
         elif entry.state is LedgerState.PREPARED:
+            if self.clock.monotonic_ms() < self.sends_held_until:
+                self.retry_at[entry.key] = self.sends_held_until
+                return False
+            if self.book.blocking(entry.key):
+                return False  # a standby in sync has not recorded the prepared marker yet
             index = entry.uncommitted()[0].index
             if entry.key in self.mine and (entry.key, index) not in self.unsure:
                 self.unsure.add((entry.key, index))  # until its outcome is known
@@ -301,10 +347,11 @@ class DeliveryActor(pykka.ThreadingActor):
 
     def _prepare(self, entry: LedgerEntry, replies: tuple[str, ...]) -> None:
         assert self.term is not None
-        entry = self.ledger.prepare(entry.key, replies, self.term, self._wall_ms())
+        parts = delivery.split_replies(replies)  # each part one message at the sink
+        entry = self.ledger.prepare(entry.key, parts, self.term, self._wall_ms())
         if entry.prepared_epoch == self.term:
             self.mine.add(entry.key)
-        self.book.tell(entry, "prepared", self.term, None)
+        self.book.tell(entry, "prepared", self.term, None, self.clock.monotonic_ms())
         self._work(entry)  # a prepared entry always starts a send or a check
 
     def _agent_done(self, done: AgentDone) -> None:
@@ -338,6 +385,16 @@ class DeliveryActor(pykka.ThreadingActor):
         elif done.error == "not_holder":
             self.unsure.discard((done.key, done.index))  # nothing was sent
             self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
+        elif done.not_delivered:
+            self.unsure.discard((done.key, done.index))  # surely not delivered: send again
+            if done.retry_after_ms:  # a 429: the chat's limit holds every send back
+                self.counters.inc("delivery.rate_limited")
+                self.sends_held_until = max(self.sends_held_until, now + done.retry_after_ms)
+                wait_s = done.retry_after_ms / 1000
+                self.alarms.raise_alarm("rate_limited", f"waiting {wait_s:g} s", self._wall_s())
+            else:
+                self.counters.inc("delivery.not_sent")
+            self.retry_at[done.key] = max(now + RETRY_UNKNOWN_MS, self.sends_held_until)
         elif done.error is not None and done.error.startswith(REJECTED):
             # Refused for good (thread deleted, text refused): sending again cannot help.
             # Recorded as done with no message, logged and counted, so nothing waits on it.
@@ -356,10 +413,9 @@ class DeliveryActor(pykka.ThreadingActor):
             self.counters.inc("delivery.check_failed")
             self.retry_at[done.key] = self.clock.monotonic_ms() + RETRY_UNKNOWN_MS
             return
-        if done.delivered is None:
-            self.counters.inc("delivery.ambiguous")
-            log.warning("%s reply %d: the channel cannot say if it arrived", done.key, done.index)
         action = delivery.resume(done.delivered, self.settings.ambiguous_policy)
+        if done.delivered is None:
+            self._ambiguous(done.key, done.index, action)
         if action == "send":
             self.unsure.discard((done.key, done.index))
             self.mine.add(done.key)  # the later replies are ours to send now
@@ -368,10 +424,21 @@ class DeliveryActor(pykka.ThreadingActor):
             self._commit(done.key, done.index, None, self.last_epoch or 1)
         self._pump()
 
+    def _ambiguous(self, key: str, index: int, action: str) -> None:
+        """A reply that may have reached a sink that cannot say: reported, never hidden
+        (counted, an alarm, and a log event a checker can match to a double)."""
+        self.counters.inc("delivery.ambiguous")
+        what = "sent again" if action == "send" else "recorded as delivered"
+        detail = f"{key} reply {index} may have arrived already; {what}"
+        self.alarms.raise_alarm("ambiguous_send", detail, self._wall_s())
+        event = {"kind": "ambiguous_send", "key": key, "index": index, "action": action}
+        event["message_id"] = int(key.rsplit(":", 1)[1])
+        log.warning("ambiguous send: %s", detail, extra={"event": event})
+
     def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:
         entry = self.ledger.commit(key, index, message_id, epoch, self._wall_ms())
         self.counters.inc("delivery.committed")
-        self.book.tell(entry, "committed", epoch, index)
+        self.book.tell(entry, "committed", epoch, index, self.clock.monotonic_ms())
         self.unsure.discard((key, index))
         # The replies after this one were never tried: every holder sends a message's
         # replies in order, each only once the one before it is known delivered.
@@ -385,6 +452,9 @@ class DeliveryActor(pykka.ThreadingActor):
     def _wall_ms(self) -> float:
         return self.clock.wall_s() * 1000
 
+    def _wall_s(self) -> float:
+        return self.clock.wall_s()
+
     def _view(self) -> dict[str, Any]:
         offset, _pending = self.cursor.read()
         return {
@@ -396,4 +466,7 @@ class DeliveryActor(pykka.ThreadingActor):
             "queued": len(self.ledger.queue_items()),
             "offset": offset,
             "ingress_stopped": self.ingress_stopped,
+            "polling": self.cursor.problem or ("ok" if self.term is not None else "standby"),
+            "alarms": self.alarms.recent(),
+            "alarm_counts": dict(self.alarms.counts),
         }

@@ -39,7 +39,7 @@ from baton.actors.handoff_messages import (
     Wakeup,
     Yield,
 )
-from baton.actors.lease_actor import MembersChanged
+from baton.actors.lease_actor import ForceTakeover, MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.core import handoff as h
 from baton.core.clock import Clock
@@ -110,6 +110,7 @@ class HandoffActor(pykka.ThreadingActor):
         self.receiver = h.Receiver()
         self.peers: dict[str, MachineEntry] = {}
         self.answer: Any = None  # the Future of the wakeup in progress
+        self.syncing: tuple[Any, float] | None = None  # a wakeup waiting to be in sync
         self.asked_at = 0.0
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=OUTCOMES_KEPT)
 
@@ -121,6 +122,7 @@ class HandoffActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._sentinel(h.Ticked(now, self.gate.current(now)))
                 self._receiver(h.Ticked(now, None))
+                self._synced(now)
             case Wakeup(force=force, answer=answer):
                 self._wakeup(force, answer, now)
             case EnvelopeReceived(envelope=env):
@@ -159,6 +161,12 @@ class HandoffActor(pykka.ThreadingActor):
             return
         view = self.gate.view()
         holding = self.gate.current(now) is not None
+        behind = view.holder not in (None, self.me) and self.me not in view.in_sync
+        if behind and not force and not holding and self.syncing is None:
+            # the holder hands over only to a standby in sync: wait (an ack timeout at
+            # most) for this one to catch up, then ask (the holder says why if still not)
+            self.syncing = (answer, now + self.timing.ack_timeout_ms)
+            return
         expires_in = 0.0 if view.takeover_at is None else max(0.0, view.takeover_at - now)
         self.answer, self.asked_at = answer, now
         holder = None if view.holder == self.me else view.holder
@@ -172,6 +180,12 @@ class HandoffActor(pykka.ThreadingActor):
         match env.type:
             case "handoff_request":
                 ref, target = self.actor_ref, env.sender
+                if target not in self.gate.view().in_sync:
+                    # the lease goes to the target alone: it must hold every marker
+                    self.counters.inc("handoff.holder.not_in_sync")
+                    why = f"{target} is not in sync yet (it is catching up); try again"
+                    self.transport.abort(target, hid, why)
+                    return
 
                 def heads_for(heads: h.Heads) -> None:
                     _told(ref, _HeadsFor(hid, target, heads))
@@ -253,7 +267,33 @@ class HandoffActor(pykka.ThreadingActor):
                 case h.Done():
                     self._done(effect)
                 case h.Outcome(kind=kind, detail=detail):
+                    if kind == "forcing":
+                        detail = self._forcing(detail)
                     self._outcome("target", kind, detail)
+
+    def _synced(self, now: float) -> None:
+        """A wakeup waiting for this machine to be in sync goes on once it is (or at
+        its deadline)."""
+        if self.syncing is None:
+            return
+        answer, deadline = self.syncing
+        if self.me in self.gate.view().in_sync or now >= deadline:
+            self._wakeup(False, answer, now)
+            self.syncing = None
+
+    def _forcing(self, detail: str) -> str:
+        """`wakeup --force`: the lease may take over though this machine is out of sync;
+        say what that may cost (each unfinished message it resumes is counted by
+        delivery as ``delivery.out_of_sync_resume``)."""
+        _told(self.lease, ForceTakeover())
+        if self.me in self.gate.view().in_sync:
+            return detail
+        self.counters.inc("handoff.forced_out_of_sync")
+        return (
+            f"{detail}; this machine is NOT in sync with the holder's replies: it may "
+            "answer again messages the others answered since it fell behind (each such "
+            "message is reported as an out_of_sync_resume alarm)"
+        )
 
     def _done(self, done: h.Done) -> None:
         took = self.clock.monotonic_ms() - self.asked_at

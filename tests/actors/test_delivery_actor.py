@@ -495,3 +495,44 @@ def test_a_job_that_raises_something_unexpected_never_leaves_its_topic_stuck() -
         assert text.startswith("[baton] the agent failed") and "RuntimeError" in text
     finally:
         a.stop()
+
+
+@pytest.mark.parametrize("policy", ["resend", "skip"])
+def test_a_429_waits_as_told_and_a_refused_connection_is_sent_again_never_ambiguous(
+    policy: str,
+) -> None:
+    channel = MemoryChannel("memory")
+    a = Machine(10, CannotSay(channel), {}, Settings(ambiguous_policy=policy))
+    try:
+        channel.throttle_sends(20, retry_after_s=0.05)  # 20 consecutive 429s
+        channel.refuse_sends(2)
+        a.hold(1)
+        ids = post_many(channel, 3)
+        wait_for(lambda: all_answered(channel, ids), 30, "answered after the waits")
+        wait_for(lambda: a.ledger.counts()["acked"] == 3, 10, "all done")
+        assert set(accepted(channel).values()) == {1}  # nothing recorded unsent, or doubled
+        assert sum(s["outcome"] == "throttled" for s in channel.sends) == 20
+        assert a.counters.get("delivery.rate_limited") == 20
+        assert a.counters.get("delivery.not_sent") == 2
+        assert a.counters.get("delivery.ambiguous") == 0  # neither may have arrived
+        view = a.ref.ask(GetDelivery(), timeout=10)
+        assert view["alarm_counts"] == {"rate_limited": 20}
+    finally:
+        a.stop()
+
+
+def test_a_reply_too_long_for_the_sink_goes_out_in_parts_each_once() -> None:
+    channel = MemoryChannel("memory")
+
+    def long_replies(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        return ["one", "m" * 4000 + "\n" + "n" * 4000, "three"]
+
+    a = Machine(10, channel, {}, Settings(), agent=long_replies)
+    try:
+        a.hold(1)
+        [mid] = post_many(channel, 1)
+        wait_for(lambda: a.ledger.counts()["acked"] == 1, 20, "done")
+        assert bot_texts(channel, "t0") == ["one", "m" * 4000, "n" * 4000, "three"]
+        assert [s["outcome"] for s in channel.sends if s["reply_to"] == mid] == ["accepted"] * 4
+    finally:
+        a.stop()

@@ -78,7 +78,7 @@ def start_mesh(
         init_args=("--channel", f"local:{chat.url}", "--agent", agent),
         env=env,
     )
-    wait_for(lambda: holder(mesh) is not None, 60, "a holder")
+    wait_for(mesh.synced_holder, 60, "a holder with every standby in sync")
     return mesh
 
 

@@ -47,7 +47,8 @@ def run_with_faults(
     loader.start()
     try:
         for _ in range(faults):
-            victim = wait_for(lambda: holder(mesh), 90, "a holder")
+            # only a standby in sync takes over: a fault lands once every one is back in
+            victim = wait_for(mesh.synced_holder, 90, "a holder with every standby in sync")
             stop.wait(rng.uniform(0.2, 1.5))  # the fault lands at a random moment of the term
             fault(victim)
             print("fault on", victim.name, "at", round(time.monotonic() - T0, 1))
