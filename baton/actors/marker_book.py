@@ -213,26 +213,29 @@ class MarkerBook:
         self.counters.inc("sync.requests")
         self.transport.request_sync(holder, keys)
 
-    def apply(self, env: Envelope, holding: bool, wall_ms: float) -> None:
-        """A standby (``holding`` False) applies the marker in ``env`` and acks it."""
+    def apply(self, env: Envelope, holding: bool, wall_ms: float) -> LedgerEntry | None:
+        """A standby (``holding`` False) applies the marker in ``env`` and acks it; the
+        entry if the marker completed it (every reply delivered), else None."""
         members = {p.machine_id: p.identity.signing_public for p in self.peers}
         try:
             marker = open_marker(env, members, self.verify)
             known = self.ledger.get(marker.key) is not None
             entry = self.ledger.apply_marker(marker, wall_ms)
-            if entry.state is LedgerState.COMMITTED and not holding:
+            done = entry.state is LedgerState.COMMITTED and not holding
+            if done:
                 # every reply is delivered: done here too, so retention can prune it
-                self.ledger.ack(entry.key, wall_ms)
+                entry = self.ledger.ack(entry.key, wall_ms)
         except MarkerRefused as exc:
             self.counters.inc("marker.refused")
             log.warning("marker from %s refused: %s", env.sender, exc.detail)
-            return
+            return None
         except LedgerError as exc:
             self.counters.inc("marker.failed")
             log.warning("marker from %s not applied: %s", env.sender, exc.detail)
-            return
+            return None
         self.counters.inc("marker.applied")
         if not known:
             self.counters.inc("marker.unknown_message")
         # durably recorded (each ledger step is one durable transaction): say so
         self.transport.ack_marker(env.sender, marker_id(marker.kind, marker.key, marker.index))
+        return entry if done else None

@@ -60,6 +60,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from baton.core.errors import ReplayedLease, StaleLease
+from baton.core.lease_queries import can_act, epoch, holder, in_sync_ok, may_name, takeover_at
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.lease_types import (
@@ -87,7 +88,7 @@ from baton.core.lease_types import (
     YieldRequested,
 )
 
-# The types are part of this module's interface (callers import them from here).
+# The types and queries are part of this module's interface (callers import them from here).
 __all__ = [
     "Alarm",
     "Attempt",
@@ -122,37 +123,6 @@ __all__ = [
 
 UNSURE_KEPT = 8
 _DONE = {"acquire": "acquired", "renew": "renewed", "release": "released"}  # and "read"
-
-
-# --- queries -----------------------------------------------------------------------
-
-
-def can_act(state: LeaseState, now: float) -> bool:
-    """May this machine act as holder now (poll, reply, write shared state)?"""
-    return state.phase is Phase.HOLDING and state.deadline is not None and now < state.deadline
-
-
-def holder(state: LeaseState) -> str | None:
-    known = state.known
-    return None if known is None or known.released else known.holder
-
-
-def epoch(state: LeaseState) -> int:
-    return 0 if state.known is None else state.known.epoch
-
-
-def takeover_at(cfg: LeaseConfig, state: LeaseState) -> float | None:
-    """Local ms from which this standby may try to acquire (None: at once)."""
-    known = state.known
-    if known is None or known.released or state.seen_at is None:
-        base = None
-    else:
-        base = state.seen_at + cfg.timing.standby_wait(known.ttl_ms)
-    if state.garbage_since is not None:  # whoever may hold it, with the longest ttl seen
-        ttl = max(cfg.timing.ttl_ms, 0 if known is None else known.ttl_ms)
-        garbage = state.garbage_since + cfg.timing.standby_wait(ttl)
-        base = garbage if base is None else max(base, garbage)
-    return base
 
 
 # --- the step ----------------------------------------------------------------------
@@ -262,25 +232,6 @@ def _tick(
         s, more = _write(cfg, s, "read", record, now)
         s = replace(s, next_try=now + t.retry_ms)
     return s, effects + more
-
-
-def may_name(s: LeaseState) -> tuple[str, ...]:
-    """HOLDING: every standby the store may name in sync now or once this machine's
-    writes land (its confirmed record, the write in flight, writes whose answer was
-    lost). A holder waits on all of them before a reply leaves."""
-    if s.phase is not Phase.HOLDING or s.mine is None:
-        return ()
-    records = [s.mine, *(a.record for a in s.unsure)]
-    if s.inflight is not None:
-        records.append(s.inflight.record)
-    return tuple(sorted({m for r in records for m in r.in_sync}))
-
-
-def in_sync_ok(cfg: LeaseConfig, s: LeaseState, now: float) -> bool:
-    """May this machine take the lease over by itself (it is in the stored record's
-    in-sync set, or holds it, or a takeover was forced, or nothing readable is stored)?"""
-    stored = s.stored.record if s.stored is not None else None
-    return stored is None or stored.may_take_over(cfg.me) or now < s.forced_until
 
 
 def _newer(s: LeaseState, record: LeaseRecord, now: float) -> LeaseState:
