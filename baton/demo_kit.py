@@ -227,6 +227,19 @@ class Watcher(threading.Thread):
                 "role", machine=m.name, role="dead", epoch=None, at_ms=now, acted_until_ms=now
             )
 
+    def stopped(self, m: Machine, stop: Callable[[], object]) -> None:
+        """``m`` is stopped cleanly by ``stop`` (`baton down`): its stretch as holder ends
+        when the stop was asked. The node stands down before it releases the lease, so
+        nobody acquires before that; but it may still act while it shuts down, so an
+        overlap in that window would go unseen (a limit of this record)."""
+        with self._polling:
+            self._poll(m)
+            asked = SystemClock().monotonic_ms()
+            stop()
+            self.run_.history.add(
+                "role", machine=m.name, role="dead", epoch=None, at_ms=asked, acted_until_ms=asked
+            )
+
     def holder(self) -> tuple[str, int] | None:
         """(name, epoch) of the machine that last said it is awake, at the highest epoch."""
         with self._lock:
