@@ -27,9 +27,7 @@ def test_the_ci_seeds_cover_every_kind_of_fault() -> None:
     assert drawn == set(KINDS)
 
 
-@pytest.mark.parametrize(
-    ("seed", "sink"), [(64, "telegram"), (71, "telegram"), (106, "fencing")]
-)
+@pytest.mark.parametrize(("seed", "sink"), [(64, "telegram"), (71, "telegram"), (106, "fencing")])
 def test_a_short_campaign_breaks_no_promise(seed: int, sink: str, clean: Path) -> None:
     tmp_path = clean
     args = ["--seed", str(seed), "--faults", str(FAULTS), "--every", str(EVERY_S)]
