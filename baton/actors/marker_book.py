@@ -150,7 +150,9 @@ class MarkerBook:
             log.warning("sync request from %s refused: %s", env.sender, exc.detail)
             return
         peer = env.sender
-        if peer not in {p.machine_id for p in self.peers} or not self.replicas.join(peer, now):
+        if peer not in {p.machine_id for p in self.peers} or peer in self.replicas.joiners:
+            return  # a stranger, or catching up already (its markers are resent until acked)
+        if not self.replicas.join(peer, now):
             return
         self.counters.inc("sync.joins")
         log.info("sync: %s is catching up (%d keys of its own)", peer, len(keys))
