@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton.demo_kit import Loader, Run, Watcher, all_answered, transcript_loss, verdict
-from baton.devmesh import Machine, wait_for
+from baton.devmesh import SYNC_POLL_S, Machine, wait_for
 
 NAMES = ("alpha", "bravo", "charlie")
 TOPICS = ["general", "travel", "recipes", "work"]
@@ -187,7 +187,7 @@ class Demo:
 
     def _in_sync(self) -> None:
         """Only standbys in sync take over by themselves: a fault lands once all are."""
-        wait_for(self.run.mesh.synced_holder, 60, "every standby in sync")
+        wait_for(self.run.mesh.synced_holder, 60, "every standby in sync", SYNC_POLL_S)
 
     def failover(self) -> None:
         self._in_sync()

@@ -245,6 +245,11 @@ class Machine:
         return [p for p, t in self.pids.items() if pid_alive(p) and start_time(p) == t]
 
 
+# Asking every machine's status is not free for a busy node (each answer asks several
+# actors): whoever waits for a mesh to be in sync polls at this pace, not 20 times a second.
+SYNC_POLL_S = 0.5
+
+
 class Mesh:
     def __init__(self, root: Path, names: list[str]) -> None:
         self.root = root

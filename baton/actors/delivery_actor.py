@@ -92,7 +92,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
         self.gate = gate
         self.cursor = cursor
         # a standby slower than this to record a marker leaves the in-sync set
-        ack_timeout = max(1000.0, settings.lease_ttl_ms / 2)
+        ack_timeout = max(2000.0, settings.lease_ttl_ms / 2)
         self.book = MarkerBook(
             me, markers, self.ledger, verify, counters, ack_timeout, want_in_sync
         )
@@ -156,7 +156,8 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
             case CheckDone():
                 self._check_done(message)
             case EnvelopeReceived(envelope=env) if env.type == "marker":
-                done = self.book.apply(env, self.term is not None, self._wall_ms())
+                holder = self.gate.view().holder
+                done = self.book.apply(env, self.term is not None, self._wall_ms(), holder)
                 if done is not None:
                     self.tail(TurnSeen(done))  # its turn survives the holder's death
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
@@ -282,6 +283,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
         pending = self.ledger.index.values()
         offset = delivery.next_offset((e.update_id for e in pending), self.highest_seen)
         self.cursor.publish(offset, bool(pending))
+        self.ledger.passed(offset)
 
     # --- the pipeline ----------------------------------------------------------------
 
@@ -316,7 +318,8 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
             if self.clock.monotonic_ms() < self.sends_held_until:
                 self.retry_at[entry.key] = self.sends_held_until
                 return False
-            if self.book.blocking(entry.key):
+            assert self.term is not None
+            if self.book.blocking(entry, self.term, self.clock.monotonic_ms()):
                 return False  # a standby in sync has not recorded the prepared marker yet
             index = entry.uncommitted()[0].index
             if entry.key in self.mine and (entry.key, index) not in self.unsure:

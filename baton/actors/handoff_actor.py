@@ -111,6 +111,8 @@ class HandoffActor(pykka.ThreadingActor):
         self.peers: dict[str, MachineEntry] = {}
         self.answer: Any = None  # the Future of the wakeup in progress
         self.syncing: tuple[Any, float] | None = None  # a wakeup waiting to be in sync
+        # a handoff asked of this holder, waiting for its target to be in sync
+        self.requested: tuple[str, str, float] | None = None
         self.asked_at = 0.0
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=OUTCOMES_KEPT)
 
@@ -123,6 +125,7 @@ class HandoffActor(pykka.ThreadingActor):
                 self._sentinel(h.Ticked(now, self.gate.current(now)))
                 self._receiver(h.Ticked(now, None))
                 self._synced(now)
+                self._requested(now)
             case Wakeup(force=force, answer=answer):
                 self._wakeup(force, answer, now)
             case EnvelopeReceived(envelope=env):
@@ -136,8 +139,19 @@ class HandoffActor(pykka.ThreadingActor):
                 self._sentinel(h.BeginAsked(hid, target, epoch, heads, self.position(), now))
             case _Answer(handoff_id=hid, what="caught_up"):
                 self._receiver(h.CaughtUp(hid, now))
-            case _Answer(handoff_id=hid, what=what) if hid == self.sentinel.handoff_id:
-                self._sentinel(h.Drained(now) if what == "drained" else h.Confirmed(now))
+            case _Answer(handoff_id=hid, what="confirmed") if hid == self.sentinel.handoff_id:
+                target = self.sentinel.target
+                if target not in self.gate.view().in_sync:
+                    # it left the in-sync set while the replies drained (it did not ack a
+                    # marker in time): the lease must not go to it
+                    self.counters.inc("handoff.holder.not_in_sync")
+                    why = f"{target} fell out of sync during the handoff"
+                    self.transport.abort(target, hid, why)
+                    self._sentinel(h.AbortArrived(hid, target, why))
+                else:
+                    self._sentinel(h.Confirmed(now))
+            case _Answer(handoff_id=hid, what="drained") if hid == self.sentinel.handoff_id:
+                self._sentinel(h.Drained(now))
             case _Answer():
                 self.counters.inc("handoff.stale_answer")
             case HolderIs(machine_id=holder, epoch=epoch):
@@ -179,21 +193,10 @@ class HandoffActor(pykka.ThreadingActor):
             raise HandoffRefused(f"{env.sender} is not an active member")
         match env.type:
             case "handoff_request":
-                ref, target = self.actor_ref, env.sender
-                if target not in self.gate.view().in_sync:
-                    # the lease goes to the target alone: it must hold every marker
-                    self.counters.inc("handoff.holder.not_in_sync")
-                    why = f"{target} is not in sync yet (it is catching up); try again"
-                    self.transport.abort(target, hid, why)
-                    return
-
-                def heads_for(heads: h.Heads) -> None:
-                    _told(ref, _HeadsFor(hid, target, heads))
-
-                if self.tail is None:
-                    heads_for(())
-                else:
-                    _told(self.tail, TailHeads(heads_for))
+                # the lease goes to the target alone: it must hold every marker. One
+                # catching up gets half an ack timeout (its own wait is a whole one).
+                self.requested = (hid, env.sender, now + self.ack_timeout_ms / 2)
+                self._requested(now)
             case "handoff_begin":
                 heads, position = open_heads(env)
                 view = self.gate.view()
@@ -270,6 +273,29 @@ class HandoffActor(pykka.ThreadingActor):
                     if kind == "forcing":
                         detail = self._forcing(detail)
                     self._outcome("target", kind, detail)
+
+    def _requested(self, now: float) -> None:
+        """Begin the handoff asked for once its target is in sync; abort at the deadline."""
+        if self.requested is None:
+            return
+        hid, target, deadline = self.requested
+        if target not in self.gate.view().in_sync:
+            if now >= deadline:
+                self.requested = None
+                self.counters.inc("handoff.holder.not_in_sync")
+                why = f"{target} is not in sync yet (it is catching up); try again"
+                self.transport.abort(target, hid, why)
+            return
+        self.requested = None
+        ref = self.actor_ref
+
+        def heads_for(heads: h.Heads) -> None:
+            _told(ref, _HeadsFor(hid, target, heads))
+
+        if self.tail is None:
+            heads_for(())
+        else:
+            _told(self.tail, TailHeads(heads_for))
 
     def _synced(self, now: float) -> None:
         """A wakeup waiting for this machine to be in sync goes on once it is (or at

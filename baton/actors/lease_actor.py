@@ -57,6 +57,7 @@ from baton.core.lease import (
     step,
     takeover_at,
 )
+from baton.core.lease_queries import named_in_store
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.registry import MachineEntry, Verify
@@ -248,7 +249,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         holding = s.mine if s.phase is Phase.HOLDING else None
         self.gate.publish(None if holding is None else holding.epoch, s.deadline)
         named = may_name(s) if holding else s.known.in_sync if s.known is not None else ()
-        may = in_sync_ok(self.cfg, s, self.clock.monotonic_ms())
+        may = named_in_store(self.cfg, s)  # (a forced takeover is not "in sync")
         view = LeaseView(holder(s), epoch(s), takeover_at(self.cfg, s), named, may)
         self.gate.publish_view(view)
         for effect in effects:

@@ -67,6 +67,10 @@ class MarkerBook:
         self.asked: tuple[str, ...] | None = None  # the in-sync set last asked of the lease
         self.asked_at = 0.0
         self.sync_asked_at = -float("inf")
+        self.told: set[str] = set()  # keys whose prepared marker went out this term
+        self.pages: dict[str, int] = {}  # a joiner: the page of its keys expected next
+        # a standby late to ack: (no join before this local ms, the back-off it had)
+        self.backoff: dict[str, tuple[float, float]] = {}
 
     # --- the holder ----------------------------------------------------------------
 
@@ -88,6 +92,8 @@ class MarkerBook:
             log.error("no %s marker for %s: %s", kind, entry.key, exc.detail)
             return
         mid = marker_id(kind, entry.key, index)
+        if kind == "prepared":
+            self.told.add(entry.key)
         active = {p.machine_id for p in self.peers}
         targets = active if to is None else active & set(to)
         for peer in sorted(targets):
@@ -120,10 +126,13 @@ class MarkerBook:
         for index in committed:
             self.tell(entry, "committed", epoch, index, now, to)
 
-    def blocking(self, key: str) -> bool:
-        """Must ``key``'s replies wait (a standby waited on has not acked its prepared
-        marker)?"""
-        return bool(self.replicas.blocking(key))
+    def blocking(self, entry: LedgerEntry, epoch: int, now: float) -> bool:
+        """Must ``entry``'s replies wait? Yes while a bound standby has not acked its
+        prepared marker; and if this term has not told it yet (the entry was prepared
+        by an earlier term, or by another machine's marker), it is told now first."""
+        if entry.key not in self.told:
+            self.tell_state(entry, epoch, now, self.replicas.wait_set)
+        return bool(self.replicas.blocking(entry.key))
 
     def acked(self, env: Envelope) -> bool:
         """A standby acked a marker. True if that may unblock a reply."""
@@ -144,25 +153,37 @@ class MarkerBook:
         """A standby out of sync asks to join: it is waited on from now and gets the
         markers of the keys it names and of every reply in flight."""
         try:
-            keys = open_sync_request(env)
+            keys, page, more = open_sync_request(env)
         except MarkerRefused as exc:
             self.counters.inc("marker.refused")
             log.warning("sync request from %s refused: %s", env.sender, exc.detail)
             return
         peer = env.sender
-        if peer not in {p.machine_id for p in self.peers} or peer in self.replicas.joiners:
-            return  # a stranger, or catching up already (its markers are resent until acked)
-        if not self.replicas.join(peer, now):
+        r = self.replicas
+        if peer not in {p.machine_id for p in self.peers}:
             return
-        self.counters.inc("sync.joins")
-        log.info("sync: %s is catching up (%d keys of its own)", peer, len(keys))
+        if peer in r.joiners and peer not in r.paging:
+            return  # it has sent all its keys; its markers are resent until acked
+        if now < self.backoff.get(peer, (0.0, 0.0))[0]:
+            return  # it was late lately: a slow standby must not stall replies again soon
+        if page not in (0, self.pages.get(peer, 0)):  # a page was lost: await the next round
+            self.pages[peer] = 0
+            return
+        self.pages[peer] = page + 1 if more else 0
+        first = peer not in r.joiners
+        if not r.join(peer, now, more):
+            return
+        if first:
+            self.counters.inc("sync.joins")
+            log.info("sync: %s is catching up", peer)
+            done = self.ledger.redeliverable.values()  # the channel may deliver them again
+            for entry in [*self.ledger.index.values(), *done]:
+                if entry.state is not LedgerState.RECEIVED:
+                    self.tell_state(entry, epoch, now, (peer,))
         for key in keys:
-            entry = self.ledger.get(key)
-            if entry is not None:
-                self.tell_state(entry, epoch, now, (peer,))
-        for entry in self.ledger.index.values():
-            if entry.state in (LedgerState.PREPARED, LedgerState.COMMITTED):
-                self.tell_state(entry, epoch, now, (peer,))
+            known = self.ledger.get(key)
+            if known is not None:
+                self.tell_state(known, epoch, now, (peer,))
 
     def holder_tick(self, view: LeaseView, now: float) -> bool:
         """The holder, every tick: follow the set the store may name, send outstanding
@@ -179,10 +200,17 @@ class MarkerBook:
         for peer in late:
             self.counters.inc("sync.removed")
             log.warning("sync: %s did not ack a reply marker in time; out of sync", peer)
+        for peer in self.replicas.late:  # it may ask to join again only after a back-off
+            delay = min(30_000.0, 2 * self.backoff.get(peer, (0.0, self.ack_timeout_ms / 2))[1])
+            self.backoff[peer] = (now + delay, delay)
+        self.replicas.late.clear()
+        for peer in self.replicas.named:
+            self.backoff.pop(peer, None)
         wanted = self.replicas.wanted()
         differs = wanted != tuple(sorted(self.replicas.named))
         if differs and (wanted != self.asked or now - self.asked_at >= 1000):
             self.asked, self.asked_at = wanted, now
+            self.replicas.asked_for(wanted)  # bound from now: the write may land any time
             self.want_in_sync(wanted)
         live = {m for (_, m) in self.replicas.outstanding}
         for mid in [m for m in self.sent if m not in live]:
@@ -192,6 +220,7 @@ class MarkerBook:
     def new_term(self) -> None:
         self.replicas.reset()
         self.sent.clear()
+        self.told.clear()
         self.asked = None
 
     def members_changed(self, peers: tuple[MachineEntry, ...]) -> None:
@@ -215,11 +244,19 @@ class MarkerBook:
         self.counters.inc("sync.requests")
         self.transport.request_sync(holder, keys)
 
-    def apply(self, env: Envelope, holding: bool, wall_ms: float) -> LedgerEntry | None:
+    def apply(
+        self, env: Envelope, holding: bool, wall_ms: float, holder: str | None
+    ) -> LedgerEntry | None:
         """A standby (``holding`` False) applies the marker in ``env`` and acks it; the
-        entry if the marker completed it (every reply delivered), else None."""
+        entry if the marker completed it (every reply delivered), else None. A holder
+        takes none (a former holder's late marker could make a reply look prepared that
+        its standbys in sync never heard of); a standby takes them from any member: a
+        lagging view of who holds must not stall the holder's replies, and a late
+        marker only tells it more of what may have been sent."""
         members = {p.machine_id: p.identity.signing_public for p in self.peers}
         try:
+            if holding:
+                raise MarkerRefused(f"{env.sender}'s marker reached the holder")
             marker = open_marker(env, members, self.verify)
             known = self.ledger.get(marker.key) is not None
             entry = self.ledger.apply_marker(marker, wall_ms)

@@ -230,7 +230,7 @@ def _tick(
         # What we know does not name us in sync; the store may (a record we missed):
         # read it, write nothing, and decide again on what it holds.
         s, more = _write(cfg, s, "read", record, now)
-        s = replace(s, next_try=now + t.retry_ms)
+        s = replace(s, next_try=now + t.renew_ms)  # a look per renew interval, no more
     return s, effects + more
 
 

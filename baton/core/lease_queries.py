@@ -49,7 +49,15 @@ def may_name(s: LeaseState) -> tuple[str, ...]:
     records = [s.mine, *(a.record for a in s.unsure)]
     if s.inflight is not None:
         records.append(s.inflight.record)
-    return tuple(sorted({m for r in records for m in r.in_sync}))
+    wanted = set(s.want_in_sync or ())  # the next renewal writes it
+    return tuple(sorted(wanted | {m for r in records for m in r.in_sync}))
+
+
+def named_in_store(cfg: LeaseConfig, s: LeaseState) -> bool:
+    """Does what this machine knows of the store let it take over by itself (as holder
+    or named in sync; or nothing readable stored)? A forced takeover does not count."""
+    stored = s.stored.record if s.stored is not None else None
+    return stored is None or stored.may_take_over(cfg.me)
 
 
 def in_sync_ok(cfg: LeaseConfig, s: LeaseState, now: float) -> bool:

@@ -9,9 +9,10 @@ MarkerRefused (counted and dropped by the receiver). The wire already admits onl
 members' keys; the signature also covers a member revoked since the frame was sent.
 
 "marker_ack" ``{id}`` goes back from a standby once it has durably recorded the marker
-(``core.replicas.marker_id``); "sync_request" ``{keys}`` from a standby out of the
-in-sync set to the holder, naming the ledger keys it holds unfinished (at most
-MAX_SYNC_KEYS), to join it. ``open_ack`` and ``open_sync_request`` are strict.
+(``core.replicas.marker_id``); "sync_request" ``{keys, page, more}`` from a standby out
+of the in-sync set to the holder, naming the ledger keys it holds unfinished, in pages
+of at most MAX_SYNC_KEYS numbered from 0 (``more``: further pages follow), to join it.
+``open_ack`` and ``open_sync_request`` are strict.
 
 "user_message" ``{item_id, topic, text}`` goes from a standby to the holder, which posts
 it to the channel (idempotent on item_id) and answers "user_message_ack"
@@ -70,7 +71,14 @@ class ReplyMarkerTransport:
         return self.send(self._envelope("marker_ack", to, {"id": marker_id}))
 
     def request_sync(self, to: str, keys: list[str]) -> bool:
-        return self.send(self._envelope("sync_request", to, {"keys": keys[:MAX_SYNC_KEYS]}))
+        """Every key, in pages of at most MAX_SYNC_KEYS (an empty list: one empty page)."""
+        pages = [keys[i : i + MAX_SYNC_KEYS] for i in range(0, len(keys), MAX_SYNC_KEYS)]
+        pages = pages or [[]]
+        sent = True
+        for n, page in enumerate(pages):
+            body = {"keys": page, "page": n, "more": n < len(pages) - 1}
+            sent = self.send(self._envelope("sync_request", to, body)) and sent
+        return sent
 
     def forward(self, to: str, item_id: str, topic: str, text: str) -> bool:
         body = {"item_id": item_id, "topic": topic, "text": text}
@@ -118,11 +126,14 @@ def open_ack(env: Envelope) -> str:
     return str(marker_id)
 
 
-def open_sync_request(env: Envelope) -> list[str]:
-    """The ledger keys a "sync_request" names, or MarkerRefused."""
-    keys = env.body["keys"]
+def open_sync_request(env: Envelope) -> tuple[list[str], int, bool]:
+    """(the ledger keys a "sync_request" page names, its number, whether more pages
+    follow), or MarkerRefused."""
+    keys, page = env.body["keys"], env.body["page"]
+    if not 0 <= page < 10_000:
+        raise MarkerRefused("sync_request: page out of range")
     if len(keys) > MAX_SYNC_KEYS or not all(
         isinstance(k, str) and 0 < len(k) <= 300 and k.isprintable() for k in keys
     ):
         raise MarkerRefused(f"sync_request: at most {MAX_SYNC_KEYS} keys of printable text")
-    return list(keys)
+    return list(keys), page, bool(env.body["more"])

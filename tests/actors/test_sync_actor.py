@@ -111,3 +111,44 @@ def test_a_machine_that_comes_back_never_answers_again_what_the_other_answered()
         release.set()
         a.stop()
         b.stop()
+
+
+def test_a_joiner_learns_the_answers_the_channel_may_still_deliver_again() -> None:
+    """Found by an attacking review: one slow topic holds the channel's cursor, so an
+    answered message above it comes again from the channel; a standby that rejoined
+    must know it was answered, else once holding it answers it again."""
+    release = threading.Event()
+
+    def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        if message.text == "slow":
+            release.wait(60)
+        return [f"echo: {message.text}"]
+
+    channel = MemoryChannel("memory")
+    a, b = pair_of(channel, Settings(), agent=slow_first)
+    try:
+        a.hold(1, in_sync=(b.id,))
+        a.link = lambda env: [] if env.to == b.id else [env]  # b is down: it hears nothing
+        b.dropped = True
+        slow = channel.post_user_message("t0", "slow", "c-slow-0001")
+        key = f"memory:1/1:{slow}"
+        wait_for(lambda: (e := a.ledger.get(key)) and e.state is LedgerState.PROCESSING, 10, "run")
+        quick = channel.post_user_message("t1", "quick", "c-quick-001")
+        qkey = f"memory:1/2:{quick}"
+        wait_for(lambda: (e := a.ledger.get(qkey)) and e.state is LedgerState.ACKED, 30, "quick")
+        assert a.cursor.read()[0] == 1 and b.ledger.get(qkey) is None  # the cursor stays low
+        a.link, b.dropped = None, False  # b comes back, asks to join, catches up
+        wait_for(lambda: a.in_sync == (b.id,), 20, "b back in sync")
+        entry = b.ledger.get(qkey)
+        assert entry is not None and entry.state is LedgerState.ACKED
+        a.hold(None)  # a dies; b takes over and polls: quick comes again
+        a.dropped = True
+        b.hold(2)
+        release.set()
+        wait_for(lambda: all_answered(channel, {slow}), 20, "b answers slow")
+        wait_for(lambda: b.cursor.read()[0] == quick + 1, 20, "b's cursor past quick")
+        assert accepted(channel)[quick] == 1
+    finally:
+        release.set()
+        a.stop()
+        b.stop()

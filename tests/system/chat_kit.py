@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
 from baton.verdict import ambiguous_sends
 
 TTL_MS = 2000
@@ -84,7 +84,7 @@ def start_mesh(
         init_args=("--channel", f"{scheme}:{chat.url}", "--agent", agent),
         env=env,
     )
-    wait_for(mesh.synced_holder, 60, "a holder with every standby in sync")
+    wait_for(mesh.synced_holder, 60, "a holder with every standby in sync", SYNC_POLL_S)
     return mesh
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
 from tests.system.chat_kit import (
     T0,
     TOPICS,
@@ -50,7 +50,9 @@ def run_with_faults(
     try:
         for _ in range(faults):
             # only a standby in sync takes over: a fault lands once every one is back in
-            victim = wait_for(mesh.synced_holder, 90, "a holder with every standby in sync")
+            victim = wait_for(
+                mesh.synced_holder, 90, "a holder with every standby in sync", SYNC_POLL_S
+            )
             stop.wait(rng.uniform(0.2, 1.5))  # the fault lands at a random moment of the term
             fault(victim)
             print("fault on", victim.name, "at", round(time.monotonic() - T0, 1))
@@ -123,14 +125,16 @@ def test_a_holder_stopped_mid_run_then_back_and_woken_up_sends_once(
     wakeup`: one send for the message."""
     with ChatServer(tmp_path / "tg.sqlite", mode="telegram") as chat:
         mesh = start_mesh(make_mesh, chat, agent="python:tests.system.agents:slow")
-        first = wait_for(mesh.synced_holder, 60, "a holder in sync")
+        first = wait_for(mesh.synced_holder, 60, "a holder in sync", SYNC_POLL_S)
         other = next(m for m in mesh.machines if m is not first)
         slow = post(chat, "t0", "slow one")
         wait_for(lambda: first.status()["delivery"]["working"] > 0, 30, "the agent running")
         first.baton("down")
         wait_for(lambda: answered(chat, {slow}), 60, f"{other.name} answers")
         first.up()
-        wait_for(lambda: mesh.synced_holder() is other, 60, f"{first.name} back in sync")
+        wait_for(
+            lambda: mesh.synced_holder() is other, 60, f"{first.name} back in sync", SYNC_POLL_S
+        )
         out = first.json("wakeup", timeout=120)
         assert out["outcome"] == "handed_over", out
         after = post(chat, "t0", "after")

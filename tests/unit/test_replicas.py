@@ -127,7 +127,50 @@ def test_the_wait_set_always_covers_what_the_store_may_name(actions: list) -> No
                 r.overdue(now, 1000.0)
             case "leave":
                 r.leave(peer)
-        assert r.named <= r.wait_set
+        assert r.named <= r.bound <= r.wait_set
         assert not set(r.wanted()) & r.removing
-        assert all(not any(p == j for p, _ in r.outstanding) for j in r.wanted() if j in r.joiners)
+        # a joiner named is bound, and owes nothing it was sent before it was bound
+        for j in r.wanted():
+            if j in r.joiners:
+                assert j in r.bound
+                assert not any(p == j and not o.bound for (p, _), o in r.outstanding.items())
         assert {p for p, _ in r.outstanding} <= r.wait_set
+
+
+def test_a_joiner_holds_up_replies_only_once_the_lease_was_asked_to_name_it() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.sent(B, P, "k1", True, 0.0)
+    assert r.blocking("k1") == frozenset()  # it could not take over yet
+    r.acked(B, P)
+    r.asked_for(r.wanted())
+    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 10.0)
+    assert r.blocking("k2") == {B}  # the lease may name it any moment: it binds now
+    # late, and the store may name it: removed through the lease, not dropped
+    assert r.overdue(2010.0, 2000.0) == {B} and r.blocking("k2") == {B}
+    assert r.wanted() == ()
+
+
+def test_a_joiner_whose_keys_are_still_arriving_is_not_ready() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0, more=True)
+    assert r.wanted() == ()  # owes nothing, but more pages of its keys are to come
+    r.join(B, 1.0, more=False)
+    assert r.wanted() == (B,)
+
+
+def test_a_busy_holder_still_gets_its_joiner_in_sync() -> None:
+    """Under steady load a joiner always owes the newest marker; once it has acked its
+    catch-up it holds replies up, the older markers drain, and it is asked for."""
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.sent(B, "catch-up", "k0", False, 0.0)
+    assert r.blocking("k0") == frozenset() and r.wanted() == ()
+    r.sent(B, marker_id("prepared", "k1", None), "k1", True, 5.0)  # load: not bound yet
+    r.acked(B, "catch-up")
+    r.wanted()  # binds it: its catch-up is acked
+    assert B in r.bound
+    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 6.0)  # bound: k2 waits
+    assert r.blocking("k2") == {B} and r.wanted() == ()  # k1 (sent unbound) still owed
+    r.acked(B, marker_id("prepared", "k1", None))
+    assert r.wanted() == (B,)  # k2 is still outstanding, but its reply waits for it

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.demo_kit import Loader, Run, Watcher, all_answered, verdict
-from baton.devmesh import Machine, wait_for
+from baton.devmesh import SYNC_POLL_S, Machine, wait_for
 from baton.verdict import stretches
 from tools.chaos.schedule import Fault
 from tools.faults import clock, hooks, signals
@@ -105,7 +105,7 @@ class Campaign:
         return others[fault.pick % len(others)]
 
     def apply(self, fault: Fault) -> None:
-        wait_for(self.run.mesh.synced_holder, 120, "every standby in sync")
+        wait_for(self.run.mesh.synced_holder, 120, "every standby in sync", SYNC_POLL_S)
         m = self.target(fault)
         other = [o for o in self.run.mesh.machines if o is not m][fault.pick % 2]
         fields = fault.to_dict()
@@ -178,7 +178,9 @@ class Campaign:
 
         def undo() -> None:
             m.up()
-            wait_for(lambda: self.run.mesh.synced_holder() not in (None, m), 120, "in sync")
+            wait_for(
+                lambda: self.run.mesh.synced_holder() not in (None, m), 120, "in sync", SYNC_POLL_S
+            )
             self._handoff(m, other, f)
 
         return undo
@@ -198,7 +200,7 @@ class Campaign:
         self.loader.stop()
         answered = True
         try:
-            wait_for(lambda: all_answered(self.run), 90, "every message answered", 0.25)
+            wait_for(lambda: all_answered(self.run), 180, "every message answered", 0.25)
         except TimeoutError:
             answered = False
         for m in self.run.mesh.machines:
