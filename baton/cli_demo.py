@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 
 from baton.cli_support import main
-from baton.demo import FAILED, Demo
+from baton.demo import FAILED, SINKS, Demo, combine
 from baton.demo_kit import interrupted_by_signals
 from baton.demo_view import render, summary_table
 
@@ -24,13 +25,24 @@ from baton.demo_view import render, summary_table
 @main.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON.")
 @click.option("--keep", is_flag=True, help="Keep the run's directory (history, logs).")
-def demo(as_json: bool, keep: bool) -> None:
+@click.option(
+    "--sink",
+    type=click.Choice(["both", *SINKS]),
+    default="both",
+    show_default=True,
+    help="The chat service's mode: telegram (forgives nothing: no reply keys, no "
+    "fencing, as Telegram), fencing (refuses stale epochs, knows reply keys), or both "
+    "in turn.",
+)
+def demo(as_json: bool, keep: bool, sink: str) -> None:
     """Show a mesh of 3 machines failing over, handing off and pausing, under load.
 
     Everything runs on loopback in a temporary directory: a chat service, a git lease
-    store (a bare repository) and three machines paired with real codes. Takes about
-    half a minute; ends with a summary (messages, replies, lost, duplicated, stale sends
-    refused, failover and handoff times, transcript loss).
+    store (a bare repository) and three machines paired with real codes. Runs once
+    against a chat service that behaves like Telegram (it forgives nothing) and once
+    against one that fences (about half a minute each); ends with a summary (messages,
+    replies, lost, duplicated, stale sends refused, failover and handoff times,
+    transcript loss).
     """
     console = Console(stderr=as_json)
     live = console.is_terminal and not as_json
@@ -44,19 +56,29 @@ def demo(as_json: bool, keep: bool) -> None:
             line = f"{'done' if outcome else 'step'}: {title}" + (f": {outcome}" if outcome else "")
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    runner = Demo(keep=keep, on_step=on_step)
+    sinks = SINKS if sink == "both" else (sink,)
+    runners = [Demo(keep=keep, on_step=on_step, sink=name) for name in sinks]
+    now = runners[:1]  # the run the live view shows
+
+    def run_all() -> dict[str, Any]:
+        done: dict[str, dict[str, Any]] = {}
+        for runner in runners:
+            now[0] = runner
+            done[runner.sink] = runner.main()
+        return done[sinks[0]] if len(done) == 1 else combine(done)
+
     try:
         with interrupted_by_signals():
             if live:
                 view = Live(
-                    get_renderable=lambda: render(runner.progress),
+                    get_renderable=lambda: render(now[0].progress),
                     console=console,
                     refresh_per_second=4,
                 )
                 with view:
-                    summary = runner.main()
+                    summary = run_all()
             else:
-                summary = runner.main()
+                summary = run_all()
     except KeyboardInterrupt:  # main() has cleaned up on its way out
         console.print("interrupted; everything the demo started is stopped")
         sys.exit(130)

@@ -140,7 +140,23 @@ def _lease_line(d: dict[str, Any]) -> str:
         return f"lease: held, epoch {d['epoch']}, {d['deadline_ms']} ms left to act; store {where}"
     due = d.get("takeover_in_ms")
     after = "" if due is None else f"; may take over in {due} ms"
+    if d.get("may_take_over") is False:
+        after = "; OUT OF SYNC: catching up, takes over only by `wakeup --force`"
     return f"lease: standby, holder {d['holder']}, epoch {d['epoch']}{after}; store {where}"
+
+
+def _sync_alarms(d: dict[str, Any]) -> list[str]:
+    """The holder: every peer its lease record does not name in sync (no automatic
+    failover to it until it has caught up)."""
+    if d.get("role") != "awake" or d.get("failover") or d.get("delivery") is None:
+        return []
+    in_sync = set(d.get("in_sync") or ())
+    return [
+        f"ALARM out_of_sync: {p['nickname'] or p['machine_id']} is not in sync "
+        "(it does not take over by itself until it has caught up)"
+        for p in d.get("peers", [])
+        if p["machine_id"] not in in_sync
+    ]
 
 
 def _delivery_line(d: dict[str, Any] | None) -> str:
@@ -199,6 +215,8 @@ def status(ctx: Ctx) -> None:
         delivery_alarms = (d.get("delivery") or {}).get("alarms", [])
         for alarm in d.get("alarms", [])[-3:] + delivery_alarms[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
+        for line in _sync_alarms(d):
+            click.echo(line)
         table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)
         for p in d["peers"]:
             rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"

@@ -24,7 +24,7 @@ import pykka
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import HolderIs, Polled
-from baton.actors.lease_actor import FencedOut
+from baton.actors.lease_actor import FencedOut, WantInSync
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
@@ -70,7 +70,7 @@ class DeliveryParts:
     ledger: SqliteLedger
     cursor: Cursor
 
-    ROUTES = ("marker", "user_message", "user_message_ack")
+    ROUTES = ("marker", "marker_ack", "sync_request", "user_message", "user_message_ack")
     TAIL_ROUTES = ("tail", "tail_ack")
 
     @property
@@ -128,6 +128,11 @@ def start_delivery(
             with contextlib.suppress(pykka.ActorDeadError):
                 lease.tell(FencedOut(epoch, highest))
 
+    def want_in_sync(in_sync: tuple[str, ...]) -> None:
+        if lease is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                lease.tell(WantInSync(in_sync))
+
     paths.tail_dir.mkdir(mode=0o700, exist_ok=True)
     check_private_dir(paths.tail_dir)
     with contextlib.ExitStack() as undo:  # whatever started is stopped if a later part fails
@@ -177,6 +182,7 @@ def start_delivery(
             counters,
             os.urandom,
             tail.tell,
+            want_in_sync=want_in_sync,
         )
         jobs.actor = actor
         undo.pop_all()

@@ -55,7 +55,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("what")
     table.add_column("value", justify="right")
     for key, value in summary.items():
-        if key == "examples":
+        if key in ("examples", "sinks"):
             continue
         bad = key in ("lost", "duplicated", "stale_accepted", "overlapping", "epochs_backwards")
         style = "bold red" if (bad and value) or (key == "ok" and not value) else ""

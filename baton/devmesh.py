@@ -245,6 +245,11 @@ class Machine:
         return [p for p, t in self.pids.items() if pid_alive(p) and start_time(p) == t]
 
 
+# Asking every machine's status is not free for a busy node (each answer asks several
+# actors): whoever waits for a mesh to be in sync polls at this pace, not 20 times a second.
+SYNC_POLL_S = 0.5
+
+
 class Mesh:
     def __init__(self, root: Path, names: list[str]) -> None:
         self.root = root
@@ -286,6 +291,24 @@ class Mesh:
         expected = len(self.machines) - 1
         for m in self.machines:
             wait_for(partial(_all_reachable, m, expected), timeout, f"{m.name} to reach its peers")
+
+    def synced_holder(self, but: Machine | None = None) -> Machine | None:
+        """The awake machine, once its lease record names every other machine that
+        answers in sync (only those take over by themselves); None until then. ``but``
+        (perhaps paused) is not asked."""
+        views: dict[str, dict[str, Any]] = {}
+        for m in self.machines:
+            if m is not but:
+                with contextlib.suppress(Exception):  # a node being restarted: not up
+                    views[m.name] = m.status(timeout=5)
+        awake = [n for n, v in views.items() if v["role"] == "awake"]
+        if len(awake) != 1:
+            return None
+        view = views[awake[0]]
+        others = {v["machine_id"] for n, v in views.items() if n != awake[0]}
+        if not others <= set(view.get("in_sync") or ()):
+            return None
+        return next(m for m in self.machines if m.name == awake[0])
 
     def stop(self) -> None:
         for m in self.machines:

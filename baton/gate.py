@@ -14,12 +14,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LeaseView:
-    """The lease as this machine knows it: who holds which epoch, and from which local
-    ms a standby may take it over (None: at once; nobody holds)."""
+    """The lease as this machine knows it: who holds which epoch, from which local ms a
+    standby may take it over (None: at once; nobody holds), which standbys are in sync
+    (on the holder: every one the store may name, ``core.lease.may_name``; on a
+    standby: the known record's set), and whether this machine may take the lease over
+    by itself."""
 
     holder: str | None = None
     epoch: int = 0
     takeover_at: float | None = None
+    in_sync: tuple[str, ...] = ()
+    may_take_over: bool = True
 
 
 class LeaseGate:

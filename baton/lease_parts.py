@@ -111,6 +111,7 @@ def start_lease(
         counters,
         listeners,
         gate=gate,
+        sync_all_peers=not settings.channel,  # no channel: no markers to be in sync with
     )
     worker.start()
     log.info("lease: store %s, ttl %d ms", worker.store.describe(), settings.lease_ttl_ms)

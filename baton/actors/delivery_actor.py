@@ -24,7 +24,7 @@ from typing import Any
 
 import pykka
 
-from baton.actors.delivery_jobs import REJECTED, DeliveryJobs
+from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import (
     AgentDone,
     CheckDone,
@@ -37,7 +37,9 @@ from baton.actors.delivery_messages import (
     SendDone,
     StartAgent,
     TurnDone,
+    TurnSeen,
 )
+from baton.actors.delivery_results import DeliveryResults
 from baton.actors.handoff_messages import ResumeIngress, StopIngress
 from baton.actors.indexed_ledger import IndexedLedger
 from baton.actors.lease_actor import MembersChanged
@@ -60,11 +62,10 @@ from baton.wire.marker_transport import ReplyMarkerTransport
 log = logging.getLogger("baton.delivery")
 
 PRUNE_EVERY_MS = 60_000
-RETRY_UNKNOWN_MS = 500
 RETRY_ERROR_MS = 5000
 
 
-class DeliveryActor(pykka.ThreadingActor):
+class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
     def __init__(
         self,
         me: str,
@@ -78,7 +79,9 @@ class DeliveryActor(pykka.ThreadingActor):
         clock: Clock,
         counters: Counters,
         rng: Callable[[int], bytes],
-        tail: Callable[[StartAgent | TurnDone], None],
+        tail: Callable[[StartAgent | TurnDone | TurnSeen], None],
+        *,
+        want_in_sync: Callable[[tuple[str, ...]], None] = lambda in_sync: None,
     ) -> None:
         super().__init__()
         self.me = me
@@ -88,7 +91,12 @@ class DeliveryActor(pykka.ThreadingActor):
         self.jobs = jobs
         self.gate = gate
         self.cursor = cursor
-        self.book = MarkerBook(markers, self.ledger, verify, counters)
+        # a standby slower than this to record a marker leaves the in-sync set
+        ack_timeout = max(2000.0, settings.lease_ttl_ms / 2)
+        self.book = MarkerBook(
+            me, markers, self.ledger, verify, counters, ack_timeout, want_in_sync
+        )
+        self.was_in_sync = True  # as a standby, last seen: may this machine take over?
         self.clock = clock
         self.counters = counters
         self.term: int | None = None
@@ -148,7 +156,16 @@ class DeliveryActor(pykka.ThreadingActor):
             case CheckDone():
                 self._check_done(message)
             case EnvelopeReceived(envelope=env) if env.type == "marker":
-                self.book.apply(env, self.term is not None, self._wall_ms())
+                holder = self.gate.view().holder
+                done = self.book.apply(env, self.term is not None, self._wall_ms(), holder)
+                if done is not None:
+                    self.tail(TurnSeen(done))  # its turn survives the holder's death
+            case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
+                if self.book.acked(env):
+                    self._pump()
+            case EnvelopeReceived(envelope=env) if env.type == "sync_request":
+                if self.term is not None:
+                    self.book.sync_requested(env, self.term, self.clock.monotonic_ms())
             case EnvelopeReceived(envelope=env):
                 self.queue.received(env, self.term is not None)
             case HolderIs():
@@ -161,7 +178,7 @@ class DeliveryActor(pykka.ThreadingActor):
             case GetUserMessage(item_id=item_id):
                 return self.queue.status(item_id)
             case MembersChanged(peers=peers):
-                self.book.peers = peers
+                self.book.members_changed(peers)
             case GetDelivery():
                 return self._view()
             case StopIngress(reply=reply):
@@ -191,6 +208,12 @@ class DeliveryActor(pykka.ThreadingActor):
             epoch = None  # a sink refused this epoch: act no more until the lease moves on
         if epoch != self.term:
             self._term_changed(epoch)
+        view = self.gate.view()
+        if self.term is not None:
+            self.book.holder_tick(view, now)
+        else:
+            self.was_in_sync = view.may_take_over
+            self.book.request_sync(view, now)
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY_MS
             self._prune()
@@ -208,9 +231,28 @@ class DeliveryActor(pykka.ThreadingActor):
             self.highest_seen = None  # the cursor passes only what this term has seen
             self.last_epoch = epoch
             self.counters.inc("delivery.terms")
+            self._start_term(epoch)
         self.term = epoch
         self.ingress_stopped, self.drain_reply = False, None  # a handoff ends with its term
         self._publish_cursor()
+
+    def _start_term(self, epoch: int) -> None:
+        """Every standby the store may name gets the markers of the replies in flight
+        (they block until it acks). A term this machine took while out of sync (forced)
+        may answer again what others answered: each unfinished message is reported."""
+        now = self.clock.monotonic_ms()
+        self.book.new_term()
+        self.book.replicas.named_are(self.gate.view().in_sync)
+        pending = list(self.ledger.index.values())
+        self.book.retell_in_flight(pending, epoch, now)
+        if not self.was_in_sync:
+            for entry in pending:
+                self.counters.inc("delivery.out_of_sync_resume")
+                detail = f"{entry.key} ({entry.state.value}) may have been answered elsewhere"
+                self.alarms.raise_alarm("out_of_sync_resume", detail, self._wall_s())
+            if pending:
+                log.warning("took over out of sync: %d unfinished messages", len(pending))
+        self.was_in_sync = True
 
     def _prune(self) -> None:
         s = self.settings
@@ -241,6 +283,7 @@ class DeliveryActor(pykka.ThreadingActor):
         pending = self.ledger.index.values()
         offset = delivery.next_offset((e.update_id for e in pending), self.highest_seen)
         self.cursor.publish(offset, bool(pending))
+        self.ledger.passed(offset)
 
     # --- the pipeline ----------------------------------------------------------------
 
@@ -275,6 +318,9 @@ class DeliveryActor(pykka.ThreadingActor):
             if self.clock.monotonic_ms() < self.sends_held_until:
                 self.retry_at[entry.key] = self.sends_held_until
                 return False
+            assert self.term is not None
+            if self.book.blocking(entry, self.term, self.clock.monotonic_ms()):
+                return False  # a standby in sync has not recorded the prepared marker yet
             index = entry.uncommitted()[0].index
             if entry.key in self.mine and (entry.key, index) not in self.unsure:
                 self.unsure.add((entry.key, index))  # until its outcome is known
@@ -311,98 +357,8 @@ class DeliveryActor(pykka.ThreadingActor):
         entry = self.ledger.prepare(entry.key, parts, self.term, self._wall_ms())
         if entry.prepared_epoch == self.term:
             self.mine.add(entry.key)
-        self.book.tell(entry, "prepared", self.term, None)
+        self.book.tell(entry, "prepared", self.term, None, self.clock.monotonic_ms())
         self._work(entry)  # a prepared entry always starts a send or a check
-
-    def _agent_done(self, done: AgentDone) -> None:
-        if not self._ours(done.token, done.key):
-            return  # another epoch's run: the message stays pending for whoever holds
-        entry = self.ledger.get(done.key)
-        if self.term is None or entry is None or entry.state.rank > LedgerState.PROCESSING.rank:
-            return  # not holding now (it runs again when we do), or done meanwhile
-        if done.replies is None:
-            self.counters.inc("delivery.agent_failed")
-            entry = self.ledger.fail(done.key, done.error or "unknown", self._wall_ms())
-            log.warning("agent failed on %s (attempt %d): %s", done.key, entry.attempts, done.error)
-            delay = delivery.retry_delay_ms(entry.attempts)
-            self.retry_at[done.key] = self.clock.monotonic_ms() + delay
-        else:
-            self._prepare(entry, done.replies)
-        self._pump()
-
-    def _send_done(self, done: SendDone) -> None:
-        ours = self._ours(done.token, done.key)
-        outcome, now = done.outcome, self.clock.monotonic_ms()
-        if outcome is not None and outcome.status in ("accepted", "repeat"):
-            self._commit(done.key, done.index, outcome.message_id, done.epoch or 1)
-        elif not ours:
-            return
-        elif outcome is not None and outcome.status == "stale":
-            # A newer holder has acted: stand down now, not after the lease notices.
-            self.unsure.discard((done.key, done.index))  # refused: not delivered
-            self.fenced_at = max(self.fenced_at, done.epoch or 0)
-            self._term_changed(None)
-        elif done.error == "not_holder":
-            self.unsure.discard((done.key, done.index))  # nothing was sent
-            self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
-        elif done.not_delivered:
-            self.unsure.discard((done.key, done.index))  # surely not delivered: send again
-            if done.retry_after_ms:  # a 429: the chat's limit holds every send back
-                self.counters.inc("delivery.rate_limited")
-                self.sends_held_until = max(self.sends_held_until, now + done.retry_after_ms)
-                wait_s = done.retry_after_ms / 1000
-                self.alarms.raise_alarm("rate_limited", f"waiting {wait_s:g} s", self._wall_s())
-            else:
-                self.counters.inc("delivery.not_sent")
-            self.retry_at[done.key] = max(now + RETRY_UNKNOWN_MS, self.sends_held_until)
-        elif done.error is not None and done.error.startswith(REJECTED):
-            # Refused for good (thread deleted, text refused): sending again cannot help.
-            # Recorded as done with no message, logged and counted, so nothing waits on it.
-            self.counters.inc("delivery.rejected")
-            log.error("%s reply %d cannot be delivered: %s", done.key, done.index, done.error)
-            self._commit(done.key, done.index, None, self.last_epoch or 1)
-        else:
-            self.counters.inc("delivery.send_unknown")  # ask the sink before sending again
-            self.retry_at[done.key] = now + RETRY_UNKNOWN_MS
-        self._pump()
-
-    def _check_done(self, done: CheckDone) -> None:
-        if not self._ours(done.token, done.key):
-            return
-        if done.error is not None:
-            self.counters.inc("delivery.check_failed")
-            self.retry_at[done.key] = self.clock.monotonic_ms() + RETRY_UNKNOWN_MS
-            return
-        action = delivery.resume(done.delivered, self.settings.ambiguous_policy)
-        if done.delivered is None:
-            self._ambiguous(done.key, done.index, action)
-        if action == "send":
-            self.unsure.discard((done.key, done.index))
-            self.mine.add(done.key)  # the later replies are ours to send now
-        else:
-            self.counters.inc(f"delivery.resumed_{action}")
-            self._commit(done.key, done.index, None, self.last_epoch or 1)
-        self._pump()
-
-    def _ambiguous(self, key: str, index: int, action: str) -> None:
-        """A reply that may have reached a sink that cannot say: reported, never hidden
-        (counted, an alarm, and a log event a checker can match to a double)."""
-        self.counters.inc("delivery.ambiguous")
-        what = "sent again" if action == "send" else "recorded as delivered"
-        detail = f"{key} reply {index} may have arrived already; {what}"
-        self.alarms.raise_alarm("ambiguous_send", detail, self._wall_s())
-        event = {"kind": "ambiguous_send", "key": key, "index": index, "action": action}
-        event["message_id"] = int(key.rsplit(":", 1)[1])
-        log.warning("ambiguous send: %s", detail, extra={"event": event})
-
-    def _commit(self, key: str, index: int, message_id: int | None, epoch: int) -> None:
-        entry = self.ledger.commit(key, index, message_id, epoch, self._wall_ms())
-        self.counters.inc("delivery.committed")
-        self.book.tell(entry, "committed", epoch, index)
-        self.unsure.discard((key, index))
-        # The replies after this one were never tried: every holder sends a message's
-        # replies in order, each only once the one before it is known delivered.
-        self.mine.add(key)
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -98,5 +98,14 @@ class TurnDone:
 
 
 @dataclass(frozen=True)
+class TurnSeen:
+    """A standby: the holder's markers say ``entry`` is done (every reply delivered).
+    Its turn belongs in the transcript even if the holder dies before its live tail
+    brings it: a takeover adds it (no turn the user saw is lost)."""
+
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True)
 class GetTail:
     """The live tail's view for status."""

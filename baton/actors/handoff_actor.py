@@ -39,7 +39,7 @@ from baton.actors.handoff_messages import (
     Wakeup,
     Yield,
 )
-from baton.actors.lease_actor import MembersChanged
+from baton.actors.lease_actor import ForceTakeover, MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.core import handoff as h
 from baton.core.clock import Clock
@@ -110,6 +110,9 @@ class HandoffActor(pykka.ThreadingActor):
         self.receiver = h.Receiver()
         self.peers: dict[str, MachineEntry] = {}
         self.answer: Any = None  # the Future of the wakeup in progress
+        self.syncing: tuple[Any, float] | None = None  # a wakeup waiting to be in sync
+        # a handoff asked of this holder, waiting for its target to be in sync
+        self.requested: tuple[str, str, float] | None = None
         self.asked_at = 0.0
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=OUTCOMES_KEPT)
 
@@ -121,6 +124,8 @@ class HandoffActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._sentinel(h.Ticked(now, self.gate.current(now)))
                 self._receiver(h.Ticked(now, None))
+                self._synced(now)
+                self._requested(now)
             case Wakeup(force=force, answer=answer):
                 self._wakeup(force, answer, now)
             case EnvelopeReceived(envelope=env):
@@ -134,8 +139,19 @@ class HandoffActor(pykka.ThreadingActor):
                 self._sentinel(h.BeginAsked(hid, target, epoch, heads, self.position(), now))
             case _Answer(handoff_id=hid, what="caught_up"):
                 self._receiver(h.CaughtUp(hid, now))
-            case _Answer(handoff_id=hid, what=what) if hid == self.sentinel.handoff_id:
-                self._sentinel(h.Drained(now) if what == "drained" else h.Confirmed(now))
+            case _Answer(handoff_id=hid, what="confirmed") if hid == self.sentinel.handoff_id:
+                target = self.sentinel.target
+                if target not in self.gate.view().in_sync:
+                    # it left the in-sync set while the replies drained (it did not ack a
+                    # marker in time): the lease must not go to it
+                    self.counters.inc("handoff.holder.not_in_sync")
+                    why = f"{target} fell out of sync during the handoff"
+                    self.transport.abort(target, hid, why)
+                    self._sentinel(h.AbortArrived(hid, target, why))
+                else:
+                    self._sentinel(h.Confirmed(now))
+            case _Answer(handoff_id=hid, what="drained") if hid == self.sentinel.handoff_id:
+                self._sentinel(h.Drained(now))
             case _Answer():
                 self.counters.inc("handoff.stale_answer")
             case HolderIs(machine_id=holder, epoch=epoch):
@@ -159,6 +175,12 @@ class HandoffActor(pykka.ThreadingActor):
             return
         view = self.gate.view()
         holding = self.gate.current(now) is not None
+        behind = view.holder not in (None, self.me) and self.me not in view.in_sync
+        if behind and not force and not holding and self.syncing is None:
+            # the holder hands over only to a standby in sync: wait (an ack timeout at
+            # most) for this one to catch up, then ask (the holder says why if still not)
+            self.syncing = (answer, now + self.timing.ack_timeout_ms)
+            return
         expires_in = 0.0 if view.takeover_at is None else max(0.0, view.takeover_at - now)
         self.answer, self.asked_at = answer, now
         holder = None if view.holder == self.me else view.holder
@@ -171,15 +193,10 @@ class HandoffActor(pykka.ThreadingActor):
             raise HandoffRefused(f"{env.sender} is not an active member")
         match env.type:
             case "handoff_request":
-                ref, target = self.actor_ref, env.sender
-
-                def heads_for(heads: h.Heads) -> None:
-                    _told(ref, _HeadsFor(hid, target, heads))
-
-                if self.tail is None:
-                    heads_for(())
-                else:
-                    _told(self.tail, TailHeads(heads_for))
+                # the lease goes to the target alone: it must hold every marker. One
+                # catching up gets half an ack timeout (its own wait is a whole one).
+                self.requested = (hid, env.sender, now + self.ack_timeout_ms / 2)
+                self._requested(now)
             case "handoff_begin":
                 heads, position = open_heads(env)
                 view = self.gate.view()
@@ -253,7 +270,56 @@ class HandoffActor(pykka.ThreadingActor):
                 case h.Done():
                     self._done(effect)
                 case h.Outcome(kind=kind, detail=detail):
+                    if kind == "forcing":
+                        detail = self._forcing(detail)
                     self._outcome("target", kind, detail)
+
+    def _requested(self, now: float) -> None:
+        """Begin the handoff asked for once its target is in sync; abort at the deadline."""
+        if self.requested is None:
+            return
+        hid, target, deadline = self.requested
+        if target not in self.gate.view().in_sync:
+            if now >= deadline:
+                self.requested = None
+                self.counters.inc("handoff.holder.not_in_sync")
+                why = f"{target} is not in sync yet (it is catching up); try again"
+                self.transport.abort(target, hid, why)
+            return
+        self.requested = None
+        ref = self.actor_ref
+
+        def heads_for(heads: h.Heads) -> None:
+            _told(ref, _HeadsFor(hid, target, heads))
+
+        if self.tail is None:
+            heads_for(())
+        else:
+            _told(self.tail, TailHeads(heads_for))
+
+    def _synced(self, now: float) -> None:
+        """A wakeup waiting for this machine to be in sync goes on once it is (or at
+        its deadline)."""
+        if self.syncing is None:
+            return
+        answer, deadline = self.syncing
+        if self.me in self.gate.view().in_sync or now >= deadline:
+            self._wakeup(False, answer, now)
+            self.syncing = None
+
+    def _forcing(self, detail: str) -> str:
+        """`wakeup --force`: the lease may take over though this machine is out of sync;
+        say what that may cost (each unfinished message it resumes is counted by
+        delivery as ``delivery.out_of_sync_resume``)."""
+        _told(self.lease, ForceTakeover())
+        if self.me in self.gate.view().in_sync:
+            return detail
+        self.counters.inc("handoff.forced_out_of_sync")
+        return (
+            f"{detail}; this machine is NOT in sync with the holder's replies: it may "
+            "answer again messages the others answered since it fell behind (each such "
+            "message is reported as an out_of_sync_resume alarm)"
+        )
 
     def _done(self, done: h.Done) -> None:
         took = self.clock.monotonic_ms() - self.asked_at

@@ -5,6 +5,11 @@ index stays equal to ``ledger.pending()`` (loaded once at start). It spares the 
 scan of every pending entry (and a JSON decode of each) on every step it takes: with a
 backlog of n messages that scan made delivery quadratic. Reads of what is not pending,
 the queue and retention go straight to the ledger.
+
+It also keeps the entries acked while the channel may still deliver their update again
+(``redeliverable``: its update id is at or above the cursor's offset, which stays at the
+lowest pending update), so a standby that joins the in-sync set learns them too: else,
+holding later, it would answer them again. They leave once the cursor passes them.
 """
 
 from __future__ import annotations
@@ -20,13 +25,23 @@ class IndexedLedger:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.index: dict[str, LedgerEntry] = {e.key: e for e in ledger.pending()}
+        self.redeliverable: dict[str, LedgerEntry] = {}
 
     def _keep(self, entry: LedgerEntry) -> LedgerEntry:
         if entry.state is LedgerState.ACKED:
             self.index.pop(entry.key, None)
+            if entry.update_id is not None:
+                self.redeliverable[entry.key] = entry
         else:
             self.index[entry.key] = entry
         return entry
+
+    def passed(self, offset: int | None) -> None:
+        """The channel confirms every update below ``offset``: they come no more."""
+        if offset is None:
+            return
+        for key in [k for k, e in self.redeliverable.items() if (e.update_id or 0) < offset]:
+            del self.redeliverable[key]
 
     def pending(self) -> list[LedgerEntry]:
         """As Ledger.pending(): every entry not acked, in the same order."""
@@ -40,7 +55,7 @@ class IndexedLedger:
         if msg.key in self.index:
             return self.index[msg.key], False
         entry, new = self.ledger.record(msg, now_ms)
-        self._keep(entry)
+        self._keep(entry)  # (an acked one the channel delivered again is redeliverable)
         return entry, new
 
     def begin(self, key: str, now_ms: float) -> LedgerEntry:

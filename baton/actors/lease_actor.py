@@ -35,6 +35,7 @@ from baton.core.lease import (
     Effect,
     Event,
     Fenced,
+    InSyncWanted,
     LeaseChanged,
     LeaseConfig,
     LeaseState,
@@ -44,15 +45,19 @@ from baton.core.lease import (
     StopRequested,
     StoreAnswered,
     StoreFailed,
+    TakeoverForced,
     Ticked,
     WriteLease,
     YieldRequested,
     can_act,
     epoch,
     holder,
+    in_sync_ok,
+    may_name,
     step,
     takeover_at,
 )
+from baton.core.lease_queries import named_in_store
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.registry import MachineEntry, Verify
@@ -93,6 +98,18 @@ class IsReleased:
 
 
 @dataclass(frozen=True)
+class WantInSync:
+    """Delivery on the holder wants the record to name these standbys in sync."""
+
+    in_sync: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ForceTakeover:
+    """`wakeup --force`: take the expired lease over though not in sync."""
+
+
+@dataclass(frozen=True)
 class FencedOut:
     """A fencing sink refused a side effect stamped ``epoch`` (it has seen ``highest``)."""
 
@@ -113,8 +130,12 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         listeners: Sequence[LeaseListener] = (),
         rng: Callable[[int], bytes] = os.urandom,
         gate: LeaseGate | None = None,
+        sync_all_peers: bool = False,
     ) -> None:
         super().__init__()
+        # A node that answers no channel sends no reply markers: every active peer is
+        # as much in sync as it can be, so the record names them all.
+        self.sync_all_peers = sync_all_peers
         self.cfg = cfg
         self.me_public = signing_public
         self.worker = worker
@@ -137,6 +158,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         match message:
             case Tick(now_ms=now):
                 self._feed(Ticked(now, self.clock.wall_s()))
+                self._sync_all(now)
             case StoreDone(attempt=attempt, result=result, error=error):
                 now = self.clock.monotonic_ms()
                 if result is not None:
@@ -163,9 +185,21 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 self._feed(Fenced(fenced, highest, self.clock.monotonic_ms()))
             case Yield(to=to):
                 self._feed(YieldRequested(to, self.clock.monotonic_ms(), self.clock.wall_s()))
+            case WantInSync(in_sync=in_sync):
+                self._feed(InSyncWanted(in_sync, self.clock.monotonic_ms(), self.clock.wall_s()))
+            case ForceTakeover():
+                self._feed(TakeoverForced(self.clock.monotonic_ms()))
             case _:
                 raise TypeError(f"LeaseCoordinatorActor: unexpected message {message!r}")
         return None
+
+    def _sync_all(self, now: float) -> None:
+        s = self.state
+        if not self.sync_all_peers or s.phase is not Phase.HOLDING or s.mine is None:
+            return
+        everyone = tuple(sorted(p.machine_id for p in self.peers))
+        if everyone not in (s.mine.in_sync, s.want_in_sync):
+            self._feed(InSyncWanted(everyone, now, self.clock.wall_s()))
 
     def _members(self) -> Mapping[str, bytes]:
         members = {p.machine_id: p.identity.signing_public for p in self.peers}
@@ -214,7 +248,10 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         s = self.state  # the gate first: a demotion closes it before anything else happens
         holding = s.mine if s.phase is Phase.HOLDING else None
         self.gate.publish(None if holding is None else holding.epoch, s.deadline)
-        self.gate.publish_view(LeaseView(holder(s), epoch(s), takeover_at(self.cfg, s)))
+        named = may_name(s) if holding else s.known.in_sync if s.known is not None else ()
+        may = named_in_store(self.cfg, s)  # (a forced takeover is not "in sync")
+        view = LeaseView(holder(s), epoch(s), takeover_at(self.cfg, s), named, may)
+        self.gate.publish_view(view)
         for effect in effects:
             if isinstance(effect, LeaseChanged):
                 self._changed(effect, before.deadline)
@@ -291,6 +328,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 "error": self.store_error,
             },
             "ttl_ms": self.cfg.timing.ttl_ms,
+            "in_sync": list(s.known.in_sync) if s.known is not None else [],
+            "may_take_over": in_sync_ok(self.cfg, s, now),
             "alarms": list(self.alarms),
             "history": list(self.history),
         }

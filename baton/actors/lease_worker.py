@@ -59,7 +59,11 @@ class LeaseStoreWorker:
         while (job := self._jobs.get()) is not None:
             attempt, reply_to = job
             try:
-                done = StoreDone(attempt, self.store.cas(attempt.expected, attempt.record), None)
+                if attempt.kind == "read":  # what the store holds, writing nothing
+                    result = CasResult(False, self.store.read())
+                else:
+                    result = self.store.cas(attempt.expected, attempt.record)
+                done = StoreDone(attempt, result, None)
             except LeaseStoreError as exc:
                 done = StoreDone(attempt, None, exc.detail)
             except Exception as exc:  # a bug in an adapter must not end the lease silently

@@ -8,8 +8,13 @@ to that standby (LiveTailTransport). A flush that probed a standby or was cut sh
 the frame size is followed at once, on its ack, by the next, so a new term or a long
 backlog does not wait interval by interval. On a standby it takes the frames of the current
 holder alone, at the current epoch, into the buffer, still sealed, and acks how far it
-matches. When this machine starts holding a new epoch, the buffer is replayed into the
-transcripts (baton.actors.tail_replay) before any turn is added or agent started.
+matches. It also keeps, loose and redacted, the turns the holder's markers said were
+done (TurnSeen from the DeliveryActor; baton.actors.loose_turns) until the chain brings
+their keys. When this machine starts holding a new epoch, the buffer and then the loose
+turns are replayed into the transcripts (baton.actors.tail_replay) before any turn is
+added or agent started, so no turn whose replies the user saw is lost to a crash of the
+holder; the loose turns are then forgotten. A holder ignores TurnSeen (it adds its
+turns on TurnDone).
 
 A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.
 ``flush_ms`` 0 streams nothing (a mesh without a lease store: no standby ever takes
@@ -26,9 +31,10 @@ from typing import Any
 import nacl.public
 import pykka
 
-from baton.actors.delivery_messages import GetTail, HolderIs, StartAgent, TurnDone
+from baton.actors.delivery_messages import GetTail, HolderIs, StartAgent, TurnDone, TurnSeen
 from baton.actors.handoff_messages import CatchUpTo, ConfirmTo, TailHeads
 from baton.actors.lease_actor import MembersChanged
+from baton.actors.loose_turns import LooseTurn, LooseTurns
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.tail_replay import replay
 from baton.agents.base import Turn
@@ -96,6 +102,7 @@ class LiveTailActor(pykka.ThreadingActor):
         self.next_flush = 0.0
         self.catching_up: CatchUpTo | None = None  # a handoff's target, pulling
         self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
+        self.loose = LooseTurns()  # a standby's turns known from the markers alone
 
     def on_stop(self) -> None:
         with contextlib.suppress(TailError, TranscriptError):
@@ -122,6 +129,8 @@ class LiveTailActor(pykka.ThreadingActor):
             case TurnDone(entry=entry, epoch=epoch):
                 self._begun(epoch)
                 self._append(entry)
+            case TurnSeen(entry=entry):
+                self._seen(entry)
             case EnvelopeReceived(envelope=env) if env.type == "tail":
                 self._flush_received(env)
             case EnvelopeReceived(envelope=env) if env.type == "tail_ack":
@@ -166,7 +175,8 @@ class LiveTailActor(pykka.ThreadingActor):
         if epoch <= self.replayed:
             return
         self.replayed = epoch
-        done = replay(self.buffer, self.transcripts, self.key, self.counters)
+        loose = self.loose.take()  # forgotten whatever the replay does
+        done = replay(self.buffer, self.transcripts, self.key, self.counters, loose)
         if done.topics:
             log.info(
                 "tail: epoch %d: replayed %d turns of %d topics (%d own turns dropped)",
@@ -175,6 +185,12 @@ class LiveTailActor(pykka.ThreadingActor):
                 done.topics,
                 done.dropped,
             )
+        log.info(
+            "tail: epoch %d: added %d loose turns from the markers (%d stale skipped)",
+            epoch,
+            done.loose_added,
+            done.loose_stale,
+        )
 
     def _history(self, entry: LedgerEntry, epoch: int) -> list[Turn]:
         """The topic's turns before ``entry``. Should the transcripts fail (the disk, a
@@ -247,6 +263,17 @@ class LiveTailActor(pykka.ThreadingActor):
 
     # --- a standby -------------------------------------------------------------------
 
+    def _seen(self, entry: LedgerEntry) -> None:
+        """The markers say ``entry`` is done: keep its turn loose until the chain brings
+        it or this machine takes over. Once this machine's term has replayed, TurnDone
+        makes its turns; before that the coming replay still takes this one."""
+        epoch = self.gate.current(self.clock.monotonic_ms())
+        if epoch is not None and epoch <= self.replayed:
+            return
+        dropped = self.loose.add(LooseTurn.of(entry, self.transport.patterns))
+        if dropped:
+            self.counters.inc("tail.loose_dropped", dropped)
+
     def _flush_received(self, env: Envelope) -> None:
         holder, epoch = self.holder
         if self.term is not None or env.sender != holder or env.epoch != epoch:
@@ -265,6 +292,7 @@ class LiveTailActor(pykka.ThreadingActor):
             self.counters.inc(f"tail.frame.{result.value}")
             if result is not FrameResult.REFUSED:
                 taken[frame.topic] = max(taken.get(frame.topic, 0), frame.seq)
+                self.loose.discard(frame.key)  # the chain has it now
         if self.catching_up is not None and self.catching_up.holder == env.sender:
             self._catch_up(env.epoch, heads, taken)
         else:
@@ -357,4 +385,5 @@ class LiveTailActor(pykka.ThreadingActor):
             "buffered_topics": len(self.buffer.heads()),
             "unconfirmed": behind if self.term is not None else {},
             "replayed_epoch": self.replayed,
+            "loose": len(self.loose),
         }

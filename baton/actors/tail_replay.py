@@ -8,18 +8,27 @@ key means this machine's copy parted from the chain (it held the lease before an
 turns nobody received), so its turns from there are dropped and the chain's are put in.
 A frame that does not open, or a turn the transcript will not take, ends that topic's
 replay where it is, logged and counted; the rest of the transcript is untouched.
+
+Then the loose turns (baton.actors.loose_turns: turns the holder's markers said were
+done, which its chain never brought) are appended, per topic in message-id order, after
+that topic's last turn: one whose ledger key the transcript holds is left out, one older
+than the last turn is skipped (never inserted before a held turn; ``tail.loose_stale``),
+the rest are added (``tail.loose_added``), each with the next seq. A loose turn the
+transcript refuses ends that topic's additions, logged and counted like a frame.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import nacl.public
 
-from baton.core.errors import TailRefused
+from baton.actors.loose_turns import LooseTurn, place
+from baton.core.errors import TailRefused, TranscriptRefused
 from baton.core.live_tail import TailBuffer
-from baton.core.transcript import PutResult, TranscriptStore
+from baton.core.transcript import PutResult, TranscriptStore, TranscriptTurn
 from baton.metrics import Counters
 from baton.wire.tail_transport import unseal
 
@@ -34,6 +43,8 @@ class Replayed:
     turns: int = 0  # put into the transcripts
     dropped: int = 0  # this machine's own turns dropped for the chain's
     failed: int = 0  # topics whose replay stopped early
+    loose_added: int = 0  # loose turns appended
+    loose_stale: int = 0  # loose turns older than their topic's last turn: skipped
 
 
 def replay(
@@ -41,7 +52,10 @@ def replay(
     transcripts: TranscriptStore,
     key: nacl.public.PrivateKey,
     counters: Counters,
+    loose: Mapping[str, Sequence[LooseTurn]] | None = None,
 ) -> Replayed:
+    """The buffer's changed topics into ``transcripts``, then the ``loose`` turns (by
+    topic) after each topic's last turn."""
     done = Replayed()
     for topic, start in sorted(buffer.dirty().items()):
         done.topics += 1
@@ -52,6 +66,12 @@ def replay(
     counters.inc("tail.replayed", done.turns)
     if done.dropped:
         counters.inc("tail.parted", done.dropped)
+    for topic, turns in sorted((loose or {}).items()):
+        if turns and not _loose(transcripts, topic, turns, done):
+            done.failed += 1
+            counters.inc("tail.replay_failed")
+    counters.inc("tail.loose_added", done.loose_added)
+    counters.inc("tail.loose_stale", done.loose_stale)
     return done
 
 
@@ -85,3 +105,44 @@ def _topic(
                 return False
             done.turns += 1
     return True
+
+
+def _loose(
+    transcripts: TranscriptStore, topic: str, turns: Sequence[LooseTurn], done: Replayed
+) -> bool:
+    last, held = _tail_of(transcripts, topic, min(t.message_id for t in turns))
+    placed = place(turns, None if last is None else last.message_id, held)
+    done.loose_stale += placed.stale
+    seq = 0 if last is None else last.seq
+    for loose in placed.added:
+        try:
+            turn = transcripts.append(
+                topic, loose.ledger_key, loose.message_id, loose.text, loose.replies, loose.at_ms
+            )
+        except TranscriptRefused as exc:
+            log.error("tail: loose turn %s of %s refused: %s", loose.ledger_key, topic, exc.detail)
+            return False
+        if turn.seq > seq:  # else held already, further back than _tail_of looked
+            seq = turn.seq
+            done.loose_added += 1
+    return True
+
+
+def _tail_of(
+    transcripts: TranscriptStore, topic: str, since_id: int
+) -> tuple[TranscriptTurn | None, set[str]]:
+    """The topic's last turn, and the keys of its turns back to the first whose message
+    id is below ``since_id`` (the newest turns, where a loose turn's key could be)."""
+    end = transcripts.last_seq(topic)
+    last: TranscriptTurn | None = None
+    held: set[str] = set()
+    while end > 0:
+        page = transcripts.turns(topic, max(0, end - PAGE), min(PAGE, end))
+        if not page:
+            break
+        last = last or page[-1]
+        held.update(t.ledger_key for t in page)
+        if page[0].message_id < since_id:
+            break
+        end = page[0].seq - 1
+    return last, held

@@ -26,6 +26,9 @@ Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
                                  ``to`` alone, and hold off acquiring for a whole ttl
     Fenced(epoch, highest, now)  a sink refused our side effect as stale: someone acted
                                  with a higher epoch, so a holder of ``epoch`` stands down
+    InSyncWanted(in_sync, now, wall)  the holder's delivery wants another in-sync set:
+                                 renewed at once with it (the record names who is in sync)
+    TakeoverForced(now)          `wakeup --force`: acquire though not in the in-sync set
 
 Effects the actor carries out: WriteLease (a CAS), Broadcast / SendTo (push a record
 over the wire), LeaseChanged (role or holder changed), Alarm (log, count, status),
@@ -44,6 +47,12 @@ Invariants:
   records with one epoch and different holders raise a split-brain alarm, and the
   holder whose machine id sorts lower stands down.
 - Wall time (``wall``) only stamps issued_at for people; nothing compares it.
+- Only a machine the stored record allows (``may_take_over``: its holder, or a standby
+  in its in-sync set) acquires after it expires or is released, unless a takeover was
+  forced; an empty or garbage store can be taken by anyone (no one is known to have
+  sent anything). A new holder's record names the old record's in-sync set less
+  itself (they hold every marker the old holder sent, and it has sent nothing yet); a
+  yield's tombstone adds its target, who caught up before it acked.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from baton.core.errors import ReplayedLease, StaleLease
+from baton.core.lease_queries import can_act, epoch, holder, in_sync_ok, may_name, takeover_at
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.lease_types import (
@@ -61,6 +71,7 @@ from baton.core.lease_types import (
     Effect,
     Event,
     Fenced,
+    InSyncWanted,
     LeaseChanged,
     LeaseConfig,
     LeaseState,
@@ -70,13 +81,14 @@ from baton.core.lease_types import (
     StopRequested,
     StoreAnswered,
     StoreFailed,
+    TakeoverForced,
     Ticked,
     Timing,
     WriteLease,
     YieldRequested,
 )
 
-# The types are part of this module's interface (callers import them from here).
+# The types and queries are part of this module's interface (callers import them from here).
 __all__ = [
     "Alarm",
     "Attempt",
@@ -85,6 +97,7 @@ __all__ = [
     "Effect",
     "Event",
     "Fenced",
+    "InSyncWanted",
     "LeaseChanged",
     "LeaseConfig",
     "LeaseState",
@@ -94,6 +107,7 @@ __all__ = [
     "StopRequested",
     "StoreAnswered",
     "StoreFailed",
+    "TakeoverForced",
     "Ticked",
     "Timing",
     "WriteLease",
@@ -101,43 +115,14 @@ __all__ = [
     "can_act",
     "epoch",
     "holder",
+    "in_sync_ok",
+    "may_name",
     "step",
     "takeover_at",
 ]
 
 UNSURE_KEPT = 8
-_DONE = {"acquire": "acquired", "renew": "renewed", "release": "released"}
-
-
-# --- queries -----------------------------------------------------------------------
-
-
-def can_act(state: LeaseState, now: float) -> bool:
-    """May this machine act as holder now (poll, reply, write shared state)?"""
-    return state.phase is Phase.HOLDING and state.deadline is not None and now < state.deadline
-
-
-def holder(state: LeaseState) -> str | None:
-    known = state.known
-    return None if known is None or known.released else known.holder
-
-
-def epoch(state: LeaseState) -> int:
-    return 0 if state.known is None else state.known.epoch
-
-
-def takeover_at(cfg: LeaseConfig, state: LeaseState) -> float | None:
-    """Local ms from which this standby may try to acquire (None: at once)."""
-    known = state.known
-    if known is None or known.released or state.seen_at is None:
-        base = None
-    else:
-        base = state.seen_at + cfg.timing.standby_wait(known.ttl_ms)
-    if state.garbage_since is not None:  # whoever may hold it, with the longest ttl seen
-        ttl = max(cfg.timing.ttl_ms, 0 if known is None else known.ttl_ms)
-        garbage = state.garbage_since + cfg.timing.standby_wait(ttl)
-        base = garbage if base is None else max(base, garbage)
-    return base
+_DONE = {"acquire": "acquired", "renew": "renewed", "release": "released"}  # and "read"
 
 
 # --- the step ----------------------------------------------------------------------
@@ -167,6 +152,13 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             return _fenced(s, fenced, highest, now)
         case YieldRequested(to=to, now=now, wall=wall):
             return _yield(cfg, s, to, now, wall)
+        case InSyncWanted(in_sync=in_sync, now=now, wall=wall):
+            if s.phase is not Phase.HOLDING:
+                return s, []
+            wanted = tuple(sorted(set(in_sync) - {cfg.me}))
+            return _tick(cfg, replace(s, want_in_sync=wanted), now, wall)
+        case TakeoverForced(now=now):
+            return replace(s, forced_until=now + 2 * cfg.timing.ttl_ms), []
     raise TypeError(f"not a lease event: {event!r}")
 
 
@@ -190,7 +182,7 @@ def _check_inflight(s: LeaseState, attempt: Attempt) -> None:
 def _demote(s: LeaseState, now: float, reason: str) -> tuple[LeaseState, list[Effect]]:
     if s.phase is not Phase.HOLDING:
         return s, []
-    s = replace(s, phase=Phase.STANDBY, deadline=None, seen_at=now)
+    s = replace(s, phase=Phase.STANDBY, deadline=None, seen_at=now, want_in_sync=None)
     return s, [LeaseChanged(Phase.STANDBY, holder(s), epoch(s), reason)]
 
 
@@ -216,19 +208,30 @@ def _tick(
     t = cfg.timing
     if s.phase is Phase.HOLDING and s.mine is not None:
         failed = s.store_ok is False  # then retry at next_try, not a whole interval later
-        if s.last_write is None or now - s.last_write >= t.renew_ms or failed:
-            renewal = replace(s.mine, nonce=s.mine.nonce + 1, ttl_ms=t.ttl_ms, issued_at=wall)
+        in_sync = s.mine.in_sync if s.want_in_sync is None else s.want_in_sync
+        changed = in_sync != s.mine.in_sync
+        if s.last_write is None or now - s.last_write >= t.renew_ms or failed or changed:
+            renewal = replace(
+                s.mine, nonce=s.mine.nonce + 1, ttl_ms=t.ttl_ms, issued_at=wall, in_sync=in_sync
+            )
             s, more = _write(cfg, s, "renew", renewal, now)
             effects += more
         return s, effects
     due = takeover_at(cfg, s)
-    if now >= s.hold_off and (due is None or now >= due):
-        stored = s.stored.record if s.stored is not None else None
-        base = max(s.floor, 0 if stored is None else stored.epoch)
-        record = LeaseRecord(cfg.me, base + 1, 0, t.ttl_ms, wall)
+    if now < s.hold_off or (due is not None and now < due):
+        return s, effects
+    stored = s.stored.record if s.stored is not None else None
+    base = max(s.floor, 0 if stored is None else stored.epoch)
+    heirs = () if stored is None else tuple(m for m in stored.in_sync if m != cfg.me)
+    record = LeaseRecord(cfg.me, base + 1, 0, t.ttl_ms, wall, in_sync=heirs)
+    if in_sync_ok(cfg, s, now):
         s, more = _write(cfg, s, "acquire", record, now)
-        effects += more
-    return s, effects
+    else:
+        # What we know does not name us in sync; the store may (a record we missed):
+        # read it, write nothing, and decide again on what it holds.
+        s, more = _write(cfg, s, "read", record, now)
+        s = replace(s, next_try=now + t.renew_ms)  # a look per renew interval, no more
+    return s, effects + more
 
 
 def _newer(s: LeaseState, record: LeaseRecord, now: float) -> LeaseState:
@@ -311,6 +314,10 @@ def _answered(
             effects.append(Alarm("store_emptied", "the store lost the lease record it held"))
     else:
         s = replace(s, garbage_since=None)
+    if attempt.kind == "read":  # nothing was written: learn what the store holds
+        if current.record is not None:
+            return _learn(cfg, s, current.record, now, effects)
+        return s, effects
     if not result.ok:
         landed = next((u for u in s.unsure if u.record == current.record), None)
         if landed is None:  # the store moved on without us: our record is gone
@@ -332,8 +339,7 @@ def _answered(
     deadline = attempt.t_sent + cfg.timing.holder_window
     s = _newer(replace(s, mine=record, mine_token=current.token), record, now)
     if s.stopping or s.yield_to:  # a renewal landed while stopping or yielding: release
-        tomb = replace(record, nonce=record.nonce + 1, ttl_ms=0)
-        s, more = _write(cfg, s, "release", tomb, now)
+        s, more = _write(cfg, s, "release", _tombstone(s, record), now)
         return s, [*effects, *more]
     effects.append(Broadcast(record, current.token))
     if now >= deadline:  # the store answered too late to act on it; the lease runs out
@@ -362,8 +368,7 @@ def _release(
     mine = s.mine
     if mine is None or s.inflight is not None:
         return s, []
-    tomb = replace(mine, nonce=mine.nonce + 1, ttl_ms=0, issued_at=wall)
-    return _write(cfg, s, "release", tomb, now)
+    return _write(cfg, s, "release", _tombstone(s, mine, wall), now)
 
 
 def _yield(
@@ -379,3 +384,13 @@ def _yield(
     s = replace(s, yield_to=to, hold_off=hold_off)
     s, more = _release(cfg, s, now, wall)
     return s, [*effects, *more]
+
+
+def _tombstone(s: LeaseState, mine: LeaseRecord, wall: float | None = None) -> LeaseRecord:
+    """The release of ``mine``; a yield's names its target in sync (it caught up, and
+    the lease is handed to it alone)."""
+    in_sync = mine.in_sync
+    if s.yield_to is not None and s.yield_to != mine.holder:
+        in_sync = tuple(sorted({*in_sync, s.yield_to}))
+    issued = mine.issued_at if wall is None else wall
+    return replace(mine, nonce=mine.nonce + 1, ttl_ms=0, issued_at=issued, in_sync=in_sync)

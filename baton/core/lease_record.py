@@ -1,7 +1,9 @@
 """The lease record, its canonical signed encoding, and the checks a record must pass.
 
 A record says "machine H holds the lease at epoch E": ``{holder, epoch, nonce, ttl_ms,
-issued_at, signature}``, signed by H's Ed25519 key over ``signable()``.
+issued_at, in_sync, signature}``, signed by H's Ed25519 key over ``signable()``.
+``in_sync`` names the standbys that hold every reply marker H has sent (Patroni's
+synchronous set): only they (and H itself) may take the lease over automatically.
 
 Invariants:
 - Pure: no I/O, no clock. The Ed25519 check is the Verify port of core.registry.
@@ -13,6 +15,9 @@ Invariants:
 - ttl_ms == 0 is a release (a tombstone): the holder gave the lease up, and a standby
   may acquire at once.
 - issued_at is the holder's wall clock, for people to read. Nothing compares it.
+- in_sync is a sorted tuple of distinct machine ids without the holder, at most
+  MAX_IN_SYNC. An empty set is left out of the encoding (and of what is signed), so a
+  record without the field reads as one with nobody in sync.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from baton.core.settings import MAX_TTL_MS
 
 SIGNING_CONTEXT = b"baton lease record v1\n"
 MAX_COUNTER = 2**53  # JSON-safe integers; an epoch or nonce this big is a forgery
+MAX_IN_SYNC = 64  # standbys named in one record
 _MACHINE_ID_RE = re.compile(r"m_[a-z2-7]{16}")
 
 
@@ -43,6 +49,7 @@ class LeaseRecord:
     ttl_ms: int
     issued_at: float
     signature: bytes | None = None
+    in_sync: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.holder, str) or not _MACHINE_ID_RE.fullmatch(self.holder):
@@ -65,6 +72,23 @@ class LeaseRecord:
             not isinstance(self.signature, bytes) or len(self.signature) != 64
         ):
             raise MalformedLease("signature: expected 64 bytes")
+        members = self.in_sync
+        if (
+            not isinstance(members, tuple)
+            or len(members) > MAX_IN_SYNC
+            or not all(isinstance(m, str) and _MACHINE_ID_RE.fullmatch(m) for m in members)
+            or list(members) != sorted(set(members))
+            or self.holder in members
+        ):
+            raise MalformedLease(
+                f"in_sync: expected at most {MAX_IN_SYNC} sorted, distinct machine ids "
+                "other than the holder"
+            )
+
+    def may_take_over(self, machine_id: str) -> bool:
+        """May ``machine_id`` acquire after this record (expired or released) without
+        being handed the lease: the holder itself, or a standby in its in-sync set."""
+        return machine_id == self.holder or machine_id in self.in_sync
 
     @property
     def released(self) -> bool:
@@ -81,7 +105,7 @@ class LeaseRecord:
         return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "holder": self.holder,
             "epoch": self.epoch,
             "nonce": self.nonce,
@@ -89,15 +113,22 @@ class LeaseRecord:
             "issued_at": self.issued_at,
             "signature": None if self.signature is None else b64encode(self.signature).decode(),
         }
+        if self.in_sync:
+            doc["in_sync"] = list(self.in_sync)
+        return doc
 
     @classmethod
     def from_dict(cls, data: object) -> LeaseRecord:
-        """Strict: exactly the fields of to_dict; else MalformedLease."""
+        """Strict: exactly the fields of to_dict (in_sync may be absent: nobody in sync);
+        else MalformedLease."""
         if not isinstance(data, Mapping):
             raise MalformedLease("a lease record is a JSON object")
         names = {f.name for f in fields(cls)}
-        if set(data) != names:
+        if set(data) | {"in_sync"} != names:
             raise MalformedLease(f"a lease record has exactly the fields {sorted(names)}")
+        in_sync = data.get("in_sync", [])
+        if not isinstance(in_sync, list) or (not in_sync and "in_sync" in data):
+            raise MalformedLease("in_sync: expected a non-empty list when present")
         signature = data["signature"]
         if signature is not None:
             if not isinstance(signature, str):
@@ -106,7 +137,7 @@ class LeaseRecord:
                 signature = b64decode(signature, validate=True)
             except (binascii.Error, ValueError):
                 raise MalformedLease("signature: not base64") from None
-        return cls(**{**data, "signature": signature})
+        return cls(**{**data, "signature": signature, "in_sync": tuple(in_sync)})
 
     def encode(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()

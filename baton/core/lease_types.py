@@ -52,7 +52,7 @@ class LeaseConfig:
 
 @dataclass(frozen=True)
 class Attempt:
-    kind: str  # "acquire" | "renew" | "release"
+    kind: str  # "acquire" | "renew" | "release" | "read" (a standby's look, nothing written)
     expected: str | None
     record: LeaseRecord
     t_sent: float
@@ -80,6 +80,8 @@ class LeaseState:
     hold_off: float = 0.0  # after yielding: no acquisition before this local ms, unless
     # a newer record of another machine arrives (the handoff's target acquired, or it
     # yields back to us)
+    want_in_sync: tuple[str, ...] | None = None  # HOLDING: the in-sync set to write next
+    forced_until: float = 0.0  # `wakeup --force`: acquire though not in sync, until then
 
 
 # --- events and effects ------------------------------------------------------------
@@ -137,7 +139,36 @@ class Fenced:
     now: float
 
 
-Event = Ticked | RecordSeen | StoreAnswered | StoreFailed | StopRequested | Fenced | YieldRequested
+@dataclass(frozen=True)
+class InSyncWanted:
+    """The holder's delivery wants the record to name ``in_sync`` as the standbys that
+    hold every marker it sent (it shrinks the set before a send goes on without a
+    standby, and grows it when a standby has caught up)."""
+
+    in_sync: tuple[str, ...]
+    now: float
+    wall: float
+
+
+@dataclass(frozen=True)
+class TakeoverForced:
+    """`wakeup --force`: acquire the expired lease though this machine is not in the
+    in-sync set (the operator accepts that it may answer again what others answered)."""
+
+    now: float
+
+
+Event = (
+    Ticked
+    | RecordSeen
+    | StoreAnswered
+    | StoreFailed
+    | StopRequested
+    | Fenced
+    | YieldRequested
+    | InSyncWanted
+    | TakeoverForced
+)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "roster": {"machines": list},
     "lease": {"record": dict, "token": str},  # token: the store's, "" if unknown
     "marker": {"marker": dict, "signature": str},  # a signed ReplyMarker (hex signature)
+    "marker_ack": {"id": str},  # a standby durably recorded that marker (core.replicas)
+    "sync_request": {"keys": list, "page": int, "more": bool},  # a standby out of sync
+    # asks to join, with page 0, 1, ... of its unfinished keys (more: further pages follow)
     "user_message": {"item_id": str, "topic": str, "text": str},  # a standby forwards
     "user_message_ack": {"item_id": str, "message_id": int},  # the holder posted it
     "tail": {"frames": list, "heads": dict},  # live-tail frames, sealed to the recipient

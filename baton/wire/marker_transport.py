@@ -8,6 +8,12 @@ ReplyMarker signed by the envelope's sender, who must be an active member, or ra
 MarkerRefused (counted and dropped by the receiver). The wire already admits only active
 members' keys; the signature also covers a member revoked since the frame was sent.
 
+"marker_ack" ``{id}`` goes back from a standby once it has durably recorded the marker
+(``core.replicas.marker_id``); "sync_request" ``{keys, page, more}`` from a standby out
+of the in-sync set to the holder, naming the ledger keys it holds unfinished, in pages
+of at most MAX_SYNC_KEYS numbered from 0 (``more``: further pages follow), to join it.
+``open_ack`` and ``open_sync_request`` are strict.
+
 "user_message" ``{item_id, topic, text}`` goes from a standby to the holder, which posts
 it to the channel (idempotent on item_id) and answers "user_message_ack"
 ``{item_id, message_id}``.
@@ -30,6 +36,8 @@ CONTEXT = b"baton-reply-marker-v1\n"
 ITEM_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_FORWARD_TEXT = 64 * 1024
+MAX_SYNC_KEYS = 1000
+MARKER_ID = re.compile(r"(prepared|committed):(-1|[0-9]{1,3}):[^\s]{1,300}")
 
 
 def marker_bytes(marker: dict[str, Any]) -> bytes:
@@ -58,6 +66,19 @@ class ReplyMarkerTransport:
         body = marker.to_json()
         signature = self.signer.sign(marker_bytes(body)).hex()
         return self.send(self._envelope("marker", to, {"marker": body, "signature": signature}))
+
+    def ack_marker(self, to: str, marker_id: str) -> bool:
+        return self.send(self._envelope("marker_ack", to, {"id": marker_id}))
+
+    def request_sync(self, to: str, keys: list[str]) -> bool:
+        """Every key, in pages of at most MAX_SYNC_KEYS (an empty list: one empty page)."""
+        pages = [keys[i : i + MAX_SYNC_KEYS] for i in range(0, len(keys), MAX_SYNC_KEYS)]
+        pages = pages or [[]]
+        sent = True
+        for n, page in enumerate(pages):
+            body = {"keys": page, "page": n, "more": n < len(pages) - 1}
+            sent = self.send(self._envelope("sync_request", to, body)) and sent
+        return sent
 
     def forward(self, to: str, item_id: str, topic: str, text: str) -> bool:
         body = {"item_id": item_id, "topic": topic, "text": text}
@@ -95,3 +116,24 @@ def open_forward(env: Envelope) -> tuple[str, str, str]:
     if not text or len(text.encode("utf-8", "replace")) > MAX_FORWARD_TEXT:
         raise MarkerRefused("user_message: text empty or too large")
     return item_id, topic, text
+
+
+def open_ack(env: Envelope) -> str:
+    """The marker id a "marker_ack" names, or MarkerRefused."""
+    marker_id = env.body["id"]
+    if not MARKER_ID.fullmatch(marker_id):
+        raise MarkerRefused("marker_ack: not a marker id")
+    return str(marker_id)
+
+
+def open_sync_request(env: Envelope) -> tuple[list[str], int, bool]:
+    """(the ledger keys a "sync_request" page names, its number, whether more pages
+    follow), or MarkerRefused."""
+    keys, page = env.body["keys"], env.body["page"]
+    if not 0 <= page < 10_000:
+        raise MarkerRefused("sync_request: page out of range")
+    if len(keys) > MAX_SYNC_KEYS or not all(
+        isinstance(k, str) and 0 < len(k) <= 300 and k.isprintable() for k in keys
+    ):
+        raise MarkerRefused(f"sync_request: at most {MAX_SYNC_KEYS} keys of printable text")
+    return list(keys), page, bool(env.body["more"])

@@ -24,7 +24,7 @@ from baton.actors.delivery_messages import (
 )
 from baton.actors.handoff_actor import HandoffActor
 from baton.actors.handoff_messages import Wakeup, Yield
-from baton.actors.lease_actor import MembersChanged
+from baton.actors.lease_actor import ForceTakeover, MembersChanged
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.agents.base import AgentFailed, AgentMessage, Turn
@@ -80,6 +80,7 @@ class Machine:
         self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryTailBuffer()
         self.counters, self.clock = Counters(), SystemClock()
         self.fenced: list[tuple[int, int]] = []
+        self.in_sync: tuple[str, ...] = ()  # holding: the standbys its record names in sync
         self.dropped = False  # drop every envelope this machine sends
         # what the link does to each envelope: the envelopes delivered now (test faults)
         self.link: Callable[[Envelope], list[Envelope]] | None = None
@@ -102,6 +103,7 @@ class Machine:
         self.ref = DeliveryActor.start(
             self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
             verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
+            want_in_sync=self.want_in_sync,
         )  # fmt: skip
         self.lease = LeaseStandIn.start(self)
         self.handoff = HandoffActor.start(
@@ -150,14 +152,30 @@ class Machine:
         for actor in self.actors:
             actor.tell(MembersChanged(tuple(o.entry for o in others)))
 
-    def hold(self, epoch: int | None) -> None:
-        """Hold ``epoch`` (None: stop acting); the others learn this machine holds it."""
+    def hold(self, epoch: int | None, in_sync: tuple[str, ...] | None = None) -> None:
+        """Hold ``epoch`` (None: stop acting); the others learn this machine holds it.
+        Its record names ``in_sync`` (by default the last holder's set, less itself, as
+        the lease's acquisition does)."""
         self.gate.publish(epoch, FOREVER if epoch is not None else None)
         if epoch is not None:
+            if in_sync is None:
+                in_sync = tuple(m for m in self.gate.view().in_sync if m != self.id)
+            self.in_sync = tuple(sorted(in_sync))
+            self._publish_views(epoch)
             for other in {*self.router.values(), self}:
-                other.gate.publish_view(LeaseView(self.id, epoch, FOREVER))
                 for actor in (other.tail, other.handoff):
                     actor.tell(HolderIs(self.id, epoch))
+
+    def _publish_views(self, epoch: int) -> None:
+        for other in {*self.router.values(), self}:
+            other.gate.publish_view(LeaseView(self.id, epoch, FOREVER, self.in_sync))
+
+    def want_in_sync(self, in_sync: tuple[str, ...]) -> None:
+        """What the lease does by CAS: the holder's record names ``in_sync`` now."""
+        view = self.gate.view()
+        if view.holder == self.id:
+            self.in_sync = tuple(sorted(in_sync))
+            self._publish_views(view.epoch)
 
     def wakeup(self, force: bool = False, timeout: float = 30) -> dict[str, Any]:
         answer: Future[dict[str, Any]] = Future()
@@ -180,6 +198,7 @@ class LeaseStandIn(pykka.ThreadingActor):
         super().__init__()
         self.machine = machine
         self.yields: list[str] = []
+        self.forced = 0
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Yield):
@@ -188,6 +207,8 @@ class LeaseStandIn(pykka.ThreadingActor):
             self.machine.hold(None)
             self.yields.append(m.to)
             self.machine.router[m.to].hold(epoch + 1)
+        elif isinstance(message, ForceTakeover):
+            self.forced += 1
 
 
 def make_pair() -> tuple[MemoryChannel, Machine, Machine]:

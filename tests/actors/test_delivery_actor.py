@@ -495,7 +495,6 @@ def test_a_job_that_raises_something_unexpected_never_leaves_its_topic_stuck() -
         assert text.startswith("[baton] the agent failed") and "RuntimeError" in text
     finally:
         a.stop()
-        a.stop()
 
 
 @pytest.mark.parametrize("policy", ["resend", "skip"])

@@ -17,3 +17,10 @@ def flaky(message: Any, history: Any) -> list[str]:
         while True:
             time.sleep(60)
     return [f"echo: {text} (earlier turns: {len(history)})"]
+
+
+def slow(message: Any, history: Any) -> list[str]:
+    """Takes 3 s over a message that starts with "slow"; echoes at once otherwise."""
+    if message.text.startswith("slow"):
+        time.sleep(3)
+    return [f"echo: {message.text} (earlier turns: {len(history)})"]

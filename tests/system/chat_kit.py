@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.verdict import ambiguous_sends
 
 TTL_MS = 2000
 T0 = time.monotonic()
@@ -71,14 +72,19 @@ def start_mesh(
     ttl_ms: int = TTL_MS,
     **env: str,
 ) -> Mesh:
+    """A mesh answering ``chat``: as the bundled service when it fences, as Telegram
+    when it is in telegram mode (then it forgives nothing)."""
+    scheme = "local"
+    if chat.mode == "telegram":
+        scheme, env = "telegram", {"BATON_TELEGRAM_TOKEN": "1:baton-test", **env}
     mesh = make_mesh(
         len(names),
         names=list(names),
         lease_ttl_ms=ttl_ms,
-        init_args=("--channel", f"local:{chat.url}", "--agent", agent),
+        init_args=("--channel", f"{scheme}:{chat.url}", "--agent", agent),
         env=env,
     )
-    wait_for(lambda: holder(mesh) is not None, 60, "a holder")
+    wait_for(mesh.synced_holder, 60, "a holder with every standby in sync", SYNC_POLL_S)
     return mesh
 
 
@@ -87,20 +93,32 @@ def answered(chat: ChatServer, expected: set[int]) -> bool:
     return expected <= accepted
 
 
-def check_exactly_once(chat: ChatServer, posted: dict[int, tuple[str, str]]) -> Counter[str]:
+def reported_ambiguous(mesh: Mesh) -> set[int]:
+    """The messages the machines reported an ambiguous send for (their logs)."""
+    return ambiguous_sends(p for m in mesh.machines for p in m.paths.logs_dir.glob("*.log*"))
+
+
+def check_exactly_once(
+    chat: ChatServer, posted: dict[int, tuple[str, str]], reported: set[int] | None = None
+) -> Counter[str]:
     """Every posted message has exactly one accepted reply, in its topic's order; the
-    outcomes of every send attempt are returned (stale and repeat ones are allowed)."""
+    outcomes of every send attempt are returned (stale and repeat ones are allowed). A
+    double is allowed only for a message in ``reported``: a send in flight at a crash or
+    pause that its new holder reported as ambiguous (a sink that cannot say)."""
     log = sends(chat)
     accepted = [s for s in log if s["outcome"] == "accepted"]
     per_message = Counter(s["reply_to"] for s in accepted)
     missing = sorted(set(posted) - set(per_message))
-    doubled = sorted(m for m, n in per_message.items() if n > 1)
+    doubles = sorted(m for m, n in per_message.items() if n > 1)
+    doubled = [m for m in doubles if m not in (reported or set())]
+    print(f"doubles: {len(doubles)}, reported as ambiguous: {len(doubles) - len(doubled)}")
     assert not missing, f"{len(missing)} messages never answered, e.g. {missing[:5]}"
     assert not doubled, f"{len(doubled)} messages answered twice, e.g. {doubled[:5]}"
     assert set(per_message) == set(posted), "a reply to a message nobody posted"
     for topic in TOPICS:
         messages = topic_messages(chat, topic)
         replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
+        replies = [r for n, r in enumerate(replies) if r not in replies[:n]]  # first ones
         assert replies == sorted(replies), f"replies in {topic} out of order"
         for m in messages:
             if m["from"] == "bot":

@@ -1,7 +1,9 @@
 """Short chaos campaigns (python -m tools.chaos) as CI runs them: three seeds whose five
 faults each, together, cover every kind the schedule draws (kill -9 of the node and of
 the whole machine, pauses and isolations past the lease, cuts both ways and one way,
-clock jumps, handoffs, a slow and a failing lease store). Any violation the checker
+clock jumps, handoffs, a slow and a failing lease store, a machine down while the others
+answer, then back and made holder), two at a sink that forgives nothing (Telegram's
+shape) and one at the fencing sink. Any violation the checker
 finds fails the test, with the summary and the kept directory's path in the message."""
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import pytest
 from tests.system.runs import finish, processes_under, run_under
 from tools.chaos.schedule import KINDS, schedule
 
-pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]
+# The campaigns run one after another on one worker (--dist loadgroup): three meshes
+# under faults at once, beside the other system tests, overload a 2-core host.
+pytestmark = [pytest.mark.system, pytest.mark.timeout(600), pytest.mark.xdist_group("chaos")]
 
-SEEDS = (2, 4, 10)
+SEEDS = (64, 71, 106)  # found by a search: together, every kind in 15 faults
 FAULTS, EVERY_S, TTL_MS = 5, 2.5, 2000
 
 
@@ -25,10 +29,11 @@ def test_the_ci_seeds_cover_every_kind_of_fault() -> None:
     assert drawn == set(KINDS)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_short_campaign_breaks_no_promise(seed: int, clean: Path) -> None:
+@pytest.mark.parametrize(("seed", "sink"), [(64, "telegram"), (71, "telegram"), (106, "fencing")])
+def test_a_short_campaign_breaks_no_promise(seed: int, sink: str, clean: Path) -> None:
     tmp_path = clean
     args = ["--seed", str(seed), "--faults", str(FAULTS), "--every", str(EVERY_S)]
+    args += ["--sink", sink, "--rate", "8"]  # CI runs these beside other system tests
     proc = run_under(tmp_path, "-m", "tools.chaos", *args, "--ttl-ms", str(TTL_MS), "--json")
     out, err = finish(proc, 540)
     print(err[-4000:])  # the campaign's fault log, shown by pytest on failure
@@ -36,7 +41,9 @@ def test_a_short_campaign_breaks_no_promise(seed: int, clean: Path) -> None:
     summary = json.loads(out)
     assert summary["ok"] is True, summary
     assert summary["skipped"] == [], "every fault was made (CI installs libfaketime)"
-    assert summary["posted"] == summary["accepted"] > 50
+    assert summary["lost"] == 0 and summary["posted"] > 50
+    # every accepted reply beyond one a message is a double a machine reported ambiguous
+    assert summary["accepted"] - summary["posted"] <= summary["reported_doubles"] * 2
     assert summary["terms"] >= 2, "the faults moved the role at least once"
     assert not list(tmp_path.glob("baton-chaos-*")), "a clean run leaves nothing behind"
     assert not processes_under(tmp_path)

@@ -83,9 +83,13 @@ def test_the_exit_code_says_whether_a_promise_was_broken(
     monkeypatch: pytest.MonkeyPatch, verdict: dict[str, object], code: int, words: str
 ) -> None:
     monkeypatch.setattr(Demo, "main", lambda self: dict(verdict))
-    result = CliRunner().invoke(main, ["demo", "--json"])
+    result = CliRunner().invoke(main, ["demo", "--json", "--sink", "telegram"])
     assert result.exit_code == code
     assert json.loads(result.output) == verdict
-    human = CliRunner().invoke(main, ["demo"])
+    both = CliRunner().invoke(main, ["demo", "--json"])  # both sinks: one verdict for both
+    assert both.exit_code == code
+    combined = json.loads(both.output)
+    assert combined["ok"] is verdict["ok"] and set(combined["sinks"]) == {"telegram", "fencing"}
+    human = CliRunner().invoke(main, ["demo", "--sink", "fencing"])
     assert human.exit_code == code
     assert words in human.output

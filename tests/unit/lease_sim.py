@@ -14,8 +14,11 @@ from baton.core.lease import (
     Broadcast,
     Effect,
     Event,
+    InSyncWanted,
+    LeaseChanged,
     LeaseConfig,
     LeaseState,
+    Phase,
     RecordSeen,
     SendTo,
     StopRequested,
@@ -28,6 +31,7 @@ from baton.core.lease import (
     step,
 )
 from baton.core.lease_record import LeaseRecord
+from baton.core.lease_store import CasResult
 from baton.signing import Ed25519Signer
 from baton.stores.lease_memory import MemoryLeaseStore
 
@@ -58,7 +62,11 @@ class SimMachine:
 
 
 class Sim:
-    def __init__(self, n: int = 2, rates: list[float] | None = None) -> None:
+    """``sync_all``: a new holder names every other machine in sync at once (as delivery
+    does once each has caught up), so any of them may take over; False: nobody is."""
+
+    def __init__(self, n: int = 2, rates: list[float] | None = None, sync_all: bool = True) -> None:
+        self.sync_all = sync_all
         self.real = 0.0
         self.store = MemoryLeaseStore()
         rates = rates or [1.0] * n
@@ -81,6 +89,11 @@ class Sim:
                     self.wire += [(o.me, record, token) for o in self.machines if o is not m]
                 case SendTo(machine_id=to, record=record, token=token):
                     self.wire.append((to, record, token))
+        held = any(isinstance(e, LeaseChanged) and e.role is Phase.HOLDING for e in effects)
+        if held and self.sync_all:
+            others = tuple(o.me for o in self.machines if o is not m)
+            wall = 1.7e9 + self.real / 1000
+            return effects + self.feed(m, InSyncWanted(others, self.now(m), wall))
         return effects
 
     def now(self, m: SimMachine) -> float:
@@ -94,7 +107,10 @@ class Sim:
         attempt, m.pending = m.pending, None
         assert attempt is not None
         try:
-            result = self.store.cas(attempt.expected, attempt.record)
+            if attempt.kind == "read":
+                result = CasResult(False, self.store.read())
+            else:
+                result = self.store.cas(attempt.expected, attempt.record)
         except LeaseStoreError as exc:
             self.feed(m, StoreFailed(attempt, exc.detail, self.now(m)))
             return

@@ -12,10 +12,12 @@ from baton.core.lease import (
     Broadcast,
     Dropped,
     Fenced,
+    InSyncWanted,
     LeaseChanged,
     Phase,
     RecordSeen,
     StoreFailed,
+    TakeoverForced,
     WriteLease,
     YieldRequested,
     can_act,
@@ -305,7 +307,8 @@ def test_a_holder_the_store_moved_past_never_overwrites_the_new_holder() -> None
     be retried from the new holder's token."""
     sim = Sim(2)
     a, b = sim.machines
-    sim.run(50)
+    sim.run(100)  # a holds, and its record names b in sync
+    assert a.state.mine is not None and a.state.mine.in_sync == (b.me,)
     sim.stop(a)  # the release is in flight, but a pauses before the store sees it
     a.paused = True
     sim.run(WAIT + 500)
@@ -371,3 +374,100 @@ def test_a_fenced_holder_stands_down_and_an_older_refusal_changes_nothing() -> N
     assert [e.kind for e in effects if isinstance(e, Alarm)] == ["fenced"]
     assert any(isinstance(e, LeaseChanged) and e.role is Phase.STANDBY for e in effects)
     assert state.floor == a.state.floor  # the sink's word only explains, never raises it
+
+
+# --- the in-sync set: who may take over by itself -----------------------------------------
+
+
+def test_a_standby_out_of_sync_never_takes_over_by_itself_until_forced() -> None:
+    sim = Sim(2, sync_all=False)
+    a, b = sim.machines
+    sim.run(500)
+    assert a.state.mine is not None and a.state.mine.in_sync == ()
+    a.paused = True
+    sim.run(3 * WAIT)
+    assert b.state.phase is Phase.STANDBY and not sim.actors()  # nobody: liveness given up
+    sim.feed(b, TakeoverForced(sim.now(b)))
+    sim.run(500)
+    assert b.state.phase is Phase.HOLDING and b.state.mine and b.state.mine.epoch == 2
+
+
+def test_the_holder_renews_at_once_with_the_in_sync_set_it_wants_and_a_standby_in_it_may_take_over(
+) -> None:  # fmt: skip
+    sim = Sim(3, sync_all=False)
+    a, b, c = sim.machines
+    sim.run(500)
+    effects = sim.feed(a, InSyncWanted((b.me, a.me), sim.now(a), 1.7e9))
+    assert kinds(effects) == ["WriteLease"]  # at once, not at the next renewal
+    sim.carry_out(a)
+    sim.deliver_all()
+    assert a.state.mine is not None and a.state.mine.in_sync == (b.me,)  # never itself
+    assert sim.store.read().record == a.state.mine
+    a.paused = True
+    sim.run(WAIT + 500)
+    assert holder(b.state) == b.me and holder(c.state) == b.me
+    # the new holder's record names the old set less itself: nobody, here
+    assert b.state.mine is not None and b.state.mine.in_sync == ()
+
+
+def test_a_new_holder_inherits_the_in_sync_set_less_itself() -> None:
+    sim = Sim(3)
+    a, b, c = sim.machines
+    sim.run(500)
+    assert a.state.mine is not None and set(a.state.mine.in_sync) == {b.me, c.me}
+    a.paused = True
+    sim.sync_all = False
+    sim.run(WAIT + 500)
+    [new] = sim.actors()
+    other = c if new is b else b
+    assert new.state.mine is not None and new.state.mine.in_sync == (other.me,)
+
+
+def test_a_yield_names_its_target_in_sync_so_it_may_acquire() -> None:
+    sim = Sim(2, sync_all=False)
+    a, b = sim.machines
+    sim.run(500)
+    yield_to(sim, a, b)
+    sim.carry_out(a)
+    tomb = sim.store.read().record
+    assert tomb is not None and tomb.released and tomb.in_sync == (b.me,)
+    sim.deliver_all()
+    sim.run(200)
+    assert holder(b.state) == b.me and b.state.phase is Phase.HOLDING
+
+
+def test_a_standby_ignores_an_in_sync_wish() -> None:
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(500)
+    before = b.state
+    assert sim.feed(b, InSyncWanted((a.me,), sim.now(b), 1.7e9)) == []
+    assert b.state == before
+
+
+def test_a_standby_that_missed_the_record_naming_it_in_sync_reads_the_store_and_takes_over(
+) -> None:  # fmt: skip
+    sim = Sim(2, sync_all=False)
+    a, b = sim.machines
+    sim.run(500)
+    sim.feed(a, InSyncWanted((b.me,), sim.now(a), 1.7e9))
+    sim.carry_out(a)
+    sim.wire.clear()  # b never hears of the record that names it
+    a.paused = True
+    assert b.state.known is not None and b.state.known.in_sync == ()
+    # it learns the record only by reading, so it waits out a whole ttl from then
+    sim.run(2 * WAIT + 1000)
+    assert any(isinstance(e, WriteLease) and e.attempt.kind == "read" for e in b.effects)
+    assert holder(b.state) == b.me and b.state.mine is not None and b.state.mine.epoch == 2
+
+
+def test_a_standby_out_of_sync_only_reads_and_never_writes() -> None:
+    sim = Sim(2, sync_all=False)
+    a, b = sim.machines
+    sim.run(500)
+    a.paused = True
+    b.effects.clear()
+    sim.run(5 * WAIT)
+    writes = [e.attempt.kind for e in b.effects if isinstance(e, WriteLease)]
+    assert writes and set(writes) == {"read"}
+    assert sim.store.read().record == a.state.mine  # the store still holds a's record

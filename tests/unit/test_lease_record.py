@@ -43,6 +43,7 @@ def test_a_signed_record_round_trips_and_checks() -> None:
         {"ttl_ms": 1},
         {"issued_at": 1.8e9},
         {"holder": B.machine_id},
+        {"in_sync": (B.machine_id,)},
     ],
 )
 def test_any_changed_field_breaks_the_signature(change: dict[str, object]) -> None:
@@ -84,6 +85,16 @@ def test_unsigned_strangers_and_revoked_holders_are_refused() -> None:
         {**good().to_dict(), "signature": "!!"},
         {**good().to_dict(), "signature": "AAAA"},
         {**good().to_dict(), "signature": 5},
+        {**good().to_dict(), "in_sync": []},  # empty: left out, never written
+        {**good().to_dict(), "in_sync": "m_aaaaaaaaaaaaaaaa"},
+        {**good().to_dict(), "in_sync": ["bob"]},
+        {**good().to_dict(), "in_sync": [B.machine_id, B.machine_id]},
+        {**good().to_dict(), "in_sync": ["m_bbbbbbbbbbbbbbbb", "m_aaaaaaaaaaaaaaaa"]},
+        {**good().to_dict(), "in_sync": [A.machine_id]},  # the holder itself
+        {
+            **good().to_dict(),
+            "in_sync": [f"m_{'a' * 15}{c}" for c in "abcdefghijklmnopqrstuvwxyz234567"] * 3,
+        },
     ],
 )
 def test_malformed_records_are_refused_by_name(doc: object) -> None:
@@ -99,3 +110,13 @@ def test_decoding_any_bytes_gives_a_record_or_malformed(data: bytes) -> None:
         assert exc.detail  # refused with a reason; anything but MalformedLease fails
         return
     assert LeaseRecord.decode(record.encode()) == record
+
+
+def test_the_in_sync_set_is_signed_and_an_empty_one_reads_like_a_record_without_it() -> None:
+    with_b = sign_record(replace(good(), in_sync=(B.machine_id,), signature=None), A)
+    assert LeaseRecord.decode(with_b.encode()) == with_b
+    check_record(with_b, MEMBERS, verify_ed25519)
+    assert with_b.to_dict()["in_sync"] == [B.machine_id]
+    assert "in_sync" not in good().to_dict()  # a record of an older baton reads the same
+    assert with_b.may_take_over(B.machine_id) and with_b.may_take_over(A.machine_id)
+    assert not good().may_take_over(B.machine_id) and good().may_take_over(A.machine_id)

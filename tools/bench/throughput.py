@@ -12,7 +12,8 @@ that drift hits both alike:
          standby machine with its own DeliveryActor, LiveTailActor, SqliteLedger and
          SqliteTailBuffer (gate closed) to which the holder's reply markers and live
          tail go over an in-memory router: signed or sealed, encoded, decoded,
-         verified or opened, persisted.
+         verified or opened, persisted. The standby is in sync: each reply waits until
+         it has durably recorded the reply's prepared marker and acked it.
     off  MemoryLedger and MemoryTranscriptStore (nothing durable), no fencing, no peers
          (no markers, no live tail).
 
@@ -76,7 +77,7 @@ from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore
 from baton.delivery_parts import MAX_LONG_POLL_S
 from baton.devmesh import wait_for
-from baton.gate import LeaseGate
+from baton.gate import LeaseGate, LeaseView
 from baton.metrics import Counters
 from baton.node import TICK_MS
 from baton.outbox import FencedOutbox
@@ -281,6 +282,10 @@ def one_run(mode: str, n: int, run: int, deadline_s: float) -> dict[str, Any]:
             machines.append(m)
         if on:
             holder, standby = machines
+            # the lease names the standby in sync: each reply waits until the standby
+            # has durably recorded its prepared marker (the synchronous markers)
+            for m in machines:
+                m.gate.publish_view(LeaseView(holder.id, 1, None, (standby.id,)))
             holder.peers(standby)
             standby.peers(holder)
             assert standby.poller is not None

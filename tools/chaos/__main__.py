@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=4.0, help="seconds between faults")
     parser.add_argument("--ttl-ms", type=int, default=3000, help="the machines' lease ttl")
     parser.add_argument("--rate", type=float, default=15.0, help="messages a second")
+    parser.add_argument(
+        "--sink",
+        choices=("telegram", "fencing"),
+        default="telegram",
+        help="the chat service's mode: telegram forgives nothing (default), fencing refuses "
+        "stale epochs and repeated reply keys",
+    )
     parser.add_argument("--schedule-only", action="store_true", help="print it; run nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = parser.parse_args(argv)
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if a.json else print
     try:
         with interrupted_by_signals():
-            summary = Campaign(a.seed, faults, a.ttl_ms, a.rate, say).main()
+            summary = Campaign(a.seed, faults, a.ttl_ms, a.rate, say, a.sink).main()
     except KeyboardInterrupt:
         print("interrupted; everything the campaign started is stopped", file=sys.stderr)
         return 130

@@ -1,7 +1,8 @@
 """The chaos campaign: a mesh of 3 real machines under a seeded fault schedule, a steady
 load the whole time, a recorded history, and the checker's verdict.
 
-    python -m tools.chaos --seed 7 [--faults 12] [--every 4] [--ttl-ms 3000] [--json]
+    python -m tools.chaos --seed 7 [--faults 12] [--every 4] [--ttl-ms 3000]
+                          [--sink telegram|fencing] [--json]
 
 Theory of operation: baton.demo_kit starts the mesh (a chat service, a git lease store
 on a bare repository, 3 machines paired with real codes, each with the transport's
@@ -13,6 +14,11 @@ duration: heal, resume, restart, clock back, store healed), each recorded as a "
 event with the machine it hit. Then the load stops, every message gets up to 90 s to be
 answered, and baton.verdict judges the history and the chat service's log of sends:
 lost, duplicated, stale-epoch sends accepted, epochs backwards, overlapping holders.
+The chat service forgives nothing by default (``--sink telegram``: doubles are counted
+by the message answered; one is excused only where a machine reported an ambiguous
+send); ``--sink fencing`` makes it refuse stale epochs and repeated reply keys. Only
+standbys in sync take over by themselves, so each fault waits until every standby is
+in sync again (``Mesh.synced_holder``).
 
 The run's directory (history.jsonl, sends.json, every machine's logs) is removed after
 a clean run and kept after a violation or a failure of the campaign itself (its path
@@ -27,9 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from baton.demo_kit import Loader, Run, Watcher, all_answered
-from baton.devmesh import Machine, wait_for
-from baton.verdict import check, stretches
+from baton.demo_kit import Loader, Run, Watcher, all_answered, verdict
+from baton.devmesh import SYNC_POLL_S, Machine, wait_for
+from baton.verdict import stretches
 from tools.chaos.schedule import Fault
 from tools.faults import clock, hooks, signals
 from tools.faults.store import StoreFaults
@@ -40,10 +46,16 @@ TOPICS = [f"t{i}" for i in range(5)]
 
 class Campaign:
     def __init__(
-        self, seed: int, faults: list[Fault], ttl_ms: int, rate: float, say: Callable[[str], None]
+        self,
+        seed: int,
+        faults: list[Fault],
+        ttl_ms: int,
+        rate: float,
+        say: Callable[[str], None],
+        sink: str = "telegram",
     ) -> None:
         self.seed, self.faults, self.ttl_ms, self.rate, self.say = seed, faults, ttl_ms, rate, say
-        self.run = Run(NAMES, ttl_ms, prefix="baton-chaos-")
+        self.run = Run(NAMES, ttl_ms, prefix="baton-chaos-", sink=sink)
         self.faketime = clock.libfaketime() is not None
         self.watcher = Watcher(self.run)
         self.loader = Loader(self.run, TOPICS, rate)
@@ -93,6 +105,7 @@ class Campaign:
         return others[fault.pick % len(others)]
 
     def apply(self, fault: Fault) -> None:
+        wait_for(self.run.mesh.synced_holder, 120, "every standby in sync", SYNC_POLL_S)
         m = self.target(fault)
         other = [o for o in self.run.mesh.machines if o is not m][fault.pick % 2]
         fields = fault.to_dict()
@@ -157,6 +170,21 @@ class Campaign:
             "handoff", machine=m.name, exit=out.returncode, answer=out.stdout.strip()[-300:]
         )
 
+    def _down_back(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
+        """`baton down` while the others answer; back up after the fault's duration,
+        then made holder by `baton wakeup` once it is in sync (what it missed, it must
+        not answer again)."""
+        self.watcher.stopped(m, lambda: m.baton("down", check=False))
+
+        def undo() -> None:
+            m.up()
+            wait_for(
+                lambda: self.run.mesh.synced_holder() not in (None, m), 120, "in sync", SYNC_POLL_S
+            )
+            self._handoff(m, other, f)
+
+        return undo
+
     def _store_slow(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
         self.store.slow(float(f.amount))
         return self.store.heal
@@ -172,17 +200,18 @@ class Campaign:
         self.loader.stop()
         answered = True
         try:
-            wait_for(lambda: all_answered(self.run), 90, "every message answered", 0.25)
+            wait_for(lambda: all_answered(self.run), 180, "every message answered", 0.25)
         except TimeoutError:
             answered = False
         for m in self.run.mesh.machines:
             self.watcher.poll(m)
         sends = self.run.sends()
         (self.run.root / "sends.json").write_text(json.dumps(sends))
-        report = check(self.run.history.events, sends)
+        report, _ = verdict(self.run)
         summary = {"seed": self.seed, "faults": len(self.faults), **report.summary()}
         summary["terms"] = len(stretches(self.run.history.events))  # stretches as holder
         summary["stale_refused"] = sum(1 for s in sends if s["outcome"] == "stale")
+        summary["sink"] = self.run.sink
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["skipped"] = self.skipped
         summary["ok"] = report.ok and answered and self.loader.error is None

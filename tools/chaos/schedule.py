@@ -25,6 +25,8 @@ KINDS = (
     "handoff",  # `baton wakeup` on a standby
     "store_slow",  # every lease write waits delay for duration
     "store_fail",  # every lease write is refused for duration
+    "down_back",  # `baton down` for duration while the others answer, `baton up`, then
+    # `baton wakeup` on it once it is in sync again: it holds with what it missed
 )
 
 
@@ -58,7 +60,7 @@ def schedule(seed: int, count: int, every_s: float, ttl_s: float) -> list[Fault]
 
 def _shape(rng: random.Random, kind: str, ttl_s: float) -> tuple[float, str]:
     """(duration_s, amount) of one fault of ``kind``."""
-    if kind in ("pause", "isolate", "kill_whole"):
+    if kind in ("pause", "isolate", "kill_whole", "down_back"):
         return round(ttl_s * rng.uniform(1.3, 2.0), 2), ""
     if kind in ("cut", "one_way"):
         return round(ttl_s * rng.uniform(0.5, 2.0), 2), ""

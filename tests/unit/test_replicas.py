@@ -1,0 +1,176 @@
+"""Replicas: which standbys hold every marker the holder sent (baton.core.replicas)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from baton.core.replicas import Replicas, marker_id
+
+ME, B, C = "m_aaaaaaaaaaaaaaaa", "m_bbbbbbbbbbbbbbbb", "m_cccccccccccccccc"
+P = marker_id("prepared", "k1", None)
+
+
+def test_a_reply_waits_for_every_named_standby_to_ack_its_prepared_marker() -> None:
+    r = Replicas(ME)
+    r.named_are((B, C, ME))
+    assert r.wait_set == {B, C}
+    for peer in (B, C):
+        r.sent(peer, P, "k1", True, 0.0)
+    assert r.blocking("k1") == {B, C}
+    assert r.acked(B, P) and not r.acked(B, P)  # the second ack changes nothing
+    assert r.blocking("k1") == {C}
+    r.acked(C, P)
+    assert r.blocking("k1") == frozenset()
+
+
+def test_committed_markers_are_outstanding_but_block_nothing() -> None:
+    r = Replicas(ME)
+    r.named_are((B,))
+    r.sent(B, marker_id("committed", "k1", 0), "k1", False, 0.0)
+    assert r.blocking("k1") == frozenset() and r.retries(600.0, 500.0)
+
+
+def test_a_laggard_is_waited_on_until_the_store_can_no_longer_name_it() -> None:
+    r = Replicas(ME)
+    r.named_are((B, C))
+    r.sent(B, P, "k1", True, 0.0)
+    r.sent(C, P, "k1", True, 0.0)
+    r.acked(C, P)
+    assert r.overdue(999.0, 1000.0) == set()
+    assert r.overdue(1000.0, 1000.0) == {B}
+    assert r.overdue(2000.0, 1000.0) == set()  # asked once
+    assert r.wanted() == (C,)
+    assert r.blocking("k1") == {B}  # the store may still name it: keep waiting
+    r.named_are((B, C))  # the write has not landed
+    assert r.blocking("k1") == {B}
+    r.named_are((C,))
+    assert r.blocking("k1") == frozenset() and r.wait_set == {C}
+
+
+def test_a_joiner_is_waited_on_at_once_and_named_once_it_acked_everything() -> None:
+    r = Replicas(ME)
+    assert r.join(B, 0.0) and not r.join(ME, 0.0)
+    assert r.wait_set == {B}
+    r.sent(B, P, "k1", True, 0.0)
+    assert r.wanted() == ()  # it owes a marker
+    r.acked(B, P)
+    assert r.wanted() == (B,)
+    r.named_are((B,))
+    assert r.joiners == {} and r.wait_set == {B}
+    assert not r.join(B, 5.0)  # in already
+
+
+def test_a_joiner_the_store_cannot_name_is_dropped_when_late() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.sent(B, P, "k1", True, 0.0)
+    assert r.overdue(1000.0, 1000.0) == set()  # not named: dropped, nothing to write
+    assert r.wait_set == frozenset() and r.blocking("k1") == frozenset()
+
+
+def test_a_joiner_whose_addition_may_land_is_removed_through_the_store() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.named_are((B,))  # its addition is in flight: the store may name it
+    r.sent(B, P, "k1", True, 10.0)
+    assert r.overdue(1010.0, 1000.0) == {B} and r.blocking("k1") == {B}
+    assert r.wanted() == ()
+    r.named_are(())
+    assert r.blocking("k1") == frozenset()
+
+
+def test_a_revoked_member_leaves() -> None:
+    r = Replicas(ME)
+    r.named_are((B,))
+    r.join(C, 0.0)
+    r.sent(C, P, "k1", True, 0.0)
+    r.leave(C)
+    r.leave(B)
+    assert r.blocking("k1") == frozenset() and r.wanted() == ()
+
+
+def test_a_new_term_forgets_everything_outstanding() -> None:
+    r = Replicas(ME)
+    r.named_are((B,))
+    r.sent(B, P, "k1", True, 0.0)
+    r.reset()
+    assert r.blocking("k1") == frozenset() and r.wait_set == {B}
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["named", "join", "sent", "ack", "overdue", "leave"]),
+        st.sampled_from([B, C]),
+        st.sets(st.sampled_from([B, C])),
+    ),
+    max_size=40,
+)
+
+
+@given(ACTIONS)
+def test_the_wait_set_always_covers_what_the_store_may_name(actions: list) -> None:  # type: ignore[type-arg]
+    r = Replicas(ME)
+    now = 0.0
+    for action, peer, named in actions:
+        now += 400.0
+        match action:
+            case "named":
+                r.named_are(named)
+            case "join":
+                r.join(peer, now)
+            case "sent":
+                r.sent(peer, P, "k1", True, now)
+            case "ack":
+                r.acked(peer, P)
+            case "overdue":
+                r.overdue(now, 1000.0)
+            case "leave":
+                r.leave(peer)
+        assert r.named <= r.bound <= r.wait_set
+        assert not set(r.wanted()) & r.removing
+        # a joiner named is bound, and owes nothing it was sent before it was bound
+        for j in r.wanted():
+            if j in r.joiners:
+                assert j in r.bound
+                assert not any(p == j and not o.bound for (p, _), o in r.outstanding.items())
+        assert {p for p, _ in r.outstanding} <= r.wait_set
+
+
+def test_a_joiner_holds_up_replies_only_once_the_lease_was_asked_to_name_it() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.sent(B, P, "k1", True, 0.0)
+    assert r.blocking("k1") == frozenset()  # it could not take over yet
+    r.acked(B, P)
+    r.asked_for(r.wanted())
+    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 10.0)
+    assert r.blocking("k2") == {B}  # the lease may name it any moment: it binds now
+    # late, and the store may name it: removed through the lease, not dropped
+    assert r.overdue(2010.0, 2000.0) == {B} and r.blocking("k2") == {B}
+    assert r.wanted() == ()
+
+
+def test_a_joiner_whose_keys_are_still_arriving_is_not_ready() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0, more=True)
+    assert r.wanted() == ()  # owes nothing, but more pages of its keys are to come
+    r.join(B, 1.0, more=False)
+    assert r.wanted() == (B,)
+
+
+def test_a_busy_holder_still_gets_its_joiner_in_sync() -> None:
+    """Under steady load a joiner always owes the newest marker; once it has acked its
+    catch-up it holds replies up, the older markers drain, and it is asked for."""
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    r.sent(B, "catch-up", "k0", False, 0.0)
+    assert r.blocking("k0") == frozenset() and r.wanted() == ()
+    r.sent(B, marker_id("prepared", "k1", None), "k1", True, 5.0)  # load: not bound yet
+    r.acked(B, "catch-up")
+    r.wanted()  # binds it: its catch-up is acked
+    assert B in r.bound
+    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 6.0)  # bound: k2 waits
+    assert r.blocking("k2") == {B} and r.wanted() == ()  # k1 (sent unbound) still owed
+    r.acked(B, marker_id("prepared", "k1", None))
+    assert r.wanted() == (B,)  # k2 is still outstanding, but its reply waits for it

@@ -1,0 +1,43 @@
+"""`baton status`'s human lines: a holder names its standbys out of sync as alarms, a
+standby out of sync says it will not take over by itself, a holder that cannot poll
+says so instead of "answering"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton.cli_info import _delivery_line, _lease_line, _sync_alarms
+
+STORE = {"where": "git file:///x", "reachable": True, "error": None}
+PEERS = [
+    {"machine_id": "m_bbbbbbbbbbbbbbbb", "nickname": "bravo"},
+    {"machine_id": "m_cccccccccccccccc", "nickname": "charlie"},
+]
+DELIVERY: dict[str, Any] = {
+    "channel": "telegram",
+    "agent": "echo",
+    "term": 3,
+    "ledger": {"acked": 5},
+    "queued": 0,
+    "polling": "ok",
+}
+
+
+def test_the_holder_names_every_standby_out_of_sync() -> None:
+    view = {"role": "awake", "in_sync": ["m_bbbbbbbbbbbbbbbb"], "peers": PEERS}
+    lines = _sync_alarms({**view, "delivery": DELIVERY})
+    assert len(lines) == 1 and "charlie is not in sync" in lines[0]
+    assert _sync_alarms({**view, "delivery": None}) == []  # no channel: nothing to sync
+    assert _sync_alarms({**view, "role": "standby", "delivery": DELIVERY}) == []
+
+
+def test_a_standby_out_of_sync_says_it_takes_over_only_by_force() -> None:
+    view = {"role": "standby", "holder": "m_a", "epoch": 3, "store": STORE}
+    assert "OUT OF SYNC" in _lease_line({**view, "may_take_over": False})
+    assert "OUT OF SYNC" not in _lease_line({**view, "may_take_over": True})
+
+
+def test_a_webhook_is_no_answering() -> None:
+    assert "answering (epoch 3)" in _delivery_line(DELIVERY)
+    line = _delivery_line({**DELIVERY, "polling": "webhook_active"})
+    assert "CANNOT POLL" in line and "answering" not in line
