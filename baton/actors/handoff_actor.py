@@ -39,7 +39,7 @@ from baton.actors.handoff_messages import (
     Wakeup,
     Yield,
 )
-from baton.actors.lease_actor import ForceTakeover, MembersChanged
+from baton.actors.lease_actor import ForceTakeover, LookUp, MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.core import handoff as h
 from baton.core.clock import Clock
@@ -257,6 +257,8 @@ class HandoffActor(pykka.ThreadingActor):
             match effect:
                 case h.SendRequest(to=to, handoff_id=hid):
                     self.transport.request(to, hid)
+                case h.LookUp():
+                    _told(self.lease, LookUp())
                 case h.CatchUp(holder=holder, heads=heads):
                     caught_up = self._signal(r.handoff_id, "caught_up")
                     if self.tail is None:

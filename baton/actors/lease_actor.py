@@ -39,6 +39,7 @@ from baton.core.lease import (
     LeaseChanged,
     LeaseConfig,
     LeaseState,
+    LookUpAsked,
     Phase,
     RecordSeen,
     SendTo,
@@ -107,6 +108,11 @@ class WantInSync:
 @dataclass(frozen=True)
 class ForceTakeover:
     """`wakeup --force`: take the expired lease over though not in sync."""
+
+
+@dataclass(frozen=True)
+class LookUp:
+    """A wakeup asked a machine that does not hold: read the store now."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 self._feed(InSyncWanted(in_sync, self.clock.monotonic_ms(), self.clock.wall_s()))
             case ForceTakeover():
                 self._feed(TakeoverForced(self.clock.monotonic_ms()))
+            case LookUp():
+                self._feed(LookUpAsked(self.clock.monotonic_ms(), self.clock.wall_s()))
             case _:
                 raise TypeError(f"LeaseCoordinatorActor: unexpected message {message!r}")
         return None

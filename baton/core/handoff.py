@@ -196,6 +196,10 @@ _TIMEOUTS = {
     SPhase.FLUSHING: "{target} did not confirm the live tail in time",
 }
 
+#: Why a machine that does not hold refuses a request: the asker's view was stale (the
+#: lease moved on and word of it has not reached the asker yet), so it looks again.
+NOT_AWAKE = "this machine is not awake"
+
 #: The sentinel waits a little longer for the ack than the target has to send it, so a
 #: target that gives up says why first.
 ACK_GRACE = 1.25
@@ -210,7 +214,7 @@ def _asked(
         reason = f"a handoff to {s.target} is in progress"
         return s, [SendAbort(e.target, e.handoff_id, reason), Outcome("refused", reason)]
     if e.epoch is None:
-        reason = "this machine is not awake"
+        reason = NOT_AWAKE
         return s, [SendAbort(e.target, e.handoff_id, reason), Outcome("refused", reason)]
     deadline = e.now + ack_timeout_ms * ACK_GRACE
     s = Sentinel(SPhase.BEGUN, e.handoff_id, e.target, e.epoch, e.heads, e.position, deadline)
@@ -256,6 +260,7 @@ def _abort(s: Sentinel, reason: str, tell: bool = True) -> tuple[Sentinel, list[
 class RPhase(StrEnum):
     IDLE = "idle"
     REQUESTED = "requested"  # asked the holder to begin
+    LOOKING = "looking"  # the machine asked does not hold: learning who does
     CATCHING_UP = "catching_up"  # begin taken; the live tail is pulled up to its heads
     ACKED = "acked"  # ack sent; waiting to hold the lease
     FORCING = "forcing"  # --force: waiting for this machine's own takeover
@@ -347,7 +352,12 @@ class Done:
     epoch: int = 0
 
 
-ReceiverEffect = SendRequest | CatchUp | SendAck | SendAbort | Done | Outcome
+@dataclass(frozen=True)
+class LookUp:
+    """Read the lease store now: who holds the lease? (The answer comes as LeaseSeen.)"""
+
+
+ReceiverEffect = SendRequest | CatchUp | SendAck | SendAbort | LookUp | Done | Outcome
 
 
 @dataclass(frozen=True)
@@ -379,6 +389,10 @@ def receiver_step(
         case AbortArrived(handoff_id=hid, sender=sender, reason=reason):
             if r.phase is RPhase.IDLE or (hid, sender) != (r.handoff_id, r.holder):
                 return r, [Outcome("ignored", f"an abort from {sender} for no wakeup here")]
+            if r.phase is RPhase.REQUESTED and reason == NOT_AWAKE:
+                # what this machine knew was stale: learn who holds, then ask them
+                detail = f"{sender} does not hold the lease; looking up who does"
+                return replace(r, phase=RPhase.LOOKING), [LookUp(), Outcome("looking", detail)]
             return Receiver(), [Done(False, "refused", f"{sender} refused: {reason}")]
         case LeaseSeen():
             return _lease_seen(r, event)
@@ -441,7 +455,14 @@ def _lease_seen(r: Receiver, e: LeaseSeen) -> tuple[Receiver, list[ReceiverEffec
     if e.mine:
         outcome = "took_over" if r.phase is RPhase.FORCING else "handed_over"
         return Receiver(), [Done(True, outcome, f"awake at epoch {e.epoch}", e.epoch)]
-    if e.holder is not None and (e.holder, e.epoch) != (r.holder, r.epoch):
+    moved = e.holder is not None and (e.holder, e.epoch) != (r.holder, r.epoch)
+    if moved and e.holder is not None and r.phase in (RPhase.REQUESTED, RPhase.LOOKING):
+        # nothing began yet: ask the machine that holds now (the one asked before
+        # refuses, or its abort is ignored as for another wakeup)
+        r = replace(r, phase=RPhase.REQUESTED, holder=e.holder, epoch=e.epoch)
+        asked = f"the lease is {e.holder}'s (epoch {e.epoch}): asking it"
+        return r, [SendRequest(e.holder, r.handoff_id), Outcome("asked", asked)]
+    if moved:
         detail = f"the lease moved to {e.holder} (epoch {e.epoch})"
         return Receiver(), [Done(False, "refused", detail)]
     return r, []
@@ -450,6 +471,7 @@ def _lease_seen(r: Receiver, e: LeaseSeen) -> tuple[Receiver, list[ReceiverEffec
 def _timed_out(r: Receiver) -> tuple[Receiver, list[ReceiverEffect]]:
     why = {
         RPhase.REQUESTED: f"no begin from the holder {r.holder} within the ack timeout",
+        RPhase.LOOKING: f"{r.holder} does not hold the lease and no other holder was seen",
         RPhase.CATCHING_UP: "could not catch up with the live tail within the ack timeout",
         RPhase.ACKED: f"{r.holder} took the ack but did not yield in time",
         RPhase.FORCING: "could not take over the expired lease in time",

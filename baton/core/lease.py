@@ -29,6 +29,7 @@ Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
     InSyncWanted(in_sync, now, wall)  the holder's delivery wants another in-sync set:
                                  renewed at once with it (the record names who is in sync)
     TakeoverForced(now)          `wakeup --force`: acquire though not in the in-sync set
+    LookUpAsked(now, wall)       a standby reads the store at once (who holds now?)
 
 Effects the actor carries out: WriteLease (a CAS), Broadcast / SendTo (push a record
 over the wire), LeaseChanged (role or holder changed), Alarm (log, count, status),
@@ -75,6 +76,7 @@ from baton.core.lease_types import (
     LeaseChanged,
     LeaseConfig,
     LeaseState,
+    LookUpAsked,
     Phase,
     RecordSeen,
     SendTo,
@@ -101,6 +103,7 @@ __all__ = [
     "LeaseChanged",
     "LeaseConfig",
     "LeaseState",
+    "LookUpAsked",
     "Phase",
     "RecordSeen",
     "SendTo",
@@ -159,6 +162,11 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             return _tick(cfg, replace(s, want_in_sync=wanted), now, wall)
         case TakeoverForced(now=now):
             return replace(s, forced_until=now + 2 * cfg.timing.ttl_ms), []
+        case LookUpAsked(now=now, wall=wall):
+            if s.phase is Phase.HOLDING or s.inflight is not None or s.stopping:
+                return s, []  # a holder knows; an answer on its way tells us anyway
+            probe = LeaseRecord(cfg.me, s.floor + 1, 0, cfg.timing.ttl_ms, wall)
+            return _write(cfg, s, "read", probe, now)
     raise TypeError(f"not a lease event: {event!r}")
 
 

@@ -158,6 +158,15 @@ class TakeoverForced:
     now: float
 
 
+@dataclass(frozen=True)
+class LookUpAsked:
+    """Someone here needs to know who holds now (a wakeup asked a machine that no longer
+    does): a standby reads the store at once instead of at its next look."""
+
+    now: float
+    wall: float
+
+
 Event = (
     Ticked
     | RecordSeen
@@ -168,6 +177,7 @@ Event = (
     | YieldRequested
     | InSyncWanted
     | TakeoverForced
+    | LookUpAsked
 )
 
 

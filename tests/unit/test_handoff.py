@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from baton.core.handoff import (
     ACK_GRACE,
+    NOT_AWAKE,
     AbortArrived,
     AckArrived,
     BeginArrived,
@@ -21,6 +22,7 @@ from baton.core.handoff import (
     Drained,
     FlushTo,
     LeaseSeen,
+    LookUp,
     Outcome,
     Receiver,
     ReceiverTiming,
@@ -241,6 +243,33 @@ def test_an_abort_or_a_moved_lease_ends_the_wakeup_with_the_reason() -> None:
     assert r == Receiver() and "moved to" in effects[-1].detail  # type: ignore[attr-defined]
     r, effects = rrun(Receiver(), wake(), AbortArrived("h1", X, "spoof"))
     assert r.phase is RPhase.REQUESTED  # only the holder can abort it
+
+
+def test_a_stale_view_of_the_holder_looks_up_and_asks_the_machine_that_holds() -> None:
+    # the lease moved (H yielded to X) before word of it reached this machine: H says it
+    # is not awake, this machine reads the store and asks X; H's abort changes nothing
+    r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, NOT_AWAKE))
+    assert r.phase is RPhase.LOOKING and kinds(effects) == [SendRequest, LookUp]
+    r, effects = rrun(r, LeaseSeen(X, 8, False))
+    assert r.phase is RPhase.REQUESTED and (r.holder, r.epoch) == (X, 8)
+    assert kinds(effects) == [SendRequest] and effects[0] == SendRequest(X, "h1")
+    after, effects = rrun(r, AbortArrived("h1", H, NOT_AWAKE))
+    assert after == r  # from the machine asked before: ignored
+    r, effects = rrun(r, BeginArrived("h1", X, 8, HEADS, 42, X, 8), CaughtUp("h1", 9.0))
+    assert effects[-2] == SendAck(X, "h1", 8, HEADS, 42) and r.phase is RPhase.ACKED
+    # the news may come first, without any abort: asked again all the same
+    r, effects = rrun(Receiver(), wake(), LeaseSeen(X, 8, False))
+    assert kinds(effects) == [SendRequest, SendRequest] and effects[1] == SendRequest(X, "h1")
+    assert r.holder == X
+    # another reason is a refusal; and nobody seen holding by the deadline is a timeout
+    r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, "not in sync yet"))
+    assert r == Receiver() and effects[-1].outcome == "refused"  # type: ignore[attr-defined]
+    r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, NOT_AWAKE), LeaseSeen(H, 7, False))
+    assert r.phase is RPhase.LOOKING  # the same record again: still looking
+    r, effects = rrun(r, Ticked(ACK_MS, None))
+    assert r == Receiver() and effects == [Done(False, "timeout", effects[0].detail)]  # type: ignore[attr-defined]
+    assert "does not hold" in effects[0].detail  # type: ignore[attr-defined]
+    assert not any(isinstance(e, SendAbort) for e in effects)
 
 
 def test_force_takes_over_only_an_expired_lease() -> None:

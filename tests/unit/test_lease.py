@@ -14,6 +14,7 @@ from baton.core.lease import (
     Fenced,
     InSyncWanted,
     LeaseChanged,
+    LookUpAsked,
     Phase,
     RecordSeen,
     StoreFailed,
@@ -471,3 +472,26 @@ def test_a_standby_out_of_sync_only_reads_and_never_writes() -> None:
     writes = [e.attempt.kind for e in b.effects if isinstance(e, WriteLease)]
     assert writes and set(writes) == {"read"}
     assert sim.store.read().record == a.state.mine  # the store still holds a's record
+
+
+def test_a_standby_that_missed_the_news_reads_the_store_when_asked_who_holds() -> None:
+    # a yields to b while c hears nothing of it; a wakeup on c asks a, which refuses:
+    # c looks the lease up at once instead of waiting for word from b
+    sim = Sim(3)
+    a, b, c = sim.machines
+    sim.run(500)
+    c.paused = True
+    sim.feed(a, YieldRequested(b.me, sim.now(a), 1.7e9))
+    sim.run(2 * WAIT)
+    sim.wire = [w for w in sim.wire if w[0] != c.me]  # everything to c was lost
+    c.paused = False
+    assert holder(b.state) == b.me and holder(c.state) == a.me
+    assert sim.feed(b, LookUpAsked(sim.now(b), 1.7e9)) == []  # the holder knows
+    assert kinds(sim.feed(c, LookUpAsked(sim.now(c), 1.7e9))) == ["WriteLease"]
+    assert c.pending is not None and c.pending.kind == "read"
+    assert sim.feed(c, LookUpAsked(sim.now(c), 1.7e9)) == []  # one look at a time
+    sim.carry_out(c)
+    assert holder(c.state) == b.me and c.state.phase is Phase.STANDBY
+    changed = [e for e in c.effects if isinstance(e, LeaseChanged)]
+    assert changed[-1] == LeaseChanged(Phase.STANDBY, b.me, b.state.mine.epoch, "holder changed")  # type: ignore[union-attr]
+    assert sim.store.read().record == b.state.mine  # a read wrote nothing
