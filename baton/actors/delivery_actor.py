@@ -162,6 +162,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
                     self.tail(TurnSeen(done))  # its turn survives the holder's death
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
                 if self.book.acked(env):
+                    self._publish_cursor()
                     self._pump()
             case EnvelopeReceived(envelope=env) if env.type == "sync_request":
                 if self.term is not None:
@@ -211,6 +212,10 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
         view = self.gate.view()
         if self.term is not None:
             self.book.holder_tick(view, now)
+            due = delivery.to_secure(self.ledger.index.values(), self._wall_ms())
+            if due:  # told as received: the cursor passes them once the standbys ack
+                self.book.secure(due, self.term, now)
+                self._publish_cursor()
         else:
             self.was_in_sync = view.may_take_over
             self.book.request_sync(view, now)
@@ -281,8 +286,9 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
 
     def _publish_cursor(self) -> None:
         pending = self.ledger.index.values()
-        offset = delivery.next_offset((e.update_id for e in pending), self.highest_seen)
-        self.cursor.publish(offset, bool(pending))
+        secured = self.book.secured(pending) if self.term is not None else frozenset()
+        offset, waiting = delivery.cursor(pending, secured, self.highest_seen)
+        self.cursor.publish(offset, waiting)
         self.ledger.passed(offset)
 
     # --- the pipeline ----------------------------------------------------------------

@@ -1,10 +1,12 @@
 """MarkerBook: the DeliveryActor's reply markers and in-sync standbys (DESIGN.md section
 6, steps 3 and 4; the rules in baton.core.replicas).
 
-On the holder it tells every active peer a reply-prepared or reply-committed marker
-(ReplyMarkerTransport signs it), keeps each one outstanding until the standbys the
-store may name in sync (and the joiners) ack it, sends it again until they do, says
-which messages' replies must still wait (``blocking``), and asks the lease for the
+On the holder it tells every active peer a received, reply-prepared or reply-committed
+marker (ReplyMarkerTransport signs it), keeps each one outstanding until the standbys
+the store may name in sync (and the joiners) ack it, sends it again until they do, says
+which messages' replies must still wait (``blocking``) and which messages the channel
+cursor may pass though unanswered (``secured``: a slow topic holds up no other), and
+asks the lease for the
 in-sync set the standbys have earned (``want``): without the laggards, with the joiners
 that caught up. A standby out of the set (``request_sync``) asks the holder to join,
 naming the keys it holds unfinished; the holder answers with the markers of those keys
@@ -68,6 +70,7 @@ class MarkerBook:
         self.asked_at = 0.0
         self.sync_asked_at = -float("inf")
         self.told: set[str] = set()  # keys whose prepared marker went out this term
+        self.recorded: set[str] = set()  # keys whose received or prepared marker did
         self.pages: dict[str, int] = {}  # a joiner: the page of its keys expected next
         # a standby late to ack: (no join before this local ms, the back-off it had)
         self.backoff: dict[str, tuple[float, float]] = {}
@@ -94,6 +97,8 @@ class MarkerBook:
         mid = marker_id(kind, entry.key, index)
         if kind == "prepared":
             self.told.add(entry.key)
+        if kind != "committed":
+            self.recorded.add(entry.key)
         active = {p.machine_id for p in self.peers}
         targets = active if to is None else active & set(to)
         for peer in sorted(targets):
@@ -104,7 +109,7 @@ class MarkerBook:
             self.counters.inc("marker.unsent")
         if peer in self.replicas.wait_set:
             self.sent[mid] = marker
-            self.replicas.sent(peer, mid, marker.key, marker.kind == "prepared", now)
+            self.replicas.sent(peer, mid, marker.key, marker.kind != "committed", now)
 
     def retell_in_flight(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
         """A new term: every standby waited on gets the markers of the replies in flight
@@ -117,8 +122,11 @@ class MarkerBook:
         self, entry: LedgerEntry, epoch: int, now: float, to: Iterable[str] | None = None
     ) -> None:
         """Markers that bring a standby to what the ledger holds for ``entry``: its
-        prepared replies and each committed one."""
+        prepared replies and each committed one; or, not prepared yet, that it is
+        recorded, if this term let the cursor pass it (``secure``)."""
         if entry.state.rank < LedgerState.PREPARED.rank:
+            if entry.key in self.recorded:
+                self.tell(entry, "received", epoch, None, now, to)
             return
         committed = [r.index for r in entry.replies if r.committed]
         if entry.state is LedgerState.PREPARED or not entry.replies:
@@ -133,6 +141,19 @@ class MarkerBook:
         if entry.key not in self.told:
             self.tell_state(entry, epoch, now, self.replicas.wait_set)
         return bool(self.replicas.blocking(entry.key))
+
+    def secure(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
+        """Tell the standbys waited on that these unanswered entries are recorded: once
+        they ack, the channel cursor may pass them (a takeover will find them)."""
+        for entry in entries:
+            if entry.key not in self.recorded and entry.state.rank < LedgerState.PREPARED.rank:
+                self.tell(entry, "received", epoch, None, now, self.replicas.wait_set)
+
+    def secured(self, entries: Iterable[LedgerEntry]) -> frozenset[str]:
+        """The keys of ``entries`` that every bound standby holds (told this term,
+        acked): the channel cursor may pass them though they are not answered yet."""
+        owed = self.replicas.blocked_keys()
+        return frozenset(e.key for e in entries if e.key in self.recorded and e.key not in owed)
 
     def acked(self, env: Envelope) -> bool:
         """A standby acked a marker. True if that may unblock a reply."""
@@ -178,8 +199,7 @@ class MarkerBook:
             log.info("sync: %s is catching up", peer)
             done = self.ledger.redeliverable.values()  # the channel may deliver them again
             for entry in [*self.ledger.index.values(), *done]:
-                if entry.state is not LedgerState.RECEIVED:
-                    self.tell_state(entry, epoch, now, (peer,))
+                self.tell_state(entry, epoch, now, (peer,))
         for key in keys:
             known = self.ledger.get(key)
             if known is not None:
@@ -221,6 +241,7 @@ class MarkerBook:
         self.replicas.reset()
         self.sent.clear()
         self.told.clear()
+        self.recorded.clear()
         self.asked = None
 
     def members_changed(self, peers: tuple[MachineEntry, ...]) -> None:

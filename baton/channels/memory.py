@@ -132,6 +132,12 @@ class MemoryChannel:
         with self._cond:
             return reply_key in self._by_key
 
+    @property
+    def next_update_id(self) -> int:
+        """The id the next update will get: a cursor at it has passed every update."""
+        with self._cond:
+            return self._next_update_id
+
     def post_user_message(
         self,
         topic: str,

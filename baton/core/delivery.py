@@ -1,10 +1,15 @@
 """The delivery rules between the ledger, the agent and the outbox (sans-IO).
 
-- ``next_offset``: the channel cursor. An update may be confirmed at the channel (the
-  cursor passes it) only once its message is done (acked) in the ledger or it carried
-  nothing to answer, and only if this machine polled it itself; so the cursor is the
-  lowest update id still pending, at most one past the highest this term has seen. A
-  crash before "done" means the channel delivers it again.
+- ``next_offset``/``cursor``: the channel cursor. An update may be confirmed at the
+  channel (the cursor passes it) only once its message is done (acked) in the ledger,
+  or *secured* (every standby in sync has durably recorded it, so a takeover finds it:
+  a slow topic holds up no other), or it carried nothing to answer; and only if this
+  machine polled it itself. So the cursor is the lowest update id still held back, at
+  most one past the highest this term has seen. A crash before then means the channel
+  delivers it again.
+- ``to_secure``: a message not yet prepared after SECURE_AFTER_MS is told to the
+  standbys as received (sooner would cost every message a marker, and most are
+  answered well within it).
 - ``next_in_topic``: replies within a topic keep the order of their messages, so a topic
   works on its oldest pending message only (by message id).
 - ``resume``: what to do with a reply that is prepared but not known to be delivered,
@@ -23,12 +28,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 from baton.core.ledger import LedgerEntry, LedgerState
 
 MAX_TEXT_BYTES = 64 * 1024
+SECURE_AFTER_MS = 500.0
 MAX_REPLY_UNITS = 4096  # Telegram's limit on a message, in UTF-16 code units
 _BOUNDARIES = ("\n\n", "\n", " ")
 
@@ -44,6 +50,29 @@ def next_offset(pending_update_ids: Iterable[int | None], highest_seen: int | No
     if highest_seen is None:
         return None
     return min([u for u in pending_update_ids if u is not None] + [highest_seen + 1])
+
+
+def cursor(
+    pending: Iterable[LedgerEntry], secured: Collection[str], highest_seen: int | None
+) -> tuple[int | None, bool]:
+    """(offset to poll with, whether a message polled is still held back): the cursor
+    stops at the oldest pending message that is not ``secured``."""
+    held = [e.update_id for e in pending if e.key not in secured]
+    return next_offset(held, highest_seen), bool(held)
+
+
+def to_secure(
+    pending: Iterable[LedgerEntry], wall_ms: float, after_ms: float | None = None
+) -> list[LedgerEntry]:
+    """The pending messages not prepared yet that were recorded ``after_ms`` (default
+    SECURE_AFTER_MS) ago or more, or at a wall time ahead of ``wall_ms`` (a clock that
+    stepped back)."""
+    after = SECURE_AFTER_MS if after_ms is None else after_ms
+    return [
+        e
+        for e in pending
+        if e.state.rank < LedgerState.PREPARED.rank and not 0 <= wall_ms - e.received_ms < after
+    ]
 
 
 def next_in_topic(pending: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:

@@ -192,10 +192,14 @@ def pending_order(entry: LedgerEntry) -> tuple[bool, int, int, str]:
 def marker_for(
     entry: LedgerEntry, kind: MarkerKind, epoch: int, index: int | None = None
 ) -> ReplyMarker:
-    """The marker announcing ``entry``'s prepared replies, or its committed reply
-    ``index``. Raises LedgerTransitionError when the entry has not got that far."""
+    """The marker announcing that ``entry`` is recorded (received), its prepared
+    replies, or its committed reply ``index``. Raises LedgerTransitionError when the
+    entry has not got that far (or a received marker names a reply)."""
     _check_epoch(epoch)
-    if entry.state.rank < LedgerState.PREPARED.rank:
+    if kind == "received":
+        if index is not None:
+            raise LedgerTransitionError("a received marker names no reply")
+    elif entry.state.rank < LedgerState.PREPARED.rank:
         raise LedgerTransitionError(f"{entry.key}: no replies prepared yet")
     sent: int | None = None
     if kind == "committed":
@@ -218,7 +222,7 @@ def marker_for(
         text=entry.text,
         sender=entry.sender,
         epoch=epoch,
-        replies=tuple(r.text for r in entry.replies),
+        replies=() if kind == "received" else tuple(r.text for r in entry.replies),
         index=index,
         sent_message_id=sent,
         message_kind=entry.kind,
@@ -250,6 +254,8 @@ def apply_marker(entry: LedgerEntry | None, marker: ReplyMarker, now_ms: float) 
         raise LedgerTransitionError(f"marker for {marker.key} applied to {entry.key}")
     if entry.done:
         return entry
+    if marker.kind == "received":
+        return entry  # recorded: what it knows of its replies stays
     if entry.state.rank < LedgerState.PREPARED.rank:
         entry = prepare(entry, marker.replies, marker.epoch, now_ms)
     if marker.index is not None and marker.index < len(entry.replies):

@@ -1,7 +1,9 @@
 """Reply markers: the holder's word to the standbys about a message's replies (sans-IO).
 
-A marker is ``prepared`` (these are the replies of message K, fixed under epoch E) or
-``committed`` (reply I of message K was delivered under epoch E). It carries the whole
+A marker is ``received`` (message K is recorded, not yet answered: the channel cursor
+may pass it once the standbys in sync hold it), ``prepared`` (these are the replies of
+message K, fixed under epoch E) or ``committed`` (reply I of message K was delivered
+under epoch E). It carries the whole
 message, so a standby that never saw the message can create its entry; it carries no
 reply keys, because every machine derives them from the ledger key. Building a marker
 from an entry (marker_for) and applying one (apply_marker) are rules of the ledger and
@@ -13,7 +15,8 @@ Invariants:
   negative (except chat_id: Telegram group chats have negative ids), epoch >= 1, at most
   MAX_REPLIES replies, strings that are valid Unicode (no lone surrogates),
   ``key == f"{channel}:{topic}:{message_id}"`` and ``topic == f"{chat_id}/{thread_id}"``,
-  a committed marker names a reply it carries, a prepared one names none,
+  a committed marker names a reply it carries, a prepared one names none, a received
+  one carries no reply and names none,
   ``message_kind`` is one of baton.core.inbound.MESSAGE_KINDS.
 - Decoding a peer's dict (from_json) yields one or raises MarkerRefused; unknown or
   missing fields are refused, never ignored or defaulted, with one exception:
@@ -39,7 +42,8 @@ MAX_REPLIES = 100
 MAX_ID = 2**53  # JSON-safe integers; an id beyond this is not from a real channel
 _CHANNEL_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
-MarkerKind = Literal["prepared", "committed"]
+MarkerKind = Literal["received", "prepared", "committed"]
+MARKER_KINDS: tuple[MarkerKind, ...] = ("received", "prepared", "committed")
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,8 @@ _REQUIRED = _FIELDS - {"message_kind"}
 
 
 def _check(m: ReplyMarker) -> None:
-    if m.kind not in ("prepared", "committed"):
-        raise MarkerRefused("kind: expected 'prepared' or 'committed'")
+    if m.kind not in MARKER_KINDS:
+        raise MarkerRefused(f"kind: expected one of {', '.join(MARKER_KINDS)}")
     for name in ("key", "channel", "topic", "text", "sender"):
         _text(name, getattr(m, name))
     if not isinstance(m.message_kind, str) or m.message_kind not in MESSAGE_KINDS:
@@ -116,8 +120,10 @@ def _check(m: ReplyMarker) -> None:
         raise MarkerRefused("key: does not match channel, topic and message_id")
     if m.kind == "committed" and (m.index is None or m.index >= len(m.replies)):
         raise MarkerRefused("index: a committed marker names one of its replies")
-    if m.kind == "prepared" and (m.index is not None or m.sent_message_id is not None):
-        raise MarkerRefused("index: a prepared marker names no reply")
+    if m.kind != "committed" and (m.index is not None or m.sent_message_id is not None):
+        raise MarkerRefused(f"index: a {m.kind} marker names no reply")
+    if m.kind == "received" and m.replies:
+        raise MarkerRefused("replies: a received marker carries none")
 
 
 def _text(name: str, value: object) -> None:

@@ -18,6 +18,9 @@ of the reply could take over and send it again.
   marked, left out of ``wanted()`` (the holder asks the lease to write the set without
   it), and still waited on until the lease says the store can no longer name it. Only
   then are its markers forgotten and the replies go on.
+- A message not answered soon is told as **received**: that marker blocks too, not a
+  reply but the channel cursor, which passes an unanswered message only once every
+  bound standby holds it (so a slow topic holds up no other, and a takeover finds it).
 - A standby out of the set asks to join with the keys it holds unfinished; the holder
   makes it a joiner (so it is waited on from now), sends it markers for those keys and
   for everything in flight, and once the joiner has acked them all, ``wanted()`` names
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 @dataclass
 class Outstanding:
     key: str  # the ledger key the marker is about
-    prepared: bool  # a prepared marker (it blocks the message's replies)
+    blocks: bool  # a prepared marker (the replies wait on it) or a received one (the cursor)
     first_sent: float
     last_sent: float
     bound: bool  # sent while its standby held replies up (its reply waits for the ack)
@@ -149,37 +152,46 @@ class Replicas:
 
     # --- markers -------------------------------------------------------------------
 
-    def sent(self, peer: str, marker_id: str, key: str, prepared: bool, now: float) -> None:
-        """A marker went to ``peer``: outstanding if ``peer`` is waited on."""
+    def sent(self, peer: str, marker_id: str, key: str, blocks: bool, now: float) -> None:
+        """A marker went to ``peer``: outstanding if ``peer`` is waited on. ``blocks``: a
+        prepared or received marker, which something waits on (and is overdue if late)."""
         if peer in self.wait_set:
             seen = self.outstanding.get((peer, marker_id))
             first = now if seen is None else seen.first_sent
             bound = peer in self.bound if seen is None else seen.bound
-            self.outstanding[(peer, marker_id)] = Outstanding(key, prepared, first, now, bound)
+            self.outstanding[(peer, marker_id)] = Outstanding(key, blocks, first, now, bound)
 
     def acked(self, peer: str, marker_id: str) -> bool:
         """``peer`` durably recorded the marker. True if it was outstanding."""
         return self.outstanding.pop((peer, marker_id), None) is not None
 
     def blocking(self, key: str) -> frozenset[str]:
-        """The bound standbys that have not acked ``key``'s prepared marker: its replies
-        wait. (A joiner not yet asked for must ack everything before it is asked for,
-        but holds nothing up: it could not take over.)"""
+        """The bound standbys that have not acked ``key``'s prepared (or received)
+        marker: its replies wait, and the channel cursor may not pass it. (A joiner not
+        yet asked for must ack everything before it is asked for, but holds nothing up:
+        it could not take over.)"""
         bound = self.bound
         return frozenset(
             peer
             for (peer, _), o in self.outstanding.items()
-            if o.prepared and o.key == key and peer in bound
+            if o.blocks and o.key == key and peer in bound
+        )
+
+    def blocked_keys(self) -> frozenset[str]:
+        """Every key some bound standby has not acked a prepared or received marker of."""
+        bound = self.bound
+        return frozenset(
+            o.key for (peer, _), o in self.outstanding.items() if o.blocks and peer in bound
         )
 
     def overdue(self, now: float, timeout_ms: float) -> set[str]:
-        """Standbys with a prepared marker unacked for ``timeout_ms`` (and joiners that
-        take 4 timeouts). Named ones are marked for removal and returned (the caller
-        asks the lease for ``wanted()``); the others are dropped at once."""
+        """Standbys with a prepared or received marker unacked for ``timeout_ms`` (and
+        joiners that take 4 timeouts). Named ones are marked for removal and returned (the
+        caller asks the lease for ``wanted()``); the others are dropped at once."""
         late = {
             peer
             for (peer, _), o in self.outstanding.items()
-            if o.prepared and now - o.first_sent >= timeout_ms
+            if o.blocks and now - o.first_sent >= timeout_ms
         }
         late |= {p for p, since in self.joiners.items() if now - since >= 4 * timeout_ms}
         nameable = self.named | (self.asked & self.joiners.keys())

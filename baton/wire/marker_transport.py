@@ -1,5 +1,5 @@
-"""ReplyMarkerTransport: reply-prepared and reply-committed markers to the standbys, and
-user messages a standby forwards to the holder.
+"""ReplyMarkerTransport: received, reply-prepared and reply-committed markers to the
+standbys, and user messages a standby forwards to the holder.
 
 A "marker" envelope is ``{marker, signature}``: the marker as ReplyMarker.to_json() and
 the sender's Ed25519 signature (hex) over its canonical JSON with a context prefix, so a
@@ -37,7 +37,7 @@ ITEM_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 TOPIC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_FORWARD_TEXT = 64 * 1024
 MAX_SYNC_KEYS = 1000
-MARKER_ID = re.compile(r"(prepared|committed):(-1|[0-9]{1,3}):[^\s]{1,300}")
+MARKER_ID = re.compile(r"(received|prepared|committed):(-1|[0-9]{1,3}):[^\s]{1,300}")
 
 
 def marker_bytes(marker: dict[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
+from baton.core import delivery
 from baton.core.ledger import LedgerState
 from baton.core.settings import Settings
 from baton.devmesh import wait_for
@@ -113,10 +114,14 @@ def test_a_machine_that_comes_back_never_answers_again_what_the_other_answered()
         b.stop()
 
 
-def test_a_joiner_learns_the_answers_the_channel_may_still_deliver_again() -> None:
+def test_a_joiner_learns_the_answers_the_channel_may_still_deliver_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Found by an attacking review: one slow topic holds the channel's cursor, so an
     answered message above it comes again from the channel; a standby that rejoined
-    must know it was answered, else once holding it answers it again."""
+    must know it was answered, else once holding it answers it again. (The slow message
+    is never secured here, as one whose received marker cannot reach the standbys.)"""
+    monkeypatch.setattr(delivery, "SECURE_AFTER_MS", 1e12)
     release = threading.Event()
 
     def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
@@ -148,6 +153,52 @@ def test_a_joiner_learns_the_answers_the_channel_may_still_deliver_again() -> No
         wait_for(lambda: all_answered(channel, {slow}), 20, "b answers slow")
         wait_for(lambda: b.cursor.read()[0] == quick + 1, 20, "b's cursor past quick")
         assert accepted(channel)[quick] == 1
+    finally:
+        release.set()
+        a.stop()
+        b.stop()
+
+
+def test_a_slow_topic_holds_up_no_other_and_a_takeover_still_answers_it() -> None:
+    """Issue 15: the cursor passes a message not yet answered once every standby in sync
+    holds it (a received marker): other topics' updates keep coming. The standby that
+    left the set learns it when it rejoins, and answers it once it holds."""
+    release = threading.Event()
+
+    def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        if message.text == "slow":
+            release.wait(60)
+        return [f"echo: {message.text}"]
+
+    channel = MemoryChannel("memory")
+    a, b = pair_of(channel, Settings(), agent=slow_first)
+    try:
+        a.hold(1, in_sync=(b.id,))
+        slow = channel.post_user_message("t0", "slow", "c-slow-0001")
+        key = f"memory:1/1:{slow}"
+        wait_for(lambda: b.ledger.get(key) is not None, 10, "b holds the slow message")
+        assert a.counters.get("marker.acked") >= 1
+        quick = [channel.post_user_message(f"t{i}", "quick", f"c-quick-{i:03d}") for i in (1, 2)]
+        wait_for(lambda: all_answered(channel, set(quick)), 20, "the other topics answered")
+        past = channel.next_update_id
+        wait_for(lambda: a.cursor.read()[0] == past, 10, "the cursor past them all")
+        assert not all_answered(channel, {slow}) and a.cursor.read()[1] is False  # long polls
+        a.link = lambda env: [] if env.to == b.id else [env]  # b goes down
+        b.dropped = True
+        again = channel.post_user_message("t3", "again", "c-again-001")
+        wait_for(lambda: all_answered(channel, {again}), 20, "answered once b left the set")
+        past = channel.next_update_id
+        wait_for(lambda: a.cursor.read()[0] == past, 10, "the cursor passes it too")
+        akey = f"memory:1/4:{again}"
+        assert a.in_sync == () and a.ledger.get(akey) is not None and b.ledger.get(akey) is None
+        a.link, b.dropped = None, False  # b comes back, catches up, is in sync again
+        wait_for(lambda: a.in_sync == (b.id,), 20, "b back in sync")
+        a.hold(None)  # a dies with the slow run in flight; b takes over
+        a.dropped = True
+        b.hold(2)
+        wait_for(lambda: all_answered(channel, {slow}), 20, "b answers the slow message")
+        release.set()
+        assert accepted(channel) == {slow: 1, quick[0]: 1, quick[1]: 1, again: 1}
     finally:
         release.set()
         a.stop()

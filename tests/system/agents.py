@@ -24,3 +24,15 @@ def slow(message: Any, history: Any) -> list[str]:
     if message.text.startswith("slow"):
         time.sleep(3)
     return [f"echo: {message.text} (earlier turns: {len(history)})"]
+
+
+def stall(message: Any, history: Any) -> list[str]:
+    """On "stall PATH": waits (two minutes at most) until the file PATH exists, then
+    echoes; echoes anything else at once."""
+    text = message.text
+    if text.startswith("stall "):
+        path = text.split(" ", 1)[1]
+        deadline = time.monotonic() + 120
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return [f"echo: {text} (earlier turns: {len(history)})"]

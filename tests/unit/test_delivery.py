@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from baton.core.delivery import failed_reply, next_in_topic, next_offset, resume, too_large
+from baton.core.delivery import (
+    SECURE_AFTER_MS,
+    cursor,
+    failed_reply,
+    next_in_topic,
+    next_offset,
+    resume,
+    to_secure,
+    too_large,
+)
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, ack, commit, prepare
 
@@ -28,6 +39,23 @@ def test_the_cursor_passes_only_what_this_term_saw_and_finished(
 def entry(topic_thread: int, message_id: int) -> LedgerEntry:
     msg = InboundMessage("memory", message_id, 1, topic_thread, message_id, "hi", "u")
     return LedgerEntry.of(msg, 0.0)
+
+
+def test_the_cursor_passes_a_secured_message_though_it_is_not_answered() -> None:
+    slow, later = entry(1, 2), entry(2, 5)  # update ids 2 and 5
+    assert cursor([slow, later], frozenset(), 9) == (2, True)
+    assert cursor([slow, later], {slow.key}, 9) == (5, True)
+    assert cursor([slow, later], {slow.key, later.key}, 9) == (10, False)  # long polls
+    assert cursor([slow], {slow.key}, None) == (None, False)  # a term confirms nothing unpolled
+
+
+def test_a_message_unanswered_for_a_while_is_due_to_be_secured() -> None:
+    young, old = replace(entry(1, 1), received_ms=1000.0), replace(entry(2, 2), received_ms=0.0)
+    done = prepare(replace(entry(3, 3), received_ms=0.0), ["r"], 1, 0.0)
+    now = 1000.0 + SECURE_AFTER_MS - 1
+    assert to_secure([young, old, done], now) == [old]  # prepared: its marker says it all
+    assert to_secure([young], 500.0) == [young]  # recorded "after now": the clock went back
+    assert to_secure([young, old], 1000.0, after_ms=0.0) == [young, old]
 
 
 def test_each_topic_works_on_its_oldest_pending_message_only() -> None:

@@ -253,6 +253,11 @@ BAD_MARKERS: list[tuple[str, Any]] = [
     ("a negative index", good_marker(index=-1)),
     ("a prepared marker naming a reply", good_marker(kind="prepared")),
     ("a prepared marker with a sent id", good_marker(kind="prepared", index=None)),
+    ("a received marker naming a reply", good_marker(kind="received", replies=[])),
+    (
+        "a received marker with replies",
+        good_marker(kind="received", index=None, sent_message_id=None),
+    ),
     ("too many replies", good_marker(replies=["r"] * (MAX_REPLIES + 1))),
     ("replies as a string", good_marker(replies="ab")),
     ("a reply that is not text", good_marker(replies=["a", 2])),
@@ -332,6 +337,18 @@ def test_an_acked_entry_is_untouched_by_markers() -> None:
     done = at(S.ACKED, ("a",))
     assert apply_marker(done, committed_marker(0, ("a", "b")), 9.0) is done
     assert apply_marker(done, prepared_marker(("z",)), 9.0) is done
+
+
+def test_a_received_marker_records_the_message_and_nothing_of_its_replies() -> None:
+    marker = marker_for(at(S.PROCESSING), "received", 3)
+    assert (marker.kind, marker.replies, marker.index) == ("received", (), None)
+    assert ReplyMarker.from_json(marker.to_json()) == marker
+    fresh = apply_marker(None, marker, 50.0)
+    assert (fresh.key, fresh.state, fresh.text, fresh.update_id) == (KEY, S.RECEIVED, "hello", 5)
+    prepared = at(S.PREPARED)
+    assert apply_marker(prepared, marker_for(prepared, "received", 3), 9.0) is prepared
+    with pytest.raises(LedgerTransitionError):
+        marker_for(at(S.PROCESSING), "received", 3, 0)
 
 
 def test_a_marker_for_another_message_is_misuse() -> None:

@@ -31,6 +31,21 @@ def test_committed_markers_are_outstanding_but_block_nothing() -> None:
     assert r.blocking("k1") == frozenset() and r.retries(600.0, 500.0)
 
 
+def test_a_received_marker_holds_the_cursor_and_a_late_one_removes_its_standby() -> None:
+    r = Replicas(ME)
+    r.named_are((B,))
+    got = marker_id("received", "k2", None)
+    r.sent(B, got, "k2", True, 0.0)
+    r.sent(B, marker_id("committed", "k1", 0), "k1", False, 0.0)
+    assert r.blocked_keys() == {"k2"} and r.blocking("k2") == {B}
+    assert r.overdue(1000.0, 1000.0) == {B}  # it did not ack in time: out of the set
+    r.named_are(())
+    assert r.blocked_keys() == frozenset()
+    r.named_are((C,))
+    r.sent(C, got, "k2", True, 2000.0)
+    assert r.acked(C, got) and r.blocked_keys() == frozenset()
+
+
 def test_a_laggard_is_waited_on_until_the_store_can_no_longer_name_it() -> None:
     r = Replicas(ME)
     r.named_are((B, C))
