@@ -119,6 +119,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
         self.drain_reply: Callable[[], None] | None = None
         self.alarms = AlarmBook()
         self.sends_held_until = 0.0  # a 429: no send to the channel before this
+        self.cursor_stale = False  # an ack may let the cursor pass a message
 
     def on_start(self) -> None:
         self._publish_cursor()
@@ -161,9 +162,12 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
                 if done is not None:
                     self.tail(TurnSeen(done))  # its turn survives the holder's death
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
-                if self.book.acked(env):
-                    self._publish_cursor()
-                    self._pump()
+                freed = self.book.acked(env)
+                if freed is not None:
+                    self.cursor_stale = True  # published at the next tick (not per ack)
+                    entry = self.ledger.index.get(freed)
+                    if entry is not None and entry.state is LedgerState.PREPARED:
+                        self._pump()  # its reply may go now
             case EnvelopeReceived(envelope=env) if env.type == "sync_request":
                 if self.term is not None:
                     self.book.sync_requested(env, self.term, self.clock.monotonic_ms())
@@ -215,6 +219,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
             due = delivery.to_secure(self.ledger.index.values(), self._wall_ms())
             if due:  # told as received: the cursor passes them once the standbys ack
                 self.book.secure(due, self.term, now)
+            if due or self.cursor_stale:
                 self._publish_cursor()
         else:
             self.was_in_sync = view.may_take_over
@@ -285,6 +290,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
         self._pump()
 
     def _publish_cursor(self) -> None:
+        self.cursor_stale = False
         pending = self.ledger.index.values()
         secured = self.book.secured(pending) if self.term is not None else frozenset()
         offset, waiting = delivery.cursor(pending, secured, self.highest_seen)

@@ -155,7 +155,7 @@ class HandoffActor(pykka.ThreadingActor):
             case _Answer():
                 self.counters.inc("handoff.stale_answer")
             case HolderIs(machine_id=holder, epoch=epoch):
-                self._receiver(h.LeaseSeen(holder, epoch, holder == self.me))
+                self._receiver(h.LeaseSeen(holder, epoch, holder == self.me, now))
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id: p for p in peers}
             case GetHandoff():

@@ -27,7 +27,14 @@ from collections.abc import Callable, Iterable
 
 from baton.actors.indexed_ledger import IndexedLedger
 from baton.core.errors import LedgerError, MarkerRefused
-from baton.core.ledger import LedgerEntry, LedgerState, MarkerKind, ReplyMarker, marker_for
+from baton.core.ledger import (
+    LedgerEntry,
+    LedgerState,
+    MarkerKind,
+    ReplyMarker,
+    marker_for,
+    pending_order,
+)
 from baton.core.registry import MachineEntry, Verify
 from baton.core.replicas import Replicas, marker_id
 from baton.gate import LeaseView
@@ -43,6 +50,7 @@ from baton.wire.marker_transport import (
 log = logging.getLogger("baton.delivery")
 
 SYNC_REQUEST_EVERY_MS = 1000
+SECURE_IN_FLIGHT = 100  # received markers unacked at a time
 
 
 class MarkerBook:
@@ -71,6 +79,7 @@ class MarkerBook:
         self.sync_asked_at = -float("inf")
         self.told: set[str] = set()  # keys whose prepared marker went out this term
         self.recorded: set[str] = set()  # keys whose received or prepared marker did
+        self.securing: set[str] = set()  # keys told received this term, perhaps unacked
         self.pages: dict[str, int] = {}  # a joiner: the page of its keys expected next
         # a standby late to ack: (no join before this local ms, the back-off it had)
         self.backoff: dict[str, tuple[float, float]] = {}
@@ -87,7 +96,9 @@ class MarkerBook:
         to: Iterable[str] | None = None,
     ) -> None:
         """Tell ``entry``'s marker of ``kind`` to every active peer (or to ``to``); it is
-        outstanding for the standbys waited on until they ack it."""
+        outstanding for the standbys waited on until they ack it, whether or not this
+        machine knows them as members yet (a term may start before its roster arrives,
+        and a standby the store may name must ack every marker)."""
         try:
             marker = marker_for(entry, kind, max(1, epoch), index)
         except (MarkerRefused, LedgerError) as exc:  # e.g. a text no peer would accept
@@ -99,8 +110,8 @@ class MarkerBook:
             self.told.add(entry.key)
         if kind != "committed":
             self.recorded.add(entry.key)
-        active = {p.machine_id for p in self.peers}
-        targets = active if to is None else active & set(to)
+        reach = {p.machine_id for p in self.peers} | self.replicas.wait_set
+        targets = reach if to is None else reach & set(to)
         for peer in sorted(targets):
             self._push(peer, mid, marker, now)
 
@@ -109,7 +120,7 @@ class MarkerBook:
             self.counters.inc("marker.unsent")
         if peer in self.replicas.wait_set:
             self.sent[mid] = marker
-            self.replicas.sent(peer, mid, marker.key, marker.kind != "committed", now)
+            self.replicas.sent(peer, mid, marker.key, marker.kind, now)
 
     def retell_in_flight(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
         """A new term: every standby waited on gets the markers of the replies in flight
@@ -144,31 +155,48 @@ class MarkerBook:
 
     def secure(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
         """Tell the standbys waited on that these unanswered entries are recorded: once
-        they ack, the channel cursor may pass them (a takeover will find them)."""
-        for entry in entries:
-            if entry.key not in self.recorded and entry.state.rank < LedgerState.PREPARED.rank:
-                self.tell(entry, "received", epoch, None, now, self.replicas.wait_set)
+        they ack, the channel cursor may pass them (a takeover will find them). Oldest
+        first, at most SECURE_IN_FLIGHT unacked at a time: a backlog after a takeover
+        must not flood the standbys (each marker is a durable write there) past their
+        ack timeout."""
+        owed = self.replicas.blocked_keys()
+        self.securing &= owed
+        room = SECURE_IN_FLIGHT - len(self.securing)
+        fresh = [
+            e
+            for e in entries
+            if e.key not in self.recorded and e.state.rank < LedgerState.PREPARED.rank
+        ]
+        for entry in sorted(fresh, key=pending_order)[: max(0, room)]:
+            self.tell(entry, "received", epoch, None, now, self.replicas.wait_set)
+            self.securing.add(entry.key)
 
     def secured(self, entries: Iterable[LedgerEntry]) -> frozenset[str]:
         """The keys of ``entries`` that every bound standby holds (told this term,
-        acked): the channel cursor may pass them though they are not answered yet."""
+        acked): the channel cursor may pass them though they are not answered yet. With
+        standbys but none bound (all out of sync), none: a forced takeover by one of
+        them would not find it, so the channel must deliver it again."""
+        if self.peers and not self.replicas.bound:
+            return frozenset()
         owed = self.replicas.blocked_keys()
         return frozenset(e.key for e in entries if e.key in self.recorded and e.key not in owed)
 
-    def acked(self, env: Envelope) -> bool:
-        """A standby acked a marker. True if that may unblock a reply."""
+    def acked(self, env: Envelope) -> str | None:
+        """A standby acked a marker. The key of its entry if no bound standby owes a
+        blocking marker of it any more (its reply may go, the cursor may pass it)."""
         try:
             mid = open_ack(env)
         except MarkerRefused as exc:
             self.counters.inc("marker.refused")
             log.warning("marker ack from %s refused: %s", env.sender, exc.detail)
-            return False
-        if not self.replicas.acked(env.sender, mid):
-            return False
-        if not any(m == mid for (_, m) in self.replicas.outstanding):
+            return None
+        done = self.replicas.acked(env.sender, mid)
+        if done is None:
+            return None
+        if not self.replicas.owed(mid):
             self.sent.pop(mid, None)
         self.counters.inc("marker.acked")
-        return True
+        return done.key if done.blocks and not self.replicas.blocking(done.key) else None
 
     def sync_requested(self, env: Envelope, epoch: int, now: float) -> None:
         """A standby out of sync asks to join: it is waited on from now and gets the
@@ -242,6 +270,7 @@ class MarkerBook:
         self.sent.clear()
         self.told.clear()
         self.recorded.clear()
+        self.securing.clear()
         self.asked = None
 
     def members_changed(self, peers: tuple[MachineEntry, ...]) -> None:

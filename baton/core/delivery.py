@@ -34,7 +34,7 @@ from typing import Literal
 from baton.core.ledger import LedgerEntry, LedgerState
 
 MAX_TEXT_BYTES = 64 * 1024
-SECURE_AFTER_MS = 500.0
+SECURE_AFTER_MS = 1000.0
 MAX_REPLY_UNITS = 4096  # Telegram's limit on a message, in UTF-16 code units
 _BOUNDARIES = ("\n\n", "\n", " ")
 

@@ -199,6 +199,7 @@ _TIMEOUTS = {
 #: Why a machine that does not hold refuses a request: the asker's view was stale (the
 #: lease moved on and word of it has not reached the asker yet), so it looks again.
 NOT_AWAKE = "this machine is not awake"
+LOOK_AGAIN_MS = 500.0  # the store still names the machine asked: ask it again after this
 
 #: The sentinel waits a little longer for the ack than the target has to send it, so a
 #: target that gives up says why first.
@@ -275,6 +276,7 @@ class Receiver:
     heads: Heads = ()
     position: int = 0
     deadline: float = 0.0
+    ask_again_at: float = 0.0  # LOOKING: when to ask the same machine again (0: unset)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ class LeaseSeen:
     holder: str | None
     epoch: int
     mine: bool
+    now: float
 
 
 ReceiverEvent = WakeupAsked | BeginArrived | CaughtUp | AbortArrived | LeaseSeen | Ticked
@@ -395,9 +398,17 @@ def receiver_step(
                 return replace(r, phase=RPhase.LOOKING), [LookUp(), Outcome("looking", detail)]
             return Receiver(), [Done(False, "refused", f"{sender} refused: {reason}")]
         case LeaseSeen():
-            return _lease_seen(r, event)
+            return _lease_seen(r, event, t)
         case Ticked(now=now) if r.phase is not RPhase.IDLE and now >= r.deadline:
             return _timed_out(r)
+        case Ticked(now=now) if r.phase is RPhase.LOOKING:
+            if not r.ask_again_at:
+                return replace(r, ask_again_at=now + LOOK_AGAIN_MS), []
+            if now >= r.ask_again_at:
+                # the store still says it holds (its gate was closed a moment: a renewal
+                # late, just acquired): ask it again
+                r = replace(r, phase=RPhase.REQUESTED, ask_again_at=0.0)
+                return r, [SendRequest(r.holder, r.handoff_id)]
     return r, []
 
 
@@ -449,7 +460,9 @@ def _begin(r: Receiver, e: BeginArrived) -> tuple[Receiver, list[ReceiverEffect]
     return r, [CatchUp(e.sender, e.heads), Outcome("begun", f"by {e.sender} at epoch {e.epoch}")]
 
 
-def _lease_seen(r: Receiver, e: LeaseSeen) -> tuple[Receiver, list[ReceiverEffect]]:
+def _lease_seen(
+    r: Receiver, e: LeaseSeen, t: ReceiverTiming
+) -> tuple[Receiver, list[ReceiverEffect]]:
     if r.phase is RPhase.IDLE:
         return r, []
     if e.mine:
@@ -459,7 +472,11 @@ def _lease_seen(r: Receiver, e: LeaseSeen) -> tuple[Receiver, list[ReceiverEffec
     if moved and e.holder is not None and r.phase in (RPhase.REQUESTED, RPhase.LOOKING):
         # nothing began yet: ask the machine that holds now (the one asked before
         # refuses, or its abort is ignored as for another wakeup)
-        r = replace(r, phase=RPhase.REQUESTED, holder=e.holder, epoch=e.epoch)
+        deadline = max(r.deadline, e.now + t.ack_timeout_ms)  # a whole ack timeout for it
+        r = replace(
+            r, phase=RPhase.REQUESTED, holder=e.holder, epoch=e.epoch, deadline=deadline,
+            ask_again_at=0.0,
+        )  # fmt: skip
         asked = f"the lease is {e.holder}'s (epoch {e.epoch}): asking it"
         return r, [SendRequest(e.holder, r.handoff_id), Outcome("asked", asked)]
     if moved:

@@ -21,6 +21,8 @@ of the reply could take over and send it again.
 - A message not answered soon is told as **received**: that marker blocks too, not a
   reply but the channel cursor, which passes an unanswered message only once every
   bound standby holds it (so a slow topic holds up no other, and a takeover finds it).
+  A late received ack removes nobody (only a late prepared one does): a slow standby
+  costs the cursor its lead, never the set a member.
 - A standby out of the set asks to join with the keys it holds unfinished; the holder
   makes it a joiner (so it is waited on from now), sends it markers for those keys and
   for everything in flight, and once the joiner has acked them all, ``wanted()`` names
@@ -49,10 +51,15 @@ from dataclasses import dataclass
 @dataclass
 class Outstanding:
     key: str  # the ledger key the marker is about
-    blocks: bool  # a prepared marker (the replies wait on it) or a received one (the cursor)
+    kind: str  # prepared (the replies wait on it), received (the cursor does), committed
     first_sent: float
     last_sent: float
     bound: bool  # sent while its standby held replies up (its reply waits for the ack)
+
+    @property
+    def blocks(self) -> bool:
+        """Something waits on its ack: a reply (prepared) or the cursor (received)."""
+        return self.kind != "committed"
 
 
 class Replicas:
@@ -67,6 +74,10 @@ class Replicas:
         self.binding: set[str] = set()  # joiners that caught up: they hold replies up
         self.late: set[str] = set()  # dropped or removed for lateness (the caller clears)
         self.outstanding: dict[tuple[str, str], Outstanding] = {}  # (peer, marker id)
+        # indexes of ``outstanding`` (an ack must not scan them all): key -> the items
+        # of its blocking markers; marker id -> how many peers owe it
+        self._blocking: dict[str, set[tuple[str, str]]] = {}
+        self._owed: dict[str, int] = {}
 
     # --- the sets ------------------------------------------------------------------
 
@@ -152,18 +163,21 @@ class Replicas:
 
     # --- markers -------------------------------------------------------------------
 
-    def sent(self, peer: str, marker_id: str, key: str, blocks: bool, now: float) -> None:
-        """A marker went to ``peer``: outstanding if ``peer`` is waited on. ``blocks``: a
-        prepared or received marker, which something waits on (and is overdue if late)."""
+    def sent(self, peer: str, marker_id: str, key: str, kind: str, now: float) -> None:
+        """A marker of ``kind`` went to ``peer``: outstanding if ``peer`` is waited on."""
         if peer in self.wait_set:
             seen = self.outstanding.get((peer, marker_id))
             first = now if seen is None else seen.first_sent
             bound = peer in self.bound if seen is None else seen.bound
-            self.outstanding[(peer, marker_id)] = Outstanding(key, blocks, first, now, bound)
+            self._put((peer, marker_id), Outstanding(key, kind, first, now, bound))
 
-    def acked(self, peer: str, marker_id: str) -> bool:
-        """``peer`` durably recorded the marker. True if it was outstanding."""
-        return self.outstanding.pop((peer, marker_id), None) is not None
+    def acked(self, peer: str, marker_id: str) -> Outstanding | None:
+        """``peer`` durably recorded the marker: what was outstanding (None: nothing)."""
+        return self._pop((peer, marker_id))
+
+    def owed(self, marker_id: str) -> bool:
+        """Does some standby still owe an ack of this marker?"""
+        return marker_id in self._owed
 
     def blocking(self, key: str) -> frozenset[str]:
         """The bound standbys that have not acked ``key``'s prepared (or received)
@@ -171,27 +185,23 @@ class Replicas:
         yet asked for must ack everything before it is asked for, but holds nothing up:
         it could not take over.)"""
         bound = self.bound
-        return frozenset(
-            peer
-            for (peer, _), o in self.outstanding.items()
-            if o.blocks and o.key == key and peer in bound
-        )
+        return frozenset(peer for (peer, _) in self._blocking.get(key, ()) if peer in bound)
 
     def blocked_keys(self) -> frozenset[str]:
         """Every key some bound standby has not acked a prepared or received marker of."""
         bound = self.bound
         return frozenset(
-            o.key for (peer, _), o in self.outstanding.items() if o.blocks and peer in bound
+            key for key, items in self._blocking.items() if any(p in bound for (p, _) in items)
         )
 
     def overdue(self, now: float, timeout_ms: float) -> set[str]:
-        """Standbys with a prepared or received marker unacked for ``timeout_ms`` (and
+        """Standbys with a prepared marker unacked for ``timeout_ms`` (and
         joiners that take 4 timeouts). Named ones are marked for removal and returned (the
         caller asks the lease for ``wanted()``); the others are dropped at once."""
         late = {
             peer
             for (peer, _), o in self.outstanding.items()
-            if o.blocks and now - o.first_sent >= timeout_ms
+            if o.kind == "prepared" and now - o.first_sent >= timeout_ms
         }
         late |= {p for p, since in self.joiners.items() if now - since >= 4 * timeout_ms}
         nameable = self.named | (self.asked & self.joiners.keys())
@@ -221,6 +231,8 @@ class Replicas:
         self.binding.clear()
         self.complete_at.clear()
         self.outstanding.clear()
+        self._blocking.clear()
+        self._owed.clear()
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -229,7 +241,30 @@ class Replicas:
 
     def _forget(self, gone: Callable[[str], bool]) -> None:
         for item in [item for item in self.outstanding if gone(item[0])]:
-            del self.outstanding[item]
+            self._pop(item)
+
+    def _put(self, item: tuple[str, str], o: Outstanding) -> None:
+        if self.outstanding.get(item) is None:
+            self._owed[item[1]] = self._owed.get(item[1], 0) + 1
+        self.outstanding[item] = o
+        if o.blocks:
+            self._blocking.setdefault(o.key, set()).add(item)
+
+    def _pop(self, item: tuple[str, str]) -> Outstanding | None:
+        o = self.outstanding.pop(item, None)
+        if o is None:
+            return None
+        left = self._owed[item[1]] - 1
+        if left:
+            self._owed[item[1]] = left
+        else:
+            del self._owed[item[1]]
+        if o.blocks:
+            items = self._blocking[o.key]
+            items.discard(item)
+            if not items:
+                del self._blocking[o.key]
+        return o
 
 
 def marker_id(kind: str, key: str, index: int | None) -> str:

@@ -187,12 +187,15 @@ def test_a_slow_topic_holds_up_no_other_and_a_takeover_still_answers_it() -> Non
         b.dropped = True
         again = channel.post_user_message("t3", "again", "c-again-001")
         wait_for(lambda: all_answered(channel, {again}), 20, "answered once b left the set")
-        past = channel.next_update_id
-        wait_for(lambda: a.cursor.read()[0] == past, 10, "the cursor passes it too")
         akey = f"memory:1/4:{again}"
         assert a.in_sync == () and a.ledger.get(akey) is not None and b.ledger.get(akey) is None
+        # no standby in sync holds the slow message now: the channel must keep it (a
+        # forced takeover by b would not find it), so the cursor is back at it
+        wait_for(lambda: a.cursor.read() == (1, True), 10, "the cursor back at the slow one")
         a.link, b.dropped = None, False  # b comes back, catches up, is in sync again
         wait_for(lambda: a.in_sync == (b.id,), 20, "b back in sync")
+        past = channel.next_update_id
+        wait_for(lambda: a.cursor.read()[0] == past, 10, "the cursor passes it again")
         a.hold(None)  # a dies with the slow run in flight; b takes over
         a.dropped = True
         b.hold(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -90,3 +91,21 @@ def clean(tmp_path: Path) -> Iterator[Path]:
     for pid in processes_under(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that take it run one after another across every xdist worker (a file lock
+    in the run's shared temporary root; the lock ends with the holder's process). Not
+    ``--dist loadgroup``: on pytest 9.2 it silently stops grouping (pytest-xdist issue
+    1386), and three chaos campaigns at once beside the other system tests overload a
+    2-core host."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    with open(root / "one-at-a-time.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,5 +1,6 @@
-"""tools/bench/throughput.py runs end to end with tiny parameters: both modes answer
-every message and the JSON it prints has what the issue asks for (no timing limits)."""
+"""tools/bench/throughput.py and head_of_line.py run end to end with tiny parameters:
+every message is answered and the JSON they print has what the issue asks for (no
+timing limits)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from tools.bench import throughput
+from tools.bench import head_of_line, throughput
 
 
 @pytest.mark.system
@@ -15,7 +16,8 @@ from tools.bench import throughput
 def test_the_throughput_benchmark_reports_both_modes_and_their_ratio(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert throughput.main(["--runs", "1", "--messages", "20", "--json"]) == 0
+    argv = ["--runs", "1", "--messages", "20", "--paced", "10", "--rate", "20", "--json"]
+    assert throughput.main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     for mode in ("on", "off"):
         assert result[mode]["median_rps"] > 0
@@ -27,3 +29,20 @@ def test_the_throughput_benchmark_reports_both_modes_and_their_ratio(
         not result["off"]["runs"][0]["fenced"] and result["off"]["runs"][0]["standby_markers"] == 0
     )
     assert result["parameters"]["messages"] == 20 and result["machine"]["cores"] >= 1
+    for mode in ("on", "off"):  # each paced message timed from its post to its reply
+        lat = result[mode]["latency"]
+        assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["max_ms"], lat
+
+
+@pytest.mark.system
+@pytest.mark.timeout(180)
+def test_the_head_of_line_benchmark_times_the_other_topics_in_every_variant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert head_of_line.main(["--stall-s", "1", "--rate", "10", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for variant in head_of_line.VARIANTS:
+        others = result[variant]["others"]
+        assert result[variant]["messages"] == 10 and 0 < others["p50_ms"] <= others["max_ms"]
+    assert "stalled_ms" not in result["baseline"]
+    assert result["stalled"]["stalled_ms"] >= 1000 and result["before"]["stalled_ms"] >= 1000

@@ -38,7 +38,10 @@ def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(clean: Path) -> 
     assert set(summary) >= KEYS, summary
     assert summary["ok"] is True
     assert summary["lost"] == 0 and summary["duplicated"] == 0
-    assert summary["messages"] == summary["replies"] > 100
+    assert summary["messages"] > 100
+    # at the sink that forgives nothing, a send in flight at a fault may go twice: only
+    # such doubles, each reported as ambiguous by the machine that resent it
+    assert 0 <= summary["replies"] - summary["messages"] <= summary["reported_doubles"]
     assert summary["stale_accepted"] == 0 and summary["overlapping"] == 0
     assert 0 < summary["failover_s"] < 60 and 0 < summary["handoff_s"] < 60
     assert summary["epoch"] >= 4, "a failover, a handoff and a takeover after the pause"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from baton.core.handoff import (
     ACK_GRACE,
+    LOOK_AGAIN_MS,
     NOT_AWAKE,
     AbortArrived,
     AckArrived,
@@ -202,7 +203,7 @@ def test_the_receiver_acks_after_catching_up_and_is_done_when_it_holds() -> None
     assert effects[0] == CatchUp(H, HEADS) and r.phase is RPhase.CATCHING_UP
     r, effects = rrun(r, CaughtUp("h1", 100.0))
     assert effects[0] == SendAck(H, "h1", 7, HEADS, 42) and r.phase is RPhase.ACKED
-    r, effects = rrun(r, LeaseSeen(T, 8, True))
+    r, effects = rrun(r, LeaseSeen(T, 8, True, 0.0))
     assert effects == [Done(True, "handed_over", "awake at epoch 8", 8)] and r == Receiver()
 
 
@@ -239,7 +240,7 @@ def test_an_abort_or_a_moved_lease_ends_the_wakeup_with_the_reason() -> None:
     assert r == Receiver() and effects[-1] == Done(
         False, "refused", f"{H} refused: the ack does not match"
     )
-    r, effects = rrun(Receiver(), wake(), BEGIN, LeaseSeen(X, 8, False))
+    r, effects = rrun(Receiver(), wake(), BEGIN, LeaseSeen(X, 8, False, 0.0))
     assert r == Receiver() and "moved to" in effects[-1].detail  # type: ignore[attr-defined]
     r, effects = rrun(Receiver(), wake(), AbortArrived("h1", X, "spoof"))
     assert r.phase is RPhase.REQUESTED  # only the holder can abort it
@@ -250,22 +251,30 @@ def test_a_stale_view_of_the_holder_looks_up_and_asks_the_machine_that_holds() -
     # is not awake, this machine reads the store and asks X; H's abort changes nothing
     r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, NOT_AWAKE))
     assert r.phase is RPhase.LOOKING and kinds(effects) == [SendRequest, LookUp]
-    r, effects = rrun(r, LeaseSeen(X, 8, False))
+    r, effects = rrun(r, LeaseSeen(X, 8, False, 4000.0))
     assert r.phase is RPhase.REQUESTED and (r.holder, r.epoch) == (X, 8)
     assert kinds(effects) == [SendRequest] and effects[0] == SendRequest(X, "h1")
+    assert r.deadline == 4000.0 + ACK_MS  # news that came late: X gets a whole ack timeout
     after, effects = rrun(r, AbortArrived("h1", H, NOT_AWAKE))
     assert after == r  # from the machine asked before: ignored
     r, effects = rrun(r, BeginArrived("h1", X, 8, HEADS, 42, X, 8), CaughtUp("h1", 9.0))
     assert effects[-2] == SendAck(X, "h1", 8, HEADS, 42) and r.phase is RPhase.ACKED
     # the news may come first, without any abort: asked again all the same
-    r, effects = rrun(Receiver(), wake(), LeaseSeen(X, 8, False))
+    r, effects = rrun(Receiver(), wake(), LeaseSeen(X, 8, False, 0.0))
     assert kinds(effects) == [SendRequest, SendRequest] and effects[1] == SendRequest(X, "h1")
     assert r.holder == X
     # another reason is a refusal; and nobody seen holding by the deadline is a timeout
     r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, "not in sync yet"))
     assert r == Receiver() and effects[-1].outcome == "refused"  # type: ignore[attr-defined]
-    r, effects = rrun(Receiver(), wake(), AbortArrived("h1", H, NOT_AWAKE), LeaseSeen(H, 7, False))
+    r, effects = rrun(
+        Receiver(), wake(), AbortArrived("h1", H, NOT_AWAKE), LeaseSeen(H, 7, False, 0.0)
+    )
     assert r.phase is RPhase.LOOKING  # the same record again: still looking
+    # the store still names H (its gate was closed a moment): H is asked again, later
+    r, effects = rrun(r, Ticked(100.0, None), Ticked(100.0 + LOOK_AGAIN_MS - 1, None))
+    assert r.phase is RPhase.LOOKING and effects == []
+    again, effects = rrun(r, Ticked(100.0 + LOOK_AGAIN_MS, None))
+    assert again.phase is RPhase.REQUESTED and effects == [SendRequest(H, "h1")]
     r, effects = rrun(r, Ticked(ACK_MS, None))
     assert r == Receiver() and effects == [Done(False, "timeout", effects[0].detail)]  # type: ignore[attr-defined]
     assert "does not hold" in effects[0].detail  # type: ignore[attr-defined]
@@ -278,7 +287,7 @@ def test_force_takes_over_only_an_expired_lease() -> None:
     assert "2.5 s" in effects[0].detail  # type: ignore[attr-defined]
     r, effects = rrun(Receiver(), wake(force=True, expires=0.0))
     assert r.phase is RPhase.FORCING
-    r, effects = rrun(r, LeaseSeen(T, 8, True))
+    r, effects = rrun(r, LeaseSeen(T, 8, True, 0.0))
     assert effects == [Done(True, "took_over", "awake at epoch 8", 8)]
     r, effects = rrun(Receiver(), wake(force=True, holder=None, expires=0.0), Ticked(15000.0, None))
     assert effects[-1].outcome == "timeout" and not any(  # type: ignore[attr-defined]

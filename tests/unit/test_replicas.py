@@ -16,7 +16,7 @@ def test_a_reply_waits_for_every_named_standby_to_ack_its_prepared_marker() -> N
     r.named_are((B, C, ME))
     assert r.wait_set == {B, C}
     for peer in (B, C):
-        r.sent(peer, P, "k1", True, 0.0)
+        r.sent(peer, P, "k1", "prepared", 0.0)
     assert r.blocking("k1") == {B, C}
     assert r.acked(B, P) and not r.acked(B, P)  # the second ack changes nothing
     assert r.blocking("k1") == {C}
@@ -27,30 +27,29 @@ def test_a_reply_waits_for_every_named_standby_to_ack_its_prepared_marker() -> N
 def test_committed_markers_are_outstanding_but_block_nothing() -> None:
     r = Replicas(ME)
     r.named_are((B,))
-    r.sent(B, marker_id("committed", "k1", 0), "k1", False, 0.0)
+    r.sent(B, marker_id("committed", "k1", 0), "k1", "committed", 0.0)
     assert r.blocking("k1") == frozenset() and r.retries(600.0, 500.0)
 
 
-def test_a_received_marker_holds_the_cursor_and_a_late_one_removes_its_standby() -> None:
+def test_a_received_marker_holds_the_cursor_but_a_late_one_removes_nobody() -> None:
     r = Replicas(ME)
     r.named_are((B,))
     got = marker_id("received", "k2", None)
-    r.sent(B, got, "k2", True, 0.0)
-    r.sent(B, marker_id("committed", "k1", 0), "k1", False, 0.0)
+    r.sent(B, got, "k2", "received", 0.0)
+    r.sent(B, marker_id("committed", "k1", 0), "k1", "committed", 0.0)
     assert r.blocked_keys() == {"k2"} and r.blocking("k2") == {B}
-    assert r.overdue(1000.0, 1000.0) == {B}  # it did not ack in time: out of the set
-    r.named_are(())
-    assert r.blocked_keys() == frozenset()
-    r.named_are((C,))
-    r.sent(C, got, "k2", True, 2000.0)
-    assert r.acked(C, got) and r.blocked_keys() == frozenset()
+    assert r.overdue(10_000.0, 1000.0) == set()  # slow with it: the cursor waits, no more
+    assert r.retries(10_000.0, 500.0)  # it is sent again
+    assert r.acked(B, got) is not None and r.blocked_keys() == frozenset()
+    r.sent(B, P, "k1", "prepared", 10_000.0)
+    assert r.overdue(11_000.0, 1000.0) == {B}  # a late prepared ack does remove it
 
 
 def test_a_laggard_is_waited_on_until_the_store_can_no_longer_name_it() -> None:
     r = Replicas(ME)
     r.named_are((B, C))
-    r.sent(B, P, "k1", True, 0.0)
-    r.sent(C, P, "k1", True, 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
+    r.sent(C, P, "k1", "prepared", 0.0)
     r.acked(C, P)
     assert r.overdue(999.0, 1000.0) == set()
     assert r.overdue(1000.0, 1000.0) == {B}
@@ -67,7 +66,7 @@ def test_a_joiner_is_waited_on_at_once_and_named_once_it_acked_everything() -> N
     r = Replicas(ME)
     assert r.join(B, 0.0) and not r.join(ME, 0.0)
     assert r.wait_set == {B}
-    r.sent(B, P, "k1", True, 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
     assert r.wanted() == ()  # it owes a marker
     r.acked(B, P)
     assert r.wanted() == (B,)
@@ -79,7 +78,7 @@ def test_a_joiner_is_waited_on_at_once_and_named_once_it_acked_everything() -> N
 def test_a_joiner_the_store_cannot_name_is_dropped_when_late() -> None:
     r = Replicas(ME)
     r.join(B, 0.0)
-    r.sent(B, P, "k1", True, 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
     assert r.overdue(1000.0, 1000.0) == set()  # not named: dropped, nothing to write
     assert r.wait_set == frozenset() and r.blocking("k1") == frozenset()
 
@@ -88,7 +87,7 @@ def test_a_joiner_whose_addition_may_land_is_removed_through_the_store() -> None
     r = Replicas(ME)
     r.join(B, 0.0)
     r.named_are((B,))  # its addition is in flight: the store may name it
-    r.sent(B, P, "k1", True, 10.0)
+    r.sent(B, P, "k1", "prepared", 10.0)
     assert r.overdue(1010.0, 1000.0) == {B} and r.blocking("k1") == {B}
     assert r.wanted() == ()
     r.named_are(())
@@ -99,7 +98,7 @@ def test_a_revoked_member_leaves() -> None:
     r = Replicas(ME)
     r.named_are((B,))
     r.join(C, 0.0)
-    r.sent(C, P, "k1", True, 0.0)
+    r.sent(C, P, "k1", "prepared", 0.0)
     r.leave(C)
     r.leave(B)
     assert r.blocking("k1") == frozenset() and r.wanted() == ()
@@ -108,14 +107,14 @@ def test_a_revoked_member_leaves() -> None:
 def test_a_new_term_forgets_everything_outstanding() -> None:
     r = Replicas(ME)
     r.named_are((B,))
-    r.sent(B, P, "k1", True, 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
     r.reset()
     assert r.blocking("k1") == frozenset() and r.wait_set == {B}
 
 
 ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["named", "join", "sent", "ack", "overdue", "leave"]),
+        st.sampled_from(["named", "join", "sent", "ack", "overdue", "leave", "reset"]),
         st.sampled_from([B, C]),
         st.sets(st.sampled_from([B, C])),
     ),
@@ -135,9 +134,12 @@ def test_the_wait_set_always_covers_what_the_store_may_name(actions: list) -> No
             case "join":
                 r.join(peer, now)
             case "sent":
-                r.sent(peer, P, "k1", True, now)
+                r.sent(peer, P, "k1", "prepared", now)
+                r.sent(peer, marker_id("committed", "k2", 0), "k2", "committed", now)
             case "ack":
                 r.acked(peer, P)
+            case "reset":
+                r.reset()
             case "overdue":
                 r.overdue(now, 1000.0)
             case "leave":
@@ -150,16 +152,21 @@ def test_the_wait_set_always_covers_what_the_store_may_name(actions: list) -> No
                 assert j in r.bound
                 assert not any(p == j and not o.bound for (p, _), o in r.outstanding.items())
         assert {p for p, _ in r.outstanding} <= r.wait_set
+        # the indexes say what a scan of everything outstanding says
+        for key in ("k1", "k2"):
+            scan = {p for (p, _), o in r.outstanding.items() if o.key == key and o.blocks}
+            assert r.blocking(key) == scan & r.bound
+        assert r.owed(P) == any(m == P for _, m in r.outstanding)
 
 
 def test_a_joiner_holds_up_replies_only_once_the_lease_was_asked_to_name_it() -> None:
     r = Replicas(ME)
     r.join(B, 0.0)
-    r.sent(B, P, "k1", True, 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
     assert r.blocking("k1") == frozenset()  # it could not take over yet
     r.acked(B, P)
     r.asked_for(r.wanted())
-    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 10.0)
+    r.sent(B, marker_id("prepared", "k2", None), "k2", "prepared", 10.0)
     assert r.blocking("k2") == {B}  # the lease may name it any moment: it binds now
     # late, and the store may name it: removed through the lease, not dropped
     assert r.overdue(2010.0, 2000.0) == {B} and r.blocking("k2") == {B}
@@ -179,13 +186,13 @@ def test_a_busy_holder_still_gets_its_joiner_in_sync() -> None:
     catch-up it holds replies up, the older markers drain, and it is asked for."""
     r = Replicas(ME)
     r.join(B, 0.0)
-    r.sent(B, "catch-up", "k0", False, 0.0)
+    r.sent(B, "catch-up", "k0", "committed", 0.0)
     assert r.blocking("k0") == frozenset() and r.wanted() == ()
-    r.sent(B, marker_id("prepared", "k1", None), "k1", True, 5.0)  # load: not bound yet
+    r.sent(B, marker_id("prepared", "k1", None), "k1", "prepared", 5.0)  # load: not bound yet
     r.acked(B, "catch-up")
     r.wanted()  # binds it: its catch-up is acked
     assert B in r.bound
-    r.sent(B, marker_id("prepared", "k2", None), "k2", True, 6.0)  # bound: k2 waits
+    r.sent(B, marker_id("prepared", "k2", None), "k2", "prepared", 6.0)  # bound: k2 waits
     assert r.blocking("k2") == {B} and r.wanted() == ()  # k1 (sent unbound) still owed
     r.acked(B, marker_id("prepared", "k1", None))
     assert r.wanted() == (B,)  # k2 is still outstanding, but its reply waits for it

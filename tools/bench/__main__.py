@@ -1,5 +1,6 @@
-"""The benchmark suite: failover, handoff, throughput and live-tail lag in one command,
-one table of medians, p95 and ratios (``--json``: one object).
+"""The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
+blocking and live-tail lag in one command, one table of medians, p95 and ratios
+(``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -21,12 +22,14 @@ FULL = {
     "failover": ["--runs", "5", "--ttl-ms", "3000"],
     "handoff": ["--runs", "10"],
     "throughput": ["--runs", "5", "--messages", "300"],
+    "head_of_line": ["--stall-s", "20"],
     "tail": ["--seconds", "10"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
     "handoff": ["--runs", "3"],
     "throughput": ["--runs", "1", "--messages", "100"],
+    "head_of_line": ["--stall-s", "3"],
     "tail": ["--seconds", "3"],
 }
 
@@ -70,6 +73,17 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         on, ratio = f"{t['on']['median_rps']}", f"ratio off/on {t['ratio']}"
         out.append(("throughput", "replies/s, guarantees on", on, ratio))
         out.append(("throughput", "replies/s, guarantees off", f"{t['off']['median_rps']}", ""))
+        for mode in ("on", "off"):
+            lat = t[mode].get("latency")
+            if lat:
+                p50, p95 = f"{lat['p50_ms']} ms", f"p95 {lat['p95_ms']} ms"
+                out.append(("throughput", f"reply latency, guarantees {mode}", p50, p95))
+    h = results.get("head_of_line")
+    if h:
+        for variant in ("baseline", "stalled", "before"):
+            o = h[variant]["others"]
+            what = f"other topics' latency, {variant}"
+            out.append(("head_of_line", what, f"{o['p50_ms']} ms", f"p95 {o['p95_ms']} ms"))
     for r in results.get("tail", {}).get("results", []):
         out.append(_timed("tail", f"tail lag, flush {r['flush_ms']} ms", r["lag_ms"]))
     return out

@@ -32,7 +32,7 @@ from baton.channels.chat_server import ChatServer
 from baton.client import NodeClient
 from baton.devmesh import Machine, Mesh, wait_for
 from tools.bench.failover import summary
-from tools.bench.throughput import http
+from tools.bench.pipeline import http
 
 TOPICS = [f"t{i}" for i in range(5)]
 

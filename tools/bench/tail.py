@@ -40,7 +40,7 @@ from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.tail_sqlite import SqliteTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from tools.bench.failover import summary
-from tools.bench.throughput import TOPICS, Machine, http, no_agent
+from tools.bench.pipeline import TOPICS, Machine, http, no_agent
 
 
 class TimedTranscripts:
