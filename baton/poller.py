@@ -124,6 +124,7 @@ class ChannelPoller:
                 self.cursor.problem = None
                 backoff = 0.5
                 if updates:
+                    self.counters.inc("poll.updates", len(updates))  # per update, not per poll
                     with contextlib.suppress(pykka.ActorDeadError):
                         self.deliver(tuple(updates))
                 if pending or updates:

@@ -24,6 +24,7 @@ from baton.channels.base import (
     NotDelivered,
     RateLimited,
 )
+from baton.core.delivery_steps import REJECTED_PREFIX
 from baton.core.errors import BatonError
 from baton.core.ledger import LedgerEntry
 from baton.outbox import FencedOutbox, NotHolder
@@ -31,7 +32,7 @@ from baton.outbox import FencedOutbox, NotHolder
 log = logging.getLogger("baton.delivery")
 
 IO_THREADS = 4
-REJECTED = "rejected: "  # a SendDone error that starts so: refused for good, not delivered
+REJECTED = REJECTED_PREFIX  # a SendDone error that starts so: refused for good
 
 
 class DeliveryJobs:

@@ -55,6 +55,8 @@ def test_the_holder_answers_each_message_once_in_order_and_the_standby_keeps_mar
     wait_for(lambda: b.ledger.counts()["acked"] == 30, 10, "the standby's markers")
     assert all(p["poller"] == "" for p in channel.polls) and a.counters.get("poll.calls") > 0
     assert b.counters.get("poll.calls") == 0  # the standby never polls
+    # counted per update: every update polled (some more than once), each message once
+    assert a.counters.get("poll.updates") >= 30 and a.counters.get("delivery.received") == 30
 
 
 def test_a_new_holder_resumes_without_doubling_and_the_turn_count_continues(
