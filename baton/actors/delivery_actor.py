@@ -50,6 +50,7 @@ from baton.channels.base import InboundMessage
 from baton.core import delivery
 from baton.core.alarms import AlarmBook
 from baton.core.clock import Clock
+from baton.core.delivery_steps import Next, next_step
 from baton.core.errors import LedgerError
 from baton.core.ledger import Ledger, LedgerEntry, LedgerState
 from baton.core.registry import Verify
@@ -312,41 +313,46 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
 
     def _work(self, entry: LedgerEntry) -> bool:
         """Take ``entry`` one step; True if it is done (acked) without waiting for a job."""
-        retries = self.settings.agent_retries
-        if entry.state in (LedgerState.RECEIVED, LedgerState.PROCESSING):
-            if self.ingress_stopped:
-                return False  # a handoff: the next holder starts it
-            if delivery.too_large(entry.text):
+        now = self.clock.monotonic_ms()
+        unsure = {i for (k, i) in self.unsure if k == entry.key}
+        step, index = next_step(
+            entry,
+            ingress_stopped=self.ingress_stopped,
+            retries=self.settings.agent_retries,
+            held=now < self.sends_held_until,
+            mine=entry.key in self.mine,
+            unsure=unsure,
+        )
+        assert self.term is not None
+        match step:
+            case Next.TOO_LARGE:
                 self.counters.inc("delivery.too_large")
                 self._prepare(entry, (delivery.too_large_reply(entry.text),))
-            elif entry.attempts > retries and entry.last_error is not None:
+            case Next.GAVE_UP:
                 self.counters.inc("delivery.gave_up")
                 self._prepare(entry, (delivery.failed_reply(entry.attempts, entry.last_error),))
-            else:
+            case Next.RUN_AGENT:
                 entry = self.ledger.begin(entry.key, self._wall_ms())
-                assert self.term is not None
                 self.tail(StartAgent(self._job(entry), entry, self.term))
-        elif entry.state is LedgerState.PREPARED:
-            if self.clock.monotonic_ms() < self.sends_held_until:
+            case Next.HELD:
                 self.retry_at[entry.key] = self.sends_held_until
-                return False
-            assert self.term is not None
-            if self.book.blocking(entry, self.term, self.clock.monotonic_ms()):
-                return False  # a standby in sync has not recorded the prepared marker yet
-            index = entry.uncommitted()[0].index
-            if entry.key in self.mine and (entry.key, index) not in self.unsure:
+            case Next.SEND | Next.CHECK if self.book.blocking(entry, self.term, now):
+                pass  # a standby in sync has not recorded the prepared marker yet
+            case Next.SEND:
+                assert index is not None
                 self.unsure.add((entry.key, index))  # until its outcome is known
                 self.jobs.send(self._job(entry), entry, index)
-            else:
+            case Next.CHECK:
+                assert index is not None
                 self.jobs.check(self._job(entry), entry, index)
-        elif entry.state is LedgerState.COMMITTED:
-            self.ledger.ack(entry.key, self._wall_ms())
-            self.tail(TurnDone(entry, self.last_epoch or 1))
-            self.retry_at.pop(entry.key, None)
-            self.mine.discard(entry.key)
-            self.counters.inc("delivery.done")
-            self._publish_cursor()
-            return True
+            case Next.ACK:
+                self.ledger.ack(entry.key, self._wall_ms())
+                self.tail(TurnDone(entry, self.last_epoch or 1))
+                self.retry_at.pop(entry.key, None)
+                self.mine.discard(entry.key)
+                self.counters.inc("delivery.done")
+                self._publish_cursor()
+                return True
         return False
 
     def _job(self, entry: LedgerEntry) -> int:

@@ -1,6 +1,15 @@
-"""What a delivery job's result means (sans-IO): the DeliveryActor's decisions on an
-agent run, a send and a delivery check, as enums it carries out. (Issue 15 moves
-delivery's decisions into the core step by step; these are the results'.)
+"""Delivery's decisions (sans-IO), as enums the DeliveryActor carries out: the next step
+on a pending message (``next_step``), and what an agent run's, a send's and a delivery
+check's result means. (Issue 15 moves delivery's decisions into the core step by step.)
+
+- A message not prepared yet: a handoff that stopped ingress leaves it to the next
+  holder; one too large for the agent, or that the agent failed on more than
+  ``retries`` times, is answered with one reply saying so; else the agent runs.
+- A prepared reply waits while a 429 holds every send back; then it is sent if this
+  process prepared it and never started its send, else the sink is asked first (it
+  may have been sent: by another machine, an earlier incarnation, or a send whose
+  outcome was lost).
+- A message whose every reply is delivered is acked.
 
 - A result the topic no longer waits on (another term's job) changes nothing, except a
   delivered send: that is the truth about the sink and is always recorded.
@@ -18,7 +27,50 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from baton.core.delivery import resume
+from baton.core.delivery import resume, too_large
+from baton.core.ledger import LedgerEntry, LedgerState
+
+
+class Next(StrEnum):
+    WAIT = "wait"  # ingress stopped for a handoff: the next holder starts it
+    TOO_LARGE = "too_large"  # answer with one reply: too large for the agent
+    GAVE_UP = "gave_up"  # answer with one reply: the agent failed too often
+    RUN_AGENT = "run_agent"
+    HELD = "held"  # a 429 holds every send back until its retry_after
+    SEND = "send"  # reply ``index`` is this process's to send, never started
+    CHECK = "check"  # reply ``index`` may have been sent: ask the sink first
+    ACK = "ack"  # every reply delivered: done
+
+
+def next_step(
+    entry: LedgerEntry,
+    *,
+    ingress_stopped: bool,
+    retries: int,
+    held: bool,
+    mine: bool,
+    unsure: frozenset[int] | set[int],
+) -> tuple[Next, int | None]:
+    """The next step on pending ``entry`` and the reply index it concerns (SEND and
+    CHECK). ``held``: a 429 holds sends now; ``mine``: this process prepared its replies
+    (or knows every send it started); ``unsure``: indexes whose send it started and
+    whose outcome it does not know."""
+    if entry.state in (LedgerState.RECEIVED, LedgerState.PROCESSING):
+        if ingress_stopped:
+            return Next.WAIT, None
+        if too_large(entry.text):
+            return Next.TOO_LARGE, None
+        if entry.attempts > retries and entry.last_error is not None:
+            return Next.GAVE_UP, None
+        return Next.RUN_AGENT, None
+    if entry.state is LedgerState.PREPARED:
+        if held:
+            return Next.HELD, None
+        index = entry.uncommitted()[0].index
+        return (Next.SEND if mine and index not in unsure else Next.CHECK), index
+    if entry.state is LedgerState.COMMITTED:
+        return Next.ACK, None
+    return Next.WAIT, None  # acked: nothing to do
 
 
 class AfterAgent(StrEnum):
