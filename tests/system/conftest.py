@@ -83,6 +83,13 @@ def chat(tmp_path: Path) -> Iterator[ChatServer]:
         server.stop()
 
 
+@pytest.fixture(params=["fencing", "telegram"])
+def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChatServer]:
+    """The chat service as a fencing sink, and as one that forgives nothing (Telegram)."""
+    with ChatServer(tmp_path / "sink.sqlite", mode=request.param) as server:
+        yield server
+
+
 @pytest.fixture
 def clean(tmp_path: Path) -> Iterator[Path]:
     """``tmp_path`` as TMPDIR for the run; whatever the run left alive is killed after

@@ -42,6 +42,11 @@ def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(clean: Path) -> 
     # at the sink that forgives nothing, a send in flight at a fault may go twice: only
     # such doubles, each reported as ambiguous by the machine that resent it
     assert 0 <= summary["replies"] - summary["messages"] <= summary["reported_doubles"]
+    sinks = summary["sinks"]  # issue 15: both sinks, no loss and no transcript loss in each
+    assert set(sinks) == {"telegram", "fencing"}
+    assert all(r["lost"] == 0 and r["transcript_loss"] == 0 for r in sinks.values()), sinks
+    fencing = sinks["fencing"]
+    assert fencing["replies"] == fencing["messages"] and fencing["reported_doubles"] == 0
     assert summary["stale_accepted"] == 0 and summary["overlapping"] == 0
     assert 0 < summary["failover_s"] < 60 and 0 < summary["handoff_s"] < 60
     assert summary["epoch"] >= 4, "a failover, a handoff and a takeover after the pause"
