@@ -53,6 +53,21 @@ def pair_of(
     return a, b
 
 
+def stalled_pair(word: str) -> tuple[threading.Event, MemoryChannel, Machine, Machine]:
+    """A pair at the unforgiving sink whose holder's agent stalls on ``word`` until the
+    event is set (a minute at most)."""
+    release = threading.Event()
+
+    def stall_on_word(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        if message.text == word:
+            release.wait(60)
+        return [f"echo: {message.text}"]
+
+    channel = MemoryChannel("memory")
+    a, b = pair_of(channel, Settings(), agent=stall_on_word)
+    return release, channel, a, b
+
+
 def test_a_reply_waits_for_the_standby_in_sync_and_a_laggard_leaves_the_set_first() -> None:
     channel = MemoryChannel("memory")
     a, b = pair_of(channel, Settings(lease_ttl_ms=6000, renew_interval_ms=2000))  # 3 s to ack
@@ -80,15 +95,7 @@ def test_a_reply_waits_for_the_standby_in_sync_and_a_laggard_leaves_the_set_firs
 def test_a_machine_that_comes_back_never_answers_again_what_the_other_answered() -> None:
     """The reproduction: the holder stops with an agent run in flight, the standby
     answers, the old holder comes back and is made holder again: one send."""
-    release = threading.Event()
-
-    def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
-        if message.text == "first":
-            release.wait(30)
-        return [f"echo: {message.text}"]
-
-    channel = MemoryChannel("memory")
-    a, b = pair_of(channel, Settings(), agent=slow_first)
+    release, channel, a, b = stalled_pair("first")
     try:
         a.hold(1, in_sync=(b.id,))
         first = channel.post_user_message("t0", "first", "c-first-001")
@@ -122,15 +129,7 @@ def test_a_joiner_learns_the_answers_the_channel_may_still_deliver_again(
     must know it was answered, else once holding it answers it again. (The slow message
     is never secured here, as one whose received marker cannot reach the standbys.)"""
     monkeypatch.setattr(delivery, "SECURE_AFTER_MS", 1e12)
-    release = threading.Event()
-
-    def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
-        if message.text == "slow":
-            release.wait(60)
-        return [f"echo: {message.text}"]
-
-    channel = MemoryChannel("memory")
-    a, b = pair_of(channel, Settings(), agent=slow_first)
+    release, channel, a, b = stalled_pair("slow")
     try:
         a.hold(1, in_sync=(b.id,))
         a.link = lambda env: [] if env.to == b.id else [env]  # b is down: it hears nothing
@@ -163,15 +162,7 @@ def test_a_slow_topic_holds_up_no_other_and_a_takeover_still_answers_it() -> Non
     """Issue 15: the cursor passes a message not yet answered once every standby in sync
     holds it (a received marker): other topics' updates keep coming. The standby that
     left the set learns it when it rejoins, and answers it once it holds."""
-    release = threading.Event()
-
-    def slow_first(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
-        if message.text == "slow":
-            release.wait(60)
-        return [f"echo: {message.text}"]
-
-    channel = MemoryChannel("memory")
-    a, b = pair_of(channel, Settings(), agent=slow_first)
+    release, channel, a, b = stalled_pair("slow")
     try:
         a.hold(1, in_sync=(b.id,))
         slow = channel.post_user_message("t0", "slow", "c-slow-0001")
