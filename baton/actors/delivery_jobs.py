@@ -32,7 +32,6 @@ from baton.outbox import FencedOutbox, NotHolder
 log = logging.getLogger("baton.delivery")
 
 IO_THREADS = 4
-REJECTED = REJECTED_PREFIX  # a SendDone error that starts so: refused for good
 
 
 class DeliveryJobs:
@@ -100,7 +99,7 @@ class DeliveryJobs:
             except NotHolder:
                 return SendDone(token, entry.key, index, None, None, "not_holder")
             except ChannelRejected as exc:
-                return SendDone(token, entry.key, index, None, None, REJECTED + exc.detail)
+                return SendDone(token, entry.key, index, None, None, REJECTED_PREFIX + exc.detail)
             except NotDelivered as exc:
                 wait = exc.retry_after_s * 1000 if isinstance(exc, RateLimited) else 0.0
                 return SendDone(token, entry.key, index, None, None, exc.detail, True, wait)
