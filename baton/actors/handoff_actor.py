@@ -281,6 +281,12 @@ class HandoffActor(pykka.ThreadingActor):
         if self.requested is None:
             return
         hid, target, deadline = self.requested
+        if self.gate.current(now) is None:
+            # not the holder (the asker's view is stale): say so at once, so it looks
+            # the lease up and asks the holder, not wait here on a set that is not ours
+            self.requested = None
+            self._sentinel(h.BeginAsked(hid, target, None, (), 0, now))
+            return
         if target not in self.gate.view().in_sync:
             if now >= deadline:
                 self.requested = None

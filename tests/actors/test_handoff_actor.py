@@ -16,6 +16,7 @@ from baton.actors.delivery_messages import GetDelivery
 from baton.actors.messages import EnvelopeReceived
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
+from baton.core.handoff import NOT_AWAKE
 from baton.core.settings import Settings
 from baton.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
@@ -253,3 +254,20 @@ def test_an_abort_for_another_handoff_moves_nothing(
         a.handoff.tell(EnvelopeReceived(env))
     wait_for(lambda: a.counters.get("handoff.refused.malformed") == 2, 10, "two refused")
     assert a.counters.get("handoff.holder.ignored") == 1 and a.gate.current(0) == 1
+
+
+def test_a_request_to_a_machine_that_does_not_hold_is_refused_as_not_awake_at_once(
+    trio: tuple[MemoryChannel, Machine, Machine, Machine],
+) -> None:
+    """c's view is stale: it asks b, which stood down. b says it is not awake (so c looks
+    the lease up), not that c is out of b's in-sync set (which is not b's to judge)."""
+    _, a, b, c = trio
+    c.link = lambda env: [] if env.to == a.id else [env]  # c cannot ask to join
+    a.hold(1, in_sync=())  # so c is not in sync, in anyone's view
+    aborts: list[Envelope] = []
+    b.link = lambda env: (env.type == "handoff_abort" and aborts.append(env), [env])[1]
+    HandoffWireTransport(c.id, c.signer, c.deliver).request(b.id, "f" * 24)
+    wait_for(lambda: aborts, 10, "b answers the request")
+    assert [(e.to, e.body["reason"]) for e in aborts] == [(c.id, NOT_AWAKE)]
+    assert a.gate.current(0) == 1 and b.gate.current(0) is None
+    assert c.id not in b.gate.view().in_sync
