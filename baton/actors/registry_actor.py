@@ -48,6 +48,10 @@ log = logging.getLogger("baton.registry")
 
 #: How often the awake member re-sends its roster, so a peer that was down catches up.
 ROSTER_EVERY_MS = 5000
+#: How often it tries again a peer its last roster did not reach (not connected yet):
+#: a standby that misses a new member until the next round could take the lease over
+#: without it, and then refuse it (its allow-list would not name it).
+ROSTER_RETRY_MS = 250
 
 #: Called with the active peers after every change (and once at start).
 PeersListener = Callable[[Sequence[MachineEntry]], None]
@@ -78,6 +82,8 @@ class RegistryActor(pykka.ThreadingActor):
         self.signer = signer
         self.verify: Verify = verify or (lambda public, data, signature: False)
         self.last_roster_ms: float | None = None
+        self.unsent: set[str] = set()  # peers the last roster did not reach
+        self.retried_ms = 0.0
         # With a lease store, the lease says who leads (LeaseGate): an "awake" role in
         # the registry is only history unless this machine may act right now.
         self.may_lead = may_lead
@@ -105,6 +111,9 @@ class RegistryActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 if self.last_roster_ms is None or now - self.last_roster_ms >= ROSTER_EVERY_MS:
                     self._send_roster()
+                elif self.unsent and now - self.retried_ms >= ROSTER_RETRY_MS:
+                    self.retried_ms = now
+                    self._send_roster(set(self.unsent))
                 return None
             case EnvelopeReceived(envelope=env) if env.type == "roster":
                 self._apply_roster(env)
@@ -114,13 +123,19 @@ class RegistryActor(pykka.ThreadingActor):
                 return None
         raise TypeError(f"RegistryActor: unexpected message {message!r}")
 
-    def _send_roster(self) -> None:
-        """The awake member tells every peer the whole registry (small, idempotent)."""
-        self.last_roster_ms = self.clock.monotonic_ms()
+    def _send_roster(self, only: set[str] | None = None) -> None:
+        """The awake member tells every peer (or those in ``only``) the whole registry
+        (small, idempotent); a peer it did not reach is tried again soon."""
+        if only is None:
+            self.last_roster_ms = self.clock.monotonic_ms()
+            self.unsent = set()
         if self.send is None or not self._leading():
+            self.unsent = set()
             return
         machines = [e.to_dict() for e in self.registry.listing()]
         for peer in self.registry.active_peers():
+            if only is not None and peer.machine_id not in only:
+                continue
             env = make_envelope(
                 "roster",
                 self.registry.self_id,
@@ -136,6 +151,9 @@ class RegistryActor(pykka.ThreadingActor):
                 continue
             if sent:
                 self.counters.inc("registry.roster_sent")
+                self.unsent.discard(peer.machine_id)
+            else:
+                self.unsent.add(peer.machine_id)
 
     def _apply_roster(self, env: Envelope) -> None:
         try:

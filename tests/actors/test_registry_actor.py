@@ -18,7 +18,7 @@ from baton.actors.messages import (
     RevokeMachine,
     Tick,
 )
-from baton.actors.registry_actor import RegistryActor
+from baton.actors.registry_actor import ROSTER_EVERY_MS, ROSTER_RETRY_MS, RegistryActor
 from baton.core.clock import FakeClock
 from baton.core.errors import BadRequest, InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
@@ -255,5 +255,37 @@ def test_an_awake_entry_leads_only_while_the_lease_gate_is_open() -> None:
         ref.ask(Tick(20_000.0), timeout=5)
         assert [e.type for e in sent] == ["roster"]
         assert ref.ask(RevokeMachine("mini", "test"), timeout=5).status.value == "revoked"
+    finally:
+        ref.stop(timeout=5)
+
+
+def test_a_peer_the_roster_did_not_reach_gets_it_at_a_tick_soon_after() -> None:
+    """A new member's roster that finds a standby not connected yet reaches it a moment
+    later, not a whole round later: the standby could take the lease over before then
+    and refuse the new member (CI saw it)."""
+    connected = {"now": False}
+    sent: list[Envelope] = []
+
+    def send(env: Envelope) -> bool:
+        if connected["now"]:
+            sent.append(env)
+        return connected["now"]
+
+    clock = FakeClock()
+    opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
+    ref = RegistryActor.start(opened, MemoryRegistryStore(), clock, [], send)
+    try:
+        mini = ref.ask(AddMachine(card("mini", 10)), timeout=5).machine_id
+        now = clock.monotonic_ms()
+        ref.ask(Tick(now + ROSTER_RETRY_MS), timeout=5)  # still not connected
+        connected["now"] = True
+        ref.ask(Tick(now + 2 * ROSTER_RETRY_MS - 1), timeout=5)  # too soon after the last try
+        assert sent == []
+        ref.ask(Tick(now + 2 * ROSTER_RETRY_MS), timeout=5)
+        assert [(e.type, e.to) for e in sent] == [("roster", mini)]
+        ref.ask(Tick(now + 3 * ROSTER_RETRY_MS), timeout=5)
+        assert len(sent) == 1  # it has it: nothing more until the next round
+        ref.ask(Tick(now + ROSTER_EVERY_MS), timeout=5)
+        assert len(sent) == 2
     finally:
         ref.stop(timeout=5)
