@@ -163,7 +163,7 @@ class DeliveryActor(DeliveryResults, pykka.ThreadingActor):
                 if done is not None:
                     self.tail(TurnSeen(done))  # its turn survives the holder's death
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
-                freed = self.book.acked(env)
+                freed = self.book.acked(env, self.clock.monotonic_ms())
                 if freed is not None:
                     self.cursor_stale = True  # published at the next tick (not per ack)
                     entry = self.ledger.index.get(freed)

@@ -51,6 +51,7 @@ log = logging.getLogger("baton.delivery")
 
 SYNC_REQUEST_EVERY_MS = 1000
 SECURE_IN_FLIGHT = 100  # received markers unacked at a time
+BACKOFF_TIMEOUTS = 4  # the longest a late standby waits to join again, in ack timeouts
 
 
 class MarkerBook:
@@ -181,7 +182,7 @@ class MarkerBook:
         owed = self.replicas.blocked_keys()
         return frozenset(e.key for e in entries if e.key in self.recorded and e.key not in owed)
 
-    def acked(self, env: Envelope) -> str | None:
+    def acked(self, env: Envelope, now: float) -> str | None:
         """A standby acked a marker. The key of its entry if no bound standby owes a
         blocking marker of it any more (its reply may go, the cursor may pass it)."""
         try:
@@ -190,7 +191,7 @@ class MarkerBook:
             self.counters.inc("marker.refused")
             log.warning("marker ack from %s refused: %s", env.sender, exc.detail)
             return None
-        done = self.replicas.acked(env.sender, mid)
+        done = self.replicas.acked(env.sender, mid, now)
         if done is None:
             return None
         if not self.replicas.owed(mid):
@@ -249,7 +250,10 @@ class MarkerBook:
             self.counters.inc("sync.removed")
             log.warning("sync: %s did not ack a reply marker in time; out of sync", peer)
         for peer in self.replicas.late:  # it may ask to join again only after a back-off
-            delay = min(30_000.0, 2 * self.backoff.get(peer, (0.0, self.ack_timeout_ms / 2))[1])
+            if peer not in late:
+                self.counters.inc("sync.dropped")
+                log.warning("sync: %s stopped catching up (late to ack); it may ask again", peer)
+            delay = self._backoff(peer)
             self.backoff[peer] = (now + delay, delay)
         self.replicas.late.clear()
         for peer in self.replicas.named:
@@ -264,6 +268,13 @@ class MarkerBook:
         for mid in [m for m in self.sent if m not in live]:
             del self.sent[mid]
         return len(self.replicas.outstanding) < before
+
+    def _backoff(self, peer: str) -> float:
+        """How long a standby late to ack waits before it may join again: an ack timeout,
+        doubling while it keeps failing, at most BACKOFF_TIMEOUTS of them (a standby
+        slowed by a busy host must get back in soon, or nothing can fail over)."""
+        last = self.backoff.get(peer, (0.0, self.ack_timeout_ms / 2))[1]
+        return min(BACKOFF_TIMEOUTS * self.ack_timeout_ms, 2 * last)
 
     def new_term(self) -> None:
         self.replicas.reset()

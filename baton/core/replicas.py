@@ -12,12 +12,14 @@ of the reply could take over and send it again.
 - The **wait set** is the named set plus the **joiners** (standbys catching up to
   join). Every marker sent to a member of the wait set is *outstanding* until that
   member acks it (after a durable write).
-- A message's reply is **blocked** while any member of the wait set has not acked its
-  prepared marker. A standby that has not acked a prepared marker within the timeout
-  is **removed**: a joiner the store cannot name is dropped at once; a named one is
-  marked, left out of ``wanted()`` (the holder asks the lease to write the set without
-  it), and still waited on until the lease says the store can no longer name it. Only
-  then are its markers forgotten and the replies go on.
+- A message's reply is **blocked** while any bound member of the wait set (below) has
+  not acked its prepared marker. A bound standby that has not acked a prepared marker
+  within the timeout is **removed**: a joiner the store cannot name is dropped at once;
+  a named one is marked, left out of ``wanted()`` (the holder asks the lease to write
+  the set without it), and still waited on until the lease says the store can no
+  longer name it. Only then are its markers forgotten and the replies go on. A joiner
+  is paced by its acks: however long its catch-up, it is dropped only once it owes
+  something and has acked nothing for ``STALL_TIMEOUTS`` ack timeouts.
 - A message not answered soon is told as **received**: that marker blocks too, not a
   reply but the channel cursor, which passes an unanswered message only once every
   bound standby holds it (so a slow topic holds up no other, and a takeover finds it).
@@ -47,6 +49,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+#: A joiner that owes markers (or pages of its keys) and has acked nothing for this
+#: many ack timeouts is dropped: it is gone or cannot keep up.
+STALL_TIMEOUTS = 4
+
 
 @dataclass
 class Outstanding:
@@ -66,7 +72,9 @@ class Replicas:
     def __init__(self, me: str) -> None:
         self.me = me
         self.named: frozenset[str] = frozenset()
-        self.joiners: dict[str, float] = {}  # peer -> since when (local ms)
+        # peer -> when it last made progress (joined, sent a page of its keys, acked, or
+        # owed nothing; local ms): a joiner is paced by its acks, not a fixed deadline
+        self.joiners: dict[str, float] = {}
         self.removing: set[str] = set()
         self.asked: frozenset[str] = frozenset()  # the set last asked of the lease
         self.paging: set[str] = set()  # joiners whose unfinished keys are still arriving
@@ -117,7 +125,7 @@ class Replicas:
         if peer == self.me or (peer in self.named and peer not in self.removing):
             return False
         if peer not in self.named:
-            self.joiners.setdefault(peer, now)
+            self.joiners[peer] = now
         if more:
             self.paging.add(peer)
         elif peer in self.paging or peer not in self.complete_at:
@@ -171,9 +179,12 @@ class Replicas:
             bound = peer in self.bound if seen is None else seen.bound
             self._put((peer, marker_id), Outstanding(key, kind, first, now, bound))
 
-    def acked(self, peer: str, marker_id: str) -> Outstanding | None:
+    def acked(self, peer: str, marker_id: str, now: float) -> Outstanding | None:
         """``peer`` durably recorded the marker: what was outstanding (None: nothing)."""
-        return self._pop((peer, marker_id))
+        done = self._pop((peer, marker_id))
+        if done is not None and peer in self.joiners:
+            self.joiners[peer] = now
+        return done
 
     def owed(self, marker_id: str) -> bool:
         """Does some standby still owe an ack of this marker?"""
@@ -195,15 +206,23 @@ class Replicas:
         )
 
     def overdue(self, now: float, timeout_ms: float) -> set[str]:
-        """Standbys with a prepared marker unacked for ``timeout_ms`` (and
-        joiners that take 4 timeouts). Named ones are marked for removal and returned (the
-        caller asks the lease for ``wanted()``); the others are dropped at once."""
-        late = {
-            peer
-            for (peer, _), o in self.outstanding.items()
-            if o.kind == "prepared" and now - o.first_sent >= timeout_ms
-        }
-        late |= {p for p, since in self.joiners.items() if now - since >= 4 * timeout_ms}
+        """Bound standbys with a prepared marker unacked for ``timeout_ms`` (a reply
+        waits on them), and joiners that owe markers or keys and made no progress for
+        ``STALL_TIMEOUTS`` timeouts (a long catch-up that acks on is never cut short).
+        Named ones are marked for removal and returned (the caller asks the lease for
+        ``wanted()``); the others are dropped at once (``late`` names them all)."""
+        bound = self.bound
+        late: set[str] = set()
+        owing: set[str] = set()
+        for (peer, _), o in self.outstanding.items():
+            owing.add(peer)
+            if o.kind == "prepared" and peer in bound and now - o.first_sent >= timeout_ms:
+                late.add(peer)
+        for peer, last in self.joiners.items():
+            if peer not in owing and peer not in self.paging:
+                self.joiners[peer] = now  # nothing to do: its clock does not run
+            elif now - last >= STALL_TIMEOUTS * timeout_ms:
+                late.add(peer)
         nameable = self.named | (self.asked & self.joiners.keys())
         for peer in late - nameable:
             self._drop(peer)

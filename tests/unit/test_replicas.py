@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton.core.replicas import Replicas, marker_id
+from baton.core.replicas import STALL_TIMEOUTS, Replicas, marker_id
 
 ME, B, C = "m_aaaaaaaaaaaaaaaa", "m_bbbbbbbbbbbbbbbb", "m_cccccccccccccccc"
 P = marker_id("prepared", "k1", None)
@@ -18,9 +18,9 @@ def test_a_reply_waits_for_every_named_standby_to_ack_its_prepared_marker() -> N
     for peer in (B, C):
         r.sent(peer, P, "k1", "prepared", 0.0)
     assert r.blocking("k1") == {B, C}
-    assert r.acked(B, P) and not r.acked(B, P)  # the second ack changes nothing
+    assert r.acked(B, P, 0.0) and not r.acked(B, P, 0.0)  # the second ack changes nothing
     assert r.blocking("k1") == {C}
-    r.acked(C, P)
+    r.acked(C, P, 0.0)
     assert r.blocking("k1") == frozenset()
 
 
@@ -40,7 +40,7 @@ def test_a_received_marker_holds_the_cursor_but_a_late_one_removes_nobody() -> N
     assert r.blocked_keys() == {"k2"} and r.blocking("k2") == {B}
     assert r.overdue(10_000.0, 1000.0) == set()  # slow with it: the cursor waits, no more
     assert r.retries(10_000.0, 500.0)  # it is sent again
-    assert r.acked(B, got) is not None and r.blocked_keys() == frozenset()
+    assert r.acked(B, got, 0.0) is not None and r.blocked_keys() == frozenset()
     r.sent(B, P, "k1", "prepared", 10_000.0)
     assert r.overdue(11_000.0, 1000.0) == {B}  # a late prepared ack does remove it
 
@@ -50,7 +50,7 @@ def test_a_laggard_is_waited_on_until_the_store_can_no_longer_name_it() -> None:
     r.named_are((B, C))
     r.sent(B, P, "k1", "prepared", 0.0)
     r.sent(C, P, "k1", "prepared", 0.0)
-    r.acked(C, P)
+    r.acked(C, P, 0.0)
     assert r.overdue(999.0, 1000.0) == set()
     assert r.overdue(1000.0, 1000.0) == {B}
     assert r.overdue(2000.0, 1000.0) == set()  # asked once
@@ -68,19 +68,36 @@ def test_a_joiner_is_waited_on_at_once_and_named_once_it_acked_everything() -> N
     assert r.wait_set == {B}
     r.sent(B, P, "k1", "prepared", 0.0)
     assert r.wanted() == ()  # it owes a marker
-    r.acked(B, P)
+    r.acked(B, P, 0.0)
     assert r.wanted() == (B,)
     r.named_are((B,))
     assert r.joiners == {} and r.wait_set == {B}
     assert not r.join(B, 5.0)  # in already
 
 
-def test_a_joiner_the_store_cannot_name_is_dropped_when_late() -> None:
+def test_a_joiner_is_paced_by_its_acks_and_dropped_once_it_stalls() -> None:
     r = Replicas(ME)
     r.join(B, 0.0)
-    r.sent(B, P, "k1", "prepared", 0.0)
-    assert r.overdue(1000.0, 1000.0) == set()  # not named: dropped, nothing to write
-    assert r.wait_set == frozenset() and r.blocking("k1") == frozenset()
+    for n in range(10):  # a long catch-up, all sent at once
+        r.sent(B, f"m{n}", f"k{n}", "prepared", 0.0)
+    t = 0.0
+    for n in range(9):  # acked slowly, one every 3 timeouts: 27 s in all
+        t += 3000.0
+        r.acked(B, f"m{n}", t)
+        assert r.overdue(t + 2999.0, 1000.0) == set() and B in r.wait_set, n
+    assert r.overdue(t + STALL_TIMEOUTS * 1000.0 - 1, 1000.0) == set() and B in r.joiners
+    # then it acks nothing more: not named, so dropped at once (nothing to write)
+    assert r.overdue(t + STALL_TIMEOUTS * 1000.0, 1000.0) == set() and r.late == {B}
+    assert r.wait_set == frozenset() and r.blocking("k9") == frozenset()
+
+
+def test_a_joiner_that_owes_nothing_is_not_counted_stalled() -> None:
+    r = Replicas(ME)
+    r.join(B, 0.0)
+    assert r.overdue(50_000.0, 1000.0) == set()  # nothing to do: its clock does not run
+    r.sent(B, P, "k1", "prepared", 50_000.0)
+    assert r.overdue(50_050.0, 1000.0) == set() and B in r.joiners
+    assert r.overdue(50_000.0 + STALL_TIMEOUTS * 1000.0, 1000.0) == set() and B not in r.joiners
 
 
 def test_a_joiner_whose_addition_may_land_is_removed_through_the_store() -> None:
@@ -137,7 +154,7 @@ def test_the_wait_set_always_covers_what_the_store_may_name(actions: list) -> No
                 r.sent(peer, P, "k1", "prepared", now)
                 r.sent(peer, marker_id("committed", "k2", 0), "k2", "committed", now)
             case "ack":
-                r.acked(peer, P)
+                r.acked(peer, P, now)
             case "reset":
                 r.reset()
             case "overdue":
@@ -164,7 +181,7 @@ def test_a_joiner_holds_up_replies_only_once_the_lease_was_asked_to_name_it() ->
     r.join(B, 0.0)
     r.sent(B, P, "k1", "prepared", 0.0)
     assert r.blocking("k1") == frozenset()  # it could not take over yet
-    r.acked(B, P)
+    r.acked(B, P, 0.0)
     r.asked_for(r.wanted())
     r.sent(B, marker_id("prepared", "k2", None), "k2", "prepared", 10.0)
     assert r.blocking("k2") == {B}  # the lease may name it any moment: it binds now
@@ -189,10 +206,10 @@ def test_a_busy_holder_still_gets_its_joiner_in_sync() -> None:
     r.sent(B, "catch-up", "k0", "committed", 0.0)
     assert r.blocking("k0") == frozenset() and r.wanted() == ()
     r.sent(B, marker_id("prepared", "k1", None), "k1", "prepared", 5.0)  # load: not bound yet
-    r.acked(B, "catch-up")
+    r.acked(B, "catch-up", 0.0)
     r.wanted()  # binds it: its catch-up is acked
     assert B in r.bound
     r.sent(B, marker_id("prepared", "k2", None), "k2", "prepared", 6.0)  # bound: k2 waits
     assert r.blocking("k2") == {B} and r.wanted() == ()  # k1 (sent unbound) still owed
-    r.acked(B, marker_id("prepared", "k1", None))
+    r.acked(B, marker_id("prepared", "k1", None), 0.0)
     assert r.wanted() == (B,)  # k2 is still outstanding, but its reply waits for it
