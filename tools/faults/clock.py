@@ -7,6 +7,9 @@ jump is exactly what an NTP step or a user changing the clock does to a machine.
 libfaketime 0.9.10 (Debian's) breaks Python's time.sleep when monotonic clocks are left
 alone (its issue #426); the processes started under it load ``faketime_shim`` (through
 PYTHONPATH), which sleeps on a condition variable instead. Nothing in baton changes.
+Shared memory is off (``FAKETIME_DISABLE_SHM=1``): libfaketime's shared-memory
+semaphores, left by short-lived launchers, made some git commands of the lease store
+fail in chaos runs, failures the schedule did not ask for.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def faketime_env(offset_file: Path, offset: str | None = "+0") -> dict[str, str]
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "FAKETIME_TIMESTAMP_FILE": str(offset_file),
         "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DISABLE_SHM": "1",
         "PYTHONPATH": str(SHIM),
     }
 
