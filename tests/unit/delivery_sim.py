@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from baton.core import ledger as rules
-from baton.core.delivery import next_offset
+from baton.core.delivery import next_in_topic, next_offset
 from baton.core.delivery_steps import (
     AfterAgent,
     AfterCheck,
@@ -39,8 +39,10 @@ from baton.core.delivery_steps import (
 )
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, LedgerState, ReplyMarker
+from baton.core.replicas import Replicas, marker_id
 
 MESSAGES = 6
+ACK_TIMEOUT_MS = 1000.0
 
 
 def inbound(n: int) -> InboundMessage:
@@ -51,8 +53,8 @@ def inbound(n: int) -> InboundMessage:
 class Env:
     src: str
     dst: str
-    marker: ReplyMarker | None = None  # a marker; else an ack of ``acks``
-    acks: tuple[str, str, int | None] | None = None  # (key, kind, index)
+    marker: ReplyMarker | None = None  # a marker; else an ack of marker id ``acks``
+    acks: str | None = None
 
 
 @dataclass
@@ -78,16 +80,20 @@ class Node:
     running: set[str] = field(default_factory=set)  # agent runs
     busy: set[str] = field(default_factory=set)  # a send in flight: not worked again
     answers: list[tuple[Send, str | None]] = field(default_factory=list)  # sink's answers
-    outstanding: dict[tuple[str, str, str, int | None], ReplyMarker] = field(default_factory=dict)
+    replicas: Replicas = field(init=False)  # the core's in-sync bookkeeping (a holder)
+    markers: dict[str, ReplyMarker] = field(default_factory=dict)  # by id, to resend
     told: set[str] = field(default_factory=set)
-    joiners: set[str] = field(default_factory=set)
     seen: int = -1  # the highest update this term polled
+    polling: int | None = None  # the offset of the long poll in flight
 
     def forget(self) -> None:
         self.mine, self.unsure, self.running, self.answers = set(), set(), set(), []
         self.busy = set()
-        self.outstanding, self.told, self.joiners = {}, set(), set()
+        self.replicas, self.markers, self.told = Replicas(self.name), {}, set()
         self.term = None
+
+    def __post_init__(self) -> None:
+        self.replicas = Replicas(self.name)
 
 
 @dataclass
@@ -108,6 +114,7 @@ class DeliverySim:
         self.reported: set[tuple[str, int]] = set()  # reported as ambiguous sends
         self.offset = 0  # the channel's confirmed offset (only moves forward)
         self.posted = 0
+        self.now = 0.0  # ms, for the ack timeouts
         self.wait_for_acks = wait_for_acks  # False: the mutation (send before the acks)
 
     # --- the lease oracle -------------------------------------------------------------
@@ -133,8 +140,10 @@ class DeliverySim:
     def acquire(self, node: Node) -> None:
         """The store's CAS: the next epoch, the old set less the new holder (its heirs)."""
         self.lease = Lease(node.name, self.lease.epoch + 1, self.lease.in_sync - {node.name})
-        node.term, node.outstanding, node.told, node.joiners = self.lease.epoch, {}, set(), set()
-        node.seen = -1  # the cursor passes only what this term has seen
+        node.term, node.markers, node.told = self.lease.epoch, {}, set()
+        node.replicas.reset()
+        node.replicas.named_are(self.lease.in_sync)
+        node.seen, node.polling = -1, None  # the cursor passes only what this term saw
         for entry in self._pending(node):  # a new term tells the replies in flight again
             if entry.state.rank >= LedgerState.PREPARED.rank:
                 self._tell_state(node, entry, self._others(node))
@@ -146,27 +155,29 @@ class DeliverySim:
             self.posted += 1
 
     def poll(self, node: Node) -> None:
-        """getUpdates with the holder's cursor: it confirms every update below it (the
-        channel forgets them) and returns the rest."""
+        """A long poll returns: it went out with the cursor as it was when the one before
+        returned (that much is confirmed now: the channel forgets what is below it) and
+        brings the rest; the next goes out with the cursor as it is now."""
         if not self.acting(node):
             return
-        ids = [e.update_id for e in node.ledger.values() if not e.done]
-        offset = next_offset(ids, None if node.seen < 0 else node.seen)
-        self.offset = max(self.offset, offset or 0)
+        self.offset = max(self.offset, node.polling or 0)
         for n in range(self.posted):
             msg = inbound(n)
             if msg.update_id >= self.offset:
                 node.seen = max(node.seen, msg.update_id)
                 if msg.key not in node.ledger:
                     node.ledger[msg.key] = LedgerEntry.of(msg, 0.0)
+        ids = [e.update_id for e in node.ledger.values() if not e.done]
+        node.polling = next_offset(ids, None if node.seen < 0 else node.seen)
 
-    def work(self, node: Node, pick: int) -> None:
-        """The next step on one pending entry (the DeliveryActor's ``_work``)."""
+    def work(self, node: Node) -> None:
+        """The next step on every topic's oldest pending message whose topic waits on
+        no job (the DeliveryActor's ``_pump``)."""
         if not self.acting(node):
             return
-        pending = [e for e in self._pending(node) if e.key not in node.running | node.busy]
-        if pending:
-            self._step(node, pending[pick % len(pending)])
+        for entry in next_in_topic(self._pending(node)).values():
+            if entry.key not in node.running | node.busy:
+                self._step(node, entry)
 
     def _step(self, node: Node, entry: LedgerEntry) -> None:
         unsure = {i for (k, i) in node.unsure if k == entry.key}
@@ -232,37 +243,40 @@ class DeliverySim:
             elif step is not AfterSend.UNKNOWN:  # (ignored: another term's, delivered nothing)
                 node.unsure.discard((send.key, send.index))
 
-    def resend(self, node: Node) -> None:
+    def tick(self, node: Node, advance_ms: float) -> None:
+        """Time passes; the holder's tick (MarkerBook.holder_tick): markers unacked for
+        half an ack timeout go again, a bound standby late with a prepared ack and a
+        joiner stalled are taken out, and the set the standbys earned is written to
+        the store (one CAS here), which the holder then follows."""
+        self.now += advance_ms
         if not self.acting(node):
             return
-        for (peer, _, _, _), marker in node.outstanding.items():
-            self.wire.append(Env(node.name, peer, marker))
-
-    def remove_laggard(self, node: Node, peer: str) -> None:
-        """A standby in the set owes an ack of a prepared marker: out by a store write
-        first (only then does the reply stop waiting on it)."""
-        owes = any(p == peer and k == "prepared" for (p, _, k, _) in node.outstanding)
-        if peer in self.lease.in_sync and owes:
-            self.lease = Lease(self.lease.holder, self.lease.epoch, self.lease.in_sync - {peer})
-            node.outstanding = {o: m for o, m in node.outstanding.items() if o[0] != peer}
+        r = node.replicas
+        r.named_are(self.lease.in_sync)
+        for peer, mid in r.retries(self.now, ACK_TIMEOUT_MS / 2):
+            self.wire.append(Env(node.name, peer, node.markers[mid]))
+            r.sent(peer, mid, node.markers[mid].key, node.markers[mid].kind, self.now)
+        r.overdue(self.now, ACK_TIMEOUT_MS)
+        r.late.clear()
+        wanted = r.wanted()
+        if set(wanted) != self.lease.in_sync:
+            r.asked_for(wanted)
+            self.lease = Lease(self.lease.holder, self.lease.epoch, frozenset(wanted))
+            r.named_are(self.lease.in_sync)
 
     def join(self, node: Node, peer: Node) -> None:
-        """``peer`` asks to join with the keys it holds unfinished: it gets the markers
-        of those and of every reply in flight, and is waited on from now."""
-        if peer.name in self.lease.in_sync or peer.name in node.joiners or not peer.up:
+        """``peer`` asks to join with the keys it holds unfinished (MarkerBook's
+        ``sync_requested``): it gets the markers of those and of every reply in flight,
+        and is waited on from now."""
+        if not peer.up or peer.paused or peer.name in node.replicas.joiners:
+            return  # (a joiner's repeated request changes nothing)
+        if not node.replicas.join(peer.name, self.now):
             return
-        node.joiners.add(peer.name)
         theirs = {e.key for e in peer.ledger.values() if not e.done}
         for key, entry in node.ledger.items():
             in_flight = entry.state in (LedgerState.PREPARED, LedgerState.COMMITTED)
             if in_flight or key in theirs:
                 self._tell_state(node, entry, (peer.name,))
-
-    def admit(self, node: Node, peer: str) -> None:
-        """A joiner that acked everything: the lease names it (one store write)."""
-        if peer in node.joiners and not any(o[0] == peer for o in node.outstanding):
-            node.joiners.discard(peer)
-            self.lease = Lease(self.lease.holder, self.lease.epoch, self.lease.in_sync | {peer})
 
     # --- the wire and the sink --------------------------------------------------------
 
@@ -279,9 +293,9 @@ class DeliverySim:
             if entry.state is LedgerState.COMMITTED:
                 entry = rules.ack(entry, 0.0)  # done here too
             node.ledger[m.key] = entry
-            self.wire.append(Env(node.name, env.src, acks=(m.key, m.kind, m.index)))
+            self.wire.append(Env(node.name, env.src, acks=marker_id(m.kind, m.key, m.index)))
         elif env.acks is not None and self.acting(node):
-            node.outstanding.pop((env.src, *env.acks), None)
+            node.replicas.acked(env.src, env.acks, self.now)
 
     def sink_takes(self, k: int, answer_lost: bool) -> None:
         send = self.sends.pop(k)
@@ -351,11 +365,8 @@ class DeliverySim:
             self.answer(holder)
             while holder.running:
                 self.agent_done(holder, 0)
-            for pick in range(MESSAGES):
-                self.work(holder, pick)
-            for peer in sorted(holder.joiners):
-                self.admit(holder, peer)
-            self.resend(holder)
+            self.work(holder)
+            self.tick(holder, ACK_TIMEOUT_MS / 2)
             if not self.unanswered() and not self._pending(holder):
                 return
 
@@ -372,12 +383,7 @@ class DeliverySim:
         has not told yet is told first)."""
         if entry.key not in node.told:
             self._tell_state(node, entry, self._others(node))
-        if not self.wait_for_acks:
-            return False
-        return any(
-            p in self.lease.in_sync and key == entry.key and kind == "prepared"
-            for (p, key, kind, _) in node.outstanding
-        )
+        return self.wait_for_acks and bool(node.replicas.blocking(entry.key))
 
     def _tell_state(self, node: Node, entry: LedgerEntry, to: tuple[str, ...]) -> None:
         if entry.state.rank < LedgerState.PREPARED.rank:
@@ -395,11 +401,11 @@ class DeliverySim:
         marker = rules.marker_for(entry, kind, node.term, index)  # type: ignore[arg-type]
         if kind == "prepared":
             node.told.add(entry.key)
-        waited = self.lease.in_sync | node.joiners
+        mid = marker_id(kind, entry.key, index)
+        node.markers[mid] = marker
         for peer in to:
             self.wire.append(Env(node.name, peer, marker))
-            if peer in waited:
-                node.outstanding[(peer, entry.key, kind, index)] = marker
+            node.replicas.sent(peer, mid, entry.key, kind, self.now)  # if waited on
 
     def _commit(self, node: Node, key: str, index: int) -> None:
         entry = node.ledger[key] = rules.commit(node.ledger[key], index, None, node.term or 1, 0.0)
