@@ -83,6 +83,7 @@ class Node:
     replicas: Replicas = field(init=False)  # the core's in-sync bookkeeping (a holder)
     markers: dict[str, ReplyMarker] = field(default_factory=dict)  # by id, to resend
     told: set[str] = field(default_factory=set)
+    recorded: set[str] = field(default_factory=set)  # told received or prepared, this term
     seen: int = -1  # the highest update this term polled
     polling: int | None = None  # the offset of the long poll in flight
 
@@ -90,7 +91,7 @@ class Node:
         self.mine, self.unsure, self.running, self.answers = set(), set(), set(), []
         self.busy = set()
         self.replicas, self.markers, self.told = Replicas(self.name), {}, set()
-        self.term = None
+        self.recorded, self.term = set(), None
 
     def __post_init__(self) -> None:
         self.replicas = Replicas(self.name)
@@ -104,7 +105,13 @@ class Lease:
 
 
 class DeliverySim:
-    def __init__(self, names: tuple[str, ...] = ("a", "b", "c"), wait_for_acks: bool = True):
+    def __init__(
+        self,
+        names: tuple[str, ...] = ("a", "b", "c"),
+        wait_for_acks: bool = True,
+        wait_for_received: bool = True,
+        secure_cursor: bool = True,
+    ):
         self.nodes = {n: Node(n) for n in names}
         self.lease = Lease(in_sync=frozenset(names))  # a new mesh: empty ledgers, all in sync
         self.wire: list[Env] = []
@@ -116,6 +123,9 @@ class DeliverySim:
         self.posted = 0
         self.now = 0.0  # ms, for the ack timeouts
         self.wait_for_acks = wait_for_acks  # False: the mutation (send before the acks)
+        # False: the mutation (the cursor passes a message no standby acked as recorded)
+        self.wait_for_received = wait_for_received
+        self.secure_cursor = secure_cursor  # False: the cursor passes only what is done
 
     # --- the lease oracle -------------------------------------------------------------
 
@@ -140,7 +150,7 @@ class DeliverySim:
     def acquire(self, node: Node) -> None:
         """The store's CAS: the next epoch, the old set less the new holder (its heirs)."""
         self.lease = Lease(node.name, self.lease.epoch + 1, self.lease.in_sync - {node.name})
-        node.term, node.markers, node.told = self.lease.epoch, {}, set()
+        node.term, node.markers, node.told, node.recorded = self.lease.epoch, {}, set(), set()
         node.replicas.reset()
         node.replicas.named_are(self.lease.in_sync)
         node.seen, node.polling = -1, None  # the cursor passes only what this term saw
@@ -167,7 +177,8 @@ class DeliverySim:
                 node.seen = max(node.seen, msg.update_id)
                 if msg.key not in node.ledger:
                     node.ledger[msg.key] = LedgerEntry.of(msg, 0.0)
-        ids = [e.update_id for e in node.ledger.values() if not e.done]
+        secured = self._secured(node)
+        ids = [e.update_id for e in node.ledger.values() if not e.done and e.key not in secured]
         node.polling = next_offset(ids, None if node.seen < 0 else node.seen)
 
     def work(self, node: Node) -> None:
@@ -256,6 +267,10 @@ class DeliverySim:
         for peer, mid in r.retries(self.now, ACK_TIMEOUT_MS / 2):
             self.wire.append(Env(node.name, peer, node.markers[mid]))
             r.sent(peer, mid, node.markers[mid].key, node.markers[mid].kind, self.now)
+        waited = tuple(sorted(r.wait_set))
+        for entry in self._pending(node):  # unanswered: secured once the standbys hold it
+            if entry.state.rank < LedgerState.PREPARED.rank and entry.key not in node.recorded:
+                self._tell(node, entry, "received", None, waited)
         r.overdue(self.now, ACK_TIMEOUT_MS)
         r.late.clear()
         wanted = r.wanted()
@@ -385,8 +400,20 @@ class DeliverySim:
             self._tell_state(node, entry, self._others(node))
         return self.wait_for_acks and bool(node.replicas.blocking(entry.key))
 
+    def _secured(self, node: Node) -> frozenset[str]:
+        """MarkerBook.secured: what every bound standby holds, so the cursor may pass it
+        unanswered (with standbys but none bound: nothing)."""
+        r = node.replicas
+        if not r.bound or not self.secure_cursor:
+            return frozenset()
+        if not self.wait_for_received:
+            return frozenset(node.recorded)
+        return frozenset(node.recorded - r.blocked_keys())
+
     def _tell_state(self, node: Node, entry: LedgerEntry, to: tuple[str, ...]) -> None:
         if entry.state.rank < LedgerState.PREPARED.rank:
+            if entry.key in node.recorded:
+                self._tell(node, entry, "received", None, to)
             return
         if entry.state is LedgerState.PREPARED or not entry.replies:
             self._tell(node, entry, "prepared", None, to)
@@ -401,6 +428,8 @@ class DeliverySim:
         marker = rules.marker_for(entry, kind, node.term, index)  # type: ignore[arg-type]
         if kind == "prepared":
             node.told.add(entry.key)
+        if kind != "committed":
+            node.recorded.add(entry.key)
         mid = marker_id(kind, entry.key, index)
         node.markers[mid] = marker
         for peer in to:
