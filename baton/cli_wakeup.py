@@ -4,7 +4,9 @@ A planned handoff: the holder hands over once this machine has caught up with th
 tail, so nothing is lost or answered twice. On the awake machine it says so and
 changes nothing. ``--force`` takes over without the holder only where a failover
 would: when the holder's lease has expired in this machine's clock frame. Exit 0 once
-this machine is awake; otherwise 1, saying why (the old holder stays awake).
+this machine is awake; otherwise 1, saying why (the old holder stays awake). A wakeup
+that fails for a reason that passes (this machine still catching up, a busy host) is
+tried again for up to a minute (``attempts`` in the answer).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ not). A timeout becomes Unavailable (503), never a hung request.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -36,12 +37,20 @@ from baton.actors.messages import (
 )
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
+from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity, fingerprint
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
 from baton.membership import verify_leave
 from baton.metrics import Counters
 from baton.pairing_service import PairingService
+
+log = logging.getLogger("baton.handoff")
+
+#: A wakeup that failed for a reason that passes (the target still catching up, a busy
+#: host) is tried again for this long; each failed attempt left the old holder awake.
+WAKEUP_PATIENCE_S = 60.0
+RETRY_PAUSE_S = 0.5
 
 
 def machine_view(
@@ -194,17 +203,26 @@ class NodeServices:
         (the old holder stays awake)."""
         if self.handoff is None:
             raise Unavailable("the handoff is not running on this node")
-        answer: Future[dict[str, Any]] = Future()
-        self.handoff.tell(Wakeup(force, answer))
         s = self.settings
         wait_s = (3 * s.handoff_ack_timeout_ms + 2 * s.lease_ttl_ms) / 1000
-        try:
-            result = answer.result(wait_s)
-        except FutureTimeout:
-            raise WakeupFailed(f"no answer within {wait_s:.0f} s") from None
-        if not result["ok"]:
-            raise WakeupFailed(f"{result['outcome']}: {result['detail']}")
-        return result
+        give_up = time.monotonic() + WAKEUP_PATIENCE_S
+        attempts = 0
+        while True:
+            attempts += 1
+            answer: Future[dict[str, Any]] = Future()
+            self.handoff.tell(Wakeup(force, answer))
+            try:
+                result = answer.result(wait_s)
+            except FutureTimeout:
+                raise WakeupFailed(f"no answer within {wait_s:.0f} s") from None
+            result["attempts"] = attempts
+            if result["ok"]:
+                return result
+            again = not force and may_retry(result["outcome"], result["detail"])
+            if not again or time.monotonic() + RETRY_PAUSE_S >= give_up:
+                raise WakeupFailed(f"{result['outcome']}: {result['detail']}")
+            log.info("wakeup: %s (%s); trying again", result["outcome"], result["detail"])
+            time.sleep(RETRY_PAUSE_S)  # the old holder is still awake: nothing is lost
 
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
         """Queue a user message for the channel (durably) and wait up to ``wait_s`` for

@@ -485,6 +485,20 @@ def _lease_seen(
     return r, []
 
 
+#: Refusals a new attempt cannot change: an attack on the ack, or no lease to move.
+FINAL_REFUSALS = ("forged", "does not match", "no lease store", "nobody holds the lease")
+
+
+def may_retry(outcome: str, detail: str) -> bool:
+    """Would a new attempt of a failed wakeup (not ``--force``) likely succeed? A target
+    still catching up, a handoff or wakeup already in progress, a lease that moved, a
+    phase that ran out of time on a busy host: yes (each left the old holder awake).
+    A forged or mismatching ack, or a mesh without a lease to move: no."""
+    if outcome not in ("refused", "timeout", "busy"):
+        return False
+    return not any(final in detail for final in FINAL_REFUSALS)
+
+
 def _timed_out(r: Receiver) -> tuple[Receiver, list[ReceiverEffect]]:
     why = {
         RPhase.REQUESTED: f"no begin from the holder {r.holder} within the ack timeout",

@@ -41,6 +41,7 @@ from baton.core.handoff import (
     WakeupAsked,
     YieldTo,
     heads_of,
+    may_retry,
     receiver_step,
     sentinel_step,
 )
@@ -301,3 +302,14 @@ def test_no_holder_and_a_second_wakeup_are_refused_with_reasons() -> None:
     r, _ = rrun(Receiver(), wake())
     after, effects = rrun(r, wake())
     assert after == r and effects[0].outcome == "busy"  # type: ignore[attr-defined]
+
+
+def test_a_wakeup_is_tried_again_only_where_a_new_attempt_may_succeed() -> None:
+    assert may_retry("refused", "h refused: t is not in sync yet (it is catching up); try again")
+    assert may_retry("refused", "h refused: a handoff to x is in progress")
+    assert may_retry("timeout", "no begin from the holder h within the ack timeout")
+    assert may_retry("busy", "a wakeup is in progress (requested)")
+    assert not may_retry("refused", "h refused: the ack from t is not signed by it (forged)")
+    assert not may_retry("refused", "h refused: the ack does not match begin (heads)")
+    assert not may_retry("refused", "nobody holds the lease (a standby takes over by itself)")
+    assert not may_retry("handed_over", "awake at epoch 3")

@@ -166,9 +166,9 @@ class Campaign:
 
     def _handoff(self, m: Machine, other: Machine, f: Fault) -> None:
         out = m.baton("wakeup", "--json", check=False, timeout=180)
-        self.run.history.add(
-            "handoff", machine=m.name, exit=out.returncode, answer=out.stdout.strip()[-300:]
-        )
+        answer = (out.stdout.strip() or out.stderr.strip())[-300:]
+        self.run.history.add("handoff", machine=m.name, exit=out.returncode, answer=answer)
+        self.say(f"           wakeup: {'ok' if out.returncode == 0 else 'failed'}: {answer}")
 
     def _down_back(self, m: Machine, other: Machine, f: Fault) -> Callable[[], None]:
         """`baton down` while the others answer; back up after the fault's duration,
