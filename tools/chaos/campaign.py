@@ -166,7 +166,7 @@ class Campaign:
 
     def _handoff(self, m: Machine, other: Machine, f: Fault) -> None:
         out = m.baton("wakeup", "--json", check=False, timeout=180)
-        answer = (out.stdout.strip() or out.stderr.strip())[-300:]
+        answer = " ".join((out.stdout or out.stderr).split())[-300:]  # one line
         self.run.history.add("handoff", machine=m.name, exit=out.returncode, answer=answer)
         self.say(f"           wakeup: {'ok' if out.returncode == 0 else 'failed'}: {answer}")
 
