@@ -40,8 +40,10 @@ def test_a_short_campaign_breaks_no_promise(
     proc = run_under(tmp_path, "-m", "tools.chaos", *args, "--ttl-ms", str(TTL_MS), "--json")
     out, err = finish(proc, 540)
     print(err[-4000:])  # the campaign's fault log, shown by pytest on failure
+    summary = json.loads(out) if out.strip().startswith("{") else {}
+    if proc.returncode != 0 or not summary.get("ok"):
+        print(kept_logs(Path(summary.get("dir") or tmp_path)))  # gone after the test
     assert proc.returncode == 0, out[-3000:]
-    summary = json.loads(out)
     assert summary["ok"] is True, summary
     assert summary["skipped"] == [], "every fault was made (CI installs libfaketime)"
     assert summary["lost"] == 0 and summary["posted"] > 50
@@ -50,3 +52,17 @@ def test_a_short_campaign_breaks_no_promise(
     assert summary["terms"] >= 2, "the faults moved the role at least once"
     assert not list(tmp_path.glob("baton-chaos-*")), "a clean run leaves nothing behind"
     assert not processes_under(tmp_path)
+
+
+WHY = ("sync:", "lease:", "handoff", "wakeup", "refused", "out of sync", "catching up")
+
+
+def kept_logs(root: Path, lines: int = 40) -> str:
+    """The last sync, lease and handoff lines of every machine's node log under
+    ``root`` (a failed campaign's kept directory): why a standby stayed out of sync."""
+    parts = []
+    for log in sorted(root.rglob("node.log")):
+        text = log.read_text(errors="replace").splitlines()
+        picked = [line[:300] for line in text if any(w in line for w in WHY)]
+        parts.append(f"--- {log.relative_to(root)} ---\n" + "\n".join(picked[-lines:]))
+    return "\n".join(parts) or f"(no node logs under {root})"
