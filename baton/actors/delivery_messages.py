@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from baton.channels.base import SendOutcome, Update
-from baton.core.ledger import LedgerEntry
+
+# between the DeliveryActor and the LiveTailActor: the delivery machine's effects
+from baton.core.delivery_types import StartAgent as StartAgent
+from baton.core.delivery_types import TurnDone as TurnDone
+from baton.core.delivery_types import TurnSeen as TurnSeen
 
 
 @dataclass(frozen=True)
@@ -74,36 +78,6 @@ class GetUserMessage:
 @dataclass(frozen=True)
 class GetDelivery:
     pass
-
-
-# --- between the DeliveryActor and the LiveTailActor ----------------------------------
-
-
-@dataclass(frozen=True)
-class StartAgent:
-    """Run the agent on ``entry`` with its topic's history (job ``token``); the holder of
-    ``epoch`` asks, so the transcripts are replayed from the live tail first."""
-
-    token: int
-    entry: LedgerEntry
-    epoch: int
-
-
-@dataclass(frozen=True)
-class TurnDone:
-    """``entry`` is acked (every reply delivered): its turn joins the topic's transcript."""
-
-    entry: LedgerEntry
-    epoch: int
-
-
-@dataclass(frozen=True)
-class TurnSeen:
-    """A standby: the holder's markers say ``entry`` is done (every reply delivered).
-    Its turn belongs in the transcript even if the holder dies before its live tail
-    brings it: a takeover adds it (no turn the user saw is lost)."""
-
-    entry: LedgerEntry
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class Machine:
         router: dict[str, Machine],
         settings: Settings = SETTINGS,
         agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
+        ledger: Any = None,
     ) -> None:
         self.settings = settings
         self.agent = agent
@@ -76,7 +77,8 @@ class Machine:
         card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
         self.entry = entry_from_card(card, 0.0)
         self.channel, self.router = channel, router
-        self.ledger, self.gate, self.cursor = MemoryLedger(), LeaseGate(), Cursor()
+        self.ledger = MemoryLedger() if ledger is None else ledger
+        self.gate, self.cursor = LeaseGate(), Cursor()
         self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryTailBuffer()
         self.counters, self.clock = Counters(), SystemClock()
         self.fenced: list[tuple[int, int]] = []

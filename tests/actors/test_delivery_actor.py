@@ -22,9 +22,11 @@ from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
+from baton.core.errors import LedgerError
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
 from baton.devmesh import wait_for
+from baton.stores.ledger_memory import MemoryLedger
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
 from tests.actors.machines import (
@@ -536,5 +538,56 @@ def test_a_reply_too_long_for_the_sink_goes_out_in_parts_each_once() -> None:
         wait_for(lambda: a.ledger.counts()["acked"] == 1, 20, "done")
         assert bot_texts(channel, "t0") == ["one", "m" * 4000, "n" * 4000, "three"]
         assert [s["outcome"] for s in channel.sends if s["reply_to"] == mid] == ["accepted"] * 4
+    finally:
+        a.stop()
+
+
+class FailingDisk:
+    """A MemoryLedger whose every third write fails (as a full disk's would: nothing
+    changes) until ``failures`` have, and whose first read back after one fails too."""
+
+    WRITES = ("record", "begin", "fail", "prepare", "commit", "ack", "apply_marker")
+
+    def __init__(self, failures: int) -> None:
+        self.inner, self.left, self.writes, self.reads_failed = MemoryLedger(), failures, 0, 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name not in self.WRITES:
+            return method
+
+        def write(*args: Any) -> Any:
+            self.writes += 1
+            if self.left and self.writes % 3 == 0:
+                self.left -= 1
+                raise LedgerError(f"{name}: disk full (injected)")
+            return method(*args)
+
+        return write
+
+    def pending(self) -> list[Any]:
+        if self.writes >= 3 and not self.reads_failed:
+            self.reads_failed += 1
+            raise LedgerError("pending: disk full (injected)")
+        return self.inner.pending()  # type: ignore[no-any-return]
+
+
+def test_failed_ledger_writes_stop_delivery_until_read_back_and_nothing_is_lost_or_doubled() -> (
+    None
+):
+    channel = MemoryChannel("memory")
+    disk = FailingDisk(failures=8)
+    a = Machine(10, channel, {}, ledger=disk)
+    try:
+        a.hold(1)
+        ids = post_many(channel, 9)
+        wait_for(lambda: all_answered(channel, ids), 40, "answered despite the disk")
+        wait_for(lambda: disk.inner.counts()["acked"] == 9, 10, "all done")
+        assert disk.left == 0 and disk.reads_failed == 1  # every injected failure happened
+        assert a.counters.get("delivery.errors") >= 8
+        assert set(accepted(channel).values()) == {1}
+        assert not [s for s in channel.sends if s["outcome"] != "accepted"]  # none again
+        assert a.counters.get("delivery.diverged") == 0
+        assert a.ref.is_alive()
     finally:
         a.stop()

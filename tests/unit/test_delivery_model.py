@@ -1,14 +1,19 @@
-"""A hypothesis state machine over delivery (tests/unit/delivery_sim.py): three machines
-that crash, pause, stay down while others answer and come back with their old ledgers;
-a wire that loses and reorders markers and acks; a lease that keeps the in-sync rules;
-a sink that forgives nothing; a channel cursor that may pass unanswered messages the
-standbys hold. After every step: no reply taken twice by the sink unless a send of it
-was in flight at a crash or pause, or it was reported as an ambiguous send. At the end,
-healed: every message answered. Two mutation checks (a reply sent before the standbys
-in sync acked its prepared marker; a cursor that passes what no standby holds) show
-the model can fail, each on a scripted run of its own rules."""
+"""A hypothesis state machine over delivery (tests/unit/delivery_sim.py): three machines,
+each running the delivery machine itself (baton.core.delivery_machine), that crash,
+pause, stay down while others answer, come back with their old ledgers and see a
+ledger write fail; a wire that loses and reorders markers, acks and sync requests; a
+lease that keeps the in-sync rules; a sink that forgives nothing; a channel cursor that
+may pass unanswered messages the standbys hold. After every step: no reply taken twice
+by the sink unless a send of it was in flight at a crash or pause, or it was reported
+as an ambiguous send. At the end, healed: every message answered. Two mutation checks
+change the core itself (a reply sent before the standbys in sync acked its prepared
+marker; a cursor that passes what no standby holds) and show the model fails, each on a
+scripted run of its own rules."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import settings
@@ -21,6 +26,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from baton.core.marker_book import MarkerBook
 from tests.unit.delivery_sim import ACK_TIMEOUT_MS, MESSAGES, DeliverySim, Node
 
 NAMES = ("a", "b", "c")
@@ -31,8 +37,6 @@ TICK_MS = ACK_TIMEOUT_MS / 10  # the node ticks ten times in an ack timeout
 
 class DeliveryModel(RuleBasedStateMachine):
     sim: DeliverySim
-    wait_for_acks = True  # the mutations turn one of these off
-    wait_for_received = True
 
     @property
     def holder(self) -> Node:
@@ -43,7 +47,7 @@ class DeliveryModel(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.sim = DeliverySim(NAMES, self.wait_for_acks, self.wait_for_received)
+        self.sim = DeliverySim(NAMES)
         for _ in range(MESSAGES // 2):  # some wait at the channel, the rest come later
             self.sim.post()
 
@@ -66,12 +70,7 @@ class DeliveryModel(RuleBasedStateMachine):
     def the_holder_polls(self) -> None:
         self.sim.poll(self.holder)
 
-    @precondition(lambda self: self.sim.holder() is not None)
-    @rule()
-    def the_holder_works(self) -> None:
-        self.sim.work(self.holder)
-
-    @precondition(lambda self: any(n.running for n in self.sim.nodes.values()))
+    @precondition(lambda self: any(n.agents for n in self.sim.nodes.values()))
     @rule(n=name, k=pick)
     def the_agent_answers(self, n: str, k: int) -> None:
         self.sim.agent_done(self.sim.nodes[n], k)
@@ -81,18 +80,18 @@ class DeliveryModel(RuleBasedStateMachine):
     def reads_the_sinks_answers(self, n: str) -> None:
         self.sim.answer(self.sim.nodes[n])
 
-    @rule(ms=st.sampled_from([0.0, TICK_MS, TICK_MS, ACK_TIMEOUT_MS / 2, 4 * ACK_TIMEOUT_MS]))
-    def time_passes_and_the_holder_ticks(self, ms: float) -> None:
-        """Markers sent again, laggards and stalled joiners out, the set the standbys
-        earned written to the store (``core.replicas`` decides all three)."""
-        holder = self.sim.holder()
-        self.sim.tick(holder or self.sim.nodes[NAMES[0]], ms)
+    @rule(
+        n=name, ms=st.sampled_from([0.0, TICK_MS, TICK_MS, ACK_TIMEOUT_MS / 2, 4 * ACK_TIMEOUT_MS])
+    )
+    def time_passes_and_a_machine_ticks(self, n: str, ms: float) -> None:
+        """The holder: the pump, markers sent again, laggards and stalled joiners out,
+        the set the standbys earned written to the store; a standby out of sync asks to
+        join; a machine the lease names starts its term."""
+        self.sim.tick(self.sim.nodes[n], ms)
 
-    @precondition(lambda self: self.sim.holder() is not None)
-    @rule(peer=name)
-    def a_standby_asks_to_join(self, peer: str) -> None:
-        if peer != self.holder.name:
-            self.sim.join(self.holder, self.sim.nodes[peer])
+    def the_holder_ticks(self, ms: float = 0.0) -> None:
+        """(For the scripts.)"""
+        self.sim.tick(self.holder, ms)
 
     @precondition(lambda self: bool(self.sim.wire))
     @rule(k=pick, drop=st.booleans())
@@ -114,12 +113,15 @@ class DeliveryModel(RuleBasedStateMachine):
         else:
             self.sim.sink_takes(k, answer_lost=what != "takes")
 
-    @rule(n=name, fault=st.sampled_from(["crash", "restart", "pause or resume"]))
+    @rule(n=name, fault=st.sampled_from(["crash", "restart", "pause or resume", "disk"]))
     def a_fault(self, n: str, fault: str) -> None:
         """A crash (kill -9: what the process knew is lost, its ledger stays), a restart,
-        or a pause (SIGSTOP: the lease passes it by) and its resumption."""
+        a pause (SIGSTOP: the lease passes it by) and its resumption, or a ledger write
+        that fails (the next one: nothing after it is carried out)."""
         node = self.sim.nodes[n]
-        if fault == "crash":
+        if fault == "disk":
+            node.failing = True
+        elif fault == "crash":
             self.sim.crash(node)
         elif fault == "restart":
             self.sim.restart(node)
@@ -153,12 +155,31 @@ def test_the_model_answers_every_message_when_all_is_well() -> None:
     assert sim.lease.in_sync == set(NAMES) - {sim.lease.holder}  # the standbys are in sync
 
 
-class SendsBeforeTheAcks(DeliveryModel):
-    wait_for_acks = False
+@contextmanager
+def sends_before_the_acks() -> Iterator[None]:
+    """The mutation: a prepared reply never waits for the standbys' acks (its markers
+    are still told)."""
+    blocking = MarkerBook.blocking
+
+    def never_blocks(book: MarkerBook, *args: object) -> bool:
+        blocking(book, *args)  # type: ignore[arg-type]
+        return False
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MarkerBook, "blocking", never_blocks)
+        yield
 
 
-class PassesWhatNoStandbyHolds(DeliveryModel):
-    wait_for_received = False
+@contextmanager
+def passes_what_no_standby_holds() -> Iterator[None]:
+    """The mutation: the cursor passes what was told as received, acked or not."""
+
+    def secured(book: MarkerBook, entries: object) -> frozenset[str]:
+        return frozenset(e.key for e in entries if e.key in book.recorded)  # type: ignore[attr-defined]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MarkerBook, "secured", secured)
+        yield
 
 
 def lost_markers_then_a_crash(model: DeliveryModel) -> None:
@@ -166,8 +187,7 @@ def lost_markers_then_a_crash(model: DeliveryModel) -> None:
     went, and dies before its next long poll confirms the cursor; c takes over."""
     model.start()
     model.takes_the_lease_if_it_may("b")
-    model.the_holder_polls()
-    model.the_holder_works()  # the agent starts on each topic's oldest message
+    model.the_holder_polls()  # the agent starts on each topic's oldest message
     model.the_agent_answers("b", 0)  # prepared, its markers on the wire
     model.sim.wire.clear()  # and lost
     if model.sim.sends:  # (sent at once only if it does not wait for the acks)
@@ -184,12 +204,15 @@ def lost_received_markers_then_a_crash(model: DeliveryModel) -> None:
     model.start()
     model.takes_the_lease_if_it_may("b")
     model.the_holder_polls()
-    model.time_passes_and_the_holder_ticks(TICK_MS)  # told as received
+    model.the_holder_ticks(ACK_TIMEOUT_MS)  # a second on: told as received
     model.sim.wire.clear()  # the markers are lost
     model.the_holder_polls()  # the next long poll goes out (past them, if secured)
     model.the_holder_polls()  # and confirms its cursor
     model.a_fault("b", "crash")
     model.takes_the_lease_if_it_may("c")
+
+
+Script = Callable[[DeliveryModel], None]
 
 
 def test_the_model_catches_a_reply_sent_before_the_standbys_acked() -> None:
@@ -198,26 +221,28 @@ def test_the_model_catches_a_reply_sent_before_the_standbys_acked() -> None:
     heard of the reply, polls the message again and answers it again. (A derandomized
     search of the rules finds it too, in about 17 s on a quiet host: too slow to run
     beside CI's system tests.)"""
-    model = SendsBeforeTheAcks()
-    lost_markers_then_a_crash(model)
-    with pytest.raises(AssertionError, match="doubled"):
-        model.teardown()
+    model = DeliveryModel()
+    with sends_before_the_acks():
+        lost_markers_then_a_crash(model)
+        with pytest.raises(AssertionError, match="doubled"):
+            model.teardown()
 
 
 def test_the_model_catches_a_cursor_that_passes_what_no_standby_holds() -> None:
     """Mutation check: let the channel cursor pass an unanswered message once it was
     told as received, acked or not, and the model finds messages never answered: the
     channel forgot them and the next holder never heard of them."""
-    model = PassesWhatNoStandbyHolds()
-    lost_received_markers_then_a_crash(model)
-    with pytest.raises(AssertionError, match="never answered"):
-        model.teardown()
+    model = DeliveryModel()
+    with passes_what_no_standby_holds():
+        lost_received_markers_then_a_crash(model)
+        with pytest.raises(AssertionError, match="never answered"):
+            model.teardown()
 
 
-def test_the_same_faults_without_the_mutations_break_nothing() -> None:
+@pytest.mark.parametrize("script", [lost_markers_then_a_crash, lost_received_markers_then_a_crash])
+def test_the_same_faults_without_the_mutations_break_nothing(script: Script) -> None:
     """The two scripts above on the model as built: nothing doubled, nothing lost."""
-    for script in (lost_markers_then_a_crash, lost_received_markers_then_a_crash):
-        model = DeliveryModel()
-        script(model)
-        model.teardown()  # healed: every message answered, no unreported double
-        assert not model.sim.unanswered() and model.sim.sink
+    model = DeliveryModel()
+    script(model)
+    model.teardown()  # healed: every message answered, no unreported double
+    assert not model.sim.unanswered() and set(model.sim.sink.values()) == {1}

@@ -1,78 +1,67 @@
-"""MarkerBook: the DeliveryActor's reply markers and in-sync standbys (DESIGN.md section
-6, steps 3 and 4; the rules in baton.core.replicas).
+"""MarkerBook: the delivery machine's reply markers and in-sync standbys (sans-IO;
+DESIGN.md section 6, steps 3 and 4; the in-sync rules in baton.core.replicas).
 
 On the holder it tells every active peer a received, reply-prepared or reply-committed
-marker (ReplyMarkerTransport signs it), keeps each one outstanding until the standbys
-the store may name in sync (and the joiners) ack it, sends it again until they do, says
-which messages' replies must still wait (``blocking``) and which messages the channel
-cursor may pass though unanswered (``secured``: a slow topic holds up no other), and
-asks the lease for the
-in-sync set the standbys have earned (``want``): without the laggards, with the joiners
-that caught up. A standby out of the set (``request_sync``) asks the holder to join,
-naming the keys it holds unfinished; the holder answers with the markers of those keys
-and of every reply in flight.
+marker (a ``PushMarker`` effect; the shell signs it), keeps each one outstanding until
+the standbys the store may name in sync (and the joiners) ack it, sends it again until
+they do, says which messages' replies must still wait (``blocking``) and which messages
+the channel cursor may pass though unanswered (``secured``: a slow topic holds up no
+other), and asks the lease for the in-sync set the standbys have earned
+(``WantInSync``): without the laggards, with the joiners that caught up. A standby out
+of the set (``request_sync``) asks the holder to join, naming the keys it holds
+unfinished; the holder answers with the markers of those keys and of every reply in
+flight.
 
-On a standby it applies what the holder tells: the marker must be signed by its sender,
-an active member (``open_marker``), and is applied to the ledger (which acks an entry
-once every reply is committed, so retention prunes standbys' ledgers too); once it is
-durably applied the standby acks it. A peer's envelope never raises here: what is
-refused or cannot be applied is logged and counted. It runs on the DeliveryActor's
-thread, which owns the ledger.
+On a standby it applies what the holder tells (the shell checked the signature: an
+active member's), persisted to the ledger (which acks an entry once every reply is
+committed, so retention prunes standbys' ledgers too); once it is durably applied the
+standby acks it. A peer's marker never raises here: what cannot be applied is logged
+and counted.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 
-from baton.actors.indexed_ledger import IndexedLedger
+from baton.core.delivery_types import (
+    ERROR,
+    INFO,
+    WARNING,
+    AckMarker,
+    Count,
+    Effect,
+    LedgerOp,
+    Log,
+    PushMarker,
+    RequestSync,
+    WantInSync,
+)
 from baton.core.errors import LedgerError, MarkerRefused
 from baton.core.ledger import (
     LedgerEntry,
     LedgerState,
     MarkerKind,
     ReplyMarker,
+    ack,
+    apply_marker,
     marker_for,
     pending_order,
 )
-from baton.core.registry import MachineEntry, Verify
+from baton.core.ledger_index import LedgerIndex
 from baton.core.replicas import Replicas, marker_id
-from baton.gate import LeaseView
-from baton.metrics import Counters
-from baton.wire.envelope import Envelope
-from baton.wire.marker_transport import (
-    ReplyMarkerTransport,
-    open_ack,
-    open_marker,
-    open_sync_request,
-)
-
-log = logging.getLogger("baton.delivery")
 
 SYNC_REQUEST_EVERY_MS = 1000
 SECURE_IN_FLIGHT = 100  # received markers unacked at a time
 BACKOFF_TIMEOUTS = 4  # the longest a late standby waits to join again, in ack timeouts
+ASK_AGAIN_MS = 1000  # the in-sync set wanted is asked of the lease again this often
 
 
 class MarkerBook:
-    def __init__(
-        self,
-        me: str,
-        transport: ReplyMarkerTransport,
-        ledger: IndexedLedger,
-        verify: Verify,
-        counters: Counters,
-        ack_timeout_ms: float,
-        want_in_sync: Callable[[tuple[str, ...]], None],
-    ) -> None:
+    def __init__(self, me: str, ledger: LedgerIndex, ack_timeout_ms: float) -> None:
         self.me = me
-        self.transport = transport
         self.ledger = ledger
-        self.verify = verify
-        self.counters = counters
         self.ack_timeout_ms = ack_timeout_ms
-        self.want_in_sync = want_in_sync
-        self.peers: tuple[MachineEntry, ...] = ()
+        self.peers: frozenset[str] = frozenset()
         self.replicas = Replicas(me)
         self.sent: dict[str, ReplyMarker] = {}  # marker id -> marker, while outstanding
         self.asked: tuple[str, ...] | None = None  # the in-sync set last asked of the lease
@@ -89,6 +78,7 @@ class MarkerBook:
 
     def tell(
         self,
+        out: list[Effect],
         entry: LedgerEntry,
         kind: MarkerKind,
         epoch: int,
@@ -103,58 +93,68 @@ class MarkerBook:
         try:
             marker = marker_for(entry, kind, max(1, epoch), index)
         except (MarkerRefused, LedgerError) as exc:  # e.g. a text no peer would accept
-            self.counters.inc("marker.unbuildable")
-            log.error("no %s marker for %s: %s", kind, entry.key, exc.detail)
+            out.append(Count("marker.unbuildable"))
+            out.append(Log(ERROR, f"no {kind} marker for {entry.key}: {exc.detail}"))
             return
         mid = marker_id(kind, entry.key, index)
         if kind == "prepared":
             self.told.add(entry.key)
         if kind != "committed":
             self.recorded.add(entry.key)
-        reach = {p.machine_id for p in self.peers} | self.replicas.wait_set
+        reach = self.peers | self.replicas.wait_set
         targets = reach if to is None else reach & set(to)
         for peer in sorted(targets):
-            self._push(peer, mid, marker, now)
+            self._push(out, peer, mid, marker, now)
 
-    def _push(self, peer: str, mid: str, marker: ReplyMarker, now: float) -> None:
-        if not self.transport.push(peer, marker):
-            self.counters.inc("marker.unsent")
+    def _push(
+        self, out: list[Effect], peer: str, mid: str, marker: ReplyMarker, now: float
+    ) -> None:
+        out.append(PushMarker(peer, marker))
         if peer in self.replicas.wait_set:
             self.sent[mid] = marker
             self.replicas.sent(peer, mid, marker.key, marker.kind, now)
 
-    def retell_in_flight(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
+    def retell_in_flight(
+        self, out: list[Effect], entries: Iterable[LedgerEntry], epoch: int, now: float
+    ) -> None:
         """A new term: every standby waited on gets the markers of the replies in flight
         again (an earlier term's, perhaps sent before some of them were in sync)."""
         for entry in entries:
             if entry.state in (LedgerState.PREPARED, LedgerState.COMMITTED):
-                self.tell_state(entry, epoch, now, self.replicas.wait_set)
+                self.tell_state(out, entry, epoch, now, self.replicas.wait_set)
 
     def tell_state(
-        self, entry: LedgerEntry, epoch: int, now: float, to: Iterable[str] | None = None
+        self,
+        out: list[Effect],
+        entry: LedgerEntry,
+        epoch: int,
+        now: float,
+        to: Iterable[str] | None = None,
     ) -> None:
         """Markers that bring a standby to what the ledger holds for ``entry``: its
         prepared replies and each committed one; or, not prepared yet, that it is
         recorded, if this term let the cursor pass it (``secure``)."""
         if entry.state.rank < LedgerState.PREPARED.rank:
             if entry.key in self.recorded:
-                self.tell(entry, "received", epoch, None, now, to)
+                self.tell(out, entry, "received", epoch, None, now, to)
             return
         committed = [r.index for r in entry.replies if r.committed]
         if entry.state is LedgerState.PREPARED or not entry.replies:
-            self.tell(entry, "prepared", epoch, None, now, to)
+            self.tell(out, entry, "prepared", epoch, None, now, to)
         for index in committed:
-            self.tell(entry, "committed", epoch, index, now, to)
+            self.tell(out, entry, "committed", epoch, index, now, to)
 
-    def blocking(self, entry: LedgerEntry, epoch: int, now: float) -> bool:
+    def blocking(self, out: list[Effect], entry: LedgerEntry, epoch: int, now: float) -> bool:
         """Must ``entry``'s replies wait? Yes while a bound standby has not acked its
         prepared marker; and if this term has not told it yet (the entry was prepared
         by an earlier term, or by another machine's marker), it is told now first."""
         if entry.key not in self.told:
-            self.tell_state(entry, epoch, now, self.replicas.wait_set)
+            self.tell_state(out, entry, epoch, now, self.replicas.wait_set)
         return bool(self.replicas.blocking(entry.key))
 
-    def secure(self, entries: Iterable[LedgerEntry], epoch: int, now: float) -> None:
+    def secure(
+        self, out: list[Effect], entries: Iterable[LedgerEntry], epoch: int, now: float
+    ) -> None:
         """Tell the standbys waited on that these unanswered entries are recorded: once
         they ack, the channel cursor may pass them (a takeover will find them). Oldest
         first, at most SECURE_IN_FLIGHT unacked at a time: a backlog after a takeover
@@ -169,7 +169,7 @@ class MarkerBook:
             if e.key not in self.recorded and e.state.rank < LedgerState.PREPARED.rank
         ]
         for entry in sorted(fresh, key=pending_order)[: max(0, room)]:
-            self.tell(entry, "received", epoch, None, now, self.replicas.wait_set)
+            self.tell(out, entry, "received", epoch, None, now, self.replicas.wait_set)
             self.securing.add(entry.key)
 
     def secured(self, entries: Iterable[LedgerEntry]) -> frozenset[str]:
@@ -182,35 +182,32 @@ class MarkerBook:
         owed = self.replicas.blocked_keys()
         return frozenset(e.key for e in entries if e.key in self.recorded and e.key not in owed)
 
-    def acked(self, env: Envelope, now: float) -> str | None:
+    def acked(self, out: list[Effect], sender: str, mid: str, now: float) -> str | None:
         """A standby acked a marker. The key of its entry if no bound standby owes a
         blocking marker of it any more (its reply may go, the cursor may pass it)."""
-        try:
-            mid = open_ack(env)
-        except MarkerRefused as exc:
-            self.counters.inc("marker.refused")
-            log.warning("marker ack from %s refused: %s", env.sender, exc.detail)
-            return None
-        done = self.replicas.acked(env.sender, mid, now)
+        done = self.replicas.acked(sender, mid, now)
         if done is None:
             return None
         if not self.replicas.owed(mid):
             self.sent.pop(mid, None)
-        self.counters.inc("marker.acked")
+        out.append(Count("marker.acked"))
         return done.key if done.blocks and not self.replicas.blocking(done.key) else None
 
-    def sync_requested(self, env: Envelope, epoch: int, now: float) -> None:
-        """A standby out of sync asks to join: it is waited on from now and gets the
-        markers of the keys it names and of every reply in flight."""
-        try:
-            keys, page, more = open_sync_request(env)
-        except MarkerRefused as exc:
-            self.counters.inc("marker.refused")
-            log.warning("sync request from %s refused: %s", env.sender, exc.detail)
-            return
-        peer = env.sender
+    def sync_requested(
+        self,
+        out: list[Effect],
+        peer: str,
+        page_of: tuple[tuple[str, ...], int, bool],
+        stored: Mapping[str, LedgerEntry],
+        epoch: int,
+        now: float,
+    ) -> None:
+        """A standby out of sync asks to join (a page of its unfinished keys, the page's
+        number, whether more follow): it is waited on from now and gets the markers of
+        the keys it names and of every reply in flight."""
+        keys, page, more = page_of
         r = self.replicas
-        if peer not in {p.machine_id for p in self.peers}:
+        if peer not in self.peers:
             return
         if peer in r.joiners and peer not in r.paging:
             return  # it has sent all its keys; its markers are resent until acked
@@ -224,35 +221,36 @@ class MarkerBook:
         if not r.join(peer, now, more):
             return
         if first:
-            self.counters.inc("sync.joins")
-            log.info("sync: %s is catching up", peer)
+            out.append(Count("sync.joins"))
+            out.append(Log(INFO, f"sync: {peer} is catching up"))
             done = self.ledger.redeliverable.values()  # the channel may deliver them again
             for entry in [*self.ledger.index.values(), *done]:
-                self.tell_state(entry, epoch, now, (peer,))
+                self.tell_state(out, entry, epoch, now, (peer,))
         for key in keys:
-            known = self.ledger.get(key)
+            known = self.ledger.index.get(key) or stored.get(key)
             if known is not None:
-                self.tell_state(known, epoch, now, (peer,))
+                self.tell_state(out, known, epoch, now, (peer,))
 
-    def holder_tick(self, view: LeaseView, now: float) -> bool:
+    def holder_tick(self, out: list[Effect], in_sync: Iterable[str], now: float) -> None:
         """The holder, every tick: follow the set the store may name, send outstanding
-        markers again, remove laggards, ask the lease for the set earned. True if a
-        blocked reply may go on now."""
-        before = len(self.replicas.outstanding)
-        self.replicas.named_are(view.in_sync)
+        markers again, remove laggards, ask the lease for the set earned."""
+        self.replicas.named_are(in_sync)
         for peer, mid in self.replicas.retries(now, self.ack_timeout_ms / 2):
             marker = self.sent.get(mid)
             if marker is not None:
-                self.counters.inc("marker.resent")
-                self._push(peer, mid, marker, now)
+                out.append(Count("marker.resent"))
+                self._push(out, peer, mid, marker, now)
         late = self.replicas.overdue(now, self.ack_timeout_ms)
-        for peer in late:
-            self.counters.inc("sync.removed")
-            log.warning("sync: %s did not ack a reply marker in time; out of sync", peer)
-        for peer in self.replicas.late:  # it may ask to join again only after a back-off
+        for peer in sorted(late):
+            out.append(Count("sync.removed"))
+            out.append(
+                Log(WARNING, f"sync: {peer} did not ack a reply marker in time; out of sync")
+            )
+        for peer in sorted(self.replicas.late):  # it may ask to join again after a back-off
             if peer not in late:
-                self.counters.inc("sync.dropped")
-                log.warning("sync: %s stopped catching up (late to ack); it may ask again", peer)
+                out.append(Count("sync.dropped"))
+                text = f"sync: {peer} stopped catching up (late to ack); it may ask again"
+                out.append(Log(WARNING, text))
             delay = self._backoff(peer)
             self.backoff[peer] = (now + delay, delay)
         self.replicas.late.clear()
@@ -260,14 +258,13 @@ class MarkerBook:
             self.backoff.pop(peer, None)
         wanted = self.replicas.wanted()
         differs = wanted != tuple(sorted(self.replicas.named))
-        if differs and (wanted != self.asked or now - self.asked_at >= 1000):
+        if differs and (wanted != self.asked or now - self.asked_at >= ASK_AGAIN_MS):
             self.asked, self.asked_at = wanted, now
             self.replicas.asked_for(wanted)  # bound from now: the write may land any time
-            self.want_in_sync(wanted)
+            out.append(WantInSync(wanted))
         live = {m for (_, m) in self.replicas.outstanding}
         for mid in [m for m in self.sent if m not in live]:
             del self.sent[mid]
-        return len(self.replicas.outstanding) < before
 
     def _backoff(self, peer: str) -> float:
         """How long a standby late to ack waits before it may join again: an ack timeout,
@@ -276,66 +273,60 @@ class MarkerBook:
         last = self.backoff.get(peer, (0.0, self.ack_timeout_ms / 2))[1]
         return min(BACKOFF_TIMEOUTS * self.ack_timeout_ms, 2 * last)
 
-    def new_term(self) -> None:
+    def new_term(self, in_sync: Iterable[str]) -> None:
         self.replicas.reset()
+        self.replicas.named_are(in_sync)
         self.sent.clear()
         self.told.clear()
         self.recorded.clear()
         self.securing.clear()
         self.asked = None
 
-    def members_changed(self, peers: tuple[MachineEntry, ...]) -> None:
-        active = {p.machine_id for p in peers}
-        for peer in self.replicas.wait_set - active:
+    def members_changed(self, peers: frozenset[str]) -> None:
+        for peer in self.replicas.wait_set - peers:
             self.replicas.leave(peer)
         self.peers = peers
 
     # --- a standby -----------------------------------------------------------------
 
-    def request_sync(self, view: LeaseView, now: float) -> None:
+    def request_sync(
+        self, out: list[Effect], holder: str | None, in_sync: Iterable[str], now: float
+    ) -> None:
         """A standby the known record does not name in sync asks the holder to join,
         every second, naming the keys it holds unfinished."""
-        holder = view.holder
-        if holder is None or holder == self.me or self.me in view.in_sync:
+        if holder is None or holder == self.me or self.me in in_sync:
             return
         if now - self.sync_asked_at < SYNC_REQUEST_EVERY_MS:
             return
         self.sync_asked_at = now
-        keys = sorted(self.ledger.index)
-        self.counters.inc("sync.requests")
-        self.transport.request_sync(holder, keys)
+        out.append(Count("sync.requests"))
+        out.append(RequestSync(holder, tuple(sorted(self.ledger.index))))
 
     def apply(
-        self, env: Envelope, holding: bool, wall_ms: float, holder: str | None
+        self,
+        out: list[Effect],
+        sender: str,
+        marker: ReplyMarker,
+        stored: LedgerEntry | None,
+        wall_ms: float,
     ) -> LedgerEntry | None:
-        """A standby (``holding`` False) applies the marker in ``env`` and acks it; the
-        entry if the marker completed it (every reply delivered), else None. A holder
-        takes none (a former holder's late marker could make a reply look prepared that
-        its standbys in sync never heard of); a standby takes them from any member: a
-        lagging view of who holds must not stall the holder's replies, and a late
-        marker only tells it more of what may have been sent."""
-        members = {p.machine_id: p.identity.signing_public for p in self.peers}
+        """A standby applies ``marker`` and acks it once durable; the entry if the
+        marker completed it (every reply delivered), else None."""
+        known = self.ledger.index.get(marker.key) or stored
         try:
-            if holding:
-                raise MarkerRefused(f"{env.sender}'s marker reached the holder")
-            marker = open_marker(env, members, self.verify)
-            known = self.ledger.get(marker.key) is not None
-            entry = self.ledger.apply_marker(marker, wall_ms)
-            done = entry.state is LedgerState.COMMITTED and not holding
-            if done:
-                # every reply is delivered: done here too, so retention can prune it
-                entry = self.ledger.ack(entry.key, wall_ms)
-        except MarkerRefused as exc:
-            self.counters.inc("marker.refused")
-            log.warning("marker from %s refused: %s", env.sender, exc.detail)
-            return None
+            entry = apply_marker(known, marker, wall_ms)
+            done = entry.state is LedgerState.COMMITTED
+            after = ack(entry, wall_ms) if done else entry  # done here too: pruned in time
         except LedgerError as exc:
-            self.counters.inc("marker.failed")
-            log.warning("marker from %s not applied: %s", env.sender, exc.detail)
+            out.append(Count("marker.failed"))
+            out.append(Log(WARNING, f"marker from {sender} not applied: {exc.detail}"))
             return None
-        self.counters.inc("marker.applied")
-        if not known:
-            self.counters.inc("marker.unknown_message")
+        self.ledger.step(out, LedgerOp.APPLY_MARKER, entry, marker, wall_ms)
+        if done:
+            self.ledger.step(out, LedgerOp.ACK, after, marker.key, wall_ms)
+        out.append(Count("marker.applied"))
+        if known is None:
+            out.append(Count("marker.unknown_message"))
         # durably recorded (each ledger step is one durable transaction): say so
-        self.transport.ack_marker(env.sender, marker_id(marker.kind, marker.key, marker.index))
-        return entry if done else None
+        out.append(AckMarker(sender, marker_id(marker.kind, marker.key, marker.index)))
+        return after if done else None
