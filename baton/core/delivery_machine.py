@@ -91,7 +91,8 @@ def step(s: DeliveryState, event: Event) -> tuple[DeliveryState, list[Effect]]:
 
 
 def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
-    if s.reloading and not isinstance(event, (Ticked, Reloaded, MembersChanged)):
+    lasting = (Ticked, Reloaded, MembersChanged, IngressStopped, IngressResumed)
+    if s.reloading and not isinstance(event, lasting):
         _while_reloading(s, event, out)
         return
     match event:
@@ -141,12 +142,14 @@ def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
 def _tick(s: DeliveryState, ev: Ticked, out: list[Effect]) -> None:
     at, now = ev.at, ev.at.now
     s.in_sync = ev.in_sync
-    if s.reloading:
-        out.append(Reload())
-        return
     epoch = ev.epoch
     if epoch is not None and epoch <= s.fenced_at:
         epoch = None  # a sink refused this epoch: act no more until the lease moves on
+    if s.reloading:  # a term may end now; one starts only on the ledger read back
+        if s.term is not None and epoch != s.term:
+            term_changed(s, None, at, out)
+        out.append(Reload())
+        return
     if epoch != s.term:
         term_changed(s, epoch, at, out)
     if s.term is not None:

@@ -270,8 +270,8 @@ class DeliverySim:
         elif env.keys is not None:
             index = node.state.ledger.index
             found = {k: node.ledger.get(k) for k in env.keys if k not in index}
-            stored = {k: e for k, e in found.items() if e is not None}
-            self.feed(node, ev.SyncRequested(self.at(), env.src, env.keys, 0, False, stored))
+            known = {k: e for k, e in found.items() if e is not None}
+            self.feed(node, ev.SyncRequested(self.at(), env.src, env.keys, 0, False, known))
 
     def sink_takes(self, k: int, answer_lost: bool) -> None:
         send = self.sends.pop(k)
