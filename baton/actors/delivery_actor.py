@@ -59,8 +59,6 @@ from baton.wire.marker_transport import (
 
 log = logging.getLogger("baton.delivery")
 
-JOBS = (ev.StartAgent, ev.Send, ev.Check)
-
 
 def persist(ledger: Ledger, step: ev.Persist) -> LedgerEntry:
     """Carry out ``step`` on ``ledger`` (the port's method of that name): the entry as
@@ -212,7 +210,8 @@ class DeliveryActor(pykka.ThreadingActor):
             self.counters.inc("marker.refused")
             log.warning("marker from %s refused: %s", env.sender, exc.detail)
             return
-        stored = self._stored((marker.key,)).get(marker.key)
+        holding = self.state.holding  # (a holder refuses it: nothing to read)
+        stored = None if holding else self._stored((marker.key,)).get(marker.key)
         self._run(ev.MarkerArrived(self._at(), env.sender, marker, stored))
 
     def _sync_requested(self, env: Envelope, page: tuple[list[str], int, bool]) -> ev.Event:
@@ -252,8 +251,7 @@ class DeliveryActor(pykka.ThreadingActor):
                 continue
             failure = self._persist(effect)
             if failure is not None:  # nothing after it: it may depend on the write
-                dropped = tuple(e.token for e in effects[n + 1 :] if isinstance(e, JOBS))
-                self._run(ev.LedgerFailed(self._at(), effect.entry.key, failure, dropped))
+                self._run(ev.LedgerFailed(self._at(), effect, failure, tuple(effects[n + 1 :])))
                 return
 
     def _persist(self, effect: ev.Persist) -> str | None:

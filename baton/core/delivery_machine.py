@@ -35,9 +35,7 @@ from baton.core.delivery_pipeline import (
     drained,
     publish_cursor,
     pump,
-    start_term,
     term_changed,
-    topic_of,
 )
 from baton.core.delivery_types import (
     ERROR,
@@ -45,8 +43,10 @@ from baton.core.delivery_types import (
     AckArrived,
     AgentDone,
     At,
+    Check,
     CheckDone,
     Count,
+    Drained,
     Effect,
     Event,
     IngressResumed,
@@ -56,17 +56,20 @@ from baton.core.delivery_types import (
     Log,
     MarkerArrived,
     MembersChanged,
+    Persist,
     Polled,
     Prune,
     Reload,
     Reloaded,
+    Send,
     SendDone,
+    StartAgent,
     SyncRequested,
     Ticked,
     TurnSeen,
 )
 from baton.core.errors import LedgerError
-from baton.core.ledger import LedgerEntry
+from baton.core.ledger import LedgerEntry, LedgerState
 
 PRUNE_EVERY_MS = 60_000
 RETRY_ERROR_MS = 5000
@@ -119,7 +122,8 @@ def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
             freed = s.book.acked(out, sender, mid, at.now)
             if freed is not None:
                 s.cursor_stale = True  # published at the next tick (not per ack)
-                if freed in s.ledger.index:
+                entry = s.ledger.index.get(freed)
+                if entry is not None and entry.state is LedgerState.PREPARED:
                     pump(s, at, out)  # its reply may go now
         case SyncRequested(at=at) if s.term is not None:
             page = (event.keys, event.page, event.more)
@@ -148,6 +152,8 @@ def _tick(s: DeliveryState, ev: Ticked, out: list[Effect]) -> None:
     if s.reloading:  # a term may end now; one starts only on the ledger read back
         if s.term is not None and epoch != s.term:
             term_changed(s, None, at, out)
+        if s.term is None:
+            s.was_in_sync = ev.may_take_over
         out.append(Reload())
         return
     if epoch != s.term:
@@ -192,36 +198,59 @@ def _polled(s: DeliveryState, ev: Polled, out: list[Effect]) -> None:
 
 def _ledger_failed(s: DeliveryState, ev: LedgerFailed, out: list[Effect]) -> None:
     """A write failed and nothing after it was carried out: the index may be ahead of
-    the disk. Stop, free the topics whose jobs never started, confirm nothing at the
-    channel this term has not polled again, and read the ledger back."""
+    the disk. What the lost effects said is taken back: their jobs never started (their
+    topics are free, their sends never went), their markers are owed no more, a
+    delivered reply whose record was lost is recorded again once the ledger is back,
+    and a drain not said is said later. The channel cursor confirms nothing this term
+    has not polled again. Nothing is decided until the ledger reads back."""
     out.append(Count("delivery.errors"))
-    out.append(Log(ERROR, f"delivery: the ledger write on {ev.key} failed: {ev.detail}"))
-    for topic in [t for t, token in s.busy.items() if token in ev.dropped]:
-        del s.busy[topic]
+    key = ev.failed.entry.key
+    out.append(Log(ERROR, f"delivery: the ledger write on {key} failed: {ev.detail}"))
+    for effect in (ev.failed, *ev.dropped):
+        match effect:
+            case Persist(op=LedgerOp.COMMIT, args=(key, index, message_id, epoch, _)):
+                s.recommit[(key, index)] = (message_id, epoch)
+                s.book.forget(key)
+            case Persist(entry=entry):
+                s.book.forget(entry.key)
+            case Send(token=token, entry=entry, index=index):
+                s.unsure.discard((entry.key, index))  # it never went
+                _free(s, token)
+            case StartAgent(token=token) | Check(token=token):
+                _free(s, token)
+            case Drained():
+                s.drain_asked = True  # said once the ledger is back
     s.highest_seen = None
     s.reloading = True  # the next tick reads the ledger back
 
 
+def _free(s: DeliveryState, token: int) -> None:
+    for topic in [t for t, waits_on in s.busy.items() if waits_on == token]:
+        del s.busy[topic]
+
+
 def _reloaded(s: DeliveryState, ev: Reloaded, out: list[Effect]) -> None:
-    """The disk's pending entries: the term goes on from them, its markers told again."""
+    """The disk's pending entries: the term goes on from them (its markers outstanding
+    stay so); replies known delivered are recorded first, then the results that came
+    meanwhile are taken, in order."""
     s.ledger.reload(ev.pending)
     s.reloading = False
     out.append(Log(WARNING, f"delivery: the ledger read back ({len(ev.pending)} pending)"))
-    if s.term is not None:
-        start_term(s, s.term, ev.at, out)
-        for key, index in sorted(s.delivered):  # the truth about the sink, recorded late
-            commit(s, key, index, None, s.term, ev.at, out)
-    s.delivered.clear()
+    recommit, s.recommit = s.recommit, {}
+    for (key, index), (message_id, epoch) in sorted(recommit.items()):
+        commit(s, key, index, message_id, epoch, ev.at, out)
+    deferred, s.deferred = s.deferred, []
+    for event in deferred:
+        _step(s, event, out)
     publish_cursor(s, out)
     pump(s, ev.at, out)
 
 
 def _while_reloading(s: DeliveryState, event: Event, out: list[Effect]) -> None:
     """Nothing is decided on an index that may be ahead of the disk: a job's result
-    frees its topic, and a delivered send is remembered until the ledger is back."""
+    waits for the ledger to be back (a job does not run twice); what a peer or the
+    channel tells comes again by itself (a poll goes out again, markers are sent
+    until acked, a standby asks to join every second)."""
     out.append(Count("delivery.deferred"))
-    results = (AgentDone, SendDone, CheckDone)
-    if isinstance(event, results) and s.busy.get(topic_of(event.key)) == event.token:
-        del s.busy[topic_of(event.key)]
-    if isinstance(event, SendDone) and event.status in ("accepted", "repeat"):
-        s.delivered.add((event.key, event.index))
+    if isinstance(event, (AgentDone, SendDone, CheckDone)):
+        s.deferred.append(event)

@@ -23,6 +23,7 @@ from baton.core.delivery_types import (
     DeliveryConfig,
     Drained,
     Effect,
+    Event,
     LedgerOp,
     Log,
     PublishCursor,
@@ -67,8 +68,11 @@ class DeliveryState:
         self.drain_asked = False
         self.sends_held_until = 0.0  # a 429: no send to the channel before this
         self.cursor_stale = False  # an ack may let the cursor pass a message
-        self.reloading = False  # a ledger write failed: nothing moves until read back
-        self.delivered: set[tuple[str, int]] = set()  # sends delivered while reloading
+        # A ledger write failed: nothing moves until it is read back; meanwhile the
+        # jobs' results wait, and replies known delivered wait to be recorded again.
+        self.reloading = False
+        self.deferred: list[Event] = []
+        self.recommit: dict[tuple[str, int], tuple[int | None, int]] = {}  # -> id, epoch
 
     @property
     def holding(self) -> bool:
@@ -121,7 +125,7 @@ def publish_cursor(s: DeliveryState, out: list[Effect]) -> None:
 def drained(s: DeliveryState, out: list[Effect]) -> None:
     """A handoff waits until every reply in flight is delivered and recorded: no job
     runs, and no message is prepared or committed but not yet acked."""
-    if not s.drain_asked or s.busy:
+    if not s.drain_asked or s.busy or s.reloading:
         return
     started = (LedgerState.PREPARED, LedgerState.COMMITTED)
     if not any(e.state in started for e in s.ledger.index.values()):

@@ -161,13 +161,13 @@ class IngressResumed:
 
 @dataclass(frozen=True)
 class LedgerFailed:
-    """A ``Persist`` failed (the disk): nothing after it was carried out, and the jobs
-    of ``dropped`` (tokens) never started."""
+    """The ledger write ``failed`` (the disk; ``detail`` says how): the effects after it
+    in the same step (``dropped``) were not carried out."""
 
     at: At
-    key: str
+    failed: Persist
     detail: str
-    dropped: tuple[int, ...] = ()
+    dropped: tuple[Effect, ...] = ()
 
 
 @dataclass(frozen=True)

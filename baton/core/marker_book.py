@@ -282,6 +282,16 @@ class MarkerBook:
         self.securing.clear()
         self.asked = None
 
+    def forget(self, key: str) -> None:
+        """The markers told about ``key`` this term described a ledger write that
+        failed: owed no more, and told again once the entry moves on."""
+        self.replicas.forget_key(key)
+        for mid in [mid for mid, marker in self.sent.items() if marker.key == key]:
+            del self.sent[mid]
+        self.told.discard(key)
+        self.recorded.discard(key)
+        self.securing.discard(key)
+
     def members_changed(self, peers: frozenset[str]) -> None:
         for peer in self.replicas.wait_set - peers:
             self.replicas.leave(peer)

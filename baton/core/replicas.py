@@ -241,6 +241,12 @@ class Replicas:
             if now - o.last_sent >= every_ms
         ]
 
+    def forget_key(self, key: str) -> None:
+        """No marker about ``key`` is owed any more (they told what the ledger never
+        came to hold: its write failed)."""
+        for item in [item for item, o in self.outstanding.items() if o.key == key]:
+            self._pop(item)
+
     def reset(self) -> None:
         """A new term: nothing is outstanding, nobody is joining or being removed."""
         self.joiners.clear()

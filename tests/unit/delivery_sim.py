@@ -32,7 +32,7 @@ from baton.core import delivery_types as ev
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.errors import LedgerError
 from baton.core.inbound import InboundMessage
-from baton.core.ledger import LedgerEntry, ReplyMarker
+from baton.core.ledger import LedgerEntry, LedgerState, ReplyMarker
 from baton.stores.ledger_memory import MemoryLedger
 
 MESSAGES = 6
@@ -41,6 +41,11 @@ ACK_TIMEOUT_MS = 1000.0
 
 def inbound(n: int) -> InboundMessage:
     return InboundMessage("tg", 100 + n, 1, 1 + n % 2, 500 + n, f"m{n}", "u")
+
+
+def replies(n: int) -> tuple[str, ...]:
+    """The agent's answer to message ``n``: one, two or three parts."""
+    return tuple(f"re m{n} ({part})" for part in range(1 + n % 3))
 
 
 @dataclass
@@ -75,21 +80,24 @@ class Node:
     paused: bool = False
     life: int = 0
     failing: bool = False  # its next ledger write fails
+    policy: str = "resend"  # ambiguous_policy
     state: DeliveryState = field(init=False)  # what the process knows: lost at a crash
     agents: list[Job] = field(default_factory=list)  # agent runs
     answers: list[ev.Event] = field(default_factory=list)  # results not read yet
     cursor: int | None = None  # the offset the machine published last
     polling: int | None = None  # the offset of the long poll in flight
+    known: set[tuple[str, int]] = field(default_factory=set)  # replies it read accepted
 
     def __post_init__(self) -> None:
         self.boot()
 
     def boot(self) -> None:
         """A new process: its ledger as it is on disk, knowing nothing else."""
-        cfg = ev.DeliveryConfig(self.name, retries=1, ack_timeout_ms=ACK_TIMEOUT_MS)
+        cfg = ev.DeliveryConfig(self.name, 1, self.policy, ACK_TIMEOUT_MS)
         self.state = DeliveryState(cfg, self.ledger.pending())
         self.state.book.members_changed(self.peers)
         self.agents, self.answers, self.cursor, self.polling = [], [], None, None
+        self.known = set()
 
 
 @dataclass
@@ -101,14 +109,15 @@ class Lease:
 
 
 class DeliverySim:
-    def __init__(self, names: tuple[str, ...] = ("a", "b", "c")) -> None:
-        self.nodes = {n: Node(n, frozenset(names) - {n}) for n in names}
+    def __init__(self, names: tuple[str, ...] = ("a", "b", "c"), policy: str = "resend") -> None:
+        self.nodes = {n: Node(n, frozenset(names) - {n}, policy=policy) for n in names}
         self.lease = Lease(in_sync=frozenset(names))  # a new mesh: empty ledgers, all in sync
         self.wire: list[Env] = []
         self.sends: list[Job] = []  # on their way to the sink
         self.sink: Counter[tuple[str, int]] = Counter()  # what the user saw
         self.excused: set[tuple[str, int]] = set()  # in flight at a crash or pause
         self.reported: set[tuple[str, int]] = set()  # reported as ambiguous sends
+        self.faults: list[str] = []  # what a machine did that it must never do
         self.offset = 0  # the channel's confirmed offset (only moves forward)
         self.posted = 0
         self.now = 0.0  # ms, local and wall alike
@@ -160,11 +169,8 @@ class DeliverySim:
                 try:
                     self._persist(node, effect)
                 except LedgerError as exc:
-                    jobs = (ev.StartAgent, ev.Send, ev.Check)
-                    dropped = tuple(e.token for e in effects[n + 1 :] if isinstance(e, jobs))
-                    self.feed(
-                        node, ev.LedgerFailed(self.at(), effect.entry.key, exc.detail, dropped)
-                    )
+                    dropped = tuple(effects[n + 1 :])
+                    self.feed(node, ev.LedgerFailed(self.at(), effect, exc.detail, dropped))
                     return
             else:
                 self._carry_out(node, effect)
@@ -181,6 +187,8 @@ class DeliverySim:
             case ev.StartAgent(token=token, entry=entry, epoch=epoch):
                 node.agents.append(Job(node.name, node.life, token, entry, epoch=epoch))
             case ev.Send(token=token, entry=entry, index=index):
+                if (entry.key, index) in node.known:
+                    self.faults.append(f"{node.name} sent {entry.key} {index} it knew delivered")
                 job = Job(node.name, node.life, token, entry, index, node.state.term)
                 if self.gate(node) != job.epoch:  # the FencedOutbox: not holding
                     node.answers.append(self._sent(job, None, "not_holder"))
@@ -203,8 +211,19 @@ class DeliverySim:
                 self.reported.add((event["key"], event["index"]))
             case ev.Reload():
                 self.feed(node, ev.Reloaded(self.at(), tuple(node.ledger.pending())))
+            case ev.Drained():
+                self._check_drained(node)
             case _:
-                pass  # counts, other logs, transcripts, pruning, drains: not modelled
+                pass  # counts, other logs, transcripts, pruning: not modelled
+
+    def _check_drained(self, node: Node) -> None:
+        """A handoff goes on only once every reply in flight is delivered and recorded
+        (durably: the ledger, not what the process believes)."""
+        started = (LedgerState.PREPARED, LedgerState.COMMITTED)
+        unfinished = [e.key for e in node.ledger.pending() if e.state in started]
+        sending = [s.entry.key for s in self.sends if (s.node, s.life) == (node.name, node.life)]
+        if unfinished or sending:
+            self.faults.append(f"{node.name} drained with {unfinished} {sending} in flight")
 
     def _sent(self, job: Job, status: str | None, error: str | None) -> ev.SendDone:
         return ev.SendDone(
@@ -244,9 +263,8 @@ class DeliverySim:
         if not node.agents or not node.up or node.paused:
             return
         job = node.agents.pop(pick % len(node.agents))
-        self.feed(
-            node, ev.AgentDone(self.at(), job.token, job.entry.key, (f"re {job.entry.text}",))
-        )
+        n = job.entry.message_id - 500
+        self.feed(node, ev.AgentDone(self.at(), job.token, job.entry.key, replies(n)))
 
     def answer(self, node: Node) -> None:
         """``node`` reads the results of its sends and checks."""
@@ -254,7 +272,15 @@ class DeliverySim:
             return
         answers, node.answers = node.answers, []
         for result in answers:
+            if isinstance(result, ev.SendDone) and result.status == "accepted":
+                node.known.add((result.key, result.index))
             self.feed(node, result)
+
+    def ingress(self, node: Node) -> None:
+        """A planned handoff stops ``node``'s ingress, or one called off resumes it."""
+        if node.up and not node.paused:
+            stopped = node.state.ingress_stopped
+            self.feed(node, (ev.IngressResumed if stopped else ev.IngressStopped)(self.at()))
 
     def deliver(self, k: int) -> None:
         env = self.wire.pop(k)
@@ -317,8 +343,12 @@ class DeliverySim:
             if times > 1 and reply not in self.excused | self.reported
         ]
 
-    def unanswered(self) -> list[str]:
-        return [inbound(n).key for n in range(self.posted) if not self.sink[(inbound(n).key, 0)]]
+    def unanswered(self) -> list[tuple[str, int]]:
+        """Replies the user never saw, but for those reported as ambiguous (the skip
+        policy records a reply it cannot check as delivered, and says so)."""
+        n_parts = [(inbound(n).key, len(replies(n))) for n in range(self.posted)]
+        every = [(key, part) for key, parts in n_parts for part in range(parts)]
+        return [r for r in every if not self.sink[r] and r not in self.reported]
 
     def heal(self, rounds: int = 60) -> None:
         """Everyone up, a reliable wire, everything carried out in order, until every
@@ -326,6 +356,8 @@ class DeliverySim:
         for node in self.nodes.values():
             self.restart(node)
             node.paused = node.failing = False
+            if node.state.ingress_stopped:
+                self.ingress(node)  # the handoff is called off
         for _ in range(rounds):
             holder = self.holder()
             if holder is None:

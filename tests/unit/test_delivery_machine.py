@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
+import pytest
+
 from baton.core import ledger as rules
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.delivery_types import (
@@ -131,6 +133,11 @@ def prepared(msg: InboundMessage, *replies: str, epoch: int = 1) -> LedgerEntry:
     return rules.prepare(LedgerEntry.of(msg, WALL), replies, epoch, WALL)
 
 
+def record_of(msg: InboundMessage) -> Persist:
+    """The write that records ``msg`` (as the machine makes it)."""
+    return Persist(LedgerOp.RECORD, LedgerEntry.of(msg, WALL), (msg, WALL))
+
+
 def sending(m: Machine, msg: InboundMessage, now: float = 10.0) -> Send:
     """A holder with no standby: ``msg`` polled, answered ("hi"), its reply on its way."""
     [start] = of(m.poll(now, msg), StartAgent)
@@ -240,7 +247,8 @@ def test_after_a_failed_ledger_write_nothing_moves_until_the_ledger_is_read_back
     m.hold()
     [start] = of(m.poll(10, msg), StartAgent)
     # the shell: its Persist(BEGIN) failed, so the agent never started
-    m(LedgerFailed(at(11), msg.key, "disk full", dropped=(start.token,)))
+    begin = Persist(LedgerOp.BEGIN, start.entry, (msg.key, WALL + 10))
+    m(LedgerFailed(at(11), begin, "disk full", dropped=(start,)))
     assert m.s.busy == {}
 
     work = (StartAgent, Send, Check, Persist)
@@ -272,11 +280,11 @@ def test_a_send_delivered_while_the_ledger_reloads_is_committed_once_it_is_back(
     m.hold()
     send = sending(m, msg)
     disk = send.entry  # prepared, durably
-    m(LedgerFailed(at(30), other.key, "disk I/O error"))  # another message's RECORD
+    m(LedgerFailed(at(30), record_of(other), "disk I/O error"))  # another message's
 
     out = m.sent(31, send)  # the sink took it
     assert persisted(out) == [] and counted(out, "delivery.deferred") == 1
-    assert m.s.busy == {}  # its topic waits on nothing now
+    assert m.s.busy == {"1/0": send.token}  # its result waits for the ledger
 
     m.hold(now=40)
     out = m(Reloaded(at(41), (disk,)))
@@ -293,7 +301,7 @@ def test_a_tick_that_ends_the_term_while_reloading_lets_nothing_be_sent_after_th
     m.hold(in_sync=(B,))
     [start] = of(m.poll(10, msg), StartAgent)
     m.answer(20, start, "hi")  # prepared; its send waits for B's ack
-    m(LedgerFailed(at(30), other.key, "disk I/O error"))
+    m(LedgerFailed(at(30), record_of(other), "disk I/O error"))
 
     out = m(Ticked(at(40), None, B, (ME,)))  # the lease moved on: B holds, this one is in sync
     assert of(out, Reload) == [Reload()]
@@ -306,7 +314,7 @@ def test_ingress_resumed_while_the_ledger_reloads_is_not_lost() -> None:
     m, msg, later = Machine(), inbound(1), inbound(2, thread=2)
     m.hold()
     m(IngressStopped(at(5)))
-    m(LedgerFailed(at(10), msg.key, "disk I/O error"))
+    m(LedgerFailed(at(10), record_of(msg), "disk I/O error"))
     m(IngressResumed(at(11)))  # the handoff was aborted
     m.hold(now=20)
     m(Reloaded(at(21), ()))
@@ -319,7 +327,7 @@ def test_ingress_resumed_while_the_ledger_reloads_is_not_lost() -> None:
 def test_ingress_stopped_while_the_ledger_reloads_is_not_lost() -> None:
     m, msg, later = Machine(), inbound(1), inbound(2, thread=2)
     m.hold()
-    m(LedgerFailed(at(10), msg.key, "disk I/O error"))
+    m(LedgerFailed(at(10), record_of(msg), "disk I/O error"))
     m(IngressStopped(at(11)))  # a handoff begins
     m.hold(now=20)
     m(Reloaded(at(21), ()))
@@ -327,6 +335,73 @@ def test_ingress_stopped_while_the_ledger_reloads_is_not_lost() -> None:
     out = m.poll(30, later)
     assert of(out, StartAgent) == []
     assert len(of(m.log, Drained)) == 1
+
+
+def test_a_reply_whose_commit_was_not_written_is_recorded_after_the_reload_never_sent_again() -> (
+    None
+):
+    m, msg = Machine(), inbound(1)
+    m.hold()
+    [start] = of(m.poll(10, msg), StartAgent)
+    [send] = of(m.answer(20, start, "one", "two", "three"), Send)  # three parts
+    assert send.index == 0
+    out = m.sent(30, send)  # part 0 arrived; its COMMIT is the write that fails
+    [commit] = persisted(out, LedgerOp.COMMIT)
+    at_fault = out[out.index(commit) + 1 :]
+    assert of(at_fault, Send)  # part 1 was to go next: dropped with the rest
+    m(LedgerFailed(at(31), commit, "disk I/O error", tuple(at_fault)))
+    m.hold(now=40)
+
+    out = m(Reloaded(at(41), (send.entry,)))  # the disk: prepared, nothing committed
+    assert persisted(out)[0].op is LedgerOp.COMMIT and persisted(out)[0].args[1] == 0
+    assert persisted(out)[0].entry.replies[0].message_id == 77  # the sink's id kept
+    assert [e.index for e in of(out, Send)] == [1]  # part 0 never again; part 1 goes
+    assert of(out, Check) == []
+
+
+@pytest.mark.parametrize("policy", ["resend", "skip"])
+def test_a_send_dropped_at_a_failed_write_is_sent_after_the_reload_never_checked(
+    policy: str,
+) -> None:
+    """A reply the machine decided to send, but the shell never sent (an earlier write
+    in the same step failed), is not a send of unknown fate: no check, no ambiguity,
+    and under skip never recorded as delivered unsent."""
+    m, a, b = Machine(policy=policy), inbound(1), inbound(2, thread=2)
+    m.hold()
+    [start_a, start_b] = of(m.poll(10, a, b), StartAgent)
+    out = m.answer(20, start_a, "for a")
+    [prepare_a] = persisted(out, LedgerOp.PREPARE)
+    m(LedgerFailed(at(21), prepare_a, "disk I/O error", tuple(out[out.index(prepare_a) + 1 :])))
+    out = m.answer(22, start_b, "for b")  # deferred until the ledger is back
+    assert persisted(out) == [] and m.s.deferred
+    m.hold(now=30)
+    out = m(Reloaded(at(31), (m.s.ledger.index[b.key], LedgerEntry.of(a, WALL))))
+    sends = {e.entry.key: e for e in of(out, Send)}
+    assert set(sends) == {b.key}  # b's result taken; a runs again (its reply was lost)
+    assert [e.entry.key for e in of(out, StartAgent)] == [a.key]
+    # b's Send is dropped at the next failed write, in a step of its own
+    failing = Persist(LedgerOp.BEGIN, LedgerEntry.of(inbound(3), WALL), ("x", WALL))
+    m(LedgerFailed(at(32), failing, "disk I/O error", (sends[b.key],)))
+    m.hold(now=40)
+    out = m(Reloaded(at(41), tuple(m.s.ledger.index.values())))
+    assert [e.entry.key for e in of(out, Send)] == [b.key] and of(out, Check) == []
+    assert counted(m.log, "delivery.ambiguous") == 0
+
+
+def test_a_drain_said_in_a_step_whose_write_failed_is_said_once_the_ledger_is_back() -> None:
+    m, msg = Machine(), inbound(1)
+    m.hold()
+    send = sending(m, msg)
+    m(IngressStopped(at(25)))
+    out = m.sent(30, send)  # delivered, committed, acked: drained
+    [ack] = persisted(out, LedgerOp.ACK)
+    assert of(out, Drained)
+    m(LedgerFailed(at(31), ack, "disk I/O error", tuple(out[out.index(ack) + 1 :])))
+    assert of(m.hold(now=40), Drained) == []  # not while the ledger is away
+    disk = rules.commit(send.entry, 0, 77, 1, WALL + 30)  # committed, not acked
+    out = m(Reloaded(at(41), (disk,)))
+    assert [p.op for p in persisted(out)] == [LedgerOp.ACK]
+    assert len(of(out, Drained)) == 1
 
 
 # --- markers --------------------------------------------------------------------------

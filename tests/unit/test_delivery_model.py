@@ -26,8 +26,11 @@ from hypothesis.stateful import (
     rule,
 )
 
+from baton.core import delivery_machine
+from baton.core.delivery_machine import DeliveryState
+from baton.core.delivery_types import Effect, LedgerFailed
 from baton.core.marker_book import MarkerBook
-from tests.unit.delivery_sim import ACK_TIMEOUT_MS, MESSAGES, DeliverySim, Node
+from tests.unit.delivery_sim import ACK_TIMEOUT_MS, MESSAGES, DeliverySim, Node, inbound
 
 NAMES = ("a", "b", "c")
 name = st.sampled_from(NAMES)
@@ -45,9 +48,9 @@ class DeliveryModel(RuleBasedStateMachine):
         assert holder is not None
         return holder
 
-    @initialize()
-    def start(self) -> None:
-        self.sim = DeliverySim(NAMES)
+    @initialize(policy=st.sampled_from(["resend", "skip"]))
+    def start(self, policy: str = "resend") -> None:
+        self.sim = DeliverySim(NAMES, policy)
         for _ in range(MESSAGES // 2):  # some wait at the channel, the rest come later
             self.sim.post()
 
@@ -128,10 +131,16 @@ class DeliveryModel(RuleBasedStateMachine):
         else:
             (self.sim.resume if node.paused else self.sim.pause)(node)
 
+    @precondition(lambda self: self.sim.holder() is not None)
+    @rule()
+    def a_handoff_stops_or_resumes_ingress(self) -> None:
+        self.sim.ingress(self.holder)
+
     @invariant()
     def never_a_double_it_does_not_report(self) -> None:
         if hasattr(self, "sim"):
             assert not self.sim.unexcused_doubles(), f"doubled: {self.sim.unexcused_doubles()}"
+            assert not self.sim.faults, self.sim.faults
 
     def teardown(self) -> None:
         if not hasattr(self, "sim"):
@@ -212,6 +221,39 @@ def lost_received_markers_then_a_crash(model: DeliveryModel) -> None:
     model.takes_the_lease_if_it_may("c")
 
 
+@contextmanager
+def forgets_a_delivery_whose_record_failed() -> Iterator[None]:
+    """The mutation: a reply known delivered whose commit was not written is not
+    recorded again once the ledger is back."""
+    ledger_failed = delivery_machine._ledger_failed
+
+    def forgets(s: DeliveryState, event: LedgerFailed, out: list[Effect]) -> None:
+        ledger_failed(s, event, out)
+        s.recommit.clear()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(delivery_machine, "_ledger_failed", forgets)
+        yield
+
+
+def a_commit_write_fails(model: DeliveryModel) -> None:
+    """b holds; a two-part reply is prepared and acked by the standbys; part 0 reaches
+    the sink; the write that records it fails; the ledger is read back."""
+    model.start()
+    model.takes_the_lease_if_it_may("b")
+    model.the_holder_polls()
+    b = model.sim.nodes["b"]
+    model.the_agent_answers("b", [j.entry.key for j in b.agents].index(inbound(1).key))
+    while model.sim.wire:  # the standbys record the prepared marker, b has their acks
+        model.the_wire_delivers_or_drops(0, drop=False)
+    model.the_sink(0, "takes")  # part 0
+    model.a_fault("b", "disk")  # its next write fails: the commit of part 0
+    model.reads_the_sinks_answers("b")
+    model.the_holder_ticks()  # the ledger is read back; the entry's markers told again
+    while model.sim.wire:  # acked again: the next reply may go
+        model.the_wire_delivers_or_drops(0, drop=False)
+
+
 Script = Callable[[DeliveryModel], None]
 
 
@@ -239,7 +281,19 @@ def test_the_model_catches_a_cursor_that_passes_what_no_standby_holds() -> None:
             model.teardown()
 
 
-@pytest.mark.parametrize("script", [lost_markers_then_a_crash, lost_received_markers_then_a_crash])
+def test_the_model_catches_a_delivery_forgotten_at_a_failed_write() -> None:
+    """Mutation check: forget that a reply was delivered when the write recording it
+    failed, and the machine sends it again though it knew (a double at the sink)."""
+    model = DeliveryModel()
+    with forgets_a_delivery_whose_record_failed():
+        a_commit_write_fails(model)
+        with pytest.raises(AssertionError, match="it knew delivered"):
+            model.never_a_double_it_does_not_report()
+
+
+@pytest.mark.parametrize(
+    "script", [lost_markers_then_a_crash, lost_received_markers_then_a_crash, a_commit_write_fails]
+)
 def test_the_same_faults_without_the_mutations_break_nothing(script: Script) -> None:
     """The two scripts above on the model as built: nothing doubled, nothing lost."""
     model = DeliveryModel()
