@@ -257,11 +257,16 @@ class Watcher(threading.Thread):
 
 def transcript_loss(run: Run, topics: list[str]) -> int:
     """Turns the agent lost from its history, summed over topics: the echo agent says how
-    many earlier turns it saw; the last reply of a topic that is the k-th answer should
-    have seen k (fewer means turns dropped by a crash before they reached a standby)."""
+    many earlier turns it saw; the first reply to the k-th message answered in a topic
+    should have seen k - 1 (fewer means turns dropped by a crash before they reached a
+    standby). A message answered twice (a reported ambiguous send) is one turn."""
     lost = 0
     for topic in topics:
-        replies = [m["text"] for m in run.topic(topic) if m["from"] == "bot"]
+        first: dict[int, str] = {}  # the message answered -> its first reply, in order
+        for m in run.topic(topic):
+            if m["from"] == "bot":
+                first.setdefault(m["reply_to"], m["text"])
+        replies = list(first.values())
         if replies and (found := _TURNS.search(replies[-1])):
             lost += max(0, len(replies) - 1 - int(found.group(1)))
     return lost

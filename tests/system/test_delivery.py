@@ -210,6 +210,11 @@ def test_baton_send_on_a_standby_is_forwarded_to_the_holder(
     standby = next(m for m in mesh.machines if m is not awake)
     wait_for(lambda: standby.status()["holder"] is not None, 30, "the standby to see the holder")
     sent = standby.json("send", "t3", "hello from the standby", "--wait", "30")
+    if sent["status"] != "posted":  # what each machine's queue did, to tell why
+        for m in mesh.machines:
+            view = m.status()
+            counts = {k: v for k, v in view["counters"].items() if k.startswith("user_queue")}
+            print(m.name, view["role"], view["holder"], view["delivery"].get("term"), counts)
     assert sent["status"] == "posted"
     messages = topic_messages(chat, "t3")
     assert [m["text"] for m in messages if m["from"] == "user"] == ["hello from the standby"]

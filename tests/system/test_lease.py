@@ -157,9 +157,12 @@ def test_garbage_on_the_lease_ref_is_an_alarm_and_the_mesh_recovers(
     for args in (
         ["add", "lease.json"],
         ["-c", "user.name=v", "-c", "user.email=v@x", "commit", "-qm", "vandal"],
-        ["push", "-qf", f"file://{remote}", "HEAD:refs/baton/lease"],
     ):
         subprocess.run(["git", *args], cwd=work, check=True)
+    # the holder renews all the while: a push that meets a renewal at the ref's lock
+    # ("cannot lock ref") is refused and made again
+    vandal = ["git", "push", "-qf", f"file://{remote}", "HEAD:refs/baton/lease"]
+    wait_for(lambda: subprocess.run(vandal, cwd=work).returncode == 0, 30, "the vandal's push")
     wait_for(lambda: alpha.counter("lease.alarm.store_garbage") >= 1, 30, "alpha's alarm")
     wait_for(lambda: holds(alpha) or holds(bravo), TAKEOVER_S, "a holder again")
     holder = alpha if holds(alpha) else bravo

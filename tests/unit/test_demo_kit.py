@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from baton.demo import Demo
-from baton.demo_kit import History, Loader, Run, Watcher
+from baton.demo_kit import History, Loader, Run, Watcher, transcript_loss
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,3 +52,35 @@ def test_an_event_after_close_stays_in_memory(tmp_path: Path) -> None:
     history.add("posted", message_id=2)
     assert [e["message_id"] for e in history.of("posted")] == [1, 2]
     assert (tmp_path / "h.jsonl").read_text().count("\n") == 1
+
+
+class Topics:
+    """A run whose chat service holds these topics' messages."""
+
+    def __init__(self, **topics: list[tuple[int, int, int]]) -> None:
+        # each message: (its id, the message it answers (0: a user's), earlier turns seen)
+        self.topics = topics
+
+    def topic(self, topic: str) -> list[dict[str, object]]:
+        return [
+            {"message_id": mid, "from": "user", "text": f"m{mid}"}
+            if not to
+            else {
+                "message_id": mid,
+                "from": "bot",
+                "reply_to": to,
+                "text": f"echo (earlier turns: {seen})",
+            }
+            for mid, to, seen in self.topics[topic]
+        ]
+
+
+def test_transcript_loss_counts_turns_missing_from_the_history_not_a_reported_double() -> None:
+    whole = [(1, 0, 0), (2, 1, 0), (3, 0, 0), (4, 3, 1)]
+    doubled = [*whole, (5, 3, 1)]  # message 3 answered again (an ambiguous send)
+    lost_one = [*whole, (5, 0, 0), (6, 5, 1)]  # the third answer saw one earlier turn
+    run = Topics(whole=whole, doubled=doubled, lost_one=lost_one)
+    assert transcript_loss(run, ["whole"]) == 0  # type: ignore[arg-type]
+    assert transcript_loss(run, ["doubled"]) == 0  # type: ignore[arg-type]
+    assert transcript_loss(run, ["lost_one"]) == 1  # type: ignore[arg-type]
+    assert transcript_loss(run, ["whole", "doubled", "lost_one"]) == 1  # type: ignore[arg-type]
