@@ -4,8 +4,9 @@ service): waitress, threaded, with TCP_NODELAY on every connection.
 Invariants:
 - ``bind`` listens before anything is served, so a port in use fails first, clearly
   (AddressInUse, or ConfigError naming the knob), and leaves nothing open.
+- The loop polls (``asyncore_use_poll``): select() cannot watch a descriptor past 1023.
 - ``stop`` stops waitress from another thread without a race: the sockets are closed
-  inside waitress's own loop (closing them under its running select() fails with EBADF),
+  inside waitress's own loop (closing them under its running poll() fails with EBADF),
   by a thunk queued and pulled through the loop's trigger under the trigger's lock
   (pull_trigger() queues first and writes after, so a loop woken in between by a worker
   could run the thunk, which closes the trigger, before the write: EBADF, seen under
@@ -47,7 +48,11 @@ def bind(host: str, port: int, knob: str, what: str) -> socket.socket:
 
 def serve(app: Any, sock: socket.socket, threads: int, ident: str) -> Any:
     """A waitress server for ``app`` on ``sock`` (run it with ``server.run()``)."""
-    server = create_server(app, sockets=[sock], threads=threads, ident=ident)
+    # poll(), not select(): select() cannot watch a descriptor past 1023, and a node
+    # holds one per connection (issue 16: idle connections to the wire pushed it there)
+    server = create_server(
+        app, sockets=[sock], threads=threads, ident=ident, asyncore_use_poll=True
+    )
     if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
         server.adj.socket_options = [*server.adj.socket_options, NODELAY]
     return server

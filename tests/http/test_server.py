@@ -4,6 +4,8 @@ socket, TCP_NODELAY on, stopped from another thread."""
 from __future__ import annotations
 
 import http.client
+import os
+import resource
 import socket
 import threading
 
@@ -49,3 +51,35 @@ def test_a_port_in_use_is_an_address_in_use_error() -> None:
         with pytest.raises(AddressInUse) as info:
             bind_http(HostPort("127.0.0.1", port))
     assert str(port) in info.value.detail
+
+
+def test_descriptors_past_1023_do_not_stop_the_server() -> None:
+    """A node holds a descriptor for every connection (libzmq keeps an idle one through
+    its handshake): past 1023, select() raises ValueError and waitress's loop died
+    (issue 16). It polls instead."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard limit on descriptors is {hard}: cannot go past 1023")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    app = Flask("t")
+    app.add_url_rule("/", "root", lambda: "ok")
+    sock = bind_http(HostPort("127.0.0.1", 0))
+    server = serve(app, sock, 4, "t")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+    try:
+        assert sock.fileno() > 1023  # the loop watches a descriptor past select()'s reach
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        assert thread.is_alive()
+    finally:
+        conn.close()
+        stop(server)
+        sock.close()
+        thread.join(10)
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not thread.is_alive()
