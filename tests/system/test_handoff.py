@@ -20,6 +20,7 @@ import pytest
 
 from baton.channels.chat_server import ChatServer
 from baton.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.services import WAKEUP_PATIENCE_S
 from baton.wire.envelope import make_envelope
 from tests.system.chat_kit import (
     T0,
@@ -123,7 +124,11 @@ def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holde
         assert holder(mesh, but=bravo) is alpha and alpha.counter("handoff.holder.aborted") == 3
         after = {post(chat, t, "after"): (t, "after") for t in TOPICS}  # ingress runs again
         wait_for(lambda: answered(chat, set(after)), 30, "alpha answers on")
-        out = charlie.json("wakeup", timeout=60)  # and a real handoff still works
+        # and a real handoff still works, once charlie is in sync again (bravo's place is
+        # the rogue's, which acks no marker: it leaves the set first); the CLI may try
+        # for up to WAKEUP_PATIENCE_S while the target catches up
+        wait_for(lambda: mesh.synced_holder(but=bravo) is alpha, 120, "charlie in sync")
+        out = charlie.json("wakeup", timeout=WAKEUP_PATIENCE_S + 30)
         assert out["outcome"] == "handed_over", out
     except BaseException:
         dump(mesh)
