@@ -3,11 +3,14 @@ socket, TCP_NODELAY on, stopped from another thread."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import resource
 import socket
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,26 +24,35 @@ from baton.node import bind_http
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_accepted_connections_have_tcp_nodelay() -> None:
+@contextlib.contextmanager
+def served() -> Iterator[tuple[Any, socket.socket, http.client.HTTPConnection]]:
+    """A server answering "ok" at / on a thread, and a client connection to it; both
+    stopped afterwards, the thread ended."""
     app = Flask("t")
     app.add_url_rule("/", "root", lambda: "ok")
     sock = bind_http(HostPort("127.0.0.1", 0))
-    server = serve(app, sock, 8, "t")
+    server = serve(app, sock, 4, "t")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
     try:
-        conn.request("GET", "/")
-        assert conn.getresponse().read() == b"ok"
-        channels = wait_for(lambda: list(server.active_channels.values()), 10, "a channel")
-        flags = [ch.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for ch in channels]
-        assert flags and all(flags)
+        yield server, sock, conn
+        assert thread.is_alive()
     finally:
         conn.close()
         stop(server)
         sock.close()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_accepted_connections_have_tcp_nodelay() -> None:
+    with served() as (server, _sock, conn):
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        channels = wait_for(lambda: list(server.active_channels.values()), 10, "a channel")
+        flags = [ch.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for ch in channels]
+        assert flags and all(flags)
 
 
 def test_a_port_in_use_is_an_address_in_use_error() -> None:
@@ -62,24 +74,12 @@ def test_descriptors_past_1023_do_not_stop_the_server() -> None:
         pytest.skip(f"the hard limit on descriptors is {hard}: cannot go past 1023")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
     filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
-    app = Flask("t")
-    app.add_url_rule("/", "root", lambda: "ok")
-    sock = bind_http(HostPort("127.0.0.1", 0))
-    server = serve(app, sock, 4, "t")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
     try:
-        assert sock.fileno() > 1023  # the loop watches a descriptor past select()'s reach
-        conn.request("GET", "/")
-        assert conn.getresponse().read() == b"ok"
-        assert thread.is_alive()
+        with served() as (_server, sock, conn):
+            assert sock.fileno() > 1023  # the loop watches a descriptor past select()'s reach
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"ok"
     finally:
-        conn.close()
-        stop(server)
-        sock.close()
-        thread.join(10)
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert not thread.is_alive()
