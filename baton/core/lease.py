@@ -352,7 +352,13 @@ def _answered(
     effects.append(Broadcast(record, current.token))
     if now >= deadline:  # the store answered too late to act on it; the lease runs out
         s, more = _demote(s, now, "the store confirmed the renewal after its deadline")
-        return replace(s, deadline=None), [*effects, *more, Alarm("slow_store", "late answer")]
+        effects += [*more, Alarm("slow_store", "late answer")]
+        # The store holds our record: renew it at once, at the same epoch, as after a
+        # self-suspension. Waiting out a ttl to acquire the next epoch left a slow store
+        # (a loaded host) with no holder for seconds and restarted every reply in flight.
+        again = replace(record, nonce=record.nonce + 1, ttl_ms=cfg.timing.ttl_ms)
+        s, more = _write(cfg, replace(s, deadline=None), "renew", again, now)
+        return s, [*effects, *more]
     was = s.phase
     s = replace(s, phase=Phase.HOLDING, deadline=deadline)
     if was is not Phase.HOLDING:

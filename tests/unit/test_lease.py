@@ -351,6 +351,37 @@ def test_a_holder_retries_a_failed_renewal_soon_not_a_whole_interval_later() -> 
     assert a.state.phase is Phase.HOLDING
 
 
+def test_a_renewal_confirmed_after_its_deadline_is_renewed_at_once_at_the_same_epoch() -> None:
+    """A slow store (a loaded host): the holder may not act on a late confirmation, but
+    the store holds its record, so it renews from it at once; it never waits a ttl to
+    take a new epoch (which left nobody answering and restarted every reply)."""
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1100)
+    assert a.state.phase is Phase.HOLDING and a.state.mine is not None
+    epoch, nonce = a.state.mine.epoch, a.state.mine.nonce
+    sim.advance(TIMING.renew_ms)
+    sim.tick(a)  # the renewal goes out; the store takes longer than the window
+    assert a.pending is not None and a.pending.kind == "renew"
+    sim.advance(WINDOW + 50)
+    assert not sim.actors()
+    sim.tick(a)  # self-suspended meanwhile
+    a.effects.clear()
+    sim.carry_out(a)  # the late answer
+    assert a.state.phase is Phase.STANDBY and not can_act(a.state, sim.now(a))
+    assert Alarm("slow_store", "late answer") in a.effects
+    again = a.pending
+    assert again is not None and again.kind == "renew" and again.expected == a.state.mine_token
+    assert (again.record.epoch, again.record.nonce) == (epoch, nonce + 2)
+    sim.carry_out(a)  # answered in time: acting again, at the same epoch
+    assert a.state.phase is Phase.HOLDING and can_act(a.state, sim.now(a))
+    held = [e for e in a.effects if isinstance(e, LeaseChanged) and e.role is Phase.HOLDING]
+    assert held == [LeaseChanged(Phase.HOLDING, a.me, epoch, "renewed")]
+    sim.run(2 * WAIT)
+    assert [m.me for m in sim.actors()] == [a.me] and b.state.phase is Phase.STANDBY
+    assert {e for _, _, e in sim.acted} == {epoch}
+
+
 def test_an_acquire_that_fails_asks_the_store_afresh() -> None:
     sim = Sim(1)
     [a] = sim.machines

@@ -7,9 +7,8 @@ jump is exactly what an NTP step or a user changing the clock does to a machine.
 libfaketime 0.9.10 (Debian's) breaks Python's time.sleep when monotonic clocks are left
 alone (its issue #426); the processes started under it load ``faketime_shim`` (through
 PYTHONPATH), which sleeps on a condition variable instead. Nothing in baton changes.
-Shared memory is off (``FAKETIME_DISABLE_SHM=1``): libfaketime's shared-memory
-semaphores, left by short-lived launchers, made some git commands of the lease store
-fail in chaos runs, failures the schedule did not ask for.
+The shim also keeps a process from inheriting its parent's libfaketime shared memory
+(see it); what a killed process leaves in /dev/shm is swept by ``sweep``.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ def faketime_env(offset_file: Path, offset: str | None = "+0") -> dict[str, str]
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "FAKETIME_TIMESTAMP_FILE": str(offset_file),
         "FAKETIME_CACHE_DURATION": "1",
-        "FAKETIME_DISABLE_SHM": "1",
         "PYTHONPATH": str(SHIM),
     }
 
