@@ -61,12 +61,11 @@ def start_handoff(
     )
 
 
-def tell_handoff(box: list[pykka.ActorRef[Any]]) -> LeaseListener:
+def tell_handoff(ref: pykka.ActorRef[Any]) -> LeaseListener:
     """A lease listener that tells the handoff who holds (a wakeup ends when it is us)."""
 
     def tell(change: LeaseChanged) -> None:
-        for ref in box:
-            with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-                ref.tell(HolderIs(change.holder, change.epoch))
+        with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
+            ref.tell(HolderIs(change.holder, change.epoch))
 
     return tell

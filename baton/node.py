@@ -55,7 +55,7 @@ from baton.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.handoff_parts import start_handoff, tell_handoff
 from baton.http import create_app
 from baton.http import server as http_server
-from baton.lease_parts import LeaseParts, start_lease
+from baton.lease_parts import LeaseParts, LeaseRelay, start_lease
 from baton.logs import setup_logging
 from baton.metrics import Counters
 from baton.probe import FenceProbe
@@ -144,9 +144,9 @@ class Node:
             dispatcher = Dispatcher({"ping": monitor, "pong": monitor}, counters)
             transport.start(dispatcher)
             self.parts.append(transport)
-            registry_box: list[pykka.ActorRef[Any]] = []  # the lease tells it who is awake
-            delivery_box: list[DeliveryParts] = []  # and delivery, once it runs
-            handoff_box: list[pykka.ActorRef[Any]] = []  # and the handoff
+            relay = LeaseRelay()  # the lease tells the parts started after it who holds
+            delivery_box: list[DeliveryParts] = []  # members go to delivery, once it runs
+            handoff_box: list[pykka.ActorRef[Any]] = []  # and to the handoff
             lease = start_lease(
                 s,
                 paths,
@@ -154,7 +154,7 @@ class Node:
                 clock,
                 transport.send,
                 counters,
-                [_follow(registry_box), _tell_delivery(delivery_box), tell_handoff(handoff_box)],
+                [relay],
             )
             if lease is not None:
                 self.parts.append(lease)
@@ -203,7 +203,7 @@ class Node:
                 may_lead=None if lease is None else _gate_open(lease.gate, clock),
             )
             self.parts.append(registry)
-            registry_box.append(registry)
+            relay.add(_follow(registry))
             dispatcher.route("roster", registry)
             delivery = start_delivery(
                 s,
@@ -219,6 +219,7 @@ class Node:
             if delivery is not None:
                 self.parts.append(delivery)
                 delivery_box.append(delivery)
+                relay.add(delivery.holder_changed)
                 for kind in delivery.ROUTES:
                     dispatcher.route(kind, delivery.actor)
                 for kind in delivery.TAIL_ROUTES:
@@ -228,6 +229,7 @@ class Node:
             handoff = start_handoff(s, identity, transport.send, lease, delivery, clock, counters)
             self.parts.append(handoff)
             handoff_box.append(handoff)
+            relay.add(tell_handoff(handoff))
             for kind in HANDOFF_ROUTES:
                 dispatcher.route(kind, handoff)
             handoff.tell(MembersChanged(last_peers[0]))
@@ -318,25 +320,15 @@ def _gate_open(gate: LeaseGate, clock: SystemClock) -> Callable[[], bool]:
     return lambda: gate.current(clock.monotonic_ms()) is not None
 
 
-def _follow(registry_box: list[pykka.ActorRef[Any]]) -> LeaseListener:
+def _follow(registry: pykka.ActorRef[Any]) -> LeaseListener:
     """A lease listener that makes each new holder the registry's awake member."""
 
     def follow(change: LeaseChanged) -> None:
-        if change.holder is not None and registry_box:
+        if change.holder is not None:
             with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-                registry_box[0].tell(HolderChanged(change.holder))
+                registry.tell(HolderChanged(change.holder))
 
     return follow
-
-
-def _tell_delivery(box: list[DeliveryParts]) -> LeaseListener:
-    """A lease listener that tells delivery who holds (a standby forwards to it)."""
-
-    def tell(change: LeaseChanged) -> None:
-        for parts in box:
-            parts.holder_changed(change)
-
-    return tell
 
 
 def _url_host(host: str) -> str:

@@ -43,7 +43,9 @@ Invariants:
   never from whatever it saw last: a holder the store has moved past cannot overwrite
   the new holder's record. Only an acquisition CASes from someone else's token.
 - At most one store write is in flight. A write whose answer was lost stays "unsure":
-  if the store later shows it, it counts as done, from its own t_sent.
+  if the store later shows it, it counts as done, from its own t_sent. A renewal
+  confirmed after its deadline is not acted on, but renewed at once from its token:
+  the same epoch, as after a self-suspension (no new term for a slow store).
 - Seeing a valid record with a higher epoch while HOLDING demotes at once. Two valid
   records with one epoch and different holders raise a split-brain alarm, and the
   holder whose machine id sorts lower stands down.

@@ -13,8 +13,10 @@ of the reply could take over and send it again.
   join). Every marker sent to a member of the wait set is *outstanding* until that
   member acks it (after a durable write).
 - A message's reply is **blocked** while any bound member of the wait set (below) has
-  not acked its prepared marker. A bound standby that has not acked a prepared marker
-  within the timeout is **removed**: a joiner the store cannot name is dropped at once;
+  not acked its prepared marker. A bound standby that owes a prepared marker and has
+  acked nothing since it was sent, for the timeout, is **removed** (one that acks on,
+  working off a queue on a busy host, is slow, not gone: it is removed only once the
+  marker is ``STALL_TIMEOUTS`` timeouts old): a joiner the store cannot name is dropped at once;
   a named one is marked, left out of ``wanted()`` (the holder asks the lease to write
   the set without it), and still waited on until the lease says the store can no
   longer name it. Only then are its markers forgotten and the replies go on. A joiner
@@ -81,6 +83,7 @@ class Replicas:
         self.complete_at: dict[str, float] = {}  # joiner -> when its last page arrived
         self.binding: set[str] = set()  # joiners that caught up: they hold replies up
         self.late: set[str] = set()  # dropped or removed for lateness (the caller clears)
+        self.acked_at: dict[str, float] = {}  # peer -> its last ack (local ms)
         self.outstanding: dict[tuple[str, str], Outstanding] = {}  # (peer, marker id)
         # indexes of ``outstanding`` (an ack must not scan them all): key -> the items
         # of its blocking markers; marker id -> how many peers owe it
@@ -182,8 +185,10 @@ class Replicas:
     def acked(self, peer: str, marker_id: str, now: float) -> Outstanding | None:
         """``peer`` durably recorded the marker: what was outstanding (None: nothing)."""
         done = self._pop((peer, marker_id))
-        if done is not None and peer in self.joiners:
-            self.joiners[peer] = now
+        if done is not None:
+            self.acked_at[peer] = now
+            if peer in self.joiners:
+                self.joiners[peer] = now
         return done
 
     def owed(self, marker_id: str) -> bool:
@@ -206,9 +211,11 @@ class Replicas:
         )
 
     def overdue(self, now: float, timeout_ms: float) -> set[str]:
-        """Bound standbys with a prepared marker unacked for ``timeout_ms`` (a reply
-        waits on them), and joiners that owe markers or keys and made no progress for
-        ``STALL_TIMEOUTS`` timeouts (a long catch-up that acks on is never cut short).
+        """Bound standbys with a prepared marker unacked (a reply waits on them) that
+        acked nothing since it was sent for ``timeout_ms``, or whose marker is
+        ``STALL_TIMEOUTS`` timeouts old; and joiners that owe markers or keys and made
+        no progress for ``STALL_TIMEOUTS`` timeouts (a long catch-up that acks on is
+        never cut short).
         Named ones are marked for removal and returned (the caller asks the lease for
         ``wanted()``); the others are dropped at once (``late`` names them all)."""
         bound = self.bound
@@ -216,8 +223,10 @@ class Replicas:
         owing: set[str] = set()
         for (peer, _), o in self.outstanding.items():
             owing.add(peer)
-            if o.kind == "prepared" and peer in bound and now - o.first_sent >= timeout_ms:
-                late.add(peer)
+            if o.kind == "prepared" and peer in bound:
+                idle = now - max(o.first_sent, self.acked_at.get(peer, o.first_sent))
+                if idle >= timeout_ms or now - o.first_sent >= STALL_TIMEOUTS * timeout_ms:
+                    late.add(peer)
         for peer, last in self.joiners.items():
             if peer not in owing and peer not in self.paging:
                 self.joiners[peer] = now  # nothing to do: its clock does not run
@@ -256,6 +265,7 @@ class Replicas:
         self.binding.clear()
         self.complete_at.clear()
         self.outstanding.clear()
+        self.acked_at.clear()
         self._blocking.clear()
         self._owed.clear()
 

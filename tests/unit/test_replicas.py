@@ -62,6 +62,31 @@ def test_a_laggard_is_waited_on_until_the_store_can_no_longer_name_it() -> None:
     assert r.blocking("k1") == frozenset() and r.wait_set == {C}
 
 
+def test_a_standby_that_acks_on_is_slow_not_gone_until_its_marker_is_stall_timeouts_old() -> None:
+    """A busy standby works off a queue of markers: while it acks something every
+    timeout it stays (the reply waits); silent for a timeout, or its prepared marker
+    unacked for STALL_TIMEOUTS timeouts, it is removed."""
+    r = Replicas(ME)
+    r.named_are((B, C))
+    for i in range(10):
+        for peer in (B, C):
+            r.sent(peer, marker_id("received", f"q{i}", None), f"q{i}", "received", 0.0)
+    r.sent(B, P, "k1", "prepared", 0.0)
+    r.sent(C, P, "k1", "prepared", 0.0)
+    for i in range(4):  # B acks one a timeout (less a little); C acks nothing
+        r.acked(B, marker_id("received", f"q{i}", None), 900.0 * (i + 1))
+        late = r.overdue(900.0 * (i + 1) + 50, 1000.0)
+        assert late == ({C} if i == 1 else set()), i  # C: silent since 0, told once
+    assert r.blocking("k1") == {B, C}  # the reply still waits on both
+    assert r.overdue(STALL_TIMEOUTS * 1000.0, 1000.0) == {B}  # 4 timeouts: too slow
+    r2 = Replicas(ME)
+    r2.named_are((B,))
+    r2.sent(B, P, "k1", "prepared", 0.0)
+    r2.sent(B, marker_id("received", "q", None), "q", "received", 0.0)
+    r2.acked(B, marker_id("received", "q", None), 500.0)
+    assert r2.overdue(1499.0, 1000.0) == set() and r2.overdue(1500.0, 1000.0) == {B}
+
+
 def test_a_joiner_is_waited_on_at_once_and_named_once_it_acked_everything() -> None:
     r = Replicas(ME)
     assert r.join(B, 0.0) and not r.join(ME, 0.0)
