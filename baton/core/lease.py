@@ -45,7 +45,8 @@ Invariants:
 - At most one store write is in flight. A write whose answer was lost stays "unsure":
   if the store later shows it, it counts as done, from its own t_sent. A renewal
   confirmed after its deadline is not acted on, but renewed at once from its token:
-  the same epoch, as after a self-suspension (no new term for a slow store).
+  the same epoch, as after a self-suspension (no new term for a slow store). Once in
+  a row only: late again, the machine waits like any standby before it acquires.
 - Seeing a valid record with a higher epoch while HOLDING demotes at once. Two valid
   records with one epoch and different holders raise a split-brain alarm, and the
   holder whose machine id sorts lower stands down.
@@ -355,14 +356,18 @@ def _answered(
     if now >= deadline:  # the store answered too late to act on it; the lease runs out
         s, more = _demote(s, now, "the store confirmed the renewal after its deadline")
         effects += [*more, Alarm("slow_store", "late answer")]
+        s = replace(s, deadline=None)
+        if s.late:  # late twice running: sit out a standby wait like everyone else (a
+            return s, effects  # machine the store answers in time may take over)
         # The store holds our record: renew it at once, at the same epoch, as after a
-        # self-suspension. Waiting out a ttl to acquire the next epoch left a slow store
-        # (a loaded host) with no holder for seconds and restarted every reply in flight.
+        # self-suspension. Waiting out a ttl to acquire the next epoch left a loaded host
+        # with no holder for seconds and restarted every reply in flight. Only once in a
+        # row: renewing for ever, each late, would hold the lease and never act.
         again = replace(record, nonce=record.nonce + 1, ttl_ms=cfg.timing.ttl_ms)
-        s, more = _write(cfg, replace(s, deadline=None), "renew", again, now)
+        s, more = _write(cfg, replace(s, late=True), "renew", again, now)
         return s, [*effects, *more]
     was = s.phase
-    s = replace(s, phase=Phase.HOLDING, deadline=deadline)
+    s = replace(s, phase=Phase.HOLDING, deadline=deadline, late=False)
     if was is not Phase.HOLDING:
         effects.append(LeaseChanged(Phase.HOLDING, cfg.me, record.epoch, _DONE[attempt.kind]))
     return s, effects

@@ -82,6 +82,7 @@ class LeaseState:
     # yields back to us)
     want_in_sync: tuple[str, ...] | None = None  # HOLDING: the in-sync set to write next
     forced_until: float = 0.0  # `wakeup --force`: acquire though not in sync, until then
+    late: bool = False  # the last write landed after its deadline (renewed at once, once)
 
 
 # --- events and effects ------------------------------------------------------------

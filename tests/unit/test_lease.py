@@ -9,6 +9,7 @@ import pytest
 from baton.core.errors import ReplayedLease, StaleLease
 from baton.core.lease import (
     Alarm,
+    Attempt,
     Broadcast,
     Dropped,
     Fenced,
@@ -17,6 +18,7 @@ from baton.core.lease import (
     LookUpAsked,
     Phase,
     RecordSeen,
+    StoreAnswered,
     StoreFailed,
     TakeoverForced,
     WriteLease,
@@ -26,6 +28,7 @@ from baton.core.lease import (
     step,
 )
 from baton.core.lease_record import LeaseRecord, sign_record
+from baton.core.lease_store import CasResult
 from tests.unit.lease_sim import TIMING, Sim, SimMachine
 
 WINDOW = TIMING.holder_window  # 3000 * 0.99 - 150 = 2820 ms
@@ -380,6 +383,36 @@ def test_a_renewal_confirmed_after_its_deadline_is_renewed_at_once_at_the_same_e
     sim.run(2 * WAIT)
     assert [m.me for m in sim.actors()] == [a.me] and b.state.phase is Phase.STANDBY
     assert {e for _, _, e in sim.acted} == {epoch}
+
+
+def test_a_holder_whose_store_is_always_late_lets_a_machine_answered_in_time_take_over() -> None:
+    """Renewing at once after a late answer, every time, would hold the lease for ever
+    and never act (each landed record restarts the standbys' wait): late twice running,
+    the holder waits like a standby, and the machine the store answers in time takes
+    over."""
+    sim = Sim(2)
+    a, b = sim.machines
+    sim.run(1100)
+    assert a.state.phase is Phase.HOLDING
+    answer: tuple[float, Attempt, CasResult] | None = None
+    end = sim.real + 10 * WAIT
+    while sim.real < end and not can_act(b.state, sim.now(b)):
+        for m in (a, b):
+            sim.tick(m)
+        if a.pending is not None:  # a's writes land at once; each answer comes late
+            attempt, a.pending = a.pending, None
+            result = sim.store.cas(attempt.expected, attempt.record)
+            answer = (sim.real + WINDOW + 60, attempt, result)
+        if answer is not None and sim.real >= answer[0]:
+            sim.feed(a, StoreAnswered(answer[1], answer[2], sim.now(a)))
+            answer = None
+        if b.pending is not None:
+            sim.carry_out(b)  # b's at once
+        sim.deliver_all()
+        sim.check()
+        sim.advance(20)
+    assert can_act(b.state, sim.now(b)), "the machine answered in time never took over"
+    assert b.state.mine is not None and b.state.mine.epoch == 2
 
 
 def test_an_acquire_that_fails_asks_the_store_afresh() -> None:

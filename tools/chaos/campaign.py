@@ -92,6 +92,8 @@ class Campaign:
             self.loader.stop()
             self.watcher.stop()
             self.run.close()
+            if self.faketime:  # what the machines killed by faults left of libfaketime's
+                clock.sweep(pid for m in self.run.mesh.machines for pid in m.pids)
 
     # --- faults -----------------------------------------------------------------------
 

@@ -13,11 +13,14 @@ The shim also keeps a process from inheriting its parent's libfaketime shared me
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 SHIM = Path(__file__).parent / "faketime_shim"
+SHM = Path("/dev/shm")
 _PATTERNS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib*/faketime/libfaketime.so.1")
 
 
@@ -49,3 +52,27 @@ def jump(offset_file: Path, offset: str) -> None:
     tmp = offset_file.with_name(offset_file.name + ".tmp")
     tmp.write_text(offset + "\n")
     os.replace(tmp, offset_file)
+
+
+def sweep(pids: Iterable[int]) -> int:
+    """Remove what libfaketime left in /dev/shm for each of ``pids`` that has ended (a
+    process killed with SIGKILL never unlinks its own); how many files went."""
+    removed = 0
+    for pid in pids:
+        if _alive(pid):
+            continue
+        for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
+            with contextlib.suppress(FileNotFoundError):
+                (SHM / name).unlink()
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
