@@ -119,11 +119,20 @@ def check_exactly_once(
         messages = topic_messages(chat, topic)
         replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
         replies = [r for n, r in enumerate(replies) if r not in replies[:n]]  # first ones
-        assert replies == sorted(replies), f"replies in {topic} out of order"
+        assert replies == sorted(replies), out_of_order(topic, replies, log)
         for m in messages:
             if m["from"] == "bot":
                 assert m["text"].startswith(f"echo: {posted[m['reply_to']][1]} ")
     return Counter(s["outcome"] for s in log)
+
+
+def out_of_order(topic: str, replies: list[int], log: list[dict[str, Any]]) -> str:
+    """Which first replies in ``topic`` came before an earlier message's, and every
+    send attempt for the messages around them (epoch, outcome), to tell who sent what."""
+    i = next(n for n in range(1, len(replies)) if replies[n] < replies[n - 1])
+    around = set(replies[max(0, i - 3) : i + 3])
+    tried = [s for s in log if s.get("reply_to") in around]
+    return f"replies in {topic} out of order at {replies[i - 1]} > {replies[i]}: {tried}"
 
 
 def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str, str]]:
