@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from baton.devmesh import pid_alive
+
 SHIM = Path(__file__).parent / "faketime_shim"
 SHM = Path("/dev/shm")
 _PATTERNS = ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib*/faketime/libfaketime.so.1")
@@ -59,20 +61,10 @@ def sweep(pids: Iterable[int]) -> int:
     process killed with SIGKILL never unlinks its own); how many files went."""
     removed = 0
     for pid in pids:
-        if _alive(pid):
+        if pid_alive(pid):
             continue
         for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
             with contextlib.suppress(FileNotFoundError):
                 (SHM / name).unlink()
                 removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
