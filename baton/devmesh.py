@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -52,24 +53,53 @@ def wait_for(
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that binds on ``host`` now, chosen below the kernel's ephemeral range: a
-    port picked from inside it can be taken, once released, as the local port of any
-    outgoing connection (another test's, say) before its machine binds it again after a
-    restart. Between ourselves, a random pick from 12,000 ports rarely collides."""
+    """A port that binds on ``host`` now and that no other devmesh process on this host
+    has handed out lately, chosen below the kernel's ephemeral range: a port picked from
+    inside it can be taken, once released, as the local port of any outgoing connection
+    (another test's, say) before its machine binds it again after a restart."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low = _ephemeral_low()
     tries = 200 if low - 1024 >= 1000 else 0  # a host whose ephemeral range starts low
     for _ in range(tries):
         port = random.randrange(max(1024, low - 12000), low)
-        with socket.socket(family) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
+        if _binds(family, host, port) and _reserve(port):
             return port
     with socket.socket(family) as sock:  # there is no room below it: any free port
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _binds(family: socket.AddressFamily, host: str, port: int) -> bool:
+    with socket.socket(family) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+RESERVED = 128  # the picks a process holds on to: its machines may restart on them
+_reserved: deque[socket.socket] = deque()
+
+
+def _reserve(port: int) -> bool:
+    """Hold ``port`` for as long as this process lives (its last RESERVED picks): a
+    port that binds now is free only until its machine starts, and tests side by side
+    (pytest-xdist workers, a campaign they run) would otherwise pick the same one in
+    that window. The hold is an abstract unix socket named after the port, which the
+    kernel frees when the process ends, however it ends; elsewhere than Linux, none."""
+    if not sys.platform.startswith("linux"):
+        return True
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(f"\0baton-devmesh-port-{port}")
+    except OSError:
+        sock.close()
+        return False
+    _reserved.append(sock)
+    while len(_reserved) > RESERVED:
+        _reserved.popleft().close()
+    return True
 
 
 def _ephemeral_low() -> int:

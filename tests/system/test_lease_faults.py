@@ -18,14 +18,15 @@ from tools.faults import clock
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 OBSERVE_S = 3 * TTL_MS / 1000  # a standby's whole wait, three times over
+ROUNDS = 3  # looks at every machine, at least (on a loaded host one can take OBSERVE_S)
 
 
-def observe_one_holder(machines: list[Machine], holder: Machine, epoch: int) -> int:
-    """Poll every machine for OBSERVE_S; the holder and its epoch must never change.
-    Returns how many rounds were observed."""
+def observe_one_holder(machines: list[Machine], holder: Machine, epoch: int) -> None:
+    """Poll every machine for OBSERVE_S and ROUNDS times at least; the holder and its
+    epoch must never change."""
     deadline, rounds = time.monotonic() + OBSERVE_S, 0
     holder_id = lease(holder)["machine_id"]
-    while time.monotonic() < deadline:
+    while rounds < ROUNDS or time.monotonic() < deadline:
         views = {m.name: lease(m) for m in machines}
         awake = [name for name, v in views.items() if v["role"] == "awake"]
         assert awake in ([holder.name], []), f"awake: {awake}"
@@ -33,7 +34,6 @@ def observe_one_holder(machines: list[Machine], holder: Machine, epoch: int) -> 
             assert v["epoch"] == epoch and v["holder"] in (holder_id, None), (name, v)
         rounds += 1
     assert lease(holder)["role"] == "awake"
-    return rounds
 
 
 # --- wall clocks jumping ------------------------------------------------------------
@@ -63,6 +63,6 @@ def test_wall_clock_jumps_on_either_machine_change_nothing(
             30,
             f"alpha's wall clock to move by {alpha_jump}",
         )
-        assert observe_one_holder([alpha, bravo], alpha, epoch) > 0
+        observe_one_holder([alpha, bravo], alpha, epoch)
     after = len(lease(alpha)["history"]), len(lease(bravo)["history"])
     assert after == before, "a wall-clock jump changed a role"
