@@ -182,6 +182,10 @@ def _polled(s: DeliveryState, ev: Polled, out: list[Effect]) -> None:
             continue
         stored = ev.stored.get(msg.key)
         if stored is not None:  # done, delivered again: the cursor passes it
+            if stored.state is not LedgerState.ACKED:  # the index missed it: a bug
+                out.append(Count("delivery.index_missed"))
+                text = f"delivery: {msg.key} ({stored.state.value}) was not in the index"
+                out.append(Log(ERROR, text))
             s.ledger.keep(stored)
             continue
         entry = LedgerEntry.of(msg, ev.at.wall_ms)

@@ -4,8 +4,10 @@ load, and the nodes' logs for a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -99,7 +101,10 @@ def reported_ambiguous(mesh: Mesh) -> set[int]:
 
 
 def check_exactly_once(
-    chat: ChatServer, posted: dict[int, tuple[str, str]], reported: set[int] | None = None
+    chat: ChatServer,
+    posted: dict[int, tuple[str, str]],
+    reported: set[int] | None = None,
+    mesh: Mesh | None = None,
 ) -> Counter[str]:
     """Every posted message has exactly one accepted reply, in its topic's order; the
     outcomes of every send attempt are returned (stale and repeat ones are allowed). A
@@ -119,20 +124,42 @@ def check_exactly_once(
         messages = topic_messages(chat, topic)
         replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
         replies = [r for n, r in enumerate(replies) if r not in replies[:n]]  # first ones
-        assert replies == sorted(replies), out_of_order(topic, replies, log)
+        assert replies == sorted(replies), out_of_order(topic, replies, log, mesh)
         for m in messages:
             if m["from"] == "bot":
                 assert m["text"].startswith(f"echo: {posted[m['reply_to']][1]} ")
     return Counter(s["outcome"] for s in log)
 
 
-def out_of_order(topic: str, replies: list[int], log: list[dict[str, Any]]) -> str:
-    """Which first replies in ``topic`` came before an earlier message's, and every
-    send attempt for the messages around them (epoch, outcome), to tell who sent what."""
+def out_of_order(
+    topic: str, replies: list[int], log: list[dict[str, Any]], mesh: Mesh | None = None
+) -> str:
+    """Which first replies in ``topic`` came before an earlier message's, every send
+    attempt for the messages around them (epoch, outcome), to tell who sent what, and
+    what each machine's ledger holds of the pair (when and how each recorded it)."""
     i = next(n for n in range(1, len(replies)) if replies[n] < replies[n - 1])
     around = set(replies[max(0, i - 3) : i + 3])
     tried = [s for s in log if s.get("reply_to") in around]
-    return f"replies in {topic} out of order at {replies[i - 1]} > {replies[i]}: {tried}"
+    held = ledger_docs(mesh, (replies[i - 1], replies[i])) if mesh else {}
+    return f"replies in {topic} out of order at {replies[i - 1]} > {replies[i]}: {tried}; {held}"
+
+
+def ledger_docs(mesh: Mesh, message_ids: tuple[int, ...]) -> dict[str, list[str]]:
+    """Each machine's ledger rows for these messages (read beside the running node)."""
+    found: dict[str, list[str]] = {}
+    marks = ",".join("?" * len(message_ids))
+    for m in mesh.machines:
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{m.paths.ledger}?mode=ro", uri=True, timeout=10)
+            ) as db:
+                rows = db.execute(
+                    f"SELECT doc FROM entries WHERE message_id IN ({marks})", message_ids
+                ).fetchall()
+            found[m.name] = [doc for (doc,) in rows]
+        except sqlite3.Error as exc:
+            found[m.name] = [f"unreadable: {exc}"]
+    return found
 
 
 def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str, str]]:
@@ -175,15 +202,18 @@ def turn_counts(chat: ChatServer, topic: str) -> list[int]:
 
 
 @contextmanager
-def loading(chat: ChatServer, n: int) -> Iterator[dict[str, Any]]:
-    """A steady load of ``n`` messages (25 a second) in a thread, joined on the way out;
-    its posts are in the yielded dict's "posted" once it ends."""
+def loading(chat: ChatServer, n: int, until_done: bool = False) -> Iterator[dict[str, Any]]:
+    """A steady load of ``n`` messages (25 a second) in a thread, joined on the way out
+    (``until_done``: stopped there, at most ``n``); its posts are in the yielded dict's
+    "posted" once it ends."""
     stop = threading.Event()
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(posted=load(chat, n, stop)))
     thread.start()
     try:
         yield result
+        if until_done:
+            stop.set()
         thread.join(120)
     finally:
         stop.set()

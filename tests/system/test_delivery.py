@@ -89,7 +89,7 @@ def test_kill_9_of_the_holder_five_times_loses_and_doubles_nothing(
     posted = run_with_faults(mesh, chat, killer(mesh, kills), 5, seed=6)
     assert len(posted) == 500 and len(kills) == 5
     wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
-    outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh))
+    outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
     print("outcomes", dict(outcomes), "at", round(time.monotonic() - T0, 1))
     assert outcomes["accepted"] >= 500
 
@@ -109,7 +109,7 @@ def test_kill_9_while_every_send_takes_300_ms_doubles_only_what_was_in_flight(
         assert len(kills) == 3
         wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
         reported = reported_ambiguous(mesh)
-        outcomes = check_exactly_once(chat, posted, reported)
+        outcomes = check_exactly_once(chat, posted, reported, mesh)
         print("outcomes", dict(outcomes), "reported", len(reported))
         assert outcomes["accepted"] - len(posted) <= len(reported) <= 3 * 5  # per kill: a topic
 
@@ -129,7 +129,7 @@ def test_sigstop_pauses_longer_than_the_ttl_never_double_a_reply(
 
     posted = run_with_faults(mesh, chat, pause, 5, seed=7)
     wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
-    outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh))
+    outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
     print("outcomes", dict(outcomes), "at", round(time.monotonic() - T0, 1))
     assert outcomes["accepted"] >= len(posted)
     assert set(outcomes) <= {"accepted", "stale", "repeat"}

@@ -63,7 +63,9 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
     assert holder(mesh) is first
     took: list[float] = []
     try:
-        with loading(chat, 300) as result:
+        # messages flow until the last handoff (on a loaded host a fixed number can all
+        # be answered before it, and no more replies come)
+        with loading(chat, 3000, until_done=True) as result:
             awake = first
             for i in range(5):  # each handoff lands while replies flow
                 now = replies(chat)
@@ -82,8 +84,8 @@ def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(
     except BaseException:
         dump(mesh)
         raise
-    outcomes = check_exactly_once(chat, posted)
-    assert outcomes["accepted"] == len(posted) == 300
+    outcomes = check_exactly_once(chat, posted, mesh=mesh)
+    assert outcomes["accepted"] == len(posted) >= 50
     for topic in TOPICS:  # transcript loss 0: every count is its reply's place
         counts = turn_counts(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)
@@ -135,4 +137,4 @@ def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holde
         raise
     finally:
         rogue.stop()
-    check_exactly_once(chat, posted | after)
+    check_exactly_once(chat, posted | after, mesh=mesh)

@@ -54,5 +54,5 @@ def test_a_stalled_topic_holds_up_no_other_and_survives_the_death_of_its_holder(
         except BaseException:
             dump(mesh)
             raise
-        outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh))
+        outcomes = check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
         assert outcomes["accepted"] >= len(posted), outcomes

@@ -66,7 +66,7 @@ def test_kill_9_failover_loses_at_most_the_turns_of_the_last_flush(
     except BaseException:
         dump(mesh)
         raise
-    check_exactly_once(chat, posted)
+    check_exactly_once(chat, posted, mesh=mesh)
     loss = 0
     for topic in TOPICS:
         counts = turn_counts(chat, topic)

@@ -16,6 +16,7 @@ import pytest
 from baton.core import ledger as rules
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.delivery_types import (
+    ERROR,
     AckArrived,
     AckMarker,
     AgentDone,
@@ -459,6 +460,20 @@ def test_a_done_message_delivered_again_is_neither_recorded_nor_answered() -> No
     assert done.key not in m.s.ledger.index
     assert m.s.ledger.redeliverable == {done.key: acked}
     assert of(out, PublishCursor)[-1].offset == pending.update_id
+
+
+def test_a_pending_message_the_index_missed_is_taken_up_and_flagged() -> None:
+    """The index equals the ledger's pending entries; one found only on disk when the
+    channel delivers it again is a bug, counted and logged, and the message still runs."""
+    m, msg = Machine(), inbound(1)
+    m.hold()
+    stored = rules.begin(LedgerEntry.of(msg, WALL), WALL)
+
+    out = m.poll(20, msg, stored={msg.key: stored})
+    assert Count("delivery.index_missed") in out
+    assert [log.level for log in of(out, Log)] == [ERROR]
+    assert m.s.ledger.index[msg.key].key == msg.key
+    assert [start.entry.key for start in of(out, StartAgent)] == [msg.key]
 
 
 def test_another_terms_send_that_delivered_is_still_committed() -> None:
