@@ -22,6 +22,7 @@ import pykka
 from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import (
     AgentDone,
+    ApplyMarkers,
     CheckDone,
     GetDelivery,
     GetUserMessage,
@@ -58,6 +59,8 @@ from baton.wire.marker_transport import (
 )
 
 log = logging.getLogger("baton.delivery")
+
+MARKER_GROUP = 256  # reply markers applied in one ledger transaction, at most
 
 
 def persist(ledger: Ledger, step: ev.Persist) -> LedgerEntry:
@@ -101,6 +104,7 @@ class DeliveryActor(pykka.ThreadingActor):
         self.peers: dict[str, bytes] = {}  # active members -> their signing keys
         self.queue = UserQueue(me, ledger, jobs, markers, clock, counters, rng)
         self.drain_reply: Callable[[], None] | None = None  # a handoff waits on it
+        self.markers_in: list[Envelope] = []  # reply markers not applied yet
 
     def on_stop(self) -> None:
         self.jobs.stop()
@@ -134,7 +138,11 @@ class DeliveryActor(pykka.ThreadingActor):
             case CheckDone(token=token, key=key, index=index, delivered=delivered, error=error):
                 self._run(ev.CheckDone(self._at(), token, key, index, delivered, error))
             case EnvelopeReceived(envelope=env) if env.type == "marker":
-                self._marker(env)
+                self.markers_in.append(env)
+                if len(self.markers_in) == 1:  # the ones that come meanwhile join it
+                    self.actor_ref.tell(ApplyMarkers())
+            case ApplyMarkers():
+                self._apply_markers()
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
                 self._peer(env, open_ack, lambda mid: ev.AckArrived(self._at(), env.sender, mid))
             case EnvelopeReceived(envelope=env) if env.type == "sync_request":
@@ -203,16 +211,27 @@ class DeliveryActor(pykka.ThreadingActor):
             done.retry_after_ms,
         )
 
-    def _marker(self, env: Envelope) -> None:
+    def _apply_markers(self) -> None:
+        """The markers that came since the first of them was told (at most MARKER_GROUP):
+        stepped one by one, their ledger writes one transaction. A standby's fsync per
+        group, not per marker: the holder's replies wait on its acks, and markers queue
+        up behind each other under load. A marker lost to a failed write comes again
+        (the holder sends it until it is acked)."""
+        group, self.markers_in = self.markers_in[:MARKER_GROUP], self.markers_in[MARKER_GROUP:]
+        if self.markers_in:
+            self.actor_ref.tell(ApplyMarkers())
+        self._run_group(self._marker(env) for env in group)
+
+    def _marker(self, env: Envelope) -> ev.Event | None:
         try:
             marker = open_marker(env, self.peers, self.verify)
         except MarkerRefused as exc:
             self.counters.inc("marker.refused")
             log.warning("marker from %s refused: %s", env.sender, exc.detail)
-            return
+            return None
         holding = self.state.holding  # (a holder refuses it: nothing to read)
         stored = None if holding else self._stored((marker.key,)).get(marker.key)
-        self._run(ev.MarkerArrived(self._at(), env.sender, marker, stored))
+        return ev.MarkerArrived(self._at(), env.sender, marker, stored)
 
     def _sync_requested(self, env: Envelope, page: tuple[list[str], int, bool]) -> ev.Event:
         keys, number, more = page
@@ -245,26 +264,70 @@ class DeliveryActor(pykka.ThreadingActor):
 
     def _run(self, event: ev.Event) -> None:
         self.state, effects = step(self.state, event)
-        for n, effect in enumerate(effects):
+        before, writes, after = ev.group_commit(effects)
+        for effect in before:
+            self._carry_out(effect)
+        if writes:
+            failure = self._persist(writes)
+            if failure is not None:  # none of them is durable: nothing after the first goes
+                first = effects.index(writes[0])
+                self._run(
+                    ev.LedgerFailed(self._at(), writes[0], failure, tuple(effects[first + 1 :]))
+                )
+                return
+        for effect in after:
+            self._carry_out(effect)
+
+    def _run_group(self, events: Iterable[ev.Event | None]) -> None:
+        """Events stepped inside one ledger transaction, each step's writes carried out
+        as it is made (a later event reads what an earlier one wrote), every other
+        effect once all are durable, in order. When the transaction fails (a write, or
+        a read an event needed) none is durable: as in ``_run``, the effects before the
+        first write are carried out and LedgerFailed drops the rest."""
+        effects: list[ev.Effect] = []
+        written: list[tuple[ev.Persist, LedgerEntry]] = []
+        try:
+            with self.ledger.batch():
+                for event in events:
+                    if event is None:
+                        continue
+                    self.state, more = step(self.state, event)
+                    effects += more
+                    writes = [e for e in more if isinstance(e, ev.Persist)]
+                    written += [(w, persist(self.ledger, w)) for w in writes]
+        except LedgerError as exc:
+            self.counters.inc("delivery.errors")
+            log.error("delivery: a group of markers failed: %s", exc.detail)
+            before, writes, _ = ev.group_commit(effects)
+            for effect in before:
+                self._carry_out(effect)
+            if writes:
+                first = effects.index(writes[0])
+                dropped = tuple(effects[first + 1 :])
+                self._run(ev.LedgerFailed(self._at(), writes[0], exc.detail, dropped))
+            return
+        self._check(written)
+        for effect in effects:
             if not isinstance(effect, ev.Persist):
                 self._carry_out(effect)
-                continue
-            failure = self._persist(effect)
-            if failure is not None:  # nothing after it: it may depend on the write
-                self._run(ev.LedgerFailed(self._at(), effect, failure, tuple(effects[n + 1 :])))
-                return
 
-    def _persist(self, effect: ev.Persist) -> str | None:
-        """Carry out one ledger step; why it failed (nothing changed on disk), if it did."""
+    def _persist(self, writes: list[ev.Persist]) -> str | None:
+        """Carry out a step's ledger writes as one transaction; why it failed (nothing
+        changed on disk), if it did."""
         try:
-            stored = persist(self.ledger, effect)
+            with self.ledger.batch():
+                written = [(effect, persist(self.ledger, effect)) for effect in writes]
         except LedgerError as exc:
             return exc.detail
-        if stored != effect.entry:  # the port runs the same rules: this is a bug
-            self.counters.inc("delivery.diverged")
-            log.error("delivery: the ledger holds %r, the machine %r", stored, effect.entry)
-            self.state.ledger.keep(stored)
+        self._check(written)
         return None
+
+    def _check(self, written: list[tuple[ev.Persist, LedgerEntry]]) -> None:
+        for effect, entry in written:
+            if entry != effect.entry:  # the port runs the same rules: this is a bug
+                self.counters.inc("delivery.diverged")
+                log.error("delivery: the ledger holds %r, the machine %r", entry, effect.entry)
+                self.state.ledger.keep(entry)
 
     def _carry_out(self, effect: ev.Effect) -> None:
         match effect:

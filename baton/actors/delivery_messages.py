@@ -83,3 +83,8 @@ class GetDelivery:
 @dataclass(frozen=True)
 class GetTail:
     """The live tail's view for status."""
+
+
+@dataclass(frozen=True)
+class ApplyMarkers:
+    """The reply markers that came since the first of them: applied as one group."""

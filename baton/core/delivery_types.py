@@ -6,7 +6,7 @@ if it fails, the shell carries out nothing after it and tells ``LedgerFailed``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -340,3 +340,15 @@ Effect = (
     | Reload
     | Drained
 )
+
+
+def group_commit(effects: Sequence[Effect]) -> tuple[list[Effect], list[Persist], list[Effect]]:
+    """A step's effects as its shell carries them out: those before its first ledger
+    write, then every write as one transaction (one fsync, not one per write), then the
+    rest in order. Every effect still comes after each write the step put before it;
+    one between two writes now also waits for the later one, which only delays it (each
+    is a message out or a job started, and a crash may cut in before any of them)."""
+    first = next((n for n, e in enumerate(effects) if isinstance(e, Persist)), len(effects))
+    writes = [e for e in effects[first:] if isinstance(e, Persist)]
+    after: list[Effect] = [e for e in effects[first:] if not isinstance(e, Persist)]
+    return list(effects[:first]), writes, after

@@ -41,6 +41,7 @@ Invariants kept here (the adapters call these functions, so the rules live in on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Protocol
 
@@ -306,6 +307,11 @@ class Ledger(Protocol):
 
     def pending(self) -> list[LedgerEntry]:
         """Every entry not acked, in ``pending_order``."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """The calls this thread makes in the block are one transaction: every change
+        durable when it ends, none when it raises (the delivery actor's group commit)."""
         ...
 
     def prune(self, now_ms: float, max_age_ms: float, max_entries: int) -> int:

@@ -2,7 +2,8 @@
 
 Invariants:
 - One lock makes every call atomic; a call that raises changed nothing (entries are
-  frozen values and are replaced only after the pure transition returned).
+  frozen values and are replaced only after the pure transition returned); a batch
+  that raises changed nothing either (what it held is put back).
 - The rules are those of baton.core.ledger and baton.core.ledger_marker, nothing more;
   both adapters pass tests/contract/test_ledger.py.
 - Nothing survives the process (that is the only difference from SqliteLedger).
@@ -10,8 +11,9 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Concatenate, ParamSpec
 
 from baton.core import ledger as rules
@@ -31,11 +33,22 @@ P = ParamSpec("P")
 
 class MemoryLedger(LedgerSteps):
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a batch holds it around the calls in it
         self._entries: dict[str, LedgerEntry] = {}
         self._queue: dict[str, tuple[int, QueuedMessage]] = {}
         self._seq = 0
         self._closed = False
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The calls in the block as one: when it raises, none of them changed anything."""
+        with self._lock:
+            saved = dict(self._entries), dict(self._queue), self._seq
+            try:
+                yield
+            except BaseException:
+                self._entries, self._queue, self._seq = saved[0], saved[1], saved[2]
+                raise
 
     def _open(self) -> None:
         if self._closed:

@@ -61,6 +61,7 @@ class SqliteLedger(LedgerSteps):
         self.path = Path(path)
         self._file = SqliteFile(self.path, KIND)
         self._tx = self._file.tx
+        self.batch = self._file.batch
 
     @staticmethod
     def _load(db: sqlite3.Connection, key: str) -> LedgerEntry | None:

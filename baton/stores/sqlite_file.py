@@ -4,7 +4,8 @@ transcripts), opened the one careful way.
 Invariants:
 - Durable: WAL mode with ``synchronous=FULL``; ``tx()`` is one ``BEGIN IMMEDIATE``
   transaction under one lock, so when it ends its change survives kill -9 and power
-  loss, and when it raises nothing changed. SQLite errors become the kind's error
+  loss, and when it raises nothing changed; ``batch()`` makes the ``tx()`` calls in it
+  one such transaction (group commit). SQLite errors become the kind's error
   (its corrupt error for SQLITE_CORRUPT / SQLITE_NOTADB).
 - Private: the file is created 0600 (SQLite gives its -wal and -shm the file's mode); a
   wider mode found on open is narrowed.
@@ -65,6 +66,7 @@ class SqliteFile:
         if not self.path.parent.is_dir():
             raise kind.error(f"{self.path.parent} does not exist; cannot open the {kind.what}")
         self._lock = threading.Lock()
+        self._batch: int | None = None  # the thread whose batch() is open
         if not os.path.lexists(self.path):
             self._create()
         self._validate()
@@ -178,7 +180,11 @@ class SqliteFile:
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One BEGIN IMMEDIATE transaction under the lock; committed when the block ends,
-        rolled back when it raises."""
+        rolled back when it raises. Inside this thread's ``batch()``, it joins that one."""
+        if self._batch == threading.get_ident():
+            assert self._db is not None  # the batch holds the lock and an open transaction
+            yield self._db
+            return
         with self._lock:
             db = self._db
             if db is None:
@@ -198,6 +204,17 @@ class SqliteFile:
                 if _named(exc, _CORRUPT):
                     raise self.kind.corrupt(f"{self.path}: {exc}") from exc
                 raise self.kind.error(f"{self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every ``tx()`` this thread opens in the block is one transaction: all of them
+        durable when the block ends (one commit, one fsync), none when it raises."""
+        with self.tx():
+            self._batch = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._batch = None
 
     def close(self) -> None:
         with self._lock:

@@ -168,7 +168,7 @@ def test_a_slow_topic_holds_up_no_other_and_a_takeover_still_answers_it() -> Non
         slow = channel.post_user_message("t0", "slow", "c-slow-0001")
         key = f"memory:1/1:{slow}"
         wait_for(lambda: b.ledger.get(key) is not None, 10, "b holds the slow message")
-        assert a.counters.get("marker.acked") >= 1
+        wait_for(lambda: a.counters.get("marker.acked") >= 1, 10, "b's ack at a")  # after
         quick = [channel.post_user_message(f"t{i}", "quick", f"c-quick-{i:03d}") for i in (1, 2)]
         wait_for(lambda: all_answered(channel, set(quick)), 20, "the other topics answered")
         past = channel.next_update_id

@@ -297,6 +297,24 @@ def test_threads_record_each_message_once(ledger: Ledger) -> None:
     assert ledger.counts()["received"] == 40
 
 
+def test_a_batch_is_one_transaction_all_or_nothing(ledger: Ledger) -> None:
+    """The delivery actor's group commit: a step's writes land together, or none does
+    (here the third write is illegal: the two before it are taken back)."""
+    key = ledger.record(msg(7), 1.0)[0].key
+    with ledger.batch():
+        ledger.record(msg(8), 2.0)
+        assert ledger.begin(key, 2.0).state is S.PROCESSING  # seen inside the batch
+    assert ledger.get(key).state is S.PROCESSING and len(ledger.pending()) == 2  # type: ignore[union-attr]
+    before = ledger.pending()
+    with pytest.raises(LedgerTransitionError), ledger.batch():
+        ledger.prepare(key, ["r"], 1, 3.0)
+        ledger.record(msg(9), 3.0)
+        ledger.ack(key, 3.0)  # prepared, not committed: refused
+    assert ledger.pending() == before and ledger.get(msg(9).key) is None
+    with ledger.batch():  # the ledger goes on after a batch that failed
+        assert ledger.prepare(key, ["r"], 1, 4.0).state is S.PREPARED
+
+
 def test_a_closed_ledger_refuses_calls(ledger: Ledger) -> None:
     ledger.close()
     with pytest.raises(LedgerError):

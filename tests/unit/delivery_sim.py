@@ -164,23 +164,29 @@ class DeliverySim:
         """``event`` into ``node``'s delivery machine; its effects carried out in order,
         as the DeliveryActor does."""
         node.state, effects = step(node.state, event)
-        for n, effect in enumerate(effects):
-            if isinstance(effect, ev.Persist):
-                try:
-                    self._persist(node, effect)
-                except LedgerError as exc:
-                    dropped = tuple(effects[n + 1 :])
-                    self.feed(node, ev.LedgerFailed(self.at(), effect, exc.detail, dropped))
-                    return
-            else:
-                self._carry_out(node, effect)
+        before, writes, after = ev.group_commit(effects)
+        for effect in before:
+            self._carry_out(node, effect)
+        if writes:
+            try:
+                self._persist(node, writes)
+            except LedgerError as exc:
+                dropped = tuple(effects[effects.index(writes[0]) + 1 :])
+                self.feed(node, ev.LedgerFailed(self.at(), writes[0], exc.detail, dropped))
+                return
+        for effect in after:
+            self._carry_out(node, effect)
 
-    def _persist(self, node: Node, effect: ev.Persist) -> None:
-        if node.failing:
-            node.failing = False
-            raise LedgerError("disk I/O error (the model's)")
-        stored = persist(node.ledger, effect)
-        assert stored == effect.entry, f"the machine and its ledger differ: {effect}"
+    def _persist(self, node: Node, writes: list[ev.Persist]) -> None:
+        """One transaction, as the actor's: the model's disk fails it at the last write
+        (the ones before it were taken back)."""
+        with node.ledger.batch():
+            for n, effect in enumerate(writes):
+                if node.failing and n == len(writes) - 1:
+                    node.failing = False
+                    raise LedgerError("disk I/O error (the model's)")
+                stored = persist(node.ledger, effect)
+                assert stored == effect.entry, f"the machine and its ledger differ: {effect}"
 
     def _carry_out(self, node: Node, effect: ev.Effect) -> None:
         match effect:
