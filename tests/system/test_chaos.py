@@ -51,8 +51,11 @@ def campaign(root: Path, seed: int, sink: str) -> str | None:
     out, err = finish(proc, 540)
     print(f"=== seed {seed} ({sink})\n{err[-4000:]}")  # the fault log, shown on failure
     summary = json.loads(out) if out.strip().startswith("{") else {}
+    why_logs = ""
     if proc.returncode != 0 or not summary.get("ok"):
         print(kept_logs(Path(summary.get("dir") or root)))  # gone after the test
+        # and the last few in the failure's own line, which every CI summary keeps
+        why_logs = "\n" + kept_logs(Path(summary.get("dir") or root), lines=6)
     checks = [
         (proc.returncode == 0, f"exit {proc.returncode}: {out[-3000:]}"),
         (summary.get("ok") is True, f"not ok: {summary}"),
@@ -68,7 +71,7 @@ def campaign(root: Path, seed: int, sink: str) -> str | None:
         (not list(root.glob("baton-chaos-*")), "the run left its directory behind"),
         (not processes_under(root), "the run left processes behind"),
     ]
-    return next((why for ok, why in checks if not ok), None)
+    return next((why + why_logs for ok, why in checks if not ok), None)
 
 
 WHY = ("sync:", "lease:", "handoff", "wakeup", "refused", "out of sync", "catching up")
