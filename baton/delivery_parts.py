@@ -188,7 +188,7 @@ def start_delivery(
         undo.pop_all()
     long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
     poller = ChannelPoller(
-        channel, gate, clock, cursor, lambda u: actor.tell(Polled(u)), counters, long_poll_s
+        channel, gate, clock, cursor, lambda u, e: actor.tell(Polled(u, e)), counters, long_poll_s
     )
     poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)

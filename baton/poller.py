@@ -1,6 +1,8 @@
 """ChannelPoller: the one thread that calls the channel's getUpdates, and only while this
 machine holds the lease (it asks the LeaseGate right before every poll, so a standby
-never polls). What it gets goes to the DeliveryActor as Polled; the actor publishes the
+never polls). What it gets goes to the DeliveryActor as Polled, with the epoch it was
+polled under, even when it is nothing (a new term works only on what its own polls
+have covered: an empty poll covers all); the actor publishes the
 offset to poll with in a Cursor (the lowest update still pending: the channel confirms
 nothing that is not done).
 
@@ -73,7 +75,7 @@ class ChannelPoller:
         gate: LeaseGate,
         clock: Clock,
         cursor: Cursor,
-        deliver: Callable[[tuple[Update, ...]], Any],
+        deliver: Callable[[tuple[Update, ...], int], Any],
         counters: Counters,
         long_poll_s: float,
     ) -> None:
@@ -102,7 +104,8 @@ class ChannelPoller:
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
-            if self.gate.current(self.clock.monotonic_ms()) is None:
+            epoch = self.gate.current(self.clock.monotonic_ms())
+            if epoch is None:
                 self.gate.wait_change(IDLE_WAIT_S)
                 continue
             offset, pending = self.cursor.read()
@@ -125,8 +128,8 @@ class ChannelPoller:
                 backoff = 0.5
                 if updates:
                     self.counters.inc("poll.updates", len(updates))  # per update, not per poll
-                    with contextlib.suppress(pykka.ActorDeadError):
-                        self.deliver(tuple(updates))
+                with contextlib.suppress(pykka.ActorDeadError):  # nothing new says something
+                    self.deliver(tuple(updates), epoch)  # too: a new term may go on
                 if pending or updates:
                     self.cursor.progress.wait(BUSY_POLL_S)
                 continue

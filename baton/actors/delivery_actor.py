@@ -129,8 +129,8 @@ class DeliveryActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._tick(now)
                 self.queue.flush(self.state.holding)
-            case Polled(updates=updates):
-                self._run(self._polled(updates))
+            case Polled(updates=updates, epoch=epoch):
+                self._run(self._polled(updates, epoch))
             case AgentDone(token=token, key=key, replies=replies, error=error):
                 self._run(ev.AgentDone(self._at(), token, key, replies, error))
             case SendDone():
@@ -184,7 +184,7 @@ class DeliveryActor(pykka.ThreadingActor):
         at = self._at(now)
         self._run(ev.Ticked(at, epoch, view.holder, view.in_sync, view.may_take_over))
 
-    def _polled(self, updates: Iterable[Any]) -> ev.Polled:
+    def _polled(self, updates: Iterable[Any], epoch: int | None) -> ev.Polled:
         messages = tuple(u for u in updates if isinstance(u, InboundMessage))
         skipped = tuple(u.reason for u in updates if not isinstance(u, InboundMessage))
         ids = [u.update_id for u in updates]
@@ -194,6 +194,7 @@ class DeliveryActor(pykka.ThreadingActor):
             skipped,
             max(ids) if ids else None,
             self._stored(m.key for m in messages),
+            epoch,
         )
 
     def _send_done(self, done: SendDone) -> ev.SendDone:

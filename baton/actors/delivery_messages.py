@@ -15,6 +15,7 @@ from baton.core.delivery_types import TurnSeen as TurnSeen
 @dataclass(frozen=True)
 class Polled:
     updates: tuple[Update, ...]
+    epoch: int | None = None  # the term it was polled under (the poller says)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,9 @@ def _polled(s: DeliveryState, ev: Polled, out: list[Effect]) -> None:
     if ev.highest is not None:
         seen = s.highest_seen
         s.highest_seen = ev.highest if seen is None else max(seen, ev.highest)
+    if s.term is not None and ev.epoch in (None, s.term):
+        reach = float("inf") if ev.highest is None else ev.highest
+        s.covered = reach if s.covered is None else max(s.covered, reach)
     publish_cursor(s, out)
     pump(s, ev.at, out)
 

@@ -61,6 +61,11 @@ class DeliveryState:
         self.unsure: set[tuple[str, int]] = set()
         self.retry_at: dict[str, float] = {}
         self.highest_seen: int | None = None
+        # The update ids this term's own polls have covered (every one the channel had
+        # not confirmed at or below it came with them): None before its first poll,
+        # inf after a poll that brought nothing. A message learnt from another holder's
+        # markers says nothing of older ones of its topic it never told.
+        self.covered: float | None = None
         self.next_prune = 0.0
         # A planned handoff stops ingress (no new message, no agent run) and waits for
         # the replies in flight to be delivered (``Drained`` once).
@@ -88,6 +93,7 @@ def term_changed(s: DeliveryState, epoch: int | None, at: At, out: list[Effect])
         s.busy.clear()
         s.retry_at.clear()
         s.highest_seen = None  # the cursor passes only what this term has seen
+        s.covered = None  # and works on what its own polls covered
         s.last_epoch = epoch
         out.append(Count("delivery.terms"))
         start_term(s, epoch, at, out)
@@ -140,8 +146,18 @@ def pump(s: DeliveryState, at: At, out: list[Effect]) -> None:
     while moved and s.holding and not s.reloading:
         moved = False
         for topic, entry in delivery.next_in_topic(s.ledger.index.values()).items():
-            if topic not in s.busy and s.retry_at.get(entry.key, 0.0) <= at.now:
+            if topic in s.busy or not covered(s, entry):
+                continue  # (an older message of its topic may still be at the channel)
+            if s.retry_at.get(entry.key, 0.0) <= at.now:
                 moved = work(s, entry, at, out) or moved
+
+
+def covered(s: DeliveryState, entry: LedgerEntry) -> bool:
+    """Has this term polled past ``entry``'s update? Before, an older message of its
+    topic that the old holder's markers never told (a push the wire refused, a marker
+    that came after the term opened) may still wait at the channel: the first poll of
+    the term brings it, and answering ``entry`` first would answer out of order."""
+    return entry.update_id is None or (s.covered is not None and entry.update_id <= s.covered)
 
 
 def work(s: DeliveryState, entry: LedgerEntry, at: At, out: list[Effect]) -> bool:

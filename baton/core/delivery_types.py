@@ -67,14 +67,17 @@ class Ticked:
 @dataclass(frozen=True)
 class Polled:
     """A poll brought ``messages`` and ``skipped`` updates (their reasons); ``highest``
-    is the highest update id among all of them. ``stored``: what the ledger already
-    holds of the messages that are not pending (a channel may deliver a done one again)."""
+    is the highest update id among all of them (None: it brought nothing). ``stored``:
+    what the ledger already holds of the messages that are not pending (a channel may
+    deliver a done one again). ``epoch``: the term it was made under (None: this one;
+    the shell always says), since only a poll of this term covers its updates."""
 
     at: At
     messages: tuple[InboundMessage, ...]
     skipped: tuple[str, ...] = ()
     highest: int | None = None
     stored: Mapping[str, LedgerEntry] = field(default_factory=dict)
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class Machine:
         self.jobs.actor = self.ref
         self.poller = ChannelPoller(
             self.channel, self.gate, self.clock, self.cursor,
-            lambda u: self.ref.tell(Polled(u)), self.counters, 0.2,
+            lambda u, e: self.ref.tell(Polled(u, e)), self.counters, 0.2,
         )  # fmt: skip
         self.poller.start()
         self.stop_ticks = threading.Event()

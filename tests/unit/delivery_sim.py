@@ -252,7 +252,7 @@ class DeliverySim:
         msgs = tuple(inbound(n) for n in range(self.posted) if 100 + n >= self.offset)
         stored = {m.key: e for m in msgs if (e := node.ledger.get(m.key)) and e.done}
         highest = max((m.update_id for m in msgs), default=None)
-        self.feed(node, ev.Polled(self.at(), msgs, (), highest, stored))
+        self.feed(node, ev.Polled(self.at(), msgs, (), highest, stored, self.gate(node)))
         node.polling = node.cursor
 
     def tick(self, node: Node, advance_ms: float) -> None:

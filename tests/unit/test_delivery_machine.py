@@ -102,8 +102,21 @@ class Machine:
         self.log.extend(out)
         return out
 
-    def hold(self, now: float = 0.0, epoch: int = 1, in_sync: tuple[str, ...] = ()) -> list[Effect]:
-        return self(Ticked(at(now), epoch, ME, in_sync))
+    def hold(
+        self,
+        now: float = 0.0,
+        epoch: int = 1,
+        in_sync: tuple[str, ...] = (),
+        polled: bool = True,
+    ) -> list[Effect]:
+        """A tick with the gate open at ``epoch``; a term that opens then also polls
+        (``polled``: the channel had nothing new), since it works only on what its own
+        polls covered."""
+        opens = self.s.term != epoch
+        out = self(Ticked(at(now), epoch, ME, in_sync))
+        if polled and opens:
+            out += self(Polled(at(now), (), epoch=epoch))
+        return out
 
     def poll(
         self, now: float, *msgs: InboundMessage, stored: Mapping[str, LedgerEntry] | None = None
@@ -460,6 +473,31 @@ def test_a_done_message_delivered_again_is_neither_recorded_nor_answered() -> No
     assert done.key not in m.s.ledger.index
     assert m.s.ledger.redeliverable == {done.key: acked}
     assert of(out, PublishCursor)[-1].offset == pending.update_id
+
+
+def test_a_new_term_answers_nothing_its_polls_have_not_covered() -> None:
+    """A standby learnt 232's reply from the old holder's markers but never 227's (a
+    marker lost); 227 is still at the channel. Taking over, it must not answer 232
+    before its first poll brings 227: replies in a topic keep their messages' order."""
+    older, newer = inbound(1), inbound(2)
+    m = Machine([LedgerEntry.of(newer, WALL)])
+    assert of(m.hold(polled=False), StartAgent) == []  # the term's first tick: no poll yet
+    assert of(m(Ticked(at(10), 1, ME, ())), StartAgent) == []
+    out = m(Polled(at(20), (older, newer), highest=newer.update_id, epoch=1))
+    assert [s.entry.key for s in of(out, StartAgent)] == [older.key]
+
+
+def test_only_a_poll_of_this_term_covers_and_an_empty_one_covers_all() -> None:
+    later = inbound(5, thread=2)  # another topic: only coverage holds it back
+    m = Machine([LedgerEntry.of(later, WALL)])
+    m.hold(epoch=3, polled=False)
+    assert of(m(Polled(at(5), (), epoch=2)), StartAgent) == []  # made under an older term
+    out = m(Polled(at(6), (inbound(1),), highest=101, epoch=3))
+    assert [s.entry.key for s in of(out, StartAgent)] == [inbound(1).key]  # 105 > 101
+    m2 = Machine([LedgerEntry.of(later, WALL)])
+    m2.hold(epoch=3, polled=False)
+    [start] = of(m2(Polled(at(5), (), epoch=3)), StartAgent)  # nothing at the channel
+    assert start.entry.key == later.key
 
 
 def test_a_pending_message_the_index_missed_is_taken_up_and_flagged() -> None:

@@ -154,7 +154,7 @@ class Machine:
         actor = self.actor
         self.poller = ChannelPoller(
             self.channel, self.gate, self.clock, self.cursor,
-            lambda u: actor.tell(Polled(u)), self.counters, LONG_POLL_S,
+            lambda u, e: actor.tell(Polled(u, e)), self.counters, LONG_POLL_S,
         )  # fmt: skip
 
     def _on_fenced(self, epoch: int, highest: int) -> None:
