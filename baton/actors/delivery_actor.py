@@ -297,15 +297,16 @@ class DeliveryActor(pykka.ThreadingActor):
                     writes = [e for e in more if isinstance(e, ev.Persist)]
                     written += [(w, persist(self.ledger, w)) for w in writes]
         except LedgerError as exc:
-            self.counters.inc("delivery.errors")
-            log.error("delivery: a group of markers failed: %s", exc.detail)
             before, writes, _ = ev.group_commit(effects)
             for effect in before:
                 self._carry_out(effect)
-            if writes:
+            if writes:  # the machine counts and logs it
                 first = effects.index(writes[0])
                 dropped = tuple(effects[first + 1 :])
                 self._run(ev.LedgerFailed(self._at(), writes[0], exc.detail, dropped))
+            else:  # a read failed before any write: the markers come again
+                self.counters.inc("delivery.errors")
+                log.error("delivery: a group of markers failed: %s", exc.detail)
             return
         self._check(written)
         for effect in effects:
