@@ -7,7 +7,6 @@ the running node, because reachability and round-trip times are live facts.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from typing import Any
 
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from baton.cli_support import Ctx, command, main
 from baton.client import NodeClient, running_node
+from baton.core import safejson
 from baton.core.errors import BadRequest
 from baton.core.registry import open_registry
 from baton.services import identity_view, machine_view
@@ -119,7 +119,7 @@ def add_machine(ctx: Ctx, card: Any) -> None:
     standby and may connect over the wire at once.
     """
     try:
-        doc = json.load(card)
+        doc = safejson.loads(card.read())
     except ValueError as exc:
         raise BadRequest(f"the card is not JSON: {exc}") from None
     if not isinstance(doc, dict):

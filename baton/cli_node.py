@@ -146,7 +146,7 @@ def _print_up(ctx: Ctx, info: dict[str, Any]) -> None:
 
 
 def _up_detached(ctx: Ctx, http_: str | None, wire: str | None, timeout: float) -> None:
-    cmd = [sys.executable, "-m", "baton", "up", "--home", str(ctx.home)]
+    cmd = [sys.executable, "-P", "-m", "baton", "up", "--home", str(ctx.home)]
     for flag, value in (("--http", http_), ("--wire", wire)):
         if value is not None:
             cmd += [flag, value]

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from baton.core import errors
+from baton.core import errors, safejson
 from baton.stores.files import check_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import read_api_token
@@ -59,14 +59,14 @@ def http_json(
         reason = getattr(exc, "reason", exc)
         raise errors.Unavailable(f"{url}: {reason}") from None
     try:
-        return json.loads(raw or b"null")
+        return safejson.loads(raw or b"null")
     except ValueError:
         raise errors.NotABatonNode(f"{url} did not answer with JSON; is it a baton node?") from None
 
 
 def _error_of(url: str, exc: urllib.error.HTTPError) -> errors.BatonError:
     try:
-        doc = json.loads(exc.read())
+        doc = safejson.loads(exc.read())
         code, detail = doc["error"], doc["detail"]
     except (ValueError, KeyError, TypeError):
         return errors.NotABatonNode(f"{url}: HTTP {exc.code} without a baton error body")

@@ -173,7 +173,7 @@ class Machine:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         env.update(self.env)
         env.update(env_extra or {})
-        cmd = [*self.prefix, sys.executable, "-m", "baton", *args, "--home", str(self.home)]
+        cmd = [*self.prefix, sys.executable, "-P", "-m", "baton", *args, "--home", str(self.home)]
         proc = subprocess.run(
             cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.client import http_json, running_node
+from baton.core import safejson
 from baton.core.errors import (
     AlreadyRunning,
     BadRequest,
@@ -234,7 +235,7 @@ def _text(doc: Mapping[str, Any], field: str) -> str:
 
 def _open_roster(keys: PakeKeys, sealed: str) -> dict[str, Any]:
     try:
-        roster = json.loads(keys.open(b64d(sealed, "sealed_roster"), PakeRole.HOST))
+        roster = safejson.loads(keys.open(b64d(sealed, "sealed_roster"), PakeRole.HOST))
     except ValueError:
         raise PairingError("the host's roster is not JSON") from None
     if not isinstance(roster, dict) or not isinstance(roster.get("mesh"), list):

@@ -33,6 +33,7 @@ from baton.actors.pairing_actor import (
     StartRun,
     VerifyRun,
 )
+from baton.core import safejson
 from baton.core.errors import BadRequest, PairingError
 from baton.core.identity import PublicIdentity
 from baton.core.pairing import PairingSession
@@ -138,7 +139,7 @@ class PairingService:
 def _open_card(data: bytes, transcript: bytes) -> dict[str, Any]:
     """The joiner's card, once its proof of possession checks out (without the proof)."""
     try:
-        card = json.loads(data)
+        card = safejson.loads(data)
     except ValueError:
         raise PairingError("the joiner's card is not JSON") from None
     if not isinstance(card, dict):

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, Literal
 
 from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, Agent, AgentFailed, AgentMessage, Turn
+from baton.core import safejson
 from baton.core.errors import ConfigError
 
 SpecKind = Literal["echo", "cmd", "python"]
@@ -222,7 +223,7 @@ def _head(stream: IO[bytes]) -> bytes:
 
 def _replies_from_output(data: bytes) -> list[str]:
     try:
-        answer = json.loads(data.decode("utf-8"))
+        answer = safejson.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise AgentFailed("garbage", f"stdout is not JSON: {short(repr(data[:200]))}") from None
     if not isinstance(answer, dict) or "replies" not in answer:

@@ -256,7 +256,7 @@ class AgentRunner:
         """A new worker that has said ready, or AgentFailed("crash", why not)."""
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "baton.agents.worker", self.spec],
+                [sys.executable, "-P", "-m", "baton.agents.worker", self.spec],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -37,6 +37,7 @@ from typing import IO, Any
 
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.agents.builtin import check_replies, load_agent, short
+from baton.core import safejson
 from baton.core.errors import ConfigError
 from baton.core.inbound import MESSAGE_KINDS
 
@@ -69,7 +70,7 @@ def encode_request(request_id: int, message: AgentMessage, history: Sequence[Tur
 def decode_ready(line: bytes) -> str | None:
     """None if ``line`` says the worker is ready, else why it is not."""
     try:
-        body = json.loads(line)
+        body = safejson.loads(line)
     except ValueError:
         return f"the worker did not start: {short(repr(line[:200]))}"
     if isinstance(body, dict) and body.get("ready") is True:
@@ -82,7 +83,7 @@ def decode_ready(line: bytes) -> str | None:
 def decode_answer(line: bytes, request_id: int) -> list[str]:
     """The replies in an answer line, AgentFailed for the agent's failure, or BrokenAnswer."""
     try:
-        body = json.loads(line)
+        body = safejson.loads(line)
     except ValueError:
         raise BrokenAnswer(f"answer is not JSON: {short(repr(line[:200]))}") from None
     if not isinstance(body, dict):
@@ -102,7 +103,7 @@ def decode_answer(line: bytes, request_id: int) -> list[str]:
 
 def decode_request(line: bytes) -> tuple[int, AgentMessage, list[Turn]]:
     """The parts of a request line; ValueError (or KeyError, TypeError) if malformed."""
-    body = json.loads(line)
+    body = safejson.loads(line)
     request_id = body["id"]
     if not isinstance(request_id, int):
         raise ValueError("id is not an integer")

@@ -39,6 +39,7 @@ from baton.channels.base import (
     WebhookActive,
 )
 from baton.channels.updates import is_int, parse_update, parse_updates, valid_unicode
+from baton.core import safejson
 from baton.metrics import Counters
 
 # The parsing functions are part of this module's interface (callers import them from here).
@@ -226,7 +227,7 @@ class BotApiChannel:
         except UnicodeDecodeError:  # undecodable bytes become U+FFFD rather than stall us
             text, replaced = raw.decode("utf-8", "replace"), True
         try:
-            doc = json.loads(text)
+            doc = safejson.loads(text)
         except ValueError:
             kind = "server_error" if status >= 500 else "bad_response"
             raise self._fail(kind, f"{label}: HTTP {status}, and the body is not JSON") from None

@@ -13,11 +13,12 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from flask import request
+
+from baton.core import safejson
 
 MAX_ID = 2**53 - 1  # ids stay exact in every JSON reader (and fit SQLite's integers)
 
@@ -49,7 +50,7 @@ def json_body(*, required: bool) -> dict[str, Any]:
     if not raw.strip() and not required:
         return {}
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = safejson.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise Refused(400, "the body is not UTF-8") from None
     except ValueError:
@@ -88,7 +89,7 @@ def object_param(p: dict[str, Any], name: str) -> dict[str, Any]:
     value = p[name]
     if isinstance(value, str):  # form encoding carries objects as JSON text
         try:
-            value = json.loads(value)
+            value = safejson.loads(value)
         except ValueError:
             raise Refused(400, f"Bad Request: can't parse {name} JSON object") from None
     if not isinstance(value, dict):

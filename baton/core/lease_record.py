@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from baton.core import safejson
 from baton.core.errors import ForgedLease, LeaseFromStranger, MalformedLease
 from baton.core.registry import Signer, Verify
 from baton.core.settings import MAX_TTL_MS
@@ -145,7 +146,7 @@ class LeaseRecord:
     @classmethod
     def decode(cls, data: bytes) -> LeaseRecord:
         try:
-            doc = json.loads(data)
+            doc = safejson.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise MalformedLease("a lease record is JSON") from None
         return cls.from_dict(doc)

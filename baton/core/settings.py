@@ -39,13 +39,13 @@ unknown BATON_* variable (other than RESERVED_ENV) is refused, never ignored.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
+from baton.core import safejson
 from baton.core.errors import ConfigError
 from baton.core.live_tail import DEFAULT_REDACTIONS
 
@@ -296,7 +296,7 @@ def _as_str(raw: object, is_text: bool) -> str:
 def _as_patterns(raw: object, is_text: bool) -> tuple[str, ...]:
     if is_text and isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = safejson.loads(raw)
         except ValueError:
             raise ValueError(f"expected a JSON array of strings, got {raw!r}") from None
     if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):

@@ -69,5 +69,8 @@ def install(app: Flask, count: Callable[[str], None] = lambda name: None) -> Non
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
-        log.exception("unhandled error in HTTP view")
-        return error_body("internal_error", f"{type(exc).__name__}: {exc}", 500)
+        # the traceback goes to the log; the client, who may be anyone (the pairing
+        # routes have no token), learns nothing of the inside
+        log.exception("unhandled error in HTTP view %s %s", request.method, request.path)
+        count("http.failed.internal_error")
+        return error_body("internal_error", "an unexpected error; see the node's log", 500)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from baton.core import safejson
 from baton.core.errors import BadRequest, RateLimited
 from baton.core.ratelimit import RateLimiter
 
@@ -26,7 +27,12 @@ class PairingServices(Protocol):
 
 
 def json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    """The request's JSON object body (BadRequest if it is not one: not JSON, not an
+    object, nested too deep; never a 500). Flask's get_json lets RecursionError out."""
+    try:
+        body = safejson.loads(request.get_data(cache=True)) if request.is_json else None
+    except ValueError as exc:
+        raise BadRequest(f"the body is not JSON: {str(exc)[:80]}") from None
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object")
     return body

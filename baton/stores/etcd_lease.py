@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from baton.core import safejson
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
@@ -63,7 +64,7 @@ class EtcdLeaseStore:
         )
         try:
             with _OPENER.open(request, timeout=self.timeout_s) as response:
-                answer = json.loads(response.read())
+                answer = safejson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise LeaseStoreError(f"etcd {self.base_url}{path}: HTTP {exc.code}") from None
         except (OSError, ValueError) as exc:  # refused, timed out, or not JSON

@@ -36,6 +36,7 @@ from typing import Any
 import nacl.public
 import nacl.signing
 
+from baton.core import safejson
 from baton.core.errors import HomeError, IdentityError, IdentityExists, InvalidCard
 from baton.core.identity import KEY_BYTES, PublicIdentity, validate_nickname
 from baton.stores.files import (
@@ -224,7 +225,7 @@ def _refuse_occupied(home: Path) -> None:
 
 def _machine_id_in(identity: Path) -> str:
     try:
-        data = json.loads(_read_small(identity))
+        data = safejson.loads(_read_small(identity))
         value = data["machine_id"]
         return value if isinstance(value, str) else "an unreadable machine_id"
     except (OSError, ValueError, KeyError, TypeError, IdentityError):
@@ -294,7 +295,7 @@ def _read_key(path: Path) -> bytes:
 
 def _read_public(path: Path) -> PublicIdentity:
     try:
-        data = json.loads(_read_small(path))
+        data = safejson.loads(_read_small(path))
     except (ValueError, UnicodeDecodeError):
         raise IdentityError(f"{path}: is not valid JSON") from None
     if not isinstance(data, dict):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec
 
 from baton.core import ledger as rules
+from baton.core import safejson
 from baton.core.errors import LedgerCorrupt, LedgerError, UnknownEntry
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, LedgerState, QueuedMessage, ReplyMarker, apply_marker
@@ -183,6 +184,6 @@ def _doc(entry: LedgerEntry) -> str:
 
 def _entry(doc: str) -> LedgerEntry:
     try:
-        return LedgerEntry.from_json(json.loads(doc))
+        return LedgerEntry.from_json(safejson.loads(doc))
     except (ValueError, TypeError) as exc:
         raise LedgerCorrupt(f"a stored entry is not JSON: {exc}") from exc

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from baton.core import safejson
 from baton.core.errors import HomeError
 from baton.core.pairing import PairingSession, PairingSessionStore
 from baton.stores.files import atomic_write, check_private_file, fsync_dir
@@ -38,13 +39,13 @@ def session_to_bytes(session: PairingSession) -> bytes:
 def session_from_bytes(data: bytes, source: str) -> PairingSession:
     """Decode what save() wrote, or raise HomeError naming ``source``."""
     try:
-        doc = json.loads(data)
+        doc = safejson.loads(data)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"expected an object with format {FORMAT}")
         if set(doc) != {"format", "session"}:
             raise ValueError("expected exactly the keys format and session")
         return PairingSession.from_dict(doc["session"])
-    except (ValueError, RecursionError) as exc:  # incl. JSONDecodeError, UnicodeDecodeError
+    except ValueError as exc:  # incl. JSONDecodeError, UnicodeDecodeError, safejson.TooDeep
         raise HomeError(f"{source} is corrupt ({exc}); it was left as it is") from None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from baton.core import safejson
 from baton.core.errors import BatonError, HomeError
 from baton.core.registry import MachineEntry, MachineRegistry
 from baton.stores.files import atomic_write
@@ -30,7 +31,7 @@ def registry_to_bytes(registry: MachineRegistry) -> bytes:
 
 def registry_from_bytes(data: bytes, source: str) -> MachineRegistry:
     try:
-        doc = json.loads(data)
+        doc = safejson.loads(data)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"expected an object with format {FORMAT}")
         entries = [MachineEntry.from_dict(m) for m in doc["machines"]]

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from baton.core import safejson
 from baton.core.errors import AlreadyRunning
 from baton.stores.files import atomic_write, ensure_private_dir
 
@@ -91,7 +92,7 @@ def write_run_file(path: Path, info: dict[str, Any]) -> None:
 def read_run_file(path: Path) -> dict[str, Any] | None:
     """The run file's content, or None if missing or unreadable (a crash mid-way)."""
     try:
-        data = json.loads(path.read_bytes())
+        data = safejson.loads(path.read_bytes())
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None

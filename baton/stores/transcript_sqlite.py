@@ -17,6 +17,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+from baton.core import safejson
 from baton.core.errors import TranscriptCorrupt, TranscriptError, TranscriptRefused
 from baton.core.transcript import PutResult, TranscriptTurn, decide_put
 from baton.stores.sqlite_file import Kind, SqliteFile
@@ -58,7 +59,7 @@ class SqliteTranscriptStore:
     def _turn(self, row: tuple[str, int, str, str]) -> TranscriptTurn:
         topic, seq, key, doc = row
         try:
-            turn = TranscriptTurn.from_json(json.loads(doc))
+            turn = TranscriptTurn.from_json(safejson.loads(doc))
         except (ValueError, TypeError, TranscriptRefused) as exc:
             raise TranscriptCorrupt(f"{self.path}: turn {seq} of {topic!r}: {exc}") from exc
         if (turn.topic, turn.seq, turn.ledger_key) != (topic, seq, key):

@@ -32,6 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from baton import PROTOCOL_VERSION
+from baton.core import safejson
 from baton.core.errors import (
     FrameError,
     FrameTooLarge,
@@ -175,12 +176,14 @@ def _parse_json(data: bytes) -> object:
     except UnicodeDecodeError as exc:
         raise MalformedFrame(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        obj = json.loads(text, object_pairs_hook=_object_no_duplicates, parse_constant=_no_constant)
+        obj = safejson.loads(
+            text, object_pairs_hook=_object_no_duplicates, parse_constant=_no_constant
+        )
         if "\\u" in text:
             # An escape can smuggle in a lone surrogate, which no UTF-8 encoder
             # accepts: refuse it here rather than fail when we re-encode later.
             json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         # JSONDecodeError and UnicodeEncodeError are ValueErrors; so are our
         # hooks' refusals and CPython's limit on very long integer literals.
         raise MalformedFrame(f"not valid JSON: {_short(exc)}") from None

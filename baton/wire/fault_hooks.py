@@ -22,7 +22,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.core import safejson
 from baton.metrics import Counters
 from baton.wire.envelope import Envelope
 from baton.wire.transport import PeerAddress, Transport
@@ -49,7 +49,7 @@ class FaultPlan:
 
 def parse_plan(text: str) -> FaultPlan:
     """The plan in ``text``; ValueError if it is not {"drop_to": [...], "drop_from": [...]}."""
-    raw = json.loads(text)
+    raw = safejson.loads(text)
     if not isinstance(raw, dict) or set(raw) - {"drop_to", "drop_from"}:
         raise ValueError("expected an object with only drop_to and drop_from")
     lists = [raw.get(key, []) for key in ("drop_to", "drop_from")]

@@ -29,6 +29,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.public
 
+from baton.core import safejson
 from baton.core.errors import TailRefused, TranscriptRefused
 from baton.core.live_tail import MAX_TOPIC, TailFrame, redact
 from baton.core.transcript import TranscriptTurn
@@ -149,7 +150,7 @@ def unseal(frame: TailFrame, key: nacl.public.PrivateKey) -> TranscriptTurn:
     except nacl.exceptions.CryptoError:
         raise TailRefused(f"frame {frame.seq} of {frame.topic!r}: the box does not open") from None
     try:
-        turn = TranscriptTurn.from_json(json.loads(raw.decode("utf-8")))
+        turn = TranscriptTurn.from_json(safejson.loads(raw.decode("utf-8")))
     except (ValueError, TranscriptRefused) as exc:
         raise TailRefused(f"frame {frame.seq} of {frame.topic!r}: not a turn: {exc}") from None
     if (turn.topic, turn.seq, turn.ledger_key) != (frame.topic, frame.seq, frame.key):

@@ -121,6 +121,19 @@ def test_echo_through_a_real_worker(make_runner: MakeRunner, counters: Counters)
     assert counters.get("agent.workers_started") == 1  # the idle worker was reused
 
 
+def test_a_baton_directory_in_the_working_directory_does_not_shadow_the_package(
+    make_runner: MakeRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: `python -m` put the current directory first on the import path, so a
+    node started from the parent of a clone (which holds a `baton/` directory) could not
+    start an agent worker (`-P` leaves it off)."""
+    shadow = tmp_path / "parent-of-a-clone"
+    (shadow / "baton").mkdir(parents=True)
+    (shadow / "baton" / "__init__.py").write_text("raise ImportError('the shadow')\n")
+    monkeypatch.chdir(shadow)
+    assert make_runner("echo").run(msg("hi"), []) == ["echo: hi (earlier turns: 0)"]
+
+
 def test_the_message_kind_reaches_agents_in_real_workers(make_runner: MakeRunner) -> None:
     sticker = AgentMessage(topic="t", message_id=2, text="\U0001f44d", sender="u1", kind="sticker")
     photo = AgentMessage(topic="t", message_id=3, text="", sender="u1", kind="photo")

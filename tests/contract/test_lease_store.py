@@ -164,7 +164,10 @@ def test_racing_cas_from_one_token_has_exactly_one_winner(kit: Kit) -> None:
     assert kit.make().read().record == record(B, 2, winners[0])
 
 
-@pytest.mark.parametrize("garbage", [b"not json", b'{"holder": "m_x"}', b"[]", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json", b'{"holder": "m_x"}', b"[]", b"\xff\xfe", b"[" * 3000 + b"]" * 3000],
+)
 def test_garbage_is_reported_with_a_token_and_can_be_replaced(kit: Kit, garbage: bytes) -> None:
     store = kit.make()
     store.cas(None, record(A, 1))

@@ -65,6 +65,12 @@ class FakeServices:
     def count(self, name: str) -> None:
         self.counted.append(name)
 
+    def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.added.append(body)
+        return {}
+
+    pair_finish = leave = pair_start
+
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
         self._maybe_fail()
         self.sent = (topic, text, wait_s)
@@ -122,6 +128,31 @@ def test_a_body_that_is_not_an_object_is_a_400(
     )
     assert r.status_code == 400 and r.json["error"] == "bad_request"
     assert services.added == []
+
+
+DEEP = [b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b"[" * 65 + b"]" * 65]
+
+
+@pytest.mark.parametrize("body", DEEP)
+@pytest.mark.parametrize("path", ["/api/machines", "/api/pair/start", "/api/leave"])
+def test_a_deeply_nested_body_is_a_400_on_every_json_route(
+    client: FlaskClient, services: FakeServices, body: bytes, path: str
+) -> None:
+    """Issue 16: a 5,000-deep body was a 500 on every JSON route, the unauthenticated
+    pairing routes included (Flask's get_json lets RecursionError out)."""
+    r = client.post(path, data=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json["error"] == "bad_request"
+    assert "nested" in r.json["detail"] and services.added == []
+
+
+def test_an_unexpected_error_tells_the_client_nothing_of_the_inside(
+    client: FlaskClient, services: FakeServices
+) -> None:
+    services.fail_with = RuntimeError("/home/me/.baton/machine/signing.key: boom")
+    r = client.get("/api/whoami", headers=AUTH)
+    assert r.status_code == 500 and r.json["error"] == "internal_error"
+    assert "signing.key" not in r.text and "RuntimeError" not in r.text
+    assert services.counted == ["http.failed.internal_error"]
 
 
 @pytest.mark.parametrize(

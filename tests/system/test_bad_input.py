@@ -8,6 +8,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,6 +76,28 @@ def test_a_flag_overrides_the_configured_port(machine: Machine) -> None:
     info = machine.json("up", "--detach", "--http", f"127.0.0.1:{port}")
     machine.remember(info["pid"], info["node_pid"])
     assert info["http"] == f"http://127.0.0.1:{port}"
+
+
+def test_up_from_a_directory_holding_a_baton_directory_starts(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """Issue 16: `baton up --detach` from the parent of a clone failed with an ImportError:
+    the supervisor ran as `python -m baton`, which puts the current directory first on
+    the import path, and the clone's `baton/` shadowed the package. The console script
+    is what a user runs, from there."""
+    shadow = tmp_path / "parent-of-a-clone"
+    (shadow / "baton").mkdir(parents=True)
+    (shadow / "baton" / "__init__.py").write_text("raise ImportError('the shadow')\n")
+    script = Path(sys.executable).with_name("baton")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    out = subprocess.run(
+        [str(script), "up", "--detach", "--json", "--home", str(machine.home)],
+        cwd=shadow, env=env, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    info = json.loads(out.stdout)
+    machine.remember(info["pid"], info["node_pid"])
+    assert machine.card()["running"] is True
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,15 @@ def test_decoding_any_bytes_gives_a_record_or_malformed(data: bytes) -> None:
     assert LeaseRecord.decode(record.encode()) == record
 
 
+@pytest.mark.parametrize("depth", [65, 3_000, 50_000])
+def test_a_deeply_nested_record_is_malformed_not_a_crash(depth: int) -> None:
+    """Issue 16: a 3,000-deep lease.json raised RecursionError, read as "store
+    unreachable" rather than garbage, so no machine ever replaced it."""
+    for data in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+        with pytest.raises(MalformedLease):
+            LeaseRecord.decode(data.encode())
+
+
 def test_the_in_sync_set_is_signed_and_an_empty_one_reads_like_a_record_without_it() -> None:
     with_b = sign_record(replace(good(), in_sync=(B.machine_id,), signature=None), A)
     assert LeaseRecord.decode(with_b.encode()) == with_b
