@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 
+from baton import limits
 from baton.cli_support import Ctx, command, fail, main
 from baton.client import http_json, running_node
 from baton.core.errors import BatonError, NodeNotRunning
 from baton.core.identity import fingerprint
 from baton.core.settings import resolve_settings
-from baton.logs import setup_logging
+from baton.logs import STDERR_ENV, setup_logging
 from baton.stores.config_file import load_settings, render_config
 from baton.stores.git_lease import ensure_git_remote
 from baton.stores.home import HomePaths
@@ -154,10 +155,20 @@ def _up_detached(ctx: Ctx, http_: str | None, wire: str | None, timeout: float) 
     out_path = ctx.paths.logs_dir / "supervisor.out"
     error_file = ctx.paths.last_error
     error_file.unlink(missing_ok=True)
+    # it gets only what escapes logging (BATON_LOG_STDERR=0), and is rotated here
+    with contextlib.suppress(FileNotFoundError):
+        if out_path.stat().st_size > limits.LOG_FILE_BYTES:
+            out_path.replace(out_path.with_name("supervisor.out.1"))
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    env = {**os.environ, STDERR_ENV: "0"}
     try:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            env=env,
         )
     finally:
         os.close(out)

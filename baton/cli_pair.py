@@ -1,8 +1,10 @@
 """`baton pair` (on the awake machine) and `baton join URL --code CODE` (on the new one).
 
 Pairing failures have their own exit codes (cli_support.EXIT_CODES), so scripts can
-tell them apart: wrong code 10, burned 11, expired 12, already used 13, no session 14,
-not a baton node 15, unreachable 16; anything else 1.
+tell them apart: wrong code 10, refused 11 (the host has no open session for the code:
+none, expired, used or burned; it does not tell a stranger which, so neither does it
+tell the joiner), not a baton node 15, unreachable 16; anything else 1. (12, 13 and 14,
+expired, used and no session, come only from a host older than issue 16.)
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import datetime
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
 from baton.cli_support import Ctx, command, main
 from baton.client import NodeClient
-from baton.core.errors import PairingExpired
+from baton.core.errors import BadRequest, PairingError, PairingExpired
+from baton.pairing_client import MESH_KNOBS, Consent
 from baton.pairing_client import join as run_join
 
 
@@ -89,6 +93,18 @@ def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
     type=click.FloatRange(min=0.1),
     help="Seconds to wait for each answer of the awake machine (not its operator).",
 )
+@click.option("--yes", is_flag=True, help="Adopt the awake machine's settings without asking.")
+@click.option(
+    "--trust-agent",
+    is_flag=True,
+    help="Accept a cmd: or python: agent from the awake machine: this machine will run it.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Ask me to compare the short authentication string with the one the awake "
+    "machine shows (`baton pair --verify`) before anything is written.",
+)
 def join(
     ctx: Ctx,
     url: str,
@@ -97,22 +113,21 @@ def join(
     http_: str | None,
     wire: str | None,
     timeout: float,
+    yes: bool,
+    trust_agent: bool,
+    verify: bool,
 ) -> None:
     """Join the mesh of the awake machine at URL as a standby, with a pairing code.
 
-    The code never crosses the network (SPAKE2). Compare the short authentication
-    string with the one the awake machine shows if it asked you to.
+    The code never crosses the network (SPAKE2). Before this machine is admitted it
+    shows the settings it would take from the awake machine (lease store, channel,
+    agent) and asks; it refuses a cmd: or python: agent unless --trust-agent. With
+    --verify it asks you to compare the short authentication string with the awake
+    machine's before it writes anything.
     """
     config = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
-
-    def show_sas(sas: str) -> None:
-        click.echo(
-            f"short authentication string: {sas} (the awake machine may ask "
-            "its operator to compare it)",
-            err=True,
-        )
-
-    result = run_join(ctx.home, url, code, name, config, show_sas, timeout)
+    consent = _AskingConsent(yes, verify)
+    result = run_join(ctx.home, url, code, name, config, consent, timeout, trust_agent)
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"joined as {d['nickname']} ({d['machine_id']}), standby")
@@ -121,3 +136,36 @@ def join(
         click.echo(f"start it with: baton up --home {ctx.home}")
 
     ctx.emit(result, human)
+
+
+class _AskingConsent(Consent):
+    """The joiner's operator at the terminal (stderr, so --json output stays clean)."""
+
+    def __init__(self, yes: bool, verify: bool) -> None:
+        self.yes, self.verify = yes, verify
+
+    def show(self, sas: str, offered: Mapping[str, str]) -> None:
+        click.echo(f"short authentication string: {sas}", err=True)
+        click.echo("this machine would take from the awake machine:", err=True)
+        for knob in MESH_KNOBS:
+            click.echo(f"  {knob:<12} {offered.get(knob, '(not set: the default)')}", err=True)
+
+    def settings(self, sas: str, offered: Mapping[str, str]) -> None:
+        if self.yes:
+            return
+        if not sys.stdin.isatty():
+            raise BadRequest("nothing asked (no terminal): join with --yes to adopt them")
+        if not click.confirm("Adopt these settings and join?", err=True):
+            raise PairingError("declined; this machine was not admitted")
+
+    def sas(self, sas: str) -> None:
+        if not self.verify:
+            return
+        if not sys.stdin.isatty():
+            raise BadRequest("--verify needs a terminal to ask on")
+        prompt = f"Does the awake machine show {sas}?"
+        if not click.confirm(prompt, err=True):
+            raise PairingError(
+                "the short authentication strings differ: nothing was written. Tell the "
+                "awake machine's operator: it may have admitted a stranger's machine"
+            )

@@ -24,6 +24,7 @@ from baton.stores.home import HomePaths, resolve_home
 #: Exit codes of errors scripts want to tell apart (pairing); every other error exits 1.
 EXIT_CODES = {
     "wrong_code": 10,
+    "pairing_refused": 11,  # a host since issue 16 says only this of the four below
     "pairing_burned": 11,
     "pairing_expired": 12,
     "pairing_consumed": 13,

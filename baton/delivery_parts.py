@@ -26,6 +26,7 @@ from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import HolderIs, Polled
 from baton.actors.lease_actor import FencedOut, WantInSync
 from baton.actors.live_tail_actor import LiveTailActor
+from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_prefix
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
 from baton.core.clock import Clock
@@ -142,11 +143,15 @@ def start_delivery(
         undo.callback(transcripts.close)
         buffer = SqliteTailBuffer(paths.tail_buffer)
         undo.callback(buffer.close)
+        workdir = prepare_workdir(paths.root)
         runner = AgentRunner(
             settings.agent,
             workers=settings.agent_workers,
             timeout_s=settings.agent_timeout_ms / 1000,
             counters=counters,
+            env=agent_environment(os.environ, settings.agent_env, workdir),
+            cwd=workdir,
+            prefix=sandbox_prefix(settings.agent_sandbox, paths.root, workdir),
         )
         undo.callback(runner.stop)
         runner.start()

@@ -304,7 +304,7 @@ class Mesh:
         wait_for(lambda: first.status()["role"] == "awake", timeout, f"{first.name} awake")
         for m in others:
             session = first.json("pair")
-            m.json("join", session["url"], "--code", session["code"])
+            m.json("join", session["url"], "--code", session["code"], "--yes", "--trust-agent")
             m.up()
 
     def up(self) -> None:

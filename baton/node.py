@@ -56,6 +56,7 @@ from baton.handoff_parts import start_handoff, tell_handoff
 from baton.http import create_app
 from baton.http import server as http_server
 from baton.lease_parts import LeaseParts, LeaseRelay, start_lease
+from baton.limits import raise_fd_limit
 from baton.logs import setup_logging
 from baton.metrics import Counters
 from baton.probe import FenceProbe
@@ -353,6 +354,7 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
     os.umask(0o077)  # everything the node writes in its home is private
     paths = HomePaths(Path(home))
     setup_logging(paths.logs_dir, "node", "info")
+    raise_fd_limit()  # a descriptor per connection: floods of them must not end the node
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())

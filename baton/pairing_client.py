@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +62,39 @@ class _Progress:
     may_be_member = False
 
 
+class Consent:
+    """What the joiner's operator decides, asked by ``join`` at two points. The defaults
+    accept everything but a code agent (a script's --yes); the CLI asks a person."""
+
+    def show(self, sas: str, offered: Mapping[str, str]) -> None:
+        """Before /finish: the SAS and the host's settings, to be shown."""
+
+    def settings(self, sas: str, offered: Mapping[str, str]) -> None:
+        """Before /finish (nothing admitted yet): raise to decline the host's settings."""
+
+    def sas(self, sas: str) -> None:
+        """After /finish, before anything is written: raise if the host showed other
+        digits (--verify)."""
+
+
 def join(
     home: Path,
     url: str,
     code: str,
     name: str | None,
     config: Mapping[str, object] | None = None,
-    on_sas: Callable[[str], None] = lambda sas: None,
+    consent: Consent | None = None,
     timeout: float = TIMEOUT_S,
+    trust_agent: bool = False,
 ) -> dict[str, Any]:
     """Join the mesh whose awake machine serves ``url``; returns {ok, sas, mesh, ...}.
 
     ``config`` (knobs such as http and wire) is written to config.toml only when the join
     creates this machine's home. ``timeout`` bounds each request but /finish, which
-    may wait for the host's operator (FINISH_TIMEOUT_S)."""
+    may wait for the host's operator (FINISH_TIMEOUT_S). The host's settings (lease
+    store, channel, agent) come sealed with its first answer; ``consent`` sees them
+    before this machine is admitted, and a ``cmd:`` or ``python:`` agent (programs it
+    would run here once it holds) is refused unless ``trust_agent``."""
     code = normalize_code(code)
     paths = HomePaths(home)
     if running_node(paths) is not None:
@@ -86,7 +105,8 @@ def join(
     progress = _Progress()
     try:
         identity = _identity(home, name, created, config or {}, host_id)
-        return _pair(paths, identity, url, code, on_sas, timeout, progress)
+        asked = Asked(consent or Consent(), trust_agent)
+        return _pair(paths, identity, url, code, asked, timeout, progress)
     except BatonError as exc:
         if progress.may_be_member:
             exc.detail += MAYBE_ADMITTED
@@ -136,12 +156,30 @@ def _identity(
     return identity
 
 
+class Asked:
+    def __init__(self, consent: Consent, trust_agent: bool) -> None:
+        self.consent, self.trust_agent = consent, trust_agent
+
+    def settings(self, sas: str, offered: Mapping[str, str]) -> None:
+        self.consent.show(sas, offered)
+        agent = offered.get("agent", "")
+        if agent.split(":", 1)[0] in CODE_AGENTS and not self.trust_agent:
+            raise PairingError(
+                f"the awake machine's agent is {agent!r}: this machine would run it once it "
+                "holds; nothing was admitted. Join with --trust-agent if you mean it"
+            )
+        self.consent.settings(sas, offered)
+
+
+CODE_AGENTS = ("cmd", "python")
+
+
 def _pair(
     paths: HomePaths,
     identity: MachineIdentity,
     url: str,
     code: str,
-    on_sas: Callable[[str], None],
+    asked: Asked,
     timeout: float,
     progress: _Progress,
 ) -> dict[str, Any]:
@@ -162,7 +200,8 @@ def _pair(
         keys.check_host_confirmation(b64d(_text(started, "host_confirmation"), "host_confirmation"))
     except WrongCode:
         raise wrong_code(_attempts_left(started)) from None
-    on_sas(keys.sas)  # the awake machine's operator may be comparing it right now
+    offered = _open_settings(keys, _text(started, "sealed_settings"))
+    asked.settings(keys.sas, offered)  # a refusal here: nothing admitted
     proof = identity.signing_key.sign(possession_statement(keys.transcript)).signature
     sealed_card = keys.seal(json.dumps({**card, "proof": b64e(proof)}).encode(), PakeRole.HOST)
     progress.may_be_member = True
@@ -184,8 +223,9 @@ def _pair(
         raise
     roster = _open_roster(keys, _text(finished, "sealed_roster"))
     registry = _registry(identity, roster["mesh"])
+    asked.consent.sas(keys.sas)  # --verify: before anything is written
     JsonRegistryStore(paths.registry).save(registry)
-    _adopt_mesh_settings(paths, roster)
+    _adopt_mesh_settings(paths, offered)
     return {
         "ok": True,
         "sas": keys.sas,
@@ -195,21 +235,37 @@ def _pair(
             {"machine_id": e.machine_id, "nickname": e.nickname, "role": e.role.value}
             for e in registry.listing()
         ],
-        "lease_store": roster.get("lease_store"),
+        "lease_store": offered.get("lease_store"),
     }
 
 
 MESH_KNOBS = ("lease_store", "channel", "agent")  # what a joiner takes from the host
 
 
-def _adopt_mesh_settings(paths: HomePaths, roster: Mapping[str, Any]) -> None:
-    """Take the mesh's lease store, channel and agent from the host (checked first)."""
-    given = {k: roster[k] for k in MESH_KNOBS if isinstance(roster.get(k), str) and roster[k]}
-    if not given:
-        return
-    config = {**read_config(paths.config), **given}
-    resolve_settings(config, {}, {})  # a bad value from the host is refused, not written
-    write_config(paths.config, config)
+def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
+    """The host's mesh settings, checked (a bad value is refused, not written later)."""
+    try:
+        doc = safejson.loads(keys.open(b64d(sealed, "sealed_settings"), PakeRole.HOST))
+    except ValueError:
+        raise PairingError("the host's settings are not JSON") from None
+    offered = doc.get("settings") if isinstance(doc, dict) else None
+    if not isinstance(offered, dict) or set(offered) - set(MESH_KNOBS):
+        raise PairingError(f"the host's settings must be an object of {', '.join(MESH_KNOBS)}")
+    if not all(isinstance(v, str) and v for v in offered.values()):
+        raise PairingError("the host's settings must be non-empty strings")
+    try:
+        resolve_settings(offered, {}, {})
+    except ConfigError as exc:
+        raise PairingError(f"the host's settings are refused: {exc.detail}") from None
+    return offered
+
+
+def _adopt_mesh_settings(paths: HomePaths, offered: Mapping[str, str]) -> None:
+    """Take the mesh's lease store, channel and agent the operator agreed to."""
+    if offered:
+        config = {**read_config(paths.config), **offered}
+        resolve_settings(config, {}, {})  # with this machine's own knobs too
+        write_config(paths.config, config)
 
 
 def _attempts_left(started: Mapping[str, Any]) -> int:

@@ -106,12 +106,16 @@ class PairingService:
     def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
         [message] = _fields(body, ("joiner_message",))
         started: RunStarted = self.ask(self.pairing, StartRun(b64d(message, "joiner_message")))
+        # the settings a joiner would adopt, sealed so only one that knows the code reads
+        # them, and sent now so it can decline before it is admitted (issue 16)
+        settings = {"settings": {k: v for k, v in self.mesh_extras().items() if v}}
         return {
             "v": PAIRING_VERSION,
             "run_id": started.run_id,
             "host_message": b64e(started.host_message),
             "host_confirmation": b64e(started.keys.host_confirmation()),
             "attempts_left": started.attempts_left,
+            "sealed_settings": b64e(started.keys.seal(json.dumps(settings).encode(), Role.JOINER)),
         }
 
     def finish(self, body: Mapping[str, Any]) -> dict[str, Any]:

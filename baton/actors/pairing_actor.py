@@ -157,9 +157,13 @@ class PairingActor(pykka.ThreadingActor):
         return session
 
     def _start(self, joiner_message: bytes) -> RunStarted:
-        session = start_attempt(self._session(), self.clock.wall_s())
+        current = self._session()
+        # a message that is not a SPAKE2 element is refused before it costs an attempt
+        # (issue 16: three malformed starts burned the code); the answer is computed
+        # first but leaves only after the attempt is spent
+        host_message, keys = host_pake(current.code, joiner_message)
+        session = start_attempt(current, self.clock.wall_s())
         self.store.save(session)  # the attempt is spent before anything is answered
-        host_message, keys = host_pake(session.code, joiner_message)
         run_id = self.rng(8).hex()
         if len(self.runs) >= MAX_RUNS:
             self.runs.pop(next(iter(self.runs)))

@@ -120,7 +120,9 @@ class AgentRunner:
     """Runs ``spec``'s agent in up to ``workers`` worker processes; see the module invariants.
 
     ``env`` is the workers' environment (default: this process's); PYTHONPATH in it is
-    extended so that baton and this process's sys.path import in the worker.
+    extended so that baton and this process's sys.path import in the worker. Workers
+    start in ``cwd`` (default: this process's), under ``prefix`` (a sandbox's command,
+    baton.agents.isolation).
     """
 
     def __init__(
@@ -131,6 +133,8 @@ class AgentRunner:
         timeout_s: float = 30.0,
         counters: Counters | None = None,
         env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -141,6 +145,7 @@ class AgentRunner:
         self.timeout_s = timeout_s
         self.counters = counters
         self._env = _worker_env(os.environ if env is None else env)
+        self._cwd, self._prefix = cwd, list(prefix)
         self._cond = threading.Condition()
         self._all: set[_Worker] = set()
         self._idle: list[_Worker] = []
@@ -256,7 +261,8 @@ class AgentRunner:
         """A new worker that has said ready, or AgentFailed("crash", why not)."""
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "baton.agents.worker", self.spec],
+                [*self._prefix, sys.executable, "-P", "-m", "baton.agents.worker", self.spec],
+                cwd=self._cwd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -212,6 +212,14 @@ class PairingConsumed(PairingError):
     code = "pairing_consumed"
 
 
+class PairingRefused(PairingError):
+    """What a joiner is told when the host has no open session for it: none was started,
+    it expired, it was used or it used up its attempts. The host does not say which,
+    so a stranger learns nothing of its sessions (the operator sees the state)."""
+
+    code = "pairing_refused"
+
+
 class WrongCode(PairingError):
     """The code does not match the one minted by `baton pair`."""
 

@@ -22,7 +22,9 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
   (the bundled chat service), telegram, or telegram:<base URL> (a Bot API at that URL).
 - agent is echo, cmd:PROGRAM [ARGS] or python:module:function (whether it loads is
   checked when the node starts its runner); 100 <= agent_timeout_ms <= 3600000;
-  0 <= agent_retries <= 10; 1 <= agent_workers <= 32.
+  0 <= agent_retries <= 10; 1 <= agent_workers <= 32; agent_env lists names of
+  environment variables an agent gets (none BATON_*; a JSON array in the environment);
+  agent_sandbox is none or bwrap (baton.agents.isolation).
 - ambiguous_policy is resend or skip: what a new holder does with a reply that was
   prepared but never confirmed, at a sink that cannot say whether it arrived.
 - redact_patterns is a list of regular expressions that compile; the entry "default"
@@ -51,7 +53,7 @@ from baton.core.live_tail import DEFAULT_REDACTIONS
 
 ENV_PREFIX = "BATON_"
 # BATON_* variables that are not knobs: read elsewhere, so not refused here.
-RESERVED_ENV = frozenset({"BATON_HOME", "BATON_TELEGRAM_TOKEN"})
+RESERVED_ENV = frozenset({"BATON_HOME", "BATON_TELEGRAM_TOKEN", "BATON_LOG_STDERR"})
 
 DEFAULT_LEASE_TTL_MS = 15000
 MAX_TTL_MS = 24 * 3600 * 1000  # the longest lease a record may carry
@@ -66,6 +68,8 @@ _HTTP_URL = re.compile(r"http://[^\s/]+(/\S*)?")
 _CHANNEL = re.compile(r"local:http://[^\s/]+/?|telegram(:https?://[^\s/]+(/\S*)?)?")
 _AGENT = re.compile(r"echo|cmd:\S.*|python:[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 AMBIGUOUS_POLICIES = ("resend", "skip")
+SANDBOXES = ("none", "bwrap")  # baton.agents.isolation
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _split_host_port(text: str) -> tuple[str, int]:
@@ -164,6 +168,8 @@ class Settings:
     agent_timeout_ms: int = 30000
     agent_retries: int = 2
     agent_workers: int = 2
+    agent_env: tuple[str, ...] = ()  # names of variables an agent gets from the node's
+    agent_sandbox: str = "none"
     ambiguous_policy: str = "resend"
     redact_patterns: tuple[str, ...] = ("default",)
     fault_file: str = ""
@@ -243,6 +249,12 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
         ("agent_timeout_ms", 100 <= s.agent_timeout_ms <= 3600000, "must be 100..3600000"),
         ("agent_retries", 0 <= s.agent_retries <= 10, "must be 0..10"),
         ("agent_workers", 1 <= s.agent_workers <= 32, "must be 1..32"),
+        (
+            "agent_env",
+            all(_ENV_NAME.fullmatch(n) and not n.startswith(ENV_PREFIX) for n in s.agent_env),
+            "must be names of environment variables, none of them BATON_*",
+        ),
+        ("agent_sandbox", s.agent_sandbox in SANDBOXES, f"must be one of {', '.join(SANDBOXES)}"),
         (
             "ambiguous_policy",
             s.ambiguous_policy in AMBIGUOUS_POLICIES,
@@ -341,6 +353,8 @@ KNOBS: Mapping[str, Parser] = {
     "agent_timeout_ms": _as_int,
     "agent_retries": _as_int,
     "agent_workers": _as_int,
+    "agent_env": _as_patterns,
+    "agent_sandbox": _as_log_level,  # trimmed and lower-cased
     "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
     "redact_patterns": _as_patterns,
     "fault_file": _as_str,

@@ -20,6 +20,7 @@ STATUS: list[tuple[type[e.BatonError], int]] = [
     (e.PairingExpired, 410),
     (e.PairingBurned, 410),
     (e.PairingConsumed, 409),
+    (e.PairingRefused, 403),
     (e.PairingError, 400),
     (e.PeerFault, 403),
     (e.RateLimited, 429),

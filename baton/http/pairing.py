@@ -1,9 +1,19 @@
 """POST /api/pair/start, /api/pair/finish and /api/leave: no bearer token. The pairing
 code (through SPAKE2) or, for /leave, the leaving machine's signature is the credential.
-Rate limited per client address; errors have the usual shape {error, detail}."""
+Errors have the usual shape {error, detail}.
+
+- Rate limited per client address and, so that many addresses do not add up, across
+  all of them (``GLOBAL_RATE_PER_S``, ``GLOBAL_BURST``).
+- A stranger learns nothing of the session's state from a refused start: no session,
+  an expired one, a used one and one out of attempts are all one answer (403
+  ``pairing_refused``); the operator sees the state (GET /api/pair/session). A finish
+  comes after a start, from someone who has seen the session exists; once its key
+  confirmation proves the code, it is told why it lost (a race: "consumed").
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Protocol
@@ -12,12 +22,30 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from baton.core import safejson
-from baton.core.errors import BadRequest, RateLimited
+from baton.core.errors import (
+    BadRequest,
+    NoPairingSession,
+    PairingBurned,
+    PairingConsumed,
+    PairingExpired,
+    PairingRefused,
+    RateLimited,
+)
 from baton.core.ratelimit import RateLimiter
+
+log = logging.getLogger("baton.http")
 
 #: Per client address: 10 requests at once, then one every 2 s. A joiner needs two.
 RATE_PER_S = 0.5
 BURST = 10
+#: Across every address: 30 at once, then 2 a second.
+GLOBAL_RATE_PER_S = 2.0
+GLOBAL_BURST = 30
+CLOSED = (NoPairingSession, PairingExpired, PairingBurned, PairingConsumed)
+REFUSED = (
+    "wrong code, or no pairing is open with it here (none was started, it expired, "
+    "it was used, or it used up its attempts); run `baton pair` on the awake machine again"
+)
 
 
 class PairingServices(Protocol):
@@ -38,21 +66,33 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-def blueprint(services: PairingServices, limiter: RateLimiter | None = None) -> Blueprint:
+def blueprint(
+    services: PairingServices,
+    limiter: RateLimiter | None = None,
+    overall: RateLimiter | None = None,
+) -> Blueprint:
     bp = Blueprint("pairing", __name__, url_prefix="/api")
     limiter = limiter or RateLimiter(RATE_PER_S, BURST)
+    overall = overall or RateLimiter(GLOBAL_RATE_PER_S, GLOBAL_BURST)
     lock = threading.Lock()
 
     @bp.before_request
     def rate_limit() -> None:
+        now = time.monotonic()
         with lock:
-            allowed = limiter.allow(request.remote_addr or "?", time.monotonic())
+            allowed = limiter.allow(request.remote_addr or "?", now)
+            allowed = allowed and overall.allow("*", now)
         if not allowed:
-            raise RateLimited("too many pairing requests from this address; wait and retry")
+            raise RateLimited("too many pairing requests; wait and retry")
 
     @bp.post("/pair/start")
     def start() -> ResponseReturnValue:
-        return jsonify(services.pair_start(json_object()))
+        body = json_object()
+        try:
+            return jsonify(services.pair_start(body))
+        except CLOSED as exc:  # before the joiner has shown it knows the code: say no more
+            log.info("pairing start refused: %s", exc.code)
+            raise PairingRefused(REFUSED) from None
 
     @bp.post("/pair/finish")
     def finish() -> ResponseReturnValue:

@@ -5,6 +5,9 @@ Invariants:
 - ``bind`` listens before anything is served, so a port in use fails first, clearly
   (AddressInUse, or ConfigError naming the knob), and leaves nothing open.
 - The loop polls (``asyncore_use_poll``): select() cannot watch a descriptor past 1023.
+- Connections, idle time, header and body sizes are bounded (``baton.limits``): idle
+  connections cannot lock the API out for long (waitress's defaults: 100 connections,
+  closed after 120 s idle, bodies of up to 1 GiB).
 - ``stop`` stops waitress from another thread without a race: the sockets are closed
   inside waitress's own loop (closing them under its running poll() fails with EBADF),
   by a thunk queued and pulled through the loop's trigger under the trigger's lock
@@ -24,6 +27,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from baton import limits
 from baton.core.errors import AddressInUse, ConfigError
 
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -51,7 +55,16 @@ def serve(app: Any, sock: socket.socket, threads: int, ident: str) -> Any:
     # poll(), not select(): select() cannot watch a descriptor past 1023, and a node
     # holds one per connection (issue 16: idle connections to the wire pushed it there)
     server = create_server(
-        app, sockets=[sock], threads=threads, ident=ident, asyncore_use_poll=True
+        app,
+        sockets=[sock],
+        threads=threads,
+        ident=ident,
+        asyncore_use_poll=True,
+        connection_limit=limits.HTTP_CONNECTIONS,
+        channel_timeout=limits.HTTP_IDLE_S,
+        cleanup_interval=limits.HTTP_CLEANUP_S,
+        max_request_header_size=limits.HTTP_HEADER_BYTES,
+        max_request_body_size=limits.HTTP_BODY_BYTES,
     )
     if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
         server.adj.socket_options = [*server.adj.socket_options, NODELAY]

@@ -39,6 +39,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from baton import limits
 from baton.core.errors import AddressInUse, ConfigError, FrameError
 from baton.wire.envelope import Envelope
 from baton.wire.transport import (
@@ -163,6 +164,7 @@ class WireLoop(threading.Thread):
         router.curve_publickey = cfg.curve_public
         router.zap_domain = ZAP_DOMAIN
         router.maxmsgsize = max(4 * cfg.max_frame_bytes, MIN_MAXMSGSIZE)
+        router.handshake_ivl = limits.WIRE_HANDSHAKE_MS  # an idle connection's descriptor
         router.ipv6 = _is_ipv6(cfg.bind)
         try:
             router.bind(cfg.bind)

@@ -53,6 +53,25 @@ def test_a_wrong_code_costs_an_attempt_and_says_how_many_are_left(actor) -> None
     assert info.value.attempts_left == 2
 
 
+@pytest.mark.parametrize(
+    "message",
+    [b"", b"A" * 10, b"B" + bytes(32), b"A" + b"\xff" * 32, b"A" + b"\xee" * 40],
+)
+def test_a_malformed_start_costs_no_attempt(actor, message: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: anyone could burn a code with three malformed requests. A message that
+    is not a SPAKE2 element is refused before the attempt is spent; the code still
+    works after three of them."""
+    ref, store = actor
+    session = ref.ask(NewSession(), timeout=5)
+    for _ in range(3):
+        with pytest.raises(PairingError):
+            ref.ask(StartRun(message), timeout=5)
+    assert store.load().attempts_used == 0  # type: ignore[union-attr]
+    run_id, keys = run(ref, session.code)
+    verified = ref.ask(VerifyRun(run_id, keys.joiner_confirmation()), timeout=5)[0]
+    assert verified.session_id == session.session_id and verified.attempts_used == 1
+
+
 def test_verify_mode_lets_one_joiner_before_the_operator_and_binds_the_answer_to_it(
     actor,  # type: ignore[no-untyped-def]
 ) -> None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from baton.core.errors import BatonError, InvalidCard, NicknameTaken, Unavailable
+from baton.core.errors import (
+    BatonError,
+    InvalidCard,
+    NicknameTaken,
+    NoPairingSession,
+    PairingBurned,
+    PairingConsumed,
+    PairingExpired,
+    Unavailable,
+)
 from baton.core.settings import resolve_settings
 from baton.http import create_app
+from baton.http.pairing import GLOBAL_BURST, GLOBAL_RATE_PER_S, REFUSED
 
 TOKEN = "s3cret-token"
 
@@ -66,6 +77,7 @@ class FakeServices:
         self.counted.append(name)
 
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._maybe_fail()
         self.added.append(body)
         return {}
 
@@ -143,6 +155,35 @@ def test_a_deeply_nested_body_is_a_400_on_every_json_route(
     r = client.post(path, data=body, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.json["error"] == "bad_request"
     assert "nested" in r.json["detail"] and services.added == []
+
+
+@pytest.mark.parametrize(
+    "closed",
+    [NoPairingSession("none"), PairingExpired("expired"), PairingBurned("burned"),
+     PairingConsumed("used")],
+)  # fmt: skip
+def test_a_refused_start_does_not_say_whether_or_why_a_session_is_closed(
+    client: FlaskClient, services: FakeServices, closed: Exception
+) -> None:
+    """Issue 16: a stranger told 404, 410 or 409 apart and so learnt whether a session
+    existed and what became of it."""
+    services.fail_with = closed
+    r = client.post("/api/pair/start", json={"v": 1})
+    assert r.status_code == 403 and r.json == {"error": "pairing_refused", "detail": REFUSED}
+
+
+def test_many_addresses_do_not_add_up_past_the_pairing_limit(client: FlaskClient) -> None:
+    """Issue 16: the per-address limit was passed with 30 source addresses."""
+    began = time.monotonic()
+    statuses = [
+        client.post(
+            "/api/pair/start", json={"v": 1}, environ_base={"REMOTE_ADDR": f"10.0.0.{i}"}
+        ).status_code
+        for i in range(60)
+    ]
+    refill = int((time.monotonic() - began) * GLOBAL_RATE_PER_S) + 1
+    assert statuses[:GLOBAL_BURST] == [200] * GLOBAL_BURST  # one each: no address is limited
+    assert statuses.count(200) <= GLOBAL_BURST + refill and 429 in statuses
 
 
 def test_an_unexpected_error_tells_the_client_nothing_of_the_inside(

@@ -101,14 +101,14 @@ def test_a_lost_finish_answer_keeps_the_identity_so_a_retry_is_the_same_machine(
     session = host.json("pair")
     proc = fresh.baton(
         "join", lossy_proxy, "--code", session["code"], "--name", "delta", *ports(), "--json",
-        check=False,
+        "--yes", check=False,
     )  # fmt: skip
     err = json.loads(proc.stdout)
     assert proc.returncode == 16 and err["error"] == "unavailable", err
     assert "identity is kept" in err["detail"] and fresh.paths.identity.exists()
     [ghost] = [r for r in host.json("machines") if r["nickname"] == "delta"]
     retry = host.json("pair")
-    result = fresh.json("join", retry["url"], "--code", retry["code"])
+    result = fresh.json("join", retry["url"], "--code", retry["code"], "--yes")
     assert result["ok"] is True and result["machine_id"] == ghost["machine_id"]
     rows = [r for r in host.json("machines") if r["nickname"] == "delta"]
     assert [(r["machine_id"], r["status"], r["role"]) for r in rows] == [

@@ -27,7 +27,7 @@ def paired(make_mesh: Callable[..., Mesh]) -> dict[str, Machine]:
     joiners = make_mesh(2, up=False, names=["bravo", "charlie"]).machines
     for m in joiners:
         session = host.json("pair")
-        m.json("join", session["url"], "--code", session["code"])
+        m.json("join", session["url"], "--code", session["code"], "--yes")
         m.up()
     machines = {"alpha": host, "bravo": joiners[0], "charlie": joiners[1]}
     for m in machines.values():
@@ -103,11 +103,11 @@ def test_only_a_fresh_pairing_brings_a_removed_machine_back(paired: dict[str, Ma
     charlie.json("down")
     url = alpha.card()["http"]
     stale = json.loads(alpha.paths.pairing_session.read_text())["session"]["code"]
-    proc = charlie.baton("join", url, "--code", stale, "--json", check=False)
-    assert proc.returncode == 13 and json.loads(proc.stdout)["error"] == "pairing_consumed"
+    proc = charlie.baton("join", url, "--code", stale, "--json", "--yes", check=False)
+    assert proc.returncode == 11 and json.loads(proc.stdout)["error"] == "pairing_refused"
     assert _row(alpha, "charlie")["status"] == "revoked"
     fresh = alpha.json("pair")
-    charlie.json("join", fresh["url"], "--code", fresh["code"])
+    charlie.json("join", fresh["url"], "--code", fresh["code"], "--yes")
     charlie.up()
     for m in (alpha, bravo):
         wait_for(
@@ -172,7 +172,7 @@ def test_leave_can_be_retried_to_the_end_and_frees_the_nickname(
     ports = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     bravo.json(
         "join", session["url"], "--code", session["code"], "--name", "bravo",
-        "--http", ports[0], "--wire", ports[1],
+        "--http", ports[0], "--wire", ports[1], "--yes",
     )  # fmt: skip
     rows = [r for r in alpha.json("machines") if r["nickname"] == "bravo"]
     assert sorted(r["status"] for r in rows) == ["active", "revoked"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from baton.client import NodeClient
 from baton.core.pairing import WORDS
 from baton.devmesh import Machine, Mesh, free_port, wait_for
 
@@ -27,7 +28,7 @@ def pair(host: Machine) -> dict[str, Any]:
 
 
 def join(m: Machine, url: str, code: str, *extra: str) -> tuple[int, dict[str, Any]]:
-    proc = m.baton("join", url, "--code", code, "--json", *extra, check=False)
+    proc = m.baton("join", url, "--code", code, "--json", "--yes", *extra, check=False)
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -63,6 +64,11 @@ def test_two_machines_join_and_reach_the_host(host_and_joiners) -> None:  # type
         wait_for(lambda m=m, o=others: all(_reaches(m, x) for x in o), 60, f"{m.name}'s pings")
 
 
+def host_state(host: Machine) -> str:
+    """The session's state as the operator sees it (a joiner is told only "refused")."""
+    return str(NodeClient(host.home).get("/api/pair/session")["state"])
+
+
 def _roles(m: Machine) -> dict[str, str]:
     return {r["nickname"]: r["role"] for r in m.json("machines")}
 
@@ -81,7 +87,8 @@ def test_three_wrong_codes_burn_the_session(host_and_joiners) -> None:  # type: 
         assert (f"{left} attempt" if left else "no attempts left") in err["detail"]
         seen.append(err["detail"])
     code, err = join(bravo, session["url"], session["code"])
-    assert code == 11 and err["error"] == "pairing_burned", err
+    assert code == 11 and err["error"] == "pairing_refused", err
+    assert host_state(host) == "burned"
     assert len(host.json("machines")) == 1
     assert len(set(seen)) == 3
 
@@ -91,7 +98,8 @@ def test_a_used_code_cannot_be_used_again(host_and_joiners) -> None:  # type: ig
     session = pair(host)
     assert join(bravo, session["url"], session["code"])[0] == 0
     code, err = join(charlie, session["url"], session["code"])
-    assert code == 13 and err["error"] == "pairing_consumed", err
+    assert code == 11 and err["error"] == "pairing_refused", err
+    assert host_state(host) == "consumed"
 
 
 def test_an_expired_code_fails(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
@@ -102,14 +110,15 @@ def test_an_expired_code_fails(host_and_joiners) -> None:  # type: ignore[no-unt
     doc["session"]["expires_at"] -= 200
     host.paths.pairing_session.write_text(json.dumps(doc))  # as if 200 s had passed
     code, err = join(bravo, session["url"], session["code"])
-    assert code == 12 and err["error"] == "pairing_expired", err
+    assert code == 11 and err["error"] == "pairing_refused", err
+    assert host_state(host) == "expired"
 
 
 def test_join_without_a_session_and_with_bad_codes(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
     host, (bravo, _) = host_and_joiners
     url = host.card()["http"]
     code, err = join(bravo, url, SOME_CODE)
-    assert code == 14 and err["error"] == "no_pairing_session", err
+    assert code == 11 and err["error"] == "pairing_refused", err
     code, err = join(bravo, url, "not a code")
     assert code == 1 and err["error"] == "invalid_code"
 
@@ -224,4 +233,82 @@ def test_pair_verify_refused_burns_the_code(host_and_joiners) -> None:  # type: 
     assert {r["nickname"] for r in host.json("machines")} == {"alpha"}
     assert not bravo.paths.registry.exists(), "a refused joiner writes no roster"
     code, err = join(charlie, pair_out["url"], pair_out["code"])
-    assert code == 11 and err["error"] == "pairing_burned", err
+    assert code == 11 and err["error"] == "pairing_refused", err
+    assert host_state(host) == "burned"
+
+
+# --- what a joiner takes from the host (issue 16) -------------------------------------
+
+CODE_AGENT = "python:tests.agents.sample_agents:ok"
+
+
+@pytest.fixture
+def code_agent_host(make_mesh: Callable[..., Mesh]) -> tuple[Machine, Machine]:
+    host = make_mesh(1, up=False, names=["alpha"])[0]
+    with host.paths.config.open("a") as config:
+        config.write(f'agent = "{CODE_AGENT}"\n')
+    host.up()
+    return host, make_mesh(1, up=False, names=["bravo"])[0]
+
+
+def test_a_code_agent_from_the_host_is_refused_before_admission_unless_trusted(
+    code_agent_host: tuple[Machine, Machine],
+) -> None:
+    """Issue 16: a joiner took the host's agent without a word; whoever knew the code
+    and sat between them could set `cmd:sh -c ...` and run it on the joiner."""
+    host, joiner = code_agent_host
+    session = pair(host)
+    proc = joiner.baton(
+        "join", session["url"], "--code", session["code"], "--json", "--yes", check=False
+    )  # fmt: skip
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and "--trust-agent" in err["detail"], err
+    assert CODE_AGENT in proc.stderr  # it showed what it was offered
+    assert [r["nickname"] for r in host.json("machines")] == ["alpha"]  # not admitted
+    assert not joiner.paths.registry.exists() and CODE_AGENT not in config(joiner)
+    session = pair(host)
+    code, result = join(joiner, session["url"], session["code"], "--trust-agent")
+    assert code == 0 and result["ok"] is True, result
+    assert CODE_AGENT in config(joiner)
+
+
+def config(m: Machine) -> str:
+    return m.paths.config.read_text()
+
+
+def test_without_a_terminal_or_yes_a_joiner_asks_nothing_and_joins_nothing(
+    host_and_joiners,  # type: ignore[no-untyped-def]
+) -> None:
+    host, (bravo, _) = host_and_joiners
+    session = pair(host)
+    proc = bravo.baton("join", session["url"], "--code", session["code"], "--json", check=False)
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and "--yes" in err["detail"], err
+    assert "lease_store" in proc.stderr and "agent" in proc.stderr
+    assert [r["nickname"] for r in host.json("machines")] == ["alpha"]
+    assert not bravo.paths.registry.exists()
+
+
+def test_a_joiner_that_sees_other_digits_writes_nothing(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    """`join --verify` asks at a terminal (a pty here): yes to the settings, then no to
+    "Does the awake machine show ...?": no roster, no adopted setting, and it says the
+    awake machine may have admitted a stranger."""
+    host, (bravo, _) = host_and_joiners
+    session = pair(host)
+    before = config(bravo)
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"y\nn\n")  # the two answers, read a line at a time
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+        proc = subprocess.run(
+            [sys.executable, "-P", "-m", "baton", "join", session["url"], "--code",
+             session["code"], "--verify", "--json", "--home", str(bravo.home)],
+            stdin=slave, capture_output=True, text=True, env=env, timeout=90,
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+        os.close(master)
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and "differ" in err["detail"], (err, proc.stderr)
+    assert "Adopt these settings" in proc.stderr and "Does the awake machine show" in proc.stderr
+    assert not bravo.paths.registry.exists() and config(bravo) == before

@@ -67,6 +67,8 @@ def test_defaults() -> None:
         "agent_timeout_ms": 30000,
         "agent_retries": 2,
         "agent_workers": 2,
+        "agent_env": [],
+        "agent_sandbox": "none",
         "ambiguous_policy": "resend",
         "redact_patterns": ["default"],
         "fault_file": "",

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             alpha.up()
             for m in (bravo, charlie):
                 session = alpha.json("pair")
-                m.json("join", session["url"], "--code", session["code"])
+                m.json("join", session["url"], "--code", session["code"], "--yes")
                 m.up()
             client = NodeClient(bravo.home, timeout=5)
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.append((time.perf_counter() - started) * 1000)
                 charlie.json("down")
                 session = alpha.json("pair")
-                charlie.json("join", session["url"], "--code", session["code"])
+                charlie.json("join", session["url"], "--code", session["code"], "--yes")
                 charlie.up()
         finally:
             mesh.stop()
