@@ -111,6 +111,8 @@ class MachineEntry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MachineEntry:
+        if not isinstance(data, Mapping):  # a peer's roster may hold anything
+            raise InvalidCard(f"a registry entry is an object, not {type(data).__name__}")
         extra = frozenset(data) - IDENTITY_FIELDS
         identity = PublicIdentity.from_dict(data, extra_ok=extra)
         try:
