@@ -18,9 +18,8 @@ import click
 
 from baton.channels.chat_schema import MODES
 from baton.channels.chat_server import ChatServer
-from baton.channels.chat_service import TOKEN_SHAPE
+from baton.channels.chat_tokens import token_paths
 from baton.cli_support import Ctx, command, main
-from baton.core.errors import ConfigError
 
 
 @command(main, "chat-server")
@@ -41,11 +40,6 @@ from baton.core.errors import ConfigError
     help="The SQLite file that keeps the chat (created 0600).",
 )
 @click.option(
-    "--token",
-    default=None,
-    help="Accept only this bot token (default: any token of the Bot API's shape).",
-)
-@click.option(
     "--mode",
     type=click.Choice(MODES),
     default="fencing",
@@ -54,15 +48,15 @@ from baton.core.errors import ConfigError
     "refused, repeated keys deliver once); telegram: behave as Telegram does (both are "
     "ignored, every send is delivered, 4096 UTF-16 units at most, no getReplyStatus).",
 )
-def chat_server(ctx: Ctx, host: str, port: int, db: str, token: str | None, mode: str) -> None:
+def chat_server(ctx: Ctx, host: str, port: int, db: str, mode: str) -> None:
     """Run the bundled chat service (Telegram's Bot API shape) until Ctrl-C or SIGTERM.
 
-    Point a machine at it with channel = "local:http://HOST:PORT"; post as the user with
-    POST /api/topics/<topic>/messages {"text": ...}. --mode telegram drops baton's
-    fencing and reply keys to behave as Telegram does.
+    Point a machine at it with channel = "local:http://HOST:PORT" and the bot token in its
+    machine/telegram-token; post as the user with POST /api/topics/<topic>/messages
+    {"text": ...} and Authorization: Bearer <the user token>. The two tokens are minted
+    at the first start beside the database (DB.bot-token, DB.user-token, 0600).
+    --mode telegram drops baton's fencing and reply keys to behave as Telegram does.
     """
-    if token is not None and not TOKEN_SHAPE.fullmatch(token):
-        raise ConfigError("token", "a bot token is 1 to 100 of 0-9 A-Z a-z : _ -")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -70,13 +64,16 @@ def chat_server(ctx: Ctx, host: str, port: int, db: str, token: str | None, mode
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with ChatServer(Path(db), host, port, token, mode) as server:
-            path = str(Path(db).absolute())
+        with ChatServer(Path(db), host, port, mode) as server:
+            path = Path(db).absolute()
+            bot, user = (str(p) for p in token_paths(path))
             if ctx.as_json:
-                click.echo(json.dumps({"url": server.url, "db": path, "mode": mode}))
+                doc = {"url": server.url, "db": str(path), "mode": mode}
+                click.echo(json.dumps({**doc, "bot_token_file": bot, "user_token_file": user}))
             else:
                 click.echo(server.url)
                 click.echo(f"baton chat-server: serving {path} ({mode}); Ctrl-C stops", err=True)
+                click.echo(f"  bot token in {bot}; user token in {user}", err=True)
             stop.wait()
     finally:
         for sig, handler in previous.items():

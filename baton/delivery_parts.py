@@ -6,8 +6,11 @@ A machine without a channel has none of this (it answers nothing). Without a lea
 store there is no failover: the machine the registry names awake acts with epoch 1 for
 as long as it runs, and the others never do.
 
-The Telegram bot token comes from BATON_TELEGRAM_TOKEN or from machine/telegram-token
-(0600; refused if others can read it). The secret store of a later issue replaces that.
+The bot token (Telegram's, or the bundled chat service's for ``local:``) comes from
+BATON_TELEGRAM_TOKEN or machine/telegram-token; the chat service's user token, with
+which `baton send` posts as the user, from BATON_CHAT_USER_TOKEN or
+machine/chat-user-token (files 0600; refused if others can read them). The secret
+store of a later issue replaces these.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -53,12 +57,13 @@ log = logging.getLogger("baton.delivery")
 MAX_LONG_POLL_S = 10.0
 
 
-def telegram_token(paths: HomePaths, env: Mapping[str, str]) -> str | None:
-    if env.get("BATON_TELEGRAM_TOKEN"):
-        return env["BATON_TELEGRAM_TOKEN"].strip()
-    if paths.telegram_token.exists():
-        check_private_file(paths.telegram_token)
-        return paths.telegram_token.read_text(encoding="utf-8").strip() or None
+def secret(path: Path, env: Mapping[str, str], name: str) -> str | None:
+    """The secret in the environment variable ``name``, else in ``path`` (0600)."""
+    if env.get(name):
+        return env[name].strip()
+    if path.exists():
+        check_private_file(path)
+        return path.read_text(encoding="utf-8").strip() or None
     return None
 
 
@@ -116,8 +121,9 @@ def start_delivery(
     channel = open_channel(
         settings.channel,
         poller_id=me,
-        telegram_token=telegram_token(paths, os.environ),
+        telegram_token=secret(paths.telegram_token, os.environ, "BATON_TELEGRAM_TOKEN"),
         counters=counters,
+        chat_user_token=secret(paths.chat_user_token, os.environ, "BATON_CHAT_USER_TOKEN"),
     )
     gate = lease_gate
     if gate is None:  # no lease store: the founder acts with epoch 1, nobody else

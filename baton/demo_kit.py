@@ -28,17 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.client import http_json
 from baton.clock import SystemClock
 from baton.devmesh import Machine, Mesh, wait_for
 from baton.verdict import Report, ambiguous_sends, check
 
 _TURNS = re.compile(r"\(earlier turns: (\d+)\)$")
-
-
-def http(url: str, body: dict[str, Any] | None = None) -> Any:
-    """The chat service's JSON API (GET, or POST with ``body``), never through a proxy."""
-    return http_json(url, "GET" if body is None else "POST", body, timeout=30)
 
 
 @contextlib.contextmanager
@@ -111,14 +105,13 @@ class Run:
         self.paused: set[str] = set()
         for m in self.mesh.machines:
             m.env["BATON_LEASE_TTL_MS"] = str(ttl_ms)
-            if sink == "telegram":
-                m.env["BATON_TELEGRAM_TOKEN"] = "1:baton-demo"
 
     def start(self, before_up: Callable[[Machine], None] | None = None) -> None:
         """Chat service, then init every machine, pair them with real codes, start them."""
         self.chat.start()
         first, *others = self.mesh.machines
         for m in self.mesh.machines:
+            m.env.update(self.chat.machine_env())  # its tokens: environment, not argv
             if before_up:
                 before_up(m)
         scheme = "local" if self.sink == "fencing" else "telegram"
@@ -131,10 +124,10 @@ class Run:
             wait_for(lambda m=m: m.status().get("holder"), 60, f"{m.name} to see a holder")  # type: ignore[misc]
 
     def sends(self) -> list[dict[str, Any]]:
-        return list(http(f"{self.chat.url}/api/sends")["sends"])
+        return list(self.chat.api("/api/sends")["sends"])
 
     def topic(self, topic: str) -> list[dict[str, Any]]:
-        return list(http(f"{self.chat.url}/api/topics/{topic}/messages")["messages"])
+        return list(self.chat.api(f"/api/topics/{topic}/messages")["messages"])
 
     def close(self) -> None:
         for m in self.mesh.machines:  # a stopped process cannot hear `baton down`
@@ -162,8 +155,8 @@ class Loader(threading.Thread):
             while not self.stop_event.wait(self.gap):
                 topic = self.topics[n % len(self.topics)]
                 body = {"text": f"m{n}", "client_id": f"load-{n:08d}"}
-                url = f"{self.run_.chat.url}/api/topics/{topic}/messages"
-                message_id = int(http(url, body)["message_id"])
+                path = f"/api/topics/{topic}/messages"
+                message_id = int(self.run_.chat.api(path, body)["message_id"])
                 self.run_.history.add("posted", message_id=message_id, topic=topic)
                 n += 1
         except BaseException as exc:  # the run reports it; the thread must not vanish

@@ -26,17 +26,27 @@ def open_channel(
     poller_id: str,
     telegram_token: str | None,
     counters: Counters | None = None,
+    chat_user_token: str | None = None,
 ) -> Channel:
-    """The channel ``spec`` names; ConfigError("channel", ...) when it names none."""
+    """The channel ``spec`` names; ConfigError("channel", ...) when it names none.
+    ``telegram_token`` is the bot token (Telegram's, or the bundled chat service's for
+    ``local:``); ``chat_user_token`` lets a ``local:`` channel post as the user."""
     kind, _, url = spec.partition(":")
     if kind == "local" and url:
+        if not telegram_token:
+            raise ConfigError(
+                "channel",
+                "local needs the chat service's bot token (its DB.bot-token file) in "
+                "machine/telegram-token or BATON_TELEGRAM_TOKEN",
+            )
         return BotApiChannel(
             "local",
             _base_url(url, ("http",)),
-            "local",
+            telegram_token,
             fencing=True,
             poller_id=poller_id,
             counters=counters,
+            user_token=chat_user_token,
         )
     if kind == "telegram":
         if not telegram_token:

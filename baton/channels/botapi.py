@@ -81,8 +81,10 @@ class BotApiChannel:
         poller_id: str = "",
         timeout_s: float = 10.0,
         counters: Counters | None = None,
+        user_token: str | None = None,
     ) -> None:
         self.name = name
+        self._user_token = user_token  # the bundled chat service's /api/* (post_user_message)
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.fencing = fencing
@@ -146,9 +148,15 @@ class BotApiChannel:
     def post_user_message(self, topic: str, text: str, client_id: str) -> int:
         if not self.fencing:
             raise ChannelUnsupported(f"{self.name}: cannot post a message as the user")
+        if not self._user_token:
+            raise ChannelUnsupported(
+                f"{self.name}: posting as the user needs the chat service's user token "
+                "(machine/chat-user-token or BATON_CHAT_USER_TOKEN)"
+            )
         path = f"/api/topics/{urllib.parse.quote(topic, safe='')}/messages"
         body = {"text": text, "client_id": client_id}
-        status, doc = self._request(path, body, self.timeout_s)
+        auth = {"Authorization": f"Bearer {self._user_token}"}
+        status, doc = self._request(path, body, self.timeout_s, headers=auth)
         if status not in (200, 201):
             detail = doc.get("detail") if isinstance(doc, dict) else None
             kind = "server_error" if status >= 500 else "refused"
@@ -183,7 +191,12 @@ class BotApiChannel:
         return doc
 
     def _request(
-        self, path: str, body: Any, timeout: float, label: str | None = None
+        self,
+        path: str,
+        body: Any,
+        timeout: float,
+        label: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """POST ``body`` as JSON; (status, decoded JSON body). Raises ChannelError when no
         answer came within ``timeout`` or the answer is not JSON (5xx: it says so)."""
@@ -196,6 +209,7 @@ class BotApiChannel:
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "X-Baton-Machine": self.poller_id,
+                **(headers or {}),
             },
         )
         deadline = time.monotonic() + timeout

@@ -20,6 +20,8 @@ from typing import Any
 from baton.channels.chat_schema import check_mode
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
+from baton.channels.chat_tokens import ChatTokens, load_or_mint
+from baton.client import http_json
 from baton.http import server
 
 THREADS = 8  # polls park a thread each; a new poll ends a waiting one, so few are parked
@@ -28,21 +30,23 @@ STOP_TIMEOUT_S = 5.0
 
 class ChatServer:
     """``with ChatServer(db_path) as chat: ... chat.url ...``; ``mode`` is "fencing"
-    (baton's epochs and reply keys) or "telegram" (behaves as Telegram does)."""
+    (baton's epochs and reply keys) or "telegram" (behaves as Telegram does). Its tokens
+    (``chat.tokens``: the bot's and the user's) are minted beside the database at the
+    first start and kept (baton.channels.chat_tokens)."""
 
     def __init__(
         self,
         db_path: Path,
         host: str = "127.0.0.1",
         port: int = 0,
-        token: str | None = None,
         mode: str = "fencing",
+        tokens: ChatTokens | None = None,
     ) -> None:
         self.mode = check_mode(mode)
         self.db_path = Path(db_path)
         self.host = host
         self._requested_port = port
-        self.token = token
+        self.tokens = tokens  # None: the ones beside the database, minted at first start
         self.store: ChatStore | None = None
         self._sock: socket.socket | None = None
         self._port: int | None = None
@@ -58,6 +62,28 @@ class ChatServer:
         return self._port
 
     @property
+    def bot_token(self) -> str:
+        if self.tokens is None:
+            raise RuntimeError("the chat server is not started")
+        return self.tokens.bot
+
+    @property
+    def user_token(self) -> str:
+        if self.tokens is None:
+            raise RuntimeError("the chat server is not started")
+        return self.tokens.user
+
+    def api(self, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
+        """The user API (``/api/...``) with the user token: GET, or POST with ``body``."""
+        method = "GET" if body is None else "POST"
+        return http_json(self.url + path, method, body, self.user_token, timeout)
+
+    def machine_env(self) -> dict[str, str]:
+        """What a machine needs in its environment to use this service as its channel
+        and post as the user (`baton send`)."""
+        return {"BATON_TELEGRAM_TOKEN": self.bot_token, "BATON_CHAT_USER_TOKEN": self.user_token}
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
@@ -70,7 +96,8 @@ class ChatServer:
             sock = server.bind(self.host, self._requested_port, "host", "the chat service")
             try:
                 self.store = ChatStore(self.db_path, mode=self.mode)
-                app = create_chat_app(self.store, self.token)
+                self.tokens = self.tokens or load_or_mint(self.db_path)
+                app = create_chat_app(self.store, self.tokens)
                 self._server = server.serve(app, sock, THREADS, "baton-chat")
             except BaseException:
                 sock.close()

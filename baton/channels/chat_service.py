@@ -1,8 +1,10 @@
-"""create_chat_app(store, token): the bundled chat service, speaking the shape of
+"""create_chat_app(store, tokens): the bundled chat service, speaking the shape of
 Telegram's Bot API so one adapter (baton.channels.botapi) serves both.
 
 Routes:
   GET  /health                          {"ok": true, "service": "baton-chat", "mode"}
+  (every /api/* route needs Authorization: Bearer <the user token>; every /bot route
+  the bot token: baton.channels.chat_tokens)
   GET  /api/topics                      the topics and their thread ids
   GET  /api/topics/<topic>/messages     the topic's messages in order (unknown: none)
   POST /api/topics/<topic>/messages     post as the user: {"kind"?, "text" | "caption"? |
@@ -32,9 +34,7 @@ Invariants:
 
 from __future__ import annotations
 
-import hmac
 import logging
-import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -60,13 +60,13 @@ from baton.channels.chat_store import (
     ChatStore,
     Superseded,
 )
+from baton.channels.chat_tokens import TOKEN_SHAPE, ChatTokens
 from baton.core.errors import NotFound
 
 log = logging.getLogger("baton.chat")
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_POLL_TIMEOUT_S = 50
-TOKEN_SHAPE = re.compile(r"[0-9A-Za-z:_-]{1,100}")
 CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
@@ -78,13 +78,14 @@ WEBHOOK_CONFLICT = (
 MAX_URL_CHARS = 2048
 
 
-def create_chat_app(store: ChatStore, token: str | None = None) -> Flask:
-    """The chat service over ``store``. With ``token``, only that bot token is accepted;
-    without, any token of the Bot API's shape is."""
+def create_chat_app(store: ChatStore, tokens: ChatTokens) -> Flask:
+    """The chat service over ``store``: the Bot API routes take only ``tokens.bot``,
+    ``/api/*`` only ``Authorization: Bearer <tokens.user>`` (baton.channels.chat_tokens);
+    ``/health`` is open."""
     app = Flask("baton.channels.chat_service")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.register_blueprint(_api(store))
-    app.register_blueprint(_bot(store, token))
+    app.register_blueprint(_api(store, tokens))
+    app.register_blueprint(_bot(store, tokens))
     _install_errors(app)
     return app
 
@@ -92,8 +93,15 @@ def create_chat_app(store: ChatStore, token: str | None = None) -> Flask:
 # --- the user's side and inspection -----------------------------------------------------
 
 
-def _api(store: ChatStore) -> Blueprint:
+def _api(store: ChatStore, tokens: ChatTokens) -> Blueprint:
     bp = Blueprint("chat_api", __name__)
+
+    @bp.before_request
+    def user_only() -> None:
+        if request.path.startswith("/api/") and not tokens.user_ok(
+            request.headers.get("Authorization", "")
+        ):
+            raise Refused(401, "Authorization: Bearer <the user token> is required")
 
     @bp.get("/health")
     def health() -> ResponseReturnValue:
@@ -162,14 +170,12 @@ def _topic(name: str) -> str:
 # --- the bot's side: Telegram's Bot API shape ------------------------------------------
 
 
-def _bot(store: ChatStore, token: str | None) -> Blueprint:
+def _bot(store: ChatStore, tokens: ChatTokens) -> Blueprint:
     bp = Blueprint("chat_bot", __name__)
 
     @bp.route("/bot<presented>/<method>", methods=["GET", "POST"])
     def bot(presented: str, method: str) -> ResponseReturnValue:
-        if not TOKEN_SHAPE.fullmatch(presented) or (
-            token is not None and not hmac.compare_digest(presented.encode(), token.encode())
-        ):
+        if not TOKEN_SHAPE.fullmatch(presented) or not tokens.bot_ok(presented):
             raise Refused(401, "Unauthorized")
         handler = _METHODS.get(method)
         if handler is None or (store.mode == "telegram" and method in _FENCING_ONLY):

@@ -53,7 +53,9 @@ from baton.core.live_tail import DEFAULT_REDACTIONS
 
 ENV_PREFIX = "BATON_"
 # BATON_* variables that are not knobs: read elsewhere, so not refused here.
-RESERVED_ENV = frozenset({"BATON_HOME", "BATON_TELEGRAM_TOKEN", "BATON_LOG_STDERR"})
+RESERVED_ENV = frozenset(
+    {"BATON_HOME", "BATON_TELEGRAM_TOKEN", "BATON_CHAT_USER_TOKEN", "BATON_LOG_STDERR"}
+)
 
 DEFAULT_LEASE_TTL_MS = 15000
 MAX_TTL_MS = 24 * 3600 * 1000  # the longest lease a record may carry

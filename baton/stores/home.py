@@ -50,7 +50,13 @@ class HomePaths:
 
     @property
     def telegram_token(self) -> Path:
+        """The bot token: Telegram's, or the bundled chat service's (``local:``)."""
         return self.machine_dir / "telegram-token"
+
+    @property
+    def chat_user_token(self) -> Path:
+        """The bundled chat service's user token (`baton send` posts as the user)."""
+        return self.machine_dir / "chat-user-token"
 
     @property
     def pairing_session(self) -> Path:

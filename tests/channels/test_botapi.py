@@ -562,8 +562,13 @@ def chat(tmp_path: Path) -> Iterator[ChatServer]:
 
 
 def test_telegram_mode_against_the_chat_service_sends_plain_messages(chat: ChatServer) -> None:
-    local = open_channel(f"local:{chat.url}", poller_id="m_a", telegram_token=None)
-    tg = open_channel(f"telegram:{chat.url}/", poller_id="m_b", telegram_token="42:abc")
+    local = open_channel(
+        f"local:{chat.url}",
+        poller_id="m_a",
+        telegram_token=chat.bot_token,
+        chat_user_token=chat.user_token,
+    )
+    tg = open_channel(f"telegram:{chat.url}/", poller_id="m_b", telegram_token=chat.bot_token)
     assert (local.name, tg.name) == ("local", "telegram")
     local.post_user_message("t", "hello", "c")
     [msg] = tg.poll(None, 0)
@@ -574,7 +579,7 @@ def test_telegram_mode_against_the_chat_service_sends_plain_messages(chat: ChatS
     assert local.send(late).status == "stale"
     assert tg.send(late).status == "accepted"  # a plain send is never stale nor a repeat
     assert tg.send(late).status == "accepted"
-    sends = json.loads(_read(f"{chat.url}/api/sends"))["sends"]
+    sends = chat.api("/api/sends")["sends"]
     assert [(s["outcome"], s["epoch"], s["reply_key"], s["poller"]) for s in sends] == [
         ("accepted", 5, "e" * 64, "m_a"),
         ("stale", 1, "e" * 64, "m_a"),
@@ -583,21 +588,22 @@ def test_telegram_mode_against_the_chat_service_sends_plain_messages(chat: ChatS
     ]
 
 
-def test_a_wrong_token_is_refused(tmp_path: Path) -> None:
-    with ChatServer(tmp_path / "chat.sqlite", token="1:right") as server:
-        ok = BotApiChannel("local", server.url, "1:right", fencing=True)
-        wrong = BotApiChannel("local", server.url, "1:wrong", fencing=True)
-        assert ok.poll(None, 0) == []
-        with pytest.raises(ChannelError, match="Unauthorized"):
-            wrong.poll(None, 0)
+def test_a_wrong_token_is_refused(chat: ChatServer) -> None:
+    ok = BotApiChannel("local", chat.url, chat.bot_token, fencing=True)
+    wrong = BotApiChannel("local", chat.url, "1:wrong", fencing=True, user_token="nope")
+    assert ok.poll(None, 0) == []
+    with pytest.raises(ChannelError, match="Unauthorized"):
+        wrong.poll(None, 0)
+    with pytest.raises(ChannelError, match="401"):
+        wrong.post_user_message("t", "hello", "c")  # the user API wants the user token
+    no_user = BotApiChannel("local", chat.url, chat.bot_token, fencing=True)
+    with pytest.raises(ChannelUnsupported, match="user token"):
+        no_user.post_user_message("t", "hello", "c")
 
 
-def _read(url: str) -> bytes:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=10) as response:
-        return bytes(response.read())
+def test_a_local_channel_needs_the_bot_token() -> None:
+    with pytest.raises(ConfigError, match="bot token"):
+        open_channel("local:http://127.0.0.1:9", poller_id="m_a", telegram_token=None)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -27,7 +28,8 @@ from flask.testing import FlaskClient
 from baton.channels.chat_server import ChatServer
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
-from baton.core.errors import AddressInUse
+from baton.channels.chat_tokens import ChatTokens, token_paths
+from baton.core.errors import AddressInUse, HomeError
 from baton.devmesh import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,14 +48,25 @@ def store(tmp_path: Path) -> Iterator[ChatStore]:
         chat.close()
 
 
+TOKENS = ChatTokens("1:t", "user-token")
+AUTH = {"Authorization": "Bearer user-token"}
+
+
 @pytest.fixture
 def app(store: ChatStore) -> Flask:
-    return create_chat_app(store)
+    return create_chat_app(store, TOKENS)
+
+
+def user_client(app: Flask) -> FlaskClient:
+    """A client that sends the user token with every request (the bot's is in paths)."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = AUTH["Authorization"]
+    return client
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return user_client(app)
 
 
 def _post(client: FlaskClient, topic: str, text: str, client_id: str | None = None) -> Any:
@@ -65,7 +78,7 @@ def _post(client: FlaskClient, topic: str, text: str, client_id: str | None = No
 
 def _send(client: FlaskClient, **params: Any) -> Any:
     base = {"chat_id": 1, "message_thread_id": 1, "text": "reply"}
-    return client.post("/bot1:tok/sendMessage", json={**base, **params})
+    return client.post("/bot1:t/sendMessage", json={**base, **params})
 
 
 # --- the user's side ----------------------------------------------------------------------
@@ -90,7 +103,7 @@ def test_posting_a_message_creates_one_update_and_a_client_id_posts_once(
     other = _post(client, "ops", "elsewhere", "c1")  # a client_id is per topic
     assert other.status_code == 201
     assert other.get_json() == {"message_id": 2, "topic": "ops", "thread_id": 2, "update_id": 2}
-    [update, _] = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    [update, _] = client.get("/bot1:t/getUpdates").get_json()["result"]
     date = update["message"].pop("date")
     assert isinstance(date, int) and abs(date - time.time()) < 60
     assert update == {
@@ -193,12 +206,12 @@ def test_get_updates_confirms_by_offset_and_takes_query_form_and_json(
         assert response.status_code == 200, response.get_json()
         return [u["update_id"] for u in response.get_json()["result"]]
 
-    assert ids(client.get("/bot1:tok/getUpdates?limit=2")) == [1, 2]
-    assert ids(client.post("/bot1:tok/getUpdates", data={"offset": "2"})) == [2, 3]
-    assert ids(client.post("/bot1:tok/getUpdates", json={"offset": 1})) == [2, 3]  # 1 is gone
-    assert ids(client.post("/bot1:tok/getUpdates", json={"offset": -1})) == [3]
-    assert ids(client.get("/bot1:tok/getUpdates")) == [3]
-    assert ids(client.get("/bot1:tok/getUpdates?offset=4")) == []
+    assert ids(client.get("/bot1:t/getUpdates?limit=2")) == [1, 2]
+    assert ids(client.post("/bot1:t/getUpdates", data={"offset": "2"})) == [2, 3]
+    assert ids(client.post("/bot1:t/getUpdates", json={"offset": 1})) == [2, 3]  # 1 is gone
+    assert ids(client.post("/bot1:t/getUpdates", json={"offset": -1})) == [3]
+    assert ids(client.get("/bot1:t/getUpdates")) == [3]
+    assert ids(client.get("/bot1:t/getUpdates?offset=4")) == []
     polls = client.get("/api/polls").get_json()["polls"]
     assert [(p["offset"], p["outcome"], p["count"], p["poller"]) for p in polls] == [
         (None, "ok", 2, ""),
@@ -209,7 +222,7 @@ def test_get_updates_confirms_by_offset_and_takes_query_form_and_json(
         (4, "ok", 0, ""),
     ]
     _post(client, "t", "m3")  # ids keep growing after confirmed updates are deleted
-    assert ids(client.get("/bot1:tok/getUpdates")) == [4]
+    assert ids(client.get("/bot1:t/getUpdates")) == [4]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +230,7 @@ def test_get_updates_confirms_by_offset_and_takes_query_form_and_json(
     ["limit=0", "limit=101", "timeout=51", "timeout=-1", "offset=x", "timeout=1.5", "offset=1e3"],
 )
 def test_get_updates_refuses_bad_parameters(client: FlaskClient, query: str) -> None:
-    response = client.get(f"/bot1:tok/getUpdates?{query}")
+    response = client.get(f"/bot1:t/getUpdates?{query}")
     assert response.status_code == 400
     doc = response.get_json()
     assert doc["ok"] is False and doc["error_code"] == 400
@@ -256,12 +269,12 @@ def test_send_message_answers_like_telegram(client: FlaskClient) -> None:
         "parameters": {"baton_highest_epoch": 7},
     }
     plain = client.post(
-        "/bot1:tok/sendMessage", data={"chat_id": "1", "message_thread_id": "1", "text": "p"}
+        "/bot1:t/sendMessage", data={"chat_id": "1", "message_thread_id": "1", "text": "p"}
     )
     assert plain.status_code == 200  # a plain (form) send is never stale
-    status = client.get(f"/bot1:tok/getReplyStatus?reply_key={KEY_A}").get_json()
+    status = client.get(f"/bot1:t/getReplyStatus?reply_key={KEY_A}").get_json()
     assert status == {"ok": True, "result": {"delivered": True, "message_id": 2}}
-    status = client.post("/bot1:tok/getReplyStatus", json={"reply_key": "c" * 64}).get_json()
+    status = client.post("/bot1:t/getReplyStatus", json={"reply_key": "c" * 64}).get_json()
     assert status == {"ok": True, "result": {"delivered": False, "message_id": None}}
     sends = client.get("/api/sends").get_json()["sends"]
     assert [(s["seq"], s["outcome"], s["epoch"], s["message_id"]) for s in sends] == [
@@ -316,21 +329,55 @@ def test_text_at_the_limit_is_sent(client: FlaskClient) -> None:
     assert _send(client, text="x" * 65536).status_code == 200
 
 
-def test_tokens(tmp_path: Path, store: ChatStore) -> None:
-    open_app = create_chat_app(store).test_client()
-    assert open_app.get("/botANY_token:1-x/getUpdates").status_code == 200
-    for bad in ("/bot!!/getUpdates", "/bot" + "x" * 101 + "/getUpdates"):
-        response = open_app.get(bad)
-        assert response.status_code == 401
+def test_the_bot_api_takes_only_the_bot_token(store: ChatStore) -> None:
+    """Issue 16: any token of the right shape was accepted, so anyone who reached the
+    service could read, confirm and answer updates as the bot."""
+    client = create_chat_app(store, TOKENS).test_client()
+    assert client.get("/bot1:t/getUpdates").status_code == 200
+    for bad in ("/bot1:wrong/getUpdates", "/bot1:wrong/nosuchMethod", "/bot!!/getUpdates",
+                "/bot" + "x" * 101 + "/getUpdates", "/botANY_token:1-x/sendMessage"):  # fmt: skip
+        response = client.get(bad)
+        assert response.status_code == 401, bad  # no method probing either
         assert response.get_json() == {
             "ok": False,
             "error_code": 401,
             "description": "Unauthorized",
         }
-    locked = create_chat_app(store, token="1:right").test_client()
-    assert locked.get("/bot1:right/getUpdates").status_code == 200
-    assert locked.get("/bot1:wrong/getUpdates").status_code == 401
-    assert locked.get("/bot1:wrong/nosuchMethod").status_code == 401  # no method probing
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/topics", "/api/topics/t/messages", "/api/sends", "/api/polls", "/api/faults"]
+)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "user-token", "Basic user-token"])
+def test_the_user_api_takes_only_the_user_token(
+    store: ChatStore, path: str, header: str | None
+) -> None:
+    """Issue 16: /api/* was open: anyone could post as the user, read every send and set
+    faults. Now each route needs the user token."""
+    client = create_chat_app(store, TOKENS).test_client()
+    headers = {"Authorization": header} if header else {}
+    assert client.get(path, headers=headers).status_code == 401
+    assert client.post(path, json={"text": "x"}, headers=headers).status_code in (401, 405)
+    assert client.get(path, headers=AUTH).status_code == 200
+    assert client.get("/health").status_code == 200  # open: it says only that it runs
+    assert store.topics() == []
+
+
+def test_tokens_are_minted_at_the_first_start_private_and_kept(tmp_path: Path) -> None:
+    db = tmp_path / "chat.sqlite"
+    with ChatServer(db) as first:
+        minted = first.tokens
+    bot, user = token_paths(db)
+    for path in (bot, user):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert minted is not None and bot.read_text().strip() == minted.bot
+    assert re.fullmatch(r"\d{9}:[\w-]{36}", minted.bot) and len(minted.user) >= 40
+    with ChatServer(db) as again:
+        assert again.tokens == minted  # a restart keeps them
+    user.chmod(0o644)
+    with pytest.raises(HomeError, match="chmod 600"):
+        ChatServer(db).start()
+    assert "user-token" not in repr(minted) and minted.user not in repr(minted)
 
 
 def test_every_error_is_json(app: Flask, client: FlaskClient) -> None:
@@ -363,7 +410,7 @@ def test_a_restart_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "chat.sqlite"
     first = ChatStore(path)
     try:
-        client = create_chat_app(first).test_client()
+        client = user_client(create_chat_app(first, TOKENS))
         _post(client, "t", "one", "c1")
         _post(client, "t", "two", "c2")
         client.get("/bot1:t/getUpdates?offset=2")  # confirms update 1
@@ -373,7 +420,7 @@ def test_a_restart_loses_nothing(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = ChatStore(path)
     try:
-        client = create_chat_app(again).test_client()
+        client = user_client(create_chat_app(again, TOKENS))
         assert _post(client, "t", "one", "c1").status_code == 200  # the client id is known
         updates = client.get("/bot1:t/getUpdates").get_json()["result"]
         assert [u["message"]["text"] for u in updates] == ["two"]
@@ -407,7 +454,7 @@ def test_the_store_is_private_and_in_wal_mode(tmp_path: Path) -> None:
 
 def _http(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers=headers or {})
+    request = urllib.request.Request(url, data=data, headers={**AUTH, **(headers or {})})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -418,7 +465,7 @@ def _http(url: str, body: Any = None, headers: dict[str, str] | None = None) -> 
 
 
 def test_a_new_poller_ends_a_waiting_one_and_the_log_names_it(tmp_path: Path) -> None:
-    with ChatServer(tmp_path / "chat.sqlite") as server:
+    with ChatServer(tmp_path / "chat.sqlite", tokens=TOKENS) as server:
         answers: list[tuple[int, Any]] = []
         first = threading.Thread(
             target=lambda: answers.append(
@@ -455,7 +502,7 @@ def test_a_new_poller_ends_a_waiting_one_and_the_log_names_it(tmp_path: Path) ->
 
 
 def test_stop_is_quick_with_a_poll_waiting_and_idempotent(tmp_path: Path) -> None:
-    server = ChatServer(tmp_path / "chat.sqlite").start()
+    server = ChatServer(tmp_path / "chat.sqlite", tokens=TOKENS).start()
     poller = threading.Thread(
         target=lambda: _safe_http(f"{server.url}/bot1:t/getUpdates?timeout=50"), daemon=True
     )
@@ -535,14 +582,19 @@ def test_the_chat_server_command_serves_stops_on_sigterm_and_keeps_its_messages(
     proc, info = _start_cli(db)
     try:
         assert info["db"] == str(db) and info["url"].startswith("http://127.0.0.1:")
-        status, posted = _http(f"{info['url']}/api/topics/demo/messages", {"text": "kept?"})
+        assert info["user_token_file"] == str(token_paths(db)[1])
+        user = {"Authorization": f"Bearer {token_paths(db)[1].read_text().strip()}"}
+        url = f"{info['url']}/api/topics/demo/messages"
+        assert _http(url, {"text": "no token"}, {"Authorization": ""})[0] == 401
+        status, posted = _http(url, {"text": "kept?"}, user)
         assert status == 201
+        assert user["Authorization"].split()[1] not in Path(f"/proc/{proc.pid}/cmdline").read_text()
     finally:
         code = _stop_cli(proc)
     assert code == 0, _stderr(proc)
     proc, info = _start_cli(db)
     try:
-        _, listed = _http(f"{info['url']}/api/topics/demo/messages")
+        _, listed = _http(f"{info['url']}/api/topics/demo/messages", headers=user)
         assert [(m["message_id"], m["text"]) for m in listed["messages"]] == [
             (posted["message_id"], "kept?")
         ]

@@ -27,6 +27,7 @@ from baton.channels.chat_schema import SCHEMA_VERSION
 from baton.channels.chat_server import ChatServer
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatRefused, ChatStore
+from baton.channels.chat_tokens import ChatTokens
 from baton.core.errors import ConfigError
 from baton.devmesh import wait_for
 
@@ -40,6 +41,8 @@ WEBHOOK_CONFLICT = (
 )
 GRIN = "\N{GRINNING FACE}"  # one character, two UTF-16 code units
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+TOKENS = ChatTokens("1:t", "user-token")
+AUTH = "Bearer user-token"
 
 
 class FakeClock:
@@ -53,7 +56,9 @@ class FakeClock:
 def _client(tmp_path: Path, mode: str = "fencing", clock: Any = None) -> Iterator[FlaskClient]:
     store = ChatStore(tmp_path / "chat.sqlite", mode=mode, **({"clock": clock} if clock else {}))
     try:
-        yield create_chat_app(store).test_client()
+        client = create_chat_app(store, TOKENS).test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = AUTH
+        yield client
     finally:
         store.close()
 
@@ -79,7 +84,7 @@ def _post(client: FlaskClient, topic: str = "t", **body: Any) -> Any:
 
 def _send(client: FlaskClient, **params: Any) -> Any:
     base = {"chat_id": 1, "message_thread_id": 1, "text": "reply"}
-    return client.post("/bot1:tok/sendMessage", json={**base, **params})
+    return client.post("/bot1:t/sendMessage", json={**base, **params})
 
 
 def _bot_texts(client: FlaskClient, topic: str = "t") -> list[str]:
@@ -89,7 +94,7 @@ def _bot_texts(client: FlaskClient, topic: str = "t") -> list[str]:
 
 def _http(url: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data)
+    request = urllib.request.Request(url, data=data, headers={"Authorization": AUTH})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -103,7 +108,7 @@ def _http(url: str, body: Any = None) -> tuple[int, Any]:
 
 
 def test_telegram_mode_delivers_a_repeated_key_twice_and_a_lower_epoch(tmp_path: Path) -> None:
-    with ChatServer(tmp_path / "chat.sqlite", mode="telegram") as chat:
+    with ChatServer(tmp_path / "chat.sqlite", mode="telegram", tokens=TOKENS) as chat:
         assert _http(f"{chat.url}/health")[1]["mode"] == "telegram"
         _http(f"{chat.url}/api/topics/t/messages", {"text": "question"})
         base = {"chat_id": 1, "message_thread_id": 1}
@@ -146,14 +151,14 @@ def test_fencing_mode_still_fences_the_same_sequence(fencing: FlaskClient) -> No
 def test_get_reply_status_is_no_method_in_telegram_mode(
     telegram: FlaskClient, fencing: FlaskClient
 ) -> None:
-    response = telegram.get(f"/bot1:tok/getReplyStatus?reply_key={KEY_A}")
+    response = telegram.get(f"/bot1:t/getReplyStatus?reply_key={KEY_A}")
     assert response.status_code == 404
     assert response.get_json() == {
         "ok": False,
         "error_code": 404,
         "description": "Not Found: method not found",
     }
-    assert fencing.get(f"/bot1:tok/getReplyStatus?reply_key={KEY_A}").status_code == 200
+    assert fencing.get(f"/bot1:t/getReplyStatus?reply_key={KEY_A}").status_code == 200
 
 
 def test_telegram_mode_counts_utf16_code_units(telegram: FlaskClient) -> None:
@@ -296,7 +301,7 @@ def test_the_store_takes_faults_in_process(tmp_path: Path) -> None:
 
 
 def test_a_delayed_send_is_visible_before_its_answer(tmp_path: Path) -> None:
-    with ChatServer(tmp_path / "chat.sqlite", mode="telegram") as chat:
+    with ChatServer(tmp_path / "chat.sqlite", mode="telegram", tokens=TOKENS) as chat:
         assert chat.store is not None
         _http(f"{chat.url}/api/topics/t/messages", {"text": "question"})
         chat.store.set_faults(send_delay_ms=60_000)
@@ -331,31 +336,31 @@ def test_a_delayed_send_is_visible_before_its_answer(tmp_path: Path) -> None:
 def test_a_webhook_makes_get_updates_conflict_until_deleted(client: FlaskClient) -> None:
     _post(client)
     for bad in ({}, {"url": ""}, {"url": 5}):
-        response = client.post("/bot1:tok/setWebhook", json=bad)
+        response = client.post("/bot1:t/setWebhook", json=bad)
         assert response.status_code == 400 and response.get_json()["ok"] is False
-    set_ = client.post("/bot1:tok/setWebhook", json={"url": "https://example.invalid/hook"})
+    set_ = client.post("/bot1:t/setWebhook", json={"url": "https://example.invalid/hook"})
     assert set_.get_json() == {"ok": True, "result": True, "description": "Webhook was set"}
-    info = client.get("/bot1:tok/getWebhookInfo").get_json()
+    info = client.get("/bot1:t/getWebhookInfo").get_json()
     assert info == {
         "ok": True,
         "result": {"url": "https://example.invalid/hook", "pending_update_count": 1},
     }
-    refused = client.get("/bot1:tok/getUpdates?offset=5")
+    refused = client.get("/bot1:t/getUpdates?offset=5")
     assert refused.status_code == 409
     assert refused.get_json() == {"ok": False, "error_code": 409, "description": WEBHOOK_CONFLICT}
-    deleted = client.post("/bot1:tok/deleteWebhook").get_json()
+    deleted = client.post("/bot1:t/deleteWebhook").get_json()
     assert deleted == {"ok": True, "result": True, "description": "Webhook was deleted"}
-    again = client.post("/bot1:tok/deleteWebhook").get_json()
+    again = client.post("/bot1:t/deleteWebhook").get_json()
     assert again["description"] == "Webhook is already deleted"
-    assert client.get("/bot1:tok/getWebhookInfo").get_json()["result"]["url"] == ""
-    updates = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    assert client.get("/bot1:t/getWebhookInfo").get_json()["result"]["url"] == ""
+    updates = client.get("/bot1:t/getUpdates").get_json()["result"]
     assert [u["update_id"] for u in updates] == [1]  # the refused offset confirmed nothing
     polls = client.get("/api/polls").get_json()["polls"]
     assert [(p["offset"], p["outcome"]) for p in polls] == [(5, "webhook"), (None, "ok")]
 
 
 def test_a_webhook_is_durable_and_ends_a_waiting_poll(tmp_path: Path) -> None:
-    with ChatServer(tmp_path / "chat.sqlite") as chat:
+    with ChatServer(tmp_path / "chat.sqlite", tokens=TOKENS) as chat:
         answers: list[tuple[int, Any]] = []
         poller = threading.Thread(
             target=lambda: answers.append(_http(f"{chat.url}/bot1:t/getUpdates?timeout=20")),
@@ -370,7 +375,7 @@ def test_a_webhook_is_durable_and_ends_a_waiting_poll(tmp_path: Path) -> None:
             poller.join(10)
         assert not poller.is_alive()
         assert answers == [(409, {"ok": False, "error_code": 409, "description": WEBHOOK_CONFLICT})]
-    with ChatServer(tmp_path / "chat.sqlite") as chat:  # a restart keeps the webhook
+    with ChatServer(tmp_path / "chat.sqlite", tokens=TOKENS) as chat:  # a restart keeps the webhook
         assert _http(f"{chat.url}/bot1:t/getUpdates")[0] == 409
 
 
@@ -416,7 +421,7 @@ def test_each_kind_makes_telegrams_update(
     client: FlaskClient, body: dict[str, Any], content: dict[str, Any]
 ) -> None:
     assert _post(client, **body).status_code == 201
-    [update] = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    [update] = client.get("/bot1:t/getUpdates").get_json()["result"]
     message = update["message"]
     assert isinstance(message.pop("date"), int)
     assert message == {
@@ -466,11 +471,11 @@ def test_a_caption_is_valid_unicode_and_at_most_1024_units(client: FlaskClient) 
 
 def test_an_edit_creates_an_edited_message_update(client: FlaskClient) -> None:
     _post(client, text="before")
-    [original] = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    [original] = client.get("/bot1:t/getUpdates").get_json()["result"]
     edited = client.post("/api/topics/t/messages/1/edit", json={"text": "after"})
     assert edited.status_code == 200
     assert edited.get_json() == {"message_id": 1, "topic": "t", "thread_id": 1, "update_id": 2}
-    [update] = client.get("/bot1:tok/getUpdates?offset=2").get_json()["result"]
+    [update] = client.get("/bot1:t/getUpdates?offset=2").get_json()["result"]
     assert set(update) == {"update_id", "edited_message"} and update["update_id"] == 2
     message = update["edited_message"]
     assert isinstance(message.pop("edit_date"), int)
@@ -484,7 +489,7 @@ def test_each_pending_update_keeps_the_text_it_was_made_with(client: FlaskClient
     _post(client, text="one")
     client.post("/api/topics/t/messages/1/edit", json={"text": "two"})
     client.post("/api/topics/t/messages/1/edit", json={"text": "three"})
-    updates = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    updates = client.get("/bot1:t/getUpdates").get_json()["result"]
     shown = [
         (sorted(set(u) - {"update_id"}), u.get("message", u.get("edited_message"))) for u in updates
     ]
@@ -512,7 +517,7 @@ def test_a_bad_edit_is_refused(client: FlaskClient) -> None:
         response = client.post(path, json=body)
         assert (response.status_code, response.get_json()["error"]) == (status, error), path
         assert set(response.get_json()) == {"error", "detail"}
-    updates = client.get("/bot1:tok/getUpdates").get_json()["result"]
+    updates = client.get("/bot1:t/getUpdates").get_json()["result"]
     assert [u["update_id"] for u in updates] == [1, 2]  # no edit was made
     assert _bot_texts(client) == ["the bot's"]
 

@@ -63,16 +63,10 @@ def _memory_post(mem: MemoryChannel) -> Callable[[str, dict[str, Any]], int]:
     return post
 
 
-def _get(url: str) -> Any:
-    with _OPENER.open(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _post(url: str, body: dict[str, Any]) -> Any:
+def _post(url: str, body: dict[str, Any], user_token: str) -> Any:
     """POST JSON; an HTTP error is a ChannelError, as the adapter and the twin raise."""
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {user_token}"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers)
     try:
         with _OPENER.open(request, timeout=10) as response:
             return json.loads(response.read())
@@ -96,22 +90,25 @@ def chat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
         return
     server = ChatServer(tmp_path / "chat.sqlite").start()
     try:
-        url = server.url
+        url, user = server.url, server.user_token
 
         def adapter(poller: str) -> BotApiChannel:
-            return BotApiChannel("local", url, "local", fencing=True, poller_id=poller)
+            return BotApiChannel(
+                "local", url, server.bot_token, fencing=True, poller_id=poller, user_token=user
+            )
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            return _post(f"{url}{path}", body, user)
 
         yield Harness(
             adapter("m_one"),
             lambda: adapter("m_two"),
-            lambda topic: _get(f"{url}/api/topics/{topic}/messages")["messages"],
-            lambda: _get(f"{url}/api/sends")["sends"],
-            lambda: int(_get(f"{url}/api/polls")["waiting"]),
-            lambda topic, body: int(
-                _post(f"{url}/api/topics/{topic}/messages", body)["message_id"]
-            ),
+            lambda topic: server.api(f"/api/topics/{topic}/messages")["messages"],
+            lambda: server.api("/api/sends")["sends"],
+            lambda: int(server.api("/api/polls")["waiting"]),
+            lambda topic, body: int(post(f"/api/topics/{topic}/messages", body)["message_id"]),
             lambda topic, mid, text: int(
-                _post(f"{url}/api/topics/{topic}/messages/{mid}/edit", {"text": text})["update_id"]
+                post(f"/api/topics/{topic}/messages/{mid}/edit", {"text": text})["update_id"]
             ),
         )
     finally:

@@ -5,7 +5,6 @@ load, and the nodes' logs for a failure."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import sqlite3
 import threading
@@ -26,23 +25,16 @@ TOPICS = [f"t{i}" for i in range(5)]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with _OPENER.open(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 def post(chat: ChatServer, topic: str, text: str) -> int:
-    return int(http(f"{chat.url}/api/topics/{topic}/messages", {"text": text})["message_id"])
+    return int(chat.api(f"/api/topics/{topic}/messages", {"text": text})["message_id"])
 
 
 def topic_messages(chat: ChatServer, topic: str) -> list[dict[str, Any]]:
-    return list(http(f"{chat.url}/api/topics/{topic}/messages")["messages"])
+    return list(chat.api(f"/api/topics/{topic}/messages")["messages"])
 
 
 def sends(chat: ChatServer) -> list[dict[str, Any]]:
-    return list(http(f"{chat.url}/api/sends")["sends"])
+    return list(chat.api("/api/sends")["sends"])
 
 
 def holder(mesh: Mesh, but: Machine | None = None, after: int = 0) -> Machine | None:
@@ -76,9 +68,8 @@ def start_mesh(
 ) -> Mesh:
     """A mesh answering ``chat``: as the bundled service when it fences, as Telegram
     when it is in telegram mode (then it forgives nothing)."""
-    scheme = "local"
-    if chat.mode == "telegram":
-        scheme, env = "telegram", {"BATON_TELEGRAM_TOKEN": "1:baton-test", **env}
+    scheme = "telegram" if chat.mode == "telegram" else "local"
+    env = {**chat.machine_env(), **env}
     mesh = make_mesh(
         len(names),
         names=list(names),

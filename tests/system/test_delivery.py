@@ -27,7 +27,6 @@ from tests.system.chat_kit import (
     dump,
     failed_over,
     holder,
-    http,
     load,
     post,
     reported_ambiguous,
@@ -195,7 +194,7 @@ def test_a_crashing_and_a_hanging_agent_cost_their_topic_only_and_standbys_never
     assert len(replies) == len(good) + 3
     assert awake.counter("agent.failed.crash") >= 2
     assert awake.counter("agent.failed.timeout") >= 2
-    polls = http(f"{chat.url}/api/polls")["polls"]
+    polls = chat.api("/api/polls")["polls"]
     by = Counter(p["poller"] for p in polls)
     standby_id = standby.status()["machine_id"]
     assert by[awake.status()["machine_id"]] > 0 and by[standby_id] == 0, by
@@ -234,7 +233,7 @@ def test_a_corrupt_ledger_stops_the_start_with_a_clear_error_and_is_left_untouch
     garbage = b"this is not a ledger\x00" * 100
     ledger.write_bytes(garbage)
     ledger.chmod(0o600)
-    solo.env["BATON_CHANNEL"] = f"local:{chat.url}"
+    solo.env.update({"BATON_CHANNEL": f"local:{chat.url}", **chat.machine_env()})
     proc = solo.baton("up", "--detach", check=False)
     assert proc.returncode != 0
     said = proc.stdout + proc.stderr
@@ -249,9 +248,7 @@ def test_a_machine_on_telegram_without_a_lease_store_answers_through_the_bot_api
     against the bundled service, on a lone machine with no lease store: the founder
     answers with epoch 1 for as long as it runs, and Telegram mode sends no fencing."""
     solo = make_mesh(1, up=False, names=["solo"]).machines[0]
-    solo.env.update(
-        {"BATON_CHANNEL": f"telegram:{chat.url}", "BATON_TELEGRAM_TOKEN": "4242:secret-token"}
-    )
+    solo.env.update({"BATON_CHANNEL": f"telegram:{chat.url}", **chat.machine_env()})
     solo.up()
     ids = {post(chat, "t0", f"hello {i}") for i in range(3)}
     wait_for(lambda: answered(chat, ids), 60, "the replies")

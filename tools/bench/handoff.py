@@ -32,7 +32,6 @@ from baton.channels.chat_server import ChatServer
 from baton.client import NodeClient
 from baton.devmesh import Machine, Mesh, wait_for
 from tools.bench.failover import summary
-from tools.bench.pipeline import http
 
 TOPICS = [f"t{i}" for i in range(5)]
 
@@ -40,9 +39,9 @@ TOPICS = [f"t{i}" for i in range(5)]
 class Loader(threading.Thread):
     """Posts ``rate`` messages a second over TOPICS until stopped."""
 
-    def __init__(self, url: str, rate: float) -> None:
+    def __init__(self, chat: ChatServer, rate: float) -> None:
         super().__init__(daemon=True)
-        self.url, self.gap = url, 1.0 / rate
+        self.chat, self.gap = chat, 1.0 / rate
         self.stop = threading.Event()
         self.posted: set[int] = set()
 
@@ -51,24 +50,22 @@ class Loader(threading.Thread):
         while not self.stop.wait(self.gap):
             body = {"text": f"m{n}", "client_id": f"load-{n:08d}"}
             topic = TOPICS[n % len(TOPICS)]
-            self.posted.add(
-                int(http(f"{self.url}/api/topics/{topic}/messages", body)["message_id"])
-            )
+            self.posted.add(int(self.chat.api(f"/api/topics/{topic}/messages", body)["message_id"]))
             n += 1
 
 
-def accepted(url: str) -> list[dict[str, Any]]:
-    return [s for s in http(f"{url}/api/sends")["sends"] if s["outcome"] == "accepted"]
+def accepted(chat: ChatServer) -> list[dict[str, Any]]:
+    return [s for s in chat.api("/api/sends")["sends"] if s["outcome"] == "accepted"]
 
 
-def one_run(target: Machine, url: str) -> dict[str, float]:
+def one_run(target: Machine, chat: ChatServer) -> dict[str, float]:
     asked = time.time()
     out = NodeClient(target.home, timeout=120).post("/api/wakeup", {"force": False})
     if out["outcome"] != "handed_over":
         raise RuntimeError(f"wakeup on {target.name}: {out}")
     epoch = out["epoch"]
     first = wait_for(
-        lambda: min((s["time"] for s in accepted(url) if s["epoch"] == epoch), default=None),
+        lambda: min((s["time"] for s in accepted(chat) if s["epoch"] == epoch), default=None),
         60,
         f"a reply from {target.name} at epoch {epoch}",
         0.02,
@@ -89,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         chat = ChatServer(root / "chat.sqlite")
         chat.start()
         mesh = Mesh(root, ["alpha", "bravo", "charlie"])
-        loader = Loader(chat.url, args.rate)
+        loader = Loader(chat, args.rate)
         try:
             for m in mesh.machines:
                 m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)
+                m.env.update(chat.machine_env())
             first = mesh.machines[0]
             store = f"git+file://{root}/lease.git"
             first.init(None, None, "--lease-store", store, "--channel", f"local:{chat.url}")
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.runs):
                 awake = next(m for m in mesh.machines if m.status()["role"] == "awake")
                 target = mesh.machines[(mesh.machines.index(awake) + 1 + i % 2) % 3]
-                run = one_run(target, chat.url)
+                run = one_run(target, chat)
                 runs.append(run)
                 if not args.json:
                     print(f"run {i + 1}: " + ", ".join(f"{k} {v:.0f}" for k, v in run.items()))
@@ -114,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             loader.stop.set()
             loader.join(10)
             wait_for(
-                lambda: {s["reply_to"] for s in accepted(chat.url)} >= loader.posted,
+                lambda: {s["reply_to"] for s in accepted(chat)} >= loader.posted,
                 60,
                 "every message answered",
             )
-            per = Counter(s["reply_to"] for s in accepted(chat.url))
+            per = Counter(s["reply_to"] for s in accepted(chat))
             if set(per.values()) != {1}:
                 raise RuntimeError("a message got more than one accepted reply")
         finally:

@@ -32,7 +32,6 @@ from typing import Any
 from baton.core import delivery
 from tools.bench.pipeline import (
     Rig,
-    http,
     latencies_ms,
     latency_line,
     latency_summary,
@@ -54,18 +53,18 @@ def one_variant(variant: str, stall_s: float, rate: float) -> dict[str, Any]:
             delivery.SECURE_AFTER_MS = float("inf")  # read at each call: the old rule
             stack.callback(setattr, delivery, "SECURE_AFTER_MS", secure_after)
         rig = Rig(stack, tmp, "on", AGENT)
-        url = rig.chat.url
+        chat = rig.chat
         rig.holder.hold()
         stalled: dict[int, float] = {}
         if variant != "baseline":
             body = {"text": f"stall {stall_s:g}", "client_id": f"hol-{variant}-stall"}
-            stalled[int(http(f"{url}/api/topics/t0/messages", body)["message_id"])] = time.time()
+            stalled[int(chat.api("/api/topics/t0/messages", body)["message_id"])] = time.time()
         n = max(1, round(stall_s * rate))
-        posted = paced(url, n, rate, f"hol-{variant}", OTHERS)
-        others = latencies_ms(url, posted, stall_s + 120)
+        posted = paced(chat, n, rate, f"hol-{variant}", OTHERS)
+        others = latencies_ms(chat, posted, stall_s + 120)
         result: dict[str, Any] = {"others": latency_summary(others), "messages": n}
         if stalled:
-            [own] = latencies_ms(url, stalled, stall_s + 120)
+            [own] = latencies_ms(chat, stalled, stall_s + 120)
             result["stalled_ms"] = round(own, 1)
     return result
 

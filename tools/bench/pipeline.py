@@ -22,7 +22,6 @@ TCP) between machines and the lease store.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import tempfile
@@ -82,13 +81,6 @@ LONG_POLL_S = min(MAX_LONG_POLL_S, SETTINGS.lease_ttl_ms / 3000)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with _OPENER.open(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -105,7 +97,7 @@ class Machine:
     def __init__(
         self,
         name: str,
-        url: str,
+        chat: ChatServer,
         ledger: Ledger,
         transcripts: TranscriptStore,
         buffer: TailBuffer,
@@ -128,7 +120,12 @@ class Machine:
         self.gate, self.cursor = LeaseGate(), Cursor()
         self.counters, self.clock = Counters(), SystemClock()
         self.channel = BotApiChannel(
-            "local", url, "local", fencing=fencing, poller_id=self.id, counters=self.counters
+            "local",
+            chat.url,
+            chat.bot_token,
+            fencing=fencing,
+            poller_id=self.id,
+            counters=self.counters,
         )
         self.fenced: list[tuple[int, int]] = []
         self.actor: Any = None
@@ -195,23 +192,23 @@ class Machine:
                 actor.stop(timeout=10)
 
 
-def post_messages(url: str, n: int, run: int) -> set[int]:
+def post_messages(chat: ChatServer, n: int, run: int) -> set[int]:
     ids: set[int] = set()
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
         body = {"text": f"message {i}", "client_id": f"bench-{run}-{i:06d}"}
-        ids.add(int(http(f"{url}/api/topics/{topic}/messages", body)["message_id"]))
+        ids.add(int(chat.api(f"/api/topics/{topic}/messages", body)["message_id"]))
     return ids
 
 
-def answered_all(url: str, ids: set[int]) -> list[dict[str, Any]] | None:
+def answered_all(chat: ChatServer, ids: set[int]) -> list[dict[str, Any]] | None:
     """The accepted sends once every message in ``ids`` has one, else None."""
-    sends = accepted_sends(url, ids)
+    sends = accepted_sends(chat, ids)
     return sends if {s["reply_to"] for s in sends} >= ids else None
 
 
-def accepted_sends(url: str, ids: set[int]) -> list[dict[str, Any]]:
-    sends = http(f"{url}/api/sends")["sends"]
+def accepted_sends(chat: ChatServer, ids: set[int]) -> list[dict[str, Any]]:
+    sends = chat.api("/api/sends")["sends"]
     return [s for s in sends if s["outcome"] == "accepted" and s["reply_to"] in ids]
 
 
@@ -249,7 +246,7 @@ class Rig:
             run_agent = runner.run if name == "holder" else no_agent
             ledger, transcripts, buffer = stores(name)
             m = Machine(
-                name, chat.url, ledger, transcripts, buffer,
+                name, chat, ledger, transcripts, buffer,
                 fencing=on, run_agent=run_agent, router=router,
             )  # fmt: skip
             stack.callback(m.stop)
@@ -281,7 +278,9 @@ class Rig:
         stack.callback(quiesce)
 
 
-def paced(url: str, n: int, rate: float, tag: str, topics: Sequence[str]) -> dict[int, float]:
+def paced(
+    chat: ChatServer, n: int, rate: float, tag: str, topics: Sequence[str]
+) -> dict[int, float]:
     """Post ``n`` messages round-robin over ``topics`` at ``rate`` a second; message id ->
     the wall time its post returned (the message was in the channel from then on)."""
     posted: dict[int, float] = {}
@@ -290,14 +289,14 @@ def paced(url: str, n: int, rate: float, tag: str, topics: Sequence[str]) -> dic
         time.sleep(max(0.0, started + i / rate - time.monotonic()))
         body = {"text": f"paced {i}", "client_id": f"{tag}-{i:06d}"}
         topic = topics[i % len(topics)]
-        posted[int(http(f"{url}/api/topics/{topic}/messages", body)["message_id"])] = time.time()
+        posted[int(chat.api(f"/api/topics/{topic}/messages", body)["message_id"])] = time.time()
     return posted
 
 
-def latencies_ms(url: str, posted: dict[int, float], deadline_s: float) -> list[float]:
+def latencies_ms(chat: ChatServer, posted: dict[int, float], deadline_s: float) -> list[float]:
     """Once every message in ``posted`` has its accepted reply (each exactly one): the
     time from each post to its reply's accepted send, in ms."""
-    sends = wait_for(lambda: answered_all(url, set(posted)), deadline_s, "paced replies", 0.05)
+    sends = wait_for(lambda: answered_all(chat, set(posted)), deadline_s, "paced replies", 0.05)
     per_message = Counter(s["reply_to"] for s in sends)
     if set(per_message.values()) != {1}:
         raise RuntimeError("a paced message got more than one accepted reply")

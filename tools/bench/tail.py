@@ -40,7 +40,7 @@ from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.tail_sqlite import SqliteTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from tools.bench.failover import summary
-from tools.bench.pipeline import TOPICS, Machine, http, no_agent
+from tools.bench.pipeline import TOPICS, Machine, no_agent
 
 
 class TimedTranscripts:
@@ -97,7 +97,7 @@ def one_run(flush_ms: int, rate: float, seconds: float) -> dict[str, Any]:
                 stack.callback(store.close)
             agent = runner.run if name == "holder" else no_agent
             m = Machine(
-                name, chat.url, ledger, transcripts, buffer,  # type: ignore[arg-type]
+                name, chat, ledger, transcripts, buffer,
                 fencing=True, run_agent=agent, router=router, settings=settings,
             )  # fmt: skip
             stack.callback(m.stop)
@@ -117,7 +117,7 @@ def one_run(flush_ms: int, rate: float, seconds: float) -> dict[str, Any]:
         started = time.monotonic()
         for i in range(n):  # a steady rate, paced from the start (no drift)
             topic = TOPICS[i % len(TOPICS)]
-            http(f"{chat.url}/api/topics/{topic}/messages", {"text": f"m{i}"})
+            chat.api(f"/api/topics/{topic}/messages", {"text": f"m{i}"})
             time.sleep(max(0.0, (i + 1) / rate - (time.monotonic() - started)))
         wait_for(lambda: len(held.stored) >= n, 60, "every turn on the holder")
         wait_for(lambda: set(mirrored.stored) >= set(held.stored), 60, "every turn mirrored")

@@ -42,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from baton.channels.chat_server import ChatServer
 from baton.devmesh import wait_for
 from tools.bench.pipeline import (
     AGENT_WORKERS,
@@ -50,7 +51,6 @@ from tools.bench.pipeline import (
     Machine,
     Rig,
     answered_all,
-    http,
     latencies_ms,
     latency_line,
     latency_summary,
@@ -74,12 +74,12 @@ def one_run(
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, tmp, True)
         rig = Rig(stack, tmp, mode, "echo")
-        url = rig.chat.url
-        ids = post_messages(url, n, run)
+        chat = rig.chat
+        ids = post_messages(chat, n, run)
         started_wall = time.time()
         rig.holder.hold()
         sends = wait_for(
-            lambda: answered_all(url, ids),
+            lambda: answered_all(chat, ids),
             deadline_s,
             f"{mode} run {run + 1}: all {n} messages answered",
             CHECK_EVERY_S,
@@ -88,19 +88,21 @@ def one_run(
         result = {
             "rps": round(n / elapsed, 1),
             "elapsed_s": round(elapsed, 3),
-            **check(mode, n, ids, rig.machines, url),
+            **check(mode, n, ids, rig.machines, chat),
         }
         if paced_n:
-            posted = paced(url, paced_n, rate, f"paced-{mode}-{run}", TOPICS)
-            result["latency_ms"] = latencies_ms(url, posted, deadline_s)
+            posted = paced(chat, paced_n, rate, f"paced-{mode}-{run}", TOPICS)
+            result["latency_ms"] = latencies_ms(chat, posted, deadline_s)
     return result
 
 
-def check(mode: str, n: int, ids: set[int], machines: list[Machine], url: str) -> dict[str, Any]:
+def check(
+    mode: str, n: int, ids: set[int], machines: list[Machine], chat: ChatServer
+) -> dict[str, Any]:
     """After the timer: exactly once, fencing as the mode says, markers at the standby."""
     if machines[0].fenced:
         raise RuntimeError(f"{mode}: the holder was fenced: {machines[0].fenced}")
-    sends = [s for s in http(f"{url}/api/sends")["sends"] if s["reply_to"] in ids]
+    sends = [s for s in chat.api("/api/sends")["sends"] if s["reply_to"] in ids]
     per_message = Counter(s["reply_to"] for s in sends if s["outcome"] == "accepted")
     if set(per_message.values()) != {1}:
         raise RuntimeError(f"{mode}: a message got more than one accepted reply")

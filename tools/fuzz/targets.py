@@ -34,6 +34,7 @@ from baton.channels.base import ChannelError
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
+from baton.channels.chat_tokens import ChatTokens
 from baton.channels.updates import parse_updates
 from baton.core import safejson
 from baton.core.errors import (
@@ -243,10 +244,10 @@ def http_node() -> Target:
 
 
 def http_chat(workdir: Path) -> Target:
-    app = create_chat_app(ChatStore(workdir / "chat.sqlite"))
+    app = create_chat_app(ChatStore(workdir / "chat.sqlite"), ChatTokens("1:x", "user"))
     routes = ["/bot1:x/sendMessage", "/bot1:x/getUpdates", "/api/topics/t/messages",
               "/api/faults", "/bot1:x/setWebhook", "/api/topics/t/messages/1/edit"]  # fmt: skip
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer user"}
     seeds = [b'{"chat_id": 1, "text": "hi", "baton_epoch": 1, "baton_reply_key": "k"}',
              b'{"offset": 1, "limit": 5, "timeout": 0}', b'{"text": "hi", "client_id": "c"}',
              b'{"send_delay_ms": 0}']  # fmt: skip
