@@ -3,8 +3,8 @@
 Pairing failures have their own exit codes (cli_support.EXIT_CODES), so scripts can
 tell them apart: wrong code 10, refused 11 (the host has no open session for the code:
 none, expired, used or burned; it does not tell a stranger which, so neither does it
-tell the joiner), not a baton node 15, unreachable 16; anything else 1. (12, 13 and 14,
-expired, used and no session, come only from a host older than issue 16.)
+tell the joiner), already used 13 (another joiner won the race, after this one's key
+confirmation proved the code), not a baton node 15, unreachable 16; anything else 1.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def start_delivery(
             counters=counters,
             env=agent_environment(os.environ, settings.agent_env, workdir),
             cwd=workdir,
-            prefix=sandbox_prefix(settings.agent_sandbox, paths.root, workdir),
+            prefix=sandbox_prefix(settings.agent_sandbox, paths.root, workdir, settings.agent),
         )
         undo.callback(runner.stop)
         runner.start()

@@ -2,9 +2,12 @@
 
 Invariants (issue 16: 20,000 refused requests added 2.45 MB to a log in 8 s):
 - Every handler passes a record through one ``RepeatFilter``: the same message (its
-  template, before the arguments) from the same logger at the same level passes at
-  most ``limits.LOG_BURST`` times per ``limits.LOG_WINDOW_S``; the first one after a
-  window in which some were left out says how many.
+  template, before the arguments, with the caller's ``extra={"limit_key": ...}``; the
+  text itself for a bare "%s") from the same logger at the same level passes at most
+  ``limits.LOG_BURST`` times per ``limits.LOG_WINDOW_S``; the first one after a window
+  in which some were left out says how many (if none comes, the count is not written).
+  A record with a structured ``event`` always passes: tools read every one (an
+  ambiguous send must never be hidden).
 - Log files rotate at ``limits.LOG_FILE_BYTES``. stderr gets the human form unless
   ``BATON_LOG_STDERR=0`` (the detached supervisor runs so: its stderr is a file nothing
   rotates, ``logs/supervisor.out``, and keeps only what escapes logging).
@@ -29,6 +32,15 @@ STDERR_ENV = "BATON_LOG_STDERR"  # "0": no human form on stderr
 MAX_KEYS = 2000  # distinct messages remembered; past it, finished windows are forgotten
 
 
+def _key_text(record: logging.LogRecord) -> str:
+    """What makes two records "the same message": the template, with the caller's
+    ``limit_key`` (an error code...); a bare "%s" template, its text."""
+    template = str(record.msg)
+    if template.strip() in ("%s", "%r"):
+        return record.getMessage()[:160]
+    return f"{template}\x00{getattr(record, 'limit_key', '')}"
+
+
 class RepeatFilter(logging.Filter):
     """Lets the same message through at most ``burst`` times per ``window_s``."""
 
@@ -47,7 +59,9 @@ class RepeatFilter(logging.Filter):
         decided = getattr(record, "_baton_passes", None)
         if decided is not None:  # one record, several handlers: decided once
             return bool(decided)
-        key = (record.name, record.levelno, str(record.msg))
+        if getattr(record, "event", None) is not None:
+            return True  # a structured event (an ambiguous send...): tools read them all
+        key = (record.name, record.levelno, _key_text(record))
         now = self.clock()
         with self._lock:
             window = self._windows.get(key)

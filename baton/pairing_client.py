@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from baton.core.errors import (
     ConfigError,
     NotABatonNode,
     PairingError,
+    RateLimited,
     Unavailable,
     WrongCode,
 )
@@ -48,6 +50,7 @@ from baton.wire.pake import Role as PakeRole
 
 VERSION = 1
 TIMEOUT_S = 15.0
+RATE_LIMIT_PATIENCE_S = 60.0
 FINISH_TIMEOUT_S = 90.0  # the host may hold /finish while its operator checks the SAS
 MAYBE_ADMITTED = (
     "; the awake machine may have admitted this machine before the answer was lost, "
@@ -239,7 +242,7 @@ def _pair(
     }
 
 
-MESH_KNOBS = ("lease_store", "channel", "agent")  # what a joiner takes from the host
+MESH_KNOBS = ("lease_store", "channel", "agent", "agent_sandbox")  # what a joiner takes
 
 
 def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
@@ -251,8 +254,10 @@ def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
     offered = doc.get("settings") if isinstance(doc, dict) else None
     if not isinstance(offered, dict) or set(offered) - set(MESH_KNOBS):
         raise PairingError(f"the host's settings must be an object of {', '.join(MESH_KNOBS)}")
-    if not all(isinstance(v, str) and v for v in offered.values()):
-        raise PairingError("the host's settings must be non-empty strings")
+    if not all(isinstance(v, str) and v and v.isprintable() for v in offered.values()):
+        # printable only: an escape sequence could make the consent screen show another
+        # value than the one adopted (issue 16's review)
+        raise PairingError("the host's settings must be non-empty printable strings")
     try:
         resolve_settings(offered, {}, {})
     except ConfigError as exc:
@@ -261,7 +266,9 @@ def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
 
 
 def _adopt_mesh_settings(paths: HomePaths, offered: Mapping[str, str]) -> None:
-    """Take the mesh's lease store, channel and agent the operator agreed to."""
+    """Take the mesh's lease store, channel, agent and sandbox the operator agreed to;
+    a host's sandbox is taken only where it is stricter than none (never a downgrade)."""
+    offered = {k: v for k, v in offered.items() if (k, v) != ("agent_sandbox", "none")}
     if offered:
         config = {**read_config(paths.config), **offered}
         resolve_settings(config, {}, {})  # with this machine's own knobs too
@@ -276,7 +283,19 @@ def _attempts_left(started: Mapping[str, Any]) -> int:
 
 
 def _post(url: str, timeout: float, body: Mapping[str, Any]) -> dict[str, Any]:
-    answer = http_json(url, "POST", body, timeout=timeout)
+    """POST to the host; a 429 (the host's pairing limit, perhaps under someone's flood)
+    is tried again with a growing wait for up to RATE_LIMIT_PATIENCE_S: a request it
+    refused did nothing, so sending it again is safe."""
+    deadline, wait = time.monotonic() + RATE_LIMIT_PATIENCE_S, 0.5
+    while True:
+        try:
+            answer = http_json(url, "POST", body, timeout=timeout)
+            break
+        except RateLimited:
+            if time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait)  # the host said to wait; a deadline bounds it
+            wait = min(wait * 2, 8.0)
     if not isinstance(answer, dict) or answer.get("v") != VERSION:
         raise NotABatonNode(f"{url} did not answer like a baton node (pairing v{VERSION})")
     return answer

@@ -125,6 +125,7 @@ class NodeServices:
                 "lease_store": settings.lease_store or None,
                 "channel": settings.channel or None,
                 "agent": settings.agent,
+                "agent_sandbox": settings.agent_sandbox,
             },
             self.endpoints["http"],
         )

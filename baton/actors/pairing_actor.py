@@ -118,6 +118,7 @@ class PairingActor(pykka.ThreadingActor):
         self.rng = rng
         self.runs: dict[str, _Run] = {}
         self.pending: dict[str, _Pending] = {}
+        self._nobodys_code = rng(16).hex()  # SPAKE2's work when there is no session
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -157,12 +158,17 @@ class PairingActor(pykka.ThreadingActor):
         return session
 
     def _start(self, joiner_message: bytes) -> RunStarted:
-        current = self._session()
-        # a message that is not a SPAKE2 element is refused before it costs an attempt
-        # (issue 16: three malformed starts burned the code); the answer is computed
-        # first but leaves only after the attempt is spent
-        host_message, keys = host_pake(current.code, joiner_message)
-        session = start_attempt(current, self.clock.wall_s())
+        stored = self.store.load()
+        # The same work whatever is stored (against a code nobody holds when there is no
+        # session), so neither the answer nor its time tells a stranger whether a session
+        # exists; a message that is not a SPAKE2 element is refused before it costs an
+        # attempt (issue 16: three malformed starts burned the code). The answer is
+        # computed first but leaves only after the attempt is spent.
+        code = stored.code if stored is not None else self._nobodys_code
+        host_message, keys = host_pake(code, joiner_message)
+        if stored is None:
+            raise NoPairingSession("this machine has no pairing session; run `baton pair` on it")
+        session = start_attempt(stored, self.clock.wall_s())
         self.store.save(session)  # the attempt is spent before anything is answered
         run_id = self.rng(8).hex()
         if len(self.runs) >= MAX_RUNS:
@@ -204,19 +210,22 @@ class PairingActor(pykka.ThreadingActor):
         }
 
     def _verify(self, run_id: str, joiner_confirmation: bytes) -> tuple[PairingSession, PakeKeys]:
+        """The key confirmation first: only a joiner that proved the code learns what
+        became of the session since its run started (used, replaced)."""
         run = self.runs.pop(run_id, None)
         if run is None:
             raise PairingError("unknown or already finished pairing run; start again")
-        session = self._session()
-        if session.session_id != run.session_id:
-            raise PairingError("the pairing code changed since this run started; start again")
-        if session.consumed:
-            raise PairingConsumed("another machine has just joined with this code")
+        session = self.store.load()
+        same = session is not None and session.session_id == run.session_id
         try:
             run.keys.check_joiner_confirmation(joiner_confirmation)
         except PairingError:
             log.warning("pairing: run %s failed key confirmation (wrong code)", run_id)
-            raise wrong_code(session.attempts_left) from None
+            raise wrong_code(session.attempts_left if same and session else 0) from None
+        if session is None or not same:
+            raise PairingError("the pairing code changed since this run started; start again")
+        if session.consumed:
+            raise PairingConsumed("another machine has just joined with this code")
         return session, run.keys
 
     def _consume(self, session_id: str) -> PairingSession:

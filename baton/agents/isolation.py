@@ -14,17 +14,27 @@ Every agent worker (and the program a ``cmd:`` agent runs) now gets:
 - **a working directory of its own**: ``<home>/agent`` (0700), its current directory.
 
 With ``agent_sandbox = "bwrap"`` the worker runs under bubblewrap (Debian's
-``bubblewrap``): the whole filesystem read-only, the baton home replaced by an empty
-directory but for the agent's working directory (read-write), its own process, IPC and
-host-name namespaces (it cannot see or signal the node, nor read its /proc environ),
-the network shared (agents call APIs), and it dies with the node. Without it
+``bubblewrap``): the whole filesystem read-only; empty directories over ``/tmp``,
+``/var/tmp``, ``/run`` (and the sockets there: tmux, ssh-agent, the user's bus, docker)
+and the user's home (``~/.ssh``, ``~/.git-credentials``), with Python's prefixes, its
+import path and the directories of a ``cmd:`` agent's program and of the script it
+names first (``cmd:python3 /path/agent.py``) bound back read-only; the baton home
+replaced by an empty directory but for the agent's working directory (read-write); its
+own process, IPC, host-name, cgroup and (where allowed) user namespaces and session (it
+cannot see or signal the node, nor read its /proc environ, nor push input to a
+terminal); the network shared (agents call APIs: abstract unix sockets stay reachable
+with it); and it dies with the node. Without it
 (``"none"``, the default) the agent can still read whatever this user can, the keys
 included: documented in docs/threat-model.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -56,9 +66,14 @@ def prepare_workdir(home: Path) -> Path:
     return workdir
 
 
-def sandbox_prefix(mode: str, home: Path, workdir: Path) -> list[str]:
+HIDDEN = ("/tmp", "/var/tmp", "/run")  # sockets (tmux, ssh-agent, the user bus, docker...)
+
+
+def sandbox_prefix(
+    mode: str, home: Path, workdir: Path, agent: str = "", user_home: Path | None = None
+) -> list[str]:
     """The command that runs a worker in ``mode`` (empty for none); ConfigError when
-    the mode is unknown or its tool is missing."""
+    the mode is unknown or its tool is missing. See the module's docstring."""
     if mode == "none":
         return []
     if mode != "bwrap":
@@ -67,15 +82,38 @@ def sandbox_prefix(mode: str, home: Path, workdir: Path) -> list[str]:
     if bwrap is None:
         raise ConfigError(KNOB, "bwrap is not installed (Debian: apt install bubblewrap)")
     home, workdir = home.resolve(), workdir.resolve()
-    return [
-        bwrap,
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", str(home),  # the keys, the token, the ledger: gone
-        "--bind", str(workdir), str(workdir),
+    user_home = (user_home or Path.home()).resolve()
+    hidden = sorted(
+        {p.resolve() for p in (*map(Path, HIDDEN), user_home) if p.is_dir() and not p.is_symlink()}
+    )
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in hidden:  # the user's files and every socket under them: gone
+        argv += ["--tmpfs", str(path)]
+    for path in _needed(agent):  # but what the worker runs from, read-only
+        if any(path.is_relative_to(h) for h in hidden) and not path.is_relative_to(home):
+            argv += ["--ro-bind-try", str(path), str(path)]
+    argv += ["--tmpfs", str(home)]  # the keys, the tokens, the ledger: gone
+    argv += ["--bind", str(workdir), str(workdir)]
+    argv += [
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--chdir", str(workdir),
-        "--",
+        "--unshare-user-try", "--new-session", "--die-with-parent",
+        "--chdir", str(workdir), "--",
     ]  # fmt: skip
+    return argv
+
+
+def _needed(agent: str) -> list[Path]:
+    """What a worker must still see: Python's prefixes and import path, and for a
+    ``cmd:`` agent the directories of its program and of the script it names first."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    paths |= {Path(p) for p in sys.path if p and Path(p).is_absolute()}
+    paths |= {Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    if agent.startswith("cmd:"):  # the program, and the script an interpreter runs
+        with contextlib.suppress(ValueError):
+            words = shlex.split(agent[4:])[:2]
+            program = shutil.which(words[0]) if words else None
+            script = words[1] if len(words) > 1 and words[1].startswith("/") else None
+            for found in (program, script):
+                if found and Path(found).is_file():
+                    paths.add(Path(found).parent)
+    return sorted(p.resolve() for p in paths if p.exists())

@@ -50,7 +50,7 @@ class ChatTokens:
 
     def user_ok(self, header: str) -> bool:
         scheme, _, presented = header.partition(" ")
-        return scheme == "Bearer" and hmac.compare_digest(
+        return scheme.lower() == "bearer" and hmac.compare_digest(
             presented.strip().encode(), self.user.encode()
         )
 

@@ -59,7 +59,14 @@ def install(app: Flask, count: Callable[[str], None] = lambda name: None) -> Non
             log.error("%s: %s", exc.code, exc.detail)
             count(f"http.failed.{exc.code}")
         else:
-            log.info("refused %s %s: %s: %s", request.method, request.path, exc.code, exc.detail)
+            log.info(
+                "refused %s %s: %s: %s",
+                request.method,
+                request.path,
+                exc.code,
+                exc.detail,
+                extra={"limit_key": exc.code},  # one kind's flood hides no other kind
+            )
             count(f"http.refused.{exc.code}")
         return error_body(exc.code, exc.detail, status)
 

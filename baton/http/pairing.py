@@ -3,12 +3,13 @@ code (through SPAKE2) or, for /leave, the leaving machine's signature is the cre
 Errors have the usual shape {error, detail}.
 
 - Rate limited per client address and, so that many addresses do not add up, across
-  all of them (``GLOBAL_RATE_PER_S``, ``GLOBAL_BURST``).
+  all of them (``GLOBAL_RATE_PER_S``, ``GLOBAL_BURST``); /leave has buckets of its own.
+  A flood can keep a joiner waiting (it tries again for a minute), not let anyone in.
 - A stranger learns nothing of the session's state from a refused start: no session,
-  an expired one, a used one and one out of attempts are all one answer (403
-  ``pairing_refused``); the operator sees the state (GET /api/pair/session). A finish
-  comes after a start, from someone who has seen the session exists; once its key
-  confirmation proves the code, it is told why it lost (a race: "consumed").
+  an expired one, a used one, one out of attempts and a malformed SPAKE2 message are all
+  one answer (403 ``pairing_refused``), after the same SPAKE2 work; the operator sees
+  the state (GET /api/pair/session). A finish is told why it lost (a race: "consumed")
+  only once its key confirmation proved the code.
 """
 
 from __future__ import annotations
@@ -22,15 +23,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from baton.core import safejson
-from baton.core.errors import (
-    BadRequest,
-    NoPairingSession,
-    PairingBurned,
-    PairingConsumed,
-    PairingExpired,
-    PairingRefused,
-    RateLimited,
-)
+from baton.core.errors import BadRequest, PairingError, PairingRefused, RateLimited
 from baton.core.ratelimit import RateLimiter
 
 log = logging.getLogger("baton.http")
@@ -41,7 +34,6 @@ BURST = 10
 #: Across every address: 30 at once, then 2 a second.
 GLOBAL_RATE_PER_S = 2.0
 GLOBAL_BURST = 30
-CLOSED = (NoPairingSession, PairingExpired, PairingBurned, PairingConsumed)
 REFUSED = (
     "wrong code, or no pairing is open with it here (none was started, it expired, "
     "it was used, or it used up its attempts); run `baton pair` on the awake machine again"
@@ -72,16 +64,22 @@ def blueprint(
     overall: RateLimiter | None = None,
 ) -> Blueprint:
     bp = Blueprint("pairing", __name__, url_prefix="/api")
-    limiter = limiter or RateLimiter(RATE_PER_S, BURST)
-    overall = overall or RateLimiter(GLOBAL_RATE_PER_S, GLOBAL_BURST)
+    # pairing and leaving are limited apart: a flood of pairing starts (which can keep a
+    # joiner waiting: it tries again) never stops a member from leaving
+    buckets = {
+        "pair": (limiter or RateLimiter(RATE_PER_S, BURST),
+                 overall or RateLimiter(GLOBAL_RATE_PER_S, GLOBAL_BURST)),
+        "leave": (RateLimiter(RATE_PER_S, BURST), RateLimiter(GLOBAL_RATE_PER_S, GLOBAL_BURST)),
+    }  # fmt: skip
     lock = threading.Lock()
 
     @bp.before_request
     def rate_limit() -> None:
         now = time.monotonic()
+        per_address, across = buckets["leave" if request.path.endswith("/leave") else "pair"]
         with lock:
-            allowed = limiter.allow(request.remote_addr or "?", now)
-            allowed = allowed and overall.allow("*", now)
+            allowed = per_address.allow(request.remote_addr or "?", now)
+            allowed = allowed and across.allow("*", now)
         if not allowed:
             raise RateLimited("too many pairing requests; wait and retry")
 
@@ -90,8 +88,9 @@ def blueprint(
         body = json_object()
         try:
             return jsonify(services.pair_start(body))
-        except CLOSED as exc:  # before the joiner has shown it knows the code: say no more
-            log.info("pairing start refused: %s", exc.code)
+        except PairingError as exc:  # before the joiner has shown it knows the code, no
+            # refusal says more than another: none, expired, used, burned, malformed
+            log.info("pairing start refused: %s", exc.code, extra={"limit_key": exc.code})
             raise PairingRefused(REFUSED) from None
 
     @bp.post("/pair/finish")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -27,8 +28,10 @@ def ensure_private_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
     """Replace ``path`` with ``data`` atomically, the new file having ``mode``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    # a fresh name, created here (O_EXCL) and never through a link: in a directory others
+    # can write, nobody can have prepared the file we write a secret into
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -52,13 +55,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def check_private_file(path: Path) -> None:
-    """Refuse a secret file that others could read or write (like ssh does)."""
+    """Refuse a secret file that others could read or write, that another user owns, or
+    that is a symbolic link (like ssh does: a link could lend us someone's secret)."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except FileNotFoundError:
         raise HomeError(f"{path} is missing") from None
     if not stat.S_ISREG(st.st_mode):
-        raise HomeError(f"{path} is not a regular file")
+        raise HomeError(f"{path} is not a regular file (a link, a directory...)")
+    if st.st_uid != os.geteuid():
+        raise HomeError(f"{path} belongs to uid {st.st_uid}, not to this user")
     if st.st_mode & 0o077:
         raise HomeError(
             f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; it holds a secret and must "

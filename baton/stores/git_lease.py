@@ -37,6 +37,8 @@ from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
 
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+
 log = logging.getLogger("baton.lease")
 
 REF = "refs/baton/lease"
@@ -105,6 +107,9 @@ class GitLeaseStore:
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
         env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        # only these transports, whatever a user's gitconfig allows: never ext:: or fd::,
+        # which run a command named in the URL (a lease store URL may come from a host)
+        env["GIT_ALLOW_PROTOCOL"] = ALLOWED_PROTOCOLS
         try:  # its own process group: a timeout ends git and its helpers (ssh, ...) too
             proc = subprocess.Popen(
                 ["git", *args],

@@ -19,7 +19,7 @@ from baton.actors.pairing_actor import (
     VerifyRun,
 )
 from baton.core.clock import FakeClock
-from baton.core.errors import PairingConsumed, PairingError, WrongCode
+from baton.core.errors import NoPairingSession, PairingConsumed, PairingError, WrongCode
 from baton.stores.pairing_store import FilePairingSessionStore, MemoryPairingSessionStore
 from baton.wire.pake import JoinerPake
 
@@ -70,6 +70,31 @@ def test_a_malformed_start_costs_no_attempt(actor, message: bytes) -> None:  # t
     run_id, keys = run(ref, session.code)
     verified = ref.ask(VerifyRun(run_id, keys.joiner_confirmation()), timeout=5)[0]
     assert verified.session_id == session.session_id and verified.attempts_used == 1
+
+
+def test_a_start_does_the_same_work_and_refuses_alike_with_no_session(actor) -> None:  # type: ignore[no-untyped-def]
+    """Review of issue 16: with no session a malformed start was refused one way and
+    quickly, with one another way after the SPAKE2 work: an oracle for "has this node
+    ever paired". Now both do the work and raise a PairingError (one refusal at HTTP)."""
+    ref, store = actor
+    with pytest.raises(NoPairingSession):
+        ref.ask(StartRun(JoinerPake("maple-otter-4821").message), timeout=5)
+    with pytest.raises(PairingError):
+        ref.ask(StartRun(b"A" + b"\xff" * 32), timeout=5)
+    assert store.load() is None
+
+
+def test_a_wrong_confirmation_is_told_wrong_code_before_what_became_of_the_session(
+    actor,  # type: ignore[no-untyped-def]
+) -> None:
+    """Only a joiner that proved the code learns that another joined first."""
+    ref, _ = actor
+    session = ref.ask(NewSession(), timeout=5)
+    winner, loser = run(ref, session.code), run(ref, session.code)
+    s1, _ = ref.ask(VerifyRun(winner[0], winner[1].joiner_confirmation()), timeout=5)
+    ref.ask(ConsumeSession(s1.session_id), timeout=5)
+    with pytest.raises(WrongCode):
+        ref.ask(VerifyRun(loser[0], bytes(32)), timeout=5)
 
 
 def test_verify_mode_lets_one_joiner_before_the_operator_and_binds_the_answer_to_it(

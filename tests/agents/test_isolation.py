@@ -8,7 +8,9 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,17 @@ def can_write(path):
         return True
     except OSError:
         return False
+def can_connect(path):
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+        return True
+    except OSError:
+        return False
 seen = {
+    "ssh": can_read(sys.argv[3]),
+    "socket": can_connect(sys.argv[4]),
     "env": sorted(os.environ),
     "cwd": os.getcwd(),
     "key": can_read(sys.argv[1]),
@@ -59,11 +71,31 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def snoop(tmp_path: Path, home: Path) -> str:
+def user_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The node's user's own home, with a secret of its own (not baton's)."""
+    user_home = tmp_path_factory.mktemp("user-home")
+    (user_home / ".ssh").mkdir()
+    (user_home / ".ssh" / "id_ed25519").write_text("the user's ssh key")
+    return user_home
+
+
+@pytest.fixture
+def outside_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A unix socket that a program outside listens on (tmux, ssh-agent, a bus...)."""
+    path = tmp_path_factory.mktemp("sockets") / "outside.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen(8)
+        yield path
+
+
+@pytest.fixture
+def snoop(tmp_path: Path, home: Path, user_home: Path, outside_socket: Path) -> str:
     script = tmp_path / "snoop.py"
     script.write_text(SNOOP)
     key, planted = home / "machine" / "signing.key", home / "machine" / "planted"
-    return f"cmd:{shlex.quote(sys.executable)} {script} {key} {planted}"
+    ssh = user_home / ".ssh" / "id_ed25519"
+    return f"cmd:{shlex.quote(sys.executable)} {script} {key} {planted} {ssh} {outside_socket}"
 
 
 @pytest.fixture
@@ -74,14 +106,16 @@ def secrets(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("UNLISTED", "not-for-the-agent")
 
 
-def run(spec: str, home: Path, sandbox: str, names: tuple[str, ...] = ()) -> dict[str, Any]:
+def run(
+    spec: str, home: Path, sandbox: str, names: tuple[str, ...] = (), user_home: Path | None = None
+) -> dict[str, Any]:
     workdir = prepare_workdir(home)
     runner = AgentRunner(
         spec,
         workers=1,
         env=agent_environment(os.environ, names, workdir),
         cwd=workdir,
-        prefix=sandbox_prefix(sandbox, home, workdir),
+        prefix=sandbox_prefix(sandbox, home, workdir, spec, user_home),
     )
     runner.start()
     try:
@@ -101,7 +135,7 @@ def test_an_agent_gets_only_the_variables_named_and_its_own_directory(
     assert seen["write_workdir"] and (home / "agent" / "mine.txt").exists()
     assert oct((home / "agent").stat().st_mode & 0o777) == "0o700"
     # without a sandbox the user's files are the agent's too: documented, not hidden
-    assert seen["key"] is True
+    assert seen["key"] is True and seen["ssh"] is True and seen["socket"] is True
 
 
 needs_bwrap = pytest.mark.skipif(
@@ -111,10 +145,12 @@ needs_bwrap = pytest.mark.skipif(
 
 @needs_bwrap
 def test_under_bwrap_the_home_is_hidden_and_only_the_working_directory_is_writable(
-    home: Path, snoop: str, secrets: None
+    home: Path, snoop: str, secrets: None, user_home: Path
 ) -> None:
-    seen = run(snoop, home, "bwrap", ("MY_API_KEY",))
+    seen = run(snoop, home, "bwrap", ("MY_API_KEY",), user_home)
     assert seen["key"] is False and seen["write_home"] is False
+    assert seen["ssh"] is False  # the user's own home is hidden too
+    assert seen["socket"] is False  # and the sockets under /tmp (tmux, ssh-agent...)
     assert not (home / "machine" / "planted").exists()
     assert seen["write_workdir"] and (home / "agent" / "mine.txt").exists()
     assert "MY_API_KEY" in seen["env"] and "BATON_HOME" not in seen["env"]

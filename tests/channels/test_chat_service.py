@@ -359,6 +359,7 @@ def test_the_user_api_takes_only_the_user_token(
     assert client.get(path, headers=headers).status_code == 401
     assert client.post(path, json={"text": "x"}, headers=headers).status_code in (401, 405)
     assert client.get(path, headers=AUTH).status_code == 200
+    assert client.get(path, headers={"Authorization": "bearer user-token"}).status_code == 200
     assert client.get("/health").status_code == 200  # open: it says only that it runs
     assert store.topics() == []
 

@@ -15,6 +15,7 @@ from baton.core.errors import (
     NoPairingSession,
     PairingBurned,
     PairingConsumed,
+    PairingError,
     PairingExpired,
     Unavailable,
 )
@@ -160,7 +161,7 @@ def test_a_deeply_nested_body_is_a_400_on_every_json_route(
 @pytest.mark.parametrize(
     "closed",
     [NoPairingSession("none"), PairingExpired("expired"), PairingBurned("burned"),
-     PairingConsumed("used")],
+     PairingConsumed("used"), PairingError("SPAKE2 message must be 33 bytes")],
 )  # fmt: skip
 def test_a_refused_start_does_not_say_whether_or_why_a_session_is_closed(
     client: FlaskClient, services: FakeServices, closed: Exception
@@ -184,6 +185,13 @@ def test_many_addresses_do_not_add_up_past_the_pairing_limit(client: FlaskClient
     refill = int((time.monotonic() - began) * GLOBAL_RATE_PER_S) + 1
     assert statuses[:GLOBAL_BURST] == [200] * GLOBAL_BURST  # one each: no address is limited
     assert statuses.count(200) <= GLOBAL_BURST + refill and 429 in statuses
+
+
+def test_a_pairing_flood_does_not_stop_a_member_from_leaving(client: FlaskClient) -> None:
+    for i in range(GLOBAL_BURST + 10):
+        client.post("/api/pair/start", json={"v": 1}, environ_base={"REMOTE_ADDR": f"10.1.0.{i}"})
+    assert client.post("/api/pair/start", json={"v": 1}).status_code == 429
+    assert client.post("/api/leave", json={"v": 1}).status_code == 200  # its own buckets
 
 
 def test_an_unexpected_error_tells_the_client_nothing_of_the_inside(

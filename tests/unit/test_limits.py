@@ -45,6 +45,24 @@ def test_messages_loggers_and_levels_are_limited_apart() -> None:
     assert f.filter(warning)
 
 
+def test_structured_events_always_pass_and_kinds_are_limited_apart() -> None:
+    """Review of issue 16: ambiguous sends (structured events a checker counts) shared one
+    budget with every other "%s" line, and a flood of 401s hid a wrong_code refusal."""
+    f = RepeatFilter(burst=1, window_s=10, clock=Clock())
+    for _ in range(30):
+        event = record("%s", "ambiguous send")
+        event.event = {"kind": "ambiguous_send"}
+        assert f.filter(event)
+    flood = [record("refused %s", "x") for _ in range(5)]
+    for r in flood:
+        r.limit_key = "unauthorized"
+    assert [f.filter(r) for r in flood] == [True, False, False, False, False]
+    wrong = record("refused %s", "x")
+    wrong.limit_key = "wrong_code"
+    assert f.filter(wrong)
+    assert f.filter(record("%s", "one thing")) and f.filter(record("%s", "another thing"))
+
+
 def test_a_record_is_decided_once_however_many_handlers_see_it() -> None:
     f = RepeatFilter(burst=1, window_s=10, clock=Clock())
     r = record("a")
