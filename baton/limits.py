@@ -10,8 +10,8 @@ What happens at each one (docs/DESIGN.md, "Limits", and docs/threat-model.md):
   select() loop, and about 1,100 idle wire connections ended it.
 - **The wire** (libzmq ROUTER). A connection that has not finished its CURVE handshake
   within ``WIRE_HANDSHAKE_MS`` is closed by libzmq. libzmq has no cap on connections;
-  the descriptor limit is the cap (an accept past it fails, libzmq counts it and goes
-  on; the node keeps its lease, which needs a few descriptors, not thousands).
+  the descriptor limit is the cap (an accept past it fails and libzmq goes on: not yet
+  counted by baton; the node keeps its lease, which needs a few descriptors).
 - **HTTP** (waitress, the node's API and the bundled chat service). At most
   ``HTTP_CONNECTIONS`` open connections per listener; past it waitress stops accepting
   (the kernel queues up to the backlog) and logs once, until some close. A connection

@@ -108,7 +108,7 @@ def join(
     progress = _Progress()
     try:
         identity = _identity(home, name, created, config or {}, host_id)
-        asked = Asked(consent or Consent(), trust_agent)
+        asked = _Asked(consent or Consent(), trust_agent)
         return _pair(paths, identity, url, code, asked, timeout, progress)
     except BatonError as exc:
         if progress.may_be_member:
@@ -159,7 +159,10 @@ def _identity(
     return identity
 
 
-class Asked:
+class _Asked:
+    """The join's two questions: the settings (a code agent refused first unless
+    trusted) and, with --verify, the SAS."""
+
     def __init__(self, consent: Consent, trust_agent: bool) -> None:
         self.consent, self.trust_agent = consent, trust_agent
 
@@ -182,7 +185,7 @@ def _pair(
     identity: MachineIdentity,
     url: str,
     code: str,
-    asked: Asked,
+    asked: _Asked,
     timeout: float,
     progress: _Progress,
 ) -> dict[str, Any]:
