@@ -90,6 +90,7 @@ def test_idle_connections_by_the_thousand_neither_stop_nor_silence_the_holder(
             time.sleep(0.2)  # pacing between looks, not a wait for a condition
         during = alpha.status(timeout=5.0)
     after = alpha.status()
+    print(f"/health in the flood: {len(took)} looks, max {max(took) * 1000:.0f} ms")
     assert max(took) < 1.0 and len(took) > 5
     for view in (during, after):
         assert view["role"] == "awake" and view["epoch"] == before["epoch"]
