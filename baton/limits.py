@@ -9,12 +9,14 @@ What happens at each one (docs/DESIGN.md, "Limits", and docs/threat-model.md):
   ``FD_WARN_BELOW``. Before issue 16 a node kept the default 1024 and ran waitress's
   select() loop, and about 1,100 idle wire connections ended it.
 - **The wire** (libzmq ROUTER). A connection that has not finished its CURVE handshake
-  within ``WIRE_HANDSHAKE_MS`` is closed by libzmq. libzmq has no cap on connections;
-  the descriptor limit is the cap (an accept past it fails and libzmq goes on: not yet
-  counted by baton; the node keeps its lease, which needs a few descriptors).
+  within ``WIRE_HANDSHAKE_MS`` is closed by libzmq and counted (``wire.handshake_failed``,
+  a line logged per interval). libzmq has no cap on connections; the descriptor limit is
+  the cap (an accept past it fails, libzmq goes on, baton counts ``wire.accept_failed``;
+  the node keeps its lease, which needs a few descriptors).
 - **HTTP** (waitress, the node's API and the bundled chat service). At most
   ``HTTP_CONNECTIONS`` open connections per listener; past it waitress stops accepting
-  (the kernel queues up to the backlog) and logs once, until some close. A connection
+  (the kernel queues up to the backlog) and logs once, until some close; the node counts
+  each time (``http.connection_limit``). A connection
   with no request in progress is closed after ``HTTP_IDLE_S`` (checked every
   ``HTTP_CLEANUP_S``); one with a request in progress (a long poll, a wakeup) is not.
   Request headers at most ``HTTP_HEADER_BYTES``, bodies at most ``HTTP_BODY_BYTES``

@@ -22,6 +22,7 @@ the supervisor restarts the node.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -262,7 +263,9 @@ class Node:
             ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)
-            server = http_server.serve(create_app(s, services), sock, 8, "baton")
+            app = create_app(s, services)
+            limit = functools.partial(counters.inc, "http.connection_limit")
+            server = http_server.serve(app, sock, 8, "baton", limit)
             self.parts.append(server)
             http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
             http_thread.start()

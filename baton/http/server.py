@@ -22,6 +22,7 @@ import contextlib
 import errno
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from waitress import wasyncore
@@ -50,8 +51,16 @@ def bind(host: str, port: int, knob: str, what: str) -> socket.socket:
     return sock
 
 
-def serve(app: Any, sock: socket.socket, threads: int, ident: str) -> Any:
-    """A waitress server for ``app`` on ``sock`` (run it with ``server.run()``)."""
+def serve(
+    app: Any,
+    sock: socket.socket,
+    threads: int,
+    ident: str,
+    at_limit: Callable[[], None] | None = None,
+) -> Any:
+    """A waitress server for ``app`` on ``sock`` (run it with ``server.run()``);
+    ``at_limit`` is called each time it reaches its connection limit (waitress logs it
+    once and stops accepting until some close)."""
     # poll(), not select(): select() cannot watch a descriptor past 1023, and a node
     # holds one per connection (issue 16: idle connections to the wire pushed it there)
     server = create_server(
@@ -68,7 +77,24 @@ def serve(app: Any, sock: socket.socket, threads: int, ident: str) -> Any:
     )
     if NODELAY not in server.adj.socket_options:  # waitress's default has it; make sure
         server.adj.socket_options = [*server.adj.socket_options, NODELAY]
+    if at_limit is not None:
+        _watch_the_limit(server, at_limit)
     return server
+
+
+def _watch_the_limit(server: Any, at_limit: Callable[[], None]) -> None:
+    """Call ``at_limit`` when waitress enters its connection overflow (its loop asks
+    ``readable()`` on every turn; ``in_connection_overflow`` is waitress's own flag)."""
+    readable = server.readable
+
+    def watched() -> bool:
+        before = getattr(server, "in_connection_overflow", False)
+        answer = bool(readable())
+        if getattr(server, "in_connection_overflow", False) and not before:
+            at_limit()
+        return answer
+
+    server.readable = watched
 
 
 def stop(server: Any, timeout: float = 5.0) -> None:

@@ -188,6 +188,12 @@ class WireReport:
         self.counters.inc(AUTH_DENIED)
         self._warn("auth_denied", peer, f"refused {peer} (auth_denied): {detail}")
 
+    def connection_failed(self, kind: str, detail: str) -> None:
+        """A connection to our wire port never became a peer: ``kind`` is accept_failed
+        (out of descriptors) or handshake_failed (failed or timed out: idle)."""
+        self.counters.inc(f"wire.{kind}")
+        self._warn(kind, "?", f"a connection to the wire port failed ({kind}): {detail}")
+
     def send_failed(self, peer: str, detail: str) -> None:
         """An outbound frame to ``peer`` could not be handed over."""
         self.counters.inc(SEND_FAILED)

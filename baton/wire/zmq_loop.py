@@ -70,6 +70,11 @@ _HANDSHAKE_FAILED = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 _MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
+_STRANGER_EVENTS = (
+    zmq.EVENT_ACCEPT_FAILED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
 # libzmq gives up on a connection for good once a handshake fails (a peer's ZAP refused
 # us, e.g. because it has not admitted us yet); we dial again after this backoff.
 REDIAL_BACKOFF_S = (0.5, 10.0)
@@ -130,6 +135,7 @@ class WireLoop(threading.Thread):
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self._zap: zmq.Socket[bytes] | None = None
         self._router: zmq.Socket[bytes] | None = None
+        self._router_monitor: zmq.Socket[bytes] | None = None  # strangers' failed attempts
         self._links: dict[str, _Link] = {}
         self._poller = zmq.Poller()
 
@@ -173,10 +179,12 @@ class WireLoop(threading.Thread):
                 raise AddressInUse(f"{cfg.bind} is already in use") from exc
             raise ConfigError("wire", f"cannot listen on {cfg.bind}: {exc}") from exc
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._router_monitor = router.get_monitor_socket(_STRANGER_EVENTS)
         # by its fd: zmq.Poller.poll answers a plain socket with its fd, not the object
         self._poller.register(self._wake.fileno(), zmq.POLLIN)
         self._poller.register(zap, zmq.POLLIN)
         self._poller.register(router, zmq.POLLIN)
+        self._poller.register(self._router_monitor, zmq.POLLIN)
         self._reconcile_links()
 
     def _close(self) -> None:
@@ -184,12 +192,15 @@ class WireLoop(threading.Thread):
             self._shared.running = False
         for machine_id in list(self._links):
             self._close_link(machine_id, "transport stopped")
+        if self._router is not None and self._router_monitor is not None:
+            self._router.disable_monitor()
+            self._router_monitor.close(linger=0)
         for sock in (self._router, self._zap):
             if sock is not None:
                 sock.close(linger=0)
         if self._ctx is not None:
             self._ctx.term()
-        self._router = self._zap = self._ctx = None
+        self._router = self._zap = self._router_monitor = self._ctx = None
 
     def _loop(self) -> None:
         assert self._router is not None and self._zap is not None
@@ -203,6 +214,8 @@ class WireLoop(threading.Thread):
                 self._answer_zap()
             if self._router in events:
                 self._read_router()
+            if self._router_monitor in events:
+                self._read_router_monitor()
             for link in list(self._links.values()):
                 if link.monitor in events:
                     self._read_monitor(link)
@@ -248,6 +261,20 @@ class WireLoop(threading.Thread):
             except zmq.Again:
                 return
             self._accept(frames[1:])
+
+    def _read_router_monitor(self) -> None:
+        """Connections to our port that never became a peer: an accept refused (out of
+        descriptors) or a handshake that failed or timed out (an idle connection);
+        counted and logged (rate-limited) by the report. A wrong key is the ZAP's."""
+        assert self._router_monitor is not None
+        for _ in range(RECV_BATCH):
+            try:
+                event = recv_monitor_message(self._router_monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            failed = event["event"] == zmq.EVENT_ACCEPT_FAILED
+            kind = "accept_failed" if failed else "handshake_failed"
+            self._report.connection_failed(kind, f"errno {event['value']}")
 
     def _accept(self, payload: list[zmq.Frame]) -> None:
         peer_id = _user_id(payload[-1]) if payload else ""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from baton import limits
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
 from baton.devmesh import wait_for
@@ -25,13 +26,15 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @contextlib.contextmanager
-def served() -> Iterator[tuple[Any, socket.socket, http.client.HTTPConnection]]:
+def served(
+    at_limit: Any = None,
+) -> Iterator[tuple[Any, socket.socket, http.client.HTTPConnection]]:
     """A server answering "ok" at / on a thread, and a client connection to it; both
     stopped afterwards, the thread ended."""
     app = Flask("t")
     app.add_url_rule("/", "root", lambda: "ok")
     sock = bind_http(HostPort("127.0.0.1", 0))
-    server = serve(app, sock, 4, "t")
+    server = serve(app, sock, 4, "t", at_limit)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
@@ -83,3 +86,21 @@ def test_descriptors_past_1023_do_not_stop_the_server() -> None:
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_reaching_the_connection_limit_is_counted_once_per_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: limits are counted where they are reached (the node counts
+    http.connection_limit); waitress logs it and stops accepting until some close."""
+    monkeypatch.setattr(limits, "HTTP_CONNECTIONS", 5)
+    reached: list[int] = []
+    with served(lambda: reached.append(1)) as (_server, sock, conn):
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        idle = [socket.create_connection(sock.getsockname(), timeout=5) for _ in range(6)]
+        try:
+            wait_for(lambda: reached == [1], 10, "the limit reached")
+        finally:
+            for s in idle:
+                s.close()

@@ -96,6 +96,10 @@ def test_idle_connections_by_the_thousand_neither_stop_nor_silence_the_holder(
         assert view["role"] == "awake" and view["epoch"] == before["epoch"]
     assert bravo.status()["role"] == "standby" and bravo.status()["epoch"] == before["epoch"]
     assert alpha.live_pids()["node"] == node_pid  # the node never restarted
+    # the strangers' connections are counted (a monitor may drop events past its
+    # queue, so not one for one) and the HTTP listener never reached its limit
+    wait_for(lambda: alpha.counter("wire.handshake_failed") > 0, 30, "failed handshakes counted")
+    assert alpha.counter("http.connection_limit") == 0
 
 
 def test_a_flood_of_refused_requests_is_counted_but_barely_logged(
