@@ -83,8 +83,9 @@ def sandbox_prefix(
         raise ConfigError(KNOB, "bwrap is not installed (Debian: apt install bubblewrap)")
     home, workdir = home.resolve(), workdir.resolve()
     user_home = (user_home or Path.home()).resolve()
+    candidates = (*map(Path, HIDDEN), user_home)
     hidden = sorted(
-        {p.resolve() for p in (*map(Path, HIDDEN), user_home) if p.is_dir() and not p.is_symlink()}
+        {p.resolve() for p in candidates if p.is_dir() and not p.is_symlink() and p != Path("/")}
     )
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for path in hidden:  # the user's files and every socket under them: gone
