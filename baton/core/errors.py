@@ -242,6 +242,35 @@ class NotABatonNode(BatonError):
     code = "not_a_baton_node"
 
 
+# --- endpoint announcements (issue 17) -------------------------------------------
+
+
+class AnnouncementRefused(PeerFault):
+    """An endpoint announcement that is not accepted."""
+
+    code = "announcement_refused"
+
+
+class MalformedAnnouncement(AnnouncementRefused):
+    """An announcement that does not decode (fields, types or endpoints)."""
+
+    code = "announcement_malformed"
+
+
+class ForgedAnnouncement(AnnouncementRefused):
+    """An announcement not signed by the key of the machine it names, or sent by another
+    machine than the one it names, or naming a machine that is not an active member."""
+
+    code = "announcement_forged"
+
+
+class StaleAnnouncement(AnnouncementRefused):
+    """An announcement no newer than the last one accepted from its machine (replayed or
+    overtaken)."""
+
+    code = "announcement_stale"
+
+
 # --- the lease ---------------------------------------------------------------
 
 

@@ -49,15 +49,15 @@ class Status(StrEnum):
     REVOKED = "revoked"
 
 
-_WIRE_RE = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-_HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+WIRE_RE = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 CARD_FIELDS = frozenset({"wire", "http"})
 SIGNING_CONTEXT = b"baton registry entry v1\n"
 IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
 READMIT_STEP_S = 0.001  # a re-admission is at least this much later than its revocation
 
 
-def _check_endpoint(value: object, name: str, pattern: re.Pattern[str]) -> str:
+def check_endpoint(value: object, name: str, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str):
         raise InvalidCard(f"{name}: expected a string, got {type(value).__name__}")
     match = pattern.match(value)
@@ -120,8 +120,8 @@ class MachineEntry:
                 identity=identity,
                 role=Role(data["role"]),
                 status=Status(data["status"]),
-                wire=_check_endpoint(data["wire"], "wire", _WIRE_RE),
-                http=_check_endpoint(data["http"], "http", _HTTP_RE),
+                wire=check_endpoint(data["wire"], "wire", WIRE_RE),
+                http=check_endpoint(data["http"], "http", HTTP_RE),
                 added_at=_finite(data["added_at"]),
                 revoked_at=None if data.get("revoked_at") is None else _finite(data["revoked_at"]),
                 revoked_reason=data.get("revoked_reason"),
@@ -199,8 +199,8 @@ def entry_from_card(card: Mapping[str, Any], now_wall: float) -> MachineEntry:
         identity=identity,
         role=Role.STANDBY,
         status=Status.ACTIVE,
-        wire=_check_endpoint(card["wire"], "wire", _WIRE_RE),
-        http=_check_endpoint(card["http"], "http", _HTTP_RE),
+        wire=check_endpoint(card["wire"], "wire", WIRE_RE),
+        http=check_endpoint(card["http"], "http", HTTP_RE),
         added_at=now_wall,
     )
 

@@ -1,0 +1,122 @@
+"""Endpoint announcements (issue 17, started): a machine says where it can be reached.
+No I/O.
+
+A laptop that moves between networks changes its addresses; before this, a machine
+refreshed its own registry entry at start and nothing told its peers. An announcement
+carries the machine's endpoints in the order to dial them, and a sequence number that
+only grows (the machine persists it), signed with the machine's own Ed25519 key. Not yet
+wired into the node: the envelope, the persistence of ``seq`` and the dialing follow.
+
+Rules (``accept``): an announcement is believed only
+- if it decodes (``MalformedAnnouncement``);
+- from the machine it names, an active member, signed by that member's key
+  (``ForgedAnnouncement``: a relayed, a foreign-signed or a stranger's one);
+- if its ``seq`` is above every one accepted from that machine (``StaleAnnouncement``:
+  replayed or overtaken). Newest wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from baton.core.errors import (
+    ForgedAnnouncement,
+    InvalidCard,
+    MalformedAnnouncement,
+    StaleAnnouncement,
+)
+from baton.core.registry import HTTP_RE, WIRE_RE, Signer, Verify, check_endpoint
+
+SIGNING_CONTEXT = b"baton endpoint announcement v1\n"
+MAX_ENDPOINTS = 8
+MAX_SEQ = 2**63 - 1
+FIELDS = frozenset({"machine_id", "seq", "wire", "http", "signature"})
+
+
+@dataclass(frozen=True)
+class Announcement:
+    machine_id: str
+    seq: int
+    wire: tuple[str, ...]  # in the order to dial them
+    http: str
+    signature: bytes | None = None
+
+    def signable(self) -> bytes:
+        doc = self.to_dict()
+        del doc["signature"]
+        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        sig = None if self.signature is None else base64.b64encode(self.signature).decode()
+        return {
+            "machine_id": self.machine_id,
+            "seq": self.seq,
+            "wire": list(self.wire),
+            "http": self.http,
+            "signature": sig,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: object) -> Announcement:
+        """The announcement in ``doc``; MalformedAnnouncement naming what is wrong."""
+        if not isinstance(doc, Mapping) or set(doc) != FIELDS:
+            raise MalformedAnnouncement(f"expected an object with {sorted(FIELDS)}")
+        machine_id, seq, wire = doc["machine_id"], doc["seq"], doc["wire"]
+        if not isinstance(machine_id, str) or not machine_id:
+            raise MalformedAnnouncement("machine_id: expected a string")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
+            raise MalformedAnnouncement("seq: expected a positive 64-bit integer")
+        if not isinstance(wire, list) or not 0 < len(wire) <= MAX_ENDPOINTS:
+            raise MalformedAnnouncement(f"wire: expected 1 to {MAX_ENDPOINTS} endpoints")
+        try:
+            endpoints = tuple(check_endpoint(w, "wire", WIRE_RE) for w in wire)
+            http = check_endpoint(doc["http"], "http", HTTP_RE)
+        except InvalidCard as exc:
+            raise MalformedAnnouncement(exc.detail) from None
+        return cls(machine_id, seq, endpoints, http, _signature(doc["signature"]))
+
+
+def _signature(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedAnnouncement("signature: expected base64 text")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedAnnouncement("signature: not base64") from None
+    if len(raw) != 64:
+        raise MalformedAnnouncement("signature: an Ed25519 signature has 64 bytes")
+    return raw
+
+
+def sign_announcement(announcement: Announcement, signer: Signer) -> Announcement:
+    if signer.machine_id != announcement.machine_id:
+        raise ValueError(f"{signer.machine_id} cannot announce {announcement.machine_id}")
+    unsigned = replace(announcement, signature=None)
+    return replace(unsigned, signature=signer.sign(unsigned.signable()))
+
+
+def accept(
+    announcement: Announcement,
+    sender: str,
+    members: Mapping[str, bytes],
+    last_seq: Mapping[str, int],
+    verify: Verify,
+) -> None:
+    """Raise unless ``announcement``, which ``sender`` sent (its authenticated wire
+    identity), is to be believed. ``members`` maps each active member to its Ed25519
+    public key; ``last_seq`` the highest seq accepted from each machine."""
+    who = announcement.machine_id
+    public = members.get(who)
+    if sender != who or public is None or announcement.signature is None:
+        raise ForgedAnnouncement(f"an announcement of {who} sent by {sender} is refused")
+    if not verify(public, announcement.signable(), announcement.signature):
+        raise ForgedAnnouncement(f"the announcement of {who} is not signed by its key")
+    if announcement.seq <= last_seq.get(who, 0):
+        raise StaleAnnouncement(
+            f"the announcement {announcement.seq} of {who} is not newer than {last_seq.get(who, 0)}"
+        )
