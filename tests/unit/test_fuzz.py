@@ -18,7 +18,7 @@ from tools.fuzz.targets import Target, all_targets
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_a_short_run_over_every_parser_finds_no_crash() -> None:
+def test_a_short_run_over_every_parser_finds_no_crash(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tools.fuzz", "--inputs", "1000", "--json"],
         capture_output=True, text=True, timeout=540, cwd=Path(__file__).parents[2],
@@ -26,7 +26,7 @@ def test_a_short_run_over_every_parser_finds_no_crash() -> None:
     doc = json.loads(out.stdout)
     assert out.returncode == 0 and doc["ok"] is True, doc
     names = {t["target"] for t in doc["targets"]}
-    assert names == {t.name for t in all_targets()}
+    assert names == {t.name for t in all_targets(tmp_path)}
     for t in doc["targets"]:  # the inputs reach both sides of every parser
         assert t["inputs"] == 1000 and t["accepted"] > 0 and t["refused"] > 0, t
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -277,8 +276,8 @@ def registry_file() -> Target:
     )
 
 
-def all_targets(workdir: Path | None = None) -> list[Target]:
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="baton-fuzz-"))
+def all_targets(workdir: Path) -> list[Target]:
+    """Every target; those that need files keep them in ``workdir`` (the caller's)."""
     return [
         envelope(), lease_record(), pairing(), bot_api(), http_node(), http_chat(workdir),
         config(workdir), registry_file(),
