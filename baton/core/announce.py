@@ -18,7 +18,6 @@ Rules (``accept``): an announcement is believed only
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from baton.core.errors import (
     MalformedAnnouncement,
     StaleAnnouncement,
 )
-from baton.core.registry import HTTP_RE, WIRE_RE, Signer, Verify, check_endpoint
+from baton.core.registry import HTTP_RE, WIRE_RE, Signer, Verify, check_endpoint, decode_signature
 
 SIGNING_CONTEXT = b"baton endpoint announcement v1\n"
 MAX_ENDPOINTS = 8
@@ -78,19 +77,11 @@ class Announcement:
             http = check_endpoint(doc["http"], "http", HTTP_RE)
         except InvalidCard as exc:
             raise MalformedAnnouncement(exc.detail) from None
-        return cls(machine_id, seq, endpoints, http, _signature(doc["signature"]))
-
-
-def _signature(value: object) -> bytes:
-    if not isinstance(value, str):
-        raise MalformedAnnouncement("signature: expected base64 text")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedAnnouncement("signature: not base64") from None
-    if len(raw) != 64:
-        raise MalformedAnnouncement("signature: an Ed25519 signature has 64 bytes")
-    return raw
+        try:  # None decodes to None: an unsigned announcement is accept()'s to refuse
+            signature = decode_signature(doc["signature"])
+        except (TypeError, ValueError) as exc:
+            raise MalformedAnnouncement(f"signature: {exc}") from None
+        return cls(machine_id, seq, endpoints, http, signature)
 
 
 def sign_announcement(announcement: Announcement, signer: Signer) -> Announcement:

@@ -126,7 +126,7 @@ class MachineEntry:
                 revoked_at=None if data.get("revoked_at") is None else _finite(data["revoked_at"]),
                 revoked_reason=data.get("revoked_reason"),
                 signed_by=data.get("signed_by"),
-                signature=_signature(data.get("signature")),
+                signature=decode_signature(data.get("signature")),
             )
         except (KeyError, ValueError, TypeError, OverflowError, binascii.Error) as exc:
             raise InvalidCard(f"registry entry {identity.machine_id}: {exc!r}") from None
@@ -141,7 +141,9 @@ def _finite(value: object) -> float:
     return result
 
 
-def _signature(value: object) -> bytes | None:
+def decode_signature(value: object) -> bytes | None:
+    """An Ed25519 signature from base64 text (None stays None); TypeError or ValueError
+    when it is not one."""
     if value is None:
         return None
     if not isinstance(value, str):
