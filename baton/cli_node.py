@@ -18,7 +18,7 @@ from baton.cli_support import Ctx, command, fail, main
 from baton.client import http_json, running_node
 from baton.core.errors import BatonError, NodeNotRunning
 from baton.core.identity import fingerprint
-from baton.core.settings import resolve_settings
+from baton.core.settings import flag_name, resolve_settings
 from baton.logs import STDERR_ENV, setup_logging
 from baton.stores.config_file import load_settings, render_config
 from baton.stores.git_lease import ensure_git_remote
@@ -28,7 +28,15 @@ from baton.stores.runfile import lock_holder, read_run_file
 from baton.supervisor import Supervisor
 
 HTTP_HELP = "HOST:PORT for the HTTP API (default 127.0.0.1:8420)."
-WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
+WIRE_HELP = (
+    "HOST:PORT the encrypted wire listens on (default 127.0.0.1:8421); 0.0.0.0:8421 or "
+    "[::]:8421 for every interface, which peers then reach on the addresses found."
+)
+ADVERTISE_HELP = (
+    "Where peers reach this machine's wire, in the order to dial them, comma-separated: "
+    "auto (the default: the interface addresses when --wire binds every interface, else "
+    "its address), a host name (laptop.tail1234.ts.net), an address, HOST:PORT."
+)
 
 
 @command(main, "init")
@@ -37,6 +45,7 @@ WIRE_HELP = "HOST:PORT for the encrypted wire (default 127.0.0.1:8421)."
 )
 @click.option("--http", "http_", default=None, help=HTTP_HELP + " Written to config.toml.")
 @click.option("--wire", default=None, help=WIRE_HELP + " Written to config.toml.")
+@click.option("--advertise", default=None, help=ADVERTISE_HELP + " Written to config.toml.")
 @click.option(
     "--lease-store",
     default=None,
@@ -64,6 +73,7 @@ def init(
     name: str,
     http_: str | None,
     wire: str | None,
+    advertise: str | None,
     lease_store: str | None,
     channel: str | None,
     agent: str | None,
@@ -73,9 +83,15 @@ def init(
     Refuses to touch a home that already holds an identity; leaves nothing behind
     when it fails. Machines that join later get the lease store from this one.
     """
+    hosts = (
+        None
+        if advertise is None
+        else list(resolve_settings({}, {}, {"advertise": advertise}).advertise)
+    )
     given = {
         "http": http_,
         "wire": wire,
+        "advertise": hosts,
         "lease_store": lease_store,
         "channel": channel,
         "agent": agent,
@@ -106,25 +122,33 @@ def init(
 @command(main, "up")
 @click.option("--http", "http_", default=None, help=HTTP_HELP)
 @click.option("--wire", default=None, help=WIRE_HELP)
+@click.option("--advertise", default=None, help=ADVERTISE_HELP)
 @click.option("--detach", is_flag=True, help="Run in the background; return once /health answers.")
 @click.option(
     "--timeout", default=60.0, show_default=True, help="Seconds --detach waits for the node."
 )
-def up(ctx: Ctx, http_: str | None, wire: str | None, detach: bool, timeout: float) -> None:
+def up(
+    ctx: Ctx,
+    http_: str | None,
+    wire: str | None,
+    advertise: str | None,
+    detach: bool,
+    timeout: float,
+) -> None:
     """Run this machine's node under a supervisor (foreground unless --detach).
 
     The supervisor restarts the node after a crash and gives up after a crash loop.
     Ctrl-C or SIGTERM stops both in order.
     """
     os.umask(0o077)  # logs, run files and anything else written under the home stay private
-    flags = {"http": http_, "wire": wire}
+    flags = {"http": http_, "wire": wire, "advertise": advertise}
     settings = load_settings(ctx.home, os.environ, flags)  # fail fast, in this terminal
     load_identity(ctx.home)
     pid = lock_holder(ctx.paths.supervisor_lock)
     if pid is not None:
         fail(ctx, "already_running", f"baton is already running for {ctx.home} (pid {pid})")
     if detach:
-        _up_detached(ctx, http_, wire, timeout)
+        _up_detached(ctx, flags, timeout)
         return
     setup_logging(ctx.paths.logs_dir, "supervisor", settings.log_level)
     supervisor = Supervisor(ctx.home, flags, on_ready=lambda info: _print_up(ctx, info))
@@ -146,11 +170,11 @@ def _print_up(ctx: Ctx, info: dict[str, Any]) -> None:
     )
 
 
-def _up_detached(ctx: Ctx, http_: str | None, wire: str | None, timeout: float) -> None:
+def _up_detached(ctx: Ctx, flags: dict[str, str | None], timeout: float) -> None:
     cmd = [sys.executable, "-P", "-m", "baton", "up", "--home", str(ctx.home)]
-    for flag, value in (("--http", http_), ("--wire", wire)):
+    for knob, value in flags.items():
         if value is not None:
-            cmd += [flag, value]
+            cmd += [flag_name(knob), value]
     ctx.paths.logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     out_path = ctx.paths.logs_dir / "supervisor.out"
     error_file = ctx.paths.last_error

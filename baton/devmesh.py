@@ -206,7 +206,11 @@ class Machine:
         )
 
     def up(self) -> dict[str, Any]:
-        info = dict(self.json("up", "--detach"))
+        return self.up_with()
+
+    def up_with(self, *flags: str) -> dict[str, Any]:
+        """`baton up --detach` with ``flags`` (e.g. --wire HOST:PORT for this run)."""
+        info = dict(self.json("up", "--detach", *flags))
         self.remember(info["pid"], info["node_pid"])
         return info
 

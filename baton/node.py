@@ -40,7 +40,7 @@ import pykka
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
 from baton.actors.lease_actor import LeaseListener, MembersChanged
-from baton.actors.messages import GetSelf, HolderChanged, PeersChanged
+from baton.actors.messages import AnnounceSelf, GetSelf, HolderChanged, PeersChanged
 from baton.actors.pairing_actor import PairingActor
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
@@ -60,6 +60,7 @@ from baton.lease_parts import LeaseParts, LeaseRelay, start_lease
 from baton.limits import raise_fd_limit
 from baton.logs import setup_logging
 from baton.metrics import Counters
+from baton.netif import EndpointWatcher
 from baton.probe import FenceProbe
 from baton.services import NodeServices
 from baton.signing import Ed25519Signer, verify_ed25519
@@ -173,9 +174,7 @@ class Node:
 
             def announce(peers: Sequence[MachineEntry]) -> None:
                 last_peers[0] = tuple(peers)
-                transport.set_peers(
-                    [PeerAddress(p.machine_id, p.identity.encryption_public, p.wire) for p in peers]
-                )
+                transport.set_peers([_address(p) for p in peers])
                 monitor.tell(PeersChanged(tuple(p.machine_id for p in peers)))
                 if lease is not None:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
@@ -188,9 +187,17 @@ class Node:
             sock = bind_http(s.http)
             self.parts.append(sock)
             http_url = f"http://{_url_host(s.http.host)}:{sock.getsockname()[1]}"
+            watcher = EndpointWatcher(
+                transport.endpoint,
+                http_url,
+                s.advertise,
+                lambda wire, http: registry.tell(AnnounceSelf(wire, http)),
+                transport.redial,
+            )
+            advertised, advertised_http = watcher.look()
             store = JsonRegistryStore(paths.registry)
             opened = open_registry(
-                store.load(), identity.public, transport.endpoint, http_url, clock.wall_s()
+                store.load(), identity.public, advertised[0], advertised_http, clock.wall_s()
             )
             registry = RegistryActor.start(
                 opened,
@@ -207,6 +214,11 @@ class Node:
             self.parts.append(registry)
             relay.add(_follow(registry))
             dispatcher.route("roster", registry)
+            dispatcher.route("announce", registry)
+            registry.ask(AnnounceSelf(advertised, advertised_http), timeout=30)
+            watcher.start()
+            self.parts.append(watcher)
+            self.watched.append(("the address watcher", watcher.is_alive))
             delivery = start_delivery(
                 s,
                 paths,
@@ -253,7 +265,8 @@ class Node:
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),
-                endpoints={"http": http_url, "wire": transport.endpoint},
+                endpoints={"http": advertised_http, "wire": advertised[0]},
+                dialed=transport.dialed,
             )
             ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff]
             if lease is not None:
@@ -318,6 +331,11 @@ class Node:
         self.parts.clear()
         remove_run_file(self.paths.node_run_file, os.getpid())
         log.info("node stopped")
+
+
+def _address(peer: MachineEntry) -> PeerAddress:
+    first, *fallbacks = peer.endpoints
+    return PeerAddress(peer.machine_id, peer.identity.encryption_public, first, tuple(fallbacks))
 
 
 def _gate_open(gate: LeaseGate, clock: SystemClock) -> Callable[[], bool]:

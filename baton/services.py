@@ -11,7 +11,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
@@ -100,6 +100,7 @@ class NodeServices:
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
+        dialed: Callable[[], Mapping[str, str]] = dict,
         timeout_s: float = 5.0,
     ) -> None:
         self.me = me
@@ -115,6 +116,7 @@ class NodeServices:
         self.clock = clock
         self.home = home
         self.endpoints = dict(endpoints)
+        self.dialed = dialed  # machine id -> the endpoint its link is connected on
         self.timeout_s = timeout_s
         self.started_ms = clock.monotonic_ms()
         self.pairing = PairingService(
@@ -176,11 +178,14 @@ class NodeServices:
         me: MachineEntry = self._ask(self.registry, GetSelf())
         entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
         peers = []
+        via = self.dialed()
         for report in self._ask(self.peers, GetPeerReports()):
             view = asdict(report)
             entry = entries.get(report.machine_id)
             view["nickname"] = entry.nickname if entry else None
             view["wire"] = entry.wire if entry else None
+            view["endpoints"] = list(entry.endpoints) if entry else []
+            view["via"] = via.get(report.machine_id)  # the endpoint it answers on
             peers.append(view)
         return {
             "machine_id": self.me.machine_id,
@@ -195,6 +200,9 @@ class NodeServices:
             "pid": os.getpid(),
             "version": __version__,
             **self.endpoints,
+            "wire": me.wire,
+            "http": me.http,
+            "endpoints": list(me.endpoints),
             "counters": self.counters.snapshot(),
         }
 

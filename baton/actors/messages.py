@@ -56,6 +56,15 @@ class RevokeMachine:
 
 
 @dataclass(frozen=True)
+class AnnounceSelf:
+    """This machine's endpoints now (at start and whenever they change): the registry
+    announces them, signed, if they differ from its last announcement."""
+
+    wire: tuple[str, ...]
+    http: str
+
+
+@dataclass(frozen=True)
 class CheckCard:
     """Would AddMachine(card) be accepted? Raises like it would; changes nothing."""
 

@@ -9,6 +9,13 @@ raises to the asker and changes nothing.
 The awake member sends its whole registry ("roster") to every peer after each change
 and every ROSTER_EVERY_MS; a peer applies a roster only from the member its registry
 says is awake (MachineRegistry.merge_roster), so standbys learn of each other.
+
+Every member announces its own endpoints (baton.core.announce), signed with its own
+key, to every peer when they change (AnnounceSelf) and every ROSTER_EVERY_MS; an
+announcement is accepted only from the machine it names, newest wins, and it is kept in
+that machine's entry, so the wire dials the new endpoints at once and the awake
+member's roster carries them on. A refused one is counted
+(``registry.announce_refused.<malformed|forged|stale>``) and logged, rate-limited.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import pykka
 
 from baton.actors.messages import (
     AddMachine,
+    AnnounceSelf,
     CheckCard,
     EnvelopeReceived,
     GetSelf,
@@ -30,8 +38,9 @@ from baton.actors.messages import (
     RevokeMachine,
     Tick,
 )
+from baton.core.announce import Announcement, accept, next_announcement, sign_announcement
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, BatonError, InvalidCard
+from baton.core.errors import AnnouncementRefused, BadRequest, BatonError, InvalidCard
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -83,6 +92,7 @@ class RegistryActor(pykka.ThreadingActor):
         self.verify: Verify = verify or (lambda public, data, signature: False)
         self.last_roster_ms: float | None = None
         self.unsent: set[str] = set()  # peers the last roster did not reach
+        self.unannounced: set[str] = set()  # peers our last announcement did not reach
         self.retried_ms = 0.0
         # With a lease store, the lease says who leads (LeaseGate): an "awake" role in
         # the registry is only history unless this machine may act right now.
@@ -108,15 +118,24 @@ class RegistryActor(pykka.ThreadingActor):
                 log.info("registry: added %s (%s)", entry.nickname, entry.machine_id)
                 self._send_roster()
                 return registry.get(entry.machine_id)
+            case AnnounceSelf(wire=wire, http=http):
+                return self._announce_self(wire, http)
             case Tick(now_ms=now):
                 if self.last_roster_ms is None or now - self.last_roster_ms >= ROSTER_EVERY_MS:
                     self._send_roster()
-                elif self.unsent and now - self.retried_ms >= ROSTER_RETRY_MS:
+                    self._send_announcement()
+                elif (self.unsent or self.unannounced) and now - self.retried_ms >= ROSTER_RETRY_MS:
                     self.retried_ms = now
-                    self._send_roster(set(self.unsent))
+                    if self.unsent:
+                        self._send_roster(set(self.unsent))
+                    if self.unannounced:
+                        self._send_announcement(set(self.unannounced))
                 return None
             case EnvelopeReceived(envelope=env) if env.type == "roster":
                 self._apply_roster(env)
+                return None
+            case EnvelopeReceived(envelope=env) if env.type == "announce":
+                self._apply_announcement(env)
                 return None
             case HolderChanged(holder=holder):
                 self._follow_holder(holder)
@@ -154,6 +173,78 @@ class RegistryActor(pykka.ThreadingActor):
                 self.unsent.discard(peer.machine_id)
             else:
                 self.unsent.add(peer.machine_id)
+
+    def _announce_self(self, wire: tuple[str, ...], http: str) -> Announcement | None:
+        """Announce these endpoints if they are new (signed, kept in our own entry,
+        sent to every peer); our current announcement either way."""
+        me = self.registry.me
+        fresh = next_announcement(
+            me.announcement, me.machine_id, wire, http, int(self.clock.wall_s() * 1000)
+        )
+        if fresh is None or self.signer is None:
+            return me.announcement
+        signed = sign_announcement(fresh, self.signer)
+        self._commit(self.registry.with_announcement(signed))
+        log.info("registry: announcing %s (seq %d)", ", ".join(wire), signed.seq)
+        self._send_announcement()
+        self._send_roster()
+        return signed
+
+    def _send_announcement(self, only: set[str] | None = None) -> None:
+        """Our newest announcement to every peer (or those in ``only``); a peer it did
+        not reach is tried again soon."""
+        mine = self.registry.me.announcement
+        if self.send is None or mine is None:
+            return
+        if only is None:
+            self.unannounced = set()
+        body = {"announcement": mine.to_dict()}
+        for peer in self.registry.active_peers():
+            if only is not None and peer.machine_id not in only:
+                continue
+            env = make_envelope(
+                "announce", self.registry.self_id, peer.machine_id, body, new_message_id(self.rng)
+            )
+            if self.send(env):
+                self.counters.inc("registry.announce_sent")
+                self.unannounced.discard(peer.machine_id)
+            else:
+                self.unannounced.add(peer.machine_id)
+
+    def _apply_announcement(self, env: Envelope) -> None:
+        try:
+            announcement = Announcement.from_dict(env.body["announcement"])
+            known = self.registry.entries.get(announcement.machine_id)
+            if known is not None and known.announcement == announcement:
+                return  # the periodic repeat of what we have
+            accept(
+                announcement,
+                env.sender,
+                self.registry.signing_keys(),
+                self.registry.announced(),
+                self.verify,
+            )
+        except AnnouncementRefused as exc:
+            kind = exc.code.removeprefix("announcement_")
+            self.counters.inc(f"registry.announce_refused.{kind}")
+            log.warning(
+                "registry: announcement from %s refused (%s): %s",
+                env.sender,
+                kind,
+                exc.detail,
+                extra={"limit_key": f"announce:{env.sender}:{kind}"},
+            )
+            return
+        self.counters.inc("registry.announce_accepted")
+        self._commit(self.registry.with_announcement(announcement))
+        log.info(
+            "registry: %s is at %s (seq %d)",
+            announcement.machine_id,
+            ", ".join(announcement.wire),
+            announcement.seq,
+        )
+        if self._leading():
+            self._send_roster()
 
     def _apply_roster(self, env: Envelope) -> None:
         try:

@@ -1,11 +1,12 @@
-"""Endpoint announcements (issue 17, started): a machine says where it can be reached.
-No I/O.
+"""Endpoint announcements: a machine says where it can be reached. No I/O.
 
-A laptop that moves between networks changes its addresses; before this, a machine
-refreshed its own registry entry at start and nothing told its peers. An announcement
-carries the machine's endpoints in the order to dial them, and a sequence number that
-only grows (the machine persists it), signed with the machine's own Ed25519 key. Not yet
-wired into the node: the envelope, the persistence of ``seq`` and the dialing follow.
+A laptop that moves between networks changes its addresses. An announcement carries the
+machine's endpoints in the order to dial them, its HTTP URL and a sequence number that
+only grows, signed with the machine's own Ed25519 key. The machine keeps its last
+announcement in its own registry entry (so ``seq`` survives a restart) and sends it to
+every peer when its endpoints change and every few seconds (RegistryActor); each member
+keeps the newest it accepted in that machine's entry, and the awake member's roster
+carries it to the others, newest winning there too.
 
 Rules (``accept``): an announcement is believed only
 - if it decodes (``MalformedAnnouncement``);
@@ -23,16 +24,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from baton.core.endpoints import HTTP_RE, MAX_ENDPOINTS, WIRE_RE, check_endpoint
 from baton.core.errors import (
     ForgedAnnouncement,
     InvalidCard,
     MalformedAnnouncement,
     StaleAnnouncement,
 )
-from baton.core.registry import HTTP_RE, WIRE_RE, Signer, Verify, check_endpoint, decode_signature
+from baton.core.signatures import Signer, Verify, decode_signature
 
 SIGNING_CONTEXT = b"baton endpoint announcement v1\n"
-MAX_ENDPOINTS = 8
 MAX_SEQ = 2**63 - 1
 FIELDS = frozenset({"machine_id", "seq", "wire", "http", "signature"})
 
@@ -111,3 +112,15 @@ def accept(
         raise StaleAnnouncement(
             f"the announcement {announcement.seq} of {who} is not newer than {last_seq.get(who, 0)}"
         )
+
+
+def next_announcement(
+    last: Announcement | None, machine_id: str, wire: tuple[str, ...], http: str, now_ms: int
+) -> Announcement | None:
+    """The announcement to make for these endpoints (unsigned), or None when ``last``
+    already says so. ``seq`` grows past ``last`` and follows the wall clock, so a home
+    restored from an old backup still announces above what its peers accepted."""
+    if last is not None and last.wire == wire and last.http == http:
+        return None
+    seq = max(now_ms, 0 if last is None else last.seq + 1)
+    return Announcement(machine_id, min(seq, MAX_SEQ), wire, http)

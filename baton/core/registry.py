@@ -21,14 +21,16 @@ from __future__ import annotations
 import binascii
 import json
 import math
-import re
-from base64 import b64decode, b64encode
-from collections.abc import Callable, Mapping, Sequence
+from base64 import b64encode
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
+from baton.core.announce import Announcement
+from baton.core.endpoints import HTTP_RE, WIRE_RE, check_endpoint
 from baton.core.errors import (
+    AnnouncementRefused,
     BadRequest,
     BatonError,
     InvalidCard,
@@ -37,6 +39,9 @@ from baton.core.errors import (
     RosterRefused,
 )
 from baton.core.identity import PublicIdentity
+from baton.core.signatures import Signer as Signer
+from baton.core.signatures import Verify as Verify
+from baton.core.signatures import decode_signature
 
 
 class Role(StrEnum):
@@ -49,21 +54,10 @@ class Status(StrEnum):
     REVOKED = "revoked"
 
 
-WIRE_RE = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-HTTP_RE = re.compile(r"^http://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 CARD_FIELDS = frozenset({"wire", "http"})
 SIGNING_CONTEXT = b"baton registry entry v1\n"
 IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
 READMIT_STEP_S = 0.001  # a re-admission is at least this much later than its revocation
-
-
-def check_endpoint(value: object, name: str, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str):
-        raise InvalidCard(f"{name}: expected a string, got {type(value).__name__}")
-    match = pattern.match(value)
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise InvalidCard(f"{name}: expected {pattern.pattern}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -80,10 +74,20 @@ class MachineEntry:
     revoked_reason: str | None = None
     signed_by: str | None = None  # the awake member that vouches for this entry
     signature: bytes | None = None  # Ed25519 over signable(), by signed_by
+    announcement: Announcement | None = None  # the newest, signed by this machine
 
     @property
     def machine_id(self) -> str:
         return self.identity.machine_id
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Its wire endpoints in the order to dial them."""
+        return self.announcement.wire if self.announcement is not None else (self.wire,)
+
+    @property
+    def announced_seq(self) -> int:
+        return 0 if self.announcement is None else self.announcement.seq
 
     @property
     def nickname(self) -> str:
@@ -101,6 +105,7 @@ class MachineEntry:
             "revoked_reason": self.revoked_reason,
             "signed_by": self.signed_by,
             "signature": None if self.signature is None else b64encode(self.signature).decode(),
+            "announcement": None if self.announcement is None else self.announcement.to_dict(),
         }
 
     def signable(self) -> bytes:
@@ -127,9 +132,22 @@ class MachineEntry:
                 revoked_reason=data.get("revoked_reason"),
                 signed_by=data.get("signed_by"),
                 signature=decode_signature(data.get("signature")),
+                announcement=_announcement_of(identity.machine_id, data.get("announcement")),
             )
         except (KeyError, ValueError, TypeError, OverflowError, binascii.Error) as exc:
             raise InvalidCard(f"registry entry {identity.machine_id}: {exc!r}") from None
+
+
+def _announcement_of(machine_id: str, doc: object) -> Announcement | None:
+    if doc is None:
+        return None
+    try:
+        announcement = Announcement.from_dict(doc)
+    except AnnouncementRefused as exc:
+        raise ValueError(f"announcement: {exc.detail}") from None
+    if announcement.machine_id != machine_id:
+        raise ValueError(f"the announcement of {announcement.machine_id} in another entry")
+    return announcement
 
 
 def _finite(value: object) -> float:
@@ -139,31 +157,6 @@ def _finite(value: object) -> float:
     if not math.isfinite(result):
         raise ValueError("a time must be finite")
     return result
-
-
-def decode_signature(value: object) -> bytes | None:
-    """An Ed25519 signature from base64 text (None stays None); TypeError or ValueError
-    when it is not one."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError("signature must be base64 text")
-    raw = b64decode(value, validate=True)
-    if len(raw) != 64:
-        raise ValueError("an Ed25519 signature has 64 bytes")
-    return raw
-
-
-class Signer(Protocol):
-    """Signs for one machine (its Ed25519 key lives behind this port)."""
-
-    machine_id: str
-
-    def sign(self, data: bytes) -> bytes: ...
-
-
-#: verify(signing_public, data, signature) -> bool; the Ed25519 check behind a port.
-Verify = Callable[[bytes, bytes, bytes], bool]
 
 
 def sign_entry(entry: MachineEntry, signer: Signer) -> MachineEntry:
@@ -223,6 +216,23 @@ def is_signed_by(entry: MachineEntry, signer: MachineEntry, verify: Verify) -> b
         and entry.signature is not None
         and verify(signer.identity.signing_public, entry.signable(), entry.signature)
     )
+
+
+def _self_signed(entry: MachineEntry, verify: Verify) -> bool:
+    a = entry.announcement
+    return (
+        a is not None
+        and a.signature is not None
+        and verify(entry.identity.signing_public, a.signable(), a.signature)
+    )
+
+
+def _newest_endpoints(entry: MachineEntry, old: MachineEntry | None) -> MachineEntry:
+    """``entry`` from a roster, keeping our endpoints for it when we accepted a newer
+    announcement from the machine itself than the roster carries."""
+    if old is None or old.announced_seq <= entry.announced_seq:
+        return entry
+    return replace(entry, wire=old.wire, http=old.http, announcement=old.announcement)
 
 
 def _may_replace(old: MachineEntry, new: MachineEntry) -> bool:
@@ -320,10 +330,15 @@ class MachineRegistry:
                 raise RosterRefused(
                     f"{entry.machine_id} in the roster of {from_id} is not signed by it"
                 )
+            if entry.announcement is not None and not _self_signed(entry, verify):
+                raise RosterRefused(
+                    f"the announcement of {entry.machine_id} in the roster of {from_id} "
+                    "is not signed by its key"
+                )
             old = entries.get(entry.machine_id)
             if entry.machine_id == self.self_id or (old and not _may_replace(old, entry)):
                 continue
-            entries[entry.machine_id] = entry
+            entries[entry.machine_id] = _newest_endpoints(entry, old)
         try:
             return replace(self, entries=entries).check()
         except BatonError as exc:
@@ -343,6 +358,29 @@ class MachineRegistry:
     def with_endpoints(self, machine_id: str, wire: str, http: str) -> MachineRegistry:
         entry = replace(self.get(machine_id), wire=wire, http=http)
         return replace(self, entries={**self.entries, machine_id: entry})
+
+    def with_announcement(self, announcement: Announcement) -> MachineRegistry:
+        """The machine's endpoints as it announced them (accepted by the caller:
+        baton.core.announce.accept, or our own)."""
+        entry = replace(
+            self.get(announcement.machine_id),
+            wire=announcement.wire[0],
+            http=announcement.http,
+            announcement=announcement,
+        )
+        return replace(self, entries={**self.entries, entry.machine_id: entry})
+
+    def announced(self) -> dict[str, int]:
+        """The seq of the newest announcement known from each machine."""
+        return {m: e.announced_seq for m, e in self.entries.items() if e.announcement}
+
+    def signing_keys(self) -> dict[str, bytes]:
+        """Each active member's Ed25519 public key."""
+        return {
+            m: e.identity.signing_public
+            for m, e in self.entries.items()
+            if e.status is Status.ACTIVE
+        }
 
     def active_peers(self) -> list[MachineEntry]:
         """Every active member except this machine, in a stable order."""

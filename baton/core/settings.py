@@ -33,6 +33,10 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - fault_file is empty (off, always in production) or a path: the transport's fault
   hooks obey it (baton.wire.fault_hooks; tests and the chaos campaign only).
 - http and wire ports are in 0..65535 (0 means "pick a free port").
+- advertise lists where peers reach this machine's wire, in the order to dial them:
+  "auto" (the default: its interface addresses when wire binds 0.0.0.0 or ::, else the
+  address it binds), host names, addresses, host:port (baton.core.endpoints); in the
+  environment and as a flag, comma-separated.
 A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
 Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
 unknown BATON_* variable (other than RESERVED_ENV) is refused, never ignored.
@@ -48,6 +52,7 @@ from dataclasses import dataclass, fields
 from typing import Any, cast
 
 from baton.core import safejson
+from baton.core.endpoints import AUTO, MAX_ENDPOINTS, parse_entry
 from baton.core.errors import ConfigError
 from baton.core.live_tail import DEFAULT_REDACTIONS
 
@@ -153,6 +158,7 @@ class Settings:
 
     http: HostPort = HostPort("127.0.0.1", 8420)
     wire: HostPort = HostPort("127.0.0.1", 8421)
+    advertise: tuple[str, ...] = (AUTO,)
     lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS
     renew_interval_ms: int = DEFAULT_LEASE_TTL_MS // 3
     clock_rate_error: float = 0.01
@@ -266,6 +272,14 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
     for knob, ok, rule in checks:
         if not ok:
             return knob, f"{rule}, got {getattr(s, knob)!r}"
+    if not 0 < len(s.advertise) <= MAX_ENDPOINTS:
+        return "advertise", f"must list 1 to {MAX_ENDPOINTS} entries, got {list(s.advertise)!r}"
+    for entry in s.advertise:
+        if entry != AUTO:
+            try:
+                parse_entry(entry)
+            except ValueError as err:
+                return "advertise", f"{entry!r}: {err}"
     for pattern in s.redact_patterns:
         try:
             re.compile(pattern)
@@ -318,6 +332,15 @@ def _as_patterns(raw: object, is_text: bool) -> tuple[str, ...]:
     raise ValueError(f"expected a list of strings, got {raw!r}")
 
 
+def _as_hosts(raw: object, is_text: bool) -> tuple[str, ...]:
+    """A list of strings, or in text a comma-separated list ("auto,laptop.ts.net")."""
+    if is_text and isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
+        return tuple(p.strip() for p in raw)
+    raise ValueError(f"expected a list of hosts, got {raw!r}")
+
+
 def _as_log_level(raw: object, is_text: bool) -> str:
     return _as_str(raw, is_text).strip().lower()
 
@@ -338,6 +361,7 @@ Parser = Callable[[object, bool], object]
 KNOBS: Mapping[str, Parser] = {
     "http": _as_host_port,
     "wire": _as_host_port,
+    "advertise": _as_hosts,
     "lease_ttl_ms": _as_int,
     "renew_interval_ms": _as_int,
     "clock_rate_error": _as_float,

@@ -137,6 +137,12 @@ class FaultyTransport:
     def is_alive(self) -> bool:
         return self.inner.is_alive()
 
+    def redial(self) -> None:
+        self.inner.redial()
+
+    def dialed(self) -> dict[str, str]:
+        return self.inner.dialed()
+
 
 def with_fault_hooks(inner: Transport, fault_file: str, counters: Counters) -> Transport:
     """``inner`` itself when ``fault_file`` is empty (always, outside tests and chaos)."""

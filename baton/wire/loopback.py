@@ -96,7 +96,7 @@ class LoopbackNetwork:
     def _route(self, sender: LoopbackTransport, peer: PeerAddress, data: bytes) -> bool:
         """Move one frame; False if no authenticated connection could exist."""
         with self._lock:
-            target = self._bound.get(peer.endpoint)
+            target = self._reached(peer)
             cut = frozenset((sender.machine_id, peer.machine_id)) in self._partitions
         if target is None or target.curve_public != peer.curve_public:
             return False  # nobody there, or the CURVE server key would not match
@@ -106,6 +106,19 @@ class LoopbackNetwork:
         if not cut:
             target._enqueue(authenticated, data)
         return True
+
+    def _reached(self, peer: PeerAddress) -> LoopbackTransport | None:
+        """What answers at the first of the peer's endpoints where anything is bound
+        (the fallback of the real wire, without its delay). Caller holds the lock."""
+        for endpoint in peer.endpoints:
+            if endpoint in self._bound:
+                return self._bound[endpoint]
+        return None
+
+    def dialed(self, peers: Sequence[PeerAddress]) -> dict[str, str]:
+        with self._lock:
+            found = {p.machine_id: self._reached(p) for p in peers}
+        return {m: t.endpoint for m, t in found.items() if t is not None}
 
 
 def endpoint_of(machine_id: str) -> str:
@@ -181,6 +194,14 @@ class LoopbackTransport:
             return False
         self.counters.inc(SENT)
         return True
+
+    def redial(self) -> None:
+        """Nothing to do: no connection outlives a send here."""
+
+    def dialed(self) -> dict[str, str]:
+        with self._lock:
+            peers = list(self._peers.values())
+        return self._network.dialed(peers)
 
     def is_alive(self) -> bool:
         thread = self._thread

@@ -45,19 +45,27 @@ _ENDPOINT_RE = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
 
 @dataclass(frozen=True)
 class PeerAddress:
-    """Where and who a peer is: its machine id, raw X25519 key and endpoint."""
+    """Where and who a peer is: its machine id, raw X25519 key and endpoint, then the
+    endpoints to fall back on, in order, when that one cannot be reached."""
 
     machine_id: str
     curve_public: bytes
     endpoint: str
+    fallbacks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not is_machine_id(self.machine_id):
             raise ValueError(f"not a machine id: {self.machine_id!r}")
         if not isinstance(self.curve_public, bytes) or len(self.curve_public) != CURVE_KEY_BYTES:
             raise ValueError(f"curve_public of {self.machine_id} must be 32 raw bytes")
-        if not _ENDPOINT_RE.fullmatch(self.endpoint):
-            raise ValueError(f"not an endpoint: {self.endpoint!r}")
+        for endpoint in self.endpoints:
+            if not isinstance(endpoint, str) or not _ENDPOINT_RE.fullmatch(endpoint):
+                raise ValueError(f"not an endpoint: {endpoint!r}")
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every endpoint, in the order to dial them."""
+        return (self.endpoint, *self.fallbacks)
 
 
 class Transport(Protocol):
@@ -113,6 +121,15 @@ class Transport(Protocol):
 
     def is_alive(self) -> bool:
         """True while started and its I/O thread runs (False once stopped or crashed)."""
+        ...
+
+    def redial(self) -> None:
+        """Drop every link and dial each peer again from its first endpoint (our own
+        addresses changed: connections made from the old ones are dead). Thread-safe."""
+        ...
+
+    def dialed(self) -> dict[str, str]:
+        """The endpoint each connected peer answers on, by machine id."""
         ...
 
 

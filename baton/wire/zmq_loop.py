@@ -17,6 +17,11 @@ Invariants:
 - A peer counts as connected only between its DEALER's HANDSHAKE_SUCCEEDED
   and DISCONNECTED monitor events; ``pending`` frames exist only while
   connected and are dropped (``wire.send_failed``) on disconnect.
+- A link dials one endpoint of its peer at a time, first the first; when it has
+  not been connected for DIAL_FALLBACK_S it moves to the next (and after the
+  last, the first again). ``WireShared.via`` names the endpoint of each
+  connected peer. REDIAL (our own addresses changed) drops every link and dials
+  every peer again from its first endpoint.
 - ``WireShared.queued[peer]`` is the number of frames accepted by ``send``
   and not yet handed to zmq or dropped; ``send`` refuses above OUTBOX_LIMIT.
 - Inbound frames pass ``check_inbound`` with the ZAP-assigned User-Id as the
@@ -63,6 +68,9 @@ RECV_BATCH = 100  # frames read per poll round, so control never starves
 
 STOP = ("stop",)
 PEERS = ("peers",)
+REDIAL = ("redial",)
+#: A link not connected for this long moves on to its peer's next endpoint.
+DIAL_FALLBACK_S = 2.0
 
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -88,6 +96,7 @@ class WireShared:
     peers: dict[str, PeerAddress] = field(default_factory=dict)
     allowed: dict[bytes, str] = field(default_factory=dict)
     connected: set[str] = field(default_factory=set)
+    via: dict[str, str] = field(default_factory=dict)  # connected peer -> endpoint
     queued: dict[str, int] = field(default_factory=dict)
     running: bool = False
     commands: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
@@ -107,9 +116,16 @@ class _Link:
     address: PeerAddress
     dealer: zmq.Socket[bytes]
     monitor: zmq.Socket[bytes]
+    index: int  # of the endpoint dialled, in address.endpoints
+    dialed_at: float  # when it was dialled or last disconnected (monotonic)
     pending: deque[bytes] = field(default_factory=deque)
     redial_at: float | None = None
     backoff_s: float = REDIAL_BACKOFF_S[0]
+    connected: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        return self.address.endpoints[self.index]
 
 
 class WireLoop(threading.Thread):
@@ -234,6 +250,10 @@ class WireLoop(threading.Thread):
                 return True
             if command == PEERS:
                 self._reconcile_links()
+            elif command == REDIAL:
+                for machine_id, link in list(self._links.items()):
+                    self._close_link(machine_id, "our addresses changed")
+                    self._open_link(link.address)
             elif command[0] == "send":
                 self._enqueue(command[1], command[2])
 
@@ -316,15 +336,33 @@ class WireLoop(threading.Thread):
             if link.redial_at is not None and now >= link.redial_at:
                 backoff = min(link.backoff_s * 2, REDIAL_BACKOFF_S[1])
                 self._close_link(machine_id, "redialling after a failed handshake")
-                self._open_link(link.address, backoff)
+                self._open_link(link.address, backoff, link.index)
+            elif (
+                link.redial_at is None
+                and not link.connected
+                and len(link.address.endpoints) > 1
+                and now - link.dialed_at >= DIAL_FALLBACK_S
+            ):
+                following = (link.index + 1) % len(link.address.endpoints)
+                log.info(
+                    "%s not reached at %s; dialling %s",
+                    machine_id,
+                    link.endpoint,
+                    link.address.endpoints[following],
+                )
+                self._close_link(machine_id, "falling back to its next endpoint")
+                self._open_link(link.address, link.backoff_s, following)
 
-    def _open_link(self, address: PeerAddress, backoff_s: float = REDIAL_BACKOFF_S[0]) -> None:
+    def _open_link(
+        self, address: PeerAddress, backoff_s: float = REDIAL_BACKOFF_S[0], index: int = 0
+    ) -> None:
         assert self._ctx is not None
         dealer = self._ctx.socket(zmq.DEALER)
         dealer.linger = 0
         dealer.sndhwm = SNDHWM
         dealer.immediate = True
-        dealer.ipv6 = _is_ipv6(address.endpoint)
+        endpoint = address.endpoints[index]
+        dealer.ipv6 = _is_ipv6(endpoint)
         dealer.heartbeat_ivl = HEARTBEAT_IVL_MS
         dealer.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         dealer.reconnect_ivl_max = RECONNECT_IVL_MAX_MS
@@ -333,14 +371,11 @@ class WireLoop(threading.Thread):
         dealer.curve_publickey = self._cfg.curve_public
         monitor = dealer.get_monitor_socket(_MONITOR_EVENTS)
         try:
-            dealer.connect(address.endpoint)
-        except zmq.ZMQError as exc:
-            log.error("cannot dial %s at %s: %s", address.machine_id, address.endpoint, exc)
-            dealer.disable_monitor()
-            monitor.close(linger=0)
-            dealer.close(linger=0)
-            return
-        self._links[address.machine_id] = _Link(address, dealer, monitor, backoff_s=backoff_s)
+            dealer.connect(endpoint)
+        except zmq.ZMQError as exc:  # the link stays unconnected: the fallback moves on
+            log.error("cannot dial %s at %s: %s", address.machine_id, endpoint, exc)
+        link = _Link(address, dealer, monitor, index, time.monotonic(), backoff_s=backoff_s)
+        self._links[address.machine_id] = link
         self._poller.register(monitor, zmq.POLLIN)
 
     def _close_link(self, machine_id: str, reason: str) -> None:
@@ -362,7 +397,8 @@ class WireLoop(threading.Thread):
                 return
             assert isinstance(event, dict)
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._set_connected(machine_id, True)
+                link.connected = True
+                self._set_connected(machine_id, True, link.endpoint)
                 link.redial_at, link.backoff_s = None, REDIAL_BACKOFF_S[0]
             elif event["event"] & _HANDSHAKE_FAILED:
                 log.warning(
@@ -373,6 +409,8 @@ class WireLoop(threading.Thread):
                 )
                 link.redial_at = time.monotonic() + link.backoff_s
             elif event["event"] == zmq.EVENT_DISCONNECTED:
+                if link.connected:
+                    link.connected, link.dialed_at = False, time.monotonic()
                 self._set_connected(machine_id, False)
                 self._discard_pending(link, "disconnected")
 
@@ -412,12 +450,14 @@ class WireLoop(threading.Thread):
         link.pending.clear()
         self._poller.register(link.dealer, 0)
 
-    def _set_connected(self, machine_id: str, connected: bool) -> None:
+    def _set_connected(self, machine_id: str, connected: bool, endpoint: str = "") -> None:
         with self._shared.lock:
             if connected:
                 self._shared.connected.add(machine_id)
+                self._shared.via[machine_id] = endpoint
             else:
                 self._shared.connected.discard(machine_id)
+                self._shared.via.pop(machine_id, None)
 
     def _unqueue(self, machine_id: str, n: int) -> None:
         if n:

@@ -22,7 +22,8 @@ maxmsgsize also applies to CURVE handshake commands (HELLO is 200 bytes).
 
 Revocation: ZAP is asked only when a connection is made. Removing a key from
 the allow-list does not tear down connections already established with it
-(explicit revocation arrives in a later issue); the ROUTER instead drops every
+(a revoked machine is also dropped from the peers, which closes our link to it); the
+ROUTER drops every
 frame whose authenticated machine id is no longer allowed
 (``wire.auth_denied``).
 """
@@ -44,7 +45,15 @@ from baton.wire.transport import (
     log,
     validate_peers,
 )
-from baton.wire.zmq_loop import OUTBOX_LIMIT, PEERS, STOP, WireConfig, WireLoop, WireShared
+from baton.wire.zmq_loop import (
+    OUTBOX_LIMIT,
+    PEERS,
+    REDIAL,
+    STOP,
+    WireConfig,
+    WireLoop,
+    WireShared,
+)
 
 
 class ZmqTransport:
@@ -142,6 +151,15 @@ class ZmqTransport:
                 return True
         self._report.send_failed(env.to, reason)
         return False
+
+    def redial(self) -> None:
+        """Drop every link and dial again from each peer's first endpoint."""
+        with self._shared.lock:
+            self._post(REDIAL)
+
+    def dialed(self) -> dict[str, str]:
+        with self._shared.lock:
+            return dict(self._shared.via)
 
     def is_alive(self) -> bool:
         thread = self._thread

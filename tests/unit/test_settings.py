@@ -50,6 +50,7 @@ def test_defaults() -> None:
     assert s.to_dict() == {
         "http": "127.0.0.1:8420",
         "wire": "127.0.0.1:8421",
+        "advertise": ["auto"],
         "lease_ttl_ms": 15000,
         "renew_interval_ms": 5000,
         "clock_rate_error": 0.01,
@@ -527,3 +528,15 @@ def test_the_fence_probe_is_off_by_default_and_takes_only_http_urls() -> None:
 def test_a_lease_longer_than_a_record_may_carry_is_refused() -> None:
     assert refused(flags={"lease_ttl_ms": 86_400_001}).knob == "lease_ttl_ms"
     assert resolve(flags={"lease_ttl_ms": 86_400_000}).lease_ttl_ms == 86_400_000
+
+
+def test_advertise_is_where_peers_dial_in_order_and_never_a_wildcard() -> None:
+    assert resolve(env={"BATON_ADVERTISE": "laptop.ts.net, 100.64.0.7:9000,auto"}).advertise == (
+        "laptop.ts.net",
+        "100.64.0.7:9000",
+        "auto",
+    )
+    assert resolve(file={"advertise": ["[fd7a::1]:8421", "fd7a::2"]}).advertise[1] == "fd7a::2"
+    for bad in ("0.0.0.0", "[::]:8421", "host:0", "bad host", "", "a,b,c,d,e,f,g,h,i"):
+        assert refused(flags={"advertise": bad}).knob == "advertise", bad
+    assert refused(file={"advertise": "auto"}).knob == "advertise"  # TOML wants a list

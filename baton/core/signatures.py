@@ -1,0 +1,33 @@
+"""What signs and what verifies, behind ports (the Ed25519 keys live in baton.signing),
+and the one decoder of a signature carried as base64 text. No I/O."""
+
+from __future__ import annotations
+
+from base64 import b64decode
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Signer(Protocol):
+    """Signs for one machine (its Ed25519 key lives behind this port)."""
+
+    machine_id: str
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+#: verify(signing_public, data, signature) -> bool; the Ed25519 check behind a port.
+Verify = Callable[[bytes, bytes, bytes], bool]
+
+
+def decode_signature(value: object) -> bytes | None:
+    """An Ed25519 signature from base64 text (None stays None); TypeError or ValueError
+    when it is not one."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("signature must be base64 text")
+    raw = b64decode(value, validate=True)
+    if len(raw) != 64:
+        raise ValueError("an Ed25519 signature has 64 bytes")
+    return raw

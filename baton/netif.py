@@ -1,0 +1,89 @@
+"""This machine's network addresses, and the thread that notices when they change.
+
+``interface_addresses`` asks psutil for the addresses of the interfaces that are up and
+ranks them (baton.core.endpoints.rank_addresses). ``EndpointWatcher`` (thread
+"baton-netwatch") looks every WATCH_S: when the addresses change (a laptop joined
+another network, an address was renumbered) it has the wire drop and redial every link,
+since connections made from an address that is gone are dead, and when what this machine
+advertises changes it tells ``announce`` (the RegistryActor signs and sends it). A
+failing look is logged (rate-limited) and tried again; the thread ends only on stop().
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+
+import psutil
+
+from baton.core.endpoints import advertised, advertised_http, rank_addresses
+
+log = logging.getLogger("baton.netif")
+
+WATCH_S = 1.0
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+def interface_addresses() -> list[str]:
+    """The addresses worth advertising, best first (see rank_addresses)."""
+    stats = psutil.net_if_stats()
+    found = [
+        (name, address.address)
+        for name, addresses in psutil.net_if_addrs().items()
+        if name not in stats or stats[name].isup
+        for address in addresses
+        if address.family in _FAMILIES
+    ]
+    return rank_addresses(found)
+
+
+class EndpointWatcher(threading.Thread):
+    def __init__(
+        self,
+        bind: str,
+        http_url: str,
+        advertise: Sequence[str],
+        announce: Callable[[tuple[str, ...], str], None],
+        redial: Callable[[], None],
+        addresses: Callable[[], list[str]] = interface_addresses,
+        every_s: float = WATCH_S,
+    ) -> None:
+        super().__init__(name="baton-netwatch", daemon=True)
+        self._bind, self._http, self._advertise = bind, http_url, tuple(advertise)
+        self._announce, self._redial, self._addresses = announce, redial, addresses
+        self._every_s = every_s
+        self._stopping = threading.Event()
+        self._seen: list[str] | None = None
+        self.last: tuple[tuple[str, ...], str] | None = None
+
+    def look(self) -> tuple[tuple[str, ...], str]:
+        """(wire endpoints, http URL) to advertise now; when the addresses changed since
+        the last look, the wire redials first."""
+        addresses = self._addresses()
+        if self._seen is not None and addresses != self._seen:
+            log.info("this machine's addresses changed: %s", ", ".join(addresses) or "none")
+            self._redial()
+        self._seen = addresses
+        wire = advertised(self._bind, self._advertise, addresses)
+        self.last = (wire, advertised_http(self._http, wire))
+        return self.last
+
+    def run(self) -> None:
+        """Look every few seconds; announce what changed (the node announced the first)."""
+        said = self.last
+        while not self._stopping.wait(self._every_s):
+            try:
+                now = self.look()
+            except Exception as exc:  # never end the watch over one failed look
+                log.warning("cannot read this machine's addresses: %r", exc)
+                continue
+            if now != said:
+                self._announce(*now)
+                said = now
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=5)
