@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from baton import limits
-from baton.cli_support import Ctx, command, fail, main
+from baton.cli_support import (
+    ADVERTISE_HELP,
+    HTTP_HELP,
+    LISTEN_HELP,
+    WIRE_HELP,
+    Ctx,
+    command,
+    config_values,
+    fail,
+    main,
+)
 from baton.client import http_json, running_node
 from baton.core.errors import BatonError, NodeNotRunning
 from baton.core.identity import fingerprint
@@ -27,17 +37,6 @@ from baton.stores.identity_store import create_home, load_identity
 from baton.stores.runfile import lock_holder, read_run_file
 from baton.supervisor import Supervisor
 
-HTTP_HELP = "HOST:PORT for the HTTP API (default 127.0.0.1:8420)."
-WIRE_HELP = (
-    "HOST:PORT the encrypted wire listens on (default 127.0.0.1:8421); 0.0.0.0:8421 or "
-    "[::]:8421 for every interface, which peers then reach on the addresses found."
-)
-ADVERTISE_HELP = (
-    "Where peers reach this machine's wire, in the order to dial them, comma-separated: "
-    "auto (the default: the interface addresses when --wire binds every interface, else "
-    "its address), a host name (laptop.tail1234.ts.net), an address, HOST:PORT."
-)
-
 
 @command(main, "init")
 @click.option(
@@ -45,6 +44,7 @@ ADVERTISE_HELP = (
 )
 @click.option("--http", "http_", default=None, help=HTTP_HELP + " Written to config.toml.")
 @click.option("--wire", default=None, help=WIRE_HELP + " Written to config.toml.")
+@click.option("--listen", default=None, help=LISTEN_HELP + " Written to config.toml.")
 @click.option("--advertise", default=None, help=ADVERTISE_HELP + " Written to config.toml.")
 @click.option(
     "--lease-store",
@@ -73,6 +73,7 @@ def init(
     name: str,
     http_: str | None,
     wire: str | None,
+    listen: str | None,
     advertise: str | None,
     lease_store: str | None,
     channel: str | None,
@@ -83,20 +84,16 @@ def init(
     Refuses to touch a home that already holds an identity; leaves nothing behind
     when it fails. Machines that join later get the lease store from this one.
     """
-    hosts = (
-        None
-        if advertise is None
-        else list(resolve_settings({}, {}, {"advertise": advertise}).advertise)
-    )
     given = {
         "http": http_,
         "wire": wire,
-        "advertise": hosts,
+        "listen": listen,
+        "advertise": advertise,
         "lease_store": lease_store,
         "channel": channel,
         "agent": agent,
     }
-    values = {k: v for k, v in given.items() if v is not None}
+    values = config_values(given)
     resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
     if lease_store and not lease_store.startswith("etcd+"):
         ensure_git_remote(lease_store)
@@ -122,6 +119,7 @@ def init(
 @command(main, "up")
 @click.option("--http", "http_", default=None, help=HTTP_HELP)
 @click.option("--wire", default=None, help=WIRE_HELP)
+@click.option("--listen", default=None, help=LISTEN_HELP)
 @click.option("--advertise", default=None, help=ADVERTISE_HELP)
 @click.option("--detach", is_flag=True, help="Run in the background; return once /health answers.")
 @click.option(
@@ -131,6 +129,7 @@ def up(
     ctx: Ctx,
     http_: str | None,
     wire: str | None,
+    listen: str | None,
     advertise: str | None,
     detach: bool,
     timeout: float,
@@ -141,7 +140,7 @@ def up(
     Ctrl-C or SIGTERM stops both in order.
     """
     os.umask(0o077)  # logs, run files and anything else written under the home stay private
-    flags = {"http": http_, "wire": wire, "advertise": advertise}
+    flags = {"http": http_, "wire": wire, "listen": listen, "advertise": advertise}
     settings = load_settings(ctx.home, os.environ, flags)  # fail fast, in this terminal
     load_identity(ctx.home)
     pid = lock_holder(ctx.paths.supervisor_lock)

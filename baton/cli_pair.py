@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from baton.cli_support import Ctx, command, main
+from baton.cli_support import ADVERTISE_HELP, LISTEN_HELP, Ctx, command, config_values, main
 from baton.client import NodeClient
 from baton.core.errors import BadRequest, PairingError, PairingExpired
 from baton.pairing_client import MESH_KNOBS, Consent
@@ -86,6 +86,8 @@ def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
 )
 @click.option("--http", "http_", default=None, help="HOST:PORT for a new machine's HTTP API.")
 @click.option("--wire", default=None, help="HOST:PORT for a new machine's wire.")
+@click.option("--listen", default=None, help=LISTEN_HELP + " For a new machine.")
+@click.option("--advertise", default=None, help=ADVERTISE_HELP + " For a new machine.")
 @click.option(
     "--timeout",
     default=15.0,
@@ -112,6 +114,8 @@ def join(
     name: str | None,
     http_: str | None,
     wire: str | None,
+    listen: str | None,
+    advertise: str | None,
     timeout: float,
     yes: bool,
     trust_agent: bool,
@@ -125,7 +129,8 @@ def join(
     --verify it asks you to compare the short authentication string with the awake
     machine's before it writes anything.
     """
-    config = {k: v for k, v in {"http": http_, "wire": wire}.items() if v is not None}
+    given = {"http": http_, "wire": wire, "listen": listen, "advertise": advertise}
+    config = config_values(given)
     consent = _AskingConsent(yes, verify)
     result = run_join(ctx.home, url, code, name, config, consent, timeout, trust_agent)
 

@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,35 @@ import click
 from baton import __version__
 from baton.core.errors import BatonError
 from baton.stores.home import HomePaths, resolve_home
+
+HTTP_HELP = "HOST:PORT for the HTTP API (default 127.0.0.1:8420)."
+WIRE_HELP = (
+    "HOST:PORT the encrypted wire listens on (default 127.0.0.1:8421); 0.0.0.0:8421 or "
+    "[::]:8421 for every interface, which peers then reach on the addresses found."
+)
+LISTEN_HELP = (
+    "Be reachable from other machines: the wire and the door (pairing, leaving) listen "
+    "on this host, 0.0.0.0 (or ::) for every interface; peers dial the addresses found. "
+    "The operator API stays on --http (loopback)."
+)
+ADVERTISE_HELP = (
+    "Where peers reach this machine's wire, in the order to dial them, comma-separated: "
+    "auto (the default: the interface addresses when --wire binds every interface, else "
+    "its address), a host name (laptop.tail1234.ts.net), an address, HOST:PORT."
+)
+
+
+def config_values(given: Mapping[str, str | None]) -> dict[str, object]:
+    """The knobs given as flags, as config.toml keeps them (advertise as a list)."""
+    values: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    if "advertise" in values:
+        from baton.core.settings import resolve_settings
+
+        values["advertise"] = list(
+            resolve_settings({}, {}, {"advertise": given["advertise"]}).advertise
+        )
+    return values
+
 
 #: Exit codes of errors scripts want to tell apart (pairing); every other error exits 1.
 EXIT_CODES = {

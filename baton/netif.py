@@ -5,7 +5,8 @@ ranks them (baton.core.endpoints.rank_addresses). ``EndpointWatcher`` (thread
 "baton-netwatch") looks every WATCH_S: when the addresses change (a laptop joined
 another network, an address was renumbered) it has the wire drop and redial every link,
 since connections made from an address that is gone are dead, and when what this machine
-advertises changes it tells ``announce`` (the RegistryActor signs and sends it). A
+advertises changes it tells ``announce`` (the RegistryActor signs and sends it). With no
+address at all (offline) it announces nothing: the last announcement stands. A
 failing look is logged (rate-limited) and tried again; the thread ends only on stop().
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 import psutil
 
 from baton.core.endpoints import advertised, advertised_http, rank_addresses
+from baton.core.settings import Settings
 
 log = logging.getLogger("baton.netif")
 
@@ -37,6 +39,14 @@ def interface_addresses() -> list[str]:
         if address.family in _FAMILIES
     ]
     return rank_addresses(found)
+
+
+def advertised_by(settings: Settings) -> tuple[tuple[str, ...], str]:
+    """(wire endpoints, http URL) a machine with these settings advertises now, before
+    its node runs (a joiner's card): the node announces what it finds once it runs."""
+    wire = advertised(settings.wire_bind.zmq_endpoint, settings.advertise, interface_addresses())
+    http = settings.door.url if settings.door is not None else settings.http.url
+    return wire, advertised_http(http, wire)
 
 
 class EndpointWatcher(threading.Thread):
@@ -76,12 +86,11 @@ class EndpointWatcher(threading.Thread):
         while not self._stopping.wait(self._every_s):
             try:
                 now = self.look()
+                if now != said and self._seen:  # offline (no address): the last stands
+                    self._announce(*now)
+                    said = now
             except Exception as exc:  # never end the watch over one failed look
-                log.warning("cannot read this machine's addresses: %r", exc)
-                continue
-            if now != said:
-                self._announce(*now)
-                said = now
+                log.warning("cannot look at or announce this machine's addresses: %r", exc)
 
     def stop(self) -> None:
         self._stopping.set()

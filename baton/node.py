@@ -54,7 +54,7 @@ from baton.delivery_parts import DeliveryParts, start_delivery
 from baton.gate import LeaseGate
 from baton.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.handoff_parts import start_handoff, tell_handoff
-from baton.http import create_app
+from baton.http import create_app, create_door_app
 from baton.http import server as http_server
 from baton.lease_parts import LeaseParts, LeaseRelay, start_lease
 from baton.limits import raise_fd_limit
@@ -134,7 +134,7 @@ class Node:
             identity.machine_id,
             identity.curve_secret,
             identity.curve_public,
-            s.wire.zmq_endpoint,
+            s.wire_bind.zmq_endpoint,
             counters,
             s.max_frame_bytes,
         )
@@ -186,10 +186,14 @@ class Node:
 
             sock = bind_http(s.http)
             self.parts.append(sock)
-            http_url = f"http://{_url_host(s.http.host)}:{sock.getsockname()[1]}"
+            http_url = _url_of(s.http.host, sock)
+            door_sock = None if s.door is None else bind_http(s.door)
+            if door_sock is not None:
+                self.parts.append(door_sock)
+            door_url = http_url if door_sock is None else _url_of(s.listen, door_sock)
             watcher = EndpointWatcher(
                 transport.endpoint,
-                http_url,
+                door_url,
                 s.advertise,
                 lambda wire, http: registry.tell(AnnounceSelf(wire, http)),
                 transport.redial,
@@ -276,19 +280,16 @@ class Node:
             ticker = Ticker(clock, ticking, TICK_MS)
             ticker.start()
             self.parts.append(ticker)
-            app = create_app(s, services)
-            limit = functools.partial(counters.inc, "http.connection_limit")
-            server = http_server.serve(app, sock, 8, "baton", limit)
-            self.parts.append(server)
-            http_thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
-            http_thread.start()
+            self._serve(create_app(s, services), sock, "the HTTP server thread", counters)
+            if door_sock is not None:
+                app = create_door_app(s, services)
+                self._serve(app, door_sock, "the door's HTTP server thread", counters)
             self.watched += [
                 ("HandoffActor", handoff.is_alive),
                 ("the wire I/O thread", transport.is_alive),
                 ("PeerMonitorActor", monitor.is_alive),
                 ("RegistryActor", registry.is_alive),
                 ("PairingActor", pairing.is_alive),
-                ("the HTTP server thread", http_thread.is_alive),
             ]
             if lease is not None:
                 self.watched.append(("the lease coordinator or its store worker", lease.is_alive))
@@ -307,6 +308,14 @@ class Node:
         }
         write_run_file(paths.node_run_file, self.info)
         log.info("node %s up: http %s, wire %s", identity.nickname, http_url, transport.endpoint)
+
+    def _serve(self, app: Any, sock: socket.socket, what: str, counters: Counters) -> None:
+        limit = functools.partial(counters.inc, "http.connection_limit")
+        server = http_server.serve(app, sock, 8, "baton", limit)
+        self.parts.append(server)
+        thread = threading.Thread(target=server.run, name="baton-http", daemon=True)
+        thread.start()
+        self.watched.append((what, thread.is_alive))
 
     def trouble(self) -> str | None:
         """Why this node cannot do its job any more (a dead actor or wire), or None."""
@@ -355,6 +364,10 @@ def _follow(registry: pykka.ActorRef[Any]) -> LeaseListener:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _url_of(host: str, sock: socket.socket) -> str:
+    return f"http://{_url_host(host)}:{sock.getsockname()[1]}"
 
 
 def _stop_part(part: Any) -> None:

@@ -39,6 +39,7 @@ from baton.core.errors import (
 from baton.core.pairing import MAX_ATTEMPTS, normalize_code, wrong_code
 from baton.core.registry import MachineEntry, MachineRegistry, Role, is_signed_by
 from baton.core.settings import resolve_settings
+from baton.netif import advertised_by
 from baton.signing import verify_ed25519
 from baton.stores.config_file import load_settings, read_config, render_config, write_config
 from baton.stores.home import HomePaths
@@ -190,13 +191,10 @@ def _pair(
     progress: _Progress,
 ) -> dict[str, Any]:
     settings = load_settings(paths.root, os.environ, {})
-    if 0 in (settings.wire.port, settings.http.port):
+    if 0 in (settings.wire.port, settings.http.port) or (settings.door and not settings.door_port):
         raise ConfigError("wire", "a machine that joins needs fixed ports (not 0) for its peers")
-    card = {
-        **identity.public.to_dict(),
-        "wire": settings.wire.zmq_endpoint,
-        "http": settings.http.url,
-    }
+    wire, http = advertised_by(settings)
+    card = {**identity.public.to_dict(), "wire": wire[0], "http": http}
     pake = JoinerPake(code)
     started = _post(
         url + "/api/pair/start", timeout, {"v": VERSION, "joiner_message": b64e(pake.message)}

@@ -69,17 +69,17 @@ class PairingService:
         registry: pykka.ActorRef[Any],
         ask: Callable[[pykka.ActorRef[Any], Any], Any],
         mesh_extras: Callable[[], dict[str, Any]],
-        url: str,
+        url: Callable[[], str],
     ) -> None:
         self.pairing = pairing
         self.registry = registry
         self.ask = ask
         self.mesh_extras = mesh_extras
-        self.url = url
+        self.url = url  # where a joiner reaches us now (our addresses may change)
 
     def new_session(self, verify: bool) -> dict[str, Any]:
         session: PairingSession = self.ask(self.pairing, NewSession(verify))
-        return {"code": session.code, "expires_at": session.expires_at, "url": self.url}
+        return {"code": session.code, "expires_at": session.expires_at, "url": self.url()}
 
     def view(self) -> dict[str, Any]:
         return dict(self.ask(self.pairing, GetSessionView()))

@@ -129,7 +129,7 @@ class NodeServices:
                 "agent": settings.agent,
                 "agent_sandbox": settings.agent_sandbox,
             },
-            self.endpoints["http"],
+            lambda: self._ask(registry, GetSelf()).http,
         )
 
     def token_ok(self, presented: str) -> bool:

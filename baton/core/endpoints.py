@@ -72,6 +72,8 @@ def parse_entry(entry: str) -> tuple[str, int | None]:
             raise ValueError(f"{host!r} is not a host name or address")
     if host in WILDCARDS:
         raise ValueError(f"{host} is a wildcard: a peer cannot dial it")
+    if "%" in host:
+        raise ValueError(f"{host} is scoped to one link (%): a peer cannot dial it")
     if port is None:
         return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:

@@ -33,6 +33,10 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
 - fault_file is empty (off, always in production) or a path: the transport's fault
   hooks obey it (baton.wire.fault_hooks; tests and the chaos campaign only).
 - http and wire ports are in 0..65535 (0 means "pick a free port").
+- listen is empty (this machine is reached on loopback only, or where wire binds) or
+  the host the peer-facing ports bind: the wire (on wire's port) and the door (on
+  door_port: pairing, leaving and health, never the operator API, which stays on
+  http). 0.0.0.0 or :: is every interface: the one flag two real machines need.
 - advertise lists where peers reach this machine's wire, in the order to dial them:
   "auto" (the default: its interface addresses when wire binds 0.0.0.0 or ::, else the
   address it binds), host names, addresses, host:port (baton.core.endpoints); in the
@@ -143,6 +147,14 @@ def derived_from_ttl(ttl: int) -> dict[str, int]:
     }
 
 
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return _HOSTNAME.fullmatch(text) is not None
+    return True
+
+
 def _fmt(x: float) -> str:
     """A limit for a message: 7500 rather than 7500.0, 333.33 rather than 333.333..."""
     return str(int(x)) if x == int(x) else f"{x:.2f}"
@@ -158,6 +170,8 @@ class Settings:
 
     http: HostPort = HostPort("127.0.0.1", 8420)
     wire: HostPort = HostPort("127.0.0.1", 8421)
+    listen: str = ""
+    door_port: int = 8422
     advertise: tuple[str, ...] = (AUTO,)
     lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS
     renew_interval_ms: int = DEFAULT_LEASE_TTL_MS // 3
@@ -181,6 +195,16 @@ class Settings:
     ambiguous_policy: str = "resend"
     redact_patterns: tuple[str, ...] = ("default",)
     fault_file: str = ""
+
+    @property
+    def wire_bind(self) -> HostPort:
+        """Where the wire listens: wire's port on listen's host when listen is set."""
+        return HostPort(self.listen, self.wire.port) if self.listen else self.wire
+
+    @property
+    def door(self) -> HostPort | None:
+        """Where the door (pairing, leaving, health) listens, when listen is set."""
+        return HostPort(self.listen, self.door_port) if self.listen else None
 
     @property
     def redactions(self) -> tuple[str, ...]:
@@ -272,6 +296,10 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
     for knob, ok, rule in checks:
         if not ok:
             return knob, f"{rule}, got {getattr(s, knob)!r}"
+    if s.listen and not _is_host(s.listen):
+        return "listen", f"must be empty or a host (0.0.0.0, ::, an address), got {s.listen!r}"
+    if not 0 <= s.door_port <= 65535:
+        return "door_port", f"must be a port in 0..65535, got {s.door_port!r}"
     if not 0 < len(s.advertise) <= MAX_ENDPOINTS:
         return "advertise", f"must list 1 to {MAX_ENDPOINTS} entries, got {list(s.advertise)!r}"
     for entry in s.advertise:
@@ -361,6 +389,8 @@ Parser = Callable[[object, bool], object]
 KNOBS: Mapping[str, Parser] = {
     "http": _as_host_port,
     "wire": _as_host_port,
+    "listen": _as_log_level,  # trimmed and lower-cased
+    "door_port": _as_int,
     "advertise": _as_hosts,
     "lease_ttl_ms": _as_int,
     "renew_interval_ms": _as_int,

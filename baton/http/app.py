@@ -13,6 +13,11 @@ Routes:
   POST /api/machines/remove  bearer token; revoke a member (`baton machines remove`)
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.http.pairing): the code or a signature is the credential
+
+create_door_app(settings, services): the door, what other machines need from the network
+(settings.listen; the operator API above stays on its own, loopback, port):
+  GET  /health         no auth; {ok, machine_id} (a joiner checks it talks to a node)
+  POST /api/pair/start, /api/pair/finish, /api/leave   as above
 """
 
 from __future__ import annotations
@@ -138,13 +143,30 @@ def _api(services: Services) -> Blueprint:
     return bp
 
 
-def create_app(settings: Settings, services: Services) -> Flask:
-    app = Flask("baton")
+def _flask(name: str, settings: Settings, services: Services) -> Flask:
+    app = Flask(name)
     app.config["BATON_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.install(app, services.count)
+    return app
+
+
+def create_app(settings: Settings, services: Services) -> Flask:
+    app = _flask("baton", settings, services)
     app.register_blueprint(_public(services))
     app.register_blueprint(_api(services))
+    app.register_blueprint(pairing.blueprint(services))
+    return app
+
+
+def create_door_app(settings: Settings, services: Services) -> Flask:
+    app = _flask("baton-door", settings, services)
+
+    @app.get("/health")
+    def health() -> ResponseReturnValue:
+        answer = services.health()
+        return jsonify({"ok": answer["ok"], "machine_id": answer["machine_id"]})
+
     app.register_blueprint(pairing.blueprint(services))
     return app

@@ -83,8 +83,9 @@ _STRANGER_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 )
-# libzmq gives up on a connection for good once a handshake fails (a peer's ZAP refused
-# us, e.g. because it has not admitted us yet); we dial again after this backoff.
+# After a failed handshake (a peer's ZAP refused us, e.g. because it has not admitted us
+# yet, or another machine answers at that endpoint) we close the link and dial again
+# after this backoff, doubling, rather than let libzmq retry at once forever.
 REDIAL_BACKOFF_S = (0.5, 10.0)
 
 
@@ -333,16 +334,9 @@ class WireLoop(threading.Thread):
 
     def _redial_due(self, now: float) -> None:
         for machine_id, link in list(self._links.items()):
-            if link.redial_at is not None and now >= link.redial_at:
-                backoff = min(link.backoff_s * 2, REDIAL_BACKOFF_S[1])
-                self._close_link(machine_id, "redialling after a failed handshake")
-                self._open_link(link.address, backoff, link.index)
-            elif (
-                link.redial_at is None
-                and not link.connected
-                and len(link.address.endpoints) > 1
-                and now - link.dialed_at >= DIAL_FALLBACK_S
-            ):
+            if link.connected:
+                continue
+            if len(link.address.endpoints) > 1 and now - link.dialed_at >= DIAL_FALLBACK_S:
                 following = (link.index + 1) % len(link.address.endpoints)
                 log.info(
                     "%s not reached at %s; dialling %s",
@@ -352,6 +346,10 @@ class WireLoop(threading.Thread):
                 )
                 self._close_link(machine_id, "falling back to its next endpoint")
                 self._open_link(link.address, link.backoff_s, following)
+            elif link.redial_at is not None and now >= link.redial_at:
+                backoff = min(link.backoff_s * 2, REDIAL_BACKOFF_S[1])
+                self._close_link(machine_id, "redialling after a failed handshake")
+                self._open_link(link.address, backoff, link.index)
 
     def _open_link(
         self, address: PeerAddress, backoff_s: float = REDIAL_BACKOFF_S[0], index: int = 0
@@ -400,10 +398,11 @@ class WireLoop(threading.Thread):
                 link.connected = True
                 self._set_connected(machine_id, True, link.endpoint)
                 link.redial_at, link.backoff_s = None, REDIAL_BACKOFF_S[0]
-            elif event["event"] & _HANDSHAKE_FAILED:
+            elif event["event"] & _HANDSHAKE_FAILED and link.redial_at is None:
                 log.warning(
-                    "handshake with %s failed (%s); dialling again in %.1f s",
+                    "handshake with %s at %s failed (%s); dialling again in %.1f s",
                     machine_id,
+                    link.endpoint,
                     event["value"],
                     link.backoff_s,
                 )

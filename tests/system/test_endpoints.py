@@ -61,3 +61,18 @@ def test_a_peer_falls_back_to_the_next_endpoint_when_the_first_does_not_answer(
     wait_for(lambda: peer_view(a, b)["endpoints"] == [first, second], 60, "the announcement")
     wait_for(lambda: reached_on(a, b) == second, 60, f"{a.name} on the second endpoint")
     assert b.status()["endpoints"] == [first, second]
+
+
+def test_ipv6_and_dns_name_endpoints_are_dialled(make_mesh: Callable[..., Mesh]) -> None:
+    mesh = make_mesh(2, lease_ttl_ms=4000)
+    a, b = mesh.machines
+    mesh.wait_all_reachable()
+    for flags, want in (
+        (("--wire", f"[::1]:{(six := free_port('::1'))}"), f"tcp://[::1]:{six}"),
+        (("--wire", f"127.0.0.1:{(four := free_port())}", "--advertise", "localhost"),
+         f"tcp://localhost:{four}"),
+    ):  # fmt: skip
+        b.stop()
+        b.up_with(*flags)
+        wait_for(lambda w=want: reached_on(a, b) == w, 60, f"{a.name} to reach {want}")  # type: ignore[misc]
+        wait_for(lambda: reached_on(b, a) is not None, 30, f"{b.name} to reach {a.name}")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from baton.devmesh import Machine, Mesh, wait_for
+from tests.system.netlab_kit import assert_nothing_left, placed_mesh
 from tests.system.test_lease import TTL_MS, holds, lease
 from tests.system.test_lease_faults import observe_one_holder
 from tools.faults.netns import NetLab, NetLabError, available
@@ -114,15 +115,6 @@ class GatewayServer:
         self.server.close()
 
 
-def assert_nothing_left(lab: NetLab) -> None:
-    def out(*cmd: str) -> str:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
-
-    assert f"baton-{lab.tag}-" not in out("ip", "netns", "list")
-    assert lab.bridge not in out("ip", "-o", "link")
-    assert lab.tag not in out("iptables", "-w", "-S")
-
-
 def test_cut_one_way_isolate_and_heal_with_plain_sockets() -> None:
     lab = NetLab(["alpha", "bravo"])
     a, b, gw = lab.address("alpha"), lab.address("bravo"), lab.gateway
@@ -194,32 +186,9 @@ def reaches(m: Machine, machine_id: str) -> bool:
 def lab_mesh(tmp_path: Path) -> Iterator[tuple[NetLab, Mesh]]:
     """Three machines, each placed in its namespace of one lab; stopped, then the lab
     closed, whatever the test did."""
-    names = ["alpha", "bravo", "charlie"]
-    mesh = Mesh(tmp_path / "mesh", names)
-    lab = NetLab(names)
-    left: list[int] = []
-    try:
-        for m in mesh.machines:
-            lab.place(m)
-            m.env["BATON_LEASE_TTL_MS"] = str(TTL_MS)
-        yield lab, mesh
-    finally:
-        try:
-            lab.heal()  # a stop should not wait out a cut (the release goes to the peers)
-        finally:
-            mesh.stop()
-            left = [pid for m in mesh.machines for pid in m.survivors()]
-            for name in names:
-                pids = subprocess.run(
-                    ["ip", "netns", "pids", lab.namespace(name)],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                )
-                left += [int(p) for p in pids.stdout.split()]
-            lab.close()
-    assert not left, f"processes left behind: {sorted(set(left))}"
-    assert_nothing_left(lab)
+    env = {"BATON_LEASE_TTL_MS": str(TTL_MS)}
+    with placed_mesh(tmp_path / "mesh", ["alpha", "bravo", "charlie"], env) as placed:
+        yield placed
 
 
 def test_an_isolated_holder_that_still_reaches_the_store_keeps_the_lease(

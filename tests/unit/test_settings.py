@@ -50,6 +50,8 @@ def test_defaults() -> None:
     assert s.to_dict() == {
         "http": "127.0.0.1:8420",
         "wire": "127.0.0.1:8421",
+        "listen": "",
+        "door_port": 8422,
         "advertise": ["auto"],
         "lease_ttl_ms": 15000,
         "renew_interval_ms": 5000,
@@ -540,3 +542,17 @@ def test_advertise_is_where_peers_dial_in_order_and_never_a_wildcard() -> None:
     for bad in ("0.0.0.0", "[::]:8421", "host:0", "bad host", "", "a,b,c,d,e,f,g,h,i"):
         assert refused(flags={"advertise": bad}).knob == "advertise", bad
     assert refused(file={"advertise": "auto"}).knob == "advertise"  # TOML wants a list
+
+
+def test_listen_moves_the_wire_and_opens_the_door_on_one_host() -> None:
+    s = resolve(flags={"listen": "0.0.0.0"})
+    assert (str(s.wire_bind), str(s.door), str(s.http)) == (
+        "0.0.0.0:8421",
+        "0.0.0.0:8422",
+        "127.0.0.1:8420",  # the operator API stays on loopback
+    )
+    assert str(resolve(env={"BATON_LISTEN": "::", "BATON_DOOR_PORT": "9000"}).door) == "[::]:9000"
+    assert resolve().door is None and str(resolve().wire_bind) == "127.0.0.1:8421"
+    for bad in ("not a host", "1.2.3.4:80", "[::]"):
+        assert refused(flags={"listen": bad}).knob == "listen", bad
+    assert refused(flags={"door_port": "70000"}).knob == "door_port"

@@ -172,6 +172,25 @@ class NetLab:
                 self.cut(name, other)
         self._drop(name, self.gateway)
 
+    def add_address(self, name: str, host: int) -> str:
+        """Give ``name`` one more address, 10.231.N.``host`` (a second network, a new
+        lease); the namespace's deletion takes it away."""
+        if not 2 + len(self.names) <= host <= 254:
+            raise ValueError(f"host must be in {2 + len(self.names)}..254 (free), got {host}")
+        address = f"{self._net}.{host}"
+        run("ip", "-n", self.namespace(name), "addr", "add", f"{address}/24", "dev", "eth0")
+        return address
+
+    def remove_address(self, name: str, address: str) -> None:
+        """Take ``address`` from ``name`` (with add_address: a renumbering)."""
+        run("ip", "-n", self.namespace(name), "addr", "del", f"{address}/24", "dev", "eth0")
+
+    def block_port(self, name: str, address: str, port: int) -> None:
+        """New TCP connections to ``address``:``port`` at ``name`` are dropped (that path
+        is cut; ``name``'s own connections from that address still work)."""
+        rule = ("INPUT", "-d", address, "-p", "tcp", "--dport", str(port), "-j", "DROP")
+        self._add_rule(self.namespace(name), *rule)
+
     def heal(self) -> None:
         """Remove every fault rule this lab added (the root ACCEPTs stay until close)."""
         for namespace, rule in [r for r in self._rules if r[0] is not None]:

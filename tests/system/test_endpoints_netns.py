@@ -1,0 +1,186 @@
+"""Real machines on a network (issue 17), as root: each machine in its own network
+namespace with its own address on a bridge, on default settings plus the one documented
+flag, ``--listen 0.0.0.0``. They pair, answer a steady load at a sink that forgives
+nothing (the chat service in Telegram mode, on the bridge's gateway), keep answering
+while the holder's address and then a standby's are renumbered (reachable again within
+seconds: measured and printed), hand the role over and fail over on their new
+addresses. A machine with two addresses whose first path is cut is reached on the
+second, and one restarted on another wire port is reached there. Needs root, ip and
+iptables: CI runs as root, so these run there."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.channels.chat_server import ChatServer
+from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from tests.system.chat_kit import (
+    answered,
+    check_exactly_once,
+    dump,
+    failed_over,
+    holder,
+    loading,
+    post,
+    reported_ambiguous,
+)
+from tests.system.netlab_kit import placed_mesh
+from tools.faults.netns import NetLab, available
+
+pytestmark = [pytest.mark.system, pytest.mark.root, pytest.mark.timeout(420)]
+
+REASON = available()
+if REASON is not None:
+    pytestmark.append(pytest.mark.skip(reason=f"network namespaces unavailable: {REASON}"))
+
+TTL_MS = 4000
+WIRE_PORT = 8421  # the default
+#: Inside an observer's namespace: wait until its node hears ``peer`` on an endpoint
+#: holding ``want`` with a pong newer than the change (wall time ``since``); print the
+#: seconds from the change.
+HEARD = """
+import sys, time
+from pathlib import Path
+from baton.client import NodeClient
+home, peer, want, since, patience = sys.argv[1:6]
+client = NodeClient(Path(home), timeout=5)
+while time.time() - float(since) < float(patience):
+    took = time.time() - float(since)
+    try:
+        peers = client.get("/api/status")["peers"]
+    except Exception:
+        peers = []
+    for p in peers:
+        age = p["last_seen_ms_ago"]
+        if p["machine_id"] == peer and want in (p["via"] or "") and age is not None \\
+                and age / 1000 < took:
+            print(f"{took:.3f}")
+            sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+"""
+
+
+def machine_id(m: Machine) -> str:
+    return str(m.card()["machine_id"])
+
+
+def heard(since: float, *waits: tuple[Machine, Machine, str]) -> list[float]:
+    """For each (observer, peer, want), at once: the seconds from ``since`` (a change)
+    until ``observer`` hears ``peer`` on an endpoint holding ``want``."""
+    procs = []
+    try:
+        for observer, peer, want in waits:
+            cmd = [*observer.prefix, sys.executable, "-P", "-c", HEARD, str(observer.home)]
+            args = [machine_id(peer), want, str(since), "60"]
+            procs.append(subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, text=True))
+        took = []
+        for proc, (observer, peer, want) in zip(procs, waits, strict=True):
+            out, _ = proc.communicate(timeout=90)
+            assert proc.returncode == 0, f"{observer.name} never heard {peer.name} at {want}"
+            took.append(float(out))
+        return took
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def renumber(lab: NetLab, mesh: Mesh, m: Machine, old: str, host: int) -> float:
+    """Move ``m`` from ``old`` to a new address; the slowest time (seconds) until every
+    machine hears every other on the addresses now in use."""
+    lab.remove_address(m.name, old)  # first: the kernel drops secondaries with a primary
+    new = lab.add_address(m.name, host)  # a new lease on another network
+    since = time.time()
+    others = [o for o in mesh.machines if o is not m]
+    times = heard(since, *[(o, m, f"//{new}:") for o in others], *[(m, o, ":") for o in others])
+    print(f"{m.name} renumbered {old} -> {new}: heard again after", [f"{t:.2f}" for t in times])
+    return max(times)
+
+
+@pytest.fixture
+def lab_mesh(tmp_path: Path) -> Iterator[tuple[NetLab, Mesh]]:
+    env = {"BATON_LEASE_TTL_MS": str(TTL_MS)}
+    with placed_mesh(tmp_path / "mesh", ["alpha", "bravo", "charlie"], env) as placed:
+        yield placed
+
+
+def listen_up(mesh: Mesh, *first_args: str) -> None:
+    """Every machine made with the one flag, paired by its door, started."""
+    first, *others = mesh.machines
+    first.json("init", "--name", first.name, "--listen", "0.0.0.0", *first_args)
+    for m in others:
+        m.json("init", "--name", m.name, "--listen", "0.0.0.0")
+    mesh.pair_up()
+
+
+def test_three_machines_on_the_one_flag_answer_through_renumbering_wakeup_and_failover(
+    lab_mesh: tuple[NetLab, Mesh], tmp_path: Path
+) -> None:
+    lab, mesh = lab_mesh
+    with ChatServer(tmp_path / "sink.sqlite", host=lab.gateway, mode="telegram") as chat:
+        for m in mesh.machines:
+            m.env.update(chat.machine_env())
+        store = f"git+file://{mesh.root}/lease.git"
+        listen_up(mesh, "--lease-store", store, "--channel", f"telegram:{chat.url}")
+        try:
+            first = wait_for(mesh.synced_holder, 90, "a holder with its standbys", SYNC_POLL_S)
+            assert first.status()["http"].startswith(f"http://{lab.address(first.name)}:")
+            standby = next(m for m in mesh.machines if m is not first)
+            with loading(chat, 300) as load:
+                holder_took = renumber(lab, mesh, first, lab.address(first.name), 100)
+                standby_took = renumber(lab, mesh, standby, lab.address(standby.name), 101)
+            posted = load["posted"]
+            wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
+            print(f"heard again after: holder {holder_took:.2f} s, standby {standby_took:.2f} s")
+
+            wait_for(mesh.synced_holder, 60, "the standbys in sync again", SYNC_POLL_S)
+            out = standby.json("wakeup", timeout=120)  # a handoff on the new addresses
+            assert out["outcome"] == "handed_over" and holder(mesh) is standby, out
+            epoch = standby.status()["epoch"]
+            wait_for(mesh.synced_holder, 60, "the standbys in sync", SYNC_POLL_S)
+            standby.send_signal(signal.SIGKILL)  # a failover: no supervisor to restart it
+            after = wait_for(lambda: failed_over(mesh, epoch), 90, "a new holder")
+            assert after is not standby
+            more = {post(chat, "t0", f"after-{i}"): ("t0", f"after-{i}") for i in range(10)}
+            wait_for(lambda: answered(chat, set(more)), 90, "the new holder to answer")
+            check_exactly_once(chat, {**posted, **more}, reported_ambiguous(mesh), mesh)
+            assert holder(mesh, but=standby) is after
+        except BaseException:
+            dump(mesh)
+            raise
+        finally:
+            mesh.stop()  # before its sink goes
+
+
+def test_the_second_address_is_dialled_when_the_first_path_is_cut_and_a_new_port_is_found(
+    lab_mesh: tuple[NetLab, Mesh],
+) -> None:
+    lab, mesh = lab_mesh
+    alpha, bravo, charlie = mesh.machines
+    second = lab.add_address(bravo.name, 102)  # before it starts: it advertises both
+    listen_up(mesh)
+    mesh.wait_all_reachable()
+    first = lab.address(bravo.name)
+    assert bravo.status()["endpoints"] == [f"tcp://{first}:8421", f"tcp://{second}:8421"]
+
+    lab.block_port(bravo.name, first, WIRE_PORT)  # the first path is cut
+    took = heard(time.time(), (alpha, bravo, f"//{second}:"), (charlie, bravo, f"//{second}:"))
+    print(f"{bravo.name} reached on its second address after", [f"{t:.2f}" for t in took])
+
+    bravo.stop()  # restarted on another wire port than it paired with
+    bravo.up_with("--wire", "127.0.0.1:8431")  # --listen keeps the host: 0.0.0.0:8431
+    took = heard(time.time(), (alpha, bravo, ":8431"), (charlie, bravo, ":8431"))
+    print(f"{bravo.name} reached on its new port after", [f"{t:.2f}" for t in took])
+    for o in (alpha, charlie):
+        assert o.counter("registry.announce_refused.forged") == 0
+        assert o.counter("registry.announce_accepted") >= 1
+        [seen] = [p for p in o.status()["peers"] if p["machine_id"] == machine_id(bravo)]
+        assert seen["endpoints"] == [f"tcp://{first}:8431", f"tcp://{second}:8431"], seen
