@@ -7,6 +7,9 @@ node lock is held, and turns JSON error bodies back into BatonErrors.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,6 +41,28 @@ def running_node(paths: HomePaths) -> dict[str, Any] | None:
     if info is None or info.get("pid") != lock_holder(paths.node_lock):
         return None  # no node, or a run file left by an earlier one (a new one is starting)
     return info
+
+
+#: How long `restart_node` waits for the node to come back.
+RESTART_WAIT_S = 90.0
+
+
+def restart_node(paths: HomePaths, wait_s: float = RESTART_WAIT_S) -> dict[str, Any]:
+    """Have this home's running node restart (SIGUSR1: it stops and its supervisor
+    starts it again at once); its new run file once it is up."""
+    before = running_node(paths)
+    if before is None:
+        raise errors.NodeNotRunning(f"no node is running for {paths.root}")
+    os.kill(int(before["pid"]), signal.SIGUSR1)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        now = running_node(paths)
+        if now is not None and now["pid"] != before["pid"]:
+            return now
+        time.sleep(0.2)  # polls the run file a new node writes when it is ready
+    raise errors.Unavailable(
+        f"the node of {paths.root} did not come back within {wait_s:.0f} s; see its log"
+    )
 
 
 def http_json(

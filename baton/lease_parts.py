@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -42,10 +43,12 @@ def store_timeout_s(settings: Settings) -> float:
     return max(2.0, settings.renew_interval_ms * 0.8 / 1000)
 
 
-def open_lease_store(settings: Settings, paths: HomePaths) -> LeaseStore:
+def open_lease_store(settings: Settings, paths: HomePaths, clone: Path | None = None) -> LeaseStore:
+    """The lease store the settings name; a git one keeps its local clone in ``clone``
+    (the node's own by default: another process must pass its own)."""
     where, timeout = settings.lease_store, store_timeout_s(settings)
     if where.startswith("git+"):
-        return GitLeaseStore(git_url(where), paths.data_dir / "lease.git", timeout)
+        return GitLeaseStore(git_url(where), clone or paths.data_dir / "lease.git", timeout)
     if where.startswith("etcd+"):
         base_url, key = etcd_endpoint(where)
         return EtcdLeaseStore(base_url, key, timeout)

@@ -2,11 +2,12 @@
 
 ``interface_addresses`` asks psutil for the addresses of the interfaces that are up and
 ranks them (baton.core.endpoints.rank_addresses). ``EndpointWatcher`` (thread
-"baton-netwatch") looks every WATCH_S: when the addresses change (a laptop joined
-another network, an address was renumbered) it has the wire drop and redial every link,
-since connections made from an address that is gone are dead, and when what this machine
+"baton-netwatch") looks every WATCH_S: when addresses went away (a laptop joined
+another network, an address was renumbered) it has the wire redial the links connected
+from them (they are dead; the others, and other nodes' addresses coming and going on
+the same host, are left alone), and when what this machine
 advertises changes it tells ``announce`` (the RegistryActor signs and sends it). With no
-address at all (offline) it announces nothing: the last announcement stands. A
+usable address (offline) it announces nothing: the last announcement stands. A
 failing look is logged (rate-limited) and tried again; the thread ends only on stop().
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
-from baton.core.endpoints import advertised, advertised_http, rank_addresses
+from baton.core.endpoints import advertised, advertised_http, only_loopback, rank_addresses
 from baton.core.settings import Settings
 
 log = logging.getLogger("baton.netif")
@@ -56,7 +57,7 @@ class EndpointWatcher(threading.Thread):
         http_url: str,
         advertise: Sequence[str],
         announce: Callable[[tuple[str, ...], str], None],
-        redial: Callable[[], None],
+        redial: Callable[[frozenset[str]], None],
         addresses: Callable[[], list[str]] = interface_addresses,
         every_s: float = WATCH_S,
     ) -> None:
@@ -69,12 +70,14 @@ class EndpointWatcher(threading.Thread):
         self.last: tuple[tuple[str, ...], str] | None = None
 
     def look(self) -> tuple[tuple[str, ...], str]:
-        """(wire endpoints, http URL) to advertise now; when the addresses changed since
-        the last look, the wire redials first."""
+        """(wire endpoints, http URL) to advertise now; when addresses went away since
+        the last look, the wire first redials what was connected from them."""
         addresses = self._addresses()
         if self._seen is not None and addresses != self._seen:
             log.info("this machine's addresses changed: %s", ", ".join(addresses) or "none")
-            self._redial()
+            gone = frozenset(self._seen) - frozenset(addresses)
+            if gone:
+                self._redial(gone)
         self._seen = addresses
         wire = advertised(self._bind, self._advertise, addresses)
         self.last = (wire, advertised_http(self._http, wire))
@@ -86,7 +89,7 @@ class EndpointWatcher(threading.Thread):
         while not self._stopping.wait(self._every_s):
             try:
                 now = self.look()
-                if now != said and self._seen:  # offline (no address): the last stands
+                if now != said and not only_loopback(now[0]):  # offline: the last stands
                     self._announce(*now)
                     said = now
             except Exception as exc:  # never end the watch over one failed look

@@ -69,6 +69,7 @@ from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
+from baton.stores.pending_join import apply_pending_join
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
 from baton.wire.fault_hooks import with_fault_hooks
@@ -78,6 +79,7 @@ from baton.wire.zmq_transport import ZmqTransport
 log = logging.getLogger("baton.node")
 
 EXIT_FATAL = 78  # EX_CONFIG: start-up is impossible; do not retry
+EXIT_RESTART = 75  # asked to restart (SIGUSR1, e.g. by `baton join`): start again at once
 TICK_MS = 100
 
 
@@ -115,6 +117,8 @@ class Node:
         lock = ProcessLock(paths.node_lock, "node")
         lock.acquire()
         try:
+            if apply_pending_join(paths):  # a join made while the last node ran
+                log.info("applied the join made while the last node ran")
             settings = load_settings(home, os.environ, flags)
             node = cls(paths, settings)
             node.parts.append(lock)
@@ -389,9 +393,15 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
     paths = HomePaths(Path(home))
     setup_logging(paths.logs_dir, "node", "info")
     raise_fd_limit()  # a descriptor per connection: floods of them must not end the node
-    stop = threading.Event()
+    stop, restart = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
+
+    def restart_asked(*_: object) -> None:
+        restart.set()
+        stop.set()
+
+    signal.signal(signal.SIGUSR1, restart_asked)
     try:
         node = Node.start(paths.root, flags)
     except BatonError as exc:
@@ -404,7 +414,8 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
         _report(conn, {"ok": False, "error": "start_failed", "detail": detail})
         raise SystemExit(EXIT_FATAL) from None
     _report(conn, {"ok": True, **node.info})
-    raise SystemExit(_run_until_stopped(node, stop))
+    code = _run_until_stopped(node, stop)
+    raise SystemExit(EXIT_RESTART if restart.is_set() and code == 0 else code)
 
 
 def _run_until_stopped(node: Node, stop: threading.Event) -> int:

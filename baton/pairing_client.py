@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from baton.client import http_json, running_node
+from baton.client import http_json, restart_node
 from baton.core import safejson
 from baton.core.errors import (
     AlreadyRunning,
@@ -41,10 +41,12 @@ from baton.core.registry import MachineEntry, MachineRegistry, Role, is_signed_b
 from baton.core.settings import resolve_settings
 from baton.netif import advertised_by
 from baton.signing import verify_ed25519
-from baton.stores.config_file import load_settings, read_config, render_config, write_config
+from baton.stores.config_file import load_settings, render_config
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home, load_identity
+from baton.stores.pending_join import apply_pending_join, write_pending_join
 from baton.stores.registry_store import JsonRegistryStore
+from baton.stores.runfile import ProcessLock
 from baton.wire.envelope import is_machine_id
 from baton.wire.pake import JoinerPake, PakeKeys, b64d, b64e, possession_statement
 from baton.wire.pake import Role as PakeRole
@@ -101,8 +103,6 @@ def join(
     would run here once it holds) is refused unless ``trust_agent``."""
     code = normalize_code(code)
     paths = HomePaths(home)
-    if running_node(paths) is not None:
-        raise AlreadyRunning(f"the node of {home} is running; `baton down`, join, then `baton up`")
     url = url.rstrip("/")
     host_id = _check_is_node(url, timeout)
     created = not paths.identity.exists()
@@ -228,8 +228,7 @@ def _pair(
     roster = _open_roster(keys, _text(finished, "sealed_roster"))
     registry = _registry(identity, roster["mesh"])
     asked.consent.sas(keys.sas)  # --verify: before anything is written
-    JsonRegistryStore(paths.registry).save(registry)
-    _adopt_mesh_settings(paths, offered)
+    restarted = _settle(paths, registry, offered)
     return {
         "ok": True,
         "sas": keys.sas,
@@ -240,7 +239,25 @@ def _pair(
             for e in registry.listing()
         ],
         "lease_store": offered.get("lease_store"),
+        "restarted": restarted,
     }
+
+
+def _settle(paths: HomePaths, registry: MachineRegistry, offered: Mapping[str, str]) -> bool:
+    """Write what the join decided; apply it now, or when this machine's node runs, have
+    it restart to apply it (baton.stores.pending_join). True when the node restarted."""
+    write_pending_join(paths, registry, offered)
+    lock = ProcessLock(paths.node_lock, "node")
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        restart_node(paths)
+        return True
+    try:
+        apply_pending_join(paths)
+    finally:
+        lock.release()
+    return False
 
 
 MESH_KNOBS = ("lease_store", "channel", "agent", "agent_sandbox")  # what a joiner takes
@@ -264,16 +281,6 @@ def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
     except ConfigError as exc:
         raise PairingError(f"the host's settings are refused: {exc.detail}") from None
     return offered
-
-
-def _adopt_mesh_settings(paths: HomePaths, offered: Mapping[str, str]) -> None:
-    """Take the mesh's lease store, channel, agent and sandbox the operator agreed to;
-    a host's sandbox is taken only where it is stricter than none (never a downgrade)."""
-    offered = {k: v for k, v in offered.items() if (k, v) != ("agent_sandbox", "none")}
-    if offered:
-        config = {**read_config(paths.config), **offered}
-        resolve_settings(config, {}, {})  # with this machine's own knobs too
-        write_config(paths.config, config)
 
 
 def _attempts_left(started: Mapping[str, Any]) -> int:

@@ -65,6 +65,7 @@ def machine_view(
         "status": entry.status.value,
         "self": entry.machine_id == self_id,
         "wire": entry.wire,
+        "endpoints": list(entry.endpoints),
         "http": entry.http,
         "added_at": entry.added_at,
         "paired_at": entry.added_at,

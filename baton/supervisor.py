@@ -8,6 +8,8 @@
 - SIGTERM, SIGINT and SIGHUP stop it: the node gets SIGTERM (and stops in order on
   its own SIGINT/SIGHUP from the terminal too), then SIGKILL if it has not exited
   within ``stop_timeout_s``. Nothing is left running.
+- A node that exits with EXIT_RESTART (it was asked to, with SIGUSR1) is started again
+  at once; that is no crash.
 - A node that does not report ready within ``ready_timeout_s`` is killed and counted
   as a crash.
 - Holds the home's supervisor lock for its whole life, so a second `baton up` on the
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.node import EXIT_FATAL, node_main
+from baton.node import EXIT_FATAL, EXIT_RESTART, node_main
 from baton.stores.home import HomePaths
 from baton.stores.runfile import ProcessLock, write_run_file
 
@@ -94,6 +96,9 @@ class Supervisor:
             code = self._run_child_once()
             if self.stopping.is_set():
                 return 0
+            if code == EXIT_RESTART:
+                log.info("node restarting, as asked")
+                continue
             if code == EXIT_FATAL:
                 self.error = self.error or {"error": "start_failed", "detail": "see the node log"}
                 log.error("node cannot start (%s); not retrying", self.error["detail"])

@@ -166,6 +166,15 @@ class BotApiChannel:
             raise self._fail("bad_response", f"posting to {topic}: no message_id in the answer")
         return message_id
 
+    def check(self, timeout_s: float) -> str:
+        """Does the Bot API answer and take our token, with no webhook set (a webhook
+        makes every poll fail)? What it found; ChannelError saying what is wrong."""
+        status, doc = self._bot("getWebhookInfo", {}, timeout_s)
+        url = _dig(self._ok("getWebhookInfo", status, doc), "result", "url")
+        if url:
+            raise self._fail("webhook", f"a webhook is set ({url}): polling would conflict")
+        return f"{self.name} answers getWebhookInfo; no webhook set"
+
     # --- HTTP -----------------------------------------------------------------------
 
     def _bot(self, method: str, params: dict[str, Any], timeout: float) -> tuple[int, Any]:

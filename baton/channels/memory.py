@@ -85,6 +85,9 @@ class MemoryChannel:
 
     # --- the Channel port ---------------------------------------------------------------
 
+    def check(self, timeout_s: float) -> str:
+        return "memory answers"
+
     def poll(self, offset: int | None, timeout_s: float) -> list[Update]:
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:

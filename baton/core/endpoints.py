@@ -134,6 +134,18 @@ def advertised(bind: str, advertise: Sequence[str], interfaces: Sequence[str]) -
     return tuple(endpoints)[:MAX_ENDPOINTS]
 
 
+def only_loopback(endpoints: Sequence[str]) -> bool:
+    """Every endpoint is a loopback address (what a wildcard bind advertises when no
+    address is found: offline)."""
+    for endpoint in endpoints:
+        try:
+            if not ipaddress.ip_address(host_port(endpoint)[0]).is_loopback:
+                return False
+        except ValueError:
+            return False  # a name
+    return True
+
+
 def advertised_http(bound_url: str, wire: Sequence[str]) -> str:
     """The HTTP URL to announce: the bound one, or for a wildcard bind the first
     advertised wire host on the bound port."""

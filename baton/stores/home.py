@@ -75,6 +75,11 @@ class HomePaths:
         return self.data_dir / "registry.json"
 
     @property
+    def pending_join(self) -> Path:
+        """A join made while the node ran: applied by the node's next start."""
+        return self.data_dir / "join.pending.json"
+
+    @property
     def ledger(self) -> Path:
         return self.data_dir / "ledger.sqlite"
 

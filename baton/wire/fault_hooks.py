@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +137,8 @@ class FaultyTransport:
     def is_alive(self) -> bool:
         return self.inner.is_alive()
 
-    def redial(self) -> None:
-        self.inner.redial()
+    def redial(self, gone: Collection[str] | None = None) -> None:
+        self.inner.redial(gone)
 
     def dialed(self) -> dict[str, str]:
         return self.inner.dialed()

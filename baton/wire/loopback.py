@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from baton.core.errors import AddressInUse, FrameError
 from baton.metrics import Counters
@@ -196,7 +196,7 @@ class LoopbackTransport:
         self.counters.inc(SENT)
         return True
 
-    def redial(self) -> None:
+    def redial(self, gone: Collection[str] | None = None) -> None:
         """Nothing to do: no connection outlives a send here."""
 
     def dialed(self) -> dict[str, str]:

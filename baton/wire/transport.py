@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -123,9 +123,10 @@ class Transport(Protocol):
         """True while started and its I/O thread runs (False once stopped or crashed)."""
         ...
 
-    def redial(self) -> None:
-        """Drop every link and dial each peer again from its first endpoint (our own
-        addresses changed: connections made from the old ones are dead). Thread-safe."""
+    def redial(self, gone: Collection[str] | None = None) -> None:
+        """Drop the links connected from an address in ``gone`` (every link: None) and
+        dial those peers again from their first endpoint (our addresses went away: the
+        connections made from them are dead). Thread-safe."""
         ...
 
     def dialed(self) -> dict[str, str]:

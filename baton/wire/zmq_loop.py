@@ -20,8 +20,9 @@ Invariants:
 - A link dials one endpoint of its peer at a time, first the first; when it has
   not been connected for DIAL_FALLBACK_S it moves to the next (and after the
   last, the first again). ``WireShared.via`` names the endpoint of each
-  connected peer. REDIAL (our own addresses changed) drops every link and dials
-  every peer again from its first endpoint.
+  connected peer. REDIAL (our own addresses went away) drops the links whose
+  connection was made from one of them (``_Link.local``, read from the socket
+  when it connected) and dials those peers again from their first endpoint.
 - ``WireShared.queued[peer]`` is the number of frames accepted by ``send``
   and not yet handed to zmq or dropped; ``send`` refuses above OUTBOX_LIMIT.
 - Inbound frames pass ``check_inbound`` with the ZAP-assigned User-Id as the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import queue
 import socket
 import threading
@@ -63,6 +65,10 @@ MIN_MAXMSGSIZE = 64 * 1024  # CURVE handshake commands must always fit
 HEARTBEAT_IVL_MS = 2000
 HEARTBEAT_TIMEOUT_MS = 6000
 RECONNECT_IVL_MAX_MS = 2000
+# A TCP connect not answered in this long is abandoned and tried again (libzmq's
+# reconnect): without it a SYN sent into a cut or to an address that is gone waits out
+# the kernel's backoff (1, 2, 4 ... 64 s), and a healed path stays unused that long.
+CONNECT_TIMEOUT_MS = 3000
 POLL_MS = 1000  # upper bound on a poll; guards against a lost wake-up
 RECV_BATCH = 100  # frames read per poll round, so control never starves
 
@@ -77,7 +83,9 @@ _HANDSHAKE_FAILED = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
-_MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
+_MONITOR_EVENTS = (
+    zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
+)
 _STRANGER_EVENTS = (
     zmq.EVENT_ACCEPT_FAILED
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -123,6 +131,7 @@ class _Link:
     redial_at: float | None = None
     backoff_s: float = REDIAL_BACKOFF_S[0]
     connected: bool = False
+    local: str | None = None  # the address our end of the connection has
 
     @property
     def endpoint(self) -> str:
@@ -251,10 +260,12 @@ class WireLoop(threading.Thread):
                 return True
             if command == PEERS:
                 self._reconcile_links()
-            elif command == REDIAL:
+            elif command[0] == REDIAL[0]:
+                gone = command[1]
                 for machine_id, link in list(self._links.items()):
-                    self._close_link(machine_id, "our addresses changed")
-                    self._open_link(link.address)
+                    if gone is None or link.local in gone:
+                        self._close_link(machine_id, f"our address {link.local} went away")
+                        self._open_link(link.address)
             elif command[0] == "send":
                 self._enqueue(command[1], command[2])
 
@@ -364,6 +375,7 @@ class WireLoop(threading.Thread):
         dealer.heartbeat_ivl = HEARTBEAT_IVL_MS
         dealer.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         dealer.reconnect_ivl_max = RECONNECT_IVL_MAX_MS
+        dealer.connect_timeout = CONNECT_TIMEOUT_MS
         dealer.curve_serverkey = address.curve_public
         dealer.curve_secretkey = self._cfg.curve_secret
         dealer.curve_publickey = self._cfg.curve_public
@@ -394,7 +406,9 @@ class WireLoop(threading.Thread):
             except zmq.Again:
                 return
             assert isinstance(event, dict)
-            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event["event"] == zmq.EVENT_CONNECTED:
+                link.local = _local_address(event["value"])
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 link.connected = True
                 self._set_connected(machine_id, True, link.endpoint)
                 link.redial_at, link.backoff_s = None, REDIAL_BACKOFF_S[0]
@@ -471,6 +485,20 @@ class WireLoop(threading.Thread):
 def _is_ipv6(endpoint: str) -> bool:
     """``tcp://[::1]:8421`` needs the socket's ipv6 option; libzmq refuses it otherwise."""
     return "[" in endpoint
+
+
+def _local_address(fd: int) -> str | None:
+    """Our address on the connection whose descriptor libzmq reported (None if it is
+    gone already: a connection that short-lived needs no redial)."""
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        with socket.socket(fileno=dup) as sock:
+            return str(sock.getsockname()[0]).split("%", 1)[0]
+    except OSError:
+        return None
 
 
 def _user_id(frame: zmq.Frame) -> str:

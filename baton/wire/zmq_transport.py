@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from baton.metrics import Counters
 from baton.wire.envelope import Envelope, encode, is_machine_id
@@ -152,10 +152,11 @@ class ZmqTransport:
         self._report.send_failed(env.to, reason)
         return False
 
-    def redial(self) -> None:
-        """Drop every link and dial again from each peer's first endpoint."""
+    def redial(self, gone: Collection[str] | None = None) -> None:
+        """Drop the links connected from an address in ``gone`` (None: every link) and
+        dial those peers again from their first endpoint."""
         with self._shared.lock:
-            self._post(REDIAL)
+            self._post((*REDIAL, None if gone is None else frozenset(gone)))
 
     def dialed(self) -> dict[str, str]:
         with self._shared.lock:

@@ -642,3 +642,15 @@ def test_undecodable_bytes_in_an_answer_become_replacement_characters(fake: Fake
     [update] = _adapter(fake, counters=counters).poll(None, 0)
     assert isinstance(update, InboundMessage) and update.text == "caf\ufffd \ufffd!"
     assert counters.snapshot() == {"channel.replaced_text": 1}
+
+
+def test_check_finds_a_webhook_and_a_wrong_token(fake: FakeBotApi) -> None:
+    fake.respond(200, {"ok": True, "result": {"url": ""}})
+    assert "no webhook" in _adapter(fake).check(2.0)  # type: ignore[union-attr]
+    assert fake.requests[-1][0] == "/bot123:SECRET/getWebhookInfo"
+    fake.respond(200, {"ok": True, "result": {"url": "https://example.invalid/hook"}})
+    with pytest.raises(ChannelError, match="webhook is set"):
+        _adapter(fake).check(2.0)  # type: ignore[union-attr]
+    fake.respond(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+    with pytest.raises(ChannelError, match="Unauthorized"):
+        _adapter(fake).check(2.0)  # type: ignore[union-attr]

@@ -408,3 +408,7 @@ def test_only_a_users_text_message_can_be_edited(chat: Harness) -> None:
     with pytest.raises(ChannelError):
         chat.edit("t", reply.message_id, "a bot's message is not edited")
     assert [type(u) for u in chat.channel.poll(None, 0)] == [InboundMessage]
+
+
+def test_check_says_the_channel_answers(chat: Harness) -> None:
+    assert "answers" in chat.channel.check(5.0)

@@ -230,6 +230,33 @@ def test_redial_drops_the_links_and_connects_again(harness: Harness) -> None:
         delivered(b, a)
 
 
+@pytest.fixture
+def zmq_harness() -> Iterator[Harness]:
+    """The real wire alone: the loopback twin keeps no connection to drop."""
+    h = ZmqHarness()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def test_redial_of_addresses_that_went_away_drops_only_links_made_from_them(
+    zmq_harness: Harness,
+) -> None:
+    harness = zmq_harness
+    with started(harness, 2) as (a, b):
+        a.transport.set_peers([address(b, harness.nobody())])
+        b.transport.set_peers([address(a)])
+        wait_until(lambda: a.transport.dialed().get(b.id), "the first connection")
+        a.transport.redial({"10.9.9.9"})  # not an address of ours: nothing dropped
+        delivered(a, b)  # the barrier: the redial command ran before this send
+        assert a.transport.dialed().get(b.id) == b.transport.endpoint
+        a.transport.redial({"127.0.0.1"})  # the link's own address: dropped, dialled again
+        wait_until(lambda: b.id not in a.transport.dialed(), "the link to be dropped")
+        wait_until(lambda: a.transport.dialed().get(b.id), "the link to connect again")
+        delivered(a, b)
+
+
 def test_dialed_names_no_peer_that_cannot_be_reached(harness: Harness) -> None:
     with started(harness, 2) as (a, b):
         a.transport.set_peers(

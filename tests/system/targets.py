@@ -43,3 +43,11 @@ def ready_then_wait(home: str, flags: Any, conn: Any) -> None:
 def never_ready(home: str, flags: Any, conn: Any) -> None:
     _note_start(home)
     threading.Event().wait(120)  # hang without answering, but never outlive a test run
+
+
+def restart_asked_then_crash(home: str, flags: Any, conn: Any) -> None:
+    """Ask for a restart (EXIT_RESTART) on every start but the fifth, which crashes."""
+    _note_start(home)
+    conn.close()
+    starts = len((Path(home) / "starts").read_text().split())
+    os._exit(3 if starts >= 5 else 75)

@@ -312,3 +312,20 @@ def test_a_joiner_that_sees_other_digits_writes_nothing(host_and_joiners) -> Non
     assert proc.returncode == 1 and "differ" in err["detail"], (err, proc.stderr)
     assert "Adopt these settings" in proc.stderr and "Does the awake machine show" in proc.stderr
     assert not bravo.paths.registry.exists() and config(bravo) == before
+
+
+def test_a_machine_joins_while_its_node_runs(host_and_joiners) -> None:  # type: ignore[no-untyped-def]
+    """The node restarts itself into the mesh (the join applied at its start), under the
+    same supervisor, with the host's settings adopted."""
+    host, (bravo, _) = host_and_joiners
+    before = bravo.up()
+    assert _roles(bravo) == {"bravo": "awake"}  # a mesh of its own, running
+    session = pair(host)
+    code, result = join(bravo, session["url"], session["code"])
+    assert code == 0 and result["restarted"] is True, result
+    after = bravo.live_pids()
+    assert after["supervisor"] == before["pid"] and after["node"] != before["node_pid"]
+    bravo.remember(after["node"])
+    assert not bravo.paths.pending_join.exists()
+    assert _roles(bravo) == {"alpha": "awake", "bravo": "standby"}
+    wait_for(lambda: _reaches(host, "bravo") and _reaches(bravo, "alpha"), 60, "each other")

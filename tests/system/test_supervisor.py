@@ -85,3 +85,10 @@ def test_a_second_supervisor_on_the_same_home_is_refused(tmp_path: Path) -> None
     finally:
         lock.release()
     assert starts(tmp_path) == []
+
+
+def test_a_restart_the_node_asked_for_is_no_crash(tmp_path: Path) -> None:
+    """Four restarts asked for (EXIT_RESTART) count nothing; then three crashes end it."""
+    sup = Supervisor(tmp_path, {}, FAST, target=targets.restart_asked_then_crash)
+    assert sup.run(install_signals=False) == EXIT_CRASH_LOOP
+    assert len(starts(tmp_path)) == 4 + FAST.crash_limit

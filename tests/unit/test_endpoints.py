@@ -16,6 +16,7 @@ from baton.core.endpoints import (
     advertised,
     advertised_http,
     host_port,
+    only_loopback,
     parse_entry,
     rank_addresses,
 )
@@ -351,3 +352,9 @@ def test_ranked_addresses_are_dialable_once_each_and_come_from_what_was_found(
     versions = [ipaddress.ip_address(a).version for a in ranked]
     assert versions == sorted(versions)  # every IPv4 address before any IPv6
     assert rank_addresses(("eth0", a) for a in ranked) == ranked  # ranking is stable
+
+
+def test_only_loopback_tells_an_offline_advertisement() -> None:
+    assert only_loopback(("tcp://127.0.0.1:8421",)) and only_loopback(("tcp://[::1]:8421",))
+    assert not only_loopback(("tcp://127.0.0.1:8421", "tcp://10.0.0.5:8421"))
+    assert not only_loopback(("tcp://localhost:8421",))  # a name is not judged

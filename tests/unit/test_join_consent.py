@@ -13,6 +13,7 @@ from baton import pairing_client
 from baton.core.errors import PairingError, RateLimited
 from baton.stores.config_file import read_config, write_config
 from baton.stores.home import HomePaths
+from baton.stores.pending_join import adopt_mesh_settings
 from baton.wire.pake import JoinerPake, Role, b64e, host_pake
 
 CODE = "maple-otter-4821"
@@ -55,10 +56,10 @@ def test_a_host_without_a_sandbox_never_takes_the_joiners_away(tmp_path: Path) -
     paths = HomePaths(tmp_path)
     paths.config.parent.mkdir(parents=True, exist_ok=True)
     write_config(paths.config, {"agent_sandbox": "bwrap"})
-    pairing_client._adopt_mesh_settings(paths, {"agent": "echo", "agent_sandbox": "none"})
+    adopt_mesh_settings(paths, {"agent": "echo", "agent_sandbox": "none"})
     assert read_config(paths.config) == {"agent_sandbox": "bwrap", "agent": "echo"}
     write_config(paths.config, {})
-    pairing_client._adopt_mesh_settings(paths, {"agent_sandbox": "bwrap"})
+    adopt_mesh_settings(paths, {"agent_sandbox": "bwrap"})
     assert read_config(paths.config) == {"agent_sandbox": "bwrap"}
 
 
