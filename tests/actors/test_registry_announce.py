@@ -9,8 +9,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import nacl.public
-import nacl.signing
 import pykka
 import pytest
 
@@ -25,7 +23,6 @@ from baton.actors.messages import (
 from baton.actors.registry_actor import ROSTER_EVERY_MS, ROSTER_RETRY_MS, RegistryActor
 from baton.core.announce import Announcement, sign_announcement
 from baton.core.clock import FakeClock
-from baton.core.identity import PublicIdentity
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -34,38 +31,15 @@ from baton.core.registry import (
     open_registry,
 )
 from baton.metrics import Counters
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.signing import verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
+from tests.signers import ForeignSigner, identity, signer
 
 pytestmark = pytest.mark.timeout(60)
 
 KINDS = ("forged", "stale", "malformed")
 ASK_S = 5
-
-
-def key(seed: int) -> nacl.signing.SigningKey:
-    return nacl.signing.SigningKey(bytes([seed]) * 32)
-
-
-def identity(nick: str, seed: int) -> PublicIdentity:
-    ek = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
-    return PublicIdentity.from_keys(nick, bytes(key(seed).verify_key), bytes(ek.public_key))
-
-
-def signer(seed: int) -> Ed25519Signer:
-    return Ed25519Signer(identity("x", seed).machine_id, key(seed))
-
-
-@dataclass
-class ForeignSigner:
-    """Claims to be ``machine_id`` but signs with the key of seed ``seed``."""
-
-    machine_id: str
-    seed: int
-
-    def sign(self, data: bytes) -> bytes:
-        return bytes(key(self.seed).sign(data).signature)
 
 
 def peer_entry(nick: str, seed: int) -> MachineEntry:

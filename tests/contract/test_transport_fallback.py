@@ -6,63 +6,27 @@ on the way out."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import itertools
-import queue
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
-import nacl.public
 import pytest
 
 from baton.metrics import Counters
-from baton.wire.envelope import Envelope, make_envelope
+from baton.wire.envelope import make_envelope
 from baton.wire.loopback import LoopbackNetwork, endpoint_of
 from baton.wire.transport import PeerAddress, Transport
 from baton.wire.zmq_loop import DIAL_FALLBACK_S
 from baton.wire.zmq_transport import ZmqTransport
+from tests.contract.test_transport import Machine, Node, new_machine
 
 MAX_FRAME = 4096
 #: long enough for a fallback (DIAL_FALLBACK_S) and a handshake on a loaded machine
 DEADLINE_S = 6 * DIAL_FALLBACK_S + 10
 pytestmark = pytest.mark.timeout(90)
-
-
-@dataclass(frozen=True)
-class Machine:
-    machine_id: str
-    secret: bytes
-    public: bytes
-
-
-def new_machine() -> Machine:
-    key = nacl.public.PrivateKey.generate()
-    public = bytes(key.public_key)
-    digest = base64.b32encode(hashlib.sha256(public).digest()).decode().lower()
-    return Machine("m_" + digest[:16], bytes(key), public)
-
-
-@dataclass
-class Node:
-    machine: Machine
-    transport: Transport
-    counters: Counters
-    inbox: queue.Queue[Envelope] = field(default_factory=queue.Queue)
-
-    @property
-    def id(self) -> str:
-        return self.machine.machine_id
-
-    def next_delivery(self, timeout: float = DEADLINE_S) -> Envelope:
-        try:
-            return self.inbox.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"{self.id} got nothing within {timeout}s") from None
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
@@ -81,7 +45,7 @@ def delivered(a: Node, b: Node) -> None:
     env = make_envelope("ping", a.id, b.id, {}, f"p{next(_IDS)}")
     wait_until(lambda: a.transport.send(env), f"{a.id} to accept a send to {b.id}")
     while True:  # earlier tries may have been handed over too; wait for this one
-        if b.next_delivery().id == env.id:
+        if b.next_delivery(DEADLINE_S).id == env.id:
             return
 
 

@@ -11,8 +11,6 @@ iptables: CI runs as root, so these run there."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.devmesh import SYNC_POLL_S, Mesh, wait_for
 from tests.system.chat_kit import (
     answered,
     check_exactly_once,
@@ -32,6 +30,7 @@ from tests.system.chat_kit import (
     reported_ambiguous,
 )
 from tests.system.netlab_kit import placed_mesh
+from tools.bench.renumber import heard, listen_up, machine_id, renumber
 from tools.faults.netns import NetLab, available
 
 pytestmark = [pytest.mark.system, pytest.mark.root, pytest.mark.timeout(420)]
@@ -42,67 +41,6 @@ if REASON is not None:
 
 TTL_MS = 4000
 WIRE_PORT = 8421  # the default
-#: Inside an observer's namespace: wait until its node hears ``peer`` on an endpoint
-#: holding ``want`` with a pong newer than the change (wall time ``since``); print the
-#: seconds from the change.
-HEARD = """
-import sys, time
-from pathlib import Path
-from baton.client import NodeClient
-home, peer, want, since, patience = sys.argv[1:6]
-client = NodeClient(Path(home), timeout=5)
-while time.time() - float(since) < float(patience):
-    took = time.time() - float(since)
-    try:
-        peers = client.get("/api/status")["peers"]
-    except Exception:
-        peers = []
-    for p in peers:
-        age = p["last_seen_ms_ago"]
-        if p["machine_id"] == peer and want in (p["via"] or "") and age is not None \\
-                and age / 1000 < took:
-            print(f"{took:.3f}")
-            sys.exit(0)
-    time.sleep(0.05)
-sys.exit(1)
-"""
-
-
-def machine_id(m: Machine) -> str:
-    return str(m.card()["machine_id"])
-
-
-def heard(since: float, *waits: tuple[Machine, Machine, str]) -> list[float]:
-    """For each (observer, peer, want), at once: the seconds from ``since`` (a change)
-    until ``observer`` hears ``peer`` on an endpoint holding ``want``."""
-    procs = []
-    try:
-        for observer, peer, want in waits:
-            cmd = [*observer.prefix, sys.executable, "-P", "-c", HEARD, str(observer.home)]
-            args = [machine_id(peer), want, str(since), "60"]
-            procs.append(subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, text=True))
-        took = []
-        for proc, (observer, peer, want) in zip(procs, waits, strict=True):
-            out, _ = proc.communicate(timeout=90)
-            assert proc.returncode == 0, f"{observer.name} never heard {peer.name} at {want}"
-            took.append(float(out))
-        return took
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait(timeout=30)
-
-
-def renumber(lab: NetLab, mesh: Mesh, m: Machine, old: str, host: int) -> float:
-    """Move ``m`` from ``old`` to a new address; the slowest time (seconds) until every
-    machine hears every other on the addresses now in use."""
-    lab.remove_address(m.name, old)  # first: the kernel drops secondaries with a primary
-    new = lab.add_address(m.name, host)  # a new lease on another network
-    since = time.time()
-    others = [o for o in mesh.machines if o is not m]
-    times = heard(since, *[(o, m, f"//{new}:") for o in others], *[(m, o, ":") for o in others])
-    print(f"{m.name} renumbered {old} -> {new}: heard again after", [f"{t:.2f}" for t in times])
-    return max(times)
 
 
 @pytest.fixture
@@ -110,15 +48,6 @@ def lab_mesh(tmp_path: Path) -> Iterator[tuple[NetLab, Mesh]]:
     env = {"BATON_LEASE_TTL_MS": str(TTL_MS)}
     with placed_mesh(tmp_path / "mesh", ["alpha", "bravo", "charlie"], env) as placed:
         yield placed
-
-
-def listen_up(mesh: Mesh, *first_args: str) -> None:
-    """Every machine made with the one flag, paired by its door, started."""
-    first, *others = mesh.machines
-    first.json("init", "--name", first.name, "--listen", "0.0.0.0", *first_args)
-    for m in others:
-        m.json("init", "--name", m.name, "--listen", "0.0.0.0")
-    mesh.pair_up()
 
 
 def test_three_machines_on_the_one_flag_answer_through_renumbering_wakeup_and_failover(
@@ -135,8 +64,8 @@ def test_three_machines_on_the_one_flag_answer_through_renumbering_wakeup_and_fa
             assert first.status()["http"].startswith(f"http://{lab.address(first.name)}:")
             standby = next(m for m in mesh.machines if m is not first)
             with loading(chat, 300) as load:
-                holder_took = renumber(lab, mesh, first, lab.address(first.name), 100)
-                standby_took = renumber(lab, mesh, standby, lab.address(standby.name), 101)
+                _, holder_took = renumber(lab, mesh, first, lab.address(first.name), 100)
+                _, standby_took = renumber(lab, mesh, standby, lab.address(standby.name), 101)
             posted = load["posted"]
             wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
             print(f"heard again after: holder {holder_took:.2f} s, standby {standby_took:.2f} s")

@@ -5,15 +5,12 @@ in a roster must be signed by the machine it names."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import nacl.public
-import nacl.signing
 import pytest
 
 from baton.core.announce import Announcement, next_announcement, sign_announcement
 from baton.core.errors import InvalidCard, NotFound, RosterRefused
-from baton.core.identity import PublicIdentity
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -23,32 +20,9 @@ from baton.core.registry import (
     open_registry,
     sign_entry,
 )
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.signing import verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
-
-
-def key(seed: int) -> nacl.signing.SigningKey:
-    return nacl.signing.SigningKey(bytes([seed]) * 32)
-
-
-def identity(nick: str, seed: int) -> PublicIdentity:
-    ek = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
-    return PublicIdentity.from_keys(nick, bytes(key(seed).verify_key), bytes(ek.public_key))
-
-
-def signer(seed: int) -> Ed25519Signer:
-    return Ed25519Signer(identity("x", seed).machine_id, key(seed))
-
-
-@dataclass
-class ForeignSigner:
-    """Claims to be ``machine_id`` but signs with another machine's key."""
-
-    machine_id: str
-    seed: int
-
-    def sign(self, data: bytes) -> bytes:
-        return bytes(key(self.seed).sign(data).signature)
+from tests.signers import ForeignSigner, identity, signer
 
 
 def entry(nick: str, seed: int, **changes: object) -> MachineEntry:
