@@ -147,6 +147,14 @@ def kill_if_same(pid: int, started: int | None) -> None:
         os.close(fd)
 
 
+_STATUS = """
+import json, sys
+from pathlib import Path
+from baton.client import NodeClient
+print(json.dumps(NodeClient(Path(sys.argv[1]), timeout=float(sys.argv[2])).get("/api/status")))
+"""
+
+
 class Machine:
     def __init__(self, name: str, home: Path) -> None:
         self.name = name
@@ -226,10 +234,15 @@ class Machine:
     def status(self, timeout: float = 30.0) -> dict[str, Any]:
         """What `baton status --json` prints, asked over HTTP in this process: the same
         call the command makes, without starting a Python for every look (tests poll it).
-        Under a prefix (a network namespace) the command runs there, as the user's would."""
-        if self.prefix:
-            return dict(self.json("status"))
-        return dict(NodeClient(self.home, timeout=timeout).get("/api/status"))
+        Under a prefix (a network namespace) that call runs there, in a Python that
+        imports only the client (a fifth of the CLI's start-up: tests poll it)."""
+        if not self.prefix:
+            return dict(NodeClient(self.home, timeout=timeout).get("/api/status"))
+        cmd = [*self.prefix, sys.executable, "-P", "-c", _STATUS, str(self.home), str(timeout)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"status on {self.name} exited {proc.returncode}: {proc.stderr}")
+        return dict(json.loads(proc.stdout))
 
     def signal_pid(self, pid: int, sig: signal.Signals) -> bool:
         """Send ``sig`` to ``pid`` (one of this machine's) through a pidfd; False if it

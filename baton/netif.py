@@ -30,11 +30,17 @@ _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def interface_addresses() -> list[str]:
-    """The addresses worth advertising, best first (see rank_addresses)."""
-    stats = psutil.net_if_stats()
+    """The addresses worth advertising, best first (see rank_addresses); none when the
+    system will not say (logged: a node still starts, on what it binds)."""
+    try:
+        stats = psutil.net_if_stats()
+        listed = psutil.net_if_addrs()
+    except OSError as exc:
+        log.warning("cannot list this machine's network interfaces: %s", exc)
+        return []
     found = [
         (name, address.address)
-        for name, addresses in psutil.net_if_addrs().items()
+        for name, addresses in listed.items()
         if name not in stats or stats[name].isup
         for address in addresses
         if address.family in _FAMILIES

@@ -46,6 +46,7 @@ from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
+from baton.core.endpoints import WILDCARDS
 from baton.core.errors import BatonError
 from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
@@ -218,11 +219,13 @@ class Node:
                 Ed25519Signer(identity.machine_id, identity.signing_key),
                 verify_ed25519,
                 may_lead=None if lease is None else _gate_open(lease.gate, clock),
+                observe=s.wire_bind.host in WILDCARDS,
             )
             self.parts.append(registry)
             relay.add(_follow(registry))
             dispatcher.route("roster", registry)
             dispatcher.route("announce", registry)
+            dispatcher.route("seen", registry)
             registry.ask(AnnounceSelf(advertised, advertised_http), timeout=30)
             watcher.start()
             self.parts.append(watcher)

@@ -3,6 +3,8 @@
 It owns a PingTracker (baton.core.ping) and sends through the Transport port; it
 never waits on another actor. Pings go out on Tick; a ping received is answered at
 once with a pong echoing its id; a pong updates round-trip time and reachability.
+After a ping it also tells the peer the address its connections come from ("seen"),
+when that changed and every SEEN_EVERY pings: the peer may advertise it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from baton.wire.transport import Transport
 
 log = logging.getLogger("baton.peers")
 
+SEEN_EVERY = 30  # pings from a peer between two "seen" that say the same
+
 
 class PeerMonitorActor(pykka.ThreadingActor):
     def __init__(
@@ -40,6 +44,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
         self.counters = counters
         self.rng = rng
         self.tracker = PingTracker(interval_ms)
+        self.told: dict[str, tuple[str, int]] = {}  # peer -> (address told, pings since)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -54,6 +59,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
                     new_message_id(self.rng),
                 )
                 self.transport.send(pong)
+                self._tell_seen(env.sender)
             case EnvelopeReceived(envelope=env) if env.type == "pong":
                 rtt = self.tracker.pong(env.sender, env.body["ping_id"], self.clock.monotonic_ms())
                 if rtt is None:
@@ -65,6 +71,20 @@ class PeerMonitorActor(pykka.ThreadingActor):
             case _:
                 log.error("PeerMonitorActor: unexpected message %r", message)
         return None
+
+    def _tell_seen(self, peer: str) -> None:
+        address = self.transport.observed().get(peer)
+        if not address:
+            return
+        told, since = self.told.get(peer, ("", SEEN_EVERY))
+        if address == told and since + 1 < SEEN_EVERY:
+            self.told[peer] = (told, since + 1)
+            return
+        seen = make_envelope(
+            "seen", self.machine_id, peer, {"address": address}, new_message_id(self.rng)
+        )
+        if self.transport.send(seen):
+            self.told[peer] = (address, 0)
 
     def reports(self) -> list[PeerReport]:
         return self.tracker.report(self.clock.monotonic_ms())

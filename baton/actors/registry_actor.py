@@ -16,6 +16,8 @@ announcement is accepted only from the machine it names, newest wins, and it is 
 that machine's entry, so the wire dials the new endpoints at once and the awake
 member's roster carries them on. A refused one is counted
 (``registry.announce_refused.<malformed|forged|stale>``) and logged, rate-limited.
+With ``observe`` (the wire binds every interface) the addresses peers say they see our
+connections come from ("seen") are announced too, after our own.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from baton.actors.messages import (
 )
 from baton.core.announce import Announcement, accept, next_announcement, sign_announcement
 from baton.core.clock import Clock
+from baton.core.endpoints import rank_addresses, with_observed
 from baton.core.errors import AnnouncementRefused, BadRequest, BatonError, InvalidCard
 from baton.core.registry import (
     MachineEntry,
@@ -79,6 +82,7 @@ class RegistryActor(pykka.ThreadingActor):
         signer: Signer | None = None,
         verify: Verify | None = None,
         may_lead: Callable[[], bool] | None = None,
+        observe: bool = False,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -97,6 +101,9 @@ class RegistryActor(pykka.ThreadingActor):
         # With a lease store, the lease says who leads (LeaseGate): an "awake" role in
         # the registry is only history unless this machine may act right now.
         self.may_lead = may_lead
+        self.observe = observe
+        self.observed: dict[str, str] = {}  # peer -> the address it sees us come from
+        self.base: tuple[tuple[str, ...], str] | None = None  # the last AnnounceSelf
 
     def on_start(self) -> None:
         self._commit(self.registry)
@@ -119,6 +126,7 @@ class RegistryActor(pykka.ThreadingActor):
                 self._send_roster()
                 return registry.get(entry.machine_id)
             case AnnounceSelf(wire=wire, http=http):
+                self.base = (wire, http)
                 return self._announce_self(wire, http)
             case Tick(now_ms=now):
                 if self.last_roster_ms is None or now - self.last_roster_ms >= ROSTER_EVERY_MS:
@@ -136,6 +144,9 @@ class RegistryActor(pykka.ThreadingActor):
                 return None
             case EnvelopeReceived(envelope=env) if env.type == "announce":
                 self._apply_announcement(env)
+                return None
+            case EnvelopeReceived(envelope=env) if env.type == "seen":
+                self._seen(env.sender, env.body["address"])
                 return None
             case HolderChanged(holder=holder):
                 self._follow_holder(holder)
@@ -178,6 +189,8 @@ class RegistryActor(pykka.ThreadingActor):
         """Announce these endpoints if they are new (signed, kept in our own entry,
         sent to every peer); our current announcement either way."""
         me = self.registry.me
+        if self.observe:
+            wire = with_observed(wire, self.observed.values())
         fresh = next_announcement(
             me.announcement, me.machine_id, wire, http, int(self.clock.wall_s() * 1000)
         )
@@ -189,6 +202,18 @@ class RegistryActor(pykka.ThreadingActor):
         self._send_announcement()
         self._send_roster()
         return signed
+
+    def _seen(self, peer: str, address: str) -> None:
+        """``peer`` sees our connections come from ``address``: with ``observe``, one
+        more endpoint to announce when it is new (and one a peer could use)."""
+        if peer not in {p.machine_id for p in self.registry.active_peers()}:
+            return
+        kept = rank_addresses([("seen", address)])
+        if not self.observe or not kept or self.observed.get(peer) == kept[0]:
+            return
+        self.observed[peer] = kept[0]
+        if self.base is not None:
+            self._announce_self(*self.base)
 
     def _send_announcement(self, only: set[str] | None = None) -> None:
         """Our newest announcement to every peer (or those in ``only``); a peer it did

@@ -7,6 +7,10 @@ endpoints a peer can reach: the operator's ``advertise`` entries (a host, a DNS 
 addresses when it binds every interface, or else for the address it binds. A wildcard is
 never advertised: a peer would dial itself.
 
+A machine that binds every interface also advertises, after those, the addresses its
+peers see its connections come from (``with_observed``): behind a NAT with the port
+forwarded, that is the one a peer can dial.
+
 The interface addresses come from an adapter (baton.netif) through ``rank_addresses``:
 LAN addresses first, then the rest of IPv4 (a tailnet's 100.64.0.0/10 among them), then
 IPv6; loopback, link-local, multicast and container or VM bridges are left out.
@@ -132,6 +136,17 @@ def advertised(bind: str, advertise: Sequence[str], interfaces: Sequence[str]) -
             hosts.append((host, entry_port or port))
     endpoints = dict.fromkeys(with_host("tcp", h, p) for h, p in hosts)
     return tuple(endpoints)[:MAX_ENDPOINTS]
+
+
+def with_observed(wire: Sequence[str], hosts: Iterable[str]) -> tuple[str, ...]:
+    """``wire`` and after it, on the port of its first endpoint, the addresses peers see
+    this machine's connections come from (kept only if ``rank_addresses`` would keep
+    them), each once, at most MAX_ENDPOINTS in all."""
+    if not wire:
+        return ()
+    port = host_port(wire[0])[1]
+    extra = (with_host("tcp", h, port) for h in rank_addresses(("seen", h) for h in hosts))
+    return tuple(dict.fromkeys((*wire, *extra)))[:MAX_ENDPOINTS]
 
 
 def only_loopback(endpoints: Sequence[str]) -> bool:

@@ -49,6 +49,7 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "pong": {"ping_id": str},
     "roster": {"machines": list},
     "announce": {"announcement": dict},  # a machine's own endpoints (core.announce)
+    "seen": {"address": str},  # the address the recipient's connections come from
     "lease": {"record": dict, "token": str},  # token: the store's, "" if unknown
     "marker": {"marker": dict, "signature": str},  # a signed ReplyMarker (hex signature)
     "marker_ack": {"id": str},  # a standby durably recorded that marker (core.replicas)

@@ -143,6 +143,9 @@ class FaultyTransport:
     def dialed(self) -> dict[str, str]:
         return self.inner.dialed()
 
+    def observed(self) -> dict[str, str]:
+        return self.inner.observed()
+
 
 def with_fault_hooks(inner: Transport, fault_file: str, counters: Counters) -> Transport:
     """``inner`` itself when ``fault_file`` is empty (always, outside tests and chaos)."""

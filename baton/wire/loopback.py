@@ -199,6 +199,10 @@ class LoopbackTransport:
     def redial(self, gone: Collection[str] | None = None) -> None:
         """Nothing to do: no connection outlives a send here."""
 
+    def observed(self) -> dict[str, str]:
+        """Nothing: no address is seen here."""
+        return {}
+
     def dialed(self) -> dict[str, str]:
         with self._lock:
             peers = list(self._peers.values())

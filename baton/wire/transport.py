@@ -133,6 +133,11 @@ class Transport(Protocol):
         """The endpoint each connected peer answers on, by machine id."""
         ...
 
+    def observed(self) -> dict[str, str]:
+        """The address each peer's connections to us come from, as we see it (what
+        that peer may advertise: "Real networks" in docs/DESIGN.md), by machine id."""
+        ...
+
 
 def check_inbound(data: bytes, peer_id: str, local_id: str, max_bytes: int) -> Envelope:
     """Decode a frame from authenticated peer ``peer_id`` addressed to ``local_id``.

@@ -106,6 +106,8 @@ class WireShared:
     allowed: dict[bytes, str] = field(default_factory=dict)
     connected: set[str] = field(default_factory=set)
     via: dict[str, str] = field(default_factory=dict)  # connected peer -> endpoint
+    observed: dict[str, str] = field(default_factory=dict)  # peer -> the address its
+    # connections to our ROUTER come from (libzmq's Peer-Address)
     queued: dict[str, int] = field(default_factory=dict)
     running: bool = False
     commands: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
@@ -310,8 +312,11 @@ class WireLoop(threading.Thread):
 
     def _accept(self, payload: list[zmq.Frame]) -> None:
         peer_id = _user_id(payload[-1]) if payload else ""
+        seen = _property(payload[-1], "Peer-Address") if payload else ""
         with self._shared.lock:
             allowed = peer_id in self._shared.allowed.values()
+            if allowed and seen:
+                self._shared.observed[peer_id] = seen
         if not allowed:
             self._report.auth_denied(peer_id or "?", "machine is not in the allow-list")
             return
@@ -503,8 +508,12 @@ def _local_address(fd: int) -> str | None:
 
 def _user_id(frame: zmq.Frame) -> str:
     """The ZAP-assigned User-Id (our peer's machine id) of a received frame."""
+    return _property(frame, "User-Id")
+
+
+def _property(frame: zmq.Frame, name: str) -> str:
     try:
-        value = frame.get("User-Id")
+        value = frame.get(name)
     except zmq.ZMQError:
         return ""
     return value if isinstance(value, str) else ""

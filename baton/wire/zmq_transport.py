@@ -162,6 +162,10 @@ class ZmqTransport:
         with self._shared.lock:
             return dict(self._shared.via)
 
+    def observed(self) -> dict[str, str]:
+        with self._shared.lock:
+            return dict(self._shared.observed)
+
     def is_alive(self) -> bool:
         thread = self._thread
         return thread is not None and thread.is_alive()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,15 +13,17 @@ import pykka
 import pytest
 
 from baton.actors.dispatch import Dispatcher
-from baton.actors.messages import GetPeerReports, PeersChanged, Tick
-from baton.actors.peer_monitor import PeerMonitorActor
+from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
+from baton.actors.peer_monitor import SEEN_EVERY, PeerMonitorActor
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
 from baton.devmesh import wait_for
 from baton.metrics import Counters
+from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
+from tests.signers import identity
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -102,3 +105,48 @@ def test_stray_pongs_are_counted_not_believed(sides) -> None:  # type: ignore[no
     net.inject_raw(a.me.machine_id, b.me.machine_id, encode(stray))
     wait_for(lambda: a.counters.get("peers.stray_pong") == 1, 10, "the stray pong to be counted")
     assert a.reports()[0].pongs == 0 and not a.reports()[0].reachable
+
+
+class SeeingTransport:
+    """Records sends; says which address each peer's connections come from."""
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+        self.seen: dict[str, str] = {}
+
+    def send(self, env: Envelope) -> bool:
+        self.sent.append(env)
+        return True
+
+    def observed(self) -> dict[str, str]:
+        return dict(self.seen)
+
+
+def test_a_peer_is_told_the_address_it_is_seen_from_on_a_change_and_now_and_then() -> None:
+    me, peer = identity("alpha", 1), identity("bravo", 2)
+    transport = SeeingTransport()
+    actor = PeerMonitorActor.start(
+        me.machine_id,
+        transport,
+        FakeClock(),
+        Counters(),
+        1000,
+        os.urandom,  # type: ignore[arg-type]
+    )
+    try:
+
+        def ping(n: int) -> list[str]:
+            for i in range(n):
+                env = make_envelope("ping", peer.machine_id, me.machine_id, {}, f"p{i}")
+                actor.ask(EnvelopeReceived(env), timeout=5)
+            return [e.body["address"] for e in transport.sent if e.type == "seen"]
+
+        assert ping(3) == []  # nothing seen yet: nothing told
+        transport.seen[peer.machine_id] = "203.0.113.7"
+        assert ping(SEEN_EVERY) == ["203.0.113.7"]  # told once ...
+        assert ping(1) == ["203.0.113.7"] * 2  # ... and again after SEEN_EVERY pings
+        transport.seen[peer.machine_id] = "198.51.100.2"
+        assert ping(1)[-1] == "198.51.100.2"  # a change is told at once
+        assert len([e for e in transport.sent if e.type == "pong"]) == 3 + SEEN_EVERY + 2
+    finally:
+        actor.stop(timeout=5)

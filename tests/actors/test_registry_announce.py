@@ -393,3 +393,46 @@ def test_a_standby_accepts_announcements_but_sends_no_roster() -> None:
         assert wire.of("roster") == []
     finally:
         ref.stop(timeout=ASK_S)
+
+
+# --- the addresses peers see us come from ("seen") ---------------------------------------
+
+
+def seen_env(sender: str, address: str) -> Envelope:
+    return make_envelope("seen", sender, ME.machine_id, {"address": address}, f"s{next(_IDS)}")
+
+
+@pytest.mark.parametrize("observe", [True, False])
+def test_an_address_a_peer_sees_us_from_is_announced_after_ours_when_we_bind_all(
+    observe: bool,
+) -> None:
+    store, wire, listener, counters, clock = (
+        MemoryRegistryStore(), Wire(), Listener(), Counters(), FakeClock(),
+    )  # fmt: skip
+    ref = RegistryActor.start(
+        founded(), store, clock, [listener], wire, counters,
+        signer=signer(1), verify=verify_ed25519, observe=observe,
+    )  # fmt: skip
+    h = Harness(ref, store, wire, listener, counters, clock)
+    try:
+        first = h.ask(AnnounceSelf(WIRE, HTTP))
+        for sender, address in (
+            (STRANGER.machine_id, "198.51.100.9"),  # not a member: ignored
+            (B, "127.0.0.1"),  # loopback: no peer could dial it
+            (B, "fe80::1"),  # link-local: neither
+        ):
+            h.receive(seen_env(sender, address))
+        assert h.ask(GetSelf()).announcement == first
+        h.receive(seen_env(B, "203.0.113.7"))  # behind a NAT, as bravo sees us
+        h.receive(seen_env(C, "203.0.113.7"))  # the same again: nothing new
+        h.receive(seen_env(C, "192.168.1.7"))  # one of ours already
+        mine = h.ask(GetSelf()).announcement
+        if not observe:
+            assert mine == first
+            return
+        assert mine.wire == (*WIRE, "tcp://203.0.113.7:8421") and mine.seq > first.seq
+        assert len(h.wire.of("announce", B)) == 2  # the first, then the one with it
+        again = h.ask(AnnounceSelf(WIRE, HTTP))  # the watcher looks again: it stays
+        assert again == mine
+    finally:
+        ref.stop(timeout=ASK_S)

@@ -250,3 +250,13 @@ def test_a_first_endpoint_taken_by_another_machine_falls_back(harness: Harness) 
             timeout=2 * DIAL_FALLBACK_S + 5,
         )
         delivered(a, b)
+
+
+def test_the_address_a_peer_comes_from_is_observed(zmq_harness: Harness) -> None:
+    with started(zmq_harness, 2) as (a, b):
+        a.transport.set_peers([address(b)])
+        b.transport.set_peers([address(a)])
+        assert b.transport.observed() == {}
+        wait_until(lambda: a.transport.dialed().get(b.id), "the connection")
+        delivered(a, b)
+        assert b.transport.observed() == {a.id: "127.0.0.1"}

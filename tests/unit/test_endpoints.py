@@ -19,6 +19,7 @@ from baton.core.endpoints import (
     only_loopback,
     parse_entry,
     rank_addresses,
+    with_observed,
 )
 
 # --- parse_entry ----------------------------------------------------------------------
@@ -358,3 +359,15 @@ def test_only_loopback_tells_an_offline_advertisement() -> None:
     assert only_loopback(("tcp://127.0.0.1:8421",)) and only_loopback(("tcp://[::1]:8421",))
     assert not only_loopback(("tcp://127.0.0.1:8421", "tcp://10.0.0.5:8421"))
     assert not only_loopback(("tcp://localhost:8421",))  # a name is not judged
+
+
+def test_with_observed_appends_usable_addresses_on_our_port() -> None:
+    wire = ("tcp://192.168.1.7:8421",)
+    assert with_observed(wire, ["203.0.113.7", "127.0.0.1", "192.168.1.7", "fe80::1"]) == (
+        "tcp://192.168.1.7:8421",
+        "tcp://203.0.113.7:8421",
+    )
+    assert with_observed(wire, ["2001:db8::5"])[-1] == "tcp://[2001:db8::5]:8421"
+    assert with_observed((), ["203.0.113.7"]) == ()
+    many = [f"203.0.113.{i}" for i in range(20)]
+    assert len(with_observed(wire, many)) == MAX_ENDPOINTS
