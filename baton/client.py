@@ -49,12 +49,16 @@ RESTART_WAIT_S = 90.0
 
 def restart_node(paths: HomePaths, wait_s: float = RESTART_WAIT_S) -> dict[str, Any]:
     """Have this home's running node restart (SIGUSR1: it stops and its supervisor
-    starts it again at once); its new run file once it is up."""
-    before = running_node(paths)
-    if before is None:
-        raise errors.NodeNotRunning(f"no node is running for {paths.root}")
-    os.kill(int(before["pid"]), signal.SIGUSR1)
+    starts it again at once); its new run file once it is up. A node still starting
+    (its lock held, no run file yet) is waited for first."""
     deadline = time.monotonic() + wait_s
+    while (before := running_node(paths)) is None:
+        if lock_holder(paths.node_lock) is None:
+            raise errors.NodeNotRunning(f"no node is running for {paths.root}")
+        if time.monotonic() > deadline:
+            raise errors.Unavailable(f"the node of {paths.root} did not finish starting")
+        time.sleep(0.2)  # polls the run file a starting node writes when it is ready
+    os.kill(int(before["pid"]), signal.SIGUSR1)
     while time.monotonic() < deadline:
         now = running_node(paths)
         if now is not None and now["pid"] != before["pid"]:

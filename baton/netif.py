@@ -30,14 +30,10 @@ _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def interface_addresses() -> list[str]:
-    """The addresses worth advertising, best first (see rank_addresses); none when the
-    system will not say (logged: a node still starts, on what it binds)."""
-    try:
-        stats = psutil.net_if_stats()
-        listed = psutil.net_if_addrs()
-    except OSError as exc:
-        log.warning("cannot list this machine's network interfaces: %s", exc)
-        return []
+    """The addresses worth advertising, best first (see rank_addresses); OSError when
+    the system will not say."""
+    stats = psutil.net_if_stats()
+    listed = psutil.net_if_addrs()
     found = [
         (name, address.address)
         for name, addresses in listed.items()
@@ -78,7 +74,11 @@ class EndpointWatcher(threading.Thread):
     def look(self) -> tuple[tuple[str, ...], str]:
         """(wire endpoints, http URL) to advertise now; when addresses went away since
         the last look, the wire first redials what was connected from them."""
-        addresses = self._addresses()
+        try:
+            addresses = self._addresses()
+        except OSError as exc:  # what we knew stands: no address went away for that
+            log.warning("cannot list this machine's network interfaces: %s", exc)
+            addresses = [] if self._seen is None else self._seen
         if self._seen is not None and addresses != self._seen:
             log.info("this machine's addresses changed: %s", ", ".join(addresses) or "none")
             gone = frozenset(self._seen) - frozenset(addresses)

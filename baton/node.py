@@ -46,7 +46,7 @@ from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.clock import SystemClock
-from baton.core.endpoints import WILDCARDS
+from baton.core.endpoints import WILDCARDS, only_loopback
 from baton.core.errors import BatonError
 from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
@@ -226,7 +226,9 @@ class Node:
             dispatcher.route("roster", registry)
             dispatcher.route("announce", registry)
             dispatcher.route("seen", registry)
-            registry.ask(AnnounceSelf(advertised, advertised_http), timeout=30)
+            if s.wire_bind.host not in WILDCARDS or not only_loopback(advertised):
+                registry.ask(AnnounceSelf(advertised, advertised_http), timeout=30)
+            # else offline at start: the watcher announces once an address is found
             watcher.start()
             self.parts.append(watcher)
             self.watched.append(("the address watcher", watcher.is_alive))

@@ -66,6 +66,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
                     self.counters.inc("peers.stray_pong")
             case PeersChanged(machine_ids=ids):
                 self.tracker.set_peers(ids)
+                self.told = {m: t for m, t in self.told.items() if m in ids}
             case GetPeerReports():
                 return self.reports()
             case _:

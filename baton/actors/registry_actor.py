@@ -103,6 +103,8 @@ class RegistryActor(pykka.ThreadingActor):
         self.may_lead = may_lead
         self.observe = observe
         self.observed: dict[str, str] = {}  # peer -> the address it sees us come from
+        self.observed_new = False  # announced at the next round (ROSTER_EVERY_MS), not at
+        # once: a member saying one thing then another cannot make us re-announce at will
         self.base: tuple[tuple[str, ...], str] | None = None  # the last AnnounceSelf
 
     def on_start(self) -> None:
@@ -130,6 +132,9 @@ class RegistryActor(pykka.ThreadingActor):
                 return self._announce_self(wire, http)
             case Tick(now_ms=now):
                 if self.last_roster_ms is None or now - self.last_roster_ms >= ROSTER_EVERY_MS:
+                    if self.observed_new and self.base is not None:
+                        self.observed_new = False
+                        self._announce_self(*self.base)
                     self._send_roster()
                     self._send_announcement()
                 elif (self.unsent or self.unannounced) and now - self.retried_ms >= ROSTER_RETRY_MS:
@@ -212,8 +217,7 @@ class RegistryActor(pykka.ThreadingActor):
         if not self.observe or not kept or self.observed.get(peer) == kept[0]:
             return
         self.observed[peer] = kept[0]
-        if self.base is not None:
-            self._announce_self(*self.base)
+        self.observed_new = True
 
     def _send_announcement(self, only: set[str] | None = None) -> None:
         """Our newest announcement to every peer (or those in ``only``); a peer it did
@@ -331,5 +335,7 @@ class RegistryActor(pykka.ThreadingActor):
         self.store.save(registry)
         self.registry = registry
         peers = registry.active_peers()
+        active = {p.machine_id for p in peers}
+        self.observed = {m: a for m, a in self.observed.items() if m in active}
         for listener in self.listeners:
             listener(peers)

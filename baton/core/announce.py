@@ -24,7 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from baton.core.endpoints import HTTP_RE, MAX_ENDPOINTS, WIRE_RE, check_endpoint
+from baton.core.endpoints import (
+    HTTP_RE,
+    MAX_ENDPOINTS,
+    WILDCARDS,
+    WIRE_RE,
+    check_endpoint,
+    host_port,
+)
 from baton.core.errors import (
     ForgedAnnouncement,
     InvalidCard,
@@ -78,6 +85,8 @@ class Announcement:
             http = check_endpoint(doc["http"], "http", HTTP_RE)
         except InvalidCard as exc:
             raise MalformedAnnouncement(exc.detail) from None
+        if any(host_port(w)[0] in WILDCARDS for w in (*endpoints, http)):
+            raise MalformedAnnouncement("a wildcard address: a peer would dial itself")
         try:  # None decodes to None: an unsigned announcement is accept()'s to refuse
             signature = decode_signature(doc["signature"])
         except (TypeError, ValueError) as exc:

@@ -78,6 +78,12 @@ def parse_entry(entry: str) -> tuple[str, int | None]:
         raise ValueError(f"{host} is a wildcard: a peer cannot dial it")
     if "%" in host:
         raise ValueError(f"{host} is scoped to one link (%): a peer cannot dial it")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None  # a name
+    if literal is not None and (literal.is_link_local or literal.is_multicast):
+        raise ValueError(f"{host} is link-local or multicast: a peer cannot dial it")
     if port is None:
         return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -96,11 +102,14 @@ def rank_addresses(found: Iterable[tuple[str, str]]) -> list[str]:
             address = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
             continue  # a MAC address or something else that is no IP
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
         if (
             address.is_loopback
             or address.is_link_local
             or address.is_multicast
             or address.is_unspecified
+            or address.is_reserved
         ):
             continue
         if address.version == 4:

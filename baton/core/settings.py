@@ -296,7 +296,7 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
     for knob, ok, rule in checks:
         if not ok:
             return knob, f"{rule}, got {getattr(s, knob)!r}"
-    if s.listen and not _is_host(s.listen):
+    if s.listen and (not _is_host(s.listen) or "%" in s.listen):
         return "listen", f"must be empty or a host (0.0.0.0, ::, an address), got {s.listen!r}"
     if not 0 <= s.door_port <= 65535:
         return "door_port", f"must be a port in 0..65535, got {s.door_port!r}"

@@ -144,7 +144,9 @@ def _api(services: Services) -> Blueprint:
 
 
 def _flask(name: str, settings: Settings, services: Services) -> Flask:
-    app = Flask(name)
+    # no static folder: Flask would serve <root path>/static, and for a name that is no
+    # module the root path is the working directory (an attacker's read on the door)
+    app = Flask(name, static_folder=None)
     app.config["BATON_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -18,11 +18,13 @@ Invariants:
   and DISCONNECTED monitor events; ``pending`` frames exist only while
   connected and are dropped (``wire.send_failed``) on disconnect.
 - A link dials one endpoint of its peer at a time, first the first; when it has
-  not been connected for DIAL_FALLBACK_S it moves to the next (and after the
-  last, the first again). ``WireShared.via`` names the endpoint of each
-  connected peer. REDIAL (our own addresses went away) drops the links whose
-  connection was made from one of them (``_Link.local``, read from the socket
-  when it connected) and dials those peers again from their first endpoint.
+  not been connected for DIAL_FALLBACK_S (counted again from its TCP connection,
+  so the handshake has its own), or its handshake failed and the backoff passed,
+  it moves to the next (and after the last, the first again). ``WireShared.via``
+  names the endpoint of each connected peer. REDIAL (our own addresses went
+  away) drops the links whose connection was made from one of them
+  (``_Link.local``, read from the socket when it connected) and dials those
+  peers again from their first endpoint.
 - ``WireShared.queued[peer]`` is the number of frames accepted by ``send``
   and not yet handed to zmq or dropped; ``send`` refuses above OUTBOX_LIMIT.
 - Inbound frames pass ``check_inbound`` with the ZAP-assigned User-Id as the
@@ -342,18 +344,29 @@ class WireLoop(threading.Thread):
         with self._shared.lock:
             desired = dict(self._shared.peers)
         for machine_id, link in list(self._links.items()):
-            if desired.get(machine_id) != link.address:
+            new = desired.get(machine_id)
+            if new is not None and _keeps(link, new):
+                link.address = new  # only endpoints after the one it is connected on moved
+            elif new != link.address:
                 self._close_link(machine_id, "peer removed or changed")
         for machine_id, address in desired.items():
             if machine_id not in self._links:
                 self._open_link(address)
 
     def _redial_due(self, now: float) -> None:
+        """A failed handshake: after its backoff, dial the next endpoint (the same one
+        when there is only one; libzmq would retry the same one at once, forever). No
+        connection for DIAL_FALLBACK_S: the next endpoint."""
         for machine_id, link in list(self._links.items()):
             if link.connected:
                 continue
-            if len(link.address.endpoints) > 1 and now - link.dialed_at >= DIAL_FALLBACK_S:
-                following = (link.index + 1) % len(link.address.endpoints)
+            count = len(link.address.endpoints)
+            if link.redial_at is not None and now >= link.redial_at:
+                backoff = min(link.backoff_s * 2, REDIAL_BACKOFF_S[1])
+                self._close_link(machine_id, "dialling again after a failed handshake")
+                self._open_link(link.address, backoff, (link.index + 1) % count)
+            elif link.redial_at is None and count > 1 and now - link.dialed_at >= DIAL_FALLBACK_S:
+                following = (link.index + 1) % count
                 log.info(
                     "%s not reached at %s; dialling %s",
                     machine_id,
@@ -362,10 +375,6 @@ class WireLoop(threading.Thread):
                 )
                 self._close_link(machine_id, "falling back to its next endpoint")
                 self._open_link(link.address, link.backoff_s, following)
-            elif link.redial_at is not None and now >= link.redial_at:
-                backoff = min(link.backoff_s * 2, REDIAL_BACKOFF_S[1])
-                self._close_link(machine_id, "redialling after a failed handshake")
-                self._open_link(link.address, backoff, link.index)
 
     def _open_link(
         self, address: PeerAddress, backoff_s: float = REDIAL_BACKOFF_S[0], index: int = 0
@@ -413,6 +422,7 @@ class WireLoop(threading.Thread):
             assert isinstance(event, dict)
             if event["event"] == zmq.EVENT_CONNECTED:
                 link.local = _local_address(event["value"])
+                link.dialed_at = time.monotonic()  # the handshake gets its own window
             elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 link.connected = True
                 self._set_connected(machine_id, True, link.endpoint)
@@ -487,6 +497,17 @@ class WireLoop(threading.Thread):
                     self._shared.queued.pop(machine_id, None)
 
 
+def _keeps(link: _Link, new: PeerAddress) -> bool:
+    """A connected link stays when the peer's key is the same and its endpoints up to the
+    one the link is on are unchanged (an endpoint added or dropped after it changes
+    nothing a peer should feel); anything else dials again from the first."""
+    old = link.address
+    if not link.connected or new.curve_public != old.curve_public:
+        return False
+    upto = link.index + 1
+    return new.endpoints[:upto] == old.endpoints[:upto]
+
+
 def _is_ipv6(endpoint: str) -> bool:
     """``tcp://[::1]:8421`` needs the socket's ipv6 option; libzmq refuses it otherwise."""
     return "[" in endpoint
@@ -501,9 +522,14 @@ def _local_address(fd: int) -> str | None:
         return None
     try:
         with socket.socket(fileno=dup) as sock:
-            return str(sock.getsockname()[0]).split("%", 1)[0]
+            name = sock.getsockname()
     except OSError:
         return None
+    # a descriptor libzmq closed and the system reused may be anything: an IP socket
+    # answers (host, port, ...), anything else is no address of ours
+    if not isinstance(name, tuple) or not name or not isinstance(name[0], str):
+        return None
+    return name[0].split("%", 1)[0]
 
 
 def _user_id(frame: zmq.Frame) -> str:

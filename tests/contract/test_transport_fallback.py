@@ -260,3 +260,24 @@ def test_the_address_a_peer_comes_from_is_observed(zmq_harness: Harness) -> None
         wait_until(lambda: a.transport.dialed().get(b.id), "the connection")
         delivered(a, b)
         assert b.transport.observed() == {a.id: "127.0.0.1"}
+
+
+def test_a_connected_link_stays_when_only_endpoints_after_its_own_change(
+    zmq_harness: Harness,
+) -> None:
+    """A peer's announcement that adds or drops endpoints after the one the link is on
+    (an address peers see it from, say) must not drop a healthy link; a new first one
+    dials again from the first."""
+    with started(zmq_harness, 2) as (a, b):
+        b.transport.set_peers([address(a)])
+        a.transport.set_peers([address(b)])
+        wait_until(lambda: a.transport.dialed().get(b.id), "the connection")
+        loop = a.transport._thread  # type: ignore[attr-defined]
+        link = loop._links[b.id]
+        own, key = b.transport.endpoint, b.machine.public
+        a.transport.set_peers([PeerAddress(b.id, key, own, (zmq_harness.nobody(),))])
+        delivered(a, b)  # after the peers changed: the I/O thread ran that first
+        assert loop._links[b.id] is link
+        a.transport.set_peers([address(b, zmq_harness.nobody())])
+        wait_until(lambda: loop._links[b.id] is not link, "a new link from the new first")
+        delivered(a, b)

@@ -20,7 +20,7 @@ from baton.core.errors import (
     Unavailable,
 )
 from baton.core.settings import resolve_settings
-from baton.http import create_app
+from baton.http import create_app, create_door_app
 from baton.http.pairing import GLOBAL_BURST, GLOBAL_RATE_PER_S, REFUSED
 
 TOKEN = "s3cret-token"
@@ -271,3 +271,24 @@ def test_send_refuses_bad_bodies(client: FlaskClient, body: dict[str, Any]) -> N
 
 def test_send_needs_the_token(client: FlaskClient) -> None:
     assert client.post("/api/send", json={"topic": "t", "text": "x"}).status_code == 401
+
+
+def test_the_door_serves_pairing_leaving_and_health_and_nothing_else(
+    services: FakeServices, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the network reaches with --listen: no operator route, no token-free extra,
+    and no files (Flask would serve <cwd>/static for an app named like no module)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "secret.txt").write_text("SECRET")
+    settings = resolve_settings({}, {}, {})
+    for app in (create_door_app(settings, services), create_app(settings, services)):
+        assert not any("static" in rule.rule for rule in app.url_map.iter_rules())
+        assert app.test_client().get("/static/secret.txt").status_code == 404
+    door = create_door_app(settings, services)
+    rules = {rule.rule for rule in door.url_map.iter_rules()}
+    assert rules == {"/health", "/api/pair/start", "/api/pair/finish", "/api/leave"}
+    health = door.test_client().get("/health")
+    assert health.status_code == 200 and set(health.get_json()) == {"ok", "machine_id"}
+    for path in ("/api/status", "/api/whoami", "/metrics", "/api/pair/session"):
+        assert door.test_client().get(path).status_code == 404, path

@@ -110,6 +110,6 @@ def test_the_second_address_is_dialled_when_the_first_path_is_cut_and_a_new_port
     print(f"{bravo.name} reached on its new port after", [f"{t:.2f}" for t in took])
     for o in (alpha, charlie):
         assert o.counter("registry.announce_refused.forged") == 0
-        assert o.counter("registry.announce_accepted") >= 1
+        # (from bravo itself, or first through the holder's roster: either is fine)
         [seen] = [p for p in o.status()["peers"] if p["machine_id"] == machine_id(bravo)]
         assert seen["endpoints"] == [f"tcp://{first}:8431", f"tcp://{second}:8431"], seen

@@ -72,6 +72,8 @@ def test_a_machine_cannot_sign_another_ones_announcement() -> None:
         {"wire": ["tcp://h:1"] * 9}, {"wire": ["udp://h:1"]}, {"wire": ["tcp://h:70000"]},
         {"wire": "tcp://h:1"}, {"http": "https://h:1"}, {"signature": "!!"},
         {"signature": "AAAA"}, {"machine_id": 7}, {"extra": 1},
+        {"wire": ["tcp://0.0.0.0:8421"]}, {"wire": ["tcp://[::]:8421"]},
+        {"http": "http://0.0.0.0:8422"},
     ],
 )  # fmt: skip
 def test_malformed_announcements_are_refused_by_name(change: dict[str, object]) -> None:
