@@ -37,12 +37,7 @@ from baton.core.settings import Settings
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.registry_store import JsonRegistryStore
-
-_HANDSHAKE_FAILED = (
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
+from baton.wire.zmq_loop import HANDSHAKE_FAILED
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def curve_handshake(
     at ``endpoint``, as this machine; ConnectionError saying why not."""
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
-    monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
+    monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED)
     try:
         dealer.linger = 0
         dealer.ipv6 = "[" in endpoint
@@ -91,7 +86,7 @@ def curve_handshake(
             event = recv_monitor_message(monitor)
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 return _ms(started)
-            if event["event"] & _HANDSHAKE_FAILED:
+            if event["event"] & HANDSHAKE_FAILED:
                 raise ConnectionError(
                     "the handshake failed: another key answers there, or it refuses ours "
                     f"(zmq event {event['event']}, {event['value']})"

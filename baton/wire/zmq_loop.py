@@ -80,13 +80,13 @@ REDIAL = ("redial",)
 #: A link not connected for this long moves on to its peer's next endpoint.
 DIAL_FALLBACK_S = 2.0
 
-_HANDSHAKE_FAILED = (
+HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 _MONITOR_EVENTS = (
-    zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
+    zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
 )
 _STRANGER_EVENTS = (
     zmq.EVENT_ACCEPT_FAILED
@@ -427,7 +427,7 @@ class WireLoop(threading.Thread):
                 link.connected = True
                 self._set_connected(machine_id, True, link.endpoint)
                 link.redial_at, link.backoff_s = None, REDIAL_BACKOFF_S[0]
-            elif event["event"] & _HANDSHAKE_FAILED and link.redial_at is None:
+            elif event["event"] & HANDSHAKE_FAILED and link.redial_at is None:
                 log.warning(
                     "handshake with %s at %s failed (%s); dialling again in %.1f s",
                     machine_id,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import pytest
 
+from baton.devmesh import wait_for
 from baton.metrics import Counters
 from baton.wire.envelope import make_envelope
 from baton.wire.loopback import LoopbackNetwork, endpoint_of
@@ -30,11 +31,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    wait_for(condition, timeout, what, interval=0.01)
 
 
 _IDS = itertools.count()

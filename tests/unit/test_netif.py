@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from baton.core.endpoints import rank_addresses
+from baton.devmesh import wait_for
 from baton.netif import EndpointWatcher, interface_addresses
 
 DEADLINE_S = 10.0
@@ -59,11 +60,7 @@ class Recorder:
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+    wait_for(condition, timeout, what, interval=0.005)
 
 
 def watcher(
