@@ -217,7 +217,27 @@ class Campaign:
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["skipped"] = self.skipped
         summary["ok"] = report.ok and answered and self.loader.error is None
+        if not answered:  # where the replies stopped, while the machines still run
+            summary["stuck"] = {
+                m.name: stuck_view(self.watcher.views.get(m.name)) for m in self.run.mesh.machines
+            }
         if not summary["ok"]:
             self.run.keep = True
             summary["dir"] = str(self.run.root)
         return summary
+
+
+def stuck_view(view: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a machine's last status says of its role and its delivery, compactly."""
+    if view is None:
+        return None
+    delivery = dict(view.get("delivery") or {})
+    alarms = delivery.pop("alarms", [])[-3:]
+    delivery.pop("alarm_counts", None)
+    counters = {
+        k: v
+        for k, v in (view.get("counters") or {}).items()
+        if k.startswith(("delivery.", "marker.", "outbox.", "poll.", "channel."))
+    }
+    keep = ("role", "epoch", "holder", "in_sync")
+    return {**{k: view.get(k) for k in keep}, **delivery, "alarms": alarms, "counters": counters}
