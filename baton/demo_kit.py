@@ -141,18 +141,29 @@ class Run:
 
 
 class Loader(threading.Thread):
-    """Posts ``rate`` messages a second round-robin over ``topics`` until stopped."""
+    """Posts ``rate`` messages a second round-robin over ``topics`` until stopped. With
+    ``max_unanswered``, a closed loop: while that many posted messages are unanswered it
+    waits, as a person waits for replies (``held_s`` says how long, in all). An open loop
+    on a host whose share of the CPU nobody knows offers more than the mesh can answer,
+    and the backlog, not a fault, decides whether every message is answered in time."""
 
-    def __init__(self, run: Run, topics: list[str], rate: float) -> None:
+    CHECK_S = 0.5  # how often a closed loop that waits reads what is answered
+
+    def __init__(
+        self, run: Run, topics: list[str], rate: float, max_unanswered: int | None = None
+    ) -> None:
         super().__init__(name="baton-demo-load", daemon=True)
         self.run_, self.topics, self.gap = run, topics, 1.0 / rate
+        self.max_unanswered = max_unanswered
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
+        self.held_s = 0.0
+        self.known = self.since = 0  # unanswered at the last reading; posted since
 
     def run(self) -> None:
         n = 0
         try:
-            while not self.stop_event.wait(self.gap):
+            while not self.stop_event.wait(self.gap) and self._hold():
                 topic = self.topics[n % len(self.topics)]
                 body = {"text": f"m{n}", "client_id": f"load-{n:08d}"}
                 path = f"/api/topics/{topic}/messages"
@@ -161,6 +172,21 @@ class Loader(threading.Thread):
                 n += 1
         except BaseException as exc:  # the run reports it; the thread must not vanish
             self.error = exc
+
+    def _hold(self) -> bool:
+        """Whether to post the next message: at once, in an open loop or while what was
+        posted since the last reading cannot reach the limit (the list of sends grows
+        with the run); else once fewer are unanswered. False: the loader was stopped."""
+        self.since += 1
+        if self.max_unanswered is None or self.known + self.since <= self.max_unanswered:
+            return True
+        began = time.monotonic()
+        while (known := len(unanswered(self.run_))) >= self.max_unanswered:
+            if self.stop_event.wait(self.CHECK_S):
+                return False
+        self.known, self.since = known, 1
+        self.held_s += time.monotonic() - began
+        return True
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -265,10 +291,14 @@ def transcript_loss(run: Run, topics: list[str]) -> int:
     return lost
 
 
-def all_answered(run: Run) -> bool:
+def unanswered(run: Run) -> set[int]:
+    """The posted messages no reply was accepted for (yet)."""
     posted = {e["message_id"] for e in run.history.of("posted")}
-    accepted = {s["reply_to"] for s in run.sends() if s["outcome"] == "accepted"}
-    return posted <= accepted
+    return posted - {s["reply_to"] for s in run.sends() if s["outcome"] == "accepted"}
+
+
+def all_answered(run: Run) -> bool:
+    return not unanswered(run)
 
 
 def verdict(run: Run) -> tuple[Report, list[dict[str, Any]]]:

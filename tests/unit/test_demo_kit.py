@@ -4,12 +4,14 @@ interrupted) still stops and removes everything, and a late event never breaks a
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from baton.demo import Demo
 from baton.demo_kit import History, Loader, Run, Watcher, transcript_loss
+from baton.devmesh import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,3 +86,60 @@ def test_transcript_loss_counts_turns_missing_from_the_history_not_a_reported_do
     assert transcript_loss(run, ["doubled"]) == 0  # type: ignore[arg-type]
     assert transcript_loss(run, ["lost_one"]) == 1  # type: ignore[arg-type]
     assert transcript_loss(run, ["whole", "doubled", "lost_one"]) == 1  # type: ignore[arg-type]
+
+
+class AnsweringRun:
+    """What a Loader needs of a Run: the chat service posts, the send log answers
+    only the messages ``answer`` names; it counts how often the log was read."""
+
+    def __init__(self, path: Path) -> None:
+        self.history = History(path)
+        self.answered: set[int] = set()
+        self.reads = 0
+        self.chat = self
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def api(self, path: str, body: object) -> dict[str, int]:
+        with self._lock:
+            self._next += 1
+            return {"message_id": self._next}
+
+    def sends(self) -> list[dict[str, object]]:
+        with self._lock:
+            self.reads += 1
+            return [{"reply_to": m, "outcome": "accepted"} for m in sorted(self.answered)]
+
+    def answer(self, *message_ids: int) -> None:
+        with self._lock:
+            self.answered.update(message_ids)
+
+
+def test_a_closed_loop_loader_waits_while_too_many_are_unanswered(tmp_path: Path) -> None:
+    run = AnsweringRun(tmp_path / "h.jsonl")
+    loader = Loader(run, ["t0", "t1"], 500, max_unanswered=3)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        posted = lambda: len(run.history.of("posted"))  # noqa: E731
+        wait_for(lambda: posted() == 3 and run.reads >= 3, 30, "the loader holding at 3")
+        assert posted() == 3  # it read the log again and again, and posted nothing more
+        run.answer(1)
+        wait_for(lambda: posted() == 4, 30, "one more once one is answered")
+        reads = run.reads
+        wait_for(lambda: run.reads >= reads + 2, 30, "holding again")
+        assert posted() == 4
+    finally:
+        loader.stop()
+    assert not loader.is_alive() and loader.error is None and loader.held_s > 0
+    assert posted() == 4  # stopped while it waited: nothing posted after the stop
+
+
+def test_an_open_loop_loader_never_reads_the_log(tmp_path: Path) -> None:
+    run = AnsweringRun(tmp_path / "h.jsonl")
+    loader = Loader(run, ["t0"], 500)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: len(run.history.of("posted")) >= 20, 30, "20 posted")
+    finally:
+        loader.stop()
+    assert run.reads == 0 and loader.held_s == 0

@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the chat service's mode: telegram forgives nothing (default), fencing refuses "
         "stale epochs and repeated reply keys",
     )
+    parser.add_argument(
+        "--max-unanswered",
+        type=int,
+        default=40,
+        help="the load waits while this many messages are unanswered, as a person waits "
+        "for replies (default 40; 0: it never waits, and a host too busy to keep up "
+        "builds a backlog no answer window covers)",
+    )
     parser.add_argument("--schedule-only", action="store_true", help="print it; run nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = parser.parse_args(argv)
@@ -49,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if a.json else print
     try:
         with interrupted_by_signals():
-            summary = Campaign(a.seed, faults, a.ttl_ms, a.rate, say, a.sink).main()
+            summary = Campaign(
+                a.seed, faults, a.ttl_ms, a.rate, say, a.sink, a.max_unanswered or None
+            ).main()
     except KeyboardInterrupt:
         print("interrupted; everything the campaign started is stopped", file=sys.stderr)
         return 130

@@ -7,11 +7,13 @@ load the whole time, a recorded history, and the checker's verdict.
 Theory of operation: baton.demo_kit starts the mesh (a chat service, a git lease store
 on a bare repository, 3 machines paired with real codes, each with the transport's
 fault hooks on and, where libfaketime is installed, its wall clock under faketime). A
-Loader posts messages over 5 topics; a Watcher reads every machine's status four times
+Loader posts messages over 5 topics (a closed loop: it waits while 40 are unanswered,
+as a person would; an open loop on a busy host outruns the mesh, and the backlog
+decides the verdict); a Watcher reads every machine's status four times
 a second and turns their lease histories into role events. The faults of
 tools/chaos/schedule.py are applied one after the other (each undone after its
 duration: heal, resume, restart, clock back, store healed), each recorded as a "fault"
-event with the machine it hit. Then the load stops, every message gets up to 90 s to be
+event with the machine it hit. Then the load stops, every message gets up to 180 s to be
 answered, and baton.verdict judges the history and the chat service's log of sends:
 lost, duplicated, stale-epoch sends accepted, epochs backwards, overlapping holders.
 The chat service forgives nothing by default (``--sink telegram``: doubles are counted
@@ -53,12 +55,13 @@ class Campaign:
         rate: float,
         say: Callable[[str], None],
         sink: str = "telegram",
+        max_unanswered: int | None = None,
     ) -> None:
         self.seed, self.faults, self.ttl_ms, self.rate, self.say = seed, faults, ttl_ms, rate, say
         self.run = Run(NAMES, ttl_ms, prefix="baton-chaos-", sink=sink)
         self.faketime = clock.libfaketime() is not None
         self.watcher = Watcher(self.run)
-        self.loader = Loader(self.run, TOPICS, rate)
+        self.loader = Loader(self.run, TOPICS, rate, max_unanswered)
         self.parts = hooks.Partitions(self.run.mesh)
         self.store = StoreFaults(self.run.store)
         self.skipped: list[str] = []  # faults this host cannot make
@@ -216,6 +219,7 @@ class Campaign:
         summary["sink"] = self.run.sink
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["skipped"] = self.skipped
+        summary["load_held_s"] = round(self.loader.held_s, 1)
         summary["ok"] = report.ok and answered and self.loader.error is None
         if not answered:  # where the replies stopped, while the machines still run
             summary["stuck"] = {
