@@ -1,4 +1,4 @@
-from baton.cli import main
+from baton.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import nacl.public
 import nacl.signing
 
+from baton.adapters.signing import Ed25519Signer
 from baton.core.identity import PublicIdentity
-from baton.signing import Ed25519Signer
 
 
 def key(seed: int) -> nacl.signing.SigningKey:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baton.core.errors import LeaseStoreError
-from baton.devmesh import free_port, wait_for
+from baton.demo.devmesh import free_port, wait_for
 from baton.stores.etcd_lease import EtcdLeaseStore
 
 

@@ -1,4 +1,4 @@
-"""Start, show and stop N linked baton machines on loopback by hand (baton.devmesh).
+"""Start, show and stop N linked baton machines on loopback by hand (baton.demo.devmesh).
 
 python tools/mesh.py up 3 --dir /tmp/mesh     # init, start and link 3 machines
 python tools/mesh.py status --dir /tmp/mesh
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from baton.devmesh import Mesh
+from baton.demo.devmesh import Mesh
 
 if not __package__:  # run as `python tools/mesh.py`: the repository root is not on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

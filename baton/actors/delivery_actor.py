@@ -39,6 +39,7 @@ from baton.actors.handoff_messages import ResumeIngress, StopIngress
 from baton.actors.lease_actor import MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.user_queue import UserQueue
+from baton.adapters.metrics import Counters
 from baton.channels.base import InboundMessage
 from baton.core import delivery_types as ev
 from baton.core.clock import Clock
@@ -47,9 +48,8 @@ from baton.core.errors import LedgerError, MarkerRefused
 from baton.core.ledger import Ledger, LedgerEntry
 from baton.core.registry import MachineEntry, Verify
 from baton.core.settings import Settings
-from baton.gate import LeaseGate
-from baton.metrics import Counters
-from baton.poller import Cursor
+from baton.holder.gate import LeaseGate
+from baton.holder.poller import Cursor
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import (
     ReplyMarkerTransport,

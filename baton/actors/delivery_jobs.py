@@ -27,7 +27,7 @@ from baton.channels.base import (
 from baton.core.delivery_steps import REJECTED_PREFIX
 from baton.core.errors import BatonError
 from baton.core.ledger import LedgerEntry
-from baton.outbox import FencedOutbox, NotHolder
+from baton.holder.outbox import FencedOutbox, NotHolder
 
 log = logging.getLogger("baton.delivery")
 

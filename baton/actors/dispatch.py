@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 
 from baton.actors.messages import EnvelopeReceived
-from baton.metrics import Counters
+from baton.adapters.metrics import Counters
 from baton.wire.envelope import Envelope
 
 log = logging.getLogger("baton.dispatch")

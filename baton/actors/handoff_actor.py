@@ -41,12 +41,12 @@ from baton.actors.handoff_messages import (
 )
 from baton.actors.lease_actor import ForceTakeover, LookUp, MembersChanged
 from baton.actors.messages import EnvelopeReceived, Tick
+from baton.adapters.metrics import Counters
 from baton.core import handoff as h
 from baton.core.clock import Clock
 from baton.core.errors import HandoffRefused
 from baton.core.registry import MachineEntry, Verify
-from baton.gate import LeaseGate
-from baton.metrics import Counters
+from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport, ack_signed, handoff_id_of, open_heads
 

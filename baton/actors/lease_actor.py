@@ -26,6 +26,7 @@ import pykka
 from baton.actors.handoff_messages import Yield
 from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
 from baton.actors.messages import EnvelopeReceived, Tick
+from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BatonError, LeaseRefused, MalformedLease
 from baton.core.lease import (
@@ -62,8 +63,7 @@ from baton.core.lease_queries import named_in_store
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.lease_store import CasResult, Stored
 from baton.core.registry import MachineEntry, Verify
-from baton.gate import LeaseGate, LeaseView
-from baton.metrics import Counters
+from baton.holder.gate import LeaseGate, LeaseView
 from baton.wire.envelope import Envelope
 from baton.wire.lease_transport import LeaseTransport
 

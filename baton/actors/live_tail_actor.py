@@ -37,6 +37,7 @@ from baton.actors.lease_actor import MembersChanged
 from baton.actors.loose_turns import LooseTurn, LooseTurns
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.tail_replay import replay
+from baton.adapters.metrics import Counters
 from baton.agents.base import Turn
 from baton.core.clock import Clock
 from baton.core.errors import TailError, TailRefused, TranscriptError
@@ -53,8 +54,7 @@ from baton.core.live_tail import (
 )
 from baton.core.registry import MachineEntry
 from baton.core.transcript import TranscriptStore
-from baton.gate import LeaseGate
-from baton.metrics import Counters
+from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
 from baton.wire.tail_transport import MAX_FRAMES, LiveTailTransport, open_ack, open_flush
 

@@ -16,9 +16,9 @@ from typing import Any
 import pykka
 
 from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
+from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.ping import PeerReport, PingTracker
-from baton.metrics import Counters
 from baton.wire.envelope import make_envelope, new_message_id
 from baton.wire.transport import Transport
 

@@ -40,6 +40,7 @@ from baton.actors.messages import (
     RevokeMachine,
     Tick,
 )
+from baton.adapters.metrics import Counters
 from baton.core.announce import Announcement, accept, next_announcement, sign_announcement
 from baton.core.clock import Clock
 from baton.core.endpoints import rank_addresses, with_observed
@@ -53,7 +54,6 @@ from baton.core.registry import (
     Verify,
     entry_from_card,
 )
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope, make_envelope, new_message_id
 
 log = logging.getLogger("baton.registry")

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import nacl.public
 
 from baton.actors.loose_turns import LooseTurn, place
+from baton.adapters.metrics import Counters
 from baton.core.errors import TailRefused, TranscriptRefused
 from baton.core.live_tail import TailBuffer
 from baton.core.transcript import PutResult, TranscriptStore, TranscriptTurn
-from baton.metrics import Counters
 from baton.wire.tail_transport import unseal
 
 log = logging.getLogger("baton.tail")

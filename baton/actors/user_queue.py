@@ -19,10 +19,10 @@ from typing import Any
 
 from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import HolderIs, PostDone
+from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, MarkerRefused
 from baton.core.ledger import Ledger
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import MAX_FORWARD_TEXT, ReplyMarkerTransport, open_forward
 

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton.adapters.metrics import Counters
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.agents.builtin import KNOB, parse_spec, short
 from baton.agents.worker import (
@@ -48,7 +49,6 @@ from baton.agents.worker import (
     encode_request,
 )
 from baton.core.errors import ConfigError
-from baton.metrics import Counters
 
 log = logging.getLogger("baton.agent")
 

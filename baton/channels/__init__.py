@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import urllib.parse
 
+from baton.adapters.metrics import Counters
 from baton.channels.base import Channel
 from baton.channels.botapi import BotApiChannel
 from baton.core.errors import ConfigError
-from baton.metrics import Counters
 
 TELEGRAM_API = "https://api.telegram.org"
 

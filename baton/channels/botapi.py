@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from baton.adapters.metrics import Counters
 from baton.channels.base import (
     ChannelError,
     ChannelRejected,
@@ -40,7 +41,6 @@ from baton.channels.base import (
 )
 from baton.channels.updates import is_int, parse_update, parse_updates, valid_unicode
 from baton.core import safejson
-from baton.metrics import Counters
 
 # The parsing functions are part of this module's interface (callers import them from here).
 __all__ = [

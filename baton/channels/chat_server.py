@@ -17,12 +17,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from baton.api import server
 from baton.channels.chat_schema import check_mode
 from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
 from baton.channels.chat_tokens import ChatTokens, load_or_mint
-from baton.client import http_json
-from baton.http import server
+from baton.node.client import http_json
 
 THREADS = 8  # polls park a thread each; a new poll ends a waiting one, so few are parked
 STOP_TIMEOUT_S = 5.0

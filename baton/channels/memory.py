@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from baton.adapters.metrics import Counters
 from baton.channels.base import (
     ChannelError,
     ChannelRejected,
@@ -47,7 +48,6 @@ from baton.channels.botapi import parse_updates, valid_unicode
 from baton.channels.chat_schema import ChatRefused
 from baton.channels.chat_shapes import user_message
 from baton.channels.chat_store import CHAT_ID, MAX_SEND_CHARS, TOPIC_NAME, user_update
-from baton.metrics import Counters
 
 POLL_LIMIT = 100
 

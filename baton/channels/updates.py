@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from baton.adapters.metrics import Counters
 from baton.channels.base import InboundMessage, SkippedUpdate, Update
-from baton.metrics import Counters
 
 
 def parse_update(raw: object, channel: str) -> Update | None:

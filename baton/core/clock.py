@@ -6,7 +6,7 @@ Two kinds of time:
 - ``wall_s``: Unix wall time, for display and records only; never compared
   across machines.
 
-The real clock lives in baton.clock (it reads the system); FakeClock is for tests.
+The real clock lives in baton.adapters.system_clock (it reads the system); FakeClock is for tests.
 """
 
 from __future__ import annotations

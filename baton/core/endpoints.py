@@ -11,7 +11,7 @@ A machine that binds every interface also advertises, after those, the addresses
 peers see its connections come from (``with_observed``): behind a NAT with the port
 forwarded, that is the one a peer can dial.
 
-The interface addresses come from an adapter (baton.netif) through ``rank_addresses``:
+The interface addresses come from an adapter (baton.adapters.netif) through ``rank_addresses``:
 LAN addresses first, then the rest of IPv4 (a tailnet's 100.64.0.0/10 among them), then
 IPv6; loopback, link-local, multicast and container or VM bridges are left out.
 """

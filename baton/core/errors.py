@@ -6,7 +6,7 @@ Invariants:
   field of JSON error bodies and as the counter suffix) and a human ``detail``.
 - Peer faults (PeerFault and below) are dropped and counted at the boundary that
   sees them; they never bring a node down. Our own misuse fails loudly.
-- HTTP status codes are decided in one place: baton.http.errors.
+- HTTP status codes are decided in one place: baton.api.errors.
 """
 
 from __future__ import annotations

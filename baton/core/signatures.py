@@ -1,4 +1,4 @@
-"""What signs and what verifies, behind ports (the Ed25519 keys live in baton.signing),
+"""What signs and what verifies, behind ports (the Ed25519 keys live in baton.adapters.signing),
 and the one decoder of a signature carried as base64 text. No I/O."""
 
 from __future__ import annotations

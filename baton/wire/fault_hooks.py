@@ -29,8 +29,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.adapters.metrics import Counters
 from baton.core import safejson
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope
 from baton.wire.transport import PeerAddress, Transport
 

@@ -25,8 +25,8 @@ import queue
 import threading
 from collections.abc import Callable, Collection, Sequence
 
+from baton.adapters.metrics import Counters
 from baton.core.errors import AddressInUse, FrameError
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope, encode
 from baton.wire.transport import (
     RECEIVED,

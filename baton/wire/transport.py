@@ -25,8 +25,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from baton.adapters.metrics import Counters
 from baton.core.errors import Misaddressed, SpoofedSender
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope, decode, is_machine_id
 
 log = logging.getLogger("baton.wire")

@@ -48,7 +48,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from baton import limits
+from baton.adapters import limits
 from baton.core.errors import AddressInUse, ConfigError, FrameError
 from baton.wire.envelope import Envelope
 from baton.wire.transport import (

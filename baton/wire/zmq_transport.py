@@ -35,7 +35,7 @@ import socket
 import threading
 from collections.abc import Callable, Collection, Sequence
 
-from baton.metrics import Counters
+from baton.adapters.metrics import Counters
 from baton.wire.envelope import Envelope, encode, is_machine_id
 from baton.wire.transport import (
     CURVE_KEY_BYTES,

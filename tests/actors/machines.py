@@ -27,18 +27,18 @@ from baton.actors.handoff_messages import Wakeup, Yield
 from baton.actors.lease_actor import ForceTakeover, MembersChanged
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.adapters.system_clock import SystemClock
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
-from baton.clock import SystemClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.live_tail import compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
-from baton.gate import LeaseGate, LeaseView
-from baton.metrics import Counters
-from baton.outbox import FencedOutbox
-from baton.poller import ChannelPoller, Cursor
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.holder.gate import LeaseGate, LeaseView
+from baton.holder.outbox import FencedOutbox
+from baton.holder.poller import ChannelPoller, Cursor
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.tail_memory import MemoryTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore

@@ -25,7 +25,7 @@ from baton.channels.memory import MemoryChannel
 from baton.core.errors import LedgerError
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
-from baton.devmesh import wait_for
+from baton.demo.devmesh import wait_for
 from baton.stores.ledger_memory import MemoryLedger
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport

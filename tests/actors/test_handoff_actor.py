@@ -18,7 +18,7 @@ from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.handoff import NOT_AWAKE
 from baton.core.settings import Settings
-from baton.devmesh import wait_for
+from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.handoff_transport import HandoffWireTransport
 from tests.actors.machines import (

@@ -14,14 +14,14 @@ import pytest
 from baton.actors.lease_actor import GetLease, LeaseCoordinatorActor, MembersChanged
 from baton.actors.lease_worker import LeaseStoreWorker
 from baton.actors.messages import EnvelopeReceived, Tick
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import entry_from_card
-from baton.devmesh import wait_for
-from baton.metrics import Counters
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.demo.devmesh import wait_for
 from baton.stores.lease_memory import MemoryLeaseStore
 from baton.wire.envelope import Envelope, make_envelope
 

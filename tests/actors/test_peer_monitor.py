@@ -15,11 +15,11 @@ import pytest
 from baton.actors.dispatch import Dispatcher
 from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
 from baton.actors.peer_monitor import SEEN_EVERY, PeerMonitorActor
+from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
-from baton.devmesh import wait_for
-from baton.metrics import Counters
+from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress

@@ -19,6 +19,8 @@ from baton.actors.messages import (
     Tick,
 )
 from baton.actors.registry_actor import ROSTER_EVERY_MS, ROSTER_RETRY_MS, RegistryActor
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import FakeClock
 from baton.core.errors import BadRequest, InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
@@ -29,9 +31,7 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
-from baton.devmesh import wait_for
-from baton.metrics import Counters
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.demo.devmesh import wait_for
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
 

@@ -21,6 +21,8 @@ from baton.actors.messages import (
     Tick,
 )
 from baton.actors.registry_actor import ROSTER_EVERY_MS, ROSTER_RETRY_MS, RegistryActor
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import verify_ed25519
 from baton.core.announce import Announcement, sign_announcement
 from baton.core.clock import FakeClock
 from baton.core.registry import (
@@ -30,8 +32,6 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
-from baton.metrics import Counters
-from baton.signing import verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
 from tests.signers import ForeignSigner, identity, signer

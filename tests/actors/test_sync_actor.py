@@ -17,7 +17,7 @@ from baton.channels.memory import MemoryChannel
 from baton.core import delivery
 from baton.core.ledger import LedgerState
 from baton.core.settings import Settings
-from baton.devmesh import wait_for
+from baton.demo.devmesh import wait_for
 from tests.actors.machines import Machine, accepted, all_answered
 
 pytestmark = pytest.mark.timeout(90)

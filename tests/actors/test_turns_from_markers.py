@@ -14,12 +14,12 @@ import pytest
 from baton.actors.delivery_messages import GetDelivery, GetTail, TurnSeen
 from baton.actors.loose_turns import LooseTurn, LooseTurns, place
 from baton.actors.tail_replay import replay
+from baton.adapters.metrics import Counters
 from baton.channels.memory import MemoryChannel
 from baton.core.ledger import LedgerEntry, LedgerState, ReplyRecord, reply_key
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
-from baton.devmesh import wait_for
-from baton.metrics import Counters
+from baton.demo.devmesh import wait_for
 from baton.stores.tail_memory import MemoryTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope

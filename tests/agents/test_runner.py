@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from baton.adapters.metrics import Counters
 from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, AgentFailed, AgentMessage, Turn
 from baton.agents.runner import AgentRunner
 from baton.core.errors import ConfigError
-from baton.devmesh import wait_for
-from baton.metrics import Counters
+from baton.demo.devmesh import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

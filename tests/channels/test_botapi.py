@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from baton.adapters.metrics import Counters
 from baton.channels import open_channel
 from baton.channels.base import (
     ChannelError,
@@ -31,7 +32,6 @@ from baton.channels.botapi import BotApiChannel, parse_update, parse_updates
 from baton.channels.chat_server import ChatServer
 from baton.channels.chat_store import user_update
 from baton.core.errors import ConfigError
-from baton.metrics import Counters
 
 pytestmark = pytest.mark.timeout(30)
 

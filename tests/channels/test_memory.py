@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from baton.adapters.metrics import Counters
 from baton.channels.base import ChannelError, InboundMessage, OutboundReply, SkippedUpdate
 from baton.channels.memory import MemoryChannel
-from baton.metrics import Counters
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
+from baton.adapters.signing import Ed25519Signer
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.identity import derive_machine_id
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.lease_store import LeaseStore
-from baton.devmesh import free_port
-from baton.signing import Ed25519Signer
+from baton.demo.devmesh import free_port
 from baton.stores.etcd_lease import KEY, EtcdLeaseStore, etcd_endpoint
 from baton.stores.git_lease import REF, GitLeaseStore
 from baton.stores.lease_memory import MemoryLeaseStore

@@ -23,9 +23,9 @@ import pytest
 import zmq
 
 from baton import PROTOCOL_VERSION
+from baton.adapters.metrics import Counters
 from baton.core.errors import AddressInUse
-from baton.devmesh import wait_for
-from baton.metrics import Counters
+from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, encode, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress, Transport

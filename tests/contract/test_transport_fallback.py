@@ -15,8 +15,8 @@ from typing import Protocol
 
 import pytest
 
-from baton.devmesh import wait_for
-from baton.metrics import Counters
+from baton.adapters.metrics import Counters
+from baton.demo.devmesh import wait_for
 from baton.wire.envelope import make_envelope
 from baton.wire.loopback import LoopbackNetwork, endpoint_of
 from baton.wire.transport import PeerAddress, Transport

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from baton.api import create_app, create_door_app
+from baton.api.pairing import GLOBAL_BURST, GLOBAL_RATE_PER_S, REFUSED
 from baton.core.errors import (
     BatonError,
     InvalidCard,
@@ -20,8 +22,6 @@ from baton.core.errors import (
     Unavailable,
 )
 from baton.core.settings import resolve_settings
-from baton.http import create_app, create_door_app
-from baton.http.pairing import GLOBAL_BURST, GLOBAL_RATE_PER_S, REFUSED
 
 TOKEN = "s3cret-token"
 

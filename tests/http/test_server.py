@@ -1,4 +1,4 @@
-"""The real WSGI server the node uses (baton.http.server): waitress on a pre-bound
+"""The real WSGI server the node uses (baton.api.server): waitress on a pre-bound
 socket, TCP_NODELAY on, stopped from another thread."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from baton import limits
+from baton.adapters import limits
+from baton.api.server import serve, stop
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
-from baton.devmesh import wait_for
-from baton.http.server import serve, stop
-from baton.node import bind_http
+from baton.demo.devmesh import wait_for
+from baton.node.root import bind_http
 
 pytestmark = pytest.mark.timeout(30)
 

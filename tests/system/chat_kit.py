@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
-from baton.verdict import ambiguous_sends
+from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.demo.verdict import ambiguous_sends
 
 TTL_MS = 2000
 T0 = time.monotonic()

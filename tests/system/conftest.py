@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import Machine, Mesh
+from baton.demo.devmesh import Machine, Mesh
 from tests.system.runs import processes_under
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from baton.devmesh import Mesh
+from baton.demo.devmesh import Mesh
 from tools.faults.netns import NetLab
 
 

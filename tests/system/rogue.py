@@ -8,9 +8,9 @@ from __future__ import annotations
 import queue
 import time
 
-from baton.devmesh import Machine, wait_for
-from baton.metrics import Counters
-from baton.signing import Ed25519Signer
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer
+from baton.demo.devmesh import Machine, wait_for
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport

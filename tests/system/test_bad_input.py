@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from baton.core.identity import PublicIdentity
-from baton.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
 from baton.stores.runfile import lock_holder
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]

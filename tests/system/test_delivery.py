@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
 from tests.system.chat_kit import (
     T0,
     TOPICS,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from baton.cli import main
-from baton.demo import Demo
+from baton.cli.main import main
+from baton.demo.scenario import Demo
 from tests.system.runs import finish, processes_under, run_under
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]

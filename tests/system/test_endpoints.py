@@ -14,9 +14,9 @@ from typing import Any
 import nacl.signing
 import pytest
 
+from baton.adapters.signing import Ed25519Signer
 from baton.core.announce import Announcement, sign_announcement
-from baton.devmesh import Machine, Mesh, free_port, wait_for
-from baton.signing import Ed25519Signer
+from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
 from baton.stores.registry_store import JsonRegistryStore
 from baton.wire.envelope import make_envelope
 from tests.system.rogue import Rogue

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Mesh, wait_for
 from tests.system.chat_kit import (
     answered,
     check_exactly_once,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.core.errors import LeaseStoreError
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh, wait_for
 from baton.stores.git_lease import GitLeaseStore, ensure_git_remote
 from tests.contract.test_lease_store import A, record
 from tests.system.test_lease_faults import observe_one_holder

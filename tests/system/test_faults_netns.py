@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh, wait_for
 from tests.system.netlab_kit import assert_nothing_left, placed_mesh
 from tests.system.test_lease import TTL_MS, holds, lease
 from tests.system.test_lease_faults import observe_one_holder

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import SYNC_POLL_S, Mesh, wait_for
-from baton.services import WAKEUP_PATIENCE_S
+from baton.demo.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.node.services import WAKEUP_PATIENCE_S
 from baton.wire.envelope import make_envelope
 from tests.system.chat_kit import (
     T0,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-import baton.pairing_client
+import baton.pairing.joiner
 from baton.core.errors import WrongCode
-from baton.devmesh import Machine, Mesh, free_port
-from baton.pairing_client import join as run_join
+from baton.demo.devmesh import Machine, Mesh, free_port
+from baton.pairing.joiner import join as run_join
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 
@@ -139,7 +139,7 @@ def test_the_code_never_crosses_the_network(
     """Every request and answer of a real join, right code and wrong, is recorded; no
     part of the code is in any of them."""
     seen: list[str] = []
-    real = baton.pairing_client.http_json
+    real = baton.pairing.joiner.http_json
 
     def recording(url: str, method: str = "GET", body: Any = None, **kw: Any) -> Any:
         seen.append(json.dumps(body))
@@ -147,7 +147,7 @@ def test_the_code_never_crosses_the_network(
         seen.append(json.dumps(answer))
         return answer
 
-    monkeypatch.setattr(baton.pairing_client, "http_json", recording)
+    monkeypatch.setattr(baton.pairing.joiner, "http_json", recording)
     session = host.json("pair")
     code = session["code"]
     words, digits = code.rsplit("-", 1)

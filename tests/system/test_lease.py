@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from baton.devmesh import Machine, Mesh, wait_for
-from baton.verdict import check, stretches
+from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.verdict import check, stretches
 from tests.system.fencing_sink import FencingSink
 from tools.etcd import etcd_binary, running_etcd
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh, wait_for
 from tests.system.test_lease import TTL_MS, lease
 from tools.faults import clock
 

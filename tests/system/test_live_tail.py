@@ -23,7 +23,7 @@ import pytest
 
 from baton.channels.chat_server import ChatServer
 from baton.core.live_tail import TailFrame, compile_redactions
-from baton.devmesh import Mesh, wait_for
+from baton.demo.devmesh import Mesh, wait_for
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.tail_transport import LiveTailTransport, unseal

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from baton.client import NodeClient, http_json
-from baton.devmesh import Machine, Mesh, free_port, wait_for
-from baton.membership import sign_leave
+from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.node.client import NodeClient, http_json
+from baton.pairing.membership import sign_leave
 from baton.stores.identity_store import load_identity
 from baton.stores.registry_store import JsonRegistryStore
 

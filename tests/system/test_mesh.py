@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.client import running_node
-from baton.devmesh import Machine, Mesh, free_port, pid_alive, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port, pid_alive, wait_for
+from baton.node.client import running_node
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

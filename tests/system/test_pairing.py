@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from baton.client import NodeClient
 from baton.core.pairing import WORDS
-from baton.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.node.client import NodeClient
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -15,7 +15,7 @@ import nacl.signing
 import pytest
 
 from baton.core.identity import PublicIdentity
-from baton.devmesh import Machine, Mesh, free_port
+from baton.demo.devmesh import Machine, Mesh, free_port
 from baton.wire.pake import JoinerPake, Role, b64d, b64e, possession_statement
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.devmesh import pid_alive, wait_for
+from baton.demo.devmesh import pid_alive, wait_for
+from baton.node.supervisor import EXIT_CRASH_LOOP, Policy, Supervisor
 from baton.stores.home import HomePaths
-from baton.supervisor import EXIT_CRASH_LOOP, Policy, Supervisor
 from tests.system import targets
 
 pytestmark = pytest.mark.timeout(120)

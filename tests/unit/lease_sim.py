@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import nacl.signing
 
+from baton.adapters.signing import Ed25519Signer
 from baton.core.errors import LeaseStoreError
 from baton.core.identity import derive_machine_id
 from baton.core.lease import (
@@ -32,7 +33,6 @@ from baton.core.lease import (
 )
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult
-from baton.signing import Ed25519Signer
 from baton.stores.lease_memory import MemoryLeaseStore
 
 TIMING = Timing.of(ttl_ms=3000, renew_ms=1000, rho=0.01)

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.announce import Announcement, accept, sign_announcement
 from baton.core.errors import ForgedAnnouncement, MalformedAnnouncement, StaleAnnouncement
 from baton.core.identity import derive_machine_id
-from baton.signing import Ed25519Signer, verify_ed25519
 
 
 def signer(seed: int) -> Ed25519Signer:

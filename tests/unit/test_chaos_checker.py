@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from baton.verdict import Stretch, check, stretches
+from baton.demo.verdict import Stretch, check, stretches
 from tools.chaos.checker import main
 
 

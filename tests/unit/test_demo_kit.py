@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo import Demo
-from baton.demo_kit import History, Loader, Run, Watcher, transcript_loss
-from baton.devmesh import wait_for
+from baton.demo.devmesh import wait_for
+from baton.demo.kit import History, Loader, Run, Watcher, transcript_loss
+from baton.demo.scenario import Demo
 
 pytestmark = pytest.mark.timeout(120)
 

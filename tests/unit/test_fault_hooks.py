@@ -14,8 +14,8 @@ import nacl.public
 import nacl.signing
 import pytest
 
+from baton.adapters.metrics import Counters
 from baton.core.identity import PublicIdentity
-from baton.metrics import Counters
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.fault_hooks import (
     BAD_FILE,

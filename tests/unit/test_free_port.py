@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from baton import devmesh
+from baton.demo.scenario import devmesh
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux holds")
 
@@ -31,7 +31,7 @@ def test_nor_in_another_process_while_this_one_lives() -> None:
     held = devmesh.free_port()
     code = (
         "import random, sys\n"
-        "from baton import devmesh\n"
+        "from baton.demo import devmesh\n"
         f"random.randrange = lambda a, b, _s=iter([{held}]): next(_s, None) or a + 7\n"
         "print(devmesh.free_port())\n"
     )

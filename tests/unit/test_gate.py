@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from baton.gate import LeaseGate, LeaseView
+from baton.holder.gate import LeaseGate, LeaseView
 
 
 def test_the_gate_opens_only_for_a_holder_before_its_deadline() -> None:

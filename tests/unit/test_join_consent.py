@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from baton import pairing_client
 from baton.core.errors import PairingError, RateLimited
+from baton.pairing import joiner
 from baton.stores.config_file import read_config, write_config
 from baton.stores.home import HomePaths
 from baton.stores.pending_join import adopt_mesh_settings
@@ -40,16 +40,16 @@ def test_a_setting_that_could_redraw_the_consent_screen_is_refused(value: str) -
     knob = "channel" if value.startswith("telegram") else "agent"
     keys, box = sealed({knob: value})
     with pytest.raises(PairingError, match="printable"):
-        pairing_client._open_settings(keys, box)
+        joiner._open_settings(keys, box)
 
 
 def test_unknown_knobs_and_bad_values_are_refused_and_good_ones_pass() -> None:
     keys, box = sealed({"lease_store": "git+file:///srv/mesh.git", "agent_sandbox": "bwrap"})
-    assert pairing_client._open_settings(keys, box)["agent_sandbox"] == "bwrap"
+    assert joiner._open_settings(keys, box)["agent_sandbox"] == "bwrap"
     for bad in ({"fault_file": "/x"}, {"agent": "rm -rf /"}, {"agent_sandbox": "docker"}):
         keys, box = sealed(bad)
         with pytest.raises(PairingError):
-            pairing_client._open_settings(keys, box)
+            joiner._open_settings(keys, box)
 
 
 def test_a_host_without_a_sandbox_never_takes_the_joiners_away(tmp_path: Path) -> None:
@@ -70,12 +70,12 @@ def test_a_429_from_the_host_is_waited_out_then_given_up(monkeypatch: pytest.Mon
         calls.append(url)
         if len(calls) <= 2:
             raise RateLimited("too many pairing requests; wait and retry")
-        return {"v": pairing_client.VERSION, "ok": True}
+        return {"v": joiner.VERSION, "ok": True}
 
-    monkeypatch.setattr(pairing_client, "http_json", limited_twice)
-    assert pairing_client._post("http://h/api/pair/start", 1.0, {})["ok"] is True
+    monkeypatch.setattr(joiner, "http_json", limited_twice)
+    assert joiner._post("http://h/api/pair/start", 1.0, {})["ok"] is True
     assert len(calls) == 3
-    monkeypatch.setattr(pairing_client, "RATE_LIMIT_PATIENCE_S", 0.1)
+    monkeypatch.setattr(joiner, "RATE_LIMIT_PATIENCE_S", 0.1)
     calls.clear()
     with pytest.raises(RateLimited):
-        pairing_client._post("http://h/api/pair/start", 1.0, {})
+        joiner._post("http://h/api/pair/start", 1.0, {})

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.errors import ForgedLease, LeaseFromStranger, MalformedLease
 from baton.core.identity import derive_machine_id
 from baton.core.lease_record import LeaseRecord, check_record, sign_record
-from baton.signing import Ed25519Signer, verify_ed25519
 
 
 def signer(seed: int) -> Ed25519Signer:

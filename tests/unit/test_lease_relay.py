@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from baton.core.lease import LeaseChanged, Phase
-from baton.lease_parts import LeaseRelay
+from baton.node.lease_parts import LeaseRelay
 
 A, B = "m_aaaaaaaaaaaaaaaa", "m_bbbbbbbbbbbbbbbb"
 

@@ -7,7 +7,7 @@ import resource
 import subprocess
 import sys
 
-from baton.logs import RepeatFilter
+from baton.adapters.logs import RepeatFilter
 
 
 class Clock:
@@ -81,7 +81,7 @@ def test_a_flood_of_distinct_lines_does_not_grow_the_memory_without_bound() -> N
 def test_the_descriptor_limit_is_raised_toward_the_target_never_past_the_hard_one() -> None:
     """In a child, so this process keeps its own limit."""
     code = (
-        "import resource; from baton.limits import raise_fd_limit\n"
+        "import resource; from baton.adapters.limits import raise_fd_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "got = raise_fd_limit(4096)\n"

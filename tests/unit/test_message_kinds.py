@@ -11,10 +11,10 @@ from typing import Any
 import nacl.signing
 import pytest
 
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.errors import LedgerCorrupt, MarkerRefused
 from baton.core.inbound import MESSAGE_KINDS, InboundMessage
 from baton.core.ledger import LedgerEntry, ReplyMarker, begin, commit, prepare
-from baton.signing import Ed25519Signer, verify_ed25519
 from baton.wire.marker_transport import marker_bytes
 
 MSG = InboundMessage("memory", 5, 1, 0, 7, "my cat", "ann", "photo")

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from baton.adapters.netif import EndpointWatcher, interface_addresses
 from baton.core.endpoints import rank_addresses
-from baton.devmesh import wait_for
-from baton.netif import EndpointWatcher, interface_addresses
+from baton.demo.devmesh import wait_for
 
 DEADLINE_S = 10.0
 

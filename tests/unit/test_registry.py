@@ -6,6 +6,7 @@ import nacl.public
 import nacl.signing
 import pytest
 
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.errors import HomeError, InvalidCard, NicknameTaken, NotFound, PairingError
 from baton.core.identity import PublicIdentity
 from baton.core.registry import (
@@ -17,7 +18,6 @@ from baton.core.registry import (
     open_registry,
     sign_entry,
 )
-from baton.signing import Ed25519Signer, verify_ed25519
 from baton.stores.registry_store import JsonRegistryStore, MemoryRegistryStore
 
 
@@ -305,7 +305,7 @@ def test_signatures_survive_the_store(tmp_path) -> None:  # type: ignore[no-unty
 
 
 def test_bad_membership_signatures_are_refused_not_crashed() -> None:
-    from baton.membership import LeaveRefused, sign_leave, verify_leave
+    from baton.pairing.membership import LeaveRefused, sign_leave, verify_leave
 
     key = nacl.signing.SigningKey(bytes([10]) * 32)
     reg = founded().add(entry_from_card(card("mini", 10), 5.0))
@@ -320,7 +320,7 @@ def test_bad_membership_signatures_are_refused_not_crashed() -> None:
 def test_a_leave_is_accepted_again_for_its_own_revoked_pairing_only() -> None:
     """`baton leave` can be retried after a lost answer or a `machines remove`; a
     captured leave never revokes a later pairing of the same machine."""
-    from baton.membership import LeaveRefused, sign_leave, verify_leave
+    from baton.pairing.membership import LeaveRefused, sign_leave, verify_leave
 
     key = nacl.signing.SigningKey(bytes([10]) * 32)
     reg = founded().add(entry_from_card(card("mini", 10), 5.0))

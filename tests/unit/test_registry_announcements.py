@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from baton.adapters.signing import verify_ed25519
 from baton.core.announce import Announcement, next_announcement, sign_announcement
 from baton.core.errors import InvalidCard, NotFound, RosterRefused
 from baton.core.registry import (
@@ -20,7 +21,6 @@ from baton.core.registry import (
     open_registry,
     sign_entry,
 )
-from baton.signing import verify_ed25519
 from baton.stores.registry_store import MemoryRegistryStore
 from tests.signers import ForeignSigner, identity, signer
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton.cli_info import _delivery_line, _lease_line, _sync_alarms
+from baton.cli.info import _delivery_line, _lease_line, _sync_alarms
 
 STORE = {"where": "git file:///x", "reachable": True, "error": None}
 PEERS = [

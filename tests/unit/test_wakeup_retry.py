@@ -9,13 +9,13 @@ from typing import Any
 import pykka
 import pytest
 
-from baton import services as services_module
 from baton.actors.handoff_messages import Wakeup
+from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.errors import WakeupFailed
 from baton.core.settings import Settings
-from baton.metrics import Counters
-from baton.services import NodeServices
+from baton.node.root import services as services_module
+from baton.node.services import NodeServices
 
 pytestmark = pytest.mark.timeout(30)
 

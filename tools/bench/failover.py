@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from baton.clock import SystemClock
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.adapters.system_clock import SystemClock
+from baton.demo.devmesh import Machine, Mesh, wait_for
 
 
 def one_run(holder: Machine, standby: Machine, ttl_ms: int) -> dict[str, float]:

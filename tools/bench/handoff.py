@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.client import NodeClient
-from baton.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.node.client import NodeClient
 from tools.bench.failover import summary
 
 TOPICS = [f"t{i}" for i in range(5)]

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baton.devmesh import Mesh
+from baton.demo.devmesh import Mesh
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,5 +1,5 @@
 """The delivery pipeline the benchmarks drive, in one process: the parts the node builds
-(baton.delivery_parts) for a holder and, with the guarantees on, an in-sync standby,
+(baton.node.delivery_parts) for a holder and, with the guarantees on, an in-sync standby,
 against the real bundled chat service over HTTP; and the load they are timed with (a
 burst posted before the holder starts, or messages paced at a rate while it runs,
 each timed from its post to its accepted reply).
@@ -44,25 +44,25 @@ from baton.actors.lease_actor import MembersChanged
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, Tick
 from baton.actors.ticker import Ticker
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.adapters.system_clock import SystemClock
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.agents.runner import AgentRunner
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_server import ChatServer
-from baton.clock import SystemClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.ledger import Ledger
 from baton.core.live_tail import TailBuffer, compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore
-from baton.delivery_parts import MAX_LONG_POLL_S
-from baton.devmesh import wait_for
-from baton.gate import LeaseGate, LeaseView
-from baton.metrics import Counters
-from baton.node import TICK_MS
-from baton.outbox import FencedOutbox
-from baton.poller import ChannelPoller, Cursor
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.demo.devmesh import wait_for
+from baton.holder.gate import LeaseGate, LeaseView
+from baton.holder.outbox import FencedOutbox
+from baton.holder.poller import ChannelPoller, Cursor
+from baton.node.delivery_parts import MAX_LONG_POLL_S
+from baton.node.root import TICK_MS
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.tail_memory import MemoryTailBuffer
@@ -91,7 +91,7 @@ def no_agent(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
 
 
 class Machine:
-    """One machine's delivery parts, wired as baton.delivery_parts wires them. Nothing
+    """One machine's delivery parts, wired as baton.node.delivery_parts wires them. Nothing
     runs until start(); stop() undoes whatever start() got to."""
 
     def __init__(

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baton.devmesh import Machine, Mesh
+from baton.demo.devmesh import Machine, Mesh
 from tools.bench.failover import summary
 from tools.faults.netns import NetLab, available
 
@@ -30,7 +30,7 @@ from tools.faults.netns import NetLab, available
 HEARD = """
 import sys, time
 from pathlib import Path
-from baton.client import NodeClient
+from baton.node.client import NodeClient
 home, peer, want, since, patience = sys.argv[1:6]
 client = NodeClient(Path(home), timeout=5)
 while time.time() - float(since) < float(patience):

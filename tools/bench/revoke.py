@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from baton.client import NodeClient
-from baton.devmesh import Mesh, wait_for
+from baton.demo.devmesh import Mesh, wait_for
+from baton.node.client import NodeClient
 
 
 def main(argv: list[str] | None = None) -> int:

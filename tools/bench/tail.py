@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from baton.actors.ticker import Ticker
+from baton.adapters.system_clock import SystemClock
 from baton.agents.runner import AgentRunner
 from baton.channels.chat_server import ChatServer
-from baton.clock import SystemClock
 from baton.core.live_tail import FrameResult, TailBuffer, TailFrame
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore, TranscriptTurn
-from baton.devmesh import wait_for
-from baton.node import TICK_MS
+from baton.demo.devmesh import wait_for
+from baton.node.root import TICK_MS
 from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.tail_sqlite import SqliteTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.devmesh import wait_for
+from baton.demo.devmesh import wait_for
 from tools.bench.pipeline import (
     AGENT_WORKERS,
     CHECK_EVERY_S,

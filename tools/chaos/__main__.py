@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from baton.demo_kit import interrupted_by_signals
+from baton.demo.kit import interrupted_by_signals
 from tools.chaos.campaign import Campaign
 from tools.chaos.schedule import schedule
 

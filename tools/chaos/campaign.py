@@ -4,7 +4,7 @@ load the whole time, a recorded history, and the checker's verdict.
     python -m tools.chaos --seed 7 [--faults 12] [--every 4] [--ttl-ms 3000]
                           [--sink telegram|fencing] [--json]
 
-Theory of operation: baton.demo_kit starts the mesh (a chat service, a git lease store
+Theory of operation: baton.demo.kit starts the mesh (a chat service, a git lease store
 on a bare repository, 3 machines paired with real codes, each with the transport's
 fault hooks on and, where libfaketime is installed, its wall clock under faketime). A
 Loader posts messages over 5 topics (a closed loop: it waits while 40 are unanswered,
@@ -14,7 +14,7 @@ a second and turns their lease histories into role events. The faults of
 tools/chaos/schedule.py are applied one after the other (each undone after its
 duration: heal, resume, restart, clock back, store healed), each recorded as a "fault"
 event with the machine it hit. Then the load stops, every message gets up to 180 s to be
-answered, and baton.verdict judges the history and the chat service's log of sends:
+answered, and baton.demo.verdict judges the history and the chat service's log of sends:
 lost, duplicated, stale-epoch sends accepted, epochs backwards, overlapping holders.
 The chat service forgives nothing by default (``--sink telegram``: doubles are counted
 by the message answered; one is excused only where a machine reported an ambiguous
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from baton.demo_kit import Loader, Run, Watcher, all_answered, verdict
-from baton.devmesh import SYNC_POLL_S, Machine, wait_for
-from baton.verdict import stretches
+from baton.demo.devmesh import SYNC_POLL_S, Machine, wait_for
+from baton.demo.kit import Loader, Run, Watcher, all_answered, verdict
+from baton.demo.verdict import stretches
 from tools.chaos.schedule import Fault
 from tools.faults import clock, hooks, signals
 from tools.faults.store import StoreFaults

@@ -1,5 +1,5 @@
 """The chaos checker's command: judges a campaign's history and the chat service's send
-log with baton.verdict (see there for the history's format and the violations).
+log with baton.demo.verdict (see there for the history's format and the violations).
 
     python -m tools.chaos.checker HISTORY SENDS [--replies-per-message N] [--json]
 
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from baton.verdict import check, read_lines
+from baton.demo.verdict import check, read_lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from baton.devmesh import Mesh
+from baton.demo.devmesh import Mesh
 from tools.faults import clock, hooks, mesh_options, signals
 from tools.faults.store import StoreFaults
 

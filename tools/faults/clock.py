@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from baton.devmesh import pid_alive
+from baton.demo.devmesh import pid_alive
 
 SHIM = Path(__file__).parent / "faketime_shim"
 SHM = Path("/dev/shm")

@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from baton.devmesh import Machine, Mesh
+from baton.demo.devmesh import Machine, Mesh
 
 FILE = "fault-hooks.json"
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from baton.devmesh import Machine
+from baton.demo.devmesh import Machine
 from tools.faults import clock, hooks
 
 FILE = "mesh.json"

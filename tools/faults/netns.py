@@ -53,7 +53,7 @@ import shutil
 import subprocess
 import sys
 
-from baton.devmesh import Machine
+from baton.demo.devmesh import Machine
 
 TIMEOUT_S = 30.0
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")

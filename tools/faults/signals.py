@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 
-from baton.devmesh import Machine
+from baton.demo.devmesh import Machine
 
 
 def kill(m: Machine, whole: bool = False) -> list[int]:

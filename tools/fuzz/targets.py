@@ -29,6 +29,8 @@ from typing import Any
 import nacl.public
 import nacl.signing
 
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.api import create_app
 from baton.channels.base import ChannelError
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_service import create_chat_app
@@ -49,9 +51,7 @@ from baton.core.identity import derive_machine_id
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import MachineEntry, MachineRegistry, Role, entry_from_card
 from baton.core.settings import resolve_settings
-from baton.http import create_app
-from baton.pairing_service import _fields, _open_card
-from baton.signing import Ed25519Signer, verify_ed25519
+from baton.pairing.host import _fields, _open_card
 from baton.stores.config_file import read_config
 from baton.stores.registry_store import registry_from_bytes, registry_to_bytes
 from baton.wire import handoff_transport as handoff
@@ -172,7 +172,7 @@ def pairing() -> Target:
     finish = {"v": 1, "run_id": "r1", "joiner_confirmation": b64e(bytes(32)),
               "sealed_card": b64e(card)}  # fmt: skip
     seeds = [json.dumps(start).encode(), json.dumps(finish).encode()]
-    # any BatonError is an HTTP refusal (baton.http.errors); ValueError: base64 of the
+    # any BatonError is an HTTP refusal (baton.api.errors); ValueError: base64 of the
     # fuzzer's card shortcut (a real card comes sealed)
     return Target("pairing", seeds, _pairing, (BatonError, ValueError))
 

@@ -1,0 +1,206 @@
+"""Delivery's part of a node: the channel named by ``channel``, the ledger, the agent
+runner, the FencedOutbox, the DeliveryActor and the poller; the transcripts, the
+LiveTailBuffer and the LiveTailActor. The node composes them.
+
+A machine without a channel has none of this (it answers nothing). Without a lease
+store there is no failover: the machine the registry names awake acts with epoch 1 for
+as long as it runs, and the others never do.
+
+The bot token (Telegram's, or the bundled chat service's for ``local:``) comes from
+BATON_TELEGRAM_TOKEN or machine/telegram-token; the chat service's user token, with
+which `baton send` posts as the user, from BATON_CHAT_USER_TOKEN or
+machine/chat-user-token (files 0600; refused if others can read them). The secret
+store of a later issue replaces these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from baton.actors.delivery_actor import DeliveryActor
+from baton.actors.delivery_jobs import DeliveryJobs
+from baton.actors.delivery_messages import HolderIs, Polled
+from baton.actors.lease_actor import FencedOut, WantInSync
+from baton.actors.live_tail_actor import LiveTailActor
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_prefix
+from baton.agents.runner import AgentRunner
+from baton.channels import open_channel
+from baton.core.clock import Clock
+from baton.core.lease import LeaseChanged
+from baton.core.live_tail import compile_redactions
+from baton.core.settings import Settings
+from baton.holder.gate import LeaseGate
+from baton.holder.outbox import FencedOutbox
+from baton.holder.poller import ChannelPoller, Cursor
+from baton.stores.files import check_private_dir, check_private_file
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import MachineIdentity
+from baton.stores.ledger_sqlite import SqliteLedger
+from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.transcript_sqlite import SqliteTranscriptStore
+from baton.wire.envelope import Envelope
+from baton.wire.marker_transport import ReplyMarkerTransport
+from baton.wire.tail_transport import LiveTailTransport
+
+log = logging.getLogger("baton.delivery")
+
+MAX_LONG_POLL_S = 10.0
+
+
+def secret(path: Path, env: Mapping[str, str], name: str) -> str | None:
+    """The secret in the environment variable ``name``, else in ``path`` (0600)."""
+    if env.get(name):
+        return env[name].strip()
+    if path.exists():
+        check_private_file(path)
+        return path.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+@dataclass
+class DeliveryParts:
+    actor: pykka.ActorRef[Any]
+    tail: pykka.ActorRef[Any]
+    poller: ChannelPoller
+    runner: AgentRunner
+    ledger: SqliteLedger
+    cursor: Cursor
+
+    ROUTES = ("marker", "marker_ack", "sync_request", "user_message", "user_message_ack")
+    TAIL_ROUTES = ("tail", "tail_ack")
+
+    @property
+    def actors(self) -> tuple[pykka.ActorRef[Any], ...]:
+        return (self.actor, self.tail)
+
+    def is_alive(self) -> bool:
+        return self.actor.is_alive() and self.tail.is_alive() and self.poller.is_alive()
+
+    def tell_all(self, message: object) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopping
+                actor.tell(message)
+
+    def holder_changed(self, change: LeaseChanged) -> None:
+        """A lease listener: tells both actors who holds now (delivery forwards user
+        messages to it; the live tail takes frames from it alone)."""
+        self.tell_all(HolderIs(change.holder, change.epoch))
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.actor.stop(timeout=10)
+        self.tail.stop(timeout=10)
+        self.runner.stop()
+        self.ledger.close()
+
+
+def start_delivery(
+    settings: Settings,
+    paths: HomePaths,
+    identity: MachineIdentity,
+    clock: Clock,
+    send: Callable[[Envelope], bool],
+    counters: Counters,
+    lease_gate: LeaseGate | None,
+    lease: pykka.ActorRef[Any] | None,
+    founder: bool,
+) -> DeliveryParts | None:
+    if not settings.channel:
+        return None
+    me = identity.machine_id
+    channel = open_channel(
+        settings.channel,
+        poller_id=me,
+        telegram_token=secret(paths.telegram_token, os.environ, "BATON_TELEGRAM_TOKEN"),
+        counters=counters,
+        chat_user_token=secret(paths.chat_user_token, os.environ, "BATON_CHAT_USER_TOKEN"),
+    )
+    gate = lease_gate
+    if gate is None:  # no lease store: the founder acts with epoch 1, nobody else
+        gate = LeaseGate()
+        gate.publish(1 if founder else None, float("inf") if founder else None)
+
+    def fenced(epoch: int, highest: int) -> None:
+        if lease is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                lease.tell(FencedOut(epoch, highest))
+
+    def want_in_sync(in_sync: tuple[str, ...]) -> None:
+        if lease is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                lease.tell(WantInSync(in_sync))
+
+    paths.tail_dir.mkdir(mode=0o700, exist_ok=True)
+    check_private_dir(paths.tail_dir)
+    with contextlib.ExitStack() as undo:  # whatever started is stopped if a later part fails
+        ledger = SqliteLedger(paths.ledger)
+        undo.callback(ledger.close)
+        transcripts = SqliteTranscriptStore(paths.transcripts)
+        undo.callback(transcripts.close)
+        buffer = SqliteTailBuffer(paths.tail_buffer)
+        undo.callback(buffer.close)
+        workdir = prepare_workdir(paths.root)
+        runner = AgentRunner(
+            settings.agent,
+            workers=settings.agent_workers,
+            timeout_s=settings.agent_timeout_ms / 1000,
+            counters=counters,
+            env=agent_environment(os.environ, settings.agent_env, workdir),
+            cwd=workdir,
+            prefix=sandbox_prefix(settings.agent_sandbox, paths.root, workdir, settings.agent),
+        )
+        undo.callback(runner.stop)
+        runner.start()
+        outbox = FencedOutbox(channel, gate, clock, counters, fenced)
+        jobs = DeliveryJobs(runner.run, outbox, channel, settings.agent_workers)
+        cursor = Cursor()
+        redactions = compile_redactions(settings.redactions)
+        tail_transport = LiveTailTransport(me, send, redactions, settings.max_frame_bytes // 4)
+        tail = LiveTailActor.start(
+            me,
+            settings.live_tail_flush_ms if lease_gate is not None else 0,  # no failover
+            settings.max_frame_bytes // 3,
+            transcripts,
+            buffer,
+            tail_transport,
+            identity.encryption_key,
+            gate,
+            jobs.agent,
+            clock,
+            counters,
+        )
+        undo.callback(tail.stop, timeout=10)
+        actor = DeliveryActor.start(
+            me,
+            settings,
+            ledger,
+            jobs,
+            gate,
+            cursor,
+            ReplyMarkerTransport(me, Ed25519Signer(me, identity.signing_key), send),
+            verify_ed25519,
+            clock,
+            counters,
+            os.urandom,
+            tail.tell,
+            want_in_sync=want_in_sync,
+        )
+        jobs.actor = actor
+        undo.pop_all()
+    long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
+    poller = ChannelPoller(
+        channel, gate, clock, cursor, lambda u, e: actor.tell(Polled(u, e)), counters, long_poll_s
+    )
+    poller.start()
+    log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
+    return DeliveryParts(actor, tail, poller, runner, ledger, cursor)

@@ -1,0 +1,71 @@
+"""The handoff's part of a node: the HandoffActor and what it needs (the wire, the lease,
+the live tail, delivery and its channel position). The node composes it.
+
+Without a lease store the actor still answers `baton wakeup` (the role cannot move:
+refused); without a channel there is no tail or delivery to wait for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from baton.actors.delivery_messages import HolderIs
+from baton.actors.handoff_actor import HandoffActor
+from baton.actors.lease_actor import LeaseListener
+from baton.adapters.metrics import Counters
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.core.clock import Clock
+from baton.core.lease import LeaseChanged
+from baton.core.settings import Settings
+from baton.holder.gate import LeaseGate
+from baton.node.delivery_parts import DeliveryParts
+from baton.node.lease_parts import LeaseParts
+from baton.stores.identity_store import MachineIdentity
+from baton.wire.envelope import Envelope
+from baton.wire.handoff_transport import HandoffWireTransport
+
+ROUTES = ("handoff_request", "handoff_begin", "handoff_ack", "handoff_abort")
+
+
+def start_handoff(
+    settings: Settings,
+    identity: MachineIdentity,
+    send: Callable[[Envelope], bool],
+    lease: LeaseParts | None,
+    delivery: DeliveryParts | None,
+    clock: Clock,
+    counters: Counters,
+) -> pykka.ActorRef[Any]:
+    me = identity.machine_id
+    position: Callable[[], int] = lambda: 0  # noqa: E731
+    if delivery is not None:
+        cursor = delivery.cursor
+        position = lambda: cursor.read()[0] or 0  # noqa: E731 (the channel offset confirmed)
+    return HandoffActor.start(
+        me,
+        settings.handoff_ack_timeout_ms,
+        settings.lease_ttl_ms,
+        HandoffWireTransport(me, Ed25519Signer(me, identity.signing_key), send),
+        LeaseGate() if lease is None else lease.gate,
+        None if lease is None else lease.coordinator,
+        None if delivery is None else delivery.tail,
+        None if delivery is None else delivery.actor,
+        position,
+        verify_ed25519,
+        clock,
+        counters,
+    )
+
+
+def tell_handoff(ref: pykka.ActorRef[Any]) -> LeaseListener:
+    """A lease listener that tells the handoff who holds (a wakeup ends when it is us)."""
+
+    def tell(change: LeaseChanged) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
+            ref.tell(HolderIs(change.holder, change.epoch))
+
+    return tell

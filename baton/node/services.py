@@ -1,0 +1,326 @@
+"""NodeServices: the facade through which the HTTP app reaches the running node.
+
+The HTTP layer imports neither zmq nor git; it calls these methods, which ask the
+actors and wait on their futures with a timeout (HTTP views may wait; actors may
+not). A timeout becomes Unavailable (503), never a hung request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict
+from typing import Any
+
+import pykka
+
+from baton import PROTOCOL_VERSION, __version__
+from baton.actors.delivery_messages import (
+    GetDelivery,
+    GetTail,
+    GetUserMessage,
+    QueueUserMessage,
+)
+from baton.actors.handoff_messages import GetHandoff, Wakeup
+from baton.actors.lease_actor import GetLease
+from baton.actors.messages import (
+    AddMachine,
+    GetPeerReports,
+    GetSelf,
+    ListMachines,
+    RevokeMachine,
+)
+from baton.adapters.metrics import Counters
+from baton.core.clock import Clock
+from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
+from baton.core.handoff import may_retry
+from baton.core.identity import PublicIdentity, fingerprint
+from baton.core.registry import MachineEntry, Role
+from baton.core.settings import Settings
+from baton.pairing.host import PairingService
+from baton.pairing.membership import verify_leave
+
+log = logging.getLogger("baton.handoff")
+
+#: A wakeup that failed for a reason that passes (the target still catching up, a busy
+#: host) is tried again for this long; each failed attempt left the old holder awake.
+WAKEUP_PATIENCE_S = 60.0
+RETRY_PAUSE_S = 0.5
+
+
+def machine_view(
+    entry: MachineEntry, self_id: str, last_seen_s: float | None = None
+) -> dict[str, Any]:
+    """How one registry entry is shown to operators (CLI and HTTP). ``last_seen_s`` is a
+    wall time (this machine's clock) of the last pong from it, when the node knows it."""
+    return {
+        "machine_id": entry.machine_id,
+        "nickname": entry.nickname,
+        "role": entry.role.value,
+        "status": entry.status.value,
+        "self": entry.machine_id == self_id,
+        "wire": entry.wire,
+        "endpoints": list(entry.endpoints),
+        "http": entry.http,
+        "added_at": entry.added_at,
+        "paired_at": entry.added_at,
+        "last_seen": last_seen_s,
+        "revoked_at": entry.revoked_at,
+        "revoked_reason": entry.revoked_reason,
+    }
+
+
+def identity_view(me: PublicIdentity) -> dict[str, Any]:
+    return {
+        **me.to_dict(),
+        "signing_fingerprint": fingerprint(me.signing_public),
+        "encryption_fingerprint": fingerprint(me.encryption_public),
+    }
+
+
+class NodeServices:
+    def __init__(
+        self,
+        *,
+        me: PublicIdentity,
+        settings: Settings,
+        api_token: str,
+        registry: pykka.ActorRef[Any],
+        peers: pykka.ActorRef[Any],
+        pairing: pykka.ActorRef[Any],
+        counters: Counters,
+        lease: pykka.ActorRef[Any] | None = None,
+        delivery: pykka.ActorRef[Any] | None = None,
+        tail: pykka.ActorRef[Any] | None = None,
+        handoff: pykka.ActorRef[Any] | None = None,
+        clock: Clock,
+        home: str,
+        endpoints: Mapping[str, str],
+        dialed: Callable[[], Mapping[str, str]] = dict,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.me = me
+        self.settings = settings
+        self._token = api_token.encode()
+        self.registry = registry
+        self.peers = peers
+        self.lease = lease
+        self.delivery = delivery
+        self.tail = tail
+        self.handoff = handoff
+        self.counters = counters
+        self.clock = clock
+        self.home = home
+        self.endpoints = dict(endpoints)
+        self.dialed = dialed  # machine id -> the endpoint its link is connected on
+        self.timeout_s = timeout_s
+        self.started_ms = clock.monotonic_ms()
+        self.pairing = PairingService(
+            pairing,
+            registry,
+            self._ask,
+            lambda: {
+                "lease_store": settings.lease_store or None,
+                "channel": settings.channel or None,
+                "agent": settings.agent,
+                "agent_sandbox": settings.agent_sandbox,
+            },
+            lambda: self._ask(registry, GetSelf()).http,
+        )
+
+    def token_ok(self, presented: str) -> bool:
+        return hmac.compare_digest(presented.encode(), self._token)
+
+    def _ask(self, ref: pykka.ActorRef[Any], message: Any) -> Any:
+        try:
+            return ref.ask(message, timeout=self.timeout_s)
+        except pykka.Timeout:
+            raise Unavailable(f"the node did not answer within {self.timeout_s} s") from None
+        except pykka.ActorDeadError:
+            raise Unavailable("the node is shutting down") from None
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "machine_id": self.me.machine_id, "pid": os.getpid()}
+
+    def whoami(self) -> dict[str, Any]:
+        entry: MachineEntry = self._ask(self.registry, GetSelf())
+        return {
+            **identity_view(self.me),
+            "role": entry.role.value,
+            "running": True,
+            "home": self.home,
+            "pid": os.getpid(),
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            **self.endpoints,
+        }
+
+    def machines(self) -> list[dict[str, Any]]:
+        entries = self._ask(self.registry, ListMachines())
+        now = self.clock.wall_s()
+        seen = {
+            r.machine_id: now - r.last_seen_ms_ago / 1000.0
+            for r in self._ask(self.peers, GetPeerReports())
+            if r.last_seen_ms_ago is not None
+        }
+        seen[self.me.machine_id] = now
+        return [machine_view(e, self.me.machine_id, seen.get(e.machine_id)) for e in entries]
+
+    def add_machine(self, card: Mapping[str, Any]) -> dict[str, Any]:
+        entry = self._ask(self.registry, AddMachine(card))
+        return machine_view(entry, self.me.machine_id)
+
+    def status(self) -> dict[str, Any]:
+        me: MachineEntry = self._ask(self.registry, GetSelf())
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        peers = []
+        via = self.dialed()
+        for report in self._ask(self.peers, GetPeerReports()):
+            view = asdict(report)
+            entry = entries.get(report.machine_id)
+            view["nickname"] = entry.nickname if entry else None
+            view["wire"] = entry.wire if entry else None
+            view["endpoints"] = list(entry.endpoints) if entry else []
+            view["via"] = via.get(report.machine_id)  # the endpoint it answers on
+            peers.append(view)
+        return {
+            "machine_id": self.me.machine_id,
+            "nickname": self.me.nickname,
+            **self._lease(me, entries),
+            "lease_store": self.settings.lease_store or None,
+            "delivery": None if self.delivery is None else self._ask(self.delivery, GetDelivery()),
+            "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
+            "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
+            "peers": peers,
+            "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
+            "pid": os.getpid(),
+            "version": __version__,
+            **self.endpoints,
+            "wire": me.wire,
+            "http": me.http,
+            "endpoints": list(me.endpoints),
+            "counters": self.counters.snapshot(),
+        }
+
+    def wakeup(self, force: bool) -> dict[str, Any]:
+        """Make this machine awake by a planned handoff (or, with ``force``, by taking
+        over an expired lease); the answer once it is done. WakeupFailed says why not
+        (the old holder stays awake)."""
+        if self.handoff is None:
+            raise Unavailable("the handoff is not running on this node")
+        s = self.settings
+        wait_s = (3 * s.handoff_ack_timeout_ms + 2 * s.lease_ttl_ms) / 1000
+        give_up = time.monotonic() + WAKEUP_PATIENCE_S
+        attempts = 0
+        while True:
+            attempts += 1
+            answer: Future[dict[str, Any]] = Future()
+            self.handoff.tell(Wakeup(force, answer))
+            try:
+                result = answer.result(wait_s)
+            except FutureTimeout:
+                raise WakeupFailed(f"no answer within {wait_s:.0f} s") from None
+            result["attempts"] = attempts
+            if result["ok"]:
+                return result
+            again = not force and may_retry(result["outcome"], result["detail"])
+            if not again or time.monotonic() + RETRY_PAUSE_S >= give_up:
+                raise WakeupFailed(f"{result['outcome']}: {result['detail']}")
+            log.info("wakeup: %s (%s); trying again", result["outcome"], result["detail"])
+            time.sleep(RETRY_PAUSE_S)  # the old holder is still awake: nothing is lost
+
+    def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
+        """Queue a user message for the channel (durably) and wait up to ``wait_s`` for
+        the channel to have it: ``status`` is "posted" (with ``message_id``) or "queued"
+        (it will be posted once a holder is reachable)."""
+        if self.delivery is None:
+            raise BadRequest("this machine has no channel; set one with `baton init --channel`")
+        if not self.settings.channel.startswith("local:"):
+            raise BadRequest("baton send posts through the bundled chat service (local:) only")
+        item_id = self._ask(self.delivery, QueueUserMessage(topic, text))
+        deadline = self.clock.monotonic_ms() + wait_s * 1000
+        while True:
+            view: dict[str, Any] = self._ask(self.delivery, GetUserMessage(item_id))
+            if view["status"] == "posted" or self.clock.monotonic_ms() >= deadline:
+                return view
+            time.sleep(0.02)  # an HTTP view may wait; it polls the actor's answer
+
+    def _lease(self, me: MachineEntry, entries: Mapping[str, MachineEntry]) -> dict[str, Any]:
+        """Who is awake, as the lease says; without a lease store, as the registry says."""
+        if self.lease is not None:
+            return dict(self._ask(self.lease, GetLease()))
+        awake = next((e.machine_id for e in entries.values() if e.role is Role.AWAKE), None)
+        return {
+            "role": me.role.value,
+            "holder": awake,
+            "epoch": 0,
+            "deadline_ms": None,
+            "failover": "none: this mesh has no lease store, so no machine takes over by itself",
+        }
+
+    def role(self) -> Role:
+        """This machine's role now: the lease's word if there is a lease store."""
+        if self.lease is not None:
+            return Role(self._ask(self.lease, GetLease())["role"])
+        me: MachineEntry = self._ask(self.registry, GetSelf())
+        return me.role
+
+    def metrics(self) -> dict[str, int]:
+        return self.counters.snapshot()
+
+    def count(self, name: str) -> None:
+        self.counters.inc(name)
+
+    def pair_session(self, verify: bool) -> dict[str, Any]:
+        if self.role() is not Role.AWAKE:
+            raise BadRequest(f"only the awake machine can pair; {self._who_is_awake()}")
+        return self.pairing.new_session(verify)
+
+    def _who_is_awake(self) -> str:
+        if self.lease is None:
+            return "run `baton pair` there"
+        view = self._ask(self.lease, GetLease())
+        if view["holder"] in (None, self.me.machine_id):
+            return "no machine holds the lease yet; try again in a few seconds"
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        holder = entries.get(view["holder"])
+        name = holder.nickname if holder else view["holder"]
+        return f"{name} holds the lease (epoch {view['epoch']}); run `baton pair` there"
+
+    def remove_machine(self, name: str, reason: str) -> dict[str, Any]:
+        entry = self._ask(self.registry, RevokeMachine(name, reason))
+        return machine_view(entry, self.me.machine_id)
+
+    def leave(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A standby's signed request to leave; answered once the revocation is saved."""
+        name = body.get("machine_id")
+        if not isinstance(name, str):
+            raise BadRequest("machine_id must be a string")
+        entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
+        entry = entries.get(name)
+        if entry is None:
+            raise NotFound(f"no machine {name} in this mesh")
+        verify_leave(body, self.me.machine_id, entry)
+        gone = self._ask(self.registry, RevokeMachine(name, "left the mesh"))
+        return machine_view(gone, self.me.machine_id)
+
+    def pair_view(self) -> dict[str, Any]:
+        return self.pairing.view()
+
+    def pair_decide(self, body: dict[str, Any]) -> dict[str, Any]:
+        session_id, accept = body.get("session_id"), body.get("accept")
+        if not isinstance(session_id, str) or not isinstance(accept, bool):
+            raise BadRequest("expected {session_id: string, accept: true|false}")
+        self.pairing.decide(session_id, accept)
+        return {"session_id": session_id, "accept": accept}
+
+    def pair_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.pairing.start(body)
+
+    def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.pairing.finish(body)
