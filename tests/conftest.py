@@ -31,6 +31,10 @@ LONGEST = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:  # every test of tests/system is a system test, marked or not
+        if item.path.parent.name == "system":
+            item.add_marker(pytest.mark.system)
+
     def rank(item: pytest.Item) -> int:
         path = item.path
         if path.parent.name != "system":

@@ -25,7 +25,6 @@ from baton.channels.memory import MemoryChannel
 from baton.core.errors import LedgerError
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
-from baton.demo.devmesh import wait_for
 from baton.stores.ledger_memory import MemoryLedger
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
@@ -37,6 +36,7 @@ from tests.actors.machines import (
     post_many,
     tail_caught_up,
 )
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

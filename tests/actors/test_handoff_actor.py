@@ -18,7 +18,6 @@ from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.handoff import NOT_AWAKE
 from baton.core.settings import Settings
-from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.handoff_transport import HandoffWireTransport
 from tests.actors.machines import (
@@ -28,6 +27,7 @@ from tests.actors.machines import (
     bot_texts,
     post_many,
 )
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

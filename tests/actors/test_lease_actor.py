@@ -21,9 +21,9 @@ from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import entry_from_card
-from baton.demo.devmesh import wait_for
 from baton.stores.lease_memory import MemoryLeaseStore
 from baton.wire.envelope import Envelope, make_envelope
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

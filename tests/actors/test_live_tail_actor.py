@@ -15,7 +15,6 @@ from baton.actors.delivery_messages import GetDelivery, GetTail, HolderIs
 from baton.actors.messages import EnvelopeReceived
 from baton.channels.memory import MemoryChannel
 from baton.core.errors import TranscriptCorrupt
-from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.tail_transport import unseal
 from tests.actors.machines import (
@@ -25,6 +24,7 @@ from tests.actors.machines import (
     post_many,
     tail_caught_up,
 )
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

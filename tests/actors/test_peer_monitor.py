@@ -19,11 +19,11 @@ from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
-from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
 from tests.signers import identity
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

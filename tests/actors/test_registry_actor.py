@@ -31,9 +31,9 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
-from baton.demo.devmesh import wait_for
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

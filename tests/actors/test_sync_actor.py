@@ -17,8 +17,8 @@ from baton.channels.memory import MemoryChannel
 from baton.core import delivery
 from baton.core.ledger import LedgerState
 from baton.core.settings import Settings
-from baton.demo.devmesh import wait_for
 from tests.actors.machines import Machine, accepted, all_answered
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 

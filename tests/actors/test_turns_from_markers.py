@@ -19,11 +19,11 @@ from baton.channels.memory import MemoryChannel
 from baton.core.ledger import LedgerEntry, LedgerState, ReplyRecord, reply_key
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
-from baton.demo.devmesh import wait_for
 from baton.stores.tail_memory import MemoryTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
 from tests.actors.machines import SETTINGS, Machine, all_answered, bot_texts, post_many
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

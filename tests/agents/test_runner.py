@@ -20,7 +20,7 @@ from baton.adapters.metrics import Counters
 from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, AgentFailed, AgentMessage, Turn
 from baton.agents.runner import AgentRunner
 from baton.core.errors import ConfigError
-from baton.demo.devmesh import wait_for
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

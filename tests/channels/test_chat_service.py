@@ -30,7 +30,7 @@ from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatStore
 from baton.channels.chat_tokens import ChatTokens, token_paths
 from baton.core.errors import AddressInUse, HomeError
-from baton.demo.devmesh import wait_for
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

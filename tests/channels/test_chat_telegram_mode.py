@@ -29,7 +29,7 @@ from baton.channels.chat_service import create_chat_app
 from baton.channels.chat_store import ChatRefused, ChatStore
 from baton.channels.chat_tokens import ChatTokens
 from baton.core.errors import ConfigError
-from baton.demo.devmesh import wait_for
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

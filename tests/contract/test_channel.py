@@ -28,7 +28,7 @@ from baton.channels.base import (
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_server import ChatServer
 from baton.channels.memory import MemoryChannel
-from baton.demo.devmesh import wait_for
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

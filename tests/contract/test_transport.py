@@ -25,11 +25,11 @@ import zmq
 from baton import PROTOCOL_VERSION
 from baton.adapters.metrics import Counters
 from baton.core.errors import AddressInUse
-from baton.demo.devmesh import wait_for
 from baton.wire.envelope import Envelope, encode, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress, Transport
 from baton.wire.zmq_transport import ZmqTransport
+from tests.waits import wait_for
 
 MAX_FRAME = 4096
 DEADLINE_S = 10.0

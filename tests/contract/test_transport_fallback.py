@@ -16,13 +16,13 @@ from typing import Protocol
 import pytest
 
 from baton.adapters.metrics import Counters
-from baton.demo.devmesh import wait_for
 from baton.wire.envelope import make_envelope
 from baton.wire.loopback import LoopbackNetwork, endpoint_of
 from baton.wire.transport import PeerAddress, Transport
 from baton.wire.zmq_loop import DIAL_FALLBACK_S
 from baton.wire.zmq_transport import ZmqTransport
 from tests.contract.test_transport import Machine, Node, new_machine
+from tests.waits import wait_for
 
 MAX_FRAME = 4096
 #: long enough for a fallback (DIAL_FALLBACK_S) and a handshake on a loaded machine

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from baton.channels.chat_server import ChatServer
-from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh
 from baton.demo.verdict import ambiguous_sends
+from tests.waits import wait_for
 
 TTL_MS = 2000
 T0 = time.monotonic()

@@ -10,12 +10,13 @@ import time
 
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer
-from baton.demo.devmesh import Machine, wait_for
+from baton.demo.devmesh import Machine
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport
 from baton.wire.transport import PeerAddress
 from baton.wire.zmq_transport import ZmqTransport
+from tests.waits import wait_for
 
 
 class Rogue:

@@ -20,8 +20,9 @@ import pytest
 import zmq
 
 from baton.core.identity import PublicIdentity
-from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port
 from baton.stores.runfile import lock_holder
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

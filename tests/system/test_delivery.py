@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh
 from tests.system.chat_kit import (
     T0,
     TOPICS,
@@ -34,6 +34,7 @@ from tests.system.chat_kit import (
     start_mesh,
     topic_messages,
 )
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 

@@ -16,10 +16,11 @@ import pytest
 
 from baton.adapters.signing import Ed25519Signer
 from baton.core.announce import Announcement, sign_announcement
-from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port
 from baton.stores.registry_store import JsonRegistryStore
 from baton.wire.envelope import make_envelope
 from tests.system.rogue import Rogue
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

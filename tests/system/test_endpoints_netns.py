@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.demo.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Mesh
 from tests.system.chat_kit import (
     answered,
     check_exactly_once,
@@ -30,6 +30,7 @@ from tests.system.chat_kit import (
     reported_ambiguous,
 )
 from tests.system.netlab_kit import placed_mesh
+from tests.waits import wait_for
 from tools.bench.renumber import heard, listen_up, machine_id, renumber
 from tools.faults.netns import NetLab, available
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from baton.core.errors import LeaseStoreError
-from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh
 from baton.stores.git_lease import GitLeaseStore, ensure_git_remote
 from tests.contract.test_lease_store import A, record
 from tests.system.test_lease_faults import observe_one_holder
+from tests.waits import wait_for
 from tools.faults import hooks, mesh_options
 from tools.faults.hooks import Partitions
 from tools.faults.store import StoreFaults

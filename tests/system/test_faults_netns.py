@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh
 from tests.system.netlab_kit import assert_nothing_left, placed_mesh
 from tests.system.test_lease import TTL_MS, holds, lease
 from tests.system.test_lease_faults import observe_one_holder
+from tests.waits import wait_for
 from tools.faults.netns import NetLab, NetLabError, available
 
 pytestmark = [pytest.mark.system, pytest.mark.root, pytest.mark.timeout(300)]

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.demo.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Mesh
 from baton.node.services import WAKEUP_PATIENCE_S
 from baton.wire.envelope import make_envelope
 from tests.system.chat_kit import (
@@ -37,6 +37,7 @@ from tests.system.chat_kit import (
     turn_counts,
 )
 from tests.system.rogue import Rogue
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

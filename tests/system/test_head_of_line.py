@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.channels.chat_server import ChatServer
-from baton.demo.devmesh import SYNC_POLL_S, Mesh, wait_for
+from baton.demo.devmesh import SYNC_POLL_S, Mesh
 from tests.system.chat_kit import (
     answered,
     check_exactly_once,
@@ -22,6 +22,7 @@ from tests.system.chat_kit import (
     reported_ambiguous,
     start_mesh,
 )
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh
 from baton.demo.verdict import check, stretches
 from tests.system.fencing_sink import FencingSink
+from tests.waits import wait_for
 from tools.etcd import etcd_binary, running_etcd
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, wait_for
+from baton.demo.devmesh import Machine, Mesh
 from tests.system.test_lease import TTL_MS, lease
+from tests.waits import wait_for
 from tools.faults import clock
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]

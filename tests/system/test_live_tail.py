@@ -23,7 +23,7 @@ import pytest
 
 from baton.channels.chat_server import ChatServer
 from baton.core.live_tail import TailFrame, compile_redactions
-from baton.demo.devmesh import Mesh, wait_for
+from baton.demo.devmesh import Mesh
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.tail_transport import LiveTailTransport, unseal
@@ -43,6 +43,7 @@ from tests.system.chat_kit import (
     turn_counts,
 )
 from tests.system.rogue import Rogue
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 

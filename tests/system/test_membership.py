@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port
 from baton.node.client import NodeClient, http_json
 from baton.pairing.membership import sign_leave
 from baton.stores.identity_store import load_identity
 from baton.stores.registry_store import JsonRegistryStore
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo.devmesh import Machine, Mesh, free_port, pid_alive, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port, pid_alive
 from baton.node.client import running_node
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

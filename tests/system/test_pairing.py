@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from baton.core.pairing import WORDS
-from baton.demo.devmesh import Machine, Mesh, free_port, wait_for
+from baton.demo.devmesh import Machine, Mesh, free_port
 from baton.node.client import NodeClient
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo.devmesh import pid_alive, wait_for
+from baton.demo.devmesh import pid_alive
 from baton.node.supervisor import EXIT_CRASH_LOOP, Policy, Supervisor
 from baton.stores.home import HomePaths
 from tests.system import targets
+from tests.waits import wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
 FAST = Policy(backoff_s=(0.01, 0.05), crash_limit=3, crash_window_s=60, stop_timeout_s=10)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo.devmesh import wait_for
 from baton.demo.kit import History, Loader, Run, Watcher, transcript_loss
 from baton.demo.scenario import Demo
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

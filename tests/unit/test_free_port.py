@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from baton.demo.scenario import devmesh
+from baton.demo import devmesh
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux holds")
 

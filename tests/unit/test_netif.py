@@ -12,7 +12,7 @@ import pytest
 
 from baton.adapters.netif import EndpointWatcher, interface_addresses
 from baton.core.endpoints import rank_addresses
-from baton.demo.devmesh import wait_for
+from tests.waits import wait_for
 
 DEADLINE_S = 10.0
 

@@ -14,7 +14,7 @@ from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.errors import WakeupFailed
 from baton.core.settings import Settings
-from baton.node.root import services as services_module
+from baton.node import services as services_module
 from baton.node.services import NodeServices
 
 pytestmark = pytest.mark.timeout(30)
