@@ -26,7 +26,6 @@ from baton.actors.delivery_messages import (
     CheckDone,
     GetDelivery,
     GetUserMessage,
-    HolderIs,
     Polled,
     PostDone,
     QueueUserMessage,
@@ -36,8 +35,7 @@ from baton.actors.delivery_messages import (
     TurnSeen,
 )
 from baton.actors.handoff_messages import ResumeIngress, StopIngress
-from baton.actors.lease_actor import MembersChanged
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.user_queue import UserQueue
 from baton.adapters.metrics import Counters
 from baton.channels.base import InboundMessage
@@ -45,6 +43,7 @@ from baton.core import delivery_types as ev
 from baton.core.clock import Clock
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.errors import LedgerError, MarkerRefused
+from baton.core.lease_types import LeaseChanged
 from baton.core.ledger import Ledger, LedgerEntry
 from baton.core.registry import MachineEntry, Verify
 from baton.core.settings import Settings
@@ -149,7 +148,7 @@ class DeliveryActor(pykka.ThreadingActor):
                 self._peer(env, open_sync_request, lambda page: self._sync_requested(env, page))
             case EnvelopeReceived(envelope=env):
                 self.queue.received(env, holding)
-            case HolderIs():
+            case LeaseChanged():
                 self._tick(self.clock.monotonic_ms())  # a new term starts now, not at a tick
                 self.queue.on(message, self.state.holding)
             case PostDone():

@@ -55,15 +55,6 @@ class PostDone:
 
 
 @dataclass(frozen=True)
-class HolderIs:
-    """Who holds the lease now (None: nobody known) at which epoch, from the lease's
-    listener."""
-
-    machine_id: str | None
-    epoch: int = 0
-
-
-@dataclass(frozen=True)
 class QueueUserMessage:
     """Post ``text`` into ``topic`` as the user (``baton send``); answers the item id."""
 

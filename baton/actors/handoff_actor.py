@@ -28,7 +28,6 @@ from typing import Any
 
 import pykka
 
-from baton.actors.delivery_messages import HolderIs
 from baton.actors.handoff_messages import (
     CatchUpTo,
     ConfirmTo,
@@ -39,12 +38,13 @@ from baton.actors.handoff_messages import (
     Wakeup,
     Yield,
 )
-from baton.actors.lease_actor import ForceTakeover, LookUp, MembersChanged
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.lease_actor import ForceTakeover, LookUp
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.core import handoff as h
 from baton.core.clock import Clock
 from baton.core.errors import HandoffRefused
+from baton.core.lease_types import LeaseChanged
 from baton.core.registry import MachineEntry, Verify
 from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
@@ -154,7 +154,7 @@ class HandoffActor(pykka.ThreadingActor):
                 self._sentinel(h.Drained(now))
             case _Answer():
                 self.counters.inc("handoff.stale_answer")
-            case HolderIs(machine_id=holder, epoch=epoch):
+            case LeaseChanged(holder=holder, epoch=epoch):
                 self._receiver(h.LeaseSeen(holder, epoch, holder == self.me, now))
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id: p for p in peers}

@@ -25,7 +25,7 @@ import pykka
 
 from baton.actors.handoff_messages import Yield
 from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BatonError, LeaseRefused, MalformedLease
@@ -74,13 +74,6 @@ ALARMS_KEPT = 20
 
 #: Called with every LeaseChanged (on the coordinator's thread; must only tell).
 LeaseListener = Callable[[LeaseChanged], None]
-
-
-@dataclass(frozen=True)
-class MembersChanged:
-    """The active peers as the registry has them now."""
-
-    peers: tuple[MachineEntry, ...]
 
 
 @dataclass(frozen=True)

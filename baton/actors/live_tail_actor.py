@@ -31,17 +31,17 @@ from typing import Any
 import nacl.public
 import pykka
 
-from baton.actors.delivery_messages import GetTail, HolderIs, StartAgent, TurnDone, TurnSeen
+from baton.actors.delivery_messages import GetTail, StartAgent, TurnDone, TurnSeen
 from baton.actors.handoff_messages import CatchUpTo, ConfirmTo, TailHeads
-from baton.actors.lease_actor import MembersChanged
 from baton.actors.loose_turns import LooseTurn, LooseTurns
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.tail_replay import replay
 from baton.adapters.metrics import Counters
 from baton.agents.base import Turn
 from baton.core.clock import Clock
 from baton.core.errors import TailError, TailRefused, TranscriptError
 from baton.core.handoff import Heads, heads_of
+from baton.core.lease_types import LeaseChanged
 from baton.core.ledger import LedgerEntry
 from baton.core.live_tail import (
     Follow,
@@ -135,7 +135,7 @@ class LiveTailActor(pykka.ThreadingActor):
                 self._flush_received(env)
             case EnvelopeReceived(envelope=env) if env.type == "tail_ack":
                 self._ack_received(env)
-            case HolderIs(machine_id=holder, epoch=epoch):
+            case LeaseChanged(holder=holder, epoch=epoch):
                 self.holder = (holder, epoch)
                 self._tick(self.clock.monotonic_ms())  # a new term begins now
             case MembersChanged(peers=peers):

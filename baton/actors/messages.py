@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from baton.core.registry import MachineEntry
 from baton.wire.envelope import Envelope
 
 
@@ -22,8 +23,11 @@ class EnvelopeReceived:
 
 
 @dataclass(frozen=True)
-class PeersChanged:
-    machine_ids: tuple[str, ...]
+class MembersChanged:
+    """The active peers as the registry has them now (every actor that talks to peers
+    hears it: the peer monitor, the lease, delivery, the live tail, the handoff)."""
+
+    peers: tuple[MachineEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,3 @@ class CheckCard:
 
     card: Mapping[str, Any]
     readmit: bool = False
-
-
-@dataclass(frozen=True)
-class HolderChanged:
-    """The lease has a new holder: the registry makes it the awake member."""
-
-    holder: str

@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
+from baton.actors.messages import EnvelopeReceived, GetPeerReports, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.ping import PeerReport, PingTracker
@@ -64,7 +64,8 @@ class PeerMonitorActor(pykka.ThreadingActor):
                 rtt = self.tracker.pong(env.sender, env.body["ping_id"], self.clock.monotonic_ms())
                 if rtt is None:
                     self.counters.inc("peers.stray_pong")
-            case PeersChanged(machine_ids=ids):
+            case MembersChanged(peers=peers):
+                ids = tuple(p.machine_id for p in peers)
                 self.tracker.set_peers(ids)
                 self.told = {m: t for m, t in self.told.items() if m in ids}
             case GetPeerReports():

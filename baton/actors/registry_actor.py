@@ -35,7 +35,6 @@ from baton.actors.messages import (
     CheckCard,
     EnvelopeReceived,
     GetSelf,
-    HolderChanged,
     ListMachines,
     RevokeMachine,
     Tick,
@@ -45,6 +44,7 @@ from baton.core.announce import Announcement, accept, next_announcement, sign_an
 from baton.core.clock import Clock
 from baton.core.endpoints import rank_addresses, with_observed
 from baton.core.errors import AnnouncementRefused, BadRequest, BatonError, InvalidCard
+from baton.core.lease_types import LeaseChanged
 from baton.core.registry import (
     MachineEntry,
     MachineRegistry,
@@ -153,8 +153,9 @@ class RegistryActor(pykka.ThreadingActor):
             case EnvelopeReceived(envelope=env) if env.type == "seen":
                 self._seen(env.sender, env.body["address"])
                 return None
-            case HolderChanged(holder=holder):
-                self._follow_holder(holder)
+            case LeaseChanged(holder=holder):
+                if holder is not None:  # the lease has a holder: the awake member
+                    self._follow_holder(holder)
                 return None
         raise TypeError(f"RegistryActor: unexpected message {message!r}")
 

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.actors.delivery_jobs import DeliveryJobs
-from baton.actors.delivery_messages import HolderIs, PostDone
+from baton.actors.delivery_messages import PostDone
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, MarkerRefused
+from baton.core.lease_types import LeaseChanged
 from baton.core.ledger import Ledger
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import MAX_FORWARD_TEXT, ReplyMarkerTransport, open_forward
@@ -86,9 +87,9 @@ class UserQueue:
                 if self.transport.forward(self.holder, item.item_id, item.topic, item.text):
                     self.counters.inc("user_queue.forwarded")
 
-    def on(self, message: PostDone | HolderIs, holding: bool) -> None:
-        if isinstance(message, HolderIs):
-            self.holder = message.machine_id
+    def on(self, message: PostDone | LeaseChanged, holding: bool) -> None:
+        if isinstance(message, LeaseChanged):
+            self.holder = message.holder
             self.tried.clear()  # a new holder: try everything at once
             self.flush(holding)
         elif message.message_id is None:

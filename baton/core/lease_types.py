@@ -202,6 +202,10 @@ class SendTo:
 
 @dataclass(frozen=True)
 class LeaseChanged:
+    """The lease's news: this machine's phase now, who holds (None: nobody known) and at
+    which epoch, and why. The lease's listeners get it; the node tells it, as it is, to
+    every actor that follows the holder (registry, delivery, live tail, handoff)."""
+
     role: Phase
     holder: str | None
     epoch: int

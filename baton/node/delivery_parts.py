@@ -27,7 +27,7 @@ import pykka
 
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
-from baton.actors.delivery_messages import HolderIs, Polled
+from baton.actors.delivery_messages import Polled
 from baton.actors.lease_actor import FencedOut, WantInSync
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.adapters.metrics import Counters
@@ -36,7 +36,6 @@ from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_p
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
 from baton.core.clock import Clock
-from baton.core.lease import LeaseChanged
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
@@ -90,11 +89,6 @@ class DeliveryParts:
         for actor in self.actors:
             with contextlib.suppress(pykka.ActorDeadError):  # stopping
                 actor.tell(message)
-
-    def holder_changed(self, change: LeaseChanged) -> None:
-        """A lease listener: tells both actors who holds now (delivery forwards user
-        messages to it; the live tail takes frames from it alone)."""
-        self.tell_all(HolderIs(change.holder, change.epoch))
 
     def stop(self) -> None:
         self.poller.stop()

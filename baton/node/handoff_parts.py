@@ -7,19 +7,15 @@ refused); without a channel there is no tail or delivery to wait for.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
-from baton.actors.delivery_messages import HolderIs
 from baton.actors.handoff_actor import HandoffActor
-from baton.actors.lease_actor import LeaseListener
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import Clock
-from baton.core.lease import LeaseChanged
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.node.delivery_parts import DeliveryParts
@@ -59,13 +55,3 @@ def start_handoff(
         clock,
         counters,
     )
-
-
-def tell_handoff(ref: pykka.ActorRef[Any]) -> LeaseListener:
-    """A lease listener that tells the handoff who holds (a wakeup ends when it is us)."""
-
-    def tell(change: LeaseChanged) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-            ref.tell(HolderIs(change.holder, change.epoch))
-
-    return tell

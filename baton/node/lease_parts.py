@@ -7,6 +7,8 @@ founded the mesh stays awake (no automatic failover).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -115,12 +117,22 @@ class LeaseRelay:
             if self._last is not None:
                 self._tell(listener, self._last)
 
+    def follow(self, *actors: pykka.ActorRef[Any]) -> None:
+        """Each of ``actors`` is told every LeaseChanged, as it is."""
+        for actor in actors:
+            self.add(functools.partial(_tell_actor, actor))
+
     @staticmethod
     def _tell(listener: LeaseListener, change: LeaseChanged) -> None:
         try:
             listener(change)
         except Exception:  # one listener's trouble must not keep the others uninformed
             log.exception("lease: a listener failed on %s", change)
+
+
+def _tell_actor(actor: pykka.ActorRef[Any], change: LeaseChanged) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
+        actor.tell(change)
 
 
 def start_lease(

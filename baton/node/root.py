@@ -39,8 +39,7 @@ import pykka
 
 from baton import __version__
 from baton.actors.dispatch import Dispatcher
-from baton.actors.lease_actor import LeaseListener, MembersChanged
-from baton.actors.messages import AnnounceSelf, GetSelf, HolderChanged, PeersChanged
+from baton.actors.messages import AnnounceSelf, GetSelf, MembersChanged
 from baton.actors.pairing_actor import PairingActor
 from baton.actors.peer_monitor import PeerMonitorActor
 from baton.actors.registry_actor import RegistryActor
@@ -55,14 +54,13 @@ from baton.api import create_app, create_door_app
 from baton.api import server as http_server
 from baton.core.endpoints import WILDCARDS, only_loopback
 from baton.core.errors import BatonError
-from baton.core.lease import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
 from baton.node.delivery_parts import DeliveryParts, start_delivery
 from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
-from baton.node.handoff_parts import start_handoff, tell_handoff
+from baton.node.handoff_parts import start_handoff
 from baton.node.lease_parts import LeaseParts, LeaseRelay, start_lease
 from baton.node.services import NodeServices
 from baton.stores.config_file import load_settings
@@ -180,7 +178,7 @@ class Node:
             def announce(peers: Sequence[MachineEntry]) -> None:
                 last_peers[0] = tuple(peers)
                 transport.set_peers([_address(p) for p in peers])
-                monitor.tell(PeersChanged(tuple(p.machine_id for p in peers)))
+                monitor.tell(MembersChanged(tuple(peers)))
                 if lease is not None:
                     lease.coordinator.tell(MembersChanged(tuple(peers)))
                 for parts in delivery_box:
@@ -222,7 +220,7 @@ class Node:
                 observe=s.wire_bind.host in WILDCARDS,
             )
             self.parts.append(registry)
-            relay.add(_follow(registry))
+            relay.follow(registry)
             dispatcher.route("roster", registry)
             dispatcher.route("announce", registry)
             dispatcher.route("seen", registry)
@@ -246,7 +244,7 @@ class Node:
             if delivery is not None:
                 self.parts.append(delivery)
                 delivery_box.append(delivery)
-                relay.add(delivery.holder_changed)
+                relay.follow(delivery.actor, delivery.tail)
                 for kind in delivery.ROUTES:
                     dispatcher.route(kind, delivery.actor)
                 for kind in delivery.TAIL_ROUTES:
@@ -256,7 +254,7 @@ class Node:
             handoff = start_handoff(s, identity, transport.send, lease, delivery, clock, counters)
             self.parts.append(handoff)
             handoff_box.append(handoff)
-            relay.add(tell_handoff(handoff))
+            relay.follow(handoff)
             for kind in HANDOFF_ROUTES:
                 dispatcher.route(kind, handoff)
             handoff.tell(MembersChanged(last_peers[0]))
@@ -358,17 +356,6 @@ def _address(peer: MachineEntry) -> PeerAddress:
 
 def _gate_open(gate: LeaseGate, clock: SystemClock) -> Callable[[], bool]:
     return lambda: gate.current(clock.monotonic_ms()) is not None
-
-
-def _follow(registry: pykka.ActorRef[Any]) -> LeaseListener:
-    """A lease listener that makes each new holder the registry's awake member."""
-
-    def follow(change: LeaseChanged) -> None:
-        if change.holder is not None:
-            with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-                registry.tell(HolderChanged(change.holder))
-
-    return follow
 
 
 def _url_host(host: str) -> str:

@@ -39,7 +39,7 @@ from baton.core.errors import BadRequest, PairingError
 from baton.core.identity import PublicIdentity
 from baton.core.pairing import PairingSession
 from baton.core.registry import CARD_FIELDS, MachineEntry
-from baton.wire.pake import Role, b64d, b64e, possession_statement
+from baton.wire.pake import Side, b64d, b64e, possession_statement
 
 log = logging.getLogger("baton.pairing")
 
@@ -115,13 +115,13 @@ class PairingService:
             "host_message": b64e(started.host_message),
             "host_confirmation": b64e(started.keys.host_confirmation()),
             "attempts_left": started.attempts_left,
-            "sealed_settings": b64e(started.keys.seal(json.dumps(settings).encode(), Role.JOINER)),
+            "sealed_settings": b64e(started.keys.seal(json.dumps(settings).encode(), Side.JOINER)),
         }
 
     def finish(self, body: Mapping[str, Any]) -> dict[str, Any]:
         run_id, mac, sealed = _fields(body, ("run_id", "joiner_confirmation", "sealed_card"))
         session, keys = self.ask(self.pairing, VerifyRun(run_id, b64d(mac, "joiner_confirmation")))
-        card = _open_card(keys.open(b64d(sealed, "sealed_card"), Role.JOINER), keys.transcript)
+        card = _open_card(keys.open(b64d(sealed, "sealed_card"), Side.JOINER), keys.transcript)
         self.ask(self.registry, CheckCard(card, readmit=True))
         if session.verify:
             self._await_operator(session, keys.sas, str(card.get("nickname")))
@@ -136,7 +136,7 @@ class PairingService:
             "mesh": [m.to_dict() for m in members],
             **self.mesh_extras(),
         }
-        sealed_roster = keys.seal(json.dumps(roster).encode(), Role.JOINER)
+        sealed_roster = keys.seal(json.dumps(roster).encode(), Side.JOINER)
         return {"v": PAIRING_VERSION, "sealed_roster": b64e(sealed_roster)}
 
 

@@ -48,8 +48,7 @@ from baton.stores.pending_join import apply_pending_join, write_pending_join
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock
 from baton.wire.envelope import is_machine_id
-from baton.wire.pake import JoinerPake, PakeKeys, b64d, b64e, possession_statement
-from baton.wire.pake import Role as PakeRole
+from baton.wire.pake import JoinerPake, PakeKeys, Side, b64d, b64e, possession_statement
 
 VERSION = 1
 TIMEOUT_S = 15.0
@@ -207,7 +206,7 @@ def _pair(
     offered = _open_settings(keys, _text(started, "sealed_settings"))
     asked.settings(keys.sas, offered)  # a refusal here: nothing admitted
     proof = identity.signing_key.sign(possession_statement(keys.transcript)).signature
-    sealed_card = keys.seal(json.dumps({**card, "proof": b64e(proof)}).encode(), PakeRole.HOST)
+    sealed_card = keys.seal(json.dumps({**card, "proof": b64e(proof)}).encode(), Side.HOST)
     progress.may_be_member = True
     try:
         finished = _post(
@@ -266,7 +265,7 @@ MESH_KNOBS = ("lease_store", "channel", "agent", "agent_sandbox")  # what a join
 def _open_settings(keys: PakeKeys, sealed: str) -> dict[str, str]:
     """The host's mesh settings, checked (a bad value is refused, not written later)."""
     try:
-        doc = safejson.loads(keys.open(b64d(sealed, "sealed_settings"), PakeRole.HOST))
+        doc = safejson.loads(keys.open(b64d(sealed, "sealed_settings"), Side.HOST))
     except ValueError:
         raise PairingError("the host's settings are not JSON") from None
     offered = doc.get("settings") if isinstance(doc, dict) else None
@@ -318,7 +317,7 @@ def _text(doc: Mapping[str, Any], field: str) -> str:
 
 def _open_roster(keys: PakeKeys, sealed: str) -> dict[str, Any]:
     try:
-        roster = safejson.loads(keys.open(b64d(sealed, "sealed_roster"), PakeRole.HOST))
+        roster = safejson.loads(keys.open(b64d(sealed, "sealed_roster"), Side.HOST))
     except ValueError:
         raise PairingError("the host's roster is not JSON") from None
     if not isinstance(roster, dict) or not isinstance(roster.get("mesh"), list):

@@ -20,7 +20,7 @@ Invariants:
   the transcript hash as salt, so keys for different purposes are independent.
 - The joiner's card carries its Ed25519 signature of possession_statement(transcript),
   so a joiner who knows the code cannot enrol a key it does not hold.
-- Confirmations are role-bound: the host's MAC never passes as the joiner's.
+- Confirmations are bound to a side: the host's MAC never passes as the joiner's.
 - Sealed payloads are direction-bound: a payload sealed to the host opens only
   as "from the joiner" and vice versa, so a reflected payload is refused.
 - MACs are compared in constant time (hmac.compare_digest).
@@ -62,7 +62,7 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 
 
-class Role(StrEnum):
+class Side(StrEnum):
     """Which end of a pairing run a party plays."""
 
     HOST = "host"
@@ -117,48 +117,48 @@ class PakeKeys:
             _rng=rng,
         )
 
-    def _mac(self, role: Role) -> bytes:
-        key = self._confirm_host if role is Role.HOST else self._confirm_joiner
-        msg = CONTEXT + b" confirm " + role.value.encode() + b" " + self.transcript
+    def _mac(self, side: Side) -> bytes:
+        key = self._confirm_host if side is Side.HOST else self._confirm_joiner
+        msg = CONTEXT + b" confirm " + side.value.encode() + b" " + self.transcript
         return hmac.new(key, msg, hashlib.sha256).digest()
 
     def host_confirmation(self) -> bytes:
         """The MAC the host sends to prove it derived the same key."""
-        return self._mac(Role.HOST)
+        return self._mac(Side.HOST)
 
     def joiner_confirmation(self) -> bytes:
         """The MAC the joiner sends to prove it derived the same key."""
-        return self._mac(Role.JOINER)
+        return self._mac(Side.JOINER)
 
-    def _check(self, role: Role, mac: bytes) -> None:
-        if not isinstance(mac, bytes) or not hmac.compare_digest(mac, self._mac(role)):
-            raise WrongCode(f"the {role.value} confirmation does not match: the codes differ")
+    def _check(self, side: Side, mac: bytes) -> None:
+        if not isinstance(mac, bytes) or not hmac.compare_digest(mac, self._mac(side)):
+            raise WrongCode(f"the {side.value} confirmation does not match: the codes differ")
 
     def check_host_confirmation(self, mac: bytes) -> None:
         """Raise WrongCode (attempts_left=0; the caller fills it in) unless ``mac`` matches."""
-        self._check(Role.HOST, mac)
+        self._check(Side.HOST, mac)
 
     def check_joiner_confirmation(self, mac: bytes) -> None:
         """Raise WrongCode (attempts_left=0; the caller fills it in) unless ``mac`` matches."""
-        self._check(Role.JOINER, mac)
+        self._check(Side.JOINER, mac)
 
-    def _direction(self, to_role: Role) -> tuple[ChaCha20Poly1305, bytes]:
-        key = self._to_host if Role(to_role) is Role.HOST else self._to_joiner
-        aad = CONTEXT + b" seal to " + Role(to_role).value.encode() + b" " + self.transcript
+    def _direction(self, to_side: Side) -> tuple[ChaCha20Poly1305, bytes]:
+        key = self._to_host if Side(to_side) is Side.HOST else self._to_joiner
+        aad = CONTEXT + b" seal to " + Side(to_side).value.encode() + b" " + self.transcript
         return ChaCha20Poly1305(key), aad
 
-    def seal(self, plaintext: bytes, to_role: Role) -> bytes:
-        """Encrypt ``plaintext`` for ``to_role``: version byte, random nonce, ciphertext."""
-        aead, aad = self._direction(to_role)
+    def seal(self, plaintext: bytes, to_side: Side) -> bytes:
+        """Encrypt ``plaintext`` for ``to_side``: version byte, random nonce, ciphertext."""
+        aead, aad = self._direction(to_side)
         nonce = self._rng(NONCE_BYTES)
         if len(nonce) != NONCE_BYTES:
             raise ValueError(f"rng returned {len(nonce)} bytes, wanted {NONCE_BYTES}")
         return SEAL_VERSION + nonce + aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, data: bytes, from_role: Role) -> bytes:
-        """Decrypt a payload sealed by ``from_role``; PairingError on any tampering."""
-        to_role = Role.JOINER if Role(from_role) is Role.HOST else Role.HOST
-        aead, aad = self._direction(to_role)
+    def open(self, data: bytes, from_side: Side) -> bytes:
+        """Decrypt a payload sealed by ``from_side``; PairingError on any tampering."""
+        to_side = Side.JOINER if Side(from_side) is Side.HOST else Side.HOST
+        aead, aad = self._direction(to_side)
         if not isinstance(data, bytes) or len(data) < 1 + NONCE_BYTES + TAG_BYTES:
             raise PairingError("sealed payload is truncated")
         if data[:1] != SEAL_VERSION:
@@ -168,7 +168,7 @@ class PakeKeys:
             return aead.decrypt(nonce, body, aad)
         except InvalidTag:
             raise PairingError(
-                f"sealed payload from the {Role(from_role).value} does not open: "
+                f"sealed payload from the {Side(from_side).value} does not open: "
                 "tampered, misdirected or under another key"
             ) from None
 

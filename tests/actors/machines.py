@@ -19,20 +19,20 @@ import pykka
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import (
-    HolderIs,
     Polled,
 )
 from baton.actors.handoff_actor import HandoffActor
 from baton.actors.handoff_messages import Wakeup, Yield
-from baton.actors.lease_actor import ForceTakeover, MembersChanged
+from baton.actors.lease_actor import ForceTakeover
 from baton.actors.live_tail_actor import LiveTailActor
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.adapters.system_clock import SystemClock
 from baton.agents.base import AgentFailed, AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.identity import PublicIdentity, derive_machine_id
+from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.live_tail import compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
@@ -165,8 +165,9 @@ class Machine:
             self.in_sync = tuple(sorted(in_sync))
             self._publish_views(epoch)
             for other in {*self.router.values(), self}:
+                role = Phase.HOLDING if other is self else Phase.STANDBY
                 for actor in (other.tail, other.handoff):
-                    actor.tell(HolderIs(self.id, epoch))
+                    actor.tell(LeaseChanged(role, self.id, epoch, "acquired"))
 
     def _publish_views(self, epoch: int) -> None:
         for other in {*self.router.values(), self}:

@@ -15,14 +15,13 @@ import pytest
 from baton.actors.delivery_messages import (
     GetDelivery,
     GetUserMessage,
-    HolderIs,
     QueueUserMessage,
 )
-from baton.actors.lease_actor import MembersChanged
-from baton.actors.messages import EnvelopeReceived
+from baton.actors.messages import EnvelopeReceived, MembersChanged
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
 from baton.core.errors import LedgerError
+from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
 from baton.stores.ledger_memory import MemoryLedger
@@ -177,7 +176,7 @@ def test_a_standby_queues_user_messages_until_a_holder_exists_then_forwards(
     assert b.ref.ask(GetUserMessage(item), timeout=5)["status"] == "queued"
     assert [q.item_id for q in b.ledger.queue_items()] == [item]
     a.hold(1)
-    b.ref.tell(HolderIs(a.id))
+    b.ref.tell(LeaseChanged(Phase.STANDBY, a.id, 0, "holder changed"))
     wait_for(lambda: b.ref.ask(GetUserMessage(item), timeout=5)["status"] == "posted", 20, "posted")
     assert b.ledger.queue_items() == [] and a.ledger.queue_items() == []
     assert [m["text"] for m in channel.messages("t9") if m["from"] == "user"] == [

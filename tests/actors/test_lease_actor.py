@@ -11,9 +11,9 @@ import nacl.public
 import nacl.signing
 import pytest
 
-from baton.actors.lease_actor import GetLease, LeaseCoordinatorActor, MembersChanged
+from baton.actors.lease_actor import GetLease, LeaseCoordinatorActor
 from baton.actors.lease_worker import LeaseStoreWorker
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import FakeClock

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from baton.actors.delivery_messages import GetDelivery, GetTail, HolderIs
+from baton.actors.delivery_messages import GetDelivery, GetTail
 from baton.actors.messages import EnvelopeReceived
 from baton.channels.memory import MemoryChannel
 from baton.core.errors import TranscriptCorrupt
+from baton.core.lease_types import LeaseChanged, Phase
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.tail_transport import unseal
 from tests.actors.machines import (
@@ -183,7 +184,7 @@ def test_secrets_never_leave_the_holder(pair: tuple[MemoryChannel, Machine, Mach
     assert a.transcripts.history("1/1", 1)[0].text == "my password: hunter2"
     a.hold(None)
     b.hold(2)
-    b.tail.tell(HolderIs(b.id, 2))
+    b.tail.tell(LeaseChanged(Phase.HOLDING, b.id, 2, "acquired"))
     more = channel.post_user_message("t0", "and now?", "c-secret-2")
     wait_for(lambda: all_answered(channel, {more}), 20, "b answers")
     first = b.transcripts.history("1/1", 2)[0]

@@ -13,12 +13,13 @@ import pykka
 import pytest
 
 from baton.actors.dispatch import Dispatcher
-from baton.actors.messages import EnvelopeReceived, GetPeerReports, PeersChanged, Tick
+from baton.actors.messages import EnvelopeReceived, GetPeerReports, MembersChanged, Tick
 from baton.actors.peer_monitor import SEEN_EVERY, PeerMonitorActor
 from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
+from baton.core.registry import MachineEntry, entry_from_card
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
@@ -54,6 +55,11 @@ def make_side(net: LoopbackNetwork, clock: FakeClock, nick: str, seed: int) -> S
     return Side(me, transport, counters, actor)
 
 
+def entry_of(me: PublicIdentity) -> MachineEntry:
+    card = {**me.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:9002"}
+    return entry_from_card(card, 0.0)
+
+
 @pytest.fixture
 def sides() -> Iterator[tuple[Side, Side, FakeClock, LoopbackNetwork]]:
     net, clock = LoopbackNetwork(), FakeClock()
@@ -64,7 +70,7 @@ def sides() -> Iterator[tuple[Side, Side, FakeClock, LoopbackNetwork]]:
         a, b = made
         for x, y in ((a, b), (b, a)):
             x.transport.set_peers([y.address()])
-            x.actor.tell(PeersChanged((y.me.machine_id,)))
+            x.actor.tell(MembersChanged((entry_of(y.me),)))
         yield a, b, clock, net
     finally:
         for side in made:

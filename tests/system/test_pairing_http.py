@@ -16,7 +16,7 @@ import pytest
 
 from baton.core.identity import PublicIdentity
 from baton.demo.devmesh import Machine, Mesh, free_port
-from baton.wire.pake import JoinerPake, Role, b64d, b64e, possession_statement
+from baton.wire.pake import JoinerPake, Side, b64d, b64e, possession_statement
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
@@ -62,7 +62,7 @@ class Run:
         return self.sealed_body({**doc, "proof": self.proof(key)})
 
     def sealed_body(self, doc: dict[str, Any]) -> dict[str, Any]:
-        sealed = self.keys.seal(json.dumps(doc).encode(), Role.HOST)
+        sealed = self.keys.seal(json.dumps(doc).encode(), Side.HOST)
         return {
             "v": 1,
             "run_id": self.started["run_id"],

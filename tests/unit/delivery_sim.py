@@ -150,7 +150,7 @@ class DeliverySim:
 
     def acquire(self, node: Node) -> None:
         """The store's CAS: the next epoch, the old set less the new holder (its heirs);
-        the new holder's delivery hears of it at once (HolderIs ticks it)."""
+        the new holder's delivery hears of it at once (LeaseChanged ticks it)."""
         in_sync = self.lease.in_sync - {node.name}
         self.lease = Lease(node.name, self.lease.epoch + 1, in_sync, node.life)
         self.tick(node, 0.0)

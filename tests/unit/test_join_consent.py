@@ -14,7 +14,7 @@ from baton.pairing import joiner
 from baton.stores.config_file import read_config, write_config
 from baton.stores.home import HomePaths
 from baton.stores.pending_join import adopt_mesh_settings
-from baton.wire.pake import JoinerPake, Role, b64e, host_pake
+from baton.wire.pake import JoinerPake, Side, b64e, host_pake
 
 CODE = "maple-otter-4821"
 
@@ -25,7 +25,7 @@ def sealed(settings: dict[str, Any]) -> tuple[Any, str]:
     host_message, host_keys = host_pake(CODE, joiner.message)
     keys = joiner.finish(host_message)
     body = json.dumps({"settings": settings}, ensure_ascii=False).encode()
-    return keys, b64e(host_keys.seal(body, Role.JOINER))
+    return keys, b64e(host_keys.seal(body, Side.JOINER))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from baton.wire.pake import (
     MAX_FIELD_BYTES,
     JoinerPake,
     PakeKeys,
-    Role,
+    Side,
     b64d,
     b64e,
     host_pake,
@@ -55,9 +55,9 @@ def test_same_code_agrees_on_transcript_sas_and_confirmations() -> None:
 
 def test_same_code_seals_and_opens_both_ways() -> None:
     j, h, _, _ = run(CODE, CODE)
-    assert h.open(j.seal(b"identity card", Role.HOST), Role.JOINER) == b"identity card"
-    assert j.open(h.seal(b"mesh roster", Role.JOINER), Role.HOST) == b"mesh roster"
-    assert h.open(j.seal(b"", Role.HOST), Role.JOINER) == b""
+    assert h.open(j.seal(b"identity card", Side.HOST), Side.JOINER) == b"identity card"
+    assert j.open(h.seal(b"mesh roster", Side.JOINER), Side.HOST) == b"mesh roster"
+    assert h.open(j.seal(b"", Side.HOST), Side.JOINER) == b""
 
 
 def test_each_run_has_fresh_keys_and_transcript() -> None:
@@ -71,18 +71,18 @@ def test_injected_rng_supplies_the_nonce() -> None:
     joiner = JoinerPake(CODE, rng=counter_rng())
     host_message, h = host_pake(CODE, joiner.message, rng=counter_rng())
     j = joiner.finish(host_message)
-    sealed_j = j.seal(b"x", Role.HOST)
-    sealed_h = h.seal(b"x", Role.JOINER)
+    sealed_j = j.seal(b"x", Side.HOST)
+    sealed_h = h.seal(b"x", Side.JOINER)
     assert sealed_j[1:13] == (1).to_bytes(12, "big") == sealed_h[1:13]
     assert sealed_j != sealed_h  # same nonce, different direction keys
-    assert h.open(sealed_j, Role.JOINER) == b"x"
+    assert h.open(sealed_j, Side.JOINER) == b"x"
 
 
 def test_short_rng_output_is_refused_loudly() -> None:
     joiner = JoinerPake(CODE, rng=lambda n: b"\0" * (n - 1))
     host_message, _ = host_pake(CODE, joiner.message)
     with pytest.raises(ValueError):
-        joiner.finish(host_message).seal(b"x", Role.HOST)
+        joiner.finish(host_message).seal(b"x", Side.HOST)
 
 
 # --- different codes ------------------------------------------------------------
@@ -101,9 +101,9 @@ def test_different_codes_fail_everywhere(joiner_code: str, host_code: str) -> No
     with pytest.raises(WrongCode):
         h.check_joiner_confirmation(j.joiner_confirmation())
     with pytest.raises(PairingError):
-        h.open(j.seal(b"card", Role.HOST), Role.JOINER)
+        h.open(j.seal(b"card", Side.HOST), Side.JOINER)
     with pytest.raises(PairingError):
-        j.open(h.seal(b"roster", Role.JOINER), Role.HOST)
+        j.open(h.seal(b"roster", Side.JOINER), Side.HOST)
 
 
 # --- role and direction binding ------------------------------------------------------
@@ -127,14 +127,14 @@ def test_confirmation_of_wrong_type_or_length_is_wrong_code() -> None:
 
 def test_sealed_payloads_are_direction_bound() -> None:
     j, h, _, _ = run(CODE, CODE)
-    to_host = j.seal(b"card", Role.HOST)
+    to_host = j.seal(b"card", Side.HOST)
     with pytest.raises(PairingError):
-        h.open(to_host, Role.HOST)  # reflected: as if the host had sent it
+        h.open(to_host, Side.HOST)  # reflected: as if the host had sent it
     with pytest.raises(PairingError):
-        j.open(to_host, Role.HOST)  # the joiner's own payload sent back to it
-    to_joiner = h.seal(b"roster", Role.JOINER)
+        j.open(to_host, Side.HOST)  # the joiner's own payload sent back to it
+    to_joiner = h.seal(b"roster", Side.JOINER)
     with pytest.raises(PairingError):
-        h.open(to_joiner, Role.JOINER)
+        h.open(to_joiner, Side.JOINER)
 
 
 # --- tampering -----------------------------------------------------------------------
@@ -146,12 +146,12 @@ def flip(data: bytes, index: int) -> bytes:
 
 def test_tampered_sealed_payloads_are_refused() -> None:
     j, h, _, _ = run(CODE, CODE)
-    sealed = j.seal(b"identity card", Role.HOST)
+    sealed = j.seal(b"identity card", Side.HOST)
     bad = [flip(sealed, i) for i in range(len(sealed))]
     bad += [sealed[:-1], sealed[:28], sealed[:1], b"", sealed + b"\0"]
     for data in bad:
         with pytest.raises(PairingError):
-            h.open(data, Role.JOINER)
+            h.open(data, Side.JOINER)
 
 
 # --- malformed SPAKE2 messages -----------------------------------------------------

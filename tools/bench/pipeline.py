@@ -39,10 +39,9 @@ import pykka
 
 from baton.actors.delivery_actor import DeliveryActor
 from baton.actors.delivery_jobs import DeliveryJobs
-from baton.actors.delivery_messages import HolderIs, Polled
-from baton.actors.lease_actor import MembersChanged
+from baton.actors.delivery_messages import Polled
 from baton.actors.live_tail_actor import LiveTailActor
-from baton.actors.messages import EnvelopeReceived, Tick
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.ticker import Ticker
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
@@ -52,6 +51,7 @@ from baton.agents.runner import AgentRunner
 from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_server import ChatServer
 from baton.core.identity import PublicIdentity, derive_machine_id
+from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.ledger import Ledger
 from baton.core.live_tail import TailBuffer, compile_redactions
 from baton.core.registry import entry_from_card
@@ -173,7 +173,9 @@ class Machine:
         for actor in (self.actor, self.tail):
             actor.tell(MembersChanged(tuple(o.entry for o in others)))
         for o in others:
-            self.tail.tell(HolderIs(o.id, 1))  # the holder holds epoch 1 for ever
+            self.tail.tell(
+                LeaseChanged(Phase.STANDBY, o.id, 1, "holder changed")
+            )  # the holder holds epoch 1 for ever
 
     def hold(self) -> None:
         """Open the gate (epoch 1 for ever), tell the actors now, start polling."""
