@@ -42,6 +42,8 @@ from baton.actors.lease_actor import ForceTakeover, LookUp
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.core import handoff as h
+from baton.core import handoff_receiver as hr
+from baton.core import handoff_sentinel as hs
 from baton.core.clock import Clock
 from baton.core.errors import HandoffRefused
 from baton.core.lease_types import LeaseChanged
@@ -97,7 +99,7 @@ class HandoffActor(pykka.ThreadingActor):
         super().__init__()
         self.me = me
         self.ack_timeout_ms = ack_timeout_ms
-        self.timing = h.ReceiverTiming(ack_timeout_ms, ttl_ms)
+        self.timing = hr.ReceiverTiming(ack_timeout_ms, ttl_ms)
         self.transport = transport
         self.gate = gate
         self.lease, self.tail, self.delivery = lease, tail, delivery
@@ -106,8 +108,8 @@ class HandoffActor(pykka.ThreadingActor):
         self.clock = clock
         self.counters = counters
         self.rng = rng
-        self.sentinel = h.Sentinel()
-        self.receiver = h.Receiver()
+        self.sentinel = hs.HandoffSentinel()
+        self.receiver = hr.HandoffReceiver()
         self.peers: dict[str, MachineEntry] = {}
         self.answer: Any = None  # the Future of the wakeup in progress
         self.syncing: tuple[Any, float] | None = None  # a wakeup waiting to be in sync
@@ -122,8 +124,8 @@ class HandoffActor(pykka.ThreadingActor):
         now = self.clock.monotonic_ms()
         match message:
             case Tick(now_ms=now):
-                self._sentinel(h.Ticked(now, self.gate.current(now)))
-                self._receiver(h.Ticked(now, None))
+                self._sentinel(h.HandoffTicked(now, self.gate.current(now)))
+                self._receiver(h.HandoffTicked(now, None))
                 self._synced(now)
                 self._requested(now)
             case Wakeup(force=force, answer=answer):
@@ -136,9 +138,9 @@ class HandoffActor(pykka.ThreadingActor):
                     log.warning("handoff: %s from %s refused: %s", env.type, env.sender, exc.detail)
             case _HeadsFor(handoff_id=hid, target=target, heads=heads):
                 epoch = self.gate.current(now)
-                self._sentinel(h.BeginAsked(hid, target, epoch, heads, self.position(), now))
+                self._sentinel(hs.BeginAsked(hid, target, epoch, heads, self.position(), now))
             case _Answer(handoff_id=hid, what="caught_up"):
-                self._receiver(h.CaughtUp(hid, now))
+                self._receiver(hr.CaughtUp(hid, now))
             case _Answer(handoff_id=hid, what="confirmed") if hid == self.sentinel.handoff_id:
                 target = self.sentinel.target
                 if target not in self.gate.view().in_sync:
@@ -149,13 +151,13 @@ class HandoffActor(pykka.ThreadingActor):
                     self.transport.abort(target, hid, why)
                     self._sentinel(h.AbortArrived(hid, target, why))
                 else:
-                    self._sentinel(h.Confirmed(now))
+                    self._sentinel(hs.Confirmed(now))
             case _Answer(handoff_id=hid, what="drained") if hid == self.sentinel.handoff_id:
-                self._sentinel(h.Drained(now))
+                self._sentinel(hs.Drained(now))
             case _Answer():
                 self.counters.inc("handoff.stale_answer")
             case LeaseChanged(holder=holder, epoch=epoch):
-                self._receiver(h.LeaseSeen(holder, epoch, holder == self.me, now))
+                self._receiver(hr.LeaseSeen(holder, epoch, holder == self.me, now))
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id: p for p in peers}
             case GetHandoff():
@@ -169,7 +171,7 @@ class HandoffActor(pykka.ThreadingActor):
             detail = "this mesh has no lease store: the awake machine does not move"
             answer.set_result({"ok": False, "outcome": "refused", "detail": detail})
             return
-        if self.answer is not None and self.receiver.phase is not h.RPhase.IDLE:
+        if self.answer is not None and self.receiver.phase is not hr.RPhase.IDLE:
             detail = f"a wakeup is in progress ({self.receiver.phase.value})"
             answer.set_result({"ok": False, "outcome": "busy", "detail": detail})
             return
@@ -185,7 +187,7 @@ class HandoffActor(pykka.ThreadingActor):
         self.answer, self.asked_at = answer, now
         holder = None if view.holder == self.me else view.holder
         hid = self.rng(12).hex()
-        self._receiver(h.WakeupAsked(hid, force, holding, holder, view.epoch, expires_in, now))
+        self._receiver(hr.WakeupAsked(hid, force, holding, holder, view.epoch, expires_in, now))
 
     def _envelope(self, env: Envelope, now: float) -> None:
         hid = handoff_id_of(env)
@@ -200,7 +202,7 @@ class HandoffActor(pykka.ThreadingActor):
             case "handoff_begin":
                 heads, position = open_heads(env)
                 view = self.gate.view()
-                event = h.BeginArrived(
+                event = hr.BeginArrived(
                     hid, env.sender, env.epoch, heads, position, view.holder, view.epoch
                 )
                 self._receiver(event)
@@ -208,7 +210,7 @@ class HandoffActor(pykka.ThreadingActor):
                 members = {p: e.identity.signing_public for p, e in self.peers.items()}
                 signed = ack_signed(env, members, self.verify)
                 heads, position = open_heads(env) if signed else ((), -1)
-                ack = h.AckArrived(hid, env.sender, env.epoch, heads, position, signed, now)
+                ack = hs.AckArrived(hid, env.sender, env.epoch, heads, position, signed, now)
                 self._sentinel(ack)
             case "handoff_abort":
                 reason = str(env.body["reason"])
@@ -222,54 +224,54 @@ class HandoffActor(pykka.ThreadingActor):
 
     # --- the two state machines and their effects ------------------------------------
 
-    def _sentinel(self, event: h.SentinelEvent) -> None:
-        self.sentinel, effects = h.sentinel_step(self.sentinel, event, self.ack_timeout_ms)
+    def _sentinel(self, event: hs.SentinelEvent) -> None:
+        self.sentinel, effects = hs.sentinel_step(self.sentinel, event, self.ack_timeout_ms)
         hid = self.sentinel.handoff_id
         for effect in effects:
             match effect:
-                case h.SendBegin(to=to, handoff_id=i, epoch=e, heads=heads, position=p):
+                case hs.SendBegin(to=to, handoff_id=i, epoch=e, heads=heads, position=p):
                     self.transport.begin(to, i, e, heads, p)
                 case h.SendAbort(to=to, handoff_id=i, reason=reason):
                     self.transport.abort(to, i, reason)
-                case h.StopIngress():
+                case hs.StopIngress():
                     drained = self._signal(hid, "drained")
                     if self.delivery is None:
                         drained()
                     else:
                         _told(self.delivery, StopIngress(drained))
-                case h.ResumeIngress():
+                case hs.ResumeIngress():
                     _told(self.delivery, ResumeIngress())
-                case h.FlushTo(to=to):
+                case hs.FlushTo(to=to):
                     confirmed = self._signal(hid, "confirmed")
                     if self.tail is None:
                         confirmed()
                     else:
                         _told(self.tail, ConfirmTo(to, self.sentinel.deadline, confirmed))
-                case h.YieldTo(to=to):
+                case hs.YieldTo(to=to):
                     _told(self.lease, Yield(to))
                 case h.Outcome(kind=kind, detail=detail):
                     self._outcome("holder", kind, detail)
 
-    def _receiver(self, event: h.ReceiverEvent) -> None:
-        self.receiver, effects = h.receiver_step(self.receiver, event, self.timing)
+    def _receiver(self, event: hr.ReceiverEvent) -> None:
+        self.receiver, effects = hr.receiver_step(self.receiver, event, self.timing)
         r = self.receiver
         for effect in effects:
             match effect:
-                case h.SendRequest(to=to, handoff_id=hid):
+                case hr.SendRequest(to=to, handoff_id=hid):
                     self.transport.request(to, hid)
-                case h.LookUp():
+                case hr.LookUp():
                     _told(self.lease, LookUp())
-                case h.CatchUp(holder=holder, heads=heads):
+                case hr.CatchUp(holder=holder, heads=heads):
                     caught_up = self._signal(r.handoff_id, "caught_up")
                     if self.tail is None:
                         caught_up()
                     else:
                         _told(self.tail, CatchUpTo(holder, heads, r.deadline, caught_up))
-                case h.SendAck(to=to, handoff_id=hid, epoch=e, heads=heads, position=p):
+                case hr.SendAck(to=to, handoff_id=hid, epoch=e, heads=heads, position=p):
                     self.transport.ack(to, hid, e, heads, p)
                 case h.SendAbort(to=to, handoff_id=hid, reason=reason):
                     self.transport.abort(to, hid, reason)
-                case h.Done():
+                case hr.Done():
                     self._done(effect)
                 case h.Outcome(kind=kind, detail=detail):
                     if kind == "forcing":
@@ -285,7 +287,7 @@ class HandoffActor(pykka.ThreadingActor):
             # not the holder (the asker's view is stale): say so at once, so it looks
             # the lease up and asks the holder, not wait here on a set that is not ours
             self.requested = None
-            self._sentinel(h.BeginAsked(hid, target, None, (), 0, now))
+            self._sentinel(hs.BeginAsked(hid, target, None, (), 0, now))
             return
         if target not in self.gate.view().in_sync:
             if now >= deadline:
@@ -329,7 +331,7 @@ class HandoffActor(pykka.ThreadingActor):
             "message is reported as an out_of_sync_resume alarm)"
         )
 
-    def _done(self, done: h.Done) -> None:
+    def _done(self, done: hr.Done) -> None:
         took = self.clock.monotonic_ms() - self.asked_at
         result = {
             "ok": done.ok,

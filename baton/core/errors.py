@@ -407,3 +407,15 @@ class WakeupFailed(BatonError):
     holder stays awake)."""
 
     code = "wakeup_failed"
+
+
+# --- the core's state machines --------------------------------------------------------
+
+
+class IllegalEvent(BatonError):
+    """A core state machine was given what is not one of its events, or an answer to
+    something it never asked: a fault of the shell that feeds it, never of a peer (a
+    peer's input is refused as a PeerFault, or ignored and counted, as each machine
+    says). Nothing changed."""
+
+    code = "illegal_event"

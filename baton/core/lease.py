@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from baton.core.errors import ReplayedLease, StaleLease
+from baton.core.errors import IllegalEvent, ReplayedLease, StaleLease
 from baton.core.lease_queries import can_act, epoch, holder, in_sync_ok, may_name, takeover_at
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.lease_store import CasResult, Stored
@@ -170,7 +170,7 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
                 return s, []  # a holder knows; an answer on its way tells us anyway
             probe = LeaseRecord(cfg.me, s.floor + 1, 0, cfg.timing.ttl_ms, wall)
             return _write(cfg, s, "read", probe, now)
-    raise TypeError(f"not a lease event: {event!r}")
+    raise IllegalEvent(f"not a lease event: {event!r}")
 
 
 def _fenced(
@@ -187,7 +187,7 @@ def _fenced(
 
 def _check_inflight(s: LeaseState, attempt: Attempt) -> None:
     if s.inflight != attempt:
-        raise ValueError(f"an answer for {attempt.kind} that is not the write in flight")
+        raise IllegalEvent(f"an answer for {attempt.kind} that is not the write in flight")
 
 
 def _demote(s: LeaseState, now: float, reason: str) -> tuple[LeaseState, list[Effect]]:

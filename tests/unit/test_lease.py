@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from baton.core.errors import ReplayedLease, StaleLease
+from baton.core.errors import IllegalEvent, ReplayedLease, StaleLease
 from baton.core.lease import (
     Alarm,
     Attempt,
@@ -293,9 +293,15 @@ def test_answers_for_a_write_not_in_flight_are_refused() -> None:
     assert isinstance(write, WriteLease)
     sim.carry_out(a)
     before = a.state
-    with pytest.raises(ValueError):
+    with pytest.raises(IllegalEvent, match="not the write in flight"):
         step(a.cfg, a.state, StoreFailed(write.attempt, "a second answer", 0.0))
     assert a.state is before
+
+
+def test_what_is_not_a_lease_event_is_an_illegal_event() -> None:
+    [a] = Sim(1).machines
+    with pytest.raises(IllegalEvent, match="not a lease event"):
+        step(a.cfg, a.state, "tick")  # type: ignore[arg-type]
 
 
 def test_broadcasts_carry_every_acquisition_and_renewal() -> None:
