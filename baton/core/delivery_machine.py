@@ -27,6 +27,8 @@ Invariants:
 
 from __future__ import annotations
 
+from typing import get_args
+
 from baton.core import delivery
 from baton.core.delivery_outcomes import agent_done, check_done, send_done
 from baton.core.delivery_pipeline import (
@@ -68,7 +70,7 @@ from baton.core.delivery_types import (
     Ticked,
     TurnSeen,
 )
-from baton.core.errors import LedgerError
+from baton.core.errors import IllegalEvent, LedgerError
 from baton.core.ledger import LedgerEntry, LedgerState
 
 PRUNE_EVERY_MS = 60_000
@@ -76,8 +78,12 @@ RETRY_ERROR_MS = 5000
 
 __all__ = ["DeliveryState", "step"]
 
+EVENTS = get_args(Event)
+
 
 def step(s: DeliveryState, event: Event) -> tuple[DeliveryState, list[Effect]]:
+    if not isinstance(event, EVENTS):
+        raise IllegalEvent(f"not a delivery event: {event!r}")
     out: list[Effect] = []
     try:
         _step(s, event, out)

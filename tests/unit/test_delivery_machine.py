@@ -48,6 +48,7 @@ from baton.core.delivery_types import (
     TurnDone,
     TurnSeen,
 )
+from baton.core.errors import IllegalEvent
 from baton.core.inbound import InboundMessage
 from baton.core.ledger import LedgerEntry, LedgerState
 from baton.core.replicas import marker_id
@@ -612,3 +613,9 @@ def test_a_sink_that_cannot_say_is_reported_as_ambiguous_and_recorded_under_skip
     assert [p.op for p in persisted(out)] == [LedgerOp.COMMIT, LedgerOp.ACK]
     assert of(out, Send) == []
     assert [a["kind"] for a in m.s.alarms.recent()] == ["ambiguous_send"]
+
+
+def test_what_is_not_a_delivery_event_is_an_illegal_event() -> None:
+    s = DeliveryState(DeliveryConfig(ME), [])
+    with pytest.raises(IllegalEvent, match="not a delivery event"):
+        step(s, "tick")  # type: ignore[arg-type]
