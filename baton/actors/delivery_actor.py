@@ -29,13 +29,12 @@ from baton.actors.delivery_messages import (
     Polled,
     PostDone,
     QueueUserMessage,
+    ResumeIngress,
     SendDone,
-    StartAgent,
-    TurnDone,
-    TurnSeen,
+    StopIngress,
 )
-from baton.actors.handoff_messages import ResumeIngress, StopIngress
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.tail_messages import StartAgent, TurnDone, TurnSeen
 from baton.actors.user_queue import UserQueue
 from baton.adapters.metrics import Counters
 from baton.channels.base import InboundMessage
@@ -143,7 +142,9 @@ class DeliveryActor(pykka.ThreadingActor):
             case ApplyMarkers():
                 self._apply_markers()
             case EnvelopeReceived(envelope=env) if env.type == "marker_ack":
-                self._peer(env, open_ack, lambda mid: ev.AckArrived(self._at(), env.sender, mid))
+                self._peer(
+                    env, open_ack, lambda mid: ev.MarkerAckArrived(self._at(), env.sender, mid)
+                )
             case EnvelopeReceived(envelope=env) if env.type == "sync_request":
                 self._peer(env, open_sync_request, lambda page: self._sync_requested(env, page))
             case EnvelopeReceived(envelope=env):
@@ -181,7 +182,7 @@ class DeliveryActor(pykka.ThreadingActor):
         view = self.gate.view()
         epoch = self.gate.current(now)
         at = self._at(now)
-        self._run(ev.Ticked(at, epoch, view.holder, view.in_sync, view.may_take_over))
+        self._run(ev.DeliveryTicked(at, epoch, view.holder, view.in_sync, view.may_take_over))
 
     def _polled(self, updates: Iterable[Any], epoch: int | None) -> ev.Polled:
         messages = tuple(u for u in updates if isinstance(u, InboundMessage))

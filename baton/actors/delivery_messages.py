@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from baton.channels.base import SendOutcome, Update
-
-# between the DeliveryActor and the LiveTailActor: the delivery machine's effects
-from baton.core.delivery_types import StartAgent as StartAgent
-from baton.core.delivery_types import TurnDone as TurnDone
-from baton.core.delivery_types import TurnSeen as TurnSeen
 
 
 @dataclass(frozen=True)
@@ -73,10 +69,18 @@ class GetDelivery:
 
 
 @dataclass(frozen=True)
-class GetTail:
-    """The live tail's view for status."""
+class ApplyMarkers:
+    """The reply markers that came since the first of them: applied as one group."""
 
 
 @dataclass(frozen=True)
-class ApplyMarkers:
-    """The reply markers that came since the first of them: applied as one group."""
+class StopIngress:
+    """DeliveryActor: take no new messages, start no agent run; call ``reply()`` once
+    every reply in flight is delivered and recorded."""
+
+    reply: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class ResumeIngress:
+    """DeliveryActor: the handoff was called off; take messages again."""

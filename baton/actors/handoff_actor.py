@@ -28,18 +28,11 @@ from typing import Any
 
 import pykka
 
-from baton.actors.handoff_messages import (
-    CatchUpTo,
-    ConfirmTo,
-    GetHandoff,
-    ResumeIngress,
-    StopIngress,
-    TailHeads,
-    Wakeup,
-    Yield,
-)
-from baton.actors.lease_actor import ForceTakeover, LookUp
+from baton.actors.delivery_messages import ResumeIngress, StopIngress
+from baton.actors.handoff_messages import GetHandoff, Wakeup
+from baton.actors.lease_actor import ForceTakeover, LookUp, Yield
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.tail_messages import CatchUpTo, ConfirmTo, TailHeads
 from baton.adapters.metrics import Counters
 from baton.core import handoff as h
 from baton.core import handoff_receiver as hr

@@ -23,7 +23,6 @@ from typing import Any
 
 import pykka
 
-from baton.actors.handoff_messages import Yield
 from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
@@ -40,6 +39,7 @@ from baton.core.lease import (
     LeaseChanged,
     LeaseConfig,
     LeaseState,
+    LeaseTicked,
     LookUpAsked,
     Phase,
     RecordSeen,
@@ -48,7 +48,6 @@ from baton.core.lease import (
     StoreAnswered,
     StoreFailed,
     TakeoverForced,
-    Ticked,
     WriteLease,
     YieldRequested,
     can_act,
@@ -96,6 +95,13 @@ class WantInSync:
     """Delivery on the holder wants the record to name these standbys in sync."""
 
     in_sync: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Yield:
+    """LeaseCoordinatorActor: stop acting now and release the lease to ``to`` alone."""
+
+    to: str
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case Tick(now_ms=now):
-                self._feed(Ticked(now, self.clock.wall_s()))
+                self._feed(LeaseTicked(now, self.clock.wall_s()))
                 self._sync_all(now)
             case StoreDone(attempt=attempt, result=result, error=error):
                 now = self.clock.monotonic_ms()
@@ -169,7 +175,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 else:
                     self.store_error = error
                     self._feed(StoreFailed(attempt, error or "unknown", now))
-                self._feed(Ticked(self.clock.monotonic_ms(), self.clock.wall_s()))
+                self._feed(LeaseTicked(self.clock.monotonic_ms(), self.clock.wall_s()))
             case EnvelopeReceived(envelope=env) if env.type == "lease":
                 self._received(env)
             case MembersChanged(peers=peers):
@@ -216,7 +222,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             return
         self._feed(RecordSeen(record, self.clock.monotonic_ms(), token))
         if record.released:  # nobody holds: acquire now, not at the next tick
-            self._feed(Ticked(self.clock.monotonic_ms(), self.clock.wall_s()))
+            self._feed(LeaseTicked(self.clock.monotonic_ms(), self.clock.wall_s()))
 
     def _checked(self, result: CasResult) -> CasResult:
         """What the store holds counts only if it is signed by an active member; anything

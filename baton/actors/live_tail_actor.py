@@ -31,10 +31,17 @@ from typing import Any
 import nacl.public
 import pykka
 
-from baton.actors.delivery_messages import GetTail, StartAgent, TurnDone, TurnSeen
-from baton.actors.handoff_messages import CatchUpTo, ConfirmTo, TailHeads
 from baton.actors.loose_turns import LooseTurn, LooseTurns
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.tail_messages import (
+    CatchUpTo,
+    ConfirmTo,
+    GetTail,
+    StartAgent,
+    TailHeads,
+    TurnDone,
+    TurnSeen,
+)
 from baton.actors.tail_replay import replay
 from baton.adapters.metrics import Counters
 from baton.agents.base import Turn

@@ -42,12 +42,12 @@ from baton.core.delivery_pipeline import (
 from baton.core.delivery_types import (
     ERROR,
     WARNING,
-    AckArrived,
     AgentDone,
     At,
     Check,
     CheckDone,
     Count,
+    DeliveryTicked,
     Drained,
     Effect,
     Event,
@@ -56,6 +56,7 @@ from baton.core.delivery_types import (
     LedgerFailed,
     LedgerOp,
     Log,
+    MarkerAckArrived,
     MarkerArrived,
     MembersChanged,
     Persist,
@@ -67,7 +68,6 @@ from baton.core.delivery_types import (
     SendDone,
     StartAgent,
     SyncRequested,
-    Ticked,
     TurnSeen,
 )
 from baton.core.errors import IllegalEvent, LedgerError
@@ -100,12 +100,12 @@ def step(s: DeliveryState, event: Event) -> tuple[DeliveryState, list[Effect]]:
 
 
 def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
-    lasting = (Ticked, Reloaded, MembersChanged, IngressStopped, IngressResumed)
+    lasting = (DeliveryTicked, Reloaded, MembersChanged, IngressStopped, IngressResumed)
     if s.reloading and not isinstance(event, lasting):
         _while_reloading(s, event, out)
         return
     match event:
-        case Ticked():
+        case DeliveryTicked():
             _tick(s, event, out)
         case Polled():
             _polled(s, event, out)
@@ -124,7 +124,7 @@ def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
             done = s.book.apply(out, sender, marker, stored, at.wall_ms)
             if done is not None:
                 out.append(TurnSeen(done))  # its turn survives the holder's death
-        case AckArrived(at=at, sender=sender, marker_id=mid):
+        case MarkerAckArrived(at=at, sender=sender, marker_id=mid):
             freed = s.book.acked(out, sender, mid, at.now)
             if freed is not None:
                 s.cursor_stale = True  # published at the next tick (not per ack)
@@ -149,7 +149,7 @@ def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
             _reloaded(s, event, out)
 
 
-def _tick(s: DeliveryState, ev: Ticked, out: list[Effect]) -> None:
+def _tick(s: DeliveryState, ev: DeliveryTicked, out: list[Effect]) -> None:
     at, now = ev.at, ev.at.now
     s.in_sync = ev.in_sync
     epoch = ev.epoch

@@ -53,7 +53,7 @@ class At:
 
 
 @dataclass(frozen=True)
-class Ticked:
+class DeliveryTicked:
     """Time passed; what the LeaseGate says now: the epoch this machine may act with
     (None: it may not) and the lease as known."""
 
@@ -125,7 +125,7 @@ class MarkerArrived:
 
 
 @dataclass(frozen=True)
-class AckArrived:
+class MarkerAckArrived:
     at: At
     sender: str
     marker_id: str
@@ -182,13 +182,13 @@ class Reloaded:
 
 
 Event = (
-    Ticked
+    DeliveryTicked
     | Polled
     | AgentDone
     | SendDone
     | CheckDone
     | MarkerArrived
-    | AckArrived
+    | MarkerAckArrived
     | SyncRequested
     | MembersChanged
     | IngressStopped

@@ -16,7 +16,7 @@ token) and on sinks refusing epochs below the highest they have seen.
 
 Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
 
-    Ticked(now, wall)            time passed: suspend, renew or acquire if due
+    LeaseTicked(now, wall)            time passed: suspend, renew or acquire if due
     RecordSeen(record, now)      a checked record from a peer (signature and membership
                                  are core.lease_record.check_record's job)
     StoreAnswered(attempt, result, now)   the store's answer to our CAS
@@ -79,6 +79,7 @@ from baton.core.lease_types import (
     LeaseChanged,
     LeaseConfig,
     LeaseState,
+    LeaseTicked,
     LookUpAsked,
     Phase,
     RecordSeen,
@@ -87,7 +88,6 @@ from baton.core.lease_types import (
     StoreAnswered,
     StoreFailed,
     TakeoverForced,
-    Ticked,
     Timing,
     WriteLease,
     YieldRequested,
@@ -106,6 +106,7 @@ __all__ = [
     "LeaseChanged",
     "LeaseConfig",
     "LeaseState",
+    "LeaseTicked",
     "LookUpAsked",
     "Phase",
     "RecordSeen",
@@ -114,7 +115,6 @@ __all__ = [
     "StoreAnswered",
     "StoreFailed",
     "TakeoverForced",
-    "Ticked",
     "Timing",
     "WriteLease",
     "YieldRequested",
@@ -136,7 +136,7 @@ _DONE = {"acquire": "acquired", "renew": "renewed", "release": "released"}  # an
 
 def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, list[Effect]]:
     match event:
-        case Ticked(now=now, wall=wall):
+        case LeaseTicked(now=now, wall=wall):
             return _tick(cfg, s, now, wall)
         case RecordSeen(record=record, now=now, token=token):
             return _seen(cfg, s, record, now, token)

@@ -89,7 +89,7 @@ class LeaseState:
 
 
 @dataclass(frozen=True)
-class Ticked:
+class LeaseTicked:
     now: float
     wall: float
 
@@ -169,7 +169,7 @@ class LookUpAsked:
 
 
 Event = (
-    Ticked
+    LeaseTicked
     | RecordSeen
     | StoreAnswered
     | StoreFailed

@@ -20,12 +20,7 @@ from typing import Any
 import pykka
 
 from baton import PROTOCOL_VERSION, __version__
-from baton.actors.delivery_messages import (
-    GetDelivery,
-    GetTail,
-    GetUserMessage,
-    QueueUserMessage,
-)
+from baton.actors.delivery_messages import GetDelivery, GetUserMessage, QueueUserMessage
 from baton.actors.handoff_messages import GetHandoff, Wakeup
 from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
@@ -35,6 +30,7 @@ from baton.actors.messages import (
     ListMachines,
     RevokeMachine,
 )
+from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed

@@ -22,8 +22,8 @@ from baton.actors.delivery_messages import (
     Polled,
 )
 from baton.actors.handoff_actor import HandoffActor
-from baton.actors.handoff_messages import Wakeup, Yield
-from baton.actors.lease_actor import ForceTakeover
+from baton.actors.handoff_messages import Wakeup
+from baton.actors.lease_actor import ForceTakeover, Yield
 from baton.actors.live_tail_actor import LiveTailActor
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters

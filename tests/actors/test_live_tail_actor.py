@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from baton.actors.delivery_messages import GetDelivery, GetTail
+from baton.actors.delivery_messages import GetDelivery
 from baton.actors.messages import EnvelopeReceived
+from baton.actors.tail_messages import GetTail
 from baton.channels.memory import MemoryChannel
 from baton.core.errors import TranscriptCorrupt
 from baton.core.lease_types import LeaseChanged, Phase

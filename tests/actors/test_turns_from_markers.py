@@ -11,8 +11,9 @@ from typing import Any
 import nacl.public
 import pytest
 
-from baton.actors.delivery_messages import GetDelivery, GetTail, TurnSeen
+from baton.actors.delivery_messages import GetDelivery
 from baton.actors.loose_turns import LooseTurn, LooseTurns, place
+from baton.actors.tail_messages import GetTail, TurnSeen
 from baton.actors.tail_replay import replay
 from baton.adapters.metrics import Counters
 from baton.channels.memory import MemoryChannel

@@ -263,7 +263,7 @@ class DeliverySim:
         lease = self.lease
         may = lease.holder in (None, node.name) or node.name in lease.in_sync
         in_sync = tuple(sorted(lease.in_sync))
-        self.feed(node, ev.Ticked(self.at(), self.gate(node), lease.holder, in_sync, may))
+        self.feed(node, ev.DeliveryTicked(self.at(), self.gate(node), lease.holder, in_sync, may))
 
     def agent_done(self, node: Node, pick: int) -> None:
         if not node.agents or not node.up or node.paused:
@@ -298,7 +298,7 @@ class DeliverySim:
             stored = None if key in node.state.ledger.index else node.ledger.get(key)
             self.feed(node, ev.MarkerArrived(self.at(), env.src, env.marker, stored))
         elif env.acks is not None:
-            self.feed(node, ev.AckArrived(self.at(), env.src, env.acks))
+            self.feed(node, ev.MarkerAckArrived(self.at(), env.src, env.acks))
         elif env.keys is not None:
             index = node.state.ledger.index
             found = {k: node.ledger.get(k) for k in env.keys if k not in index}

@@ -19,13 +19,13 @@ from baton.core.lease import (
     LeaseChanged,
     LeaseConfig,
     LeaseState,
+    LeaseTicked,
     Phase,
     RecordSeen,
     SendTo,
     StopRequested,
     StoreAnswered,
     StoreFailed,
-    Ticked,
     Timing,
     WriteLease,
     can_act,
@@ -100,7 +100,7 @@ class Sim:
         return m.local(self.real)
 
     def tick(self, m: SimMachine) -> list[Effect]:
-        return self.feed(m, Ticked(self.now(m), 1.7e9 + self.real / 1000))
+        return self.feed(m, LeaseTicked(self.now(m), 1.7e9 + self.real / 1000))
 
     def carry_out(self, m: SimMachine, lose_answer: bool = False) -> None:
         """The store performs m's pending write; the answer reaches m (or is lost)."""

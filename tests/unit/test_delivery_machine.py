@@ -17,7 +17,6 @@ from baton.core import ledger as rules
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.delivery_types import (
     ERROR,
-    AckArrived,
     AckMarker,
     AgentDone,
     At,
@@ -25,6 +24,7 @@ from baton.core.delivery_types import (
     CheckDone,
     Count,
     DeliveryConfig,
+    DeliveryTicked,
     Drained,
     Effect,
     Event,
@@ -33,6 +33,7 @@ from baton.core.delivery_types import (
     LedgerFailed,
     LedgerOp,
     Log,
+    MarkerAckArrived,
     MarkerArrived,
     MembersChanged,
     Persist,
@@ -44,7 +45,6 @@ from baton.core.delivery_types import (
     Send,
     SendDone,
     StartAgent,
-    Ticked,
     TurnDone,
     TurnSeen,
 )
@@ -114,7 +114,7 @@ class Machine:
         (``polled``: the channel had nothing new), since it works only on what its own
         polls covered."""
         opens = self.s.term != epoch
-        out = self(Ticked(at(now), epoch, ME, in_sync))
+        out = self(DeliveryTicked(at(now), epoch, ME, in_sync))
         if polled and opens:
             out += self(Polled(at(now), (), epoch=epoch))
         return out
@@ -207,9 +207,9 @@ def test_with_a_standby_in_sync_a_reply_waits_for_the_ack_of_its_prepared_marker
     assert of(out, Send) == []
 
     assert of(m.hold(now=30, in_sync=(B,)), Send) == []  # time alone frees nothing
-    assert of(m(AckArrived(at(40), B, marker_id("received", msg.key, None))), Send) == []
+    assert of(m(MarkerAckArrived(at(40), B, marker_id("received", msg.key, None))), Send) == []
 
-    out = m(AckArrived(at(50), B, marker_id("prepared", msg.key, None)))
+    out = m(MarkerAckArrived(at(50), B, marker_id("prepared", msg.key, None)))
     [send] = of(out, Send)
     assert send.entry.key == msg.key
 
@@ -229,7 +229,9 @@ def test_every_job_and_marker_follows_the_persist_it_depends_on() -> None:
     for n, start in enumerate(starts):
         m.answer(20 + n, start, f"r{n}")
     for n, msg in enumerate((first, second)):
-        for send in of(m(AckArrived(at(30 + n), B, marker_id("prepared", msg.key, None))), Send):
+        for send in of(
+            m(MarkerAckArrived(at(30 + n), B, marker_id("prepared", msg.key, None))), Send
+        ):
             m.sent(40 + n, send)
 
     durable: dict[str, LedgerEntry] = {}  # key -> its entry as last persisted
@@ -318,7 +320,9 @@ def test_a_tick_that_ends_the_term_while_reloading_lets_nothing_be_sent_after_th
     m.answer(20, start, "hi")  # prepared; its send waits for B's ack
     m(LedgerFailed(at(30), record_of(other), "disk I/O error"))
 
-    out = m(Ticked(at(40), None, B, (ME,)))  # the lease moved on: B holds, this one is in sync
+    out = m(
+        DeliveryTicked(at(40), None, B, (ME,))
+    )  # the lease moved on: B holds, this one is in sync
     assert of(out, Reload) == [Reload()]
     out = m(Reloaded(at(40), (m.s.ledger.index[msg.key],)))  # the shell reads back at once
     assert [e for e in out if isinstance(e, (Send, Check, StartAgent))] == []
@@ -435,7 +439,7 @@ def test_the_holder_refuses_a_peers_marker_and_persists_nothing() -> None:
 
 def test_a_standby_persists_a_marker_before_acking_it_and_sees_the_turn_it_completes() -> None:
     m, msg = Machine(), inbound(1)
-    m(Ticked(at(0), None, B, (ME,)))  # B holds; this machine stands by, in sync
+    m(DeliveryTicked(at(0), None, B, (ME,)))  # B holds; this machine stands by, in sync
     assert not m.s.holding
     entry = prepared(msg, "hi")
 
@@ -483,7 +487,7 @@ def test_a_new_term_answers_nothing_its_polls_have_not_covered() -> None:
     older, newer = inbound(1), inbound(2)
     m = Machine([LedgerEntry.of(newer, WALL)])
     assert of(m.hold(polled=False), StartAgent) == []  # the term's first tick: no poll yet
-    assert of(m(Ticked(at(10), 1, ME, ())), StartAgent) == []
+    assert of(m(DeliveryTicked(at(10), 1, ME, ())), StartAgent) == []
     out = m(Polled(at(20), (older, newer), highest=newer.update_id, epoch=1))
     assert [s.entry.key for s in of(out, StartAgent)] == [older.key]
 
