@@ -38,6 +38,9 @@ NAMES = ("alpha", "bravo", "charlie")
 TOPICS = ["general", "travel", "recipes", "work"]
 TTL_MS = 3000
 RATE = 16.0  # messages a second
+#: the load waits while this many are unanswered (as a person waits for replies): on a
+#: host too busy to keep up, a backlog would decide the run, not the faults
+MAX_UNANSWERED = 64
 FAILED = "failed"  # the step title on_step gets when the demo cannot go on
 
 
@@ -110,7 +113,7 @@ class Demo:
         started = time.monotonic()
         self.run = run = Run(NAMES, TTL_MS, keep=self.keep, sink=self.sink)
         self.watcher = watcher = Watcher(run)
-        loader = Loader(run, TOPICS, RATE)
+        loader = Loader(run, TOPICS, RATE, MAX_UNANSWERED)
         self.progress.run = run
         try:
             self.step(
