@@ -47,8 +47,14 @@ class DeliveryJobs:
         self.channel = channel
         self.agents = ThreadPoolExecutor(agent_workers, thread_name_prefix="baton-agent")
         self.io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="baton-send")
-        self.actor: pykka.ActorRef[Any] | None = None
+        self.actor: pykka.ActorRef[Any] | None = None  # set by wire()
         self.stopped = False
+
+    def wire(self, actor: pykka.ActorRef[Any]) -> None:
+        """Where results go: the DeliveryActor, which takes these jobs and so starts
+        after them. The composition root wires it before anything ticks, so no job runs
+        (and no result is told) before."""
+        self.actor = actor
 
     def _tell(self, message: object) -> None:
         if self.actor is not None:

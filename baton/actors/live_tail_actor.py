@@ -53,7 +53,7 @@ from baton.core.ledger import LedgerEntry
 from baton.core.live_tail import (
     Follow,
     FrameResult,
-    TailBuffer,
+    LiveTailBuffer,
     TailFrame,
     acked,
     match_point,
@@ -80,7 +80,7 @@ class LiveTailActor(pykka.ThreadingActor):
         flush_ms: int,
         frame_budget: int,
         transcripts: TranscriptStore,
-        buffer: TailBuffer,
+        buffer: LiveTailBuffer,
         transport: LiveTailTransport,
         key: nacl.public.PrivateKey,
         gate: LeaseGate,

@@ -28,7 +28,7 @@ import nacl.public
 from baton.actors.loose_turns import LooseTurn, place
 from baton.adapters.metrics import Counters
 from baton.core.errors import TailRefused, TranscriptRefused
-from baton.core.live_tail import TailBuffer
+from baton.core.live_tail import LiveTailBuffer
 from baton.core.transcript import PutResult, TranscriptStore, TranscriptTurn
 from baton.wire.tail_transport import unseal
 
@@ -48,7 +48,7 @@ class Replayed:
 
 
 def replay(
-    buffer: TailBuffer,
+    buffer: LiveTailBuffer,
     transcripts: TranscriptStore,
     key: nacl.public.PrivateKey,
     counters: Counters,
@@ -76,7 +76,7 @@ def replay(
 
 
 def _topic(
-    buffer: TailBuffer,
+    buffer: LiveTailBuffer,
     transcripts: TranscriptStore,
     key: nacl.public.PrivateKey,
     topic: str,

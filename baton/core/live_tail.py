@@ -180,9 +180,9 @@ def acked(follow: Follow | None, have: int, have_key: str, mine: str | None, hea
     return Follow(None, max(1, base - 2 ** (misses - 1) + 1), misses)
 
 
-class TailBuffer(Protocol):
+class LiveTailBuffer(Protocol):
     """The LiveTailBuffer port: a standby's mirror of the holder's chains, as sealed
-    frames. Adapters: SqliteTailBuffer (data/tail/buffer.sqlite) and MemoryTailBuffer;
+    frames. Adapters: SqliteLiveTailBuffer (data/tail/buffer.sqlite) and MemoryLiveTailBuffer;
     both pass tests/contract/test_tail_buffer.py.
 
     Atomicity: each method is one durable transaction (the SQLite file survives kill -9

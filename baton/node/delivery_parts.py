@@ -45,7 +45,7 @@ from baton.stores.files import check_private_dir, check_private_file
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.ledger_sqlite import SqliteLedger
-from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
@@ -84,11 +84,6 @@ class DeliveryParts:
 
     def is_alive(self) -> bool:
         return self.actor.is_alive() and self.tail.is_alive() and self.poller.is_alive()
-
-    def tell_all(self, message: object) -> None:
-        for actor in self.actors:
-            with contextlib.suppress(pykka.ActorDeadError):  # stopping
-                actor.tell(message)
 
     def stop(self) -> None:
         self.poller.stop()
@@ -141,7 +136,7 @@ def start_delivery(
         undo.callback(ledger.close)
         transcripts = SqliteTranscriptStore(paths.transcripts)
         undo.callback(transcripts.close)
-        buffer = SqliteTailBuffer(paths.tail_buffer)
+        buffer = SqliteLiveTailBuffer(paths.tail_buffer)
         undo.callback(buffer.close)
         workdir = prepare_workdir(paths.root)
         runner = AgentRunner(
@@ -189,7 +184,7 @@ def start_delivery(
             tail.tell,
             want_in_sync=want_in_sync,
         )
-        jobs.actor = actor
+        jobs.wire(actor)
         undo.pop_all()
     long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
     poller = ChannelPoller(

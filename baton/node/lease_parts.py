@@ -7,10 +7,7 @@ founded the mesh stays awake (no automatic failover).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +22,7 @@ from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import Clock
 from baton.core.errors import ConfigError
-from baton.core.lease import LeaseChanged, LeaseConfig, Timing
+from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_store import LeaseStore
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
@@ -89,50 +86,6 @@ class LeaseParts:
         self.release()  # once only: a no-op if the node already released
         self.coordinator.stop(timeout=5)
         self.worker.stop()
-
-
-class LeaseRelay:
-    """The lease's listener for the parts a node starts after the lease (the registry,
-    delivery and its live tail, the handoff): a listener added late gets the latest
-    change at once, then every one after, in order. Before, a change the lease made
-    while the node was still starting never reached them: on a loaded host a standby
-    learned who holds before its delivery ran, so its live tail refused the holder's
-    stream (a wakeup could never catch up) and its delivery could not forward a
-    `baton send`, until the lease next changed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # a change is never told between an add and its replay
-        self._last: LeaseChanged | None = None
-        self._listeners: list[LeaseListener] = []
-
-    def __call__(self, change: LeaseChanged) -> None:
-        with self._lock:
-            self._last = change
-            for listener in self._listeners:
-                self._tell(listener, change)
-
-    def add(self, listener: LeaseListener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-            if self._last is not None:
-                self._tell(listener, self._last)
-
-    def follow(self, *actors: pykka.ActorRef[Any]) -> None:
-        """Each of ``actors`` is told every LeaseChanged, as it is."""
-        for actor in actors:
-            self.add(functools.partial(_tell_actor, actor))
-
-    @staticmethod
-    def _tell(listener: LeaseListener, change: LeaseChanged) -> None:
-        try:
-            listener(change)
-        except Exception:  # one listener's trouble must not keep the others uninformed
-            log.exception("lease: a listener failed on %s", change)
-
-
-def _tell_actor(actor: pykka.ActorRef[Any], change: LeaseChanged) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):  # the node is stopping
-        actor.tell(change)
 
 
 def start_lease(

@@ -21,7 +21,6 @@ the supervisor restarts the node.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -29,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -54,14 +53,16 @@ from baton.api import create_app, create_door_app
 from baton.api import server as http_server
 from baton.core.endpoints import WILDCARDS, only_loopback
 from baton.core.errors import BatonError
+from baton.core.lease_types import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
 from baton.core.settings import HostPort, Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
-from baton.node.delivery_parts import DeliveryParts, start_delivery
+from baton.node.delivery_parts import start_delivery
 from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.node.handoff_parts import start_handoff
-from baton.node.lease_parts import LeaseParts, LeaseRelay, start_lease
+from baton.node.lease_parts import LeaseParts, start_lease
+from baton.node.relay import Relay
 from baton.node.services import NodeServices
 from baton.stores.config_file import load_settings
 from baton.stores.files import check_own_file, check_private_dir
@@ -150,9 +151,12 @@ class Node:
             dispatcher = Dispatcher({"ping": monitor, "pong": monitor}, counters)
             transport.start(dispatcher)
             self.parts.append(transport)
-            relay = LeaseRelay()  # the lease tells the parts started after it who holds
-            delivery_box: list[DeliveryParts] = []  # members go to delivery, once it runs
-            handoff_box: list[pykka.ActorRef[Any]] = []  # and to the handoff
+            # the news each part hears, including the parts started after it was told
+            lease_news: Relay[LeaseChanged] = Relay("lease")
+            members: Relay[MembersChanged] = Relay("members")
+            endpoints: Relay[AnnounceSelf] = Relay("endpoints")  # the watcher's, later
+            members.add(lambda news: transport.set_peers([_address(p) for p in news.peers]))
+            members.follow(monitor)
             lease = start_lease(
                 s,
                 paths,
@@ -160,10 +164,11 @@ class Node:
                 clock,
                 transport.send,
                 counters,
-                [relay],
+                [lease_news],
             )
             if lease is not None:
                 self.parts.append(lease)
+                members.follow(lease.coordinator)
                 dispatcher.route("lease", lease.coordinator)
                 if s.fence_probe_url:
                     probe = FenceProbe(
@@ -172,20 +177,6 @@ class Node:
                     probe.start()
                     self.parts.append(probe)
                     self.watched.append(("the fence probe thread", probe.is_alive))
-
-            last_peers: list[tuple[MachineEntry, ...]] = [()]
-
-            def announce(peers: Sequence[MachineEntry]) -> None:
-                last_peers[0] = tuple(peers)
-                transport.set_peers([_address(p) for p in peers])
-                monitor.tell(MembersChanged(tuple(peers)))
-                if lease is not None:
-                    lease.coordinator.tell(MembersChanged(tuple(peers)))
-                for parts in delivery_box:
-                    parts.tell_all(MembersChanged(tuple(peers)))
-                for ref in handoff_box:
-                    with contextlib.suppress(pykka.ActorDeadError):  # stopping
-                        ref.tell(MembersChanged(tuple(peers)))
 
             sock = bind_http(s.http)
             self.parts.append(sock)
@@ -198,7 +189,7 @@ class Node:
                 transport.endpoint,
                 door_url,
                 s.advertise,
-                lambda wire, http: registry.tell(AnnounceSelf(wire, http)),
+                lambda wire, http: endpoints(AnnounceSelf(wire, http)),
                 transport.redial,
             )
             advertised, advertised_http = watcher.look()
@@ -210,7 +201,7 @@ class Node:
                 opened,
                 store,
                 clock,
-                [announce],
+                [lambda peers: members(MembersChanged(tuple(peers)))],
                 transport.send,
                 counters,
                 os.urandom,
@@ -220,7 +211,8 @@ class Node:
                 observe=s.wire_bind.host in WILDCARDS,
             )
             self.parts.append(registry)
-            relay.follow(registry)
+            lease_news.follow(registry)
+            endpoints.follow(registry)
             dispatcher.route("roster", registry)
             dispatcher.route("announce", registry)
             dispatcher.route("seen", registry)
@@ -243,21 +235,19 @@ class Node:
             )
             if delivery is not None:
                 self.parts.append(delivery)
-                delivery_box.append(delivery)
-                relay.follow(delivery.actor, delivery.tail)
+                lease_news.follow(delivery.actor, delivery.tail)
+                members.follow(delivery.actor, delivery.tail)
                 for kind in delivery.ROUTES:
                     dispatcher.route(kind, delivery.actor)
                 for kind in delivery.TAIL_ROUTES:
                     dispatcher.route(kind, delivery.tail)
-                delivery.tell_all(MembersChanged(last_peers[0]))
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
             handoff = start_handoff(s, identity, transport.send, lease, delivery, clock, counters)
             self.parts.append(handoff)
-            handoff_box.append(handoff)
-            relay.follow(handoff)
+            lease_news.follow(handoff)
+            members.follow(handoff)
             for kind in HANDOFF_ROUTES:
                 dispatcher.route(kind, handoff)
-            handoff.tell(MembersChanged(last_peers[0]))
             pairing = PairingActor.start(
                 FilePairingSessionStore(paths.pairing_session), clock, os.urandom
             )

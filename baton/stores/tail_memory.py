@@ -1,4 +1,4 @@
-"""MemoryTailBuffer: the TailBuffer port in memory, the twin of SqliteTailBuffer (tests,
+"""MemoryLiveTailBuffer: the LiveTailBuffer port in memory, the twin of SqliteLiveTailBuffer (tests,
 simulations). Both pass tests/contract/test_tail_buffer.py.
 
 Invariants:
@@ -15,7 +15,7 @@ from baton.core.errors import TailError
 from baton.core.live_tail import FrameResult, TailFrame, decide_frame
 
 
-class MemoryTailBuffer:
+class MemoryLiveTailBuffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._chains: dict[str, list[TailFrame]] = {}
@@ -72,4 +72,4 @@ class MemoryTailBuffer:
             self._closed = True
 
     def __repr__(self) -> str:
-        return "MemoryTailBuffer()"
+        return "MemoryLiveTailBuffer()"

@@ -1,4 +1,4 @@
-"""SqliteTailBuffer: the TailBuffer port on one SQLite file (``data/tail/buffer.sqlite``),
+"""SqliteLiveTailBuffer: the LiveTailBuffer port on one SQLite file (``data/tail/buffer.sqlite``),
 opened by baton.stores.sqlite_file.SqliteFile.
 
 Invariants:
@@ -37,7 +37,7 @@ KIND = Kind(
 )
 
 
-class SqliteTailBuffer:
+class SqliteLiveTailBuffer:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._file = SqliteFile(self.path, KIND)
@@ -110,4 +110,4 @@ class SqliteTailBuffer:
         self._file.close()
 
     def __repr__(self) -> str:
-        return f"SqliteTailBuffer({str(self.path)!r})"
+        return f"SqliteLiveTailBuffer({str(self.path)!r})"

@@ -1,6 +1,6 @@
 """The in-memory machines of the actor tests: two machines sharing a MemoryChannel, each
 with its own MemoryLedger, LeaseGate, poller and outbox, and its own LiveTailActor over a
-MemoryTranscriptStore and MemoryTailBuffer; markers and the live tail carried between
+MemoryTranscriptStore and MemoryLiveTailBuffer; markers and the live tail carried between
 them in memory. The lease is played by the test through the gates."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from baton.holder.gate import LeaseGate, LeaseView
 from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
 from baton.stores.ledger_memory import MemoryLedger
-from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.tail_memory import MemoryLiveTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport
@@ -79,7 +79,7 @@ class Machine:
         self.channel, self.router = channel, router
         self.ledger = MemoryLedger() if ledger is None else ledger
         self.gate, self.cursor = LeaseGate(), Cursor()
-        self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryTailBuffer()
+        self.transcripts, self.buffer = MemoryTranscriptStore(), MemoryLiveTailBuffer()
         self.counters, self.clock = Counters(), SystemClock()
         self.fenced: list[tuple[int, int]] = []
         self.in_sync: tuple[str, ...] = ()  # holding: the standbys its record names in sync
@@ -114,7 +114,7 @@ class Machine:
             self.tail, self.ref, lambda: self.cursor.read()[0] or 0, verify_ed25519,
             self.clock, self.counters,
         )  # fmt: skip
-        self.jobs.actor = self.ref
+        self.jobs.wire(self.ref)
         self.poller = ChannelPoller(
             self.channel, self.gate, self.clock, self.cursor,
             lambda u, e: self.ref.tell(Polled(u, e)), self.counters, 0.2,

@@ -20,7 +20,7 @@ from baton.channels.memory import MemoryChannel
 from baton.core.ledger import LedgerEntry, LedgerState, ReplyRecord, reply_key
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
-from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.tail_memory import MemoryLiveTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
 from tests.actors.machines import SETTINGS, Machine, all_answered, bot_texts, post_many
@@ -166,7 +166,7 @@ def test_replay_appends_loose_turns_per_topic_in_message_order_after_the_chain()
         loose.add(LooseTurn.of(e, ()))
     loose.add(LooseTurn.of(entry("q7", 7, "other", topic="2/1"), ()))
     key = nacl.public.PrivateKey.generate()
-    done = replay(MemoryTailBuffer(), transcripts, key, counters, loose.take())
+    done = replay(MemoryLiveTailBuffer(), transcripts, key, counters, loose.take())
     assert [t.ledger_key for t in transcripts.turns("1/1", 0, 10)] == ["k1", "k2", "k3", "k4"]
     assert [t.ledger_key for t in transcripts.turns("2/1", 0, 10)] == ["q7"]
     assert (done.loose_added, done.loose_stale) == (3, 0)

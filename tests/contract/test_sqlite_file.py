@@ -31,7 +31,7 @@ from baton.core.errors import (
 from baton.core.inbound import InboundMessage
 from baton.core.live_tail import TailFrame
 from baton.stores.ledger_sqlite import SqliteLedger
-from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,7 +54,7 @@ def _append(store: SqliteTranscriptStore, n: int) -> None:
     store.append("1/0", f"memory:1/0:{n}", n, "x" * 300, (), 1.0)
 
 
-def _take(buffer: SqliteTailBuffer, n: int) -> None:
+def _take(buffer: SqliteLiveTailBuffer, n: int) -> None:
     prev = "" if n == 0 else f"k{n}"
     buffer.take(TailFrame("1/0", n + 1, f"k{n + 1}", prev, b"x" * 300), None)
 
@@ -64,7 +64,7 @@ KINDS = {
     "transcripts": Kind(
         "transcripts", SqliteTranscriptStore, _append, TranscriptError, TranscriptCorrupt
     ),
-    "tail buffer": Kind("tail buffer", SqliteTailBuffer, _take, TailError, TailCorrupt),
+    "tail buffer": Kind("tail buffer", SqliteLiveTailBuffer, _take, TailError, TailCorrupt),
 }
 
 

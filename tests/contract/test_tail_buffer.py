@@ -1,4 +1,4 @@
-"""One contract, every TailBuffer: MemoryTailBuffer and SqliteTailBuffer (a real file
+"""One contract, every LiveTailBuffer: MemoryLiveTailBuffer and SqliteLiveTailBuffer (a real file
 under tmp_path). SQLite only: it survives close and reopen and stores the sealed boxes
 as they came; a row that is not a frame is corruption. (What every SQLite file of ours
 does, private and refusing what is not ours, is tests/contract/test_sqlite_file.py.)"""
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from baton.core.errors import TailCorrupt, TailError
-from baton.core.live_tail import FrameResult, TailBuffer, TailFrame
+from baton.core.live_tail import FrameResult, LiveTailBuffer, TailFrame
 from baton.stores.home import HomePaths
-from baton.stores.tail_memory import MemoryTailBuffer
-from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.tail_memory import MemoryLiveTailBuffer
+from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,9 +23,11 @@ R = FrameResult
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def buf(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TailBuffer]:
-    made: TailBuffer = (
-        MemoryTailBuffer() if request.param == "memory" else SqliteTailBuffer(tmp_path / "b.sqlite")
+def buf(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveTailBuffer]:
+    made: LiveTailBuffer = (
+        MemoryLiveTailBuffer()
+        if request.param == "memory"
+        else SqliteLiveTailBuffer(tmp_path / "b.sqlite")
     )
     try:
         yield made
@@ -39,16 +41,16 @@ def frame(seq: int, tag: str = "", topic: str = "1/0", prev_tag: str | None = No
     return TailFrame(topic, seq, f"k{seq}{tag}", prev, f"box{seq}{tag}".encode())
 
 
-def fill(buf: TailBuffer, n: int, tag: str = "", topic: str = "1/0") -> None:
+def fill(buf: LiveTailBuffer, n: int, tag: str = "", topic: str = "1/0") -> None:
     for seq in range(1, n + 1):
         assert buf.take(frame(seq, tag, topic), None) is R.ADDED
 
 
-def keys(buf: TailBuffer, topic: str = "1/0") -> list[str]:
+def keys(buf: LiveTailBuffer, topic: str = "1/0") -> list[str]:
     return [f.key for f in buf.frames(topic, 0, 1000)]
 
 
-def test_frames_extend_each_topic_from_one(buf: TailBuffer) -> None:
+def test_frames_extend_each_topic_from_one(buf: LiveTailBuffer) -> None:
     assert buf.heads() == {} and buf.dirty() == {}
     fill(buf, 3)
     fill(buf, 1, topic="2/0")
@@ -58,7 +60,7 @@ def test_frames_extend_each_topic_from_one(buf: TailBuffer) -> None:
     assert buf.dirty() == {"1/0": 1, "2/0": 1}
 
 
-def test_a_frame_that_does_not_fit_is_refused(buf: TailBuffer) -> None:
+def test_a_frame_that_does_not_fit_is_refused(buf: LiveTailBuffer) -> None:
     assert buf.take(frame(2), None) is R.REFUSED  # nothing at 1 yet
     fill(buf, 2)
     assert buf.take(frame(4), None) is R.REFUSED  # a gap
@@ -67,7 +69,7 @@ def test_a_frame_that_does_not_fit_is_refused(buf: TailBuffer) -> None:
     assert keys(buf) == ["k1", "k2"]
 
 
-def test_a_repeat_keeps_what_is_held(buf: TailBuffer) -> None:
+def test_a_repeat_keeps_what_is_held(buf: LiveTailBuffer) -> None:
     fill(buf, 2)
     buf.clean("1/0")
     again = TailFrame("1/0", 2, "k2", "k1", b"resealed")
@@ -75,7 +77,7 @@ def test_a_repeat_keeps_what_is_held(buf: TailBuffer) -> None:
     assert buf.frames("1/0", 1, 1)[0].box == b"box2" and buf.dirty() == {}
 
 
-def test_the_holders_chain_replaces_a_parted_suffix(buf: TailBuffer) -> None:
+def test_the_holders_chain_replaces_a_parted_suffix(buf: LiveTailBuffer) -> None:
     fill(buf, 4, "x")  # another holder's chain ...
     buf.clean("1/0")
     assert buf.take(frame(1), None) is R.REPLACED  # ... parted from this one at 1
@@ -86,14 +88,14 @@ def test_the_holders_chain_replaces_a_parted_suffix(buf: TailBuffer) -> None:
     assert keys(buf, "2/0") == ["k1y", "k2y", "k3z"] and buf.dirty()["2/0"] == 3
 
 
-def test_the_holders_head_drops_what_lies_beyond_it(buf: TailBuffer) -> None:
+def test_the_holders_head_drops_what_lies_beyond_it(buf: LiveTailBuffer) -> None:
     fill(buf, 5)
     assert buf.take(frame(3), 3) is R.DUPLICATE
     assert keys(buf) == ["k1", "k2", "k3"] and buf.heads()["1/0"] == (3, "k3")
     assert buf.take(frame(4), 9) is R.ADDED and keys(buf)[-1] == "k4"
 
 
-def test_clean_forgets_a_topic_until_it_changes_again(buf: TailBuffer) -> None:
+def test_clean_forgets_a_topic_until_it_changes_again(buf: LiveTailBuffer) -> None:
     fill(buf, 2)
     buf.clean("1/0")
     buf.clean("9/9")  # not dirty: nothing to do
@@ -103,7 +105,7 @@ def test_clean_forgets_a_topic_until_it_changes_again(buf: TailBuffer) -> None:
     assert buf.dirty() == {"1/0": 2}  # the lowest seq that changed
 
 
-def test_a_closed_buffer_refuses_calls(buf: TailBuffer) -> None:
+def test_a_closed_buffer_refuses_calls(buf: LiveTailBuffer) -> None:
     buf.close()
     buf.close()
     for call in (lambda: buf.take(frame(1), None), buf.heads, buf.dirty):
@@ -120,10 +122,10 @@ def test_the_home_names_the_buffer_file(tmp_path: Path) -> None:
 
 def test_sqlite_survives_reopen_and_keeps_the_boxes_as_they_came(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
-    first = SqliteTailBuffer(path)
+    first = SqliteLiveTailBuffer(path)
     fill(first, 3)
     first.close()
-    again = SqliteTailBuffer(path)
+    again = SqliteLiveTailBuffer(path)
     try:
         assert again.frames("1/0", 0, 9) == [frame(1), frame(2), frame(3)]
         assert again.dirty() == {"1/0": 1}
@@ -135,12 +137,12 @@ def test_sqlite_survives_reopen_and_keeps_the_boxes_as_they_came(tmp_path: Path)
 
 def test_a_row_that_is_not_a_frame_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
-    buf = SqliteTailBuffer(path)
+    buf = SqliteLiveTailBuffer(path)
     fill(buf, 2)
     buf.close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE frames SET prev = '' WHERE seq = 2")
-    buf = SqliteTailBuffer(path)
+    buf = SqliteLiveTailBuffer(path)
     try:
         with pytest.raises(TailCorrupt, match="frame 2 of '1/0'"):
             buf.frames("1/0", 0, 9)

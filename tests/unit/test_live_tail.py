@@ -23,7 +23,7 @@ from baton.core.live_tail import (
     redact,
     start_of,
 )
-from baton.stores.tail_memory import MemoryTailBuffer
+from baton.stores.tail_memory import MemoryLiveTailBuffer
 
 R = FrameResult
 
@@ -134,7 +134,7 @@ def test_any_lossy_stream_ends_with_the_holders_chain(data: st.DataObject) -> No
     shared = data.draw(st.integers(0, head), "shared")
     extra = data.draw(st.integers(0, 30), "extra")
     chain = [f"k{i}" for i in range(1, head + 1)]
-    buf = MemoryTailBuffer()
+    buf = MemoryLiveTailBuffer()
     other = chain[:shared] + [f"x{i}" for i in range(shared + 1, shared + extra + 1)]
     for f in frames_from(other, 1) + [
         TailFrame(TOPIC, s, other[s - 1], other[s - 2] if s > 1 else "", b"old")

@@ -7,7 +7,7 @@ each timed from its post to its accepted reply).
     on   SqliteLedger and SqliteTranscriptStore (WAL, synchronous=FULL); fencing (every
          send carries the epoch and the reply key, the chat service checks both); a
          standby machine with its own DeliveryActor, LiveTailActor, SqliteLedger and
-         SqliteTailBuffer (gate closed) to which the holder's reply markers and live
+         SqliteLiveTailBuffer (gate closed) to which the holder's reply markers and live
          tail go over an in-memory router: signed or sealed, encoded, decoded,
          verified or opened, persisted. The standby is in sync: each reply waits until
          it has durably recorded the reply's prepared marker and acked it.
@@ -53,7 +53,7 @@ from baton.channels.chat_server import ChatServer
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.ledger import Ledger
-from baton.core.live_tail import TailBuffer, compile_redactions
+from baton.core.live_tail import LiveTailBuffer, compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore
@@ -65,8 +65,8 @@ from baton.node.delivery_parts import MAX_LONG_POLL_S
 from baton.node.root import TICK_MS
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
-from baton.stores.tail_memory import MemoryTailBuffer
-from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.tail_memory import MemoryLiveTailBuffer
+from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope, decode, encode
@@ -100,7 +100,7 @@ class Machine:
         chat: ChatServer,
         ledger: Ledger,
         transcripts: TranscriptStore,
-        buffer: TailBuffer,
+        buffer: LiveTailBuffer,
         *,
         fencing: bool,
         run_agent: Callable[[AgentMessage, Sequence[Turn]], list[str]],
@@ -147,7 +147,7 @@ class Machine:
             self.id, self.settings, self.ledger, jobs, self.gate, self.cursor, markers,
             verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
         )  # fmt: skip
-        jobs.actor = self.actor
+        jobs.wire(self.actor)
         actor = self.actor
         self.poller = ChannelPoller(
             self.channel, self.gate, self.clock, self.cursor,
@@ -230,15 +230,15 @@ class Rig:
         router: dict[str, Machine] = {}
         self.machines: list[Machine] = []
 
-        def stores(name: str) -> tuple[Ledger, TranscriptStore, TailBuffer]:
-            made: tuple[Ledger, TranscriptStore, TailBuffer] = (
+        def stores(name: str) -> tuple[Ledger, TranscriptStore, LiveTailBuffer]:
+            made: tuple[Ledger, TranscriptStore, LiveTailBuffer] = (
                 (
                     SqliteLedger(tmp / f"{name}.sqlite"),
                     SqliteTranscriptStore(tmp / f"{name}-transcripts.sqlite"),
-                    SqliteTailBuffer(tmp / f"{name}-tail.sqlite"),
+                    SqliteLiveTailBuffer(tmp / f"{name}-tail.sqlite"),
                 )
                 if on
-                else (MemoryLedger(), MemoryTranscriptStore(), MemoryTailBuffer())
+                else (MemoryLedger(), MemoryTranscriptStore(), MemoryLiveTailBuffer())
             )
             for store in made:
                 stack.callback(store.close)

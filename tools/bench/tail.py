@@ -31,13 +31,13 @@ from baton.actors.ticker import Ticker
 from baton.adapters.system_clock import SystemClock
 from baton.agents.runner import AgentRunner
 from baton.channels.chat_server import ChatServer
-from baton.core.live_tail import FrameResult, TailBuffer, TailFrame
+from baton.core.live_tail import FrameResult, LiveTailBuffer, TailFrame
 from baton.core.settings import Settings
 from baton.core.transcript import TranscriptStore, TranscriptTurn
 from baton.demo.devmesh import wait_for
 from baton.node.root import TICK_MS
 from baton.stores.ledger_sqlite import SqliteLedger
-from baton.stores.tail_sqlite import SqliteTailBuffer
+from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from tools.bench.failover import summary
 from tools.bench.pipeline import TOPICS, Machine, no_agent
@@ -62,7 +62,7 @@ class TimedTranscripts:
 class TimedBuffer:
     """The standby's buffer, noting when each frame was first stored."""
 
-    def __init__(self, inner: TailBuffer) -> None:
+    def __init__(self, inner: LiveTailBuffer) -> None:
         self.inner = inner
         self.stored: dict[tuple[str, int], float] = {}
 
@@ -92,7 +92,7 @@ def one_run(flush_ms: int, rate: float, seconds: float) -> dict[str, Any]:
         for name in ("holder", "standby"):
             ledger = SqliteLedger(tmp / f"{name}.sqlite")
             transcripts = TimedTranscripts(SqliteTranscriptStore(tmp / f"{name}-t.sqlite"))
-            buffer = TimedBuffer(SqliteTailBuffer(tmp / f"{name}-tail.sqlite"))
+            buffer = TimedBuffer(SqliteLiveTailBuffer(tmp / f"{name}-tail.sqlite"))
             for store in (ledger, transcripts, buffer):
                 stack.callback(store.close)
             agent = runner.run if name == "holder" else no_agent

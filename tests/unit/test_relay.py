@@ -1,4 +1,5 @@
-"""LeaseRelay: the parts a node starts after its lease still learn who holds."""
+"""Relay: the parts a node starts after its lease (or its registry) still learn who holds
+(and who the members are)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import pytest
 
 from baton.core.lease import LeaseChanged, Phase
-from baton.node.lease_parts import LeaseRelay
+from baton.node.relay import Relay
 
 A, B = "m_aaaaaaaaaaaaaaaa", "m_bbbbbbbbbbbbbbbb"
 
@@ -17,7 +18,7 @@ def change(epoch: int, holder: str = A) -> LeaseChanged:
 
 
 def test_a_listener_added_after_a_change_is_told_it_at_once_then_every_later_one() -> None:
-    relay = LeaseRelay()
+    relay: Relay[LeaseChanged] = Relay("lease")
     early: list[LeaseChanged] = []
     relay.add(early.append)
     relay(change(1))
@@ -31,14 +32,14 @@ def test_a_listener_added_after_a_change_is_told_it_at_once_then_every_later_one
 
 
 def test_nothing_is_replayed_before_the_lease_said_anything() -> None:
-    relay = LeaseRelay()
+    relay: Relay[LeaseChanged] = Relay("lease")
     told: list[LeaseChanged] = []
     relay.add(told.append)
     assert told == []
 
 
 def test_a_failing_listener_keeps_no_other_uninformed(caplog: pytest.LogCaptureFixture) -> None:
-    relay = LeaseRelay()
+    relay: Relay[LeaseChanged] = Relay("lease")
 
     def broken(_: LeaseChanged) -> None:
         raise RuntimeError("a part that is stopping")
@@ -54,7 +55,7 @@ def test_a_failing_listener_keeps_no_other_uninformed(caplog: pytest.LogCaptureF
 def test_a_listener_added_while_changes_arrive_sees_each_once_in_order() -> None:
     """The lease's thread tells changes while the node's thread adds a part: the part
     gets the latest change when added, then every later one, none twice, none lost."""
-    relay = LeaseRelay()
+    relay: Relay[LeaseChanged] = Relay("lease")
     done = threading.Event()
 
     def lease() -> None:
