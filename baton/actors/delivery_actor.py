@@ -104,8 +104,22 @@ class DeliveryActor(pykka.ThreadingActor):
         self.drain_reply: Callable[[], None] | None = None  # a handoff waits on it
         self.markers_in: list[Envelope] = []  # reply markers not applied yet
 
+    # --- its resources: the jobs, and the ledger it alone owns --------------------------
+
     def on_stop(self) -> None:
+        self._close()
+
+    def on_failure(self, *failure: object) -> None:
+        """pykka calls this instead of on_stop when a message raised out of the actor
+        (the node's watchdog sees the actor dead and restarts the node)."""
+        self._close()
+
+    def _close(self) -> None:
         self.jobs.stop()
+        try:
+            self.ledger.close()
+        except LedgerError as exc:  # what was committed is on disk; nothing more to do
+            log.warning("delivery: closing the ledger: %s", exc.detail)
 
     # --- messages --------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ over, and none would know whose flushes to take).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -111,10 +110,21 @@ class LiveTailActor(pykka.ThreadingActor):
         self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
         self.loose = LooseTurns()  # a standby's turns known from the markers alone
 
+    # --- its resources: the transcripts and the buffer, which it alone owns ------------
+
     def on_stop(self) -> None:
-        with contextlib.suppress(TailError, TranscriptError):
-            self.buffer.close()
-            self.transcripts.close()
+        self._close()
+
+    def on_failure(self, *failure: object) -> None:
+        """pykka calls this instead of on_stop when a message raised out of the actor."""
+        self._close()
+
+    def _close(self) -> None:
+        for store in (self.buffer, self.transcripts):  # one failing closes the other all the same
+            try:
+                store.close()
+            except (TailError, TranscriptError) as exc:
+                log.warning("tail: closing %r: %s", store, exc.detail)
 
     def on_receive(self, message: Any) -> Any:
         try:

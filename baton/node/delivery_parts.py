@@ -72,7 +72,6 @@ class DeliveryParts:
     tail: pykka.ActorRef[Any]
     poller: ChannelPoller
     runner: AgentRunner
-    ledger: SqliteLedger
     cursor: Cursor
 
     ROUTES = ("marker", "marker_ack", "sync_request", "user_message", "user_message_ack")
@@ -89,8 +88,7 @@ class DeliveryParts:
         self.poller.stop()
         self.actor.stop(timeout=10)
         self.tail.stop(timeout=10)
-        self.runner.stop()
-        self.ledger.close()
+        self.runner.stop()  # the actors closed the stores they own
 
 
 def start_delivery(
@@ -192,4 +190,4 @@ def start_delivery(
     )
     poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
-    return DeliveryParts(actor, tail, poller, runner, ledger, cursor)
+    return DeliveryParts(actor, tail, poller, runner, cursor)

@@ -20,7 +20,7 @@ from baton.actors.delivery_messages import (
 from baton.actors.messages import EnvelopeReceived, MembersChanged
 from baton.agents.base import AgentMessage, Turn
 from baton.channels.memory import MemoryChannel
-from baton.core.errors import LedgerError
+from baton.core.errors import BatonError, LedgerError
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.ledger import marker_for
 from baton.core.settings import Settings
@@ -590,3 +590,34 @@ def test_failed_ledger_writes_stop_delivery_until_read_back_and_nothing_is_lost_
         assert a.ref.is_alive()
     finally:
         a.stop()
+
+
+def closed(m: Machine) -> list[bool]:
+    """Which of ``m``'s stores refuse a read as closed: ledger, transcripts, buffer."""
+    reads = (m.ledger.pending, m.transcripts.last_seqs, m.buffer.heads)
+    out = []
+    for read in reads:
+        try:
+            read()
+            out.append(False)
+        except BatonError as exc:
+            out.append("closed" in str(exc))
+    return out
+
+
+def test_each_store_is_closed_by_the_actor_that_owns_it_on_stop_and_on_failure() -> None:
+    """The DeliveryActor closes its ledger, the LiveTailActor its transcripts and buffer:
+    on a clean stop, and when a message raised out of them (pykka's on_failure)."""
+    channel = MemoryChannel("memory")
+    a, b = Machine(14, channel, {}), Machine(16, channel, {})
+    try:
+        assert closed(a) == closed(b) == [False, False, False]
+        a.ref.tell(object())  # a bug: it raises out of the actor, which stops
+        a.tail.tell(object())
+        wait_for(lambda: not a.ref.is_alive() and not a.tail.is_alive(), 30, "both failed")
+        assert closed(a) == [True, True, True]
+        b.stop()
+        assert closed(b) == [True, True, True]
+    finally:
+        a.stop()
+        b.stop()
