@@ -72,6 +72,7 @@ class DeliveryActor(pykka.ThreadingActor):
     def __init__(
         self,
         me: str,
+        *,
         settings: Settings,
         ledger: Ledger,
         jobs: DeliveryJobs,
@@ -83,7 +84,6 @@ class DeliveryActor(pykka.ThreadingActor):
         counters: Counters,
         rng: Callable[[int], bytes],
         tail: Callable[[StartAgent | TurnDone | TurnSeen], None],
-        *,
         want_in_sync: Callable[[tuple[str, ...]], None] = lambda in_sync: None,
     ) -> None:
         super().__init__()
@@ -100,7 +100,15 @@ class DeliveryActor(pykka.ThreadingActor):
         self.want_in_sync = want_in_sync
         self.state = DeliveryState(ev.DeliveryConfig.of(me, settings), ledger.pending())
         self.peers: dict[str, bytes] = {}  # active members -> their signing keys
-        self.queue = UserQueue(me, ledger, jobs, markers, clock, counters, rng)
+        self.queue = UserQueue(
+            me,
+            ledger=ledger,
+            jobs=jobs,
+            transport=markers,
+            clock=clock,
+            counters=counters,
+            rng=rng,
+        )
         self.drain_reply: Callable[[], None] | None = None  # a handoff waits on it
         self.markers_in: list[Envelope] = []  # reply markers not applied yet
 

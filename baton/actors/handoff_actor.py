@@ -76,6 +76,7 @@ class HandoffActor(pykka.ThreadingActor):
     def __init__(
         self,
         me: str,
+        *,
         ack_timeout_ms: int,
         ttl_ms: int,
         transport: HandoffWireTransport,

@@ -126,6 +126,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
     def __init__(
         self,
         cfg: LeaseConfig,
+        *,
         signing_public: bytes,
         worker: LeaseStoreWorker,
         clock: Clock,

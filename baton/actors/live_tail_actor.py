@@ -76,6 +76,7 @@ class LiveTailActor(pykka.ThreadingActor):
     def __init__(
         self,
         me: str,
+        *,
         flush_ms: int,
         frame_budget: int,
         transcripts: TranscriptStore,
@@ -226,7 +227,12 @@ class LiveTailActor(pykka.ThreadingActor):
     def _append(self, entry: LedgerEntry) -> None:
         replies = tuple(r.text for r in entry.replies)
         self.transcripts.append(
-            entry.topic, entry.key, entry.message_id, entry.text, replies, entry.received_ms
+            entry.topic,
+            entry.key,
+            entry.message_id,
+            entry.text,
+            replies=replies,
+            at_ms=entry.received_ms,
         )
         self.counters.inc("tail.turns")
 

@@ -31,6 +31,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
     def __init__(
         self,
         machine_id: str,
+        *,
         transport: Transport,
         clock: Clock,
         counters: Counters,

@@ -74,6 +74,7 @@ class RegistryActor(pykka.ThreadingActor):
         self,
         registry: MachineRegistry,
         store: RegistryStore,
+        *,
         clock: Clock,
         listeners: Sequence[PeersListener],
         send: Callable[[Envelope], bool] | None = None,

@@ -59,7 +59,7 @@ def replay(
     done = Replayed()
     for topic, start in sorted(buffer.dirty().items()):
         done.topics += 1
-        if not _topic(buffer, transcripts, key, topic, start, done):
+        if not _topic(buffer, transcripts, key, topic, start, done=done):
             done.failed += 1
             counters.inc("tail.replay_failed")
         buffer.clean(topic)
@@ -81,6 +81,7 @@ def _topic(
     key: nacl.public.PrivateKey,
     topic: str,
     start: int,
+    *,
     done: Replayed,
 ) -> bool:
     after = start - 1
@@ -117,7 +118,12 @@ def _loose(
     for loose in placed.added:
         try:
             turn = transcripts.append(
-                topic, loose.ledger_key, loose.message_id, loose.text, loose.replies, loose.at_ms
+                topic,
+                loose.ledger_key,
+                loose.message_id,
+                loose.text,
+                replies=loose.replies,
+                at_ms=loose.at_ms,
             )
         except TranscriptRefused as exc:
             log.error("tail: loose turn %s of %s refused: %s", loose.ledger_key, topic, exc.detail)

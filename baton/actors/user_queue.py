@@ -38,6 +38,7 @@ class UserQueue:
     def __init__(
         self,
         me: str,
+        *,
         ledger: Ledger,
         jobs: DeliveryJobs,
         transport: ReplyMarkerTransport,

@@ -56,6 +56,7 @@ class EndpointWatcher(threading.Thread):
     def __init__(
         self,
         bind: str,
+        *,
         http_url: str,
         advertise: Sequence[str],
         announce: Callable[[tuple[str, ...], str], None],

@@ -70,6 +70,7 @@ from baton.stores.runfile import lock_holder, read_run_file
 )
 def init(
     ctx: Ctx,
+    *,
     name: str,
     http_: str | None,
     wire: str | None,
@@ -127,6 +128,7 @@ def init(
 )
 def up(
     ctx: Ctx,
+    *,
     http_: str | None,
     wire: str | None,
     listen: str | None,

@@ -109,6 +109,7 @@ def _verify_joiner(client: NodeClient, expires_at: float) -> dict[str, Any]:
 )
 def join(
     ctx: Ctx,
+    *,
     url: str,
     code: str,
     name: str | None,
@@ -132,7 +133,16 @@ def join(
     given = {"http": http_, "wire": wire, "listen": listen, "advertise": advertise}
     config = config_values(given)
     consent = _AskingConsent(yes, verify)
-    result = run_join(ctx.home, url, code, name, config, consent, timeout, trust_agent)
+    result = run_join(
+        ctx.home,
+        url,
+        code,
+        name,
+        config=config,
+        consent=consent,
+        timeout=timeout,
+        trust_agent=trust_agent,
+    )
 
     def human(d: dict[str, Any]) -> None:
         click.echo(f"joined as {d['nickname']} ({d['machine_id']}), standby")

@@ -133,7 +133,7 @@ def _step(s: DeliveryState, event: Event, out: list[Effect]) -> None:
                     pump(s, at, out)  # its reply may go now
         case SyncRequested(at=at) if s.term is not None:
             page = (event.keys, event.page, event.more)
-            s.book.sync_requested(out, event.sender, page, event.stored, s.term, at.now)
+            s.book.sync_requested(out, event.sender, page, event.stored, epoch=s.term, now=at.now)
         case SyncRequested():
             pass  # a standby asks the holder; this machine stands by
         case MembersChanged(peers=peers):
@@ -251,7 +251,7 @@ def _reloaded(s: DeliveryState, ev: Reloaded, out: list[Effect]) -> None:
     out.append(Log(WARNING, f"delivery: the ledger read back ({len(ev.pending)} pending)"))
     recommit, s.recommit = s.recommit, {}
     for (key, index), (message_id, epoch) in sorted(recommit.items()):
-        commit(s, key, index, message_id, epoch, ev.at, out)
+        commit(s, key, index, message_id, epoch, at=ev.at, out=out)
     deferred, s.deferred = s.deferred, []
     for event in deferred:
         _step(s, event, out)

@@ -75,7 +75,7 @@ def send_done(s: DeliveryState, done: SendDone, out: list[Effect]) -> None:
         s.unsure.discard((done.key, done.index))
     match step:
         case AfterSend.COMMIT:
-            commit(s, done.key, done.index, done.message_id, done.epoch or 1, at, out)
+            commit(s, done.key, done.index, done.message_id, done.epoch or 1, at=at, out=out)
         case AfterSend.STAND_DOWN:  # stand down now, not after the lease notices
             s.fenced_at = max(s.fenced_at, done.epoch or 0)
             term_changed(s, None, at, out)
@@ -94,7 +94,7 @@ def send_done(s: DeliveryState, done: SendDone, out: list[Effect]) -> None:
             out.append(Count("delivery.rejected"))
             text = f"{done.key} reply {done.index} cannot be delivered: {done.error}"
             out.append(Log(ERROR, text))
-            commit(s, done.key, done.index, None, s.last_epoch or 1, at, out)
+            commit(s, done.key, done.index, None, s.last_epoch or 1, at=at, out=out)
         case AfterSend.UNKNOWN:  # still unsure: ask the sink before sending again
             out.append(Count("delivery.send_unknown"))
             s.retry_at[done.key] = now + RETRY_UNKNOWN_MS
@@ -119,7 +119,7 @@ def check_done(s: DeliveryState, done: CheckDone, out: list[Effect]) -> None:
     else:
         unknown = "_unknown" if step is AfterCheck.AMBIGUOUS_COMMIT else ""
         out.append(Count(f"delivery.resumed_commit{unknown}"))
-        commit(s, done.key, done.index, None, s.last_epoch or 1, done.at, out)
+        commit(s, done.key, done.index, None, s.last_epoch or 1, at=done.at, out=out)
     pump(s, done.at, out)
 
 

@@ -231,7 +231,7 @@ def prepare(
     entry = s.ledger.step(out, LedgerOp.PREPARE, after, entry.key, parts, s.term, at.wall_ms)
     if entry.prepared_epoch == s.term:
         s.mine.add(entry.key)
-    s.book.tell(out, entry, "prepared", s.term, None, at.now)
+    s.book.tell(out, entry, "prepared", epoch=s.term, index=None, now=at.now)
     work(s, entry, at, out)  # a prepared entry always starts a send or a check
 
 
@@ -241,6 +241,7 @@ def commit(
     index: int,
     message_id: int | None,
     epoch: int,
+    *,
     at: At,
     out: list[Effect],
 ) -> None:
@@ -250,7 +251,7 @@ def commit(
     after = rules.commit(found, index, message_id, epoch, at.wall_ms)
     entry = s.ledger.step(out, LedgerOp.COMMIT, after, key, index, message_id, epoch, at.wall_ms)
     out.append(Count("delivery.committed"))
-    s.book.tell(out, entry, "committed", epoch, index, at.now)
+    s.book.tell(out, entry, "committed", epoch=epoch, index=index, now=at.now)
     s.unsure.discard((key, index))
     # The replies after this one were never tried: every holder sends a message's
     # replies in order, each only once the one before it is known delivered.

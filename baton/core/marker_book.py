@@ -81,6 +81,7 @@ class MarkerBook:
         out: list[Effect],
         entry: LedgerEntry,
         kind: MarkerKind,
+        *,
         epoch: int,
         index: int | None,
         now: float,
@@ -136,13 +137,13 @@ class MarkerBook:
         recorded, if this term let the cursor pass it (``secure``)."""
         if entry.state.rank < LedgerState.PREPARED.rank:
             if entry.key in self.recorded:
-                self.tell(out, entry, "received", epoch, None, now, to)
+                self.tell(out, entry, "received", epoch=epoch, index=None, now=now, to=to)
             return
         committed = [r.index for r in entry.replies if r.committed]
         if entry.state is LedgerState.PREPARED or not entry.replies:
-            self.tell(out, entry, "prepared", epoch, None, now, to)
+            self.tell(out, entry, "prepared", epoch=epoch, index=None, now=now, to=to)
         for index in committed:
-            self.tell(out, entry, "committed", epoch, index, now, to)
+            self.tell(out, entry, "committed", epoch=epoch, index=index, now=now, to=to)
 
     def blocking(self, out: list[Effect], entry: LedgerEntry, epoch: int, now: float) -> bool:
         """Must ``entry``'s replies wait? Yes while a bound standby has not acked its
@@ -169,7 +170,9 @@ class MarkerBook:
             if e.key not in self.recorded and e.state.rank < LedgerState.PREPARED.rank
         ]
         for entry in sorted(fresh, key=pending_order)[: max(0, room)]:
-            self.tell(out, entry, "received", epoch, None, now, self.replicas.wait_set)
+            self.tell(
+                out, entry, "received", epoch=epoch, index=None, now=now, to=self.replicas.wait_set
+            )
             self.securing.add(entry.key)
 
     def secured(self, entries: Iterable[LedgerEntry]) -> frozenset[str]:
@@ -199,6 +202,7 @@ class MarkerBook:
         peer: str,
         page_of: tuple[tuple[str, ...], int, bool],
         stored: Mapping[str, LedgerEntry],
+        *,
         epoch: int,
         now: float,
     ) -> None:

@@ -158,6 +158,7 @@ class TranscriptStore(Protocol):
         ledger_key: str,
         message_id: int,
         text: str,
+        *,
         replies: tuple[str, ...],
         at_ms: float,
     ) -> TranscriptTurn:

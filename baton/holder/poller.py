@@ -72,6 +72,7 @@ class ChannelPoller:
     def __init__(
         self,
         channel: Channel,
+        *,
         gate: LeaseGate,
         clock: Clock,
         cursor: Cursor,

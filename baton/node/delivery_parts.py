@@ -93,6 +93,7 @@ class DeliveryParts:
 
 def start_delivery(
     settings: Settings,
+    *,
     paths: HomePaths,
     identity: MachineIdentity,
     clock: Clock,
@@ -155,38 +156,44 @@ def start_delivery(
         tail_transport = LiveTailTransport(me, send, redactions, settings.max_frame_bytes // 4)
         tail = LiveTailActor.start(
             me,
-            settings.live_tail_flush_ms if lease_gate is not None else 0,  # no failover
-            settings.max_frame_bytes // 3,
-            transcripts,
-            buffer,
-            tail_transport,
-            identity.encryption_key,
-            gate,
-            jobs.agent,
-            clock,
-            counters,
+            flush_ms=settings.live_tail_flush_ms if lease_gate is not None else 0,  # no failover
+            frame_budget=settings.max_frame_bytes // 3,
+            transcripts=transcripts,
+            buffer=buffer,
+            transport=tail_transport,
+            key=identity.encryption_key,
+            gate=gate,
+            run_agent=jobs.agent,
+            clock=clock,
+            counters=counters,
         )
         undo.callback(tail.stop, timeout=10)
         actor = DeliveryActor.start(
             me,
-            settings,
-            ledger,
-            jobs,
-            gate,
-            cursor,
-            ReplyMarkerTransport(me, Ed25519Signer(me, identity.signing_key), send),
-            verify_ed25519,
-            clock,
-            counters,
-            os.urandom,
-            tail.tell,
+            settings=settings,
+            ledger=ledger,
+            jobs=jobs,
+            gate=gate,
+            cursor=cursor,
+            markers=ReplyMarkerTransport(me, Ed25519Signer(me, identity.signing_key), send),
+            verify=verify_ed25519,
+            clock=clock,
+            counters=counters,
+            rng=os.urandom,
+            tail=tail.tell,
             want_in_sync=want_in_sync,
         )
         jobs.wire(actor)
         undo.pop_all()
     long_poll_s = min(MAX_LONG_POLL_S, settings.lease_ttl_ms / 3000)
     poller = ChannelPoller(
-        channel, gate, clock, cursor, lambda u, e: actor.tell(Polled(u, e)), counters, long_poll_s
+        channel,
+        gate=gate,
+        clock=clock,
+        cursor=cursor,
+        deliver=lambda u, e: actor.tell(Polled(u, e)),
+        counters=counters,
+        long_poll_s=long_poll_s,
     )
     poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)

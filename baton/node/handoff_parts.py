@@ -29,6 +29,7 @@ ROUTES = ("handoff_request", "handoff_begin", "handoff_ack", "handoff_abort")
 
 def start_handoff(
     settings: Settings,
+    *,
     identity: MachineIdentity,
     send: Callable[[Envelope], bool],
     lease: LeaseParts | None,
@@ -43,15 +44,15 @@ def start_handoff(
         position = lambda: cursor.read()[0] or 0  # noqa: E731 (the channel offset confirmed)
     return HandoffActor.start(
         me,
-        settings.handoff_ack_timeout_ms,
-        settings.lease_ttl_ms,
-        HandoffWireTransport(me, Ed25519Signer(me, identity.signing_key), send),
-        LeaseGate() if lease is None else lease.gate,
-        None if lease is None else lease.coordinator,
-        None if delivery is None else delivery.tail,
-        None if delivery is None else delivery.actor,
-        position,
-        verify_ed25519,
-        clock,
-        counters,
+        ack_timeout_ms=settings.handoff_ack_timeout_ms,
+        ttl_ms=settings.lease_ttl_ms,
+        transport=HandoffWireTransport(me, Ed25519Signer(me, identity.signing_key), send),
+        gate=LeaseGate() if lease is None else lease.gate,
+        lease=None if lease is None else lease.coordinator,
+        tail=None if delivery is None else delivery.tail,
+        delivery=None if delivery is None else delivery.actor,
+        position=position,
+        verify=verify_ed25519,
+        clock=clock,
+        counters=counters,
     )

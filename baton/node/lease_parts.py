@@ -90,6 +90,7 @@ class LeaseParts:
 
 def start_lease(
     settings: Settings,
+    *,
     paths: HomePaths,
     identity: MachineIdentity,
     clock: Clock,
@@ -106,13 +107,13 @@ def start_lease(
     gate = LeaseGate()
     coordinator = LeaseCoordinatorActor.start(
         cfg,
-        identity.public.signing_public,
-        worker,
-        clock,
-        send,
-        verify_ed25519,
-        counters,
-        listeners,
+        signing_public=identity.public.signing_public,
+        worker=worker,
+        clock=clock,
+        send=send,
+        verify=verify_ed25519,
+        counters=counters,
+        listeners=listeners,
         gate=gate,
         sync_all_peers=not settings.channel,  # no channel: no markers to be in sync with
     )

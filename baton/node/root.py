@@ -63,7 +63,7 @@ from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.node.handoff_parts import start_handoff
 from baton.node.lease_parts import LeaseParts, start_lease
 from baton.node.relay import Relay
-from baton.node.services import NodeServices
+from baton.node.services import NodeActors, NodeServices
 from baton.stores.config_file import load_settings
 from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
@@ -136,16 +136,21 @@ class Node:
         clock, counters = SystemClock(), Counters()
         wire = ZmqTransport(
             identity.machine_id,
-            identity.curve_secret,
-            identity.curve_public,
-            s.wire_bind.zmq_endpoint,
-            counters,
-            s.max_frame_bytes,
+            curve_secret=identity.curve_secret,
+            curve_public=identity.curve_public,
+            bind=s.wire_bind.zmq_endpoint,
+            counters=counters,
+            max_frame_bytes=s.max_frame_bytes,
         )
         transport = with_fault_hooks(wire, s.fault_file, counters)
         try:
             monitor = PeerMonitorActor.start(
-                identity.machine_id, transport, clock, counters, s.ping_interval_ms, os.urandom
+                identity.machine_id,
+                transport=transport,
+                clock=clock,
+                counters=counters,
+                interval_ms=s.ping_interval_ms,
+                rng=os.urandom,
             )
             self.parts.append(monitor)
             dispatcher = Dispatcher({"ping": monitor, "pong": monitor}, counters)
@@ -159,12 +164,12 @@ class Node:
             members.follow(monitor)
             lease = start_lease(
                 s,
-                paths,
-                identity,
-                clock,
-                transport.send,
-                counters,
-                [lease_news],
+                paths=paths,
+                identity=identity,
+                clock=clock,
+                send=transport.send,
+                counters=counters,
+                listeners=[lease_news],
             )
             if lease is not None:
                 self.parts.append(lease)
@@ -187,10 +192,10 @@ class Node:
             door_url = http_url if door_sock is None else _url_of(s.listen, door_sock)
             watcher = EndpointWatcher(
                 transport.endpoint,
-                door_url,
-                s.advertise,
-                lambda wire, http: endpoints(AnnounceSelf(wire, http)),
-                transport.redial,
+                http_url=door_url,
+                advertise=s.advertise,
+                announce=lambda wire, http: endpoints(AnnounceSelf(wire, http)),
+                redial=transport.redial,
             )
             advertised, advertised_http = watcher.look()
             store = JsonRegistryStore(paths.registry)
@@ -200,13 +205,13 @@ class Node:
             registry = RegistryActor.start(
                 opened,
                 store,
-                clock,
-                [lambda peers: members(MembersChanged(tuple(peers)))],
-                transport.send,
-                counters,
-                os.urandom,
-                Ed25519Signer(identity.machine_id, identity.signing_key),
-                verify_ed25519,
+                clock=clock,
+                listeners=[lambda peers: members(MembersChanged(tuple(peers)))],
+                send=transport.send,
+                counters=counters,
+                rng=os.urandom,
+                signer=Ed25519Signer(identity.machine_id, identity.signing_key),
+                verify=verify_ed25519,
                 may_lead=None if lease is None else _gate_open(lease.gate, clock),
                 observe=s.wire_bind.host in WILDCARDS,
             )
@@ -224,13 +229,13 @@ class Node:
             self.watched.append(("the address watcher", watcher.is_alive))
             delivery = start_delivery(
                 s,
-                paths,
-                identity,
-                clock,
-                transport.send,
-                counters,
-                None if lease is None else lease.gate,
-                None if lease is None else lease.coordinator,
+                paths=paths,
+                identity=identity,
+                clock=clock,
+                send=transport.send,
+                counters=counters,
+                lease_gate=None if lease is None else lease.gate,
+                lease=None if lease is None else lease.coordinator,
                 founder=opened.me.role is Role.AWAKE,
             )
             if delivery is not None:
@@ -242,7 +247,15 @@ class Node:
                 for kind in delivery.TAIL_ROUTES:
                     dispatcher.route(kind, delivery.tail)
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
-            handoff = start_handoff(s, identity, transport.send, lease, delivery, clock, counters)
+            handoff = start_handoff(
+                s,
+                identity=identity,
+                send=transport.send,
+                lease=lease,
+                delivery=delivery,
+                clock=clock,
+                counters=counters,
+            )
             self.parts.append(handoff)
             lease_news.follow(handoff)
             members.follow(handoff)
@@ -256,13 +269,15 @@ class Node:
                 me=identity.public,
                 settings=s,
                 api_token=token,
-                registry=registry,
-                peers=monitor,
-                pairing=pairing,
-                lease=None if lease is None else lease.coordinator,
-                delivery=None if delivery is None else delivery.actor,
-                tail=None if delivery is None else delivery.tail,
-                handoff=handoff,
+                actors=NodeActors(
+                    registry=registry,
+                    peers=monitor,
+                    pairing=pairing,
+                    lease=None if lease is None else lease.coordinator,
+                    delivery=None if delivery is None else delivery.actor,
+                    tail=None if delivery is None else delivery.tail,
+                    handoff=handoff,
+                ),
                 counters=counters,
                 clock=clock,
                 home=str(paths.root),

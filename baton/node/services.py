@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pykka
@@ -79,6 +79,19 @@ def identity_view(me: PublicIdentity) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class NodeActors:
+    """The running node's actors that NodeServices asks (None: that part is off)."""
+
+    registry: pykka.ActorRef[Any]
+    peers: pykka.ActorRef[Any]
+    pairing: pykka.ActorRef[Any]
+    lease: pykka.ActorRef[Any] | None = None
+    delivery: pykka.ActorRef[Any] | None = None
+    tail: pykka.ActorRef[Any] | None = None
+    handoff: pykka.ActorRef[Any] | None = None
+
+
 class NodeServices:
     def __init__(
         self,
@@ -86,14 +99,8 @@ class NodeServices:
         me: PublicIdentity,
         settings: Settings,
         api_token: str,
-        registry: pykka.ActorRef[Any],
-        peers: pykka.ActorRef[Any],
-        pairing: pykka.ActorRef[Any],
+        actors: NodeActors,
         counters: Counters,
-        lease: pykka.ActorRef[Any] | None = None,
-        delivery: pykka.ActorRef[Any] | None = None,
-        tail: pykka.ActorRef[Any] | None = None,
-        handoff: pykka.ActorRef[Any] | None = None,
         clock: Clock,
         home: str,
         endpoints: Mapping[str, str],
@@ -103,12 +110,12 @@ class NodeServices:
         self.me = me
         self.settings = settings
         self._token = api_token.encode()
-        self.registry = registry
-        self.peers = peers
-        self.lease = lease
-        self.delivery = delivery
-        self.tail = tail
-        self.handoff = handoff
+        self.registry = actors.registry
+        self.peers = actors.peers
+        self.lease = actors.lease
+        self.delivery = actors.delivery
+        self.tail = actors.tail
+        self.handoff = actors.handoff
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -117,8 +124,8 @@ class NodeServices:
         self.timeout_s = timeout_s
         self.started_ms = clock.monotonic_ms()
         self.pairing = PairingService(
-            pairing,
-            registry,
+            actors.pairing,
+            actors.registry,
             self._ask,
             lambda: {
                 "lease_store": settings.lease_store or None,
@@ -126,7 +133,7 @@ class NodeServices:
                 "agent": settings.agent,
                 "agent_sandbox": settings.agent_sandbox,
             },
-            lambda: self._ask(registry, GetSelf()).http,
+            lambda: self._ask(actors.registry, GetSelf()).http,
         )
 
     def token_ok(self, presented: str) -> bool:

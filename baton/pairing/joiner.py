@@ -87,6 +87,7 @@ def join(
     url: str,
     code: str,
     name: str | None,
+    *,
     config: Mapping[str, object] | None = None,
     consent: Consent | None = None,
     timeout: float = TIMEOUT_S,
@@ -109,7 +110,7 @@ def join(
     try:
         identity = _identity(home, name, created, config or {}, host_id)
         asked = _Asked(consent or Consent(), trust_agent)
-        return _pair(paths, identity, url, code, asked, timeout, progress)
+        return _pair(paths, identity, url, code, asked=asked, timeout=timeout, progress=progress)
     except BatonError as exc:
         if progress.may_be_member:
             exc.detail += MAYBE_ADMITTED
@@ -185,6 +186,7 @@ def _pair(
     identity: MachineIdentity,
     url: str,
     code: str,
+    *,
     asked: _Asked,
     timeout: float,
     progress: _Progress,

@@ -39,6 +39,7 @@ class MemoryTranscriptStore:
         ledger_key: str,
         message_id: int,
         text: str,
+        *,
         replies: tuple[str, ...],
         at_ms: float,
     ) -> TranscriptTurn:

@@ -84,6 +84,7 @@ class SqliteTranscriptStore:
         ledger_key: str,
         message_id: int,
         text: str,
+        *,
         replies: tuple[str, ...],
         at_ms: float,
     ) -> TranscriptTurn:

@@ -92,7 +92,9 @@ class Envelope:
 
     def __post_init__(self) -> None:
         try:
-            _check_fields(self.v, self.type, self.sender, self.to, self.id, self.epoch, self.body)
+            _check_fields(
+                self.v, self.type, self.sender, self.to, self.id, epoch=self.epoch, body=self.body
+            )
         except FrameError as exc:
             raise ValueError(f"invalid envelope: {exc.detail}") from exc
         if not isinstance(self.body, MappingProxyType):
@@ -118,6 +120,7 @@ def make_envelope(
     to: str,
     body: Mapping[str, Any],
     msg_id: str,
+    *,
     epoch: int = 0,
 ) -> Envelope:
     """Build a valid envelope of the current protocol version (ValueError if not)."""
@@ -164,9 +167,10 @@ def decode(data: bytes, max_bytes: int) -> Envelope:
         missing = sorted(_TOP_LEVEL_KEYS - keys)
         extra = sorted(keys - _TOP_LEVEL_KEYS)
         raise MalformedFrame(f"top-level keys: missing {missing}, extra {extra}")
-    fields = (v, obj["type"], obj["from"], obj["to"], obj["id"], obj["epoch"], obj["body"])
-    _check_fields(*fields)
-    return Envelope(*fields)
+    fields = (v, obj["type"], obj["from"], obj["to"], obj["id"])
+    epoch, body = obj["epoch"], obj["body"]
+    _check_fields(*fields, epoch=epoch, body=body)
+    return Envelope(*fields, epoch, body)
 
 
 # --- checks ------------------------------------------------------------------
@@ -218,6 +222,7 @@ def _check_fields(
     sender: object,
     to: object,
     msg_id: object,
+    *,
     epoch: object,
     body: object,
 ) -> None:

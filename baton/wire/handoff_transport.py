@@ -34,7 +34,7 @@ MAX_HEADS = 4096
 MAX_REASON = 500
 
 
-def ack_bytes(env_from: str, env_to: str, epoch: int, hid: str, heads: Heads, pos: int) -> bytes:
+def ack_bytes(env_from: str, env_to: str, epoch: int, hid: str, *, heads: Heads, pos: int) -> bytes:
     doc = {
         "from": env_from,
         "to": env_to,
@@ -60,7 +60,9 @@ class HandoffWireTransport:
         self.rng = rng
 
     def _send(self, type_: str, to: str, epoch: int, body: dict[str, Any]) -> bool:
-        return self.send(make_envelope(type_, self.me, to, body, new_message_id(self.rng), epoch))
+        return self.send(
+            make_envelope(type_, self.me, to, body, new_message_id(self.rng), epoch=epoch)
+        )
 
     def request(self, to: str, handoff_id: str) -> bool:
         return self._send("handoff_request", to, 0, {"handoff_id": handoff_id})
@@ -70,7 +72,7 @@ class HandoffWireTransport:
         return self._send("handoff_begin", to, epoch, body)
 
     def ack(self, to: str, handoff_id: str, epoch: int, heads: Heads, position: int) -> bool:
-        signed = ack_bytes(self.me, to, epoch, handoff_id, heads, position)
+        signed = ack_bytes(self.me, to, epoch, handoff_id, heads=heads, pos=position)
         body = {
             "handoff_id": handoff_id,
             "heads": [list(h) for h in heads],
@@ -123,7 +125,9 @@ def ack_signed(env: Envelope, members: Mapping[str, bytes], verify: Verify) -> b
     try:
         raw = bytes.fromhex(env.body["signature"])
         heads, position = open_heads(env)
-        signed = ack_bytes(env.sender, env.to, env.epoch, handoff_id_of(env), heads, position)
+        signed = ack_bytes(
+            env.sender, env.to, env.epoch, handoff_id_of(env), heads=heads, pos=position
+        )
     except (ValueError, HandoffRefused):
         return False
     return public is not None and verify(public, signed, raw)

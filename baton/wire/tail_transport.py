@@ -84,11 +84,13 @@ class LiveTailTransport:
             ],
             "heads": dict(heads),
         }
-        return self.send(make_envelope("tail", self.me, to, body, new_message_id(self.rng), epoch))
+        return self.send(
+            make_envelope("tail", self.me, to, body, new_message_id(self.rng), epoch=epoch)
+        )
 
     def ack(self, to: str, epoch: int, have: Mapping[str, tuple[int, str]], pull: bool) -> bool:
         body = {"have": {t: [s, k] for t, (s, k) in have.items()}, "pull": pull}
-        env = make_envelope("tail_ack", self.me, to, body, new_message_id(self.rng), epoch)
+        env = make_envelope("tail_ack", self.me, to, body, new_message_id(self.rng), epoch=epoch)
         return self.send(env)
 
 

@@ -66,12 +66,12 @@ class ZmqTransport:
     def __init__(
         self,
         machine_id: str,
+        *,
         curve_secret: bytes,
         curve_public: bytes,
         bind: str,
         counters: Counters,
         max_frame_bytes: int,
-        *,
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
     ) -> None:

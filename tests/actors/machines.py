@@ -63,6 +63,7 @@ class Machine:
         seed: int,
         channel: Any,
         router: dict[str, Machine],
+        *,
         settings: Settings = SETTINGS,
         agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
         ledger: Any = None,
@@ -98,27 +99,58 @@ class Machine:
         patterns = compile_redactions(self.settings.redactions)
         tail_transport = LiveTailTransport(self.id, self.send, patterns, 1 << 18)
         self.tail = LiveTailActor.start(
-            self.id, self.settings.live_tail_flush_ms, 1 << 19, self.transcripts, self.buffer,
-            tail_transport, self.encryption_key, self.gate, self.jobs.agent, self.clock,
-            self.counters,
-        )  # fmt: skip
+            self.id,
+            flush_ms=self.settings.live_tail_flush_ms,
+            frame_budget=1 << 19,
+            transcripts=self.transcripts,
+            buffer=self.buffer,
+            transport=tail_transport,
+            key=self.encryption_key,
+            gate=self.gate,
+            run_agent=self.jobs.agent,
+            clock=self.clock,
+            counters=self.counters,
+        )
         self.ref = DeliveryActor.start(
-            self.id, self.settings, self.ledger, self.jobs, self.gate, self.cursor, markers,
-            verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
+            self.id,
+            settings=self.settings,
+            ledger=self.ledger,
+            jobs=self.jobs,
+            gate=self.gate,
+            cursor=self.cursor,
+            markers=markers,
+            verify=verify_ed25519,
+            clock=self.clock,
+            counters=self.counters,
+            rng=os.urandom,
+            tail=self.tail.tell,
             want_in_sync=self.want_in_sync,
-        )  # fmt: skip
+        )
         self.lease = LeaseStandIn.start(self)
         self.handoff = HandoffActor.start(
-            self.id, self.settings.handoff_ack_timeout_ms, self.settings.lease_ttl_ms,
-            HandoffWireTransport(self.id, self.signer, self.send), self.gate, self.lease,
-            self.tail, self.ref, lambda: self.cursor.read()[0] or 0, verify_ed25519,
-            self.clock, self.counters,
-        )  # fmt: skip
+            self.id,
+            ack_timeout_ms=self.settings.handoff_ack_timeout_ms,
+            ttl_ms=self.settings.lease_ttl_ms,
+            transport=HandoffWireTransport(self.id, self.signer, self.send),
+            gate=self.gate,
+            lease=self.lease,
+            tail=self.tail,
+            delivery=self.ref,
+            position=lambda: self.cursor.read()[0] or 0,
+            verify=verify_ed25519,
+            clock=self.clock,
+            counters=self.counters,
+        )
         self.jobs.wire(self.ref)
         self.poller = ChannelPoller(
-            self.channel, self.gate, self.clock, self.cursor,
-            lambda u, e: self.ref.tell(Polled(u, e)), self.counters, 0.2,
-        )  # fmt: skip
+            self.channel,
+            gate=self.gate,
+            clock=self.clock,
+            cursor=self.cursor,
+            deliver=lambda u, e: self.ref.tell(Polled(u, e)),
+            counters=self.counters,
+            long_poll_s=0.2,
+        )
         self.poller.start()
         self.stop_ticks = threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)

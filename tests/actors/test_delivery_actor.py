@@ -256,7 +256,7 @@ def test_at_a_sink_that_cannot_say_the_policy_decides_and_each_case_is_counted(
 ) -> None:
     channel = MemoryChannel("memory")
     settings = Settings(ambiguous_policy=policy)
-    a = Machine(10, CannotSay(channel), {}, settings)
+    a = Machine(10, CannotSay(channel), {}, settings=settings)
     try:
         channel.fail_sends(1, delivered=True)  # delivered; the answer is lost
         a.hold(1)
@@ -344,7 +344,7 @@ def test_a_late_renewal_on_the_same_epoch_resumes_without_a_second_send() -> Non
 def test_skip_never_records_a_reply_nobody_sent_as_delivered() -> None:
     channel = MemoryChannel("memory")
     held = Held(channel)
-    a = Machine(10, held, {}, Settings(ambiguous_policy="skip"), agent=two_replies)
+    a = Machine(10, held, {}, settings=Settings(ambiguous_policy="skip"), agent=two_replies)
     try:
         a.hold(1)
         channel.post_user_message("t0", "hello", "c-hello-01")
@@ -505,7 +505,7 @@ def test_a_429_waits_as_told_and_a_refused_connection_is_sent_again_never_ambigu
     policy: str,
 ) -> None:
     channel = MemoryChannel("memory")
-    a = Machine(10, CannotSay(channel), {}, Settings(ambiguous_policy=policy))
+    a = Machine(10, CannotSay(channel), {}, settings=Settings(ambiguous_policy=policy))
     try:
         channel.throttle_sends(20, retry_after_s=0.05)  # 20 consecutive 429s
         channel.refuse_sends(2)
@@ -530,7 +530,7 @@ def test_a_reply_too_long_for_the_sink_goes_out_in_parts_each_once() -> None:
     def long_replies(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
         return ["one", "m" * 4000 + "\n" + "n" * 4000, "three"]
 
-    a = Machine(10, channel, {}, Settings(), agent=long_replies)
+    a = Machine(10, channel, {}, settings=Settings(), agent=long_replies)
     try:
         a.hold(1)
         [mid] = post_many(channel, 1)

@@ -38,7 +38,7 @@ FAST = Settings(agent_retries=1, live_tail_flush_ms=100, handoff_ack_timeout_ms=
 def trio() -> Iterator[tuple[MemoryChannel, Machine, Machine, Machine]]:
     channel = MemoryChannel("memory")
     router: dict[str, Machine] = {}
-    machines = [Machine(seed, channel, router, FAST) for seed in (10, 20, 30)]
+    machines = [Machine(seed, channel, router, settings=FAST) for seed in (10, 20, 30)]
     router.update({m.id: m for m in machines})
     for m in machines:
         m.peers(*(o for o in machines if o is not m))
@@ -125,7 +125,8 @@ def test_a_slow_reply_in_flight_is_drained_before_the_yield() -> None:
 
     channel = MemoryChannel("memory")
     router: dict[str, Machine] = {}
-    a, b = Machine(10, channel, router, FAST, slow), Machine(20, channel, router, FAST, slow)
+    a = Machine(10, channel, router, settings=FAST, agent=slow)
+    b = Machine(20, channel, router, settings=FAST, agent=slow)
     router.update({a.id: a, b.id: b})
     a.peers(b)
     b.peers(a)
@@ -199,7 +200,7 @@ def test_a_forged_ack_is_refused_and_the_holder_stays_awake(
         if env.type != "handoff_ack":
             return [env]
         body = {**env.body, "signature": "00" * 64}
-        return [make_envelope(env.type, env.sender, env.to, body, env.id, env.epoch)]
+        return [make_envelope(env.type, env.sender, env.to, body, env.id, epoch=env.epoch)]
 
     b.link = forge
     result = b.wakeup()

@@ -56,12 +56,12 @@ class Kit:
         cfg = LeaseConfig(ME.machine_id, TIMING, ME)
         self.ref = LeaseCoordinatorActor.start(
             cfg,
-            bytes(ME._key.verify_key),
-            self.worker,
-            self.clock,
-            lambda env: self.sent.append(env) or True,
-            verify_ed25519,
-            self.counters,
+            signing_public=bytes(ME._key.verify_key),
+            worker=self.worker,
+            clock=self.clock,
+            send=lambda env: self.sent.append(env) or True,
+            verify=verify_ed25519,
+            counters=self.counters,
         )
         self.ref.tell(MembersChanged((peer_entry(PEER, "peer", 4),)))
 

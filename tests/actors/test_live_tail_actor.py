@@ -64,7 +64,7 @@ def test_the_standby_buffer_mirrors_the_holders_transcripts_sealed(
 
 def flush_from(sender: str, to: str, epoch: int, body: dict[str, Any] | None = None) -> Envelope:
     body = body if body is not None else {"frames": [["1/1", 1, "k1", "", "Ym94"]], "heads": {}}
-    return make_envelope("tail", sender, to, body, f"id{epoch}", epoch)
+    return make_envelope("tail", sender, to, body, f"id{epoch}", epoch=epoch)
 
 
 def test_only_the_holders_flushes_at_its_epoch_are_taken(
@@ -89,7 +89,9 @@ def test_a_malformed_flush_or_ack_is_counted_and_the_actor_lives(
     channel, a, b = pair
     a.hold(1)
     bad_flush = flush_from(a.id, b.id, 1, {"frames": [["1/1", 0, "", "", ""]], "heads": {}})
-    bad_ack = make_envelope("tail_ack", b.id, a.id, {"have": {"1/1": "x"}, "pull": True}, "i", 1)
+    bad_ack = make_envelope(
+        "tail_ack", b.id, a.id, {"have": {"1/1": "x"}, "pull": True}, "i", epoch=1
+    )
     wait_for(lambda: a.tail.ask(GetTail(), timeout=5)["role"] == "source", 10, "a holds")
     b.tail.tell(EnvelopeReceived(bad_flush))
     a.tail.tell(EnvelopeReceived(bad_ack))

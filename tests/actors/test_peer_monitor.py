@@ -50,7 +50,14 @@ def make_side(net: LoopbackNetwork, clock: FakeClock, nick: str, seed: int) -> S
     counters = Counters()
     transport = net.transport(me.machine_id, me.encryption_public, counters, 65536)
     rng = random.Random(seed).randbytes
-    actor = PeerMonitorActor.start(me.machine_id, transport, clock, counters, 1000, rng)
+    actor = PeerMonitorActor.start(
+        me.machine_id,
+        transport=transport,
+        clock=clock,
+        counters=counters,
+        interval_ms=1000,
+        rng=rng,
+    )
     transport.start(Dispatcher({"ping": actor, "pong": actor}, counters))
     return Side(me, transport, counters, actor)
 
@@ -133,11 +140,11 @@ def test_a_peer_is_told_the_address_it_is_seen_from_on_a_change_and_now_and_then
     transport = SeeingTransport()
     actor = PeerMonitorActor.start(
         me.machine_id,
-        transport,
-        FakeClock(),
-        Counters(),
-        1000,
-        os.urandom,  # type: ignore[arg-type]
+        transport=transport,
+        clock=FakeClock(),
+        counters=Counters(),
+        interval_ms=1000,
+        rng=os.urandom,  # type: ignore[arg-type]
     )
     try:
 

@@ -66,7 +66,7 @@ def actor() -> Iterator[tuple[pykka.ActorRef, MemoryRegistryStore, Recorder]]:  
     store = MemoryRegistryStore()
     recorder = Recorder(store)
     opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
-    ref = RegistryActor.start(opened, store, FakeClock(), [recorder])
+    ref = RegistryActor.start(opened, store, clock=FakeClock(), listeners=[recorder])
     yield ref, store, recorder
     ref.stop(timeout=5)
 
@@ -137,20 +137,20 @@ def test_the_awake_members_roster_reaches_a_standby_and_not_the_reverse() -> Non
     refs[ME.machine_id] = RegistryActor.start(
         a_reg,
         MemoryRegistryStore(),
-        clock,
-        [],
-        send,
-        counters[ME.machine_id],
+        clock=clock,
+        listeners=[],
+        send=send,
+        counters=counters[ME.machine_id],
         signer=a_signer,
         verify=verify_ed25519,
     )
     refs[b_me.machine_id] = RegistryActor.start(
         standby_registry(b_me, b_card, a_card),
         b_store,
-        clock,
-        [],
-        send,
-        counters[b_me.machine_id],
+        clock=clock,
+        listeners=[],
+        send=send,
+        counters=counters[b_me.machine_id],
         verify=verify_ed25519,
     )
     a, b = refs[ME.machine_id], refs[b_me.machine_id]
@@ -200,10 +200,10 @@ def test_a_hostile_roster_from_a_member_never_kills_the_registry(machines: list)
     ref = RegistryActor.start(
         standby_registry(b_me, b_card, a_card),
         MemoryRegistryStore(),
-        FakeClock(),
-        [],
-        None,
-        counters,
+        clock=FakeClock(),
+        listeners=[],
+        send=None,
+        counters=counters,
         verify=verify_ed25519,
     )
     try:
@@ -224,7 +224,9 @@ def test_a_roster_too_large_for_the_wire_is_counted_not_fatal(actor) -> None:  #
 
     store, counters = MemoryRegistryStore(), Counters()
     opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
-    ref = RegistryActor.start(opened, store, FakeClock(), [], too_big, counters)
+    ref = RegistryActor.start(
+        opened, store, clock=FakeClock(), listeners=[], send=too_big, counters=counters
+    )
     try:
         ref.ask(AddMachine(card("mini", 10)), timeout=5)
         ref.tell(Tick(10_000.0))
@@ -243,7 +245,7 @@ def test_an_awake_entry_leads_only_while_the_lease_gate_is_open() -> None:
     opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
     opened = opened.add(entry_from_card(card("mini", 10), 0.0))
     ref = RegistryActor.start(
-        opened, store, FakeClock(), [], lambda env: sent.append(env) or True,
+        opened, store, clock=FakeClock(), listeners=[], send=lambda env: sent.append(env) or True,
         may_lead=lambda: open_gate["now"],
     )  # fmt: skip
     try:
@@ -273,7 +275,7 @@ def test_a_peer_the_roster_did_not_reach_gets_it_at_a_tick_soon_after() -> None:
 
     clock = FakeClock()
     opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
-    ref = RegistryActor.start(opened, MemoryRegistryStore(), clock, [], send)
+    ref = RegistryActor.start(opened, MemoryRegistryStore(), clock=clock, listeners=[], send=send)
     try:
         mini = ref.ask(AddMachine(card("mini", 10)), timeout=5).machine_id
         now = clock.monotonic_ms()

@@ -149,10 +149,10 @@ def harness() -> Iterator[Harness]:
     ref = RegistryActor.start(
         founded(),
         store,
-        clock,
-        [listener],
-        wire,
-        counters,
+        clock=clock,
+        listeners=[listener],
+        send=wire,
+        counters=counters,
         signer=signer(1),
         verify=verify_ed25519,
     )
@@ -209,7 +209,9 @@ def test_announce_self_with_new_endpoints_grows_the_seq(harness: Harness) -> Non
 
 def test_without_a_signer_nothing_is_announced() -> None:
     wire = Wire()
-    ref = RegistryActor.start(founded(), MemoryRegistryStore(), FakeClock(), [], wire)
+    ref = RegistryActor.start(
+        founded(), MemoryRegistryStore(), clock=FakeClock(), listeners=[], send=wire
+    )
     try:
         assert ref.ask(AnnounceSelf(WIRE, HTTP), timeout=ASK_S) is None
         assert wire.of("announce") == []
@@ -381,7 +383,13 @@ def test_a_standby_accepts_announcements_but_sends_no_roster() -> None:
     )
     wire, counters = Wire(), Counters()
     ref = RegistryActor.start(
-        reg, MemoryRegistryStore(), FakeClock(), [], wire, counters, verify=verify_ed25519
+        reg,
+        MemoryRegistryStore(),
+        clock=FakeClock(),
+        listeners=[],
+        send=wire,
+        counters=counters,
+        verify=verify_ed25519,
     )
     try:
         a = announcement(30, 10, "10.0.0.9")
@@ -410,7 +418,7 @@ def test_an_address_a_peer_sees_us_from_is_announced_after_ours_when_we_bind_all
         MemoryRegistryStore(), Wire(), Listener(), Counters(), FakeClock(),
     )  # fmt: skip
     ref = RegistryActor.start(
-        founded(), store, clock, [listener], wire, counters,
+        founded(), store, clock=clock, listeners=[listener], send=wire, counters=counters,
         signer=signer(1), verify=verify_ed25519, observe=observe,
     )  # fmt: skip
     h = Harness(ref, store, wire, listener, counters, clock)

@@ -46,7 +46,8 @@ def pair_of(
     router: dict[str, Machine] = {}
     sink = Unforgiving(channel)
     kw = {} if agent is None else {"agent": agent}
-    a, b = Machine(10, sink, router, settings, **kw), Machine(20, sink, router, settings)
+    a = Machine(10, sink, router, settings=settings, **kw)
+    b = Machine(20, sink, router, settings=settings)
     router.update({a.id: a, b.id: b})
     a.peers(b)
     b.peers(a)

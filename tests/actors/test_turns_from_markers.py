@@ -39,7 +39,7 @@ def machines(settings: Settings = SETTINGS) -> Iterator[tuple[MemoryChannel, Mac
     started: list[Machine] = []
     try:
         for seed in (10, 20):
-            started.append(Machine(seed, channel, router, settings))
+            started.append(Machine(seed, channel, router, settings=settings))
         a, b = started
         router.update({a.id: a, b.id: b})
         a.peers(b)
@@ -125,7 +125,7 @@ def entry(key: str, message_id: int, text: str, topic: str = "1/1") -> LedgerEnt
 def test_a_loose_turn_older_than_the_last_turn_is_skipped_and_counted() -> None:
     with machines() as (_, a, b):
         a.hold(1)  # b stands by
-        b.transcripts.append("1/1", "k10", 10, "held", ("re: held",), 1.0)
+        b.transcripts.append("1/1", "k10", 10, "held", replies=("re: held",), at_ms=1.0)
         for e in (entry("k12", 12, "my password: hunter2"), entry("k5", 5, "old")):
             b.tail.tell(TurnSeen(e))
         b.tail.tell(TurnSeen(entry("k10", 10, "held")))  # held already: left out
@@ -159,8 +159,8 @@ def test_turn_seen_on_the_holder_changes_nothing() -> None:
 
 def test_replay_appends_loose_turns_per_topic_in_message_order_after_the_chain() -> None:
     transcripts, counters = MemoryTranscriptStore(), Counters()
-    transcripts.append("1/1", "k1", 1, "one", (), 1.0)
-    transcripts.append("1/1", "k2", 2, "two", (), 2.0)
+    transcripts.append("1/1", "k1", 1, "one", replies=(), at_ms=1.0)
+    transcripts.append("1/1", "k2", 2, "two", replies=(), at_ms=2.0)
     loose = LooseTurns()
     for e in (entry("k4", 4, "four"), entry("k3", 3, "three"), entry("k2", 2, "two")):
         loose.add(LooseTurn.of(e, ()))

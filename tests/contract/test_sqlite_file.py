@@ -51,7 +51,7 @@ def _record(ledger: SqliteLedger, n: int) -> None:
 
 
 def _append(store: SqliteTranscriptStore, n: int) -> None:
-    store.append("1/0", f"memory:1/0:{n}", n, "x" * 300, (), 1.0)
+    store.append("1/0", f"memory:1/0:{n}", n, "x" * 300, replies=(), at_ms=1.0)
 
 
 def _take(buffer: SqliteLiveTailBuffer, n: int) -> None:

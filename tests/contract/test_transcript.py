@@ -45,7 +45,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transcript
 
 
 def add(store: TranscriptStore, n: int, topic: str = "1/0") -> TranscriptTurn:
-    return store.append(topic, f"memory:{topic}:{n}", n, f"m{n}", (f"r{n}",), float(n))
+    return store.append(
+        topic, f"memory:{topic}:{n}", n, f"m{n}", replies=(f"r{n}",), at_ms=float(n)
+    )
 
 
 def turn(seq: int, topic: str = "1/0", text: str = "x") -> TranscriptTurn:
@@ -54,7 +56,7 @@ def turn(seq: int, topic: str = "1/0", text: str = "x") -> TranscriptTurn:
 
 def test_append_numbers_each_topic_from_one(store: TranscriptStore) -> None:
     assert store.last_seq("1/0") == 0 and store.last_seqs() == {}
-    first = store.append("1/0", "memory:1/0:7", 7, "hello", ("hi", "there"), 5.0)
+    first = store.append("1/0", "memory:1/0:7", 7, "hello", replies=("hi", "there"), at_ms=5.0)
     assert first == TranscriptTurn("1/0", 1, "memory:1/0:7", 7, "hello", ("hi", "there"), 5.0)
     assert [add(store, n).seq for n in (8, 9)] == [2, 3]
     assert [add(store, n, "2/5").seq for n in (1, 2)] == [1, 2]
@@ -66,10 +68,12 @@ def test_append_numbers_each_topic_from_one(store: TranscriptStore) -> None:
 def test_append_is_idempotent_by_ledger_key(store: TranscriptStore) -> None:
     first = add(store, 7)
     add(store, 8)
-    again = store.append("1/0", "memory:1/0:7", 99, "other text", ("other",), 50.0)
+    again = store.append("1/0", "memory:1/0:7", 99, "other text", replies=("other",), at_ms=50.0)
     assert again == first and again.seq == 1  # the turn as it was: no new seq
     assert store.last_seq("1/0") == 2 and store.turns("1/0", 0, 10)[0] == first
-    elsewhere = store.append("2/0", "memory:1/0:7", 7, "m7", ("r7",), 7.0)  # another topic
+    elsewhere = store.append(
+        "2/0", "memory:1/0:7", 7, "m7", replies=("r7",), at_ms=7.0
+    )  # another topic
     assert elsewhere.seq == 1 and store.last_seqs() == {"1/0": 2, "2/0": 1}
 
 
@@ -89,8 +93,9 @@ def test_append_refuses_a_malformed_turn_and_stores_nothing(
     store: TranscriptStore, args: tuple[object, ...]
 ) -> None:
     add(store, 1)
+    *front, replies, at_ms = args
     with pytest.raises(TranscriptRefused):
-        store.append(*args)  # type: ignore[arg-type]
+        store.append(*front, replies=replies, at_ms=at_ms)  # type: ignore[arg-type]
     assert store.last_seqs() == {"1/0": 1} and add(store, 2).seq == 2
 
 
@@ -112,8 +117,8 @@ def test_append_continues_after_put_and_put_after_append(store: TranscriptStore)
     """A standby that takes over appends after the turns it was sent, and vice versa."""
     for n in (1, 2):
         assert store.put(turn(n)) is R.ADDED
-    assert store.append("1/0", "memory:1/0:2", 2, "again", (), 9.0) == turn(2)
-    assert store.append("1/0", "memory:1/0:3", 3, "new", (), 9.0).seq == 3
+    assert store.append("1/0", "memory:1/0:2", 2, "again", replies=(), at_ms=9.0) == turn(2)
+    assert store.append("1/0", "memory:1/0:3", 3, "new", replies=(), at_ms=9.0).seq == 3
     assert store.put(turn(4)) is R.ADDED and store.last_seq("1/0") == 4
 
 
@@ -145,7 +150,9 @@ def test_truncate_drops_a_suffix_and_frees_its_keys(store: TranscriptStore) -> N
     assert store.truncate("1/0", 2) == 2
     assert [t.seq for t in store.turns("1/0", 0, 10)] == [1, 2]
     assert store.last_seqs() == {"1/0": 2, "2/0": 1}  # another topic is untouched
-    assert store.append("1/0", "memory:1/0:3", 3, "again", (), 9.0).seq == 3  # key free
+    assert (
+        store.append("1/0", "memory:1/0:3", 3, "again", replies=(), at_ms=9.0).seq == 3
+    )  # key free
     assert store.put(turn(4)) is R.ADDED
     assert store.truncate("1/0", 9) == 0 and store.truncate("3/0", 0) == 0
     assert store.truncate("1/0", 0) == 4 and store.last_seq("1/0") == 0
@@ -210,7 +217,7 @@ def test_sqlite_survives_close_and_reopen(tmp_path: Path) -> None:
 def real_store(path: Path, turns: int = 200) -> None:
     store = SqliteTranscriptStore(path)
     for n in range(turns):
-        store.append("1/0", f"memory:1/0:{n}", n, "x" * 300, (), 1.0)
+        store.append("1/0", f"memory:1/0:{n}", n, "x" * 300, replies=(), at_ms=1.0)
     store.close()
 
 
@@ -246,7 +253,7 @@ from baton.stores.transcript_sqlite import SqliteTranscriptStore
 store = SqliteTranscriptStore(Path(sys.argv[1]))
 n = 0
 while True:
-    turn = store.append("1/0", "k%d" % n, n, "m", ("r",), float(n))
+    turn = store.append("1/0", "k%d" % n, n, "m", replies=("r",), at_ms=float(n))
     print(turn.seq, flush=True)
     n += 1
 """

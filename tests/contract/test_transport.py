@@ -159,12 +159,26 @@ class ZmqHarness:
 
     def transport(self, m: Machine, counters: Counters) -> Transport:
         bind = "tcp://127.0.0.1:0"
-        return ZmqTransport(m.machine_id, m.secret, m.public, bind, counters, MAX_FRAME)
+        return ZmqTransport(
+            m.machine_id,
+            curve_secret=m.secret,
+            curve_public=m.public,
+            bind=bind,
+            counters=counters,
+            max_frame_bytes=MAX_FRAME,
+        )
 
     def same_address(self, node: Node) -> Transport:
         m = new_machine()
         endpoint = node.transport.endpoint
-        return ZmqTransport(m.machine_id, m.secret, m.public, endpoint, Counters(), MAX_FRAME)
+        return ZmqTransport(
+            m.machine_id,
+            curve_secret=m.secret,
+            curve_public=m.public,
+            bind=endpoint,
+            counters=Counters(),
+            max_frame_bytes=MAX_FRAME,
+        )
 
     def raw_link(self, receiver: Node, as_machine: Machine) -> RawLink:
         self.links.append(_ZmqRawLink(self.ctx, receiver, as_machine))

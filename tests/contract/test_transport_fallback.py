@@ -66,7 +66,12 @@ class ZmqHarness:
 
     def transport(self, m: Machine, counters: Counters) -> Transport:
         return ZmqTransport(
-            m.machine_id, m.secret, m.public, "tcp://127.0.0.1:0", counters, MAX_FRAME
+            m.machine_id,
+            curve_secret=m.secret,
+            curve_public=m.public,
+            bind="tcp://127.0.0.1:0",
+            counters=counters,
+            max_frame_bytes=MAX_FRAME,
         )
 
     def nobody(self) -> str:

@@ -29,7 +29,12 @@ class Rogue:
         self.signer = Ed25519Signer(self.id, ident.signing_key)
         self.inbox: queue.Queue[Envelope] = queue.Queue()
         self.transport = ZmqTransport(
-            self.id, ident.curve_secret, ident.curve_public, endpoint, Counters(), 1 << 20
+            self.id,
+            curve_secret=ident.curve_secret,
+            curve_public=ident.curve_public,
+            bind=endpoint,
+            counters=Counters(),
+            max_frame_bytes=1 << 20,
         )
         self.ids = {}
         addresses = []

@@ -115,7 +115,7 @@ def test_a_rogue_begin_a_forged_ack_a_mismatching_ack_and_no_ack_leave_the_holde
         to_alpha = rogue.ids[alpha.name]
         begin = rogue.begin_from(to_alpha, "forged-ack-1")  # a forged signature
         body = {**begin.body, "signature": "00" * 64}
-        rogue.send(make_envelope("handoff_ack", rogue.id, to_alpha, body, "a1", begin.epoch))
+        rogue.send(make_envelope("handoff_ack", rogue.id, to_alpha, body, "a1", epoch=begin.epoch))
         assert "forged" in rogue.expect("handoff_abort", 10).body["reason"]
         begin = rogue.begin_from(to_alpha, "mismatch-ack-1")  # signed, but other heads
         rogue.handoff.ack(to_alpha, "mismatch-ack-1", begin.epoch, (("zz/9", 1, "k"),), 0)

@@ -154,8 +154,8 @@ def test_the_code_never_crosses_the_network(
     wrong = f"{words}-{(int(digits) + 1) % 10000:04d}"
     config = {"http": f"127.0.0.1:{free_port()}", "wire": f"127.0.0.1:{free_port()}"}
     with pytest.raises(WrongCode):
-        run_join(tmp_path / "delta", session["url"], wrong, "delta", config)
-    result = run_join(tmp_path / "delta", session["url"], code, "delta", config)
+        run_join(tmp_path / "delta", session["url"], wrong, "delta", config=config)
+    result = run_join(tmp_path / "delta", session["url"], code, "delta", config=config)
     assert result["ok"] is True and len(seen) >= 8  # health, start and finish, twice
     secrets = {code, wrong, words, digits, wrong.rsplit("-", 1)[1]}
     leaks = [(s, msg) for msg in seen for s in secrets if s in msg]

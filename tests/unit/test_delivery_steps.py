@@ -62,6 +62,7 @@ def test_after_a_send(
     error: str | None,
     not_delivered: bool,
     retry_after: float,
+    *,
     step: AfterSend,
 ) -> None:
     assert after_send(ours, status, error, not_delivered, retry_after) is step

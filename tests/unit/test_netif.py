@@ -71,10 +71,10 @@ def watcher(
 ) -> EndpointWatcher:
     return EndpointWatcher(
         "tcp://0.0.0.0:8421",
-        "http://0.0.0.0:8420",
-        (),
-        announce or recorder.announce,
-        recorder.redial,
+        http_url="http://0.0.0.0:8420",
+        advertise=(),
+        announce=announce or recorder.announce,
+        redial=recorder.redial,
         addresses=addresses,
         every_s=every_s,
     )
@@ -136,10 +136,10 @@ def test_look_with_explicit_entries_still_redials_on_a_change() -> None:
     addresses, recorder = Addresses("192.168.1.7"), Recorder()
     w = EndpointWatcher(
         "tcp://0.0.0.0:8421",
-        "http://127.0.0.1:8420",
-        ("laptop.tail1234.ts.net",),
-        recorder.announce,
-        recorder.redial,
+        http_url="http://127.0.0.1:8420",
+        advertise=("laptop.tail1234.ts.net",),
+        announce=recorder.announce,
+        redial=recorder.redial,
         addresses=addresses,
     )
     first = w.look()

@@ -70,7 +70,7 @@ def test_flush_and_ack_round_trip_through_the_envelope() -> None:
 
 
 def env(type_: str, body: dict[str, Any]) -> Envelope:
-    return make_envelope(type_, HOLDER, STANDBY, body, "id1", 3)
+    return make_envelope(type_, HOLDER, STANDBY, body, "id1", epoch=3)
 
 
 GOOD_BOX = base64.b64encode(b"box").decode()

@@ -156,7 +156,9 @@ def holder_with(counts: list[int]) -> MemoryTranscriptStore:
     holder = MemoryTranscriptStore()
     for n, count in enumerate(counts):
         for i in range(count):
-            holder.append(f"{n}/0", f"memory:{n}/0:{i}", i, f"m{i}", (f"r{i}",), float(i))
+            holder.append(
+                f"{n}/0", f"memory:{n}/0:{i}", i, f"m{i}", replies=(f"r{i}",), at_ms=float(i)
+            )
     return holder
 
 

@@ -15,7 +15,7 @@ from baton.core.clock import FakeClock
 from baton.core.errors import WakeupFailed
 from baton.core.settings import Settings
 from baton.node import services as services_module
-from baton.node.services import NodeServices
+from baton.node.services import NodeActors, NodeServices
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,11 +48,13 @@ def services(handoff: pykka.ActorRef[Any]) -> NodeServices:
         me=None,  # type: ignore[arg-type]  # (wakeup uses none of these)
         settings=Settings(),
         api_token="t",
-        registry=None,  # type: ignore[arg-type]
-        peers=None,  # type: ignore[arg-type]
-        pairing=None,  # type: ignore[arg-type]
+        actors=NodeActors(
+            registry=None,  # type: ignore[arg-type]
+            peers=None,  # type: ignore[arg-type]
+            pairing=None,  # type: ignore[arg-type]
+            handoff=handoff,
+        ),
         counters=Counters(),
-        handoff=handoff,
         clock=FakeClock(),
         home="/nonexistent",
         endpoints={"http": "http://127.0.0.1:1"},

@@ -139,20 +139,43 @@ class Machine:
         patterns = compile_redactions(self.settings.redactions)
         tail = LiveTailTransport(self.id, self.send, patterns, self.settings.max_frame_bytes // 4)
         self.tail = LiveTailActor.start(
-            self.id, self.settings.live_tail_flush_ms, self.settings.max_frame_bytes // 3,
-            self.transcripts, self.buffer, tail, self.box, self.gate, jobs.agent, self.clock,
-            self.counters,
-        )  # fmt: skip
+            self.id,
+            flush_ms=self.settings.live_tail_flush_ms,
+            frame_budget=self.settings.max_frame_bytes // 3,
+            transcripts=self.transcripts,
+            buffer=self.buffer,
+            transport=tail,
+            key=self.box,
+            gate=self.gate,
+            run_agent=jobs.agent,
+            clock=self.clock,
+            counters=self.counters,
+        )
         self.actor = DeliveryActor.start(
-            self.id, self.settings, self.ledger, jobs, self.gate, self.cursor, markers,
-            verify_ed25519, self.clock, self.counters, os.urandom, self.tail.tell,
-        )  # fmt: skip
+            self.id,
+            settings=self.settings,
+            ledger=self.ledger,
+            jobs=jobs,
+            gate=self.gate,
+            cursor=self.cursor,
+            markers=markers,
+            verify=verify_ed25519,
+            clock=self.clock,
+            counters=self.counters,
+            rng=os.urandom,
+            tail=self.tail.tell,
+        )
         jobs.wire(self.actor)
         actor = self.actor
         self.poller = ChannelPoller(
-            self.channel, self.gate, self.clock, self.cursor,
-            lambda u, e: actor.tell(Polled(u, e)), self.counters, LONG_POLL_S,
-        )  # fmt: skip
+            self.channel,
+            gate=self.gate,
+            clock=self.clock,
+            cursor=self.cursor,
+            deliver=lambda u, e: actor.tell(Polled(u, e)),
+            counters=self.counters,
+            long_poll_s=LONG_POLL_S,
+        )
 
     def _on_fenced(self, epoch: int, highest: int) -> None:
         self.fenced.append((epoch, highest))

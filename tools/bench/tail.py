@@ -50,8 +50,8 @@ class TimedTranscripts:
         self.inner = inner
         self.stored: dict[tuple[str, int], float] = {}
 
-    def append(self, *args: Any) -> TranscriptTurn:
-        turn = self.inner.append(*args)
+    def append(self, *args: Any, **kwargs: Any) -> TranscriptTurn:
+        turn = self.inner.append(*args, **kwargs)
         self.stored.setdefault((turn.topic, turn.seq), time.monotonic())
         return turn
 

@@ -67,7 +67,7 @@ MODES = {
 
 
 def one_run(
-    mode: str, n: int, run: int, deadline_s: float, paced_n: int, rate: float
+    mode: str, n: int, run: int, *, deadline_s: float, paced_n: int, rate: float
 ) -> dict[str, Any]:
     """One run of ``mode`` ("on" or "off"): the burst, then the paced messages."""
     tmp = Path(tempfile.mkdtemp(prefix=f"baton-bench-{mode}-"))
@@ -151,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     for i in range(args.runs):
         for mode in ("on", "off"):
-            run = one_run(mode, args.messages, i, args.deadline_s, args.paced, args.rate)
+            run = one_run(
+                mode,
+                args.messages,
+                i,
+                deadline_s=args.deadline_s,
+                paced_n=args.paced,
+                rate=args.rate,
+            )
             runs[mode].append(run)
             if not args.json:
                 print(

@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interrupted_by_signals():
             summary = Campaign(
-                a.seed, faults, a.ttl_ms, a.rate, say, a.sink, a.max_unanswered or None
+                a.seed,
+                faults,
+                a.ttl_ms,
+                a.rate,
+                say,
+                sink=a.sink,
+                max_unanswered=a.max_unanswered or None,
             ).main()
     except KeyboardInterrupt:
         print("interrupted; everything the campaign started is stopped", file=sys.stderr)

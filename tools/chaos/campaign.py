@@ -54,6 +54,7 @@ class Campaign:
         ttl_ms: int,
         rate: float,
         say: Callable[[str], None],
+        *,
         sink: str = "telegram",
         max_unanswered: int | None = None,
     ) -> None:

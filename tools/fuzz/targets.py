@@ -139,7 +139,7 @@ def _envelope(data: bytes) -> Any:
 
 def envelope() -> Target:
     seeds = [
-        encode(make_envelope(t, A.machine_id, B.machine_id, body, "m1", 3))
+        encode(make_envelope(t, A.machine_id, B.machine_id, body, "m1", epoch=3))
         for t, body in BODIES.items()
     ]
     # InvalidCard: a roster entry, refused whole by the registry (registry.roster_refused)
