@@ -28,7 +28,7 @@ from baton.cli.support import (
 )
 from baton.core.errors import BatonError, NodeNotRunning
 from baton.core.identity import fingerprint
-from baton.core.settings import flag_name, resolve_settings
+from baton.core.knobs import flag_name, resolve_settings
 from baton.node.client import http_json, running_node
 from baton.node.supervisor import Supervisor
 from baton.stores.config_file import load_settings, render_config

@@ -42,7 +42,7 @@ def config_values(given: Mapping[str, str | None]) -> dict[str, object]:
     """The knobs given as flags, as config.toml keeps them (advertise as a list)."""
     values: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if "advertise" in values:
-        from baton.core.settings import resolve_settings
+        from baton.core.knobs import resolve_settings
 
         values["advertise"] = list(
             resolve_settings({}, {}, {"advertise": given["advertise"]}).advertise

@@ -41,21 +41,16 @@ Invariants (DESIGN.md section 10), checked whenever a Settings is built:
   "auto" (the default: its interface addresses when wire binds 0.0.0.0 or ::, else the
   address it binds), host names, addresses, host:port (baton.core.endpoints); in the
   environment and as a flag, comma-separated.
-A broken invariant raises ConfigError whose ``knob`` is the knob at fault.
-Every knob is listed once, as data, in KNOBS; an unknown key in the file or an
-unknown BATON_* variable (other than RESERVED_ENV) is refused, never ignored.
+A broken invariant raises ConfigError whose ``knob`` is the knob at fault. How each
+layer's raw value becomes a typed one, and the layering itself, is baton.core.knobs.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, cast
 
-from baton.core import safejson
 from baton.core.endpoints import AUTO, MAX_ENDPOINTS, parse_entry
 from baton.core.errors import ConfigError
 from baton.core.live_tail import DEFAULT_REDACTIONS
@@ -73,7 +68,6 @@ MAX_FRAME_LIMIT = 64 * 1024 * 1024
 
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 _URL_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _HTTP_URL = re.compile(r"http://[^\s/]+(/\S*)?")
 _CHANNEL = re.compile(r"local:http://[^\s/]+/?|telegram(:https?://[^\s/]+(/\S*)?)?")
@@ -83,7 +77,7 @@ SANDBOXES = ("none", "bwrap")  # baton.agents.isolation
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _split_host_port(text: str) -> tuple[str, int]:
+def split_host_port(text: str) -> tuple[str, int]:
     """Split "host:port" or "[v6]:port"; raise ValueError with a reason."""
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
@@ -117,7 +111,7 @@ class HostPort:
     def parse(cls, text: str, knob: str) -> HostPort:
         """Parse "host:port" or "[::1]:port"; raise ConfigError naming ``knob``."""
         try:
-            host, port = _split_host_port(text)
+            host, port = split_host_port(text)
         except ValueError as err:
             raise ConfigError(knob, f"{err}, got {text!r}") from None
         return cls(host, port)
@@ -164,7 +158,7 @@ def _fmt(x: float) -> str:
 class Settings:
     """Every knob of a node, validated on construction (see the module comment).
 
-    Build it with resolve_settings (or baton.stores.config_file.load_settings):
+    Build it with baton.core.knobs.resolve_settings (or baton.stores.config_file.load_settings):
     only they derive renew_interval_ms from the final lease_ttl_ms.
     """
 
@@ -314,159 +308,3 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
         except re.error as err:
             return "redact_patterns", f"{pattern!r} is not a regular expression: {err}"
     return None
-
-
-# --- the knob table: how each layer's raw value becomes a typed value ----------
-# A parser gets the raw value and whether it is text (env, string flags) rather
-# than a typed TOML value; it raises ValueError whose text says what was expected.
-
-
-def _as_int(raw: object, is_text: bool) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):  # TOML true is no integer
-        return raw
-    if is_text and isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-        return int(raw.strip())
-    raise ValueError(f"expected an integer, got {raw!r}")
-
-
-def _as_float(raw: object, is_text: bool) -> float:
-    value: float | None = None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    elif is_text and isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = None
-    if value is None or not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {raw!r}")
-    return value
-
-
-def _as_str(raw: object, is_text: bool) -> str:
-    if isinstance(raw, str):
-        return raw
-    raise ValueError(f"expected a string, got {raw!r}")
-
-
-def _as_patterns(raw: object, is_text: bool) -> tuple[str, ...]:
-    if is_text and isinstance(raw, str):
-        try:
-            raw = safejson.loads(raw)
-        except ValueError:
-            raise ValueError(f"expected a JSON array of strings, got {raw!r}") from None
-    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
-        return tuple(raw)
-    raise ValueError(f"expected a list of strings, got {raw!r}")
-
-
-def _as_hosts(raw: object, is_text: bool) -> tuple[str, ...]:
-    """A list of strings, or in text a comma-separated list ("auto,laptop.ts.net")."""
-    if is_text and isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
-        return tuple(p.strip() for p in raw)
-    raise ValueError(f"expected a list of hosts, got {raw!r}")
-
-
-def _as_log_level(raw: object, is_text: bool) -> str:
-    return _as_str(raw, is_text).strip().lower()
-
-
-def _as_host_port(raw: object, is_text: bool) -> HostPort:
-    if isinstance(raw, HostPort):
-        return raw
-    if not isinstance(raw, str):
-        raise ValueError(f'expected a string "host:port", got {raw!r}')
-    try:
-        return HostPort(*_split_host_port(raw))
-    except ValueError as err:
-        raise ValueError(f"{err}, got {raw!r}") from None
-
-
-Parser = Callable[[object, bool], object]
-
-KNOBS: Mapping[str, Parser] = {
-    "http": _as_host_port,
-    "wire": _as_host_port,
-    "listen": _as_log_level,  # trimmed and lower-cased
-    "door_port": _as_int,
-    "advertise": _as_hosts,
-    "lease_ttl_ms": _as_int,
-    "renew_interval_ms": _as_int,
-    "clock_rate_error": _as_float,
-    "live_tail_flush_ms": _as_int,
-    "handoff_ack_timeout_ms": _as_int,
-    "ledger_retention_days": _as_int,
-    "ledger_retention_entries": _as_int,
-    "ping_interval_ms": _as_int,
-    "max_frame_bytes": _as_int,
-    "log_level": _as_log_level,
-    "lease_store": _as_str,
-    "channel": _as_str,
-    "fence_probe_url": _as_str,
-    "agent": _as_str,
-    "agent_timeout_ms": _as_int,
-    "agent_retries": _as_int,
-    "agent_workers": _as_int,
-    "agent_env": _as_patterns,
-    "agent_sandbox": _as_log_level,  # trimmed and lower-cased
-    "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
-    "redact_patterns": _as_patterns,
-    "fault_file": _as_str,
-}
-
-
-def env_name(knob: str) -> str:
-    """The environment variable for ``knob``: ``BATON_<KNOB UPPER>``."""
-    return ENV_PREFIX + knob.upper()
-
-
-def flag_name(knob: str) -> str:
-    """The command-line flag for ``knob``, as named in error messages."""
-    return "--" + knob.replace("_", "-")
-
-
-def _parse(knob: str, raw: object, is_text: bool, origin: str) -> object:
-    try:
-        return KNOBS[knob](raw, is_text)
-    except ValueError as err:
-        raise ConfigError(knob, f"{err} (from {origin})") from None
-
-
-def resolve_settings(
-    file_values: Mapping[str, object],
-    env: Mapping[str, str],
-    flags: Mapping[str, object | None],
-    source_name: str = "config.toml",
-) -> Settings:
-    """Layer defaults < file < env < flags into one validated Settings.
-
-    ``file_values`` is the parsed config file (named ``source_name`` in errors);
-    ``env`` the whole process environment (only BATON_* names are looked at);
-    ``flags`` knob name -> value, None meaning "not given". Raises ConfigError
-    naming the knob (and where its value came from) for an unknown key, a value
-    of the wrong type, or a broken invariant.
-    """
-    chosen: dict[str, object] = {}
-    for key, raw in file_values.items():
-        if key not in KNOBS:
-            raise ConfigError(key, f"unknown key in {source_name}")
-        chosen[key] = _parse(key, raw, False, source_name)
-    by_env_name = {env_name(k): k for k in KNOBS}
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
-            continue
-        knob = by_env_name.get(name)
-        if knob is None:
-            raise ConfigError(name, "unknown environment variable (not a baton setting)")
-        chosen[knob] = _parse(knob, text, True, name)
-    for knob, raw in flags.items():
-        if knob not in KNOBS:
-            raise ConfigError(knob, "unknown flag (not a baton setting)")
-        if raw is not None:
-            chosen[knob] = _parse(knob, raw, isinstance(raw, str), flag_name(knob))
-    ttl = cast(int, chosen.get("lease_ttl_ms", DEFAULT_LEASE_TTL_MS))
-    for knob, value in derived_from_ttl(ttl).items():
-        chosen.setdefault(knob, value)
-    return Settings(**cast(dict[str, Any], chosen))

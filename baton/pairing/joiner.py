@@ -37,9 +37,9 @@ from baton.core.errors import (
     Unavailable,
     WrongCode,
 )
+from baton.core.knobs import resolve_settings
 from baton.core.pairing import MAX_ATTEMPTS, normalize_code, wrong_code
 from baton.core.registry import MachineEntry, MachineRegistry, Role, is_signed_by
-from baton.core.settings import resolve_settings
 from baton.node.client import http_json, restart_node
 from baton.stores.config_file import load_settings, render_config
 from baton.stores.home import HomePaths

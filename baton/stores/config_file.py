@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from baton.core.errors import ConfigError
-from baton.core.settings import Settings, resolve_settings
+from baton.core.knobs import resolve_settings
+from baton.core.settings import Settings
 from baton.stores.files import PRIVATE_FILE, atomic_write
 from baton.stores.home import HomePaths
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 from baton.core import safejson
 from baton.core.errors import HomeError
+from baton.core.knobs import resolve_settings
 from baton.core.registry import MachineRegistry
-from baton.core.settings import resolve_settings
 from baton.stores.config_file import read_config, write_config
 from baton.stores.files import atomic_write, check_private_file
 from baton.stores.home import HomePaths

@@ -20,7 +20,7 @@ from baton.agents.base import AgentMessage
 from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_prefix
 from baton.agents.runner import AgentRunner
 from baton.core.errors import ConfigError
-from baton.core.settings import resolve_settings
+from baton.core.knobs import resolve_settings
 
 pytestmark = pytest.mark.timeout(60)
 

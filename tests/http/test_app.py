@@ -21,7 +21,7 @@ from baton.core.errors import (
     PairingExpired,
     Unavailable,
 )
-from baton.core.settings import resolve_settings
+from baton.core.knobs import resolve_settings
 
 TOKEN = "s3cret-token"
 

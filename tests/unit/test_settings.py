@@ -12,15 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baton.core.errors import ConfigError
+from baton.core.knobs import KNOBS, env_name, resolve_settings
 from baton.core.live_tail import DEFAULT_REDACTIONS
-from baton.core.settings import (
-    KNOBS,
-    RESERVED_ENV,
-    HostPort,
-    Settings,
-    env_name,
-    resolve_settings,
-)
+from baton.core.settings import RESERVED_ENV, HostPort, Settings
 from baton.stores.config_file import load_settings, read_config, write_config
 
 

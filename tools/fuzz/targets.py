@@ -48,9 +48,9 @@ from baton.core.errors import (
     PeerFault,
 )
 from baton.core.identity import derive_machine_id
+from baton.core.knobs import resolve_settings
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import MachineEntry, MachineRegistry, Role, entry_from_card
-from baton.core.settings import resolve_settings
 from baton.pairing.host import _fields, _open_card
 from baton.stores.config_file import read_config
 from baton.stores.registry_store import registry_from_bytes, registry_to_bytes
