@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
 from baton.core.errors import IllegalEvent
 from baton.core.handoff import (
@@ -289,7 +289,7 @@ RULES: dict[tuple[RPhase, type], Rule] = {
     **{(phase, LeaseSeen): _holder_seen for phase in _BUSY},
     **{(phase, HandoffTicked): _ticked for phase in _BUSY},
 }
-EVENTS = (WakeupAsked, BeginArrived, CaughtUp, AbortArrived, LeaseSeen, HandoffTicked)
+EVENTS = get_args(ReceiverEvent)
 
 
 def receiver_step(r: HandoffReceiver, event: ReceiverEvent, t: ReceiverTiming) -> Step:

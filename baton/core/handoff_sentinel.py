@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
 from baton.core.errors import IllegalEvent
 from baton.core.handoff import (
@@ -238,7 +238,7 @@ RULES: dict[tuple[SPhase, type], Rule] = {
     (SPhase.IDLE, HandoffTicked): _idle_tick,
     **{(phase, HandoffTicked): _ticked for phase in _BUSY},
 }
-EVENTS = (BeginAsked, AckArrived, Drained, Confirmed, AbortArrived, HandoffTicked)
+EVENTS = get_args(SentinelEvent)
 
 
 def sentinel_step(s: HandoffSentinel, event: SentinelEvent, ack_timeout_ms: float) -> Step:
