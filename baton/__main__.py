@@ -1,4 +1,4 @@
-from baton.cli.main import main
+from baton.cli.commands import main
 
 if __name__ == "__main__":
     main()

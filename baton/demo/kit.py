@@ -181,11 +181,13 @@ class Loader(threading.Thread):
         if self.max_unanswered is None or self.known + self.since <= self.max_unanswered:
             return True
         began = time.monotonic()
-        while (known := len(unanswered(self.run_))) >= self.max_unanswered:
-            if self.stop_event.wait(self.CHECK_S):
-                return False
+        try:
+            while (known := len(unanswered(self.run_))) >= self.max_unanswered:
+                if self.stop_event.wait(self.CHECK_S):
+                    return False
+        finally:  # a hold the stop ended counts too: it is the stall a run must show
+            self.held_s += time.monotonic() - began
         self.known, self.since = known, 1
-        self.held_s += time.monotonic() - began
         return True
 
     def stop(self) -> None:

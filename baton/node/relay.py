@@ -27,14 +27,12 @@ from typing import Any, Generic, TypeVar
 
 import pykka
 
-log = logging.getLogger("baton.node")
-
 T = TypeVar("T")
 
 
 class Relay(Generic[T]):
     def __init__(self, what: str) -> None:
-        self.what = what  # for the log: "lease", "members"
+        self.log = logging.getLogger(f"baton.{what}")  # "lease": baton.lease, ...
         self._lock = threading.Lock()  # news is never told between an add and its replay
         self._last: T | None = None
         self._listeners: list[Callable[[T], None]] = []
@@ -60,7 +58,7 @@ class Relay(Generic[T]):
         try:
             listener(news)
         except Exception:  # one listener's trouble must not keep the others uninformed
-            log.exception("%s: a listener failed on %s", self.what, news)
+            self.log.exception("a listener failed on %s", news)
 
 
 def _tell_actor(actor: pykka.ActorRef[Any], news: object) -> None:

@@ -160,7 +160,6 @@ class Node:
             lease_news: Relay[LeaseChanged] = Relay("lease")
             members: Relay[MembersChanged] = Relay("members")
             endpoints: Relay[AnnounceSelf] = Relay("endpoints")  # the watcher's, later
-            members.add(lambda news: transport.set_peers([_address(p) for p in news.peers]))
             members.follow(monitor)
             lease = start_lease(
                 s,
@@ -206,7 +205,12 @@ class Node:
                 opened,
                 store,
                 clock=clock,
-                listeners=[lambda peers: members(MembersChanged(tuple(peers)))],
+                # the wire's allow-list first, and its failure (a peer it cannot dial, a
+                # duplicate key) fails the registry, as any bad commit does; then the news
+                listeners=[
+                    lambda peers: transport.set_peers([_address(p) for p in peers]),
+                    lambda peers: members(MembersChanged(tuple(peers))),
+                ],
                 send=transport.send,
                 counters=counters,
                 rng=os.urandom,

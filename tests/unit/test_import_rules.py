@@ -14,8 +14,9 @@ STDLIB = sys.stdlib_module_names
 
 COMPOSITION_ROOTS = {
     "baton.node.root",
+    "baton.node",  # only node_main, lazily, for supervisors started before the move
     "baton.node.supervisor",
-    "baton.cli.main",
+    "baton.cli.commands",
     "baton.cli.lifecycle",
     "baton.cli.info",
     "baton.cli.support",
@@ -165,3 +166,13 @@ def test_no_package_or_module_shadows_the_standard_library() -> None:
         if part in STDLIB
     )
     assert not shadows, f"these shadow the standard library: {shadows}"
+
+
+def test_nothing_at_the_repository_root_shadows_the_standard_library() -> None:
+    """The root is on sys.path for `python -m pytest` and `python -m tools.x`: a top-level
+    `http` package or `logging.py` there would hide the standard library's (and break
+    Flask)."""
+    top_level = {p.stem for p in ROOT.glob("*.py")} | {
+        p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")
+    }
+    assert not sorted(top_level & STDLIB), "these names at the root shadow the standard library"

@@ -20,6 +20,13 @@ from tools.chaos.campaign import Campaign
 from tools.chaos.schedule import schedule
 
 
+def _at_least(low: int, text: str) -> int:
+    value = int(text)
+    if value < low:
+        raise argparse.ArgumentTypeError(f"at least {low}, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.chaos",
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--max-unanswered",
-        type=int,
+        type=lambda text: _at_least(0, text),
         default=40,
         help="the load waits while this many messages are unanswered, as a person waits "
         "for replies (default 40; 0: it never waits, and a host too busy to keep up "
