@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.chaos.campaign import Campaign
+from tools.chaos.campaign import Campaign, latency
 from tools.chaos.schedule import KINDS, schedule
 
 
@@ -35,3 +35,17 @@ def test_different_seeds_differ_and_every_kind_is_drawn_and_applicable() -> None
     assert drawn == set(KINDS)
     for kind in KINDS:
         assert callable(getattr(Campaign, f"_{kind}", None)), f"the campaign cannot apply {kind}"
+
+
+def test_the_reply_latency_counts_each_message_from_its_post_to_its_first_accepted_reply() -> None:
+    posted = [{"message_id": m, "at": 10.0 + m} for m in (1, 2, 3)]
+    sends = [
+        {"outcome": "accepted", "reply_to": 1, "time": 11.5},
+        {"outcome": "accepted", "reply_to": 1, "time": 30.0},  # a double: the first counts
+        {"outcome": "stale", "reply_to": 2, "time": 12.5},  # refused: not an answer
+        {"outcome": "accepted", "reply_to": 2, "time": 16.0},
+        {"outcome": "accepted", "reply_to": None, "time": 16.0},  # no message of ours
+    ]  # message 3 is unanswered: no latency (the checker counts it lost)
+    assert latency(posted, sends) == {"p50": 4.0, "p95": 4.0, "max": 4.0}
+    assert latency(posted[:1], sends[:1]) == {"p50": 0.5, "p95": 0.5, "max": 0.5}
+    assert latency(posted, []) == {}

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs_backwards",
             "overlapping",
             "stale_refused",
+            "load_held_s",
+            "latency_s",
         ):
             print(f"{key:<17} {summary[key]}")
         print(

@@ -221,6 +221,7 @@ class Campaign:
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["skipped"] = self.skipped
         summary["load_held_s"] = round(self.loader.held_s, 1)
+        summary["latency_s"] = latency(self.run.history.of("posted"), sends)
         summary["ok"] = report.ok and answered and self.loader.error is None
         if not answered:  # where the replies stopped, while the machines still run
             summary["stuck"] = {
@@ -246,3 +247,19 @@ def stuck_view(view: dict[str, Any] | None) -> dict[str, Any] | None:
     }
     keep = ("role", "epoch", "holder", "in_sync")
     return {**{k: view.get(k) for k in keep}, **delivery, "alarms": alarms, "counters": counters}
+
+
+def latency(posted: list[dict[str, Any]], sends: list[dict[str, Any]]) -> dict[str, float]:
+    """From each message posted to its first accepted reply, in seconds: p50, p95 and
+    max over the answered ones. With the load a closed loop, a mesh that answers but
+    slowly passes the checker; this is where it shows."""
+    first: dict[int, float] = {}
+    for send in sends:
+        if send["outcome"] == "accepted" and send["reply_to"] is not None:
+            key = int(send["reply_to"])
+            first[key] = min(first.get(key, send["time"]), send["time"])
+    took = sorted(first[e["message_id"]] - e["at"] for e in posted if e["message_id"] in first)
+    if not took:
+        return {}
+    at = lambda q: round(took[min(len(took) - 1, int(q * len(took)))], 2)  # noqa: E731
+    return {"p50": at(0.5), "p95": at(0.95), "max": round(took[-1], 2)}
