@@ -8,7 +8,7 @@ def __getattr__(name: str) -> object:
     package spawns by name (multiprocessing's spawn context imports it afresh): without
     it, upgrading under a running supervisor would crash-loop its next node start."""
     if name == "node_main":
-        from baton.node.root import node_main
+        from baton.node.process import node_main
 
         return node_main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

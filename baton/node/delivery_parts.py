@@ -81,6 +81,10 @@ class DeliveryParts:
     def actors(self) -> tuple[pykka.ActorRef[Any], ...]:
         return (self.actor, self.tail)
 
+    def start(self) -> None:
+        """Poll the channel: the one part of delivery that acts on its own."""
+        self.poller.start()
+
     def is_alive(self) -> bool:
         return self.actor.is_alive() and self.tail.is_alive() and self.poller.is_alive()
 
@@ -91,7 +95,7 @@ class DeliveryParts:
         self.runner.stop()  # the actors closed the stores they own
 
 
-def start_delivery(
+def build_delivery(
     settings: Settings,
     *,
     paths: HomePaths,
@@ -195,6 +199,5 @@ def start_delivery(
         counters=counters,
         long_poll_s=long_poll_s,
     )
-    poller.start()
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
     return DeliveryParts(actor, tail, poller, runner, cursor)

@@ -27,7 +27,7 @@ from baton.wire.handoff_transport import HandoffWireTransport
 ROUTES = ("handoff_request", "handoff_begin", "handoff_ack", "handoff_abort")
 
 
-def start_handoff(
+def build_handoff(
     settings: Settings,
     *,
     identity: MachineIdentity,

@@ -88,7 +88,7 @@ class LeaseParts:
         self.worker.stop()
 
 
-def start_lease(
+def build_lease(
     settings: Settings,
     *,
     paths: HomePaths,

@@ -1,10 +1,10 @@
-"""Relay: one kind of news for the parts a node starts one after another.
+"""Relay: one kind of news for the parts of a node, built before they are wired.
 
-The node starts its parts in order (the lease, the registry, delivery and its live
-tail, the handoff), and news starts flowing before the last one runs: the lease learns
-who holds, the registry announces the peers. A relay keeps the latest news and tells
-it at once to a listener added late, then every later one, in order. Without it, news
-told while the node was still starting never reached the parts started after it: on a
+The node builds its parts, then wires them (baton.node.root): a part is built with a
+relay as its listener, and the parts that hear that news follow the relay later, in
+the wiring step or (the registry) after it. A relay keeps the latest news and tells it
+at once to a listener added late, then every later one, in order. Without it, news
+told while the node was still starting never reached the parts wired after it: on a
 loaded host a standby learned who holds before its delivery ran, so its live tail
 refused the holder's stream (a wakeup could never catch up) and its delivery could not
 forward a `baton send`, until the lease next changed.

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.node.root import EXIT_FATAL, EXIT_RESTART, node_main
+from baton.node.process import EXIT_FATAL, EXIT_RESTART, node_main
 from baton.stores.home import HomePaths
 from baton.stores.runfile import ProcessLock, write_run_file
 

@@ -14,6 +14,7 @@ STDLIB = sys.stdlib_module_names
 
 COMPOSITION_ROOTS = {
     "baton.node.root",
+    "baton.node.process",
     "baton.node",  # only node_main, lazily, for supervisors started before the move
     "baton.node.supervisor",
     "baton.cli.commands",
