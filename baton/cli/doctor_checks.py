@@ -37,7 +37,7 @@ from baton.node.client import NodeClient, running_node
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.registry_store import JsonRegistryStore
-from baton.wire.zmq_loop import HANDSHAKE_FAILED
+from baton.wire.zmq_links import HANDSHAKE_FAILED
 
 
 @dataclass(frozen=True)

@@ -45,15 +45,8 @@ from baton.wire.transport import (
     log,
     validate_peers,
 )
-from baton.wire.zmq_loop import (
-    OUTBOX_LIMIT,
-    PEERS,
-    REDIAL,
-    STOP,
-    WireConfig,
-    WireLoop,
-    WireShared,
-)
+from baton.wire.zmq_loop import WireLoop
+from baton.wire.zmq_shared import OUTBOX_LIMIT, PEERS, REDIAL, STOP, WireConfig, WireShared
 
 
 class ZmqTransport:

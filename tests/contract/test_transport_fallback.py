@@ -19,7 +19,7 @@ from baton.adapters.metrics import Counters
 from baton.wire.envelope import make_envelope
 from baton.wire.loopback import LoopbackNetwork, endpoint_of
 from baton.wire.transport import PeerAddress, Transport
-from baton.wire.zmq_loop import DIAL_FALLBACK_S
+from baton.wire.zmq_links import DIAL_FALLBACK_S
 from baton.wire.zmq_transport import ZmqTransport
 from tests.contract.test_transport import Machine, Node, new_machine
 from tests.waits import wait_for
@@ -275,11 +275,12 @@ def test_a_connected_link_stays_when_only_endpoints_after_its_own_change(
         a.transport.set_peers([address(b)])
         wait_until(lambda: a.transport.dialed().get(b.id), "the connection")
         loop = a.transport._thread  # type: ignore[attr-defined]
-        link = loop._links[b.id]
+        links = loop._links._links  # the I/O thread's PeerLinks' links, by peer
+        link = links[b.id]
         own, key = b.transport.endpoint, b.machine.public
         a.transport.set_peers([PeerAddress(b.id, key, own, (zmq_harness.nobody(),))])
         delivered(a, b)  # after the peers changed: the I/O thread ran that first
-        assert loop._links[b.id] is link
+        assert links[b.id] is link
         a.transport.set_peers([address(b, zmq_harness.nobody())])
-        wait_until(lambda: loop._links[b.id] is not link, "a new link from the new first")
+        wait_until(lambda: links[b.id] is not link, "a new link from the new first")
         delivered(a, b)
