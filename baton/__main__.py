@@ -1,4 +1,4 @@
-from baton.cli.commands import main
+from baton.cli.support import main
 
 if __name__ == "__main__":
     main()

@@ -4,11 +4,10 @@ supervisor may wire concrete adapters."""
 
 
 def __getattr__(name: str) -> object:
-    """``baton.cli:main``, the console script's entry point: the click group with
-    every command (baton.cli.commands). Lazy: importing one command module does not
-    load them all."""
+    """``baton.cli:main``, the console script's entry point: the click group, which
+    loads a command's module only when that command runs (baton.cli.support.COMMANDS)."""
     if name == "main":
-        from baton.cli.commands import main
+        from baton.cli.support import main
 
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from baton.core import safejson
 from baton.core.errors import BadRequest
 from baton.core.registry import open_registry
 from baton.node.client import NodeClient, running_node
-from baton.node.services import identity_view, machine_view
+from baton.node.views import identity_view, machine_view
 from baton.stores.config_file import load_settings
 from baton.stores.identity_store import load_public_identity
 from baton.stores.registry_store import JsonRegistryStore

@@ -30,9 +30,7 @@ from baton.core.errors import BatonError, NodeNotRunning
 from baton.core.identity import fingerprint
 from baton.core.knobs import flag_name, resolve_settings
 from baton.node.client import http_json, running_node
-from baton.node.supervisor import Supervisor
 from baton.stores.config_file import load_settings, render_config
-from baton.stores.git_lease import ensure_git_remote
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home, load_identity
 from baton.stores.runfile import lock_holder, read_run_file
@@ -97,6 +95,8 @@ def init(
     values = config_values(given)
     resolve_settings(values, {}, {})  # refuse a bad knob before anything is written
     if lease_store and not lease_store.startswith("etcd+"):
+        from baton.stores.git_lease import ensure_git_remote  # GitPython: only here
+
         ensure_git_remote(lease_store)
     identity = create_home(ctx.home, name, render_config(values))
     me = identity.public
@@ -151,6 +151,8 @@ def up(
     if detach:
         _up_detached(ctx, flags, timeout)
         return
+    from baton.node.supervisor import Supervisor  # not for the other commands
+
     setup_logging(ctx.paths.logs_dir, "supervisor", settings.log_level)
     supervisor = Supervisor(ctx.home, flags, on_ready=lambda info: _print_up(ctx, info))
     code = supervisor.run()

@@ -8,6 +8,7 @@ errors of `up`), printed as `baton: <detail>` on stderr, or as JSON
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
@@ -111,7 +112,40 @@ def fail(ctx: Ctx, error: str, detail: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Each command, and the modules of baton.cli that define it (a group's subcommands may
+#: live in more than one). A command's module is imported only when it runs (or for
+#: --help): a `baton whoami` never loads the node, the HTTP stack or the demo.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "init": ("lifecycle",),
+    "up": ("lifecycle",),
+    "down": ("lifecycle",),
+    "whoami": ("info",),
+    "machines": ("info", "members"),
+    "status": ("info",),
+    "pair": ("pair",),
+    "join": ("pair",),
+    "leave": ("members",),
+    "send": ("send",),
+    "wakeup": ("wakeup",),
+    "doctor": ("doctor",),
+    "chat-server": ("chat",),
+    "demo": ("demo",),
+}
+
+
+class LazyGroup(click.Group):
+    """The top group: imports a command's modules when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for module in COMMANDS.get(cmd_name, ()):
+            importlib.import_module(f"baton.cli.{module}")  # registers it on main
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="baton")
 def main() -> None:
     """baton: one agent, many machines; never two captains; never a dropped or doubled reply.

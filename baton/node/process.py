@@ -21,13 +21,15 @@ import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.adapters.limits import raise_fd_limit
 from baton.adapters.logs import setup_logging
 from baton.core.errors import BatonError
-from baton.node.root import Node
 from baton.stores.home import HomePaths
+
+if TYPE_CHECKING:
+    from baton.node.root import Node
 
 log = logging.getLogger("baton.node")
 
@@ -51,6 +53,8 @@ def node_main(home: str, flags: Mapping[str, object | None], conn: Connection | 
 
     signal.signal(signal.SIGUSR1, restart_asked)
     try:
+        from baton.node.root import Node  # the supervisor imports this module, not the node
+
         node = Node.start(paths.root, flags)
     except BatonError as exc:
         log.error("cannot start: %s", exc.detail)

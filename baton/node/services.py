@@ -35,9 +35,10 @@ from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
 from baton.core.handoff import may_retry
-from baton.core.identity import PublicIdentity, fingerprint
+from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
+from baton.node.views import identity_view, machine_view
 from baton.pairing.host import PairingService
 from baton.pairing.membership import verify_leave
 
@@ -47,36 +48,6 @@ log = logging.getLogger("baton.handoff")
 #: host) is tried again for this long; each failed attempt left the old holder awake.
 WAKEUP_PATIENCE_S = 60.0
 RETRY_PAUSE_S = 0.5
-
-
-def machine_view(
-    entry: MachineEntry, self_id: str, last_seen_s: float | None = None
-) -> dict[str, Any]:
-    """How one registry entry is shown to operators (CLI and HTTP). ``last_seen_s`` is a
-    wall time (this machine's clock) of the last pong from it, when the node knows it."""
-    return {
-        "machine_id": entry.machine_id,
-        "nickname": entry.nickname,
-        "role": entry.role.value,
-        "status": entry.status.value,
-        "self": entry.machine_id == self_id,
-        "wire": entry.wire,
-        "endpoints": list(entry.endpoints),
-        "http": entry.http,
-        "added_at": entry.added_at,
-        "paired_at": entry.added_at,
-        "last_seen": last_seen_s,
-        "revoked_at": entry.revoked_at,
-        "revoked_reason": entry.revoked_reason,
-    }
-
-
-def identity_view(me: PublicIdentity) -> dict[str, Any]:
-    return {
-        **me.to_dict(),
-        "signing_fingerprint": fingerprint(me.signing_public),
-        "encryption_fingerprint": fingerprint(me.encryption_public),
-    }
 
 
 @dataclass(frozen=True)
