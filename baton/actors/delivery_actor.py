@@ -1,4 +1,4 @@
-"""DeliveryActor: inbound to reply, exactly once (DESIGN.md section 6, "Inbound to reply").
+"""DeliveryActor: inbound to reply, exactly once (docs/DESIGN.md, "Exactly-once replies").
 
 The shell of the delivery machine (baton.core.delivery_machine, where every decision
 is): it turns what happens into the machine's events (a tick with what the LeaseGate
@@ -43,7 +43,7 @@ from baton.core.clock import Clock
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.errors import LedgerError, MarkerRefused
 from baton.core.lease_types import LeaseChanged
-from baton.core.ledger import Ledger, LedgerEntry
+from baton.core.ledger import LedgerEntry, MessageProcessingLedger
 from baton.core.registry import MachineEntry, Verify
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
@@ -61,7 +61,7 @@ log = logging.getLogger("baton.delivery")
 MARKER_GROUP = 256  # reply markers applied in one ledger transaction, at most
 
 
-def persist(ledger: Ledger, step: ev.Persist) -> LedgerEntry:
+def persist(ledger: MessageProcessingLedger, step: ev.Persist) -> LedgerEntry:
     """Carry out ``step`` on ``ledger`` (the port's method of that name): the entry as
     stored, or LedgerError and nothing changed."""
     stored = getattr(ledger, step.op.value)(*step.args)
@@ -74,7 +74,7 @@ class DeliveryActor(pykka.ThreadingActor):
         me: str,
         *,
         settings: Settings,
-        ledger: Ledger,
+        ledger: MessageProcessingLedger,
         jobs: DeliveryJobs,
         gate: LeaseGate,
         cursor: Cursor,

@@ -1,5 +1,5 @@
-"""HandoffActor: both sides of a planned handoff on one machine (DESIGN.md section 6,
-"Planned handoff"): the HandoffSentinel while it holds, the HandoffReceiver when
+"""HandoffActor: both sides of a planned handoff on one machine (docs/DESIGN.md, "Live
+tail and planned handoff"): the HandoffSentinel while it holds, the HandoffReceiver when
 ``baton wakeup`` runs here. The rules are baton.core.handoff; this actor feeds them the
 wire's messages, the lease as the LeaseGate shows it and its collaborators' answers,
 and carries out their effects:

@@ -293,19 +293,19 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         self.counters.inc("lease.role_changes")
         now = self.clock.monotonic_ms()
         entry: dict[str, Any] = {
-            "role": change.role.value,
+            "role": change.phase.value,
             "holder": change.holder,
             "epoch": change.epoch,
             "reason": change.reason,
             "at": self.clock.wall_s(),
             "at_ms": now,
         }
-        if change.role is Phase.STANDBY and deadline_before is not None:
+        if change.phase is Phase.STANDBY and deadline_before is not None:
             entry["acted_until_ms"] = min(now, deadline_before)
         self.history.append(entry)
         log.info(
             "lease: %s, holder %s, epoch %d (%s)",
-            change.role.value,
+            change.phase.value,
             change.holder,
             change.epoch,
             change.reason,

@@ -1,19 +1,22 @@
-"""LiveTailActor: the transcripts and the live tail of one machine (DESIGN.md section 6).
+"""LiveTailActor: the transcripts and the live tail of one machine (docs/DESIGN.md, "Live
+tail and planned handoff").
 
-It owns the TranscriptStore and the LiveTailBuffer. On the holder (LiveTailSource) it
-adds a turn to its topic's transcript when the DeliveryActor says a message is done,
-starts each agent run with the topic's history, and every ``live_tail_flush_ms`` sends
-each standby the turns it has not confirmed (baton.core.live_tail), redacted and sealed
-to that standby (LiveTailTransport). A flush that probed a standby or was cut short by
-the frame size is followed at once, on its ack, by the next, so a new term or a long
-backlog does not wait interval by interval. On a standby it takes the frames of the current
-holder alone, at the current epoch, into the buffer, still sealed, and acks how far it
-matches. It also keeps, loose and redacted, the turns the holder's markers said were
-done (TurnSeen from the DeliveryActor; baton.actors.loose_turns) until the chain brings
-their keys. When this machine starts holding a new epoch, the buffer and then the loose
-turns are replayed into the transcripts (baton.actors.tail_replay) before any turn is
-added or agent started, so no turn whose replies the user saw is lost to a crash of the
-holder; the loose turns are then forgotten. A holder ignores TurnSeen (it adds its
+It owns the TranscriptStore and the LiveTailBuffer. The shared design's LiveTailSource
+is no class of its own: it is this actor's holder side (the methods under "the holder"
+below; status shows ``tail.role`` "source" there and "buffer" on a standby). On the
+holder it adds a turn to its topic's transcript when the DeliveryActor says a message is
+done, starts each agent run with the topic's history, and every ``live_tail_flush_ms``
+sends each standby the turns it has not confirmed (baton.core.live_tail), redacted and
+sealed to that standby (LiveTailTransport). A flush that probed a standby or was cut
+short by the frame size is followed at once, on its ack, by the next, so a new term or a
+long backlog does not wait interval by interval. On a standby it takes the frames of the
+current holder alone, at the current epoch, into the buffer, still sealed, and acks how
+far it matches. It also keeps, loose and redacted, the turns the holder's markers said
+were done (TurnSeen from the DeliveryActor; baton.actors.loose_turns) until the chain
+brings their keys. When this machine starts holding a new epoch, the buffer and then the
+loose turns are replayed into the transcripts (baton.actors.tail_replay) before any turn
+is added or agent started, so no turn whose replies the user saw is lost to a crash of
+the holder; the loose turns are then forgotten. A holder ignores TurnSeen (it adds its
 turns on TurnDone).
 
 A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.

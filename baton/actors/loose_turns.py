@@ -1,5 +1,5 @@
 """Loose turns: the turns a standby knows from the holder's reply markers alone
-(DESIGN.md section 6, "Live tail"). Pure: no I/O, no clock, no thread.
+(docs/DESIGN.md, "Live tail and planned handoff"). Pure: no I/O, no clock, no thread.
 
 The holder's markers tell a standby each message, its replies and when the last reply
 was delivered, well before the live tail brings that turn's frame (a flush interval

@@ -1,5 +1,5 @@
 """Replaying the LiveTailBuffer into the transcripts when a standby takes over
-(DESIGN.md section 6, "Live tail"): the agent runs on a new holder only after this.
+(docs/DESIGN.md, "Live tail and planned handoff"): the agent runs on a new holder only after this.
 
 Only topics the buffer marks dirty are replayed, from the lowest seq that changed
 since the last replay. Turn by turn: a transcript turn with the same ledger key is

@@ -1,4 +1,4 @@
-"""Ticker: the one thread that tells Tick(now) to the actors that asked for time.
+"""Ticker: the one thread that tells Tick(now_ms) to the actors that asked for time.
 
 It reads the clock, so actors don't; a test drives actors with Tick messages
 instead. Stopping is a flag plus an event, so stop() returns within one tick.

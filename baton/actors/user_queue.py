@@ -23,7 +23,7 @@ from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, MarkerRefused
 from baton.core.lease_types import LeaseChanged
-from baton.core.ledger import Ledger
+from baton.core.ledger import MessageProcessingLedger
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import MAX_FORWARD_TEXT, ReplyMarkerTransport, open_forward
 
@@ -39,7 +39,7 @@ class UserQueue:
         self,
         me: str,
         *,
-        ledger: Ledger,
+        ledger: MessageProcessingLedger,
         jobs: DeliveryJobs,
         transport: ReplyMarkerTransport,
         clock: Clock,

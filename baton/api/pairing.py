@@ -40,7 +40,9 @@ REFUSED = (
 )
 
 
-class PairingServices(Protocol):
+class DoorServices(Protocol):
+    """What the door's no-token routes need from the node: pairing and leaving."""
+
     def pair_start(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def leave(self, body: dict[str, Any]) -> dict[str, Any]: ...
@@ -59,7 +61,7 @@ def json_object() -> dict[str, Any]:
 
 
 def blueprint(
-    services: PairingServices,
+    services: DoorServices,
     limiter: RateLimiter | None = None,
     overall: RateLimiter | None = None,
 ) -> Blueprint:

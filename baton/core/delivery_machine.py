@@ -1,7 +1,7 @@
 """Delivery, decided (sans-IO): ``step(state, event) -> (state, effects)``, as the lease
 is (baton.core.lease). Its shell, the DeliveryActor, turns what happens (ticks, polls,
 job results, a peer's markers and acks) into events and carries out the effects in
-order; the rules are here (DESIGN.md section 6, "Inbound to reply"; the types in
+order; the rules are here (docs/DESIGN.md, "Delivery in the core"; the types in
 baton.core.delivery_types; the pipeline in baton.core.delivery_pipeline; job results in
 baton.core.delivery_outcomes; markers and the in-sync set in baton.core.marker_book).
 

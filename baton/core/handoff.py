@@ -1,6 +1,6 @@
 """Planned handoff (sans-IO): what the HandoffSentinel (``core.handoff_sentinel``, on the
 holder) and the HandoffReceiver (``core.handoff_receiver``, on the machine that should
-become awake) share (DESIGN.md, "Live tail and planned handoff").
+become awake) share (docs/DESIGN.md, "Live tail and planned handoff").
 
 Theory of operation. ``baton wakeup`` on the target T asks the holder H to begin. H
 (sentinel) answers with begin: its epoch, its transcript heads (per topic the last seq

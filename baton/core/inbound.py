@@ -1,5 +1,6 @@
-"""InboundMessage: one user message from a channel, as a plain value (the channel
-adapters in baton.channels make them; the ledger in baton.core.ledger keys on them).
+"""InboundMessage: one inbound message (what a person wrote in a topic of the channel),
+as a plain value (the channel adapters in baton.channels make them; the ledger in
+baton.core.ledger keys on them).
 
 Invariants:
 - ``kind`` is one of MESSAGE_KINDS (else ValueError: our own misuse). The ledger and the
@@ -29,7 +30,8 @@ MESSAGE_KINDS = (
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One user message from the channel.
+    """One inbound message from the channel (a `baton send` user message becomes one
+    once the channel delivers it).
 
     ``topic`` is ``"<chat_id>/<thread_id>"`` (thread 0 when the chat has no topics):
     unique within the channel. ``text`` is valid Unicode (undecodable input was

@@ -32,7 +32,7 @@ Events (past tense) go into ``step(cfg, state, event) -> (state, effects)``:
     LookUpAsked(now, wall)       a standby reads the store at once (who holds now?)
 
 Effects the actor carries out: WriteLease (a CAS), Broadcast / SendTo (push a record
-over the wire), LeaseChanged (role or holder changed), Alarm (log, count, status),
+over the wire), LeaseChanged (phase or holder changed), Alarm (log, count, status),
 Dropped (a peer's record refused: count it).
 
 Invariants:

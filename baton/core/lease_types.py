@@ -206,7 +206,7 @@ class LeaseChanged:
     which epoch, and why. The lease's listeners get it; the node tells it, as it is, to
     every actor that follows the holder (registry, delivery, live tail, handoff)."""
 
-    role: Phase
+    phase: Phase
     holder: str | None
     epoch: int
     reason: str

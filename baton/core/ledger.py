@@ -61,10 +61,10 @@ __all__ = [
     "MAX_ERROR_CHARS",
     "MAX_REPLIES",
     "TRANSITIONS",
-    "Ledger",
     "LedgerEntry",
     "LedgerState",
     "MarkerKind",
+    "MessageProcessingLedger",
     "QueuedMessage",
     "ReplyMarker",
     "ReplyRecord",
@@ -183,7 +183,8 @@ def check_text(**values: object) -> None:
 
 
 def pending_order(entry: LedgerEntry) -> tuple[bool, int, int, str]:
-    """The order of Ledger.pending(): update_id (None last), then message_id, then key."""
+    """The order of MessageProcessingLedger.pending(): update_id (None last), then
+    message_id, then key."""
     return (entry.update_id is None, entry.update_id or 0, entry.message_id, entry.key)
 
 
@@ -267,7 +268,7 @@ def apply_marker(entry: LedgerEntry | None, marker: ReplyMarker, now_ms: float) 
 # --- the port -----------------------------------------------------------------------
 
 
-class Ledger(Protocol):
+class MessageProcessingLedger(Protocol):
     """The ledger port. Adapters: SqliteLedger (real) and MemoryLedger (the twin).
 
     Atomicity: each method is one durable transaction. When it returns, the change is

@@ -1,9 +1,9 @@
 """LedgerIndex: what the delivery machine holds of its ledger (sans-IO).
 
 The ledger on disk is the truth; the delivery machine is its one writer, so it keeps
-every pending entry in memory (equal to ``Ledger.pending()``, read once at start) and
-decides on that, each of its steps a ``Persist`` effect its shell carries out in order.
-It spares a scan of every pending entry (and a JSON decode of each) per step: with a
+every pending entry in memory (equal to ``MessageProcessingLedger.pending()``, read once
+at start) and decides on that, each of its steps a ``Persist`` effect its shell carries
+out in order. It spares a scan of every pending entry (and a JSON decode of each) per step: with a
 backlog of n messages that scan made delivery quadratic.
 
 It also keeps the entries acked while the channel may still deliver their update again
@@ -51,7 +51,7 @@ class LedgerIndex:
             del self.redeliverable[key]
 
     def pending(self) -> list[LedgerEntry]:
-        """As Ledger.pending(): every entry not acked, in the same order."""
+        """As MessageProcessingLedger.pending(): every entry not acked, in the same order."""
         return sorted(self.index.values(), key=pending_order)
 
     def reload(self, pending: Iterable[LedgerEntry]) -> None:

@@ -1,5 +1,5 @@
-"""The live tail (sans-IO): how the holder's transcripts reach the standbys (DESIGN.md
-section 6, "Live tail").
+"""The live tail (sans-IO): how the holder's transcripts reach the standbys
+(docs/DESIGN.md, "Live tail and planned handoff").
 
 Theory of operation. Every topic's transcript is a chain of turns 1, 2, 3, ... The
 holder streams the chain to each standby as frames ``(topic, seq, key, prev, box)``:

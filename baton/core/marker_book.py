@@ -1,5 +1,6 @@
 """MarkerBook: the delivery machine's reply markers and in-sync standbys (sans-IO;
-DESIGN.md section 6, steps 3 and 4; the in-sync rules in baton.core.replicas).
+docs/DESIGN.md, "Exactly-once replies" and "In-sync standbys (synchronous markers)";
+the in-sync rules in baton.core.replicas).
 
 On the holder it tells every active peer a received, reply-prepared or reply-committed
 marker (a ``PushMarker`` effect; the shell signs it), keeps each one outstanding until

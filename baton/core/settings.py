@@ -4,7 +4,7 @@ Pure: this module reads no file and no environment of its own; callers pass the
 layers in (the I/O side is baton.stores.config_file). The result is one frozen
 Settings, built once at start and passed down.
 
-Invariants (DESIGN.md section 10), checked whenever a Settings is built:
+Invariants (docs/DESIGN.md, "Settings"), checked whenever a Settings is built:
 - 1000 <= lease_ttl_ms <= 86400000 (a lease record cannot say more than a day).
 - 0 < renew_interval_ms < lease_ttl_ms / 2.
 - 0 <= clock_rate_error < 0.1.

@@ -1,4 +1,6 @@
-"""FencedOutbox: the only path from this machine to the channel.
+"""FencedOutbox: the only way this machine sends a reply to the channel. (Delivery
+checks and `baton send` posts go to the channel directly, from DeliveryJobs: they
+send no reply.)
 
 A reply leaves only while this machine holds the lease and is inside its local deadline:
 the LeaseGate is asked right before each send, and the reply is stamped with the epoch it

@@ -1,5 +1,5 @@
-"""The composition root of one machine (DESIGN.md section 3): Node builds every part,
-then wires them, then runs them, as magic-wormhole's Boss does.
+"""The composition root of one machine (docs/DESIGN.md, "Process model"): Node builds
+every part, then wires them, then runs them, as magic-wormhole's Boss does.
 
 1. Ports: check the home's permissions and lock it; load settings and identity; bind
    the wire and the HTTP ports (one in use fails the start before anything runs). The

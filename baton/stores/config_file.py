@@ -22,7 +22,7 @@ from baton.stores.home import HomePaths
 
 CONFIG_KNOB = "config.toml"
 HEADER = (
-    "# baton settings (DESIGN.md section 10).\n"
+    '# baton settings (docs/DESIGN.md, "Settings").\n'
     "# BATON_* environment variables and command-line flags override these.\n"
 )
 

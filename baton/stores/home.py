@@ -1,4 +1,4 @@
-"""The layout of a machine's home directory (DESIGN.md section 8).
+"""The layout of a machine's home directory (docs/DESIGN.md, "Identity and the home").
 
 Invariant: every path baton reads or writes inside a home comes from HomePaths,
 so the layout is written down exactly once.

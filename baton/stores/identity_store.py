@@ -54,7 +54,7 @@ _MAX_SMALL_FILE = 64 * 1024  # key, token and identity files are tiny; refuse an
 
 DEFAULT_CONFIG = b"""\
 # baton configuration, written by `baton init`.
-# Every knob has a default (DESIGN.md section 10); set only what you change here.
+# Every knob has a default (docs/DESIGN.md, "Settings"); set only what you change here.
 # Precedence: defaults, then this file, then BATON_* environment, then flags.
 """
 
@@ -96,7 +96,8 @@ def create_home(
     rng: Callable[[int], bytes] = os.urandom,
     now: float | None = None,
 ) -> MachineIdentity:
-    """Create a new home holding a fresh identity (DESIGN.md section 8), atomically.
+    """Create a new home holding a fresh identity (docs/DESIGN.md, "Identity and the
+    home"), atomically.
 
     Raises InvalidNickname (before any disk access), IdentityExists if the home
     already has an identity, HomeError if it exists and is not an empty directory.

@@ -1,4 +1,5 @@
-"""MemoryLedger: the Ledger port in memory, the twin of SqliteLedger (tests, simulations).
+"""MemoryLedger: the MessageProcessingLedger port in memory, the twin of SqliteLedger
+(tests, simulations).
 
 Invariants:
 - One lock makes every call atomic; a call that raises changed nothing (entries are

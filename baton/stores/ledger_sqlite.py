@@ -1,5 +1,5 @@
-"""SqliteLedger: the Ledger port on one SQLite file (``data/ledger.sqlite``), opened by
-baton.stores.sqlite_file.SqliteFile.
+"""SqliteLedger: the MessageProcessingLedger port on one SQLite file
+(``data/ledger.sqlite``), opened by baton.stores.sqlite_file.SqliteFile.
 
 Invariants:
 - Those of SqliteFile: every method is one ``BEGIN IMMEDIATE`` transaction in WAL mode

@@ -197,9 +197,9 @@ class Machine:
             self.in_sync = tuple(sorted(in_sync))
             self._publish_views(epoch)
             for other in {*self.router.values(), self}:
-                role = Phase.HOLDING if other is self else Phase.STANDBY
+                phase = Phase.HOLDING if other is self else Phase.STANDBY
                 for actor in (other.tail, other.handoff):
-                    actor.tell(LeaseChanged(role, self.id, epoch, "acquired"))
+                    actor.tell(LeaseChanged(phase, self.id, epoch, "acquired"))
 
     def _publish_views(self, epoch: int) -> None:
         for other in {*self.router.values(), self}:

@@ -1,7 +1,7 @@
-"""One contract, every Ledger: MemoryLedger and SqliteLedger (a real file under tmp_path).
-SQLite only: it survives close and kill -9 (also while it is being created). (What every
-SQLite file of ours does, private and refusing what is not ours, is
-tests/contract/test_sqlite_file.py.)"""
+"""One contract, every MessageProcessingLedger: MemoryLedger and SqliteLedger (a real file
+under tmp_path). SQLite only: it survives close and kill -9 (also while it is being
+created). (What every SQLite file of ours does, private and refusing what is not ours,
+is tests/contract/test_sqlite_file.py.)"""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from baton.core.errors import LedgerCorrupt, LedgerError, LedgerTransitionError,
 from baton.core.inbound import MESSAGE_KINDS, InboundMessage
 from baton.core.ledger import (
     MAX_REPLIES,
-    Ledger,
     LedgerEntry,
     LedgerState,
+    MessageProcessingLedger,
     ReplyMarker,
     begin,
     marker_for,
@@ -48,8 +48,8 @@ def msg(
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    made: Ledger = (
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MessageProcessingLedger]:
+    made: MessageProcessingLedger = (
         MemoryLedger() if request.param == "memory" else SqliteLedger(tmp_path / "l.sqlite")
     )
     try:
@@ -58,7 +58,9 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
         made.close()
 
 
-def finish(ledger: Ledger, key: str, now: float, replies: tuple[str, ...] = ("r",)) -> None:
+def finish(
+    ledger: MessageProcessingLedger, key: str, now: float, replies: tuple[str, ...] = ("r",)
+) -> None:
     """Take an entry all the way to acked."""
     ledger.begin(key, now)
     ledger.prepare(key, replies, 1, now)
@@ -67,7 +69,7 @@ def finish(ledger: Ledger, key: str, now: float, replies: tuple[str, ...] = ("r"
     ledger.ack(key, now)
 
 
-def test_record_is_idempotent(ledger: Ledger) -> None:
+def test_record_is_idempotent(ledger: MessageProcessingLedger) -> None:
     entry, new = ledger.record(msg(7), 1.0)
     assert new and entry.state is S.RECEIVED and entry.received_ms == 1.0
     ledger.begin(entry.key, 2.0)
@@ -76,7 +78,7 @@ def test_record_is_idempotent(ledger: Ledger) -> None:
     assert ledger.counts()[S.PROCESSING.value] == 1 and sum(ledger.counts().values()) == 1
 
 
-def test_the_full_lifecycle(ledger: Ledger) -> None:
+def test_the_full_lifecycle(ledger: MessageProcessingLedger) -> None:
     key = ledger.record(msg(7), 1.0)[0].key
     assert ledger.begin(key, 2.0).attempts == 1
     assert ledger.fail(key, "agent crashed", 3.0).last_error == "agent crashed"
@@ -96,7 +98,7 @@ def test_the_full_lifecycle(ledger: Ledger) -> None:
     ]
 
 
-def test_an_illegal_step_raises_and_changes_nothing(ledger: Ledger) -> None:
+def test_an_illegal_step_raises_and_changes_nothing(ledger: MessageProcessingLedger) -> None:
     key = ledger.record(msg(7), 1.0)[0].key
     before = ledger.get(key)
     steps: list[Callable[[], object]] = [
@@ -116,7 +118,7 @@ def test_an_illegal_step_raises_and_changes_nothing(ledger: Ledger) -> None:
     assert ledger.get(key) == ledger.prepare(key, ["r"], 1, 4.0)
 
 
-def test_unknown_keys(ledger: Ledger) -> None:
+def test_unknown_keys(ledger: MessageProcessingLedger) -> None:
     assert ledger.get("memory:1/0:404") is None
     steps: list[Callable[[str], object]] = [
         lambda k: ledger.begin(k, 1.0),
@@ -131,7 +133,7 @@ def test_unknown_keys(ledger: Ledger) -> None:
         assert caught.value.code == "ledger_unknown"
 
 
-def test_markers_create_and_advance_entries_once(ledger: Ledger) -> None:
+def test_markers_create_and_advance_entries_once(ledger: MessageProcessingLedger) -> None:
     holder = MemoryLedger()
     key = holder.record(msg(7), 1.0)[0].key
     holder.begin(key, 1.0)
@@ -149,7 +151,7 @@ def test_markers_create_and_advance_entries_once(ledger: Ledger) -> None:
         assert ledger.apply_marker(marker, 15.0) == acked == ledger.get(key)
 
 
-def test_a_message_keeps_its_kind(ledger: Ledger) -> None:
+def test_a_message_keeps_its_kind(ledger: MessageProcessingLedger) -> None:
     keys = {}
     for n, kind in enumerate(MESSAGE_KINDS, 1):
         text = "" if kind in ("photo", "other") else f"said {kind}"
@@ -167,7 +169,9 @@ def test_a_message_keeps_its_kind(ledger: Ledger) -> None:
     }
 
 
-def test_a_marker_from_a_peer_before_kinds_makes_a_text_entry(ledger: Ledger) -> None:
+def test_a_marker_from_a_peer_before_kinds_makes_a_text_entry(
+    ledger: MessageProcessingLedger,
+) -> None:
     holder = MemoryLedger()
     key = holder.record(msg(7), 1.0)[0].key
     holder.begin(key, 1.0)
@@ -177,7 +181,7 @@ def test_a_marker_from_a_peer_before_kinds_makes_a_text_entry(ledger: Ledger) ->
     assert (entry.kind, entry.state, entry.text) == ("text", S.PREPARED, "m7")
 
 
-def test_a_marker_carries_the_message_kind_to_a_standby(ledger: Ledger) -> None:
+def test_a_marker_carries_the_message_kind_to_a_standby(ledger: MessageProcessingLedger) -> None:
     photo = InboundMessage("memory", 8, 1, 0, 8, "my cat", "ann", "photo")
     entry = prepare(begin(LedgerEntry.of(photo, 1.0), 1.0), ["nice"], 4, 2.0)
     doc = json.loads(json.dumps(marker_for(entry, "prepared", 4).to_json()))
@@ -186,7 +190,7 @@ def test_a_marker_carries_the_message_kind_to_a_standby(ledger: Ledger) -> None:
     assert (made.kind, made.text, made.state) == ("photo", "my cat", S.PREPARED)
 
 
-def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> None:
+def test_pending_is_every_entry_not_acked_in_update_order(ledger: MessageProcessingLedger) -> None:
     ledger.record(msg(30, update_id=3), 1.0)
     ledger.record(msg(10, update_id=1), 1.0)
     finish(ledger, ledger.record(msg(20, update_id=2), 1.0)[0].key, 2.0)
@@ -210,7 +214,7 @@ def test_pending_is_every_entry_not_acked_in_update_order(ledger: Ledger) -> Non
     ]
 
 
-def test_prune_never_deletes_a_pending_entry(ledger: Ledger) -> None:
+def test_prune_never_deletes_a_pending_entry(ledger: MessageProcessingLedger) -> None:
     keys = [ledger.record(msg(n), 0.0)[0].key for n in range(6)]
     ledger.begin(keys[1], 0.0)
     ledger.prepare(keys[2], ["r"], 1, 0.0)
@@ -223,7 +227,7 @@ def test_prune_never_deletes_a_pending_entry(ledger: Ledger) -> None:
     assert ledger.counts()[S.ACKED.value] == 0
 
 
-def test_prune_honours_age_then_count(ledger: Ledger) -> None:
+def test_prune_honours_age_then_count(ledger: MessageProcessingLedger) -> None:
     keys = [ledger.record(msg(n), 0.0)[0].key for n in range(10)]
     for n, key in enumerate(keys[:8]):
         finish(ledger, key, float(100 * n))  # acked at 0, 100, ..., 700
@@ -237,7 +241,7 @@ def test_prune_honours_age_then_count(ledger: Ledger) -> None:
     assert {e.key for e in ledger.pending()} == set(keys[8:])
 
 
-def test_the_user_message_queue(ledger: Ledger) -> None:
+def test_the_user_message_queue(ledger: MessageProcessingLedger) -> None:
     assert ledger.queue_items() == []
     assert ledger.queue_put("id-b", "1/0", "second", 20.0)
     assert ledger.queue_put("id-a", "1/0", "first", 10.0)
@@ -255,7 +259,7 @@ def test_the_user_message_queue(ledger: Ledger) -> None:
     assert ledger.queue_items()[1].topic == "2/0"
 
 
-def test_the_queue_refuses_what_cannot_be_stored(ledger: Ledger) -> None:
+def test_the_queue_refuses_what_cannot_be_stored(ledger: MessageProcessingLedger) -> None:
     with pytest.raises(LedgerTransitionError):
         ledger.queue_put("id-x", "1/0", "lone \ud800 surrogate", 1.0)
     assert ledger.queue_items() == []
@@ -263,7 +267,7 @@ def test_the_queue_refuses_what_cannot_be_stored(ledger: Ledger) -> None:
     assert ledger.queue_items()[0].text == "fine \u2603"
 
 
-def test_counts_name_every_state(ledger: Ledger) -> None:
+def test_counts_name_every_state(ledger: MessageProcessingLedger) -> None:
     assert ledger.counts() == {s.value: 0 for s in S}
     ledger.record(msg(1), 1.0)
     ledger.begin(ledger.record(msg(2), 1.0)[0].key, 1.0)
@@ -277,7 +281,7 @@ def test_counts_name_every_state(ledger: Ledger) -> None:
     }
 
 
-def test_threads_record_each_message_once(ledger: Ledger) -> None:
+def test_threads_record_each_message_once(ledger: MessageProcessingLedger) -> None:
     news: list[bool] = []
     lock = threading.Lock()
 
@@ -297,7 +301,7 @@ def test_threads_record_each_message_once(ledger: Ledger) -> None:
     assert ledger.counts()["received"] == 40
 
 
-def test_a_batch_is_one_transaction_all_or_nothing(ledger: Ledger) -> None:
+def test_a_batch_is_one_transaction_all_or_nothing(ledger: MessageProcessingLedger) -> None:
     """The delivery actor's group commit: a step's writes land together, or none does
     (here the third write is illegal: the two before it are taken back)."""
     key = ledger.record(msg(7), 1.0)[0].key
@@ -315,7 +319,7 @@ def test_a_batch_is_one_transaction_all_or_nothing(ledger: Ledger) -> None:
         assert ledger.prepare(key, ["r"], 1, 4.0).state is S.PREPARED
 
 
-def test_a_closed_ledger_refuses_calls(ledger: Ledger) -> None:
+def test_a_closed_ledger_refuses_calls(ledger: MessageProcessingLedger) -> None:
     ledger.close()
     with pytest.raises(LedgerError):
         ledger.record(msg(1), 1.0)

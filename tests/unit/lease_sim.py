@@ -89,7 +89,7 @@ class Sim:
                     self.wire += [(o.me, record, token) for o in self.machines if o is not m]
                 case SendTo(machine_id=to, record=record, token=token):
                     self.wire.append((to, record, token))
-        held = any(isinstance(e, LeaseChanged) and e.role is Phase.HOLDING for e in effects)
+        held = any(isinstance(e, LeaseChanged) and e.phase is Phase.HOLDING for e in effects)
         if held and self.sync_all:
             others = tuple(o.me for o in self.machines if o is not m)
             wall = 1.7e9 + self.real / 1000

@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md section 4, enforced on the source tree."""
+"""The import rules of docs/DESIGN.md, "Layout", enforced on the source tree."""
 
 from __future__ import annotations
 

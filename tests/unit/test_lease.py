@@ -384,7 +384,7 @@ def test_a_renewal_confirmed_after_its_deadline_is_renewed_at_once_at_the_same_e
     assert (again.record.epoch, again.record.nonce) == (epoch, nonce + 2)
     sim.carry_out(a)  # answered in time: acting again, at the same epoch
     assert a.state.phase is Phase.HOLDING and can_act(a.state, sim.now(a))
-    held = [e for e in a.effects if isinstance(e, LeaseChanged) and e.role is Phase.HOLDING]
+    held = [e for e in a.effects if isinstance(e, LeaseChanged) and e.phase is Phase.HOLDING]
     assert held == [LeaseChanged(Phase.HOLDING, a.me, epoch, "renewed")]
     sim.run(2 * WAIT)
     assert [m.me for m in sim.actors()] == [a.me] and b.state.phase is Phase.STANDBY
@@ -443,7 +443,7 @@ def test_a_fenced_holder_stands_down_and_an_older_refusal_changes_nothing() -> N
     state, effects = step(a.cfg, a.state, Fenced(held, held + 1, 10.0))
     assert state.phase is Phase.STANDBY and not can_act(state, 11.0)
     assert [e.kind for e in effects if isinstance(e, Alarm)] == ["fenced"]
-    assert any(isinstance(e, LeaseChanged) and e.role is Phase.STANDBY for e in effects)
+    assert any(isinstance(e, LeaseChanged) and e.phase is Phase.STANDBY for e in effects)
     assert state.floor == a.state.floor  # the sink's word only explains, never raises it
 
 

@@ -52,7 +52,7 @@ from baton.channels.botapi import BotApiChannel
 from baton.channels.chat_server import ChatServer
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease_types import LeaseChanged, Phase
-from baton.core.ledger import Ledger
+from baton.core.ledger import MessageProcessingLedger
 from baton.core.live_tail import LiveTailBuffer, compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
@@ -98,7 +98,7 @@ class Machine:
         self,
         name: str,
         chat: ChatServer,
-        ledger: Ledger,
+        ledger: MessageProcessingLedger,
         transcripts: TranscriptStore,
         buffer: LiveTailBuffer,
         *,
@@ -253,8 +253,8 @@ class Rig:
         router: dict[str, Machine] = {}
         self.machines: list[Machine] = []
 
-        def stores(name: str) -> tuple[Ledger, TranscriptStore, LiveTailBuffer]:
-            made: tuple[Ledger, TranscriptStore, LiveTailBuffer] = (
+        def stores(name: str) -> tuple[MessageProcessingLedger, TranscriptStore, LiveTailBuffer]:
+            made: tuple[MessageProcessingLedger, TranscriptStore, LiveTailBuffer] = (
                 (
                     SqliteLedger(tmp / f"{name}.sqlite"),
                     SqliteTranscriptStore(tmp / f"{name}-transcripts.sqlite"),
