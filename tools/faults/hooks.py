@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from baton.demo.devmesh import Machine, Mesh
+from baton.stores.identity_store import load_public_identity
 
 FILE = "fault-hooks.json"
 
@@ -42,8 +43,8 @@ class Partitions:
         self._ids: dict[str, str] = {}
 
     def _id(self, m: Machine) -> str:
-        if m.name not in self._ids:
-            self._ids[m.name] = str(m.card()["machine_id"])
+        if m.name not in self._ids:  # read from the home: a fault is made in a moment
+            self._ids[m.name] = load_public_identity(m.home).machine_id
         return self._ids[m.name]
 
     def cut(self, a: Machine, b: Machine) -> None:
