@@ -129,6 +129,7 @@ class Node:
         s, paths = self.settings, self.paths
         logging.getLogger().setLevel(s.log_level.upper())
         identity = load_identity(paths.root)
+        token = read_api_token(paths.root)  # a home without one fails before anything runs
         clock, counters = SystemClock(), Counters()
         dispatcher = Dispatcher({}, counters)  # routed in step 3, before a peer is admitted
         # the news each part hears, told through a relay (a part built later hears the last)
@@ -277,7 +278,7 @@ class Node:
             services = NodeServices(
                 me=identity.public,
                 settings=s,
-                api_token=read_api_token(paths.root),
+                api_token=token,
                 actors=actors,
                 counters=counters,
                 clock=clock,
