@@ -64,8 +64,10 @@ class Background:
             if self.stop.is_set():
                 return  # stopped mid-pass: that pass counts for nothing
             self.passes += 1
-            if self.proc.returncode != 0:
-                self.failed.append(last_line(out))
+            if self.proc.returncode != 0:  # which tests, not only how many: it is a flake
+                named = failed_lines(out)
+                self.failed.append("; ".join(named) if named else last_line(out))
+                print(f"background pass {self.passes} failed: {self.failed[-1]}", file=sys.stderr)
 
     def end(self) -> None:
         self.stop.set()
@@ -80,6 +82,11 @@ def last_line(out: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def failed_lines(out: str) -> list[str]:
+    """pytest's FAILED and ERROR lines (-ra): the tests that failed, and why."""
+    return [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+
+
 def one_run(number: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="baton-record-") as tmp:
         start = time.monotonic()
@@ -90,7 +97,7 @@ def one_run(number: int) -> Run:
         seconds = time.monotonic() - start
     found = SUMMARY.findall(proc.stdout)
     summary = found[-1][0] if found else last_line(proc.stdout)
-    failures = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    failures = failed_lines(proc.stdout)
     print(f"run {number}: exit {proc.returncode}, {seconds:.0f} s, {summary}", file=sys.stderr)
     for line in failures:
         print(f"  {line}", file=sys.stderr)

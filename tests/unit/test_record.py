@@ -37,7 +37,8 @@ def test_the_record_stops_at_the_first_failed_run(
 def test_a_background_pass_that_fails_is_recorded_and_the_loop_stops_when_told(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(record, "BACKGROUND", ["-c", "raise SystemExit(3)"])
+    failing = "print('FAILED tests/x.py::t - boom'); raise SystemExit(3)"
+    monkeypatch.setattr(record, "BACKGROUND", ["-c", failing])
     background = record.Background()
     thread = threading.Thread(target=background.run_until_stopped, daemon=True)
     thread.start()
@@ -48,6 +49,7 @@ def test_a_background_pass_that_fails_is_recorded_and_the_loop_stops_when_told(
         thread.join(timeout=60)
     assert not thread.is_alive()
     assert background.passes >= 1 and len(background.failed) >= 1
+    assert background.failed[0] == "FAILED tests/x.py::t - boom"  # the test, by name
 
 
 def test_a_failed_background_pass_fails_the_record(
