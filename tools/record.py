@@ -60,6 +60,8 @@ class Background:
                     argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                     text=True, start_new_session=True,
                 )  # fmt: skip
+                if self.stop.is_set():  # end() may have looked before this pass began
+                    self._kill(self.proc)
                 out, _ = self.proc.communicate()
             if self.stop.is_set():
                 return  # stopped mid-pass: that pass counts for nothing
@@ -71,8 +73,12 @@ class Background:
 
     def end(self) -> None:
         self.stop.set()
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
+        if self.proc is not None:
+            self._kill(self.proc)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[str]) -> None:
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)  # its own session: pytest and its workers
 
