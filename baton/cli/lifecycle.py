@@ -151,11 +151,12 @@ def up(
     if detach:
         _up_detached(ctx, flags, timeout)
         return
-    from baton.node.supervisor import Supervisor  # not for the other commands
+    from baton.node.supervisor import Supervisor, end_resource_tracker  # only `up` needs it
 
     setup_logging(ctx.paths.logs_dir, "supervisor", settings.log_level)
     supervisor = Supervisor(ctx.home, flags, on_ready=lambda info: _print_up(ctx, info))
     code = supervisor.run()
+    end_resource_tracker()
     if supervisor.error is not None and code != 0:
         fail(ctx, supervisor.error["error"], supervisor.error["detail"], code)
     sys.exit(code)

@@ -14,10 +14,14 @@
   as a crash.
 - Holds the home's supervisor lock for its whole life, so a second `baton up` on the
   same home is refused; `baton down` finds its pid there.
+- The spawn context starts a helper, multiprocessing's resource tracker, that would
+  outlive the supervisor for a moment; ``end_resource_tracker()`` ends it first, so that
+  when the supervisor has exited nothing of baton is left running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -186,3 +190,33 @@ class Supervisor:
             )
             child.kill()
             child.join(5)
+
+
+def end_resource_tracker(timeout_s: float = 5.0) -> bool:
+    """End and reap the resource tracker this process started (if it did); True if
+    there was one. Call it once the nodes are gone, at the end of the process.
+
+    The tracker exits when the last writer of its pipe closes it, after this process has
+    exited: a `baton down` that waits for the supervisor would return while it still runs.
+    Closing our end here ends it now; one that does not exit within ``timeout_s`` (a
+    child still holding the pipe, a stopped process) is killed. The tracker's fields are
+    private to CPython; without them this does nothing and the tracker exits by itself.
+    """
+    from multiprocessing import resource_tracker
+
+    tracker: Any = resource_tracker._resource_tracker
+    fd, pid = getattr(tracker, "_fd", None), getattr(tracker, "_pid", None)
+    if fd is None or pid is None:
+        return False
+    tracker._fd = tracker._pid = None
+    os.close(fd)
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(ChildProcessError):  # already reaped
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                log.warning("the resource tracker pid %d did not exit; killing it", pid)
+                os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still its
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.02)
+    return True

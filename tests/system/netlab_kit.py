@@ -4,17 +4,46 @@ process, namespace, bridge or rule is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from baton.demo.devmesh import Mesh
+from tests.waits import wait_for
 from tools.faults.netns import NetLab
 
 
 def _out(*cmd: str) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def _in_namespaces(lab: NetLab, names: list[str]) -> list[int]:
+    return [int(p) for n in names for p in _out("ip", "netns", "pids", lab.namespace(n)).split()]
+
+
+def _left_in(lab: NetLab, names: list[str]) -> list[int]:
+    """The processes still in the machines' namespaces once every machine has stopped.
+    A machine stopped with SIGKILL orphans its helpers (a git in flight, an agent worker),
+    which end on their own soon after: they get a few seconds, as a stop does."""
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not _in_namespaces(lab, names), 10, "the namespaces to empty")
+    return _in_namespaces(lab, names)
+
+
+def _described(pids: list[int]) -> str:
+    """Each pid with its command line, parent and state (what a failure needs to say)."""
+    out = []
+    for pid in sorted(set(pids)):
+        try:
+            proc = psutil.Process(pid)
+            out.append(f"{pid} (parent {proc.ppid()}, {proc.status()}): {proc.cmdline()}")
+        except psutil.Error:
+            out.append(f"{pid} (gone)")
+    return "; ".join(out)
 
 
 def assert_nothing_left(lab: NetLab) -> None:
@@ -44,8 +73,7 @@ def placed_mesh(
         finally:
             mesh.stop()
             left = [pid for m in mesh.machines for pid in m.survivors()]
-            for name in names:
-                left += [int(p) for p in _out("ip", "netns", "pids", lab.namespace(name)).split()]
+            left += _left_in(lab, names)
             lab.close()
-    assert not left, f"processes left behind: {sorted(set(left))}"
+    assert not left, f"processes left behind: {_described(left)}"
     assert_nothing_left(lab)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from baton.demo.devmesh import Machine, Mesh, free_port, pid_alive
@@ -81,6 +82,23 @@ def test_a_node_whose_supervisor_is_killed_stops_too(make_mesh: Callable[..., Me
     os.kill(pids["supervisor"], signal.SIGKILL)
     wait_for(lambda: not pid_alive(pids["node"]), 30, "the orphaned node to stop")
     assert running_node(m.paths) is None
+
+
+def test_when_down_returns_nothing_the_machine_ran_is_left(
+    make_mesh: Callable[..., Mesh],
+) -> None:
+    """Beside the node, the supervisor runs multiprocessing's resource tracker, which
+    exits on its own only after the supervisor has: a stopped one never would. Stopped
+    here, it is gone all the same when `baton down` returns."""
+    m = make_mesh(1, link=False)[0]
+    supervisor = psutil.Process(m.live_pids()["supervisor"])
+    ran = [supervisor, *supervisor.children(recursive=True)]
+    [tracker] = [p for p in ran if "resource_tracker" in " ".join(p.cmdline())]
+    m.remember(*(p.pid for p in ran))  # the fixture kills whatever is left, test failed or not
+    tracker.suspend()
+    assert m.json("down")["stopped"] is True
+    left = [p for p in ran if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"left running: {[(p.pid, p.cmdline()) for p in left]}"
 
 
 def test_down_when_not_running_says_so(machine: Machine) -> None:
