@@ -419,3 +419,24 @@ class IllegalEvent(BatonError):
     says). Nothing changed."""
 
     code = "illegal_event"
+
+
+# --- the agent's state (StateSync) ------------------------------------------------
+
+
+class StateSyncError(BatonError):
+    """The state repository or its remote could not be read or written."""
+
+    code = "state_sync_error"
+
+
+class UntrustedCommit(BatonError):
+    """A state commit that may not reach the working tree: unsigned, signed by a key
+    that was not a member's when it was made, rewriting history, or out of order."""
+
+    code = "state_untrusted"
+
+    def __init__(self, sha: str, reason: str) -> None:
+        super().__init__(f"commit {sha[:12]}: {reason}")
+        self.sha = sha
+        self.reason = reason

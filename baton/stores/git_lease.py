@@ -22,9 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -36,8 +34,7 @@ from gitdb.db import LooseObjectDB
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
-
-ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+from baton.stores.git_cli import first_error_line, run_git
 
 log = logging.getLogger("baton.lease")
 
@@ -105,56 +102,22 @@ class GitLeaseStore:
     # --- talking to the remote ------------------------------------------------------
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
-        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-        # only these transports, whatever a user's gitconfig allows: never ext:: or fd::,
-        # which run a command named in the URL (a lease store URL may come from a host)
-        env["GIT_ALLOW_PROTOCOL"] = ALLOWED_PROTOCOLS
-        try:  # its own process group: a timeout ends git and its helpers (ssh, ...) too
-            proc = subprocess.Popen(
-                ["git", *args],
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise LeaseStoreError(f"cannot run git: {exc}") from None
-        try:
-            out, err = proc.communicate(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            # SIGTERM first: git removes its lock files on it (a SIGKILLed receive-pack
-            # leaves the remote's ref locked); whatever is left a second later is killed.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.communicate(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-            raise LeaseStoreError(
-                f"git {args[0]} to {self.url} took longer than {self.timeout_s:g} s"
-            ) from None
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-    @staticmethod
-    def _why(proc: subprocess.CompletedProcess[str]) -> str:
-        lines = [x for x in proc.stderr.splitlines() if x.strip()]
-        return lines[0] if lines else f"git exited {proc.returncode}"
+        return run_git(
+            list(args),
+            cwd=self.workdir,
+            timeout_s=self.timeout_s,
+            error=lambda detail: LeaseStoreError(f"{detail} ({self.url})"),
+        )
 
     def read(self) -> Stored:
         listed = self._git("ls-remote", "--refs", self.url, REF)
         if listed.returncode != 0:
-            raise LeaseStoreError(f"cannot read {self.url}: {self._why(listed)}")
+            raise LeaseStoreError(f"cannot read {self.url}: {first_error_line(listed)}")
         if not listed.stdout.strip():
             return Stored(None)
         fetched = self._git("fetch", "-q", "--no-tags", self.url, f"+{REF}:{FETCHED}")
         if fetched.returncode != 0:
-            raise LeaseStoreError(f"cannot fetch from {self.url}: {self._why(fetched)}")
+            raise LeaseStoreError(f"cannot fetch from {self.url}: {first_error_line(fetched)}")
         return self._decode(self.repo.git.rev_parse(FETCHED))
 
     def cas(self, expected: str | None, new: LeaseRecord) -> CasResult:
@@ -211,7 +174,7 @@ class GitLeaseStore:
             return CasResult(False, self.read())
         if mine and mine[0].startswith("!") and _lost_race(mine[0], pushed.stderr):
             return CasResult(False, self.read())
-        raise LeaseStoreError(f"cannot write to {self.url}: {self._why(pushed)}")
+        raise LeaseStoreError(f"cannot write to {self.url}: {first_error_line(pushed)}")
 
     # --- objects ---------------------------------------------------------------------
 

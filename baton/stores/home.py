@@ -59,6 +59,11 @@ class HomePaths:
         return self.machine_dir / "chat-user-token"
 
     @property
+    def state_signing_key(self) -> Path:
+        """The signing key again, in OpenSSH's form, for git's SSH commit signing; 0600."""
+        return self.machine_dir / "state-signing.key"
+
+    @property
     def pairing_session(self) -> Path:
         return self.machine_dir / "pairing-session.json"
 
@@ -78,6 +83,17 @@ class HomePaths:
     def pending_join(self) -> Path:
         """A join made while the node ran: applied by the node's next start."""
         return self.data_dir / "join.pending.json"
+
+    @property
+    def allowed_signers(self) -> Path:
+        """Who may sign state commits, and when: written from the registry (StateSync)."""
+        return self.data_dir / "allowed-signers"
+
+    @property
+    def state_git(self) -> Path:
+        """The git directory of state/, kept outside it: the agent writes state/, never
+        the repository's config or hooks (git runs those)."""
+        return self.data_dir / "state.git"
 
     @property
     def ledger(self) -> Path:

@@ -1,0 +1,287 @@
+"""StateRepo with real git, real SSH signatures and a real remote (a bare repository on
+disk): the holder's signed commits reach a standby's tree, and every commit a member
+did not make in its window (unsigned, foreign, by a removed machine after its removal,
+a rewrite, out of order) is refused with the tree and the verified commit unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import git
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from baton.core.errors import StateSyncError, UntrustedCommit
+from baton.core.registry import MachineEntry, Status, entry_from_card
+from baton.core.state_trust import SignerWindow, signer_windows, ssh_public_key
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import MachineIdentity, create_home
+from baton.stores.state_repo import REF, Pulled, StateRepo
+
+NOW = 1_800_000_000.0
+
+
+def member(identity: MachineIdentity, added_at: float = NOW - 1000) -> MachineEntry:
+    card = {**identity.public.to_dict(), "wire": "tcp://127.0.0.1:1", "http": "http://127.0.0.1:2"}
+    return entry_from_card(card, added_at)
+
+
+class Mesh:
+    """Two machines' homes and the remote they share."""
+
+    def __init__(self, root: Path) -> None:
+        self.remote = root / "state-remote.git"
+        git.Repo.init(self.remote, bare=True).close()
+        self.url = f"file://{self.remote}"
+        self.ids = {n: create_home(root / n, n) for n in ("alpha", "bravo", "charlie")}
+        self.entries = {n: member(i) for n, i in self.ids.items()}
+        self.root = root
+
+    def repo(self, name: str) -> StateRepo:
+        return StateRepo(HomePaths(self.root / name), self.ids[name], self.url)
+
+    def windows(self) -> dict[str, SignerWindow]:
+        return signer_windows(self.entries.values())
+
+    def remote_tip(self) -> str:
+        return git.Repo(self.remote).git.rev_parse(REF)
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Mesh:
+    return Mesh(tmp_path)
+
+
+def forge(
+    mesh: Mesh,
+    tmp_path: Path,
+    *,
+    key: Ed25519PrivateKey | None,
+    date: float,
+    epoch: str = "1",
+    base: str | None = None,
+    force: bool = False,
+) -> str:
+    """A commit on the remote's ref made by hand: signed with ``key`` (None: unsigned),
+    dated ``date``, on ``base`` (default: the remote's tip); pushed, forced if asked."""
+    work = tmp_path / f"forge-{date}-{epoch}"
+    subprocess.run(["git", "init", "-q", str(work)], check=True, timeout=30)
+    settings = ["-c", "user.name=mallory", "-c", "user.email=m@x", "-c", "core.hooksPath=/dev/null"]
+    if key is not None:
+        key_file = work / ".." / f"key-{date}"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        settings += [
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingKey={key_file}",
+            "-c",
+            "commit.gpgSign=true",
+        ]
+
+    def run(*args: str, **env: str) -> str:
+        return subprocess.run(
+            ["git", *settings, *args],
+            cwd=work,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin", **env},
+        ).stdout
+
+    run("fetch", "-q", mesh.url, f"{REF}:refs/base")
+    run("checkout", "-q", base or "refs/base")
+    (work / "forged.txt").write_text(f"forged at {date}\n")
+    run("add", "-A")
+    stamp = f"{int(date)} +0000"
+    run(
+        "commit",
+        "-q",
+        "-m",
+        f"forged\n\nBaton-Epoch: {epoch}\n",
+        GIT_COMMITTER_DATE=stamp,
+        GIT_AUTHOR_DATE=stamp,
+    )
+    sha = run("rev-parse", "HEAD").strip()
+    run("push", "-q", *(["--force"] if force else []), mesh.url, f"{sha}:{REF}")
+    return sha
+
+
+def seed_key(identity: MachineIdentity) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes(identity.signing_key))
+
+
+def holder_commits(repo: StateRepo, text: str, now: float = NOW, epoch: int = 1) -> str:
+    (repo.tree / "notes.txt").write_text(text)
+    made = repo.commit(epoch=epoch, now=now, message="turn")
+    assert made is not None and repo.push()
+    return made
+
+
+def test_a_change_on_the_holder_reaches_a_standby_signed_and_verified(mesh: Mesh) -> None:
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    first = holder_commits(holder, "one\n")
+    assert standby.pull(mesh.windows()) == Pulled(first, 1)
+    second = holder_commits(holder, "two\n", NOW + 5, epoch=2)
+    assert standby.pull(mesh.windows()) == Pulled(second, 1)
+    assert (standby.tree / "notes.txt").read_text() == "two\n"
+    assert standby.head() == second == mesh.remote_tip()
+    assert standby.pull(mesh.windows()) == Pulled(second, 0)  # nothing new
+
+
+def test_nothing_changed_is_no_commit(mesh: Mesh) -> None:
+    holder = mesh.repo("alpha")
+    assert holder.commit(epoch=1, now=NOW, message="turn") is None
+    holder_commits(holder, "x\n")
+    assert holder.commit(epoch=1, now=NOW, message="turn") is None
+
+
+def test_commits_are_dated_no_earlier_than_their_parent(mesh: Mesh) -> None:
+    """A holder whose clock is behind the last one's still makes commits in order."""
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(holder, "one\n", NOW + 100)
+    standby.pull(mesh.windows())
+    (standby.tree / "notes.txt").write_text("from a slow clock\n")
+    made = standby.commit(epoch=2, now=NOW, message="turn")
+    assert made is not None and standby.push()
+    assert mesh.repo("charlie").pull(mesh.windows()).head == made
+
+
+def test_the_signing_key_file_is_the_machines_key_and_private(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.repo("alpha")
+    path = HomePaths(tmp_path / "alpha").state_signing_key
+    key = serialization.load_ssh_private_key(path.read_bytes(), None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    assert public.decode() == ssh_public_key(mesh.ids["alpha"].public.signing_public)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def refused(mesh: Mesh, standby: StateRepo, words: str) -> None:
+    before, text = standby.head(), (standby.tree / "notes.txt").read_text()
+    with pytest.raises(UntrustedCommit, match=words):
+        standby.pull(mesh.windows())
+    assert standby.head() == before and (standby.tree / "notes.txt").read_text() == text
+    assert not (standby.tree / "forged.txt").exists()
+
+
+@pytest.fixture
+def synced(mesh: Mesh) -> StateRepo:
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(holder, "one\n")
+    standby.pull(mesh.windows())
+    return standby
+
+
+def test_an_unsigned_commit_is_refused(mesh: Mesh, synced: StateRepo, tmp_path: Path) -> None:
+    forge(mesh, tmp_path, key=None, date=NOW + 10)
+    refused(mesh, synced, "not signed")
+
+
+def test_a_commit_signed_by_a_key_no_member_has_is_refused(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    forge(mesh, tmp_path, key=Ed25519PrivateKey.generate(), date=NOW + 10)
+    refused(mesh, synced, "not a member's")
+
+
+def test_a_removed_machines_commit_after_its_removal_is_refused(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    mesh.entries["charlie"] = replace(
+        mesh.entries["charlie"], status=Status.REVOKED, revoked_at=NOW + 50
+    )
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 60)
+    refused(mesh, synced, "not a member's")  # git's own window check, then ours
+
+
+def test_a_removed_machines_commit_from_before_its_removal_is_taken(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    mesh.entries["charlie"] = replace(
+        mesh.entries["charlie"], status=Status.REVOKED, revoked_at=NOW + 50
+    )
+    sha = forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 40)
+    assert synced.pull(mesh.windows()) == Pulled(sha, 1)
+
+
+def test_a_members_commit_dated_before_its_parent_is_refused(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW - 10)
+    refused(mesh, synced, "dated before its parent")
+
+
+def test_a_commit_of_an_older_epoch_is_refused(mesh: Mesh, tmp_path: Path) -> None:
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(holder, "one\n", epoch=5)
+    standby.pull(mesh.windows())
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, epoch="4")
+    refused(mesh, standby, "epoch 4 below its parent's 5")
+
+
+def test_a_rewritten_history_is_refused_even_when_well_signed(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    holder = mesh.repo("alpha")
+    root = holder.head()
+    holder_commits(holder, "two\n", NOW + 5)
+    synced.pull(mesh.windows())
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, base=root, force=True)
+    refused(mesh, synced, "rewrites history")
+
+
+def test_a_bad_commit_anywhere_in_the_new_ones_refuses_them_all(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    forge(mesh, tmp_path, key=None, date=NOW + 10)
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 20, epoch="2")
+    refused(mesh, synced, "not signed")
+
+
+def test_a_holder_never_forces_its_push(mesh: Mesh, tmp_path: Path) -> None:
+    holder, other = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(holder, "one\n")
+    (other.tree / "notes.txt").write_text("elsewhere\n")
+    assert other.commit(epoch=1, now=NOW, message="turn") is not None
+    tip = mesh.remote_tip()
+    assert other.push() is False
+    assert mesh.remote_tip() == tip
+
+
+def test_an_unreachable_remote_is_a_state_sync_error(mesh: Mesh, tmp_path: Path) -> None:
+    repo = StateRepo(
+        HomePaths(tmp_path / "alpha"), mesh.ids["alpha"], f"file://{tmp_path}/nowhere.git"
+    )
+    with pytest.raises(StateSyncError, match="cannot read"):
+        repo.pull(mesh.windows())
+    (repo.tree / "notes.txt").write_text("x\n")
+    repo.commit(epoch=1, now=NOW, message="turn")
+    with pytest.raises(StateSyncError, match="cannot push"):
+        repo.push()
+
+
+def test_the_agent_cannot_reach_the_repository_from_its_tree(mesh: Mesh) -> None:
+    """The git directory lives outside state/: a .git the agent plants there (with a
+    hook that would run) is only a file in the tree to baton's git."""
+    holder = mesh.repo("alpha")
+    planted = holder.tree / ".git"
+    (planted / "hooks").mkdir(parents=True)
+    hook = planted / "hooks" / "pre-commit"
+    hook.write_text('#!/bin/sh\ntouch "$0.ran"\n')
+    hook.chmod(0o755)
+    holder_commits(holder, "x\n")
+    assert not (planted / "hooks" / "pre-commit.ran").exists()
+    assert holder.git_dir != holder.tree / ".git"
