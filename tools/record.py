@@ -9,7 +9,9 @@ The suite is the README's test command (``python -m pytest -q -n 4``); the backg
 is the fast loop (every test but the system tests) on 2 workers, started again each
 time it ends, for as long as the record runs: both of this machine's cores stay busy
 beside the suite. Each run and each background pass gets a temporary directory of its
-own (removed after it). Progress goes to stderr; the exit code is 0 when every run
+own, removed after it unless it failed: a failed one is kept, with pytest's whole
+output in ``pytest.log`` (its path is printed), so the failure can be read in full and
+the machines' logs beside it. Progress goes to stderr; the exit code is 0 when every run
 passed, 1 when one failed, 130 on Ctrl-C (both suites are stopped first).
 """
 
@@ -20,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +44,7 @@ class Run:
     seconds: float
     summary: str  # pytest's last line: "2182 passed", "1 failed, 2181 passed"
     failures: list[str] = field(default_factory=list)  # FAILED/ERROR lines
+    kept: str | None = None  # a failed run's directory, pytest.log in it
 
 
 @dataclass
@@ -54,22 +58,28 @@ class Background:
 
     def run_until_stopped(self) -> None:
         while not self.stop.is_set():
-            with tempfile.TemporaryDirectory(prefix="baton-record-bg-") as tmp:
-                argv = [sys.executable, *BACKGROUND, f"--basetemp={tmp}/t"]
-                self.proc = subprocess.Popen(
-                    argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    text=True, start_new_session=True,
-                )  # fmt: skip
-                if self.stop.is_set():  # end() may have looked before this pass began
-                    self._kill(self.proc)
-                out, _ = self.proc.communicate()
+            tmp = tempfile.mkdtemp(prefix="baton-record-bg-")
+            argv = [sys.executable, *BACKGROUND, f"--basetemp={tmp}/t"]
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+            if self.stop.is_set():  # end() may have looked before this pass began
+                self._kill(self.proc)
+            out, _ = self.proc.communicate()
+            if self.stop.is_set() or self.proc.returncode == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
             if self.stop.is_set():
                 return  # stopped mid-pass: that pass counts for nothing
             self.passes += 1
             if self.proc.returncode != 0:  # which tests, not only how many: it is a flake
                 named = failed_lines(out)
                 self.failed.append("; ".join(named) if named else last_line(out))
-                print(f"background pass {self.passes} failed: {self.failed[-1]}", file=sys.stderr)
+                kept = keep(Path(tmp), out)
+                print(
+                    f"background pass {self.passes} failed: {self.failed[-1]} (kept: {kept})",
+                    file=sys.stderr,
+                )
 
     def end(self) -> None:
         self.stop.set()
@@ -93,21 +103,34 @@ def failed_lines(out: str) -> list[str]:
     return [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
 
 
+def keep(tmp: Path, out: str) -> Path:
+    """Keep a failed run's directory, pytest's whole output in it; its log's path."""
+    log = tmp / "pytest.log"
+    log.write_text(out)
+    return log
+
+
 def one_run(number: int) -> Run:
-    with tempfile.TemporaryDirectory(prefix="baton-record-") as tmp:
-        start = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, *SUITE, f"--basetemp={tmp}/t"],
-            cwd=ROOT, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        seconds = time.monotonic() - start
+    tmp = Path(tempfile.mkdtemp(prefix="baton-record-"))
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *SUITE, f"--basetemp={tmp}/t"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
     found = SUMMARY.findall(proc.stdout)
     summary = found[-1][0] if found else last_line(proc.stdout)
     failures = failed_lines(proc.stdout)
     print(f"run {number}: exit {proc.returncode}, {seconds:.0f} s, {summary}", file=sys.stderr)
     for line in failures:
         print(f"  {line}", file=sys.stderr)
-    return Run(proc.returncode, round(seconds, 1), summary, failures)
+    kept = None
+    if proc.returncode == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        kept = str(keep(tmp, proc.stdout))
+        print(f"  kept: {kept}", file=sys.stderr)
+    return Run(proc.returncode, round(seconds, 1), summary, failures, kept)
 
 
 def main(argv: list[str] | None = None) -> int:

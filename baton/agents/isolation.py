@@ -11,7 +11,9 @@ Every agent worker (and the program a ``cmd:`` agent runs) now gets:
   ``agent_env`` (never a ``BATON_*`` one), ``HOME`` and ``TMPDIR`` in its working
   directory (unless ``agent_env`` names them: an agent that needs the user's own
   configuration), and the ``PYTHONPATH`` the worker needs to import baton;
-- **a working directory of its own**: ``<home>/agent`` (0700), its current directory.
+- **a working directory of its own**: ``<home>/agent`` (0700), its current directory;
+- **its state directory**: ``<home>/state`` in ``AGENT_STATE_DIR`` when the mesh syncs
+  state (StateSync): what it writes there follows the awake role.
 
 With ``agent_sandbox = "bwrap"`` the worker runs under bubblewrap (Debian's
 ``bubblewrap``): the whole filesystem read-only; empty directories over ``/tmp``,
@@ -19,7 +21,8 @@ With ``agent_sandbox = "bwrap"`` the worker runs under bubblewrap (Debian's
 and the user's home (``~/.ssh``, ``~/.git-credentials``), with Python's prefixes, its
 import path and the directories of a ``cmd:`` agent's program and of the script it
 names first (``cmd:python3 /path/agent.py``) bound back read-only; the baton home
-replaced by an empty directory but for the agent's working directory (read-write); its
+replaced by an empty directory but for the agent's working and state directories
+(read-write); its
 own process, IPC, host-name, cgroup and (where allowed) user namespaces and session (it
 cannot see or signal the node, nor read its /proc environ, nor push input to a
 terminal); the network shared (agents call APIs: abstract unix sockets stay reachable
@@ -45,16 +48,22 @@ BASE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 KNOB = "agent_sandbox"
 
 
+STATE_ENV = "AGENT_STATE_DIR"
+
+
 def agent_environment(
-    source: Mapping[str, str], names: Iterable[str], workdir: Path
+    source: Mapping[str, str], names: Iterable[str], workdir: Path, state_dir: Path | None = None
 ) -> dict[str, str]:
     """The environment an agent gets: BASE_ENV and ``names`` as far as ``source`` has
-    them (never a BATON_* one), HOME and TMPDIR in ``workdir`` unless named."""
+    them (never a BATON_* one), HOME and TMPDIR in ``workdir`` unless named, and the
+    state directory (synchronized, StateSync) in STATE_ENV when there is one."""
     keep = [n for n in (*BASE_ENV, *names) if not n.startswith("BATON_")]
     env = {n: source[n] for n in keep if n in source}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("HOME", str(workdir))  # unless the operator named HOME or TMPDIR
     env.setdefault("TMPDIR", str(workdir / "tmp"))
+    if state_dir is not None:
+        env[STATE_ENV] = str(state_dir)
     return env
 
 
@@ -70,7 +79,13 @@ HIDDEN = ("/tmp", "/var/tmp", "/run")  # sockets (tmux, ssh-agent, the user bus,
 
 
 def sandbox_prefix(
-    mode: str, home: Path, workdir: Path, agent: str = "", user_home: Path | None = None
+    mode: str,
+    home: Path,
+    workdir: Path,
+    agent: str = "",
+    *,
+    user_home: Path | None = None,
+    state_dir: Path | None = None,
 ) -> list[str]:
     """The command that runs a worker in ``mode`` (empty for none); ConfigError when
     the mode is unknown or its tool is missing. See the module's docstring."""
@@ -94,7 +109,8 @@ def sandbox_prefix(
         if any(path.is_relative_to(h) for h in hidden) and not path.is_relative_to(home):
             argv += ["--ro-bind-try", str(path), str(path)]
     argv += ["--tmpfs", str(home)]  # the keys, the tokens, the ledger: gone
-    argv += ["--bind", str(workdir), str(workdir)]
+    for writable in (workdir, *([] if state_dir is None else [state_dir.resolve()])):
+        argv += ["--bind", str(writable), str(writable)]
     argv += [
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--unshare-user-try", "--new-session", "--die-with-parent",

@@ -118,6 +118,8 @@ KNOBS: Mapping[str, Parser] = {
     "lease_store": _as_str,
     "channel": _as_str,
     "fence_probe_url": _as_str,
+    "state_remote": _as_str,
+    "state_sync_ms": _as_int,
     "agent": _as_str,
     "agent_timeout_ms": _as_int,
     "agent_retries": _as_int,

@@ -18,6 +18,9 @@ Invariants (docs/DESIGN.md, "Settings"), checked whenever a Settings is built:
 - log_level is one of debug, info, warning, error.
 - lease_store is empty (none configured) or looks like "scheme://...".
 - fence_probe_url is empty (off) or an http:// URL.
+- state_remote is empty (the lease store's remote when it is a git one, else off), off,
+  or a git+URL: where the agent's state directory is synchronized (StateSync);
+  100 <= state_sync_ms <= 600000, how often a standby pulls and a holder commits.
 - channel is empty (no channel: this machine answers nothing), local:http://host:port
   (the bundled chat service), telegram, or telegram:<base URL> (a Bot API at that URL).
 - agent is echo, cmd:PROGRAM [ARGS] or python:module:function (whether it loads is
@@ -180,6 +183,8 @@ class Settings:
     lease_store: str = ""
     channel: str = ""
     fence_probe_url: str = ""
+    state_remote: str = ""
+    state_sync_ms: int = 2000
     agent: str = "echo"
     agent_timeout_ms: int = 30000
     agent_retries: int = 2
@@ -262,6 +267,16 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
             s.fence_probe_url == "" or _HTTP_URL.fullmatch(s.fence_probe_url) is not None,
             "must be empty or an http:// URL",
         ),
+        (
+            "state_remote",
+            s.state_remote in ("", "off")
+            or (
+                s.state_remote.startswith("git+")
+                and _URL_SHAPE.fullmatch(s.state_remote) is not None
+            ),
+            "must be empty, off or a git+URL like git+file:///path/remote.git",
+        ),
+        ("state_sync_ms", 100 <= s.state_sync_ms <= 600000, "must be 100..600000"),
         (
             "channel",
             s.channel == "" or _CHANNEL.fullmatch(s.channel) is not None,

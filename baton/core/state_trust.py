@@ -28,6 +28,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from baton.core.errors import UntrustedCommit
 from baton.core.registry import MachineEntry
@@ -134,3 +135,28 @@ def _check_order(commit: CommitFacts, seen: Mapping[str, CommitFacts]) -> None:
             raise UntrustedCommit(commit.sha, "dated before its parent")
         if epoch < (parent.epoch or 0):
             raise UntrustedCommit(commit.sha, f"epoch {epoch} below its parent's {parent.epoch}")
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """The outcome of a pull: the verified commit the tree holds, and how many new
+    commits were verified and taken to get there."""
+
+    head: str | None
+    taken: int
+
+
+class StateStore(Protocol):
+    """The port StateSyncActor works through (baton.stores.state_repo.StateRepo)."""
+
+    def head(self) -> str | None:
+        """The newest verified commit, which the tree holds."""
+
+    def commit(self, *, epoch: int, now: float, message: str) -> str | None:
+        """Commit every change in the tree, signed; None if nothing changed."""
+
+    def push(self) -> bool:
+        """Fast-forward the remote to head(); False if the remote moved elsewhere."""
+
+    def pull(self, windows: Mapping[str, SignerWindow]) -> Pulled:
+        """Fetch, verify every new commit (UntrustedCommit if one fails), take them."""

@@ -41,7 +41,7 @@ from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
-from baton.stores.files import check_private_dir, check_private_file
+from baton.stores.files import check_private_dir, check_private_file, ensure_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.ledger_sqlite import SqliteLedger
@@ -142,14 +142,18 @@ def build_delivery(
         buffer = SqliteLiveTailBuffer(paths.tail_buffer)
         undo.callback(buffer.close)
         workdir = prepare_workdir(paths.root)
+        state = paths.state_dir  # the agent's durable state (synchronized: StateSync)
+        ensure_private_dir(state)
         runner = AgentRunner(
             settings.agent,
             workers=settings.agent_workers,
             timeout_s=settings.agent_timeout_ms / 1000,
             counters=counters,
-            env=agent_environment(os.environ, settings.agent_env, workdir),
+            env=agent_environment(os.environ, settings.agent_env, workdir, state),
             cwd=workdir,
-            prefix=sandbox_prefix(settings.agent_sandbox, paths.root, workdir, settings.agent),
+            prefix=sandbox_prefix(
+                settings.agent_sandbox, paths.root, workdir, settings.agent, state_dir=state
+            ),
         )
         undo.callback(runner.stop)
         runner.start()

@@ -5,9 +5,10 @@ every part, then wires them, then runs them, as magic-wormhole's Boss does.
    the wire and the HTTP ports (one in use fails the start before anything runs). The
    wire listens from here on, but admits no peer until the registry's first commit.
 2. Build: the PeerMonitorActor, the lease, delivery and its live tail, the handoff,
-   the pairing actor and the address watcher. No part holds another that is built
-   after it: the news of the lease, the members and this machine's endpoints reaches
-   them through relays, and the wire's envelopes through the dispatcher.
+   the agent state's sync, the pairing actor and the address watcher. No part holds
+   another that is built after it: the news of the lease, the members and this
+   machine's endpoints reaches them through relays, and the wire's envelopes through
+   the dispatcher.
 3. Wire: every relay's followers and every envelope kind's actor, in one place.
 4. The registry, last: its first commit opens the wire to the peers (every route is in
    place by then) and tells the members to every part.
@@ -15,7 +16,8 @@ every part, then wires them, then runs them, as magic-wormhole's Boss does.
    probe, the channel poller, the ticker) and serve HTTP; confirm the registry is up;
    write the run file and report ready.
 
-Stop (Node.stop): the holder releases first, while everything runs; then the parts
+Stop (Node.stop): the holder pushes its last state changes, then releases, while
+everything runs; then the parts
 stop in the reverse of the order they were built, so HTTP stops first and the wire
 last; the lock and the run file go last of all. Nothing is left running.
 The process around a node (signals, exit codes, the supervisor) is baton.node.process.
@@ -52,48 +54,31 @@ from baton.api import server as http_server
 from baton.core.endpoints import WILDCARDS, only_loopback
 from baton.core.lease_types import LeaseChanged
 from baton.core.registry import MachineEntry, Role, open_registry
-from baton.core.settings import HostPort, Settings
+from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
 from baton.node.delivery_parts import build_delivery
 from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.node.handoff_parts import build_handoff
 from baton.node.lease_parts import LeaseParts, build_lease
+from baton.node.ports import bind_http, bind_wire, check_home_dirs, url_of
 from baton.node.relay import Relay
 from baton.node.services import NodeActors, NodeServices
+from baton.node.state_parts import StateParts, build_state_sync
 from baton.stores.config_file import load_settings
-from baton.stores.files import check_own_file, check_private_dir
 from baton.stores.home import HomePaths
-from baton.stores.identity_store import MachineIdentity, load_identity, read_api_token
+from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.pending_join import apply_pending_join
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
-from baton.wire.fault_hooks import with_fault_hooks
-from baton.wire.transport import PeerAddress, Transport
-from baton.wire.zmq_transport import ZmqTransport
+from baton.wire.transport import PeerAddress
 
 log = logging.getLogger("baton.node")
 
 TICK_MS = 100
 REGISTRY_ROUTES = ("roster", "announce", "seen")
 P = TypeVar("P")
-
-
-def bind_http(where: HostPort) -> socket.socket:
-    """Bind the HTTP port first, so a port in use fails before anything starts."""
-    return http_server.bind(where.host, where.port, "http", "HTTP")
-
-
-def check_home_dirs(paths: HomePaths) -> None:
-    """The parts of the home that steer the node must be ours alone: the registry is the
-    wire's allow-list, config.toml its ports, run/ where the CLI sends its token."""
-    for directory in (paths.root, paths.data_dir, paths.run_dir, paths.logs_dir):
-        if directory.exists():
-            check_private_dir(directory)
-    for path in (paths.config, paths.registry):
-        if path.exists():
-            check_own_file(path)
 
 
 @dataclass
@@ -138,11 +123,11 @@ class Node:
         endpoints: Relay[AnnounceSelf] = Relay("endpoints")
         try:
             # 1. ports
-            transport = self._keep(self._bind_wire(identity, counters, dispatcher))
+            transport = self._keep(bind_wire(s, identity, counters, dispatcher))
             sock = self._keep(bind_http(s.http))
-            http_url = _url_of(s.http.host, sock)
+            http_url = url_of(s.http.host, sock)
             door_sock = None if s.door is None else self._keep(bind_http(s.door))
-            door_url = http_url if door_sock is None else _url_of(s.listen, door_sock)
+            door_url = http_url if door_sock is None else url_of(s.listen, door_sock)
             # 2. build
             watcher = self._keep(
                 EndpointWatcher(
@@ -207,6 +192,9 @@ class Node:
                     counters=counters,
                 )
             )
+            state = self._keep(
+                build_state_sync(s, paths=paths, identity=identity, clock=clock, counters=counters)
+            )
             pairing = self._keep(
                 PairingActor.start(
                     FilePairingSessionStore(paths.pairing_session), clock, os.urandom
@@ -217,6 +205,8 @@ class Node:
             routes |= dict.fromkeys(HANDOFF_ROUTES, handoff)
             members.follow(monitor, handoff)
             lease_news.follow(handoff)
+            if state is not None:
+                lease_news.follow(state.actor)
             if lease is not None:
                 routes["lease"] = lease.coordinator
                 members.follow(lease.coordinator)
@@ -265,6 +255,7 @@ class Node:
             ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff]
             ticking += [] if lease is None else [lease.coordinator]
             ticking += [] if delivery is None else delivery.actors
+            ticking += [] if state is None else [state.actor]
             self._keep(Ticker(clock, ticking, TICK_MS)).start()
             actors = NodeActors(
                 registry=registry,
@@ -274,6 +265,7 @@ class Node:
                 delivery=None if delivery is None else delivery.actor,
                 tail=None if delivery is None else delivery.tail,
                 handoff=handoff,
+                state=None if state is None else state.view,
             )
             services = NodeServices(
                 me=identity.public,
@@ -304,6 +296,8 @@ class Node:
                 self.watched.append(("the fence probe thread", probe.is_alive))
             if delivery is not None:
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
+            if state is not None:
+                self.watched.append(("StateSyncActor", state.is_alive))
             registry.ask(GetSelf(), timeout=30)  # raises if the registry failed to start
         except BaseException:
             self.stop()
@@ -319,24 +313,6 @@ class Node:
         }
         write_run_file(paths.node_run_file, self.info)
         log.info("node %s up: http %s, wire %s", identity.nickname, http_url, transport.endpoint)
-
-    def _bind_wire(
-        self, identity: MachineIdentity, counters: Counters, deliver: Dispatcher
-    ) -> Transport:
-        """The wire, bound and listening; it admits no peer until the registry's first
-        commit sets its allow-list."""
-        s = self.settings
-        zmq = ZmqTransport(
-            identity.machine_id,
-            curve_secret=identity.curve_secret,
-            curve_public=identity.curve_public,
-            bind=s.wire_bind.zmq_endpoint,
-            counters=counters,
-            max_frame_bytes=s.max_frame_bytes,
-        )
-        transport = with_fault_hooks(zmq, s.fault_file, counters)
-        transport.start(deliver)
-        return transport
 
     def _keep(self, part: P) -> P:
         """``part`` is stopped with the node (in the reverse of the order kept)."""
@@ -364,7 +340,10 @@ class Node:
         if self.stopped.is_set():
             return
         self.stopped.set()
-        for part in self.parts:  # first of all, the holder stops acting and says so
+        for part in self.parts:  # the holder's last state changes go out while it holds
+            if isinstance(part, StateParts):
+                part.flush()
+        for part in self.parts:  # then the holder stops acting and says so
             if isinstance(part, LeaseParts):
                 part.release()
         for part in reversed(self.parts):
@@ -384,14 +363,6 @@ def _address(peer: MachineEntry) -> PeerAddress:
 
 def _gate_open(gate: LeaseGate, clock: SystemClock) -> Callable[[], bool]:
     return lambda: gate.current(clock.monotonic_ms()) is not None
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _url_of(host: str, sock: socket.socket) -> str:
-    return f"http://{_url_host(host)}:{sock.getsockname()[1]}"
 
 
 def _stop_part(part: Any) -> None:

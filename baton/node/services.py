@@ -30,6 +30,7 @@ from baton.actors.messages import (
     ListMachines,
     RevokeMachine,
 )
+from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
@@ -61,6 +62,7 @@ class NodeActors:
     delivery: pykka.ActorRef[Any] | None = None
     tail: pykka.ActorRef[Any] | None = None
     handoff: pykka.ActorRef[Any] | None = None
+    state: StateView | None = None  # read directly: the actor may be busy pulling
 
 
 class NodeServices:
@@ -87,6 +89,7 @@ class NodeServices:
         self.delivery = actors.delivery
         self.tail = actors.tail
         self.handoff = actors.handoff
+        self.state = actors.state
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -170,6 +173,7 @@ class NodeServices:
             "delivery": None if self.delivery is None else self._ask(self.delivery, GetDelivery()),
             "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
             "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
+            "state": None if self.state is None else dict(self.state.current),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),

@@ -30,14 +30,13 @@ import math
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from baton.core.errors import StateSyncError, UntrustedCommit
-from baton.core.state_trust import EPOCH_TRAILER, CommitFacts, SignerWindow, judge
+from baton.core.state_trust import EPOCH_TRAILER, CommitFacts, Pulled, SignerWindow, judge
 from baton.stores.files import atomic_write, ensure_private_dir
 from baton.stores.git_cli import first_error_line, run_git
 from baton.stores.home import HomePaths
@@ -59,15 +58,6 @@ _FIELDS = (
     f"%(trailers:key={EPOCH_TRAILER},valueonly,separator=%x2c)",
 )
 _FORMAT = "%x1f".join(_FIELDS)
-
-
-@dataclass(frozen=True)
-class Pulled:
-    """The outcome of a pull: the verified commit the tree holds, and how many new
-    commits were verified and taken to get there."""
-
-    head: str | None
-    taken: int
 
 
 class StateRepo:

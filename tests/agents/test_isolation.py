@@ -56,6 +56,7 @@ seen = {
     "key": can_read(sys.argv[1]),
     "write_home": can_write(sys.argv[2]),
     "write_workdir": can_write("mine.txt"),
+    "write_state": can_write(os.path.join(os.environ.get("AGENT_STATE_DIR", "/nowhere"), "s.txt")),
     "pid1": open("/proc/1/cmdline", "rb").read().split(b"\\0")[0].decode(errors="replace"),
 }
 print(json.dumps({"replies": [json.dumps(seen)]}))
@@ -107,15 +108,23 @@ def secrets(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
 
 
 def run(
-    spec: str, home: Path, sandbox: str, names: tuple[str, ...] = (), user_home: Path | None = None
+    spec: str,
+    home: Path,
+    sandbox: str,
+    names: tuple[str, ...] = (),
+    user_home: Path | None = None,
+    *,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
     workdir = prepare_workdir(home)
     runner = AgentRunner(
         spec,
         workers=1,
-        env=agent_environment(os.environ, names, workdir),
+        env=agent_environment(os.environ, names, workdir, state_dir),
         cwd=workdir,
-        prefix=sandbox_prefix(sandbox, home, workdir, spec, user_home),
+        prefix=sandbox_prefix(
+            sandbox, home, workdir, spec, user_home=user_home, state_dir=state_dir
+        ),
     )
     runner.start()
     try:
@@ -155,6 +164,23 @@ def test_under_bwrap_the_home_is_hidden_and_only_the_working_directory_is_writab
     assert seen["write_workdir"] and (home / "agent" / "mine.txt").exists()
     assert "MY_API_KEY" in seen["env"] and "BATON_HOME" not in seen["env"]
     assert "baton" not in seen["pid1"]  # its own process namespace: the node is not in it
+
+
+@pytest.mark.parametrize("sandbox", ["none", pytest.param("bwrap", marks=needs_bwrap)])
+def test_the_state_directory_is_named_to_the_agent_and_writable_even_under_bwrap(
+    home: Path, snoop: str, secrets: None, user_home: Path, sandbox: str
+) -> None:
+    state = home / "state"
+    state.mkdir(mode=0o700)
+    seen = run(snoop, home, sandbox, (), user_home, state_dir=state)
+    assert seen["write_state"] and (state / "s.txt").read_text() == "x"
+    assert "AGENT_STATE_DIR" in seen["env"] and seen["write_workdir"]
+    assert seen["key"] is (sandbox == "none")  # the state directory opens nothing else
+
+
+def test_without_a_state_directory_the_agent_is_told_none(home: Path, snoop: str) -> None:
+    seen = run(snoop, home, "none")
+    assert "AGENT_STATE_DIR" not in seen["env"] and seen["write_state"] is False
 
 
 def test_the_settings_refuse_baton_names_bad_names_and_unknown_sandboxes() -> None:

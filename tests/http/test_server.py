@@ -19,7 +19,7 @@ from baton.adapters import limits
 from baton.api.server import serve, stop
 from baton.core.errors import AddressInUse
 from baton.core.settings import HostPort
-from baton.node.root import bind_http
+from baton.node.ports import bind_http
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)

@@ -14,6 +14,7 @@ STDLIB = sys.stdlib_module_names
 
 COMPOSITION_ROOTS = {
     "baton.node.root",
+    "baton.node.ports",  # step 1 of the root: binds the wire
     "baton.node.process",
     "baton.node",  # only node_main, lazily, for supervisors started before the move
     "baton.node.supervisor",

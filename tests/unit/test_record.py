@@ -4,7 +4,9 @@ background pass fails the record too."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +37,7 @@ def test_the_record_stops_at_the_first_failed_run(
 
 
 def test_a_background_pass_that_fails_is_recorded_and_the_loop_stops_when_told(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     failing = "print('FAILED tests/x.py::t - boom'); raise SystemExit(3)"
     monkeypatch.setattr(record, "BACKGROUND", ["-c", failing])
@@ -50,6 +52,13 @@ def test_a_background_pass_that_fails_is_recorded_and_the_loop_stops_when_told(
     assert not thread.is_alive()
     assert background.passes >= 1 and len(background.failed) >= 1
     assert background.failed[0] == "FAILED tests/x.py::t - boom"  # the test, by name
+    kept = [Path(p) for p in capsys.readouterr().err.split("(kept: ")[1:]]
+    logs = [Path(p.split(")")[0]) for p in map(str, kept)]
+    try:
+        assert logs and "FAILED tests/x.py::t - boom" in logs[0].read_text()
+    finally:
+        for log in logs:
+            shutil.rmtree(log.parent, ignore_errors=True)
 
 
 def test_a_failed_background_pass_fails_the_record(
@@ -65,3 +74,26 @@ def test_a_failed_background_pass_fails_the_record(
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and len(out["runs"]) == 2
     assert out["background"] == {"passes": 1, "failed": ["1 failed"]}
+
+
+def test_a_failed_run_keeps_its_directory_and_whole_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing = "print('E   assert 1 == 2'); print('FAILED tests/x.py::t'); raise SystemExit(1)"
+    monkeypatch.setattr(record, "SUITE", ["-c", failing])
+    run = record.one_run(1)
+    assert run.exit_code == 1 and run.failures == ["FAILED tests/x.py::t"]
+    assert run.kept is not None
+    log = Path(run.kept)
+    try:
+        assert "E   assert 1 == 2" in log.read_text() and f"kept: {log}" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(log.parent)
+
+
+def test_a_passed_run_leaves_no_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(record.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(record, "SUITE", ["-c", "print('1 passed in 0.01s')"])
+    run = record.one_run(1)
+    assert run.exit_code == 0 and run.kept is None and run.summary == "1 passed"
+    assert not list(tmp_path.iterdir())

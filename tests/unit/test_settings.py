@@ -60,6 +60,8 @@ def test_defaults() -> None:
         "lease_store": "",
         "channel": "",
         "fence_probe_url": "",
+        "state_remote": "",
+        "state_sync_ms": 2000,
         "agent": "echo",
         "agent_timeout_ms": 30000,
         "agent_retries": 2,
@@ -550,3 +552,13 @@ def test_listen_moves_the_wire_and_opens_the_door_on_one_host() -> None:
     for bad in ("not a host", "1.2.3.4:80", "[::]"):
         assert refused(flags={"listen": bad}).knob == "listen", bad
     assert refused(flags={"door_port": "70000"}).knob == "door_port"
+
+
+def test_state_remote_is_empty_off_or_a_git_url_and_the_pace_is_bounded() -> None:
+    for ok in ("", "off", "git+file:///srv/mesh.git", "git+ssh://host/mesh.git"):
+        assert resolve(env={"BATON_STATE_REMOTE": ok}).state_remote == ok
+    for bad in ("file:///srv/mesh.git", "etcd+http://h:2379", "git+", "on"):
+        assert refused(env={"BATON_STATE_REMOTE": bad}).knob == "state_remote"
+    assert resolve(env={"BATON_STATE_SYNC_MS": "100"}).state_sync_ms == 100
+    for bad in ("99", "600001", "x"):
+        assert refused(env={"BATON_STATE_SYNC_MS": bad}).knob == "state_sync_ms"

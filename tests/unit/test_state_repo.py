@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from baton.core.errors import StateSyncError, UntrustedCommit
 from baton.core.registry import MachineEntry, Status, entry_from_card
-from baton.core.state_trust import SignerWindow, signer_windows, ssh_public_key
+from baton.core.state_trust import Pulled, SignerWindow, signer_windows, ssh_public_key
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
-from baton.stores.state_repo import REF, Pulled, StateRepo
+from baton.stores.state_repo import REF, StateRepo
 
 NOW = 1_800_000_000.0
 

@@ -1,0 +1,160 @@
+"""StateSyncActor driven by hand (Tick, LeaseChanged, Flush) over real StateRepos and a
+real remote: only a holder commits, with its epoch; a standby pulls; a refused commit,
+a refused push and a remote that cannot be reached are counted and shown, and the actor
+goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from baton.actors.messages import Tick
+from baton.actors.state_sync_actor import Flush, StateSyncActor, StateView
+from baton.adapters.metrics import Counters
+from baton.core.clock import FakeClock
+from baton.core.lease_types import LeaseChanged, Phase
+from baton.core.registry import entry_from_card
+from baton.core.state_trust import signer_windows
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import create_home
+from baton.stores.state_repo import REF, StateRepo
+
+NOW = 1_800_000_000.0
+
+
+class Machine:
+    def __init__(self, root: Path, name: str, remote: str, signers: Any) -> None:
+        self.identity = create_home(root / name, name)
+        self.repo = StateRepo(HomePaths(root / name), self.identity, remote)
+        self.counters = Counters()
+        self.view = StateView(remote)
+        self.actor = StateSyncActor.start(
+            self.repo,
+            signers=signers,
+            clock=FakeClock(wall_s=NOW),
+            counters=self.counters,
+            interval_ms=100,
+            view=self.view,
+        )
+        self.now_ms = 0.0
+
+    def tick(self) -> None:
+        self.now_ms += 100
+        self.actor.ask(Tick(self.now_ms), timeout=60)
+
+    def lease(self, phase: Phase, epoch: int) -> None:
+        self.actor.ask(LeaseChanged(phase, None, epoch, "test"), timeout=60)
+
+    def write(self, text: str) -> None:
+        (self.repo.tree / "notes.txt").write_text(text)
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> Iterator[tuple[Machine, Machine, Path]]:
+    remote = tmp_path / "remote.git"
+    git.Repo.init(remote, bare=True).close()
+    entries: list[Any] = []
+
+    def signers() -> Any:
+        return signer_windows(entries)
+
+    a = Machine(tmp_path, "alpha", f"file://{remote}", signers)
+    b = Machine(tmp_path, "bravo", f"file://{remote}", signers)
+    for m in (a, b):
+        card = {
+            **m.identity.public.to_dict(),
+            "wire": "tcp://127.0.0.1:1",
+            "http": "http://127.0.0.1:2",
+        }
+        entries.append(entry_from_card(card, NOW - 100))
+    try:
+        yield a, b, remote
+    finally:
+        a.actor.stop(timeout=30)
+        b.actor.stop(timeout=30)
+
+
+def remote_message(remote: Path) -> str:
+    return str(git.Repo(remote).commit(REF).message)
+
+
+def test_only_a_holder_commits_and_with_its_epoch(machines: tuple[Machine, Machine, Path]) -> None:
+    a, b, remote = machines
+    a.write("one\n")
+    a.tick()
+    assert a.repo.head() is None and "state.commits" not in a.counters.snapshot()
+    a.lease(Phase.HOLDING, 7)
+    a.tick()
+    assert a.view.current["head"] == a.view.current["pushed"] == a.repo.head() is not None
+    assert "Baton-Epoch: 7" in remote_message(remote)
+    b.tick()
+    assert (b.repo.tree / "notes.txt").read_text() == "one\n"
+    assert b.counters.get("state.taken") == 1 and b.view.current["head"] == a.repo.head()
+
+
+def test_flush_commits_at_once_but_only_while_holding(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    a, _, _ = machines
+    a.write("one\n")
+    a.actor.ask(Flush(), timeout=60)
+    assert a.repo.head() is None
+    a.lease(Phase.HOLDING, 2)
+    a.actor.ask(Flush(), timeout=60)
+    assert a.repo.head() is not None and a.counters.get("state.pushed") == 1
+
+
+def test_a_refused_push_is_counted_never_forced(machines: tuple[Machine, Machine, Path]) -> None:
+    """alpha made a commit that bravo's pushed history does not hold (a holder cut off
+    from the remote, say): as the holder it cannot take bravo's history, nor replace it."""
+    a, b, remote = machines
+    b.lease(Phase.HOLDING, 1)
+    b.write("bravo's\n")
+    b.tick()
+    tip = git.Repo(remote).rev_parse(REF).hexsha
+    a.write("alpha's\n")
+    assert a.repo.commit(epoch=1, now=NOW, message="made apart") is not None
+    a.lease(Phase.HOLDING, 2)
+    a.tick()
+    assert git.Repo(remote).rev_parse(REF).hexsha == tip
+    assert a.counters.get("state.push_refused") == 1 and a.counters.get("state.untrusted") == 1
+    assert "rewrites history" in a.view.current["refused"]["reason"] and a.actor.is_alive()
+
+
+def test_a_refused_commit_is_shown_counted_and_the_tree_kept(
+    machines: tuple[Machine, Machine, Path], tmp_path: Path
+) -> None:
+    _, b, remote = machines
+    stranger = Machine(tmp_path, "stranger", f"file://{remote}", lambda: {})
+    try:
+        stranger.lease(Phase.HOLDING, 1)
+        stranger.write("not a member's\n")
+        stranger.tick()
+    finally:
+        stranger.actor.stop(timeout=30)
+    b.tick()
+    refused = b.view.current["refused"]
+    assert refused is not None and refused["commit"] == stranger.repo.head()
+    assert "not a member's" in refused["reason"] and b.counters.get("state.untrusted") == 1
+    assert not (b.repo.tree / "notes.txt").exists() and b.repo.head() is None
+    b.tick()  # the same refusal again: counted again, the actor goes on
+    assert b.counters.get("state.untrusted") == 2 and b.actor.is_alive()
+
+
+def test_a_remote_that_cannot_be_reached_is_counted_and_tried_again(tmp_path: Path) -> None:
+    m = Machine(tmp_path, "alpha", f"file://{tmp_path}/nowhere.git", lambda: {})
+    try:
+        m.tick()
+        m.lease(Phase.HOLDING, 1)
+        m.write("x\n")
+        m.tick()
+        assert m.counters.get("state.unavailable") >= 2 and m.actor.is_alive()
+        assert (
+            m.repo.head() is not None and m.view.current["pushed"] is None
+        )  # committed, not pushed
+    finally:
+        m.actor.stop(timeout=30)
