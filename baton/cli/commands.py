@@ -1,10 +1,22 @@
 """Every command of the `baton` command line, loaded at once (``main`` loads each only
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
 info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
-send (send), chat (chat-server), wakeup (wakeup), doctor (doctor) and demo (demo):
+send (send), chat (chat-server), wakeup (wakeup), doctor (doctor), secret_cmds
+(secrets) and demo (demo):
 importing each registers its commands on ``main``."""
 
-from baton.cli import chat, demo, doctor, info, lifecycle, members, pair, send, wakeup
+from baton.cli import (
+    chat,
+    demo,
+    doctor,
+    info,
+    lifecycle,
+    members,
+    pair,
+    secret_cmds,
+    send,
+    wakeup,
+)
 from baton.cli.support import main
 
 __all__ = [
@@ -16,6 +28,7 @@ __all__ = [
     "main",
     "members",
     "pair",
+    "secret_cmds",
     "send",
     "wakeup",
 ]

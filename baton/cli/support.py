@@ -129,6 +129,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "wakeup": ("wakeup",),
     "doctor": ("doctor",),
     "chat-server": ("chat",),
+    "secrets": ("secret_cmds",),
     "demo": ("demo",),
 }
 

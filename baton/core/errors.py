@@ -440,3 +440,37 @@ class UntrustedCommit(BatonError):
         super().__init__(f"commit {sha[:12]}: {reason}")
         self.sha = sha
         self.reason = reason
+
+
+# --- secrets (SecretStore) -------------------------------------------------------
+
+
+class SecretsError(BatonError):
+    """The secret store could not be read or written; nothing in it was changed."""
+
+    code = "secrets_error"
+
+
+class SecretsCorrupt(SecretsError):
+    """The secret store's file is not one baton wrote, or was changed since (it fails
+    its authentication); it was left as it is."""
+
+    code = "secrets_corrupt"
+
+
+class WrongSecretKey(SecretsError):
+    """The secret store was sealed under another master key than this machine has."""
+
+    code = "secrets_wrong_key"
+
+
+class BadSecret(SecretsError):
+    """A secret's name or value that the store refuses."""
+
+    code = "bad_secret"
+
+
+class NoSuchSecret(SecretsError):
+    """No secret of that name."""
+
+    code = "no_such_secret"

@@ -125,6 +125,7 @@ KNOBS: Mapping[str, Parser] = {
     "agent_retries": _as_int,
     "agent_workers": _as_int,
     "agent_env": _as_patterns,
+    "agent_secrets": _as_patterns,
     "agent_sandbox": _as_log_level,  # trimmed and lower-cased
     "ambiguous_policy": _as_log_level,  # trimmed and lower-cased like a log level
     "redact_patterns": _as_patterns,

@@ -27,6 +27,7 @@ Invariants (docs/DESIGN.md, "Settings"), checked whenever a Settings is built:
   checked when the node starts its runner); 100 <= agent_timeout_ms <= 3600000;
   0 <= agent_retries <= 10; 1 <= agent_workers <= 32; agent_env lists names of
   environment variables an agent gets (none BATON_*; a JSON array in the environment);
+  agent_secrets lists names of secrets (baton secrets) an agent gets in its environment;
   agent_sandbox is none or bwrap (baton.agents.isolation).
 - ambiguous_policy is resend or skip: what a new holder does with a reply that was
   prepared but never confirmed, at a sink that cannot say whether it arrived.
@@ -57,6 +58,7 @@ from dataclasses import dataclass, fields
 from baton.core.endpoints import AUTO, MAX_ENDPOINTS, parse_entry
 from baton.core.errors import ConfigError
 from baton.core.live_tail import DEFAULT_REDACTIONS
+from baton.core.secret_rules import NAME as SECRET_NAME
 
 ENV_PREFIX = "BATON_"
 # BATON_* variables that are not knobs: read elsewhere, so not refused here.
@@ -190,6 +192,7 @@ class Settings:
     agent_retries: int = 2
     agent_workers: int = 2
     agent_env: tuple[str, ...] = ()  # names of variables an agent gets from the node's
+    agent_secrets: tuple[str, ...] = ()  # names of secrets (SecretStore) it gets, as env
     agent_sandbox: str = "none"
     ambiguous_policy: str = "resend"
     redact_patterns: tuple[str, ...] = ("default",)
@@ -294,6 +297,11 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
             "agent_env",
             all(_ENV_NAME.fullmatch(n) and not n.startswith(ENV_PREFIX) for n in s.agent_env),
             "must be names of environment variables, none of them BATON_*",
+        ),
+        (
+            "agent_secrets",
+            all(SECRET_NAME.fullmatch(n) and not n.startswith(ENV_PREFIX) for n in s.agent_secrets),
+            "must be names of secrets (A-Z, 0-9, _; none of them BATON_*)",
         ),
         ("agent_sandbox", s.agent_sandbox in SANDBOXES, f"must be one of {', '.join(SANDBOXES)}"),
         (

@@ -36,6 +36,7 @@ from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_p
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
 from baton.core.clock import Clock
+from baton.core.errors import BatonError
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
@@ -45,6 +46,7 @@ from baton.stores.files import check_private_dir, check_private_file, ensure_pri
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.ledger_sqlite import SqliteLedger
+from baton.stores.secret_store import SecretStore, system_keychain
 from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope
@@ -93,6 +95,28 @@ class DeliveryParts:
         self.actor.stop(timeout=10)
         self.tail.stop(timeout=10)
         self.runner.stop()  # the actors closed the stores they own
+
+
+def agent_secrets(
+    settings: Settings, paths: HomePaths, machine_id: str, counters: Counters
+) -> dict[str, str]:
+    """The secrets ``agent_secrets`` names, as the agent's environment gets them. A
+    store that cannot be read costs the agent its secrets (counted, logged), never the
+    node its start."""
+    if not settings.agent_secrets:
+        return {}
+    try:
+        store = SecretStore(paths, machine_id, system_keychain())
+        found = store.values(settings.agent_secrets)
+    except BatonError as exc:
+        counters.inc("secrets.unavailable")
+        log.error("the agent gets no secrets: %s", exc.detail)
+        return {}
+    missing = [n for n in settings.agent_secrets if n not in found]
+    if missing:
+        counters.inc("secrets.missing", len(missing))
+        log.warning("agent_secrets names secrets never set here: %s", ", ".join(missing))
+    return found
 
 
 def build_delivery(
@@ -149,7 +173,10 @@ def build_delivery(
             workers=settings.agent_workers,
             timeout_s=settings.agent_timeout_ms / 1000,
             counters=counters,
-            env=agent_environment(os.environ, settings.agent_env, workdir, state),
+            env={
+                **agent_environment(os.environ, settings.agent_env, workdir, state),
+                **agent_secrets(settings, paths, me, counters),
+            },
             cwd=workdir,
             prefix=sandbox_prefix(
                 settings.agent_sandbox, paths.root, workdir, settings.agent, state_dir=state

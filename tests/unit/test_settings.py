@@ -67,6 +67,7 @@ def test_defaults() -> None:
         "agent_retries": 2,
         "agent_workers": 2,
         "agent_env": [],
+        "agent_secrets": [],
         "agent_sandbox": "none",
         "ambiguous_policy": "resend",
         "redact_patterns": ["default"],

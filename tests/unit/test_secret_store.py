@@ -1,0 +1,208 @@
+"""SecretStore on disk (AES-256-GCM under a master key in a keychain or a 0600 file):
+what is set comes back, nothing readable is on disk, and a damaged, foreign or
+wrongly keyed store is a named error that changes nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from baton.core.errors import (
+    BadSecret,
+    BatonError,
+    NoSuchSecret,
+    SecretsCorrupt,
+    SecretsError,
+    WrongSecretKey,
+)
+from baton.core.secret_rules import MAX_SECRETS, MAX_VALUE_BYTES, Secret
+from baton.stores.home import HomePaths
+from baton.stores.identity_store import create_home
+from baton.stores.secret_store import SecretStore
+
+VALUE = "sk-live-0123456789abcdef"
+
+
+class DictKeychain:
+    """A keychain in memory, as keyring's backends behave (None for a missing entry)."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+        self.refuse = refuse
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if self.refuse:
+            raise RuntimeError("locked")
+        self.items[(service, username)] = password
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> HomePaths:
+    create_home(tmp_path / "home", "laptop")
+    return HomePaths(tmp_path / "home")
+
+
+def store(paths: HomePaths, keychain: DictKeychain | None = None) -> SecretStore:
+    return SecretStore(paths, "m_me", keychain)
+
+
+def test_what_is_set_comes_back_and_nothing_readable_is_on_disk(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1000.0)
+    s.set("OTHER", "two", 1001.0)
+    assert s.all()["API_KEY"] == Secret(VALUE, "m_me", 1000.0)
+    assert store(paths).values(("API_KEY", "MISSING")) == {"API_KEY": VALUE}
+    for path in (s.file, s.key_file, s.ref_file):
+        assert path.stat().st_mode & 0o777 == 0o600
+    everything = b"".join(p.read_bytes() for p in paths.root.rglob("*") if p.is_file())
+    assert VALUE.encode() not in everything and b"API_KEY" not in s.file.read_bytes()
+    s.remove("API_KEY")
+    assert set(s.all()) == {"OTHER"}
+    with pytest.raises(NoSuchSecret):
+        s.remove("API_KEY")
+
+
+def test_every_write_is_sealed_afresh(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("A", "x", 1.0)
+    first = s.file.read_bytes()
+    s.set("A", "x", 1.0)
+    assert s.file.read_bytes() != first  # a new nonce
+
+
+def test_a_secret_never_shows_its_value(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    assert VALUE not in repr(s.all()) and VALUE not in str(s.all())
+
+
+@pytest.mark.parametrize("name", ["", "lower", "1ABC", "A-B", "BATON_TOKEN", "A" * 65, "É"])
+def test_bad_names_are_refused(paths: HomePaths, name: str) -> None:
+    with pytest.raises(BadSecret):
+        store(paths).set(name, "x", 1.0)
+    assert not store(paths).file.exists()
+
+
+@pytest.mark.parametrize("value", ["", "a\0b", "x" * (MAX_VALUE_BYTES + 1), "\udcff"])
+def test_bad_values_are_refused(paths: HomePaths, value: str) -> None:
+    with pytest.raises(BadSecret):
+        store(paths).set("NAME", value, 1.0)
+
+
+def test_a_store_holds_a_bounded_number_of_secrets(paths: HomePaths) -> None:
+    s = store(paths)
+    for i in range(MAX_SECRETS):
+        s.set(f"S{i}", "x", 1.0)
+    with pytest.raises(BadSecret, match="at most"):
+        s.set("ONE_MORE", "x", 1.0)
+    assert len(s.all()) == MAX_SECRETS
+
+
+def damaged(paths: HomePaths, how: str) -> bytes:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    blob = bytearray(s.file.read_bytes())
+    if how == "flipped":
+        blob[-5] ^= 1
+    elif how == "header":
+        blob[len(b"BATONSEC") + 3] ^= 1  # the key id: refused as a wrong key
+    elif how == "magic":
+        blob[0:8] = b"NOTBATON"
+    elif how == "truncated":
+        blob = blob[:20]
+    s.file.write_bytes(bytes(blob))
+    return bytes(blob)
+
+
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("flipped", SecretsCorrupt),
+        ("header", WrongSecretKey),
+        ("magic", SecretsCorrupt),
+        ("truncated", SecretsCorrupt),
+    ],
+)
+def test_a_damaged_store_is_a_named_error_and_is_never_written_over(
+    paths: HomePaths, how: str, error: type[BatonError]
+) -> None:
+    before = damaged(paths, how)
+    s = store(paths)
+    with pytest.raises(error):
+        s.all()
+    with pytest.raises(error):
+        s.set("NEW", "x", 2.0)
+    with pytest.raises(error):
+        s.remove("API_KEY")
+    assert s.file.read_bytes() == before
+
+
+def test_a_store_sealed_under_another_key_is_refused_untouched(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    sealed = s.file.read_bytes()
+    s.key_file.unlink()
+    s.ref_file.unlink()
+    with pytest.raises(SecretsError, match="no master key"):
+        s.all()
+    with pytest.raises(WrongSecretKey):
+        s.set("NEW", "x", 2.0)  # a new key is made, and the old store is not replaced
+    assert s.file.read_bytes() == sealed
+
+
+def test_a_changed_key_file_is_noticed(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    s.key_file.write_text("A" * 43 + "=")  # 32 bytes, another key
+    with pytest.raises(WrongSecretKey, match="not the one recorded"):
+        s.all()
+
+
+def test_a_store_readable_by_others_is_refused(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    s.file.chmod(0o644)
+    with pytest.raises(BatonError):
+        s.all()
+
+
+def test_the_master_key_goes_to_the_keychain_where_there_is_one(paths: HomePaths) -> None:
+    keychain = DictKeychain()
+    s = store(paths, keychain)
+    s.set("API_KEY", VALUE, 1.0)
+    assert not s.key_file.exists() and len(keychain.items) == 1
+    assert store(paths, keychain).all()["API_KEY"].value == VALUE
+    with pytest.raises(SecretsError, match="none is reachable"):
+        store(paths, None).all()  # never a new key in its place
+    keychain.items.clear()
+    with pytest.raises(SecretsError, match="no baton master key"):
+        store(paths, keychain).all()
+
+
+def test_a_keychain_that_refuses_leaves_the_key_in_a_private_file(paths: HomePaths) -> None:
+    s = store(paths, DictKeychain(refuse=True))
+    s.set("API_KEY", VALUE, 1.0)
+    assert s.key_file.stat().st_mode & 0o777 == 0o600
+    assert store(paths).all()["API_KEY"].value == VALUE
+
+
+def test_changes_from_two_writers_at_once_are_all_kept(paths: HomePaths) -> None:
+    store(paths).set("FIRST", "x", 1.0)  # the key exists before the race
+
+    def writer(prefix: str) -> None:
+        s = store(paths)
+        for i in range(20):
+            s.set(f"{prefix}{i}", "v", 1.0)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(store(paths).all()) == 41
