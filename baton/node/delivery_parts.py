@@ -97,26 +97,53 @@ class DeliveryParts:
         self.runner.stop()  # the actors closed the stores they own
 
 
+BOT_TOKEN_SECRET = "TELEGRAM_BOT_TOKEN"
+
+
+def stored_secrets(
+    paths: HomePaths, machine_id: str, names: tuple[str, ...], counters: Counters
+) -> dict[str, str]:
+    """The values of ``names`` in the secret store (those set). A store that cannot be
+    read is counted and logged and gives nothing: it never stops the node's start."""
+    if not names:
+        return {}
+    try:
+        return SecretStore(paths, machine_id, system_keychain()).values(names)
+    except BatonError as exc:
+        counters.inc("secrets.unavailable")
+        log.error("the secret store cannot be read: %s", exc.detail)
+        return {}
+
+
 def agent_secrets(
     settings: Settings, paths: HomePaths, machine_id: str, counters: Counters
 ) -> dict[str, str]:
-    """The secrets ``agent_secrets`` names, as the agent's environment gets them. A
-    store that cannot be read costs the agent its secrets (counted, logged), never the
-    node its start."""
-    if not settings.agent_secrets:
-        return {}
-    try:
-        store = SecretStore(paths, machine_id, system_keychain())
-        found = store.values(settings.agent_secrets)
-    except BatonError as exc:
-        counters.inc("secrets.unavailable")
-        log.error("the agent gets no secrets: %s", exc.detail)
-        return {}
+    """The secrets ``agent_secrets`` names, as the agent's environment gets them."""
+    found = stored_secrets(paths, machine_id, settings.agent_secrets, counters)
     missing = [n for n in settings.agent_secrets if n not in found]
     if missing:
         counters.inc("secrets.missing", len(missing))
-        log.warning("agent_secrets names secrets never set here: %s", ", ".join(missing))
+        log.warning("agent_secrets names secrets not in the store: %s", ", ".join(missing))
     return found
+
+
+def bot_token(
+    paths: HomePaths, env: Mapping[str, str], machine_id: str, counters: Counters
+) -> str | None:
+    """The channel's bot token: the secret store's TELEGRAM_BOT_TOKEN, else (with a
+    hint to move it there) BATON_TELEGRAM_TOKEN or machine/telegram-token."""
+    found = stored_secrets(paths, machine_id, (BOT_TOKEN_SECRET,), counters)
+    if found:
+        return found[BOT_TOKEN_SECRET].strip()
+    token = secret(paths.telegram_token, env, "BATON_TELEGRAM_TOKEN")
+    if token is not None:
+        log.info(
+            "hint: keep the bot token in the secret store (baton secrets set %s), then "
+            "drop BATON_TELEGRAM_TOKEN or %s",
+            BOT_TOKEN_SECRET,
+            paths.telegram_token,
+        )
+    return token
 
 
 def build_delivery(
@@ -137,7 +164,7 @@ def build_delivery(
     channel = open_channel(
         settings.channel,
         poller_id=me,
-        telegram_token=secret(paths.telegram_token, os.environ, "BATON_TELEGRAM_TOKEN"),
+        telegram_token=bot_token(paths, os.environ, me, counters),
         counters=counters,
         chat_user_token=secret(paths.chat_user_token, os.environ, "BATON_CHAT_USER_TOKEN"),
     )

@@ -88,3 +88,18 @@ def test_the_settings_refuse_bad_secret_names() -> None:
     for bad in (["lower"], ["BATON_TELEGRAM_TOKEN"], ["A-B"]):
         with pytest.raises(ConfigError, match="agent_secrets"):
             resolve_settings({"agent_secrets": bad}, {}, {})
+
+
+def test_the_bot_token_comes_from_the_store_first(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from baton.node.delivery_parts import bot_token
+
+    paths, counters = HomePaths(home), Counters()
+    assert bot_token(paths, {}, "m_x", counters) is None
+    with caplog.at_level("INFO", logger="baton.delivery"):
+        assert bot_token(paths, {"BATON_TELEGRAM_TOKEN": "123:env"}, "m_x", counters) == "123:env"
+    assert "baton secrets set TELEGRAM_BOT_TOKEN" in caplog.text
+    assert "123:env" not in caplog.text
+    baton(home, "secrets", "set", "TELEGRAM_BOT_TOKEN", value="123:stored")
+    assert bot_token(paths, {"BATON_TELEGRAM_TOKEN": "123:env"}, "m_x", counters) == "123:stored"
