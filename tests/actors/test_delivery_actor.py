@@ -313,7 +313,8 @@ def two_replies(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
 
 
 def attempts_per_reply(channel: MemoryChannel, m: Machine) -> list[int]:
-    [turn] = m.transcripts.history("1/1", 10)  # the one message, done
+    # the one message, done: its turn reaches the transcript after the ledger's ack
+    [turn] = wait_for(lambda: m.transcripts.history("1/1", 10), 10, "the turn recorded")
     entry = m.ledger.get(turn.ledger_key)
     assert entry is not None
     sent = Counter(s["reply_key"] for s in channel.sends)

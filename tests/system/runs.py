@@ -28,6 +28,15 @@ def processes_under(path: Path) -> list[int]:
     return found
 
 
+def _as_at_a_terminal() -> None:
+    """In the child before it runs: SIGINT and SIGQUIT as a terminal's foreground job has
+    them. A suite started in the background by a shell without job control (``cmd &``
+    in a script, as CI runners and record tools do) inherits them ignored, and a Python
+    that starts with SIGINT ignored never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def run_under(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     return subprocess.Popen(
@@ -37,6 +46,7 @@ def run_under(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
         text=True,
         env=env,
         cwd=Path(__file__).parents[2],
+        preexec_fn=_as_at_a_terminal,
     )
 
 
