@@ -6,7 +6,9 @@ Every ``interval_ms`` (on its Tick):
   stamped with its epoch, and fast-forwards the remote to it. A push the remote refuses
   (it moved elsewhere) is never forced: counted, alarmed, and tried again.
 - **standby**: it pulls: every new commit is verified (baton.core.state_trust) before
-  the tree moves; a refused one leaves the tree where it was, counted and alarmed.
+  the tree moves; a refused one leaves the tree where it was, counted and alarmed. A
+  commit of an epoch above the highest it has heard of waits (``state.ahead``, no
+  alarm): the lease's news of that holder comes soon, or it was made up.
 
 ``Flush`` (asked by the node before the holder releases its lease) commits and pushes
 at once, so a planned stop or handoff carries the last turns' changes.
@@ -14,8 +16,11 @@ at once, so a planned stop or handoff carries the last turns' changes.
 Invariants:
 - Only a holder commits or pushes, and only with the epoch it holds.
 - The tree moves only to a verified descendant of what it held (StateStore.pull).
-- A failure of the store is counted and logged (a new kind or refused commit at once,
-  repeats once a minute) and never stops the actor: the next tick tries again.
+- A failure of the store, even one no BatonError names, is counted and logged (a new
+  kind or refused commit at once, repeats once a minute) and never stops the actor:
+  the next tick tries again.
+- A git repository of its own inside the tree is not synced: named and counted
+  (``state.nested``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pykka
 from baton.actors.messages import Tick
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
-from baton.core.errors import BatonError, UntrustedCommit
+from baton.core.errors import BatonError, CommitAhead, UntrustedCommit
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.state_trust import SignerWindow, StateStore
 
@@ -77,6 +82,7 @@ class StateSyncActor(pykka.ThreadingActor):
         self.interval_ms = interval_ms
         self.phase = Phase.STANDBY
         self.epoch = 0
+        self.highest_epoch = 0  # the highest lease epoch heard of: no commit above it
         self.due_ms = 0.0
         self.must_pull = True
         self.pushed: str | None = None
@@ -90,16 +96,26 @@ class StateSyncActor(pykka.ThreadingActor):
         if isinstance(message, Tick):
             if message.now_ms >= self.due_ms:
                 self.due_ms = message.now_ms + self.interval_ms
-                self._sync()
-                self._show()
+                self._guarded(self._sync)
         elif isinstance(message, LeaseChanged):
             if message.phase is Phase.HOLDING and self.phase is not Phase.HOLDING:
                 self.must_pull, self.due_ms = True, 0.0  # at the next tick
             self.phase, self.epoch = message.phase, message.epoch
+            self.highest_epoch = max(self.highest_epoch, message.epoch)
         elif isinstance(message, Flush) and self.phase is Phase.HOLDING:
-            self._commit_and_push()
-            self._show()
+            self._guarded(self._commit_and_push)
         return None
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``, then show the outcome. A failure nobody foresaw (git saying
+        something unexpected) is counted and logged like a store that is down: the
+        actor lives on, and the next tick tries again."""
+        try:
+            step()
+        except Exception as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unexpected", type(exc).__name__, f"state sync failed: {exc!r:.300}")
+        self._show()
 
     def _show(self) -> None:
         try:
@@ -124,7 +140,11 @@ class StateSyncActor(pykka.ThreadingActor):
     def _pull(self) -> bool:
         """Take the remote's new verified commits; True unless the store failed."""
         try:
-            pulled = self.store.pull(self.signers())
+            pulled = self.store.pull(self.signers(), self.highest_epoch)
+        except CommitAhead as exc:  # a holder not heard of yet: not taken, not an alarm
+            self.counters.inc("state.ahead")
+            log.info("not taking state commit %s yet: %s", exc.sha[:12], exc.reason)
+            return True
         except UntrustedCommit as exc:
             self.counters.inc("state.untrusted")
             self.refused = {"commit": exc.sha, "reason": exc.reason}
@@ -147,6 +167,10 @@ class StateSyncActor(pykka.ThreadingActor):
             )
             if made is not None:
                 self.counters.inc("state.commits")
+            if self.store.nested:
+                self.counters.inc("state.nested")
+                where = ", ".join(self.store.nested)
+                self._warn("nested", where, f"not synced (a git repository of its own): {where}")
             head = self.store.head()
             if head is None or head == self.pushed:
                 return

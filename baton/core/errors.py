@@ -474,3 +474,10 @@ class NoSuchSecret(SecretsError):
     """No secret of that name."""
 
     code = "no_such_secret"
+
+
+class CommitAhead(UntrustedCommit):
+    """A state commit of a lease epoch above the highest this machine knows: not taken
+    (yet); a machine that learns of a newer holder takes it then."""
+
+    code = "state_ahead"

@@ -30,11 +30,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from baton.core.errors import UntrustedCommit
+from baton.core.errors import CommitAhead, UntrustedCommit
 from baton.core.registry import MachineEntry
 
 EPOCH_TRAILER = "Baton-Epoch"
-_EPOCH = re.compile(r"\d{1,18}")
+_EPOCH = re.compile(r"[0-9]{1,18}")
 _KEY_TYPE = b"ssh-ed25519"
 
 
@@ -101,13 +101,21 @@ def judge(
     new: Sequence[CommitFacts],
     known: Mapping[str, CommitFacts],
     windows: Mapping[str, SignerWindow],
+    max_epoch: int,
 ) -> None:
     """Raise UntrustedCommit for the first of ``new`` (oldest first) that may not be
-    taken; ``known`` holds already verified commits their parents may be."""
+    taken; ``known`` holds already verified commits their parents may be. A commit of an
+    epoch above ``max_epoch`` (the highest lease epoch this machine knows) is CommitAhead:
+    not taken yet (a holder it has not heard of, or a number made up to block every
+    honest commit after it)."""
     seen = dict(known)
     for commit in new:
         _check_signature(commit, windows)
         _check_order(commit, seen)
+        if (commit.epoch or 0) > max_epoch:
+            raise CommitAhead(
+                commit.sha, f"epoch {commit.epoch} is above the highest known here ({max_epoch})"
+            )
         seen[commit.sha] = commit
 
 
@@ -149,6 +157,8 @@ class Pulled:
 class StateStore(Protocol):
     """The port StateSyncActor works through (baton.stores.state_repo.StateRepo)."""
 
+    nested: list[str]  # after commit(): paths in the tree that are git repositories
+
     def head(self) -> str | None:
         """The newest verified commit, which the tree holds."""
 
@@ -158,5 +168,5 @@ class StateStore(Protocol):
     def push(self) -> bool:
         """Fast-forward the remote to head(); False if the remote moved elsewhere."""
 
-    def pull(self, windows: Mapping[str, SignerWindow]) -> Pulled:
+    def pull(self, windows: Mapping[str, SignerWindow], max_epoch: int) -> Pulled:
         """Fetch, verify every new commit (UntrustedCommit if one fails), take them."""

@@ -22,6 +22,7 @@ from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
 from baton.core.settings import Settings
 from baton.core.state_trust import SignerWindow, signer_windows
+from baton.stores.git_cli import shown
 from baton.stores.git_lease import ensure_git_remote, git_url
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
@@ -81,7 +82,7 @@ def build_state_sync(
         loaded = registry.load()
         return {} if loaded is None else signer_windows(loaded.entries.values())
 
-    view = StateView(remote)
+    view = StateView(shown(remote))  # no user or password in status
     actor = StateSyncActor.start(
         repo,
         signers=signers,

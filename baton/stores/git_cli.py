@@ -8,13 +8,16 @@ Invariants:
 - Only ALLOWED_PROTOCOLS, whatever a user's gitconfig allows: never ``ext::`` or
   ``fd::``, which run a command named in the URL (a remote's URL may come from a host).
 - git never prompts (no terminal, no credential prompt) and speaks C locale, so its
-  messages can be matched.
+  messages can be matched. Its output is read as UTF-8 with undecodable bytes kept as
+  surrogates: a file name or commit message that is not UTF-8 is data, never a crash.
+- A URL is shown (in errors, logs, status) without its user and password: ``shown``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
@@ -23,6 +26,16 @@ from pathlib import Path
 from baton.core.errors import BatonError
 
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+
+
+def push_guard(url: str) -> list[str]:
+    """Options for a push to ``url``. To a file:// remote git runs receive-pack here, as
+    this user, with the remote's hooks: whoever can write that directory would run code
+    on this machine, so hooks are off for it. A server's receive-pack (ssh, https) is
+    the server's, and a restricted shell there takes only the plain command."""
+    if url.startswith("file://"):
+        return ["--receive-pack=git -c core.hooksPath=/dev/null receive-pack"]
+    return []
 
 
 def run_git(
@@ -47,7 +60,8 @@ def run_git(
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="surrogateescape",
             start_new_session=True,
         )
     except OSError as exc:
@@ -63,7 +77,7 @@ def run_git(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-        raise error(f"git {args[0]} took longer than {timeout_s:g} s") from None
+        raise error(f"git {_verb(args)} took longer than {timeout_s:g} s") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -71,3 +85,22 @@ def first_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     """What a failed git said first (or its exit code)."""
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     return lines[0] if lines else f"git exited {proc.returncode}"
+
+
+def _verb(args: list[str]) -> str:
+    """The git command of ``args`` (``push``), past ``-c NAME=VALUE`` and options."""
+    given = iter(args)
+    for arg in given:
+        if arg == "-c":
+            next(given, None)
+        elif not arg.startswith("-"):
+            return arg
+    return "(no command)"
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` without a user or password in it (``https://***@host/...``)."""
+    return _USERINFO.sub("***@", url)

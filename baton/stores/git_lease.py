@@ -34,7 +34,7 @@ from gitdb.db import LooseObjectDB
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
-from baton.stores.git_cli import first_error_line, run_git
+from baton.stores.git_cli import first_error_line, push_guard, run_git, shown
 
 log = logging.getLogger("baton.lease")
 
@@ -94,7 +94,7 @@ class GitLeaseStore:
         self.stale_lock_s = max(5.0, 3 * timeout_s)
 
     def describe(self) -> str:
-        return f"git {self.url} {REF}"
+        return f"git {shown(self.url)} {REF}"
 
     def close(self) -> None:
         self.repo.close()
@@ -106,18 +106,19 @@ class GitLeaseStore:
             list(args),
             cwd=self.workdir,
             timeout_s=self.timeout_s,
-            error=lambda detail: LeaseStoreError(f"{detail} ({self.url})"),
+            error=lambda detail: LeaseStoreError(f"{detail} ({shown(self.url)})"),
         )
 
     def read(self) -> Stored:
         listed = self._git("ls-remote", "--refs", self.url, REF)
         if listed.returncode != 0:
-            raise LeaseStoreError(f"cannot read {self.url}: {first_error_line(listed)}")
+            raise LeaseStoreError(f"cannot read {shown(self.url)}: {first_error_line(listed)}")
         if not listed.stdout.strip():
             return Stored(None)
         fetched = self._git("fetch", "-q", "--no-tags", self.url, f"+{REF}:{FETCHED}")
         if fetched.returncode != 0:
-            raise LeaseStoreError(f"cannot fetch from {self.url}: {first_error_line(fetched)}")
+            why = first_error_line(fetched)
+            raise LeaseStoreError(f"cannot fetch from {shown(self.url)}: {why}")
         return self._decode(self.repo.git.rev_parse(FETCHED))
 
     def cas(self, expected: str | None, new: LeaseRecord) -> CasResult:
@@ -136,7 +137,7 @@ class GitLeaseStore:
         (and said so); elsewhere the operator is told where it is."""
         where = f"{REF}.lock"
         if not self.url.startswith("file://"):
-            raise LeaseStoreError(f"{self.url}: the ref is locked ({where} exists)")
+            raise LeaseStoreError(f"{shown(self.url)}: the ref is locked ({where} exists)")
         lock = Path(self.url[len("file://") :]) / where
         with contextlib.suppress(FileNotFoundError):
             age = time.time() - lock.stat().st_mtime
@@ -149,6 +150,7 @@ class GitLeaseStore:
         return self._git(
             "push",
             "--porcelain",
+            *push_guard(self.url),
             f"--force-with-lease={REF}:{expected or ''}",
             self.url,
             f"{commit}:{REF}",
@@ -174,7 +176,7 @@ class GitLeaseStore:
             return CasResult(False, self.read())
         if mine and mine[0].startswith("!") and _lost_race(mine[0], pushed.stderr):
             return CasResult(False, self.read())
-        raise LeaseStoreError(f"cannot write to {self.url}: {first_error_line(pushed)}")
+        raise LeaseStoreError(f"cannot write to {shown(self.url)}: {first_error_line(pushed)}")
 
     # --- objects ---------------------------------------------------------------------
 

@@ -32,13 +32,16 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from baton.core import safejson
 from baton.core import secret_rules as rules
 from baton.core.errors import NoSuchSecret, SecretsCorrupt, SecretsError, WrongSecretKey
 from baton.core.secret_rules import Secret
@@ -54,6 +57,7 @@ NONCE_BYTES = 12
 HEADER_BYTES = len(MAGIC) + 1 + 8
 MAX_FILE_BYTES = 64 * 1024 * 1024
 KEYCHAIN_SERVICE = "baton"
+SMALL_FILE_BYTES = 4096
 
 
 class Keychain(Protocol):
@@ -75,6 +79,26 @@ def system_keychain() -> Keychain | None:
     if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
         return None
     return backend
+
+
+def _private_bytes(path: Path, limit: int) -> bytes:
+    """A private regular file's bytes, at most ``limit`` + 1 of them: a FIFO (even one
+    swapped in after the check), a link or a file others may read is refused, never
+    waited on."""
+    check_private_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SecretsCorrupt(f"{path} is not a regular file")
+        return fh.read(limit + 1)
+
+
+def _small(path: Path) -> bytes:
+    """A key or a key reference: small, or not what baton wrote."""
+    data = _private_bytes(path, SMALL_FILE_BYTES)
+    if len(data) > SMALL_FILE_BYTES:
+        raise SecretsCorrupt(f"{path} is too big to be what baton wrote")
+    return data
 
 
 def key_id(key: bytes) -> bytes:
@@ -109,13 +133,16 @@ class SecretStore:
         return key
 
     def _ref(self) -> KeyRef | None:
-        try:
-            doc: Any = json.loads(self.ref_file.read_bytes())
-            return KeyRef(str(doc["where"]), str(doc["key_id"]))
-        except FileNotFoundError:
+        if not self.ref_file.exists():
             return None
+        try:
+            doc: Any = safejson.loads(_small(self.ref_file))
+            ref = KeyRef(doc["where"], doc["key_id"])
+            if ref.where not in ("keychain", "file") or not isinstance(ref.key_id, str):
+                raise ValueError("not a key reference")
         except (ValueError, KeyError, TypeError) as exc:
-            raise SecretsCorrupt(f"{self.ref_file} does not read: {exc}") from None
+            raise SecretsCorrupt(f"{self.ref_file} does not read: {exc!r:.200}") from None
+        return ref
 
     def _key_from(self, ref: KeyRef) -> bytes:
         if ref.where == "keychain":
@@ -130,10 +157,12 @@ class SecretStore:
             if text is None:
                 raise SecretsError("the OS keychain has no baton master key for this machine")
         else:
-            check_private_file(self.key_file)
-            text = self.key_file.read_text()
+            try:
+                text = _small(self.key_file).decode("ascii")
+            except UnicodeDecodeError:
+                raise SecretsCorrupt(f"{self.key_file} does not read") from None
         try:
-            key = base64.b64decode(text, validate=True)
+            key = base64.b64decode(text.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise SecretsCorrupt(f"the master key in the {ref.where} does not read") from None
         if len(key) != KEY_BYTES:
@@ -176,9 +205,7 @@ class SecretStore:
     def _read(self, key: bytes | None) -> dict[str, Secret]:
         if not self.file.exists():
             return {}
-        check_private_file(self.file)  # readable by others: refused, as a key file is
-        with open(self.file, "rb") as fh:
-            blob = fh.read(MAX_FILE_BYTES + 1)
+        blob = _private_bytes(self.file, MAX_FILE_BYTES)  # readable by others: refused
         if len(blob) > MAX_FILE_BYTES or len(blob) < HEADER_BYTES + NONCE_BYTES + 16:
             raise SecretsCorrupt(f"{self.file} is not a secret store (size {len(blob)})")
         header, nonce = blob[:HEADER_BYTES], blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]

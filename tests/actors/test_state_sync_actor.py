@@ -91,6 +91,10 @@ def test_only_a_holder_commits_and_with_its_epoch(machines: tuple[Machine, Machi
     a.tick()
     assert a.view.current["head"] == a.view.current["pushed"] == a.repo.head() is not None
     assert "Baton-Epoch: 7" in remote_message(remote)
+    b.tick()  # bravo has not heard of epoch 7 yet: it waits
+    assert b.repo.head() is None and b.counters.get("state.ahead") == 1
+    assert b.view.current["refused"] is None  # no alarm: a holder it will hear of
+    b.lease(Phase.STANDBY, 7)
     b.tick()
     assert (b.repo.tree / "notes.txt").read_text() == "one\n"
     assert b.counters.get("state.taken") == 1 and b.view.current["head"] == a.repo.head()
@@ -158,3 +162,19 @@ def test_a_remote_that_cannot_be_reached_is_counted_and_tried_again(tmp_path: Pa
         )  # committed, not pushed
     finally:
         m.actor.stop(timeout=30)
+
+
+def test_an_unforeseen_failure_is_counted_and_the_actor_goes_on(
+    machines: tuple[Machine, Machine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure no BatonError names (git saying what nobody expected) must not end the
+    actor: the node would restart, meet the same commit, and end again."""
+    _, b, _ = machines
+
+    def broken(*_: object) -> None:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(b.repo, "pull", broken)
+    b.tick()
+    b.tick()
+    assert b.counters.get("state.unavailable") == 2 and b.actor.is_alive()

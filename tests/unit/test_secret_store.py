@@ -4,6 +4,7 @@ wrongly keyed store is a named error that changes nothing."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -206,3 +207,27 @@ def test_changes_from_two_writers_at_once_are_all_kept(paths: HomePaths) -> None
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert len(store(paths).all()) == 41
+
+
+@pytest.mark.parametrize("how", ["fifo", "deep", "not-utf8-key", "huge-ref"])
+def test_damaged_key_files_are_named_errors_never_a_hang(paths: HomePaths, how: str) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    if how == "fifo":
+        s.ref_file.unlink()
+        os.mkfifo(s.ref_file, 0o600)
+    elif how == "deep":
+        s.ref_file.write_text("[" * 200_000)
+    elif how == "not-utf8-key":
+        s.key_file.write_bytes(b"\xff" * 44)
+    else:
+        s.ref_file.write_text(" " * 10_000)
+    with pytest.raises(BatonError):
+        store(paths).all()
+
+
+def test_a_key_file_with_a_trailing_newline_still_reads(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    s.key_file.write_text(s.key_file.read_text() + "\n")  # an editor added it
+    assert store(paths).all()["API_KEY"].value == VALUE

@@ -14,14 +14,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from baton.core.errors import StateSyncError, UntrustedCommit
+from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.registry import MachineEntry, Status, entry_from_card
 from baton.core.state_trust import Pulled, SignerWindow, signer_windows, ssh_public_key
+from baton.stores import state_repo
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
 from baton.stores.state_repo import REF, StateRepo
 
 NOW = 1_800_000_000.0
+HIGH = 1000  # the highest lease epoch known
 
 
 def member(identity: MachineIdentity, added_at: float = NOW - 1000) -> MachineEntry:
@@ -64,6 +66,7 @@ def forge(
     epoch: str = "1",
     base: str | None = None,
     force: bool = False,
+    message: bytes | None = None,
 ) -> str:
     """A commit on the remote's ref made by hand: signed with ``key`` (None: unsigned),
     dated ``date``, on ``base`` (default: the remote's tip); pushed, forced if asked."""
@@ -105,14 +108,9 @@ def forge(
     (work / "forged.txt").write_text(f"forged at {date}\n")
     run("add", "-A")
     stamp = f"{int(date)} +0000"
-    run(
-        "commit",
-        "-q",
-        "-m",
-        f"forged\n\nBaton-Epoch: {epoch}\n",
-        GIT_COMMITTER_DATE=stamp,
-        GIT_AUTHOR_DATE=stamp,
-    )
+    message_file = work.parent / f"message-{date}-{epoch}"
+    message_file.write_bytes(message or f"forged\n\nBaton-Epoch: {epoch}\n".encode())
+    run("commit", "-q", "-F", str(message_file), GIT_COMMITTER_DATE=stamp, GIT_AUTHOR_DATE=stamp)
     sha = run("rev-parse", "HEAD").strip()
     run("push", "-q", *(["--force"] if force else []), mesh.url, f"{sha}:{REF}")
     return sha
@@ -132,12 +130,12 @@ def holder_commits(repo: StateRepo, text: str, now: float = NOW, epoch: int = 1)
 def test_a_change_on_the_holder_reaches_a_standby_signed_and_verified(mesh: Mesh) -> None:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     first = holder_commits(holder, "one\n")
-    assert standby.pull(mesh.windows()) == Pulled(first, 1)
+    assert standby.pull(mesh.windows(), HIGH) == Pulled(first, 1)
     second = holder_commits(holder, "two\n", NOW + 5, epoch=2)
-    assert standby.pull(mesh.windows()) == Pulled(second, 1)
+    assert standby.pull(mesh.windows(), HIGH) == Pulled(second, 1)
     assert (standby.tree / "notes.txt").read_text() == "two\n"
     assert standby.head() == second == mesh.remote_tip()
-    assert standby.pull(mesh.windows()) == Pulled(second, 0)  # nothing new
+    assert standby.pull(mesh.windows(), HIGH) == Pulled(second, 0)  # nothing new
 
 
 def test_nothing_changed_is_no_commit(mesh: Mesh) -> None:
@@ -151,11 +149,11 @@ def test_commits_are_dated_no_earlier_than_their_parent(mesh: Mesh) -> None:
     """A holder whose clock is behind the last one's still makes commits in order."""
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n", NOW + 100)
-    standby.pull(mesh.windows())
+    standby.pull(mesh.windows(), HIGH)
     (standby.tree / "notes.txt").write_text("from a slow clock\n")
     made = standby.commit(epoch=2, now=NOW, message="turn")
     assert made is not None and standby.push()
-    assert mesh.repo("charlie").pull(mesh.windows()).head == made
+    assert mesh.repo("charlie").pull(mesh.windows(), HIGH).head == made
 
 
 def test_the_signing_key_file_is_the_machines_key_and_private(mesh: Mesh, tmp_path: Path) -> None:
@@ -172,7 +170,7 @@ def test_the_signing_key_file_is_the_machines_key_and_private(mesh: Mesh, tmp_pa
 def refused(mesh: Mesh, standby: StateRepo, words: str) -> None:
     before, text = standby.head(), (standby.tree / "notes.txt").read_text()
     with pytest.raises(UntrustedCommit, match=words):
-        standby.pull(mesh.windows())
+        standby.pull(mesh.windows(), HIGH)
     assert standby.head() == before and (standby.tree / "notes.txt").read_text() == text
     assert not (standby.tree / "forged.txt").exists()
 
@@ -181,7 +179,7 @@ def refused(mesh: Mesh, standby: StateRepo, words: str) -> None:
 def synced(mesh: Mesh) -> StateRepo:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n")
-    standby.pull(mesh.windows())
+    standby.pull(mesh.windows(), HIGH)
     return standby
 
 
@@ -214,7 +212,7 @@ def test_a_removed_machines_commit_from_before_its_removal_is_taken(
         mesh.entries["charlie"], status=Status.REVOKED, revoked_at=NOW + 50
     )
     sha = forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 40)
-    assert synced.pull(mesh.windows()) == Pulled(sha, 1)
+    assert synced.pull(mesh.windows(), HIGH) == Pulled(sha, 1)
 
 
 def test_a_members_commit_dated_before_its_parent_is_refused(
@@ -227,7 +225,7 @@ def test_a_members_commit_dated_before_its_parent_is_refused(
 def test_a_commit_of_an_older_epoch_is_refused(mesh: Mesh, tmp_path: Path) -> None:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n", epoch=5)
-    standby.pull(mesh.windows())
+    standby.pull(mesh.windows(), HIGH)
     forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, epoch="4")
     refused(mesh, standby, "epoch 4 below its parent's 5")
 
@@ -238,7 +236,7 @@ def test_a_rewritten_history_is_refused_even_when_well_signed(
     holder = mesh.repo("alpha")
     root = holder.head()
     holder_commits(holder, "two\n", NOW + 5)
-    synced.pull(mesh.windows())
+    synced.pull(mesh.windows(), HIGH)
     forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, base=root, force=True)
     refused(mesh, synced, "rewrites history")
 
@@ -266,7 +264,7 @@ def test_an_unreachable_remote_is_a_state_sync_error(mesh: Mesh, tmp_path: Path)
         HomePaths(tmp_path / "alpha"), mesh.ids["alpha"], f"file://{tmp_path}/nowhere.git"
     )
     with pytest.raises(StateSyncError, match="cannot read"):
-        repo.pull(mesh.windows())
+        repo.pull(mesh.windows(), HIGH)
     (repo.tree / "notes.txt").write_text("x\n")
     repo.commit(epoch=1, now=NOW, message="turn")
     with pytest.raises(StateSyncError, match="cannot push"):
@@ -285,3 +283,103 @@ def test_the_agent_cannot_reach_the_repository_from_its_tree(mesh: Mesh) -> None
     holder_commits(holder, "x\n")
     assert not (planted / "hooks" / "pre-commit.ran").exists()
     assert holder.git_dir != holder.tree / ".git"
+
+
+# --- what an attacking review found (each failed before its fix) -----------------------
+
+
+def test_a_commit_message_that_is_not_utf8_is_refused_not_a_crash(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    member = seed_key(mesh.ids["charlie"])
+    forge(mesh, tmp_path, key=member, date=NOW + 10, message=b"x\n\nBaton-Epoch: 1\xff\n")
+    refused(mesh, synced, "no single Baton-Epoch")
+
+
+def test_a_push_lost_in_a_failover_is_kept_aside_and_the_remotes_history_taken(
+    mesh: Mesh,
+) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH)
+    (alpha.tree / "notes.txt").write_text("alpha's, never pushed\n")
+    lost = alpha.commit(epoch=1, now=NOW + 1, message="turn")  # its push never happens
+    holder_commits(bravo, "bravo's\n", NOW + 2, epoch=2)  # bravo took over meanwhile
+    pulled = alpha.pull(mesh.windows(), HIGH)
+    assert pulled == Pulled(mesh.remote_tip(), 1)
+    assert (alpha.tree / "notes.txt").read_text() == "bravo's\n"
+    kept = subprocess.run(
+        ["git", f"--git-dir={alpha.git_dir}", "rev-parse", f"refs/baton/unpushed/{lost}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert kept == lost  # nothing lost: kept aside
+    holder_commits(alpha, "alpha again\n", NOW + 3, epoch=3)  # and it pushes again
+    assert bravo.pull(mesh.windows(), HIGH).head == alpha.head()
+
+
+def test_the_remotes_hooks_never_run_on_a_push(mesh: Mesh) -> None:
+    ran = mesh.root / "hook-ran"
+    for name in ("pre-receive", "update", "post-receive"):
+        hook = mesh.remote / "hooks" / name
+        hook.write_text(f"#!/bin/sh\ntouch {ran}\n")
+        hook.chmod(0o755)
+    holder_commits(mesh.repo("alpha"), "one\n")
+    assert not ran.exists()
+
+
+def test_the_users_gitconfig_changes_nothing(
+    mesh: Mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gitconfig"
+    config.write_text("[log]\n\tshowSignature = true\n[core]\n\tautocrlf = true\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    (holder.tree / "crlf.txt").write_bytes(b"a\r\nb\n")
+    holder_commits(holder, "one\n")
+    assert standby.pull(mesh.windows(), HIGH).taken == 1
+    assert (standby.tree / "crlf.txt").read_bytes() == b"a\r\nb\n"
+
+
+def test_a_flood_of_commits_is_taken_a_bounded_part_at_a_time(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_repo, "MAX_NEW_COMMITS", 3)
+    monkeypatch.setattr(state_repo, "BATCH", 2)
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    for i in range(5):
+        holder_commits(holder, f"{i}\n", NOW + i)
+    assert standby.pull(mesh.windows(), HIGH).taken == 3
+    assert (standby.tree / "notes.txt").read_text() == "2\n"
+    assert standby.pull(mesh.windows(), HIGH) == Pulled(mesh.remote_tip(), 2)
+
+
+def test_a_git_repository_in_the_tree_is_named_not_synced(mesh: Mesh) -> None:
+    holder = mesh.repo("alpha")
+    inner = holder.tree / "notes-repo"
+    subprocess.run(["git", "init", "-q", str(inner)], check=True, timeout=30)
+    (inner / "important.txt").write_text("x\n")
+    who = ["-c", "user.name=a", "-c", "user.email=a@b"]
+    subprocess.run(
+        ["git", *who, "commit", "-q", "--allow-empty", "-m", "x"], cwd=inner, check=True, timeout=30
+    )
+    holder_commits(holder, "one\n")
+    assert holder.nested == ["notes-repo"]
+
+
+def test_a_remote_ref_that_names_no_commit_is_refused(mesh: Mesh, synced: StateRepo) -> None:
+    blob = subprocess.run(
+        ["git", f"--git-dir={mesh.remote}", "hash-object", "-w", "--stdin"],
+        input="not a commit", capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    git.Repo(mesh.remote).git.update_ref(REF, blob)
+    with pytest.raises(UntrustedCommit, match="names no commit"):
+        synced.pull(mesh.windows(), HIGH)
+
+
+def test_a_commit_of_an_epoch_not_heard_of_waits(mesh: Mesh) -> None:
+    holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(holder, "one\n", epoch=5)
+    with pytest.raises(CommitAhead):
+        standby.pull(mesh.windows(), 4)
+    assert standby.head() is None and not (standby.tree / "notes.txt").exists()
+    assert standby.pull(mesh.windows(), 5).taken == 1
