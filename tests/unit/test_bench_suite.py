@@ -21,3 +21,9 @@ def test_every_benchmark_gives_its_rows() -> None:
     assert table[4] == ("throughput", "replies/s, guarantees on", "180.0", "ratio off/on 2.5")
     assert table[-1] == ("tail", "tail lag, flush 1000 ms", "60.0 ms", "p95 70.0 ms")
     assert rows({}) == []
+    state = {"change_ms_median": 300.0, "change_ms_p95": 400.0}
+    state |= {"verify_ms_median": 20.0, "verify_ms_p95": 30.0}
+    assert rows({"state_sync": state}) == [
+        ("state_sync", "state change to verified checkout", "300.0 ms", "p95 400.0 ms"),
+        ("state_sync", "verification per commit", "20.0 ms", "p95 30.0 ms"),
+    ]

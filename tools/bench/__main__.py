@@ -1,5 +1,5 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
-blocking and live-tail lag in one command, one table of medians, p95 and ratios
+blocking, live-tail lag and agent-state sync in one command, one table of medians, p95 and ratios
 (``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
@@ -24,6 +24,7 @@ FULL = {
     "throughput": ["--runs", "5", "--messages", "300"],
     "head_of_line": ["--stall-s", "20"],
     "tail": ["--seconds", "10"],
+    "state_sync": ["--changes", "30", "--batch", "50"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -31,6 +32,7 @@ QUICK = {
     "throughput": ["--runs", "1", "--messages", "100"],
     "head_of_line": ["--stall-s", "3"],
     "tail": ["--seconds", "3"],
+    "state_sync": ["--changes", "5", "--batch", "10"],
 }
 
 
@@ -86,6 +88,15 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
             out.append(("head_of_line", what, f"{o['p50_ms']} ms", f"p95 {o['p95_ms']} ms"))
     for r in results.get("tail", {}).get("results", []):
         out.append(_timed("tail", f"tail lag, flush {r['flush_ms']} ms", r["lag_ms"]))
+    s = results.get("state_sync")
+    if s:
+        for key, what in (
+            ("change", "state change to verified checkout"),
+            ("verify", "verification per commit"),
+        ):
+            out.append(
+                ("state_sync", what, f"{s[key + '_ms_median']} ms", f"p95 {s[key + '_ms_p95']} ms")
+            )
     return out
 
 
