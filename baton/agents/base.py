@@ -32,6 +32,7 @@ from baton.core.errors import BatonError
 
 MAX_REPLIES = 10
 MAX_REPLY_CHARS = 16000
+STATE_ENV = "AGENT_STATE_DIR"  # where the agent keeps state that follows the awake role
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -23,9 +24,18 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any, Literal
 
-from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, Agent, AgentFailed, AgentMessage, Turn
+from baton.agents.base import (
+    MAX_REPLIES,
+    MAX_REPLY_CHARS,
+    STATE_ENV,
+    Agent,
+    AgentFailed,
+    AgentMessage,
+    Turn,
+)
 from baton.core import safejson
 from baton.core.errors import ConfigError
 
@@ -133,12 +143,27 @@ def python_target(rest: str) -> tuple[str, str]:
     return module, function
 
 
+ECHO_STATE_FILE = "echo-turns.log"
+
+
 class EchoAgent:
     """Echoes the text and names the number of earlier turns (continuity made visible).
     A message that is not text is named by its kind: ``echo: [sticker] 👍 (earlier
-    turns: 0)``, ``echo: [photo] (earlier turns: 0)`` for a photo without a caption."""
+    turns: 0)``, ``echo: [photo] (earlier turns: 0)`` for a photo without a caption.
+
+    It keeps state too, as a real agent would: with a state directory (AGENT_STATE_DIR)
+    it appends ``<topic> <message id>`` to ECHO_STATE_FILE there for every message it
+    answers, so the demo can show that state following the awake role."""
+
+    def __init__(self, state_dir: str | None = None) -> None:
+        self.state_file = Path(state_dir) / ECHO_STATE_FILE if state_dir else None
 
     def handle(self, message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+        if self.state_file is not None:
+            with contextlib.suppress(OSError):  # its state is kept as far as it can be
+                fd = os.open(self.state_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                    fh.write(f"{message.topic} {message.message_id}\n")
         said = message.text
         if message.kind != "text":
             said = f"[{message.kind}] {said}" if said else f"[{message.kind}]"
@@ -235,7 +260,7 @@ def load_agent(spec: str) -> Agent:
     """The agent a spec names, ready to handle messages, or ConfigError("agent")."""
     kind, rest = parse_spec(spec)
     if kind == "echo":
-        return EchoAgent()
+        return EchoAgent(os.environ.get(STATE_ENV))
     if kind == "cmd":
         return CmdAgent(cmd_argv(rest))
     return load_python_agent(rest)

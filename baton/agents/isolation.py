@@ -41,14 +41,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from baton.agents.base import STATE_ENV
 from baton.core.errors import ConfigError
 from baton.core.settings import SANDBOXES
 
 BASE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 KNOB = "agent_sandbox"
-
-
-STATE_ENV = "AGENT_STATE_DIR"
 
 
 def agent_environment(

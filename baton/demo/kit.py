@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -28,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from baton.adapters.system_clock import SystemClock
+from baton.agents.builtin import ECHO_STATE_FILE
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh, wait_for
 from baton.demo.verdict import Report, ambiguous_sends, check
+from baton.stores.state_repo import REF as STATE_REF
 
 _TURNS = re.compile(r"\(earlier turns: (\d+)\)$")
 
@@ -291,6 +295,26 @@ def transcript_loss(run: Run, topics: list[str]) -> int:
         if replies and (found := _TURNS.search(replies[-1])):
             lost += max(0, len(replies) - 1 - int(found.group(1)))
     return lost
+
+
+def pushed_state(run: Run) -> list[str]:
+    """The echo agent's state file as the remote has it (StateSync pushes it there)."""
+    proc = subprocess.run(
+        ["git", f"--git-dir={run.store}", "show", f"{STATE_REF}:{ECHO_STATE_FILE}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"},
+    )
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+def state_lines(m: Machine) -> list[str]:
+    """The echo agent's state file in ``m``'s state directory."""
+    try:
+        return (m.home / "state" / ECHO_STATE_FILE).read_text().splitlines()
+    except OSError:
+        return []
 
 
 def unanswered(run: Run) -> set[int]:

@@ -7,7 +7,9 @@ topics the whole time, the demo
 
 1. kills the awake machine with kill -9 (node and supervisor, as a crash of the whole
    machine) and times the failover: kill -> the first reply the new holder gets
-   accepted; then starts it again (`baton up`) and it rejoins as a standby;
+   accepted; checks that the new holder's agent state (the echo agent's state file,
+   synchronized through git: StateSync) holds every turn the remote had at the kill;
+   then starts it again (`baton up`) and it rejoins as a standby;
 2. hands the role back to it with `baton wakeup` and times the handoff: asked -> the
    first reply at the new epoch;
 3. pauses the awake machine (SIGSTOP) past its lease, lets a standby take over, and
@@ -32,7 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton.demo.devmesh import SYNC_POLL_S, Machine, wait_for
-from baton.demo.kit import Loader, Run, Watcher, all_answered, transcript_loss, verdict
+from baton.demo.kit import (
+    Loader,
+    Run,
+    Watcher,
+    all_answered,
+    pushed_state,
+    state_lines,
+    transcript_loss,
+    verdict,
+)
 
 NAMES = ("alpha", "bravo", "charlie")
 TOPICS = ["general", "travel", "recipes", "work"]
@@ -58,7 +69,7 @@ class Progress:
 SINKS = ("telegram", "fencing")  # what `--sink both` runs, in this order
 SUMMED: tuple[str, ...] = ("messages", "replies", "lost", "duplicated", "reported_doubles")
 SUMMED += ("stale_refused", "repeats_refused", "stale_accepted", "epochs_backwards")
-SUMMED += ("overlapping", "transcript_loss")
+SUMMED += ("overlapping", "transcript_loss", "state_turns", "state_lost")
 
 
 def combine(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -198,14 +209,19 @@ class Demo:
         self.step(f"kill -9 the awake machine, {victim.name} (epoch {epoch}): node and supervisor")
         self.watcher.poll(victim)
         self.progress.notes[victim.name] = "killed"
+        kept = pushed_state(self.run)  # the agent's state the remote had at the kill
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)  # the whole machine: nothing restarts it
         self.watcher.died(victim)
         heir, new_epoch = self._holder(after=epoch)
         self.measured["failover_s"] = self._first_reply(heir, new_epoch, killed_at)
+        self._state_kept(heir, kept)
+        lost = self.measured["state_lost"]
+        state = f"{lost} LOST of the" if lost else "all"
         self.done(
             f"{heir.name} took over at epoch {new_epoch}; first reply "
-            f"{self.measured['failover_s']:.2f} s after the kill (lease ttl {TTL_MS / 1000:.0f} s)"
+            f"{self.measured['failover_s']:.2f} s after the kill (lease ttl {TTL_MS / 1000:.0f} s);"
+            f" agent state: {state} {len(kept)} turns pushed before the kill"
         )
         self.step(f"`baton up` on {victim.name} again: it rejoins as a standby")
         self.progress.notes[victim.name] = "restarting"
@@ -215,6 +231,18 @@ class Demo:
         self.progress.notes.pop(victim.name)
         self.done("standing by")
         self.victim = victim
+
+    def _state_kept(self, heir: Machine, kept: list[str]) -> None:
+        """The new holder's agent state starts with every turn the remote had at the kill
+        (what the dead holder had not pushed yet is lost with it: at most one
+        state_sync_ms of turns)."""
+        try:
+            wait_for(lambda: state_lines(heir)[: len(kept)] == kept, 60, "the agent's state")
+            lost = 0
+        except TimeoutError:
+            have = state_lines(heir)
+            lost = len(kept) - sum(1 for a, b in zip(have, kept, strict=False) if a == b)
+        self.measured["state_turns"], self.measured["state_lost"] = len(kept), lost
 
     def handoff(self) -> None:
         self.steady(20)
@@ -270,7 +298,7 @@ class Demo:
         report, sends = verdict(run)
         outcomes = [s["outcome"] for s in sends]
         summary = {
-            "ok": report.ok and answered,
+            "ok": report.ok and answered and self.measured.get("state_lost") == 0,
             "messages": report.posted,
             "replies": report.accepted,
             "lost": len(report.lost),
@@ -284,6 +312,10 @@ class Demo:
             "failover_s": self.measured.get("failover_s"),
             "handoff_s": self.measured.get("handoff_s"),
             "transcript_loss": transcript_loss(run, TOPICS),
+            # the agent's state (StateSync): turns the remote held at the kill, and those
+            # of them the new holder's state directory lacked
+            "state_turns": self.measured.get("state_turns"),
+            "state_lost": self.measured.get("state_lost"),
             # the highest epoch a machine held (a sink like Telegram takes no epochs)
             "epoch": max(
                 [int(e["epoch"]) for e in run.history.of("role") if e.get("role") == "awake"]

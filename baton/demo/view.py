@@ -57,7 +57,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for key, value in summary.items():
         if key in ("examples", "sinks"):
             continue
-        bad = key in ("lost", "duplicated", "stale_accepted", "overlapping", "epochs_backwards")
+        bad = key in (
+            "lost", "duplicated", "stale_accepted", "overlapping", "epochs_backwards", "state_lost"
+        )  # fmt: skip
         style = "bold red" if (bad and value) or (key == "ok" and not value) else ""
         table.add_row(key, Text(str(value), style))
     return table

@@ -15,6 +15,7 @@ import pytest
 
 from baton.agents.base import MAX_REPLIES, MAX_REPLY_CHARS, AgentFailed, AgentMessage, Turn
 from baton.agents.builtin import (
+    ECHO_STATE_FILE,
     CmdAgent,
     EchoAgent,
     check_replies,
@@ -345,3 +346,13 @@ def test_a_request_whose_message_is_no_object_is_a_bad_request(message: object) 
     line = json.dumps({"id": 1, "message": message, "history": []}).encode()
     reply = answer(lambda m, h: ["never"], line)
     assert reply["reason"] == "error" and "bad request" in reply["error"]
+
+
+def test_the_echo_agent_keeps_a_line_per_turn_in_its_state_directory(tmp_path: Path) -> None:
+    agent = EchoAgent(str(tmp_path))
+    agent.handle(AgentMessage("t1", 7, "hi", "u"), [])
+    agent.handle(AgentMessage("t2", 8, "ho", "u"), [])
+    assert (tmp_path / ECHO_STATE_FILE).read_text() == "t1 7\nt2 8\n"
+    assert (tmp_path / ECHO_STATE_FILE).stat().st_mode & 0o777 == 0o600
+    gone = EchoAgent(str(tmp_path / "missing"))  # a state it cannot write: it still answers
+    assert gone.handle(AgentMessage("t", 1, "x", "u"), []) == ["echo: x (earlier turns: 0)"]

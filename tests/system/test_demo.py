@@ -45,6 +45,9 @@ def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(clean: Path) -> 
     sinks = summary["sinks"]  # issue 15: both sinks, no loss and no transcript loss in each
     assert set(sinks) == {"telegram", "fencing"}
     assert all(r["lost"] == 0 and r["transcript_loss"] == 0 for r in sinks.values()), sinks
+    # issue 19: the agent's state (the echo agent's state file, synchronized through git)
+    # holds on the new holder every turn the remote had at the kill
+    assert all(r["state_lost"] == 0 and r["state_turns"] > 0 for r in sinks.values()), sinks
     fencing = sinks["fencing"]
     assert fencing["replies"] == fencing["messages"] and fencing["reported_doubles"] == 0
     assert summary["stale_accepted"] == 0 and summary["overlapping"] == 0
