@@ -30,7 +30,9 @@ from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.state_repo import StateRepo
 
 GIT_TIMEOUT_S = 10.0
-FLUSH_WAIT_S = 3 * GIT_TIMEOUT_S  # a commit and a push, each with its deadline
+# a stop waits this long for the last commit and push, not for an unreachable remote's
+# deadline: the lease's release comes next, and a supervisor kills a node slow to stop
+FLUSH_WAIT_S = 5.0
 
 
 def state_remote(settings: Settings) -> str | None:
@@ -55,7 +57,7 @@ class StateParts:
             self.actor.ask(Flush(), timeout=FLUSH_WAIT_S)
 
     def stop(self) -> None:
-        self.actor.stop(timeout=FLUSH_WAIT_S)
+        self.actor.stop(timeout=GIT_TIMEOUT_S + FLUSH_WAIT_S)  # after a git call in flight
 
     def is_alive(self) -> bool:
         return bool(self.actor.is_alive())
