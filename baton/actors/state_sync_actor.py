@@ -4,7 +4,9 @@ Every ``interval_ms`` (on its Tick):
 - **holding**: after a pull when it has just become the holder (a new holder starts
   from the newest verified state), it commits whatever changed in the tree, signed and
   stamped with its epoch, and fast-forwards the remote to it. A push the remote refuses
-  (it moved elsewhere) is never forced: counted, alarmed, and tried again.
+  (an older holder's late push landed first) is never forced: the remote's commits are
+  verified and merged in (theirs where they do not conflict, ours where they do, the
+  paths named: ``state.conflicts``), and the merge is pushed.
 - **standby**: it pulls: every new commit is verified (baton.core.state_trust) before
   the tree moves; a refused one leaves the tree where it was, counted and alarmed. A
   commit of an epoch above the highest it has heard of waits (``state.ahead``, no
@@ -15,7 +17,8 @@ at once, so a planned stop or handoff carries the last turns' changes.
 
 Invariants:
 - Only a holder commits or pushes, and only with the epoch it holds.
-- The tree moves only to a verified descendant of what it held (StateStore.pull).
+- The tree moves only to a verified descendant of what it held, or, when the remote
+  never took this machine's last commits (kept aside), of the last commit it had.
 - A failure of the store, even one no BatonError names, is counted and logged (a new
   kind or refused commit at once, repeats once a minute) and never stops the actor:
   the next tick tries again.
@@ -87,6 +90,7 @@ class StateSyncActor(pykka.ThreadingActor):
         self.must_pull = True
         self.pushed: str | None = None
         self.refused: dict[str, str] | None = None
+        self.conflicts: list[str] = []  # of the last merge of the remote's commits
         self.logged: dict[str, tuple[str, float]] = {}
 
     def on_start(self) -> None:
@@ -127,6 +131,7 @@ class StateSyncActor(pykka.ThreadingActor):
             "head": head,
             "pushed": self.pushed,
             "refused": self.refused,
+            "conflicts": self.conflicts,
         }
 
     def _sync(self) -> None:
@@ -174,15 +179,42 @@ class StateSyncActor(pykka.ThreadingActor):
             head = self.store.head()
             if head is None or head == self.pushed:
                 return
-            if self.store.push():
-                self.pushed = head
-                self.counters.inc("state.pushed")
-            else:
+            if not self.store.push():
                 self.counters.inc("state.push_refused")
-                self._warn("push_refused", head, "the state remote moved elsewhere; not forcing it")
+                if not self._absorb():
+                    return
+                head = self.store.head()
+                if not self.store.push():
+                    self._warn("push_refused", str(head), "the state remote moved again; later")
+                    return
+            self.pushed = head
+            self.counters.inc("state.pushed")
         except BatonError as exc:
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"state commit or push failed: {exc.detail}")
+
+    def _absorb(self) -> bool:
+        """The remote has commits this holder lacks (an older holder's late push): merge
+        them in, never force over them. False if they cannot be (not trusted, or of a
+        newer holder: then this one is stale and the lease says so soon)."""
+        try:
+            conflicts = self.store.absorb(
+                self.signers(), self.highest_epoch, epoch=self.epoch, now=self.clock.wall_s()
+            )
+        except UntrustedCommit as exc:
+            self.counters.inc("state.untrusted")
+            self.refused = {"commit": exc.sha, "reason": exc.reason}
+            self._warn("untrusted", exc.sha, f"will not merge the remote's state: {exc.detail}")
+            return False
+        self.counters.inc("state.merged")
+        if conflicts:
+            self.counters.inc("state.conflicts", len(conflicts))
+            where = ", ".join(conflicts)
+            self._warn(
+                "conflicts", where, f"kept this holder's side of {where}; theirs is in the history"
+            )
+        self.conflicts = conflicts
+        return True
 
     def _warn(self, kind: str, what: str, line: str) -> None:
         """Log a new ``what`` of ``kind`` at once, the same one again once a minute."""

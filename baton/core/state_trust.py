@@ -170,3 +170,9 @@ class StateStore(Protocol):
 
     def pull(self, windows: Mapping[str, SignerWindow], max_epoch: int) -> Pulled:
         """Fetch, verify every new commit (UntrustedCommit if one fails), take them."""
+
+    def absorb(
+        self, windows: Mapping[str, SignerWindow], max_epoch: int, *, epoch: int, now: float
+    ) -> list[str]:
+        """Verify the remote's commits head() lacks and merge them in; the paths in
+        conflict (this holder's side kept)."""

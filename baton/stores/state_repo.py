@@ -44,7 +44,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from baton.core.errors import StateSyncError, UntrustedCommit
+from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.state_trust import EPOCH_TRAILER, CommitFacts, Pulled, SignerWindow, judge
 from baton.stores.files import atomic_write, ensure_private_dir
 from baton.stores.git_cli import first_error_line, push_guard, run_git, shown
@@ -173,7 +173,7 @@ class StateRepo:
         parent = self.head()
         when = math.floor(now)
         if parent is not None:
-            when = max(when, int(self._ok("show", "-s", "--format=%ct", parent).strip()))
+            when = max(when, self._time(parent))
         stamp = f"{when} +0000"
         self._ok(
             "commit",
@@ -234,6 +234,16 @@ class StateRepo:
             return Pulled(base, 0)
         if base is not None and not self._descends(base, tip):
             base = self._set_aside(base, tip)
+        shas, whole = self._verify(base, tip, windows, max_epoch)
+        newest = tip if whole else self._newest_of(base, shas)
+        self._move_to(base, newest)
+        return Pulled(newest, len(shas))
+
+    def _verify(
+        self, base: str | None, tip: str, windows: Mapping[str, SignerWindow], max_epoch: int
+    ) -> tuple[list[str], bool]:
+        """Judge the commits of ``tip`` that ``base`` lacks, oldest first, BATCH at a time,
+        at most MAX_NEW_COMMITS; (those verified, whether that was all of them)."""
         self.set_signers(windows)
         listed = self._ok(
             "rev-list", "--reverse", "--topo-order", f"{base}..{tip}" if base else tip
@@ -247,9 +257,49 @@ class StateRepo:
             known |= {c.sha: c for c in self._facts(sorted(missing))} if missing else {}
             judge(batch, known, windows, max_epoch)
             known |= {c.sha: c for c in batch}
-        newest = tip if len(everything) == len(shas) else self._newest_of(base, shas)
-        self._move_to(base, newest)
-        return Pulled(newest, len(shas))
+        return shas, len(shas) == len(everything)
+
+    def absorb(
+        self, windows: Mapping[str, SignerWindow], max_epoch: int, *, epoch: int, now: float
+    ) -> list[str]:
+        """The holder's push was refused: the remote has commits its head lacks (a late
+        push of the holder before it). Verify them and merge them in, signed at
+        ``epoch``: theirs where they do not conflict, ours where they do (whole files
+        when git cannot merge them); the paths in conflict are returned (their side
+        stays in the history: nothing is lost). The
+        next push then fast-forwards. Never merges a remote of a newer epoch: that holder
+        is newer than this one."""
+        head, tip = self.head(), self.fetch()
+        if head is None or tip is None or self._descends(tip, head):
+            return []
+        shas, whole = self._verify(head, tip, windows, max_epoch)
+        if not whole:
+            raise StateSyncError(f"{len(shas)}+ commits to merge: more than one merge takes")
+        theirs = max((c.epoch or 0) for c in self._facts([tip]))
+        if theirs > epoch:
+            raise CommitAhead(tip, f"the remote is at epoch {theirs}, this holder at {epoch}")
+        when = max(math.floor(now), *(self._time(c) for c in (head, tip)))
+        message = f"merge the remote's state\n\n{EPOCH_TRAILER}: {epoch}\n"
+        dates = {"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"}
+        merge = ("merge", "-q", "--no-ff", "--no-verify", "-S", "-m", message)
+        conflicts: list[str] = []
+        if self._git(*merge, tip, env=dates).returncode != 0:
+            conflicts = self._ok("diff", "--name-only", "--diff-filter=U", "-z").split("\0")
+            conflicts = [c for c in conflicts if c]
+            self._git("merge", "--abort")
+            # theirs everywhere but the conflicting hunks; if git cannot (a file one side
+            # deleted), ours whole: theirs stays in the history either way
+            if self._git(*merge, "-X", "ours", tip, env=dates).returncode != 0:
+                self._git("merge", "--abort")
+                self._ok(*merge, "-s", "ours", tip, env=dates)
+        made = self._ref("HEAD")
+        if made is None:
+            raise StateSyncError("git merge made no commit")
+        self._ok("update-ref", VERIFIED, made)
+        return conflicts
+
+    def _time(self, sha: str) -> int:
+        return int(self._ok("show", "-s", "--format=%ct", sha).strip())
 
     def _newest_of(self, base: str | None, shas: list[str]) -> str:
         """The last of a capped prefix of new commits that descends from ``base`` (the

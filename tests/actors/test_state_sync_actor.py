@@ -178,3 +178,24 @@ def test_an_unforeseen_failure_is_counted_and_the_actor_goes_on(
     b.tick()
     b.tick()
     assert b.counters.get("state.unavailable") == 2 and b.actor.is_alive()
+
+
+def test_a_late_push_of_the_holder_before_is_merged_and_pushed(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    a, b, remote = machines
+    a.lease(Phase.HOLDING, 1)
+    a.write("one\n")
+    a.tick()
+    b.lease(Phase.STANDBY, 1)
+    b.tick()  # bravo has "one"
+    b.lease(Phase.HOLDING, 2)
+    b.tick()  # its first tick as holder: it pulls, nothing to commit yet
+    (b.repo.tree / "bravo.txt").write_text("bravo's\n")
+    (a.repo.tree / "alpha.txt").write_text("alpha's late\n")
+    a.actor.ask(Flush(), timeout=60)  # alpha's late push lands first
+    b.tick()
+    assert b.counters.get("state.push_refused") == 1 and b.counters.get("state.merged") == 1
+    assert b.view.current["pushed"] == b.repo.head() == git.Repo(remote).rev_parse(REF).hexsha
+    assert (b.repo.tree / "alpha.txt").read_text() == "alpha's late\n"
+    assert b.view.current["conflicts"] == []

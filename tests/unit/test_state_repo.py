@@ -383,3 +383,70 @@ def test_a_commit_of_an_epoch_not_heard_of_waits(mesh: Mesh) -> None:
         standby.pull(mesh.windows(), 4)
     assert standby.head() is None and not (standby.tree / "notes.txt").exists()
     assert standby.pull(mesh.windows(), 5).taken == 1
+
+
+# --- a late push of the holder before: merged, never forced -------------------------
+
+
+@pytest.fixture
+def late_push(mesh: Mesh) -> tuple[StateRepo, StateRepo]:
+    """alpha held epoch 1; bravo holds epoch 2, with a commit of its own not pushed yet,
+    when alpha's last push (late) lands on the remote."""
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH)
+    (bravo.tree / "bravo.txt").write_text("bravo's own\n")
+    assert bravo.commit(epoch=2, now=NOW + 2, message="turn") is not None
+    (alpha.tree / "alpha.txt").write_text("alpha's late\n")
+    holder_commits(alpha, "alpha's late notes\n", NOW + 1, epoch=1)
+    assert bravo.push() is False  # the remote moved: never forced
+    return alpha, bravo
+
+
+def test_a_late_push_of_the_holder_before_is_merged_in(
+    mesh: Mesh, late_push: tuple[StateRepo, StateRepo]
+) -> None:
+    _, bravo = late_push
+    late = mesh.remote_tip()
+    assert bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 3) == []
+    assert bravo.push() is True
+    charlie = mesh.repo("charlie")
+    assert charlie.pull(mesh.windows(), HIGH).head == bravo.head() == mesh.remote_tip()
+    for name, text in (("bravo.txt", "bravo's own\n"), ("alpha.txt", "alpha's late\n")):
+        assert (charlie.tree / name).read_text() == text  # both sides, nothing lost
+    assert bravo._descends(late, bravo.head() or "")
+
+
+def test_a_conflict_keeps_the_holders_side_names_the_path_and_loses_nothing(
+    mesh: Mesh, late_push: tuple[StateRepo, StateRepo]
+) -> None:
+    _, bravo = late_push
+    (bravo.tree / "notes.txt").write_text("bravo's notes\n")
+    bravo.commit(epoch=2, now=NOW + 3, message="turn")
+    late = mesh.remote_tip()
+    assert bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 4) == ["notes.txt"]
+    assert (bravo.tree / "notes.txt").read_text() == "bravo's notes\n"
+    assert (bravo.tree / "alpha.txt").read_text() == "alpha's late\n"  # no conflict there
+    assert bravo.push() is True and bravo._descends(late, mesh.remote_tip())
+    theirs = git.Repo(mesh.remote).git.show(f"{late}:notes.txt")
+    assert theirs == "alpha's late notes"  # in the history
+
+
+def test_a_remote_of_a_newer_holder_is_never_merged(
+    mesh: Mesh, late_push: tuple[StateRepo, StateRepo]
+) -> None:
+    _, bravo = late_push
+    head = bravo.head()
+    with pytest.raises(CommitAhead, match="the remote is at epoch 1, this holder at 0"):
+        bravo.absorb(mesh.windows(), HIGH, epoch=0, now=NOW + 3)
+    assert bravo.head() == head
+
+
+def test_a_file_one_side_deleted_keeps_the_holders_side_whole(
+    mesh: Mesh, late_push: tuple[StateRepo, StateRepo]
+) -> None:
+    _, bravo = late_push
+    (bravo.tree / "notes.txt").unlink()
+    bravo.commit(epoch=2, now=NOW + 3, message="turn")
+    assert bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 4) == ["notes.txt"]
+    assert not (bravo.tree / "notes.txt").exists() and bravo.push() is True
