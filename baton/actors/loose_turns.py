@@ -57,20 +57,28 @@ class LooseTurn:
 
 
 class LooseTurns:
-    """The loose turns of one standby, by ledger key, oldest first."""
+    """The loose turns of one standby, by ledger key, oldest first.
+
+    The markers and the live tail reach a standby by two actors, in either order: a
+    turn the chain already brought is not kept loose when its marker's news comes after
+    (the last ``limit`` keys the chain brought are remembered for that)."""
 
     def __init__(self, limit: int = MAX_LOOSE) -> None:
         if limit < 1:
             raise ValueError("LooseTurns: limit must be at least 1")
         self.limit = limit
         self._turns: OrderedDict[str, LooseTurn] = OrderedDict()
+        self._chained: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._turns)
 
     def add(self, turn: LooseTurn) -> int:
-        """Keep ``turn`` (the same key again replaces it in its place); how many of the
-        oldest were dropped to stay within the limit."""
+        """Keep ``turn`` (the same key again replaces it in its place) unless the chain
+        brought it already; how many of the oldest were dropped to stay within the
+        limit."""
+        if turn.ledger_key in self._chained:
+            return 0
         self._turns[turn.ledger_key] = turn
         dropped = 0
         while len(self._turns) > self.limit:
@@ -79,8 +87,13 @@ class LooseTurns:
         return dropped
 
     def discard(self, key: str) -> None:
-        """The holder's chain brought ``key``: its loose turn is no longer needed."""
+        """The holder's chain brought ``key``: its loose turn is no longer needed, now
+        or when its marker's news comes later."""
         self._turns.pop(key, None)
+        self._chained[key] = None
+        self._chained.move_to_end(key)
+        while len(self._chained) > self.limit:
+            self._chained.popitem(last=False)
 
     def take(self) -> dict[str, list[LooseTurn]]:
         """Every loose turn by topic in message-id order; they are forgotten."""
