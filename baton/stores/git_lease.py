@@ -34,7 +34,7 @@ from gitdb.db import LooseObjectDB
 from baton.core.errors import ConfigError, LeaseStoreError
 from baton.core.lease_record import LeaseRecord
 from baton.core.lease_store import CasResult, Stored, decode_stored
-from baton.stores.git_cli import first_error_line, push_guard, run_git, shown
+from baton.stores.git_cli import first_error_line, run_git, shown
 
 log = logging.getLogger("baton.lease")
 
@@ -150,7 +150,6 @@ class GitLeaseStore:
         return self._git(
             "push",
             "--porcelain",
-            *push_guard(self.url),
             f"--force-with-lease={REF}:{expected or ''}",
             self.url,
             f"{commit}:{REF}",
