@@ -13,17 +13,13 @@ and p95 of each (ms), the write of the three objects and the push apart.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from baton.core.lease_record import LeaseRecord
 from baton.stores.git_lease import GitLeaseStore, ensure_git_remote, git_url
-from tools.bench.pipeline import percentile
+from tools.bench.timing import busy, report, summary
 
 HOLDER = "m_aaaaaaaaaaaaaaaa"
 
@@ -67,24 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=0, help="busy processes beside it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
-    try:
-        with tempfile.TemporaryDirectory(prefix="baton-bench-") as root:
-            times = measure(Path(root), args.writes)
-    finally:
-        for proc in busy:
-            proc.kill()
-            proc.wait(timeout=10)
-    result: dict[str, float | int] = {"writes": args.writes, "load": args.load}
-    for name, values in times.items():
-        result[f"{name}_ms_median"] = round(statistics.median(values), 1)
-        result[f"{name}_ms_p95"] = round(percentile(values, 0.95), 1)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print("git lease store renewal (ms):")
-        for key, value in result.items():
-            print(f"  {key:<18} {value}")
+    with busy(args.load), tempfile.TemporaryDirectory(prefix="baton-bench-") as root:
+        times = measure(Path(root), args.writes)
+    result = {"writes": args.writes, "load": args.load, **summary(times)}
+    report(result, "git lease store renewal (ms):", args.json)
     return 0
 
 

@@ -16,14 +16,9 @@ Medians and p95 in ms. ``--load N`` runs N busy processes beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import git
 
@@ -32,7 +27,7 @@ from baton.core.state_trust import signer_windows
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home
 from baton.stores.state_repo import StateRepo
-from tools.bench.pipeline import percentile
+from tools.bench.timing import busy, report, summary
 
 EPOCH = 1
 
@@ -86,24 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=0, help="busy processes beside it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
-    try:
-        with tempfile.TemporaryDirectory(prefix="baton-bench-") as root:
-            times = measure(Path(root), args.changes, args.batch)
-    finally:
-        for proc in busy:
-            proc.kill()
-            proc.wait(timeout=10)
-    result: dict[str, Any] = {"changes": args.changes, "batch": args.batch, "load": args.load}
-    for name, values in times.items():
-        result[f"{name}_ms_median"] = round(statistics.median(values), 1)
-        result[f"{name}_ms_p95"] = round(percentile(values, 0.95), 1)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print("agent state, holder to verified standby checkout (ms; verify: per commit):")
-        for key, value in result.items():
-            print(f"  {key:<22} {value}")
+    with busy(args.load), tempfile.TemporaryDirectory(prefix="baton-bench-") as root:
+        times = measure(Path(root), args.changes, args.batch)
+    result = {"changes": args.changes, "batch": args.batch, "load": args.load, **summary(times)}
+    title = "agent state, holder to verified standby checkout (ms; verify: per commit):"
+    report(result, title, args.json)
     return 0
 
 
