@@ -123,10 +123,11 @@ class SecretStore:
 
     # --- the master key --------------------------------------------------------------
 
-    def _key(self, create: bool) -> bytes | None:
+    def _key(self) -> bytes | None:
+        """The master key, None before the first secret is set."""
         ref = self._ref()
         if ref is None:
-            return self._new_key() if create else None
+            return None
         key = self._key_from(ref)
         if key_id(key).hex() != ref.key_id:
             raise WrongSecretKey(f"the master key in the {ref.where} is not the one recorded")
@@ -237,19 +238,19 @@ class SecretStore:
     def all(self) -> dict[str, Secret]:
         """Every secret, values included (for the node; `list` shows no value)."""
         with self._locked():
-            return self._read(self._key(create=False))
+            return self._read(self._key())
 
     def set(self, name: str, value: str, now: float) -> None:
         with self._locked():
-            key = self._key(create=True)
-            assert key is not None
-            secrets = self._read(key)
+            key = self._key()
+            secrets = self._read(key)  # a store without its key: refused before a new key
+            key = key or self._new_key()
             self._write(key, rules.with_secret(secrets, name, value, self.machine_id, now))
         log.info("secret %s set", name)
 
     def remove(self, name: str) -> None:
         with self._locked():
-            key = self._key(create=False)
+            key = self._key()
             secrets = self._read(key)
             if name not in secrets or key is None:
                 raise NoSuchSecret(f"no secret named {name[:80]!r}")

@@ -151,9 +151,10 @@ def test_a_store_sealed_under_another_key_is_refused_untouched(paths: HomePaths)
     s.ref_file.unlink()
     with pytest.raises(SecretsError, match="no master key"):
         s.all()
-    with pytest.raises(WrongSecretKey):
-        s.set("NEW", "x", 2.0)  # a new key is made, and the old store is not replaced
+    with pytest.raises(SecretsError, match="no master key"):
+        s.set("NEW", "x", 2.0)  # no new key in its place, and the store is not replaced
     assert s.file.read_bytes() == sealed
+    assert not s.key_file.exists() and not s.ref_file.exists()
 
 
 def test_a_changed_key_file_is_noticed(paths: HomePaths) -> None:
