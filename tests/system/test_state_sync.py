@@ -54,8 +54,12 @@ def test_a_change_on_the_holder_reaches_every_standby_and_survives_a_failover(me
     note(holder, "first\n")
     for m in others:
         wait_for(lambda m=m: has_note(m, "first\n"), 60, f"{m.name} to take the change")
-    heads = {status(m)["state"]["head"] for m in mesh.machines}
-    assert len(heads) == 1 and None not in heads
+
+    def one_head() -> bool:  # status shows a pull once it is done: after the tree moved
+        heads = {status(m)["state"]["head"] for m in mesh.machines}
+        return len(heads) == 1 and None not in heads
+
+    wait_for(one_head, 30, "every machine's status to show the same verified commit")
     assert status(holder)["counters"].get("state.pushed", 0) >= 1
 
     holder.send_signal(signal.SIGKILL)
