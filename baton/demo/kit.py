@@ -34,6 +34,7 @@ from baton.agents.builtin import ECHO_STATE_FILE
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh, wait_for
 from baton.demo.verdict import Report, ambiguous_sends, check
+from baton.stores.git_cli import WITHOUT_USER_CONFIG
 from baton.stores.state_repo import REF as STATE_REF
 
 _TURNS = re.compile(r"\(earlier turns: (\d+)\)$")
@@ -304,7 +305,7 @@ def pushed_state(run: Run) -> list[str]:
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"},
+        env={**os.environ, **WITHOUT_USER_CONFIG},
     )
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 

@@ -72,6 +72,19 @@ def check_private_file(path: Path) -> None:
         )
 
 
+def read_private(path: Path, limit: int) -> bytes:
+    """A private regular file's bytes, at most ``limit`` + 1 of them (more than
+    ``limit``: the caller refuses it). Checked as check_private_file does, then opened
+    without following a link and without waiting: a FIFO swapped in after the check is
+    refused (HomeError), never waited on."""
+    check_private_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HomeError(f"{path} is not a regular file")
+        return fh.read(limit + 1)
+
+
 def check_private_dir(path: Path) -> None:
     """Refuse a directory that other users could write into."""
     _check_not_writable_by_others(path, is_dir=True)

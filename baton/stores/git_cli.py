@@ -26,6 +26,8 @@ from pathlib import Path
 from baton.core.errors import BatonError
 
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+# neither the user's nor the system's gitconfig: what baton reads and commits is its own
+WITHOUT_USER_CONFIG = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def push_guard(url: str) -> list[str]:

@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from baton.core import safejson
 from baton.core import secret_rules as rules
 from baton.core.errors import NoSuchSecret, SecretsCorrupt, SecretsError, WrongSecretKey
 from baton.core.secret_rules import Secret
-from baton.stores.files import atomic_write, check_private_file, ensure_private_dir
+from baton.stores.files import atomic_write, ensure_private_dir, read_private
 from baton.stores.home import HomePaths
 
 log = logging.getLogger("baton.secrets")
@@ -81,21 +80,9 @@ def system_keychain() -> Keychain | None:
     return backend
 
 
-def _private_bytes(path: Path, limit: int) -> bytes:
-    """A private regular file's bytes, at most ``limit`` + 1 of them: a FIFO (even one
-    swapped in after the check), a link or a file others may read is refused, never
-    waited on."""
-    check_private_file(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SecretsCorrupt(f"{path} is not a regular file")
-        return fh.read(limit + 1)
-
-
 def _small(path: Path) -> bytes:
     """A key or a key reference: small, or not what baton wrote."""
-    data = _private_bytes(path, SMALL_FILE_BYTES)
+    data = read_private(path, SMALL_FILE_BYTES)
     if len(data) > SMALL_FILE_BYTES:
         raise SecretsCorrupt(f"{path} is too big to be what baton wrote")
     return data
@@ -206,7 +193,7 @@ class SecretStore:
     def _read(self, key: bytes | None) -> dict[str, Secret]:
         if not self.file.exists():
             return {}
-        blob = _private_bytes(self.file, MAX_FILE_BYTES)  # readable by others: refused
+        blob = read_private(self.file, MAX_FILE_BYTES)  # readable by others: refused
         if len(blob) > MAX_FILE_BYTES or len(blob) < HEADER_BYTES + NONCE_BYTES + 16:
             raise SecretsCorrupt(f"{self.file} is not a secret store (size {len(blob)})")
         header, nonce = blob[:HEADER_BYTES], blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]

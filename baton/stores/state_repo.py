@@ -47,7 +47,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.state_trust import EPOCH_TRAILER, CommitFacts, Pulled, SignerWindow, judge
 from baton.stores.files import atomic_write, ensure_private_dir
-from baton.stores.git_cli import first_error_line, push_guard, run_git, shown
+from baton.stores.git_cli import (
+    WITHOUT_USER_CONFIG,
+    first_error_line,
+    push_guard,
+    run_git,
+    shown,
+)
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 
@@ -71,7 +77,6 @@ _FIELDS = (
     f"%(trailers:key={EPOCH_TRAILER},valueonly,separator=%x2c)",
 )
 _FORMAT = "%x1f".join(_FIELDS)
-_ISOLATED = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 class StateRepo:
@@ -126,7 +131,7 @@ class StateRepo:
             cwd=self.paths.root,
             timeout_s=timeout_s or self.timeout_s,
             error=lambda detail: StateSyncError(f"{detail} ({shown(self.remote)})"),
-            env={**_ISOLATED, **(env or {})},
+            env={**WITHOUT_USER_CONFIG, **(env or {})},
         )
 
     def _ok(
