@@ -1,24 +1,30 @@
 """StateSyncActor: the agent's state directory follows the awake role (StateSync).
 
 Every ``interval_ms`` (on its Tick):
-- **holding**: after a pull when it has just become the holder (a new holder starts
-  from the newest verified state), it commits whatever changed in the tree, signed and
-  stamped with its epoch, and fast-forwards the remote to it. A push the remote refuses
-  (an older holder's late push landed first) is never forced: the remote's commits are
-  verified and merged in (theirs where they do not conflict, ours where they do, the
-  paths named: ``state.conflicts``), and the merge is pushed.
-- **standby**: it pulls: every new commit is verified (baton.core.state_trust) before
-  the tree moves; a refused one leaves the tree where it was, counted and alarmed. A
-  commit of an epoch above the highest it has heard of waits (``state.ahead``, no
-  alarm): the lease's news of that holder comes soon, or it was made up.
+- **holding**: when it has just become the holder it pulls (a new holder starts from
+  the newest verified state) and opens its epoch with a commit, pushed at once, which
+  fences out every older holder. Then it commits whatever changed in the tree, signed
+  and stamped with its epoch, takes the standbys' queued changes (verified; its own
+  side kept where both changed a file, the paths and the machine named:
+  ``state.conflicts``), and fast-forwards the remote. A push the remote refuses (an
+  older holder's late push landed first) is never forced: the remote's commits are
+  verified and merged in the same way, and the merge is pushed.
+- **standby**: it commits a change made in its own tree (``state.queued``), pulls
+  (every new commit verified before the tree moves; a refused one leaves the tree where
+  it was, counted and alarmed; a commit of an epoch above the highest it has heard of
+  waits, ``state.ahead``, no alarm), and sends what the holder has not taken to its
+  queue (``state.queue_sent``).
 
 ``Flush`` (asked by the node before the holder releases its lease) commits and pushes
 at once, so a planned stop or handoff carries the last turns' changes.
 
 Invariants:
-- Only a holder commits or pushes, and only with the epoch it holds.
-- The tree moves only to a verified descendant of what it held, or, when the remote
-  never took this machine's last commits (kept aside), of the last commit it had.
+- Only a holder pushes the state, and only with the epoch it holds; a standby writes
+  only its own queue.
+- The tree moves only to a verified descendant of what it held, or to a merge of one
+  with this machine's own commits.
+- A queue that cannot be taken (not trusted) is skipped until it changes, and never
+  keeps the holder from pushing its own changes.
 - A failure of the store, even one no BatonError names, is counted and logged (a new
   kind or refused commit at once, repeats once a minute) and never stops the actor:
   the next tick tries again.
@@ -88,6 +94,8 @@ class StateSyncActor(pykka.ThreadingActor):
         self.highest_epoch = 0  # the highest lease epoch heard of: no commit above it
         self.due_ms = 0.0
         self.must_pull = True
+        self.opened = 0  # the epoch this holder opened with a commit on the remote
+        self.skipped: dict[str, str] = {}  # machine id -> a queued commit not trusted
         self.pushed: str | None = None
         self.refused: dict[str, str] | None = None
         self.conflicts: list[str] = []  # of the last merge of the remote's commits
@@ -136,16 +144,45 @@ class StateSyncActor(pykka.ThreadingActor):
 
     def _sync(self) -> None:
         if self.phase is not Phase.HOLDING:
-            self._pull()
+            self._queue_and_pull()
             return
         if self.must_pull:
             self.must_pull = not self._pull()
+        if not self.must_pull and self.opened < self.epoch:
+            self._open_epoch()
         self._commit_and_push()
+
+    def _open_epoch(self) -> None:
+        try:
+            if self.store.open_epoch(self.epoch, self.clock.wall_s()) is not None:
+                self.counters.inc("state.commits")
+            self.opened = self.epoch
+        except BatonError as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unavailable", exc.code, f"cannot open epoch {self.epoch}: {exc.detail}")
+
+    def _queue_and_pull(self) -> None:
+        """A standby's step: its own changes committed, the remote's taken, and what the
+        holder lacks sent to this machine's queue."""
+        try:
+            if self.store.commit(epoch=None, now=self.clock.wall_s(), message="queued"):
+                self.counters.inc("state.queued")
+        except BatonError as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unavailable", exc.code, f"cannot commit a standby change: {exc.detail}")
+        if not self._pull():
+            return
+        try:
+            if self.store.send_queue() is not None:
+                self.counters.inc("state.queue_sent")
+        except BatonError as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unavailable", exc.code, f"cannot send queued state: {exc.detail}")
 
     def _pull(self) -> bool:
         """Take the remote's new verified commits; True unless the store failed."""
         try:
-            pulled = self.store.pull(self.signers(), self.highest_epoch)
+            pulled = self.store.pull(self.signers(), self.highest_epoch, now=self.clock.wall_s())
         except CommitAhead as exc:  # a holder not heard of yet: not taken, not an alarm
             self.counters.inc("state.ahead")
             log.info("not taking state commit %s yet: %s", exc.sha[:12], exc.reason)
@@ -163,6 +200,8 @@ class StateSyncActor(pykka.ThreadingActor):
             self.counters.inc("state.taken", pulled.taken)
             self.refused = None
             log.info("state at %s (%d new commits verified)", pulled.head, pulled.taken)
+        if pulled.conflicts:
+            self._conflicted(list(pulled.conflicts), "the remote's side kept over this machine's")
         return True
 
     def _commit_and_push(self) -> None:
@@ -176,6 +215,7 @@ class StateSyncActor(pykka.ThreadingActor):
                 self.counters.inc("state.nested")
                 where = ", ".join(self.store.nested)
                 self._warn("nested", where, f"not synced (a git repository of its own): {where}")
+            self._take_queues()
             head = self.store.head()
             if head is None or head == self.pushed:
                 return
@@ -201,20 +241,62 @@ class StateSyncActor(pykka.ThreadingActor):
             conflicts = self.store.absorb(
                 self.signers(), self.highest_epoch, epoch=self.epoch, now=self.clock.wall_s()
             )
+        except CommitAhead as exc:  # a newer holder opened its epoch: this one is stale
+            self.counters.inc("state.fenced")
+            self._warn(
+                "fenced", exc.sha, f"not pushed: a newer holder's state is there ({exc.reason})"
+            )
+            return False
         except UntrustedCommit as exc:
             self.counters.inc("state.untrusted")
             self.refused = {"commit": exc.sha, "reason": exc.reason}
             self._warn("untrusted", exc.sha, f"will not merge the remote's state: {exc.detail}")
             return False
         self.counters.inc("state.merged")
+        self._conflicted(conflicts, "this holder's side kept over the remote's late push")
+        return True
+
+    def _take_queues(self) -> None:
+        """Merge in the standbys' queued changes, each verified first. One that cannot be
+        taken is skipped (until its queue changes); the holder's own push goes on."""
+        windows = self.signers()
+        try:
+            queued = self.store.queued(windows)
+        except BatonError as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unavailable", exc.code, f"cannot read the state queues: {exc.detail}")
+            return
+        for who, sha in queued.items():
+            if self.skipped.get(who) == sha:
+                continue
+            try:
+                conflicts = self.store.take_queued(
+                    who, sha, windows, self.highest_epoch, epoch=self.epoch, now=self.clock.wall_s()
+                )
+            except CommitAhead as exc:  # this holder is older than the queue knows
+                self.counters.inc("state.ahead")
+                log.info("not taking %s's queued state yet: %s", who, exc.reason)
+                continue
+            except UntrustedCommit as exc:
+                self.counters.inc("state.untrusted")
+                self.skipped[who] = sha
+                self.refused = {"commit": exc.sha, "reason": exc.reason, "queue": who}
+                self._warn("untrusted", exc.sha, f"refused {who}'s queued state: {exc.detail}")
+                continue
+            except BatonError as exc:
+                self.counters.inc("state.unavailable")
+                self._warn("unavailable", exc.code, f"cannot take {who}'s queue: {exc.detail}")
+                continue
+            if conflicts is not None:
+                self.counters.inc("state.queue_taken")
+                self._conflicted(conflicts, f"this holder's side kept over {who}'s queued change")
+
+    def _conflicted(self, conflicts: list[str], how: str) -> None:
         if conflicts:
             self.counters.inc("state.conflicts", len(conflicts))
             where = ", ".join(conflicts)
-            self._warn(
-                "conflicts", where, f"kept this holder's side of {where}; theirs is in the history"
-            )
-        self.conflicts = conflicts
-        return True
+            self._warn("conflicts", where, f"{how} in {where}; the other is in the history")
+            self.conflicts = conflicts
 
     def _warn(self, kind: str, what: str, line: str) -> None:
         """Log a new ``what`` of ``kind`` at once, the same one again once a minute."""

@@ -147,11 +147,13 @@ def _check_order(commit: CommitFacts, seen: Mapping[str, CommitFacts]) -> None:
 
 @dataclass(frozen=True)
 class Pulled:
-    """The outcome of a pull: the verified commit the tree holds, and how many new
-    commits were verified and taken to get there."""
+    """The outcome of a pull: the commit the tree holds, how many new commits were
+    verified and taken to get there, and the paths where the remote's side was kept
+    over this machine's queued changes."""
 
     head: str | None
     taken: int
+    conflicts: tuple[str, ...] = ()
 
 
 class StateStore(Protocol):
@@ -162,13 +164,19 @@ class StateStore(Protocol):
     def head(self) -> str | None:
         """The newest verified commit, which the tree holds."""
 
-    def commit(self, *, epoch: int, now: float, message: str) -> str | None:
-        """Commit every change in the tree, signed; None if nothing changed."""
+    def commit(
+        self, *, epoch: int | None, now: float, message: str, empty: bool = False
+    ) -> str | None:
+        """Commit every change in the tree, signed (epoch None: the head's); None if
+        nothing changed."""
+
+    def open_epoch(self, epoch: int, now: float) -> str | None:
+        """A new holder's first commit of ``epoch`` (empty if nothing changed)."""
 
     def push(self) -> bool:
         """Fast-forward the remote to head(); False if the remote moved elsewhere."""
 
-    def pull(self, windows: Mapping[str, SignerWindow], max_epoch: int) -> Pulled:
+    def pull(self, windows: Mapping[str, SignerWindow], max_epoch: int, *, now: float) -> Pulled:
         """Fetch, verify every new commit (UntrustedCommit if one fails), take them."""
 
     def absorb(
@@ -176,3 +184,22 @@ class StateStore(Protocol):
     ) -> list[str]:
         """Verify the remote's commits head() lacks and merge them in; the paths in
         conflict (this holder's side kept)."""
+
+    def send_queue(self) -> str | None:
+        """Send a standby's own commits to its queue on the remote; the one sent."""
+
+    def queued(self, windows: Mapping[str, SignerWindow]) -> dict[str, str]:
+        """The other active members' queues on the remote: {machine id: sha}."""
+
+    def take_queued(
+        self,
+        who: str,
+        sha: str,
+        windows: Mapping[str, SignerWindow],
+        max_epoch: int,
+        *,
+        epoch: int,
+        now: float,
+    ) -> list[str] | None:
+        """Verify a member's queued commits and merge them in; the paths in conflict
+        (this holder's side kept), None if taken before."""

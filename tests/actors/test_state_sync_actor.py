@@ -82,13 +82,22 @@ def remote_message(remote: Path) -> str:
     return str(git.Repo(remote).commit(REF).message)
 
 
-def test_only_a_holder_commits_and_with_its_epoch(machines: tuple[Machine, Machine, Path]) -> None:
+def remote_ref(remote: Path, ref: str = REF) -> str | None:
+    listed = git.Repo(remote).git.for_each_ref("--format=%(objectname)", ref)
+    return listed or None
+
+
+def test_only_a_holder_pushes_the_state_and_with_its_epoch(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
     a, b, remote = machines
     a.write("one\n")
-    a.tick()
-    assert a.repo.head() is None and "state.commits" not in a.counters.snapshot()
+    a.tick()  # a standby: its change is committed and queued, never pushed as the state
+    assert a.counters.get("state.queued") == 1 and a.counters.get("state.queue_sent") == 1
+    assert remote_ref(remote) is None
+    assert remote_ref(remote, f"refs/baton/queue/{a.identity.machine_id}") == a.repo.head()
     a.lease(Phase.HOLDING, 7)
-    a.tick()
+    a.tick()  # the holder now: it opens its epoch, and pushes
     assert a.view.current["head"] == a.view.current["pushed"] == a.repo.head() is not None
     assert "Baton-Epoch: 7" in remote_message(remote)
     b.tick()  # bravo has not heard of epoch 7 yet: it waits
@@ -97,7 +106,7 @@ def test_only_a_holder_commits_and_with_its_epoch(machines: tuple[Machine, Machi
     b.lease(Phase.STANDBY, 7)
     b.tick()
     assert (b.repo.tree / "notes.txt").read_text() == "one\n"
-    assert b.counters.get("state.taken") == 1 and b.view.current["head"] == a.repo.head()
+    assert b.counters.get("state.taken") == 2 and b.view.current["head"] == a.repo.head()
 
 
 def test_flush_commits_at_once_but_only_while_holding(
@@ -112,21 +121,46 @@ def test_flush_commits_at_once_but_only_while_holding(
     assert a.repo.head() is not None and a.counters.get("state.pushed") == 1
 
 
-def test_a_refused_push_is_counted_never_forced(machines: tuple[Machine, Machine, Path]) -> None:
-    """alpha made a commit that bravo's pushed history does not hold (a holder cut off
-    from the remote, say): as the holder it cannot take bravo's history, nor replace it."""
+def test_a_commit_made_apart_is_merged_when_its_machine_becomes_the_holder(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    """alpha committed a change before it ever saw the remote (a holder cut off from it,
+    say): when it holds again, the remote's history and its own are merged, not lost."""
     a, b, remote = machines
     b.lease(Phase.HOLDING, 1)
     b.write("bravo's\n")
     b.tick()
-    tip = git.Repo(remote).rev_parse(REF).hexsha
-    a.write("alpha's\n")
+    (a.repo.tree / "alpha.txt").write_text("alpha's\n")
     assert a.repo.commit(epoch=1, now=NOW, message="made apart") is not None
     a.lease(Phase.HOLDING, 2)
     a.tick()
-    assert git.Repo(remote).rev_parse(REF).hexsha == tip
-    assert a.counters.get("state.push_refused") == 1 and a.counters.get("state.untrusted") == 1
-    assert "rewrites history" in a.view.current["refused"]["reason"] and a.actor.is_alive()
+    assert a.view.current["pushed"] == remote_ref(remote) == a.repo.head()
+    assert (a.repo.tree / "notes.txt").read_text() == "bravo's\n"
+    assert (a.repo.tree / "alpha.txt").read_text() == "alpha's\n"
+
+
+def test_a_rewritten_remote_is_refused_counted_and_never_forced_over(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    a, b, remote = machines
+    b.lease(Phase.HOLDING, 1)
+    b.write("bravo's\n")
+    b.tick()
+    a.lease(Phase.STANDBY, 1)
+    a.tick()
+    assert a.repo.head() == remote_ref(remote)
+    bare = git.Repo(remote)
+    tree = bare.git.rev_parse(f"{REF}^{{tree}}")
+    rewrite = bare.git.commit_tree(tree, "-m", "rewritten\n\nBaton-Epoch: 1")
+    bare.git.update_ref(REF, rewrite)
+    a.tick()
+    assert a.counters.get("state.untrusted") == 1
+    assert "rewrites history" in a.view.current["refused"]["reason"]
+    a.lease(Phase.HOLDING, 2)
+    a.tick()
+    assert remote_ref(remote) == rewrite  # never forced over
+    assert a.counters.get("state.push_refused") == 1 and a.counters.get("state.untrusted") == 3
+    assert a.actor.is_alive()
 
 
 def test_a_refused_commit_is_shown_counted_and_the_tree_kept(
@@ -180,7 +214,7 @@ def test_an_unforeseen_failure_is_counted_and_the_actor_goes_on(
     assert b.counters.get("state.unavailable") == 2 and b.actor.is_alive()
 
 
-def test_a_late_push_of_the_holder_before_is_merged_and_pushed(
+def test_a_stale_holders_push_is_fenced_out_and_its_change_reaches_the_new_holder(
     machines: tuple[Machine, Machine, Path],
 ) -> None:
     a, b, remote = machines
@@ -190,12 +224,17 @@ def test_a_late_push_of_the_holder_before_is_merged_and_pushed(
     b.lease(Phase.STANDBY, 1)
     b.tick()  # bravo has "one"
     b.lease(Phase.HOLDING, 2)
-    b.tick()  # its first tick as holder: it pulls, nothing to commit yet
-    (b.repo.tree / "bravo.txt").write_text("bravo's\n")
+    b.tick()  # its first tick as holder: it pulls and opens epoch 2
+    opened = remote_ref(remote)
+    assert "Baton-Epoch: 2" in remote_message(remote)
     (a.repo.tree / "alpha.txt").write_text("alpha's late\n")
-    a.actor.ask(Flush(), timeout=60)  # alpha's late push lands first
+    a.actor.ask(Flush(), timeout=60)  # alpha does not know yet that it is stale
+    assert remote_ref(remote) == opened and a.counters.get("state.fenced") == 1
+    a.lease(Phase.STANDBY, 2)
+    a.tick()  # a standby now: its commit is merged with the remote's and queued
+    assert a.counters.get("state.queue_sent") == 1
     b.tick()
-    assert b.counters.get("state.push_refused") == 1 and b.counters.get("state.merged") == 1
-    assert b.view.current["pushed"] == b.repo.head() == git.Repo(remote).rev_parse(REF).hexsha
+    assert b.counters.get("state.queue_taken") == 1
     assert (b.repo.tree / "alpha.txt").read_text() == "alpha's late\n"
+    assert b.view.current["pushed"] == b.repo.head() == remote_ref(remote)
     assert b.view.current["conflicts"] == []

@@ -1,13 +1,18 @@
 """The agent's state directory follows the awake role (StateSync), with real nodes and a
 real git remote (a bare repository on disk): a change on the holder reaches every
-standby, a failover keeps every pushed change, and a commit no member made (unsigned,
-forged) is refused by every standby with its tree unchanged."""
+standby, a failover keeps every pushed change, a kill -9 mid-commit or mid-push loses
+nothing, a standby's own change is queued to the holder (a conflict named), and a
+commit no member made (unsigned, forged) is refused by every standby with its tree
+unchanged."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +118,126 @@ def test_an_unsigned_commit_on_the_remote_is_refused_by_every_standby(
         assert status(m)["state"]["refused"]["reason"] == "not signed"
         assert status(m)["counters"]["state.untrusted"] >= 1
         assert has_note(m, "honest\n")  # the tree stays at the last verified commit
+
+
+# --- kill -9 mid-step, and the standbys' queued changes -----------------------------
+
+SHIM_GIT = """#!/bin/bash
+# git, but a state push stalls when the machine's home has a stall-push file
+case " $* " in *":refs/baton/state "*)
+  if [ -e "$PWD/stall-push" ]; then
+    rm -f "$PWD/stall-push"; echo $$ > "$PWD/stalled.tmp"; mv "$PWD/stalled.tmp" "$PWD/stalled"
+    sleep 300
+  fi;;
+esac
+exec {git} "$@"
+"""
+SHIM_SSH_KEYGEN = """#!/bin/bash
+# ssh-keygen, but a commit's signing stalls (git holds its index lock then) when the
+# home of the key (-f HOME/machine/KEY) has a stall-commit file
+if [ "$1 $2" = "-Y sign" ]; then
+  key=; prev=; for a in "$@"; do [ "$prev" = "-f" ] && key="$a"; prev="$a"; done
+  home="$(dirname "$(dirname "$key")")"
+  if [ -e "$home/stall-commit" ]; then
+    rm -f "$home/stall-commit"
+    echo $$ > "$home/stalled.tmp"; mv "$home/stalled.tmp" "$home/stalled"
+    sleep 300
+  fi
+fi
+exec {ssh_keygen} "$@"
+"""
+
+
+@pytest.fixture
+def stalling_mesh(make_mesh: Callable[..., Mesh], tmp_path: Path) -> Iterator[Mesh]:
+    """A mesh whose git and ssh-keygen stall a state push or commit on demand; whatever
+    stalled is ended at teardown, test passed or not."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name, text in (("git", SHIM_GIT), ("ssh-keygen", SHIM_SSH_KEYGEN)):
+        real = shutil.which(name)
+        assert real is not None, f"{name} is not installed"
+        (shims / name).write_text(text.format(git=real, ssh_keygen=real))
+        (shims / name).chmod(0o755)
+    env = {**SYNC, "PATH": f"{shims}:{os.environ['PATH']}"}
+    mesh = make_mesh(3, names=["alpha", "bravo", "charlie"], lease_ttl_ms=TTL_MS, env=env)
+    try:
+        yield mesh
+    finally:
+        for m in mesh.machines:
+            end_stalled(m)
+
+
+def end_stalled(m: Machine) -> None:
+    """Kill -9 the stalled git's whole process group (git runs in a group of its own)."""
+    marker = m.home / "stalled"
+    if marker.exists():
+        pid = int(marker.read_text())
+        marker.unlink()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("step", ["commit", "push"])
+def test_a_kill_9_mid_commit_or_mid_push_loses_no_change(stalling_mesh: Mesh, step: str) -> None:
+    """The holder dies whole (node, supervisor and the git in flight) while it commits
+    or pushes a change. Its successor starts from the last pushed state; when the old
+    holder comes back, a standby, its change is queued to the successor and reaches
+    every machine."""
+    mesh = stalling_mesh
+    holder = holder_of(mesh)
+    others = [m for m in mesh.machines if m is not holder]
+    note(holder, "first\n")
+    for m in others:
+        wait_for(lambda m=m: has_note(m, "first\n"), 60, f"{m.name} to take the change")
+    (holder.home / f"stall-{step}").touch()
+    note(holder, "second\n")
+    wait_for(lambda: (holder.home / "stalled").exists(), 60, f"the holder's {step} to stall")
+    holder.send_signal(signal.SIGKILL)
+    end_stalled(holder)
+    successor = wait_for(
+        lambda: next((m for m in others if status(m)["role"] == "awake"), None), 60, "a takeover"
+    )
+    assert has_note(successor, "first\n")  # the last pushed state
+    holder.stop()
+    holder.up()
+    for m in mesh.machines:
+        wait_for(
+            lambda m=m: has_note(m, "second\n"), 120, f"the change made at the kill on {m.name}"
+        )
+    assert status(successor)["counters"].get("state.queue_taken", 0) >= 1
+
+
+def test_a_standbys_change_is_taken_by_the_holder_and_a_conflict_named(mesh: Mesh) -> None:
+    holder = holder_of(mesh)
+    standby, other = [m for m in mesh.machines if m is not holder]
+    note(holder, "base\n")
+    for m in (standby, other):
+        wait_for(lambda m=m: has_note(m, "base\n"), 60, f"{m.name} to take the change")
+    (standby.home / "state" / "by-hand.txt").write_text("made on a standby\n")
+    for m in (holder, other):
+        path = m.home / "state" / "by-hand.txt"
+        wait_for(
+            lambda path=path: path.exists() and path.read_text() == "made on a standby\n",
+            60,
+            f"the standby's change to reach {m.name}",
+        )
+    assert status(holder)["counters"]["state.queue_taken"] >= 1
+    note(standby, "the standby's\n")  # both change one file at once: a conflict
+    note(holder, "the holder's\n")
+    for m in mesh.machines:  # the holder's side wins everywhere
+        wait_for(lambda m=m: has_note(m, "the holder's\n"), 60, f"{m.name} to settle")
+
+    def named() -> bool:  # by the holder, or by the standby if the holder pushed first
+        return any(
+            "notes.txt" in status(m)["state"]["conflicts"]
+            and status(m)["counters"].get("state.conflicts", 0) >= 1
+            for m in (holder, standby)
+        )
+
+    wait_for(named, 60, "the conflict to be named")
+    history = subprocess.run(
+        ["git", f"--git-dir={mesh.root / 'lease.git'}", "log", "-p", "refs/baton/state"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert "+the standby's" in history  # the losing side is in the history

@@ -5,7 +5,9 @@ a rewrite, out of order) is refused with the tree and the verified commit unchan
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.registry import MachineEntry, Status, entry_from_card
 from baton.core.state_trust import Pulled, SignerWindow, signer_windows, ssh_public_key
-from baton.stores import state_repo
+from baton.stores import state_git
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
 from baton.stores.state_repo import REF, StateRepo
@@ -130,12 +132,12 @@ def holder_commits(repo: StateRepo, text: str, now: float = NOW, epoch: int = 1)
 def test_a_change_on_the_holder_reaches_a_standby_signed_and_verified(mesh: Mesh) -> None:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     first = holder_commits(holder, "one\n")
-    assert standby.pull(mesh.windows(), HIGH) == Pulled(first, 1)
+    assert standby.pull(mesh.windows(), HIGH, now=NOW) == Pulled(first, 1)
     second = holder_commits(holder, "two\n", NOW + 5, epoch=2)
-    assert standby.pull(mesh.windows(), HIGH) == Pulled(second, 1)
+    assert standby.pull(mesh.windows(), HIGH, now=NOW) == Pulled(second, 1)
     assert (standby.tree / "notes.txt").read_text() == "two\n"
     assert standby.head() == second == mesh.remote_tip()
-    assert standby.pull(mesh.windows(), HIGH) == Pulled(second, 0)  # nothing new
+    assert standby.pull(mesh.windows(), HIGH, now=NOW) == Pulled(second, 0)  # nothing new
 
 
 def test_nothing_changed_is_no_commit(mesh: Mesh) -> None:
@@ -149,11 +151,11 @@ def test_commits_are_dated_no_earlier_than_their_parent(mesh: Mesh) -> None:
     """A holder whose clock is behind the last one's still makes commits in order."""
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n", NOW + 100)
-    standby.pull(mesh.windows(), HIGH)
+    standby.pull(mesh.windows(), HIGH, now=NOW)
     (standby.tree / "notes.txt").write_text("from a slow clock\n")
     made = standby.commit(epoch=2, now=NOW, message="turn")
     assert made is not None and standby.push()
-    assert mesh.repo("charlie").pull(mesh.windows(), HIGH).head == made
+    assert mesh.repo("charlie").pull(mesh.windows(), HIGH, now=NOW).head == made
 
 
 def test_the_signing_key_file_is_the_machines_key_and_private(mesh: Mesh, tmp_path: Path) -> None:
@@ -170,7 +172,7 @@ def test_the_signing_key_file_is_the_machines_key_and_private(mesh: Mesh, tmp_pa
 def refused(mesh: Mesh, standby: StateRepo, words: str) -> None:
     before, text = standby.head(), (standby.tree / "notes.txt").read_text()
     with pytest.raises(UntrustedCommit, match=words):
-        standby.pull(mesh.windows(), HIGH)
+        standby.pull(mesh.windows(), HIGH, now=NOW)
     assert standby.head() == before and (standby.tree / "notes.txt").read_text() == text
     assert not (standby.tree / "forged.txt").exists()
 
@@ -179,7 +181,7 @@ def refused(mesh: Mesh, standby: StateRepo, words: str) -> None:
 def synced(mesh: Mesh) -> StateRepo:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n")
-    standby.pull(mesh.windows(), HIGH)
+    standby.pull(mesh.windows(), HIGH, now=NOW)
     return standby
 
 
@@ -212,7 +214,7 @@ def test_a_removed_machines_commit_from_before_its_removal_is_taken(
         mesh.entries["charlie"], status=Status.REVOKED, revoked_at=NOW + 50
     )
     sha = forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 40)
-    assert synced.pull(mesh.windows(), HIGH) == Pulled(sha, 1)
+    assert synced.pull(mesh.windows(), HIGH, now=NOW) == Pulled(sha, 1)
 
 
 def test_a_members_commit_dated_before_its_parent_is_refused(
@@ -225,7 +227,7 @@ def test_a_members_commit_dated_before_its_parent_is_refused(
 def test_a_commit_of_an_older_epoch_is_refused(mesh: Mesh, tmp_path: Path) -> None:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n", epoch=5)
-    standby.pull(mesh.windows(), HIGH)
+    standby.pull(mesh.windows(), HIGH, now=NOW)
     forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, epoch="4")
     refused(mesh, standby, "epoch 4 below its parent's 5")
 
@@ -236,7 +238,7 @@ def test_a_rewritten_history_is_refused_even_when_well_signed(
     holder = mesh.repo("alpha")
     root = holder.head()
     holder_commits(holder, "two\n", NOW + 5)
-    synced.pull(mesh.windows(), HIGH)
+    synced.pull(mesh.windows(), HIGH, now=NOW)
     forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 10, base=root, force=True)
     refused(mesh, synced, "rewrites history")
 
@@ -264,7 +266,7 @@ def test_an_unreachable_remote_is_a_state_sync_error(mesh: Mesh, tmp_path: Path)
         HomePaths(tmp_path / "alpha"), mesh.ids["alpha"], f"file://{tmp_path}/nowhere.git"
     )
     with pytest.raises(StateSyncError, match="cannot read"):
-        repo.pull(mesh.windows(), HIGH)
+        repo.pull(mesh.windows(), HIGH, now=NOW)
     (repo.tree / "notes.txt").write_text("x\n")
     repo.commit(epoch=1, now=NOW, message="turn")
     with pytest.raises(StateSyncError, match="cannot push"):
@@ -296,25 +298,39 @@ def test_a_commit_message_that_is_not_utf8_is_refused_not_a_crash(
     refused(mesh, synced, "no single Baton-Epoch")
 
 
-def test_a_push_lost_in_a_failover_is_kept_aside_and_the_remotes_history_taken(
+def show(repo: StateRepo, what: str) -> str:
+    return subprocess.run(
+        ["git", f"--git-dir={repo.git_dir}", "show", what],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_a_push_lost_in_a_failover_is_queued_to_the_next_holder_and_kept_in_history(
     mesh: Mesh,
 ) -> None:
     alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(alpha, "one\n")
-    bravo.pull(mesh.windows(), HIGH)
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
     (alpha.tree / "notes.txt").write_text("alpha's, never pushed\n")
+    (alpha.tree / "alpha.txt").write_text("alpha's own\n")
     lost = alpha.commit(epoch=1, now=NOW + 1, message="turn")  # its push never happens
     holder_commits(bravo, "bravo's\n", NOW + 2, epoch=2)  # bravo took over meanwhile
-    pulled = alpha.pull(mesh.windows(), HIGH)
-    assert pulled == Pulled(mesh.remote_tip(), 1)
-    assert (alpha.tree / "notes.txt").read_text() == "bravo's\n"
-    kept = subprocess.run(
-        ["git", f"--git-dir={alpha.git_dir}", "rev-parse", f"refs/baton/unpushed/{lost}"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout.strip()  # fmt: skip
-    assert kept == lost  # nothing lost: kept aside
-    holder_commits(alpha, "alpha again\n", NOW + 3, epoch=3)  # and it pushes again
-    assert bravo.pull(mesh.windows(), HIGH).head == alpha.head()
+    pulled = alpha.pull(mesh.windows(), HIGH, now=NOW + 3)
+    assert pulled.taken == 1 and pulled.conflicts == ("notes.txt",)
+    assert (alpha.tree / "notes.txt").read_text() == "bravo's\n"  # the holder's side
+    assert (alpha.tree / "alpha.txt").read_text() == "alpha's own\n"  # no conflict there
+    assert alpha.send_queue() == alpha.head()
+    queued = bravo.queued(mesh.windows())
+    assert queued == {mesh.ids["alpha"].machine_id: alpha.head()}
+    [(who, sha)] = queued.items()
+    assert bravo.take_queued(who, sha, mesh.windows(), HIGH, epoch=2, now=NOW + 4) == []
+    assert bravo.push() is True
+    charlie = mesh.repo("charlie")
+    assert charlie.pull(mesh.windows(), HIGH, now=NOW + 5).head == mesh.remote_tip()
+    assert (charlie.tree / "alpha.txt").read_text() == "alpha's own\n"
+    assert show(charlie, f"{lost}:notes.txt") == "alpha's, never pushed"  # in the history
+    assert alpha.pull(mesh.windows(), HIGH, now=NOW + 6).head == mesh.remote_tip()
+    assert alpha.send_queue() is None  # taken: nothing more to send
 
 
 def test_the_remotes_hooks_never_run_on_a_push(mesh: Mesh) -> None:
@@ -336,21 +352,21 @@ def test_the_users_gitconfig_changes_nothing(
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     (holder.tree / "crlf.txt").write_bytes(b"a\r\nb\n")
     holder_commits(holder, "one\n")
-    assert standby.pull(mesh.windows(), HIGH).taken == 1
+    assert standby.pull(mesh.windows(), HIGH, now=NOW).taken == 1
     assert (standby.tree / "crlf.txt").read_bytes() == b"a\r\nb\n"
 
 
 def test_a_flood_of_commits_is_taken_a_bounded_part_at_a_time(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(state_repo, "MAX_NEW_COMMITS", 3)
-    monkeypatch.setattr(state_repo, "BATCH", 2)
+    monkeypatch.setattr(state_git, "MAX_NEW_COMMITS", 3)
+    monkeypatch.setattr(state_git, "BATCH", 2)
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     for i in range(5):
         holder_commits(holder, f"{i}\n", NOW + i)
-    assert standby.pull(mesh.windows(), HIGH).taken == 3
+    assert standby.pull(mesh.windows(), HIGH, now=NOW).taken == 3
     assert (standby.tree / "notes.txt").read_text() == "2\n"
-    assert standby.pull(mesh.windows(), HIGH) == Pulled(mesh.remote_tip(), 2)
+    assert standby.pull(mesh.windows(), HIGH, now=NOW) == Pulled(mesh.remote_tip(), 2)
 
 
 def test_a_git_repository_in_the_tree_is_named_not_synced(mesh: Mesh) -> None:
@@ -373,16 +389,16 @@ def test_a_remote_ref_that_names_no_commit_is_refused(mesh: Mesh, synced: StateR
     ).stdout.strip()  # fmt: skip
     git.Repo(mesh.remote).git.update_ref(REF, blob)
     with pytest.raises(UntrustedCommit, match="names no commit"):
-        synced.pull(mesh.windows(), HIGH)
+        synced.pull(mesh.windows(), HIGH, now=NOW)
 
 
 def test_a_commit_of_an_epoch_not_heard_of_waits(mesh: Mesh) -> None:
     holder, standby = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(holder, "one\n", epoch=5)
     with pytest.raises(CommitAhead):
-        standby.pull(mesh.windows(), 4)
+        standby.pull(mesh.windows(), 4, now=NOW)
     assert standby.head() is None and not (standby.tree / "notes.txt").exists()
-    assert standby.pull(mesh.windows(), 5).taken == 1
+    assert standby.pull(mesh.windows(), 5, now=NOW).taken == 1
 
 
 # --- a late push of the holder before: merged, never forced -------------------------
@@ -394,7 +410,7 @@ def late_push(mesh: Mesh) -> tuple[StateRepo, StateRepo]:
     when alpha's last push (late) lands on the remote."""
     alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
     holder_commits(alpha, "one\n")
-    bravo.pull(mesh.windows(), HIGH)
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
     (bravo.tree / "bravo.txt").write_text("bravo's own\n")
     assert bravo.commit(epoch=2, now=NOW + 2, message="turn") is not None
     (alpha.tree / "alpha.txt").write_text("alpha's late\n")
@@ -411,7 +427,7 @@ def test_a_late_push_of_the_holder_before_is_merged_in(
     assert bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 3) == []
     assert bravo.push() is True
     charlie = mesh.repo("charlie")
-    assert charlie.pull(mesh.windows(), HIGH).head == bravo.head() == mesh.remote_tip()
+    assert charlie.pull(mesh.windows(), HIGH, now=NOW).head == bravo.head() == mesh.remote_tip()
     for name, text in (("bravo.txt", "bravo's own\n"), ("alpha.txt", "alpha's late\n")):
         assert (charlie.tree / name).read_text() == text  # both sides, nothing lost
     assert bravo._descends(late, bravo.head() or "")
@@ -450,3 +466,197 @@ def test_a_file_one_side_deleted_keeps_the_holders_side_whole(
     bravo.commit(epoch=2, now=NOW + 3, message="turn")
     assert bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 4) == ["notes.txt"]
     assert not (bravo.tree / "notes.txt").exists() and bravo.push() is True
+    assert (bravo.tree / "alpha.txt").read_text() == "alpha's late\n"  # the rest merged
+
+
+# --- holder writes, standbys queue ---------------------------------------------------
+
+
+@pytest.fixture
+def pair(mesh: Mesh) -> tuple[StateRepo, StateRepo]:
+    """alpha the holder with one commit pushed, bravo a standby that has it."""
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    return alpha, bravo
+
+
+def queue_change(repo: StateRepo, name: str, text: str, now: float = NOW + 10) -> str:
+    (repo.tree / name).write_text(text)
+    made = repo.commit(epoch=None, now=now, message="queued")
+    assert made is not None and repo.send_queue() == made
+    return made
+
+
+def take_all(holder: StateRepo, mesh: Mesh, now: float = NOW + 20) -> dict[str, list[str] | None]:
+    taken = {
+        who: holder.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=now)
+        for who, sha in holder.queued(mesh.windows()).items()
+    }
+    assert holder.push() is True
+    return taken
+
+
+def test_a_standbys_change_is_queued_taken_by_the_holder_and_reaches_everyone(
+    mesh: Mesh,
+) -> None:
+    alpha, bravo, charlie = mesh.repo("alpha"), mesh.repo("bravo"), mesh.repo("charlie")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    queued = queue_change(bravo, "bravo.txt", "by hand on bravo\n")
+    assert bravo.pull(mesh.windows(), HIGH, now=NOW + 11) == Pulled(queued, 0)  # kept
+    assert take_all(alpha, mesh) == {mesh.ids["bravo"].machine_id: []}
+    assert (alpha.tree / "bravo.txt").read_text() == "by hand on bravo\n"
+    assert charlie.pull(mesh.windows(), HIGH, now=NOW + 21).head == mesh.remote_tip()
+    assert (charlie.tree / "bravo.txt").read_text() == "by hand on bravo\n"
+    assert bravo.pull(mesh.windows(), HIGH, now=NOW + 22).head == mesh.remote_tip()
+    assert bravo.send_queue() is None
+    assert take_all(alpha, mesh) == {mesh.ids["bravo"].machine_id: None}  # taken before
+
+
+def test_a_conflicting_queued_change_keeps_the_holders_side_and_names_the_path(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = pair
+    queued = queue_change(bravo, "notes.txt", "bravo's notes\n")
+    holder_commits(alpha, "alpha's notes\n", NOW + 15)
+    assert take_all(alpha, mesh) == {mesh.ids["bravo"].machine_id: ["notes.txt"]}
+    assert (alpha.tree / "notes.txt").read_text() == "alpha's notes\n"
+    assert show(alpha, f"{queued}:notes.txt") == "bravo's notes"  # nothing lost
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 30)
+    assert pulled.head == mesh.remote_tip() and pulled.conflicts == ()
+    assert (bravo.tree / "notes.txt").read_text() == "alpha's notes\n"
+
+
+def test_a_standby_keeps_pulling_while_its_queue_waits_and_its_queue_only_grows(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = pair
+    first = queue_change(bravo, "bravo.txt", "bravo's\n")
+    holder_commits(alpha, "two\n", NOW + 15)  # the holder moves on before it takes
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 16)
+    assert pulled.taken == 1 and pulled.conflicts == ()
+    assert (bravo.tree / "notes.txt").read_text() == "two\n"
+    assert (bravo.tree / "bravo.txt").read_text() == "bravo's\n"
+    merged = bravo.send_queue()
+    assert merged == bravo.head() and bravo._descends(first, merged)
+    assert take_all(alpha, mesh) == {mesh.ids["bravo"].machine_id: []}
+    assert (alpha.tree / "bravo.txt").read_text() == "bravo's\n"
+    assert bravo.pull(mesh.windows(), HIGH, now=NOW + 30).head == mesh.remote_tip()
+
+
+def test_a_standbys_change_before_its_first_pull_is_merged_not_refused(mesh: Mesh) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    (bravo.tree / "bravo.txt").write_text("before any pull\n")
+    assert bravo.commit(epoch=None, now=NOW + 1, message="queued") is not None
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 2)
+    assert pulled.taken == 1 and (bravo.tree / "notes.txt").read_text() == "one\n"
+    bravo.send_queue()
+    take_all(alpha, mesh)
+    assert (alpha.tree / "bravo.txt").read_text() == "before any pull\n"
+
+
+def set_remote_ref(mesh: Mesh, ref: str, sha: str) -> None:
+    """Move a ref on the remote by hand (the object is there)."""
+    git.Repo(mesh.remote).git.update_ref(ref, sha)
+
+
+def test_a_forged_queued_commit_is_refused_and_the_holder_unchanged(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    alpha = mesh.repo("alpha")
+    holder_commits(alpha, "one\n")
+    head = alpha.head()
+    forged = forge(mesh, tmp_path, key=None, date=NOW + 10)  # on the state ref: undo it
+    set_remote_ref(mesh, REF, head or "")
+    bravo_id = mesh.ids["bravo"].machine_id
+    set_remote_ref(mesh, f"refs/baton/queue/{bravo_id}", forged)
+    with pytest.raises(UntrustedCommit, match="not signed"):
+        alpha.take_queued(bravo_id, forged, mesh.windows(), HIGH, epoch=1, now=NOW + 20)
+    assert alpha.head() == head and (alpha.tree / "notes.txt").read_text() == "one\n"
+
+
+def test_queues_of_removed_machines_strangers_and_itself_are_not_looked_at(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = pair
+    sha = queue_change(bravo, "bravo.txt", "x\n")
+    for who in ("stranger", mesh.ids["alpha"].machine_id, mesh.ids["charlie"].machine_id):
+        set_remote_ref(mesh, f"refs/baton/queue/{who}", sha)
+    mesh.entries["charlie"] = replace(mesh.entries["charlie"], revoked_at=NOW + 5)
+    assert alpha.queued(mesh.windows()) == {mesh.ids["bravo"].machine_id: sha}
+
+
+def test_a_new_holders_first_commit_fences_out_every_older_holder(mesh: Mesh) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n", epoch=1)
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    opened = bravo.open_epoch(2, NOW + 1)
+    assert opened is not None and bravo.push() is True
+    assert bravo.open_epoch(2, NOW + 2) is None  # once
+    (alpha.tree / "notes.txt").write_text("alpha, stale\n")
+    alpha.commit(epoch=1, now=NOW + 3, message="turn")
+    assert alpha.push() is False  # never a fast-forward over the newer epoch
+    with pytest.raises(CommitAhead, match="epoch 2, this holder at 1"):
+        alpha.absorb(mesh.windows(), HIGH, epoch=1, now=NOW + 4)
+    assert mesh.remote_tip() == opened
+
+
+def test_a_file_the_standby_deleted_and_the_holder_changed_is_the_holders_the_rest_merged(
+    mesh: Mesh,
+) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    odd = ":(glob)*\n-x.txt"  # a pathspec's magic and a newline: a name, nothing more
+    (alpha.tree / odd).write_text("one\n")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    (bravo.tree / "notes.txt").unlink()
+    (bravo.tree / odd).unlink()
+    (bravo.tree / "bravo.txt").write_text("bravo's\n")
+    assert bravo.commit(epoch=None, now=NOW + 1, message="queued") is not None
+    (alpha.tree / odd).write_text("two\n")
+    holder_commits(alpha, "two\n", NOW + 2)
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 3)
+    assert sorted(pulled.conflicts) == sorted(["notes.txt", odd])
+    assert (bravo.tree / odd).read_text() == "two\n"
+    assert (bravo.tree / "notes.txt").read_text() == "two\n"  # the remote's, whole
+    assert (bravo.tree / "bravo.txt").read_text() == "bravo's\n"  # no conflict there
+    assert bravo.send_queue() == bravo.head()
+    assert take_all(alpha, mesh) == {mesh.ids["bravo"].machine_id: []}  # signed, verified
+    assert (alpha.tree / "notes.txt").read_text() == "two\n"
+    assert (alpha.tree / "bravo.txt").read_text() == "bravo's\n"
+
+
+def test_a_lock_left_by_a_stop_mid_commit_is_cleared_once_stale_never_while_young(
+    mesh: Mesh,
+) -> None:
+    alpha = mesh.repo("alpha")
+    holder_commits(alpha, "one\n")
+    index_lock = alpha.git_dir / "index.lock"
+    ref_lock = alpha.git_dir / "refs" / "baton" / "verified-state.lock"
+    for lock in (index_lock, ref_lock):
+        lock.write_bytes(b"")
+    (alpha.tree / "notes.txt").write_text("two\n")
+    with pytest.raises(StateSyncError, match=r"index\.lock"):  # young: a git may hold it
+        alpha.commit(epoch=1, now=NOW + 1, message="turn")
+    old = time.time() - state_git.STALE_LOCK_S - 1
+    for lock in (index_lock, ref_lock):
+        os.utime(lock, (old, old))
+    assert alpha.commit(epoch=1, now=NOW + 1, message="turn") is not None
+    assert not index_lock.exists() and not ref_lock.exists()
+
+
+def test_a_queue_of_more_commits_than_one_merge_takes_is_refused_whole(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_git, "MAX_NEW_COMMITS", 2)
+    alpha, bravo = pair
+    for n in range(3):
+        (bravo.tree / "bravo.txt").write_text(f"{n}\n")
+        bravo.commit(epoch=None, now=NOW + n, message="queued")
+    sha = bravo.send_queue() or ""
+    head = alpha.head()
+    with pytest.raises(UntrustedCommit, match="3 commits queued"):
+        alpha.take_queued(mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW)
+    assert alpha.head() == head

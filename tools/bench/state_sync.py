@@ -56,7 +56,7 @@ def measure(root: Path, changes: int, batch: int) -> dict[str, list[float]]:
         if not holder.push():
             raise RuntimeError("push refused")
         t1 = time.perf_counter()
-        if standby.pull(windows, EPOCH).taken != 1:
+        if standby.pull(windows, EPOCH, now=time.time()).taken != 1:
             raise RuntimeError("the standby did not take the change")
         t2 = time.perf_counter()
         times["commit_push"].append((t1 - t0) * 1000)
@@ -68,7 +68,7 @@ def measure(root: Path, changes: int, batch: int) -> dict[str, list[float]]:
             holder.commit(epoch=EPOCH, now=time.time(), message="bench")
         holder.push()
         t0 = time.perf_counter()
-        if standby.pull(windows, EPOCH).taken != batch:
+        if standby.pull(windows, EPOCH, now=time.time()).taken != batch:
             raise RuntimeError("the standby did not take the batch")
         times["verify"].append((time.perf_counter() - t0) * 1000 / batch)
     return times
