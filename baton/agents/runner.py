@@ -75,6 +75,7 @@ class _Worker:
     buffer: bytearray = field(default_factory=bytearray)
     next_id: int = 1
     retired: bool = False  # killed or dead, reaped: never used again
+    generation: int = 0  # of the environment it started with (AgentRunner.set_env)
 
     def stderr_tail(self) -> str:
         return short(b"".join(self.tail).decode("utf-8", "replace"), STDERR_TAIL_BYTES)
@@ -146,6 +147,7 @@ class AgentRunner:
         self.counters = counters
         self._env = _worker_env(os.environ if env is None else env)
         self._cwd, self._prefix = cwd, list(prefix)
+        self._generation = 0
         self._cond = threading.Condition()
         self._all: set[_Worker] = set()
         self._idle: list[_Worker] = []
@@ -192,6 +194,16 @@ class AgentRunner:
             self._retire(worker, kill=not exited)
         with self._cond:
             self._cond.wait_for(lambda: self._busy == 0, timeout=REAP_TIMEOUT_S)
+
+    def set_env(self, env: Mapping[str, str]) -> None:
+        """Workers start with ``env`` from now on (a secret the agent is given changed):
+        idle workers end now, busy ones once their run is done."""
+        with self._cond:
+            self._env = _worker_env(env)
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            self._retire(worker, kill=True)
 
     # --- runs ---------------------------------------------------------------------
 
@@ -246,7 +258,8 @@ class AgentRunner:
     def _checkin(self, worker: _Worker | None) -> None:
         """Return the run's slot (and its worker, if sound); stop() waits for the slots."""
         with self._cond:
-            if worker is not None and not worker.retired and not self._stopped:
+            current = worker is not None and worker.generation == self._generation
+            if worker is not None and not worker.retired and not self._stopped and current:
                 self._idle.append(worker)
                 worker = None
         if worker is not None and not worker.retired:
@@ -259,6 +272,8 @@ class AgentRunner:
 
     def _spawn(self) -> _Worker:
         """A new worker that has said ready, or AgentFailed("crash", why not)."""
+        with self._cond:
+            env, generation = self._env, self._generation
         try:
             proc = subprocess.Popen(
                 [*self._prefix, sys.executable, "-P", "-m", "baton.agents.worker", self.spec],
@@ -266,7 +281,7 @@ class AgentRunner:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=self._env,
+                env=env,
                 start_new_session=True,
                 bufsize=0,
             )
@@ -275,7 +290,7 @@ class AgentRunner:
         pidfd = os.pidfd_open(proc.pid)  # before any reaping: names this process for good
         assert proc.stdin is not None
         os.set_blocking(proc.stdin.fileno(), False)  # writes wait in select, with a deadline
-        worker = _Worker(proc=proc, pidfd=pidfd)
+        worker = _Worker(proc=proc, pidfd=pidfd, generation=generation)
         worker.drain = threading.Thread(
             target=_drain, args=(worker,), name=f"baton-agent-stderr-{proc.pid}", daemon=True
         )

@@ -16,7 +16,8 @@ import click
 from baton.cli.support import Ctx, command, main
 from baton.core.secret_rules import MAX_VALUE_BYTES, check_name
 from baton.stores.identity_store import load_public_identity
-from baton.stores.secret_store import SecretStore, system_keychain
+from baton.stores.secret_keys import system_keychain
+from baton.stores.secret_store import SecretStore
 
 
 @main.group("secrets")
@@ -70,5 +71,5 @@ def list_secrets(ctx: Ctx) -> None:
 @click.argument("name")
 def remove_secret(ctx: Ctx, name: str) -> None:
     """Remove NAME."""
-    _store(ctx).remove(name)
+    _store(ctx).remove(name, time.time())
     ctx.emit({"name": name, "removed": True}, lambda d: click.echo(f"secret {d['name']} removed"))

@@ -46,7 +46,8 @@ from baton.stores.files import check_private_dir, check_private_file, ensure_pri
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.ledger_sqlite import SqliteLedger
-from baton.stores.secret_store import SecretStore, system_keychain
+from baton.stores.secret_keys import system_keychain
+from baton.stores.secret_store import SecretStore
 from baton.stores.tail_sqlite import SqliteLiveTailBuffer
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope
@@ -75,6 +76,8 @@ class DeliveryParts:
     poller: ChannelPoller
     runner: AgentRunner
     cursor: Cursor
+    secret_names: tuple[str, ...]  # the secrets the agent is given (agent_secrets)
+    agent_env: Callable[[], dict[str, str]]  # its whole environment, read anew
 
     ROUTES = ("marker", "marker_ack", "sync_request", "user_message", "user_message_ack")
     TAIL_ROUTES = ("tail", "tail_ack")
@@ -89,6 +92,13 @@ class DeliveryParts:
 
     def is_alive(self) -> bool:
         return self.actor.is_alive() and self.tail.is_alive() and self.poller.is_alive()
+
+    def secrets_changed(self, names: set[str]) -> None:
+        """Secrets changed in the store: if the agent is given one of them, its workers
+        start anew with the new values (a busy one once its run is done)."""
+        if names & set(self.secret_names):
+            self.runner.set_env(self.agent_env())
+            log.info("the agent's secrets changed: its workers start anew")
 
     def stop(self) -> None:
         self.poller.stop()
@@ -195,15 +205,19 @@ def build_delivery(
         workdir = prepare_workdir(paths.root)
         state = paths.state_dir  # the agent's durable state (synchronized: StateSync)
         ensure_private_dir(state)
+
+        def agent_env() -> dict[str, str]:
+            return {
+                **agent_environment(os.environ, settings.agent_env, workdir, state),
+                **agent_secrets(settings, paths, me, counters),
+            }
+
         runner = AgentRunner(
             settings.agent,
             workers=settings.agent_workers,
             timeout_s=settings.agent_timeout_ms / 1000,
             counters=counters,
-            env={
-                **agent_environment(os.environ, settings.agent_env, workdir, state),
-                **agent_secrets(settings, paths, me, counters),
-            },
+            env=agent_env(),
             cwd=workdir,
             prefix=sandbox_prefix(
                 settings.agent_sandbox, paths.root, workdir, settings.agent, state_dir=state
@@ -258,4 +272,4 @@ def build_delivery(
         long_poll_s=long_poll_s,
     )
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
-    return DeliveryParts(actor, tail, poller, runner, cursor)
+    return DeliveryParts(actor, tail, poller, runner, cursor, settings.agent_secrets, agent_env)

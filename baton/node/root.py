@@ -63,6 +63,7 @@ from baton.node.handoff_parts import build_handoff
 from baton.node.lease_parts import LeaseParts, build_lease
 from baton.node.ports import bind_http, bind_wire, check_home_dirs, url_of
 from baton.node.relay import Relay
+from baton.node.secret_parts import build_secret_sync
 from baton.node.services import NodeActors, NodeServices
 from baton.node.state_parts import StateParts, build_state_sync
 from baton.stores.config_file import load_settings
@@ -195,6 +196,16 @@ class Node:
             state = self._keep(
                 build_state_sync(s, paths=paths, identity=identity, clock=clock, counters=counters)
             )
+            secrets = self._keep(
+                build_secret_sync(
+                    paths=paths,
+                    identity=identity,
+                    clock=clock,
+                    counters=counters,
+                    send=transport.send,
+                    on_change=(lambda _: None) if delivery is None else delivery.secrets_changed,
+                )
+            )
             pairing = self._keep(
                 PairingActor.start(
                     FilePairingSessionStore(paths.pairing_session), clock, os.urandom
@@ -203,7 +214,8 @@ class Node:
             # 3. wire
             routes: dict[str, pykka.ActorRef[Any]] = dict.fromkeys(("ping", "pong"), monitor)
             routes |= dict.fromkeys(HANDOFF_ROUTES, handoff)
-            members.follow(monitor, handoff)
+            routes |= dict.fromkeys(secrets.ROUTES, secrets.actor)
+            members.follow(monitor, handoff, secrets.actor)
             lease_news.follow(handoff)
             if state is not None:
                 lease_news.follow(state.actor)
@@ -252,7 +264,7 @@ class Node:
                 probe.start()
             if delivery is not None:
                 delivery.start()
-            ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff]
+            ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff, secrets.actor]
             ticking += [] if lease is None else [lease.coordinator]
             ticking += [] if delivery is None else delivery.actors
             ticking += [] if state is None else [state.actor]
@@ -288,6 +300,7 @@ class Node:
                 ("HandoffActor", handoff.is_alive),
                 ("PairingActor", pairing.is_alive),
                 ("RegistryActor", registry.is_alive),
+                ("SecretSyncActor", secrets.is_alive),
                 ("the address watcher", watcher.is_alive),
             ]
             if lease is not None:

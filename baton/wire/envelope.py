@@ -63,6 +63,8 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "handoff_begin": {"handoff_id": str, "heads": list, "position": int},
     "handoff_ack": {"handoff_id": str, "heads": list, "position": int, "signature": str},
     "handoff_abort": {"handoff_id": str, "reason": str},
+    "secrets_have": {"have": dict},  # each secret's version, no value (core.secret_rules)
+    "secret": {"box": str},  # one secret, sealed to the recipient (wire.secret_transport)
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

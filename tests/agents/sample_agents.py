@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,3 +90,13 @@ def moody(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
         for _ in range(64):  # 2 MiB without a newline; the runner stops reading at 1 MiB
             os.write(fd, b"x" * 32768)
     return ok(message, history)
+
+
+def env(message: AgentMessage, history: Sequence[Turn]) -> list[str]:
+    """The value of the environment variable the message names (``-`` if unset); with
+    ``NAME after PATH``, once PATH exists (at most 30 s)."""
+    name, _, path = message.text.partition(" after ")
+    deadline = time.monotonic() + 30
+    while path and not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [os.environ.get(name, "-")]

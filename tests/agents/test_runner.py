@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,30 @@ def test_a_worker_ends_with_the_process_that_started_it(cmd_spec: str, tmp_path:
     finally:
         if not gone(worker):  # the worker leads its own group: end it, the program too
             os.killpg(worker, signal.SIGKILL)
+
+
+def test_a_new_environment_reaches_the_next_run_idle_and_busy_workers_alike(
+    make_runner: MakeRunner,
+) -> None:
+    runner = make_runner(f"{SAMPLES}:env", workers=2, env={**os.environ, "API_KEY": "one"})
+    assert runner.run(msg("API_KEY"), []) == ["one"]
+    runner.set_env({**os.environ, "API_KEY": "two"})
+    assert runner.run(msg("API_KEY"), []) == ["two"]  # the idle worker was replaced
+    with ThreadPoolExecutor(2) as pool:  # two at once: neither worker is an old one
+        answers = list(pool.map(lambda _: runner.run(msg("API_KEY"), []), range(2)))
+    assert answers == [["two"], ["two"]]
+
+
+def test_a_worker_busy_when_the_environment_changes_ends_after_its_run(
+    make_runner: MakeRunner, counters: Counters, tmp_path: Path
+) -> None:
+    runner = make_runner(f"{SAMPLES}:env", workers=1, env={**os.environ, "API_KEY": "one"})
+    go = tmp_path / "go"
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(runner.run, msg(f"API_KEY after {go}"), [])
+        wait_for(lambda: counters.get("agent.runs") == 1, 30, "the run to start")
+        runner.set_env({**os.environ, "API_KEY": "two"})
+        go.touch()
+        assert busy.result(timeout=30) == ["one"]  # it started with the old one
+    assert runner.run(msg("API_KEY"), []) == ["two"]
+    assert counters.get("agent.workers_started") == 2

@@ -40,7 +40,8 @@ def test_set_list_and_remove_never_show_a_value(home: Path) -> None:
     [row] = json.loads(out)
     assert code == 0 and row["name"] == "API_KEY" and set(row) == {"name", "set_by", "set_at"}
     assert VALUE not in out and VALUE not in baton(home, "secrets", "list")[1]
-    assert SecretStore(HomePaths(home), "x").all()["API_KEY"].value == VALUE  # newline dropped
+    stored = SecretStore(HomePaths(home), "m_aaaaaaaaaaaaaaaa").all()
+    assert stored["API_KEY"].value == VALUE  # newline dropped
     assert baton(home, "secrets", "rm", "API_KEY", "--json") == (
         0,
         json.dumps({"name": "API_KEY", "removed": True}, indent=2) + "\n",

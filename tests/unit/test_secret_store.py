@@ -19,11 +19,14 @@ from baton.core.errors import (
     WrongSecretKey,
 )
 from baton.core.secret_rules import MAX_SECRETS, MAX_VALUE_BYTES, Secret
+from baton.stores import secret_store
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home
+from baton.stores.secret_keys import MasterKeys
 from baton.stores.secret_store import SecretStore
 
 VALUE = "sk-live-0123456789abcdef"
+ME = "m_aaaaaaaaaaaaaaaa"
 
 
 class DictKeychain:
@@ -41,6 +44,9 @@ class DictKeychain:
             raise RuntimeError("locked")
         self.items[(service, username)] = password
 
+    def delete_password(self, service: str, username: str) -> None:
+        del self.items[(service, username)]
+
 
 @pytest.fixture
 def paths(tmp_path: Path) -> HomePaths:
@@ -49,23 +55,23 @@ def paths(tmp_path: Path) -> HomePaths:
 
 
 def store(paths: HomePaths, keychain: DictKeychain | None = None) -> SecretStore:
-    return SecretStore(paths, "m_me", keychain)
+    return SecretStore(paths, ME, keychain)
 
 
 def test_what_is_set_comes_back_and_nothing_readable_is_on_disk(paths: HomePaths) -> None:
     s = store(paths)
     s.set("API_KEY", VALUE, 1000.0)
     s.set("OTHER", "two", 1001.0)
-    assert s.all()["API_KEY"] == Secret(VALUE, "m_me", 1000.0)
+    assert s.all()["API_KEY"] == Secret(VALUE, ME, 1000.0)
     assert store(paths).values(("API_KEY", "MISSING")) == {"API_KEY": VALUE}
     for path in (s.file, s.key_file, s.ref_file):
         assert path.stat().st_mode & 0o777 == 0o600
     everything = b"".join(p.read_bytes() for p in paths.root.rglob("*") if p.is_file())
     assert VALUE.encode() not in everything and b"API_KEY" not in s.file.read_bytes()
-    s.remove("API_KEY")
+    s.remove("API_KEY", 1002.0)
     assert set(s.all()) == {"OTHER"}
     with pytest.raises(NoSuchSecret):
-        s.remove("API_KEY")
+        s.remove("API_KEY", 1003.0)
 
 
 def test_every_write_is_sealed_afresh(paths: HomePaths) -> None:
@@ -139,7 +145,7 @@ def test_a_damaged_store_is_a_named_error_and_is_never_written_over(
     with pytest.raises(error):
         s.set("NEW", "x", 2.0)
     with pytest.raises(error):
-        s.remove("API_KEY")
+        s.remove("API_KEY", 2.0)
     assert s.file.read_bytes() == before
 
 
@@ -232,3 +238,102 @@ def test_a_key_file_with_a_trailing_newline_still_reads(paths: HomePaths) -> Non
     s.set("API_KEY", VALUE, 1.0)
     s.key_file.write_text(s.key_file.read_text() + "\n")  # an editor added it
     assert store(paths).all()["API_KEY"].value == VALUE
+
+
+# --- between machines: versions, removals, rotation ------------------------------------
+
+OTHER = "m_bbbbbbbbbbbbbbbb"
+
+
+def test_a_removal_is_kept_as_a_version_and_a_newer_one_wins(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 100.0)
+    s.remove("API_KEY", 50.0)  # a clock behind: still dated after what it replaced
+    gone = s.entries()["API_KEY"]
+    assert gone.deleted and gone.set_at > 100.0 and "API_KEY" not in s.all()
+    assert s.take("API_KEY", Secret("older", OTHER, 100.0), now=200.0) is False
+    assert s.take("API_KEY", Secret("newer", OTHER, 150.0), now=200.0) is True
+    assert s.all()["API_KEY"] == Secret("newer", OTHER, 150.0)
+    assert s.take("API_KEY", Secret("", OTHER, 160.0, deleted=True), now=200.0) is True
+    assert "API_KEY" not in s.all()
+
+
+def test_a_version_dated_far_ahead_of_this_clock_is_refused(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 100.0)
+    with pytest.raises(BadSecret, match="ahead"):
+        s.take("API_KEY", Secret("x", OTHER, 100.0 + 7200), now=100.0)
+    assert s.all()["API_KEY"].value == VALUE
+
+
+def test_a_rotation_reseals_under_a_new_key_and_the_old_is_gone(paths: HomePaths) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    old_key, old_blob = s.key_file.read_text(), s.file.read_bytes()
+    fresh = s.rotate((OTHER,))
+    assert fresh is not None and s.key_file.read_text() != old_key
+    assert s.file.read_bytes()[9:17].hex() == fresh != old_blob[9:17].hex()
+    assert store(paths).all()["API_KEY"].value == VALUE
+    assert s.rotated_for() == (OTHER,)
+    assert not s.key_file.with_name("secrets.key.next").exists()
+
+
+def test_a_rotation_in_the_keychain_leaves_one_key_there(paths: HomePaths) -> None:
+    keychain = DictKeychain()
+    s = store(paths, keychain)
+    s.set("API_KEY", VALUE, 1.0)
+    before = dict(keychain.items)
+    s.rotate()
+    assert len(keychain.items) == 1 and keychain.items != before
+    assert store(paths, keychain).all()["API_KEY"].value == VALUE
+
+
+@pytest.mark.parametrize("crash_at", ["reseal", "main slot", "record"])
+def test_a_rotation_a_crash_cuts_short_is_finished_or_undone_never_lost(
+    paths: HomePaths, crash_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = store(paths)
+    s.set("API_KEY", VALUE, 1.0)
+    put, record, write = MasterKeys._put, MasterKeys._record, SecretStore._write
+
+    class Crash(Exception):
+        pass
+
+    def crash_put(self: MasterKeys, where: str, slot: str, key: bytes) -> None:
+        if crash_at == "main slot" and slot == "":
+            raise Crash
+        put(self, where, slot, key)
+
+    def crash_record(self: MasterKeys, ref: object) -> object:
+        if crash_at == "record" and getattr(ref, "next_id", 1) is None:
+            raise Crash
+        return record(self, ref)  # type: ignore[arg-type]
+
+    def crash_write(self: SecretStore, key: bytes, secrets: object) -> None:
+        if crash_at == "reseal":
+            raise Crash
+        write(self, key, secrets)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MasterKeys, "_put", crash_put)
+    monkeypatch.setattr(MasterKeys, "_record", crash_record)
+    monkeypatch.setattr(SecretStore, "_write", crash_write)
+    with pytest.raises(Crash):
+        s.rotate()
+    monkeypatch.undo()
+    assert store(paths).all()["API_KEY"].value == VALUE  # settled on the next open
+    ref = store(paths).keys.ref()
+    assert ref is not None and ref.next_id is None
+    assert ref.key_id == store(paths).file.read_bytes()[9:17].hex()
+    store(paths).set("OTHER", "x", 2.0)  # and it goes on
+    assert set(store(paths).all()) == {"API_KEY", "OTHER"}
+
+
+def test_tombstones_are_bounded_the_oldest_forgotten(
+    paths: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(secret_store.rules, "MAX_TOMBSTONES", 3)
+    s = store(paths)
+    for i in range(5):
+        s.set(f"S{i}", "x", float(i))
+        s.remove(f"S{i}", float(i) + 0.5)
+    assert sorted(s.entries()) == ["S2", "S3", "S4"]

@@ -1,0 +1,201 @@
+"""SecretSyncActor: every member keeps every secret (SecretSync).
+
+Each machine tells each peer which versions it has (``secrets_have``, no values) when
+its store changes (a ``baton secrets set`` here, or a secret taken from a peer), when a
+peer joins, and every ``every_ms``. A peer answers with each secret it has a newer
+version of, sealed to the asker's X25519 key (``secret``), at most MAX_GIVE per ask
+(the next ask brings the rest), and with its own versions when the asker has newer
+ones, so a change travels in one exchange either way. Each name's newest version wins
+(baton.core.secret_rules).
+
+When the registry shows a machine removed that the master key was not yet rotated for,
+the key is rotated (the store sealed again under a new one) and the secrets the
+removed machine knew are named in the log, to be rotated at their source.
+
+Invariants:
+- Only the active members' envelopes are looked at; a secret or a digest that does
+  not read, or a box that does not open, is refused (``secrets.refused``), logged at
+  most a few times a minute, and changes nothing.
+- A store that cannot be read (``secrets.unavailable``) stops nothing: the next tick
+  tries again.
+- Values are in no log line, no counter and no error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import nacl.public
+import pykka
+
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.adapters.metrics import Counters
+from baton.core import secret_rules as rules
+from baton.core.clock import Clock
+from baton.core.errors import BadSecret, BatonError
+from baton.core.ratelimit import RateLimiter
+from baton.core.secret_rules import SecretKeeper
+from baton.wire.envelope import Envelope
+from baton.wire.secret_transport import SecretTransport, open_have, open_secret
+
+log = logging.getLogger("baton.secrets")
+
+EVERY_MS = 10_000
+MAX_GIVE = 64
+ROUTES = ("secrets_have", "secret")
+
+
+class SecretSyncActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        store: SecretKeeper,
+        *,
+        transport: SecretTransport,
+        key: nacl.public.PrivateKey,
+        removed: Callable[[], Iterable[str]],
+        clock: Clock,
+        counters: Counters,
+        on_change: Callable[[set[str]], None],
+        every_ms: int = EVERY_MS,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.transport = transport
+        self.key = key
+        self.removed = removed
+        self.clock = clock
+        self.counters = counters
+        self.on_change = on_change
+        self.every_ms = every_ms
+        self.peers: dict[str, bytes] = {}  # machine id -> X25519 public key
+        self.stamp: Any = None
+        self.versions: dict[str, tuple[float, str]] = {}
+        self.due_ms = 0.0
+        self.log_limit = RateLimiter(rate_per_s=1 / 20, burst=3)
+
+    def on_start(self) -> None:
+        self._look(tell=False)
+        self._rotate_for_removed()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick(now_ms=now_ms):
+                changed = self._look(tell=True)
+                if changed or now_ms >= self.due_ms:
+                    self.due_ms = now_ms + self.every_ms
+                    self._tell(self.peers)
+            case MembersChanged(peers=peers):
+                new = {p.machine_id for p in peers} - set(self.peers)
+                self.peers = {p.machine_id: p.identity.encryption_public for p in peers}
+                self._tell(new)
+                self._rotate_for_removed()
+            case EnvelopeReceived(envelope=env) if env.sender in self.peers:
+                self._guarded(env)
+            case EnvelopeReceived(envelope=env):
+                self._refused("stranger", f"{env.type} from {env.sender}, not a member")
+        return None
+
+    # --- what this machine has ---------------------------------------------------------
+
+    def _entries(self) -> dict[str, rules.Secret] | None:
+        try:
+            return self.store.entries()
+        except BatonError as exc:
+            self.counters.inc("secrets.unavailable")
+            self._log("unavailable", f"the secret store cannot be read: {exc.detail}")
+            return None
+
+    def _look(self, *, tell: bool) -> bool:
+        """Whether the store changed since the last look; the names that changed go to
+        ``on_change`` (the agent's environment) when ``tell``."""
+        stamp = self.store.stamp()
+        if stamp == self.stamp:
+            return False
+        entries = self._entries()
+        if entries is None:
+            return False
+        self.stamp = stamp
+        versions = {n: s.version for n, s in entries.items()}
+        changed = {n for n in versions.keys() | self.versions.keys()}
+        changed = {n for n in changed if versions.get(n) != self.versions.get(n)}
+        self.versions = versions
+        if changed and tell:
+            self.on_change(changed)
+        return bool(changed)
+
+    def _tell(self, peers: Iterable[str]) -> None:
+        entries = self._entries() if peers else None
+        if entries is None:
+            return
+        digest = rules.digest(entries)
+        for peer in peers:
+            if self.transport.have(peer, digest):
+                self.counters.inc("secrets.told")
+
+    # --- what peers say ----------------------------------------------------------------
+
+    def _guarded(self, env: Envelope) -> None:
+        try:
+            if env.type == "secrets_have":
+                self._asked(env)
+            else:
+                self._given(env)
+        except BadSecret as exc:
+            self._refused("bad", f"{env.type} from {env.sender}: {exc.detail}")
+        except BatonError as exc:
+            self.counters.inc("secrets.unavailable")
+            self._log("unavailable", f"the secret store failed: {exc.detail}")
+
+    def _asked(self, env: Envelope) -> None:
+        theirs = open_have(env)
+        entries = self._entries()
+        if entries is None:
+            return
+        for name in rules.newer_here(entries, theirs)[:MAX_GIVE]:
+            try:
+                sent = self.transport.give(env.sender, self.peers[env.sender], name, entries[name])
+            except ValueError as exc:  # larger than the wire's frames
+                self.counters.inc("secrets.unsent")
+                self._log("unsent", f"secret {name} not sent to {env.sender}: {exc}")
+                continue
+            self.counters.inc("secrets.given" if sent else "secrets.unsent")
+        if rules.newer_there(entries, theirs):
+            self.transport.have(env.sender, rules.digest(entries))
+
+    def _given(self, env: Envelope) -> None:
+        name, secret = open_secret(env, self.key)
+        if self.store.take(name, secret, self.clock.wall_s()):
+            self.counters.inc("secrets.taken")
+            log.info("secret %s taken from %s (set by %s)", name, env.sender, secret.set_by)
+            self._look(tell=True)
+
+    # --- removals ----------------------------------------------------------------------
+
+    def _rotate_for_removed(self) -> None:
+        try:
+            removed = tuple(sorted(set(self.removed()) - set(self.store.rotated_for())))
+            if not removed:
+                return
+            known = sorted(rules.live(self.store.entries()))
+            self.store.rotate(removed)
+        except BatonError as exc:
+            self.counters.inc("secrets.unavailable")
+            self._log("unavailable", f"cannot rotate the secrets' master key: {exc.detail}")
+            return
+        self.counters.inc("secrets.rotated")
+        log.warning(
+            "%s removed: the secrets' master key is rotated; the secrets it knew, to rotate "
+            "at their source: %s",
+            ", ".join(removed),
+            ", ".join(known) or "none",
+        )
+
+    def _refused(self, why: str, line: str) -> None:
+        self.counters.inc(f"secrets.refused.{why}")
+        self._log(why, f"refused: {line}")
+
+    def _log(self, kind: str, line: str) -> None:
+        if self.log_limit.allow(kind, self.clock.monotonic_ms() / 1000):
+            log.warning("%s", line)

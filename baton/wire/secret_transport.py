@@ -1,0 +1,73 @@
+"""SecretTransport: secrets between members (SecretSync), over the CURVE wire.
+
+Two envelopes:
+- ``secrets_have`` {"have": {name: [set_at, set_by]}}: the versions a machine has, no
+  value (baton.core.secret_rules.digest);
+- ``secret`` {"box": base64}: one secret (or removal), as JSON, in PyNaCl's SealedBox
+  to the recipient's X25519 key: an ephemeral key seals it, so the sender cannot open
+  it afterwards, and only the recipient's key can.
+
+The CURVE link under both has forward secrecy of its own (its session keys are
+transient); the box keeps a secret sealed end to end, to the one member it is for,
+whatever carries it.
+
+Invariants:
+- ``open_have`` and ``open_secret`` return only what baton.core.secret_rules accepts,
+  or raise BadSecret; a box that does not open is BadSecret too.
+- ``give`` raises ValueError when the sealed secret exceeds the wire's frame limit
+  (the caller counts it); nothing else it meets raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import nacl.exceptions
+import nacl.public
+
+from baton.core import secret_rules as rules
+from baton.core.errors import BadSecret
+from baton.core.secret_rules import Secret
+from baton.wire.envelope import Envelope, make_envelope, new_message_id
+
+
+class SecretTransport:
+    def __init__(
+        self, me: str, send: Callable[[Envelope], bool], rng: Callable[[int], bytes] = os.urandom
+    ) -> None:
+        self.me = me
+        self.send = send
+        self.rng = rng
+
+    def have(self, to: str, digest: Mapping[str, Any]) -> bool:
+        env = make_envelope(
+            "secrets_have", self.me, to, {"have": dict(digest)}, new_message_id(self.rng)
+        )
+        return self.send(env)
+
+    def give(self, to: str, recipient: bytes, name: str, secret: Secret) -> bool:
+        """``name`` sealed to ``recipient`` (the peer's X25519 key), sent to ``to``."""
+        box = nacl.public.SealedBox(nacl.public.PublicKey(recipient))
+        sealed = base64.b64encode(box.encrypt(rules.to_wire(name, secret))).decode()
+        env = make_envelope("secret", self.me, to, {"box": sealed}, new_message_id(self.rng))
+        return self.send(env)
+
+
+def open_have(env: Envelope) -> dict[str, tuple[float, str]]:
+    return rules.read_digest(env.body["have"])
+
+
+def open_secret(env: Envelope, key: nacl.public.PrivateKey) -> tuple[str, Secret]:
+    """The secret in a ``secret`` envelope, opened with this machine's key."""
+    try:
+        sealed = base64.b64decode(env.body["box"], validate=True)
+        raw = nacl.public.SealedBox(key).decrypt(sealed)
+    except (binascii.Error, ValueError):
+        raise BadSecret("the box is not base64") from None
+    except nacl.exceptions.CryptoError:
+        raise BadSecret("the box does not open with this machine's key") from None
+    return rules.from_wire(raw)
