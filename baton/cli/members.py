@@ -1,4 +1,10 @@
-"""`baton machines remove NICK` (on the awake machine) and `baton leave` (on a standby)."""
+"""`baton machines remove NICK` (on the awake machine) and `baton leave` (on a standby).
+
+A removed machine knew every secret set before its removal (SecretSync gives every
+member all of them): `remove` names them, to be rotated at their source, and every
+remaining member rotates its master key (baton.actors.secret_sync_actor). A machine
+that leaves deletes its secret store and master key with its private keys.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,14 @@ import click
 from baton.cli.info import machines
 from baton.cli.lifecycle import stop_node
 from baton.cli.support import Ctx, command, main
-from baton.core.errors import BadRequest, HomeError
+from baton.core.errors import BadRequest, BatonError, HomeError
 from baton.core.registry import Role, Status
 from baton.node.client import NodeClient, http_json
 from baton.pairing.membership import sign_leave
-from baton.stores.identity_store import load_identity
+from baton.stores.identity_store import load_identity, load_public_identity
 from baton.stores.registry_store import JsonRegistryStore
+from baton.stores.secret_keys import system_keychain
+from baton.stores.secret_store import SecretStore
 
 
 @command(machines, "remove")
@@ -27,10 +35,29 @@ def remove(ctx: Ctx, name: str, reason: str) -> None:
     """Revoke another machine (run on the awake machine). Revocation sticks: only a
     fresh pairing brings it back."""
     row = NodeClient(ctx.home).post("/api/machines/remove", {"name": name, "reason": reason})
-    ctx.emit(
-        row,
-        lambda r: click.echo(f"revoked {r['nickname']} ({r['machine_id']}): {r['revoked_reason']}"),
-    )
+    row = {**row, "secrets_known": _secrets_known(ctx, row.get("revoked_at"))}
+
+    def human(r: dict[str, Any]) -> None:
+        click.echo(f"revoked {r['nickname']} ({r['machine_id']}): {r['revoked_reason']}")
+        known = r["secrets_known"]
+        if known is None:
+            click.echo("the secret store cannot be read here: see `baton secrets list`")
+        elif known:
+            click.echo(f"it knew these secrets; rotate them at their source: {', '.join(known)}")
+
+    ctx.emit(row, human)
+
+
+def _secrets_known(ctx: Ctx, revoked_at: float | None) -> list[str] | None:
+    """The secrets set before ``revoked_at``: every member had them. None when the
+    store cannot be read."""
+    me = load_public_identity(ctx.home)
+    try:
+        secrets = SecretStore(ctx.paths, me.machine_id, system_keychain()).all()
+    except BatonError:
+        return None
+    until = time.time() if revoked_at is None else revoked_at
+    return sorted(n for n, s in secrets.items() if s.set_at <= until)
 
 
 @command(main, "leave")
@@ -69,7 +96,7 @@ def leave(ctx: Ctx, timeout: float) -> None:
             },
         )
     )
-    deleted = []
+    deleted = SecretStore(ctx.paths, me.machine_id, system_keychain()).forget()
     for path in (ctx.paths.signing_key, ctx.paths.encryption_key, ctx.paths.api_token):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -86,6 +113,6 @@ def leave(ctx: Ctx, timeout: float) -> None:
         result,
         lambda d: click.echo(
             f"{identity.nickname} left the mesh (recorded by {awake.nickname}); "
-            f"private keys deleted"
+            f"private keys and secrets deleted"
         ),
     )

@@ -191,6 +191,26 @@ class MasterKeys:
         if ref is not None:
             self._record(replace(ref, rotated_for=tuple(sorted({*ref.rotated_for, *removed}))))
 
+    def forget(self) -> list[str]:
+        """Delete the key (both slots) and its record; what was deleted."""
+        try:
+            ref = self.ref()
+        except SecretsError:  # a record that does not read: the files go all the same
+            ref = None
+        gone = []
+        for slot in (MAIN, NEXT):
+            if ref is not None and ref.where == "keychain":
+                self._drop("keychain", slot)
+            if self._file(slot).exists():
+                self._drop("file", slot)
+                gone.append(str(self._file(slot)))
+        if ref is not None and ref.where == "keychain":
+            gone.append(f"the OS keychain's {self._account(MAIN)}")
+        with contextlib.suppress(FileNotFoundError):
+            self.ref_file.unlink()
+            gone.append(str(self.ref_file))
+        return gone
+
     # --- slots -------------------------------------------------------------------------
 
     def _account(self, slot: str) -> str:

@@ -163,6 +163,16 @@ class SecretStore:
         ref = self.keys.ref()
         return () if ref is None else ref.rotated_for
 
+    def forget(self) -> list[str]:
+        """Delete the store and its master key (a machine leaving the mesh); what was
+        deleted."""
+        with self._locked():
+            gone = self.keys.forget()
+            with contextlib.suppress(FileNotFoundError):
+                self.file.unlink()
+                gone.append(str(self.file))
+        return gone
+
     def stamp(self) -> tuple[int, int, int] | None:
         """Changes whenever the file does (inode, time, size): a cheap look."""
         try:

@@ -36,3 +36,8 @@ def stall(message: Any, history: Any) -> list[str]:
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.1)
     return [f"echo: {text} (earlier turns: {len(history)})"]
+
+
+def env(message: Any, history: Any) -> list[str]:
+    """The value of the environment variable the message names (``-`` if unset)."""
+    return [f"{message.text}={os.environ.get(message.text, '-')}"]
