@@ -113,9 +113,16 @@ def taken(
     if not (math.isfinite(theirs.set_at) and theirs.set_at <= now + MAX_AHEAD_S):
         raise BadSecret(f"{name} is dated more than {MAX_AHEAD_S:g} s ahead of this clock")
     mine = secrets.get(name)
-    if mine is not None and theirs.version <= mine.version:
+    if mine is not None and _order(theirs) <= _order(mine):
         return None
     return _bounded({**secrets, name: theirs})
+
+
+def _order(s: Secret) -> tuple[float, str, bool, str]:
+    """Versions in order; two with one ``version`` (which no honest machine makes: it
+    dates each change after the last) are ordered by content, so every order of
+    arrival ends alike."""
+    return (s.set_at, s.set_by, s.deleted, s.value)
 
 
 def _after(known: Secret | None, at: float) -> float:
