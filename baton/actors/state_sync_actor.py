@@ -95,6 +95,7 @@ class StateSyncActor(pykka.ThreadingActor):
         self.due_ms = 0.0
         self.must_pull = True
         self.opened = 0  # the epoch this holder opened with a commit on the remote
+        self.marked = 0  # the newest removal a commit of this holder is dated after
         self.skipped: dict[str, str] = {}  # machine id -> a queued commit not trusted
         self.pushed: str | None = None
         self.refused: dict[str, str] | None = None
@@ -206,6 +207,7 @@ class StateSyncActor(pykka.ThreadingActor):
 
     def _commit_and_push(self) -> None:
         try:
+            self._mark_removals()
             made = self.store.commit(
                 epoch=self.epoch, now=self.clock.wall_s(), message="agent state"
             )
@@ -232,6 +234,16 @@ class StateSyncActor(pykka.ThreadingActor):
         except BatonError as exc:
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"state commit or push failed: {exc.detail}")
+
+    def _mark_removals(self) -> None:
+        """Once per removal the registry shows: a commit dated after it (see
+        StateRepo.mark_removals), so a removed machine cannot back-date one."""
+        windows = self.signers()
+        latest = max((w.before for w in windows.values() if w.before is not None), default=0)
+        if latest > self.marked:
+            if self.store.mark_removals(windows, self.epoch, self.clock.wall_s()) is not None:
+                self.counters.inc("state.commits")
+            self.marked = latest
 
     def _absorb(self) -> bool:
         """The remote has commits this holder lacks (an older holder's late push): merge

@@ -173,6 +173,11 @@ class StateStore(Protocol):
     def open_epoch(self, epoch: int, now: float) -> str | None:
         """A new holder's first commit of ``epoch`` (empty if nothing changed)."""
 
+    def mark_removals(
+        self, windows: Mapping[str, SignerWindow], epoch: int, now: float
+    ) -> str | None:
+        """A commit dated after the newest removal, unless the head is that late."""
+
     def push(self) -> bool:
         """Fast-forward the remote to head(); False if the remote moved elsewhere."""
 

@@ -182,7 +182,7 @@ class StateGit:
 
     def _verify(
         self, base: str | None, tip: str, windows: Mapping[str, SignerWindow], max_epoch: int
-    ) -> tuple[list[str], bool]:
+    ) -> tuple[list[CommitFacts], bool]:
         """Judge the commits of ``tip`` that ``base`` lacks, oldest first, BATCH at a time,
         at most MAX_NEW_COMMITS; (those verified, whether that was all of them). Their
         parents outside that set are in ``base``'s history: verified already."""
@@ -193,21 +193,23 @@ class StateGit:
         everything = listed.split()
         shas = everything[:MAX_NEW_COMMITS]
         known: dict[str, CommitFacts] = {}
+        judged: list[CommitFacts] = []
         for start in range(0, len(shas), BATCH):
             batch = self._facts(shas[start : start + BATCH])
             missing = {p for c in batch for p in c.parents} - {c.sha for c in batch} - set(known)
             known |= {c.sha: c for c in self._facts(sorted(missing))} if missing else {}
             judge(batch, known, windows, max_epoch)
             known |= {c.sha: c for c in batch}
-        return shas, len(shas) == len(everything)
+            judged += batch
+        return judged, len(shas) == len(everything)
 
-    def _newest_of(self, base: str | None, shas: list[str]) -> str:
+    def _newest_of(self, base: str | None, commits: list[CommitFacts]) -> str:
         """The last of a capped prefix of new commits that descends from ``base`` (the
         tree moves forward only; the rest is verified again next time)."""
-        for sha in reversed(shas):
+        for sha in reversed([c.sha for c in commits]):
             if base is None or self._descends(base, sha):
                 return sha
-        raise StateSyncError(f"none of {len(shas)} new state commits descends from {base}")
+        raise StateSyncError(f"none of {len(commits)} new state commits descends from {base}")
 
     def _facts(self, shas: list[str]) -> list[CommitFacts]:
         """What git says about ``shas``, in that order."""

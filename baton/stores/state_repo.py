@@ -110,6 +110,20 @@ class StateRepo(StateGit):
             return None
         return self.commit(epoch=epoch, now=now, message=f"holder at epoch {epoch}", empty=True)
 
+    def mark_removals(
+        self, windows: Mapping[str, SignerWindow], epoch: int, now: float
+    ) -> str | None:
+        """A holder's commit (empty if nothing changed) dated at or after the newest
+        removal the registry shows, unless the head is that late already. Once it is
+        on the remote, no removed machine can add a commit dated into its window on
+        top of the state: it would be dated before its parent."""
+        removals = [w.before for w in windows.values() if w.before is not None]
+        head = self.head()
+        if not removals or head is None or self._time(head) >= max(removals):
+            return None
+        message = "machines removed"
+        return self.commit(epoch=epoch, now=max(now, max(removals)), message=message, empty=True)
+
     def push(self) -> bool:
         """Fast-forward the remote's state to the head; False if the remote has moved
         elsewhere (absorb first). Never forced."""
@@ -147,20 +161,20 @@ class StateRepo(StateGit):
         if tip is None or tip == head or (head is not None and self._descends(tip, head)):
             return Pulled(head, 0)  # nothing new; what the head has beyond it is queued
         if head is None or self._descends(head, tip):
-            shas, whole = self._verify(head, tip, windows, max_epoch)
-            newest = tip if whole else self._newest_of(head, shas)
+            commits, whole = self._verify(head, tip, windows, max_epoch)
+            newest = tip if whole else self._newest_of(head, commits)
             self._move_to(head, newest)
-            return Pulled(newest, len(shas))
+            return Pulled(newest, len(commits))
         base = self._fork_point(head, tip)
-        shas, whole = self._verify(base, tip, windows, max_epoch)
-        newest = tip if whole else self._newest_of(base, shas)
+        commits, whole = self._verify(base, tip, windows, max_epoch)
+        newest = tip if whole else self._newest_of(base, commits)
         epoch = max(self._epoch(head), self._epoch(newest))
         message = "take the remote's state over the queued"
         conflicts = self._merge(newest, epoch=epoch, now=now, mine_wins=False, message=message)
         self._ok("update-ref", PUSHED, newest)
         if conflicts:
             log.warning("queued state changes lost to the remote's in %s", ", ".join(conflicts))
-        return Pulled(self.head(), len(shas), tuple(conflicts))
+        return Pulled(self.head(), len(commits), tuple(conflicts))
 
     def absorb(
         self,
@@ -184,9 +198,12 @@ class StateRepo(StateGit):
                 self._fork_point(head, tip)  # refuses a rewrite
         if head is None or tip is None or self._descends(tip, head):
             return []
-        shas, whole = self._verify(head, tip, windows, max_epoch)
+        commits, whole = self._verify(head, tip, windows, max_epoch)
         if not whole:
-            raise StateSyncError(f"{len(shas)}+ commits to merge: more than one merge takes")
+            raise StateSyncError(f"{len(commits)}+ commits to merge: more than one merge takes")
+        for c in commits:  # a removed machine's commit new to the holder: never merged
+            if windows[c.signer].before is not None:
+                raise UntrustedCommit(c.sha, f"signed by {c.signer}, removed: not merged now")
         theirs = self._epoch(tip)
         if theirs > epoch:
             raise CommitAhead(tip, f"the remote is at epoch {theirs}, this holder at {epoch}")

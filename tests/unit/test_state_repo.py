@@ -660,3 +660,39 @@ def test_a_queue_of_more_commits_than_one_merge_takes_is_refused_whole(
     with pytest.raises(UntrustedCommit, match="3 commits queued"):
         alpha.take_queued(mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW)
     assert alpha.head() == head
+
+
+# --- a removed machine cannot back-date its way in -------------------------------------
+
+
+def remove_charlie(mesh: Mesh, at: float) -> None:
+    mesh.entries["charlie"] = replace(mesh.entries["charlie"], status=Status.REVOKED, revoked_at=at)
+
+
+def test_after_the_holders_removal_mark_a_back_dated_commit_is_refused(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    alpha = mesh.repo("alpha")
+    alpha.pull(mesh.windows(), HIGH, now=NOW)
+    remove_charlie(mesh, NOW + 50)
+    marked = alpha.mark_removals(mesh.windows(), 1, NOW + 1)  # a clock behind the removal
+    assert marked is not None and alpha.push()
+    assert alpha.mark_removals(mesh.windows(), 1, NOW + 2) is None  # once
+    assert synced.pull(mesh.windows(), HIGH, now=NOW).head == marked
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 40)  # in its window
+    refused(mesh, synced, "dated before its parent")
+
+
+def test_the_holder_never_merges_a_removed_machines_commit_new_to_it(
+    mesh: Mesh, synced: StateRepo, tmp_path: Path
+) -> None:
+    alpha = mesh.repo("alpha")
+    alpha.pull(mesh.windows(), HIGH, now=NOW)
+    (alpha.tree / "alpha.txt").write_text("alpha's\n")
+    head = alpha.commit(epoch=1, now=NOW + 45, message="turn")
+    forge(mesh, tmp_path, key=seed_key(mesh.ids["charlie"]), date=NOW + 40)  # lands first
+    remove_charlie(mesh, NOW + 50)
+    assert alpha.push() is False
+    with pytest.raises(UntrustedCommit, match="removed: not merged"):
+        alpha.absorb(mesh.windows(), HIGH, epoch=1, now=NOW + 60)
+    assert alpha.head() == head
