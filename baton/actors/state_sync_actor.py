@@ -29,7 +29,7 @@ Invariants:
   kind or refused commit at once, repeats once a minute) and never stops the actor:
   the next tick tries again.
 - A git repository of its own inside the tree is not synced: named and counted
-  (``state.nested``).
+  (``state.nested``); nor is a file over 16 MiB (``state.too_big``).
 """
 
 from __future__ import annotations
@@ -213,6 +213,10 @@ class StateSyncActor(pykka.ThreadingActor):
             )
             if made is not None:
                 self.counters.inc("state.commits")
+            if self.store.too_big:
+                self.counters.inc("state.too_big")
+                where = ", ".join(self.store.too_big)
+                self._warn("too_big", where, f"not synced (too large): {where}")
             if self.store.nested:
                 self.counters.inc("state.nested")
                 where = ", ".join(self.store.nested)

@@ -160,6 +160,7 @@ class StateStore(Protocol):
     """The port StateSyncActor works through (baton.stores.state_repo.StateRepo)."""
 
     nested: list[str]  # after commit(): paths in the tree that are git repositories
+    too_big: list[str]  # after commit(): files too large to sync
 
     def head(self) -> str | None:
         """The newest verified commit, which the tree holds."""

@@ -35,12 +35,16 @@ Invariants:
   with it.
 - Commits are made at ``max(now, parents' times)`` with a lease epoch in a
   ``Baton-Epoch`` trailer, never below a parent's.
+- A file over MAX_FILE_BYTES is never staged (git never even reads it): named in
+  ``too_big`` at each commit; a tracked one keeps its last committed version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import stat
 from collections.abc import Mapping
 
 from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
@@ -60,6 +64,7 @@ VERIFIED = "refs/baton/verified-state"
 PUSHED = "refs/baton/pushed-state"
 SENT = "refs/baton/queue-sent"
 TAKEN = "refs/baton/taken/"
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a larger file in the tree is not synced
 
 
 class StateRepo(StateGit):
@@ -68,6 +73,7 @@ class StateRepo(StateGit):
     ) -> None:
         super().__init__(paths, identity, remote, timeout_s)
         self.nested: list[str] = []  # git repositories of their own in the tree: not synced
+        self.too_big: list[str] = []  # files over MAX_FILE_BYTES at the last commit: not synced
 
     def head(self) -> str | None:
         """The newest verified commit (the tree holds it), None before the first."""
@@ -79,9 +85,13 @@ class StateRepo(StateGit):
         """Commit every change in the tree, signed, at ``epoch`` (None: the head's, as a
         standby's queued change is); None if nothing changed and ``empty`` is not set."""
         self.clear_stale_locks()
-        if not empty and not self._git("status", "--porcelain", "-z").stdout:
+        status = self._git("status", "--porcelain", "-z", "--untracked-files=all").stdout
+        if not empty and not status:
             return None
-        self._ok("add", "-A")
+        self.too_big = self._too_big(status)
+        keep_out = [f":(top,exclude,literal){p}" for p in self.too_big]
+        spec = "\0".join([":(top)", *keep_out])
+        self._ok("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)
         staged = self._ok("ls-files", "-s", "-z")
         self.nested = [e.split("\t", 1)[1] for e in staged.split("\0") if e.startswith("160000")]
         if not empty and self._git("diff", "--cached", "--quiet").returncode == 0:
@@ -102,6 +112,23 @@ class StateRepo(StateGit):
             env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
         )
         return self._made()
+
+    def _too_big(self, status: str) -> list[str]:
+        """The changed files in ``status`` (git's porcelain, -z) over MAX_FILE_BYTES: not
+        committed (a tracked one keeps its last committed version), named."""
+        fields = iter(status.split("\0"))
+        big = []
+        for entry in fields:
+            if len(entry) < 4:
+                continue
+            if entry[0] in "RC":
+                next(fields, None)  # a staged rename's old path
+            path = entry[3:]
+            with contextlib.suppress(OSError):
+                st = (self.tree / path).lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
+                    big.append(path)
+        return sorted(big)
 
     def open_epoch(self, epoch: int, now: float) -> str | None:
         """A new holder's first commit (with whatever changed, or empty), unless the head

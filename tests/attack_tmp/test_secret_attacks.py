@@ -85,7 +85,7 @@ def test_a_digest_larger_than_a_frame_does_not_kill_the_actor(
     alpha.actor.proxy().transport.get().send = framed
     for i in range(60):
         alpha.store.set(f"SECRET_NUMBER_{i:03d}_WITH_A_LONG_DESCRIPTIVE_NAME_XXXXXXXXXX", "v", NOW)
-    alpha.tick()
+    alpha.actor.tell(Tick(100.0))  # the Ticker tells, never asks
     time.sleep(1.0)
     assert alpha.actor.is_alive(), "a digest over the frame limit killed SecretSyncActor"
 

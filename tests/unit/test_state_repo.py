@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.registry import MachineEntry, Status, entry_from_card
 from baton.core.state_trust import Pulled, SignerWindow, signer_windows, ssh_public_key
-from baton.stores import state_git
+from baton.stores import state_git, state_repo
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
 from baton.stores.state_repo import REF, StateRepo
@@ -696,3 +696,25 @@ def test_the_holder_never_merges_a_removed_machines_commit_new_to_it(
     with pytest.raises(UntrustedCommit, match="removed: not merged"):
         alpha.absorb(mesh.windows(), HIGH, epoch=1, now=NOW + 60)
     assert alpha.head() == head
+
+
+def test_a_file_too_large_is_never_synced_and_named(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha = mesh.repo("alpha")
+    (alpha.tree / "grows.bin").write_bytes(b"small")
+    holder_commits(alpha, "one\n")
+    with (alpha.tree / "huge.bin").open("wb") as f:
+        f.truncate(state_repo.MAX_FILE_BYTES + 1)  # sparse: git would still read it all
+    with (alpha.tree / "grows.bin").open("ab") as f:
+        f.truncate(state_repo.MAX_FILE_BYTES + 1)
+    made = holder_commits(alpha, "two\n")
+    assert alpha.too_big == ["grows.bin", "huge.bin"]
+    tree = git.Repo(mesh.remote).git.ls_tree("-r", "--long", made)
+    assert "huge.bin" not in tree and " 5\tgrows.bin" in tree  # its last version kept
+    assert alpha.commit(epoch=1, now=NOW + 1, message="turn") is None  # nothing else
+    (alpha.tree / "huge.bin").unlink()
+    with (alpha.tree / "grows.bin").open("wb") as f:
+        f.write(b"small again")
+    assert alpha.commit(epoch=1, now=NOW + 2, message="turn") is not None
+    assert alpha.too_big == []
