@@ -168,6 +168,7 @@ class StateSyncActor(pykka.ThreadingActor):
         try:
             if self.store.commit(epoch=None, now=self.clock.wall_s(), message="queued"):
                 self.counters.inc("state.queued")
+            self._report_tree()
         except BatonError as exc:
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"cannot commit a standby change: {exc.detail}")
@@ -213,14 +214,7 @@ class StateSyncActor(pykka.ThreadingActor):
             )
             if made is not None:
                 self.counters.inc("state.commits")
-            if self.store.too_big:
-                self.counters.inc("state.too_big")
-                where = ", ".join(self.store.too_big)
-                self._warn("too_big", where, f"not synced (too large): {where}")
-            if self.store.nested:
-                self.counters.inc("state.nested")
-                where = ", ".join(self.store.nested)
-                self._warn("nested", where, f"not synced (a git repository of its own): {where}")
+            self._report_tree()
             self._take_queues()
             head = self.store.head()
             if head is None or head == self.pushed:
@@ -238,6 +232,17 @@ class StateSyncActor(pykka.ThreadingActor):
         except BatonError as exc:
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"state commit or push failed: {exc.detail}")
+
+    def _report_tree(self) -> None:
+        """What the last commit left out of the tree, named and counted."""
+        for kind, paths, why in (
+            ("too_big", self.store.too_big, "too large"),
+            ("nested", self.store.nested, "a git repository of its own"),
+        ):
+            if paths:
+                self.counters.inc(f"state.{kind}")
+                where = ", ".join(paths)
+                self._warn(kind, where, f"not synced ({why}): {where}")
 
     def _mark_removals(self) -> None:
         """Once per removal the registry shows: a commit dated after it (see
