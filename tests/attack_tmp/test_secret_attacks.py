@@ -98,3 +98,25 @@ def test_no_rotation_is_claimed_where_there_is_no_key(two: tuple[Member, Member,
     assert alpha.counters.get("secrets.rotated") <= 1, (
         f"'rotated' counted {alpha.counters.get('secrets.rotated')} times, no key exists"
     )
+
+
+def test_two_members_given_one_version_with_two_values_end_alike(tmp_path: Path) -> None:
+    net = Net()
+    members = [Member(tmp_path, n, net) for n in ("alpha", "bravo", "charlie")]
+    net.members = {m.id: m for m in members}
+    alpha, bravo, charlie = members
+    try:
+        for m in members:
+            m.actor.ask(MembersChanged(tuple(o.entry() for o in members if o is not m)))
+        # charlie (a member) seals one version, two values: set_by is not checked
+        for to, value in ((alpha, "one"), (bravo, "two")):
+            raw = to_wire("API_KEY", Secret(value, charlie.id, NOW))
+            to.actor.tell(EnvelopeReceived(envelope(charlie, to, "secret", {"box": box_for(to, raw)})))
+        wait_for(lambda: alpha.value("API_KEY") and bravo.value("API_KEY"), 30, "both taken")
+        for _ in range(5):
+            for m in (alpha, bravo):
+                m.tick(2000)
+        time.sleep(1.0)
+        assert alpha.value("API_KEY") == bravo.value("API_KEY"), "they disagree for good"
+    finally:
+        pykka.ActorRegistry.stop_all(timeout=30)

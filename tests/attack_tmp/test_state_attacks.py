@@ -154,3 +154,37 @@ def test_a_crash_mid_merge_commits_no_conflict_markers(
     made = alpha.commit(epoch=1, now=NOW + 30, message="agent state")
     text = show(alpha, f"{made}:notes.txt") if made else (alpha.tree / "notes.txt").read_text()
     assert "<<<<<<<" not in text, f"conflict markers committed as state: {text!r}"
+
+
+def test_a_file_remotes_config_runs_no_command_on_a_push(mesh: Mesh, tmp_path: Path) -> None:
+    other = tmp_path / "other.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(other)], check=True, timeout=30)
+    (mesh.remote / "objects" / "info" / "alternates").write_text(f"{other}/objects\n")
+    marker = tmp_path / "ran-on-the-pusher"
+    subprocess.run(
+        ["git", f"--git-dir={mesh.remote}", "config", "core.alternateRefsCommand",
+         f'sh -c "touch {marker}; true"'],
+        check=True, timeout=30,
+    )  # fmt: skip
+    holder_commits(mesh.repo("alpha"), "one\n")
+    assert not marker.exists(), "the remote's core.alternateRefsCommand ran on this machine"
+
+
+def test_a_file_turned_directory_on_a_standby_keeps_the_holders_file(
+    mesh: Mesh,
+) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    (alpha.tree / "d").write_text("file d\n")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    (bravo.tree / "d").unlink()
+    (bravo.tree / "d").mkdir()
+    (bravo.tree / "d" / "inner").write_text("inner\n")
+    sha = queue_change(bravo, "b.txt", "b\n")
+    (alpha.tree / "d").write_text("file d changed by the holder\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    conflicts = alpha.take_queued(
+        mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20
+    )
+    assert conflicts == ["d"], f"conflicts named: {conflicts}"
+    assert (alpha.tree / "d").is_file(), "the holder's changed file d is gone from its tree"

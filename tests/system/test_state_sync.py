@@ -80,27 +80,44 @@ def test_a_change_on_the_holder_reaches_every_standby_and_survives_a_failover(me
     wait_for(lambda: has_note(holder, "second\n"), 60, "the old holder to catch up")
 
 
-def forge_unsigned(remote: Path, work: Path) -> str:
-    """An unsigned commit on top of the remote's state ref, pushed there by hand."""
+def forge(
+    remote: Path, work: Path, *, key: Path | None = None, back: int = 0, force: bool = False
+) -> str:
+    """A commit made by hand on the remote's state ref, ``back`` commits below its tip,
+    signed with ``key`` (an OpenSSH private key) or not, pushed there (forced if asked)."""
     env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(work)}
+    signing = ["-c", "gpg.format=ssh", "-c", f"user.signingKey={key}", "-c", "commit.gpgSign=true"]
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-c", "user.name=m", "-c", "user.email=m@x", *args],
+            ["git", "-c", "user.name=m", "-c", "user.email=m@x", *(signing if key else []), *args],
             cwd=work, check=True, capture_output=True, text=True, timeout=30, env=env,
         ).stdout  # fmt: skip
 
     work.mkdir()
     git("init", "-q")
     git("fetch", "-q", f"file://{remote}", "refs/baton/state:refs/base")
-    git("checkout", "-q", "refs/base")
+    git("checkout", "-q", f"refs/base~{back}")
     (work / "notes.txt").write_text("forged\n")
-    git("commit", "-qam", "forged\n\nBaton-Epoch: 999\n")
-    git("push", "-q", f"file://{remote}", "HEAD:refs/baton/state")
+    git("add", "-A")
+    git("commit", "-qm", "forged\n\nBaton-Epoch: 1\n")
+    git("push", "-q", *(["--force"] if force else []), f"file://{remote}", "HEAD:refs/baton/state")
     return git("rev-parse", "HEAD").strip()
 
 
-def test_an_unsigned_commit_on_the_remote_is_refused_by_every_standby(
+def refused_everywhere(standbys: list[Machine], forged: str, reason: str) -> None:
+    for m in standbys:
+        wait_for(
+            lambda m=m: (status(m)["state"]["refused"] or {}).get("commit") == forged,
+            60,
+            f"{m.name} to refuse the forged commit",
+        )
+        assert status(m)["state"]["refused"]["reason"].startswith(reason)
+        assert status(m)["counters"]["state.untrusted"] >= 1
+        assert has_note(m, "honest\n")  # the tree stays at the last verified commit
+
+
+def test_unsigned_foreign_rewritten_and_removed_machines_commits_are_refused_everywhere(
     mesh: Mesh, tmp_path: Path
 ) -> None:
     holder = holder_of(mesh)
@@ -108,16 +125,43 @@ def test_an_unsigned_commit_on_the_remote_is_refused_by_every_standby(
     note(holder, "honest\n")
     for m in others:
         wait_for(lambda m=m: has_note(m, "honest\n"), 60, f"{m.name} to take the change")
-    forged = forge_unsigned(mesh.root / "lease.git", tmp_path / "forger")
-    for m in others:
-        wait_for(
-            lambda m=m: (status(m)["state"]["refused"] or {}).get("commit") == forged,
-            60,
-            f"{m.name} to refuse the forged commit",
-        )
-        assert status(m)["state"]["refused"]["reason"] == "not signed"
-        assert status(m)["counters"]["state.untrusted"] >= 1
-        assert has_note(m, "honest\n")  # the tree stays at the last verified commit
+    remote = mesh.root / "lease.git"
+    honest = subprocess.run(
+        ["git", f"--git-dir={remote}", "rev-parse", "refs/baton/state"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+
+    def restore() -> None:  # the remote back to the honest tip, as its owner would
+        subprocess.run(
+            ["git", f"--git-dir={remote}", "update-ref", "refs/baton/state", honest],
+            timeout=30, check=True,
+        )  # fmt: skip
+
+    foreign = tmp_path / "foreign.key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(foreign)], timeout=30, check=True
+    )
+    cases = [
+        ("unsigned", {}, "not signed"),
+        ("foreign", {"key": foreign}, "signed by a key that is not a member's"),
+        ("rewrite", {"back": 1, "force": True}, "rewrites history"),
+    ]
+    for name, how, reason in cases:
+        forged = forge(remote, tmp_path / name, **how)  # type: ignore[arg-type]
+        refused_everywhere(others, forged, reason)
+        restore()
+    victim, standby = others
+    holder.json("machines", "remove", victim.name)
+
+    def tip_message() -> str:
+        return subprocess.run(
+            ["git", f"--git-dir={remote}", "log", "-1", "--format=%s", "refs/baton/state"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    wait_for(lambda: tip_message() == "machines removed", 60, "the holder's removal mark")
+    forged = forge(remote, tmp_path / "removed", key=victim.paths.state_signing_key)
+    refused_everywhere([standby], forged, "signed by")  # git's window check, or ours
 
 
 # --- kill -9 mid-step, and the standbys' queued changes -----------------------------
