@@ -4,9 +4,11 @@ Each machine tells each peer which versions it has (``secrets_have``, no values)
 its store changes (a ``baton secrets set`` here, or a secret taken from a peer), when a
 peer joins, and every ``every_ms``. A peer answers with each secret it has a newer
 version of, sealed to the asker's X25519 key (``secret``), at most MAX_GIVE per ask
-(the next ask brings the rest), and with its own versions when the asker has newer
-ones, so a change travels in one exchange either way. Each name's newest version wins
-(baton.core.secret_rules).
+(starting where the last ask to that peer stopped, so a name the peer refuses never
+holds back the rest), and, unless the ask was itself a reply, with its own versions
+when the asker has newer ones: a change travels in one exchange either way, and two
+members that cannot agree (a store over its limit) exchange once per ``every_ms``,
+never in a loop. Each name's newest version wins (baton.core.secret_rules).
 
 When the registry shows a machine removed that the master key was not yet rotated for,
 the key is rotated (the store sealed again under a new one) and the secrets the
@@ -15,7 +17,9 @@ removed machine knew are named in the log, to be rotated at their source.
 Invariants:
 - Only the active members' envelopes are looked at; a secret or a digest that does
   not read, or a box that does not open, is refused (``secrets.refused``), logged at
-  most a few times a minute, and changes nothing.
+  most a few times a minute, and changes nothing; even a failure nobody foresaw is
+  counted so, and the actor goes on.
+- An envelope over the wire's frame limit is counted (``secrets.unsent``), not sent.
 - A store that cannot be read (``secrets.unavailable``) stops nothing: the next tick
   tries again.
 - Values are in no log line, no counter and no error.
@@ -73,6 +77,8 @@ class SecretSyncActor(pykka.ThreadingActor):
         self.stamp: Any = None
         self.versions: dict[str, tuple[float, str]] = {}
         self.due_ms = 0.0
+        self.give_from: dict[str, int] = {}  # peer -> where the next gifts start
+        self.handled: set[str] = set()  # removals met with no master key to rotate
         self.log_limit = RateLimiter(rate_per_s=1 / 20, burst=3)
 
     def on_start(self) -> None:
@@ -131,8 +137,16 @@ class SecretSyncActor(pykka.ThreadingActor):
             return
         digest = rules.digest(entries)
         for peer in peers:
-            if self.transport.have(peer, digest):
+            if self._have(peer, digest, reply=False):
                 self.counters.inc("secrets.told")
+
+    def _have(self, peer: str, digest: dict[str, Any], *, reply: bool) -> bool:
+        try:
+            return self.transport.have(peer, digest, reply=reply)
+        except ValueError as exc:  # more versions than one frame holds
+            self.counters.inc("secrets.unsent")
+            self._log("unsent", f"versions not sent to {peer}: {exc}")
+            return False
 
     # --- what peers say ----------------------------------------------------------------
 
@@ -147,13 +161,18 @@ class SecretSyncActor(pykka.ThreadingActor):
         except BatonError as exc:
             self.counters.inc("secrets.unavailable")
             self._log("unavailable", f"the secret store failed: {exc.detail}")
+        except Exception as exc:  # nobody foresaw it: refused all the same, never fatal
+            self._refused("bad", f"{env.type} from {env.sender}: {type(exc).__name__}")
 
     def _asked(self, env: Envelope) -> None:
         theirs = open_have(env)
         entries = self._entries()
         if entries is None:
             return
-        for name in rules.newer_here(entries, theirs)[:MAX_GIVE]:
+        newer = rules.newer_here(entries, theirs)
+        start = self.give_from.get(env.sender, 0) % max(1, len(newer))
+        self.give_from[env.sender] = start + MAX_GIVE
+        for name in (newer[start:] + newer[:start])[:MAX_GIVE]:
             try:
                 sent = self.transport.give(env.sender, self.peers[env.sender], name, entries[name])
             except ValueError as exc:  # larger than the wire's frames
@@ -161,8 +180,8 @@ class SecretSyncActor(pykka.ThreadingActor):
                 self._log("unsent", f"secret {name} not sent to {env.sender}: {exc}")
                 continue
             self.counters.inc("secrets.given" if sent else "secrets.unsent")
-        if rules.newer_there(entries, theirs):
-            self.transport.have(env.sender, rules.digest(entries))
+        if not env.body["reply"] and rules.newer_there(entries, theirs):
+            self._have(env.sender, rules.digest(entries), reply=True)
 
     def _given(self, env: Envelope) -> None:
         name, secret = open_secret(env, self.key)
@@ -175,11 +194,14 @@ class SecretSyncActor(pykka.ThreadingActor):
 
     def _rotate_for_removed(self) -> None:
         try:
-            removed = tuple(sorted(set(self.removed()) - set(self.store.rotated_for())))
+            handled = {*self.store.rotated_for(), *self.handled}
+            removed = tuple(sorted(set(self.removed()) - handled))
             if not removed:
                 return
             known = sorted(rules.live(self.store.entries()))
-            self.store.rotate(removed)
+            if self.store.rotate(removed) is None:  # no store, no key: nothing to rotate
+                self.handled |= set(removed)
+                return
         except BatonError as exc:
             self.counters.inc("secrets.unavailable")
             self._log("unavailable", f"cannot rotate the secrets' master key: {exc.detail}")

@@ -38,6 +38,7 @@ MAX_SECRETS = 256
 MAX_TOMBSTONES = 1024
 MAX_AHEAD_S = 3600.0
 STEP_S = 0.001  # a change is dated at least this far after the version it replaces
+MAX_TIME = 2.0**53  # seconds: a version's time is a number within this
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,7 +111,9 @@ def taken(
     check_name(name)
     if not theirs.deleted:
         check_value(theirs.value)
-    if not (math.isfinite(theirs.set_at) and theirs.set_at <= now + MAX_AHEAD_S):
+    if not (math.isfinite(theirs.set_at) and abs(theirs.set_at) <= MAX_TIME):
+        raise BadSecret(f"{name} is not dated")
+    if theirs.set_at > now + MAX_AHEAD_S:
         raise BadSecret(f"{name} is dated more than {MAX_AHEAD_S:g} s ahead of this clock")
     mine = secrets.get(name)
     if mine is not None and _order(theirs) <= _order(mine):
@@ -123,6 +126,16 @@ def _order(s: Secret) -> tuple[float, str, bool, str]:
     dates each change after the last) are ordered by content, so every order of
     arrival ends alike."""
     return (s.set_at, s.set_by, s.deleted, s.value)
+
+
+def _when(raw: Any) -> float:
+    """A version's time: a finite number of seconds an IEEE double holds exactly enough
+    (ValueError for anything else: a bool, a 400-digit integer, NaN)."""
+    if type(raw) is int and abs(raw) <= MAX_TIME:
+        return float(raw)
+    if type(raw) is float and math.isfinite(raw) and abs(raw) <= MAX_TIME:
+        return raw
+    raise ValueError("not a time")
 
 
 def _after(known: Secret | None, at: float) -> float:
@@ -152,12 +165,12 @@ def read_digest(raw: Any) -> dict[str, tuple[float, str]]:
         raise BadSecret("not a digest of secrets")
     out = {}
     for name, version in raw.items():
-        if not (isinstance(version, list) and len(version) == 2):
+        if not (isinstance(version, list) and len(version) == 2 and isinstance(version[1], str)):
             raise BadSecret("not a digest of secrets")
-        at, by = version
-        if type(at) not in (int, float) or not math.isfinite(at) or not isinstance(by, str):
-            raise BadSecret("not a digest of secrets")
-        out[check_name(name)] = (float(at), by)
+        try:
+            out[check_name(name)] = (_when(version[0]), version[1])
+        except ValueError:
+            raise BadSecret("not a digest of secrets") from None
     return out
 
 
@@ -199,16 +212,15 @@ def _secret(name: str, row: Any) -> Secret:
     """A stored or sent row, checked: ValueError (or BadSecret) for anything else."""
     if not isinstance(row, dict) or set(row) not in ({"value", "set_by", "set_at"}, _GONE):
         raise ValueError(f"{name}: unexpected fields")
-    at, by = row["set_at"], row["set_by"]
-    if not isinstance(by, str) or not MACHINE.fullmatch(by) or type(at) not in (int, float):
+    by = row["set_by"]
+    if not isinstance(by, str) or not MACHINE.fullmatch(by):
         raise ValueError(f"{name}: bad fields")
-    if not math.isfinite(at):
-        raise ValueError(f"{name}: bad time")
+    at = _when(row["set_at"])
     if "deleted" in row:
         if row["deleted"] is not True:
             raise ValueError(f"{name}: bad fields")
-        return Secret("", by, float(at), deleted=True)
-    return Secret(check_value(row["value"]), by, float(at))
+        return Secret("", by, at, deleted=True)
+    return Secret(check_value(row["value"]), by, at)
 
 
 _GONE = {"deleted", "set_by", "set_at"}

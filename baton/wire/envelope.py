@@ -63,7 +63,7 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "handoff_begin": {"handoff_id": str, "heads": list, "position": int},
     "handoff_ack": {"handoff_id": str, "heads": list, "position": int, "signature": str},
     "handoff_abort": {"handoff_id": str, "reason": str},
-    "secrets_have": {"have": dict},  # each secret's version, no value (core.secret_rules)
+    "secrets_have": {"have": dict, "reply": bool},  # each secret's version, no value
     "secret": {"box": str},  # one secret, sealed to the recipient (wire.secret_transport)
 }
 

@@ -1,8 +1,8 @@
 """SecretTransport: secrets between members (SecretSync), over the CURVE wire.
 
 Two envelopes:
-- ``secrets_have`` {"have": {name: [set_at, set_by]}}: the versions a machine has, no
-  value (baton.core.secret_rules.digest);
+- ``secrets_have`` {"have": {name: [set_at, set_by]}, "reply": bool}: the versions a
+  machine has, no value (baton.core.secret_rules.digest); a reply to another's;
 - ``secret`` {"box": base64}: one secret (or removal), as JSON, in PyNaCl's SealedBox
   to the recipient's X25519 key: an ephemeral key seals it, so the sender cannot open
   it afterwards, and only the recipient's key can.
@@ -14,8 +14,8 @@ whatever carries it.
 Invariants:
 - ``open_have`` and ``open_secret`` return only what baton.core.secret_rules accepts,
   or raise BadSecret; a box that does not open is BadSecret too.
-- ``give`` raises ValueError when the sealed secret exceeds the wire's frame limit
-  (the caller counts it); nothing else it meets raises.
+- ``give`` and ``have`` raise ValueError when the envelope exceeds the wire's frame
+  limit (the caller counts it); nothing else they meet raises.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ class SecretTransport:
         self.send = send
         self.rng = rng
 
-    def have(self, to: str, digest: Mapping[str, Any]) -> bool:
-        env = make_envelope(
-            "secrets_have", self.me, to, {"have": dict(digest)}, new_message_id(self.rng)
-        )
-        return self.send(env)
+    def have(self, to: str, digest: Mapping[str, Any], *, reply: bool = False) -> bool:
+        """The versions this machine has; ``reply`` when it answers a peer's (a reply is
+        never answered with versions again). ValueError past the frame limit."""
+        body = {"have": dict(digest), "reply": reply}
+        return self.send(make_envelope("secrets_have", self.me, to, body, new_message_id(self.rng)))
 
     def give(self, to: str, recipient: bytes, name: str, secret: Secret) -> bool:
         """``name`` sealed to ``recipient`` (the peer's X25519 key), sent to ``to``."""

@@ -18,6 +18,7 @@ import pytest
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.secret_sync_actor import SecretSyncActor
 from baton.adapters.metrics import Counters
+from baton.core import secret_rules as rules
 from baton.core.clock import FakeClock
 from baton.core.registry import MachineEntry, entry_from_card
 from baton.core.secret_rules import Secret, to_wire
@@ -196,7 +197,8 @@ def test_a_bad_secret_is_refused_counted_and_changes_nothing(
 )
 def test_a_bad_digest_is_refused(mesh: tuple[Member, Member, Member], have: Any) -> None:
     alpha, bravo, _ = mesh
-    bravo.actor.tell(EnvelopeReceived(envelope(alpha, bravo, "secrets_have", {"have": have})))
+    body = {"have": have, "reply": False}
+    bravo.actor.tell(EnvelopeReceived(envelope(alpha, bravo, "secrets_have", body)))
     wait_for(lambda: bravo.counters.get("secrets.refused.bad") == 1, 30, "the refusal")
 
 
@@ -243,3 +245,77 @@ def test_a_secret_too_large_for_the_wire_is_counted_not_sent(
     alpha.tick()
     wait_for(lambda: alpha.counters.get("secrets.unsent") >= 1, 30, "the unsent secret")
     assert bravo.value("API_KEY") is None and alpha.actor.is_alive()
+
+
+# --- found by an attack review --------------------------------------------------------
+
+
+def test_a_huge_integer_time_is_refused_not_a_crash(mesh: tuple[Member, Member, Member]) -> None:
+    alpha, bravo, _ = mesh
+    have = {"API_KEY": [10**400, alpha.id]}  # valid JSON, a valid envelope
+    bravo.actor.tell(
+        EnvelopeReceived(envelope(alpha, bravo, "secrets_have", {"have": have, "reply": False}))
+    )
+    raw = b'{"name":"API_KEY","value":"x","set_by":"%s","set_at":1%s}' % (
+        alpha.id.encode(),
+        b"0" * 400,
+    )
+    bravo.actor.tell(
+        EnvelopeReceived(envelope(alpha, bravo, "secret", {"box": box_for(bravo, raw)}))
+    )
+    wait_for(lambda: bravo.counters.get("secrets.refused.bad") == 2, 30, "both refused")
+    assert bravo.actor.is_alive() and bravo.value("API_KEY") is None
+
+
+def barrier(*members: Member) -> None:
+    """Every actor has handled what it was told before (no tick is due: nothing sent)."""
+    for m in members:
+        m.actor.ask(Tick(m.now_ms), timeout=30)
+
+
+def test_members_that_cannot_agree_exchange_once_a_round_never_in_a_loop(
+    mesh: tuple[Member, Member, Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rules, "MAX_SECRETS", 2)  # 256 in production
+    alpha, bravo, _ = mesh
+    alpha.store.set("A_ONE", "1", NOW)
+    alpha.store.set("A_TWO", "2", NOW)
+    bravo.store.set("B_ONE", "3", NOW)  # together: 3 names, over the limit
+    alpha.tick()
+    net: Net = alpha.actor.proxy().transport.get().send.__self__
+    for _ in range(6):
+        barrier(alpha, bravo)
+    settled_at = len(net.sent)
+    for _ in range(6):
+        barrier(alpha, bravo)
+    assert len(net.sent) == settled_at
+    assert bravo.counters.get("secrets.refused.bad") >= 1  # what it could not take
+
+
+def test_versions_too_many_for_one_frame_are_counted_not_a_crash(
+    mesh: tuple[Member, Member, Member],
+) -> None:
+    alpha, _, _ = mesh
+    transport = alpha.actor.proxy().transport.get()
+    real = transport.send
+
+    def framed(env: Envelope) -> bool:  # what the zmq transport does past max_frame_bytes
+        if len(encode(env)) > 4096:
+            raise ValueError("envelope exceeds max_frame_bytes=4096")
+        return bool(real(env))
+
+    transport.send = framed
+    for i in range(60):
+        alpha.store.set(f"SECRET_NUMBER_{i:03d}_WITH_A_LONG_DESCRIPTIVE_NAME", "v", NOW)
+    alpha.tick()
+    assert alpha.counters.get("secrets.unsent") == 2 and alpha.actor.is_alive()
+
+
+def test_a_removal_with_no_master_key_here_claims_no_rotation(
+    mesh: tuple[Member, Member, Member],
+) -> None:
+    alpha, bravo, charlie = mesh
+    alpha.removed.append(charlie.id)
+    for _ in range(3):
+        alpha.actor.ask(MembersChanged((bravo.entry(),)), timeout=30)
+    assert alpha.counters.get("secrets.rotated") == 0 and not alpha.store.file.exists()
