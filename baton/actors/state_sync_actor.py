@@ -29,7 +29,8 @@ Invariants:
   kind or refused commit at once, repeats once a minute) and never stops the actor:
   the next tick tries again.
 - A git repository of its own inside the tree is not synced: named and counted
-  (``state.nested``); nor is a file over 16 MiB (``state.too_big``).
+  (``state.nested``); nor is a file over 16 MiB (``state.too_big``) or one git cannot
+  read (``state.unreadable``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class StateSyncActor(pykka.ThreadingActor):
         self,
         store: StateStore,
         *,
+        me: str,
         signers: Callable[[], Mapping[str, SignerWindow]],
         clock: Clock,
         counters: Counters,
@@ -84,6 +86,7 @@ class StateSyncActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self.store = store
+        self.me = me
         self.view = view
         self.signers = signers
         self.clock = clock
@@ -118,6 +121,13 @@ class StateSyncActor(pykka.ThreadingActor):
         elif isinstance(message, Flush) and self.phase is Phase.HOLDING:
             self._guarded(self._commit_and_push)
         return None
+
+    def _now(self) -> float:
+        """The time to date a commit at: the clock, but never before this machine
+        joined by the registry (the approver's clock): git would refuse it, and every
+        commit after it."""
+        mine = self.signers().get(self.me)
+        return max(self.clock.wall_s(), 0 if mine is None else mine.after)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         """Run ``step``, then show the outcome. A failure nobody foresaw (git saying
@@ -155,7 +165,7 @@ class StateSyncActor(pykka.ThreadingActor):
 
     def _open_epoch(self) -> None:
         try:
-            if self.store.open_epoch(self.epoch, self.clock.wall_s()) is not None:
+            if self.store.open_epoch(self.epoch, self._now()) is not None:
                 self.counters.inc("state.commits")
             self.opened = self.epoch
         except BatonError as exc:
@@ -166,7 +176,7 @@ class StateSyncActor(pykka.ThreadingActor):
         """A standby's step: its own changes committed, the remote's taken, and what the
         holder lacks sent to this machine's queue."""
         try:
-            if self.store.commit(epoch=None, now=self.clock.wall_s(), message="queued"):
+            if self.store.commit(epoch=None, now=self._now(), message="queued"):
                 self.counters.inc("state.queued")
             self._report_tree()
         except BatonError as exc:
@@ -184,7 +194,7 @@ class StateSyncActor(pykka.ThreadingActor):
     def _pull(self) -> bool:
         """Take the remote's new verified commits; True unless the store failed."""
         try:
-            pulled = self.store.pull(self.signers(), self.highest_epoch, now=self.clock.wall_s())
+            pulled = self.store.pull(self.signers(), self.highest_epoch, now=self._now())
         except CommitAhead as exc:  # a holder not heard of yet: not taken, not an alarm
             self.counters.inc("state.ahead")
             log.info("not taking state commit %s yet: %s", exc.sha[:12], exc.reason)
@@ -209,9 +219,7 @@ class StateSyncActor(pykka.ThreadingActor):
     def _commit_and_push(self) -> None:
         try:
             self._mark_removals()
-            made = self.store.commit(
-                epoch=self.epoch, now=self.clock.wall_s(), message="agent state"
-            )
+            made = self.store.commit(epoch=self.epoch, now=self._now(), message="agent state")
             if made is not None:
                 self.counters.inc("state.commits")
             self._report_tree()
@@ -237,6 +245,7 @@ class StateSyncActor(pykka.ThreadingActor):
         """What the last commit left out of the tree, named and counted."""
         for kind, paths, why in (
             ("too_big", self.store.too_big, "too large"),
+            ("unreadable", self.store.unreadable, "git cannot read it"),
             ("nested", self.store.nested, "a git repository of its own"),
         ):
             if paths:
@@ -250,7 +259,7 @@ class StateSyncActor(pykka.ThreadingActor):
         windows = self.signers()
         latest = max((w.before for w in windows.values() if w.before is not None), default=0)
         if latest > self.marked:
-            if self.store.mark_removals(windows, self.epoch, self.clock.wall_s()) is not None:
+            if self.store.mark_removals(windows, self.epoch, self._now()) is not None:
                 self.counters.inc("state.commits")
             self.marked = latest
 
@@ -260,7 +269,7 @@ class StateSyncActor(pykka.ThreadingActor):
         newer holder: then this one is stale and the lease says so soon)."""
         try:
             conflicts = self.store.absorb(
-                self.signers(), self.highest_epoch, epoch=self.epoch, now=self.clock.wall_s()
+                self.signers(), self.highest_epoch, epoch=self.epoch, now=self._now()
             )
         except CommitAhead as exc:  # a newer holder opened its epoch: this one is stale
             self.counters.inc("state.fenced")
@@ -292,7 +301,7 @@ class StateSyncActor(pykka.ThreadingActor):
                 continue
             try:
                 conflicts = self.store.take_queued(
-                    who, sha, windows, self.highest_epoch, epoch=self.epoch, now=self.clock.wall_s()
+                    who, sha, windows, self.highest_epoch, epoch=self.epoch, now=self._now()
                 )
             except CommitAhead as exc:  # this holder is older than the queue knows
                 self.counters.inc("state.ahead")

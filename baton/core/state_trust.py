@@ -161,6 +161,7 @@ class StateStore(Protocol):
 
     nested: list[str]  # after commit(): paths in the tree that are git repositories
     too_big: list[str]  # after commit(): files too large to sync
+    unreadable: list[str]  # after commit(): files git cannot read
 
     def head(self) -> str | None:
         """The newest verified commit, which the tree holds."""

@@ -87,6 +87,7 @@ def build_state_sync(
     view = StateView(shown(remote))  # no user or password in status
     actor = StateSyncActor.start(
         repo,
+        me=identity.machine_id,
         signers=signers,
         clock=clock,
         counters=counters,

@@ -34,9 +34,12 @@ def push_guard(url: str) -> list[str]:
     """Options for a push to ``url``. To a file:// remote git runs receive-pack here, as
     this user, with the remote's hooks: whoever can write that directory would run code
     on this machine, so hooks are off for it. A server's receive-pack (ssh, https) is
-    the server's, and a restricted shell there takes only the plain command."""
+    the server's, and a restricted shell there takes only the plain command. Nor does
+    the remote's config name a command to run (``core.alternateRefsCommand``, which
+    receive-pack runs for a repository with alternates)."""
     if url.startswith("file://"):
-        return ["--receive-pack=git -c core.hooksPath=/dev/null receive-pack"]
+        quiet = "-c core.hooksPath=/dev/null -c core.alternateRefsCommand=true"
+        return [f"--receive-pack=git {quiet} receive-pack"]
     return []
 
 

@@ -44,12 +44,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import stat
 from collections.abc import Mapping
 
 from baton.core.errors import CommitAhead, StateSyncError, UntrustedCommit
 from baton.core.state_trust import EPOCH_TRAILER, Pulled, SignerWindow
-from baton.stores import state_git
 from baton.stores.git_cli import first_error_line, push_guard, shown
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
@@ -74,6 +74,7 @@ class StateRepo(StateGit):
         super().__init__(paths, identity, remote, timeout_s)
         self.nested: list[str] = []  # git repositories of their own in the tree: not synced
         self.too_big: list[str] = []  # files over MAX_FILE_BYTES at the last commit: not synced
+        self.unreadable: list[str] = []  # files git could not read at the last commit
 
     def head(self) -> str | None:
         """The newest verified commit (the tree holds it), None before the first."""
@@ -85,15 +86,17 @@ class StateRepo(StateGit):
         """Commit every change in the tree, signed, at ``epoch`` (None: the head's, as a
         standby's queued change is); None if nothing changed and ``empty`` is not set."""
         self.clear_stale_locks()
+        self._recover()
         status = self._git("status", "--porcelain", "-z", "--untracked-files=all").stdout
         if not empty and not status:
             return None
-        self.too_big = self._too_big(status)
-        keep_out = [f":(top,exclude,literal){p}" for p in self.too_big]
+        self.too_big, nested, self.unreadable = self._left_out(status)
+        keep_out = [f":(top,exclude,literal){p}" for p in self.too_big + nested + self.unreadable]
         spec = "\0".join([":(top)", *keep_out])
         self._ok("add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)
         staged = self._ok("ls-files", "-s", "-z")
-        self.nested = [e.split("\t", 1)[1] for e in staged.split("\0") if e.startswith("160000")]
+        links = [e.split("\t", 1)[1] for e in staged.split("\0") if e.startswith("160000")]
+        self.nested = sorted({*nested, *links})
         if not empty and self._git("diff", "--cached", "--quiet").returncode == 0:
             return None
         parent = self.head()
@@ -113,22 +116,29 @@ class StateRepo(StateGit):
         )
         return self._made()
 
-    def _too_big(self, status: str) -> list[str]:
-        """The changed files in ``status`` (git's porcelain, -z) over MAX_FILE_BYTES: not
-        committed (a tracked one keeps its last committed version), named."""
+    def _left_out(self, status: str) -> tuple[list[str], list[str], list[str]]:
+        """What of the changes in ``status`` (git's porcelain, -z) is not committed: files
+        over MAX_FILE_BYTES (git never reads them; a tracked one keeps its last
+        committed version), git repositories of their own (``dir/``: git cannot add one
+        without a commit, and would sync only a pointer), and files it cannot read."""
         fields = iter(status.split("\0"))
-        big = []
+        big, nested, unreadable = [], [], []
         for entry in fields:
             if len(entry) < 4:
                 continue
             if entry[0] in "RC":
                 next(fields, None)  # a staged rename's old path
             path = entry[3:]
+            if path.endswith("/"):
+                nested.append(path.rstrip("/"))
+                continue
             with contextlib.suppress(OSError):
                 st = (self.tree / path).lstat()
                 if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
                     big.append(path)
-        return sorted(big)
+                elif stat.S_ISREG(st.st_mode) and not os.access(self.tree / path, os.R_OK):
+                    unreadable.append(path)
+        return sorted(big), sorted(nested), sorted(unreadable)
 
     def open_epoch(self, epoch: int, now: float) -> str | None:
         """A new holder's first commit (with whatever changed, or empty), unless the head
@@ -184,6 +194,7 @@ class StateRepo(StateGit):
         the newest of them, merged with this machine's queued commits if it has any (the
         remote's side kept in a conflict). UntrustedCommit leaves the tree and the head
         where they were."""
+        self._recover()
         head, tip = self.head(), self.fetch()
         if tip is None or tip == head or (head is not None and self._descends(tip, head)):
             return Pulled(head, 0)  # nothing new; what the head has beyond it is queued
@@ -226,8 +237,8 @@ class StateRepo(StateGit):
         if head is None or tip is None or self._descends(tip, head):
             return []
         commits, whole = self._verify(head, tip, windows, max_epoch)
-        if not whole:
-            raise StateSyncError(f"{len(commits)}+ commits to merge: more than one merge takes")
+        if not whole:  # the verified part now (its last commit's history is in it): the rest later
+            tip = commits[-1].sha
         for c in commits:  # a removed machine's commit new to the holder: never merged
             if windows[c.signer].before is not None:
                 raise UntrustedCommit(c.sha, f"signed by {c.signer}, removed: not merged now")
@@ -302,9 +313,6 @@ class StateRepo(StateGit):
             raise UntrustedCommit(sha, f"the queue of {who} names no commit")
         if self._descends(tip, head):
             return None
-        count = int(self._ok("rev-list", "--count", f"{head}..{tip}").strip() or 0)
-        if count > state_git.MAX_NEW_COMMITS:  # refused whole: skipped until it changes
-            raise UntrustedCommit(tip, f"{count} commits queued: more than one merge takes")
         message = f"take the state queued on {who}"
         return self.absorb(windows, max_epoch, epoch=epoch, now=now, tip=tip, message=message)
 
@@ -330,47 +338,75 @@ class StateRepo(StateGit):
     def _merge(
         self, tip: str, *, epoch: int, now: float, mine_wins: bool, message: str
     ) -> list[str]:
-        """Merge ``tip`` into the head, signed at ``epoch``; the paths both sides changed
-        are returned, and this side's hunks kept there when ``mine_wins``, else the other
-        side's (whole files when git cannot merge them, as a file one side deleted). The
-        losing side stays in the history."""
+        """Merge ``tip`` into the head, signed at ``epoch``, without touching the tree
+        until the merge is whole (``git merge-tree`` and an index of its own): a stop
+        at any point leaves no half merge, and the agent never reads conflict markers.
+        A path both sides changed is taken whole from this side when ``mine_wins``,
+        else from the other (a file one side made a directory too); those paths are
+        returned, and the losing side stays in the history."""
         head = self.head()
         if head is None:
             raise StateSyncError("nothing to merge into")
         when = max(math.floor(now), self._time(head), self._time(tip))
         dates = {"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"}
+        merged = self._git(
+            "merge-tree", "--write-tree", "--name-only", "-z", "--allow-unrelated-histories",
+            head, tip,
+        )  # fmt: skip
+        if merged.returncode not in (0, 1):
+            raise StateSyncError(f"git merge-tree: {first_error_line(merged)}")
+        tree, conflicts, moved = _merge_output(merged.stdout)
+        if conflicts:
+            tree = self._take_whole(tree, conflicts, moved, head if mine_wins else tip)
         text = f"{message}\n\n{EPOCH_TRAILER}: {epoch}\n"
-        merge = ["merge", "-q", "--no-ff", "--no-verify", "--allow-unrelated-histories"]
-        merge += ["-S", "-m", text]
-        first = self._git(*merge, tip, env=dates)
-        if first.returncode == 0:
-            self._made()
-            return []
-        conflicts = self._ok("diff", "--name-only", "--diff-filter=U", "-z").split("\0")
-        conflicts = [c for c in conflicts if c]
-        self._git("merge", "--abort")
-        if not conflicts:  # not a conflict: a change in the tree in the way, say
-            raise StateSyncError(f"git merge: {first_error_line(first)}")
-        side = "ours" if mine_wins else "theirs"
-        if self._git(*merge, "-X", side, tip, env=dates).returncode != 0:
-            self._resolve_whole(head if mine_wins else tip, dates, text)
+        made = self._ok("commit-tree", "-S", "-p", head, "-p", tip, "-m", text, tree, env=dates)
+        self._ok("reset", "-q", "--keep", made.strip())  # a change in the way: next tick
         self._made()
         return conflicts
 
-    def _resolve_whole(self, winner: str, dates: Mapping[str, str], text: str) -> None:
-        """Conclude a merge git left unmerged (a file one side deleted and the other
-        changed): each such path as ``winner`` has it, whole, or deleted if it has none."""
-        left = [
-            p for p in self._ok("diff", "--name-only", "--diff-filter=U", "-z").split("\0") if p
-        ]
-        has = set(self._ok("ls-tree", "-r", "-z", "--name-only", winner).split("\0"))
-        spec = ("--pathspec-from-file=-", "--pathspec-file-nul")
-        literal = {"GIT_LITERAL_PATHSPECS": "1"}
-        if kept := [p for p in left if p in has]:
-            self._ok("checkout", winner, *spec, input="\0".join(kept), env=literal)
-        if gone := [p for p in left if p not in has]:
-            self._ok("rm", "-q", "-f", *spec, input="\0".join(gone), env=literal)
-        self._ok("commit", "-q", "--no-verify", "-S", "-m", text, env=dates)
+    def _take_whole(self, tree: str, paths: list[str], moved: list[str], winner: str) -> str:
+        """``tree`` with each of ``paths`` (and all under it) as ``winner`` has it, or
+        gone if it has none, and git's renamed copies (``moved``) gone."""
+        index = self.git_dir / "baton-merge.index"
+        env = {"GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
+        try:
+            self._ok("read-tree", tree, env=env)
+
+            def under(path: str) -> bool:
+                return any(path == p or path.startswith(p + "/") for p in paths)
+
+            present = [p for p in self._ok("ls-files", "-z", env=env).split("\0") if p]
+            drop = [p for p in present if under(p) or p in moved]
+            if drop:
+                self._ok(
+                    "update-index",
+                    "-z",
+                    "--force-remove",
+                    "--stdin",
+                    input="\0".join(drop),
+                    env=env,
+                )
+            listed = self._ok("ls-tree", "-r", "-z", "--full-tree", winner).split("\0")
+            keep = [e for e in listed if e and under(e.split("\t", 1)[1])]
+            if keep:
+                self._ok(
+                    "update-index", "-z", "--index-info", input="\0".join(keep) + "\0", env=env
+                )
+            return self._ok("write-tree", env=env).strip()
+        finally:
+            index.unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Undo what a stop cut short: a merge git left (older versions merged in the
+        tree), and a commit made but not yet recorded as the head (HEAD moves only by
+        baton's own steps, to its own or verified commits)."""
+        if (self.git_dir / "MERGE_HEAD").exists():
+            self._git("merge", "--abort")
+            log.warning("undid a merge a stop cut short")
+        made, head = self._ref("HEAD"), self.head()
+        if made is not None and made != head and (head is None or self._descends(head, made)):
+            self._ok("update-ref", VERIFIED, made)
+            log.warning("took up commit %s a stop cut short", made[:12])
 
     def _move_to(self, base: str | None, newest: str) -> None:
         """The tree and its refs to ``newest``; changes not committed are kept (git
@@ -381,3 +417,23 @@ class StateRepo(StateGit):
             self._ok("reset", "-q", "--keep", newest)
         self._ok("update-ref", VERIFIED, newest)
         self._ok("update-ref", PUSHED, newest)
+
+
+def _merge_output(out: str) -> tuple[str, list[str], list[str]]:
+    """What ``git merge-tree --write-tree --name-only -z`` said: the merged tree, the
+    paths in conflict as the sides named them, and the copies git moved aside in a
+    file/directory conflict (``d~HEAD``), named by their original path instead."""
+    fields = out.split("\0")
+    tree, rest = fields[0], fields[1:]
+    end = rest.index("") if "" in rest else len(rest)
+    listed, messages = rest[:end], rest[end + 1 :]
+    moved: dict[str, str] = {}
+    i = 0
+    while i < len(messages) and messages[i].isdigit():
+        n = int(messages[i])
+        paths, kind = messages[i + 1 : i + 1 + n], messages[i + 1 + n : i + 2 + n]
+        if kind == ["CONFLICT (file/directory)"] and len(paths) == 2:
+            moved[paths[0]] = paths[1]
+        i += n + 3
+    conflicts = sorted({moved.get(p, p) for p in listed})
+    return tree, conflicts, sorted(moved)

@@ -34,6 +34,7 @@ class Machine:
         self.view = StateView(remote)
         self.actor = StateSyncActor.start(
             self.repo,
+            me=self.identity.machine_id,
             signers=signers,
             clock=FakeClock(wall_s=NOW),
             counters=self.counters,
@@ -238,3 +239,32 @@ def test_a_stale_holders_push_is_fenced_out_and_its_change_reaches_the_new_holde
     assert (b.repo.tree / "alpha.txt").read_text() == "alpha's late\n"
     assert b.view.current["pushed"] == b.repo.head() == remote_ref(remote)
     assert b.view.current["conflicts"] == []
+
+
+def test_a_machine_whose_clock_lags_its_join_dates_its_commits_at_its_join(
+    tmp_path: Path,
+) -> None:
+    """The registry dates a join by the approver's clock; a commit dated before it is
+    refused by every other member (git's window), and so is every one after it."""
+    remote = tmp_path / "remote.git"
+    git.Repo.init(remote, bare=True).close()
+    entries: list[Any] = []
+    a = Machine(tmp_path, "alpha", f"file://{remote}", lambda: signer_windows(entries))
+    b = Machine(tmp_path, "bravo", f"file://{remote}", lambda: signer_windows(entries))
+    try:
+        for m, joined in ((a, NOW - 100), (b, NOW + 500)):  # bravo's clock: 500 s behind
+            card = {**m.identity.public.to_dict(), "wire": "tcp://127.0.0.1:1"}
+            entries.append(entry_from_card({**card, "http": "http://127.0.0.1:2"}, joined))
+        a.lease(Phase.HOLDING, 1)
+        a.write("one\n")
+        a.tick()
+        b.lease(Phase.STANDBY, 1)
+        b.tick()
+        (b.repo.tree / "bravo.txt").write_text("by hand\n")
+        b.tick()  # queued, dated at its join
+        a.tick()
+        assert a.counters.get("state.queue_taken") == 1 and a.counters.get("state.untrusted") == 0
+        assert (a.repo.tree / "bravo.txt").read_text() == "by hand\n"
+    finally:
+        a.actor.stop(timeout=30)
+        b.actor.stop(timeout=30)

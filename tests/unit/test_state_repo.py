@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
@@ -647,22 +648,42 @@ def test_a_lock_left_by_a_stop_mid_commit_is_cleared_once_stale_never_while_youn
     assert not index_lock.exists() and not ref_lock.exists()
 
 
-def test_a_queue_of_more_commits_than_one_merge_takes_is_refused_whole(
+def test_a_queue_of_more_commits_than_one_merge_takes_is_taken_a_part_at_a_time(
     mesh: Mesh, pair: tuple[StateRepo, StateRepo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(state_git, "MAX_NEW_COMMITS", 2)
     alpha, bravo = pair
-    for n in range(3):
-        (bravo.tree / "bravo.txt").write_text(f"{n}\n")
+    for n in range(5):  # a standby offline a while, a tool writing its state
+        (bravo.tree / f"bravo{n}.txt").write_text(f"{n}\n")
         bravo.commit(epoch=None, now=NOW + n, message="queued")
     sha = bravo.send_queue() or ""
-    head = alpha.head()
-    with pytest.raises(UntrustedCommit, match="3 commits queued"):
-        alpha.take_queued(mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW)
-    assert alpha.head() == head
+    who = mesh.ids["bravo"].machine_id
+    for n in range(3):
+        assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 10 + n) == []
+    assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20) is None
+    assert sorted(p.name for p in alpha.tree.glob("bravo*.txt")) == [
+        f"bravo{n}.txt" for n in range(5)
+    ]
 
 
-# --- a removed machine cannot back-date its way in -------------------------------------
+def test_a_late_push_of_more_commits_than_one_merge_takes_is_merged_a_part_at_a_time(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_git, "MAX_NEW_COMMITS", 2)
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    (bravo.tree / "bravo.txt").write_text("bravo's\n")
+    assert bravo.commit(epoch=2, now=NOW + 5, message="holder at epoch 2") is not None
+    for n in range(3):  # the old holder's commits land before bravo's first push
+        holder_commits(alpha, f"late {n}\n", NOW + 1 + n)
+    pushes = []
+    for n in range(3):  # what StateSyncActor does each tick: push, else absorb
+        if bravo.push():
+            pushes.append(n)
+            break
+        bravo.absorb(mesh.windows(), HIGH, epoch=2, now=NOW + 10 + n)
+    assert pushes and mesh.remote_tip() == bravo.head()
 
 
 def remove_charlie(mesh: Mesh, at: float) -> None:
@@ -718,3 +739,99 @@ def test_a_file_too_large_is_never_synced_and_named(
         f.write(b"small again")
     assert alpha.commit(epoch=1, now=NOW + 2, message="turn") is not None
     assert alpha.too_big == []
+
+
+# --- found by an attack review --------------------------------------------------------
+
+
+def test_a_git_repository_made_in_the_tree_without_a_commit_stops_nothing(mesh: Mesh) -> None:
+    alpha = mesh.repo("alpha")
+    holder_commits(alpha, "one\n")
+    subprocess.run(["git", "init", "-q", str(alpha.tree / "scratch")], check=True, timeout=30)
+    (alpha.tree / "notes.txt").write_text("two\n")
+    assert alpha.commit(epoch=1, now=NOW + 1, message="turn") is not None
+    assert alpha.nested == ["scratch"]
+
+
+def test_a_crash_between_git_commit_and_the_head_record_loses_no_change(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, bravo = pair
+    (bravo.tree / "bravo.txt").write_text("by hand on bravo\n")
+
+    def killed(self: StateRepo) -> str:  # git commit ran; the head record never did
+        raise StateSyncError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(StateRepo, "_made", killed)
+        with pytest.raises(StateSyncError):
+            bravo.commit(epoch=None, now=NOW + 1, message="queued")
+    bravo = mesh.repo("bravo")  # the node starts again
+    holder_commits(alpha, "two\n", NOW + 3)
+    bravo.pull(mesh.windows(), HIGH, now=NOW + 4)
+    assert (bravo.tree / "bravo.txt").read_text() == "by hand on bravo\n"
+    assert bravo.send_queue() == bravo.head()
+
+
+def test_a_merge_never_leaves_the_tree_half_merged(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, bravo = pair
+    sha = queue_change(bravo, "notes.txt", "bravo's notes\n")
+    holder_commits(alpha, "alpha's notes\n", NOW + 11)
+    real = state_git.StateGit._git
+
+    def dies_at_the_move(self: state_git.StateGit, *args: str, **kw: Any) -> Any:
+        if args[:2] == ("reset", "-q"):
+            raise KeyboardInterrupt("kill -9 here")
+        return real(self, *args, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(state_git.StateGit, "_git", dies_at_the_move)
+        with pytest.raises(KeyboardInterrupt):
+            alpha.take_queued(
+                mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20
+            )
+    assert (alpha.tree / "notes.txt").read_text() == "alpha's notes\n"  # no markers
+    alpha = mesh.repo("alpha")
+    assert alpha.commit(epoch=1, now=NOW + 30, message="turn") is None
+
+
+def test_a_file_remotes_config_runs_no_command_on_a_push(mesh: Mesh, tmp_path: Path) -> None:
+    other = tmp_path / "other.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(other)], check=True, timeout=30)
+    (mesh.remote / "objects" / "info" / "alternates").write_text(f"{other}/objects\n")
+    marker = tmp_path / "ran-on-the-pusher"
+    subprocess.run(
+        ["git", f"--git-dir={mesh.remote}", "config", "core.alternateRefsCommand",
+         f'sh -c "touch {marker}; true"'],
+        check=True, timeout=30,
+    )  # fmt: skip
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    queue_change(bravo, "b.txt", "b\n")
+    assert not marker.exists(), "the remote's core.alternateRefsCommand ran on this machine"
+
+
+def test_a_file_a_standby_made_a_directory_keeps_the_holders_file(mesh: Mesh) -> None:
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    (alpha.tree / "d").write_text("file d\n")
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    (bravo.tree / "d").unlink()
+    (bravo.tree / "d").mkdir()
+    (bravo.tree / "d" / "inner").write_text("inner\n")
+    sha = queue_change(bravo, "b.txt", "b\n")
+    (alpha.tree / "d").write_text("file d changed by the holder\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    taken = alpha.take_queued(
+        mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20
+    )
+    assert taken == ["d"]
+    assert (alpha.tree / "d").read_text() == "file d changed by the holder\n"
+    assert (alpha.tree / "b.txt").read_text() == "b\n"  # the rest merged
+    assert not list(alpha.tree.glob("d~*"))
+    assert alpha.push()
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 30)
+    assert pulled.head == alpha.head() and (bravo.tree / "d").is_file()
