@@ -132,6 +132,7 @@ class SecretSyncActor(pykka.ThreadingActor):
         return bool(changed)
 
     def _tell(self, peers: Iterable[str]) -> None:
+        peers = list(peers)
         entries = self._entries() if peers else None
         if entries is None:
             return
@@ -189,6 +190,7 @@ class SecretSyncActor(pykka.ThreadingActor):
             self.counters.inc("secrets.taken")
             log.info("secret %s taken from %s (set by %s)", name, env.sender, secret.set_by)
             self._look(tell=True)
+            self._tell(p for p in self.peers if p != env.sender)  # passed on at once
 
     # --- removals ----------------------------------------------------------------------
 

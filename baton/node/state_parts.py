@@ -11,6 +11,7 @@ this machine's alone, and status says so.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import pykka
 from baton.actors.state_sync_actor import Flush, StateSyncActor, StateView
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
+from baton.core.errors import StateSyncError
 from baton.core.settings import Settings
 from baton.core.state_trust import SignerWindow, signer_windows
 from baton.stores.git_cli import shown
@@ -28,6 +30,8 @@ from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.registry_store import JsonRegistryStore
 from baton.stores.state_repo import StateRepo
+
+log = logging.getLogger("baton.state")
 
 GIT_TIMEOUT_S = 10.0
 # a stop waits this long for the last commit and push, not for an unreachable remote's
@@ -76,7 +80,12 @@ def build_state_sync(
         return None
     if settings.state_remote:
         ensure_git_remote(settings.state_remote)  # a file:// one is created if missing
-    repo = StateRepo(paths, identity, remote, timeout_s=GIT_TIMEOUT_S)
+    try:
+        repo = StateRepo(paths, identity, remote, timeout_s=GIT_TIMEOUT_S)
+    except StateSyncError as exc:  # git too old, say: the node runs, its state stays here
+        counters.inc("state.unavailable")
+        log.error("the agent's state is not synced: %s", exc.detail)
+        return None
     registry = JsonRegistryStore(paths.registry)
 
     def signers() -> Mapping[str, SignerWindow]:

@@ -47,8 +47,17 @@ from baton.stores.identity_store import MachineIdentity
 log = logging.getLogger("baton.state")
 
 BRANCH = "refs/heads/main"
+VERIFIED = "refs/baton/verified-state"  # the newest commit the tree holds, verified or made here
 STALE_LOCK_S = 30.0
-_LOCKS = ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock", "refs/**/*.lock")
+_LOCKS = (
+    "index.lock",
+    "baton-merge.index.lock",
+    "HEAD.lock",
+    "packed-refs.lock",
+    "config.lock",
+    "refs/**/*.lock",
+)
+MIN_GIT = (2, 38)  # merge-tree --write-tree
 MAX_NEW_COMMITS = 1000
 BATCH = 100
 SHA = re.compile(r"[0-9a-f]{40}")
@@ -73,6 +82,13 @@ class StateGit:
         self.timeout_s = timeout_s
         self.tree = paths.state_dir
         self.git_dir = paths.state_git
+        # what the last commit left out of the tree (files too big, git repositories of
+        # their own, files git cannot read): never committed, never moved over
+        self.too_big: list[str] = []
+        self.nested: list[str] = []
+        self.unreadable: list[str] = []
+        self.moved_aside: list[str] = []  # what the last move set aside (NAME.local-TIME)
+        self._check_git()
         ensure_private_dir(self.tree)
         ensure_private_dir(paths.data_dir)
         if not (self.git_dir / "HEAD").exists():
@@ -89,6 +105,25 @@ class StateGit:
             atomic_write(paths.state_signing_key, key)
         if not paths.allowed_signers.exists():
             atomic_write(paths.allowed_signers, b"")
+
+    def _check_git(self) -> None:
+        out = self._git("version", bare=True).stdout
+        found = re.search(r"(\d+)\.(\d+)", out)
+        if found is None or (int(found[1]), int(found[2])) < MIN_GIT:
+            need = ".".join(map(str, MIN_GIT))
+            raise StateSyncError(f"state sync needs git {need} or later; this is {out.strip()!r}")
+
+    def head(self) -> str | None:
+        """The newest verified commit (the tree holds it), None before the first."""
+        return self._ref(VERIFIED)
+
+    def _made(self) -> str:
+        """Record the commit HEAD names (made here) as the head."""
+        made = self._ref("HEAD")
+        if made is None:
+            raise StateSyncError("git made no commit")
+        self._ok("update-ref", VERIFIED, made)
+        return made
 
     def clear_stale_locks(self, now: float | None = None) -> list[str]:
         """Remove the lock files older than STALE_LOCK_S; the ones removed."""

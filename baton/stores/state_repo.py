@@ -41,7 +41,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -53,32 +52,25 @@ from baton.core.state_trust import EPOCH_TRAILER, Pulled, SignerWindow
 from baton.stores.git_cli import first_error_line, push_guard, shown
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
-from baton.stores.state_git import StateGit
+from baton.stores.state_git import VERIFIED
+from baton.stores.state_merge import StateMerge
 
 log = logging.getLogger("baton.state")
 
 REF = "refs/baton/state"
 QUEUE = "refs/baton/queue/"
 FETCHED = "refs/baton/fetched-state"
-VERIFIED = "refs/baton/verified-state"
 PUSHED = "refs/baton/pushed-state"
 SENT = "refs/baton/queue-sent"
 TAKEN = "refs/baton/taken/"
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a larger file in the tree is not synced
 
 
-class StateRepo(StateGit):
+class StateRepo(StateMerge):
     def __init__(
         self, paths: HomePaths, identity: MachineIdentity, remote: str, timeout_s: float = 10.0
     ) -> None:
         super().__init__(paths, identity, remote, timeout_s)
-        self.nested: list[str] = []  # git repositories of their own in the tree: not synced
-        self.too_big: list[str] = []  # files over MAX_FILE_BYTES at the last commit: not synced
-        self.unreadable: list[str] = []  # files git could not read at the last commit
-
-    def head(self) -> str | None:
-        """The newest verified commit (the tree holds it), None before the first."""
-        return self._ref(VERIFIED)
 
     def commit(
         self, *, epoch: int | None, now: float, message: str, empty: bool = False
@@ -132,12 +124,17 @@ class StateRepo(StateGit):
             if path.endswith("/"):
                 nested.append(path.rstrip("/"))
                 continue
-            with contextlib.suppress(OSError):
+            try:
                 st = (self.tree / path).lstat()
-                if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
-                    big.append(path)
-                elif stat.S_ISREG(st.st_mode) and not os.access(self.tree / path, os.R_OK):
-                    unreadable.append(path)
+            except FileNotFoundError:
+                continue
+            except OSError:  # a directory on the way git may not search either
+                unreadable.append(path)
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
+                big.append(path)
+            elif stat.S_ISREG(st.st_mode) and not os.access(self.tree / path, os.R_OK):
+                unreadable.append(path)
         return sorted(big), sorted(nested), sorted(unreadable)
 
     def open_epoch(self, epoch: int, now: float) -> str | None:
@@ -202,7 +199,7 @@ class StateRepo(StateGit):
             commits, whole = self._verify(head, tip, windows, max_epoch)
             newest = tip if whole else self._newest_of(head, commits)
             self._move_to(head, newest)
-            return Pulled(newest, len(commits))
+            return Pulled(newest, len(commits), tuple(self.moved_aside))
         base = self._fork_point(head, tip)
         commits, whole = self._verify(base, tip, windows, max_epoch)
         newest = tip if whole else self._newest_of(base, commits)
@@ -318,13 +315,6 @@ class StateRepo(StateGit):
 
     # --- moving the tree -------------------------------------------------------------
 
-    def _made(self) -> str:
-        made = self._ref("HEAD")
-        if made is None:
-            raise StateSyncError("git made no commit")
-        self._ok("update-ref", VERIFIED, made)
-        return made
-
     def _fork_point(self, head: str, tip: str) -> str | None:
         """Where ``head`` and the remote's ``tip`` part (None: no common history, as when
         a standby's first change was made before its first pull). UntrustedCommit if
@@ -334,67 +324,6 @@ class StateRepo(StateGit):
             raise UntrustedCommit(tip, f"rewrites history: it does not descend from {pushed[:12]}")
         proc = self._git("merge-base", head, tip)
         return (proc.stdout.strip() or None) if proc.returncode == 0 else None
-
-    def _merge(
-        self, tip: str, *, epoch: int, now: float, mine_wins: bool, message: str
-    ) -> list[str]:
-        """Merge ``tip`` into the head, signed at ``epoch``, without touching the tree
-        until the merge is whole (``git merge-tree`` and an index of its own): a stop
-        at any point leaves no half merge, and the agent never reads conflict markers.
-        A path both sides changed is taken whole from this side when ``mine_wins``,
-        else from the other (a file one side made a directory too); those paths are
-        returned, and the losing side stays in the history."""
-        head = self.head()
-        if head is None:
-            raise StateSyncError("nothing to merge into")
-        when = max(math.floor(now), self._time(head), self._time(tip))
-        dates = {"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"}
-        merged = self._git(
-            "merge-tree", "--write-tree", "--name-only", "-z", "--allow-unrelated-histories",
-            head, tip,
-        )  # fmt: skip
-        if merged.returncode not in (0, 1):
-            raise StateSyncError(f"git merge-tree: {first_error_line(merged)}")
-        tree, conflicts, moved = _merge_output(merged.stdout)
-        if conflicts:
-            tree = self._take_whole(tree, conflicts, moved, head if mine_wins else tip)
-        text = f"{message}\n\n{EPOCH_TRAILER}: {epoch}\n"
-        made = self._ok("commit-tree", "-S", "-p", head, "-p", tip, "-m", text, tree, env=dates)
-        self._ok("reset", "-q", "--keep", made.strip())  # a change in the way: next tick
-        self._made()
-        return conflicts
-
-    def _take_whole(self, tree: str, paths: list[str], moved: list[str], winner: str) -> str:
-        """``tree`` with each of ``paths`` (and all under it) as ``winner`` has it, or
-        gone if it has none, and git's renamed copies (``moved``) gone."""
-        index = self.git_dir / "baton-merge.index"
-        env = {"GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
-        try:
-            self._ok("read-tree", tree, env=env)
-
-            def under(path: str) -> bool:
-                return any(path == p or path.startswith(p + "/") for p in paths)
-
-            present = [p for p in self._ok("ls-files", "-z", env=env).split("\0") if p]
-            drop = [p for p in present if under(p) or p in moved]
-            if drop:
-                self._ok(
-                    "update-index",
-                    "-z",
-                    "--force-remove",
-                    "--stdin",
-                    input="\0".join(drop),
-                    env=env,
-                )
-            listed = self._ok("ls-tree", "-r", "-z", "--full-tree", winner).split("\0")
-            keep = [e for e in listed if e and under(e.split("\t", 1)[1])]
-            if keep:
-                self._ok(
-                    "update-index", "-z", "--index-info", input="\0".join(keep) + "\0", env=env
-                )
-            return self._ok("write-tree", env=env).strip()
-        finally:
-            index.unlink(missing_ok=True)
 
     def _recover(self) -> None:
         """Undo what a stop cut short: a merge git left (older versions merged in the
@@ -414,26 +343,7 @@ class StateRepo(StateGit):
         if base is None or self._ref("HEAD") is None:
             self._ok("merge", "-q", "--ff-only", newest)
         else:
+            self.moved_aside = self._clear_way(newest)
             self._ok("reset", "-q", "--keep", newest)
         self._ok("update-ref", VERIFIED, newest)
         self._ok("update-ref", PUSHED, newest)
-
-
-def _merge_output(out: str) -> tuple[str, list[str], list[str]]:
-    """What ``git merge-tree --write-tree --name-only -z`` said: the merged tree, the
-    paths in conflict as the sides named them, and the copies git moved aside in a
-    file/directory conflict (``d~HEAD``), named by their original path instead."""
-    fields = out.split("\0")
-    tree, rest = fields[0], fields[1:]
-    end = rest.index("") if "" in rest else len(rest)
-    listed, messages = rest[:end], rest[end + 1 :]
-    moved: dict[str, str] = {}
-    i = 0
-    while i < len(messages) and messages[i].isdigit():
-        n = int(messages[i])
-        paths, kind = messages[i + 1 : i + 1 + n], messages[i + 1 + n : i + 2 + n]
-        if kind == ["CONFLICT (file/directory)"] and len(paths) == 2:
-            moved[paths[0]] = paths[1]
-        i += n + 3
-    conflicts = sorted({moved.get(p, p) for p in listed})
-    return tree, conflicts, sorted(moved)

@@ -319,3 +319,12 @@ def test_a_removal_with_no_master_key_here_claims_no_rotation(
     for _ in range(3):
         alpha.actor.ask(MembersChanged((bravo.entry(),)), timeout=30)
     assert alpha.counters.get("secrets.rotated") == 0 and not alpha.store.file.exists()
+
+
+def test_a_secret_taken_is_passed_on_at_once(mesh: tuple[Member, Member, Member]) -> None:
+    alpha, bravo, charlie = mesh
+    alpha.actor.ask(MembersChanged((bravo.entry(),)), timeout=30)  # alpha reaches bravo only
+    alpha.store.set("API_KEY", VALUE, NOW)
+    alpha.tick()  # nobody else ticks: bravo passes it on as it takes it
+    wait_for(lambda: charlie.counters.get("secrets.taken") == 1, 30, "charlie to have it")
+    assert charlie.value("API_KEY") == VALUE

@@ -835,3 +835,114 @@ def test_a_file_a_standby_made_a_directory_keeps_the_holders_file(mesh: Mesh) ->
     assert alpha.push()
     pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 30)
     assert pulled.head == alpha.head() and (bravo.tree / "d").is_file()
+
+
+# --- found by a second attack review -----------------------------------------------------
+
+
+@pytest.fixture
+def logs(mesh: Mesh) -> tuple[StateRepo, StateRepo]:
+    """alpha the holder and bravo a standby, both with a 20-line a.log."""
+    alpha, bravo = mesh.repo("alpha"), mesh.repo("bravo")
+    (alpha.tree / "a.log").write_text("".join(f"line {i}\n" for i in range(20)))
+    holder_commits(alpha, "one\n")
+    bravo.pull(mesh.windows(), HIGH, now=NOW)
+    return alpha, bravo
+
+
+def rotate_and_edit(standby: StateRepo, holder: StateRepo) -> None:
+    """The standby rotates a.log to a.log.1 with a line changed; the holder changes a.log."""
+    text = (standby.tree / "a.log").read_text().replace("line 3\n", "line 3 bravo\n")
+    (standby.tree / "a.log").unlink()
+    (standby.tree / "a.log.1").write_text(text)
+    edited = (holder.tree / "a.log").read_text().replace("line 3\n", "line 3 alpha\n")
+    (holder.tree / "a.log").write_text(edited)
+
+
+def test_a_rename_on_one_side_never_loses_the_winners_changed_file(
+    mesh: Mesh, logs: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = logs
+    rotate_and_edit(bravo, alpha)
+    sha = queue_change(bravo, "b.txt", "b\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    who = mesh.ids["bravo"].machine_id
+    taken = alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20)
+    assert "a.log" in (taken or [])
+    assert "line 3 alpha" in (alpha.tree / "a.log").read_text()  # the holder's, whole
+
+
+def test_a_rename_on_a_standby_keeps_the_remotes_file_there_and_on_the_holder(
+    mesh: Mesh, logs: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = logs
+    rotate_and_edit(bravo, alpha)
+    assert bravo.commit(epoch=None, now=NOW + 10, message="queued") is not None
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    assert alpha.push()
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 20)
+    assert "a.log" in pulled.conflicts and "line 3 alpha" in (bravo.tree / "a.log").read_text()
+    sha = bravo.send_queue() or ""
+    alpha.take_queued(
+        mesh.ids["bravo"].machine_id, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 30
+    )
+    assert "line 3 alpha" in (alpha.tree / "a.log").read_text()
+
+
+def test_a_file_left_out_here_that_the_other_side_changes_is_moved_aside_not_in_the_way(
+    mesh: Mesh, logs: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = logs
+    with (bravo.tree / "a.log").open("ab") as f:  # too big: never committed, stays changed
+        f.truncate(state_repo.MAX_FILE_BYTES + 1)
+    (bravo.tree / "b.txt").write_text("b\n")
+    assert bravo.commit(epoch=None, now=NOW + 10, message="queued") is not None
+    assert bravo.too_big == ["a.log"]
+    (alpha.tree / "a.log").write_text("the holder's new log\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    assert alpha.push()
+    pulled = bravo.pull(mesh.windows(), HIGH, now=NOW + 20)
+    assert "a.log" in pulled.conflicts
+    assert (bravo.tree / "a.log").read_text() == "the holder's new log\n"
+    [kept] = list(bravo.tree.glob("a.log.local-*"))
+    assert kept.stat().st_size == state_repo.MAX_FILE_BYTES + 1  # nothing lost
+
+
+def test_an_untracked_file_left_out_where_a_queue_adds_one_is_moved_aside(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = pair
+    with (alpha.tree / "dump.bin").open("wb") as f:
+        f.truncate(state_repo.MAX_FILE_BYTES + 1)
+    sha = queue_change(bravo, "dump.bin", "small\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    who = mesh.ids["bravo"].machine_id
+    assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20) == ["dump.bin"]
+    assert (alpha.tree / "dump.bin").read_text() == "small\n"
+    assert len(list(alpha.tree.glob("dump.bin.local-*"))) == 1
+
+
+def test_a_stale_merge_index_lock_is_cleared(mesh: Mesh, pair: tuple[StateRepo, StateRepo]) -> None:
+    alpha, bravo = pair
+    sha = queue_change(bravo, "notes.txt", "bravo's\n")
+    holder_commits(alpha, "alpha's\n", NOW + 11)
+    lock = alpha.git_dir / "baton-merge.index.lock"
+    lock.write_bytes(b"")
+    old = time.time() - state_git.STALE_LOCK_S - 1
+    os.utime(lock, (old, old))
+    alpha.commit(epoch=1, now=NOW + 12, message="turn")  # a step clears stale locks
+    who = mesh.ids["bravo"].machine_id
+    assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20) == ["notes.txt"]
+
+
+def test_a_symlink_against_a_file_is_named_by_its_own_path(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    alpha, bravo = pair
+    (bravo.tree / "f").symlink_to("notes.txt")
+    sha = queue_change(bravo, "b.txt", "b\n")
+    (alpha.tree / "f").write_text("a file\n")
+    alpha.commit(epoch=1, now=NOW + 11, message="turn")
+    who = mesh.ids["bravo"].machine_id
+    assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20) == ["f"]
+    assert (alpha.tree / "f").read_text() == "a file\n" and not (alpha.tree / "f").is_symlink()
