@@ -115,11 +115,33 @@ class StateGit:
 
     def head(self) -> str | None:
         """The newest verified commit (the tree holds it), None before the first."""
-        return self._ref(VERIFIED)
+        return self._own(VERIFIED)
+
+    def _own(self, ref: str) -> str | None:
+        """One of baton's own refs (or HEAD), read from the git directory without
+        running git (several a tick): a loose ref, else packed-refs. Only ever a
+        commit baton made or verified; a remote's refs go through ``_ref``."""
+        try:
+            text = (self.git_dir / ref).read_text("ascii").strip()
+        except FileNotFoundError:
+            text = ""
+        except (OSError, UnicodeDecodeError):
+            return self._ref(ref)  # not what git writes: let git say
+        if text.startswith("ref: "):
+            return self._own(text[5:])
+        if SHA.fullmatch(text):
+            return text
+        packed = self.git_dir / "packed-refs"
+        if not text and packed.exists():
+            for line in packed.read_text("ascii", "replace").splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref and SHA.fullmatch(sha):
+                    return sha
+        return None if not text else self._ref(ref)
 
     def _made(self) -> str:
         """Record the commit HEAD names (made here) as the head."""
-        made = self._ref("HEAD")
+        made = self._own("HEAD")
         if made is None:
             raise StateSyncError("git made no commit")
         self._ok("update-ref", VERIFIED, made)

@@ -140,7 +140,8 @@ class StateRepo(StateMerge):
     def open_epoch(self, epoch: int, now: float) -> str | None:
         """A new holder's first commit (with whatever changed, or empty), unless the head
         is of ``epoch`` already; pushed, it fences every older holder out."""
-        if self.head() is not None and self._epoch(self.head()) >= epoch:
+        head = self.head()
+        if head is not None and self._epoch(head) >= epoch:
             return None
         return self.commit(epoch=epoch, now=now, message=f"holder at epoch {epoch}", empty=True)
 
@@ -251,8 +252,8 @@ class StateRepo(StateMerge):
         lacks (a standby's own changes); the commit sent, None if none is new. Waits
         (None) while the queue holds one the holder has not taken and the head does not
         descend from, which only a repository made anew can meet: never dropped."""
-        head, pushed = self.head(), self._ref(PUSHED)
-        if head is None or head == self._ref(SENT):
+        head, pushed = self.head(), self._own(PUSHED)
+        if head is None or head == self._own(SENT):
             return None
         if pushed is not None and self._descends(head, pushed):
             return None
@@ -319,7 +320,7 @@ class StateRepo(StateMerge):
         """Where ``head`` and the remote's ``tip`` part (None: no common history, as when
         a standby's first change was made before its first pull). UntrustedCommit if
         ``tip`` does not descend from the last state known on the remote: a rewrite."""
-        pushed = self._ref(PUSHED)
+        pushed = self._own(PUSHED)
         if pushed is not None and not self._descends(pushed, tip):
             raise UntrustedCommit(tip, f"rewrites history: it does not descend from {pushed[:12]}")
         proc = self._git("merge-base", head, tip)
@@ -332,7 +333,7 @@ class StateRepo(StateMerge):
         if (self.git_dir / "MERGE_HEAD").exists():
             self._git("merge", "--abort")
             log.warning("undid a merge a stop cut short")
-        made, head = self._ref("HEAD"), self.head()
+        made, head = self._own("HEAD"), self.head()
         if made is not None and made != head and (head is None or self._descends(head, made)):
             self._ok("update-ref", VERIFIED, made)
             log.warning("took up commit %s a stop cut short", made[:12])
@@ -340,7 +341,7 @@ class StateRepo(StateMerge):
     def _move_to(self, base: str | None, newest: str) -> None:
         """The tree and its refs to ``newest``; changes not committed are kept (git
         refuses a move that would overwrite one, and the tree stays)."""
-        if base is None or self._ref("HEAD") is None:
+        if base is None or self._own("HEAD") is None:
             self._ok("merge", "-q", "--ff-only", newest)
         else:
             self.moved_aside = self._clear_way(newest)

@@ -946,3 +946,22 @@ def test_a_symlink_against_a_file_is_named_by_its_own_path(
     who = mesh.ids["bravo"].machine_id
     assert alpha.take_queued(who, sha, mesh.windows(), HIGH, epoch=1, now=NOW + 20) == ["f"]
     assert (alpha.tree / "f").read_text() == "a file\n" and not (alpha.tree / "f").is_symlink()
+
+
+def test_its_own_refs_read_alike_loose_or_packed(
+    mesh: Mesh, pair: tuple[StateRepo, StateRepo]
+) -> None:
+    _, bravo = pair
+    queue_change(bravo, "b.txt", "b\n")
+    loose = (bravo.head(), bravo._own("HEAD"), bravo._own(state_repo.PUSHED))
+    assert None not in loose and loose == (
+        bravo._ref(state_git.VERIFIED),
+        bravo._ref("HEAD"),
+        bravo._ref(state_repo.PUSHED),
+    )
+    subprocess.run(
+        ["git", f"--git-dir={bravo.git_dir}", "pack-refs", "--all"], check=True, timeout=30
+    )
+    assert not (bravo.git_dir / state_git.VERIFIED).exists()  # packed now
+    assert (bravo.head(), bravo._own("HEAD"), bravo._own(state_repo.PUSHED)) == loose
+    assert bravo.send_queue() is None  # sent before: the packed SENT read too
