@@ -86,6 +86,14 @@ class SecretSyncActor(pykka.ThreadingActor):
         self._rotate_for_removed()
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            self._receive(message)
+        except Exception as exc:  # a failure nobody foresaw: counted, never the actor's end
+            self.counters.inc("secrets.unavailable")
+            self._log("unexpected", f"secret sync failed: {type(exc).__name__}: {exc!s:.200}")
+        return None
+
+    def _receive(self, message: Any) -> None:
         match message:
             case Tick(now_ms=now_ms):
                 changed = self._look(tell=True)
@@ -101,7 +109,6 @@ class SecretSyncActor(pykka.ThreadingActor):
                 self._guarded(env)
             case EnvelopeReceived(envelope=env):
                 self._refused("stranger", f"{env.type} from {env.sender}, not a member")
-        return None
 
     # --- what this machine has ---------------------------------------------------------
 
@@ -124,8 +131,8 @@ class SecretSyncActor(pykka.ThreadingActor):
             return False
         self.stamp = stamp
         versions = {n: s.version for n, s in entries.items()}
-        changed = {n for n in versions.keys() | self.versions.keys()}
-        changed = {n for n in changed if versions.get(n) != self.versions.get(n)}
+        every = versions.keys() | self.versions.keys()
+        changed = {n for n in every if versions.get(n) != self.versions.get(n)}
         self.versions = versions
         if changed and tell:
             self.on_change(changed)

@@ -328,3 +328,17 @@ def test_a_secret_taken_is_passed_on_at_once(mesh: tuple[Member, Member, Member]
     alpha.tick()  # nobody else ticks: bravo passes it on as it takes it
     wait_for(lambda: charlie.counters.get("secrets.taken") == 1, 30, "charlie to have it")
     assert charlie.value("API_KEY") == VALUE
+
+
+def test_a_store_that_fails_as_nobody_foresaw_never_ends_the_actor(
+    mesh: tuple[Member, Member, Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alpha, _, _ = mesh
+
+    def broken() -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(alpha.store, "stamp", broken)
+    alpha.tick()
+    alpha.tick()
+    assert alpha.counters.get("secrets.unavailable") == 2 and alpha.actor.is_alive()
