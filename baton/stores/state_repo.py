@@ -1,7 +1,8 @@
 """StateRepo: the agent's state directory as a git working tree whose commits are signed
 with the machine's key (git's SSH signing) and whose fetched commits are all verified
 before they reach the tree (StateSync). The plumbing and the verification are
-baton.stores.state_git; the rules are baton.core.state_trust.
+baton.stores.state_git, merging is baton.stores.state_merge; the rules are
+baton.core.state_trust.
 
 Holder writes, standbys queue:
 - **The holder** commits the tree, signed and stamped with its lease epoch, and moves
@@ -11,9 +12,9 @@ Holder writes, standbys queue:
   remote of a newer epoch (fencing, in the remote's history).
 - **A standby** commits a change made in its tree (by hand, or by a tool) at its
   head's epoch and sends it to ``refs/baton/queue/<machine id>`` on the remote; the
-  holder verifies it and merges it in, its own side kept where both changed a file,
-  the paths named. Meanwhile the standby keeps pulling: the remote's new commits are
-  merged into its queued ones (the remote's side kept where both changed a file), so
+  holder verifies it and merges it in, its own side kept whole where git cannot merge
+  both, the paths named. Meanwhile the standby keeps pulling: the remote's new commits
+  are merged into its queued ones (the remote's side kept in a conflict), so
   its queue always descends from what it sent before, and its tree from both.
 - A holder whose last push never landed (lost in a failover) is a standby with queued
   commits: they reach the next holder the same way. Nothing is dropped either way; a
@@ -35,8 +36,13 @@ Invariants:
   with it.
 - Commits are made at ``max(now, parents' times)`` with a lease epoch in a
   ``Baton-Epoch`` trailer, never below a parent's.
-- A file over MAX_FILE_BYTES is never staged (git never even reads it): named in
-  ``too_big`` at each commit; a tracked one keeps its last committed version.
+- What a commit leaves out is never staged and named at each commit: a file over
+  MAX_FILE_BYTES (git never even reads it; a tracked one keeps its last committed
+  version), a git repository of its own, a file git cannot read.
+- A step a stop cut short is taken up by the next (``_recover``): a commit made but
+  not recorded, a merge git left; lock files older than a git step are cleared.
+- Every commit a pull or a merge takes is judged first; more than MAX_NEW_COMMITS are
+  taken a verified part at a time.
 """
 
 from __future__ import annotations
