@@ -96,7 +96,11 @@ def leave(ctx: Ctx, timeout: float) -> None:
             },
         )
     )
-    deleted = SecretStore(ctx.paths, me.machine_id, system_keychain()).forget()
+    try:
+        deleted = SecretStore(ctx.paths, me.machine_id, system_keychain()).forget()
+    except OSError as exc:  # the keys go all the same; the error is said
+        click.echo(f"the secret store was not deleted: {exc}", err=True)
+        deleted = []
     for path in (ctx.paths.signing_key, ctx.paths.encryption_key, ctx.paths.api_token):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
