@@ -377,9 +377,16 @@ def test_removed_peer_cannot_deliver_on_open_link(
     a.transport.set_peers([])
     link.send([raw(b.id, a.id, "while-removed")])
     wait_until(lambda: a.counters.get("wire.auth_denied") >= 1, "a to drop the removed peer")
+    assert a.inbox.empty()  # nothing of the removed peer's was delivered
     a.transport.set_peers([b.address()])
     link.send([raw(b.id, a.id, "readmitted")])
-    assert a.next_delivery().id == "readmitted"
+    # The count may come from b's own link redialling (refused) before the frame sent
+    # while removed reached a: then the sender's socket still holds that frame, and it
+    # arrives after the re-admission, from an admitted peer. (CI met that order.)
+    got = [a.next_delivery().id]
+    if got == ["while-removed"]:
+        got.append(a.next_delivery().id)
+    assert got[-1] == "readmitted"
     assert a.inbox.empty()
 
 
