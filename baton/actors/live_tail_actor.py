@@ -35,6 +35,7 @@ import pykka
 
 from baton.actors.loose_turns import LooseTurn, LooseTurns
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.tail_archive import ArchiveIn, ArchiveOut, prune
 from baton.actors.tail_messages import (
     CatchUpTo,
     ConfirmTo,
@@ -63,6 +64,7 @@ from baton.core.live_tail import (
 )
 from baton.core.registry import MachineEntry
 from baton.core.transcript import TranscriptStore
+from baton.core.transcript_archive import TranscriptArchive
 from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
 from baton.wire.tail_transport import MAX_FRAMES, LiveTailTransport, open_ack, open_flush
@@ -70,6 +72,7 @@ from baton.wire.tail_transport import MAX_FRAMES, LiveTailTransport, open_ack, o
 log = logging.getLogger("baton.tail")
 
 HISTORY_LIMIT = 1000
+ARCHIVE_LOOK_MS = 1000  # how often the archive's files are looked at for changes
 
 #: Starts an agent job: (token, entry, history). Must not block (it submits).
 RunAgent = Callable[[int, LedgerEntry, Sequence[Turn]], None]
@@ -90,6 +93,7 @@ class LiveTailActor(pykka.ThreadingActor):
         run_agent: RunAgent,
         clock: Clock,
         counters: Counters,
+        archive: TranscriptArchive | None = None,
     ) -> None:
         super().__init__()
         self.me = me
@@ -113,6 +117,10 @@ class LiveTailActor(pykka.ThreadingActor):
         self.catching_up: CatchUpTo | None = None  # a handoff's target, pulling
         self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
         self.loose = LooseTurns()  # a standby's turns known from the markers alone
+        # the transcript archive in the state directory (None: the state is not synced)
+        self.out = None if archive is None else ArchiveOut(archive, transport.patterns, counters)
+        self.into = None if archive is None else ArchiveIn(archive, counters)
+        self.next_look = 0.0
 
     # --- its resources: the transcripts and the buffer, which it alone owns ------------
 
@@ -189,6 +197,22 @@ class LiveTailActor(pykka.ThreadingActor):
             self.next_flush = now + self.flush_ms
             for peer in self.peers:
                 self._flush(peer)
+        self._archive(now)
+
+    def _archive(self, now: float) -> None:
+        """The holder writes the archive; a standby takes it in and prunes its buffer."""
+        if self.out is None or self.into is None:
+            return
+        look = now >= self.next_look
+        if look:
+            self.next_look = now + ARCHIVE_LOOK_MS
+        if self.term is not None:
+            if look:
+                self.out.look(self.transcripts.last_seqs(), now)
+            self.out.step(self.transcripts, now)
+        elif look or self.into.more:
+            self.into.step(self.transcripts, now)
+            prune(self.buffer, self.transcripts, self.counters)
 
     def _begun(self, epoch: int) -> None:
         """Before this machine adds a turn as holder of ``epoch``: the transcripts take
@@ -197,7 +221,12 @@ class LiveTailActor(pykka.ThreadingActor):
             return
         self.replayed = epoch
         loose = self.loose.take()  # forgotten whatever the replay does
+        if self.into is not None:  # the archive's chain first, then the buffer's
+            taken = self.into.step(self.transcripts, self.clock.monotonic_ms(), budget=None)
+            log.info("tail: epoch %d: took %d turns from the archive", epoch, taken.turns)
         done = replay(self.buffer, self.transcripts, self.key, self.counters, loose)
+        if self.out is not None:
+            self.out.begin(self.transcripts.last_seqs())
         if done.topics:
             log.info(
                 "tail: epoch %d: replayed %d turns of %d topics (%d own turns dropped)",
@@ -229,7 +258,7 @@ class LiveTailActor(pykka.ThreadingActor):
 
     def _append(self, entry: LedgerEntry) -> None:
         replies = tuple(r.text for r in entry.replies)
-        self.transcripts.append(
+        turn = self.transcripts.append(
             entry.topic,
             entry.key,
             entry.message_id,
@@ -238,6 +267,8 @@ class LiveTailActor(pykka.ThreadingActor):
             at_ms=entry.received_ms,
         )
         self.counters.inc("tail.turns")
+        if self.out is not None:
+            self.out.changed(turn.topic, turn.seq)
 
     def _flush(self, peer: str) -> None:
         """Send ``peer`` the turns it has not confirmed, as many as one frame allows."""
@@ -412,4 +443,5 @@ class LiveTailActor(pykka.ThreadingActor):
             "unconfirmed": behind if self.term is not None else {},
             "replayed_epoch": self.replayed,
             "loose": len(self.loose),
+            "archive": None if self.out is None else {"pending": len(self.out.pending)},
         }

@@ -157,7 +157,8 @@ class StateSyncActor(pykka.ThreadingActor):
         if self.phase is not Phase.HOLDING:
             self._queue_and_pull()
             return
-        if self.must_pull:
+        if self.must_pull:  # a change of its own first, or git will not move the tree
+            self._commit_own("kept before the remote's state was taken")
             self.must_pull = not self._pull()
         if not self.must_pull and self.opened < self.epoch:
             self._open_epoch()
@@ -175,13 +176,7 @@ class StateSyncActor(pykka.ThreadingActor):
     def _queue_and_pull(self) -> None:
         """A standby's step: its own changes committed, the remote's taken, and what the
         holder lacks sent to this machine's queue."""
-        try:
-            if self.store.commit(epoch=None, now=self._now(), message="queued"):
-                self.counters.inc("state.queued")
-            self._report_tree()
-        except BatonError as exc:
-            self.counters.inc("state.unavailable")
-            self._warn("unavailable", exc.code, f"cannot commit a standby change: {exc.detail}")
+        self._commit_own("queued")
         if not self._pull():
             return
         try:
@@ -190,6 +185,17 @@ class StateSyncActor(pykka.ThreadingActor):
         except BatonError as exc:
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"cannot send queued state: {exc.detail}")
+
+    def _commit_own(self, message: str) -> None:
+        """Commit a change made here at the head's epoch (a standby's, queued to the
+        holder; or a new holder's, before it takes the remote's state)."""
+        try:
+            if self.store.commit(epoch=None, now=self._now(), message=message):
+                self.counters.inc("state.queued")
+            self._report_tree()
+        except BatonError as exc:
+            self.counters.inc("state.unavailable")
+            self._warn("unavailable", exc.code, f"cannot commit a change made here: {exc.detail}")
 
     def _pull(self) -> bool:
         """Take the remote's new verified commits; True unless the store failed."""

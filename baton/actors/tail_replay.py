@@ -20,8 +20,9 @@ transcript refuses ends that topic's additions, logged and counted like a frame.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import nacl.public
 
@@ -86,25 +87,47 @@ def _topic(
 ) -> bool:
     after = start - 1
     while frames := buffer.frames(topic, after, PAGE):
-        held = {t.seq: t for t in transcripts.turns(topic, after, PAGE)}
+        held = {t.seq: t for t in transcripts.turns(topic, frames[0].seq - 1, PAGE)}
         for frame in frames:
             after = frame.seq
-            mine = held.get(frame.seq)
-            if mine is not None and mine.ledger_key == frame.key:
-                continue
             try:
-                turn = unseal(frame, key)
+                ok = settle(
+                    transcripts, held, frame.seq, frame.key, partial(unseal, frame, key), done=done
+                )
             except TailRefused as exc:
                 log.error("tail: replay of %s stopped: %s", topic, exc.detail)
                 return False
-            if mine is not None:
-                done.dropped += transcripts.truncate(topic, frame.seq - 1)
-                held = {}
-            result = transcripts.put(turn)
-            if result is not PutResult.ADDED:
-                log.error("tail: replay of %s stopped at %d: %s", topic, frame.seq, result)
+            if not ok:
                 return False
-            done.turns += 1
+    return True
+
+
+def settle(
+    transcripts: TranscriptStore,
+    held: dict[int, TranscriptTurn],
+    seq: int,
+    key: str,
+    turn: Callable[[], TranscriptTurn],
+    *,
+    done: Replayed,
+) -> bool:
+    """The chain's turn ``seq`` (ledger key ``key``; ``turn`` makes it) into the
+    transcripts, whose turns from ``seq`` on ``held`` has: a held turn with the same key
+    is kept; one with another key is dropped with the turns after it (this machine's
+    copy parted from the chain) and the chain's put in its place. False when the
+    transcript does not take it (logged)."""
+    mine = held.get(seq)
+    if mine is not None and mine.ledger_key == key:
+        return True
+    made = turn()
+    if mine is not None:
+        done.dropped += transcripts.truncate(made.topic, seq - 1)
+        held.clear()
+    result = transcripts.put(made)
+    if result is not PutResult.ADDED:
+        log.error("tail: replay of %s stopped at %d: %s", made.topic, seq, result)
+        return False
+    done.turns += 1
     return True
 
 

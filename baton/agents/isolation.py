@@ -22,7 +22,8 @@ and the user's home (``~/.ssh``, ``~/.git-credentials``), with Python's prefixes
 import path and the directories of a ``cmd:`` agent's program and of the script it
 names first (``cmd:python3 /path/agent.py``) bound back read-only; the baton home
 replaced by an empty directory but for the agent's working and state directories
-(read-write); its
+(read-write; the transcript archive in the state directory, ``transcripts/``, read-only:
+the agent reads its history there but cannot rewrite it); its
 own process, IPC, host-name, cgroup and (where allowed) user namespaces and session (it
 cannot see or signal the node, nor read its /proc environ, nor push input to a
 terminal); the network shared (agents call APIs: abstract unix sockets stay reachable
@@ -44,6 +45,7 @@ from pathlib import Path
 from baton.agents.base import STATE_ENV
 from baton.core.errors import ConfigError
 from baton.core.settings import SANDBOXES
+from baton.core.transcript_archive import DIR as ARCHIVE_DIR
 
 BASE_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 KNOB = "agent_sandbox"
@@ -109,6 +111,9 @@ def sandbox_prefix(
     argv += ["--tmpfs", str(home)]  # the keys, the tokens, the ledger: gone
     for writable in (workdir, *([] if state_dir is None else [state_dir.resolve()])):
         argv += ["--bind", str(writable), str(writable)]
+    if state_dir is not None:  # the transcript archive: the holder's to write, not the agent's
+        archive = str(state_dir.resolve() / ARCHIVE_DIR)
+        argv += ["--ro-bind-try", archive, archive]
     argv += [
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--unshare-user-try", "--new-session", "--die-with-parent",

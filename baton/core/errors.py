@@ -365,6 +365,12 @@ class TranscriptCorrupt(TranscriptError):
     code = "transcript_corrupt"
 
 
+class ArchiveError(TranscriptError):
+    """The transcript archive in the state directory could not be read or written."""
+
+    code = "archive_error"
+
+
 class TranscriptRefused(PeerFault):
     """A transcript turn is malformed (fields, types or values)."""
 

@@ -120,6 +120,7 @@ KNOBS: Mapping[str, Parser] = {
     "fence_probe_url": _as_str,
     "state_remote": _as_str,
     "state_sync_ms": _as_int,
+    "transcript_archive": _as_log_level,  # trimmed and lower-cased
     "agent": _as_str,
     "agent_timeout_ms": _as_int,
     "agent_retries": _as_int,

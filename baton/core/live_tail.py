@@ -29,7 +29,8 @@ patterns are a setting) with a placeholder, so they never leave the holder.
 Invariants:
 - A TailFrame that exists is well-formed (TailRefused otherwise); seq 1 has prev "".
 - After any sequence of ``decide_frame`` outcomes applied as described, a topic's
-  buffer holds exactly seqs 1..n for some n.
+  buffer holds exactly seqs m..n for some m <= n (m is 1 unless the buffer was pruned
+  of turns the transcript archive brought: ``LiveTailBuffer.prune``).
 - ``Follow.confirmed`` is only ever a seq at which the standby's key equals the
   holder's; ``Follow.start`` is at least 1.
 """
@@ -204,6 +205,12 @@ class LiveTailBuffer(Protocol):
 
     def frames(self, topic: str, after_seq: int, limit: int) -> list[TailFrame]:
         """Up to ``limit`` frames of ``topic`` with seq > ``after_seq``, ascending."""
+        ...
+
+    def prune(self, topic: str, before_seq: int) -> int:
+        """Drop the frames of ``topic`` with seq < ``before_seq``, never its last one (the
+        transcripts hold them: baton.actors.tail_archive); how many went. A frame below
+        what is left is REFUSED then, for want of its ``prev``; seq 1 is always taken."""
         ...
 
     def dirty(self) -> dict[str, int]:

@@ -20,7 +20,9 @@ Invariants (docs/DESIGN.md, "Settings"), checked whenever a Settings is built:
 - fence_probe_url is empty (off) or an http:// URL.
 - state_remote is empty (the lease store's remote when it is a git one, else off), off,
   or a git+URL: where the agent's state directory is synchronized (StateSync);
-  100 <= state_sync_ms <= 600000, how often a standby pulls and a holder commits.
+  100 <= state_sync_ms <= 600000, how often a standby pulls and a holder commits;
+  transcript_archive is on or off: whether the holder writes the transcripts into the
+  state directory (baton.core.transcript_archive) when the state syncs.
 - channel is empty (no channel: this machine answers nothing), local:http://host:port
   (the bundled chat service), telegram, or telegram:<base URL> (a Bot API at that URL).
 - agent is echo, cmd:PROGRAM [ARGS] or python:module:function (whether it loads is
@@ -187,6 +189,7 @@ class Settings:
     fence_probe_url: str = ""
     state_remote: str = ""
     state_sync_ms: int = 2000
+    transcript_archive: str = "on"
     agent: str = "echo"
     agent_timeout_ms: int = 30000
     agent_retries: int = 2
@@ -303,6 +306,7 @@ def _first_broken_invariant(s: Settings) -> tuple[str, str] | None:
             all(SECRET_NAME.fullmatch(n) and not n.startswith(ENV_PREFIX) for n in s.agent_secrets),
             "must be names of secrets (A-Z, 0-9, _; none of them BATON_*)",
         ),
+        ("transcript_archive", s.transcript_archive in ("on", "off"), "must be on or off"),
         ("agent_sandbox", s.agent_sandbox in SANDBOXES, f"must be one of {', '.join(SANDBOXES)}"),
         (
             "ambiguous_policy",

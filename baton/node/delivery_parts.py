@@ -39,9 +39,11 @@ from baton.core.clock import Clock
 from baton.core.errors import BatonError
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
+from baton.core.transcript_archive import DIR as ARCHIVE_DIR
 from baton.holder.gate import LeaseGate
 from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
+from baton.node.state_parts import state_remote
 from baton.stores.files import check_private_dir, check_private_file, ensure_private_dir
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
@@ -49,6 +51,7 @@ from baton.stores.ledger_sqlite import SqliteLedger
 from baton.stores.secret_keys import system_keychain
 from baton.stores.secret_store import SecretStore
 from baton.stores.tail_sqlite import SqliteLiveTailBuffer
+from baton.stores.transcript_archive import FileTranscriptArchive
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.marker_transport import ReplyMarkerTransport
@@ -205,6 +208,9 @@ def build_delivery(
         workdir = prepare_workdir(paths.root)
         state = paths.state_dir  # the agent's durable state (synchronized: StateSync)
         ensure_private_dir(state)
+        archived = settings.transcript_archive == "on" and state_remote(settings) is not None
+        if archived:  # before the agent's sandbox binds it read-only
+            ensure_private_dir(state / ARCHIVE_DIR)
 
         def agent_env() -> dict[str, str]:
             return {
@@ -242,6 +248,7 @@ def build_delivery(
             run_agent=jobs.agent,
             clock=clock,
             counters=counters,
+            archive=FileTranscriptArchive(state) if archived else None,
         )
         undo.callback(tail.stop, timeout=10)
         actor = DeliveryActor.start(

@@ -3,13 +3,15 @@ simulations). Both pass tests/contract/test_tail_buffer.py.
 
 Invariants:
 - One lock makes every call atomic; frames are frozen values.
-- A topic's chain is a list whose index i holds seq i + 1 (contiguous from 1), changed
-  only as baton.core.live_tail.decide_frame says. Nothing survives the process.
+- A topic's chain maps contiguous seqs (from 1, or from where ``prune`` left it) to
+  frames, changed only as baton.core.live_tail.decide_frame says. Nothing survives the
+  process.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from baton.core.errors import TailError
 from baton.core.live_tail import FrameResult, TailFrame, decide_frame
@@ -18,7 +20,7 @@ from baton.core.live_tail import FrameResult, TailFrame, decide_frame
 class MemoryLiveTailBuffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._chains: dict[str, list[TailFrame]] = {}
+        self._chains: dict[str, dict[int, TailFrame]] = {}
         self._dirty: dict[str, int] = {}
         self._closed = False
 
@@ -29,33 +31,46 @@ class MemoryLiveTailBuffer:
     def take(self, frame: TailFrame, head: int | None) -> FrameResult:
         with self._lock:
             self._open()
-            chain = self._chains.setdefault(frame.topic, [])
+            chain = self._chains.setdefault(frame.topic, {})
             seq = frame.seq
-            prev = chain[seq - 2].key if 1 < seq <= len(chain) + 1 else None
-            held = (chain[seq - 1].key, chain[seq - 1].prev) if seq <= len(chain) else None
-            result = decide_frame(prev, held, frame)
+            below = chain.get(seq - 1)
+            here = chain.get(seq)
+            held = None if here is None else (here.key, here.prev)
+            result = decide_frame(None if below is None else below.key, held, frame)
             if result in (FrameResult.ADDED, FrameResult.REPLACED):
-                del chain[seq - 1 :]
-                chain.append(frame)
+                self._drop(chain, lambda s: s >= seq)
+                chain[seq] = frame
                 self._dirty[frame.topic] = min(self._dirty.get(frame.topic, seq), seq)
             if result is not FrameResult.REFUSED and head == seq:
-                del chain[seq:]
+                self._drop(chain, lambda s: s > seq)
             if not chain:
                 del self._chains[frame.topic]
             return result
 
+    @staticmethod
+    def _drop(chain: dict[int, TailFrame], which: Callable[[int], bool]) -> int:
+        gone = [s for s in chain if which(s)]
+        for seq in gone:
+            del chain[seq]
+        return len(gone)
+
+    def prune(self, topic: str, before_seq: int) -> int:
+        with self._lock:
+            self._open()
+            chain = self._chains.get(topic, {})
+            last = max(chain, default=0)
+            return self._drop(chain, lambda s: s < min(before_seq, last))
+
     def heads(self) -> dict[str, tuple[int, str]]:
         with self._lock:
             self._open()
-            return {topic: (len(c), c[-1].key) for topic, c in self._chains.items()}
+            return {topic: (max(c), c[max(c)].key) for topic, c in self._chains.items()}
 
     def frames(self, topic: str, after_seq: int, limit: int) -> list[TailFrame]:
         with self._lock:
             self._open()
-            if limit <= 0:
-                return []
-            start = max(0, after_seq)
-            return list(self._chains.get(topic, [])[start : start + limit])
+            chain = self._chains.get(topic, {})
+            return [chain[s] for s in sorted(s for s in chain if s > after_seq)][: max(0, limit)]
 
     def dirty(self) -> dict[str, int]:
         with self._lock:

@@ -8,7 +8,8 @@ Invariants:
 - Turns stay sealed at rest: ``box`` is stored as received (sealed to this machine's
   X25519 key); only the chain links (topic, seq, ledger keys) are in the clear.
 - The rules are those of baton.core.live_tail.decide_frame: a topic's rows are seqs
-  1..n. A row that does not make a valid frame raises TailCorrupt.
+  m..n, one after another (m is 1 until ``prune``). A row that does not make a valid
+  frame raises TailCorrupt.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ class SqliteLiveTailBuffer:
             if result is not FrameResult.REFUSED and head == seq:
                 db.execute("DELETE FROM frames WHERE topic = ? AND seq > ?", (topic, seq))
             return result
+
+    def prune(self, topic: str, before_seq: int) -> int:
+        with self._tx() as db:
+            found = db.execute("SELECT max(seq) FROM frames WHERE topic = ?", (topic,)).fetchone()
+            last = 0 if found[0] is None else int(found[0])
+            gone = db.execute(
+                "DELETE FROM frames WHERE topic = ? AND seq < ?", (topic, min(before_seq, last))
+            )
+            return gone.rowcount
 
     def heads(self) -> dict[str, tuple[int, str]]:
         with self._tx() as db:

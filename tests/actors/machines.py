@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import nacl.public
@@ -41,6 +42,7 @@ from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.tail_memory import MemoryLiveTailBuffer
+from baton.stores.transcript_archive import FileTranscriptArchive
 from baton.stores.transcript_memory import MemoryTranscriptStore
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport
@@ -67,8 +69,10 @@ class Machine:
         settings: Settings = SETTINGS,
         agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
         ledger: Any = None,
+        state: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.state = state  # its state directory: the transcript archive is written there
         self.agent = agent
         key = nacl.signing.SigningKey(bytes([seed]) * 32)
         self.signer = Ed25519Signer(derive_machine_id(bytes(key.verify_key)), key)
@@ -110,6 +114,7 @@ class Machine:
             run_agent=self.jobs.agent,
             clock=self.clock,
             counters=self.counters,
+            archive=None if self.state is None else FileTranscriptArchive(self.state),
         )
         self.ref = DeliveryActor.start(
             self.id,
@@ -246,11 +251,13 @@ class LeaseStandIn(pykka.ThreadingActor):
             self.forced += 1
 
 
-def make_pair() -> tuple[MemoryChannel, Machine, Machine]:
-    """Two machines that know each other, on one channel, neither holding yet."""
+def make_pair(states: tuple[Path, Path] | None = None) -> tuple[MemoryChannel, Machine, Machine]:
+    """Two machines that know each other, on one channel, neither holding yet (each
+    with its state directory in ``states``, when given: the archive is written)."""
     channel = MemoryChannel("memory")
     router: dict[str, Machine] = {}
-    a, b = Machine(10, channel, router), Machine(20, channel, router)
+    sa, sb = states or (None, None)
+    a, b = Machine(10, channel, router, state=sa), Machine(20, channel, router, state=sb)
     router.update({a.id: a, b.id: b})
     a.peers(b)
     b.peers(a)

@@ -79,6 +79,10 @@ def machines(tmp_path: Path) -> Iterator[tuple[Machine, Machine, Path]]:
         b.actor.stop(timeout=30)
 
 
+def in_repo(m: Machine, *args: str) -> str:
+    return str(git.Git().execute(["git", f"--git-dir={m.repo.git_dir}", *args]))
+
+
 def remote_message(remote: Path) -> str:
     return str(git.Repo(remote).commit(REF).message)
 
@@ -177,7 +181,8 @@ def test_a_refused_commit_is_shown_counted_and_the_tree_kept(
         stranger.actor.stop(timeout=30)
     b.tick()
     refused = b.view.current["refused"]
-    assert refused is not None and refused["commit"] == stranger.repo.head()
+    made = in_repo(stranger, "rev-list", str(stranger.repo.head())).split()
+    assert refused is not None and refused["commit"] in made  # the first it verified
     assert "not a member's" in refused["reason"] and b.counters.get("state.untrusted") == 1
     assert not (b.repo.tree / "notes.txt").exists() and b.repo.head() is None
     b.tick()  # the same refusal again: counted again, the actor goes on
@@ -268,3 +273,32 @@ def test_a_machine_whose_clock_lags_its_join_dates_its_commits_at_its_join(
     finally:
         a.actor.stop(timeout=30)
         b.actor.stop(timeout=30)
+
+
+def test_a_new_holder_with_a_change_in_the_way_of_the_remotes_still_takes_it_and_pushes(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    """bravo's tree has a change not committed yet (the archive it rewrote at its term's
+    start, or its agent's first turn) to a file the remote changed since its last pull:
+    git will not move the tree over it. bravo commits its change first and merges the
+    remote's (the remote's side kept in the conflict), so it is never wedged."""
+    a, b, remote = machines
+    a.lease(Phase.HOLDING, 1)
+    a.write("one\n")
+    a.tick()
+    b.lease(Phase.STANDBY, 1)
+    b.tick()
+    assert (b.repo.tree / "notes.txt").read_text() == "one\n"
+    a.write("two\n")
+    a.tick()  # the remote moves on; bravo has not pulled it
+    a.lease(Phase.STANDBY, 2)
+    b.write("bravo's own\n")
+    b.lease(Phase.HOLDING, 2)
+    b.tick()
+    assert b.view.current["pushed"] == remote_ref(remote) == b.repo.head() is not None
+    assert "Baton-Epoch: 2" in remote_message(remote)
+    assert (b.repo.tree / "notes.txt").read_text() == "two\n"  # the remote's, kept
+    assert b.view.current["conflicts"] == ["notes.txt"]  # and named
+    history = in_repo(b, "log", "-p", "--format=%s", "HEAD")
+    assert "+bravo's own" in history  # bravo's is in the history
+    assert b.counters.get("state.unavailable") == 0  # no failed pull on the way

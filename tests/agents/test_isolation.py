@@ -57,6 +57,10 @@ seen = {
     "write_home": can_write(sys.argv[2]),
     "write_workdir": can_write("mine.txt"),
     "write_state": can_write(os.path.join(os.environ.get("AGENT_STATE_DIR", "/nowhere"), "s.txt")),
+    "read_archive": can_read(os.path.join(os.environ.get("AGENT_STATE_DIR", "/nowhere"),
+                                          "transcripts", "t", "000000.jsonl")),
+    "write_archive": can_write(os.path.join(os.environ.get("AGENT_STATE_DIR", "/nowhere"),
+                                            "transcripts", "t", "000000.jsonl")),
     "pid1": open("/proc/1/cmdline", "rb").read().split(b"\\0")[0].decode(errors="replace"),
 }
 print(json.dumps({"replies": [json.dumps(seen)]}))
@@ -171,11 +175,17 @@ def test_the_state_directory_is_named_to_the_agent_and_writable_even_under_bwrap
     home: Path, snoop: str, secrets: None, user_home: Path, sandbox: str
 ) -> None:
     state = home / "state"
-    state.mkdir(mode=0o700)
+    (state / "transcripts" / "t").mkdir(mode=0o700, parents=True)
+    part = state / "transcripts" / "t" / "000000.jsonl"
+    part.write_text("the holder's\n")
     seen = run(snoop, home, sandbox, (), user_home, state_dir=state)
     assert seen["write_state"] and (state / "s.txt").read_text() == "x"
     assert "AGENT_STATE_DIR" in seen["env"] and seen["write_workdir"]
     assert seen["key"] is (sandbox == "none")  # the state directory opens nothing else
+    # the transcript archive: read by the agent, written only by the holder (under bwrap)
+    assert seen["read_archive"] is True
+    assert seen["write_archive"] is (sandbox == "none")
+    assert part.read_text() == ("x" if sandbox == "none" else "the holder's\n")
 
 
 def test_without_a_state_directory_the_agent_is_told_none(home: Path, snoop: str) -> None:

@@ -95,6 +95,29 @@ def test_the_holders_head_drops_what_lies_beyond_it(buf: LiveTailBuffer) -> None
     assert buf.take(frame(4), 9) is R.ADDED and keys(buf)[-1] == "k4"
 
 
+def test_prune_drops_the_frames_below_and_the_chain_goes_on(buf: LiveTailBuffer) -> None:
+    fill(buf, 5)
+    fill(buf, 2, topic="2/0")
+    assert buf.prune("1/0", 4) == 3
+    assert keys(buf) == ["k4", "k5"] and buf.heads()["1/0"] == (5, "k5")
+    assert buf.frames("1/0", 0, 1) == [frame(4)] and buf.frames("1/0", 4, 5) == [frame(5)]
+    assert keys(buf, "2/0") == ["k1", "k2"]  # another topic is untouched
+    assert buf.take(frame(6), None) is R.ADDED  # it extends from what is left
+    assert buf.take(frame(5), None) is R.DUPLICATE
+    assert buf.take(frame(5, "x", prev_tag=""), None) is R.REPLACED  # above what is left
+    assert keys(buf) == ["k4", "k5x"]
+    assert buf.take(frame(3), None) is R.REFUSED  # below it: no prev to fit
+    assert buf.take(frame(1, "y"), None) is R.ADDED  # seq 1 starts the chain afresh
+    assert keys(buf) == ["k1y"]
+
+
+def test_prune_never_drops_the_last_frame(buf: LiveTailBuffer) -> None:
+    fill(buf, 3)
+    assert buf.prune("1/0", 10) == 2
+    assert keys(buf) == ["k3"] and buf.prune("1/0", 10) == 0
+    assert buf.prune("9/0", 5) == 0 and buf.heads() == {"1/0": (3, "k3")}
+
+
 def test_clean_forgets_a_topic_until_it_changes_again(buf: LiveTailBuffer) -> None:
     fill(buf, 2)
     buf.clean("1/0")

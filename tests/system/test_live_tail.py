@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -107,7 +108,15 @@ def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
     # The rogue streams within one ttl (once bravo holds, it takes no more frames: a CI
     # run on a loaded host took longer than 8 s), and a long flush interval leaves the
     # standby behind.
-    mesh = start_mesh(make_mesh, chat, ttl_ms=30000, BATON_LIVE_TAIL_FLUSH_MS="2500")
+    # The transcript archive off: this is about the buffer alone, which would otherwise
+    # keep only what git lacks (test_the_archive_through_git_prunes_the_buffer_...).
+    mesh = start_mesh(
+        make_mesh,
+        chat,
+        ttl_ms=30000,
+        BATON_LIVE_TAIL_FLUSH_MS="2500",
+        BATON_TRANSCRIPT_ARCHIVE="off",
+    )
     all_see_the_holder(mesh)
     alpha = holder(mesh)
     assert alpha is not None
@@ -177,3 +186,55 @@ def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
     wait_for(lambda: answered(chat, after), 60, "bravo answers")
     for t in TOPICS:  # no turn lost: each topic's count goes on from the holder's
         assert turn_counts(chat, t) == list(range(7)), (t, turn_counts(chat, t))
+
+
+def test_the_archive_through_git_prunes_the_buffer_and_a_kill_9_loses_no_turn(
+    make_mesh: Callable[..., Mesh], chat: ChatServer
+) -> None:
+    """The holder writes the transcripts into its state directory, redacted; git brings
+    them to the standby, verified; the standby takes them in and keeps in its buffer only
+    the last frame of each topic; after a kill -9 of the holder every count goes on."""
+    mesh = start_mesh(make_mesh, chat, BATON_STATE_SYNC_MS="300")
+    all_see_the_holder(mesh)
+    alpha = holder(mesh)
+    assert alpha is not None
+    bravo = next(m for m in mesh.machines if m is not alpha)
+    texts = [f"m{i}" for i in range(19)] + ["my password: hunter2"]
+    first = {post(chat, TOPICS[i % 5], text) for i, text in enumerate(texts)}
+    try:
+        wait_for(lambda: answered(chat, first), 60, "the first replies")
+        buffer = str(bravo.paths.tail_buffer)
+        wait_for(
+            lambda: (
+                {t: len(f) for t, f in buffered(buffer).items()}
+                == dict.fromkeys(buffered(buffer), 1)
+                and len(buffered(buffer)) == 5
+                and bravo.counter("tail.pruned") == 15
+            ),
+            90,
+            "bravo's buffer pruned to the last frame of each topic",
+        )
+        archive = bravo.home / "state" / "transcripts"
+        parts = sorted(archive.glob("*/000000.jsonl"))
+        assert len(parts) == 5 and all(len(p.read_text().splitlines()) == 4 for p in parts)
+        held = "".join(p.read_text() for p in parts)
+        assert "hunter2" not in held and "my password: [redacted]" in held
+        history = subprocess.run(
+            ["git", f"--git-dir={mesh.root / 'lease.git'}", "log", "-p", "--all"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert "my password: [redacted]" in history and "hunter2" not in history
+        epoch = alpha.status()["epoch"]
+        alpha.send_signal(signal.SIGKILL)
+        wait_for(lambda: failed_over(mesh, epoch) is bravo, 90, "bravo to take over")
+        after = {post(chat, t, "after") for t in TOPICS}
+        wait_for(lambda: answered(chat, after), 60, "bravo answers")
+    except BaseException:
+        dump(mesh)
+        raise
+    for t in TOPICS:  # no turn lost: each count goes on from the archive and the frame
+        assert turn_counts(chat, t) == list(range(5)), (t, turn_counts(chat, t))
+    assert bravo.counter("tail.archive_taken") >= 15

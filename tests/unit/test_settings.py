@@ -62,6 +62,7 @@ def test_defaults() -> None:
         "fence_probe_url": "",
         "state_remote": "",
         "state_sync_ms": 2000,
+        "transcript_archive": "on",
         "agent": "echo",
         "agent_timeout_ms": 30000,
         "agent_retries": 2,
@@ -185,6 +186,7 @@ BROKEN = [
     ({"agent_retries": 11}, "agent_retries", "0..10"),
     ({"agent_workers": 0}, "agent_workers", "1..32"),
     ({"ambiguous_policy": "maybe"}, "ambiguous_policy", "resend, skip"),
+    ({"transcript_archive": "yes"}, "transcript_archive", "on or off"),
 ]
 
 
@@ -197,6 +199,7 @@ BROKEN = [
         {"agent": "cmd:/usr/bin/my-agent --fast"},
         {"agent": "python:my_pkg.agent:handle"},
         {"ambiguous_policy": "skip"},
+        {"transcript_archive": "off"},
     ],
 )
 def test_channel_agent_and_policy_values_that_are_accepted(values: dict[str, object]) -> None:
