@@ -38,7 +38,7 @@ from baton.core.transcript_archive import (
     PART_TURNS,
     TranscriptArchive,
     decode_part,
-    encode_part,
+    encode_line,
     first_seq,
     part_of,
 )
@@ -46,6 +46,7 @@ from baton.core.transcript_archive import (
 log = logging.getLogger("baton.tail")
 
 PARTS_PER_STEP = 20
+LINES_KEPT = 50 * PART_TURNS  # the current parts of 50 topics
 TURNS_PER_STEP = 200
 REPEAT_LOG_MS = 60_000
 
@@ -77,6 +78,7 @@ class ArchiveOut:
         self.pending: dict[str, int] = {}  # topic -> the first part still to check
         self.signs: dict[str, tuple[int, ...]] = {}  # topic -> its files as last left
         self.complain = _Complaints(counters)
+        self.lines: dict[tuple[str, int, str], bytes] = {}  # the newest turns' lines
 
     def begin(self, topics: Iterable[str]) -> None:
         """A term begins: every part of every topic is checked."""
@@ -118,7 +120,7 @@ class ArchiveOut:
                 return 0
             budget -= 1
             turns = transcripts.turns(topic, first_seq(part) - 1, PART_TURNS)
-            data = encode_part([self._redacted(t) for t in turns])
+            data = b"".join(self._line(t) for t in turns)
             if self.archive.read(topic, part) != data:
                 self.archive.write(topic, part, data)
                 self.counters.inc("tail.archive_written")
@@ -131,12 +133,24 @@ class ArchiveOut:
         self.signs[topic] = self.archive.signature(topic)
         return budget
 
-    def _redacted(self, turn: TranscriptTurn) -> TranscriptTurn:
-        return dataclasses.replace(
-            turn,
-            text=redact(turn.text, self.patterns),
-            replies=tuple(redact(r, self.patterns) for r in turn.replies),
-        )
+    def _line(self, turn: TranscriptTurn) -> bytes:
+        """The turn's line, redacted. A stored turn never changes (a truncated one comes
+        back under another key), so the lines of the newest turns are kept: a turn
+        redacts only itself, not its whole part again."""
+        key = (turn.topic, turn.seq, turn.ledger_key)
+        line = self.lines.get(key)
+        if line is None:
+            line = encode_line(
+                dataclasses.replace(
+                    turn,
+                    text=redact(turn.text, self.patterns),
+                    replies=tuple(redact(r, self.patterns) for r in turn.replies),
+                )
+            )
+            self.lines[key] = line
+            while len(self.lines) > LINES_KEPT:
+                del self.lines[next(iter(self.lines))]  # the oldest
+        return line
 
 
 class ArchiveIn:

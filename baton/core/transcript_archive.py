@@ -88,10 +88,14 @@ def part_index(name: str) -> int | None:
     return None if found is None else int(found.group(1))
 
 
+def encode_line(turn: TranscriptTurn) -> bytes:
+    """A turn's line: its JSON, keys sorted, UTF-8, with its newline."""
+    return (json.dumps(turn.to_json(), sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 def encode_part(turns: Sequence[TranscriptTurn]) -> bytes:
-    """The part's file: one turn per line, keys sorted, UTF-8."""
-    lines = (json.dumps(t.to_json(), sort_keys=True, ensure_ascii=False) for t in turns)
-    return "".join(f"{line}\n" for line in lines).encode("utf-8")
+    """The part's file: one turn per line."""
+    return b"".join(encode_line(t) for t in turns)
 
 
 @dataclass(frozen=True)

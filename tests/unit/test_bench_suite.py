@@ -27,3 +27,11 @@ def test_every_benchmark_gives_its_rows() -> None:
         ("state_sync", "state change to verified checkout", "300.0 ms", "p95 400.0 ms"),
         ("state_sync", "verification per commit", "20.0 ms", "p95 30.0 ms"),
     ]
+    archive = {"topics": 50, "write_ms_median": 2.0, "write_ms_p95": 3.0}
+    archive |= {"take_in_ms_median": 0.5, "take_in_ms_p95": 0.7}
+    archive |= {"look_ms_median": 4.0, "look_ms_p95": 5.0}
+    assert rows({"archive": archive}) == [
+        ("archive", "holder's archive write per turn", "2.0 ms", "p95 3.0 ms"),
+        ("archive", "standby's take-in per turn", "0.5 ms", "p95 0.7 ms"),
+        ("archive", "standby's look, 50 topics", "4.0 ms", "p95 5.0 ms"),
+    ]

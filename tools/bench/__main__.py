@@ -1,6 +1,6 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
-blocking, live-tail lag and agent-state sync in one command, one table of medians, p95 and ratios
-(``--json``: one object).
+blocking, live-tail lag, agent-state sync and the transcript archive in one command, one
+table of medians, p95 and ratios (``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -25,6 +25,7 @@ FULL = {
     "head_of_line": ["--stall-s", "20"],
     "tail": ["--seconds", "10"],
     "state_sync": ["--changes", "30", "--batch", "50"],
+    "archive": ["--turns", "300", "--topics", "50"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -33,6 +34,7 @@ QUICK = {
     "head_of_line": ["--stall-s", "3"],
     "tail": ["--seconds", "3"],
     "state_sync": ["--changes", "5", "--batch", "10"],
+    "archive": ["--turns", "30", "--topics", "5"],
 }
 
 
@@ -94,10 +96,18 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
             ("change", "state change to verified checkout"),
             ("verify", "verification per commit"),
         ):
-            out.append(
-                ("state_sync", what, f"{s[key + '_ms_median']} ms", f"p95 {s[key + '_ms_p95']} ms")
-            )
+            out.append(_ms("state_sync", what, s, key))
+    a = results.get("archive")
+    if a:
+        out.append(_ms("archive", "holder's archive write per turn", a, "write"))
+        out.append(_ms("archive", "standby's take-in per turn", a, "take_in"))
+        out.append(_ms("archive", f"standby's look, {a['topics']} topics", a, "look"))
     return out
+
+
+def _ms(bench: str, what: str, result: dict[str, Any], key: str) -> tuple[str, str, str, str]:
+    median, p95 = result[f"{key}_ms_median"], result[f"{key}_ms_p95"]
+    return (bench, what, f"{median} ms", f"p95 {p95} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
