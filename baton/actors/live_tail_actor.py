@@ -35,7 +35,7 @@ import pykka
 
 from baton.actors.loose_turns import LooseTurn, LooseTurns
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
-from baton.actors.tail_archive import ArchiveIn, ArchiveOut, prune
+from baton.actors.tail_archive import ArchiveWork
 from baton.actors.tail_messages import (
     CatchUpTo,
     ConfirmTo,
@@ -72,7 +72,6 @@ from baton.wire.tail_transport import MAX_FRAMES, LiveTailTransport, open_ack, o
 log = logging.getLogger("baton.tail")
 
 HISTORY_LIMIT = 1000
-ARCHIVE_LOOK_MS = 1000  # how often the archive's files are looked at for changes
 
 #: Starts an agent job: (token, entry, history). Must not block (it submits).
 RunAgent = Callable[[int, LedgerEntry, Sequence[Turn]], None]
@@ -118,9 +117,8 @@ class LiveTailActor(pykka.ThreadingActor):
         self.confirming: ConfirmTo | None = None  # a handoff's holder, flushing to the end
         self.loose = LooseTurns()  # a standby's turns known from the markers alone
         # the transcript archive in the state directory (None: the state is not synced)
-        self.out = None if archive is None else ArchiveOut(archive, transport.patterns, counters)
-        self.into = None if archive is None else ArchiveIn(archive, counters)
-        self.next_look = 0.0
+        work = None if archive is None else ArchiveWork(archive, transport.patterns, counters)
+        self.archive = work
 
     # --- its resources: the transcripts and the buffer, which it alone owns ------------
 
@@ -200,19 +198,8 @@ class LiveTailActor(pykka.ThreadingActor):
         self._archive(now)
 
     def _archive(self, now: float) -> None:
-        """The holder writes the archive; a standby takes it in and prunes its buffer."""
-        if self.out is None or self.into is None:
-            return
-        look = now >= self.next_look
-        if look:
-            self.next_look = now + ARCHIVE_LOOK_MS
-        if self.term is not None:
-            if look:
-                self.out.look(self.transcripts.last_seqs(), now)
-            self.out.step(self.transcripts, now)
-        elif look or self.into.more:
-            self.into.step(self.transcripts, now)
-            prune(self.buffer, self.transcripts, self.counters)
+        if self.archive is not None:
+            self.archive.tick(self.term is not None, self.transcripts, self.buffer, now)
 
     def _begun(self, epoch: int) -> None:
         """Before this machine adds a turn as holder of ``epoch``: the transcripts take
@@ -221,12 +208,12 @@ class LiveTailActor(pykka.ThreadingActor):
             return
         self.replayed = epoch
         loose = self.loose.take()  # forgotten whatever the replay does
-        if self.into is not None:  # the archive's chain first, then the buffer's
-            taken = self.into.step(self.transcripts, self.clock.monotonic_ms(), budget=None)
-            log.info("tail: epoch %d: took %d turns from the archive", epoch, taken.turns)
+        now = self.clock.monotonic_ms()
+        if self.archive is not None:  # the archive's chain first, then the buffer's
+            self.archive.take_in_all(self.transcripts, self.buffer, now)
         done = replay(self.buffer, self.transcripts, self.key, self.counters, loose)
-        if self.out is not None:
-            self.out.begin(self.transcripts.last_seqs())
+        if self.archive is not None:
+            self.archive.begin(self.transcripts, now)
         if done.topics:
             log.info(
                 "tail: epoch %d: replayed %d turns of %d topics (%d own turns dropped)",
@@ -267,8 +254,8 @@ class LiveTailActor(pykka.ThreadingActor):
             at_ms=entry.received_ms,
         )
         self.counters.inc("tail.turns")
-        if self.out is not None:
-            self.out.changed(turn.topic, turn.seq)
+        if self.archive is not None:
+            self.archive.out.changed(turn.topic, turn.seq)
 
     def _flush(self, peer: str) -> None:
         """Send ``peer`` the turns it has not confirmed, as many as one frame allows."""
@@ -293,7 +280,12 @@ class LiveTailActor(pykka.ThreadingActor):
                     break  # the rest goes in the next flush
                 box = self.transport.seal(turn, entry.identity.encryption_public)
                 budget -= len(box) * 4 // 3 + 100  # base64 and the frame's fields
-                frames.append(TailFrame(topic, turn.seq, turn.ledger_key, prev, box))
+                try:
+                    frames.append(TailFrame(topic, turn.seq, turn.ledger_key, prev, box))
+                except TailRefused as exc:  # a topic or key too long for a frame: not sent
+                    self.counters.inc("tail.unframeable")
+                    log.error("tail: turn %d of %s cannot be sent: %s", turn.seq, topic, exc.detail)
+                    break
                 prev = turn.ledger_key
         (self.unfinished.add if more else self.unfinished.discard)(peer)
         if frames and self.transport.flush(peer, self.term, frames, heads):
@@ -443,5 +435,5 @@ class LiveTailActor(pykka.ThreadingActor):
             "unconfirmed": behind if self.term is not None else {},
             "replayed_epoch": self.replayed,
             "loose": len(self.loose),
-            "archive": None if self.out is None else {"pending": len(self.out.pending)},
+            "archive": None if self.archive is None else {"pending": len(self.archive.out.pending)},
         }

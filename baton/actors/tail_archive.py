@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from baton.actors.tail_replay import Replayed, settle
 from baton.adapters.metrics import Counters
-from baton.core.errors import ArchiveError
+from baton.core.errors import ArchiveError, BatonError
 from baton.core.live_tail import LiveTailBuffer, redact
 from baton.core.transcript import TranscriptStore, TranscriptTurn
 from baton.core.transcript_archive import (
@@ -45,24 +45,27 @@ from baton.core.transcript_archive import (
 
 log = logging.getLogger("baton.tail")
 
+LOOK_MS = 1000  # how often the archive's files are looked at for changes
 PARTS_PER_STEP = 20
 LINES_KEPT = 50 * PART_TURNS  # the current parts of 50 topics
 TURNS_PER_STEP = 200
 REPEAT_LOG_MS = 60_000
 
 
-class _Complaints:
-    """An ArchiveError counted every time, logged at most once a minute."""
+class Complaints:
+    """A failure of the archive's work counted every time, logged at most once a minute:
+    an ArchiveError (the file system), or one nobody foresaw (the actor's guard)."""
 
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self.logged_ms: float | None = None
 
-    def __call__(self, exc: ArchiveError, now_ms: float) -> None:
+    def __call__(self, exc: Exception, now_ms: float) -> None:
         self.counters.inc("tail.archive_errors")
         if self.logged_ms is None or now_ms - self.logged_ms >= REPEAT_LOG_MS:
             self.logged_ms = now_ms
-            log.warning("tail: transcript archive: %s", exc.detail)
+            detail = exc.detail if isinstance(exc, BatonError) else repr(exc)
+            log.warning("tail: transcript archive: %s", detail)
 
 
 class ArchiveOut:
@@ -77,12 +80,13 @@ class ArchiveOut:
         self.counters = counters
         self.pending: dict[str, int] = {}  # topic -> the first part still to check
         self.signs: dict[str, tuple[int, ...]] = {}  # topic -> its files as last left
-        self.complain = _Complaints(counters)
+        self.complain = Complaints(counters)
         self.lines: dict[tuple[str, int, str], bytes] = {}  # the newest turns' lines
 
-    def begin(self, topics: Iterable[str]) -> None:
-        """A term begins: every part of every topic is checked."""
-        self.pending = dict.fromkeys(topics, 0)
+    def begin(self, topics: Iterable[str], now_ms: float) -> None:
+        """A term begins: every part of every topic is checked, and a topic the
+        transcripts lack is removed from the archive."""
+        self.pending = dict.fromkeys(self._with_archived(topics, now_ms), 0)
         self.signs.clear()
 
     def changed(self, topic: str, seq: int) -> None:
@@ -92,7 +96,7 @@ class ArchiveOut:
 
     def look(self, topics: Iterable[str], now_ms: float) -> None:
         """A topic whose files are not as this side left them is checked whole."""
-        for topic in topics:
+        for topic in self._with_archived(topics, now_ms):
             try:
                 if topic not in self.pending and self.signs.get(topic) != self.archive.signature(
                     topic
@@ -100,6 +104,15 @@ class ArchiveOut:
                     self.pending[topic] = 0
             except ArchiveError as exc:
                 self.complain(exc, now_ms)
+
+    def _with_archived(self, topics: Iterable[str], now_ms: float) -> list[str]:
+        """``topics`` and every topic the archive has (a planted one, an old holder's)."""
+        try:
+            archived = self.archive.topics()
+        except ArchiveError as exc:
+            self.complain(exc, now_ms)
+            archived = []
+        return sorted({*topics, *archived})
 
     def step(self, transcripts: TranscriptStore, now_ms: float) -> None:
         budget = PARTS_PER_STEP
@@ -121,17 +134,25 @@ class ArchiveOut:
             budget -= 1
             turns = transcripts.turns(topic, first_seq(part) - 1, PART_TURNS)
             data = b"".join(self._line(t) for t in turns)
-            if self.archive.read(topic, part) != data:
+            if self._held(topic, part) != data:
                 self.archive.write(topic, part, data)
                 self.counters.inc("tail.archive_written")
             part += 1
             self.pending[topic] = part
         for extra in self.archive.parts(topic):
-            if extra > end:  # the transcript was cut short (a replay dropped turns)
+            if extra > end:  # the transcript cut short (a replay dropped turns), or none
                 self.archive.remove(topic, extra)
         del self.pending[topic]
         self.signs[topic] = self.archive.signature(topic)
         return budget
+
+    def _held(self, topic: str, part: int) -> bytes | None:
+        """What the part's file holds; None also when it cannot be read (a link, a
+        FIFO, a directory in its place: the write replaces it)."""
+        try:
+            return self.archive.read(topic, part)
+        except ArchiveError:
+            return None
 
     def _line(self, turn: TranscriptTurn) -> bytes:
         """The turn's line, redacted. A stored turn never changes (a truncated one comes
@@ -158,11 +179,15 @@ class ArchiveIn:
         self.archive = archive
         self.counters = counters
         self.signs: dict[str, tuple[int, ...]] = {}  # topic -> its files when last taken whole
-        self.complain = _Complaints(counters)
+        self.complain = Complaints(counters)
         self.more = False  # the last step was cut short: the next goes on at once
 
     def step(
-        self, transcripts: TranscriptStore, now_ms: float, budget: int | None = TURNS_PER_STEP
+        self,
+        transcripts: TranscriptStore,
+        buffer: LiveTailBuffer,
+        now_ms: float,
+        budget: int | None = TURNS_PER_STEP,
     ) -> Replayed:
         """Take in what changed, up to ``budget`` turns looked at (None: all of it)."""
         done = Replayed()
@@ -180,7 +205,7 @@ class ArchiveIn:
                 sign = self.archive.signature(topic)
                 if self.signs.get(topic) == sign:
                     continue
-                whole, seen = self._topic(transcripts, topic, left, done)
+                whole, seen = self._topic(transcripts, buffer, topic, left, done)
             except ArchiveError as exc:
                 self.complain(exc, now_ms)
                 continue
@@ -194,20 +219,38 @@ class ArchiveIn:
         return done
 
     def _topic(
-        self, transcripts: TranscriptStore, topic: str, budget: int | None, done: Replayed
+        self,
+        transcripts: TranscriptStore,
+        buffer: LiveTailBuffer,
+        topic: str,
+        budget: int | None,
+        done: Replayed,
     ) -> tuple[bool, int]:
         """Whether the topic was taken in as far as its archive goes (not cut short by
-        ``budget``), and how many turns were looked at."""
+        ``budget``), and how many turns were looked at. The live tail's chain outranks
+        the archive's (git brings it later): where the archive differs from a frame of
+        the buffer, or from a turn below the buffer's first frame (pruned: the
+        transcripts hold the chain's only copy there), the taking stops."""
         seq = self._agreed(transcripts, topic)
         part, seen = part_of(seq + 1), 0
+        first = buffer.frames(topic, 0, 1)
+        floor = first[0].seq if first else 1
         while (data := self.archive.read(topic, part)) is not None:
             decoded = decode_part(topic, part, data)
             turns = [t for t in decoded.turns if t.seq > seq]
             held = {t.seq: t for t in transcripts.turns(topic, seq, PART_TURNS)}
+            framed = {f.seq: f.key for f in buffer.frames(topic, seq, PART_TURNS)}
             for turn in turns:
                 if budget is not None and seen >= budget:
                     return False, seen
                 seen += 1
+                mine = held.get(turn.seq)
+                if framed.get(turn.seq, turn.ledger_key) != turn.ledger_key or (
+                    turn.seq < floor and mine is not None and mine.ledger_key != turn.ledger_key
+                ):
+                    self.counters.inc("tail.archive_parted")
+                    log.info("tail: archive of %s parts from the live tail at %d", topic, turn.seq)
+                    return True, seen
                 if not settle(
                     transcripts, held, turn.seq, turn.ledger_key, _given(turn), done=done
                 ):
@@ -238,6 +281,50 @@ class ArchiveIn:
                     return below[-1].seq
             part -= 1
         return 0
+
+
+class ArchiveWork:
+    """The archive's part in the LiveTailActor. It is a copy, never worth the live
+    tail: whatever fails in it, the disk or a bug nobody foresaw, is counted and logged
+    (once a minute), and the actor goes on."""
+
+    def __init__(
+        self, archive: TranscriptArchive, patterns: Sequence[re.Pattern[str]], counters: Counters
+    ) -> None:
+        self.out = ArchiveOut(archive, patterns, counters)
+        self.into = ArchiveIn(archive, counters)
+        self.counters = counters
+        self.complaints = Complaints(counters)
+        self.next_look = 0.0
+
+    def tick(
+        self, holding: bool, transcripts: TranscriptStore, buffer: LiveTailBuffer, now: float
+    ) -> None:
+        """The holder writes the archive; a standby takes it in and prunes its buffer."""
+        look = now >= self.next_look
+        if look:
+            self.next_look = now + LOOK_MS
+        if holding:
+            if look:
+                self._guarded(lambda: self.out.look(transcripts.last_seqs(), now), now)
+            self._guarded(lambda: self.out.step(transcripts, now), now)
+        elif look or self.into.more:
+            self._guarded(lambda: self.into.step(transcripts, buffer, now), now)
+            self._guarded(lambda: prune(buffer, transcripts, self.counters), now)
+
+    def take_in_all(self, transcripts: TranscriptStore, buffer: LiveTailBuffer, now: float) -> None:
+        """At a takeover, before the buffer's replay: the whole archive."""
+        self._guarded(lambda: self.into.step(transcripts, buffer, now, budget=None), now)
+
+    def begin(self, transcripts: TranscriptStore, now: float) -> None:
+        """A term begins, after the replay: every part is checked."""
+        self._guarded(lambda: self.out.begin(transcripts.last_seqs(), now), now)
+
+    def _guarded(self, work: Callable[[], object], now: float) -> None:
+        try:
+            work()
+        except Exception as exc:
+            self.complaints(exc, now)
 
 
 def _given(turn: TranscriptTurn) -> Callable[[], TranscriptTurn]:

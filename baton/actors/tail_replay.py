@@ -7,7 +7,9 @@ kept (it may be the unredacted original of this machine's own turn); one with an
 key means this machine's copy parted from the chain (it held the lease before and made
 turns nobody received), so its turns from there are dropped and the chain's are put in.
 A frame that does not open, or a turn the transcript will not take, ends that topic's
-replay where it is, logged and counted; the rest of the transcript is untouched.
+replay where it is, logged and counted; the rest of the transcript is untouched. So
+does a first frame whose ``prev`` is not the transcript's turn before it: the chain is
+never spliced onto another.
 
 Then the loose turns (baton.actors.loose_turns: turns the holder's markers said were
 done, which its chain never brought) are appended, per topic in message-id order, after
@@ -86,6 +88,13 @@ def _topic(
     done: Replayed,
 ) -> bool:
     after = start - 1
+    first = buffer.frames(topic, after, 1)
+    if first and first[0].seq > 1:  # the buffer was pruned, or replayed before, below it
+        below = transcripts.turns(topic, first[0].seq - 2, 1)
+        if not below or (below[0].seq, below[0].ledger_key) != (first[0].seq - 1, first[0].prev):
+            log.error("tail: replay of %s stopped: its chain does not go on from turn %d",
+                      topic, first[0].seq - 1)  # fmt: skip
+            return False
     while frames := buffer.frames(topic, after, PAGE):
         held = {t.seq: t for t in transcripts.turns(topic, frames[0].seq - 1, PAGE)}
         for frame in frames:

@@ -61,9 +61,15 @@ class TranscriptTurn:
         for reply in self.replies:
             _text("replies", reply)
         at = self.at_ms
-        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        if isinstance(at, bool) or not isinstance(at, int | float):
             raise TranscriptRefused("at_ms: expected a finite number")
-        object.__setattr__(self, "at_ms", float(at))
+        try:
+            at = float(at)  # an integer past a float's range overflows
+        except OverflowError:
+            raise TranscriptRefused("at_ms: expected a finite number") from None
+        if not math.isfinite(at):
+            raise TranscriptRefused("at_ms: expected a finite number")
+        object.__setattr__(self, "at_ms", at)
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}

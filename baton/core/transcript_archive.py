@@ -19,7 +19,8 @@ Invariants:
   ``t`` numbered from part ``p``'s first seq, one after another.
 - ``decode_part`` never raises on bytes: it returns the turns up to the first line that
   is not the next turn of that topic in that part (bad JSON, wrong fields, another
-  topic, a seq out of order, an unterminated last line), with what was wrong.
+  topic, a seq out of order, an unterminated last line, a topic or ledger key longer
+  than a live-tail frame carries), with what was wrong.
 - ``topic_of(topic_dir(t)) == t`` for every topic; ``topic_of`` refuses (None) any
   name ``topic_dir`` does not make.
 """
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from baton.core.errors import TranscriptRefused
+from baton.core.live_tail import MAX_KEY, MAX_TOPIC
 from baton.core.safejson import loads
 from baton.core.transcript import TranscriptTurn
 
@@ -120,10 +122,12 @@ def decode_part(topic: str, part: int, data: bytes) -> Decoded:
             return Decoded(tuple(turns), f"line {number}: more than {PART_TURNS} turns")
         try:
             turn = TranscriptTurn.from_json(loads(line.decode("utf-8")))
-        except (ValueError, TranscriptRefused) as exc:  # UnicodeDecodeError is a ValueError
+        except (ValueError, OverflowError, TranscriptRefused) as exc:  # Unicode: a ValueError
             return Decoded(tuple(turns), f"line {number}: {exc}")
         if turn.topic != topic or turn.seq != expected:
             return Decoded(tuple(turns), f"line {number}: not turn {expected} of {topic!r}")
+        if len(turn.topic) > MAX_TOPIC or len(turn.ledger_key) > MAX_KEY:
+            return Decoded(tuple(turns), f"line {number}: a topic or key no frame can carry")
         turns.append(turn)
         expected += 1
     if rest:

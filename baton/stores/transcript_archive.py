@@ -7,15 +7,19 @@ Invariants:
   -9 is named ``.<part>.tmp-*``, which the archive's own ``.gitignore`` keeps out of
   every commit.
 - Nothing is followed through a symbolic link: a topic directory or part that is one is
-  not read (ArchiveError) nor written through.
+  not read (ArchiveError) nor written through (a part that is a link, a FIFO or a
+  directory is replaced by the write). A topic whose last part is removed loses its
+  directory too, unless something else is in it.
 - Every failure of the file system is an ArchiveError naming the path; a part that is
   missing reads as None.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -68,6 +72,7 @@ class FileTranscriptArchive:
 
     def read(self, topic: str, part: int) -> bytes | None:
         """The part's bytes (at most MAX_PART_BYTES + 1 of them); None when it is missing."""
+        self._not_linked(self.root, self._dir(topic))
         path = self._dir(topic) / part_name(part)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -91,30 +96,39 @@ class FileTranscriptArchive:
         try:
             self._ensure(self.root)
             ignore = self.root / ".gitignore"
-            if not ignore.is_file() or ignore.is_symlink():
+            if ignore.is_symlink() or not ignore.is_file():
+                _clear(ignore)
                 atomic_write(ignore, IGNORE, 0o600)
             self._ensure(folder)
+            _clear(folder / part_name(part))
             atomic_write(folder / part_name(part), data, 0o600)
         except OSError as exc:
             raise ArchiveError(f"{folder / part_name(part)}: {_why(exc)}") from None
 
     def remove(self, topic: str, part: int) -> None:
+        self._not_linked(self.root, self._dir(topic))
         path = self._dir(topic) / part_name(part)
         try:
+            _clear(path)
             path.unlink(missing_ok=True)
+            if part_index(path.name) is not None and not self.parts(topic):
+                with contextlib.suppress(OSError):  # not empty: left as it is
+                    path.parent.rmdir()
         except OSError as exc:
             raise ArchiveError(f"{path}: {_why(exc)}") from None
 
     @staticmethod
-    def _ensure(folder: Path) -> None:
-        if folder.is_symlink():
-            raise ArchiveError(f"{folder}: a symbolic link, not followed")
+    def _not_linked(*folders: Path) -> None:
+        for folder in folders:
+            if folder.is_symlink():
+                raise ArchiveError(f"{folder}: a symbolic link, not followed")
+
+    def _ensure(self, folder: Path) -> None:
+        self._not_linked(folder)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    @staticmethod
-    def _scan(folder: Path) -> list[os.DirEntry[str]]:
-        if folder.is_symlink():
-            raise ArchiveError(f"{folder}: a symbolic link, not followed")
+    def _scan(self, folder: Path) -> list[os.DirEntry[str]]:
+        self._not_linked(folder)
         try:
             with os.scandir(folder) as entries:
                 return list(entries)
@@ -125,6 +139,12 @@ class FileTranscriptArchive:
 
     def __repr__(self) -> str:
         return f"FileTranscriptArchive({str(self.root)!r})"
+
+
+def _clear(path: Path) -> None:
+    """A directory where a file of ours goes is removed (a rename cannot replace it)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
 
 
 def _why(exc: OSError) -> str:

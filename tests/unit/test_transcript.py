@@ -80,6 +80,7 @@ REFUSED: dict[str, object] = {
     "a string at_ms": GOOD | {"at_ms": "1.0"},
     "a NaN at_ms": GOOD | {"at_ms": float("nan")},
     "an infinite at_ms": GOOD | {"at_ms": float("inf")},
+    "an at_ms past a float's range": GOOD | {"at_ms": 10**400},
 }
 
 

@@ -18,6 +18,7 @@ from baton.core.transcript_archive import (
     MAX_PART_BYTES,
     PART_TURNS,
     decode_part,
+    encode_line,
     encode_part,
     first_seq,
     part_index,
@@ -81,6 +82,15 @@ def test_a_part_reads_back_exactly() -> None:
         (b"\xff\xfe\n", "utf-8"),
         (b"\n", "Expecting value"),
         (b"[]\n", "expected an object"),
+        (  # an integer past a float's range: refused, never an OverflowError
+            b'{"at_ms": 1' + b"0" * 400 + b', "ledger_key": "c:-100/7:3", "message_id": 3, '
+            b'"replies": [], "seq": 3, "text": "x", "topic": "-100/7"}\n',
+            "at_ms",
+        ),
+        (  # a ledger key no live-tail frame could carry on to a standby
+            encode_line(TranscriptTurn("-100/7", 3, "k" * 257, 3, "x", (), 1.0)),
+            "no frame can carry",
+        ),
     ],
 )
 def test_bytes_that_are_not_turns_are_refused_at_the_first_bad_line(data: bytes, why: str) -> None:
@@ -150,7 +160,12 @@ def test_links_are_never_followed(tmp_path: Path) -> None:
         archive.write("u", 0, b"x\n")
     with pytest.raises(ArchiveError, match="symbolic link"):
         archive.parts("u")
-    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    (outside / "000000.jsonl").write_text("outside the archive\n")
+    for reach in (lambda: archive.read("u", 0), lambda: archive.remove("u", 0)):
+        with pytest.raises(ArchiveError, match="symbolic link"):
+            reach()  # a linked topic directory is not read nor removed through
+    assert (outside / "000000.jsonl").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["000000.jsonl", "secret"]
 
 
 def test_a_directory_that_cannot_be_read_is_an_archive_error(tmp_path: Path) -> None:

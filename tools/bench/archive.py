@@ -25,6 +25,7 @@ from pathlib import Path
 from baton.actors.tail_archive import ArchiveIn, ArchiveOut
 from baton.adapters.metrics import Counters
 from baton.core.live_tail import DEFAULT_REDACTIONS, compile_redactions
+from baton.stores.tail_memory import MemoryLiveTailBuffer
 from baton.stores.transcript_archive import FileTranscriptArchive
 from baton.stores.transcript_sqlite import SqliteTranscriptStore
 from tools.bench.timing import busy, report, summary
@@ -53,14 +54,14 @@ def measure(root: Path, turns: int, chars: int, topics: int) -> dict[str, list[f
         into = ArchiveIn(archive, Counters())
         while True:
             t0 = time.perf_counter()
-            done = into.step(standby, 0)
+            done = into.step(standby, MemoryLiveTailBuffer(), 0)
             if done.turns:
                 times["take_in"].append((time.perf_counter() - t0) * 1000 / done.turns)
             if not into.more:
                 break
         for _ in range(20):
             t0 = time.perf_counter()
-            if into.step(standby, 0).turns:
+            if into.step(standby, MemoryLiveTailBuffer(), 0).turns:
                 raise RuntimeError("nothing changed, yet turns were taken")
             times["look"].append((time.perf_counter() - t0) * 1000)
         if standby.last_seqs() != holder.last_seqs():
