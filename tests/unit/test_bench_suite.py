@@ -35,3 +35,10 @@ def test_every_benchmark_gives_its_rows() -> None:
         ("archive", "standby's take-in per turn", "0.5 ms", "p95 0.7 ms"),
         ("archive", "standby's look, 50 topics", "4.0 ms", "p95 5.0 ms"),
     ]
+    placement = {"machines": 50, "topics": 10000, "fresh_per_s": 30000}
+    placement |= {"steady_per_s": 160000, "failover_per_s": 130000}
+    assert rows({"placement": placement}) == [
+        ("placement", "decisions/s, new, 50 machines, 10000 topics", "30000", ""),
+        ("placement", "decisions/s, sticky, 50 machines, 10000 topics", "160000", ""),
+        ("placement", "decisions/s, after a death, 50 machines, 10000 topics", "130000", ""),
+    ]

@@ -1,6 +1,6 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
-blocking, live-tail lag, agent-state sync and the transcript archive in one command, one
-table of medians, p95 and ratios (``--json``: one object).
+blocking, live-tail lag, agent-state sync, the transcript archive and pool placement in
+one command, one table of medians, p95 and ratios (``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -26,6 +26,7 @@ FULL = {
     "tail": ["--seconds", "10"],
     "state_sync": ["--changes", "30", "--batch", "50"],
     "archive": ["--turns", "300", "--topics", "50"],
+    "placement": ["--runs", "5"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -35,6 +36,7 @@ QUICK = {
     "tail": ["--seconds", "3"],
     "state_sync": ["--changes", "5", "--batch", "10"],
     "archive": ["--turns", "30", "--topics", "5"],
+    "placement": ["--runs", "1", "--topics", "1000"],
 }
 
 
@@ -102,6 +104,11 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         out.append(_ms("archive", "holder's archive write per turn", a, "write"))
         out.append(_ms("archive", "standby's take-in per turn", a, "take_in"))
         out.append(_ms("archive", f"standby's look, {a['topics']} topics", a, "look"))
+    p = results.get("placement")
+    if p:
+        size = f"{p['machines']} machines, {p['topics']} topics"
+        for key, what in (("fresh", "new"), ("steady", "sticky"), ("failover", "after a death")):
+            out.append(("placement", f"decisions/s, {what}, {size}", str(p[f"{key}_per_s"]), ""))
     return out
 
 

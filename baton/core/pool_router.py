@@ -1,0 +1,165 @@
+"""The pool's routing on the holder (sans-IO): the shared design's SessionRouter and
+MachinePoolRegistry (docs/DESIGN.md, "The pool").
+
+Theory of operation. The holder alone takes messages in and sends replies out; the
+SessionRouter decides where each topic's next message runs. A topic runs one message at
+a time (its agent sees its turns in order), so a topic is either **idle** or has one
+**TopicRun** in flight, with its further messages buffered in arrival order. When a
+topic is idle and has a message, it is placed (baton.core.pool_placement.place: pinned,
+sticky, least-loaded) and the message is dispatched to the placed machine as a TopicRun
+stamped with the holder's lease epoch (``term``) and the topic's ownership ``epoch``. A
+result is taken only if it is the TopicRun in flight, exactly (``result``); anything
+else (a machine that lost the topic, an older epoch, a TopicRun of an older holder) is
+refused.
+
+- **A move** is a pin (``pin``): the topic's message in flight finishes where it runs,
+  the next ones are buffered, and the next dispatch places it on the pinned machine at
+  the next epoch. Nothing runs in two places; the turn count goes on.
+- **An owner that dies** (not heard from within the ttl) has its TopicRun taken back at
+  the next ``tick`` and dispatched elsewhere at the next epoch, once; a late result from it
+  is refused. A pin to a dead machine holds the topic's messages until it returns.
+- **A holder that fails over**: the new holder's router starts from the replicated
+  placements and pins (``restore``) at its own, higher, lease epoch, so no TopicRun of the
+  old holder can ever match one of the new; the channel and the ledger bring it the
+  messages not yet answered.
+
+The MachinePoolRegistry is the live view of the machines (nickname, last heard on the
+holder's own clock); their load is the number of topics placed on each.
+
+Invariants (tests/unit/test_pool_router.py, a hypothesis state machine):
+- For every topic and (term, epoch) at most one machine is ever sent a TopicRun.
+- A message is accepted at most once, and only from the TopicRun in flight for it.
+- Every message taken in is in flight or buffered until accepted; none is dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from baton.core.pool_placement import Pin, Placement, PoolMachine, place
+
+
+@dataclass(frozen=True)
+class TopicRun:
+    """Run message ``key`` of ``topic`` on ``machine_id``: the holder of lease epoch
+    ``term`` asks, with the topic owned at ownership ``epoch``."""
+
+    topic: str
+    key: str
+    machine_id: str
+    term: int
+    epoch: int
+
+
+class MachinePoolRegistry:
+    """The machines of the pool as the holder sees them."""
+
+    def __init__(self) -> None:
+        self.machines: dict[str, PoolMachine] = {}
+
+    def heard(self, machine_id: str, nickname: str, now_ms: float) -> None:
+        self.machines[machine_id] = PoolMachine(machine_id, nickname, 0, now_ms)
+
+    def left(self, machine_id: str) -> None:
+        self.machines.pop(machine_id, None)
+
+    def view(self, placements: Iterable[Placement]) -> dict[str, PoolMachine]:
+        """The machines with their loads: the topics placed on each."""
+        loads: dict[str, int] = {}
+        for p in placements:
+            if p.machine_id is not None:
+                loads[p.machine_id] = loads.get(p.machine_id, 0) + 1
+        return {i: replace(m, load=loads.get(i, 0)) for i, m in self.machines.items()}
+
+
+class SessionRouter:
+    def __init__(
+        self,
+        term: int,
+        registry: MachinePoolRegistry,
+        *,
+        ttl_ms: int,
+        placements: Mapping[str, Placement] | None = None,
+        pins: Mapping[str, Pin] | None = None,
+    ) -> None:
+        self.term = term
+        self.registry = registry
+        self.ttl_ms = ttl_ms
+        self.placements: dict[str, Placement] = dict(placements or {})
+        self.pins: dict[str, Pin] = dict(pins or {})
+        self.running: dict[str, TopicRun] = {}
+        self.waiting: dict[str, deque[str]] = {}
+
+    @classmethod
+    def restore(
+        cls,
+        term: int,
+        registry: MachinePoolRegistry,
+        *,
+        ttl_ms: int,
+        placements: Mapping[str, Placement],
+        pins: Mapping[str, Pin],
+    ) -> SessionRouter:
+        """A new holder's router, from the replicated placements and pins."""
+        return cls(term, registry, ttl_ms=ttl_ms, placements=placements, pins=pins)
+
+    def inbound(self, topic: str, key: str, now_ms: float) -> list[TopicRun]:
+        """A message taken in (again: a repeat changes nothing)."""
+        running = self.running.get(topic)
+        queue = self.waiting.setdefault(topic, deque())
+        if (running is None or running.key != key) and key not in queue:
+            queue.append(key)
+        return self._pump(topic, now_ms)
+
+    def result(self, run: TopicRun, now_ms: float) -> tuple[bool, list[TopicRun]]:
+        """A machine's result for ``run``: taken only if it is the TopicRun in flight."""
+        if self.running.get(run.topic) != run:
+            return False, []
+        del self.running[run.topic]
+        return True, self._pump(run.topic, now_ms)
+
+    def pin(self, pin: Pin, now_ms: float) -> list[TopicRun]:
+        self.pins[pin.topic] = pin
+        return self._pump(pin.topic, now_ms)
+
+    def unpin(self, topic: str, now_ms: float) -> list[TopicRun]:
+        self.pins.pop(topic, None)
+        return self._pump(topic, now_ms)
+
+    def tick(self, now_ms: float) -> list[TopicRun]:
+        """Runs on machines dead past the ttl are taken back and dispatched again;
+        topics whose messages wait are placed again (a machine may be back)."""
+        machines = self.registry.machines
+        runs: list[TopicRun] = []
+        for topic, run in list(self.running.items()):
+            owner = machines.get(run.machine_id)
+            if owner is None or not owner.alive(now_ms, self.ttl_ms):
+                del self.running[topic]
+                self.waiting.setdefault(topic, deque()).appendleft(run.key)
+        for topic in list(self.waiting):
+            runs += self._pump(topic, now_ms)
+        return runs
+
+    def _pump(self, topic: str, now_ms: float) -> list[TopicRun]:
+        queue = self.waiting.get(topic)
+        if topic in self.running or not queue:
+            return []
+        machines = self.registry.view(self.placements.values())
+        placed = place(
+            topic,
+            self.placements.get(topic),
+            self.pins.get(topic),
+            machines,
+            now_ms=now_ms,
+            ttl_ms=self.ttl_ms,
+        )
+        self.placements[topic] = placed
+        if placed.machine_id is None or placed.waiting:
+            return []  # nowhere to run yet: the messages wait
+        run = TopicRun(topic, queue.popleft(), placed.machine_id, self.term, placed.epoch)
+        if not queue:
+            del self.waiting[topic]
+        self.running[topic] = run
+        return [run]
