@@ -34,7 +34,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -81,13 +81,15 @@ class Placement:
     waiting: bool = False  # pinned to a machine that is not alive: the topic waits
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "machine_id": self.machine_id,
-            "reason": self.reason.value,
-            "epoch": self.epoch,
-            "waiting": self.waiting,
-        }
+        return fields_json(self)
+
+
+def fields_json(value: Any) -> dict[str, Any]:
+    """A frozen dataclass of plain fields as JSON (an enum as its value)."""
+    return {
+        f.name: (v.value if isinstance(v := getattr(value, f.name), StrEnum) else v)
+        for f in fields(value)
+    }
 
 
 def owns(placement: Placement | None, machine_id: str, epoch: int) -> bool:
@@ -197,14 +199,4 @@ class TopicPlacementDescription:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "machine_id": self.machine_id,
-            "nickname": self.nickname,
-            "holder": self.holder,
-            "holder_nickname": self.holder_nickname,
-            "reason": self.reason.value,
-            "epoch": self.epoch,
-            "waiting": self.waiting,
-            "alive": self.alive,
-        }
+        return fields_json(self)
