@@ -377,6 +377,27 @@ class TranscriptRefused(PeerFault):
     code = "transcript_refused"
 
 
+# --- pool ---------------------------------------------------------------------------
+
+
+class PoolError(BatonError):
+    """The pool's state could not be read or written."""
+
+    code = "pool_error"
+
+
+class PoolCorrupt(PoolError):
+    """The pool's state file is not one this baton can read; it was left untouched."""
+
+    code = "pool_corrupt"
+
+
+class PoolRefused(PeerFault):
+    """A pool state (from a peer, or a file) is malformed."""
+
+    code = "pool_refused"
+
+
 # --- live tail ----------------------------------------------------------------------
 
 

@@ -105,6 +105,11 @@ class HomePaths:
         return self.data_dir / "transcripts.sqlite"
 
     @property
+    def pool(self) -> Path:
+        """The pool's state: on or off, pins, placements (baton.stores.pool_sqlite)."""
+        return self.data_dir / "pool.sqlite"
+
+    @property
     def tail_dir(self) -> Path:
         return self.data_dir / "tail"
 
