@@ -61,6 +61,7 @@ from baton.node.delivery_parts import build_delivery
 from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.node.handoff_parts import build_handoff
 from baton.node.lease_parts import LeaseParts, build_lease
+from baton.node.pool_parts import build_pool
 from baton.node.ports import bind_http, bind_wire, check_home_dirs, url_of
 from baton.node.relay import Relay
 from baton.node.secret_parts import build_secret_sync
@@ -206,6 +207,13 @@ class Node:
                     on_change=(lambda _: None) if delivery is None else delivery.secrets_changed,
                 )
             )
+            pool = None
+            if lease is not None:  # the pool needs a holder
+                pool = self._keep(
+                    build_pool(
+                        paths=paths, identity=identity, counters=counters, send=transport.send
+                    )
+                )
             pairing = self._keep(
                 PairingActor.start(
                     FilePairingSessionStore(paths.pairing_session), clock, os.urandom
@@ -214,11 +222,15 @@ class Node:
             # 3. wire
             routes: dict[str, pykka.ActorRef[Any]] = dict.fromkeys(("ping", "pong"), monitor)
             routes |= dict.fromkeys(HANDOFF_ROUTES, handoff)
-            routes |= dict.fromkeys(secrets.ROUTES, secrets.actor)
+            routes |= dict.fromkeys(secrets.routes, secrets.actor)
             members.follow(monitor, handoff, secrets.actor)
             lease_news.follow(handoff)
             if state is not None:
                 lease_news.follow(state.actor)
+            if pool is not None:
+                routes |= dict.fromkeys(pool.routes, pool.actor)
+                members.follow(pool.actor)
+                lease_news.follow(pool.actor)
             if lease is not None:
                 routes["lease"] = lease.coordinator
                 members.follow(lease.coordinator)
@@ -268,6 +280,7 @@ class Node:
             ticking += [] if lease is None else [lease.coordinator]
             ticking += [] if delivery is None else delivery.actors
             ticking += [] if state is None else [state.actor]
+            ticking += [] if pool is None else [pool.actor]
             self._keep(Ticker(clock, ticking, TICK_MS)).start()
             actors = NodeActors(
                 registry=registry,
@@ -278,6 +291,7 @@ class Node:
                 tail=None if delivery is None else delivery.tail,
                 handoff=handoff,
                 state=None if state is None else state.view,
+                pool=None if pool is None else pool.actor,
             )
             services = NodeServices(
                 me=identity.public,
@@ -311,6 +325,8 @@ class Node:
                 self.watched.append(("delivery (its actor or poller)", delivery.is_alive))
             if state is not None:
                 self.watched.append(("StateSyncActor", state.is_alive))
+            if pool is not None:
+                self.watched.append(("PoolActor", pool.is_alive))
             registry.ask(GetSelf(), timeout=30)  # raises if the registry failed to start
         except BaseException:
             self.stop()

@@ -7,14 +7,11 @@ agent is given restarts the agent's workers with it (``on_change``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import pykka
 
 from baton.actors.secret_sync_actor import ROUTES, SecretSyncActor
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
+from baton.node.actor_part import ActorPart
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.registry_store import JsonRegistryStore
@@ -22,19 +19,6 @@ from baton.stores.secret_keys import system_keychain
 from baton.stores.secret_store import SecretStore
 from baton.wire.envelope import Envelope
 from baton.wire.secret_transport import SecretTransport
-
-
-@dataclass
-class SecretParts:
-    actor: pykka.ActorRef[Any]
-
-    ROUTES = ROUTES
-
-    def stop(self) -> None:
-        self.actor.stop(timeout=10)
-
-    def is_alive(self) -> bool:
-        return bool(self.actor.is_alive())
 
 
 def removed_machines(paths: HomePaths) -> list[str]:
@@ -52,7 +36,7 @@ def build_secret_sync(
     counters: Counters,
     send: Callable[[Envelope], bool],
     on_change: Callable[[set[str]], None],
-) -> SecretParts:
+) -> ActorPart:
     actor = SecretSyncActor.start(
         SecretStore(paths, identity.machine_id, system_keychain()),
         transport=SecretTransport(identity.machine_id, send),
@@ -62,4 +46,4 @@ def build_secret_sync(
         counters=counters,
         on_change=on_change,
     )
-    return SecretParts(actor)
+    return ActorPart(actor, ROUTES)

@@ -30,6 +30,7 @@ from baton.actors.messages import (
     ListMachines,
     RevokeMachine,
 )
+from baton.actors.pool_actor import GetPool
 from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
@@ -63,6 +64,7 @@ class NodeActors:
     tail: pykka.ActorRef[Any] | None = None
     handoff: pykka.ActorRef[Any] | None = None
     state: StateView | None = None  # read directly: the actor may be busy pulling
+    pool: pykka.ActorRef[Any] | None = None
 
 
 class NodeServices:
@@ -90,6 +92,7 @@ class NodeServices:
         self.tail = actors.tail
         self.handoff = actors.handoff
         self.state = actors.state
+        self.pool = actors.pool
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -174,6 +177,7 @@ class NodeServices:
             "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
             "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
             "state": None if self.state is None else dict(self.state.current),
+            "pool": None if self.pool is None else self._ask(self.pool, GetPool()),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),

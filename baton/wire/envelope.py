@@ -65,6 +65,7 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "handoff_abort": {"handoff_id": str, "reason": str},
     "secrets_have": {"have": dict, "reply": bool},  # each secret's version, no value
     "secret": {"box": str},  # one secret, sealed to the recipient (wire.secret_transport)
+    "pool_state": {"state": dict},  # the pool's state, from the holder (wire.pool_transport)
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

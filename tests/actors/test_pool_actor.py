@@ -1,0 +1,149 @@
+"""PoolActor over in-memory stores, the envelopes handed between machines by the test:
+only the holder turns the pool on or off; every member mirrors the holder's state,
+taking it only from the machine its lease view says holds, at that epoch, and only when
+newer; a malformed or stranger's state is counted and dropped; a new holder sends what
+it has, and again until everyone has it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.pool_actor import RESEND_MS, GetPool, PoolActor, PoolNotHolder, SetPool
+from baton.adapters.metrics import Counters
+from baton.core.lease_types import LeaseChanged, Phase
+from baton.core.pool_state import PoolState
+from baton.stores.pool_memory import MemoryPoolStore
+from baton.wire.envelope import Envelope, make_envelope
+from baton.wire.pool_transport import PoolTransport
+from tests.actors.machines import Machine, make_pair
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Node:
+    def __init__(self, machine: Machine) -> None:
+        self.id = machine.id
+        self.entry = machine.entry
+        self.sent: list[Envelope] = []
+        self.store = MemoryPoolStore()
+        self.counters = Counters()
+        self.actor = PoolActor.start(
+            self.id,
+            store=self.store,
+            transport=PoolTransport(self.id, lambda env: self.sent.append(env) is None),
+            counters=self.counters,
+        )
+
+    def ask(self, message: Any) -> Any:
+        return self.actor.ask(message, timeout=10)
+
+    def lease(self, phase: Phase, holder: str, epoch: int) -> None:
+        self.ask(LeaseChanged(phase, holder, epoch, "test"))
+
+    def take(self) -> list[Envelope]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+@pytest.fixture
+def nodes() -> Iterator[tuple[Node, Node]]:
+    _, ma, mb = make_pair()
+    ma.stop()
+    mb.stop()
+    a, b = Node(ma), Node(mb)
+    try:
+        a.ask(MembersChanged((b.entry,)))
+        b.ask(MembersChanged((a.entry,)))
+        yield a, b
+    finally:
+        a.actor.stop(timeout=10)
+        b.actor.stop(timeout=10)
+
+
+def deliver(envs: list[Envelope], to: Node) -> None:
+    for env in envs:
+        to.ask(EnvelopeReceived(env))
+
+
+def test_the_holder_turns_the_pool_on_and_every_member_mirrors_it(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    a.lease(Phase.HOLDING, a.id, 3)
+    b.lease(Phase.STANDBY, a.id, 3)
+    assert a.ask(GetPool())["enabled"] is False
+    view = a.ask(SetPool(True))
+    assert view == {"enabled": True, "term": 3, "version": 1, "pins": 0, "placements": 0,
+                    "role": "holder"}  # fmt: skip
+    deliver(a.take(), b)
+    assert b.ask(GetPool()) == {**view, "role": "mirror"}
+    assert b.counters.get("pool.kept") == 1
+    with pytest.raises(PoolNotHolder, match="ask " + a.id):
+        b.ask(SetPool(False))
+    assert a.ask(SetPool(True))["version"] == 1 and a.take() == []  # no change: nothing new
+
+
+def test_a_state_is_taken_only_from_the_holder_at_its_epoch(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    a.lease(Phase.HOLDING, a.id, 3)
+    b.lease(Phase.STANDBY, a.id, 4)  # b has heard of a newer holder's epoch
+    a.ask(SetPool(True))
+    deliver(a.take(), b)
+    assert b.ask(GetPool())["enabled"] is False
+    assert b.counters.get("pool.refused.not_holder") == 1
+    a.lease(Phase.HOLDING, a.id, 4)
+    b.lease(Phase.HOLDING, b.id, 4)  # b holds itself: it takes nobody's
+    a.ask(Tick(10_000))
+    deliver(a.take(), b)
+    assert b.counters.get("pool.refused.not_holder") == 2
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"enabled": "yes"},
+        {"enabled": True, "term": 9, "version": 1, "pins": [], "placements": []},  # above 3
+        {"enabled": True, "term": 1, "version": 1, "pins": [["t"]], "placements": []},
+    ],
+)
+def test_a_malformed_state_is_counted_and_dropped(
+    nodes: tuple[Node, Node], state: dict[str, Any]
+) -> None:
+    a, b = nodes
+    b.lease(Phase.STANDBY, a.id, 3)
+    b.ask(
+        EnvelopeReceived(make_envelope("pool_state", a.id, b.id, {"state": state}, "x1", epoch=3))
+    )
+    assert b.counters.get("pool.refused.malformed") == 1 and b.actor.is_alive()
+    assert b.store.load() == PoolState()
+
+
+def test_a_new_holder_sends_what_it_has_and_again_until_everyone_has_it(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    a.lease(Phase.HOLDING, a.id, 3)
+    a.ask(SetPool(True))
+    a.take()  # lost on the way
+    b.lease(Phase.STANDBY, a.id, 3)
+    a.ask(Tick(0.0))
+    first = a.take()
+    assert [e.type for e in first] == ["pool_state"] and first[0].epoch == 3
+    a.ask(Tick(RESEND_MS - 1))
+    assert a.take() == []  # not before its time
+    a.ask(Tick(RESEND_MS))
+    deliver(a.take(), b)
+    assert b.ask(GetPool())["enabled"] is True
+    # the holder fails over to b, which sends what it mirrored, at its own epoch
+    b.lease(Phase.HOLDING, b.id, 4)
+    a.lease(Phase.STANDBY, b.id, 4)
+    b.ask(Tick(20_000))
+    deliver(b.take(), a)
+    assert a.counters.get("pool.kept") == 0  # the same state: nothing newer
+    assert b.ask(SetPool(False))["term"] == 4
+    deliver(b.take(), a)
+    assert a.ask(GetPool())["enabled"] is False and a.ask(GetPool())["version"] == 1
