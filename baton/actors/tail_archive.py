@@ -81,7 +81,7 @@ class ArchiveOut:
         self.pending: dict[str, int] = {}  # topic -> the first part still to check
         self.signs: dict[str, tuple[int, ...]] = {}  # topic -> its files as last left
         self.complain = Complaints(counters)
-        self.lines: dict[tuple[str, int, str], bytes] = {}  # the newest turns' lines
+        self.lines: dict[TranscriptTurn, bytes] = {}  # the newest turns' lines
 
     def begin(self, topics: Iterable[str], now_ms: float) -> None:
         """A term begins: every part of every topic is checked, and a topic the
@@ -155,11 +155,10 @@ class ArchiveOut:
             return None
 
     def _line(self, turn: TranscriptTurn) -> bytes:
-        """The turn's line, redacted. A stored turn never changes (a truncated one comes
-        back under another key), so the lines of the newest turns are kept: a turn
-        redacts only itself, not its whole part again."""
-        key = (turn.topic, turn.seq, turn.ledger_key)
-        line = self.lines.get(key)
+        """The turn's line, redacted. The lines of the newest turns are kept (by the
+        whole turn: one put again after a truncation may differ), so a turn redacts only
+        itself, not its whole part again."""
+        line = self.lines.get(turn)
         if line is None:
             line = encode_line(
                 dataclasses.replace(
@@ -168,7 +167,7 @@ class ArchiveOut:
                     replies=tuple(redact(r, self.patterns) for r in turn.replies),
                 )
             )
-            self.lines[key] = line
+            self.lines[turn] = line
             while len(self.lines) > LINES_KEPT:
                 del self.lines[next(iter(self.lines))]  # the oldest
         return line

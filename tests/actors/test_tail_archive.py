@@ -444,3 +444,18 @@ def test_a_failure_nobody_foresaw_in_the_archive_work_costs_the_live_tail_nothin
     wait_for(lambda: all_answered(channel, ids), 20, "answered all the same")
     wait_for(lambda: tail_caught_up(a, b), 10, "and streamed")
     assert a.tail.is_alive() and b.tail.is_alive()
+
+
+def test_a_turn_put_again_after_a_truncation_is_archived_as_it_is_now(
+    archive: TranscriptArchive,
+) -> None:
+    store = MemoryTranscriptStore()
+    fill(store, "t", 3)
+    out = ArchiveOut(archive, (), Counters())
+    out.begin(["t"], 0)
+    write_all(out, store)
+    store.truncate("t", 2)  # the same message again, with the replies of another run
+    store.put(TranscriptTurn("t", 3, "t:3", 3, "m3", ("another reply",), 3.0))
+    out.begin(["t"], 0)
+    write_all(out, store)
+    assert archived(archive, "t")[-1].replies == ("another reply",)
