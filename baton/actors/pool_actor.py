@@ -23,7 +23,7 @@ import pykka
 
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
-from baton.core.errors import PoolError, PoolRefused
+from baton.core.errors import PoolError, PoolNotHolder, PoolRefused
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.pool_state import PoolState, TopicPlacementPinStore
 from baton.wire.pool_transport import PoolTransport, open_state
@@ -45,12 +45,6 @@ class SetPool:
 @dataclass(frozen=True)
 class GetPool:
     """The pool as this machine holds it (status, ``baton pool status``)."""
-
-
-class PoolNotHolder(PoolError):
-    """Only the holder changes the pool."""
-
-    code = "not_holder"
 
 
 class PoolActor(pykka.ThreadingActor):

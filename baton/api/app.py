@@ -11,6 +11,8 @@ Routes:
   GET  /api/pair/session  bearer token; its state and a joiner waiting for the SAS check
   POST /api/pair/decide   bearer token; the operator's yes or no (`baton pair --verify`)
   POST /api/machines/remove  bearer token; revoke a member (`baton machines remove`)
+  POST /api/pool       bearer token; {enabled}: the pool on or off (the holder only: 409)
+  GET  /pool           bearer token; the pool (503 while it is off)
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.api.pairing): the code or a signature is the credential
 
@@ -52,6 +54,8 @@ class Services(Protocol):
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]: ...
     def wakeup(self, force: bool) -> dict[str, Any]: ...
+    def pool(self) -> dict[str, Any]: ...
+    def set_pool(self, enabled: bool) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -72,8 +76,9 @@ def _public(services: Services) -> Blueprint:
     return bp
 
 
-def _api(services: Services) -> Blueprint:
-    bp = Blueprint("api", __name__, url_prefix="/api")
+def _operator(name: str, prefix: str, services: Services) -> Blueprint:
+    """A blueprint whose every route needs the node's API token."""
+    bp = Blueprint(name, __name__, url_prefix=prefix)
 
     @bp.before_request
     def require_token() -> None:
@@ -81,6 +86,29 @@ def _api(services: Services) -> Blueprint:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token or not services.token_ok(token.strip()):
             raise Unauthorized("send the node's API token as 'Authorization: Bearer <token>'")
+
+    return bp
+
+
+def _pool(services: Services) -> Blueprint:
+    bp = _operator("pool", "/pool", services)
+
+    @bp.get("")
+    def pool() -> ResponseReturnValue:
+        return jsonify(services.pool())
+
+    return bp
+
+
+def _api(services: Services) -> Blueprint:
+    bp = _operator("api", "/api", services)
+
+    @bp.post("/pool")
+    def set_pool() -> ResponseReturnValue:
+        enabled = pairing.json_object().get("enabled")
+        if not isinstance(enabled, bool):
+            raise BadRequest("expected {enabled}: true or false")
+        return jsonify(services.set_pool(enabled))
 
     @bp.get("/whoami")
     def whoami() -> ResponseReturnValue:
@@ -158,6 +186,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app = _flask("baton", settings, services)
     app.register_blueprint(_public(services))
     app.register_blueprint(_api(services))
+    app.register_blueprint(_pool(services))
     app.register_blueprint(pairing.blueprint(services))
     return app
 

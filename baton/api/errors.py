@@ -28,6 +28,7 @@ STATUS: list[tuple[type[e.BatonError], int]] = [
     (e.NicknameTaken, 409),
     (e.AlreadyRunning, 409),
     (e.WakeupFailed, 409),
+    (e.PoolNotHolder, 409),
     (e.InvalidCard, 400),
     (e.InvalidNickname, 400),
     (e.BadRequest, 400),

@@ -2,7 +2,7 @@
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
 info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
 send (send), chat (chat-server), wakeup (wakeup), doctor (doctor), secret_cmds
-(secrets) and demo (demo):
+(secrets), pool_cmds (pool) and demo (demo):
 importing each registers its commands on ``main``."""
 
 from baton.cli import (
@@ -13,6 +13,7 @@ from baton.cli import (
     lifecycle,
     members,
     pair,
+    pool_cmds,
     secret_cmds,
     send,
     wakeup,
@@ -28,6 +29,7 @@ __all__ = [
     "main",
     "members",
     "pair",
+    "pool_cmds",
     "secret_cmds",
     "send",
     "wakeup",

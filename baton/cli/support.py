@@ -130,6 +130,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "doctor": ("doctor",),
     "chat-server": ("chat",),
     "secrets": ("secret_cmds",),
+    "pool": ("pool_cmds",),
     "demo": ("demo",),
 }
 

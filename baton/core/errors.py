@@ -392,6 +392,18 @@ class PoolCorrupt(PoolError):
     code = "pool_corrupt"
 
 
+class PoolNotHolder(PoolError):
+    """Only the holder changes the pool."""
+
+    code = "not_holder"
+
+
+class PoolDisabled(Unavailable):
+    """The pool is off: its routes answer 503 until it is turned on."""
+
+    code = "pool_disabled"
+
+
 class PoolRefused(PeerFault):
     """A pool state (from a peer, or a file) is malformed."""
 

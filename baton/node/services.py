@@ -30,12 +30,12 @@ from baton.actors.messages import (
     ListMachines,
     RevokeMachine,
 )
-from baton.actors.pool_actor import GetPool
+from baton.actors.pool_actor import GetPool, SetPool
 from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
+from baton.core.errors import BadRequest, NotFound, PoolDisabled, Unavailable, WakeupFailed
 from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
@@ -92,7 +92,7 @@ class NodeServices:
         self.tail = actors.tail
         self.handoff = actors.handoff
         self.state = actors.state
-        self.pool = actors.pool
+        self.pool_ref = actors.pool
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -177,7 +177,7 @@ class NodeServices:
             "tail": None if self.tail is None else self._ask(self.tail, GetTail()),
             "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
             "state": None if self.state is None else dict(self.state.current),
-            "pool": None if self.pool is None else self._ask(self.pool, GetPool()),
+            "pool": None if self.pool_ref is None else self._ask(self.pool_ref, GetPool()),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),
@@ -188,6 +188,23 @@ class NodeServices:
             "endpoints": list(me.endpoints),
             "counters": self.counters.snapshot(),
         }
+
+    def _pool_actor(self) -> pykka.ActorRef[Any]:
+        if self.pool_ref is None:
+            raise Unavailable("the pool needs a lease store (baton init --lease-store ...)")
+        return self.pool_ref
+
+    def pool(self) -> dict[str, Any]:
+        """The pool as this machine holds it; PoolDisabled (503) while it is off."""
+        view: dict[str, Any] = self._ask(self._pool_actor(), GetPool())
+        if not view["enabled"]:
+            raise PoolDisabled("the pool is off: `baton pool enable` on the awake machine")
+        return view
+
+    def set_pool(self, enabled: bool) -> dict[str, Any]:
+        """Turn the pool on or off (the holder only: PoolNotHolder, 409, elsewhere)."""
+        answer: dict[str, Any] = self._ask(self._pool_actor(), SetPool(enabled))
+        return answer
 
     def wakeup(self, force: bool) -> dict[str, Any]:
         """Make this machine awake by a planned handoff (or, with ``force``, by taking

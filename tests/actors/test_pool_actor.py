@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
-from baton.actors.pool_actor import RESEND_MS, GetPool, PoolActor, PoolNotHolder, SetPool
+from baton.actors.pool_actor import RESEND_MS, GetPool, PoolActor, SetPool
 from baton.adapters.metrics import Counters
+from baton.core.errors import PoolNotHolder
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.pool_state import PoolState
 from baton.stores.pool_memory import MemoryPoolStore

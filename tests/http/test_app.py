@@ -19,6 +19,8 @@ from baton.core.errors import (
     PairingConsumed,
     PairingError,
     PairingExpired,
+    PoolDisabled,
+    PoolNotHolder,
     Unavailable,
 )
 from baton.core.knobs import resolve_settings
@@ -83,6 +85,20 @@ class FakeServices:
         return {}
 
     pair_finish = leave = pair_start
+
+    pool_on = False
+    holding = True
+
+    def pool(self) -> dict[str, Any]:
+        if not self.pool_on:
+            raise PoolDisabled("the pool is off")
+        return {"enabled": True, "role": "holder"}
+
+    def set_pool(self, enabled: bool) -> dict[str, Any]:
+        if not self.holding:
+            raise PoolNotHolder("only the holder changes the pool: ask m_b")
+        self.pool_on = enabled
+        return {"enabled": enabled, "role": "holder"}
 
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]:
         self._maybe_fail()
@@ -292,3 +308,28 @@ def test_the_door_serves_pairing_leaving_and_health_and_nothing_else(
     assert health.status_code == 200 and set(health.get_json()) == {"ok", "machine_id"}
     for path in ("/api/status", "/api/whoami", "/metrics", "/api/pair/session"):
         assert door.test_client().get(path).status_code == 404, path
+
+
+def test_the_pool_route_needs_the_token_and_answers_503_until_the_pool_is_on(
+    client: FlaskClient, services: FakeServices
+) -> None:
+    assert client.get("/pool").status_code == 401
+    off = client.get("/pool", headers=AUTH)
+    assert off.status_code == 503 and off.json["error"] == "pool_disabled"
+    on = client.post("/api/pool", json={"enabled": True}, headers=AUTH)
+    assert on.status_code == 200 and on.json["enabled"] is True
+    assert client.get("/pool", headers=AUTH).json == {"enabled": True, "role": "holder"}
+    assert client.post("/api/pool", json={"enabled": True}).status_code == 401
+
+
+@pytest.mark.parametrize("body", [{}, {"enabled": "yes"}, {"enabled": 1}, [], {"enabled": None}])
+def test_turning_the_pool_on_or_off_takes_a_boolean(client: FlaskClient, body: object) -> None:
+    r = client.post("/api/pool", json=body, headers=AUTH)
+    assert r.status_code == 400 and r.json["error"] in ("bad_request", "invalid_json")
+
+
+def test_only_the_holder_turns_the_pool_on(client: FlaskClient, services: FakeServices) -> None:
+    services.holding = False
+    r = client.post("/api/pool", json={"enabled": True}, headers=AUTH)
+    assert r.status_code == 409 and r.json["error"] == "not_holder" and "m_b" in r.json["detail"]
+    assert not services.pool_on
