@@ -100,6 +100,8 @@ class PoolActor(pykka.ThreadingActor):
                 self.holder = (holder, epoch)
                 self.holding = phase is Phase.HOLDING
                 self.next_send = 0.0  # a new holder sends what it has at its next tick
+                if self.holding:
+                    self._restamp(epoch)
             case MembersChanged(peers=peers):
                 self.peers = {p.machine_id for p in peers}
             case EnvelopeReceived(envelope=env) if env.type == "pool_state":
@@ -116,13 +118,20 @@ class PoolActor(pykka.ThreadingActor):
         holder, epoch = self.holder
         if not self.holding:
             raise PoolNotHolder(f"only the holder changes the pool: ask {holder or 'nobody yet'}")
-        state = self.store.load()
-        if state.enabled != enabled:
-            self.store.keep(state.changed(epoch, enabled=enabled))
-            self.counters.inc("pool.changes")
-            log.info("pool: turned %s at epoch %d", "on" if enabled else "off", epoch)
-            self._send_all()
+        # a new version even when it changes nothing here: a mirror that still holds an
+        # older holder's other answer takes this one
+        self.store.keep(self.store.load().changed(epoch, enabled=enabled))
+        self.counters.inc("pool.changes")
+        log.info("pool: turned %s at epoch %d", "on" if enabled else "off", epoch)
+        self._send_all()
         return self._view()
+
+    def _restamp(self, epoch: int) -> None:
+        """A new holder makes what it holds its own: the same state at its term, so
+        every mirror takes it over whatever an older holder sent them."""
+        state = self.store.load()
+        if state != PoolState() and state.term < epoch:
+            self.store.keep(state.changed(epoch))
 
     def _send_all(self) -> None:
         state = self.store.load()
@@ -143,9 +152,10 @@ class PoolActor(pykka.ThreadingActor):
             return
         try:
             state = open_state(env)
-        except PoolRefused as exc:
+        except (PoolRefused, ValueError, TypeError, OverflowError, RecursionError) as exc:
             self.counters.inc("pool.refused.malformed")
-            log.warning("pool: a state from %s refused: %s", env.sender, exc.detail)
+            detail = exc.detail if isinstance(exc, PoolRefused) else repr(exc)
+            log.warning("pool: a state from %s refused: %.300s", env.sender, detail)
             return
         if self.store.keep(state):
             self.counters.inc("pool.kept")

@@ -10,8 +10,9 @@ own nickname the RelocationNicknameSet always holds, so "move it back here" cann
 through to the agent even in a mesh that lost the others.
 
 The grammar, case and surrounding punctuation ignored, an optional "please" first:
-``move|put|run`` ``this|it|here|the topic|this topic|this conversation|this chat``
-(``back``) ``to|on|onto`` (``the``) NICKNAME, or ... (``back``) ``here``. A command is
+``move`` ``this|it|the topic|this topic|this conversation|this chat`` (``back``)
+``to|on|onto`` (``the``) NICKNAME, or ... (``back``) ``here``. Only "move": "run this
+here" or "put it on the desktop" are things people ask an agent. A command is
 at most MAX_COMMAND characters: a long message is a message.
 
 Invariants:
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 MAX_COMMAND = 120
 
 _COMMAND = re.compile(
-    r"(?:please\s+)?(?:move|put|run)\s+"
+    r"(?:please\s+)?move\s+"
     r"(?:this|it|the\s+topic|this\s+topic|this\s+conversation|this\s+chat)\s+"
     r"(?:back\s+)?(?:(?:to|on|onto)\s+(?:the\s+)?(?P<name>[a-z][a-z0-9-]*)|(?P<here>here))",
     re.ASCII,

@@ -16,7 +16,8 @@ refused.
   the next ones are buffered, and the next dispatch places it on the pinned machine at
   the next epoch. Nothing runs in two places; the turn count goes on.
 - **An owner that dies** (not heard from within the ttl) has its TopicRun taken back at
-  the next ``tick`` and dispatched elsewhere at the next epoch, once; a late result from it
+  the next ``tick`` and dispatched at the next epoch (elsewhere, or to its pinned
+  machine once that is back), once; a late result from it
   is refused. A pin to a dead machine holds the topic's messages until it returns.
 - **A holder that fails over**: the new holder's router starts from the replicated
   placements and pins (``restore``) at its own, higher, lease epoch, so no TopicRun of the
@@ -38,7 +39,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from baton.core.pool_placement import Pin, Placement, PoolMachine, place
+from baton.core.pool_placement import Pin, Placement, PoolMachine, Reason, place
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,9 @@ class SessionRouter:
         return cls(term, registry, ttl_ms=ttl_ms, placements=placements, pins=pins)
 
     def inbound(self, topic: str, key: str, now_ms: float) -> list[TopicRun]:
-        """A message taken in (again: a repeat changes nothing)."""
+        """A message taken in (a repeat of one in flight or waiting changes nothing).
+        The caller never routes a message that was answered (the ledger knows): the
+        router forgets a key once its result is taken."""
         running = self.running.get(topic)
         queue = self.waiting.setdefault(topic, deque())
         if (running is None or running.key != key) and key not in queue:
@@ -138,6 +141,11 @@ class SessionRouter:
             if owner is None or not owner.alive(now_ms, self.ttl_ms):
                 del self.running[topic]
                 self.waiting.setdefault(topic, deque()).appendleft(run.key)
+                # owned by nobody now: its next run is at the next epoch, even on the
+                # same (pinned) machine back in time, so the taken-back run's result
+                # is refused
+                placed = self.placements[topic]
+                self.placements[topic] = replace(placed, machine_id=None, reason=Reason.UNOWNED)
         for topic in list(self.waiting):
             runs += self._pump(topic, now_ms)
         return runs

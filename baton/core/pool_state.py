@@ -10,7 +10,8 @@ overwrites a newer holder's. ``to_json`` / ``from_json`` are the state on the wi
 status: ``from_json`` decodes strictly (a peer's bytes), refusing with PoolRefused.
 
 Invariants:
-- A PoolState that exists is well-formed: term and version non-negative integers,
+- A PoolState that exists is well-formed: term, version and epochs integers in
+  [0, MAX_EPOCH], a pin's time a number within MAX_AT,
   every pin and placement keyed by its own topic, topics and machine ids non-empty
   strings of at most MAX_ID_CHARS, at most MAX_TOPICS topics.
 - ``PoolState.from_json(s.to_json()) == s``.
@@ -19,7 +20,6 @@ Invariants:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +29,8 @@ from baton.core.pool_placement import Pin, Placement, Reason
 
 MAX_TOPICS = 100_000
 MAX_ID_CHARS = 256
+MAX_EPOCH = 2**63 - 1  # SQLite's integers, and the wire's epochs
+MAX_AT = 2.0**53  # seconds: far past any clock, and exact in a float
 
 
 @dataclass(frozen=True)
@@ -44,24 +46,27 @@ class PoolState:
             raise PoolRefused("enabled: expected true or false")
         for name in ("term", "version"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PoolRefused(f"{name}: expected a non-negative integer")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
+                raise PoolRefused(f"{name}: expected an integer in [0, {MAX_EPOCH}]")
         if len(self.pins) + len(self.placements) > MAX_TOPICS:
             raise PoolRefused(f"more than {MAX_TOPICS} topics")
         for topic, pin in self.pins.items():
             if not isinstance(pin, Pin) or pin.topic != topic:
                 raise PoolRefused(f"pin of {topic!r}: not a pin of that topic")
             _ids(topic, pin.machine_id, pin.by)
-            if isinstance(pin.at, bool) or not isinstance(pin.at, int | float):
-                raise PoolRefused(f"pin of {topic!r}: at is not a number")
-            if not math.isfinite(pin.at):
-                raise PoolRefused(f"pin of {topic!r}: at is not finite")
+            at = pin.at
+            if (
+                isinstance(at, bool)
+                or not isinstance(at, int | float)
+                or not -MAX_AT <= at <= MAX_AT
+            ):
+                raise PoolRefused(f"pin of {topic!r}: at is not a time")
         for topic, placed in self.placements.items():
             if not isinstance(placed, Placement) or placed.topic != topic:
                 raise PoolRefused(f"placement of {topic!r}: not a placement of that topic")
             _ids(topic, *([] if placed.machine_id is None else [placed.machine_id]))
             epoch = placed.epoch
-            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
                 raise PoolRefused(f"placement of {topic!r}: epoch is not a count")
             if not isinstance(placed.waiting, bool) or not isinstance(placed.reason, Reason):
                 raise PoolRefused(f"placement of {topic!r}: malformed")
@@ -109,7 +114,7 @@ class PoolState:
         try:
             decoded_pins = {r[0]: Pin(*r) for r in map(_row(4), pins)}
             decoded = {
-                r[0]: Placement(r[0], r[1], Reason(r[2]), r[3], r[4])
+                r[0]: Placement(r[0], r[1], _reason(r[2]), r[3], r[4])
                 for r in map(_row(5), placements)
             }
         except (TypeError, ValueError) as exc:
@@ -129,6 +134,15 @@ def _row(n: int) -> Any:
         return row
 
     return check
+
+
+def _reason(value: object) -> Reason:
+    if not isinstance(value, str) or value not in _REASONS:
+        raise ValueError(f"a reason is one of {sorted(_REASONS)}")
+    return Reason(value)
+
+
+_REASONS = frozenset(r.value for r in Reason)
 
 
 def _ids(*values: object) -> None:

@@ -23,7 +23,7 @@ class RateLimiter:
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        self._buckets[key] = (tokens, now_s)
+        self._buckets[key] = (tokens, max(last, now_s))  # a clock stepped back earns nothing
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return allowed

@@ -85,7 +85,8 @@ def test_the_holder_turns_the_pool_on_and_every_member_mirrors_it(
     assert b.counters.get("pool.kept") == 1
     with pytest.raises(PoolNotHolder, match="ask " + a.id):
         b.ask(SetPool(False))
-    assert a.ask(SetPool(True))["version"] == 1 and a.take() == []  # no change: nothing new
+    again = a.ask(SetPool(True))  # a new version all the same, sent: a mirror that
+    assert again["version"] == 2 and len(a.take()) == 1  # holds another answer takes it
 
 
 def test_a_state_is_taken_only_from_the_holder_at_its_epoch(nodes: tuple[Node, Node]) -> None:
@@ -144,7 +145,54 @@ def test_a_new_holder_sends_what_it_has_and_again_until_everyone_has_it(
     a.lease(Phase.STANDBY, b.id, 4)
     b.ask(Tick(20_000))
     deliver(b.take(), a)
-    assert a.counters.get("pool.kept") == 0  # the same state: nothing newer
+    assert a.ask(GetPool())["term"] == 4  # what b held, made its own: a mirrors that
     assert b.ask(SetPool(False))["term"] == 4
     deliver(b.take(), a)
-    assert a.ask(GetPool())["enabled"] is False and a.ask(GetPool())["version"] == 1
+    assert a.ask(GetPool())["enabled"] is False and a.ask(GetPool())["version"] == 2
+
+
+def test_a_mirror_that_holds_an_older_holders_answer_takes_the_new_holders(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Found by an attack review: the new holder missed the old one's "on"; its "off"
+    changed nothing it held, so it sent nothing, and the mirror said "on" for ever."""
+    a, b = nodes
+    a.lease(Phase.STANDBY, b.id, 3)
+    b.lease(Phase.HOLDING, b.id, 3)
+    b.ask(SetPool(True))
+    deliver(b.take(), a)
+    a.lease(Phase.HOLDING, a.id, 4)  # a holds now; b mirrors, with b's "on"
+    b.lease(Phase.STANDBY, a.id, 4)
+    a.store.close()
+    a.store = MemoryPoolStore()  # say a had missed b's state
+    a.actor.stop(timeout=10)
+    a.actor = PoolActor.start(a.id, store=a.store,
+                              transport=PoolTransport(a.id, lambda e: a.sent.append(e) is None),
+                              counters=a.counters)  # fmt: skip
+    a.ask(MembersChanged((b.entry,)))
+    a.lease(Phase.HOLDING, a.id, 4)
+    assert a.ask(SetPool(False))["enabled"] is False
+    deliver(a.take(), b)
+    assert b.ask(GetPool())["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"enabled": True, "term": 1, "version": 2**63, "pins": [], "placements": []},
+        {"enabled": True, "term": 1, "version": 1, "pins": [["t", "m", 10**400, "x"]],
+         "placements": []},
+        {"enabled": True, "term": 1, "version": 1, "pins": [],
+         "placements": [["t", "m", [[[]]], 1, False]]},
+    ],
+)  # fmt: skip
+def test_a_holders_state_past_any_bound_is_refused_and_the_mirror_lives(
+    nodes: tuple[Node, Node], state: dict[str, Any]
+) -> None:
+    a, b = nodes
+    b.lease(Phase.STANDBY, a.id, 3)
+    b.actor.tell(
+        EnvelopeReceived(make_envelope("pool_state", a.id, b.id, {"state": state}, "x", epoch=3))
+    )
+    assert b.ask(GetPool())["enabled"] is False and b.actor.is_alive()
+    assert b.counters.get("pool.refused.malformed") == 1

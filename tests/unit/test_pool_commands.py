@@ -32,11 +32,11 @@ NAMES = RelocationNicknameSet({"mini": "m_mini", "desktop": "m_desk"}, "laptop",
         ("move this to the mini", "mini", False),
         ("Move this to mini.", "mini", False),
         ("please move it to the desktop!", "desktop", False),
-        ("  put this conversation on   desktop  ", "desktop", False),
+        ("  move this conversation on   desktop  ", "desktop", False),
         ("move it back here", "laptop", True),
         ("Move this topic here?", "laptop", True),
         ("move it back to the laptop", "laptop", False),
-        ("run this chat onto mini", "mini", False),
+        ("move this chat onto mini", "mini", False),
     ],
 )
 def test_a_move_naming_a_member_is_a_command(text: str, nickname: str, here: bool) -> None:
@@ -56,6 +56,10 @@ def test_a_move_naming_a_member_is_a_command(text: str, nickname: str, here: boo
         "",
         "move this to the mini" + " " * MAX_COMMAND,  # a long message is a message
         "m\u043eve this to mini",  # a Cyrillic o: not our word
+        "run this here",  # things people ask an agent (an attack review found them)
+        "Put this here!",
+        "run this chat here",
+        "put it on the desktop",
         "move this to the m\u0131n\u0130",  # Unicode case games: no member
     ],
 )
@@ -158,3 +162,27 @@ def test_a_topic_moves_at_most_a_burst_then_waits() -> None:
     assert refusal(plan("mini", limiter=limiter)) is MoveRefused.RATE_LIMITED
     assert isinstance(plan("mini", topic="t2", limiter=limiter), TransferPlan)  # per topic
     assert refusal(plan("nobody", limiter=limiter)) is MoveRefused.UNKNOWN_MACHINE  # still said
+
+
+def test_a_clock_stepped_back_earns_no_extra_move() -> None:
+    limiter = transfer_limiter()
+    times = [100_000.0] * BURST + [0.0] + [100_000.0] * BURST
+    planned = [
+        isinstance(
+            plan_transfer(
+                TransferRequest("t1", "mini", "op"),
+                machines=MACHINES,
+                known_topics={"t1"},
+                placement=RUNNING,
+                pin=None,
+                in_flight=False,
+                limiter=limiter,
+                now_ms=at,
+                wall_s=1.0,
+                ttl_ms=TTL * 100,
+            ),
+            TransferPlan,
+        )
+        for at in times
+    ]
+    assert sum(planned) == BURST

@@ -73,6 +73,20 @@ def test_a_pin_to_a_dead_machine_holds_the_messages_until_it_returns() -> None:
     assert router.tick(TTL + 2) == [TopicRun("t", "k1", "b", 1, 1)]
 
 
+def test_a_pinned_owner_cut_off_and_back_gets_its_taken_back_message_at_a_new_epoch() -> None:
+    reg = registry(0, "a", "b")
+    router = SessionRouter(1, reg, ttl_ms=TTL)
+    router.pin(Pin("t", "a", 1.0, "op"), 0)
+    [run] = router.inbound("t", "k1", 0)
+    reg.heard("b", "nick-b", TTL + 1)
+    assert router.tick(TTL + 1) == []  # a is cut off: the topic waits for its pin
+    reg.heard("a", "nick-a", TTL + 2)
+    [again] = router.tick(TTL + 2)
+    assert again == TopicRun("t", "k1", "a", 1, run.epoch + 1)  # never the same run
+    assert router.result(run, TTL + 2) == (False, [])  # the result from before the cut
+    assert router.result(again, TTL + 2) == (True, [])
+
+
 def test_a_new_holder_never_takes_a_result_of_the_old() -> None:
     reg = registry(0, "a")
     old = SessionRouter(1, reg, ttl_ms=TTL)

@@ -16,7 +16,7 @@ from baton.core.pool_state import MAX_TOPICS, PoolState, newer
 pytestmark = pytest.mark.timeout(60)
 
 ids = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20)
-pins = st.dictionaries(ids, st.tuples(ids, st.floats(allow_nan=False, allow_infinity=False), ids))
+pins = st.dictionaries(ids, st.tuples(ids, st.floats(-(2.0**53), 2.0**53), ids))
 placements = st.dictionaries(
     ids, st.tuples(st.none() | ids, st.sampled_from(list(Reason)), st.integers(0, 9), st.booleans())
 )
@@ -53,6 +53,11 @@ GOOD: dict[str, Any] = {"enabled": True, "term": 1, "version": 2, "pins": [], "p
         GOOD | {"pins": [["t", "m", 1.0]]},
         GOOD | {"pins": [["t", "m", "soon", "x"]]},
         GOOD | {"pins": [["t", "m", float("inf"), "x"]]},
+        GOOD | {"pins": [["t", "m", 10**400, "x"]]},  # past a float: refused, no OverflowError
+        GOOD | {"version": 2**63},  # past SQLite's integers
+        GOOD | {"placements": [["t", "m", "placed", 2**63, False]]},
+        GOOD | {"placements": [["t", "m", [[[]]], 1, False]]},
+        GOOD | {"placements": [["t", "m", ["placed"], 1, False]]},
         GOOD | {"pins": [["t", "", 1.0, "x"]]},
         GOOD | {"pins": [["t", "m", 1.0, "x"], ["t", "n", 1.0, "x"]]},
         GOOD | {"placements": [["t", "m", "somewhere", 1, False]]},
