@@ -15,9 +15,10 @@ refused.
 - **A move** is a pin (``pin``): the topic's message in flight finishes where it runs,
   the next ones are buffered, and the next dispatch places it on the pinned machine at
   the next epoch. Nothing runs in two places; the turn count goes on.
-- **An owner that dies** (not heard from within the ttl) has its TopicRun taken back at
-  the next ``tick`` and dispatched at the next epoch (elsewhere, or to its pinned
-  machine once that is back), once; a late result from it
+- **An owner that dies** (not heard from within the ttl), or a TopicRun unanswered past
+  ``run_timeout_ms`` (lost on the way, or on a machine that restarted within the ttl),
+  is taken back at the next ``tick`` and dispatched at the next epoch (elsewhere, or to
+  its pinned machine once that is back), once; a late result from it
   is refused. A pin to a dead machine holds the topic's messages until it returns.
 - **A holder that fails over**: the new holder's router starts from the replicated
   placements and pins (``restore``) at its own, higher, lease epoch, so no TopicRun of the
@@ -82,16 +83,20 @@ class SessionRouter:
         registry: MachinePoolRegistry,
         *,
         ttl_ms: int,
+        run_timeout_ms: int | None = None,
         placements: Mapping[str, Placement] | None = None,
         pins: Mapping[str, Pin] | None = None,
     ) -> None:
         self.term = term
         self.registry = registry
         self.ttl_ms = ttl_ms
+        self.run_timeout_ms = run_timeout_ms
         self.placements: dict[str, Placement] = dict(placements or {})
         self.pins: dict[str, Pin] = dict(pins or {})
         self.running: dict[str, TopicRun] = {}
+        self.sent_at: dict[str, float] = {}  # topic -> when its run in flight was sent
         self.waiting: dict[str, deque[str]] = {}
+        self.taken_back = 0  # runs taken back: a dead owner's, or one past its time
 
     @classmethod
     def restore(
@@ -100,11 +105,19 @@ class SessionRouter:
         registry: MachinePoolRegistry,
         *,
         ttl_ms: int,
+        run_timeout_ms: int | None = None,
         placements: Mapping[str, Placement],
         pins: Mapping[str, Pin],
     ) -> SessionRouter:
         """A new holder's router, from the replicated placements and pins."""
-        return cls(term, registry, ttl_ms=ttl_ms, placements=placements, pins=pins)
+        return cls(
+            term,
+            registry,
+            ttl_ms=ttl_ms,
+            run_timeout_ms=run_timeout_ms,
+            placements=placements,
+            pins=pins,
+        )
 
     def inbound(self, topic: str, key: str, now_ms: float) -> list[TopicRun]:
         """A message taken in (a repeat of one in flight or waiting changes nothing).
@@ -121,6 +134,7 @@ class SessionRouter:
         if self.running.get(run.topic) != run:
             return False, []
         del self.running[run.topic]
+        del self.sent_at[run.topic]
         return True, self._pump(run.topic, now_ms)
 
     def pin(self, pin: Pin, now_ms: float) -> list[TopicRun]:
@@ -132,14 +146,20 @@ class SessionRouter:
         return self._pump(topic, now_ms)
 
     def tick(self, now_ms: float) -> list[TopicRun]:
-        """Runs on machines dead past the ttl are taken back and dispatched again;
-        topics whose messages wait are placed again (a machine may be back)."""
+        """Runs on machines dead past the ttl, and runs unanswered past
+        ``run_timeout_ms`` (lost on the way, or on a machine that restarted within the
+        ttl), are taken back and dispatched again at the next epoch; topics whose
+        messages wait are placed again (a machine may be back)."""
         machines = self.registry.machines
         runs: list[TopicRun] = []
+        timeout = self.run_timeout_ms
         for topic, run in list(self.running.items()):
             owner = machines.get(run.machine_id)
-            if owner is None or not owner.alive(now_ms, self.ttl_ms):
+            late = timeout is not None and now_ms - self.sent_at[topic] > timeout
+            if owner is None or not owner.alive(now_ms, self.ttl_ms) or late:
+                self.taken_back += 1
                 del self.running[topic]
+                del self.sent_at[topic]
                 self.waiting.setdefault(topic, deque()).appendleft(run.key)
                 # owned by nobody now: its next run is at the next epoch, even on the
                 # same (pinned) machine back in time, so the taken-back run's result
@@ -170,4 +190,5 @@ class SessionRouter:
         if not queue:
             del self.waiting[topic]
         self.running[topic] = run
+        self.sent_at[topic] = now_ms
         return [run]

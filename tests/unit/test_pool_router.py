@@ -20,6 +20,7 @@ from baton.core.pool_router import MachinePoolRegistry, SessionRouter, TopicRun
 pytestmark = pytest.mark.timeout(120)
 
 TTL = 3000
+RUN_TIMEOUT = 10_000
 
 
 def registry(now: float, *names: str) -> MachinePoolRegistry:
@@ -61,6 +62,23 @@ def test_a_dead_owners_message_runs_again_elsewhere_once_and_its_result_is_refus
     assert router.tick(TTL + 1) == []  # once
     assert router.result(run, TTL + 2) == (False, [])  # a, back late: refused
     assert router.result(again, TTL + 2) == (True, [])
+
+
+def test_a_run_lost_on_a_live_machine_goes_out_again_at_a_new_epoch_after_its_time() -> None:
+    """Found by an attack review: a run whose owner stays alive (it restarted within the
+    ttl, or the run or its result was lost) held its topic for ever."""
+    reg = registry(0, "a")
+    router = SessionRouter(1, reg, ttl_ms=TTL, run_timeout_ms=RUN_TIMEOUT)
+    [lost] = router.inbound("t", "k1", 0)
+    assert router.inbound("t", "k2", 0) == []
+    reg.heard("a", "nick-a", RUN_TIMEOUT)
+    assert router.tick(RUN_TIMEOUT) == []  # not past its time yet
+    reg.heard("a", "nick-a", RUN_TIMEOUT + 1)
+    [again] = router.tick(RUN_TIMEOUT + 1)
+    assert again == TopicRun("t", "k1", "a", 1, lost.epoch + 1) and router.taken_back == 1
+    assert router.result(lost, RUN_TIMEOUT + 2) == (False, [])  # late: refused
+    taken, [k2] = router.result(again, RUN_TIMEOUT + 2)
+    assert taken and k2.key == "k2"
 
 
 def test_a_pin_to_a_dead_machine_holds_the_messages_until_it_returns() -> None:
@@ -109,12 +127,13 @@ class PoolModel(RuleBasedStateMachine):
         self.alive = set(MACHINES)
         self.reg = registry(self.now, *MACHINES)
         self.term = 1
-        self.router = SessionRouter(self.term, self.reg, ttl_ms=TTL)
+        self.router = SessionRouter(self.term, self.reg, ttl_ms=TTL, run_timeout_ms=RUN_TIMEOUT)
         self.snapshot = ({}, {})  # the placements and pins replicated last
         self.sent: list[TopicRun] = []
         self.places: dict[tuple[str, int, int], set[str]] = defaultdict(set)
         self.messages: list[tuple[str, str]] = []
         self.accepted: set[str] = set()
+        self.lost: set[TopicRun] = set()  # runs (or their results) the network lost
         self.count = 0
 
     def _sent(self, runs: list[TopicRun]) -> None:
@@ -136,7 +155,7 @@ class PoolModel(RuleBasedStateMachine):
         """Any run ever sent, late, repeated or of an older holder; only a live
         machine sends one."""
         run = data.draw(st.sampled_from(self.sent))
-        if run.machine_id not in self.alive:
+        if run.machine_id not in self.alive or run in self.lost:
             return
         taken, runs = self.router.result(run, self.now)
         if taken:
@@ -144,6 +163,11 @@ class PoolModel(RuleBasedStateMachine):
             assert run.term == self.term
             self.accepted.add(run.key)
         self._sent(runs)
+
+    @precondition(lambda self: bool(self.sent))
+    @rule(data=st.data())
+    def a_run_is_lost(self, data: st.DataObject) -> None:
+        self.lost.add(data.draw(st.sampled_from(self.sent)))
 
     @rule(machine=st.sampled_from(MACHINES))
     def crash(self, machine: str) -> None:
@@ -154,7 +178,7 @@ class PoolModel(RuleBasedStateMachine):
         self.alive.add(machine)
         self.reg.heard(machine, f"nick-{machine}", self.now)
 
-    @rule(step=st.sampled_from([TTL // 3, TTL + 1]))
+    @rule(step=st.sampled_from([TTL // 3, TTL + 1, RUN_TIMEOUT + 1]))
     def time_passes(self, step: int) -> None:
         self.now += step
         for machine in self.alive:
@@ -180,7 +204,12 @@ class PoolModel(RuleBasedStateMachine):
         self.term += 1
         placements, pins = self.snapshot
         self.router = SessionRouter.restore(
-            self.term, self.reg, ttl_ms=TTL, placements=placements, pins=pins
+            self.term,
+            self.reg,
+            ttl_ms=TTL,
+            run_timeout_ms=RUN_TIMEOUT,
+            placements=placements,
+            pins=pins,
         )
         for topic, key in self.messages:
             if key not in self.accepted:
@@ -209,12 +238,14 @@ class PoolModel(RuleBasedStateMachine):
             if not running:
                 break
             for run in running:
+                if run in self.lost:
+                    continue  # its time runs out below
                 taken, runs = self.router.result(run, self.now)
                 assert taken
                 assert run.key not in self.accepted
                 self.accepted.add(run.key)
                 self._sent(runs)
-            self._sent(self.router.tick(self.now))
+            self.time_passes(RUN_TIMEOUT + 1)
         assert {key for _, key in self.messages} == self.accepted
 
 
