@@ -255,7 +255,7 @@ class LiveTailActor(pykka.ThreadingActor):
         )
         self.counters.inc("tail.turns")
         if self.archive is not None:
-            self.archive.out.changed(turn.topic, turn.seq)
+            self.archive.changed(turn.topic, turn.seq)
 
     def _flush(self, peer: str) -> None:
         """Send ``peer`` the turns it has not confirmed, as many as one frame allows."""
@@ -435,5 +435,5 @@ class LiveTailActor(pykka.ThreadingActor):
             "unconfirmed": behind if self.term is not None else {},
             "replayed_epoch": self.replayed,
             "loose": len(self.loose),
-            "archive": None if self.archive is None else {"pending": len(self.archive.out.pending)},
+            "archive": None if self.archive is None else self.archive.view(),
         }

@@ -158,7 +158,7 @@ class StateSyncActor(pykka.ThreadingActor):
             self._queue_and_pull()
             return
         if self.must_pull:  # a change of its own first, or git will not move the tree
-            self._commit_own("kept before the remote's state was taken")
+            self._commit_own("kept before the remote's state was taken", "state.commits")
             self.must_pull = not self._pull()
         if not self.must_pull and self.opened < self.epoch:
             self._open_epoch()
@@ -176,7 +176,7 @@ class StateSyncActor(pykka.ThreadingActor):
     def _queue_and_pull(self) -> None:
         """A standby's step: its own changes committed, the remote's taken, and what the
         holder lacks sent to this machine's queue."""
-        self._commit_own("queued")
+        self._commit_own("queued", "state.queued")
         if not self._pull():
             return
         try:
@@ -186,12 +186,12 @@ class StateSyncActor(pykka.ThreadingActor):
             self.counters.inc("state.unavailable")
             self._warn("unavailable", exc.code, f"cannot send queued state: {exc.detail}")
 
-    def _commit_own(self, message: str) -> None:
+    def _commit_own(self, message: str, counter: str) -> None:
         """Commit a change made here at the head's epoch (a standby's, queued to the
         holder; or a new holder's, before it takes the remote's state)."""
         try:
             if self.store.commit(epoch=None, now=self._now(), message=message):
-                self.counters.inc("state.queued")
+                self.counters.inc(counter)
             self._report_tree()
         except BatonError as exc:
             self.counters.inc("state.unavailable")

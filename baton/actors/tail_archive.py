@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from baton.actors.tail_replay import Replayed, settle
 from baton.adapters.metrics import Counters
@@ -310,6 +311,13 @@ class ArchiveWork:
         elif look or self.into.more:
             self._guarded(lambda: self.into.step(transcripts, buffer, now), now)
             self._guarded(lambda: prune(buffer, transcripts, self.counters), now)
+
+    def changed(self, topic: str, seq: int) -> None:
+        """The holder added turn ``seq`` of ``topic``."""
+        self.out.changed(topic, seq)
+
+    def view(self) -> dict[str, Any]:
+        return {"pending": len(self.out.pending)}
 
     def take_in_all(self, transcripts: TranscriptStore, buffer: LiveTailBuffer, now: float) -> None:
         """At a takeover, before the buffer's replay: the whole archive."""

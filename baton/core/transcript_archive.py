@@ -122,7 +122,7 @@ def decode_part(topic: str, part: int, data: bytes) -> Decoded:
             return Decoded(tuple(turns), f"line {number}: more than {PART_TURNS} turns")
         try:
             turn = TranscriptTurn.from_json(loads(line.decode("utf-8")))
-        except (ValueError, OverflowError, TranscriptRefused) as exc:  # Unicode: a ValueError
+        except (ValueError, TranscriptRefused) as exc:  # UnicodeDecodeError is a ValueError
             return Decoded(tuple(turns), f"line {number}: {exc}")
         if turn.topic != topic or turn.seq != expected:
             return Decoded(tuple(turns), f"line {number}: not turn {expected} of {topic!r}")

@@ -9,29 +9,46 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import nacl.public
+import nacl.signing
 import pytest
 
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.pool_actor import RESEND_MS, GetPool, PoolActor, SetPool
 from baton.adapters.metrics import Counters
 from baton.core.errors import PoolNotHolder
+from baton.core.identity import PublicIdentity
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.pool_state import PoolState
+from baton.core.registry import MachineEntry, entry_from_card
 from baton.stores.pool_memory import MemoryPoolStore
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.pool_transport import PoolTransport
-from tests.actors.machines import Machine, make_pair
 
 pytestmark = pytest.mark.timeout(60)
 
 
+def member(seed: int) -> MachineEntry:
+    """A member's registry entry (keys from ``seed``), as the registry hands it out."""
+    signing = nacl.signing.SigningKey(bytes([seed]) * 32)
+    encryption = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+    ident = PublicIdentity.from_keys(
+        f"m{seed}", bytes(signing.verify_key), bytes(encryption.public_key)
+    )
+    card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
+    return entry_from_card(card, 0.0)
+
+
 class Node:
-    def __init__(self, machine: Machine) -> None:
-        self.id = machine.id
-        self.entry = machine.entry
+    def __init__(self, seed: int) -> None:
+        self.entry = member(seed)
+        self.id = self.entry.machine_id
         self.sent: list[Envelope] = []
-        self.store = MemoryPoolStore()
         self.counters = Counters()
+        self.start(MemoryPoolStore())
+
+    def start(self, store: MemoryPoolStore) -> None:
+        self.store = store
         self.actor = PoolActor.start(
             self.id,
             store=self.store,
@@ -52,10 +69,7 @@ class Node:
 
 @pytest.fixture
 def nodes() -> Iterator[tuple[Node, Node]]:
-    _, ma, mb = make_pair()
-    ma.stop()
-    mb.stop()
-    a, b = Node(ma), Node(mb)
+    a, b = Node(10), Node(20)
     try:
         a.ask(MembersChanged((b.entry,)))
         b.ask(MembersChanged((a.entry,)))
@@ -163,12 +177,8 @@ def test_a_mirror_that_holds_an_older_holders_answer_takes_the_new_holders(
     deliver(b.take(), a)
     a.lease(Phase.HOLDING, a.id, 4)  # a holds now; b mirrors, with b's "on"
     b.lease(Phase.STANDBY, a.id, 4)
-    a.store.close()
-    a.store = MemoryPoolStore()  # say a had missed b's state
     a.actor.stop(timeout=10)
-    a.actor = PoolActor.start(a.id, store=a.store,
-                              transport=PoolTransport(a.id, lambda e: a.sent.append(e) is None),
-                              counters=a.counters)  # fmt: skip
+    a.start(MemoryPoolStore())  # say a had missed b's state
     a.ask(MembersChanged((b.entry,)))
     a.lease(Phase.HOLDING, a.id, 4)
     assert a.ask(SetPool(False))["enabled"] is False

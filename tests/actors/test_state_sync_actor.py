@@ -302,3 +302,4 @@ def test_a_new_holder_with_a_change_in_the_way_of_the_remotes_still_takes_it_and
     history = in_repo(b, "log", "-p", "--format=%s", "HEAD")
     assert "+bravo's own" in history  # bravo's is in the history
     assert b.counters.get("state.unavailable") == 0  # no failed pull on the way
+    assert b.counters.get("state.queued") == 0  # a holder's own commit, not a queued one
