@@ -139,6 +139,14 @@ def kill_if_same(pid: int, started: int | None) -> None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
+    except FileNotFoundError:
+        # ENOENT, not ESRCH: the kernel says so of a process whose leader has exited
+        # while it is not yet gone (CI met it as a machine stopped); kill it by pid if
+        # it is still the same process, else nothing is there
+        if started is not None and start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return
     try:
         if started is not None and start_time(pid) == started:
             with contextlib.suppress(ProcessLookupError):

@@ -1,14 +1,19 @@
 """The demo's and the campaign's run kit where it fails: a start that fails (or is
-interrupted) still stops and removes everything, and a late event never breaks a thread."""
+interrupted) still stops and removes everything, a late event never breaks a thread, and
+a machine's process is killed even when its pidfd cannot be opened."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
+from baton.demo import devmesh
 from baton.demo.kit import History, Loader, Run, Watcher, transcript_loss
 from baton.demo.scenario import Demo
 from tests.waits import wait_for
@@ -146,3 +151,25 @@ def test_an_open_loop_loader_never_reads_the_log(tmp_path: Path) -> None:
     finally:
         loader.stop()
     assert run.reads == 0 and loader.held_s == 0
+
+
+def test_a_machine_whose_pidfd_cannot_be_opened_is_still_killed_if_it_is_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI met pidfd_open failing with ENOENT (not ESRCH) as a mesh stopped: the stop
+    raised, and the chaos campaign failed in its teardown."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = devmesh.start_time(proc.pid)
+
+        def enoent(pid: int) -> int:
+            raise FileNotFoundError(2, "No such file or directory")
+
+        monkeypatch.setattr(devmesh.os, "pidfd_open", enoent)
+        devmesh.kill_if_same(proc.pid, (started or 0) + 1)  # another process: untouched
+        assert proc.poll() is None
+        devmesh.kill_if_same(proc.pid, started)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
