@@ -33,6 +33,8 @@ log = logging.getLogger("baton.delivery")
 
 IO_THREADS = 4
 
+AgentResult = tuple[tuple[str, ...] | None, str | None]  # (replies, None) or (None, why)
+
 
 class DeliveryJobs:
     def __init__(
@@ -64,13 +66,16 @@ class DeliveryJobs:
     def _submit(
         self,
         pool: ThreadPoolExecutor,
-        job: Callable[[], object],
-        failed: Callable[[str], object],
+        job: Callable[[], Any],
+        failed: Callable[[str], Any],
+        tell: Callable[[Any], None] | None = None,
     ) -> None:
-        """Run ``job`` and tell its result; if it raises (a bug), tell ``failed(why)``
-        instead, so the topic waiting on it is never stuck."""
+        """Run ``job`` and tell its result (to the DeliveryActor, or to ``tell``); if it
+        raises (a bug), tell ``failed(why)`` instead, so whoever waits on it is never
+        stuck."""
         if self.stopped:
             return
+        told = self._tell if tell is None else tell
 
         def run() -> None:
             try:
@@ -78,21 +83,36 @@ class DeliveryJobs:
             except Exception as exc:
                 log.exception("delivery job failed")
                 result = failed(f"{type(exc).__name__}: {exc}")
-            self._tell(result)
+            told(result)
 
         with contextlib.suppress(RuntimeError):  # the pool is shutting down
             pool.submit(run)
 
     def agent(self, token: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
         message = AgentMessage(entry.topic, entry.message_id, entry.text, entry.sender, entry.kind)
+        self.run(
+            message,
+            history,
+            lambda result: self._tell(AgentDone(token, entry.key, *result)),
+        )
 
-        def job() -> AgentDone:
+    def run(
+        self,
+        message: AgentMessage,
+        history: Sequence[Turn],
+        done: Callable[[AgentResult], None],
+    ) -> None:
+        """Run the agent on ``message`` in the agent pool and call ``done`` with (the
+        replies, None) or (None, why) once it ends: the pool's runs, here or for a
+        peer, share the agent workers with delivery's own."""
+
+        def job() -> AgentResult:
             try:
-                return AgentDone(token, entry.key, tuple(self.run_agent(message, history)))
+                return tuple(self.run_agent(message, history)), None
             except AgentFailed as exc:
-                return AgentDone(token, entry.key, None, exc.detail)
+                return None, exc.detail
 
-        self._submit(self.agents, job, lambda why: AgentDone(token, entry.key, None, why))
+        self._submit(self.agents, job, lambda why: (None, why), done)
 
     def send(self, token: int, entry: LedgerEntry, index: int) -> None:
         reply = entry.replies[index]

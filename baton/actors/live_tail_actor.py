@@ -74,7 +74,7 @@ log = logging.getLogger("baton.tail")
 HISTORY_LIMIT = 1000
 
 #: Starts an agent job: (token, entry, history). Must not block (it submits).
-RunAgent = Callable[[int, LedgerEntry, Sequence[Turn]], None]
+RunAgent = Callable[[int, LedgerEntry, Sequence[Turn], int], None]  # token, entry, history, term
 
 
 class LiveTailActor(pykka.ThreadingActor):
@@ -152,7 +152,7 @@ class LiveTailActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._tick(now)
             case StartAgent(token=token, entry=entry, epoch=epoch):
-                self.run_agent(token, entry, self._history(entry, epoch))
+                self.run_agent(token, entry, self._history(entry, epoch), epoch)
             case TurnDone(entry=entry, epoch=epoch):
                 self._begun(epoch)
                 self._append(entry)

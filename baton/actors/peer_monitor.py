@@ -37,9 +37,11 @@ class PeerMonitorActor(pykka.ThreadingActor):
         counters: Counters,
         interval_ms: float,
         rng: Callable[[int], bytes],
+        heard: Callable[[str, float], None] = lambda peer, now_ms: None,
     ) -> None:
         super().__init__()
         self.machine_id = machine_id
+        self.heard = heard  # a pong answered a ping of ours (the pool's registry hears it)
         self.transport = transport
         self.clock = clock
         self.counters = counters
@@ -62,9 +64,12 @@ class PeerMonitorActor(pykka.ThreadingActor):
                 self.transport.send(pong)
                 self._tell_seen(env.sender)
             case EnvelopeReceived(envelope=env) if env.type == "pong":
-                rtt = self.tracker.pong(env.sender, env.body["ping_id"], self.clock.monotonic_ms())
+                now = self.clock.monotonic_ms()
+                rtt = self.tracker.pong(env.sender, env.body["ping_id"], now)
                 if rtt is None:
                     self.counters.inc("peers.stray_pong")
+                else:
+                    self.heard(env.sender, now)
             case MembersChanged(peers=peers):
                 ids = tuple(p.machine_id for p in peers)
                 self.tracker.set_peers(ids)

@@ -157,18 +157,24 @@ class SessionRouter:
             owner = machines.get(run.machine_id)
             late = timeout is not None and now_ms - self.sent_at[topic] > timeout
             if owner is None or not owner.alive(now_ms, self.ttl_ms) or late:
-                self.taken_back += 1
-                del self.running[topic]
-                del self.sent_at[topic]
-                self.waiting.setdefault(topic, deque()).appendleft(run.key)
-                # owned by nobody now: its next run is at the next epoch, even on the
-                # same (pinned) machine back in time, so the taken-back run's result
-                # is refused
-                placed = self.placements[topic]
-                self.placements[topic] = replace(placed, machine_id=None, reason=Reason.UNOWNED)
+                self.take_back(topic)
         for topic in list(self.waiting):
             runs += self._pump(topic, now_ms)
         return runs
+
+    def take_back(self, topic: str) -> None:
+        """The topic's run in flight is taken back (its machine is dead, it is late, or
+        it could not be sent or was refused): its message waits first in line, and the
+        topic is owned by nobody, so its next run is at the next epoch, even on the same
+        (pinned) machine, and the taken-back run's result is refused."""
+        run = self.running.pop(topic, None)
+        if run is None:
+            return
+        self.taken_back += 1
+        del self.sent_at[topic]
+        self.waiting.setdefault(topic, deque()).appendleft(run.key)
+        placed = self.placements[topic]
+        self.placements[topic] = replace(placed, machine_id=None, reason=Reason.UNOWNED)
 
     def _pump(self, topic: str, now_ms: float) -> list[TopicRun]:
         queue = self.waiting.get(topic)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,16 @@ from baton.actors.delivery_jobs import DeliveryJobs
 from baton.actors.delivery_messages import Polled
 from baton.actors.lease_actor import FencedOut, WantInSync
 from baton.actors.live_tail_actor import LiveTailActor
+from baton.actors.pool_messages import RouteRun
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.agents.base import Turn
 from baton.agents.isolation import agent_environment, prepare_workdir, sandbox_prefix
 from baton.agents.runner import AgentRunner
 from baton.channels import open_channel
 from baton.core.clock import Clock
 from baton.core.errors import BatonError
+from baton.core.ledger import LedgerEntry
 from baton.core.live_tail import compile_redactions
 from baton.core.settings import Settings
 from baton.core.transcript_archive import DIR as ARCHIVE_DIR
@@ -72,6 +75,22 @@ def secret(path: Path, env: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+class AgentRoute:
+    """Where delivery's agent runs go: the agent pool here, until the node gives the
+    PoolActor (``pool``), which routes them (here too while the pool is off)."""
+
+    def __init__(self, jobs: DeliveryJobs) -> None:
+        self.jobs = jobs
+        self.pool: pykka.ActorRef[Any] | None = None
+
+    def __call__(self, token: int, entry: LedgerEntry, history: Sequence[Turn], term: int) -> None:
+        if self.pool is not None:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopping: run it here
+                self.pool.tell(RouteRun(token, entry, tuple(history), term))
+                return
+        self.jobs.agent(token, entry, history)
+
+
 @dataclass
 class DeliveryParts:
     actor: pykka.ActorRef[Any]
@@ -81,6 +100,8 @@ class DeliveryParts:
     cursor: Cursor
     secret_names: tuple[str, ...]  # the secrets the agent is given (agent_secrets)
     agent_env: Callable[[], dict[str, str]]  # its whole environment, read anew
+    jobs: DeliveryJobs  # the agent pool (the pool's runner runs in it too)
+    route: AgentRoute  # where agent runs go: here, or through the pool
 
     ROUTES = ("marker", "marker_ack", "sync_request", "user_message", "user_message_ack")
     TAIL_ROUTES = ("tail", "tail_ack")
@@ -233,6 +254,7 @@ def build_delivery(
         runner.start()
         outbox = FencedOutbox(channel, gate, clock, counters, fenced)
         jobs = DeliveryJobs(runner.run, outbox, channel, settings.agent_workers)
+        route = AgentRoute(jobs)
         cursor = Cursor()
         redactions = compile_redactions(settings.redactions)
         tail_transport = LiveTailTransport(me, send, redactions, settings.max_frame_bytes // 4)
@@ -245,7 +267,7 @@ def build_delivery(
             transport=tail_transport,
             key=identity.encryption_key,
             gate=gate,
-            run_agent=jobs.agent,
+            run_agent=route,
             clock=clock,
             counters=counters,
             archive=FileTranscriptArchive(state) if archived else None,
@@ -279,4 +301,6 @@ def build_delivery(
         long_poll_s=long_poll_s,
     )
     log.info("delivery: channel %s, agent %s", settings.channel, settings.agent)
-    return DeliveryParts(actor, tail, poller, runner, cursor, settings.agent_secrets, agent_env)
+    return DeliveryParts(
+        actor, tail, poller, runner, cursor, settings.agent_secrets, agent_env, jobs, route
+    )

@@ -10,9 +10,13 @@ import logging
 from collections.abc import Callable
 
 from baton.actors.pool_actor import ROUTES, PoolActor
+from baton.actors.pool_messages import PoolConfig
 from baton.adapters.metrics import Counters
+from baton.core.clock import Clock
 from baton.core.errors import PoolError
+from baton.core.settings import Settings
 from baton.node.actor_part import ActorPart
+from baton.node.delivery_parts import DeliveryParts
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.pool_sqlite import SqlitePoolStore
@@ -23,11 +27,14 @@ log = logging.getLogger("baton.pool")
 
 
 def build_pool(
+    settings: Settings,
     *,
     paths: HomePaths,
     identity: MachineIdentity,
+    clock: Clock,
     counters: Counters,
     send: Callable[[Envelope], bool],
+    delivery: DeliveryParts | None,
 ) -> ActorPart | None:
     try:
         store = SqlitePoolStore(paths.pool)
@@ -36,5 +43,25 @@ def build_pool(
         log.error("the pool is not running: %s", exc.detail)
         return None
     me = identity.machine_id
-    actor = PoolActor.start(me, store=store, transport=PoolTransport(me, send), counters=counters)
+    actor = PoolActor.start(
+        me,
+        store=store,
+        transport=PoolTransport(me, send, budget=settings.max_frame_bytes // 2),
+        counters=counters,
+        clock=clock,
+        nickname=identity.public.nickname,
+        key=identity.encryption_key,
+        config=PoolConfig(ttl_ms=settings.lease_ttl_ms, run_timeout_ms=run_timeout_ms(settings)),
+        jobs=None if delivery is None else delivery.jobs,
+        delivery=None if delivery is None else delivery.actor.tell,
+    )
+    if delivery is not None:
+        delivery.route.pool = actor  # delivery's agent runs go through the pool
     return ActorPart(actor, ROUTES)
+
+
+def run_timeout_ms(settings: Settings) -> int:
+    """How long the holder waits on a run placed on a machine before it takes it back:
+    the agent's own timeout, and a lease ttl for the way there and back and a slow
+    start (the run is then run again elsewhere, its reply still sent once)."""
+    return settings.agent_timeout_ms + max(settings.lease_ttl_ms, 5000)

@@ -43,6 +43,7 @@ from baton.actors.dispatch import Dispatcher
 from baton.actors.messages import AnnounceSelf, GetSelf, MembersChanged
 from baton.actors.pairing_actor import PairingActor
 from baton.actors.peer_monitor import PeerMonitorActor
+from baton.actors.pool_messages import Heard
 from baton.actors.registry_actor import RegistryActor
 from baton.actors.ticker import Ticker
 from baton.adapters.metrics import Counters
@@ -123,6 +124,7 @@ class Node:
         lease_news: Relay[LeaseChanged] = Relay("lease")
         members: Relay[MembersChanged] = Relay("members")
         endpoints: Relay[AnnounceSelf] = Relay("endpoints")
+        heard: Relay[Heard] = Relay("peers")  # a peer answered a ping (the pool hears it)
         try:
             # 1. ports
             transport = self._keep(bind_wire(s, identity, counters, dispatcher))
@@ -153,6 +155,7 @@ class Node:
                     counters=counters,
                     interval_ms=s.ping_interval_ms,
                     rng=os.urandom,
+                    heard=lambda peer, now_ms: heard(Heard(peer, now_ms)),
                 )
             )
             lease = self._keep(
@@ -211,7 +214,13 @@ class Node:
             if lease is not None:  # the pool needs a holder
                 pool = self._keep(
                     build_pool(
-                        paths=paths, identity=identity, counters=counters, send=transport.send
+                        s,
+                        paths=paths,
+                        identity=identity,
+                        clock=clock,
+                        counters=counters,
+                        send=transport.send,
+                        delivery=delivery,
                     )
                 )
             pairing = self._keep(
@@ -231,6 +240,7 @@ class Node:
                 routes |= dict.fromkeys(pool.routes, pool.actor)
                 members.follow(pool.actor)
                 lease_news.follow(pool.actor)
+                heard.follow(pool.actor)
             if lease is not None:
                 routes["lease"] = lease.coordinator
                 members.follow(lease.coordinator)

@@ -30,7 +30,7 @@ from baton.actors.messages import (
     ListMachines,
     RevokeMachine,
 )
-from baton.actors.pool_actor import GetPool, SetPool
+from baton.actors.pool_messages import GetPool, SetPool
 from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters

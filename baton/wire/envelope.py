@@ -66,6 +66,8 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "secrets_have": {"have": dict, "reply": bool},  # each secret's version, no value
     "secret": {"box": str},  # one secret, sealed to the recipient (wire.secret_transport)
     "pool_state": {"state": dict},  # the pool's state, from the holder (wire.pool_transport)
+    "pool_run": {"run": list, "box": str},  # the holder asks a machine to run a message
+    "pool_result": {"run": list, "box": str},  # its replies, sealed to the holder
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

@@ -111,7 +111,7 @@ class Machine:
             transport=tail_transport,
             key=self.encryption_key,
             gate=self.gate,
-            run_agent=self.jobs.agent,
+            run_agent=lambda token, entry, history, _: self.jobs.agent(token, entry, history),
             clock=self.clock,
             counters=self.counters,
             archive=None if self.state is None else FileTranscriptArchive(self.state),

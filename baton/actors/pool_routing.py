@@ -1,0 +1,211 @@
+"""The pool's routing on the holder (docs/DESIGN.md, "The pool"): the SessionRouter
+with the runs it waits on, used by the PoolActor.
+
+Theory of operation. Delivery starts an agent run (the LiveTailActor's StartAgent, with
+the topic's history) and waits on its token, one run per topic. With the pool on, the
+PoolActor gives it to ``PoolRouting.route``: a move command ("move this to charlie")
+is answered here, as the agent would answer; any other message goes into the
+SessionRouter, which places the topic and hands out TopicRuns. A run placed here runs in
+the agent pool; one placed on a peer goes out as a ``pool_run`` with its history,
+sealed to that peer. The result the router takes (``finished``) becomes delivery's
+AgentDone for the token, so the ledger, the fenced outbox and exactly-once are
+delivery's as before; a result the router refuses (an older epoch, a machine that lost
+the topic, a repeat) is counted and dropped. A run that cannot be sent, or that its
+machine refuses (its lease view behind), is taken back and placed again at the next
+tick, at the next epoch.
+
+Each change of a placement or pin is kept in the TopicPlacementPinStore (``changes``
+tells the actor), so a new holder restores them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from baton.actors.delivery_messages import AgentDone
+from baton.agents.base import AgentMessage, Turn
+from baton.core.ledger import LedgerEntry
+from baton.core.pool_commands import NicknameCommand, RelocationNicknameSet
+from baton.core.pool_placement import (
+    Pin,
+    Placement,
+    PoolMachine,
+    TopicPlacementDescription,
+    place,
+)
+from baton.core.pool_router import MachinePoolRegistry, SessionRouter, TopicRun
+from baton.core.pool_transfer import (
+    TransferPlan,
+    TransferRefusal,
+    TransferRequest,
+    plan_transfer,
+    transfer_limiter,
+)
+
+log = logging.getLogger("baton.pool")
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What delivery waits on for a message: its token, the entry, its history."""
+
+    token: int
+    entry: LedgerEntry
+    history: tuple[Turn, ...]
+
+    def message(self) -> AgentMessage:
+        e = self.entry
+        return AgentMessage(e.topic, e.message_id, e.text, e.sender, e.kind)
+
+
+class PoolRouting:
+    """The holder's side of the pool for one term (``router.term``)."""
+
+    def __init__(
+        self,
+        me: str,
+        router: SessionRouter,
+        *,
+        run_here: Callable[[TopicRun, Waiting], None],
+        run_there: Callable[[TopicRun, Waiting], bool],
+        done: Callable[[AgentDone], None],
+        count: Callable[[str], None],
+    ) -> None:
+        self.me = me
+        self.router = router
+        self.run_here = run_here
+        self.run_there = run_there  # False: it could not be sent
+        self.done = done
+        self.count = count
+        self.waiting: dict[str, Waiting] = {}  # ledger key -> what delivery waits on
+        self.limiter = transfer_limiter()
+
+    @property
+    def registry(self) -> MachinePoolRegistry:
+        return self.router.registry
+
+    # --- messages in, results out ------------------------------------------------------
+
+    def route(
+        self, wait: Waiting, nicknames: RelocationNicknameSet, now: float, wall_s: float
+    ) -> None:
+        command = NicknameCommand.parse(wait.entry.text, nicknames)
+        if command is not None:
+            self.count("pool.commands")
+            request = TransferRequest(wait.entry.topic, command.machine_id, wait.entry.sender)
+            answer = self.transfer(request, now, wall_s)
+            self.done(AgentDone(wait.token, wait.entry.key, (_said(answer, command),)))
+            return
+        self.waiting[wait.entry.key] = wait
+        self._dispatch(self.router.inbound(wait.entry.topic, wait.entry.key, now), now)
+
+    def finished(
+        self, run: TopicRun, replies: tuple[str, ...] | None, error: str | None, now: float
+    ) -> bool:
+        """A machine's result for ``run``: delivery's AgentDone if the router takes it."""
+        taken, runs = self.router.result(run, now)
+        if not taken:
+            self.count("pool.refused.stale")
+            log.info("pool: a result for %s from %s at epoch %d refused (not in flight)",
+                     run.key, run.machine_id, run.epoch)  # fmt: skip
+            return False
+        wait = self.waiting.pop(run.key, None)
+        if wait is not None:
+            self.count("pool.results")
+            self.done(AgentDone(wait.token, run.key, replies, error))
+        self._dispatch(runs, now)
+        return True
+
+    def refused(self, run: TopicRun, now: float) -> None:
+        """``run``'s machine would not take it (its view of the lease is behind): it is
+        placed again at the next tick."""
+        if self.router.running.get(run.topic) == run:
+            self.count("pool.run_refused")
+            self.router.take_back(run.topic)
+
+    def tick(self, now: float) -> None:
+        self._dispatch(self.router.tick(now), now)
+
+    def _dispatch(self, runs: list[TopicRun], now: float) -> None:
+        for run in runs:
+            wait = self.waiting[run.key]  # every key the router holds came in by route()
+            self.count("pool.runs")
+            if run.machine_id == self.me:
+                self.run_here(run, wait)
+            elif not self.run_there(run, wait):
+                self.count("pool.send_failed")
+                self.router.take_back(run.topic)
+
+    # --- moves -------------------------------------------------------------------------
+
+    def transfer(
+        self, request: TransferRequest, now: float, wall_s: float
+    ) -> TransferPlan | TransferRefusal:
+        """The validated planner; a plan pins the topic and hands it over once its
+        message in flight is done."""
+        router = self.router
+        topic = request.topic
+        known = set(router.placements) | set(router.pins) | set(router.waiting)
+        plan = plan_transfer(
+            request,
+            machines=self.machines(now),
+            known_topics=known,
+            placement=router.placements.get(topic),
+            pin=router.pins.get(topic),
+            in_flight=topic in router.running,
+            limiter=self.limiter,
+            now_ms=now,
+            wall_s=wall_s,
+            ttl_ms=router.ttl_ms,
+        )
+        if isinstance(plan, TransferPlan):
+            self.count("pool.moves")
+            log.info("pool: %s pinned to %s by %s", topic, plan.target, request.by)
+            self._dispatch(router.pin(plan.pin, now), now)
+        return plan
+
+    def unpin(self, topic: str, now: float) -> bool:
+        if topic not in self.router.pins:
+            return False
+        self._dispatch(self.router.unpin(topic, now), now)
+        return True
+
+    # --- views -------------------------------------------------------------------------
+
+    def machines(self, now: float) -> dict[str, PoolMachine]:
+        return self.registry.view(self.router.placements.values())
+
+    def describe(self, topic: str, now: float) -> TopicPlacementDescription:
+        """Where ``topic`` runs: its run in flight's machine, else where its next
+        message would run (a pin set since its last run already counts)."""
+        r = self.router
+        machines = self.machines(now)
+        placed = r.placements.get(topic)
+        if topic not in r.running and (placed is not None or topic in r.pins):
+            placed = place(topic, placed, r.pins.get(topic), machines, now_ms=now, ttl_ms=r.ttl_ms)
+        return TopicPlacementDescription.of(
+            topic, placed, machines, self.me, now_ms=now, ttl_ms=r.ttl_ms
+        )
+
+    def kept(self) -> tuple[Mapping[str, Pin], Mapping[str, Placement]]:
+        return self.router.pins, self.router.placements
+
+    def view(self, now: float) -> dict[str, Any]:
+        r = self.router
+        return {
+            "running": len(r.running),
+            "waiting": sum(len(q) for q in r.waiting.values()),
+            "taken_back": r.taken_back,
+        }
+
+
+def _said(answer: TransferPlan | TransferRefusal, command: NicknameCommand) -> str:
+    """The reply to a move command in the conversation."""
+    if isinstance(answer, TransferRefusal):
+        return f"Not moved: {answer.detail}."
+    if answer.handoff:
+        return f"Moving this topic to {command.nickname}: it runs there from the next message."
+    return f"This topic stays on {command.nickname}, pinned there now."

@@ -1,0 +1,103 @@
+"""The pool's runner on every machine (docs/DESIGN.md, "The pool"): the TopicRuns the
+holder places here, run in the agent pool and answered with a ``pool_result``.
+
+A ``pool_run`` is taken only from the machine this one's lease view says holds, at
+that epoch: anything else is answered with a refusal (the holder places the topic again
+at its next tick; a machine whose view of the lease is behind catches up), counted
+(``pool.refused.not_holder``) and never run. A malformed run, or one whose box does
+not open, is counted (``pool.refused.malformed``) and dropped. A run already running
+here (the holder sent it again) is not run twice; past MAX_RUNNING runs at once a run
+is refused (``pool.runner_busy``), so a holder gone wrong cannot queue without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+import nacl.public
+
+from baton.actors.pool_messages import Run, RunFinished
+from baton.agents.base import AgentMessage, Turn
+from baton.core.errors import PoolRefused
+from baton.core.pool_router import TopicRun
+from baton.core.registry import MachineEntry
+from baton.wire.envelope import Envelope
+from baton.wire.pool_transport import PoolTransport, open_run
+
+log = logging.getLogger("baton.pool")
+
+MAX_RUNNING = 256
+REFUSED = "refused: "  # a refusal's error starts so (PoolActor: placed again)
+
+
+class PoolRunner:
+    def __init__(
+        self,
+        me: str,
+        *,
+        key: nacl.public.PrivateKey,
+        transport: PoolTransport,
+        run: Run | None,
+        finished: Callable[[RunFinished], None],
+        count: Callable[[str], None],
+    ) -> None:
+        self.me = me
+        self.key = key
+        self.transport = transport
+        self.run = run  # None: this machine runs no agent (no channel configured)
+        self.finished = finished  # tells the PoolActor
+        self.count = count
+        self.running: set[TopicRun] = set()
+
+    def received(
+        self, env: Envelope, holder: tuple[str | None, int], members: Mapping[str, MachineEntry]
+    ) -> None:
+        try:
+            run, message, history = open_run(env, self.key)
+        except PoolRefused as exc:
+            self.count("pool.refused.malformed")
+            log.warning("pool: a run from %s refused: %.300s", env.sender, exc.detail)
+            return
+        why = None
+        if (env.sender, env.epoch) != holder:
+            why, counter = f"{self.me} sees {holder[0]} hold at epoch {holder[1]}", "not_holder"
+        elif self.run is None:
+            why, counter = f"{self.me} runs no agent", "no_agent"
+        elif len(self.running) >= MAX_RUNNING and run not in self.running:
+            why, counter = f"{self.me} runs {MAX_RUNNING} already", "busy"
+        if why is not None:
+            self.count(f"pool.refused.{counter}")
+            self.answer(RunFinished(run, env.sender, None, REFUSED + why), members)
+            return
+        if run in self.running:
+            self.count("pool.repeats")
+            return
+        self.start(run, env.sender, message, history)
+
+    def start(
+        self, run: TopicRun, asker: str, message: AgentMessage, history: Sequence[Turn]
+    ) -> None:
+        assert self.run is not None
+        self.running.add(run)
+        self.run(message, history, lambda r: self.finished(RunFinished(run, asker, *r)))
+
+    def answer(self, done: RunFinished, members: Mapping[str, MachineEntry]) -> None:
+        """Send a peer's run's result back to the machine that asked."""
+        self.running.discard(done.run)
+        peer = members.get(done.asker)
+        if peer is None:
+            self.count("pool.result_unsent")
+            return
+        recipient = peer.identity.encryption_public
+        try:
+            sent = self.transport.send_result(
+                done.asker, done.run, recipient, done.replies, done.error
+            )
+            if not sent:
+                self.count("pool.result_unsent")
+        except ValueError as exc:  # past the frame limit: say so instead
+            self.count("pool.too_big")
+            log.error("pool: the result of %s is too big to send: %s", done.run.key, exc)
+            why = "the replies are too big for the wire"
+            self.transport.send_result(done.asker, done.run, recipient, None, why)

@@ -1,0 +1,365 @@
+"""The pool's runs through real PoolActors (in-memory stores, a fake clock, an agent pool
+the test finishes by hand, envelopes handed between machines by the test): delivery's
+runs go through the holder's router to the topic's machine and back as delivery's
+AgentDone, exactly once; a result of a run taken back, from another machine or
+another term is refused; a runner takes runs only from the holder its lease view
+names; a move in the conversation is answered by the holder, and the topic's next
+message runs on the target; what does not open is counted and dropped."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import nacl.public
+import nacl.signing
+import pytest
+
+from baton.actors.delivery_jobs import AgentResult
+from baton.actors.delivery_messages import AgentDone
+from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.pool_actor import PoolActor
+from baton.actors.pool_messages import (
+    Describe,
+    GetPool,
+    Heard,
+    PoolConfig,
+    RouteRun,
+    SetPool,
+    Transfer,
+    Unpin,
+)
+from baton.adapters.metrics import Counters
+from baton.agents.base import AgentMessage, Turn
+from baton.core.clock import FakeClock
+from baton.core.errors import PoolDisabled, PoolNotHolder
+from baton.core.identity import PublicIdentity
+from baton.core.lease_types import LeaseChanged, Phase
+from baton.core.ledger import LedgerEntry, LedgerState
+from baton.core.pool_router import TopicRun
+from baton.core.pool_transfer import TransferRequest
+from baton.core.registry import MachineEntry, entry_from_card
+from baton.stores.pool_memory import MemoryPoolStore
+from baton.wire.envelope import Envelope, make_envelope
+from baton.wire.pool_transport import PoolTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+TTL = 10_000
+RUN_TIMEOUT = 60_000
+
+
+class Jobs:
+    """The agent pool: delivery's own runs are recorded, the pool's wait for the test."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.local: list[tuple[int, str]] = []  # delivery's own runs: (token, key)
+        self.runs: list[tuple[AgentMessage, Sequence[Turn], Callable[[AgentResult], None]]] = []
+
+    def agent(self, token: int, entry: LedgerEntry, history: Sequence[Turn]) -> None:
+        with self.lock:
+            self.local.append((token, entry.key))
+
+    def run(
+        self, message: AgentMessage, history: Sequence[Turn], done: Callable[[AgentResult], None]
+    ) -> None:
+        with self.lock:
+            self.runs.append((message, history, done))
+
+    def finish(self, text: str | None = None) -> AgentMessage:
+        """Finish the oldest run: its replies are "re: <text>"."""
+        with self.lock:
+            message, _, done = self.runs.pop(0)
+        done(((f"re: {message.text}",), None) if text is None else ((text,), None))
+        return message
+
+
+class Node:
+    def __init__(self, seed: int, nickname: str, clock: FakeClock) -> None:
+        signing = nacl.signing.SigningKey(bytes([seed]) * 32)
+        self.key = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
+        ident = PublicIdentity.from_keys(
+            nickname, bytes(signing.verify_key), bytes(self.key.public_key)
+        )
+        card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
+        self.entry: MachineEntry = entry_from_card(card, 0.0)
+        self.id = self.entry.machine_id
+        self.nickname = nickname
+        self.sent: list[Envelope] = []
+        self.done: list[AgentDone] = []
+        self.jobs = Jobs()
+        self.counters = Counters()
+        self.clock = clock
+        self.store = MemoryPoolStore()
+        self.actor = PoolActor.start(
+            self.id,
+            store=self.store,
+            transport=PoolTransport(self.id, lambda env: self.sent.append(env) is None),
+            counters=self.counters,
+            clock=clock,
+            nickname=nickname,
+            key=self.key,
+            config=PoolConfig(ttl_ms=TTL, run_timeout_ms=RUN_TIMEOUT),
+            jobs=self.jobs,
+            delivery=self.done.append,
+        )
+
+    def ask(self, message: Any) -> Any:
+        return self.actor.ask(message, timeout=10)
+
+    def take(self, kind: str | None = None) -> list[Envelope]:
+        taken = [e for e in self.sent if kind is None or e.type == kind]
+        self.sent = [e for e in self.sent if e not in taken]
+        return taken
+
+
+class Mesh:
+    def __init__(self) -> None:
+        self.clock = FakeClock(monotonic_ms=100_000.0)
+        self.nodes = [Node(10, "alpha", self.clock), Node(20, "bravo", self.clock),
+                      Node(30, "charlie", self.clock)]  # fmt: skip
+        self.tokens = 0
+        for n in self.nodes:
+            n.ask(MembersChanged(tuple(o.entry for o in self.nodes if o is not n)))
+
+    def by(self, machine_id: str) -> Node:
+        return next(n for n in self.nodes if n.id == machine_id)
+
+    def lease(self, holder: Node, epoch: int) -> None:
+        for n in self.nodes:
+            phase = Phase.HOLDING if n is holder else Phase.STANDBY
+            n.ask(LeaseChanged(phase, holder.id, epoch, "test"))
+
+    def hear_all(self, holder: Node, *, but: Sequence[Node] = ()) -> None:
+        now = self.clock.monotonic_ms()
+        for n in self.nodes:
+            if n is not holder and n not in but:
+                holder.ask(Heard(n.id, now))
+        holder.ask(Tick(now))
+
+    def route(self, holder: Node, topic: str, n: int, text: str, epoch: int) -> RouteRun:
+        self.tokens += 1
+        key = f"memory:{topic}:{n}"
+        entry = LedgerEntry(key=key, channel="memory", topic=topic, chat_id=1, thread_id=0,
+                            message_id=n, update_id=n, text=text, sender="user",
+                            state=LedgerState.PROCESSING)  # fmt: skip
+        run = RouteRun(self.tokens, entry, (Turn("before", ("it was",)),), epoch)
+        holder.ask(run)
+        return run
+
+    def wire(self) -> None:
+        """Hand every envelope sent to its recipient, until none is left."""
+        while True:
+            envs = [e for n in self.nodes for e in n.take() if e.type != "pool_state"]
+            if not envs:
+                return
+            for env in envs:
+                self.by(env.to).ask(EnvelopeReceived(env))
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.actor.stop(timeout=10)
+
+
+@pytest.fixture
+def mesh() -> Iterator[Mesh]:
+    m = Mesh()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def on(mesh: Mesh, epoch: int = 3) -> Node:
+    a = mesh.nodes[0]
+    mesh.lease(a, epoch)
+    a.ask(SetPool(True))
+    for env in a.take("pool_state"):  # every member mirrors it
+        mesh.by(env.to).ask(EnvelopeReceived(env))
+    mesh.hear_all(a)
+    return a
+
+
+def finish_everywhere(mesh: Mesh) -> None:
+    for n in mesh.nodes:
+        while n.jobs.runs:
+            n.jobs.finish()
+        n.ask(GetPool())  # the RunFinished told by finish() is handled
+
+
+def test_with_the_pool_off_a_run_is_deliverys_own(mesh: Mesh) -> None:
+    a = mesh.nodes[0]
+    mesh.lease(a, 3)
+    run = mesh.route(a, "1/0", 1, "hello", 3)
+    assert a.jobs.local == [(run.token, run.entry.key)]
+    assert a.take("pool_run") == [] and a.jobs.runs == []
+
+
+def test_a_run_at_another_term_than_the_holders_is_deliverys_own(mesh: Mesh) -> None:
+    a = on(mesh)
+    run = mesh.route(a, "1/0", 1, "hello", 2)
+    assert a.jobs.local == [(run.token, run.entry.key)]
+
+
+def test_topics_spread_over_the_machines_and_each_reply_comes_back_once(mesh: Mesh) -> None:
+    a = on(mesh)
+    runs = [mesh.route(a, f"1/{t}", 1, f"hello {t}", 3) for t in range(6)]
+    mesh.wire()
+    counts = [len(n.jobs.runs) for n in mesh.nodes]
+    assert counts == [2, 2, 2]  # least-loaded
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert sorted((d.token, d.key, d.replies) for d in a.done) == sorted(
+        (r.token, r.entry.key, (f"re: {r.entry.text}",)) for r in runs
+    )
+    assert a.counters.get("pool.results") == 6
+    # the history went with each run
+    for n in mesh.nodes[1:]:
+        assert n.counters.get("pool.refused.malformed") == 0
+    view = a.ask(Describe("1/0"))
+    assert view["reason"] == "placed" and view["holder"] == a.id
+
+
+def test_a_dead_owners_run_goes_elsewhere_once_and_its_late_result_is_refused(
+    mesh: Mesh,
+) -> None:
+    a, b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)  # alpha takes 1/0 (all loads 0: the lowest id)
+    mesh.route(a, "1/1", 1, "two", 3)
+    mesh.route(a, "1/2", 1, "three", 3)
+    mesh.wire()
+    owner = next(n for n in (b, c) if n.jobs.runs and n.jobs.runs[0][0].topic == "1/1")
+    other = c if owner is b else b
+    assert [m.topic for m, _, _ in other.jobs.runs] == ["1/2"]
+    mesh.clock.advance(TTL + 1)
+    mesh.hear_all(a, but=[owner])  # the owner is dead past the ttl: taken back
+    mesh.wire()
+    assert a.ask(GetPool())["routing"]["taken_back"] == 1
+    again = [n for n in (a, other) for m, _, _ in n.jobs.runs if m.topic == "1/1"]
+    assert len(again) == 1  # on a live machine, once
+    owner.jobs.finish("late")
+    owner.ask(GetPool())
+    mesh.wire()
+    assert a.counters.get("pool.refused.stale") == 1
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    replies = sorted(d.replies for d in a.done if d.key == "memory:1/1:1")
+    assert replies == [("re: two",)]  # once, from the machine that owns it now
+
+
+def test_a_runner_takes_runs_only_from_the_holder_its_lease_view_names(mesh: Mesh) -> None:
+    a, b, c = mesh.nodes
+    on(mesh)
+    b.ask(LeaseChanged(Phase.STANDBY, c.id, 2, "behind"))  # b's view is behind
+    mesh.route(a, "1/0", 1, "one", 3)
+    mesh.route(a, "1/1", 1, "two", 3)
+    mesh.wire()
+    assert b.jobs.runs == [] and b.counters.get("pool.refused.not_holder") == 1
+    assert a.counters.get("pool.run_refused") == 1
+    b.ask(LeaseChanged(Phase.STANDBY, a.id, 3, "caught up"))
+    mesh.clock.advance(100)
+    mesh.hear_all(a)  # placed again at the next tick, at the next epoch
+    mesh.wire()
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert sorted(d.key for d in a.done) == ["memory:1/0:1", "memory:1/1:1"]
+
+
+def test_a_move_in_the_conversation_is_answered_and_the_next_message_runs_there(
+    mesh: Mesh,
+) -> None:
+    a, _b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "hello", 3)  # placed on alpha
+    finish_everywhere(mesh)
+    cmd = mesh.route(a, "1/0", 2, "Move this to charlie!", 3)
+    a.ask(GetPool())
+    said = [d for d in a.done if d.token == cmd.token]
+    assert len(said) == 1 and said[0].replies is not None
+    assert "charlie" in said[0].replies[0] and "Moving" in said[0].replies[0]
+    mesh.route(a, "1/0", 3, "and now?", 3)
+    mesh.wire()
+    assert [m.text for m, _, _ in c.jobs.runs] == ["and now?"]
+    assert a.ask(Describe("1/0"))["reason"] == "pinned"
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert [d.replies for d in a.done if d.key == "memory:1/0:3"] == [("re: and now?",)]
+    mesh.clock.advance(1000)  # a move of a topic ... then one each 10 s: 2 of 3 spent
+    back = mesh.route(a, "1/0", 4, "move it back here", 3)
+    said = [d for d in a.done if d.token == back.token]
+    assert said and said[0].replies is not None and "alpha" in said[0].replies[0]
+    assert a.counters.get("pool.commands") == 2
+    mesh.route(a, "1/0", 5, "home?", 3)
+    assert [m.text for m, _, _ in a.jobs.runs] == ["home?"]
+    assert a.ask(Describe("1/0"))["machine_id"] == a.id
+
+
+def test_a_move_names_a_member_a_known_topic_and_only_the_holder_moves(mesh: Mesh) -> None:
+    a, b, _c = mesh.nodes
+    with pytest.raises(PoolDisabled):
+        a.ask(Transfer(TransferRequest("1/0", "bravo", "op")))
+    on(mesh)
+    mesh.route(a, "1/0", 1, "hello", 3)
+    assert a.ask(Transfer(TransferRequest("1/0", "zulu", "op")))["error"] == "unknown_machine"
+    assert a.ask(Transfer(TransferRequest("9/9", "bravo", "op")))["error"] == "unknown_topic"
+    plan = a.ask(Transfer(TransferRequest("1/0", "bravo", "op", confirm=True)))
+    assert plan["to"] == b.id and plan["handoff"] is True
+    with pytest.raises(PoolNotHolder):
+        b.ask(Transfer(TransferRequest("1/0", "charlie", "op")))
+    assert a.ask(Unpin("1/0")) == {"topic": "1/0", "unpinned": True}
+    assert a.ask(Unpin("1/0")) == {"topic": "1/0", "unpinned": False}
+    a.ask(SetPool(False))
+    with pytest.raises(PoolDisabled):
+        a.ask(Describe("1/0"))
+
+
+def test_pins_and_placements_survive_a_failover_of_the_holder(mesh: Mesh) -> None:
+    a, b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "hello", 3)
+    a.ask(Transfer(TransferRequest("1/0", "charlie", "op", confirm=True)))
+    mesh.clock.advance(1000)
+    a.ask(Tick(mesh.clock.monotonic_ms()))
+    for env in a.take("pool_state"):
+        mesh.by(env.to).ask(EnvelopeReceived(env))
+    mesh.lease(b, 4)  # alpha is gone; bravo holds
+    mesh.hear_all(b, but=[a])
+    assert b.ask(Describe("1/0"))["reason"] == "pinned"
+    mesh.route(b, "1/0", 2, "still there?", 4)
+    mesh.wire()
+    assert [m.text for m, _, _ in c.jobs.runs] == ["still there?"]
+
+
+def test_what_does_not_open_is_counted_and_dropped(mesh: Mesh) -> None:
+    a, b, _ = mesh.nodes
+    on(mesh)
+    run = TopicRun("1/0", "memory:1/0:1", b.id, 3, 1)
+    row = ["1/0", "memory:1/0:1", b.id, 3, 1]
+    other = nacl.public.PrivateKey.generate()
+    sealed = nacl.public.SealedBox(other.public_key).encrypt(b"{}")
+    bad = [
+        {"run": row, "box": "not base64!"},
+        {"run": row, "box": base64.b64encode(sealed).decode()},  # not b's key
+        {"run": row[:4], "box": ""},
+        {"run": ["1/0", "k", b.id, True, 1], "box": ""},
+    ]
+    for body in bad:
+        b.ask(EnvelopeReceived(make_envelope("pool_run", a.id, b.id, body, "x1", epoch=3)))
+    deep = ("[" * 100 + "]" * 100).encode()
+    box = base64.b64encode(nacl.public.SealedBox(b.key.public_key).encrypt(deep)).decode()
+    b.ask(EnvelopeReceived(make_envelope("pool_run", a.id, b.id, {"run": row, "box": box}, "x2",
+                                         epoch=3)))  # fmt: skip
+    assert b.counters.get("pool.refused.malformed") == 5 and b.jobs.runs == []
+    PoolTransport(b.id, lambda env: a.ask(EnvelopeReceived(env)) is None).send_result(
+        a.id, run, bytes(other.public_key), ("x",), None
+    )
+    assert a.counters.get("pool.refused.malformed") == 1
+    assert a.actor.is_alive() and b.actor.is_alive()
