@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +42,10 @@ def stall(message: Any, history: Any) -> list[str]:
 def env(message: Any, history: Any) -> list[str]:
     """The value of the environment variable the message names (``-`` if unset)."""
     return [f"{message.text}={os.environ.get(message.text, '-')}"]
+
+
+def where(message: Any, history: Any) -> list[str]:
+    """Echoes, naming the machine that ran it (its home's name, from the state
+    directory's path: <mesh>/<name>/state)."""
+    name = Path(os.environ.get("AGENT_STATE_DIR", "?/?")).parent.name
+    return [f"echo: {message.text} on {name} (earlier turns: {len(history)})"]

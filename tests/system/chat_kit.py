@@ -38,6 +38,11 @@ def sends(chat: ChatServer) -> list[dict[str, Any]]:
     return list(chat.api("/api/sends")["sends"])
 
 
+def replies(chat: ChatServer) -> int:
+    """Replies the chat accepted so far."""
+    return sum(1 for s in sends(chat) if s["outcome"] == "accepted")
+
+
 def holder(mesh: Mesh, but: Machine | None = None, after: int = 0) -> Machine | None:
     """The machine that says it is awake at an epoch above ``after`` (asking every one
     but ``but``, which may be paused and would not answer)."""
@@ -97,11 +102,15 @@ def check_exactly_once(
     posted: dict[int, tuple[str, str]],
     reported: set[int] | None = None,
     mesh: Mesh | None = None,
+    *,
+    topics: list[str] = TOPICS,
+    commands: frozenset[int] = frozenset(),
 ) -> Counter[str]:
     """Every posted message has exactly one accepted reply, in its topic's order; the
     outcomes of every send attempt are returned (stale and repeat ones are allowed). A
     double is allowed only for a message in ``reported``: a send in flight at a crash or
-    pause that its new holder reported as ambiguous (a sink that cannot say)."""
+    pause that its new holder reported as ambiguous (a sink that cannot say). Every
+    reply echoes its message, but the ones to ``commands`` (answered by baton itself)."""
     log = sends(chat)
     accepted = [s for s in log if s["outcome"] == "accepted"]
     per_message = Counter(s["reply_to"] for s in accepted)
@@ -112,13 +121,13 @@ def check_exactly_once(
     assert not missing, f"{len(missing)} messages never answered, e.g. {missing[:5]}"
     assert not doubled, f"{len(doubled)} messages answered twice, e.g. {doubled[:5]}"
     assert set(per_message) == set(posted), "a reply to a message nobody posted"
-    for topic in TOPICS:
+    for topic in topics:
         messages = topic_messages(chat, topic)
         replies = [m["reply_to"] for m in messages if m["from"] == "bot"]
         replies = [r for n, r in enumerate(replies) if r not in replies[:n]]  # first ones
         assert replies == sorted(replies), out_of_order(topic, replies, log, mesh)
         for m in messages:
-            if m["from"] == "bot":
+            if m["from"] == "bot" and m["reply_to"] not in commands:
                 assert m["text"].startswith(f"echo: {posted[m['reply_to']][1]} ")
     return Counter(s["outcome"] for s in log)
 
@@ -154,14 +163,16 @@ def ledger_docs(mesh: Mesh, message_ids: tuple[int, ...]) -> dict[str, list[str]
     return found
 
 
-def load(chat: ChatServer, n: int, stop: threading.Event) -> dict[int, tuple[str, str]]:
-    """Post n messages round-robin over TOPICS at about 25 a second, so the faults
+def load(
+    chat: ChatServer, n: int, stop: threading.Event, topics: list[str] = TOPICS
+) -> dict[int, tuple[str, str]]:
+    """Post n messages round-robin over ``topics`` at about 25 a second, so the faults
     (one every few seconds) land while messages flow."""
     posted: dict[int, tuple[str, str]] = {}
     for i in range(n):
         if stop.is_set():
             break
-        topic = TOPICS[i % len(TOPICS)]
+        topic = topics[i % len(topics)]
         text = f"m{i}"
         posted[post(chat, topic, text)] = (topic, text)
         stop.wait(0.04)
@@ -194,13 +205,15 @@ def turn_counts(chat: ChatServer, topic: str) -> list[int]:
 
 
 @contextmanager
-def loading(chat: ChatServer, n: int, until_done: bool = False) -> Iterator[dict[str, Any]]:
+def loading(
+    chat: ChatServer, n: int, until_done: bool = False, topics: list[str] = TOPICS
+) -> Iterator[dict[str, Any]]:
     """A steady load of ``n`` messages (25 a second) in a thread, joined on the way out
     (``until_done``: stopped there, at most ``n``); its posts are in the yielded dict's
     "posted" once it ends."""
     stop = threading.Event()
     result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(posted=load(chat, n, stop)))
+    thread = threading.Thread(target=lambda: result.update(posted=load(chat, n, stop, topics)))
     thread.start()
     try:
         yield result

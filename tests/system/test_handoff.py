@@ -32,7 +32,7 @@ from tests.system.chat_kit import (
     holder,
     loading,
     post,
-    sends,
+    replies,
     start_mesh,
     turn_counts,
 )
@@ -40,10 +40,6 @@ from tests.system.rogue import Rogue
 from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
-
-
-def replies(chat: ChatServer) -> int:
-    return sum(1 for s in sends(chat) if s["outcome"] == "accepted")
 
 
 def test_wakeups_under_load_lose_nothing_double_nothing_and_turn_counts_go_on(

@@ -7,6 +7,7 @@ after a kill -9 of the holder the new holder's pool says so, still on."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.error
 import urllib.request
@@ -14,8 +15,21 @@ from collections.abc import Callable
 
 import pytest
 
+from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh
 from baton.node.client import NodeClient
+from tests.system.chat_kit import (
+    COUNT,
+    answered,
+    check_exactly_once,
+    dump,
+    holder,
+    loading,
+    post,
+    replies,
+    start_mesh,
+    topic_messages,
+)
 from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
@@ -66,3 +80,60 @@ def pool_route(m: Machine) -> tuple[int, str | None]:
             return answer.status, None
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())["error"]
+
+
+POOL_TOPICS = [f"p{i}" for i in range(8)]
+ON = re.compile(r" on (\w+) \(earlier turns: \d+\)$")
+
+
+def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_chat_moves_one(
+    make_mesh: Callable[..., Mesh], sink: ChatServer
+) -> None:
+    """Pool on, 3 machines, a steady load over 8 topics, at both sinks: every topic's
+    agent runs on some machine, all three run some; "move this to charlie" in one topic
+    is answered by baton, and that topic's later messages run on charlie; every message
+    answered once, in order, with the turn count going on."""
+    chat = sink
+    agent = "python:tests.system.agents:where"
+    mesh = start_mesh(make_mesh, chat, agent, names=("alpha", "bravo", "charlie"))
+    awake = holder(mesh)
+    assert awake is not None
+    assert awake.json("pool", "enable")["enabled"] is True
+    for m in mesh.machines:
+        wait_for(lambda m=m: m.status()["pool"]["enabled"], 30, f"{m.name} to mirror it")  # type: ignore[misc]
+    try:
+        with loading(chat, 160, topics=POOL_TOPICS) as result:
+            wait_for(lambda: replies(chat) >= 40, 90, "40 replies")
+            command = post(chat, "p0", "move this to charlie")
+        posted = {**result["posted"], command: ("p0", "move this to charlie")}
+        wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
+    except BaseException:
+        dump(mesh)
+        raise
+    check_exactly_once(chat, posted, mesh=mesh, topics=POOL_TOPICS, commands=frozenset({command}))
+    ran: dict[str, set[str]] = {}
+    for topic in POOL_TOPICS:
+        counts = turn_counts_of(chat, topic)
+        assert counts == list(range(len(counts))), (topic, counts)
+        for m in topic_messages(chat, topic):
+            if m["from"] == "bot" and (found := ON.search(m["text"])):
+                ran.setdefault(topic, set()).add(found.group(1))
+    assert set().union(*ran.values()) == {"alpha", "bravo", "charlie"}, ran
+    said = [m for m in topic_messages(chat, "p0") if m["from"] == "bot"]
+    at = next(i for i, m in enumerate(said) if m["reply_to"] == command)
+    assert "Moving this topic to charlie" in said[at]["text"], said[at]
+    after = [ON.search(m["text"]) for m in said[at + 1 :]]
+    assert after and all(f is not None and f.group(1) == "charlie" for f in after), said[at:]
+    assert awake.counter("pool.commands") == 1
+
+
+def turn_counts_of(chat: ChatServer, topic: str) -> list[int]:
+    """The earlier-turn count of each echo in ``topic`` (baton's own answers have none),
+    counting a command and its answer as a turn too."""
+    counts = []
+    for m in topic_messages(chat, topic):
+        if m["from"] == "bot" and (found := COUNT.search(m["text"])):
+            counts.append(int(found.group(1)))
+        elif m["from"] == "bot":
+            counts.append(counts[-1] + 1 if counts else 0)
+    return counts
