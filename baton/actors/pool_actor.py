@@ -55,13 +55,15 @@ from baton.core.pool_router import MachinePoolRegistry, SessionRouter, TopicRun
 from baton.core.pool_state import PoolState, TopicPlacementPinStore
 from baton.core.pool_transfer import TransferPlan, TransferRequest
 from baton.core.registry import MachineEntry
+from baton.wire.envelope import new_message_id
 from baton.wire.pool_transport import PoolTransport, open_result, open_state
 
 log = logging.getLogger("baton.pool")
 
-ROUTES = ("pool_state", "pool_run", "pool_result")
+ROUTES = ("pool_state", "pool_run", "pool_result", "pool_hello")
 RESEND_MS = 5000
 CHANGE_SEND_MS = 200  # a change of pins or placements goes out within this
+MAX_BOOT_CHARS = 64
 
 
 class PoolActor(pykka.ThreadingActor):
@@ -93,6 +95,8 @@ class PoolActor(pykka.ThreadingActor):
         self.holder: tuple[str | None, int] = (None, 0)
         self.holding = False
         self.next_send = 0.0
+        self.next_hello = 0.0
+        self.boot = new_message_id(transport.rng)  # this run of the process
         self.state = store.load()
         self.registry = MachinePoolRegistry()
         self.routing: PoolRouting | None = None
@@ -150,6 +154,8 @@ class PoolActor(pykka.ThreadingActor):
                 self.runner.received(env, self.holder, self.members)
             case EnvelopeReceived(envelope=env) if env.type == "pool_result":
                 self._result(env)
+            case EnvelopeReceived(envelope=env) if env.type == "pool_hello":
+                self._hello(env)
             case RouteRun():
                 self._route(message)
             case RunFinished():
@@ -175,6 +181,8 @@ class PoolActor(pykka.ThreadingActor):
 
     def _lease(self, holding: bool, holder: str | None, epoch: int) -> None:
         began = holding and (not self.holding or epoch != self.holder[1])
+        if (holder, epoch) != self.holder:
+            self.next_hello = 0.0  # a new holder hears this machine's boot at once
         self.holder = (holder, epoch)
         self.holding = holding
         if began:
@@ -213,6 +221,10 @@ class PoolActor(pykka.ThreadingActor):
         if self.holding and now >= self.next_send:
             self.next_send = now + RESEND_MS
             self._send_all()
+        holder, epoch = self.holder
+        if not self.holding and holder is not None and now >= self.next_hello:
+            self.next_hello = now + RESEND_MS
+            self.transport.send_hello(holder, epoch, self.boot)
 
     # --- the pool's state -------------------------------------------------------------
 
@@ -327,6 +339,15 @@ class PoolActor(pykka.ThreadingActor):
             log.warning("pool: a result from %s refused: %.300s", env.sender, exc.detail)
             return
         self._took(run, replies, error)
+
+    def _hello(self, env: Any) -> None:
+        boot = env.body["boot"]
+        ok = self.holding and env.epoch == self.holder[1] and env.sender in self.members
+        if not ok or self.routing is None or not 0 < len(boot) <= MAX_BOOT_CHARS:
+            self.counters.inc("pool.refused.hello")
+            return
+        if self.routing.booted(env.sender, boot):
+            log.warning("pool: %s restarted: its runs are placed again", env.sender)
 
     def _took(self, run: TopicRun, replies: tuple[str, ...] | None, error: str | None) -> None:
         routing = self.routing

@@ -82,6 +82,7 @@ class PoolRouting:
         self.count = count
         self.waiting: dict[str, Waiting] = {}  # ledger key -> what delivery waits on
         self.limiter = transfer_limiter()
+        self.boots: dict[str, str] = {}  # machine -> the run of its process it last said
 
     @property
     def registry(self) -> MachinePoolRegistry:
@@ -125,6 +126,20 @@ class PoolRouting:
         if self.router.running.get(run.topic) == run:
             self.count("pool.run_refused")
             self.router.take_back(run.topic)
+
+    def booted(self, machine_id: str, boot: str) -> bool:
+        """``machine_id``'s process says which run of it this is: if that changed, every
+        run in flight there died with the process before and is taken back (placed
+        again at the next tick). Whether it changed."""
+        before = self.boots.get(machine_id)
+        self.boots[machine_id] = boot
+        if before is None or before == boot:
+            return False
+        for topic, run in list(self.router.running.items()):
+            if run.machine_id == machine_id:
+                self.count("pool.lost_in_restart")
+                self.router.take_back(topic)
+        return True
 
     def tick(self, now: float) -> None:
         self._dispatch(self.router.tick(now), now)

@@ -10,6 +10,9 @@ Three envelopes, each stamped with the holder's lease epoch:
   the one machine that runs it. The history is the newest turns that fit the budget.
 - ``pool_result`` {"run": [...], "box": base64}: the target's answer, sealed to the
   holder: {"replies": [str, ...] | null, "error": str | null}.
+- ``pool_hello`` {"boot": str}: a machine's runner to the holder, this run of its
+  process (random at start): a holder that sees it change takes back every run in
+  flight there (they died with the process before).
 
 Invariants: ``open_*`` return only well-formed values (a PoolState no newer in term
 than the envelope's epoch; a run whose term is the envelope's epoch and whose machine
@@ -58,6 +61,9 @@ class PoolTransport:
 
     def send_state(self, to: str, epoch: int, state: PoolState) -> bool:
         return self._send("pool_state", to, epoch, {"state": state.to_json()})
+
+    def send_hello(self, to: str, epoch: int, boot: str) -> bool:
+        return self._send("pool_hello", to, epoch, {"boot": boot})
 
     def send_run(
         self, run: TopicRun, recipient: bytes, message: AgentMessage, history: Sequence[Turn]

@@ -363,3 +363,31 @@ def test_what_does_not_open_is_counted_and_dropped(mesh: Mesh) -> None:
     )
     assert a.counters.get("pool.refused.malformed") == 1
     assert a.actor.is_alive() and b.actor.is_alive()
+
+
+def test_a_machine_that_restarted_has_its_runs_placed_again(mesh: Mesh) -> None:
+    a, b, _c = mesh.nodes
+    on(mesh)
+    hello = make_envelope("pool_hello", b.id, a.id, {"boot": "first"}, "h1", epoch=3)
+    a.ask(EnvelopeReceived(hello))
+    mesh.route(a, "1/0", 1, "one", 3)  # alpha
+    mesh.route(a, "1/1", 1, "two", 3)  # bravo
+    mesh.wire()
+    assert [m.text for m, _, _ in b.jobs.runs] == ["two"]
+    a.ask(EnvelopeReceived(hello))  # the same process: nothing changes
+    assert a.counters.get("pool.lost_in_restart") == 0
+    again = make_envelope("pool_hello", b.id, a.id, {"boot": "second"}, "h2", epoch=3)
+    a.ask(EnvelopeReceived(again))
+    assert a.counters.get("pool.lost_in_restart") == 1
+    mesh.hear_all(a)  # placed again at the next tick, at the next epoch
+    mesh.wire()
+    b.jobs.finish()  # the run the old process had: its result is refused
+    b.ask(GetPool())
+    mesh.wire()
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert [d.replies for d in a.done if d.key == "memory:1/1:1"] == [("re: two",)]
+    stranger = make_envelope("pool_hello", b.id, a.id, {"boot": "x"}, "h3", epoch=2)
+    a.ask(EnvelopeReceived(stranger))  # another term's
+    assert a.counters.get("pool.refused.hello") == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,13 +21,16 @@ from baton.demo.devmesh import Machine, Mesh
 from baton.node.client import NodeClient
 from tests.system.chat_kit import (
     COUNT,
+    TTL_MS,
     answered,
     check_exactly_once,
     dump,
+    failed_over,
     holder,
     loading,
     post,
     replies,
+    reported_ambiguous,
     start_mesh,
     topic_messages,
 )
@@ -137,3 +141,64 @@ def turn_counts_of(chat: ChatServer, topic: str) -> list[int]:
         elif m["from"] == "bot":
             counts.append(counts[-1] + 1 if counts else 0)
     return counts
+
+
+def test_owners_killed_and_paused_and_the_holder_killed_mid_move_lose_and_double_nothing(
+    make_mesh: Callable[..., Mesh], sink: ChatServer
+) -> None:
+    """Pool on, under load over 8 topics, at both sinks: a kill -9 of a machine running
+    topics (its runs are placed again, once), a SIGSTOP of another past the ttl (its late
+    results refused), then "move this to ..." with a kill -9 of the holder at once.
+    Every message answered once (a send in flight at the holder's kill may double at
+    the sink that cannot say, reported), in order, the turn counts going on."""
+    chat = sink
+    agent = "python:tests.system.agents:where"
+    mesh = start_mesh(make_mesh, chat, agent, names=("alpha", "bravo", "charlie"))
+    awake = holder(mesh)
+    assert awake is not None
+    awake.json("pool", "enable")
+    for m in mesh.machines:
+        wait_for(lambda m=m: m.status()["pool"]["enabled"], 30, f"{m.name} to mirror it")  # type: ignore[misc]
+    owner, other = [m for m in mesh.machines if m is not awake]
+
+    def more(n: int, what: str) -> None:
+        now = replies(chat)
+        wait_for(lambda: replies(chat) >= now + n, 120, what)
+
+    command = 0
+    try:
+        with loading(chat, 1000, until_done=True, topics=POOL_TOPICS) as result:
+            more(30, "30 replies")
+            owner.signal_node(signal.SIGKILL)
+            more(20, "20 replies after the kill -9 of a topic's machine")
+            other.send_signal(signal.SIGSTOP)
+            try:
+                paused, now = time.monotonic(), replies(chat)
+                wait_for(
+                    lambda: (
+                        time.monotonic() - paused > 3 * TTL_MS / 1000 and replies(chat) >= now + 20
+                    ),
+                    120,
+                    "20 replies, and three ttls, while a topic's machine is paused",
+                )
+            finally:
+                other.send_signal(signal.SIGCONT)
+            # its topics' runs were taken back and placed elsewhere
+            assert awake.status()["pool"]["routing"]["taken_back"] >= 1
+            epoch = awake.status()["epoch"]
+            command = post(chat, "p1", f"move this to {owner.name}")
+            awake.signal_node(signal.SIGKILL)
+            wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
+            more(20, "20 replies after the holder's kill -9")
+        posted = {**result["posted"], command: ("p1", "move")}
+        wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+        reported = reported_ambiguous(mesh)
+        check_exactly_once(
+            chat, posted, reported, mesh, topics=POOL_TOPICS, commands=frozenset({command})
+        )
+    except BaseException:
+        dump(mesh)
+        raise
+    for topic in POOL_TOPICS:
+        counts = turn_counts_of(chat, topic)
+        assert counts == list(range(len(counts))), (topic, counts)
