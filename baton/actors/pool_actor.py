@@ -34,36 +34,42 @@ from baton.actors.delivery_messages import AgentDone
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.pool_messages import (
     AgentJobs,
-    Describe,
     GetPool,
     Heard,
     PoolConfig,
     RouteRun,
     RunFinished,
     SetPool,
-    Transfer,
-    Unpin,
 )
+from baton.actors.pool_mirror import PoolMirror
+from baton.actors.pool_queries import Asked, Query, answer, check, failed
 from baton.actors.pool_routing import PoolRouting, Waiting
 from baton.actors.pool_runner import REFUSED, PoolRunner
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
-from baton.core.errors import PoolDisabled, PoolError, PoolNotHolder, PoolRefused
+from baton.core.errors import (
+    BadRequest,
+    PoolDisabled,
+    PoolError,
+    PoolNotHolder,
+    PoolRefused,
+    Unavailable,
+)
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.pool_commands import RelocationNicknameSet
 from baton.core.pool_router import MachinePoolRegistry, SessionRouter, TopicRun
-from baton.core.pool_state import PoolState, TopicPlacementPinStore
-from baton.core.pool_transfer import TransferPlan, TransferRequest
+from baton.core.pool_state import TopicPlacementPinStore
 from baton.core.registry import MachineEntry
 from baton.wire.envelope import new_message_id
-from baton.wire.pool_transport import PoolTransport, open_result, open_state
+from baton.wire.pool_transport import PoolTransport, open_result
 
 log = logging.getLogger("baton.pool")
 
-ROUTES = ("pool_state", "pool_run", "pool_result", "pool_hello")
+ROUTES = ("pool_state", "pool_run", "pool_result", "pool_hello", "pool_ask", "pool_answer")
 RESEND_MS = 5000
 CHANGE_SEND_MS = 200  # a change of pins or placements goes out within this
 MAX_BOOT_CHARS = 64
+OFF = "the pool is off: `baton pool enable` on the awake machine"
 
 
 class PoolActor(pykka.ThreadingActor):
@@ -84,7 +90,6 @@ class PoolActor(pykka.ThreadingActor):
         super().__init__()
         self.me = me
         self.nickname = nickname or me
-        self.store = store
         self.transport = transport
         self.counters = counters
         self.clock = clock
@@ -97,9 +102,10 @@ class PoolActor(pykka.ThreadingActor):
         self.next_send = 0.0
         self.next_hello = 0.0
         self.boot = new_message_id(transport.rng)  # this run of the process
-        self.state = store.load()
+        self.mirror = PoolMirror(store, transport, counters)
         self.registry = MachinePoolRegistry()
         self.routing: PoolRouting | None = None
+        self.asked = Asked()  # this machine's questions the holder has not answered yet
         self.runner = PoolRunner(
             me,
             key=key or nacl.public.PrivateKey.generate(),
@@ -117,9 +123,9 @@ class PoolActor(pykka.ThreadingActor):
 
     def _close(self) -> None:
         try:
-            self.store.close()
+            self.mirror.store.close()
         except PoolError as exc:
-            log.warning("pool: closing %r: %s", self.store, exc.detail)
+            log.warning("pool: closing %r: %s", self.mirror.store, exc.detail)
 
     def on_receive(self, message: Any) -> Any:
         try:
@@ -129,7 +135,9 @@ class PoolActor(pykka.ThreadingActor):
         except PoolError as exc:  # the disk: this step is lost, the actor lives on
             self.counters.inc("pool.errors")
             log.error("pool: %s failed: %s", type(message).__name__, exc.detail)
-            if isinstance(message, SetPool | GetPool | Transfer | Unpin | Describe):
+            if isinstance(message, Query):
+                message.reply(failed(exc))
+            if isinstance(message, SetPool | GetPool):
                 raise
             return None
 
@@ -149,7 +157,7 @@ class PoolActor(pykka.ThreadingActor):
             case Heard():
                 pass  # not a member (any more)
             case EnvelopeReceived(envelope=env) if env.type == "pool_state":
-                self._received(env)
+                self.mirror.received(env, None if self.holding else self.holder)
             case EnvelopeReceived(envelope=env) if env.type == "pool_run":
                 self.runner.received(env, self.holder, self.members)
             case EnvelopeReceived(envelope=env) if env.type == "pool_result":
@@ -164,15 +172,15 @@ class PoolActor(pykka.ThreadingActor):
                 return self._set(enabled)
             case GetPool():
                 return self._view()
-            case Transfer(request=request):
-                return self._transfer(request)
-            case Unpin(topic=topic):
-                routing = self._routing()
-                found = routing.unpin(topic, self._now())
-                self._keep_routes()
-                return {"topic": topic, "unpinned": found}
-            case Describe(topic=topic):
-                return self._describe(topic)
+            case Query():
+                self._query(message)
+            case EnvelopeReceived(envelope=env) if env.type == "pool_ask":
+                self._asked(env)
+            case EnvelopeReceived(envelope=env) if env.type == "pool_answer":
+                if env.sender != self.holder[0] or not self.asked.answered(
+                    env.body["id"], env.body["answer"]
+                ):
+                    self.counters.inc("pool.refused.answer")
             case _:
                 raise TypeError(f"PoolActor: unexpected message {message!r}")
         return None
@@ -187,14 +195,14 @@ class PoolActor(pykka.ThreadingActor):
         self.holding = holding
         if began:
             self.next_send = 0.0  # a new holder sends what it has at its next tick
-            self._restamp(epoch)
+            self.mirror.restamp(epoch)
             router = SessionRouter.restore(
                 epoch,
                 self.registry,
                 ttl_ms=self.config.ttl_ms,
                 run_timeout_ms=self.config.run_timeout_ms,
-                placements=self.state.placements,
-                pins=self.state.pins,
+                placements=self.mirror.state.placements,
+                pins=self.mirror.state.pins,
             )
             self.routing = PoolRouting(
                 self.me,
@@ -215,12 +223,13 @@ class PoolActor(pykka.ThreadingActor):
 
     def _tick(self, now: float) -> None:
         self.registry.heard(self.me, self.nickname, now)
+        self.asked.expire(now)
         if self.routing is not None:
             self.routing.tick(now)
             self._keep_routes()
         if self.holding and now >= self.next_send:
             self.next_send = now + RESEND_MS
-            self._send_all()
+            self.mirror.send_all(self.members, self.holder[1])
         holder, epoch = self.holder
         if not self.holding and holder is not None and now >= self.next_hello:
             self.next_hello = now + RESEND_MS
@@ -228,70 +237,25 @@ class PoolActor(pykka.ThreadingActor):
 
     # --- the pool's state -------------------------------------------------------------
 
-    def _keep(self, state: PoolState) -> bool:
-        kept = self.store.keep(state)
-        if kept:
-            self.state = state
-        return kept
-
     def _set(self, enabled: bool) -> dict[str, Any]:
         holder, epoch = self.holder
         if not self.holding:
             raise PoolNotHolder(f"only the holder changes the pool: ask {holder or 'nobody yet'}")
-        # a new version even when it changes nothing here: a mirror that still holds an
-        # older holder's other answer takes this one
-        self._keep(self.state.changed(epoch, enabled=enabled))
-        self.counters.inc("pool.changes")
-        log.info("pool: turned %s at epoch %d", "on" if enabled else "off", epoch)
-        self._send_all()
+        self.mirror.set(enabled, epoch, self.members)
         return self._view()
 
-    def _restamp(self, epoch: int) -> None:
-        """A new holder makes what it holds its own: the same state at its term, so
-        every mirror takes it over whatever an older holder sent them."""
-        if self.state != PoolState() and self.state.term < epoch:
-            self._keep(self.state.changed(epoch))
-
     def _keep_routes(self) -> None:
-        """The router's pins and placements kept and sent, when they changed."""
-        if self.routing is None:
-            return
-        pins, placements = self.routing.kept()
-        if pins == self.state.pins and placements == self.state.placements:
-            return
-        self._keep(self.state.changed(self.holder[1], pins=pins, placements=placements))
-        self.next_send = min(self.next_send, self._now() + CHANGE_SEND_MS)
-
-    def _send_all(self) -> None:
-        if self.state == PoolState():
-            return  # nothing was ever set: nothing to mirror
-        for peer in sorted(self.members):
-            try:
-                self.transport.send_state(peer, self.holder[1], self.state)
-            except ValueError as exc:  # past the frame limit
-                self.counters.inc("pool.too_big")
-                log.error("pool: the state is too big to send: %s", exc)
-                return
-
-    def _received(self, env: Any) -> None:
-        holder, epoch = self.holder
-        if self.holding or env.sender != holder or env.epoch != epoch:
-            self.counters.inc("pool.refused.not_holder")
-            return
-        try:
-            state = open_state(env)
-        except PoolRefused as exc:  # from_json refuses anything else it meets
-            self.counters.inc("pool.refused.malformed")
-            log.warning("pool: a state from %s refused: %.300s", env.sender, exc.detail)
-            return
-        if self._keep(state):
-            self.counters.inc("pool.kept")
+        """The router's pins and placements kept, and sent soon, when they changed."""
+        if self.routing is not None and self.mirror.keep_routes(
+            *self.routing.kept(), self.holder[1]
+        ):
+            self.next_send = min(self.next_send, self._now() + CHANGE_SEND_MS)
 
     # --- runs -------------------------------------------------------------------------
 
     def _route(self, r: RouteRun) -> None:
         routing = self.routing
-        if not self.state.enabled or routing is None or routing.router.term != r.epoch:
+        if not self.mirror.state.enabled or routing is None or routing.router.term != r.epoch:
             if self.jobs is not None:
                 self.jobs.agent(r.token, r.entry, r.history)
             return
@@ -362,38 +326,61 @@ class PoolActor(pykka.ThreadingActor):
             routing.finished(run, replies, error, now)
         self._keep_routes()
 
-    # --- moves and views --------------------------------------------------------------
+    # --- questions (HTTP, CLI): the holder answers, the others ask it -------------------
 
     def _routing(self) -> PoolRouting:
-        if not self.state.enabled:
-            raise PoolDisabled("the pool is off: `baton pool enable` on the awake machine")
+        if not self.mirror.state.enabled:
+            raise PoolDisabled(OFF)
         if self.routing is None:
             holder = self.holder[0]
             raise PoolNotHolder(f"only the holder moves topics: ask {holder or 'nobody yet'}")
         return self.routing
 
-    def _transfer(self, request: TransferRequest) -> dict[str, Any]:
-        routing = self._routing()
+    def _answer(self, op: str, args: dict[str, Any], by: str) -> dict[str, Any]:
+        try:
+            routing = self._routing()
+        except (PoolDisabled, PoolNotHolder) as exc:
+            return failed(exc)
         wall = 0.0 if self.clock is None else self.clock.wall_s()
-        answer = routing.transfer(request, self._now(), wall)
+        said = answer(op, args, routing, view=self._view(), by=by, now=self._now(), wall_s=wall)
         self._keep_routes()
-        if isinstance(answer, TransferPlan):
+        if op == "transfer" and "ok" in said:
             self.next_send = 0.0  # a pin goes out at the next tick
-        return answer.to_json()
+        return said
 
-    def _describe(self, topic: str | None) -> Any:
-        routing = self._routing()
-        now = self._now()
-        if topic is not None:
-            return routing.describe(topic, now).to_json()
-        ttl = routing.router.ttl_ms
-        return [
-            {**m.__dict__, "alive": m.alive(now, ttl), "holder": i == self.me}
-            for i, m in sorted(routing.machines(now).items())
-        ]
+    def _query(self, q: Query) -> None:
+        holder, epoch = self.holder
+        if self.holding or holder is None:
+            q.reply(self._answer(q.op, q.args, self.me))
+            return
+        if not self.mirror.state.enabled:  # what this machine mirrors: no need to ask
+            q.reply(
+                failed(PoolDisabled("the pool is off: `baton pool enable` on the awake machine"))
+            )
+            return
+        ask_id = new_message_id(self.transport.rng)
+        if not self.asked.add(ask_id, q, self._now()):
+            q.reply(failed(Unavailable("too many questions wait for the holder")))
+            return
+        if not self.transport.send_ask(holder, epoch, ask_id, q.op, q.args):
+            self.asked.answered(
+                ask_id, failed(Unavailable(f"the holder {holder} is not reachable"))
+            )
+
+    def _asked(self, env: Any) -> None:
+        if env.sender not in self.members:
+            self.counters.inc("pool.refused.ask")
+            return
+        try:
+            op, args = check(env.body["op"], env.body["args"])
+            said = self._answer(op, args, env.sender)
+        except BadRequest as exc:
+            self.counters.inc("pool.refused.ask")
+            said = failed(exc)
+        self.transport.send_answer(env.sender, env.epoch, env.body["id"], said)
 
     def _view(self) -> dict[str, Any]:
-        state = self.state
+        state = self.mirror.state
         view: dict[str, Any] = {
             "enabled": state.enabled,
             "term": state.term,

@@ -10,7 +10,6 @@ from baton.actors.delivery_jobs import AgentResult
 from baton.agents.base import AgentMessage, Turn
 from baton.core.ledger import LedgerEntry
 from baton.core.pool_router import TopicRun
-from baton.core.pool_transfer import TransferRequest
 
 Run = Callable[[AgentMessage, Sequence[Turn], Callable[[AgentResult], None]], None]
 
@@ -56,27 +55,6 @@ class Heard:
 
     machine_id: str
     now_ms: float
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Move a topic (POST /pool/transfer, ``baton pool move``): answers the plan's JSON,
-    or the refusal's (with ``error``); PoolNotHolder or PoolDisabled."""
-
-    request: TransferRequest
-
-
-@dataclass(frozen=True)
-class Unpin:
-    topic: str
-
-
-@dataclass(frozen=True)
-class Describe:
-    """Where ``topic`` runs and why (GET /pool/placement), or every machine when
-    ``topic`` is None (GET /pool/machines)."""
-
-    topic: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,14 @@ Routes:
   POST /api/pair/decide   bearer token; the operator's yes or no (`baton pair --verify`)
   POST /api/machines/remove  bearer token; revoke a member (`baton machines remove`)
   POST /api/pool       bearer token; {enabled}: the pool on or off (the holder only: 409)
-  GET  /pool           bearer token; the pool (503 while it is off)
+  GET  /pool           bearer token; the pool: its machines, their load and health, the
+                       holder (503 while it is off; a standby asks the holder, as below)
+  GET  /pool/machines/<id or nickname>, GET /pool/placement?topic=T   one machine; where
+                       a topic runs and why (pinned, placed, unowned)
+  POST /pool/transfer  bearer token; {topic, to, confirm?}: move a topic (the planner's
+                       refusals: 404 unknown_machine/topic, 409 already_there or
+                       needs_confirm, 429 rate_limited)
+  POST /pool/unpin     bearer token; {topic}: placed by load again
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.api.pairing): the code or a signature is the credential
 
@@ -54,7 +61,7 @@ class Services(Protocol):
     def pair_finish(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def send_message(self, topic: str, text: str, wait_s: float) -> dict[str, Any]: ...
     def wakeup(self, force: bool) -> dict[str, Any]: ...
-    def pool(self) -> dict[str, Any]: ...
+    def pool_ask(self, op: str, **args: Any) -> Any: ...
     def set_pool(self, enabled: bool) -> dict[str, Any]: ...
 
 
@@ -95,7 +102,33 @@ def _pool(services: Services) -> Blueprint:
 
     @bp.get("")
     def pool() -> ResponseReturnValue:
-        return jsonify(services.pool())
+        return jsonify(services.pool_ask("pool"))
+
+    @bp.get("/machines/<machine>")
+    def machine(machine: str) -> ResponseReturnValue:
+        return jsonify(services.pool_ask("machine", machine=machine))
+
+    @bp.get("/placement")
+    def placement() -> ResponseReturnValue:
+        topic = request.args.get("topic")
+        if not topic:
+            raise BadRequest("expected ?topic=TOPIC")
+        return jsonify(services.pool_ask("placement", topic=topic))
+
+    @bp.post("/transfer")
+    def transfer() -> ResponseReturnValue:
+        body = pairing.json_object()
+        topic, to, confirm = body.get("topic"), body.get("to"), body.get("confirm", False)
+        if set(body) - {"topic", "to", "confirm"}:
+            raise BadRequest("expected {topic, to, confirm?}")
+        return jsonify(services.pool_ask("transfer", topic=topic, to=to, confirm=confirm))
+
+    @bp.post("/unpin")
+    def unpin() -> ResponseReturnValue:
+        body = pairing.json_object()
+        if set(body) != {"topic"}:
+            raise BadRequest("expected {topic}")
+        return jsonify(services.pool_ask("unpin", topic=body["topic"]))
 
     return bp
 

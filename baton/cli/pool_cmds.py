@@ -1,14 +1,20 @@
-"""`baton pool status|enable|disable`: the pool (docs/DESIGN.md, "The pool").
+"""`baton pool status|placement|move|unpin|enable|disable`: the pool (docs/DESIGN.md,
+"The pool").
 
 ``status`` shows the pool as this machine holds it (whether on, its version, pins and
 placements, this machine's role: "holder" or "mirror"), read from the running node's
 status, so it answers while the pool is off too. ``enable`` and ``disable`` turn it on
-or off; only the awake machine may (elsewhere: exit 1, saying so). A mesh without a
-lease store has no pool (exit 1).
+or off; only the awake machine may (elsewhere: exit 1, saying so). ``placement``,
+``move`` and ``unpin`` ask the holder, through this machine's node (a standby asks it
+over the wire): where a topic runs and why; move it (the planner's checks: a member, a
+known topic, not there already, the rate limit, ``--confirm`` for a target offline or a
+reply in flight); let it be placed by load again. A mesh without a lease store has no
+pool (exit 1).
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import click
@@ -20,7 +26,7 @@ from baton.node.client import NodeClient
 
 @main.group("pool")
 def pool_group() -> None:
-    """The pool: topics run on any machine (in progress: on, off, and its state)."""
+    """The pool: each topic's agent runs on some machine of the mesh."""
 
 
 def _human(d: dict[str, Any]) -> None:
@@ -54,3 +60,55 @@ def pool_enable(ctx: Ctx) -> None:
 def pool_disable(ctx: Ctx) -> None:
     """Turn the pool off (on the awake machine)."""
     _switch(ctx, False)
+
+
+def _where(d: dict[str, Any]) -> None:
+    where = d["nickname"] or d["machine_id"] or "nowhere"
+    note = " (waiting for it to come back)" if d["waiting"] else ""
+    click.echo(
+        f"{d['topic']}: on {where}, {d['reason']}{note}; epoch {d['epoch']}; "
+        f"holder {d['holder_nickname'] or d['holder']}"
+    )
+
+
+@command(pool_group, "placement")
+@click.argument("topic")
+def pool_placement(ctx: Ctx, topic: str) -> None:
+    """Where TOPIC runs, and why: pinned, placed (for load) or unowned."""
+    query = urllib.parse.urlencode({"topic": topic})
+    ctx.emit(NodeClient(ctx.home).get(f"/pool/placement?{query}"), _where)
+
+
+@command(pool_group, "move")
+@click.argument("topic")
+@click.argument("machine")
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Move even to an offline machine, or while a reply is in flight.",
+)
+def pool_move(ctx: Ctx, topic: str, machine: str, confirm: bool) -> None:
+    """Move TOPIC to MACHINE (a nickname or a machine id): pinned there; its message in
+    flight finishes where it runs, the next runs on MACHINE."""
+    body = {"topic": topic, "to": machine, "confirm": confirm}
+
+    def human(d: dict[str, Any]) -> None:
+        if d["handoff"]:
+            click.echo(
+                f"{topic} moves to {machine} (from {d['from'] or 'nowhere'}), epoch {d['epoch']}"
+            )
+        else:
+            click.echo(f"{topic} runs on {machine} already: pinned there now")
+
+    ctx.emit(NodeClient(ctx.home).post("/pool/transfer", body), human)
+
+
+@command(pool_group, "unpin")
+@click.argument("topic")
+def pool_unpin(ctx: Ctx, topic: str) -> None:
+    """Let TOPIC be placed by load again (it stays where it runs while that machine lives)."""
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(f"{topic}: unpinned" if d["unpinned"] else f"{topic} was not pinned")
+
+    ctx.emit(NodeClient(ctx.home).post("/pool/unpin", {"topic": topic}), human)

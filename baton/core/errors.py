@@ -404,6 +404,24 @@ class PoolDisabled(Unavailable):
     code = "pool_disabled"
 
 
+class PoolUnknown(NotFound):
+    """No such machine or topic in the pool (404)."""
+
+    code = "unknown"
+
+
+class PoolMoveConflict(BatonError):
+    """A move that cannot be made as asked: already there, or it needs confirming (409)."""
+
+    code = "move_conflict"
+
+
+class PoolMoveLimited(RateLimited):
+    """A topic moved too often (429)."""
+
+    code = "rate_limited"
+
+
 class PoolRefused(PeerFault):
     """A pool state (from a peer, or a file) is malformed."""
 

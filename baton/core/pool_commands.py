@@ -9,7 +9,8 @@ is the machine that reads the command (the holder, the door the user talks to), 
 own nickname the RelocationNicknameSet always holds, so "move it back here" cannot fall
 through to the agent even in a mesh that lost the others.
 
-The grammar, case and surrounding punctuation ignored, an optional "please" first:
+The grammar, case and surrounding punctuation ignored, an optional "please" first or
+last:
 ``move`` ``this|it|the topic|this topic|this conversation|this chat`` (``back``)
 ``to|on|onto`` (``the``) NICKNAME, or ... (``back``) ``here``. Only "move": "run this
 here" or "put it on the desktop" are things people ask an agent. A command is
@@ -32,7 +33,8 @@ MAX_COMMAND = 120
 _COMMAND = re.compile(
     r"(?:please\s+)?move\s+"
     r"(?:this|it|the\s+topic|this\s+topic|this\s+conversation|this\s+chat)\s+"
-    r"(?:back\s+)?(?:(?:to|on|onto)\s+(?:the\s+)?(?P<name>[a-z][a-z0-9-]*)|(?P<here>here))",
+    r"(?:back\s+)?(?:(?:to|on|onto)\s+(?:the\s+)?(?P<name>[a-z][a-z0-9-]*)|(?P<here>here))"
+    r"(?:\s*,?\s*please)?",
     re.ASCII,
 )
 _EDGES = " \t\r\n.!?,;:\"'`*_()[]"

@@ -99,7 +99,10 @@ def _error_of(url: str, exc: urllib.error.HTTPError) -> errors.BatonError:
         code, detail = doc["error"], doc["detail"]
     except (ValueError, KeyError, TypeError):
         return errors.NotABatonNode(f"{url}: HTTP {exc.code} without a baton error body")
-    return _BY_CODE.get(code, errors.BatonError)(detail)
+    error = _BY_CODE.get(code, errors.BatonError)(detail)
+    if isinstance(code, str) and code != error.code:
+        error.code = code[:100]  # the node's own word (the pool's refusals name theirs)
+    return error
 
 
 class NodeClient:

@@ -31,11 +31,12 @@ from baton.actors.messages import (
     RevokeMachine,
 )
 from baton.actors.pool_messages import GetPool, SetPool
+from baton.actors.pool_queries import ASK_TIMEOUT_MS, Query, check, raise_for
 from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, NotFound, PoolDisabled, Unavailable, WakeupFailed
+from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
 from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
@@ -194,12 +195,21 @@ class NodeServices:
             raise Unavailable("the pool needs a lease store (baton init --lease-store ...)")
         return self.pool_ref
 
-    def pool(self) -> dict[str, Any]:
-        """The pool as this machine holds it; PoolDisabled (503) while it is off."""
-        view: dict[str, Any] = self._ask(self._pool_actor(), GetPool())
-        if not view["enabled"]:
-            raise PoolDisabled("the pool is off: `baton pool enable` on the awake machine")
-        return view
+    def pool_ask(self, op: str, **args: Any) -> Any:
+        """A question for the pool (baton.actors.pool_queries), answered by the holder:
+        this machine's PoolActor asks it over the wire unless it holds. BadRequest for a
+        malformed one; PoolDisabled (503) while the pool is off; the holder's refusals as
+        their typed errors; Unavailable when no answer comes in time."""
+        op, args = check(op, args)
+        future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
+        try:
+            self._pool_actor().tell(Query(op, args, future.set))
+            answer = future.get(timeout=ASK_TIMEOUT_MS / 1000 + self.timeout_s)
+        except pykka.ActorDeadError:
+            raise Unavailable("the node is shutting down") from None
+        except pykka.Timeout:
+            raise Unavailable("the pool did not answer in time") from None
+        return raise_for(answer)
 
     def set_pool(self, enabled: bool) -> dict[str, Any]:
         """Turn the pool on or off (the holder only: PoolNotHolder, 409, elsewhere)."""

@@ -68,6 +68,8 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "pool_state": {"state": dict},  # the pool's state, from the holder (wire.pool_transport)
     "pool_run": {"run": list, "box": str},  # the holder asks a machine to run a message
     "pool_result": {"run": list, "box": str},  # its replies, sealed to the holder
+    "pool_ask": {"id": str, "op": str, "args": dict},  # a pool question, to the holder
+    "pool_answer": {"id": str, "answer": dict},  # its answer (wire.pool_transport)
     "pool_hello": {"boot": str},  # a machine's runner, this run of its process, to the holder
 }
 

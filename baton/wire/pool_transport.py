@@ -10,6 +10,9 @@ Three envelopes, each stamped with the holder's lease epoch:
   the one machine that runs it. The history is the newest turns that fit the budget.
 - ``pool_result`` {"run": [...], "box": base64}: the target's answer, sealed to the
   holder: {"replies": [str, ...] | null, "error": str | null}.
+- ``pool_ask`` {"id", "op", "args"} and ``pool_answer`` {"id", "answer"}: a question
+  of the HTTP routes or the CLI, from a machine to the holder, and its answer
+  (baton.actors.pool_queries).
 - ``pool_hello`` {"boot": str}: a machine's runner to the holder, this run of its
   process (random at start): a holder that sees it change takes back every run in
   flight there (they died with the process before).
@@ -61,6 +64,12 @@ class PoolTransport:
 
     def send_state(self, to: str, epoch: int, state: PoolState) -> bool:
         return self._send("pool_state", to, epoch, {"state": state.to_json()})
+
+    def send_ask(self, to: str, epoch: int, ask_id: str, op: str, args: dict[str, Any]) -> bool:
+        return self._send("pool_ask", to, epoch, {"id": ask_id, "op": op, "args": args})
+
+    def send_answer(self, to: str, epoch: int, ask_id: str, answer: dict[str, Any]) -> bool:
+        return self._send("pool_answer", to, epoch, {"id": ask_id, "answer": answer})
 
     def send_hello(self, to: str, epoch: int, boot: str) -> bool:
         return self._send("pool_hello", to, epoch, {"boot": boot})

@@ -15,31 +15,23 @@ from typing import Any
 
 import nacl.public
 import nacl.signing
+import pykka
 import pytest
 
 from baton.actors.delivery_jobs import AgentResult
 from baton.actors.delivery_messages import AgentDone
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.pool_actor import PoolActor
-from baton.actors.pool_messages import (
-    Describe,
-    GetPool,
-    Heard,
-    PoolConfig,
-    RouteRun,
-    SetPool,
-    Transfer,
-    Unpin,
-)
+from baton.actors.pool_messages import GetPool, Heard, PoolConfig, RouteRun, SetPool
+from baton.actors.pool_queries import ASK_TIMEOUT_MS, Query, raise_for
 from baton.adapters.metrics import Counters
 from baton.agents.base import AgentMessage, Turn
 from baton.core.clock import FakeClock
-from baton.core.errors import PoolDisabled, PoolNotHolder
+from baton.core.errors import PoolDisabled
 from baton.core.identity import PublicIdentity
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.ledger import LedgerEntry, LedgerState
 from baton.core.pool_router import TopicRun
-from baton.core.pool_transfer import TransferRequest
 from baton.core.registry import MachineEntry, entry_from_card
 from baton.stores.pool_memory import MemoryPoolStore
 from baton.wire.envelope import Envelope, make_envelope
@@ -159,6 +151,18 @@ class Mesh:
             for env in envs:
                 self.by(env.to).ask(EnvelopeReceived(env))
 
+    def query(self, node: Node, op: str, **args: Any) -> dict[str, Any]:
+        """Ask ``node`` a pool question (it asks the holder over the wire unless it
+        holds): its answer, {"ok": ...} or {"error", "detail"}."""
+        future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
+        node.actor.tell(Query(op, args, future.set))
+        node.ask(GetPool())  # the question is handled (asked, or answered)
+        self.wire()
+        return future.get(timeout=10)
+
+    def ok(self, node: Node, op: str, **args: Any) -> Any:
+        return raise_for(self.query(node, op, **args))
+
     def stop(self) -> None:
         for n in self.nodes:
             n.actor.stop(timeout=10)
@@ -220,7 +224,7 @@ def test_topics_spread_over_the_machines_and_each_reply_comes_back_once(mesh: Me
     # the history went with each run
     for n in mesh.nodes[1:]:
         assert n.counters.get("pool.refused.malformed") == 0
-    view = a.ask(Describe("1/0"))
+    view = mesh.ok(a, "placement", topic="1/0")
     assert view["reason"] == "placed" and view["holder"] == a.id
 
 
@@ -287,7 +291,7 @@ def test_a_move_in_the_conversation_is_answered_and_the_next_message_runs_there(
     mesh.route(a, "1/0", 3, "and now?", 3)
     mesh.wire()
     assert [m.text for m, _, _ in c.jobs.runs] == ["and now?"]
-    assert a.ask(Describe("1/0"))["reason"] == "pinned"
+    assert mesh.ok(a, "placement", topic="1/0")["reason"] == "pinned"
     finish_everywhere(mesh)
     mesh.wire()
     a.ask(GetPool())
@@ -299,40 +303,83 @@ def test_a_move_in_the_conversation_is_answered_and_the_next_message_runs_there(
     assert a.counters.get("pool.commands") == 2
     mesh.route(a, "1/0", 5, "home?", 3)
     assert [m.text for m, _, _ in a.jobs.runs] == ["home?"]
-    assert a.ask(Describe("1/0"))["machine_id"] == a.id
+    assert mesh.ok(a, "placement", topic="1/0")["machine_id"] == a.id
 
 
-def test_a_move_names_a_member_a_known_topic_and_only_the_holder_moves(mesh: Mesh) -> None:
-    a, b, _c = mesh.nodes
+def test_a_move_names_a_member_and_a_known_topic_and_a_standby_asks_the_holder(
+    mesh: Mesh,
+) -> None:
+    a, b, c = mesh.nodes
     with pytest.raises(PoolDisabled):
-        a.ask(Transfer(TransferRequest("1/0", "bravo", "op")))
+        mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=False)
     on(mesh)
     mesh.route(a, "1/0", 1, "hello", 3)
-    assert a.ask(Transfer(TransferRequest("1/0", "zulu", "op")))["error"] == "unknown_machine"
-    assert a.ask(Transfer(TransferRequest("9/9", "bravo", "op")))["error"] == "unknown_topic"
-    plan = a.ask(Transfer(TransferRequest("1/0", "bravo", "op", confirm=True)))
+    move = {"topic": "1/0", "confirm": False}
+    assert mesh.query(a, "transfer", **move, to="zulu")["error"] == "unknown_machine"
+    assert mesh.query(a, "transfer", topic="9/9", to="bravo", confirm=False)["error"] == (
+        "unknown_topic"
+    )
+    # a standby's question goes to the holder, and is the holder's to answer
+    plan = mesh.ok(b, "transfer", topic="1/0", to="bravo", confirm=True)
     assert plan["to"] == b.id and plan["handoff"] is True
-    with pytest.raises(PoolNotHolder):
-        b.ask(Transfer(TransferRequest("1/0", "charlie", "op")))
-    assert a.ask(Unpin("1/0")) == {"topic": "1/0", "unpinned": True}
-    assert a.ask(Unpin("1/0")) == {"topic": "1/0", "unpinned": False}
+    # its message in flight runs where it was; then it is bravo's
+    assert mesh.ok(c, "placement", topic="1/0")["machine_id"] == a.id
+    finish_everywhere(mesh)
+    seen = mesh.ok(c, "placement", topic="1/0")
+    assert (seen["machine_id"], seen["reason"]) == (b.id, "pinned")
+    assert mesh.ok(c, "unpin", topic="1/0") == {"topic": "1/0", "unpinned": True}
+    assert mesh.ok(a, "unpin", topic="1/0") == {"topic": "1/0", "unpinned": False}
+    machines = mesh.ok(b, "pool")["machines"]
+    assert sorted(m["nickname"] for m in machines if m["alive"]) == ["alpha", "bravo", "charlie"]
+    assert mesh.ok(c, "machine", machine="charlie")["machine_id"] == c.id
+    assert mesh.query(c, "machine", machine="zulu")["error"] == "unknown_machine"
     a.ask(SetPool(False))
     with pytest.raises(PoolDisabled):
-        a.ask(Describe("1/0"))
+        mesh.ok(a, "placement", topic="1/0")
+
+
+def test_a_standby_whose_holder_does_not_answer_says_so_in_time(mesh: Mesh) -> None:
+    a, b, _ = mesh.nodes
+    on(mesh)
+    future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
+    b.actor.tell(Query("pool", {}, future.set))
+    b.ask(GetPool())
+    assert [e.type for e in b.take()] == ["pool_ask"]  # lost on the way
+    mesh.clock.advance(ASK_TIMEOUT_MS)
+    b.ask(Tick(mesh.clock.monotonic_ms()))
+    assert future.get(timeout=10)["error"] == "unavailable"
+    late = make_envelope("pool_answer", a.id, b.id, {"id": "nope", "answer": {}}, "l1", epoch=3)
+    b.ask(EnvelopeReceived(late))
+    assert b.counters.get("pool.refused.answer") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"id": "q", "op": "drop", "args": {}}, {"id": "q", "op": "unpin", "args": {}},
+     {"id": "q", "op": "transfer", "args": {"topic": "t", "to": "b", "confirm": 1}},
+     {"id": "q", "op": "placement", "args": {"topic": ""}}],
+)  # fmt: skip
+def test_a_malformed_question_is_answered_bad_request(mesh: Mesh, body: dict[str, Any]) -> None:
+    a, b, _ = mesh.nodes
+    on(mesh)
+    a.ask(EnvelopeReceived(make_envelope("pool_ask", b.id, a.id, body, "q1", epoch=3)))
+    [answer] = a.take("pool_answer")
+    assert answer.body["answer"]["error"] == "bad_request"
+    assert a.counters.get("pool.refused.ask") == 1
 
 
 def test_pins_and_placements_survive_a_failover_of_the_holder(mesh: Mesh) -> None:
     a, b, c = mesh.nodes
     on(mesh)
     mesh.route(a, "1/0", 1, "hello", 3)
-    a.ask(Transfer(TransferRequest("1/0", "charlie", "op", confirm=True)))
+    mesh.ok(a, "transfer", topic="1/0", to="charlie", confirm=True)
     mesh.clock.advance(1000)
     a.ask(Tick(mesh.clock.monotonic_ms()))
     for env in a.take("pool_state"):
         mesh.by(env.to).ask(EnvelopeReceived(env))
     mesh.lease(b, 4)  # alpha is gone; bravo holds
     mesh.hear_all(b, but=[a])
-    assert b.ask(Describe("1/0"))["reason"] == "pinned"
+    assert mesh.ok(b, "placement", topic="1/0")["reason"] == "pinned"
     mesh.route(b, "1/0", 2, "still there?", 4)
     mesh.wire()
     assert [m.text for m, _, _ in c.jobs.runs] == ["still there?"]

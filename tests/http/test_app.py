@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from baton.actors.pool_queries import check, raise_for
 from baton.api import create_app, create_door_app
 from baton.api.pairing import GLOBAL_BURST, GLOBAL_RATE_PER_S, REFUSED
 from baton.core.errors import (
@@ -89,10 +90,17 @@ class FakeServices:
     pool_on = False
     holding = True
 
-    def pool(self) -> dict[str, Any]:
+    pool_answers: dict[str, dict[str, Any]] = {}
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    def pool_ask(self, op: str, **args: Any) -> Any:
+        """As the node's: the question checked, then answered as the holder's answer
+        would be (``pool_answers``), errors raised as their typed errors."""
+        op, args = check(op, args)
         if not self.pool_on:
             raise PoolDisabled("the pool is off")
-        return {"enabled": True, "role": "holder"}
+        self.asked.append((op, args))
+        return raise_for(self.pool_answers.get(op, {"ok": {"enabled": True, "role": "holder"}}))
 
     def set_pool(self, enabled: bool) -> dict[str, Any]:
         if not self.holding:
@@ -320,6 +328,69 @@ def test_the_pool_route_needs_the_token_and_answers_503_until_the_pool_is_on(
     assert on.status_code == 200 and on.json["enabled"] is True
     assert client.get("/pool", headers=AUTH).json == {"enabled": True, "role": "holder"}
     assert client.post("/api/pool", json={"enabled": True}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("get", "/pool/machines/bravo", None, ("machine", {"machine": "bravo"})),
+        ("get", "/pool/placement?topic=1/0", None, ("placement", {"topic": "1/0"})),
+        ("post", "/pool/transfer", {"topic": "1/0", "to": "bravo"},
+         ("transfer", {"topic": "1/0", "to": "bravo", "confirm": False})),
+        ("post", "/pool/transfer", {"topic": "1/0", "to": "m_x", "confirm": True},
+         ("transfer", {"topic": "1/0", "to": "m_x", "confirm": True})),
+        ("post", "/pool/unpin", {"topic": "1/0"}, ("unpin", {"topic": "1/0"})),
+    ],
+)  # fmt: skip
+def test_each_pool_route_asks_its_question_with_the_token_and_503_while_off(
+    client: FlaskClient, services: FakeServices, case: tuple[Any, ...]
+) -> None:
+    method, path, body, asked = case
+    call = getattr(client, method)
+    assert call(path, json=body).status_code == 401
+    off = call(path, json=body, headers=AUTH)
+    assert off.status_code == 503 and off.json["error"] == "pool_disabled"
+    services.pool_on = True
+    services.asked = []
+    assert call(path, json=body, headers=AUTH).status_code == 200
+    assert services.asked == [asked]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("unknown_machine", 404), ("unknown_topic", 404), ("already_there", 409),
+     ("needs_confirm", 409), ("rate_limited", 429), ("not_holder", 409),
+     ("unavailable", 503), ("whatever", 503)],
+)  # fmt: skip
+def test_a_refused_move_answers_its_code_and_status(
+    client: FlaskClient, services: FakeServices, code: str, status: int
+) -> None:
+    services.pool_on = True
+    services.pool_answers = {"transfer": {"error": code, "detail": "why"}}
+    r = client.post("/pool/transfer", json={"topic": "1/0", "to": "bravo"}, headers=AUTH)
+    assert r.status_code == status
+    assert r.json["error"] == (code if code != "whatever" else "unavailable")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/pool/transfer", {"topic": "1/0"}), ("/pool/transfer", {"topic": 1, "to": "b"}),
+     ("/pool/transfer", {"topic": "1/0", "to": "b", "confirm": "yes"}),
+     ("/pool/transfer", {"topic": "1/0", "to": "b", "extra": 1}),
+     ("/pool/transfer", {"topic": "x" * 300, "to": "b"}), ("/pool/unpin", {}),
+     ("/pool/unpin", {"topic": "1/0", "to": "b"}), ("/pool/transfer", ["1/0"])],
+)  # fmt: skip
+def test_a_malformed_move_is_a_400(
+    client: FlaskClient, services: FakeServices, path: str, body: object
+) -> None:
+    services.pool_on = True
+    r = client.post(path, json=body, headers=AUTH)
+    assert r.status_code == 400, r.json
+
+
+def test_a_placement_needs_a_topic(client: FlaskClient, services: FakeServices) -> None:
+    services.pool_on = True
+    assert client.get("/pool/placement", headers=AUTH).status_code == 400
 
 
 @pytest.mark.parametrize("body", [{}, {"enabled": "yes"}, {"enabled": 1}, [], {"enabled": None}])

@@ -46,6 +46,6 @@ def env(message: Any, history: Any) -> list[str]:
 
 def where(message: Any, history: Any) -> list[str]:
     """Echoes, naming the machine that ran it (its home's name, from the state
-    directory's path: <mesh>/<name>/state)."""
+    directory's path: <mesh>/<name>/state) and baton's name of the topic."""
     name = Path(os.environ.get("AGENT_STATE_DIR", "?/?")).parent.name
-    return [f"echo: {message.text} on {name} (earlier turns: {len(history)})"]
+    return [f"echo: {message.text} on {name} in {message.topic} (earlier turns: {len(history)})"]

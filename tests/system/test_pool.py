@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -75,19 +76,25 @@ def test_every_node_of_a_lease_mesh_runs_the_pool_and_status_shows_its_role(
 
 def pool_route(m: Machine) -> tuple[int, str | None]:
     """GET /pool on ``m``: the HTTP status and the error code."""
+    status, body = http(m, "/pool")
+    return status, body.get("error")
+
+
+def http(m: Machine, path: str, body: Any = None) -> tuple[int, Any]:
+    """``m``'s operator API (GET, or POST with ``body``): the status and the JSON."""
     client = NodeClient(m.home)
-    request = urllib.request.Request(
-        client.info["http"] + "/pool", headers={"Authorization": f"Bearer {client.token}"}
-    )
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {client.token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(client.info["http"] + path, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, None
+            return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())["error"]
+        return exc.code, json.loads(exc.read())
 
 
 POOL_TOPICS = [f"p{i}" for i in range(8)]
-ON = re.compile(r" on (\w+) \(earlier turns: \d+\)$")
+ON = re.compile(r" on (\w+) in (\S+) \(earlier turns: \d+\)$")
 
 
 def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_chat_moves_one(
@@ -98,6 +105,41 @@ def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_cha
     is answered by baton, and that topic's later messages run on charlie; every message
     answered once, in order, with the turn count going on."""
     chat = sink
+    mesh, awake = pool_mesh(make_mesh, chat)
+    try:
+        with loading(chat, 1500, until_done=True, topics=POOL_TOPICS) as result:
+            wait_for(lambda: replies(chat) >= 40, 90, "40 replies")
+            topic = wait_for(
+                lambda: next((t for t in POOL_TOPICS if off(chat, t, "charlie")), None),
+                60,
+                "a topic that does not run on charlie",
+            )
+            there = post(chat, topic, "move this to charlie")
+            ran_after(chat, topic, there, "charlie")
+            back = post(chat, topic, "Move it back here, please.")
+            ran_after(chat, topic, back, awake.name)
+        posted = {**result["posted"], there: (topic, "move"), back: (topic, "move")}
+        wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
+        commands = frozenset({there, back})
+        check_exactly_once(chat, posted, mesh=mesh, topics=POOL_TOPICS, commands=commands)
+    except BaseException:
+        dump(mesh)
+        raise
+    ran: dict[str, set[str]] = {}
+    for t in POOL_TOPICS:
+        counts = turn_counts_of(chat, t)
+        assert counts == list(range(len(counts))), (t, counts)
+        ran[t] = {where for where, _ in ran_on(chat, t)}
+    assert set().union(*ran.values()) == {"alpha", "bravo", "charlie"}, ran
+    said = {m["reply_to"]: m["text"] for m in topic_messages(chat, topic) if m["from"] == "bot"}
+    assert said[there].startswith("Moving this topic to charlie"), said[there]
+    assert said[back].startswith(f"Moving this topic to {awake.name}"), said[back]
+    assert awake.counter("pool.commands") == 2
+
+
+def pool_mesh(make_mesh: Callable[..., Mesh], chat: ChatServer) -> tuple[Mesh, Machine]:
+    """alpha, bravo and charlie answering ``chat`` with the pool on (every one mirrors
+    it), their agent naming where it ran: the mesh and its holder."""
     agent = "python:tests.system.agents:where"
     mesh = start_mesh(make_mesh, chat, agent, names=("alpha", "bravo", "charlie"))
     awake = holder(mesh)
@@ -105,41 +147,44 @@ def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_cha
     assert awake.json("pool", "enable")["enabled"] is True
     for m in mesh.machines:
         wait_for(lambda m=m: m.status()["pool"]["enabled"], 30, f"{m.name} to mirror it")  # type: ignore[misc]
-    try:
-        with loading(chat, 160, topics=POOL_TOPICS) as result:
-            wait_for(lambda: replies(chat) >= 40, 90, "40 replies")
-            command = post(chat, "p0", "move this to charlie")
-        posted = {**result["posted"], command: ("p0", "move this to charlie")}
-        wait_for(lambda: answered(chat, set(posted)), 120, "every message answered")
-    except BaseException:
-        dump(mesh)
-        raise
-    check_exactly_once(chat, posted, mesh=mesh, topics=POOL_TOPICS, commands=frozenset({command}))
-    ran: dict[str, set[str]] = {}
-    for topic in POOL_TOPICS:
-        counts = turn_counts_of(chat, topic)
-        assert counts == list(range(len(counts))), (topic, counts)
-        for m in topic_messages(chat, topic):
-            if m["from"] == "bot" and (found := ON.search(m["text"])):
-                ran.setdefault(topic, set()).add(found.group(1))
-    assert set().union(*ran.values()) == {"alpha", "bravo", "charlie"}, ran
-    said = [m for m in topic_messages(chat, "p0") if m["from"] == "bot"]
-    at = next(i for i, m in enumerate(said) if m["reply_to"] == command)
-    assert "Moving this topic to charlie" in said[at]["text"], said[at]
-    after = [ON.search(m["text"]) for m in said[at + 1 :]]
-    assert after and all(f is not None and f.group(1) == "charlie" for f in after), said[at:]
-    assert awake.counter("pool.commands") == 1
+    return mesh, awake
+
+
+def off(chat: ChatServer, topic: str, machine: str) -> bool:
+    """Whether the chat's ``topic`` last ran somewhere other than ``machine``."""
+    ran = ran_on(chat, topic)
+    return bool(ran) and ran[-1][0] != machine
+
+
+def ran_after(chat: ChatServer, topic: str, command: int, target: str) -> None:
+    """Three echoes in the chat's ``topic`` after baton's answer to ``command``, all of
+    them from ``target`` (the messages before the command ran where they were)."""
+
+    def after() -> list[str] | None:
+        said = [m for m in topic_messages(chat, topic) if m["from"] == "bot"]
+        at = next((i for i, m in enumerate(said) if m["reply_to"] == command), None)
+        if at is None:
+            return None
+        found = [ON.search(m["text"]) for m in said[at + 1 :]]
+        where = [f.group(1) for f in found if f is not None]
+        return where if len(where) >= 3 else None
+
+    later = wait_for(after, 90, f"3 echoes in {topic} after the move")
+    assert set(later) == {target}, (topic, target, later)
 
 
 def turn_counts_of(chat: ChatServer, topic: str) -> list[int]:
-    """The earlier-turn count of each echo in ``topic`` (baton's own answers have none),
-    counting a command and its answer as a turn too."""
-    counts = []
+    """The earlier-turn count of each message's first reply in ``topic`` (a double at
+    the sink that cannot say is the same turn), counting a command baton answered as a
+    turn too (its answer has no count)."""
+    counts: list[int] = []
+    seen: set[int] = set()
     for m in topic_messages(chat, topic):
-        if m["from"] == "bot" and (found := COUNT.search(m["text"])):
-            counts.append(int(found.group(1)))
-        elif m["from"] == "bot":
-            counts.append(counts[-1] + 1 if counts else 0)
+        if m["from"] != "bot" or m["reply_to"] in seen:
+            continue
+        seen.add(m["reply_to"])
+        found = COUNT.search(m["text"])
+        counts.append(int(found.group(1)) if found else (counts[-1] + 1 if counts else 0))
     return counts
 
 
@@ -152,13 +197,7 @@ def test_owners_killed_and_paused_and_the_holder_killed_mid_move_lose_and_double
     Every message answered once (a send in flight at the holder's kill may double at
     the sink that cannot say, reported), in order, the turn counts going on."""
     chat = sink
-    agent = "python:tests.system.agents:where"
-    mesh = start_mesh(make_mesh, chat, agent, names=("alpha", "bravo", "charlie"))
-    awake = holder(mesh)
-    assert awake is not None
-    awake.json("pool", "enable")
-    for m in mesh.machines:
-        wait_for(lambda m=m: m.status()["pool"]["enabled"], 30, f"{m.name} to mirror it")  # type: ignore[misc]
+    mesh, awake = pool_mesh(make_mesh, chat)
     owner, other = [m for m in mesh.machines if m is not awake]
 
     def more(n: int, what: str) -> None:
@@ -202,3 +241,107 @@ def test_owners_killed_and_paused_and_the_holder_killed_mid_move_lose_and_double
     for topic in POOL_TOPICS:
         counts = turn_counts_of(chat, topic)
         assert counts == list(range(len(counts))), (topic, counts)
+
+
+def ran_on(chat: ChatServer, topic: str) -> list[tuple[str, str]]:
+    """(machine, baton's topic) of each echo in the chat's ``topic``, in order."""
+    found = [ON.search(m["text"]) for m in topic_messages(chat, topic) if m["from"] == "bot"]
+    return [(f.group(1), f.group(2)) for f in found if f is not None]
+
+
+def test_moves_by_http_and_cli_from_any_machine_and_every_pool_routes_errors(
+    make_mesh: Callable[..., Mesh], sink: ChatServer
+) -> None:
+    """Pool on, under load over 8 topics, at both sinks: a move by HTTP on the holder
+    and by `baton pool move` on a standby (asking the holder over the wire) each send
+    the topic's later messages to the target; placement and unpin from any machine;
+    the routes' errors: unknown machine or topic (404), the rate limit (429), an
+    offline target without --confirm (409), a malformed body (400), and 503 with the
+    pool off. Every message answered once, in order."""
+    chat = sink
+    mesh, awake = pool_mesh(make_mesh, chat)
+    standbys = [m for m in mesh.machines if m is not awake]
+    try:
+        with loading(chat, 1500, until_done=True, topics=POOL_TOPICS) as result:
+            wait_for(lambda: all(ran_on(chat, t) for t in POOL_TOPICS[:3]), 90, "3 topics ran")
+            # by HTTP, on the holder
+            where, topic = ran_on(chat, "p1")[-1]
+            target = next(m for m in mesh.machines if m.name != where)
+            status, plan = http(awake, "/pool/transfer", {"topic": topic, "to": target.name})
+            assert status == 200 and plan["handoff"] is True, plan
+            moved_after(chat, "p1", target.name)
+            # by the CLI, on a standby: the holder answers
+            where, topic2 = ran_on(chat, "p2")[-1]
+            target2 = next(m for m in mesh.machines if m.name != where)
+            out = standbys[0].json("pool", "move", topic2, target2.name)
+            assert out["to"] == target2.card()["machine_id"], out
+            moved_after(chat, "p2", target2.name)
+            seen = standbys[1].json("pool", "placement", topic2)
+            assert (seen["nickname"], seen["reason"]) == (target2.name, "pinned"), seen
+            human = standbys[1].baton("pool", "placement", topic2).stdout
+            assert f"on {target2.name}, pinned" in human, human
+            # the errors
+            assert (
+                http(standbys[1], "/pool/transfer", {"topic": topic, "to": "zulu"})[1]["error"]
+                == "unknown_machine"
+            )
+            assert http(awake, "/pool/transfer", {"topic": "9/9", "to": awake.name})[0] == 404
+            assert http(awake, "/pool/transfer", {"topic": topic})[0] == 400
+            assert http(awake, "/pool/placement")[0] == 400
+            pinned, codes = target, []  # 3 moves of a topic at once, then one each 10 s
+            for _ in range(4):
+                to = next(m for m in mesh.machines if m is not pinned)
+                move = {"topic": topic, "to": to.name, "confirm": True}
+                codes.append(http(awake, "/pool/transfer", move))
+                if codes[-1][0] != 200:
+                    break
+                pinned = to
+            assert [c for c, _ in codes[:-1]] == [200] * (len(codes) - 1) and len(codes) > 1
+            assert codes[-1][0] == 429 and codes[-1][1]["error"] == "rate_limited", codes
+            refused = standbys[0].baton("pool", "move", topic, "zulu", "--json", check=False)
+            assert refused.returncode == 1 and json.loads(refused.stdout)["error"] == (
+                "unknown_machine"
+            ), refused
+            assert standbys[0].json("pool", "unpin", topic2) == {"topic": topic2, "unpinned": True}
+            status, one = http(standbys[1], f"/pool/machines/{standbys[0].name}")
+            assert status == 200 and one["alive"] is True and one["holder"] is False, one
+            assert http(awake, "/pool/machines/zulu")[0] == 404
+            # an offline target: confirm first
+            paused = standbys[1]
+            paused.send_signal(signal.SIGSTOP)
+            try:
+                wait_for(
+                    lambda: http(awake, f"/pool/machines/{paused.name}")[1]["alive"] is False,
+                    60,
+                    f"{paused.name} to be offline to the holder",
+                )
+                where, topic3 = ran_on(chat, "p3")[-1]
+                status, body = http(awake, "/pool/transfer", {"topic": topic3, "to": paused.name})
+                assert (status, body["error"]) == (409, "needs_confirm"), body
+            finally:
+                paused.send_signal(signal.SIGCONT)
+        posted = result["posted"]
+        wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+        check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh, topics=POOL_TOPICS)
+    except BaseException:
+        dump(mesh)
+        raise
+    view = http(standbys[0], "/pool")[1]
+    assert view["holder"] == awake.card()["machine_id"] and view["topics_total"] >= 8, view
+    assert {m["nickname"] for m in view["machines"]} == {"alpha", "bravo", "charlie"}
+    awake.json("pool", "disable")
+    for m in mesh.machines:
+        wait_for(
+            lambda m=m: http(m, "/pool/placement?topic=1/0")[0] == 503,  # type: ignore[misc]
+            30,
+            f"{m.name} to answer 503 with the pool off",
+        )
+
+
+def moved_after(chat: ChatServer, topic: str, target: str) -> None:
+    """The chat's ``topic`` answered from ``target`` from now on: three echoes more, and
+    the last two from there (the one in flight at the move may finish where it ran)."""
+    now = len(ran_on(chat, topic))
+    wait_for(lambda: len(ran_on(chat, topic)) >= now + 3, 90, f"3 more replies in {topic}")
+    later = [where for where, _ in ran_on(chat, topic)[now + 1 :]]
+    assert later and set(later) == {target}, (topic, target, later)

@@ -37,6 +37,8 @@ NAMES = RelocationNicknameSet({"mini": "m_mini", "desktop": "m_desk"}, "laptop",
         ("Move this topic here?", "laptop", True),
         ("move it back to the laptop", "laptop", False),
         ("move this chat onto mini", "mini", False),
+        ("Move it back here, please.", "laptop", True),
+        ("move this to the mini please", "mini", False),
     ],
 )
 def test_a_move_naming_a_member_is_a_command(text: str, nickname: str, here: bool) -> None:

@@ -61,7 +61,7 @@ from baton.demo.devmesh import wait_for
 from baton.holder.gate import LeaseGate, LeaseView
 from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
-from baton.node.delivery_parts import MAX_LONG_POLL_S
+from baton.node.delivery_parts import MAX_LONG_POLL_S, AgentRoute
 from baton.node.root import TICK_MS
 from baton.stores.ledger_memory import MemoryLedger
 from baton.stores.ledger_sqlite import SqliteLedger
@@ -147,7 +147,7 @@ class Machine:
             transport=tail,
             key=self.box,
             gate=self.gate,
-            run_agent=jobs.agent,
+            run_agent=AgentRoute(jobs),  # as the node's, with no pool
             clock=self.clock,
             counters=self.counters,
         )
