@@ -40,20 +40,22 @@ from baton.actors.pool_messages import (
     RouteRun,
     RunFinished,
     SetPool,
+    StateSynced,
 )
 from baton.actors.pool_mirror import PoolMirror
-from baton.actors.pool_queries import Asked, Query, answer, check, failed
+from baton.actors.pool_probe import PoolProbes
+from baton.actors.pool_queries import Asked, Query, answer, answer_peer, failed, machines
 from baton.actors.pool_routing import PoolRouting, Waiting
 from baton.actors.pool_runner import REFUSED, PoolRunner
+from baton.actors.state_sync_actor import SyncNow
 from baton.adapters.metrics import Counters
+from baton.agents.base import AgentMessage, Turn
 from baton.core.clock import Clock
 from baton.core.errors import (
-    BadRequest,
     PoolDisabled,
     PoolError,
     PoolNotHolder,
     PoolRefused,
-    Unavailable,
 )
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.pool_commands import RelocationNicknameSet
@@ -65,7 +67,8 @@ from baton.wire.pool_transport import PoolTransport, open_result
 
 log = logging.getLogger("baton.pool")
 
-ROUTES = ("pool_state", "pool_run", "pool_result", "pool_hello", "pool_ask", "pool_answer")
+ROUTES = ("pool_state", "pool_run", "pool_result", "pool_hello", "pool_ask", "pool_answer",
+          "pool_release", "pool_released")  # fmt: skip
 RESEND_MS = 5000
 CHANGE_SEND_MS = 200  # a change of pins or placements goes out within this
 MAX_BOOT_CHARS = 64
@@ -86,6 +89,7 @@ class PoolActor(pykka.ThreadingActor):
         config: PoolConfig | None = None,
         jobs: AgentJobs | None = None,
         delivery: Callable[[AgentDone], None] | None = None,
+        state: Callable[[SyncNow], None] | None = None,
     ) -> None:
         super().__init__()
         self.me = me
@@ -105,7 +109,9 @@ class PoolActor(pykka.ThreadingActor):
         self.mirror = PoolMirror(store, transport, counters)
         self.registry = MachinePoolRegistry()
         self.routing: PoolRouting | None = None
-        self.asked = Asked()  # this machine's questions the holder has not answered yet
+        self.asked = Asked(transport)  # this machine's questions the holder has not answered
+        self.probes = PoolProbes()  # the holder's end-to-end check
+        self.state = state  # tells this machine's StateSyncActor (None: no state sync)
         self.runner = PoolRunner(
             me,
             key=key or nacl.public.PrivateKey.generate(),
@@ -113,6 +119,7 @@ class PoolActor(pykka.ThreadingActor):
             run=None if jobs is None else jobs.run,
             finished=self.actor_ref.tell,
             count=counters.inc,
+            sync=None if state is None else self._sync,
         )
 
     def on_stop(self) -> None:
@@ -162,6 +169,10 @@ class PoolActor(pykka.ThreadingActor):
                 self.runner.received(env, self.holder, self.members)
             case EnvelopeReceived(envelope=env) if env.type == "pool_result":
                 self._result(env)
+            case EnvelopeReceived(envelope=env) if env.type in ("pool_release", "pool_released"):
+                self._release(env)
+            case StateSynced(what=what):
+                self._synced(what)
             case EnvelopeReceived(envelope=env) if env.type == "pool_hello":
                 self._hello(env)
             case RouteRun():
@@ -175,12 +186,9 @@ class PoolActor(pykka.ThreadingActor):
             case Query():
                 self._query(message)
             case EnvelopeReceived(envelope=env) if env.type == "pool_ask":
-                self._asked(env)
+                answer_peer(env, self.members, self._answer, self.transport, self.counters.inc)
             case EnvelopeReceived(envelope=env) if env.type == "pool_answer":
-                if env.sender != self.holder[0] or not self.asked.answered(
-                    env.body["id"], env.body["answer"]
-                ):
-                    self.counters.inc("pool.refused.answer")
+                self.asked.received(env, self.holder[0], self.counters.inc)
             case _:
                 raise TypeError(f"PoolActor: unexpected message {message!r}")
         return None
@@ -209,6 +217,8 @@ class PoolActor(pykka.ThreadingActor):
                 router,
                 run_here=self._run_here,
                 run_there=self._run_there,
+                release=lambda machine, topic: self.transport.send_release(machine, epoch, topic),
+                sync=None if self.state is None else lambda run: self._sync(("handoff", run)),
                 done=self._done,
                 count=self.counters.inc,
             )
@@ -224,6 +234,7 @@ class PoolActor(pykka.ThreadingActor):
     def _tick(self, now: float) -> None:
         self.registry.heard(self.me, self.nickname, now)
         self.asked.expire(now)
+        self.probes.tick(now)
         if self.routing is not None:
             self.routing.tick(now)
             self._keep_routes()
@@ -272,13 +283,18 @@ class PoolActor(pykka.ThreadingActor):
             return
         self.runner.start(run, self.me, wait.message(), wait.history)
 
-    def _run_there(self, run: TopicRun, wait: Waiting) -> bool:
+    def _run_there(self, run: TopicRun, wait: Waiting, pull: bool) -> bool:
+        return self._send_run(run, wait.message(), wait.history, pull)
+
+    def _send_run(
+        self, run: TopicRun, message: AgentMessage, history: tuple[Turn, ...], pull: bool = False
+    ) -> bool:
         peer = self.members.get(run.machine_id)
         if peer is None:
             return False
         recipient = peer.identity.encryption_public
         try:
-            return self.transport.send_run(run, recipient, wait.message(), wait.history)
+            return self.transport.send_run(run, recipient, message, history, pull=pull)
         except ValueError as exc:  # the message alone past the frame limit
             self.counters.inc("pool.too_big")
             log.error("pool: the run of %s is too big to send: %s", run.key, exc)
@@ -304,13 +320,35 @@ class PoolActor(pykka.ThreadingActor):
             return
         self._took(run, replies, error)
 
+    # --- a topic's agent state follows it (baton.actors.pool_handoff) -------------------
+
+    def _sync(self, what: tuple[Any, ...]) -> None:
+        """This machine's StateSync step now; then ``what`` goes on (StateSynced)."""
+        assert self.state is not None
+        done = StateSynced(what)
+        try:
+            self.state(SyncNow(reply=lambda: self.actor_ref.tell(done)))
+        except pykka.ActorDeadError:  # the node is stopping: go on without
+            self.actor_ref.tell(done)
+
+    def _synced(self, what: tuple[Any, ...]) -> None:
+        if what[0] != "handoff":
+            self.runner.synced(what)
+        elif self.routing is not None:
+            self.routing.handoffs.synced(what[1])
+
+    def _release(self, env: Any) -> None:
+        if env.type == "pool_release":
+            self.runner.release(env, self.holder)
+        elif self.routing is not None and env.epoch == self.holder[1]:
+            self.routing.handoffs.released(env.sender, env.body["topic"], self._now())
+
     def _hello(self, env: Any) -> None:
         boot = env.body["boot"]
-        ok = self.holding and env.epoch == self.holder[1] and env.sender in self.members
-        if not ok or self.routing is None or not 0 < len(boot) <= MAX_BOOT_CHARS:
+        ok = self.routing is not None and env.epoch == self.holder[1] and env.sender in self.members
+        if not ok or not 0 < len(boot) <= MAX_BOOT_CHARS:
             self.counters.inc("pool.refused.hello")
-            return
-        if self.routing.booted(env.sender, boot):
+        elif self.routing is not None and self.routing.booted(env.sender, boot):
             log.warning("pool: %s restarted: its runs are placed again", env.sender)
 
     def _took(self, run: TopicRun, replies: tuple[str, ...] | None, error: str | None) -> None:
@@ -319,6 +357,8 @@ class PoolActor(pykka.ThreadingActor):
             self.counters.inc("pool.refused.stale")
             return
         now = self._now()
+        if self.probes.took(run, replies, error, now):
+            return
         if error is not None and error.startswith(REFUSED):
             log.info("pool: %s refused %s: %s", run.machine_id, run.key, error)
             routing.refused(run, now)
@@ -341,6 +381,14 @@ class PoolActor(pykka.ThreadingActor):
             routing = self._routing()
         except (PoolDisabled, PoolNotHolder) as exc:
             return failed(exc)
+        if op in ("verify", "e2e"):
+            if op == "verify":
+                now, wall = self._now(), 0.0 if self.clock is None else self.clock.wall_s()
+                alive = [m["machine_id"] for m in machines(routing, now) if m["alive"]]
+                self.probes.verify(
+                    self.me, alive, routing.router.term, now=now, wall_s=wall, send=self._send_run
+                )
+            return {"ok": self.probes.view()}
         wall = 0.0 if self.clock is None else self.clock.wall_s()
         said = answer(op, args, routing, view=self._view(), by=by, now=self._now(), wall_s=wall)
         self._keep_routes()
@@ -352,32 +400,10 @@ class PoolActor(pykka.ThreadingActor):
         holder, epoch = self.holder
         if self.holding or holder is None:
             q.reply(self._answer(q.op, q.args, self.me))
-            return
-        if not self.mirror.state.enabled:  # what this machine mirrors: no need to ask
-            q.reply(
-                failed(PoolDisabled("the pool is off: `baton pool enable` on the awake machine"))
-            )
-            return
-        ask_id = new_message_id(self.transport.rng)
-        if not self.asked.add(ask_id, q, self._now()):
-            q.reply(failed(Unavailable("too many questions wait for the holder")))
-            return
-        if not self.transport.send_ask(holder, epoch, ask_id, q.op, q.args):
-            self.asked.answered(
-                ask_id, failed(Unavailable(f"the holder {holder} is not reachable"))
-            )
-
-    def _asked(self, env: Any) -> None:
-        if env.sender not in self.members:
-            self.counters.inc("pool.refused.ask")
-            return
-        try:
-            op, args = check(env.body["op"], env.body["args"])
-            said = self._answer(op, args, env.sender)
-        except BadRequest as exc:
-            self.counters.inc("pool.refused.ask")
-            said = failed(exc)
-        self.transport.send_answer(env.sender, env.epoch, env.body["id"], said)
+        elif not self.mirror.state.enabled:  # what this machine mirrors: no need to ask
+            q.reply(failed(PoolDisabled(OFF)))
+        else:
+            self.asked.ask(q, holder, epoch, self._now())
 
     def _view(self) -> dict[str, Any]:
         state = self.mirror.state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from baton.actors.delivery_jobs import AgentResult
 from baton.agents.base import AgentMessage, Turn
@@ -69,3 +69,13 @@ class AgentJobs(Protocol):
     def agent(self, token: int, entry: LedgerEntry, history: Sequence[Turn]) -> None: ...
 
     run: Run
+
+
+@dataclass(frozen=True)
+class StateSynced:
+    """This machine's StateSync step asked for ``what`` is done (the pool's handoff):
+    ("run", run) the state is pulled for a run here; ("handoff", run) the holder took
+    and pushed it before ``run`` goes out; ("release", holder, epoch, topic) this
+    machine queued its changes for the holder."""
+
+    what: tuple[Any, ...]

@@ -8,7 +8,9 @@ A question is an op and its arguments (``check``, strict: a peer's bytes):
 - ``machine`` {"machine": id or nickname}: one machine;
 - ``placement`` {"topic": str}: where the topic runs and why;
 - ``transfer`` {"topic", "to", "confirm"}: a move (the one planner);
-- ``unpin`` {"topic"}: the topic is placed by load again.
+- ``unpin`` {"topic"}: the topic is placed by load again;
+- ``verify`` {}: the pool's end-to-end check begins (baton.actors.pool_probe);
+- ``e2e`` {}: its results so far.
 
 An answer is ``{"ok": ...}`` or ``{"error": code, "detail": str}``; ``raise_for``
 turns an error back into its typed error where the answer is used. A standby's
@@ -22,7 +24,7 @@ transfer asked by a peer is ``by`` that machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,8 @@ from baton.actors.pool_routing import PoolRouting
 from baton.core import errors as e
 from baton.core.pool_state import MAX_ID_CHARS
 from baton.core.pool_transfer import TransferPlan, TransferRequest
+from baton.wire.envelope import Envelope, new_message_id
+from baton.wire.pool_transport import PoolTransport
 
 ASK_TIMEOUT_MS = 5000
 MAX_ASKED = 64
@@ -42,6 +46,8 @@ ARGS: dict[str, dict[str, type]] = {
     "placement": {"topic": str},
     "transfer": {"topic": str, "to": str, "confirm": bool},
     "unpin": {"topic": str},
+    "verify": {},
+    "e2e": {},
 }
 
 
@@ -153,6 +159,27 @@ _KINDS: dict[str, type[e.BatonError]] = {
 }
 
 
+def answer_peer(
+    env: Envelope,
+    members: Container[str],
+    answer: Callable[[str, dict[str, Any], str], dict[str, Any]],
+    transport: PoolTransport,
+    count: Callable[[str], None],
+) -> None:
+    """A peer's ``pool_ask``: checked, answered by ``answer`` (op, args, by), sent back;
+    a stranger's is dropped."""
+    if env.sender not in members:
+        count("pool.refused.ask")
+        return
+    try:
+        op, args = check(env.body["op"], env.body["args"])
+        said = answer(op, args, env.sender)
+    except e.BadRequest as exc:
+        count("pool.refused.ask")
+        said = failed(exc)
+    transport.send_answer(env.sender, env.epoch, env.body["id"], said)
+
+
 def raise_for(answer: object) -> Any:
     """The answer's value, or its error raised as the typed error of its code."""
     if isinstance(answer, dict) and set(answer) == {"ok"}:
@@ -170,14 +197,25 @@ def raise_for(answer: object) -> Any:
 class Asked:
     """A standby's questions waiting for the holder's answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: PoolTransport) -> None:
+        self.transport = transport
         self.waiting: dict[str, tuple[Query, float]] = {}  # id -> (question, deadline)
 
-    def add(self, ask_id: str, query: Query, now: float) -> bool:
+    def ask(self, query: Query, holder: str, epoch: int, now: float) -> None:
+        """Ask ``holder`` (of ``epoch``); the answer, or why none, goes to the query."""
         if len(self.waiting) >= MAX_ASKED:
-            return False
+            query.reply(failed(e.Unavailable("too many questions wait for the holder")))
+            return
+        ask_id = new_message_id(self.transport.rng)
         self.waiting[ask_id] = (query, now + ASK_TIMEOUT_MS)
-        return True
+        if not self.transport.send_ask(holder, epoch, ask_id, query.op, query.args):
+            unreachable = e.Unavailable(f"the holder {holder} is not reachable")
+            self.answered(ask_id, failed(unreachable))
+
+    def received(self, env: Envelope, holder: str | None, count: Callable[[str], None]) -> None:
+        """A ``pool_answer``: taken only from the holder, for a question that waits."""
+        if env.sender != holder or not self.answered(env.body["id"], env.body["answer"]):
+            count("pool.refused.answer")
 
     def answered(self, ask_id: object, answer: object) -> bool:
         found = self.waiting.pop(ask_id, None) if isinstance(ask_id, str) else None

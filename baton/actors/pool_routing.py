@@ -12,7 +12,8 @@ AgentDone for the token, so the ledger, the fenced outbox and exactly-once are
 delivery's as before; a result the router refuses (an older epoch, a machine that lost
 the topic, a repeat) is counted and dropped. A run that cannot be sent, or that its
 machine refuses (its lease view behind), is taken back and placed again at the next
-tick, at the next epoch.
+tick, at the next epoch. A run that gives a topic to another machine than the one that
+last ran it waits for the topic's agent state to follow (baton.actors.pool_handoff).
 
 Each change of a placement or pin is kept in the TopicPlacementPinStore (``changes``
 tells the actor), so a new holder restores them.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.actors.delivery_messages import AgentDone
+from baton.actors.pool_handoff import TopicHandoffs
 from baton.agents.base import AgentMessage, Turn
 from baton.core.ledger import LedgerEntry
 from baton.core.pool_commands import NicknameCommand, RelocationNicknameSet
@@ -70,14 +72,17 @@ class PoolRouting:
         router: SessionRouter,
         *,
         run_here: Callable[[TopicRun, Waiting], None],
-        run_there: Callable[[TopicRun, Waiting], bool],
+        run_there: Callable[[TopicRun, Waiting, bool], bool],
         done: Callable[[AgentDone], None],
         count: Callable[[str], None],
+        release: Callable[[str, str], bool] = lambda machine, topic: False,
+        sync: Callable[[TopicRun], None] | None = None,
     ) -> None:
         self.me = me
         self.router = router
         self.run_here = run_here
-        self.run_there = run_there  # False: it could not be sent
+        self.run_there = run_there  # (run, what waits, pull): False if it could not be sent
+        self.handoffs = TopicHandoffs(me, release=release, sync=sync, send=self._send, count=count)
         self.done = done
         self.count = count
         self.waiting: dict[str, Waiting] = {}  # ledger key -> what delivery waits on
@@ -113,6 +118,7 @@ class PoolRouting:
             log.info("pool: a result for %s from %s at epoch %d refused (not in flight)",
                      run.key, run.machine_id, run.epoch)  # fmt: skip
             return False
+        self.handoffs.took(run)
         wait = self.waiting.pop(run.key, None)
         if wait is not None:
             self.count("pool.results")
@@ -142,17 +148,30 @@ class PoolRouting:
         return True
 
     def tick(self, now: float) -> None:
+        self.handoffs.tick(now, lambda run: self.router.running.get(run.topic) == run)
         self._dispatch(self.router.tick(now), now)
 
     def _dispatch(self, runs: list[TopicRun], now: float) -> None:
+        machines = self.registry.machines
+        ttl = self.router.ttl_ms
+
+        def alive(machine_id: str) -> bool:
+            m = machines.get(machine_id)
+            return m is not None and m.alive(now, ttl)
+
         for run in runs:
-            wait = self.waiting[run.key]  # every key the router holds came in by route()
             self.count("pool.runs")
-            if run.machine_id == self.me:
-                self.run_here(run, wait)
-            elif not self.run_there(run, wait):
-                self.count("pool.send_failed")
-                self.router.take_back(run.topic)
+            self.handoffs.dispatch(run, now, alive)  # its state first, when it moves
+
+    def _send(self, run: TopicRun, pull: bool) -> None:
+        if self.router.running.get(run.topic) != run:
+            return  # taken back while its state was handed over: placed again
+        wait = self.waiting[run.key]  # every key the router holds came in by route()
+        if run.machine_id == self.me:
+            self.run_here(run, wait)
+        elif not self.run_there(run, wait, pull):
+            self.count("pool.send_failed")
+            self.router.take_back(run.topic)
 
     # --- moves -------------------------------------------------------------------------
 

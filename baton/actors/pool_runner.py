@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import nacl.public
 
 from baton.actors.pool_messages import Run, RunFinished
+from baton.actors.pool_probe import PROBE_TEXT, PROBE_TOPIC
 from baton.agents.base import AgentMessage, Turn
 from baton.core.errors import PoolRefused
 from baton.core.pool_router import TopicRun
+from baton.core.pool_state import MAX_ID_CHARS
 from baton.core.registry import MachineEntry
 from baton.wire.envelope import Envelope
 from baton.wire.pool_transport import PoolTransport, open_run
@@ -41,6 +44,7 @@ class PoolRunner:
         run: Run | None,
         finished: Callable[[RunFinished], None],
         count: Callable[[str], None],
+        sync: Callable[[tuple[Any, ...]], None] | None = None,
     ) -> None:
         self.me = me
         self.key = key
@@ -48,13 +52,16 @@ class PoolRunner:
         self.run = run  # None: this machine runs no agent (no channel configured)
         self.finished = finished  # tells the PoolActor
         self.count = count
+        self.sync = sync  # this machine's StateSync step, then synced(what) (None: none)
         self.running: set[TopicRun] = set()
+        # runs waiting for the agent's state to be pulled: run -> (asker, message, history)
+        self.pulling: dict[TopicRun, tuple[str, AgentMessage, tuple[Turn, ...]]] = {}
 
     def received(
         self, env: Envelope, holder: tuple[str | None, int], members: Mapping[str, MachineEntry]
     ) -> None:
         try:
-            run, message, history = open_run(env, self.key)
+            run, message, history, pull = open_run(env, self.key)
         except PoolRefused as exc:
             self.count("pool.refused.malformed")
             log.warning("pool: a run from %s refused: %.300s", env.sender, exc.detail)
@@ -62,24 +69,55 @@ class PoolRunner:
         why = None
         if (env.sender, env.epoch) != holder:
             why, counter = f"{self.me} sees {holder[0]} hold at epoch {holder[1]}", "not_holder"
+        elif run.topic == PROBE_TOPIC:  # the way proved; the agent never sees a probe
+            self.count("pool.probes")
+            self.answer(RunFinished(run, env.sender, (PROBE_TEXT,), None), members)
+            return
         elif self.run is None:
             why, counter = f"{self.me} runs no agent", "no_agent"
-        elif len(self.running) >= MAX_RUNNING and run not in self.running:
+        elif len(self.running) + len(self.pulling) >= MAX_RUNNING and run not in self.running:
             why, counter = f"{self.me} runs {MAX_RUNNING} already", "busy"
         if why is not None:
             self.count(f"pool.refused.{counter}")
             self.answer(RunFinished(run, env.sender, None, REFUSED + why), members)
             return
-        if run in self.running:
+        if run in self.running or run in self.pulling:
             self.count("pool.repeats")
             return
+        if pull and self.sync is not None:  # the topic is new here: its state first
+            self.pulling[run] = (env.sender, message, history)
+            self.sync(("run", run))
+            return
         self.start(run, env.sender, message, history)
+
+    def release(self, env: Envelope, holder: tuple[str | None, int]) -> None:
+        """The holder asks for a topic's state (it moves elsewhere): this machine's
+        changes are queued (StateSync), then ``pool_released`` says so."""
+        topic = env.body["topic"]
+        if (env.sender, env.epoch) != holder or not 0 < len(topic) <= MAX_ID_CHARS:
+            self.count("pool.refused.release")
+        elif self.sync is None:
+            self.transport.send_release(env.sender, env.epoch, topic, done=True)
+        else:
+            self.sync(("release", env.sender, env.epoch, topic))
+
+    def synced(self, what: tuple[Any, ...]) -> None:
+        """This machine's StateSync step for ``what`` is done."""
+        match what:
+            case ("run", run):  # the agent's state is pulled: the run waiting on it starts
+                waiting = self.pulling.pop(run, None)
+                if waiting is not None:
+                    self.start(run, *waiting)
+            case ("release", holder, epoch, topic):
+                self.transport.send_release(holder, epoch, topic, done=True)
 
     def start(
         self, run: TopicRun, asker: str, message: AgentMessage, history: Sequence[Turn]
     ) -> None:
         assert self.run is not None
         self.running.add(run)
+        if asker != self.me:
+            self.count("pool.ran")  # a run for the holder, here
         self.run(message, history, lambda r: self.finished(RunFinished(run, asker, *r)))
 
     def answer(self, done: RunFinished, members: Mapping[str, MachineEntry]) -> None:

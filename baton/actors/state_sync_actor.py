@@ -16,7 +16,8 @@ Every ``interval_ms`` (on its Tick):
   queue (``state.queue_sent``).
 
 ``Flush`` (asked by the node before the holder releases its lease) commits and pushes
-at once, so a planned stop or handoff carries the last turns' changes.
+at once, so a planned stop or handoff carries the last turns' changes. ``SyncNow`` runs
+this machine's step at once and then replies (the pool's topic handoff).
 
 Invariants:
 - Only a holder pushes the state, and only with the epoch it holds; a standby writes
@@ -57,6 +58,15 @@ REPEAT_LOG_MS = 60_000
 @dataclass(frozen=True)
 class Flush:
     """Commit and push now (a holder's last changes before it lets go)."""
+
+
+@dataclass(frozen=True)
+class SyncNow:
+    """This machine's step now, whatever the interval, then ``reply()`` (the pool: a
+    topic's old machine queues its changes, the holder takes them and pushes, the new
+    machine pulls, before the topic runs there)."""
+
+    reply: Callable[[], None]
 
 
 class StateView:
@@ -120,6 +130,9 @@ class StateSyncActor(pykka.ThreadingActor):
             self.highest_epoch = max(self.highest_epoch, message.epoch)
         elif isinstance(message, Flush) and self.phase is Phase.HOLDING:
             self._guarded(self._commit_and_push)
+        elif isinstance(message, SyncNow):
+            self._guarded(self._sync)
+            message.reply()
         return None
 
     def _now(self) -> float:

@@ -20,6 +20,8 @@ Routes:
                        refusals: 404 unknown_machine/topic, 409 already_there or
                        needs_confirm, 429 rate_limited)
   POST /pool/unpin     bearer token; {topic}: placed by load again
+  POST /pool/verify, GET /session-pool/e2e-results   bearer token; the pool's own
+                       end-to-end check: a probe through every machine, and its results
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.api.pairing): the code or a signature is the credential
 
@@ -123,12 +125,26 @@ def _pool(services: Services) -> Blueprint:
             raise BadRequest("expected {topic, to, confirm?}")
         return jsonify(services.pool_ask("transfer", topic=topic, to=to, confirm=confirm))
 
+    @bp.post("/verify")
+    def verify() -> ResponseReturnValue:
+        return jsonify(services.pool_ask("verify"))
+
     @bp.post("/unpin")
     def unpin() -> ResponseReturnValue:
         body = pairing.json_object()
         if set(body) != {"topic"}:
             raise BadRequest("expected {topic}")
         return jsonify(services.pool_ask("unpin", topic=body["topic"]))
+
+    return bp
+
+
+def _session_pool(services: Services) -> Blueprint:
+    bp = _operator("session_pool", "/session-pool", services)
+
+    @bp.get("/e2e-results")
+    def e2e_results() -> ResponseReturnValue:
+        return jsonify(services.pool_ask("e2e"))
 
     return bp
 
@@ -220,6 +236,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.register_blueprint(_public(services))
     app.register_blueprint(_api(services))
     app.register_blueprint(_pool(services))
+    app.register_blueprint(_session_pool(services))
     app.register_blueprint(pairing.blueprint(services))
     return app
 

@@ -1,4 +1,4 @@
-"""`baton pool status|placement|move|unpin|enable|disable`: the pool (docs/DESIGN.md,
+"""`baton pool status|placement|move|unpin|verify|enable|disable`: the pool (docs/DESIGN.md,
 "The pool").
 
 ``status`` shows the pool as this machine holds it (whether on, its version, pins and
@@ -8,12 +8,14 @@ or off; only the awake machine may (elsewhere: exit 1, saying so). ``placement``
 ``move`` and ``unpin`` ask the holder, through this machine's node (a standby asks it
 over the wire): where a topic runs and why; move it (the planner's checks: a member, a
 known topic, not there already, the rate limit, ``--confirm`` for a target offline or a
-reply in flight); let it be placed by load again. A mesh without a lease store has no
-pool (exit 1).
+reply in flight); let it be placed by load again. ``verify`` runs the pool's end-to-end
+check and waits for its results (exit 1 unless every machine answered). A mesh without a
+lease store has no pool (exit 1).
 """
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from typing import Any
 
@@ -112,3 +114,29 @@ def pool_unpin(ctx: Ctx, topic: str) -> None:
         click.echo(f"{topic}: unpinned" if d["unpinned"] else f"{topic} was not pinned")
 
     ctx.emit(NodeClient(ctx.home).post("/pool/unpin", {"topic": topic}), human)
+
+
+@command(pool_group, "verify")
+@click.option("--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait.")
+def pool_verify(ctx: Ctx, wait_s: float) -> None:
+    """The pool's end-to-end check: a probe through every machine the holder sees alive
+    (the wire both ways, the seals, the lease views; never the agent). Exit 1 unless
+    every machine answered."""
+    client = NodeClient(ctx.home)
+    view = client.post("/pool/verify", {})
+    deadline = time.monotonic() + wait_s
+    while not view["done"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        view = client.get("/session-pool/e2e-results")
+
+    def human(d: dict[str, Any]) -> None:
+        for machine_id, r in sorted(d["results"].items()):
+            said = f"ok in {r['ms']} ms" if r["ok"] else f"FAILED: {r['error']}"
+            click.echo(f"{machine_id}: {said}")
+        for machine_id in d["waiting"]:
+            click.echo(f"{machine_id}: no answer yet")
+        click.echo("pool check: " + ("ok" if d["ok"] else "FAILED"))
+
+    ctx.emit(view, human)
+    if not view["ok"]:
+        raise click.exceptions.Exit(1)

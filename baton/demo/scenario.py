@@ -14,7 +14,10 @@ topics the whole time, the demo
    first reply at the new epoch;
 3. pauses the awake machine (SIGSTOP) past its lease, lets a standby take over, and
    resumes it: it must stand down, and anything it tries to send is refused as stale;
-4. stops the load, waits for every message to be answered, and judges the whole run
+4. turns the pool on and says "move this to charlie" in a topic: baton answers it, and
+   the topic's later messages run on charlie (a standby), their replies still sent
+   once by the awake machine;
+5. stops the load, waits for every message to be answered, and judges the whole run
    with baton.demo.verdict: lost, duplicated, stale sends accepted, epochs going backwards,
    two holders at once. ``transcript_loss`` counts the turns the agent's history lost
    to the kill -9 and the pause (those not yet flushed to a standby; bounded by the
@@ -44,6 +47,7 @@ from baton.demo.kit import (
     transcript_loss,
     verdict,
 )
+from baton.node.client import NodeClient
 
 NAMES = ("alpha", "bravo", "charlie")
 TOPICS = ["general", "travel", "recipes", "work"]
@@ -140,6 +144,7 @@ class Demo:
             self.failover()
             self.handoff()
             self.pause()
+            self.pool()
             summary = self.finish(loader)
         except Exception as exc:
             summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -281,6 +286,44 @@ class Demo:
             f"{sleeper.name} woke after {time.monotonic() - paused_at:.1f} s and stood down"
         )
 
+    def pool(self) -> None:
+        """The pool on, and "move this to charlie" said in a topic: baton answers it, and
+        the topic's later messages run on charlie (its node counts them)."""
+        self.steady(20)
+        run = self.run
+        awake, _ = self._holder()
+        target = next(m for m in reversed(run.mesh.machines) if m is not awake)
+        topic = TOPICS[-1]
+        self.step(f'the pool on; "move this to {target.name}" said in "{topic}"')
+        awake.json("pool", "enable")
+        ran_before = target.counter("pool.ran")
+        said = f"move this to {target.name}"
+        body = {"text": said, "client_id": "demo-move"}
+        message_id = int(run.chat.api(f"/api/topics/{topic}/messages", body)["message_id"])
+        run.history.add("posted", message_id=message_id, topic=topic)
+
+        def answer() -> str | None:
+            return next(
+                (m["text"] for m in run.topic(topic) if m.get("reply_to") == message_id), None
+            )
+
+        reply = wait_for(answer, 60, f'the answer to "{said}"')
+        if not reply.startswith(f"Moving this topic to {target.name}"):
+            raise RuntimeError(f'"{said}" was answered "{reply}"')
+        topics = NodeClient(awake.home).get("/pool")["topics"]  # the holder's view
+        pinned = [t for t in topics if t["reason"] == "pinned"]
+        if [t["nickname"] for t in pinned] != [target.name]:
+            raise RuntimeError(f"the pool's pins after the move: {pinned}")
+
+        def later() -> int:
+            bot = [m for m in run.topic(topic) if m["from"] == "bot"]
+            return sum(1 for m in bot if m["reply_to"] > message_id)
+
+        wait_for(lambda: later() >= 3, 60, f"3 replies in {topic} after the move")
+        ran = target.counter("pool.ran") - ran_before
+        self.measured["pool_moved_to"] = target.name
+        self.done(f'"{reply}"; {pinned[0]["topic"]} pinned there; {target.name} ran {ran} runs')
+
     def finish(self, loader: Loader) -> dict[str, Any]:
         run, watcher = self.run, self.watcher
         self.steady(20)
@@ -311,6 +354,7 @@ class Demo:
             "overlapping": len(report.overlapping),
             "failover_s": self.measured.get("failover_s"),
             "handoff_s": self.measured.get("handoff_s"),
+            "pool_moved_to": self.measured.get("pool_moved_to"),
             "transcript_loss": transcript_loss(run, TOPICS),
             # the agent's state (StateSync): turns the remote held at the kill, and those
             # of them the new holder's state directory lacked

@@ -17,6 +17,7 @@ from baton.core.errors import PoolError
 from baton.core.settings import Settings
 from baton.node.actor_part import ActorPart
 from baton.node.delivery_parts import DeliveryParts
+from baton.node.state_parts import StateParts
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity
 from baton.stores.pool_sqlite import SqlitePoolStore
@@ -35,6 +36,7 @@ def build_pool(
     counters: Counters,
     send: Callable[[Envelope], bool],
     delivery: DeliveryParts | None,
+    state: StateParts | None = None,
 ) -> ActorPart | None:
     try:
         store = SqlitePoolStore(paths.pool)
@@ -54,6 +56,7 @@ def build_pool(
         config=PoolConfig(ttl_ms=settings.lease_ttl_ms, run_timeout_ms=run_timeout_ms(settings)),
         jobs=None if delivery is None else delivery.jobs,
         delivery=None if delivery is None else delivery.actor.tell,
+        state=None if state is None else state.actor.tell,  # a topic's state follows it
     )
     if delivery is not None:
         delivery.route.pool = actor  # delivery's agent runs go through the pool

@@ -221,6 +221,7 @@ class Node:
                         counters=counters,
                         send=transport.send,
                         delivery=delivery,
+                        state=state,
                     )
                 )
             pairing = self._keep(

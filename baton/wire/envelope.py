@@ -70,6 +70,8 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "pool_result": {"run": list, "box": str},  # its replies, sealed to the holder
     "pool_ask": {"id": str, "op": str, "args": dict},  # a pool question, to the holder
     "pool_answer": {"id": str, "answer": dict},  # its answer (wire.pool_transport)
+    "pool_release": {"topic": str},  # the holder asks a topic's old machine for its state
+    "pool_released": {"topic": str},  # it queued its changes (StateSync)
     "pool_hello": {"boot": str},  # a machine's runner, this run of its process, to the holder
 }
 

@@ -6,13 +6,16 @@ Three envelopes, each stamped with the holder's lease epoch:
 - ``pool_run`` {"run": [topic, key, machine_id, term, epoch], "box": base64}: the
   holder asks a machine to run a message of a topic (a TopicRun). The box is
   PyNaCl's SealedBox to the target's X25519 key of {"message": AgentMessage,
-  "history": [[text, [reply, ...]], ...]}: the conversation is sealed end to end, to
-  the one machine that runs it. The history is the newest turns that fit the budget.
+  "history": [[text, [reply, ...]], ...], "pull": bool}: the conversation is sealed
+  end to end, to the one machine that runs it. The history is the newest turns that
+  fit the budget; ``pull`` asks it to pull the agent's state before it runs.
 - ``pool_result`` {"run": [...], "box": base64}: the target's answer, sealed to the
   holder: {"replies": [str, ...] | null, "error": str | null}.
 - ``pool_ask`` {"id", "op", "args"} and ``pool_answer`` {"id", "answer"}: a question
   of the HTTP routes or the CLI, from a machine to the holder, and its answer
   (baton.actors.pool_queries).
+- ``pool_release`` {"topic"} and ``pool_released`` {"topic"}: the holder asks a
+  topic's old machine to queue its agent state now; it has (baton.actors.pool_handoff).
 - ``pool_hello`` {"boot": str}: a machine's runner to the holder, this run of its
   process (random at start): a holder that sees it change takes back every run in
   flight there (they died with the process before).
@@ -74,10 +77,21 @@ class PoolTransport:
     def send_hello(self, to: str, epoch: int, boot: str) -> bool:
         return self._send("pool_hello", to, epoch, {"boot": boot})
 
+    def send_release(self, to: str, epoch: int, topic: str, *, done: bool = False) -> bool:
+        kind = "pool_released" if done else "pool_release"
+        return self._send(kind, to, epoch, {"topic": topic})
+
     def send_run(
-        self, run: TopicRun, recipient: bytes, message: AgentMessage, history: Sequence[Turn]
+        self,
+        run: TopicRun,
+        recipient: bytes,
+        message: AgentMessage,
+        history: Sequence[Turn],
+        *,
+        pull: bool = False,
     ) -> bool:
-        """``run`` to its machine, with the newest turns of ``history`` that fit."""
+        """``run`` to its machine, with the newest turns of ``history`` that fit;
+        ``pull``: its machine pulls the agent's state before it runs it."""
         head = json.dumps(message.to_json())
         kept: list[list[Any]] = []
         size = len(head)
@@ -88,7 +102,7 @@ class PoolTransport:
                 break
             kept.append(row)
         kept.reverse()
-        doc = {"message": message.to_json(), "history": kept}
+        doc = {"message": message.to_json(), "history": kept, "pull": pull}
         return self._sealed("pool_run", run.machine_id, run, recipient, doc)
 
     def send_result(
@@ -125,10 +139,13 @@ def open_state(env: Envelope) -> PoolState:
 
 def open_run(
     env: Envelope, key: nacl.public.PrivateKey
-) -> tuple[TopicRun, AgentMessage, tuple[Turn, ...]]:
-    """A ``pool_run`` for this machine (``env.to``), opened with its key."""
+) -> tuple[TopicRun, AgentMessage, tuple[Turn, ...], bool]:
+    """A ``pool_run`` for this machine (``env.to``), opened with its key: the run, its
+    message, its history, whether to pull the agent's state first."""
     run = _open_row(env, machine=env.to)
-    doc = _unseal(env, key, {"message", "history"})
+    doc = _unseal(env, key, {"message", "history", "pull"})
+    if not isinstance(doc["pull"], bool):
+        raise PoolRefused("a run's pull: true or false")
     message = _message(doc["message"], run)
     history = doc["history"]
     if not isinstance(history, list) or len(history) > MAX_HISTORY:
@@ -138,7 +155,7 @@ def open_run(
         if not isinstance(row, list) or len(row) != 2 or not isinstance(row[0], str):
             raise PoolRefused("a run's history: turns are [text, [replies]]")
         turns.append(Turn(row[0], _texts(row[1], "a turn's replies")))
-    return run, message, tuple(turns)
+    return run, message, tuple(turns), doc["pull"]
 
 
 def open_result(

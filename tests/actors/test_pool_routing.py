@@ -22,8 +22,11 @@ from baton.actors.delivery_jobs import AgentResult
 from baton.actors.delivery_messages import AgentDone
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.pool_actor import PoolActor
+from baton.actors.pool_handoff import RELEASE_MS
 from baton.actors.pool_messages import GetPool, Heard, PoolConfig, RouteRun, SetPool
+from baton.actors.pool_probe import PROBE_TIMEOUT_MS
 from baton.actors.pool_queries import ASK_TIMEOUT_MS, Query, raise_for
+from baton.actors.state_sync_actor import SyncNow
 from baton.adapters.metrics import Counters
 from baton.agents.base import AgentMessage, Turn
 from baton.core.clock import FakeClock
@@ -70,7 +73,7 @@ class Jobs:
 
 
 class Node:
-    def __init__(self, seed: int, nickname: str, clock: FakeClock) -> None:
+    def __init__(self, seed: int, nickname: str, clock: FakeClock, state: bool = False) -> None:
         signing = nacl.signing.SigningKey(bytes([seed]) * 32)
         self.key = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
         ident = PublicIdentity.from_keys(
@@ -97,7 +100,18 @@ class Node:
             config=PoolConfig(ttl_ms=TTL, run_timeout_ms=RUN_TIMEOUT),
             jobs=self.jobs,
             delivery=self.done.append,
+            state=self.state_step if state else None,
         )
+
+    syncs: int = 0  # StateSync steps asked (the fake StateSyncActor)
+    hold: list[SyncNow] | None = None  # steps held back (a StateSync that does not answer)
+
+    def state_step(self, step: SyncNow) -> None:
+        self.syncs += 1
+        if self.hold is None:
+            step.reply()
+        else:
+            self.hold.append(step)
 
     def ask(self, message: Any) -> Any:
         return self.actor.ask(message, timeout=10)
@@ -109,10 +123,10 @@ class Node:
 
 
 class Mesh:
-    def __init__(self) -> None:
+    def __init__(self, state: bool = False) -> None:
         self.clock = FakeClock(monotonic_ms=100_000.0)
-        self.nodes = [Node(10, "alpha", self.clock), Node(20, "bravo", self.clock),
-                      Node(30, "charlie", self.clock)]  # fmt: skip
+        self.nodes = [Node(10, "alpha", self.clock, state), Node(20, "bravo", self.clock, state),
+                      Node(30, "charlie", self.clock, state)]  # fmt: skip
         self.tokens = 0
         for n in self.nodes:
             n.ask(MembersChanged(tuple(o.entry for o in self.nodes if o is not n)))
@@ -145,6 +159,8 @@ class Mesh:
     def wire(self) -> None:
         """Hand every envelope sent to its recipient, until none is left."""
         while True:
+            for n in self.nodes:  # what each has told itself is handled first
+                n.ask(GetPool())
             envs = [e for n in self.nodes for e in n.take() if e.type != "pool_state"]
             if not envs:
                 return
@@ -438,3 +454,110 @@ def test_a_machine_that_restarted_has_its_runs_placed_again(mesh: Mesh) -> None:
     stranger = make_envelope("pool_hello", b.id, a.id, {"boot": "x"}, "h3", epoch=2)
     a.ask(EnvelopeReceived(stranger))  # another term's
     assert a.counters.get("pool.refused.hello") == 1
+
+
+def test_the_pool_check_probes_every_live_machine_and_never_runs_an_agent(mesh: Mesh) -> None:
+    a, b, c = mesh.nodes
+    on(mesh)
+    started = mesh.ok(b, "verify")  # asked by a standby: the holder probes
+    assert started["check"] == 1
+    view = mesh.ok(c, "e2e")
+    assert view["done"] and view["ok"], view
+    assert set(view["results"]) == {a.id, b.id, c.id}
+    assert all(n.jobs.runs == [] and n.jobs.local == [] for n in mesh.nodes)
+    assert b.counters.get("pool.probes") == 1
+    # charlie, dead past the ttl, is not probed
+    mesh.clock.advance(TTL + 1)
+    mesh.hear_all(a, but=[c])
+    assert mesh.ok(a, "verify")["check"] == 2
+    view = mesh.ok(a, "e2e")
+    assert view["done"] and view["ok"] and set(view["results"]) == {a.id, b.id}, view
+
+
+def test_a_probe_whose_answer_is_lost_fails_after_its_time(mesh: Mesh) -> None:
+    a, b, _ = mesh.nodes
+    on(mesh)
+    future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
+    a.actor.tell(Query("verify", {}, future.set))
+    assert future.get(timeout=10)["ok"]["done"] is False
+    probes = a.take("pool_run")
+    assert sorted(e.to for e in probes) == sorted([b.id, mesh.nodes[2].id])
+    for env in probes:  # charlie answers, bravo's answer is lost
+        mesh.by(env.to).ask(EnvelopeReceived(env))
+    for env in mesh.nodes[2].take("pool_result"):
+        a.ask(EnvelopeReceived(env))
+    b.take()
+    mesh.clock.advance(PROBE_TIMEOUT_MS + 1)
+    a.ask(Tick(mesh.clock.monotonic_ms()))
+    view = mesh.ok(a, "e2e")
+    assert view["done"] and not view["ok"]
+    assert view["results"][b.id]["ok"] is False and view["results"][a.id]["ok"] is True
+
+
+@pytest.fixture
+def synced() -> Iterator[Mesh]:
+    m = Mesh(state=True)
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def test_a_topic_that_moves_takes_its_agent_state_with_it(synced: Mesh) -> None:
+    """alpha (the holder) ran it: alpha's StateSync step, then bravo pulls before it runs
+    there; again on bravo: nothing; then to charlie: bravo queues its changes first
+    (pool_release), alpha takes and pushes them, charlie pulls, then runs."""
+    mesh = synced
+    a, b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)  # alpha: first placement, here: no handoff
+    finish_everywhere(mesh)
+    assert a.syncs == 0
+    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    mesh.route(a, "1/0", 2, "two", 3)
+    mesh.wire()
+    assert (a.syncs, b.syncs) == (1, 1)  # the holder pushed, bravo pulled, then ran
+    assert [m.text for m, _, _ in b.jobs.runs] == ["two"]
+    finish_everywhere(mesh)
+    mesh.wire()
+    mesh.route(a, "1/0", 3, "three", 3)  # sticky: no handoff
+    mesh.wire()
+    assert (a.syncs, b.syncs) == (1, 1) and [m.text for m, _, _ in b.jobs.runs] == ["three"]
+    finish_everywhere(mesh)
+    mesh.wire()
+    mesh.ok(a, "transfer", topic="1/0", to="charlie", confirm=True)
+    mesh.route(a, "1/0", 4, "four", 3)
+    mesh.wire()
+    assert (a.syncs, b.syncs, c.syncs) == (2, 2, 1)  # bravo queued, alpha took, charlie pulled
+    assert [m.text for m, _, _ in c.jobs.runs] == ["four"]
+    assert a.counters.get("pool.handoffs") == 2 and a.counters.get("pool.handoff_late") == 0
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert [d.key for d in a.done] == [f"memory:1/0:{n}" for n in (1, 2, 3, 4)]
+
+
+def test_an_old_machine_that_does_not_release_holds_a_topic_only_so_long(synced: Mesh) -> None:
+    mesh = synced
+    a, b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)
+    finish_everywhere(mesh)
+    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    mesh.route(a, "1/0", 2, "two", 3)
+    mesh.wire()
+    finish_everywhere(mesh)
+    mesh.wire()
+    b.hold = []  # bravo's StateSync answers nothing now
+    mesh.ok(a, "transfer", topic="1/0", to="charlie", confirm=True)
+    mesh.route(a, "1/0", 3, "three", 3)
+    mesh.wire()
+    assert c.jobs.runs == [] and len(b.hold) == 1  # waiting for bravo's changes
+    mesh.clock.advance(RELEASE_MS)
+    mesh.hear_all(a)
+    mesh.wire()
+    assert a.counters.get("pool.handoff_late") == 1
+    assert [m.text for m, _, _ in c.jobs.runs] == ["three"]  # on without them
+    forged = make_envelope("pool_release", c.id, b.id, {"topic": "1/0"}, "r1", epoch=3)
+    b.ask(EnvelopeReceived(forged))  # not the holder's
+    assert b.counters.get("pool.refused.release") == 1

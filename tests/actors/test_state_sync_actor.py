@@ -13,7 +13,7 @@ import git
 import pytest
 
 from baton.actors.messages import Tick
-from baton.actors.state_sync_actor import Flush, StateSyncActor, StateView
+from baton.actors.state_sync_actor import Flush, StateSyncActor, StateView, SyncNow
 from baton.adapters.metrics import Counters
 from baton.core.clock import FakeClock
 from baton.core.lease_types import LeaseChanged, Phase
@@ -303,3 +303,25 @@ def test_a_new_holder_with_a_change_in_the_way_of_the_remotes_still_takes_it_and
     assert "+bravo's own" in history  # bravo's is in the history
     assert b.counters.get("state.unavailable") == 0  # no failed pull on the way
     assert b.counters.get("state.queued") == 0  # a holder's own commit, not a queued one
+
+
+def test_sync_now_is_each_roles_step_at_once_then_a_reply(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    """The pool's topic handoff: the old machine queues its change (its step now), the
+    holder takes it and pushes (its step now), the new machine pulls (its step now);
+    each says when it is done."""
+    a, b, _ = machines
+    a.lease(Phase.HOLDING, 2)
+    b.lease(Phase.STANDBY, 2)
+    a.tick()  # the holder opens its epoch
+    done: list[str] = []
+    (b.repo.tree / "topic-1.txt").write_text("bravo's turn\n")  # bravo ran the topic
+    b.actor.ask(SyncNow(reply=lambda: done.append("bravo queued")), timeout=60)
+    a.actor.ask(SyncNow(reply=lambda: done.append("alpha pushed")), timeout=60)
+    assert (a.repo.tree / "topic-1.txt").read_text() == "bravo's turn\n"
+    (a.repo.tree / "topic-1.txt").write_text("bravo's turn\nalpha's turn\n")
+    a.actor.ask(SyncNow(reply=lambda: done.append("alpha pushed")), timeout=60)
+    b.actor.ask(SyncNow(reply=lambda: done.append("bravo pulled")), timeout=60)
+    assert (b.repo.tree / "topic-1.txt").read_text() == "bravo's turn\nalpha's turn\n"
+    assert done == ["bravo queued", "alpha pushed", "alpha pushed", "bravo pulled"]

@@ -340,6 +340,8 @@ def test_the_pool_route_needs_the_token_and_answers_503_until_the_pool_is_on(
         ("post", "/pool/transfer", {"topic": "1/0", "to": "m_x", "confirm": True},
          ("transfer", {"topic": "1/0", "to": "m_x", "confirm": True})),
         ("post", "/pool/unpin", {"topic": "1/0"}, ("unpin", {"topic": "1/0"})),
+        ("post", "/pool/verify", {}, ("verify", {})),
+        ("get", "/session-pool/e2e-results", None, ("e2e", {})),
     ],
 )  # fmt: skip
 def test_each_pool_route_asks_its_question_with_the_token_and_503_while_off(

@@ -1,6 +1,6 @@
-"""tools/bench/throughput.py and head_of_line.py run end to end with tiny parameters:
-every message is answered and the JSON they print has what the issue asks for (no
-timing limits)."""
+"""tools/bench/throughput.py, head_of_line.py and pool.py run end to end with tiny
+parameters: every message is answered and the JSON they print has what the issue asks
+for (no timing limits)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tools.bench import head_of_line, throughput
+from tools.bench import head_of_line, pool, throughput
 
 
 @pytest.mark.system
@@ -46,3 +46,16 @@ def test_the_head_of_line_benchmark_times_the_other_topics_in_every_variant(
         assert result[variant]["messages"] == 10 and 0 < others["p50_ms"] <= others["max_ms"]
     assert "stalled_ms" not in result["baseline"]
     assert result["stalled"]["stalled_ms"] >= 1000 and result["before"]["stalled_ms"] >= 1000
+
+
+@pytest.mark.system
+@pytest.mark.timeout(300)
+def test_the_pool_benchmark_reports_both_modes_and_the_move_latency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--runs", "1", "--messages", "16", "--work-ms", "50", "--moves", "1", "--json"]
+    assert pool.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    rates = result["replies_per_s"]
+    assert rates["on"] > 0 and rates["off"] > 0 and rates["on/off"] > 0, result
+    assert result["moves"] == 1 and result["move_ms"]["median"] > 0, result

@@ -3,7 +3,8 @@ faults each, together, cover every kind the schedule draws (kill -9 of the node 
 the whole machine, pauses and isolations past the lease, cuts both ways and one way,
 clock jumps, handoffs, a slow and a failing lease store, a machine down while the others
 answer, then back and made holder), two at a sink that forgives nothing (Telegram's
-shape) and one at the fencing sink. Any violation the checker
+shape) and one at the fencing sink; and one more with the pool on, a topic moved just
+before each fault. Any violation the checker
 finds fails the test, with the summary and the kept directory's path in the message."""
 
 from __future__ import annotations
@@ -30,23 +31,30 @@ def test_the_ci_seeds_cover_every_kind_of_fault() -> None:
     assert drawn == set(KINDS)
 
 
-CAMPAIGNS = [(64, "telegram"), (71, "telegram"), (106, "fencing")]
+CAMPAIGNS = [(64, "telegram", False), (71, "telegram", False), (106, "fencing", False)]
+# issue 20: the pool on, a topic moved before each fault (seed 71: a one-way cut, a pause
+# of the holder, a failing store, a handoff, a kill -9 of the holder)
+CAMPAIGNS += [(71, "telegram", True)]
 
 
 def test_three_short_campaigns_break_no_promise(clean: Path, one_at_a_time: None) -> None:
     """One after another in one test (three meshes under faults at once, beside the
     other system tests, overload a 2-core host; one test is also one long item the
     scheduler starts first). Every campaign runs; the failures are told together."""
-    failures = [f"seed {seed} at the {sink} sink: {why}" for seed, sink in CAMPAIGNS
-                if (why := campaign(clean / f"seed-{seed}", seed, sink))]  # fmt: skip
+    failures = []
+    for seed, sink, pool in CAMPAIGNS:
+        root = clean / f"seed-{seed}-{sink}{'-pool' * pool}"
+        if why := campaign(root, seed, sink, pool):
+            failures.append(f"seed {seed} at the {sink} sink{' (pool)' * pool}: {why}")
     assert not failures, "\n".join(failures)
 
 
-def campaign(root: Path, seed: int, sink: str) -> str | None:
+def campaign(root: Path, seed: int, sink: str, pool: bool = False) -> str | None:
     """Run one campaign in ``root``; what went wrong, if anything."""
     root.mkdir()
     args = ["--seed", str(seed), "--faults", str(FAULTS), "--every", str(EVERY_S)]
     args += ["--sink", sink, "--rate", "8"]  # CI runs these beside other system tests
+    args += ["--pool"] if pool else []
     proc = run_under(root, "-m", "tools.chaos", *args, "--ttl-ms", str(TTL_MS), "--json")
     out, err = finish(proc, 540)
     print(f"=== seed {seed} ({sink})\n{err[-4000:]}")  # the fault log, shown on failure
@@ -68,6 +76,7 @@ def campaign(root: Path, seed: int, sink: str) -> str | None:
             f"unreported doubles: {summary}",
         ),
         (summary.get("terms", 0) >= 2, "the faults never moved the role"),
+        (not pool or summary.get("moves", {}).get("moved", 0) >= 1, f"no move made: {summary}"),
         (not list(root.glob("baton-chaos-*")), "the run left its directory behind"),
         (not processes_under(root), "the run left processes behind"),
     ]

@@ -54,6 +54,9 @@ def test_the_demo_keeps_every_promise_and_leaves_nothing_behind(clean: Path) -> 
     assert 0 < summary["failover_s"] < 60 and 0 < summary["handoff_s"] < 60
     assert summary["epoch"] >= 4, "a failover, a handoff and a takeover after the pause"
     assert "step: kill -9 the awake machine" in err, "progress goes to stderr under --json"
+    # issue 20: the pool on, a topic moved to a standby by saying so in the chat
+    assert all(r["pool_moved_to"] not in (None, "") for r in sinks.values()), sinks
+    assert 'step: the pool on; "move this to' in err
     assert not list(tmp_path.glob("baton-demo-*")), "the run's directory was removed"
     assert not processes_under(tmp_path)
 

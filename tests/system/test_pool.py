@@ -94,7 +94,7 @@ def http(m: Machine, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 POOL_TOPICS = [f"p{i}" for i in range(8)]
-ON = re.compile(r" on (\w+) in (\S+) \(earlier turns: \d+\)$")
+ON = re.compile(r" on (\w+) in (\S+) state (\d+) \(earlier turns: \d+\)$")
 
 
 def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_chat_moves_one(
@@ -130,6 +130,9 @@ def test_the_pool_spreads_eight_topics_over_three_machines_and_a_move_in_the_cha
         counts = turn_counts_of(chat, t)
         assert counts == list(range(len(counts))), (t, counts)
         ran[t] = {where for where, _ in ran_on(chat, t)}
+        # the topic's agent state followed it: each run saw every run before it
+        states = state_counts(chat, t)
+        assert states == list(range(len(states))), (t, ran_on(chat, t), states)
     assert set().union(*ran.values()) == {"alpha", "bravo", "charlie"}, ran
     said = {m["reply_to"]: m["text"] for m in topic_messages(chat, topic) if m["from"] == "bot"}
     assert said[there].startswith("Moving this topic to charlie"), said[there]
@@ -249,6 +252,17 @@ def ran_on(chat: ChatServer, topic: str) -> list[tuple[str, str]]:
     return [(f.group(1), f.group(2)) for f in found if f is not None]
 
 
+def state_counts(chat: ChatServer, topic: str) -> list[int]:
+    """How many runs of the topic its state held at each echo (first replies only)."""
+    seen: set[int] = set()
+    counts = []
+    for m in topic_messages(chat, topic):
+        if m["from"] == "bot" and m["reply_to"] not in seen and (f := ON.search(m["text"])):
+            seen.add(m["reply_to"])
+            counts.append(int(f.group(3)))
+    return counts
+
+
 def test_moves_by_http_and_cli_from_any_machine_and_every_pool_routes_errors(
     make_mesh: Callable[..., Mesh], sink: ChatServer
 ) -> None:
@@ -326,6 +340,8 @@ def test_moves_by_http_and_cli_from_any_machine_and_every_pool_routes_errors(
     except BaseException:
         dump(mesh)
         raise
+    check = standbys[0].json("pool", "verify")  # a probe through every machine
+    assert check["ok"] is True and len(check["results"]) == 3, check
     view = http(standbys[0], "/pool")[1]
     assert view["holder"] == awake.card()["machine_id"] and view["topics_total"] >= 8, view
     assert {m["nickname"] for m in view["machines"]} == {"alpha", "bravo", "charlie"}

@@ -1,6 +1,7 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
-blocking, live-tail lag, agent-state sync, the transcript archive and pool placement in
-one command, one table of medians, p95 and ratios (``--json``: one object).
+blocking, live-tail lag, agent-state sync, the transcript archive, pool placement, and
+the pool's throughput and moves in one command, one table of medians, p95 and ratios
+(``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -27,6 +28,7 @@ FULL = {
     "state_sync": ["--changes", "30", "--batch", "50"],
     "archive": ["--turns", "300", "--topics", "50"],
     "placement": ["--runs", "5"],
+    "pool": ["--runs", "3", "--messages", "80", "--moves", "10"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -37,6 +39,7 @@ QUICK = {
     "state_sync": ["--changes", "5", "--batch", "10"],
     "archive": ["--turns", "30", "--topics", "5"],
     "placement": ["--runs", "1", "--topics", "1000"],
+    "pool": ["--runs", "1", "--messages", "24", "--moves", "2"],
 }
 
 
@@ -109,6 +112,13 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         size = f"{p['machines']} machines, {p['topics']} topics"
         for key, what in (("fresh", "new"), ("steady", "sticky"), ("failover", "after a death")):
             out.append(("placement", f"decisions/s, {what}, {size}", str(p[f"{key}_per_s"]), ""))
+    o = results.get("pool")
+    if o:
+        r = o["replies_per_s"]
+        what = f"replies/s, pool on over 3 machines, agent {o['work_ms']} ms"
+        out.append(("pool", what, str(r["on"]), f"on/off {r['on/off']}"))
+        out.append(("pool", "replies/s, pool off", str(r["off"]), ""))
+        out.append(_timed("pool", "move to the first reply from the new machine", o["move_ms"]))
     return out
 
 

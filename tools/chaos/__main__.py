@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "for replies (default 40; 0: it never waits, and a host too busy to keep up "
         "builds a backlog no answer window covers)",
     )
+    parser.add_argument(
+        "--pool", action="store_true", help="the pool on, and a move before each fault"
+    )
     parser.add_argument("--schedule-only", action="store_true", help="print it; run nothing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = parser.parse_args(argv)
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 say,
                 sink=a.sink,
                 max_unanswered=a.max_unanswered or None,
+                pool=a.pool,
             ).main()
     except KeyboardInterrupt:
         print("interrupted; everything the campaign started is stopped", file=sys.stderr)

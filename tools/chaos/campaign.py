@@ -2,7 +2,7 @@
 load the whole time, a recorded history, and the checker's verdict.
 
     python -m tools.chaos --seed 7 [--faults 12] [--every 4] [--ttl-ms 3000]
-                          [--sink telegram|fencing] [--json]
+                          [--sink telegram|fencing] [--pool] [--json]
 
 Theory of operation: baton.demo.kit starts the mesh (a chat service, a git lease store
 on a bare repository, 3 machines paired with real codes, each with the transport's
@@ -22,6 +22,11 @@ send); ``--sink fencing`` makes it refuse stale epochs and repeated reply keys. 
 standbys in sync take over by themselves, so each fault waits until every standby is
 in sync again (``Mesh.synced_holder``).
 
+With ``--pool`` the pool is turned on at the holder once the load runs, and just before
+each fault a topic is moved (POST /pool/transfer, confirmed, through a machine the pick
+names, which asks the holder): moves land during kills, pauses and partitions. A
+refused move (the holder gone, the rate limit) is an outcome, counted in ``moves``.
+
 The run's directory (history.jsonl, sends.json, every machine's logs) is removed after
 a clean run and kept after a violation or a failure of the campaign itself (its path
 is printed). Exit 0 clean, 1 violation, 2 the campaign could not finish.
@@ -31,13 +36,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from baton.core.errors import BatonError
 from baton.demo.devmesh import SYNC_POLL_S, Machine, wait_for
 from baton.demo.kit import Loader, Run, Watcher, all_answered, verdict
 from baton.demo.verdict import stretches
+from baton.node.client import NodeClient
 from tools.chaos.schedule import Fault
 from tools.faults import clock, hooks, signals
 from tools.faults.store import StoreFaults
@@ -57,6 +65,7 @@ class Campaign:
         *,
         sink: str = "telegram",
         max_unanswered: int | None = None,
+        pool: bool = False,
     ) -> None:
         self.seed, self.faults, self.ttl_ms, self.rate, self.say = seed, faults, ttl_ms, rate, say
         self.run = Run(NAMES, ttl_ms, prefix="baton-chaos-", sink=sink)
@@ -66,6 +75,8 @@ class Campaign:
         self.parts = hooks.Partitions(self.run.mesh)
         self.store = StoreFaults(self.run.store)
         self.skipped: list[str] = []  # faults this host cannot make
+        self.pool = pool  # the pool on, and a move of a topic just before each fault
+        self.moves: Counter[str] = Counter()  # the moves' outcomes
 
     def prepare(self, m: Machine) -> None:
         hooks.enable(m)
@@ -84,6 +95,8 @@ class Campaign:
             self.run.start(self.prepare)
             self.watcher.start()
             self.loader.start()
+            if self.pool:
+                self._pool_on()
             began = time.monotonic()
             for fault in self.faults:
                 wait_for(lambda f=fault: time.monotonic() - began >= f.at_s, 600, "its time")  # type: ignore[misc]
@@ -121,12 +134,45 @@ class Campaign:
             f"{fault.at_s:7.1f} s  {fault.kind:<10} {m.name} {fault.amount} "
             f"{fault.duration_s or ''}"
         )
+        if self.pool:
+            self._move(fault)
         undo = getattr(self, f"_{fault.kind}")(m, other, fault)
         if fault.duration_s:
             time.sleep(fault.duration_s)  # the fault lasts this long: that is the schedule
         if undo is not None:
             undo()
         self.run.history.add("fault_end", machine=m.name, fault=fault.kind, started=event["at"])
+
+    def _pool_on(self) -> None:
+        def on() -> bool:
+            held = self.watcher.holder()
+            m = next((m for m in self.run.mesh.machines if held and m.name == held[0]), None)
+            return m is not None and m.baton("pool", "enable", check=False).returncode == 0
+
+        wait_for(on, 60, "the pool on at the holder", 0.5)
+        self.say("           the pool is on: a move of a topic before each fault")
+
+    def _move(self, fault: Fault) -> None:
+        """Move a topic (which, and where to, from the fault's pick) through a machine
+        the fault spares, asking the holder; a refusal is an outcome, not a failure."""
+        machines = self.run.mesh.machines
+        asker = machines[(fault.pick + 1) % len(machines)]
+        try:
+            client = NodeClient(asker.home, timeout=15)
+            topics = client.get("/pool")["topics"]
+            if not topics:
+                self.moves["no_topic"] += 1
+                return
+            topic = topics[fault.pick % len(topics)]["topic"]
+            to = machines[fault.pick // 3 % len(machines)].name
+            client.post("/pool/transfer", {"topic": topic, "to": to, "confirm": True})
+            outcome = f"moved {topic} to {to}"
+            self.moves["moved"] += 1
+        except BatonError as exc:
+            outcome = f"refused: {exc.code}"
+            self.moves[exc.code] += 1
+        self.run.history.add("move", machine=asker.name, outcome=outcome)
+        self.say(f"           move: {outcome}")
 
     def _kill(self, m: Machine, other: Machine, f: Fault) -> None:
         self.watcher.poll(m)
@@ -218,6 +264,8 @@ class Campaign:
         summary["terms"] = len(stretches(self.run.history.events))  # stretches as holder
         summary["stale_refused"] = sum(1 for s in sends if s["outcome"] == "stale")
         summary["sink"] = self.run.sink
+        summary["pool"] = self.pool
+        summary["moves"] = dict(self.moves)
         summary["loader_error"] = repr(self.loader.error) if self.loader.error else None
         summary["skipped"] = self.skipped
         summary["load_held_s"] = round(self.loader.held_s, 1)
