@@ -93,7 +93,7 @@ def answer(
     """The holder's answer to a checked question."""
     match op:
         case "pool":
-            placed = sorted(routing.router.placements)
+            placed = sorted(set(routing.router.placements) | set(routing.router.pins))
             topics = [routing.describe(t, now).to_json() for t in placed[:MAX_LISTED]]
             return {
                 "ok": {

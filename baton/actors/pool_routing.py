@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from baton.actors.delivery_messages import AgentDone
@@ -35,6 +35,7 @@ from baton.core.pool_placement import (
     Pin,
     Placement,
     PoolMachine,
+    Reason,
     TopicPlacementDescription,
     place,
 )
@@ -88,6 +89,7 @@ class PoolRouting:
         self.waiting: dict[str, Waiting] = {}  # ledger key -> what delivery waits on
         self.limiter = transfer_limiter()
         self.boots: dict[str, str] = {}  # machine -> the run of its process it last said
+        self.seen: set[str] = set()  # topics a message came in for in this term
 
     @property
     def registry(self) -> MachinePoolRegistry:
@@ -98,6 +100,7 @@ class PoolRouting:
     def route(
         self, wait: Waiting, nicknames: RelocationNicknameSet, now: float, wall_s: float
     ) -> None:
+        self.seen.add(wait.entry.topic)
         command = NicknameCommand.parse(wait.entry.text, nicknames)
         if command is not None:
             self.count("pool.commands")
@@ -182,7 +185,7 @@ class PoolRouting:
         message in flight is done."""
         router = self.router
         topic = request.topic
-        known = set(router.placements) | set(router.pins) | set(router.waiting)
+        known = self.seen | set(router.placements) | set(router.pins)
         plan = plan_transfer(
             request,
             machines=self.machines(now),
@@ -214,12 +217,15 @@ class PoolRouting:
 
     def describe(self, topic: str, now: float) -> TopicPlacementDescription:
         """Where ``topic`` runs: its run in flight's machine, else where its next
-        message would run (a pin set since its last run already counts)."""
+        message would run (a pin set since its last run already counts); pinned when
+        that is the machine it is pinned to."""
         r = self.router
         machines = self.machines(now)
-        placed = r.placements.get(topic)
-        if topic not in r.running and (placed is not None or topic in r.pins):
-            placed = place(topic, placed, r.pins.get(topic), machines, now_ms=now, ttl_ms=r.ttl_ms)
+        placed, pin = r.placements.get(topic), r.pins.get(topic)
+        if topic not in r.running and (placed is not None or pin is not None):
+            placed = place(topic, placed, pin, machines, now_ms=now, ttl_ms=r.ttl_ms)
+        if placed is not None and pin is not None and placed.machine_id == pin.machine_id:
+            placed = replace(placed, reason=Reason.PINNED)
         return TopicPlacementDescription.of(
             topic, placed, machines, self.me, now_ms=now, ttl_ms=r.ttl_ms
         )

@@ -561,3 +561,16 @@ def test_an_old_machine_that_does_not_release_holds_a_topic_only_so_long(synced:
     forged = make_envelope("pool_release", c.id, b.id, {"topic": "1/0"}, "r1", epoch=3)
     b.ask(EnvelopeReceived(forged))  # not the holder's
     assert b.counters.get("pool.refused.release") == 1
+
+
+def test_a_move_said_first_in_a_new_topic_pins_it_and_the_pool_lists_it(mesh: Mesh) -> None:
+    a, _, c = mesh.nodes
+    on(mesh)
+    said = mesh.route(a, "2/0", 1, "move this to charlie", 3)  # the topic's first message
+    answer = [d.replies for d in a.done if d.token == said.token]
+    assert answer == [("Moving this topic to charlie: it runs there from the next message.",)]
+    listed = {t["topic"]: t for t in mesh.ok(a, "pool")["topics"]}
+    assert (listed["2/0"]["nickname"], listed["2/0"]["reason"]) == ("charlie", "pinned")
+    mesh.route(a, "2/0", 2, "hello", 3)
+    mesh.wire()
+    assert [m.text for m, _, _ in c.jobs.runs] == ["hello"]
