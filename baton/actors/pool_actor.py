@@ -46,7 +46,7 @@ from baton.actors.pool_mirror import PoolMirror
 from baton.actors.pool_probe import PoolProbes
 from baton.actors.pool_queries import Asked, Query, answer, answer_peer, failed, machines
 from baton.actors.pool_routing import PoolRouting, Waiting
-from baton.actors.pool_runner import REFUSED, PoolRunner
+from baton.actors.pool_runner import NO_AGENT, REFUSED, PoolRunner
 from baton.actors.state_sync_actor import SyncNow
 from baton.adapters.metrics import Counters
 from baton.agents.base import AgentMessage, Turn
@@ -197,10 +197,11 @@ class PoolActor(pykka.ThreadingActor):
 
     def _lease(self, holding: bool, holder: str | None, epoch: int) -> None:
         began = holding and (not self.holding or epoch != self.holder[1])
-        if (holder, epoch) != self.holder:
-            self.next_hello = 0.0  # a new holder hears this machine's boot at once
+        new = (holder, epoch) != self.holder
         self.holder = (holder, epoch)
         self.holding = holding
+        if new and not holding and holder is not None:  # a new holder hears it at once
+            self._say_hello(self._now())
         if began:
             self.next_send = 0.0  # a new holder sends what it has at its next tick
             self.mirror.restamp(epoch)
@@ -241,10 +242,15 @@ class PoolActor(pykka.ThreadingActor):
         if self.holding and now >= self.next_send:
             self.next_send = now + RESEND_MS
             self.mirror.send_all(self.members, self.holder[1])
+        if not self.holding and self.holder[0] is not None and now >= self.next_hello:
+            self._say_hello(now)
+
+    def _say_hello(self, now: float) -> None:
+        """This run of the process, and whether it runs an agent, to the holder."""
         holder, epoch = self.holder
-        if not self.holding and holder is not None and now >= self.next_hello:
-            self.next_hello = now + RESEND_MS
-            self.transport.send_hello(holder, epoch, self.boot)
+        assert holder is not None
+        self.next_hello = now + RESEND_MS
+        self.transport.send_hello(holder, epoch, self.boot, agent=self.runner.run is not None)
 
     # --- the pool's state -------------------------------------------------------------
 
@@ -267,6 +273,8 @@ class PoolActor(pykka.ThreadingActor):
     def _route(self, r: RouteRun) -> None:
         routing = self.routing
         if not self.mirror.state.enabled or routing is None or routing.router.term != r.epoch:
+            if routing is not None:  # run here: this tree has the topic's latest state
+                routing.handoffs.owners[r.entry.topic] = self.me
             if self.jobs is not None:
                 self.jobs.agent(r.token, r.entry, r.history)
             return
@@ -284,21 +292,27 @@ class PoolActor(pykka.ThreadingActor):
         self.runner.start(run, self.me, wait.message(), wait.history)
 
     def _run_there(self, run: TopicRun, wait: Waiting, pull: bool) -> bool:
-        return self._send_run(run, wait.message(), wait.history, pull)
+        message = wait.message()
+        try:
+            if self.transport.fits(message):
+                return self._send_run(run, message, wait.history, pull)
+        except ValueError as exc:  # past the frame limit all the same
+            log.error("pool: the run of %s is too big to send: %s", run.key, exc)
+        # never: a result says why (delivery retries, then answers that it failed)
+        self.counters.inc("pool.too_big")
+        if self.routing is not None:
+            self.routing.finished(run, None, "the message is too big for the wire", self._now())
+        return True
 
     def _send_run(
         self, run: TopicRun, message: AgentMessage, history: tuple[Turn, ...], pull: bool = False
     ) -> bool:
+        """Sent (False: not; ValueError past the frame limit)."""
         peer = self.members.get(run.machine_id)
         if peer is None:
             return False
         recipient = peer.identity.encryption_public
-        try:
-            return self.transport.send_run(run, recipient, message, history, pull=pull)
-        except ValueError as exc:  # the message alone past the frame limit
-            self.counters.inc("pool.too_big")
-            log.error("pool: the run of %s is too big to send: %s", run.key, exc)
-            return False
+        return self.transport.send_run(run, recipient, message, history, pull=pull)
 
     def _done(self, done: AgentDone) -> None:
         if self.delivery is not None:
@@ -333,9 +347,9 @@ class PoolActor(pykka.ThreadingActor):
 
     def _synced(self, what: tuple[Any, ...]) -> None:
         if what[0] != "handoff":
-            self.runner.synced(what)
+            self.runner.synced(what, self.holder)
         elif self.routing is not None:
-            self.routing.handoffs.synced(what[1])
+            self.routing.handoffs.synced(what[1], self._now())
 
     def _release(self, env: Any) -> None:
         if env.type == "pool_release":
@@ -348,8 +362,10 @@ class PoolActor(pykka.ThreadingActor):
         ok = self.routing is not None and env.epoch == self.holder[1] and env.sender in self.members
         if not ok or not 0 < len(boot) <= MAX_BOOT_CHARS:
             self.counters.inc("pool.refused.hello")
-        elif self.routing is not None and self.routing.booted(env.sender, boot):
-            log.warning("pool: %s restarted: its runs are placed again", env.sender)
+        else:
+            self.registry.able(env.sender, env.body["agent"])  # no agent: never placed on
+            if self.routing is not None and self.routing.booted(env.sender, boot):
+                log.warning("pool: %s restarted: its runs are placed again", env.sender)
 
     def _took(self, run: TopicRun, replies: tuple[str, ...] | None, error: str | None) -> None:
         routing = self.routing
@@ -361,6 +377,8 @@ class PoolActor(pykka.ThreadingActor):
             return
         if error is not None and error.startswith(REFUSED):
             log.info("pool: %s refused %s: %s", run.machine_id, run.key, error)
+            if error.startswith(REFUSED + NO_AGENT):
+                self.registry.able(run.machine_id, False)  # until it says otherwise
             routing.refused(run, now)
         else:
             routing.finished(run, replies, error, now)

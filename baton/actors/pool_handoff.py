@@ -45,13 +45,13 @@ class TopicHandoffs:
         *,
         release: Callable[[str, str], bool],
         sync: Callable[[TopicRun], None] | None,
-        send: Callable[[TopicRun, bool], None],
+        send: Callable[[TopicRun, bool, float], None],
         count: Callable[[str], None],
     ) -> None:
         self.me = me
         self.release = release  # (old machine, topic): asked; False if it could not be
         self.sync = sync  # the holder's StateSync step for this run (None: no StateSync)
-        self.send = send  # (run, pull): the run goes out (or runs here)
+        self.send = send  # (run, pull, now): the run goes out (or runs here)
         self.count = count
         self.owners: dict[str, str] = {}  # topic -> the machine whose result was taken last
         self.handing: dict[str, Handing] = {}
@@ -61,7 +61,7 @@ class TopicHandoffs:
         self.handing.pop(run.topic, None)  # an older run of the topic was taken back
         here_first = before is None and run.machine_id == self.me  # the holder's tree has it
         if self.sync is None or before == run.machine_id or here_first:
-            self.send(run, False)
+            self.send(run, False, now)
             return
         self.count("pool.handoffs")
         asked = before not in (None, self.me) and alive(before) and self.release(before, run.topic)
@@ -81,12 +81,12 @@ class TopicHandoffs:
         if h is not None and h.stage == "release" and self.owners.get(topic) == machine_id:
             self._sync(h.run, now)
 
-    def synced(self, run: TopicRun) -> None:
+    def synced(self, run: TopicRun, now: float) -> None:
         """The holder's StateSync step for ``run`` is done: the run goes out."""
         h = self.handing.get(run.topic)
         if h is not None and h.stage == "sync" and h.run == run:
             del self.handing[run.topic]
-            self.send(run, run.machine_id != self.me)
+            self.send(run, run.machine_id != self.me, now)
 
     def took(self, run: TopicRun) -> None:
         """``run``'s result was taken: its machine holds the topic's latest changes."""
@@ -102,4 +102,4 @@ class TopicHandoffs:
                     self._sync(h.run, now)
                 else:
                     del self.handing[topic]
-                    self.send(h.run, h.run.machine_id != self.me)
+                    self.send(h.run, h.run.machine_id != self.me, now)

@@ -32,12 +32,11 @@ from baton.actors.pool_routing import PoolRouting
 from baton.core import errors as e
 from baton.core.pool_state import MAX_ID_CHARS
 from baton.core.pool_transfer import TransferPlan, TransferRequest
-from baton.wire.envelope import Envelope, new_message_id
+from baton.wire.envelope import MESSAGE_ID_RE, Envelope, new_message_id
 from baton.wire.pool_transport import PoolTransport
 
 ASK_TIMEOUT_MS = 5000
 MAX_ASKED = 64
-MAX_ID = 64
 MAX_LISTED = 1000  # topics GET /pool lists (topics_total says how many there are)
 
 ARGS: dict[str, dict[str, type]] = {
@@ -168,7 +167,8 @@ def answer_peer(
 ) -> None:
     """A peer's ``pool_ask``: checked, answered by ``answer`` (op, args, by), sent back;
     a stranger's is dropped."""
-    if env.sender not in members:
+    ask_id = env.body["id"]
+    if env.sender not in members or not MESSAGE_ID_RE.fullmatch(ask_id):
         count("pool.refused.ask")
         return
     try:
@@ -177,7 +177,12 @@ def answer_peer(
     except e.BadRequest as exc:
         count("pool.refused.ask")
         said = failed(exc)
-    transport.send_answer(env.sender, env.epoch, env.body["id"], said)
+    try:
+        transport.send_answer(env.sender, env.epoch, ask_id, said)
+    except ValueError:  # past the frame limit: say so instead
+        count("pool.too_big")
+        too_big = e.Unavailable("the answer is too big for the wire (max_frame_bytes)")
+        transport.send_answer(env.sender, env.epoch, ask_id, failed(too_big))
 
 
 def raise_for(answer: object) -> Any:

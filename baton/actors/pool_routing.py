@@ -164,12 +164,14 @@ class PoolRouting:
 
         for run in runs:
             self.count("pool.runs")
+            self.router.hold(run.topic)  # its time counts once it is out
             self.handoffs.dispatch(run, now, alive)  # its state first, when it moves
 
-    def _send(self, run: TopicRun, pull: bool) -> None:
+    def _send(self, run: TopicRun, pull: bool, now: float) -> None:
         if self.router.running.get(run.topic) != run:
             return  # taken back while its state was handed over: placed again
         wait = self.waiting[run.key]  # every key the router holds came in by route()
+        self.router.sent(run.topic, now)
         if run.machine_id == self.me:
             self.run_here(run, wait)
         elif not self.run_there(run, wait, pull):

@@ -32,6 +32,7 @@ log = logging.getLogger("baton.pool")
 
 MAX_RUNNING = 256
 REFUSED = "refused: "  # a refusal's error starts so (PoolActor: placed again)
+NO_AGENT = "no agent: "  # ... and so when this machine runs no agent
 
 
 class PoolRunner:
@@ -74,7 +75,7 @@ class PoolRunner:
             self.answer(RunFinished(run, env.sender, (PROBE_TEXT,), None), members)
             return
         elif self.run is None:
-            why, counter = f"{self.me} runs no agent", "no_agent"
+            why, counter = f"{NO_AGENT}{self.me} runs no agent", "no_agent"
         elif len(self.running) + len(self.pulling) >= MAX_RUNNING and run not in self.running:
             why, counter = f"{self.me} runs {MAX_RUNNING} already", "busy"
         if why is not None:
@@ -101,13 +102,16 @@ class PoolRunner:
         else:
             self.sync(("release", env.sender, env.epoch, topic))
 
-    def synced(self, what: tuple[Any, ...]) -> None:
-        """This machine's StateSync step for ``what`` is done."""
+    def synced(self, what: tuple[Any, ...], holder: tuple[str | None, int]) -> None:
+        """This machine's StateSync step for ``what`` is done (``holder``: who this
+        machine's lease view says holds now)."""
         match what:
             case ("run", run):  # the agent's state is pulled: the run waiting on it starts
                 waiting = self.pulling.pop(run, None)
-                if waiting is not None:
+                if waiting is not None and (waiting[0], run.term) == holder:
                     self.start(run, *waiting)
+                elif waiting is not None:  # its holder is gone: the new one places it
+                    self.count("pool.refused.not_holder")
             case ("release", holder, epoch, topic):
                 self.transport.send_release(holder, epoch, topic, done=True)
 

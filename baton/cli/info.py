@@ -193,6 +193,16 @@ def _tail_line(t: dict[str, Any] | None) -> str | None:
     return f"live tail: {t['buffered_topics']} topics mirrored from the holder"
 
 
+def _pool_line(p: dict[str, Any] | None) -> str | None:
+    if not p or not p["enabled"]:
+        return None
+    line = f"pool: on; {p['pins']} pins, {p['placements']} placements; this machine {p['role']}"
+    r = p.get("routing")
+    if r:
+        line += f"; {r['running']} runs out, {r['waiting']} waiting, {r['taken_back']} taken back"
+    return line
+
+
 def _handoff_line(h: dict[str, Any] | None) -> str | None:
     if not h or not h["recent"]:
         return None
@@ -209,7 +219,12 @@ def status(ctx: Ctx) -> None:
         click.echo(f"{d['nickname']} ({d['machine_id']}) is {d['role']}; up {d['uptime_s']:.0f} s")
         click.echo(_lease_line(d))
         click.echo(_delivery_line(d.get("delivery")))
-        for line in (_tail_line(d.get("tail")), _handoff_line(d.get("handoff"))):
+        lines = (
+            _tail_line(d.get("tail")),
+            _handoff_line(d.get("handoff")),
+            _pool_line(d.get("pool")),
+        )
+        for line in lines:
             if line:
                 click.echo(line)
         delivery_alarms = (d.get("delivery") or {}).get("alarms", [])

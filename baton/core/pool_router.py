@@ -26,7 +26,8 @@ refused.
   messages not yet answered.
 
 The MachinePoolRegistry is the live view of the machines (nickname, last heard on the
-holder's own clock); their load is the number of topics placed on each.
+holder's own clock); their load is the number of topics placed on each. A machine that
+runs no agent is left out of it (never placed on, never a move's target).
 
 Invariants (tests/unit/test_pool_router.py, a hypothesis state machine):
 - For every topic and (term, epoch) at most one machine is ever sent a TopicRun.
@@ -60,20 +61,32 @@ class MachinePoolRegistry:
 
     def __init__(self) -> None:
         self.machines: dict[str, PoolMachine] = {}
+        self.unable: set[str] = set()  # machines that run no agent: never placed on
 
     def heard(self, machine_id: str, nickname: str, now_ms: float) -> None:
         self.machines[machine_id] = PoolMachine(machine_id, nickname, 0, now_ms)
 
+    def able(self, machine_id: str, runs_agents: bool) -> None:
+        if runs_agents:
+            self.unable.discard(machine_id)
+        else:
+            self.unable.add(machine_id)
+
     def left(self, machine_id: str) -> None:
         self.machines.pop(machine_id, None)
+        self.unable.discard(machine_id)
 
     def view(self, placements: Iterable[Placement]) -> dict[str, PoolMachine]:
-        """The machines with their loads: the topics placed on each."""
+        """The machines that run agents, with their loads: the topics placed on each."""
         loads: dict[str, int] = {}
         for p in placements:
             if p.machine_id is not None:
                 loads[p.machine_id] = loads.get(p.machine_id, 0) + 1
-        return {i: replace(m, load=loads.get(i, 0)) for i, m in self.machines.items()}
+        return {
+            i: replace(m, load=loads.get(i, 0))
+            for i, m in self.machines.items()
+            if i not in self.unable
+        }
 
 
 class SessionRouter:
@@ -94,7 +107,8 @@ class SessionRouter:
         self.placements: dict[str, Placement] = dict(placements or {})
         self.pins: dict[str, Pin] = dict(pins or {})
         self.running: dict[str, TopicRun] = {}
-        self.sent_at: dict[str, float] = {}  # topic -> when its run in flight was sent
+        self.sent_at: dict[str, float] = {}  # topic -> when its run in flight went out
+        self.held: set[str] = set()  # topics whose run waits to go out (its state follows)
         self.waiting: dict[str, deque[str]] = {}
         self.taken_back = 0  # runs taken back: a dead owner's, or one past its time
 
@@ -124,9 +138,9 @@ class SessionRouter:
         The caller never routes a message that was answered (the ledger knows): the
         router forgets a key once its result is taken."""
         running = self.running.get(topic)
-        queue = self.waiting.setdefault(topic, deque())
+        queue = self.waiting.get(topic, ())
         if (running is None or running.key != key) and key not in queue:
-            queue.append(key)
+            self.waiting.setdefault(topic, deque()).append(key)
         return self._pump(topic, now_ms)
 
     def result(self, run: TopicRun, now_ms: float) -> tuple[bool, list[TopicRun]]:
@@ -135,6 +149,7 @@ class SessionRouter:
             return False, []
         del self.running[run.topic]
         del self.sent_at[run.topic]
+        self.held.discard(run.topic)
         return True, self._pump(run.topic, now_ms)
 
     def pin(self, pin: Pin, now_ms: float) -> list[TopicRun]:
@@ -155,12 +170,25 @@ class SessionRouter:
         timeout = self.run_timeout_ms
         for topic, run in list(self.running.items()):
             owner = machines.get(run.machine_id)
-            late = timeout is not None and now_ms - self.sent_at[topic] > timeout
+            out = topic not in self.held  # a run held back has deadlines of its own
+            late = out and timeout is not None and now_ms - self.sent_at[topic] > timeout
             if owner is None or not owner.alive(now_ms, self.ttl_ms) or late:
                 self.take_back(topic)
         for topic in list(self.waiting):
             runs += self._pump(topic, now_ms)
         return runs
+
+    def hold(self, topic: str) -> None:
+        """The topic's run in flight waits to go out (its agent state follows it): its
+        time is not counted until ``sent``."""
+        if topic in self.running:
+            self.held.add(topic)
+
+    def sent(self, topic: str, now_ms: float) -> None:
+        """The topic's run in flight went out now: its time counts from here."""
+        if topic in self.running:
+            self.held.discard(topic)
+            self.sent_at[topic] = now_ms
 
     def take_back(self, topic: str) -> None:
         """The topic's run in flight is taken back (its machine is dead, it is late, or
@@ -172,6 +200,7 @@ class SessionRouter:
             return
         self.taken_back += 1
         del self.sent_at[topic]
+        self.held.discard(topic)
         self.waiting.setdefault(topic, deque()).appendleft(run.key)
         placed = self.placements[topic]
         self.placements[topic] = replace(placed, machine_id=None, reason=Reason.UNOWNED)

@@ -72,7 +72,10 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     "pool_answer": {"id": str, "answer": dict},  # its answer (wire.pool_transport)
     "pool_release": {"topic": str},  # the holder asks a topic's old machine for its state
     "pool_released": {"topic": str},  # it queued its changes (StateSync)
-    "pool_hello": {"boot": str},  # a machine's runner, this run of its process, to the holder
+    "pool_hello": {
+        "boot": str,
+        "agent": bool,
+    },  # a machine's runner, this run of its process, to the holder
 }
 
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).

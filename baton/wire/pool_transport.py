@@ -16,11 +16,14 @@ Three envelopes, each stamped with the holder's lease epoch:
   (baton.actors.pool_queries).
 - ``pool_release`` {"topic"} and ``pool_released`` {"topic"}: the holder asks a
   topic's old machine to queue its agent state now; it has (baton.actors.pool_handoff).
-- ``pool_hello`` {"boot": str}: a machine's runner to the holder, this run of its
-  process (random at start): a holder that sees it change takes back every run in
-  flight there (they died with the process before).
+- ``pool_hello`` {"boot": str, "agent": bool}: a machine's runner to the holder, this
+  run of its process (random at start; a holder that sees it change takes back every
+  run in flight there: they died with the process before) and whether it runs agents
+  (a machine that does not is never placed on).
 
-Invariants: ``open_*`` return only well-formed values (a PoolState no newer in term
+Invariants: ``open_*`` return only well-formed values (a result's replies as the agent's
+own contract allows them: 1 to 10 non-blank strings, each valid Unicode and within the
+agent's limit) ; a PoolState no newer in term
 than the envelope's epoch; a run whose term is the envelope's epoch and whose machine
 is its sender or recipient as the kind says) or raise PoolRefused; ``send_*`` raise
 ValueError past the wire's frame limit (the caller counts it).
@@ -38,7 +41,8 @@ from typing import Any
 import nacl.exceptions
 import nacl.public
 
-from baton.agents.base import AgentMessage, Turn
+from baton.agents.base import AgentFailed, AgentMessage, Turn
+from baton.agents.builtin import check_replies
 from baton.core import safejson
 from baton.core.errors import PoolRefused
 from baton.core.inbound import MESSAGE_KINDS
@@ -74,8 +78,12 @@ class PoolTransport:
     def send_answer(self, to: str, epoch: int, ask_id: str, answer: dict[str, Any]) -> bool:
         return self._send("pool_answer", to, epoch, {"id": ask_id, "answer": answer})
 
-    def send_hello(self, to: str, epoch: int, boot: str) -> bool:
-        return self._send("pool_hello", to, epoch, {"boot": boot})
+    def send_hello(self, to: str, epoch: int, boot: str, *, agent: bool) -> bool:
+        return self._send("pool_hello", to, epoch, {"boot": boot, "agent": agent})
+
+    def fits(self, message: AgentMessage) -> bool:
+        """Whether a run of ``message`` fits the budget even with no history."""
+        return len(json.dumps(message.to_json())) <= self.budget
 
     def send_release(self, to: str, epoch: int, topic: str, *, done: bool = False) -> bool:
         kind = "pool_released" if done else "pool_release"
@@ -169,7 +177,12 @@ def open_result(
         raise PoolRefused(f"a result's error: a string of at most {MAX_ERROR_CHARS} characters")
     if (replies is None) == (error is None):
         raise PoolRefused("a result has either replies or an error")
-    return run, None if replies is None else _texts(replies, "a result's replies"), error
+    if replies is None:
+        return run, None, error
+    try:  # the agent's own contract, as a run here would be held to it
+        return run, tuple(check_replies(replies)), None
+    except AgentFailed as exc:
+        raise PoolRefused(f"a result's replies: {exc.detail}") from None
 
 
 def _run_row(run: TopicRun) -> list[Any]:

@@ -37,8 +37,9 @@ from baton.core.ledger import LedgerEntry, LedgerState
 from baton.core.pool_router import TopicRun
 from baton.core.registry import MachineEntry, entry_from_card
 from baton.stores.pool_memory import MemoryPoolStore
-from baton.wire.envelope import Envelope, make_envelope
+from baton.wire.envelope import Envelope, encode, make_envelope
 from baton.wire.pool_transport import PoolTransport
+from baton.wire.transport import check_outbound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,10 +90,12 @@ class Node:
         self.counters = Counters()
         self.clock = clock
         self.store = MemoryPoolStore()
+        self.frame: int | None = None  # the wire's frame limit, when a test sets one
+        self.transport = PoolTransport(self.id, self.send)
         self.actor = PoolActor.start(
             self.id,
             store=self.store,
-            transport=PoolTransport(self.id, lambda env: self.sent.append(env) is None),
+            transport=self.transport,
             counters=self.counters,
             clock=clock,
             nickname=nickname,
@@ -102,6 +105,18 @@ class Node:
             delivery=self.done.append,
             state=self.state_step if state else None,
         )
+
+    def send(self, env: Envelope) -> bool:
+        """As the wire's: ValueError past the frame limit (check_outbound)."""
+        if self.frame is not None:
+            check_outbound(env, self.id, self.frame, encode(env))
+        self.sent.append(env)
+        return True
+
+    def limit(self, frame: int) -> None:
+        """The frame limit of a smaller ``max_frame_bytes`` (the node's budget with it)."""
+        self.frame = frame
+        self.transport.budget = frame // 2
 
     syncs: int = 0  # StateSync steps asked (the fake StateSyncActor)
     hold: list[SyncNow] | None = None  # steps held back (a StateSync that does not answer)
@@ -360,7 +375,7 @@ def test_a_standby_whose_holder_does_not_answer_says_so_in_time(mesh: Mesh) -> N
     future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
     b.actor.tell(Query("pool", {}, future.set))
     b.ask(GetPool())
-    assert [e.type for e in b.take()] == ["pool_ask"]  # lost on the way
+    assert [e.type for e in b.take("pool_ask")] == ["pool_ask"]  # lost on the way
     mesh.clock.advance(ASK_TIMEOUT_MS)
     b.ask(Tick(mesh.clock.monotonic_ms()))
     assert future.get(timeout=10)["error"] == "unavailable"
@@ -431,7 +446,9 @@ def test_what_does_not_open_is_counted_and_dropped(mesh: Mesh) -> None:
 def test_a_machine_that_restarted_has_its_runs_placed_again(mesh: Mesh) -> None:
     a, b, _c = mesh.nodes
     on(mesh)
-    hello = make_envelope("pool_hello", b.id, a.id, {"boot": "first"}, "h1", epoch=3)
+    mesh.wire()  # the hellos each sent the new holder at once
+    first = {"boot": "first", "agent": True}
+    hello = make_envelope("pool_hello", b.id, a.id, first, "h1", epoch=3)
     a.ask(EnvelopeReceived(hello))
     mesh.route(a, "1/0", 1, "one", 3)  # alpha
     mesh.route(a, "1/1", 1, "two", 3)  # bravo
@@ -439,7 +456,8 @@ def test_a_machine_that_restarted_has_its_runs_placed_again(mesh: Mesh) -> None:
     assert [m.text for m, _, _ in b.jobs.runs] == ["two"]
     a.ask(EnvelopeReceived(hello))  # the same process: nothing changes
     assert a.counters.get("pool.lost_in_restart") == 0
-    again = make_envelope("pool_hello", b.id, a.id, {"boot": "second"}, "h2", epoch=3)
+    second = {"boot": "second", "agent": True}
+    again = make_envelope("pool_hello", b.id, a.id, second, "h2", epoch=3)
     a.ask(EnvelopeReceived(again))
     assert a.counters.get("pool.lost_in_restart") == 1
     mesh.hear_all(a)  # placed again at the next tick, at the next epoch
@@ -451,7 +469,7 @@ def test_a_machine_that_restarted_has_its_runs_placed_again(mesh: Mesh) -> None:
     mesh.wire()
     a.ask(GetPool())
     assert [d.replies for d in a.done if d.key == "memory:1/1:1"] == [("re: two",)]
-    stranger = make_envelope("pool_hello", b.id, a.id, {"boot": "x"}, "h3", epoch=2)
+    stranger = make_envelope("pool_hello", b.id, a.id, {"boot": "x", "agent": True}, "h3", epoch=2)
     a.ask(EnvelopeReceived(stranger))  # another term's
     assert a.counters.get("pool.refused.hello") == 1
 

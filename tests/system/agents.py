@@ -46,16 +46,26 @@ def env(message: Any, history: Any) -> list[str]:
 
 def where(message: Any, history: Any) -> list[str]:
     """Echoes, naming the machine that ran it (its home's name, from the state
-    directory's path: <mesh>/<name>/state), baton's name of the topic, and how many
-    runs of the topic its state holds (a line per run in the state directory's
-    topics/<topic>.log, appended here: the state must follow the topic)."""
+    directory's path: <mesh>/<name>/state) and baton's name of the topic."""
+    return [_where(message, history, "-")]
+
+
+def where_kept(message: Any, history: Any) -> list[str]:
+    """``where``, and how many runs of the topic its state holds: a line per run in the
+    state directory's topics/<topic>.log, appended here (the state must follow the
+    topic wherever it runs)."""
     state = Path(os.environ.get("AGENT_STATE_DIR", "?/?"))
     log = state / "topics" / (message.topic.replace("/", "_") + ".log")
     log.parent.mkdir(exist_ok=True)
     seen = len(log.read_text().splitlines()) if log.exists() else 0
     with log.open("a") as fh:
         fh.write(f"{message.message_id}\n")
-    return [
-        f"echo: {message.text} on {state.parent.name} in {message.topic} state {seen} "
+    return [_where(message, history, str(seen))]
+
+
+def _where(message: Any, history: Any, seen: str) -> str:
+    name = Path(os.environ.get("AGENT_STATE_DIR", "?/?")).parent.name
+    return (
+        f"echo: {message.text} on {name} in {message.topic} state {seen} "
         f"(earlier turns: {len(history)})"
-    ]
+    )
