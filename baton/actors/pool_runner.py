@@ -7,7 +7,10 @@ at its next tick; a machine whose view of the lease is behind catches up), count
 (``pool.refused.not_holder``) and never run. A malformed run, or one whose box does
 not open, is counted (``pool.refused.malformed``) and dropped. A run already running
 here (the holder sent it again) is not run twice; past MAX_RUNNING runs at once a run
-is refused (``pool.runner_busy``), so a holder gone wrong cannot queue without bound.
+is refused (``pool.refused.busy``), so a holder gone wrong cannot queue without bound.
+A run marked ``pull`` (its topic is new here) waits for this machine's StateSync step
+first, and starts only if the holder that asked still holds. A machine without an agent
+refuses every run and answers only probes.
 """
 
 from __future__ import annotations

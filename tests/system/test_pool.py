@@ -271,7 +271,8 @@ def test_moves_by_http_and_cli_from_any_machine_and_every_pool_routes_errors(
     make_mesh: Callable[..., Mesh], sink: ChatServer
 ) -> None:
     """Pool on, under load over 8 topics, at both sinks: a move by HTTP on the holder
-    and by `baton pool move` on a standby (asking the holder over the wire) each send
+    and by `baton pool move` on a standby (asking the holder over the wire; confirmed
+    when the planner says a reply is in flight, as it usually is under load) each send
     the topic's later messages to the target; placement and unpin from any machine;
     the routes' errors: unknown machine or topic (404), the rate limit (429), an
     offline target without --confirm (409), a malformed body (400), and 503 with the
@@ -285,13 +286,20 @@ def test_moves_by_http_and_cli_from_any_machine_and_every_pool_routes_errors(
             # by HTTP, on the holder
             where, topic = ran_on(chat, "p1")[-1]
             target = next(m for m in mesh.machines if m.name != where)
-            status, plan = http(awake, "/pool/transfer", {"topic": topic, "to": target.name})
+            move = {"topic": topic, "to": target.name}
+            status, plan = http(awake, "/pool/transfer", move)
+            if (status, plan.get("error")) == (409, "needs_confirm"):  # a reply in flight
+                assert "in flight" in plan["detail"], plan
+                status, plan = http(awake, "/pool/transfer", {**move, "confirm": True})
             assert status == 200 and plan["handoff"] is True, plan
             moved_after(chat, "p1", target.name)
             # by the CLI, on a standby: the holder answers
             where, topic2 = ran_on(chat, "p2")[-1]
             target2 = next(m for m in mesh.machines if m.name != where)
-            out = standbys[0].json("pool", "move", topic2, target2.name)
+            asked = standbys[0].baton("pool", "move", topic2, target2.name, "--json", check=False)
+            out = json.loads(asked.stdout)
+            if asked.returncode == 1 and out["error"] == "needs_confirm":  # a reply in flight
+                out = standbys[0].json("pool", "move", topic2, target2.name, "--confirm")
             assert out["to"] == target2.card()["machine_id"], out
             moved_after(chat, "p2", target2.name)
             seen = standbys[1].json("pool", "placement", topic2)
