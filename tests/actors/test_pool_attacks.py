@@ -30,7 +30,9 @@ from tests.actors.test_pool_routing import (
     Mesh,
     Node,
     finish_everywhere,
+    moved_once,
     on,
+    running,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,20 +40,14 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def mesh() -> Iterator[Mesh]:
-    m = Mesh()
-    try:
+    with running() as m:
         yield m
-    finally:
-        m.stop()
 
 
 @pytest.fixture
 def synced() -> Iterator[Mesh]:
-    m = Mesh(state=True)
-    try:
+    with running(state=True) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def restart_without_agent(mesh: Mesh, node: Node) -> None:
@@ -196,10 +192,7 @@ def test_a_result_the_agent_contract_forbids_is_refused(mesh: Mesh, replies: Any
 def test_a_pulled_run_does_not_start_once_its_holder_is_deposed(synced: Mesh) -> None:
     mesh = synced
     a, b, c = mesh.nodes
-    on(mesh)
-    mesh.route(a, "1/0", 1, "one", 3)
-    finish_everywhere(mesh)
-    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    moved_once(mesh, "bravo")
     b.hold = []  # bravo's pull is slow
     mesh.route(a, "1/0", 2, "two", 3)
     mesh.wire()
@@ -267,10 +260,7 @@ def test_a_topic_run_here_while_the_pool_was_off_is_pulled_by_its_old_machine(
 def test_taken_back_during_its_handoff_the_stale_run_never_goes_out(synced: Mesh) -> None:
     mesh = synced
     a, b, _c = mesh.nodes
-    on(mesh)
-    mesh.route(a, "1/0", 1, "one", 3)
-    finish_everywhere(mesh)
-    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    moved_once(mesh, "bravo")
     a.hold = []
     mesh.route(a, "1/0", 2, "two", 3)
     mesh.wire()
@@ -296,10 +286,7 @@ def test_taken_back_during_its_handoff_the_stale_run_never_goes_out(synced: Mesh
 def test_a_forged_released_and_a_twice_result_change_nothing(synced: Mesh) -> None:
     mesh = synced
     a, b, c = mesh.nodes
-    on(mesh)
-    mesh.route(a, "1/0", 1, "one", 3)
-    finish_everywhere(mesh)
-    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    moved_once(mesh, "bravo")
     mesh.route(a, "1/0", 2, "two", 3)
     mesh.wire()
     finish_everywhere(mesh)

@@ -9,6 +9,7 @@ message runs on the target; what does not open is counted and dropped."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -199,13 +200,21 @@ class Mesh:
             n.actor.stop(timeout=10)
 
 
-@pytest.fixture
-def mesh() -> Iterator[Mesh]:
-    m = Mesh()
+@contextlib.contextmanager
+def running(state: bool = False) -> Iterator[Mesh]:
+    """A mesh of three PoolActors (``state``: each with a fake StateSyncActor), stopped
+    after."""
+    m = Mesh(state=state)
     try:
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture
+def mesh() -> Iterator[Mesh]:
+    with running() as m:
+        yield m
 
 
 def on(mesh: Mesh, epoch: int = 3) -> Node:
@@ -216,6 +225,15 @@ def on(mesh: Mesh, epoch: int = 3) -> Node:
         mesh.by(env.to).ask(EnvelopeReceived(env))
     mesh.hear_all(a)
     return a
+
+
+def moved_once(mesh: Mesh, to: str) -> None:
+    """The pool on; topic 1/0's first message run on alpha; then 1/0 moved to ``to``."""
+    a = mesh.nodes[0]
+    on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)
+    finish_everywhere(mesh)
+    mesh.ok(a, "transfer", topic="1/0", to=to, confirm=True)
 
 
 def finish_everywhere(mesh: Mesh) -> None:
@@ -514,11 +532,8 @@ def test_a_probe_whose_answer_is_lost_fails_after_its_time(mesh: Mesh) -> None:
 
 @pytest.fixture
 def synced() -> Iterator[Mesh]:
-    m = Mesh(state=True)
-    try:
+    with running(state=True) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def test_a_topic_that_moves_takes_its_agent_state_with_it(synced: Mesh) -> None:
@@ -558,10 +573,7 @@ def test_a_topic_that_moves_takes_its_agent_state_with_it(synced: Mesh) -> None:
 def test_an_old_machine_that_does_not_release_holds_a_topic_only_so_long(synced: Mesh) -> None:
     mesh = synced
     a, b, c = mesh.nodes
-    on(mesh)
-    mesh.route(a, "1/0", 1, "one", 3)
-    finish_everywhere(mesh)
-    mesh.ok(a, "transfer", topic="1/0", to="bravo", confirm=True)
+    moved_once(mesh, "bravo")
     mesh.route(a, "1/0", 2, "two", 3)
     mesh.wire()
     finish_everywhere(mesh)
