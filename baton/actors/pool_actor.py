@@ -434,5 +434,5 @@ class PoolActor(pykka.ThreadingActor):
             "role": "holder" if self.holding else "mirror",
         }
         if self.routing is not None:
-            view["routing"] = self.routing.view(self._now())
+            view["routing"] = self.routing.view()
         return view

@@ -142,7 +142,7 @@ def machines(routing: PoolRouting, now: float) -> list[dict[str, Any]]:
             "heard_ms_ago": None if m.last_heard_ms is None else round(now - m.last_heard_ms),
             "holder": i == routing.me,
         }
-        for i, m in sorted(routing.machines(now).items())
+        for i, m in sorted(routing.machines().items())
     ]
 
 

@@ -190,7 +190,7 @@ class PoolRouting:
         known = self.seen | set(router.placements) | set(router.pins)
         plan = plan_transfer(
             request,
-            machines=self.machines(now),
+            machines=self.machines(),
             known_topics=known,
             placement=router.placements.get(topic),
             pin=router.pins.get(topic),
@@ -214,7 +214,7 @@ class PoolRouting:
 
     # --- views -------------------------------------------------------------------------
 
-    def machines(self, now: float) -> dict[str, PoolMachine]:
+    def machines(self) -> dict[str, PoolMachine]:
         return self.registry.view(self.router.placements.values())
 
     def describe(self, topic: str, now: float) -> TopicPlacementDescription:
@@ -222,7 +222,7 @@ class PoolRouting:
         message would run (a pin set since its last run already counts); pinned when
         that is the machine it is pinned to."""
         r = self.router
-        machines = self.machines(now)
+        machines = self.machines()
         placed, pin = r.placements.get(topic), r.pins.get(topic)
         if topic not in r.running and (placed is not None or pin is not None):
             placed = place(topic, placed, pin, machines, now_ms=now, ttl_ms=r.ttl_ms)
@@ -235,7 +235,7 @@ class PoolRouting:
     def kept(self) -> tuple[Mapping[str, Pin], Mapping[str, Placement]]:
         return self.router.pins, self.router.placements
 
-    def view(self, now: float) -> dict[str, Any]:
+    def view(self) -> dict[str, Any]:
         r = self.router
         return {
             "running": len(r.running),
