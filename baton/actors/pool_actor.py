@@ -12,6 +12,9 @@ Its work. On the holder, with the pool on, delivery's agent runs come here
 (``RouteRun``) and go through the SessionRouter (baton.actors.pool_routing), here or on
 the topic's machine; with the pool off, or before this machine's lease view says it
 holds at the run's term, a run is delivery's own, in the agent pool, as without a pool.
+A holder that suspends itself (no renewal confirmed in time) keeps its router and takes
+the results of its runs out, placing nothing new; renewed at the same epoch it goes on,
+as delivery does; a new term starts a new router.
 On every machine the runner (baton.actors.pool_runner) runs the TopicRuns the holder
 places here. The MachinePoolRegistry hears of each peer through the peer monitor's
 pongs (``Heard``), on this machine's clock.
@@ -196,7 +199,11 @@ class PoolActor(pykka.ThreadingActor):
     # --- the lease, the members, time -------------------------------------------------
 
     def _lease(self, holding: bool, holder: str | None, epoch: int) -> None:
-        began = holding and (not self.holding or epoch != self.holder[1])
+        # A holder that suspended itself and is renewed at the same epoch goes on with
+        # the runs it had out, as delivery goes on waiting for them; a new term drops them.
+        routing = self.routing
+        kept = routing is not None and (holder, epoch) == (self.me, routing.router.term)
+        began = holding and not kept
         new = (holder, epoch) != self.holder
         self.holder = (holder, epoch)
         self.holding = holding
@@ -223,7 +230,7 @@ class PoolActor(pykka.ThreadingActor):
                 done=self._done,
                 count=self.counters.inc,
             )
-        elif not holding:
+        elif not kept:
             self.routing = None  # delivery forgets its runs of that term too
 
     def _members(self, peers: tuple[MachineEntry, ...]) -> None:
@@ -236,7 +243,7 @@ class PoolActor(pykka.ThreadingActor):
         self.registry.heard(self.me, self.nickname, now)
         self.asked.expire(now)
         self.probes.tick(now)
-        if self.routing is not None:
+        if self.routing is not None and self.holding:  # (suspended: nothing is placed)
             self.routing.tick(now)
             self._keep_routes()
         if self.holding and now >= self.next_send:
@@ -389,7 +396,7 @@ class PoolActor(pykka.ThreadingActor):
     def _routing(self) -> PoolRouting:
         if not self.mirror.state.enabled:
             raise PoolDisabled(OFF)
-        if self.routing is None:
+        if self.routing is None or not self.holding:
             holder = self.holder[0]
             raise PoolNotHolder(f"only the holder moves topics: ask {holder or 'nobody yet'}")
         return self.routing

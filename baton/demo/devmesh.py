@@ -328,7 +328,7 @@ class Mesh:
         first.up()
         wait_for(lambda: first.status()["role"] == "awake", timeout, f"{first.name} awake")
         for m in others:
-            session = first.json("pair")
+            session = wait_for(partial(_pair_session, first), timeout, "a pairing session", 0.5)
             m.json("join", session["url"], "--code", session["code"], "--yes", "--trust-agent")
             m.up()
 
@@ -371,6 +371,17 @@ class Mesh:
         wait for each other."""
         with ThreadPoolExecutor(max(1, len(self.machines))) as pool:
             list(pool.map(Machine.stop, self.machines))
+
+
+def _pair_session(m: Machine) -> dict[str, Any] | None:
+    """`baton pair` on ``m``; None when it says to try again (a holder whose renewal
+    was late for a moment, under load, stands by until it is confirmed)."""
+    proc = m.baton("pair", "--json", check=False)
+    if proc.returncode == 0:
+        return dict(json.loads(proc.stdout))
+    if "try again" in proc.stdout:
+        return None
+    raise RuntimeError(f"pair --json on {m.name} exited {proc.returncode}:\n{proc.stdout}")
 
 
 def _all_reachable(m: Machine, expected: int) -> bool:

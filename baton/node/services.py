@@ -294,8 +294,13 @@ class NodeServices:
         if self.lease is None:
             return "run `baton pair` there"
         view = self._ask(self.lease, GetLease())
-        if view["holder"] in (None, self.me.machine_id):
+        if view["holder"] is None:
             return "no machine holds the lease yet; try again in a few seconds"
+        if view["holder"] == self.me.machine_id:
+            return (
+                "this machine holds the lease but stands by until its late renewal is "
+                "confirmed; try again in a few seconds"
+            )
         entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
         holder = entries.get(view["holder"])
         name = holder.nickname if holder else view["holder"]
