@@ -65,12 +65,19 @@ def test_a_killed_node_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> N
     assert not any(pid_alive(p) for p in starts(tmp_path))
 
 
-def test_a_node_that_never_reports_ready_is_killed_and_counted(tmp_path: Path) -> None:
+def test_a_node_that_never_reports_ready_is_killed_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Counted by the supervisor's own word: a child the host was too busy to start
+    within the second (CI met one) is killed before it can note its start."""
     policy = Policy(backoff_s=(0.01, 0.05), crash_limit=2, crash_window_s=60, ready_timeout_s=1)
     sup = Supervisor(tmp_path, {}, policy, target=targets.never_ready)
-    assert sup.run(install_signals=False) == EXIT_CRASH_LOOP
+    with caplog.at_level("ERROR", logger="baton.supervisor"):
+        assert sup.run(install_signals=False) == EXIT_CRASH_LOOP
+    killed = [r for r in caplog.records if "did not report ready" in r.getMessage()]
+    assert len(killed) == 2
     started = starts(tmp_path)
-    assert len(started) == 2 and not any(pid_alive(p) for p in started)
+    assert len(started) <= 2 and not any(pid_alive(p) for p in started)
 
 
 def test_a_second_supervisor_on_the_same_home_is_refused(tmp_path: Path) -> None:
