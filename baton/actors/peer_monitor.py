@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pykka
 
 from baton.actors.messages import EnvelopeReceived, GetPeerReports, MembersChanged, Tick
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core.clock import Clock
 from baton.core.ping import PeerReport, PingTracker
-from baton.wire.envelope import make_envelope, new_message_id
+from baton.core.versions import Versions
+from baton.wire.envelope import Envelope, make_envelope, new_message_id
 from baton.wire.transport import Transport
 
 log = logging.getLogger("baton.peers")
@@ -48,12 +51,15 @@ class PeerMonitorActor(pykka.ThreadingActor):
         self.rng = rng
         self.tracker = PingTracker(interval_ms)
         self.told: dict[str, tuple[str, int]] = {}  # peer -> (address told, pings since)
+        self.versions: dict[str, Versions] = {}  # what each peer's last ping said it runs
+        self.bad: set[str] = set()  # peers whose versions did not read (logged once)
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case Tick(now_ms=now):
                 self._ping_due(now)
             case EnvelopeReceived(envelope=env) if env.type == "ping":
+                self._versions(env)
                 pong = make_envelope(
                     "pong",
                     self.machine_id,
@@ -73,12 +79,26 @@ class PeerMonitorActor(pykka.ThreadingActor):
             case MembersChanged(peers=peers):
                 ids = tuple(p.machine_id for p in peers)
                 self.tracker.set_peers(ids)
+                self.versions = {m: v for m, v in self.versions.items() if m in ids}
                 self.told = {m: t for m, t in self.told.items() if m in ids}
             case GetPeerReports():
                 return self.reports()
             case _:
                 log.error("PeerMonitorActor: unexpected message %r", message)
         return None
+
+    def _versions(self, ping: Envelope) -> None:
+        """The versions a peer's ping says it runs (a ping without: an older baton)."""
+        if "version" not in ping.body:
+            self.versions.pop(ping.sender, None)
+            return
+        try:
+            self.versions[ping.sender] = Versions.from_dict(ping.body)
+        except ValueError as exc:
+            self.counters.inc("peers.bad_versions")
+            if self.versions.pop(ping.sender, None) is not None or ping.sender not in self.bad:
+                log.warning("a ping from %s says no versions we read: %s", ping.sender, exc)
+            self.bad.add(ping.sender)  # logged once until it says something readable
 
     def _tell_seen(self, peer: str) -> None:
         address = self.transport.observed().get(peer)
@@ -95,12 +115,15 @@ class PeerMonitorActor(pykka.ThreadingActor):
             self.told[peer] = (address, 0)
 
     def reports(self) -> list[PeerReport]:
-        return self.tracker.report(self.clock.monotonic_ms())
+        reports = self.tracker.report(self.clock.monotonic_ms())
+        said = self.versions
+        return [replace(r, versions=said.get(r.machine_id)) for r in reports]
 
     def _ping_due(self, now_ms: float) -> None:
         for peer in self.tracker.due(now_ms):
             ping_id = new_message_id(self.rng)
-            sent = self.transport.send(make_envelope("ping", self.machine_id, peer, {}, ping_id))
+            ping = make_envelope("ping", self.machine_id, peer, THIS.to_dict(), ping_id)
+            sent = self.transport.send(ping)
             # An unsent ping still counts as an attempt, so the next one waits an interval.
             self.tracker.sent(peer, ping_id, now_ms)
             if not sent:

@@ -40,6 +40,7 @@ from baton.actors.messages import (
     Tick,
 )
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core.announce import Announcement, accept, next_announcement, sign_announcement
 from baton.core.clock import Clock
 from baton.core.endpoints import rank_addresses, with_observed
@@ -198,9 +199,8 @@ class RegistryActor(pykka.ThreadingActor):
         me = self.registry.me
         if self.observe:
             wire = with_observed(wire, self.observed.values())
-        fresh = next_announcement(
-            me.announcement, me.machine_id, wire, http, int(self.clock.wall_s() * 1000)
-        )
+        now_ms = int(self.clock.wall_s() * 1000)
+        fresh = next_announcement(me.announcement, me.machine_id, wire, http, now_ms, versions=THIS)
         if fresh is None or self.signer is None:
             return me.announcement
         signed = sign_announcement(fresh, self.signer)

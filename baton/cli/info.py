@@ -91,7 +91,9 @@ def _list_machines(ctx: Ctx) -> None:
         rows = _offline_machines(ctx)
 
     def human(rows: list[dict[str, Any]]) -> None:
-        table = Table("nickname", "machine id", "role", "status", "paired", "last seen", box=None)
+        table = Table(
+            "nickname", "machine id", "role", "status", "version", "paired", "last seen", box=None
+        )
         for r in rows:
             name = r["nickname"] + (" (this)" if r.get("self") else "")
             status = r["status"]
@@ -102,6 +104,7 @@ def _list_machines(ctx: Ctx) -> None:
                 r["machine_id"],
                 r["role"],
                 status,
+                r.get("version") or "?",
                 _when(r.get("paired_at")),
                 _when(r.get("last_seen")),
             )
@@ -203,6 +206,17 @@ def _pool_line(p: dict[str, Any] | None) -> str | None:
     return line
 
 
+def _versions_lines(v: dict[str, Any] | None) -> list[str]:
+    """This machine's version, the mesh's protocol, and the skew (as alarms)."""
+    if not v:
+        return []
+    lo, hi = v["protocols"]
+    speaks = f"protocol {lo}" if lo == hi else f"protocols {lo}-{hi}"
+    mesh = v["mesh_protocol"]
+    line = f"version: baton {v['version']} ({speaks}); the mesh runs at protocol {mesh}"
+    return [line, *(f"ALARM version_skew: {said}" for said in v["skew"])]
+
+
 def _handoff_line(h: dict[str, Any] | None) -> str | None:
     if not h or not h["recent"]:
         return None
@@ -227,12 +241,14 @@ def status(ctx: Ctx) -> None:
         for line in lines:
             if line:
                 click.echo(line)
+        for line in _versions_lines(d.get("versions")):
+            click.echo(line)
         delivery_alarms = (d.get("delivery") or {}).get("alarms", [])
         for alarm in d.get("alarms", [])[-3:] + delivery_alarms[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")
         for line in _sync_alarms(d):
             click.echo(line)
-        table = Table("peer", "machine id", "reachable", "rtt ms", "last seen", box=None)
+        table = Table("peer", "machine id", "version", "reachable", "rtt ms", "last seen", box=None)
         for p in d["peers"]:
             rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"
             seen = (
@@ -240,9 +256,9 @@ def status(ctx: Ctx) -> None:
                 if p["last_seen_ms_ago"] is None
                 else f"{p['last_seen_ms_ago'] / 1000:.1f} s ago"
             )
-            table.add_row(
-                p["nickname"] or "?", p["machine_id"], "yes" if p["reachable"] else "NO", rtt, seen
-            )
+            reachable = "yes" if p["reachable"] else "NO"
+            version = p.get("version") or "?"
+            table.add_row(p["nickname"] or "?", p["machine_id"], version, reachable, rtt, seen)
         if d["peers"]:
             Console().print(table)
         else:

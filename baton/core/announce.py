@@ -14,6 +14,11 @@ Rules (``accept``): an announcement is believed only
   (``ForgedAnnouncement``: a relayed, a foreign-signed or a stranger's one);
 - if its ``seq`` is above every one accepted from that machine (``StaleAnnouncement``:
   replayed or overtaken). Newest wins.
+
+An announcement also says which baton the machine runs and which protocol versions it
+speaks (``versions``, baton.core.versions), so a restart into another version is
+announced at once. One made before versions were announced has none, and its signature
+still verifies: its fields are signed as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from baton.core.errors import (
     StaleAnnouncement,
 )
 from baton.core.signatures import Signer, Verify, decode_signature
+from baton.core.versions import FIELDS as VERSION_FIELDS
+from baton.core.versions import Versions
 
 SIGNING_CONTEXT = b"baton endpoint announcement v1\n"
 MAX_SEQ = 2**63 - 1
@@ -52,6 +59,7 @@ class Announcement:
     wire: tuple[str, ...]  # in the order to dial them
     http: str
     signature: bytes | None = None
+    versions: Versions | None = None  # None: made before versions were announced
 
     def signable(self) -> bytes:
         doc = self.to_dict()
@@ -60,19 +68,22 @@ class Announcement:
 
     def to_dict(self) -> dict[str, Any]:
         sig = None if self.signature is None else base64.b64encode(self.signature).decode()
-        return {
+        doc = {
             "machine_id": self.machine_id,
             "seq": self.seq,
             "wire": list(self.wire),
             "http": self.http,
             "signature": sig,
         }
+        return doc if self.versions is None else {**doc, **self.versions.to_dict()}
 
     @classmethod
     def from_dict(cls, doc: object) -> Announcement:
         """The announcement in ``doc``; MalformedAnnouncement naming what is wrong."""
-        if not isinstance(doc, Mapping) or set(doc) != FIELDS:
-            raise MalformedAnnouncement(f"expected an object with {sorted(FIELDS)}")
+        if not isinstance(doc, Mapping) or set(doc) not in (FIELDS, FIELDS | VERSION_FIELDS):
+            raise MalformedAnnouncement(
+                f"expected an object with {sorted(FIELDS)}, and {sorted(VERSION_FIELDS)} or not"
+            )
         machine_id, seq, wire = doc["machine_id"], doc["seq"], doc["wire"]
         if not isinstance(machine_id, str) or not machine_id:
             raise MalformedAnnouncement("machine_id: expected a string")
@@ -91,7 +102,11 @@ class Announcement:
             signature = decode_signature(doc["signature"])
         except (TypeError, ValueError) as exc:
             raise MalformedAnnouncement(f"signature: {exc}") from None
-        return cls(machine_id, seq, endpoints, http, signature)
+        try:
+            versions = Versions.from_dict(doc) if "version" in doc else None
+        except ValueError as exc:
+            raise MalformedAnnouncement(str(exc)) from None
+        return cls(machine_id, seq, endpoints, http, signature, versions)
 
 
 def sign_announcement(announcement: Announcement, signer: Signer) -> Announcement:
@@ -124,12 +139,18 @@ def accept(
 
 
 def next_announcement(
-    last: Announcement | None, machine_id: str, wire: tuple[str, ...], http: str, now_ms: int
+    last: Announcement | None,
+    machine_id: str,
+    wire: tuple[str, ...],
+    http: str,
+    now_ms: int,
+    *,
+    versions: Versions | None = None,
 ) -> Announcement | None:
-    """The announcement to make for these endpoints (unsigned), or None when ``last``
-    already says so. ``seq`` grows past ``last`` and follows the wall clock, so a home
-    restored from an old backup still announces above what its peers accepted."""
-    if last is not None and last.wire == wire and last.http == http:
+    """The announcement to make for these endpoints and ``versions`` (unsigned), or None
+    when ``last`` already says so. ``seq`` grows past ``last`` and follows the wall clock,
+    so a home restored from an old backup still announces above what its peers accepted."""
+    if last is not None and (last.wire, last.http, last.versions) == (wire, http, versions):
         return None
     seq = max(now_ms, 0 if last is None else last.seq + 1)
-    return Announcement(machine_id, min(seq, MAX_SEQ), wire, http)
+    return Announcement(machine_id, min(seq, MAX_SEQ), wire, http, versions=versions)

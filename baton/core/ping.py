@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from baton.core.versions import Versions
+
 
 @dataclass
 class _Link:
@@ -34,6 +36,7 @@ class PeerReport:
     last_seen_ms_ago: float | None
     pings: int
     pongs: int
+    versions: Versions | None = None  # what its last ping said it runs (None: not said)
 
 
 class PingTracker:

@@ -35,13 +35,14 @@ from baton.actors.pool_queries import ASK_TIMEOUT_MS, Query, check, raise_for
 from baton.actors.state_sync_actor import StateView
 from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
 from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
-from baton.node.views import identity_view, machine_view
+from baton.node.views import identity_view, machine_view, mesh_versions_view
 from baton.pairing.host import PairingService
 from baton.pairing.membership import verify_leave
 
@@ -163,6 +164,8 @@ class NodeServices:
         via = self.dialed()
         for report in self._ask(self.peers, GetPeerReports()):
             view = asdict(report)
+            said = view.pop("versions")  # as its pings say, live
+            view["version"] = None if said is None else said["baton"]
             entry = entries.get(report.machine_id)
             view["nickname"] = entry.nickname if entry else None
             view["wire"] = entry.wire if entry else None
@@ -183,6 +186,7 @@ class NodeServices:
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),
             "version": __version__,
+            "versions": mesh_versions_view(self.me.machine_id, THIS, entries.values()),
             **self.endpoints,
             "wire": me.wire,
             "http": me.http,

@@ -4,10 +4,12 @@ imports this without the node."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from baton.core.identity import PublicIdentity, fingerprint
-from baton.core.registry import MachineEntry
+from baton.core.registry import MachineEntry, Status
+from baton.core.versions import Versions, mesh_protocol, skew, spoken
 
 
 def machine_view(
@@ -29,6 +31,39 @@ def machine_view(
         "last_seen": last_seen_s,
         "revoked_at": entry.revoked_at,
         "revoked_reason": entry.revoked_reason,
+        **versions_view(entry),
+    }
+
+
+def mesh_versions_view(me: str, this: Versions, entries: Iterable[MachineEntry]) -> dict[str, Any]:
+    """This machine's versions (``this``: what it runs, whatever it has announced yet),
+    the protocol the mesh's active members run at, and the skew an operator should see."""
+    members = {
+        e.machine_id: this if e.machine_id == me else _said(e)
+        for e in entries
+        if e.status is Status.ACTIVE
+    }
+    members[me] = this
+    names = {e.machine_id: e.nickname for e in entries}
+    return {
+        "version": this.baton,
+        "protocols": list(this.protocols),
+        "mesh_protocol": mesh_protocol(members),
+        "skew": skew(me, members, names),
+    }
+
+
+def _said(entry: MachineEntry) -> Versions | None:
+    return None if entry.announcement is None else entry.announcement.versions
+
+
+def versions_view(entry: MachineEntry) -> dict[str, Any]:
+    """The baton a machine runs and the protocols it speaks, as it announced them (None:
+    it has not said: an older baton, protocol 1 alone)."""
+    said = _said(entry)
+    return {
+        "version": None if said is None else said.baton,
+        "protocols": list(spoken(said)),
     }
 
 

@@ -78,6 +78,12 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
     },  # a machine's runner, this run of its process, to the holder
 }
 
+#: Fields a body may carry besides its schema's: a newer machine's additions, which an
+#: older one's messages lack (a ping says which baton sends it: baton.core.versions).
+OPTIONAL_FIELDS: dict[str, dict[str, type]] = {
+    "ping": {"version": str, "protocols": list},
+}
+
 #: Epochs are stored as signed 64-bit integers (SQLite, other languages).
 MAX_EPOCH = 2**63 - 1
 
@@ -263,13 +269,13 @@ def _check_fields(
 
 
 def _check_body(type_: str, schema: dict[str, type], body: Mapping[Any, Any]) -> None:
-    keys = set(body)
-    if keys != set(schema):
+    keys, optional = set(body), OPTIONAL_FIELDS.get(type_, {})
+    if not set(schema) <= keys <= set(schema) | set(optional):
         missing = sorted(set(schema) - keys)
-        extra = sorted(str(k) for k in keys - set(schema))
+        extra = sorted(str(k) for k in keys - set(schema) - set(optional))
         raise MalformedFrame(f"{type_} body fields: missing {missing}, extra {extra}")
-    for name, expected in schema.items():
-        if not _matches(body[name], expected):
+    for name, expected in (*schema.items(), *optional.items()):
+        if name in body and not _matches(body[name], expected):
             raise MalformedFrame(f"{type_}.{name} is not a {expected.__name__}")
 
 

@@ -16,10 +16,12 @@ from baton.actors.dispatch import Dispatcher
 from baton.actors.messages import EnvelopeReceived, GetPeerReports, MembersChanged, Tick
 from baton.actors.peer_monitor import SEEN_EVERY, PeerMonitorActor
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity
 from baton.core.ping import PeerReport
 from baton.core.registry import MachineEntry, entry_from_card
+from baton.core.versions import Versions
 from baton.wire.envelope import Envelope, make_envelope
 from baton.wire.loopback import LoopbackNetwork, LoopbackTransport
 from baton.wire.transport import PeerAddress
@@ -161,5 +163,40 @@ def test_a_peer_is_told_the_address_it_is_seen_from_on_a_change_and_now_and_then
         transport.seen[peer.machine_id] = "198.51.100.2"
         assert ping(1)[-1] == "198.51.100.2"  # a change is told at once
         assert len([e for e in transport.sent if e.type == "pong"]) == 3 + SEEN_EVERY + 2
+    finally:
+        actor.stop(timeout=5)
+
+
+def test_a_ping_says_which_baton_sends_it_and_one_that_does_not_read_is_counted() -> None:
+    me, peer = identity("alpha", 1), identity("bravo", 2)
+    transport = SeeingTransport()
+    counters = Counters()
+    actor = PeerMonitorActor.start(
+        me.machine_id,
+        transport=transport,
+        clock=FakeClock(),
+        counters=counters,
+        interval_ms=1000,
+        rng=os.urandom,  # type: ignore[arg-type]
+    )
+    try:
+        actor.ask(MembersChanged((entry_of(peer),)), timeout=5)
+        actor.ask(Tick(0.0), timeout=5)
+        [ping] = [e for e in transport.sent if e.type == "ping"]
+        assert dict(ping.body) == THIS.to_dict()  # ours says what we run
+
+        def heard(body: dict[str, object], n: int) -> Versions | None:
+            env = make_envelope("ping", peer.machine_id, me.machine_id, body, f"v{n}")
+            actor.ask(EnvelopeReceived(env), timeout=5)
+            [report] = actor.ask(GetPeerReports(), timeout=5)
+            return report.versions
+
+        newer = {"version": "0.2.0", "protocols": [1, 2]}
+        assert heard(newer, 1) == Versions("0.2.0", (1, 2))
+        assert heard({}, 2) is None  # an older baton's ping says nothing
+        bad = {"version": "0.2.0", "protocols": [2, 1]}
+        assert heard(bad, 3) is None and heard(bad, 4) is None
+        assert counters.get("peers.bad_versions") == 2
+        assert len([e for e in transport.sent if e.type == "pong"]) == 4  # all answered
     finally:
         actor.stop(timeout=5)

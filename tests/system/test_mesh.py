@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from baton import PROTOCOL_MIN, PROTOCOL_VERSION, __version__
 from baton.demo.devmesh import Machine, Mesh, free_port, pid_alive
 from baton.node.client import running_node
 from tests.waits import wait_for
@@ -146,6 +147,14 @@ def test_whoami_machines_status_and_up_contracts(make_mesh: Callable[..., Mesh])
     status = m.json("status")
     assert {"role", "holder", "epoch", "deadline_ms", "peers"} <= set(status)
     assert all({"machine_id", "reachable", "rtt_ms"} <= set(p) for p in status["peers"])
+    # each machine's version, as it announced it, signed; the mesh's protocol; no skew
+    wait_for(lambda: all(r["version"] == __version__ for r in m.json("machines")), 30, "versions")
+    assert all(r["protocols"] == [PROTOCOL_MIN, PROTOCOL_VERSION] for r in m.json("machines"))
+    versions = m.json("status")["versions"]
+    assert versions == {"version": __version__, "protocols": [PROTOCOL_MIN, PROTOCOL_VERSION],
+                        "mesh_protocol": PROTOCOL_VERSION, "skew": []}  # fmt: skip
+    said = m.baton("status").stdout
+    assert f"version: baton {__version__}" in said and "ALARM" not in said
     # no lease store: said so, no epoch, nobody takes over by itself
     assert status["lease_store"] is None and status["epoch"] == 0
     assert "no lease store" in status["failover"]

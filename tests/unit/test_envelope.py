@@ -126,6 +126,8 @@ REFUSALS: list[tuple[str, bytes, type[Exception]]] = [
     ("body wrong type", _bytes(_raw(body={"ping_id": 5})), MalformedFrame),
     ("NaN", b'{"v":1,"epoch":NaN}', MalformedFrame),
     ("lone surrogate", _bytes(_raw(body={"ping_id": "\ud800"})), MalformedFrame),
+    ("ping optional wrong type", _bytes(_raw(type="ping", body={"version": 1})), MalformedFrame),
+    ("ping extra field", _bytes(_raw(type="ping", body={"versions": "1"})), MalformedFrame),
     ("unknown version", _bytes(_raw(v=2)), UnknownVersion),
     ("unknown version, other shape", _bytes({"v": 99, "whatever": True}), UnknownVersion),
     ("unknown type", _bytes(_raw(type="teleport")), UnknownType),
@@ -139,6 +141,14 @@ REFUSALS: list[tuple[str, bytes, type[Exception]]] = [
 def test_refusals(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         decode(data, LIMIT)
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"version": "0.2.0"}, {"version": "0.2.0", "protocols": [1, 2]}]
+)
+def test_a_ping_may_say_its_versions_or_not(body: dict[str, Any]) -> None:
+    """Optional fields: a newer machine's ping says them, an older one's does not."""
+    assert decode(_bytes(_raw(type="ping", body=body)), LIMIT).body == body
 
 
 def test_size_is_checked_before_parsing() -> None:
