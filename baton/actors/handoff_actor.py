@@ -34,13 +34,15 @@ from baton.actors.lease_actor import ForceTakeover, LookUp, Yield
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.actors.tail_messages import CatchUpTo, ConfirmTo, TailHeads
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core import handoff as h
 from baton.core import handoff_receiver as hr
 from baton.core import handoff_sentinel as hs
 from baton.core.clock import Clock
 from baton.core.errors import HandoffRefused
 from baton.core.lease_types import LeaseChanged
-from baton.core.registry import MachineEntry, Verify
+from baton.core.registry import MachineEntry, Verify, mesh_protocol_of, unable_with
+from baton.core.versions import CANNOT_SPEAK, Versions, spoken
 from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport, ack_signed, handoff_id_of, open_heads
@@ -77,8 +79,7 @@ class HandoffActor(pykka.ThreadingActor):
         self,
         me: str,
         *,
-        ack_timeout_ms: int,
-        ttl_ms: int,
+        timing: hr.ReceiverTiming,
         transport: HandoffWireTransport,
         gate: LeaseGate,
         lease: pykka.ActorRef[Any] | None,
@@ -89,11 +90,13 @@ class HandoffActor(pykka.ThreadingActor):
         clock: Clock,
         counters: Counters,
         rng: Callable[[int], bytes] = os.urandom,
+        versions: Versions = THIS,
     ) -> None:
         super().__init__()
         self.me = me
-        self.ack_timeout_ms = ack_timeout_ms
-        self.timing = hr.ReceiverTiming(ack_timeout_ms, ttl_ms)
+        self.versions = versions  # what this machine runs (no handoff onto what cannot)
+        self.ack_timeout_ms = timing.ack_timeout_ms
+        self.timing = timing
         self.transport = transport
         self.gate = gate
         self.lease, self.tail, self.delivery = lease, tail, delivery
@@ -165,6 +168,10 @@ class HandoffActor(pykka.ThreadingActor):
             detail = "this mesh has no lease store: the awake machine does not move"
             answer.set_result({"ok": False, "outcome": "refused", "detail": detail})
             return
+        unable = unable_with(self.me, self.versions, self.peers.values())
+        if unable is not None:  # the holder would refuse it too: say so at once
+            answer.set_result({"ok": False, "outcome": "refused", "detail": unable})
+            return
         if self.answer is not None and self.receiver.phase is not hr.RPhase.IDLE:
             detail = f"a wakeup is in progress ({self.receiver.phase.value})"
             answer.set_result({"ok": False, "outcome": "busy", "detail": detail})
@@ -188,6 +195,10 @@ class HandoffActor(pykka.ThreadingActor):
         if env.sender not in self.peers:
             raise HandoffRefused(f"{env.sender} is not an active member")
         match env.type:
+            case "handoff_request" if (why := self._cannot_speak(env.sender)) is not None:
+                self.counters.inc("handoff.holder.cannot_speak")
+                self.transport.abort(env.sender, hid, why)
+                self._outcome("holder", "refused", why)
             case "handoff_request":
                 # the lease goes to the target alone: it must hold every marker. One
                 # catching up gets half an ack timeout (its own wait is a whole one).
@@ -271,6 +282,16 @@ class HandoffActor(pykka.ThreadingActor):
                     if kind == "forcing":
                         detail = self._forcing(detail)
                     self._outcome("target", kind, detail)
+
+    def _cannot_speak(self, target: str) -> str | None:
+        """Why ``target`` may not take the lease: it cannot speak the protocol the mesh
+        runs at, as it announced what it speaks (None: it can)."""
+        entry = self.peers[target]
+        mesh = mesh_protocol_of(self.me, self.versions, self.peers.values())
+        lo, hi = spoken(entry.versions)
+        if lo <= mesh <= hi:
+            return None
+        return f"{entry.nickname} {CANNOT_SPEAK} {mesh}, the mesh's (it speaks {lo}-{hi})"
 
     def _requested(self, now: float) -> None:
         """Begin the handoff asked for once its target is in sync; abort at the deadline."""

@@ -26,6 +26,7 @@ import pykka
 from baton.actors.lease_worker import LeaseStoreWorker, StoreDone
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
+from baton.build import THIS
 from baton.core.clock import Clock
 from baton.core.errors import BatonError, LeaseRefused, MalformedLease
 from baton.core.lease import (
@@ -42,6 +43,7 @@ from baton.core.lease import (
     LeaseTicked,
     LookUpAsked,
     Phase,
+    ProtocolChecked,
     RecordSeen,
     SendTo,
     StopRequested,
@@ -61,7 +63,8 @@ from baton.core.lease import (
 from baton.core.lease_queries import named_in_store
 from baton.core.lease_record import LeaseRecord, check_record
 from baton.core.lease_store import CasResult, Stored
-from baton.core.registry import MachineEntry, Verify
+from baton.core.registry import MachineEntry, Verify, unable_with
+from baton.core.versions import Versions
 from baton.holder.gate import LeaseGate, LeaseView
 from baton.wire.envelope import Envelope
 from baton.wire.lease_transport import LeaseTransport
@@ -137,6 +140,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         rng: Callable[[int], bytes] = os.urandom,
         gate: LeaseGate | None = None,
         sync_all_peers: bool = False,
+        versions: Versions = THIS,
     ) -> None:
         super().__init__()
         # A node that answers no channel sends no reply markers: every active peer is
@@ -157,6 +161,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         self.alarms: deque[dict[str, Any]] = deque(maxlen=ALARMS_KEPT)
         self.store_error: str | None = None
         self.last_renewal_ms: float | None = None
+        self.versions = versions  # what this machine runs: may it hold in this mesh?
 
     # --- messages --------------------------------------------------------------------
 
@@ -181,6 +186,11 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 self._received(env)
             case MembersChanged(peers=peers):
                 self.peers = peers
+                why = unable_with(self.cfg.me, self.versions, peers)
+                if why != self.state.unable:
+                    if why is not None:
+                        log.warning("lease: this machine may not hold: %s", why)
+                    self._feed(ProtocolChecked(why))
             case GetLease():
                 return self._view()
             case Release():
@@ -337,7 +347,8 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             },
             "ttl_ms": self.cfg.timing.ttl_ms,
             "in_sync": list(s.known.in_sync) if s.known is not None else [],
-            "may_take_over": in_sync_ok(self.cfg, s, now),
+            "may_take_over": in_sync_ok(self.cfg, s, now) and s.unable is None,
+            "unable": s.unable,
             "alarms": list(self.alarms),
             "history": list(self.history),
         }

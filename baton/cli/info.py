@@ -145,6 +145,8 @@ def _lease_line(d: dict[str, Any]) -> str:
     after = "" if due is None else f"; may take over in {due} ms"
     if d.get("may_take_over") is False:
         after = "; OUT OF SYNC: catching up, takes over only by `wakeup --force`"
+    if d.get("unable"):
+        after = f"; MAY NOT HOLD: {d['unable']}"
     return f"lease: standby, holder {d['holder']}, epoch {d['epoch']}{after}; store {where}"
 
 

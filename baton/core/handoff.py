@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baton.core.versions import CANNOT_SPEAK
+
 #: A machine's transcript heads: (topic, last seq, its ledger key), sorted by topic.
 Heads = tuple[tuple[str, int, str], ...]
 
@@ -73,7 +75,13 @@ class Outcome:
 NOT_AWAKE = "this machine is not awake"
 
 #: Refusals a new attempt cannot change: an attack on the ack, or no lease to move.
-FINAL_REFUSALS = ("forged", "does not match", "no lease store", "nobody holds the lease")
+FINAL_REFUSALS = (
+    "forged",
+    "does not match",
+    "no lease store",
+    "nobody holds the lease",
+    CANNOT_SPEAK,  # (baton.core.versions) until a machine is upgraded or leaves
+)
 
 
 def may_retry(outcome: str, detail: str) -> bool:

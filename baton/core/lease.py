@@ -57,6 +57,9 @@ Invariants:
   sent anything). A new holder's record names the old record's in-sync set less
   itself (they hold every marker the old holder sent, and it has sent nothing yet); a
   yield's tombstone adds its target, who caught up before it acked.
+- A machine that cannot speak the protocol version the mesh runs at (``unable``, told by
+  ProtocolChecked) never acquires, not even forced (baton.core.versions). A holder
+  keeps renewing: it is deposed only by a new holder.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from baton.core.lease_types import (
     LeaseTicked,
     LookUpAsked,
     Phase,
+    ProtocolChecked,
     RecordSeen,
     SendTo,
     StopRequested,
@@ -109,6 +113,7 @@ __all__ = [
     "LeaseTicked",
     "LookUpAsked",
     "Phase",
+    "ProtocolChecked",
     "RecordSeen",
     "SendTo",
     "StopRequested",
@@ -165,6 +170,11 @@ def step(cfg: LeaseConfig, s: LeaseState, event: Event) -> tuple[LeaseState, lis
             return _tick(cfg, replace(s, want_in_sync=wanted), now, wall)
         case TakeoverForced(now=now):
             return replace(s, forced_until=now + 2 * cfg.timing.ttl_ms), []
+        case ProtocolChecked(unable=why):
+            said: list[Effect] = []
+            if why is not None and why != s.unable:
+                said.append(Alarm("version_skew", why))
+            return replace(s, unable=why), said
         case LookUpAsked(now=now, wall=wall):
             if s.phase is Phase.HOLDING or s.inflight is not None or s.stopping:
                 return s, []  # a holder knows; an answer on its way tells us anyway
@@ -229,8 +239,8 @@ def _tick(
             effects += more
         return s, effects
     due = takeover_at(cfg, s)
-    if now < s.hold_off or (due is not None and now < due):
-        return s, effects
+    if now < s.hold_off or (due is not None and now < due) or s.unable is not None:
+        return s, effects  # (one that cannot speak the mesh's protocol never acquires)
     stored = s.stored.record if s.stored is not None else None
     base = max(s.floor, 0 if stored is None else stored.epoch)
     heirs = () if stored is None else tuple(m for m in stored.in_sync if m != cfg.me)

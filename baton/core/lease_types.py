@@ -82,6 +82,7 @@ class LeaseState:
     # yields back to us)
     want_in_sync: tuple[str, ...] | None = None  # HOLDING: the in-sync set to write next
     forced_until: float = 0.0  # `wakeup --force`: acquire though not in sync, until then
+    unable: str | None = None  # why this machine may not acquire (a protocol it cannot speak)
     late: bool = False  # the last write landed after its deadline (renewed at once, once)
 
 
@@ -168,6 +169,14 @@ class LookUpAsked:
     wall: float
 
 
+@dataclass(frozen=True)
+class ProtocolChecked:
+    """Whether this machine can speak the protocol the mesh runs at (baton.core.versions):
+    ``unable`` says why not (it may then never acquire, not even forced); None: it can."""
+
+    unable: str | None
+
+
 Event = (
     LeaseTicked
     | RecordSeen
@@ -179,6 +188,7 @@ Event = (
     | InSyncWanted
     | TakeoverForced
     | LookUpAsked
+    | ProtocolChecked
 )
 
 

@@ -22,7 +22,7 @@ import binascii
 import json
 import math
 from base64 import b64encode
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from baton.core.identity import PublicIdentity
 from baton.core.signatures import Signer as Signer
 from baton.core.signatures import Verify as Verify
 from baton.core.signatures import decode_signature
+from baton.core.versions import Versions, cannot_speak, mesh_protocol
 
 
 class Role(StrEnum):
@@ -84,6 +85,12 @@ class MachineEntry:
     def endpoints(self) -> tuple[str, ...]:
         """Its wire endpoints in the order to dial them."""
         return self.announcement.wire if self.announcement is not None else (self.wire,)
+
+    @property
+    def versions(self) -> Versions | None:
+        """The baton it runs and the protocols it speaks, as it announced them (None: it
+        has not said: an older baton)."""
+        return None if self.announcement is None else self.announcement.versions
 
     @property
     def announced_seq(self) -> int:
@@ -411,3 +418,17 @@ class RegistryStore(Protocol):
     def load(self) -> MachineRegistry | None: ...
 
     def save(self, registry: MachineRegistry) -> None: ...
+
+
+def mesh_protocol_of(me: str, mine: Versions, peers: Iterable[MachineEntry]) -> int:
+    """The protocol the mesh runs at: ``peers`` (the active ones) as they announced, this
+    machine (``me``) by what it runs (baton.core.versions)."""
+    members: dict[str, Versions | None] = {p.machine_id: p.versions for p in peers}
+    members[me] = mine
+    return mesh_protocol(members)
+
+
+def unable_with(me: str, mine: Versions, peers: Iterable[MachineEntry]) -> str | None:
+    """Why this machine, running ``mine``, may neither hold nor take a handoff among
+    ``peers`` (None: it may)."""
+    return cannot_speak(mine, mesh_protocol_of(me, mine, peers))

@@ -26,6 +26,7 @@ LEGACY = (1, 1)  # what a member that never said speaks
 MAX_PROTOCOL = 2**31 - 1
 VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}")  # PEP 440 and local labels
 FIELDS = frozenset({"version", "protocols"})
+CANNOT_SPEAK = "cannot speak protocol"  # in every refusal for it (a wakeup does not retry)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ def cannot_speak(versions: Versions, mesh: int) -> str | None:
         return None
     lo, hi = versions.protocols
     return (
-        f"this machine runs baton {versions.baton}, which speaks protocols {lo}-{hi}; the "
-        f"mesh runs at protocol {mesh} (the highest every active member speaks)"
+        f"this machine (baton {versions.baton}, protocols {lo}-{hi}) {CANNOT_SPEAK} {mesh}, "
+        "the one the mesh runs at (the highest every active member speaks)"
     )
 
 
@@ -89,7 +90,7 @@ def skew(me: str, members: Mapping[str, Versions | None], names: Mapping[str, st
         v, name = members[machine_id], names.get(machine_id, machine_id)
         lo, hi = spoken(v)
         if not lo <= mesh <= hi:
-            said.append(f"{name} cannot speak protocol {mesh}, the mesh's ({lo}-{hi})")
+            said.append(f"{name} {CANNOT_SPEAK} {mesh}, the mesh's (it speaks {lo}-{hi})")
         elif machine_id != me and mine is not None and v is not None and v.baton != mine.baton:
             said.append(f"{name} runs baton {v.baton}; this machine runs {mine.baton}")
         elif machine_id != me and v is None:

@@ -16,6 +16,7 @@ from baton.actors.handoff_actor import HandoffActor
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.clock import Clock
+from baton.core.handoff_receiver import ReceiverTiming
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.node.delivery_parts import DeliveryParts
@@ -44,8 +45,7 @@ def build_handoff(
         position = lambda: cursor.read()[0] or 0  # noqa: E731 (the channel offset confirmed)
     return HandoffActor.start(
         me,
-        ack_timeout_ms=settings.handoff_ack_timeout_ms,
-        ttl_ms=settings.lease_ttl_ms,
+        timing=ReceiverTiming(settings.handoff_ack_timeout_ms, settings.lease_ttl_ms),
         transport=HandoffWireTransport(me, Ed25519Signer(me, identity.signing_key), send),
         gate=LeaseGate() if lease is None else lease.gate,
         lease=None if lease is None else lease.coordinator,

@@ -39,7 +39,7 @@ def mesh_versions_view(me: str, this: Versions, entries: Iterable[MachineEntry])
     """This machine's versions (``this``: what it runs, whatever it has announced yet),
     the protocol the mesh's active members run at, and the skew an operator should see."""
     members = {
-        e.machine_id: this if e.machine_id == me else _said(e)
+        e.machine_id: this if e.machine_id == me else e.versions
         for e in entries
         if e.status is Status.ACTIVE
     }
@@ -53,14 +53,10 @@ def mesh_versions_view(me: str, this: Versions, entries: Iterable[MachineEntry])
     }
 
 
-def _said(entry: MachineEntry) -> Versions | None:
-    return None if entry.announcement is None else entry.announcement.versions
-
-
 def versions_view(entry: MachineEntry) -> dict[str, Any]:
     """The baton a machine runs and the protocols it speaks, as it announced them (None:
     it has not said: an older baton, protocol 1 alone)."""
-    said = _said(entry)
+    said = entry.versions
     return {
         "version": None if said is None else said.baton,
         "protocols": list(spoken(said)),

@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,16 @@ from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.adapters.system_clock import SystemClock
 from baton.agents.base import AgentFailed, AgentMessage, Turn
+from baton.build import THIS
 from baton.channels.memory import MemoryChannel
+from baton.core.announce import Announcement
+from baton.core.handoff_receiver import ReceiverTiming
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease_types import LeaseChanged, Phase
 from baton.core.live_tail import compile_redactions
 from baton.core.registry import entry_from_card
 from baton.core.settings import Settings
+from baton.core.versions import Versions
 from baton.holder.gate import LeaseGate, LeaseView
 from baton.holder.outbox import FencedOutbox
 from baton.holder.poller import ChannelPoller, Cursor
@@ -70,8 +75,10 @@ class Machine:
         agent: Callable[[AgentMessage, Sequence[Turn]], list[str]] = echo,
         ledger: Any = None,
         state: Path | None = None,
+        versions: Versions = THIS,
     ) -> None:
         self.settings = settings
+        self.versions = versions  # what it runs (its handoff's word; peers see its entry's)
         self.state = state  # its state directory: the transcript archive is written there
         self.agent = agent
         key = nacl.signing.SigningKey(bytes([seed]) * 32)
@@ -80,7 +87,8 @@ class Machine:
         ek = self.encryption_key = nacl.public.PrivateKey(bytes([seed + 1]) * 32)
         ident = PublicIdentity.from_keys(f"m{seed}", bytes(key.verify_key), bytes(ek.public_key))
         card = {**ident.to_dict(), "wire": "tcp://127.0.0.1:9001", "http": "http://127.0.0.1:1"}
-        self.entry = entry_from_card(card, 0.0)
+        said = Announcement(self.id, 1, (card["wire"],), card["http"], versions=versions)
+        self.entry = replace(entry_from_card(card, 0.0), announcement=said)
         self.channel, self.router = channel, router
         self.ledger = MemoryLedger() if ledger is None else ledger
         self.gate, self.cursor = LeaseGate(), Cursor()
@@ -134,8 +142,7 @@ class Machine:
         self.lease = LeaseStandIn.start(self)
         self.handoff = HandoffActor.start(
             self.id,
-            ack_timeout_ms=self.settings.handoff_ack_timeout_ms,
-            ttl_ms=self.settings.lease_ttl_ms,
+            timing=ReceiverTiming(self.settings.handoff_ack_timeout_ms, self.settings.lease_ttl_ms),
             transport=HandoffWireTransport(self.id, self.signer, self.send),
             gate=self.gate,
             lease=self.lease,
@@ -145,6 +152,7 @@ class Machine:
             verify=verify_ed25519,
             clock=self.clock,
             counters=self.counters,
+            versions=self.versions,
         )
         self.jobs.wire(self.ref)
         self.poller = ChannelPoller(

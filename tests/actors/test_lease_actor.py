@@ -16,11 +16,13 @@ from baton.actors.lease_worker import LeaseStoreWorker
 from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.build import THIS
 from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_record import LeaseRecord, sign_record
 from baton.core.registry import entry_from_card
+from baton.core.versions import Versions
 from baton.stores.lease_memory import MemoryLeaseStore
 from baton.wire.envelope import Envelope, make_envelope
 from tests.waits import wait_for
@@ -46,7 +48,7 @@ def peer_entry(s: Ed25519Signer, nick: str, seed: int) -> Any:
 
 
 class Kit:
-    def __init__(self) -> None:
+    def __init__(self, versions: Versions = THIS) -> None:
         self.store = MemoryLeaseStore()
         self.clock = FakeClock()
         self.sent: list[Envelope] = []
@@ -62,6 +64,7 @@ class Kit:
             send=lambda env: self.sent.append(env) or True,
             verify=verify_ed25519,
             counters=self.counters,
+            versions=versions,
         )
         self.ref.tell(MembersChanged((peer_entry(PEER, "peer", 4),)))
 
@@ -174,3 +177,24 @@ def test_a_store_record_from_a_stranger_counts_as_garbage_and_is_waited_out(kit:
     kit.tick()
     wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease after the wait")
     assert kit.store.read().record.holder == ME.machine_id  # type: ignore[union-attr]
+
+
+def test_a_machine_that_cannot_speak_the_mesh_protocol_does_not_acquire_and_says_why() -> None:
+    """The peer never said its versions (an older baton: protocol 1); this machine
+    speaks 2 and 3 only. Once the peer is gone, the mesh is this machine's alone."""
+    kit = Kit(versions=Versions("0.3.0", (2, 3)))
+    try:
+        for _ in range(5):
+            kit.clock.advance(TIMING.ttl_ms)
+            kit.tick()
+        view = kit.view()
+        assert view["role"] == "standby" and view["may_take_over"] is False
+        assert "protocols 2-3) cannot speak protocol 1" in view["unable"]
+        assert [a["kind"] for a in view["alarms"]] == ["version_skew"]
+        assert kit.store.read().record is None and kit.counters.get("lease.refused") == 0
+        kit.ref.tell(MembersChanged(()))
+        kit.tick()
+        wait_for(lambda: kit.view()["role"] == "awake", 10, "the lease")
+        assert kit.view()["unable"] is None
+    finally:
+        kit.stop()
