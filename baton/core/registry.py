@@ -42,7 +42,7 @@ from baton.core.identity import PublicIdentity
 from baton.core.signatures import Signer as Signer
 from baton.core.signatures import Verify as Verify
 from baton.core.signatures import decode_signature
-from baton.core.versions import Versions, cannot_speak, mesh_protocol
+from baton.core.versions import Versions, cannot_speak, mesh_protocol, write_at
 
 
 class Role(StrEnum):
@@ -432,3 +432,8 @@ def unable_with(me: str, mine: Versions, peers: Iterable[MachineEntry]) -> str |
     """Why this machine, running ``mine``, may neither hold nor take a handoff among
     ``peers`` (None: it may)."""
     return cannot_speak(mine, mesh_protocol_of(me, mine, peers))
+
+
+def writes_at(me: str, mine: Versions, peers: Iterable[MachineEntry]) -> int:
+    """The protocol version this machine writes its envelopes in among ``peers``."""
+    return write_at(mine, mesh_protocol_of(me, mine, peers))

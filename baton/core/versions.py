@@ -80,6 +80,13 @@ def cannot_speak(versions: Versions, mesh: int) -> str | None:
     )
 
 
+def write_at(versions: Versions, mesh: int) -> int:
+    """The protocol version a machine running ``versions`` writes its envelopes in: the
+    mesh's, or the nearest it speaks when it cannot (its peers then refuse them, counted)."""
+    lo, hi = versions.protocols
+    return min(max(mesh, lo), hi)
+
+
 def skew(me: str, members: Mapping[str, Versions | None], names: Mapping[str, str]) -> list[str]:
     """What an operator should see (empty: nothing): the members that run another baton
     version than ``me``, and the members that cannot speak the mesh's protocol."""

@@ -52,9 +52,10 @@ from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.adapters.system_clock import SystemClock
 from baton.api import create_app, create_door_app
 from baton.api import server as http_server
+from baton.build import THIS
 from baton.core.endpoints import WILDCARDS, only_loopback
 from baton.core.lease_types import LeaseChanged
-from baton.core.registry import MachineEntry, Role, open_registry
+from baton.core.registry import MachineEntry, Role, open_registry, writes_at
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
@@ -147,6 +148,8 @@ class Node:
             opened = open_registry(
                 store.load(), identity.public, advertised[0], advertised_http, clock.wall_s()
             )
+            me = identity.machine_id  # it writes at the mesh's protocol, told at each change
+            transport.speak(writes_at(me, THIS, opened.active_peers()))
             monitor = self._keep(
                 PeerMonitorActor.start(
                     identity.machine_id,
@@ -263,6 +266,7 @@ class Node:
                     # the news
                     listeners=[
                         lambda peers: transport.set_peers([_address(p) for p in peers]),
+                        lambda peers: transport.speak(writes_at(me, THIS, peers)),
                         lambda peers: members(MembersChanged(tuple(peers))),
                     ],
                     send=transport.send,

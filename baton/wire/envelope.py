@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from baton import PROTOCOL_VERSION
+from baton import PROTOCOL_MIN, PROTOCOL_VERSION
 from baton.core import safejson
 from baton.core.errors import (
     FrameError,
@@ -148,10 +148,11 @@ def make_envelope(
     )
 
 
-def encode(env: Envelope) -> bytes:
-    """Compact, canonical UTF-8 JSON of ``env``."""
+def encode(env: Envelope, v: int | None = None) -> bytes:
+    """Compact, canonical UTF-8 JSON of ``env``, written at protocol version ``v`` (None:
+    its own; a transport writes at the mesh's, baton.core.versions.write_at)."""
     obj = {
-        "v": env.v,
+        "v": env.v if v is None else v,
         "type": env.type,
         "from": env.sender,
         "to": env.to,
@@ -179,8 +180,7 @@ def decode(data: bytes, max_bytes: int) -> Envelope:
     v = obj.get("v")
     if not _is_int(v):
         raise MalformedFrame("'v' is missing or not an integer")
-    if v != PROTOCOL_VERSION:
-        raise UnknownVersion(f"protocol version {v} (this node speaks {PROTOCOL_VERSION})")
+    v = _check_version(v)
     keys = set(obj)
     if keys != _TOP_LEVEL_KEYS:
         missing = sorted(_TOP_LEVEL_KEYS - keys)
@@ -226,6 +226,14 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+def _check_version(v: object) -> int:
+    """A version this build speaks, or UnknownVersion: never read as another."""
+    if not isinstance(v, int) or isinstance(v, bool) or not PROTOCOL_MIN <= v <= PROTOCOL_VERSION:
+        speaks = f"{PROTOCOL_MIN}-{PROTOCOL_VERSION}"
+        raise UnknownVersion(f"protocol version {v!r:.20} (this node speaks {speaks})")
+    return v
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
@@ -248,8 +256,7 @@ def _check_fields(
     """Raise the right FrameError if any field is unacceptable."""
     if not _is_int(v):
         raise MalformedFrame("'v' is not an integer")
-    if v != PROTOCOL_VERSION:
-        raise UnknownVersion(f"protocol version {v} (this node speaks {PROTOCOL_VERSION})")
+    _check_version(v)
     if not isinstance(type_, str):
         raise MalformedFrame("'type' is not a string")
     if not is_machine_id(sender):

@@ -125,6 +125,9 @@ class FaultyTransport:
     def set_peers(self, peers: Sequence[PeerAddress]) -> None:
         self.inner.set_peers(peers)
 
+    def speak(self, protocol: int) -> None:
+        self.inner.speak(protocol)
+
     def send(self, env: Envelope) -> bool:
         if env.to in self.faults.plan().drop_to:
             self.counters.inc(DROPPED)

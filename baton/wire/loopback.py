@@ -25,6 +25,7 @@ import queue
 import threading
 from collections.abc import Callable, Collection, Sequence
 
+from baton import PROTOCOL_VERSION
 from baton.adapters.metrics import Counters
 from baton.core.errors import AddressInUse, FrameError
 from baton.wire.envelope import Envelope, encode
@@ -139,6 +140,7 @@ class LoopbackTransport:
         max_frame_bytes: int,
     ) -> None:
         self.machine_id = machine_id
+        self.protocol = PROTOCOL_VERSION  # the wire protocol it writes in (speak)
         self.curve_public = curve_public
         self.counters = counters
         self.max_frame_bytes = max_frame_bytes
@@ -177,9 +179,13 @@ class LoopbackTransport:
             self._peers = by_id
             self._allowed = allowed
 
+    def speak(self, protocol: int) -> None:
+        """See ``Transport.speak``."""
+        self.protocol = protocol
+
     def send(self, env: Envelope) -> bool:
         """Route ``env`` to its peer's inbox. See ``Transport.send``."""
-        data = encode(env)
+        data = encode(env, self.protocol)
         check_outbound(env, self.machine_id, self.max_frame_bytes, data)
         with self._lock:
             running = self._running

@@ -115,6 +115,11 @@ class Transport(Protocol):
         """
         ...
 
+    def speak(self, protocol: int) -> None:
+        """Write every envelope from now on at wire protocol version ``protocol`` (the
+        mesh's, as far as this machine speaks it). Thread-safe."""
+        ...
+
     def stop(self) -> None:
         """Close everything and join the I/O thread (with a timeout). Idempotent."""
         ...

@@ -35,6 +35,7 @@ import socket
 import threading
 from collections.abc import Callable, Collection, Sequence
 
+from baton import PROTOCOL_VERSION
 from baton.adapters.metrics import Counters
 from baton.wire.envelope import Envelope, encode, is_machine_id
 from baton.wire.transport import (
@@ -78,6 +79,7 @@ class ZmqTransport:
         self.curve_public = curve_public
         self.counters = counters
         self.max_frame_bytes = max_frame_bytes
+        self.protocol = PROTOCOL_VERSION  # the wire protocol it writes in (speak)
         self._config = WireConfig(machine_id, curve_secret, curve_public, bind, max_frame_bytes)
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -124,9 +126,13 @@ class ZmqTransport:
             self._shared.allowed = allowed
             self._post(PEERS)
 
+    def speak(self, protocol: int) -> None:
+        """See ``Transport.speak``."""
+        self.protocol = protocol
+
     def send(self, env: Envelope) -> bool:
         """Queue ``env`` for its peer's DEALER. See ``Transport.send``."""
-        data = encode(env)
+        data = encode(env, self.protocol)
         check_outbound(env, self.machine_id, self.max_frame_bytes, data)
         shared = self._shared
         with shared.lock:

@@ -22,7 +22,7 @@ import nacl.public
 import pytest
 import zmq
 
-from baton import PROTOCOL_VERSION
+from baton import PROTOCOL_MIN, PROTOCOL_VERSION
 from baton.adapters.metrics import Counters
 from baton.core.errors import AddressInUse
 from baton.wire.envelope import Envelope, encode, make_envelope
@@ -298,6 +298,21 @@ def test_ping_pong_both_ways(pair: tuple[Node, Node]) -> None:
     wait_until(lambda: a.counters.get("wire.sent") == 2, "a's sends to be counted")
 
 
+def test_it_writes_at_the_protocol_it_is_told_and_one_not_spoken_is_refused(
+    pair: tuple[Node, Node],
+) -> None:
+    """The mesh's protocol (speak): a frame at a version the peer does not speak is
+    dropped and counted there, never misread; one it speaks is delivered as written."""
+    a, b = pair
+    a.transport.speak(PROTOCOL_VERSION + 1)
+    send_eventually(a, ping(a.id, b.id, "too-new"))
+    wait_until(lambda: b.counters.get("wire.dropped.unknown_version") == 1, "b to refuse it")
+    a.transport.speak(PROTOCOL_MIN)
+    send_eventually(a, ping(a.id, b.id, "spoken"))
+    got = b.next_delivery()
+    assert (got.id, got.v) == ("spoken", PROTOCOL_MIN) and b.inbox.empty()
+
+
 def test_ordered_per_sender(pair: tuple[Node, Node]) -> None:
     a, b = pair
     send_eventually(a, ping(a.id, b.id, "first"))
@@ -328,9 +343,10 @@ def test_a_peer_admitted_after_refusing_us_is_reached(harness: Harness) -> None:
         assert b.next_delivery(timeout=30).id == "admitted"
 
 
+TOO_NEW = PROTOCOL_VERSION + 1  # a version this build does not speak
 BAD_FRAMES: list[tuple[str, Callable[[str, str, str], bytes], str]] = [
     ("garbage", lambda frm, to, other: b"\x00\xffnot json at all", "malformed"),
-    ("unknown version", lambda frm, to, other: raw(frm, to, v=2), "unknown_version"),
+    ("unknown version", lambda frm, to, other: raw(frm, to, v=TOO_NEW), "unknown_version"),
     ("unknown type", lambda frm, to, other: raw(frm, to, type="teleport"), "unknown_type"),
     ("spoofed sender", lambda frm, to, other: raw(other, to), "spoofed_sender"),
     ("misaddressed", lambda frm, to, other: raw(frm, other), "misaddressed"),
