@@ -172,6 +172,7 @@ class Machine:
         self.env: dict[str, str] = {}  # BATON_* settings for every command of this machine
         self.prefix: list[str] = []  # runs every command under it (e.g. ip netns exec NS)
         self.host = "127.0.0.1"  # the address its HTTP and wire bind to
+        self.python = sys.executable  # the Python (and so the installed baton) it runs
 
     def remember(self, *pids: int | None) -> None:
         for pid in pids:
@@ -189,7 +190,7 @@ class Machine:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
         env.update(self.env)
         env.update(env_extra or {})
-        cmd = [*self.prefix, sys.executable, "-P", "-m", "baton", *args, "--home", str(self.home)]
+        cmd = [*self.prefix, self.python, "-P", "-m", "baton", *args, "--home", str(self.home)]
         proc = subprocess.run(
             cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout
         )
@@ -246,7 +247,7 @@ class Machine:
         imports only the client (a fifth of the CLI's start-up: tests poll it)."""
         if not self.prefix:
             return dict(NodeClient(self.home, timeout=timeout).get("/api/status"))
-        cmd = [*self.prefix, sys.executable, "-P", "-c", _STATUS, str(self.home), str(timeout)]
+        cmd = [*self.prefix, self.python, "-P", "-c", _STATUS, str(self.home), str(timeout)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
         if proc.returncode != 0:
             raise RuntimeError(f"status on {self.name} exited {proc.returncode}: {proc.stderr}")

@@ -1,0 +1,59 @@
+"""Other builds of baton for the version tests (issue 21): this checkout built with
+another version string and range of wire protocols, as a wheel, and installed in a
+virtual environment of its own. Its dependencies are the test run's own (a path file
+names this environment's site-packages: nothing is downloaded for them), so only
+building the wheel needs the package index (setuptools and wheel, as `pip install -e`
+does)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build(root: Path, version: str, protocols: tuple[int, int]) -> str:
+    """Baton ``version`` speaking ``protocols`` (lo, hi), installed under ``root``: the
+    path of its environment's Python."""
+    src, env, wheels = root / f"src-{version}", root / f"env-{version}", root / "wheels"
+    shutil.copytree(REPO / "baton", src / "baton", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    lo, hi = protocols
+    _patch(src / "baton" / "__init__.py", {
+        r'^__version__ = ".*"$': f'__version__ = "{version}"',
+        r"^PROTOCOL_VERSION = \d+$": f"PROTOCOL_VERSION = {hi}",
+        r"^PROTOCOL_MIN = \d+$": f"PROTOCOL_MIN = {lo}",
+    })  # fmt: skip
+    _patch(src / "pyproject.toml", {r'^version = ".*"$': f'version = "{version}"'})
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    _run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(src)])
+    _run([sys.executable, "-m", "venv", "--without-pip", str(env)])
+    python = str(env / "bin" / "python")
+    wheel = next(wheels.glob(f"baton-{version}-*.whl"))
+    _run([*pip, "--python", python, "install", "--no-deps", "--no-index", str(wheel)])
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    (Path(site.strip()) / "baton-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    said = _run([python, "-P", "-c", "import baton; print(baton.__version__, baton.__file__)"])
+    assert said.split()[0] == version and said.split()[1].startswith(str(env)), said
+    return python
+
+
+def _patch(path: Path, changes: dict[str, str]) -> None:
+    text = path.read_text()
+    for pattern, line in changes.items():
+        text, n = re.subn(pattern, line, text, count=1, flags=re.MULTILINE)
+        assert n == 1, f"{pattern} not in {path}"
+    path.write_text(text)
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout

@@ -1,0 +1,82 @@
+"""Versions with real processes of three builds side by side (issue 21): this checkout
+(its version, protocol 1), a build that speaks protocols 1 and 2, and one that speaks
+only 2, each installed in a virtual environment of its own (tests/system/builds.py).
+The mesh runs at protocol 1 (the lowest newest protocol among them). The build that
+speaks only 2 cannot speak it: its envelopes are refused and counted, never misread;
+it never holds the lease, not even as the only machine left, nor takes a handoff; and
+every view says why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from baton import __version__
+from baton.demo.devmesh import Machine, Mesh
+from tests.system.builds import build
+from tests.waits import wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
+
+TTL_MS = 3000
+MID = ("0.2.0", (1, 2))  # the next release: speaks the old protocol and a new one
+NEW = ("0.3.0", (2, 2))  # a later one: the old protocol dropped
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("builds")
+    return {"mid": build(root, *MID), "new": build(root, *NEW)}
+
+
+def skew_of(m: Machine) -> list[str]:
+    return list(m.status()["versions"]["skew"])
+
+
+def test_a_machine_that_cannot_speak_the_mesh_protocol_never_holds_and_says_why(
+    make_mesh: Callable[..., Mesh], builds: dict[str, str], tmp_path: Path
+) -> None:
+    mesh = make_mesh(3, names=["alpha", "bravo", "charlie"], lease_ttl_ms=TTL_MS, up=False)
+    alpha, bravo, charlie = mesh.machines
+    bravo.python, charlie.python = builds["mid"], builds["new"]
+    mesh.pair_up()
+
+    # alpha holds; bravo's signed announcement says what it runs; charlie cannot speak
+    # protocol 1, so alpha never reads a word of it (it has not said, as alpha sees it)
+    wait_for(lambda: any("bravo runs baton 0.2.0" in s for s in skew_of(alpha)), 60, "bravo")
+    versions = alpha.status()["versions"]
+    assert versions["version"] == __version__ and versions["mesh_protocol"] == 1
+    assert any(s.startswith("charlie") for s in versions["skew"]), versions
+    wait_for(lambda: alpha.counter("wire.dropped.unknown_version") > 0, 60, "charlie refused")
+    assert bravo.status()["versions"] == {
+        "version": "0.2.0", "protocols": [1, 2], "mesh_protocol": 1,
+        "skew": bravo.status()["versions"]["skew"],
+    }  # fmt: skip
+    rows = {r["nickname"]: r for r in alpha.json("machines")}
+    assert (rows["bravo"]["version"], rows["bravo"]["protocols"]) == ("0.2.0", [1, 2])
+
+    # charlie says why it may not hold, and refuses a wakeup at once, for good
+    said = charlie.status()
+    assert said["role"] == "standby" and said["may_take_over"] is False
+    assert "cannot speak protocol 1" in said["unable"], said["unable"]
+    assert "MAY NOT HOLD" in charlie.baton("status").stdout
+    woken = charlie.baton("wakeup", "--json", check=False)
+    assert woken.returncode != 0 and "cannot speak protocol 1" in woken.stdout, woken.stdout
+
+    # the holder stops (a clean release), then the next: charlie, the only one left,
+    # would take the released lease at once; it does not
+    alpha.stop()
+    wait_for(lambda: bravo.status()["role"] == "awake", 60, "bravo to take over")
+    bravo.stop()
+    wait_for(lambda: charlie.status()["holder"] is None, 60, "charlie to see the release")
+    deadline = time.monotonic() + 3 * TTL_MS / 1000
+    while time.monotonic() < deadline:  # a bounded look: it must not take over
+        state = charlie.status()
+        assert state["role"] == "standby" and state["epoch"] < 3, state
+        time.sleep(0.2)
+    assert "cannot speak protocol 1" in charlie.status()["unable"]
+    alarms = [a for a in charlie.status()["alarms"] if a["kind"] == "version_skew"]
+    assert len(alarms) == 1
