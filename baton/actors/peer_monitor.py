@@ -21,6 +21,7 @@ from baton.adapters.metrics import Counters
 from baton.build import THIS
 from baton.core.clock import Clock
 from baton.core.ping import PeerReport, PingTracker
+from baton.core.versions import FIELDS as VERSION_FIELDS
 from baton.core.versions import Versions
 from baton.wire.envelope import Envelope, make_envelope, new_message_id
 from baton.wire.transport import Transport
@@ -89,7 +90,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
 
     def _versions(self, ping: Envelope) -> None:
         """The versions a peer's ping says it runs (a ping without: an older baton)."""
-        if "version" not in ping.body:
+        if not VERSION_FIELDS & set(ping.body):
             self.versions.pop(ping.sender, None)
             return
         try:

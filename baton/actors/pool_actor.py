@@ -12,9 +12,10 @@ Its work. On the holder, with the pool on, delivery's agent runs come here
 (``RouteRun``) and go through the SessionRouter (baton.actors.pool_routing), here or on
 the topic's machine; with the pool off, or before this machine's lease view says it
 holds at the run's term, a run is delivery's own, in the agent pool, as without a pool.
-A holder that suspends itself (no renewal confirmed in time) keeps its router and takes
-the results of its runs out, placing nothing new; renewed at the same epoch it goes on,
-as delivery does; a new term starts a new router.
+A holder that stands by at its own epoch (suspended itself, yielded, fenced, stopping)
+keeps its router and takes the results of its runs out, sending nothing new (a run the
+router hands out meanwhile is taken back); renewed at the same epoch it goes on, as
+delivery does; another holder or a new term drops it.
 On every machine the runner (baton.actors.pool_runner) runs the TopicRuns the holder
 places here. The MachinePoolRegistry hears of each peer through the peer monitor's
 pongs (``Heard``), on this machine's clock.
@@ -232,6 +233,8 @@ class PoolActor(pykka.ThreadingActor):
             )
         elif not kept:
             self.routing = None  # delivery forgets its runs of that term too
+        if self.routing is not None:
+            self.routing.active = holding
 
     def _members(self, peers: tuple[MachineEntry, ...]) -> None:
         self.members = {p.machine_id: p for p in peers}

@@ -90,6 +90,7 @@ class PoolRouting:
         self.limiter = transfer_limiter()
         self.boots: dict[str, str] = {}  # machine -> the run of its process it last said
         self.seen: set[str] = set()  # topics a message came in for in this term
+        self.active = True  # False while the holder stands by: nothing new goes out
 
     @property
     def registry(self) -> MachinePoolRegistry:
@@ -163,6 +164,9 @@ class PoolRouting:
             return m is not None and m.alive(now, ttl)
 
         for run in runs:
+            if not self.active:  # standing by (suspended, yielded): placed again later
+                self.router.take_back(run.topic)
+                continue
             self.count("pool.runs")
             self.router.hold(run.topic)  # its time counts once it is out
             self.handoffs.dispatch(run, now, alive)  # its state first, when it moves

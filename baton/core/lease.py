@@ -58,8 +58,9 @@ Invariants:
   itself (they hold every marker the old holder sent, and it has sent nothing yet); a
   yield's tombstone adds its target, who caught up before it acked.
 - A machine that cannot speak the protocol version the mesh runs at (``unable``, told by
-  ProtocolChecked) never acquires, not even forced (baton.core.versions). A holder
-  keeps renewing: it is deposed only by a new holder.
+  ProtocolChecked) never acquires, not even forced (baton.core.versions); an acquisition
+  in flight when it learns so is released as it lands, never acted on. A holder keeps
+  renewing: it is deposed only by a new holder.
 """
 
 from __future__ import annotations
@@ -359,7 +360,9 @@ def _answered(
         return _newer(s, record, now), [*effects, told]
     deadline = attempt.t_sent + cfg.timing.holder_window
     s = _newer(replace(s, mine=record, mine_token=current.token), record, now)
-    if s.stopping or s.yield_to:  # a renewal landed while stopping or yielding: release
+    # A renewal landed while stopping or yielding, or an acquisition after this machine
+    # learnt it cannot speak the mesh's protocol: release it, never acting on it.
+    if s.stopping or s.yield_to or (attempt.kind == "acquire" and s.unable is not None):
         s, more = _write(cfg, s, "release", _tombstone(s, record), now)
         return s, [*effects, *more]
     effects.append(Broadcast(record, current.token))

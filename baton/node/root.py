@@ -174,7 +174,7 @@ class Node:
             )
             probe = None
             if lease is not None and s.fence_probe_url:
-                url, me = s.fence_probe_url, identity.machine_id
+                url = s.fence_probe_url
                 probe = self._keep(FenceProbe(url, me, lease.gate, clock, counters))
             delivery = self._keep(
                 build_delivery(

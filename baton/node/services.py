@@ -302,8 +302,8 @@ class NodeServices:
             return "no machine holds the lease yet; try again in a few seconds"
         if view["holder"] == self.me.machine_id:
             return (
-                "this machine holds the lease but stands by until its late renewal is "
-                "confirmed; try again in a few seconds"
+                "the lease names this machine, but no renewal of it is confirmed yet (a "
+                "slow or unreachable store); try again in a few seconds"
             )
         entries = {e.machine_id: e for e in self._ask(self.registry, ListMachines())}
         holder = entries.get(view["holder"])

@@ -43,7 +43,6 @@ def mesh_versions_view(me: str, this: Versions, entries: Iterable[MachineEntry])
         for e in entries
         if e.status is Status.ACTIVE
     }
-    members[me] = this
     names = {e.machine_id: e.nickname for e in entries}
     return {
         "version": this.baton,

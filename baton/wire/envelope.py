@@ -12,11 +12,14 @@ Invariants:
   more than ``max_bytes``.
 - Every ``Envelope`` that exists is valid: construction checks the same rules
   as ``decode`` (a violation there is our own misuse and raises ValueError).
-- ``decode(encode(e)) == e`` for every envelope ``e``.
+- ``decode(encode(e)) == e`` for every envelope ``e`` (written at its own version).
+- ``decode`` reads every protocol version this build speaks (PROTOCOL_MIN to
+  PROTOCOL_VERSION) and no other (UnknownVersion).
 - The encoding is canonical (sorted keys, no whitespace), so equal envelopes
   encode to equal bytes.
 - ``MESSAGE_TYPES`` is the single schema table: each type lists its body
-  fields exactly; missing, extra or wrongly typed fields are malformed.
+  fields exactly, and ``OPTIONAL_FIELDS`` those it may carry besides; missing,
+  extra or wrongly typed fields are malformed.
   ``bool`` is never accepted where ``int`` is expected.
 - Never pickle: JSON only; duplicate keys and NaN/Infinity are refused.
 """

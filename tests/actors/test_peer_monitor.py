@@ -196,7 +196,8 @@ def test_a_ping_says_which_baton_sends_it_and_one_that_does_not_read_is_counted(
         assert heard({}, 2) is None  # an older baton's ping says nothing
         bad = {"version": "0.2.0", "protocols": [2, 1]}
         assert heard(bad, 3) is None and heard(bad, 4) is None
-        assert counters.get("peers.bad_versions") == 2
-        assert len([e for e in transport.sent if e.type == "pong"]) == 4  # all answered
+        assert heard({"protocols": [1, 2]}, 5) is None  # half of it: unread, counted
+        assert counters.get("peers.bad_versions") == 3
+        assert len([e for e in transport.sent if e.type == "pong"]) == 5  # all answered
     finally:
         actor.stop(timeout=5)

@@ -80,3 +80,26 @@ def test_a_holder_deposed_at_a_new_epoch_drops_its_runs(mesh: Mesh) -> None:
     assert a.done == []
     assert a.counters.get("pool.refused.stale") == 3
     assert "routing" not in a.ask(GetPool())
+
+
+def test_nothing_new_goes_out_while_it_stands_by(mesh: Mesh) -> None:
+    """A result taken while it stands by frees its topic's next message, which waits:
+    it goes out once the holder is renewed, not before."""
+    a = on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)  # alpha runs 1/0 (all loads 0: the lowest id)
+    second = mesh.route(a, "1/0", 2, "two", 3)  # waits behind it
+    mesh.wire()
+    suspend(mesh)
+    finish_everywhere(mesh)  # "one" ends while alpha stands by
+    mesh.wire()
+    mesh.hear_all(a)  # a tick: still nothing placed
+    mesh.wire()
+    assert all(not n.jobs.runs for n in mesh.nodes)
+    assert [d.replies for d in a.done] == [("re: one",)]
+    renew(mesh)
+    mesh.hear_all(a)
+    mesh.wire()
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert [(d.token, d.replies) for d in a.done][1:] == [(second.token, ("re: two",))]

@@ -4,7 +4,7 @@ once it can, it takes over as any standby would; a holder told so keeps renewing
 
 from __future__ import annotations
 
-from baton.core.lease import Alarm, Phase, ProtocolChecked, TakeoverForced
+from baton.core.lease import Alarm, LeaseChanged, Phase, ProtocolChecked, TakeoverForced
 from tests.unit.lease_sim import TIMING, Sim
 
 WAIT = TIMING.standby_wait(TIMING.ttl_ms)
@@ -48,3 +48,25 @@ def test_a_holder_told_it_cannot_speak_it_keeps_renewing() -> None:
     sim.run(3 * WAIT)
     assert a.state.phase is Phase.HOLDING and a.state.mine and a.state.mine.epoch == 1
     assert b.state.phase is Phase.STANDBY
+
+
+def test_an_acquisition_in_flight_when_it_learns_it_cannot_is_released_as_it_lands() -> None:
+    """A roster lands during a slow CAS: the lease it wins is never acted on."""
+    sim = Sim(2)
+    a, _ = sim.machines
+    assert kinds(sim.tick(a)) == ["WriteLease"]  # the acquisition goes out
+    sim.feed(a, ProtocolChecked(WHY))
+    sim.carry_out(a)  # it lands
+    inflight = a.state.inflight
+    assert a.state.phase is Phase.STANDBY and inflight is not None and inflight.kind == "release"
+    assert not any(isinstance(e, LeaseChanged) and e.phase is Phase.HOLDING for e in a.effects)
+    sim.carry_out(a)  # the release lands: the store says nobody holds
+    stored = sim.store.read().record
+    assert stored is not None and stored.released and stored.holder == a.me
+    sim.run(WAIT)
+    assert a.state.phase is Phase.STANDBY and not sim.actors()
+    assert not any(isinstance(e, LeaseChanged) and e.phase is Phase.HOLDING for e in a.effects)
+
+
+def kinds(effects: list[object]) -> list[str]:
+    return [type(e).__name__ for e in effects]
