@@ -1,7 +1,7 @@
 """Every command of the `baton` command line, loaded at once (``main`` loads each only
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
 info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
-send (send), chat (chat-server), wakeup (wakeup), doctor (doctor), secret_cmds
+send (send), chat (chat-server), wakeup (wakeup), restart (restart), doctor (doctor), secret_cmds
 (secrets), pool_cmds (pool) and demo (demo):
 importing each registers its commands on ``main``."""
 
@@ -14,6 +14,7 @@ from baton.cli import (
     members,
     pair,
     pool_cmds,
+    restart,
     secret_cmds,
     send,
     wakeup,
@@ -30,6 +31,7 @@ __all__ = [
     "members",
     "pair",
     "pool_cmds",
+    "restart",
     "secret_cmds",
     "send",
     "wakeup",

@@ -245,6 +245,9 @@ def status(ctx: Ctx) -> None:
                 click.echo(line)
         for line in _versions_lines(d.get("versions")):
             click.echo(line)
+        restarted = d.get("restart")
+        if restarted and not restarted["ok"]:
+            click.echo(f"ALARM restart: {restarted['detail']}")
         delivery_alarms = (d.get("delivery") or {}).get("alarms", [])
         for alarm in d.get("alarms", [])[-3:] + delivery_alarms[-3:]:
             click.echo(f"ALARM {alarm['kind']}: {alarm['detail']}")

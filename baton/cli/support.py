@@ -127,6 +127,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "leave": ("members",),
     "send": ("send",),
     "wakeup": ("wakeup",),
+    "restart": ("restart",),
     "doctor": ("doctor",),
     "chat-server": ("chat",),
     "secrets": ("secret_cmds",),

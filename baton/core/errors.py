@@ -459,6 +459,13 @@ class HandoffRefused(PeerFault):
     code = "handoff_refused"
 
 
+class RestartFailed(BatonError):
+    """``baton restart``: the node did not come back, or came back on another version
+    than the one installed (the UpdateRestartHandshake); the detail says which."""
+
+    code = "restart_failed"
+
+
 class WakeupFailed(BatonError):
     """``baton wakeup`` could not make this machine awake; the detail says why (the old
     holder stays awake)."""

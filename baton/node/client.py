@@ -63,6 +63,9 @@ def restart_node(paths: HomePaths, wait_s: float = RESTART_WAIT_S) -> dict[str, 
         now = running_node(paths)
         if now is not None and now["pid"] != before["pid"]:
             return now
+        if lock_holder(paths.supervisor_lock) is None and lock_holder(paths.node_lock) is None:
+            raise errors.Unavailable(f"the node of {paths.root} did not come back: its "
+                                     "supervisor gave up (see `baton up` or its log)")  # fmt: skip
         time.sleep(0.2)  # polls the run file a new node writes when it is ready
     raise errors.Unavailable(
         f"the node of {paths.root} did not come back within {wait_s:.0f} s; see its log"

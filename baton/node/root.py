@@ -75,6 +75,7 @@ from baton.stores.identity_store import load_identity, read_api_token
 from baton.stores.pairing_store import FilePairingSessionStore
 from baton.stores.pending_join import apply_pending_join
 from baton.stores.registry_store import JsonRegistryStore
+from baton.stores.restart_store import restart_check
 from baton.stores.runfile import ProcessLock, remove_run_file, write_run_file
 from baton.wire.transport import PeerAddress
 
@@ -318,6 +319,7 @@ class Node:
                 home=str(paths.root),
                 endpoints={"http": advertised_http, "wire": advertised[0]},
                 dialed=transport.dialed,
+                restart=restart_check(paths, __version__),  # the UpdateRestartHandshake
             )
             self._serve(create_app(s, services), sock, "the HTTP server thread", counters)
             if door_sock is not None:

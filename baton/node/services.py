@@ -83,8 +83,10 @@ class NodeServices:
         endpoints: Mapping[str, str],
         dialed: Callable[[], Mapping[str, str]] = dict,
         timeout_s: float = 5.0,
+        restart: Mapping[str, Any] | None = None,
     ) -> None:
         self.me = me
+        self.restart = restart  # how the restart that started this node was judged
         self.settings = settings
         self._token = api_token.encode()
         self.registry = actors.registry
@@ -187,6 +189,7 @@ class NodeServices:
             "pid": os.getpid(),
             "version": __version__,
             "versions": mesh_versions_view(self.me.machine_id, THIS, entries.values()),
+            "restart": self.restart,
             **self.endpoints,
             "wire": me.wire,
             "http": me.http,

@@ -85,6 +85,11 @@ class HomePaths:
         return self.data_dir / "join.pending.json"
 
     @property
+    def restart_handshake(self) -> Path:
+        """What `baton restart` expects the next node to run (UpdateRestartHandshake)."""
+        return self.data_dir / "restart.expected.json"
+
+    @property
     def allowed_signers(self) -> Path:
         """Who may sign state commits, and when: written from the registry (StateSync)."""
         return self.data_dir / "allowed-signers"

@@ -15,12 +15,28 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+PIP = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+
+Patches = dict[str, dict[str, str]]
 
 
-def build(root: Path, version: str, protocols: tuple[int, int]) -> str:
+def build(
+    root: Path, version: str, protocols: tuple[int, int], patches: Patches | None = None
+) -> str:
     """Baton ``version`` speaking ``protocols`` (lo, hi), installed under ``root``: the
     path of its environment's Python."""
-    src, env, wheels = root / f"src-{version}", root / f"env-{version}", root / "wheels"
+    python = environment(root / f"env-{version}")
+    install(python, wheel(root, version, protocols, patches))
+    return python
+
+
+def wheel(
+    root: Path, version: str, protocols: tuple[int, int], patches: Patches | None = None
+) -> Path:
+    """This checkout as the wheel of baton ``version`` speaking ``protocols``, with
+    ``patches`` (a file under the project -> {pattern: line}, each pattern to match
+    once) made to it first."""
+    src = root / f"src-{version}"
     shutil.copytree(REPO / "baton", src / "baton", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
@@ -31,17 +47,29 @@ def build(root: Path, version: str, protocols: tuple[int, int]) -> str:
         r"^PROTOCOL_MIN = \d+$": f"PROTOCOL_MIN = {lo}",
     })  # fmt: skip
     _patch(src / "pyproject.toml", {r'^version = ".*"$': f'version = "{version}"'})
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    _run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(src)])
+    for name, changes in (patches or {}).items():
+        _patch(src / name, changes)
+    _run([*PIP, "wheel", "--no-deps", "-w", str(root / "wheels"), str(src)])
+    return next((root / "wheels").glob(f"baton-{version}-*.whl"))
+
+
+def environment(env: Path) -> str:
+    """A virtual environment whose dependencies are the test run's own: its Python."""
     _run([sys.executable, "-m", "venv", "--without-pip", str(env)])
     python = str(env / "bin" / "python")
-    wheel = next(wheels.glob(f"baton-{version}-*.whl"))
-    _run([*pip, "--python", python, "install", "--no-deps", "--no-index", str(wheel)])
     site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
     (Path(site.strip()) / "baton-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    said = _run([python, "-P", "-c", "import baton; print(baton.__version__, baton.__file__)"])
-    assert said.split()[0] == version and said.split()[1].startswith(str(env)), said
     return python
+
+
+def install(python: str, built: Path) -> None:
+    """Install (or, an update, replace) the wheel ``built`` in ``python``'s environment."""
+    _run([*PIP, "--python", python, "install", "--no-deps", "--no-index", "--force-reinstall",
+          str(built)])  # fmt: skip
+    said = _run([python, "-P", "-c", "import baton; print(baton.__version__, baton.__file__)"])
+    version = built.name.split("-")[1]
+    env = str(Path(python).parent.parent)
+    assert said.split()[0] == version and said.split()[1].startswith(env), said
 
 
 def _patch(path: Path, changes: dict[str, str]) -> None:

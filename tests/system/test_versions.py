@@ -16,7 +16,7 @@ import pytest
 
 from baton import __version__
 from baton.demo.devmesh import Machine, Mesh
-from tests.system.builds import build
+from tests.system.builds import build, install, wheel
 from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
@@ -80,3 +80,51 @@ def test_a_machine_that_cannot_speak_the_mesh_protocol_never_holds_and_says_why(
     assert "cannot speak protocol 1" in charlie.status()["unable"]
     alarms = [a for a in charlie.status()["alarms"] if a["kind"] == "version_skew"]
     assert len(alarms) == 1
+
+
+BROKEN = {  # a new version whose node cannot start
+    "baton/node/process.py": {
+        r"^(\s+)node = Node\.start\(paths\.root, flags\)$": r"\1raise RuntimeError('broken')"
+    }
+}
+
+
+def test_a_restart_after_an_update_runs_the_new_version_and_one_on_the_old_says_so(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    """The UpdateRestartHandshake: the package updated where the node imports it from
+    comes up new; `baton restart` run from another environment (updated there, not
+    where the node runs) finds the node on the old version, and says so."""
+    old = build(tmp_path, "0.4.0", (1, 1))
+    elsewhere = build(tmp_path, "0.4.1", (1, 1))  # the update, in another environment
+    [m] = make_mesh(1, up=False).machines
+    m.python = old
+    m.up()
+    m.python = elsewhere  # the operator's `baton` is the updated one, the node's is not
+    woken = m.baton("restart", "--json", check=False)
+    assert woken.returncode == 1 and "came up on the old version 0.4.0" in woken.stdout
+    said = m.status()["restart"]
+    assert (said["ok"], said["kind"], said["expected"]) == (False, "old", "0.4.1")
+    assert "ALARM restart" in m.baton("status").stdout
+    install(old, next((tmp_path / "wheels").glob("baton-0.4.1-*.whl")))  # updated in place
+    m.python = old
+    done = m.json("restart")
+    assert (done["ok"], done["outcome"], done["before"]) == (True, "updated", "0.4.0")
+    assert m.status()["version"] == "0.4.1" and m.status()["restart"]["ok"] is True
+
+
+def test_a_restart_into_a_broken_version_fails_and_the_role_moves_to_a_good_machine(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    python = build(tmp_path, "0.5.0", (1, 1))
+    broken = wheel(tmp_path, "0.5.1", (1, 1), BROKEN)
+    mesh = make_mesh(2, names=["alpha", "bravo"], lease_ttl_ms=TTL_MS, up=False)
+    alpha, bravo = mesh.machines
+    alpha.python = python
+    mesh.pair_up()
+    wait_for(lambda: bravo.status()["holder"] == alpha.status()["machine_id"], 60, "bravo")
+    install(python, broken)
+    failed = alpha.baton("restart", "--json", "--timeout", "60", check=False)
+    assert failed.returncode == 1 and "restart_failed" in failed.stdout, failed.stdout
+    assert "broken" in failed.stdout  # the supervisor's last error says why
+    wait_for(lambda: bravo.status()["role"] == "awake", 60, "bravo to take over")
