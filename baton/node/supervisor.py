@@ -14,6 +14,11 @@
   as a crash.
 - Holds the home's supervisor lock for its whole life, so a second `baton up` on the
   same home is refused; `baton down` finds its pid there.
+- Every ``update_check_s`` it reads which baton is installed (the package's metadata on
+  disk); when that changed since it last looked, it writes the UpdateRestartHandshake
+  for the new version and has the node restart (SIGUSR1), so the node runs what is
+  installed and says whether it does (baton.core.update_restart). Once per change: a
+  node that comes up on another version is not restarted again for it.
 - The spawn context starts a helper, multiprocessing's resource tracker, that would
   outlive the supervisor for a moment; ``end_resource_tracker()`` ends it first, so that
   when the supervisor has exited nothing of baton is left running.
@@ -22,6 +27,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.metadata
 import logging
 import multiprocessing
 import os
@@ -34,9 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton.core.update_restart import UpdateRestartHandshake
 from baton.node.process import EXIT_FATAL, EXIT_RESTART, node_main
 from baton.stores.home import HomePaths
-from baton.stores.runfile import ProcessLock, write_run_file
+from baton.stores.restart_store import write_handshake
+from baton.stores.runfile import ProcessLock, read_run_file, write_run_file
 
 log = logging.getLogger("baton.supervisor")
 
@@ -50,6 +59,7 @@ class Policy:
     crash_window_s: float = 60.0
     ready_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
+    update_check_s: float | None = 5.0  # how often to look for an update (None: never)
 
 
 class Supervisor:
@@ -71,6 +81,8 @@ class Supervisor:
         self.ctx = multiprocessing.get_context("spawn")
         self.child: Any = None
         self.error: dict[str, Any] | None = None
+        self.installed = installed_version()  # the baton on disk, as last looked at
+        self.next_look = 0.0
 
     def request_stop(self, *_: object) -> None:
         self.stopping.set()
@@ -143,9 +155,26 @@ class Supervisor:
         self._await_ready(parent_conn)
         while self.child.is_alive() and not self.stopping.is_set():
             self.child.join(0.5)
+            self._look_for_update()
         if self.stopping.is_set():
             return None
         return int(self.child.exitcode)
+
+    def _look_for_update(self) -> None:
+        """Another baton is installed than when it last looked: restart the node on it."""
+        every, now = self.policy.update_check_s, time.monotonic()
+        if every is None or now < self.next_look:
+            return
+        self.next_look = now + every
+        found = installed_version()
+        if found is None or found == self.installed:
+            return
+        self.installed = found
+        before = str((read_run_file(self.paths.node_run_file) or {}).get("version", "unknown"))
+        write_handshake(self.paths, UpdateRestartHandshake(found, before, time.time()))
+        log.warning("baton %s is installed now (the node runs %s): restarting it", found, before)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.child.pid, signal.SIGUSR1)
 
     def _await_ready(self, conn: Any) -> None:
         deadline = time.monotonic() + self.policy.ready_timeout_s
@@ -220,3 +249,12 @@ def end_resource_tracker(timeout_s: float = 5.0) -> bool:
                 break
             time.sleep(0.02)
     return True
+
+
+def installed_version() -> str | None:
+    """The version of the baton package installed on disk now (None: not found)."""
+    importlib.invalidate_caches()
+    try:
+        return importlib.metadata.version("baton")
+    except importlib.metadata.PackageNotFoundError:
+        return None

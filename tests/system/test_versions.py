@@ -8,6 +8,7 @@ every view says why."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +129,24 @@ def test_a_restart_into_a_broken_version_fails_and_the_role_moves_to_a_good_mach
     assert failed.returncode == 1 and "restart_failed" in failed.stdout, failed.stdout
     assert "broken" in failed.stdout  # the supervisor's last error says why
     wait_for(lambda: bravo.status()["role"] == "awake", 60, "bravo to take over")
+
+
+def running_version(m: Machine) -> str | None:
+    with contextlib.suppress(Exception):  # restarting: no answer for a moment
+        return str(m.status()["version"])
+    return None
+
+
+def test_the_supervisor_restarts_the_node_on_an_update_by_itself(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    python = build(tmp_path, "0.6.0", (1, 1))
+    update = wheel(tmp_path, "0.6.1", (1, 1))
+    [m] = make_mesh(1, up=False).machines
+    m.python = python
+    m.up()
+    assert m.status()["restart"] is None  # nothing asked for this start
+    install(python, update)  # `pip install -U` where the node runs
+    wait_for(lambda: running_version(m) == "0.6.1", 90, "the node on the update")
+    said = m.status()["restart"]
+    assert (said["ok"], said["kind"], said["before"]) == (True, "updated", "0.6.0")
