@@ -70,10 +70,13 @@ def start_mesh(
     agent: str = "echo",
     names: tuple[str, ...] = ("alpha", "bravo"),
     ttl_ms: int = TTL_MS,
+    *,
+    pythons: dict[str, str] | None = None,
     **env: str,
 ) -> Mesh:
     """A mesh answering ``chat``: as the bundled service when it fences, as Telegram
-    when it is in telegram mode (then it forgives nothing)."""
+    when it is in telegram mode (then it forgives nothing). ``pythons``: the Python (so
+    the installed baton) a machine runs, by name (tests/system/builds.py)."""
     scheme = "telegram" if chat.mode == "telegram" else "local"
     env = {**chat.machine_env(), **env}
     mesh = make_mesh(
@@ -82,7 +85,12 @@ def start_mesh(
         lease_ttl_ms=ttl_ms,
         init_args=("--channel", f"{scheme}:{chat.url}", "--agent", agent),
         env=env,
+        up=not pythons,
     )
+    if pythons:
+        for m in mesh.machines:
+            m.python = pythons.get(m.name, m.python)
+        mesh.pair_up()
     wait_for(mesh.synced_holder, 60, "a holder with every standby in sync", SYNC_POLL_S)
     return mesh
 

@@ -9,6 +9,7 @@ every view says why."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,18 @@ from pathlib import Path
 import pytest
 
 from baton import __version__
-from baton.demo.devmesh import Machine, Mesh
+from baton.channels.chat_server import ChatServer
+from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh
 from tests.system.builds import build, install, wheel
+from tests.system.chat_kit import (
+    answered,
+    check_exactly_once,
+    failed_over,
+    loading,
+    reported_ambiguous,
+    start_mesh,
+)
+from tests.system.chat_kit import replies as chat_replies
 from tests.waits import wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
@@ -150,3 +161,25 @@ def test_the_supervisor_restarts_the_node_on_an_update_by_itself(
     wait_for(lambda: running_version(m) == "0.6.1", 90, "the node on the update")
     said = m.status()["restart"]
     assert (said["ok"], said["kind"], said["before"]) == (True, "updated", "0.6.0")
+
+
+def test_a_mixed_mesh_under_load_hands_over_and_fails_over_exactly_once(
+    make_mesh: Callable[..., Mesh], builds: dict[str, str], tmp_path: Path
+) -> None:
+    """This build and the next (protocols 1-2) at protocol 1, at the sink that forgives
+    nothing: a wakeup onto the newer build, then a kill -9 of it, under load."""
+    with ChatServer(tmp_path / "tg.sqlite", mode="telegram") as chat:
+        mesh = start_mesh(make_mesh, chat, pythons={"bravo": builds["mid"]})
+        alpha, bravo = mesh.machines
+        with loading(chat, 200, until_done=True) as load:
+            wait_for(lambda: chat_replies(chat) >= 20, 60, "replies before the handoff")
+            woken = bravo.json("wakeup", timeout=180)
+            assert woken["ok"] and bravo.status()["version"] == "0.2.0"
+            wait_for(mesh.synced_holder, 90, "alpha in sync again", SYNC_POLL_S)
+            epoch = bravo.status()["epoch"]
+            bravo.signal_node(signal.SIGKILL)
+            wait_for(lambda: failed_over(mesh, epoch), 90, "a holder of a newer epoch")
+        posted = load["posted"]
+        wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+        check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
+        assert alpha.status()["versions"]["mesh_protocol"] == 1
