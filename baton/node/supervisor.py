@@ -18,7 +18,9 @@
   disk); when that changed since it last looked, it writes the UpdateRestartHandshake
   for the new version and has the node restart (SIGUSR1), so the node runs what is
   installed and says whether it does (baton.core.update_restart). Once per change: a
-  node that comes up on another version is not restarted again for it.
+  node that comes up on another version is not restarted again for it. A node that
+  holds the lease (with a lease store) is not restarted under its mesh: it waits until
+  the role has moved (`baton wakeup` on an upgraded standby), or `baton restart` here.
 - The spawn context starts a helper, multiprocessing's resource tracker, that would
   outlive the supervisor for a moment; ``end_resource_tracker()`` ends it first, so that
   when the supervisor has exited nothing of baton is left running.
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.core.update_restart import UpdateRestartHandshake
+from baton.node.client import NodeClient
 from baton.node.process import EXIT_FATAL, EXIT_RESTART, node_main
 from baton.stores.home import HomePaths
 from baton.stores.restart_store import write_handshake
@@ -83,6 +86,7 @@ class Supervisor:
         self.error: dict[str, Any] | None = None
         self.installed = installed_version()  # the baton on disk, as last looked at
         self.next_look = 0.0
+        self.postponed: str | None = None  # an update waiting for the role to move
 
     def request_stop(self, *_: object) -> None:
         self.stopping.set()
@@ -167,7 +171,7 @@ class Supervisor:
             return
         self.next_look = now + every
         found = installed_version()
-        if found is None or found == self.installed:
+        if found is None or found == self.installed or self._holds(found):
             return
         self.installed = found
         before = str((read_run_file(self.paths.node_run_file) or {}).get("version", "unknown"))
@@ -175,6 +179,20 @@ class Supervisor:
         log.warning("baton %s is installed now (the node runs %s): restarting it", found, before)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.child.pid, signal.SIGUSR1)
+
+    def _holds(self, found: str) -> bool:
+        """Does the node hold the lease of a mesh (or not say)? Then ``found`` waits."""
+        try:
+            status = NodeClient(self.paths.root, timeout=5.0).get("/api/status")
+            holds = bool(status["role"] == "awake" and status.get("lease_store"))
+        except Exception:  # starting, stopping, busy: look again later
+            return True
+        if holds and self.postponed != found:
+            self.postponed = found
+            log.warning("baton %s is installed; the node holds the lease, so it restarts "
+                        "once the role has moved (`baton wakeup` on an upgraded standby), "
+                        "or by `baton restart`", found)  # fmt: skip
+        return holds
 
     def _await_ready(self, conn: Any) -> None:
         deadline = time.monotonic() + self.policy.ready_timeout_s

@@ -19,7 +19,7 @@ import pytest
 from baton import __version__
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import SYNC_POLL_S, Machine, Mesh
-from tests.system.builds import build, install, wheel
+from tests.system.builds import build, environment, install, wheel
 from tests.system.chat_kit import (
     answered,
     check_exactly_once,
@@ -183,3 +183,36 @@ def test_a_mixed_mesh_under_load_hands_over_and_fails_over_exactly_once(
         wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
         check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
         assert alpha.status()["versions"]["mesh_protocol"] == 1
+
+
+def test_a_rolling_update_under_load_moves_the_role_once_and_loses_nothing(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    """Each machine its own environment. The update is installed on both: the standby
+    restarts on it by itself; the holder waits, holding, until a wakeup moves the role
+    to the updated standby, then restarts on it too. At the sink that forgives nothing,
+    under load: every message answered once."""
+    first, update = wheel(tmp_path, "0.8.0", (1, 1)), wheel(tmp_path, "0.8.1", (1, 1))
+    pythons = {name: environment(tmp_path / f"env-{name}") for name in ("alpha", "bravo")}
+    for python in pythons.values():
+        install(python, first)
+    with ChatServer(tmp_path / "tg.sqlite", mode="telegram") as chat:
+        mesh = start_mesh(make_mesh, chat, pythons=pythons)
+        alpha, bravo = mesh.machines
+        assert alpha.status()["role"] == "awake"
+        with loading(chat, 200, until_done=True) as load:
+            for python in pythons.values():
+                install(python, update)
+            wait_for(lambda: running_version(bravo) == "0.8.1", 90, "bravo on the update")
+            assert alpha.status()["version"] == "0.8.0" and alpha.status()["role"] == "awake"
+            wait_for(mesh.synced_holder, 90, "bravo in sync again", SYNC_POLL_S)
+            holder = alpha.status()["machine_id"]
+            wait_for(lambda: bravo.status()["holder"] == holder, 60, "bravo to know the holder")
+            assert bravo.json("wakeup", timeout=180)["ok"]
+            wait_for(lambda: running_version(alpha) == "0.8.1", 90, "alpha on the update")
+        posted = load["posted"]
+        wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
+        check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
+        for m in (alpha, bravo):
+            said = m.status()["restart"]
+            assert (said["ok"], said["kind"]) == (True, "updated"), (m.name, said)
