@@ -1,8 +1,8 @@
 """Every command of the `baton` command line, loaded at once (``main`` loads each only
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
 info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
-send (send), chat (chat-server), wakeup (wakeup), restart (restart), doctor (doctor), secret_cmds
-(secrets), pool_cmds (pool) and demo (demo):
+send (send), chat (chat-server), wakeup (wakeup), restart (restart, upgrade), doctor
+(doctor), secret_cmds (secrets), pool_cmds (pool) and demo (demo):
 importing each registers its commands on ``main``."""
 
 from baton.cli import (

@@ -1,5 +1,6 @@
 """`baton restart`: restart this machine's node and check what it runs after (the
-UpdateRestartHandshake, baton.core.update_restart).
+UpdateRestartHandshake, baton.core.update_restart); `baton upgrade`: what is left of a
+rolling update (baton.core.upgrade_plan).
 
 After an update of the installed package, the node still runs the version it imported
 when it started; a restart has it import the new one. This command expects the version
@@ -14,15 +15,18 @@ says why) or came back on another version (the node's status keeps the alarm).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 import click
 
 from baton import __version__
+from baton.build import THIS
 from baton.cli.support import Ctx, command, main
-from baton.core.errors import NodeNotRunning, RestartFailed, Unavailable
+from baton.core.errors import NodeNotRunning, RestartFailed, Unavailable, UpgradeBlocked
 from baton.core.update_restart import UpdateRestartHandshake
-from baton.node.client import RESTART_WAIT_S, restart_node, running_node
+from baton.core.upgrade_plan import MachineVersion, plan_upgrade
+from baton.node.client import RESTART_WAIT_S, NodeClient, restart_node, running_node
 from baton.stores.restart_store import write_handshake
 from baton.stores.runfile import read_run_file
 
@@ -63,3 +67,38 @@ def restart(ctx: Ctx, timeout: float) -> None:
         "took_ms": round((time.monotonic() - started) * 1000, 1),
     }
     ctx.emit(data, lambda d: click.echo(f"restarted: {d['detail']} in {d['took_ms'] / 1000:.1f} s"))
+
+
+@command(main, "upgrade")
+def upgrade(ctx: Ctx) -> None:
+    """What is left of a rolling update to the baton installed here, step by step.
+
+    Install the new baton on every machine: standbys restart on it by themselves; the
+    awake machine hands over to an updated standby (`baton wakeup` there) first. Exit 1
+    when the update cannot roll out without a gap (it says why).
+    """
+    d = NodeClient(ctx.home).get("/api/status")
+    in_sync, holder = set(d.get("in_sync") or ()), d.get("holder")
+    rows = [(d["nickname"], d["machine_id"], d["version"])]
+    rows += [(p["nickname"] or p["machine_id"], p["machine_id"], p["version"]) for p in d["peers"]]
+    machines = [MachineVersion(name, ran, i == holder, i in in_sync) for name, i, ran in rows]
+    mesh = d["versions"]["mesh_protocol"]
+    plan = plan_upgrade(__version__, THIS.protocols, mesh, machines)
+    data = {
+        "target": plan.target,
+        "done": plan.done,
+        "blocked": plan.blocked,
+        "steps": [asdict(s) for s in plan.steps],
+    }
+
+    def human(p: dict[str, Any]) -> None:
+        if p["blocked"]:
+            click.echo(f"blocked: {p['blocked']}")
+        elif p["done"]:
+            click.echo(f"done: every machine runs baton {p['target']}")
+        for n, step in enumerate(p["steps"], 1):
+            click.echo(f"{n}. {step['machine']}: {step['detail']}")
+
+    ctx.emit(data, human)
+    if plan.blocked:
+        raise UpgradeBlocked(plan.blocked)

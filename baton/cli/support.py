@@ -128,6 +128,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "send": ("send",),
     "wakeup": ("wakeup",),
     "restart": ("restart",),
+    "upgrade": ("restart",),
     "doctor": ("doctor",),
     "chat-server": ("chat",),
     "secrets": ("secret_cmds",),

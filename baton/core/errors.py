@@ -466,6 +466,13 @@ class RestartFailed(BatonError):
     code = "restart_failed"
 
 
+class UpgradeBlocked(BatonError):
+    """``baton upgrade``: the version installed here cannot roll out without a gap (it
+    cannot speak the protocol the mesh runs at)."""
+
+    code = "upgrade_blocked"
+
+
 class WakeupFailed(BatonError):
     """``baton wakeup`` could not make this machine awake; the detail says why (the old
     holder stays awake)."""

@@ -208,8 +208,12 @@ def test_a_rolling_update_under_load_moves_the_role_once_and_loses_nothing(
             wait_for(mesh.synced_holder, 90, "bravo in sync again", SYNC_POLL_S)
             holder = alpha.status()["machine_id"]
             wait_for(lambda: bravo.status()["holder"] == holder, 60, "bravo to know the holder")
+            plan = alpha.json("upgrade")  # the guide, on the holder: the role goes next
+            assert plan["target"] == "0.8.1" and not plan["done"], plan
+            assert [(s["machine"], s["action"]) for s in plan["steps"]] == [("bravo", "wakeup")]
             assert bravo.json("wakeup", timeout=180)["ok"]
             wait_for(lambda: running_version(alpha) == "0.8.1", 90, "alpha on the update")
+            wait_for(lambda: alpha.json("upgrade")["done"], 60, "the guide to say done")
         posted = load["posted"]
         wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
         check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
