@@ -140,11 +140,16 @@ class HandoffActor(pykka.ThreadingActor):
                 self._receiver(hr.CaughtUp(hid, now))
             case _Answer(handoff_id=hid, what="confirmed") if hid == self.sentinel.handoff_id:
                 target = self.sentinel.target
+                # the lease must not go to a target that left the in-sync set while the
+                # replies drained (it did not ack a marker in time), nor to one the
+                # members now say cannot speak the mesh's protocol
+                why = self._cannot_speak(target) if target in self.peers else None
                 if target not in self.gate.view().in_sync:
-                    # it left the in-sync set while the replies drained (it did not ack a
-                    # marker in time): the lease must not go to it
                     self.counters.inc("handoff.holder.not_in_sync")
                     why = f"{target} fell out of sync during the handoff"
+                elif why is not None:
+                    self.counters.inc("handoff.holder.cannot_speak")
+                if why is not None:
                     self.transport.abort(target, hid, why)
                     self._sentinel(h.AbortArrived(hid, target, why))
                 else:

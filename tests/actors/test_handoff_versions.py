@@ -15,6 +15,7 @@ from baton.channels.memory import MemoryChannel
 from baton.core.handoff import may_retry
 from baton.core.settings import Settings
 from baton.core.versions import Versions
+from baton.wire.envelope import Envelope
 from tests.actors.machines import Machine
 from tests.actors.test_handoff_actor import still_awake
 
@@ -69,3 +70,32 @@ def test_the_holder_refuses_a_target_its_announcement_says_cannot_speak_it(
     assert not may_retry(result["outcome"], result["detail"])
     assert a.counters.get("handoff.holder.cannot_speak") == 1
     still_awake(channel, a, "the holder refused")
+
+
+def test_a_target_the_members_say_cannot_speak_it_by_the_yield_does_not_get_the_lease(
+    old_and_new: tuple[MemoryChannel, Machine, Machine],
+) -> None:
+    """Checked again before the holder yields: the members changed during the handoff
+    (``b``'s announcement now says NEW) and the lease stays."""
+    channel, a, b = old_and_new
+    c = Machine(30, channel, a.router, settings=FAST)  # this build: it may take a handoff
+    a.router[c.id] = c
+    try:
+        a.peers(b, c)
+        c.peers(a, b)
+        a.hold(1, in_sync=(c.id,))
+        later = replace(c.entry, announcement=replace(c.entry.announcement, versions=NEW))
+
+        def change_on_begin(env: Envelope) -> list[Envelope]:
+            if env.type == "handoff_begin":  # while c catches up, its entry changes
+                a.handoff.tell(MembersChanged((b.entry, later)))
+            return [env]
+
+        a.link = change_on_begin
+        result = c.wakeup()
+        assert not result["ok"], result
+        assert "cannot speak protocol 1" in result["detail"], result
+        assert a.counters.get("handoff.holder.cannot_speak") == 1
+        still_awake(channel, a, "the yield refused")
+    finally:
+        c.stop()
