@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pykka
@@ -318,7 +319,19 @@ class RegistryActor(pykka.ThreadingActor):
         entry = entry_from_card(card, self.clock.wall_s())
         if entry.machine_id == self.registry.self_id:
             raise InvalidCard("a machine cannot add itself as a peer")
+        if card.get("announcement") is not None:  # its own, signed: its versions with it
+            entry = replace(entry, announcement=self._own_announcement(entry, card))
         return entry, self.registry.add(entry, readmit)
+
+    def _own_announcement(self, entry: MachineEntry, card: Mapping[str, Any]) -> Announcement:
+        """The announcement a card carries, if the machine it names signed it."""
+        try:
+            said = Announcement.from_dict(card["announcement"])
+            members = {entry.machine_id: entry.identity.signing_public}
+            accept(said, entry.machine_id, members, {}, self.verify)
+        except AnnouncementRefused as exc:
+            raise InvalidCard(f"the card's announcement: {exc.detail}") from None
+        return said
 
     def _revoke(self, name: str, reason: str) -> MachineEntry:
         if not self._leading():

@@ -56,6 +56,9 @@ class Status(StrEnum):
 
 
 CARD_FIELDS = frozenset({"wire", "http"})
+# a joiner's card may carry its own signed announcement (its versions with it), which
+# the registry keeps once it verifies (RegistryActor): the mesh knows what it runs at once
+OPTIONAL_CARD_FIELDS = frozenset({"announcement"})
 SIGNING_CONTEXT = b"baton registry entry v1\n"
 IDENTITY_FIELDS = frozenset({"machine_id", "nickname", "signing_public", "encryption_public"})
 READMIT_STEP_S = 0.001  # a re-admission is at least this much later than its revocation
@@ -193,7 +196,7 @@ def open_registry(
 
 def entry_from_card(card: Mapping[str, Any], now_wall: float) -> MachineEntry:
     """A peer's card (public identity plus its wire and http endpoints) as a standby entry."""
-    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS)
+    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS | OPTIONAL_CARD_FIELDS)
     missing = CARD_FIELDS - frozenset(card)
     if missing:
         raise InvalidCard(f"card lacks {', '.join(sorted(missing))}")

@@ -15,7 +15,8 @@
 - Holds the home's supervisor lock for its whole life, so a second `baton up` on the
   same home is refused; `baton down` finds its pid there.
 - Every ``update_check_s`` it reads which baton is installed (the package's metadata on
-  disk); when that changed since it last looked, it writes the UpdateRestartHandshake
+  disk); when that changed, the same at two looks in a row (an install in progress
+  is no update yet), it writes the UpdateRestartHandshake
   for the new version and has the node restart (SIGUSR1), so the node runs what is
   installed and says whether it does (baton.core.update_restart). Once per change: a
   node that comes up on another version is not restarted again for it. A node that
@@ -86,6 +87,7 @@ class Supervisor:
         self.error: dict[str, Any] | None = None
         self.installed = installed_version()  # the baton on disk, as last looked at
         self.next_look = 0.0
+        self.seen: str | None = None  # another version seen once: sure at the next look
         self.postponed: str | None = None  # an update waiting for the role to move
 
     def request_stop(self, *_: object) -> None:
@@ -171,7 +173,13 @@ class Supervisor:
             return
         self.next_look = now + every
         found = installed_version()
-        if found is None or found == self.installed or self._holds(found):
+        if found is None or found == self.installed:
+            self.seen = None
+            return
+        if found != self.seen:  # an install may be half done: the same at the next look
+            self.seen = found
+            return
+        if self._holds(found):
             return
         self.installed = found
         before = str((read_run_file(self.paths.node_run_file) or {}).get("version", "unknown"))

@@ -38,7 +38,7 @@ from baton.core import safejson
 from baton.core.errors import BadRequest, PairingError
 from baton.core.identity import PublicIdentity
 from baton.core.pairing import PairingSession
-from baton.core.registry import CARD_FIELDS, MachineEntry
+from baton.core.registry import CARD_FIELDS, OPTIONAL_CARD_FIELDS, MachineEntry
 from baton.wire.pake import Side, b64d, b64e, possession_statement
 
 log = logging.getLogger("baton.pairing")
@@ -152,7 +152,7 @@ def _open_card(data: bytes, transcript: bytes) -> dict[str, Any]:
     if not isinstance(proof, str):
         raise PairingError("the joiner's card lacks its proof of key possession")
     signature = b64d(proof, "proof", 64)
-    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS)
+    identity = PublicIdentity.from_dict(card, extra_ok=CARD_FIELDS | OPTIONAL_CARD_FIELDS)
     if not verify_ed25519(identity.signing_public, possession_statement(transcript), signature):
         log.warning("pairing: %s sent a card it cannot sign for", identity.machine_id)
         raise PairingError("the joiner's card is not signed by the key it claims")

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from baton.adapters.netif import advertised_by
-from baton.adapters.signing import verify_ed25519
+from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.build import THIS
 from baton.core import safejson
+from baton.core.announce import Announcement, next_announcement, sign_announcement
 from baton.core.errors import (
     AlreadyRunning,
     BadRequest,
     BatonError,
     ConfigError,
+    MalformedAnnouncement,
     NotABatonNode,
     PairingError,
     RateLimited,
@@ -195,7 +198,10 @@ def _pair(
     if 0 in (settings.wire.port, settings.http.port) or (settings.door and not settings.door_port):
         raise ConfigError("wire", "a machine that joins needs fixed ports (not 0) for its peers")
     wire, http = advertised_by(settings)
-    card = {**identity.public.to_dict(), "wire": wire[0], "http": http}
+    card: dict[str, Any] = {**identity.public.to_dict(), "wire": wire[0], "http": http}
+    said = _announcement(identity, wire, http)
+    if said is not None:  # its versions: the mesh knows what it runs from the start
+        card["announcement"] = said
     pake = JoinerPake(code)
     started = _post(
         url + "/api/pair/start", timeout, {"v": VERSION, "joiner_message": b64e(pake.message)}
@@ -342,3 +348,19 @@ def _registry(identity: MachineIdentity, members: list[Any]) -> MachineRegistry:
     ):
         raise PairingError("the host's roster is not signed by its awake member")
     return registry
+
+
+def _announcement(
+    identity: MachineIdentity, wire: tuple[str, ...], http: str
+) -> dict[str, Any] | None:
+    """This machine's signed announcement for its card (None if it would not read: the
+    node announces once it runs, as without)."""
+    me = identity.machine_id
+    made = next_announcement(None, me, wire, http, int(time.time() * 1000), versions=THIS)
+    assert made is not None  # (nothing announced before: always one)
+    doc = sign_announcement(made, Ed25519Signer(me, identity.signing_key)).to_dict()
+    try:
+        Announcement.from_dict(doc)
+    except MalformedAnnouncement:
+        return None
+    return doc

@@ -21,6 +21,7 @@ from baton.actors.messages import (
 from baton.actors.registry_actor import ROSTER_EVERY_MS, ROSTER_RETRY_MS, RegistryActor
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
+from baton.core.announce import Announcement, sign_announcement
 from baton.core.clock import FakeClock
 from baton.core.errors import BadRequest, InvalidCard, NicknameTaken
 from baton.core.identity import PublicIdentity
@@ -31,6 +32,7 @@ from baton.core.registry import (
     entry_from_card,
     open_registry,
 )
+from baton.core.versions import Versions
 from baton.stores.registry_store import MemoryRegistryStore
 from baton.wire.envelope import Envelope, make_envelope
 from tests.waits import wait_for
@@ -289,5 +291,35 @@ def test_a_peer_the_roster_did_not_reach_gets_it_at_a_tick_soon_after() -> None:
         assert len(sent) == 1  # it has it: nothing more until the next round
         ref.ask(Tick(now + ROSTER_EVERY_MS), timeout=5)
         assert len(sent) == 2
+    finally:
+        ref.stop(timeout=5)
+
+
+def test_a_card_carries_its_machines_own_signed_announcement_and_no_other() -> None:
+    """Pairing: the joiner's card says what it runs, signed by the joiner; a forged or
+    another machine's announcement refuses the card (nothing is added)."""
+    store = MemoryRegistryStore()
+    opened = open_registry(None, ME, "tcp://127.0.0.1:1", "http://127.0.0.1:2", 0.0)
+    ref = RegistryActor.start(opened, store, clock=FakeClock(), listeners=[], verify=verify_ed25519)
+    try:
+        mini, other = card("mini", 10), card("other", 20)
+        new = Versions("0.2.0", (1, 2))
+
+        def said(of: dict[str, str], seed: int) -> dict[str, object]:
+            key = nacl.signing.SigningKey(bytes([seed]) * 32)
+            signer = Ed25519Signer(of["machine_id"], key)
+            made = Announcement(of["machine_id"], 5, (of["wire"],), of["http"], versions=new)
+            return sign_announcement(made, signer).to_dict()
+
+        forged = {**said(mini, 10), "protocols": [1, 3]}  # changed after signing
+        for bad in (forged, said(other, 20), {"machine_id": mini["machine_id"]}):
+            with pytest.raises(InvalidCard):
+                ref.ask(AddMachine({**mini, "announcement": bad}), timeout=5)
+        listed = [e.machine_id for e in ref.ask(ListMachines(), timeout=5)]
+        assert mini["machine_id"] not in listed  # a refused card added nothing
+        entry = ref.ask(AddMachine({**mini, "announcement": said(mini, 10)}), timeout=5)
+        assert entry.versions == new
+        saved = store.load()
+        assert saved is not None and saved.get(mini["machine_id"]).versions == new
     finally:
         ref.stop(timeout=5)
