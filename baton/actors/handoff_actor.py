@@ -42,7 +42,7 @@ from baton.core.clock import Clock
 from baton.core.errors import HandoffRefused
 from baton.core.lease_types import LeaseChanged
 from baton.core.registry import MachineEntry, Verify, mesh_protocol_of, unable_with
-from baton.core.versions import CANNOT_SPEAK, Versions, spoken
+from baton.core.versions import Versions, cannot_speak
 from baton.holder.gate import LeaseGate
 from baton.wire.envelope import Envelope
 from baton.wire.handoff_transport import HandoffWireTransport, ack_signed, handoff_id_of, open_heads
@@ -293,10 +293,7 @@ class HandoffActor(pykka.ThreadingActor):
         runs at, as it announced what it speaks (None: it can)."""
         entry = self.peers[target]
         mesh = mesh_protocol_of(self.me, self.versions, self.peers.values())
-        lo, hi = spoken(entry.versions)
-        if lo <= mesh <= hi:
-            return None
-        return f"{entry.nickname} {CANNOT_SPEAK} {mesh}, the mesh's (it speaks {lo}-{hi})"
+        return cannot_speak(entry.versions, mesh, entry.nickname)
 
     def _requested(self, now: float) -> None:
         """Begin the handoff asked for once its target is in sync; abort at the deadline."""

@@ -68,16 +68,15 @@ def mesh_protocol(members: Mapping[str, Versions | None]) -> int:
     return min((spoken(v)[1] for v in members.values()), default=LEGACY[1])
 
 
-def cannot_speak(versions: Versions, mesh: int) -> str | None:
-    """Why a machine running ``versions`` may neither hold the lease nor take a handoff
-    in a mesh at protocol ``mesh`` (None: it may)."""
-    if versions.speaks(mesh):
+def cannot_speak(versions: Versions | None, mesh: int, who: str = "this machine") -> str | None:
+    """Why ``who``, running ``versions`` (None: never said), may neither hold the lease
+    nor take a handoff in a mesh at protocol ``mesh`` (None: it may). The one wording of
+    it, wherever it is said."""
+    lo, hi = spoken(versions)
+    if lo <= mesh <= hi:
         return None
-    lo, hi = versions.protocols
-    return (
-        f"this machine (baton {versions.baton}, protocols {lo}-{hi}) {CANNOT_SPEAK} {mesh}, "
-        "the one the mesh runs at (the highest every active member speaks)"
-    )
+    runs = "an older baton" if versions is None else f"baton {versions.baton}"
+    return f"{who} ({runs}, protocols {lo}-{hi}) {CANNOT_SPEAK} {mesh}, the one the mesh runs at"
 
 
 def write_at(versions: Versions, mesh: int) -> int:
@@ -95,9 +94,8 @@ def skew(me: str, members: Mapping[str, Versions | None], names: Mapping[str, st
     said: list[str] = []
     for machine_id in sorted(members, key=lambda m: names.get(m, m)):
         v, name = members[machine_id], names.get(machine_id, machine_id)
-        lo, hi = spoken(v)
-        if not lo <= mesh <= hi:
-            said.append(f"{name} {CANNOT_SPEAK} {mesh}, the mesh's (it speaks {lo}-{hi})")
+        if (why := cannot_speak(v, mesh, name)) is not None:
+            said.append(why)
         elif machine_id != me and mine is not None and v is not None and v.baton != mine.baton:
             said.append(f"{name} runs baton {v.baton}; this machine runs {mine.baton}")
         elif machine_id != me and v is None:

@@ -62,7 +62,7 @@ def test_a_machine_that_cannot_speak_the_mesh_protocol_never_holds_and_says_why(
     wait_for(lambda: any("bravo runs baton 0.2.0" in s for s in skew_of(alpha)), 60, "bravo")
     versions = alpha.status()["versions"]
     assert versions["version"] == __version__ and versions["mesh_protocol"] == 1
-    said = "charlie cannot speak protocol 1, the mesh's (it speaks 2-2)"
+    said = "charlie (baton 0.3.0, protocols 2-2) cannot speak protocol 1, the one the mesh runs at"
     assert said in versions["skew"], versions
     wait_for(lambda: alpha.counter("wire.dropped.unknown_version") > 0, 60, "charlie refused")
     assert bravo.status()["versions"] == {

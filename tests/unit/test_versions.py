@@ -67,7 +67,7 @@ def test_skew_names_other_versions_the_unable_and_the_silent() -> None:
     said = skew("a", {"a": BOTH, "b": OLD, "c": NEW}, names)
     assert said == [
         "bravo runs baton 0.1.0; this machine runs 0.2.0",
-        "charlie cannot speak protocol 1, the mesh's (it speaks 2-3)",
+        "charlie (baton 0.3.0, protocols 2-3) cannot speak protocol 1, the one the mesh runs at",
     ]
     assert skew("a", {"a": BOTH, "b": None}, names) == [
         "bravo has not said its version (an older baton)"
