@@ -22,10 +22,13 @@ from its handoff. Without StateSync (no state remote) a run goes out at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from baton.core.pool_router import TopicRun
+
+log = logging.getLogger("baton.pool")
 
 RELEASE_MS = 5000
 SYNC_MS = 30_000
@@ -64,6 +67,8 @@ class TopicHandoffs:
             self.send(run, False, now)
             return
         self.count("pool.handoffs")
+        log.info("pool: %s moves from %s to %s at epoch %d: its state first",
+                 run.topic, before or "the holder", run.machine_id, run.epoch)  # fmt: skip
         asked = before not in (None, self.me) and alive(before) and self.release(before, run.topic)
         if asked:
             self.handing[run.topic] = Handing(run, "release", now + RELEASE_MS)
@@ -98,6 +103,8 @@ class TopicHandoffs:
                 del self.handing[topic]  # taken back: placed again, handed over again
             elif now >= h.deadline:
                 self.count("pool.handoff_late")
+                log.warning("pool: %s's state not handed over in time (%s): going on",
+                            topic, h.stage)  # fmt: skip
                 if h.stage == "release":
                     self._sync(h.run, now)
                 else:

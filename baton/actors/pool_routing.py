@@ -153,7 +153,26 @@ class PoolRouting:
 
     def tick(self, now: float) -> None:
         self.handoffs.tick(now, lambda run: self.router.running.get(run.topic) == run)
-        self._dispatch(self.router.tick(now), now)
+        before = dict(self.router.running)
+        runs = self.router.tick(now)
+        for topic, run in before.items():
+            if self.router.running.get(topic) != run:
+                self._taken_back(run, now)
+        self._dispatch(runs, now)
+
+    def _taken_back(self, run: TopicRun, now: float) -> None:
+        """Say why the router took ``run`` back at its tick (rare: a machine dead or a
+        run late), so an operator can follow a topic that moves without being asked."""
+        machine = self.registry.machines.get(run.machine_id)
+        heard = None if machine is None else machine.last_heard_ms
+        if heard is None:
+            why = "never heard"
+        elif now - heard > self.router.ttl_ms:
+            why = f"unheard for {now - heard:.0f} ms"
+        else:
+            why = f"unanswered past {self.router.run_timeout_ms} ms"
+        log.info("pool: the run of %s on %s at epoch %d taken back (%s)",
+                 run.key, run.machine_id, run.epoch, why)  # fmt: skip
 
     def _dispatch(self, runs: list[TopicRun], now: float) -> None:
         machines = self.registry.machines

@@ -90,6 +90,7 @@ class PoolRunner:
             return
         if pull and self.sync is not None:  # the topic is new here: its state first
             self.pulling[run] = (env.sender, message, history)
+            log.info("pool: %s is new here: its state is pulled first", run.key)
             self.sync(("run", run))
             return
         self.start(run, env.sender, message, history)
@@ -112,6 +113,7 @@ class PoolRunner:
             case ("run", run):  # the agent's state is pulled: the run waiting on it starts
                 waiting = self.pulling.pop(run, None)
                 if waiting is not None and (waiting[0], run.term) == holder:
+                    log.info("pool: %s's state pulled: it runs", run.key)
                     self.start(run, *waiting)
                 elif waiting is not None:  # its holder is gone: the new one places it
                     self.count("pool.refused.not_holder")

@@ -193,7 +193,7 @@ def dump(mesh: Mesh) -> None:
         for name in ("node.log", "supervisor.out", "supervisor.log"):
             path = m.paths.logs_dir / name
             if path.exists():
-                lines = path.read_text(errors="replace").splitlines()[-40:]
+                lines = path.read_text(errors="replace").splitlines()[-80:]
                 print(f"--- {m.name} {name} ---", *lines, sep="\n")
 
 
