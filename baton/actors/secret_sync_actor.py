@@ -23,6 +23,9 @@ Invariants:
 - A store that cannot be read (``secrets.unavailable``) stops nothing: the next tick
   tries again.
 - Values are in no log line, no counter and no error.
+- With the ``secret_sync`` component flag off (``baton features``) nothing is told,
+  given or taken (``secrets.disabled`` counts what came); a machine's own changes still
+  reach its agent, and travel once the flag is back on.
 """
 
 from __future__ import annotations
@@ -63,9 +66,11 @@ class SecretSyncActor(pykka.ThreadingActor):
         counters: Counters,
         on_change: Callable[[set[str]], None],
         every_ms: int = EVERY_MS,
+        enabled: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
         self.store = store
+        self.enabled = enabled  # the component flag (baton features)
         self.transport = transport
         self.key = key
         self.removed = removed
@@ -96,15 +101,19 @@ class SecretSyncActor(pykka.ThreadingActor):
     def _receive(self, message: Any) -> None:
         match message:
             case Tick(now_ms=now_ms):
-                changed = self._look(tell=True)
-                if changed or now_ms >= self.due_ms:
+                changed = self._look(tell=True)  # this machine's own change counts here
+                if not self.enabled():
+                    self.due_ms = 0.0  # told at the first tick once it is back on
+                elif changed or now_ms >= self.due_ms:
                     self.due_ms = now_ms + self.every_ms
                     self._tell(self.peers)
             case MembersChanged(peers=peers):
                 new = {p.machine_id for p in peers} - set(self.peers)
                 self.peers = {p.machine_id: p.identity.encryption_public for p in peers}
-                self._tell(new)
+                self._tell(new if self.enabled() else ())
                 self._rotate_for_removed()
+            case EnvelopeReceived(envelope=env) if not self.enabled():
+                self.counters.inc("secrets.disabled")  # off: nothing taken nor given
             case EnvelopeReceived(envelope=env) if env.sender in self.peers:
                 self._guarded(env)
             case EnvelopeReceived(envelope=env):

@@ -19,6 +19,9 @@ Every ``interval_ms`` (on its Tick):
 at once, so a planned stop or handoff carries the last turns' changes. ``SyncNow`` runs
 this machine's step at once and then replies (the pool's topic handoff).
 
+With the ``state_sync`` component flag off (``baton features``), none of this happens:
+the tree stays as it is, SyncNow replies at once, and status says ``disabled``.
+
 Invariants:
 - Only a holder pushes the state, and only with the epoch it holds; a standby writes
   only its own queue.
@@ -79,6 +82,7 @@ class StateView:
             "head": None,
             "pushed": None,
             "refused": None,
+            "disabled": False,
         }
 
 
@@ -93,9 +97,11 @@ class StateSyncActor(pykka.ThreadingActor):
         counters: Counters,
         interval_ms: int,
         view: StateView,
+        enabled: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
         self.store = store
+        self.enabled = enabled  # the component flag (baton features): off, it does nothing
         self.me = me
         self.view = view
         self.signers = signers
@@ -119,6 +125,11 @@ class StateSyncActor(pykka.ThreadingActor):
         self._show()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Tick | Flush | SyncNow) and not self.enabled():
+            self._off()
+            if isinstance(message, SyncNow):
+                message.reply()  # a topic's handoff goes on without its state
+            return None
         if isinstance(message, Tick):
             if message.now_ms >= self.due_ms:
                 self.due_ms = message.now_ms + self.interval_ms
@@ -134,6 +145,13 @@ class StateSyncActor(pykka.ThreadingActor):
             self._guarded(self._sync)
             message.reply()
         return None
+
+    def _off(self) -> None:
+        """Turned off (``baton features disable state_sync``): no commit, pull or push
+        until it is back on (then the next step takes up what changed meanwhile)."""
+        if not self.view.current.get("disabled"):
+            self.view.current = {**self.view.current, "disabled": True}
+            log.info("state sync: off (baton features)")
 
     def _now(self) -> float:
         """The time to date a commit at: the clock, but never before this machine
@@ -160,6 +178,7 @@ class StateSyncActor(pykka.ThreadingActor):
             head = None
         self.view.current = {
             **self.view.current,
+            "disabled": False,
             "head": head,
             "pushed": self.pushed,
             "refused": self.refused,

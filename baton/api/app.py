@@ -65,6 +65,8 @@ class Services(Protocol):
     def wakeup(self, force: bool) -> dict[str, Any]: ...
     def pool_ask(self, op: str, **args: Any) -> Any: ...
     def set_pool(self, enabled: bool) -> dict[str, Any]: ...
+    def features(self) -> dict[str, Any]: ...
+    def set_feature(self, name: str, enabled: bool) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -158,6 +160,20 @@ def _api(services: Services) -> Blueprint:
         if not isinstance(enabled, bool):
             raise BadRequest("expected {enabled}: true or false")
         return jsonify(services.set_pool(enabled))
+
+    @bp.get("/features")
+    def features() -> ResponseReturnValue:
+        return jsonify(services.features())
+
+    @bp.post("/features")
+    def set_feature() -> ResponseReturnValue:
+        body = pairing.json_object()
+        name, enabled = body.get("name"), body.get("enabled")
+        if set(body) != {"name", "enabled"} or not isinstance(name, str):
+            raise BadRequest("expected {name, enabled}: a component and true or false")
+        if not isinstance(enabled, bool):
+            raise BadRequest("enabled: expected true or false")
+        return jsonify(services.set_feature(name, enabled))
 
     @bp.get("/whoami")
     def whoami() -> ResponseReturnValue:

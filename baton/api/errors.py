@@ -29,6 +29,7 @@ STATUS: list[tuple[type[e.BatonError], int]] = [
     (e.AlreadyRunning, 409),
     (e.WakeupFailed, 409),
     (e.PoolNotHolder, 409),
+    (e.FeatureNotHolder, 409),
     (e.PoolMoveConflict, 409),
     (e.InvalidCard, 400),
     (e.InvalidNickname, 400),

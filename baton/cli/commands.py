@@ -2,13 +2,15 @@
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
 info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
 send (send), chat (chat-server), wakeup (wakeup), restart (restart, upgrade), doctor
-(doctor), secret_cmds (secrets), pool_cmds (pool) and demo (demo):
+(doctor), secret_cmds (secrets), pool_cmds (pool), feature_cmds (features) and demo
+(demo):
 importing each registers its commands on ``main``."""
 
 from baton.cli import (
     chat,
     demo,
     doctor,
+    feature_cmds,
     info,
     lifecycle,
     members,
@@ -25,6 +27,7 @@ __all__ = [
     "chat",
     "demo",
     "doctor",
+    "feature_cmds",
     "info",
     "lifecycle",
     "main",

@@ -208,6 +208,12 @@ def _pool_line(p: dict[str, Any] | None) -> str | None:
     return line
 
 
+def _features_line(flags: dict[str, bool] | None) -> str | None:
+    """The components turned off mesh-wide (`baton features`), if any."""
+    off = sorted(name for name, on in (flags or {}).items() if not on)
+    return f"features: {', '.join(off)} off (baton features)" if off else None
+
+
 def _versions_lines(v: dict[str, Any] | None) -> list[str]:
     """This machine's version, the mesh's protocol, and the skew (as alarms)."""
     if not v:
@@ -239,6 +245,7 @@ def status(ctx: Ctx) -> None:
             _tail_line(d.get("tail")),
             _handoff_line(d.get("handoff")),
             _pool_line(d.get("pool")),
+            _features_line(d.get("features")),
         )
         for line in lines:
             if line:

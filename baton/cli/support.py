@@ -133,6 +133,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "chat-server": ("chat",),
     "secrets": ("secret_cmds",),
     "pool": ("pool_cmds",),
+    "features": ("feature_cmds",),
     "demo": ("demo",),
 }
 

@@ -428,6 +428,52 @@ class PoolRefused(PeerFault):
     code = "pool_refused"
 
 
+# --- component flags (issue 21) ------------------------------------------------------
+
+
+class FeatureRefused(BadRequest):
+    """A component flag that is not one (unknown, or a core guarantee)."""
+
+    code = "unknown_feature"
+
+
+class FeatureNotHolder(BatonError):
+    """Only the holder changes the component flags."""
+
+    code = "not_holder"
+
+
+class FeatureError(BatonError):
+    """The component flags could not be read or written."""
+
+    code = "features_error"
+
+
+class ForgedFlags(PeerFault):
+    """Component flags not signed by the member they name."""
+
+    code = "flags_forged"
+
+
+class FlagsNotFromHolder(PeerFault):
+    """Component flags from a machine this one does not see hold at that epoch."""
+
+    code = "flags_not_holder"
+
+
+class MalformedFlags(PeerFault):
+    """Component flags (a peer's, or a file's) that do not decode."""
+
+    code = "flags_malformed"
+
+
+class StaleFlags(PeerFault):
+    """Component flags not newer than those this machine has (a replay, or a deposed
+    holder's change)."""
+
+    code = "flags_stale"
+
+
 # --- live tail ----------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
 from baton.node.delivery_parts import build_delivery
+from baton.node.feature_parts import build_features
 from baton.node.handoff_parts import ROUTES as HANDOFF_ROUTES
 from baton.node.handoff_parts import build_handoff
 from baton.node.lease_parts import LeaseParts, build_lease
@@ -201,8 +202,19 @@ class Node:
                     counters=counters,
                 )
             )
+            features, gate = build_features(
+                paths=paths, identity=identity, counters=counters, send=transport.send
+            )
+            self._keep(features)
             state = self._keep(
-                build_state_sync(s, paths=paths, identity=identity, clock=clock, counters=counters)
+                build_state_sync(
+                    s,
+                    paths=paths,
+                    identity=identity,
+                    clock=clock,
+                    counters=counters,
+                    enabled=lambda: gate.enabled("state_sync"),
+                )
             )
             secrets = self._keep(
                 build_secret_sync(
@@ -212,6 +224,7 @@ class Node:
                     counters=counters,
                     send=transport.send,
                     on_change=(lambda _: None) if delivery is None else delivery.secrets_changed,
+                    enabled=lambda: gate.enabled("secret_sync"),
                 )
             )
             pool = None
@@ -237,8 +250,9 @@ class Node:
             routes: dict[str, pykka.ActorRef[Any]] = dict.fromkeys(("ping", "pong"), monitor)
             routes |= dict.fromkeys(HANDOFF_ROUTES, handoff)
             routes |= dict.fromkeys(secrets.routes, secrets.actor)
-            members.follow(monitor, handoff, secrets.actor)
-            lease_news.follow(handoff)
+            routes |= dict.fromkeys(features.routes, features.actor)
+            members.follow(monitor, handoff, secrets.actor, features.actor)
+            lease_news.follow(handoff, features.actor)
             if state is not None:
                 lease_news.follow(state.actor)
             if pool is not None:
@@ -293,6 +307,7 @@ class Node:
             if delivery is not None:
                 delivery.start()
             ticking: list[pykka.ActorRef[Any]] = [monitor, registry, handoff, secrets.actor]
+            ticking += [features.actor]
             ticking += [] if lease is None else [lease.coordinator]
             ticking += [] if delivery is None else delivery.actors
             ticking += [] if state is None else [state.actor]
@@ -308,6 +323,7 @@ class Node:
                 handoff=handoff,
                 state=None if state is None else state.view,
                 pool=None if pool is None else pool.actor,
+                features=features.actor,
             )
             services = NodeServices(
                 me=identity.public,
@@ -332,6 +348,7 @@ class Node:
                 ("PairingActor", pairing.is_alive),
                 ("RegistryActor", registry.is_alive),
                 ("SecretSyncActor", secrets.is_alive),
+                ("FeaturesActor", features.is_alive),
                 ("the address watcher", watcher.is_alive),
             ]
             if lease is not None:

@@ -36,6 +36,7 @@ def build_secret_sync(
     counters: Counters,
     send: Callable[[Envelope], bool],
     on_change: Callable[[set[str]], None],
+    enabled: Callable[[], bool] = lambda: True,
 ) -> ActorPart:
     actor = SecretSyncActor.start(
         SecretStore(paths, identity.machine_id, system_keychain()),
@@ -45,5 +46,6 @@ def build_secret_sync(
         clock=clock,
         counters=counters,
         on_change=on_change,
+        enabled=enabled,
     )
     return ActorPart(actor, ROUTES)

@@ -21,6 +21,7 @@ import pykka
 
 from baton import PROTOCOL_VERSION, __version__
 from baton.actors.delivery_messages import GetDelivery, GetUserMessage, QueueUserMessage
+from baton.actors.features_actor import GetFeatures, SetFeature
 from baton.actors.handoff_messages import GetHandoff, Wakeup
 from baton.actors.lease_actor import GetLease
 from baton.actors.messages import (
@@ -38,11 +39,12 @@ from baton.adapters.metrics import Counters
 from baton.build import THIS
 from baton.core.clock import Clock
 from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
+from baton.core.features import check_name
 from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
-from baton.node.views import identity_view, machine_view, mesh_versions_view
+from baton.node.views import features_view, identity_view, machine_view, mesh_versions_view
 from baton.pairing.host import PairingService
 from baton.pairing.membership import verify_leave
 
@@ -67,6 +69,7 @@ class NodeActors:
     handoff: pykka.ActorRef[Any] | None = None
     state: StateView | None = None  # read directly: the actor may be busy pulling
     pool: pykka.ActorRef[Any] | None = None
+    features: pykka.ActorRef[Any] | None = None
 
 
 class NodeServices:
@@ -97,6 +100,7 @@ class NodeServices:
         self.handoff = actors.handoff
         self.state = actors.state
         self.pool_ref = actors.pool
+        self.features_ref = actors.features
         self.counters = counters
         self.clock = clock
         self.home = home
@@ -184,6 +188,7 @@ class NodeServices:
             "handoff": None if self.handoff is None else self._ask(self.handoff, GetHandoff()),
             "state": None if self.state is None else dict(self.state.current),
             "pool": None if self.pool_ref is None else self._ask(self.pool_ref, GetPool()),
+            "features": self._flags(),
             "peers": peers,
             "uptime_s": round((self.clock.monotonic_ms() - self.started_ms) / 1000.0, 3),
             "pid": os.getpid(),
@@ -222,6 +227,31 @@ class NodeServices:
         """Turn the pool on or off (the holder only: PoolNotHolder, 409, elsewhere)."""
         answer: dict[str, Any] = self._ask(self._pool_actor(), SetPool(enabled))
         return answer
+
+    def _flags(self) -> dict[str, bool] | None:
+        if self.features_ref is None:
+            return None
+        return dict(self._ask(self.features_ref, GetFeatures())["flags"])
+
+    def features(self) -> dict[str, Any]:
+        """Every component flag and the core guarantees (`baton features`)."""
+        if self.features_ref is None:
+            raise Unavailable("the component flags are not running on this node")
+        signed = self._ask(self.features_ref, GetFeatures())
+        pool = None if self.pool_ref is None else self._ask(self.pool_ref, GetPool())
+        return features_view(signed, pool)
+
+    def set_feature(self, name: str, enabled: bool) -> dict[str, Any]:
+        """Turn a component on or off, mesh-wide (the holder only: 409 elsewhere); the
+        pool's flag is the pool's own switch. FeatureRefused (400) for a name that has
+        no flag, a core guarantee's above all."""
+        if check_name(name) == "pool":
+            self.set_pool(enabled)
+        elif self.features_ref is None:
+            raise Unavailable("the component flags are not running on this node")
+        else:
+            self._ask(self.features_ref, SetFeature(name, enabled))
+        return self.features()
 
     def wakeup(self, force: bool) -> dict[str, Any]:
         """Make this machine awake by a planned handoff (or, with ``force``, by taking

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,7 @@ def build_state_sync(
     identity: MachineIdentity,
     clock: Clock,
     counters: Counters,
+    enabled: Callable[[], bool] = lambda: True,
 ) -> StateParts | None:
     remote = state_remote(settings)
     if remote is None:
@@ -102,5 +103,6 @@ def build_state_sync(
         counters=counters,
         interval_ms=settings.state_sync_ms,
         view=view,
+        enabled=enabled,
     )
     return StateParts(actor, view)

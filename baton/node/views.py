@@ -4,9 +4,10 @@ imports this without the node."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from baton.core.features import COMPONENTS, CORE
 from baton.core.identity import PublicIdentity, fingerprint
 from baton.core.registry import MachineEntry, Status
 from baton.core.versions import Versions, mesh_protocol, skew, spoken
@@ -67,4 +68,25 @@ def identity_view(me: PublicIdentity) -> dict[str, Any]:
         **me.to_dict(),
         "signing_fingerprint": fingerprint(me.signing_public),
         "encryption_fingerprint": fingerprint(me.encryption_public),
+    }
+
+
+def features_view(signed: Mapping[str, Any], pool: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`baton features`: each component's flag (the pool's is its own switch; without a
+    lease store there is no pool), and the core guarantees, which have none."""
+    flags = {**signed["flags"], "pool": bool(pool and pool["enabled"])}
+    return {
+        "components": [
+            {
+                "name": name,
+                "enabled": flags[name],
+                "available": name != "pool" or pool is not None,
+                "about": about,
+            }
+            for name, about in COMPONENTS.items()
+        ],
+        "core": [{"name": name, "about": about} for name, about in CORE.items()],
+        "epoch": signed["epoch"],
+        "version": signed["version"],
+        "set_by": signed["set_by"],
     }

@@ -90,6 +90,11 @@ class HomePaths:
         return self.data_dir / "restart.expected.json"
 
     @property
+    def features(self) -> Path:
+        """The last signed component flags this machine took or set."""
+        return self.data_dir / "features.json"
+
+    @property
     def allowed_signers(self) -> Path:
         """Who may sign state commits, and when: written from the registry (StateSync)."""
         return self.data_dir / "allowed-signers"

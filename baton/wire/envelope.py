@@ -79,6 +79,7 @@ MESSAGE_TYPES: dict[str, dict[str, type]] = {
         "boot": str,
         "agent": bool,
     },  # a machine's runner, this run of its process, to the holder
+    "features": {"flags": dict},  # the signed component flags, from the holder (core.features)
 }
 
 #: Fields a body may carry besides its schema's: a newer machine's additions, which an

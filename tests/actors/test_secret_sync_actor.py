@@ -44,6 +44,7 @@ class Member:
         self.changed: list[set[str]] = []
         self.removed: list[str] = []
         self.now_ms = 0.0
+        self.enabled = True  # the secret_sync component flag, as this member's gate says
         self.actor = SecretSyncActor.start(
             self.store,
             transport=SecretTransport(self.id, net.send),
@@ -53,6 +54,7 @@ class Member:
             counters=self.counters,
             on_change=self.changed.append,
             every_ms=1000,
+            enabled=lambda: self.enabled,
         )
 
     def entry(self) -> MachineEntry:
@@ -351,3 +353,29 @@ def test_a_store_that_fails_as_nobody_foresaw_never_ends_the_actor(
     alpha.tick()
     alpha.tick()
     assert alpha.counters.get("secrets.unavailable") == 2 and alpha.actor.is_alive()
+
+
+def test_with_the_flag_off_nothing_is_told_given_or_taken_until_it_is_back_on(
+    mesh: tuple[Member, Member, Member],
+) -> None:
+    alpha, bravo, charlie = mesh
+    settled(alpha, bravo, charlie)  # what joining told is done
+    for m in mesh:
+        m.enabled = False
+    net: Net = alpha.actor.proxy().transport.get().send.__self__
+    told = len(net.sent)
+    alpha.store.set("API_KEY", VALUE, NOW)
+    alpha.tick(5000)
+    assert alpha.changed == [{"API_KEY"}]  # its own agent has it at once
+    assert net.sent[told:] == []  # nothing told
+    # a peer whose flag is still on (it has not taken the change yet) tells: refused
+    charlie.enabled = True
+    charlie.store.set("OTHER", VALUE, NOW)
+    charlie.tick(5000)
+    wait_for(lambda: bravo.counters.get("secrets.disabled") >= 1, 30, "bravo to refuse it")
+    settled(alpha, bravo, charlie)
+    assert bravo.value("OTHER") is None and bravo.value("API_KEY") is None
+    for m in mesh:
+        m.enabled = True
+    alpha.tick(100)  # back on: told at the first tick
+    wait_for(lambda: bravo.value("API_KEY") == VALUE, 30, "bravo to take it once on")

@@ -40,8 +40,10 @@ class Machine:
             counters=self.counters,
             interval_ms=100,
             view=self.view,
+            enabled=lambda: self.enabled,
         )
         self.now_ms = 0.0
+        self.enabled = True  # the state_sync component flag, as this machine's gate says
 
     def tick(self) -> None:
         self.now_ms += 100
@@ -325,3 +327,28 @@ def test_sync_now_is_each_roles_step_at_once_then_a_reply(
     b.actor.ask(SyncNow(reply=lambda: done.append("bravo pulled")), timeout=60)
     assert (b.repo.tree / "topic-1.txt").read_text() == "bravo's turn\nalpha's turn\n"
     assert done == ["bravo queued", "alpha pushed", "alpha pushed", "bravo pulled"]
+
+
+def test_with_the_flag_off_nothing_moves_and_a_handoffs_step_answers_at_once(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    a, b, remote = machines
+    a.lease(Phase.HOLDING, 2)
+    b.lease(Phase.STANDBY, 2)
+    a.tick()
+    pushed = remote_ref(remote)
+    a.enabled = b.enabled = False
+    a.write("while off\n")
+    done: list[str] = []
+    a.tick()
+    a.actor.ask(Flush(), timeout=60)
+    a.actor.ask(SyncNow(reply=lambda: done.append("alpha")), timeout=60)
+    b.actor.ask(SyncNow(reply=lambda: done.append("bravo")), timeout=60)
+    assert done == ["alpha", "bravo"]  # answered, so a topic's handoff goes on
+    assert remote_ref(remote) == pushed and not (b.repo.tree / "notes.txt").exists()
+    assert a.view.current["disabled"] is True
+    a.enabled = b.enabled = True
+    a.tick()
+    b.tick()
+    assert (b.repo.tree / "notes.txt").read_text() == "while off\n"
+    assert a.view.current["disabled"] is False and remote_ref(remote) != pushed

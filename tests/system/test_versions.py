@@ -193,26 +193,30 @@ def test_a_mixed_mesh_under_load_hands_over_and_fails_over_exactly_once(
 def test_a_rolling_update_under_load_moves_the_role_once_and_loses_nothing(
     make_mesh: Callable[..., Mesh], tmp_path: Path
 ) -> None:
-    """Each machine its own environment. The update is installed on both: the standby
-    restarts on it by itself; the holder waits, holding, until a wakeup moves the role
-    to the updated standby, then restarts on it too. At the sink that forgives nothing,
-    under load: every message answered once."""
+    """The README's "Upgrading a mesh", on three machines, each its own environment.
+    The update is installed on all three: the standbys restart on it by themselves; the
+    holder waits, holding, until a wakeup moves the role to an updated standby, then
+    restarts on it too. At the sink that forgives nothing, under load: every message
+    answered once."""
     first, update = wheel(tmp_path, "0.8.0", (1, 1)), wheel(tmp_path, "0.8.1", (1, 1))
-    pythons = {name: environment(tmp_path / f"env-{name}") for name in ("alpha", "bravo")}
+    names = ("alpha", "bravo", "charlie")
+    pythons = {name: environment(tmp_path / f"env-{name}") for name in names}
     for python in pythons.values():
         install(python, first)
     with ChatServer(tmp_path / "tg.sqlite", mode="telegram") as chat:
-        mesh = start_mesh(make_mesh, chat, pythons=pythons)
-        alpha, bravo = mesh.machines
+        mesh = start_mesh(make_mesh, chat, names=names, pythons=pythons)
+        alpha, bravo, charlie = mesh.machines
         assert alpha.status()["role"] == "awake"
         with loading(chat, 200, until_done=True) as load:
             for python in pythons.values():
                 install(python, update)
-            wait_for(lambda: running_version(bravo) == "0.8.1", 90, "bravo on the update")
+            for m in (bravo, charlie):
+                wait_for(lambda m=m: running_version(m) == "0.8.1", 90, f"{m.name} updated")  # type: ignore[misc]
             assert alpha.status()["version"] == "0.8.0" and alpha.status()["role"] == "awake"
-            wait_for(mesh.synced_holder, 90, "bravo in sync again", SYNC_POLL_S)
+            wait_for(mesh.synced_holder, 90, "the standbys in sync again", SYNC_POLL_S)
             holder = alpha.status()["machine_id"]
-            wait_for(lambda: bravo.status()["holder"] == holder, 60, "bravo to know the holder")
+            for m in (bravo, charlie):
+                wait_for(lambda m=m: m.status()["holder"] == holder, 60, "the holder known")  # type: ignore[misc]
             plan = alpha.json("upgrade")  # the guide, on the holder: the role goes next
             assert plan["target"] == "0.8.1" and not plan["done"], plan
             assert [(s["machine"], s["action"]) for s in plan["steps"]] == [("bravo", "wakeup")]
@@ -222,6 +226,6 @@ def test_a_rolling_update_under_load_moves_the_role_once_and_loses_nothing(
         posted = load["posted"]
         wait_for(lambda: answered(chat, set(posted)), 180, "every message answered")
         check_exactly_once(chat, posted, reported_ambiguous(mesh), mesh)
-        for m in (alpha, bravo):
+        for m in mesh.machines:
             said = m.status()["restart"]
             assert (said["ok"], said["kind"]) == (True, "updated"), (m.name, said)

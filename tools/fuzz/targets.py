@@ -47,6 +47,7 @@ from baton.core.errors import (
     MalformedLease,
     PeerFault,
 )
+from baton.core.features import FeatureFlags
 from baton.core.identity import derive_machine_id
 from baton.core.knobs import resolve_settings
 from baton.core.lease_record import LeaseRecord, sign_record
@@ -113,6 +114,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "handoff_begin": {"handoff_id": "h1", "heads": [["t", 1, "ab"]], "position": 3},
     "handoff_ack": {"handoff_id": "h1", "heads": [], "position": 3, "signature": "00"},
     "handoff_abort": {"handoff_id": "h1", "reason": "x"},
+    "features": {"flags": FeatureFlags().changed(3, disabled=["state_sync"]).sign(A).to_dict()},
 }
 
 OPENERS: dict[str, Callable[[Envelope], Any]] = {
@@ -128,6 +130,7 @@ OPENERS: dict[str, Callable[[Envelope], Any]] = {
     "handoff_begin": handoff.open_heads,
     "handoff_ack": lambda env: handoff.ack_signed(env, MEMBERS, verify_ed25519),
     "handoff_abort": handoff.handoff_id_of,
+    "features": lambda env: FeatureFlags.from_dict(env.body["flags"]),
 }
 
 
@@ -208,7 +211,7 @@ class _Services:
 
 NODE_ROUTES = ["/api/machines", "/api/machines/remove", "/api/pair/session",
                "/api/pair/decide", "/api/send", "/api/wakeup", "/api/pair/start",
-               "/api/pair/finish", "/api/leave"]  # fmt: skip
+               "/api/pair/finish", "/api/leave", "/api/features"]  # fmt: skip
 
 
 class _Crash(Exception):
