@@ -24,7 +24,6 @@ still verifies: its fields are signed as they were.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,7 +42,7 @@ from baton.core.errors import (
     MalformedAnnouncement,
     StaleAnnouncement,
 )
-from baton.core.signatures import Signer, Verify, decode_signature
+from baton.core.signatures import Signer, Verify, decode_signature, signable
 from baton.core.versions import FIELDS as VERSION_FIELDS
 from baton.core.versions import Versions
 
@@ -62,9 +61,7 @@ class Announcement:
     versions: Versions | None = None  # None: made before versions were announced
 
     def signable(self) -> bytes:
-        doc = self.to_dict()
-        del doc["signature"]
-        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return signable(SIGNING_CONTEXT, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         sig = None if self.signature is None else base64.b64encode(self.signature).decode()

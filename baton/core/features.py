@@ -26,7 +26,6 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -38,7 +37,7 @@ from baton.core.errors import (
     MalformedFlags,
     StaleFlags,
 )
-from baton.core.signatures import Signer, Verify, decode_signature
+from baton.core.signatures import Signer, Verify, decode_signature, signable
 
 SIGNING_CONTEXT = b"baton component flags v1\n"
 MAX_EPOCH = 2**63 - 1
@@ -93,9 +92,7 @@ class FeatureFlags:
         return name not in self.disabled
 
     def signable(self) -> bytes:
-        doc = self.to_dict()
-        del doc["signature"]
-        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return signable(SIGNING_CONTEXT, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         sig = None if self.signature is None else base64.b64encode(self.signature).decode()

@@ -35,6 +35,7 @@ from baton.core import safejson
 from baton.core.errors import ForgedLease, LeaseFromStranger, MalformedLease
 from baton.core.registry import Signer, Verify
 from baton.core.settings import MAX_TTL_MS
+from baton.core.signatures import signable
 
 SIGNING_CONTEXT = b"baton lease record v1\n"
 MAX_COUNTER = 2**53  # JSON-safe integers; an epoch or nonce this big is a forgery
@@ -101,9 +102,7 @@ class LeaseRecord:
         return (self.epoch, self.nonce)
 
     def signable(self) -> bytes:
-        doc = self.to_dict()
-        del doc["signature"]
-        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return signable(SIGNING_CONTEXT, self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

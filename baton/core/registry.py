@@ -19,7 +19,6 @@ merge_roster() only if every entry verifies.
 from __future__ import annotations
 
 import binascii
-import json
 import math
 from base64 import b64encode
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,7 +40,7 @@ from baton.core.errors import (
 from baton.core.identity import PublicIdentity
 from baton.core.signatures import Signer as Signer
 from baton.core.signatures import Verify as Verify
-from baton.core.signatures import decode_signature
+from baton.core.signatures import decode_signature, signable
 from baton.core.versions import Versions, cannot_speak, mesh_protocol, write_at
 
 
@@ -120,9 +119,7 @@ class MachineEntry:
 
     def signable(self) -> bytes:
         """The canonical bytes an awake member signs: every field but the signature."""
-        doc = self.to_dict()
-        del doc["signature"]
-        return SIGNING_CONTEXT + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return signable(SIGNING_CONTEXT, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MachineEntry:

@@ -3,9 +3,10 @@ and the one decoder of a signature carried as base64 text. No I/O."""
 
 from __future__ import annotations
 
+import json
 from base64 import b64decode
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 
 class Signer(Protocol):
@@ -31,3 +32,11 @@ def decode_signature(value: object) -> bytes | None:
     if len(raw) != 64:
         raise ValueError("an Ed25519 signature has 64 bytes")
     return raw
+
+
+def signable(context: bytes, doc: Mapping[str, Any]) -> bytes:
+    """The canonical bytes signed for ``doc``: ``context`` (what kind of document, so a
+    signature of one kind never verifies as another), then every field but the
+    signature as compact JSON with sorted keys."""
+    fields = {k: v for k, v in doc.items() if k != "signature"}
+    return context + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()

@@ -25,17 +25,18 @@ from baton.actors.features_actor import (
     GetFeatures,
     SetFeature,
 )
-from baton.actors.messages import EnvelopeReceived, MembersChanged, Tick
+from baton.actors.messages import MembersChanged, Tick
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer, verify_ed25519
 from baton.core.errors import FeatureNotHolder, FeatureRefused
 from baton.core.features import FeatureFlags
 from baton.core.lease_types import LeaseChanged, Phase
-from baton.core.registry import MachineEntry, entry_from_card
+from baton.core.registry import MachineEntry
 from baton.stores.features_file import FeatureFlagsFile
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
-from baton.wire.envelope import Envelope, decode, encode, make_envelope
+from baton.wire.envelope import make_envelope
+from tests.actors.envelope_net import Net, entry_of
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,12 +71,7 @@ class Member:
         return Ed25519Signer(self.id, self.identity.signing_key)
 
     def entry(self) -> MachineEntry:
-        card = {
-            **self.identity.public.to_dict(),
-            "wire": "tcp://127.0.0.1:1",
-            "http": "http://127.0.0.1:2",
-        }
-        return entry_from_card(card, NOW - 100)
+        return entry_of(self.identity, NOW - 100)
 
     def tick(self, ms: float = 100) -> None:
         self.now_ms += ms
@@ -84,22 +80,6 @@ class Member:
     def view(self) -> dict[str, Any]:
         answer: dict[str, Any] = self.actor.ask(GetFeatures(), timeout=30)
         return answer
-
-
-class Net:
-    """Envelopes from one member's actor to another's, through the wire's encoding."""
-
-    def __init__(self) -> None:
-        self.members: dict[str, Member] = {}
-        self.sent: list[Envelope] = []
-
-    def send(self, env: Envelope) -> bool:
-        self.sent.append(env)
-        member = self.members.get(env.to)
-        if member is None:
-            return False
-        member.actor.tell(EnvelopeReceived(decode(encode(env), 1 << 20)))
-        return True
 
 
 @pytest.fixture

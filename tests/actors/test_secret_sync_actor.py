@@ -20,13 +20,14 @@ from baton.actors.secret_sync_actor import SecretSyncActor
 from baton.adapters.metrics import Counters
 from baton.core import secret_rules as rules
 from baton.core.clock import FakeClock
-from baton.core.registry import MachineEntry, entry_from_card
+from baton.core.registry import MachineEntry
 from baton.core.secret_rules import Secret, to_wire
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import MachineIdentity, create_home
 from baton.stores.secret_store import SecretStore
-from baton.wire.envelope import Envelope, decode, encode, make_envelope
+from baton.wire.envelope import Envelope, encode, make_envelope
 from baton.wire.secret_transport import SecretTransport
+from tests.actors.envelope_net import Net, entry_of
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -58,12 +59,7 @@ class Member:
         )
 
     def entry(self) -> MachineEntry:
-        card = {
-            **self.identity.public.to_dict(),
-            "wire": "tcp://127.0.0.1:1",
-            "http": "http://127.0.0.1:2",
-        }
-        return entry_from_card(card, NOW - 100)
+        return entry_of(self.identity, NOW - 100)
 
     def tick(self, ms: float = 100) -> None:
         self.now_ms += ms
@@ -72,22 +68,6 @@ class Member:
     def value(self, name: str) -> str | None:
         found = self.store.all().get(name)
         return None if found is None else found.value
-
-
-class Net:
-    """Envelopes from one member's actor to another's, through the wire's encoding."""
-
-    def __init__(self) -> None:
-        self.members: dict[str, Member] = {}
-        self.sent: list[Envelope] = []
-
-    def send(self, env: Envelope) -> bool:
-        self.sent.append(env)
-        member = self.members.get(env.to)
-        if member is None:
-            return False
-        member.actor.tell(EnvelopeReceived(decode(encode(env), 1 << 20)))
-        return True
 
 
 @pytest.fixture
