@@ -42,3 +42,13 @@ def test_every_benchmark_gives_its_rows() -> None:
         ("placement", "decisions/s, sticky, 50 machines, 10000 topics", "160000", ""),
         ("placement", "decisions/s, after a death, 50 machines, 10000 topics", "130000", ""),
     ]
+
+
+def test_the_upgrade_benchmark_gives_its_rows() -> None:
+    upgrade = {f"{k}_ms_{s}": v for k in ("flag", "restart", "holder_restart")
+               for s, v in (("median", 60.0), ("p95", 70.0))}  # fmt: skip
+    assert rows({"upgrade": upgrade}) == [
+        ("upgrade", "flag change to every member", "60.0 ms", "p95 70.0 ms"),
+        ("upgrade", "restart of a standby, judged", "60.0 ms", "p95 70.0 ms"),
+        ("upgrade", "restart of the holder, the role moved", "60.0 ms", "p95 70.0 ms"),
+    ]

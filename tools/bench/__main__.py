@@ -1,7 +1,7 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
-blocking, live-tail lag, agent-state sync, the transcript archive, pool placement, and
-the pool's throughput and moves in one command, one table of medians, p95 and ratios
-(``--json``: one object).
+blocking, live-tail lag, agent-state sync, the transcript archive, pool placement, the
+pool's throughput and moves, and a rolling update's parts in one command, one table of
+medians, p95 and ratios (``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -29,6 +29,7 @@ FULL = {
     "archive": ["--turns", "300", "--topics", "50"],
     "placement": ["--runs", "5"],
     "pool": ["--runs", "3", "--messages", "80", "--moves", "10"],
+    "upgrade": ["--runs", "5"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -40,6 +41,7 @@ QUICK = {
     "archive": ["--turns", "30", "--topics", "5"],
     "placement": ["--runs", "1", "--topics", "1000"],
     "pool": ["--runs", "1", "--messages", "24", "--moves", "2"],
+    "upgrade": ["--runs", "1"],
 }
 
 
@@ -119,6 +121,11 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         out.append(("pool", what, str(r["on"]), f"on/off {r['on/off']}"))
         out.append(("pool", "replies/s, pool off", str(r["off"]), ""))
         out.append(_timed("pool", "move to the first reply from the new machine", o["move_ms"]))
+    u = results.get("upgrade")
+    if u:
+        out.append(_ms("upgrade", "flag change to every member", u, "flag"))
+        out.append(_ms("upgrade", "restart of a standby, judged", u, "restart"))
+        out.append(_ms("upgrade", "restart of the holder, the role moved", u, "holder_restart"))
     return out
 
 
