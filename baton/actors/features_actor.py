@@ -98,11 +98,13 @@ class FeaturesActor(pykka.ThreadingActor):
         self.rng = rng
         self.flags = store.load()
         self.gate.flags = self.flags
-        self.keys: dict[str, bytes] = {}  # each member's Ed25519 key (this machine's too)
+        self.keys: dict[str, bytes] = {}  # each active peer's Ed25519 key
         self.holder: tuple[str | None, int] = (None, 0)
+        self.previous: tuple[str | None, int] = (None, 0)  # the holder before this one
+        self.before = self.flags  # what a new holder had before it signed it anew
         self.holding = False
         self.next_send = 0.0
-        self.ahead: FeatureFlags | None = None  # flags of a holder this lease view lags
+        self.ahead: dict[str, FeatureFlags] = {}  # per signer: flags the lease view lags
         self.limiter = RateLimiter(rate_per_s=1 / 60, burst=1)  # a log line per kind
         self.now_ms = 0.0
 
@@ -114,12 +116,7 @@ class FeaturesActor(pykka.ThreadingActor):
                     self.next_send = now + RESEND_MS
                     self._send_all()
             case LeaseChanged(phase=phase, holder=holder, epoch=epoch):
-                self.holder = (holder, epoch)
-                self.holding = phase is Phase.HOLDING
-                if self.holding and self.flags.epoch < epoch:  # a new holder: its own now
-                    self._set(self.flags.changed(epoch))
-                elif self.ahead is not None:  # what came before the lease's news
-                    self._judged(self.ahead, self.ahead.signer)
+                self._lease(phase is Phase.HOLDING, holder, epoch)
             case MembersChanged(peers=peers):
                 new = {p.machine_id for p in peers} - set(self.keys)
                 self.keys = {p.machine_id: p.identity.signing_public for p in peers}
@@ -135,6 +132,19 @@ class FeaturesActor(pykka.ThreadingActor):
                 raise TypeError(f"FeaturesActor: unexpected message {message!r}")
         return None
 
+    def _lease(self, holding: bool, holder: str | None, epoch: int) -> None:
+        if (holder, epoch) != self.holder:
+            self.previous = self.holder
+        self.holder, self.holding = (holder, epoch), holding
+        mine = (self.flags.signer, self.flags.epoch) == (self.me, epoch)
+        if holding and not mine:  # a new holder: its own now, at its epoch
+            self.before = self.flags
+            self._set(self.flags.changed(epoch, disabled=self.flags.disabled))
+        waiting, self.ahead = self.ahead, {}
+        for flags in waiting.values():  # what came before the lease's news
+            if flags.epoch >= self.previous[1]:
+                self._judged(flags, flags.signer)
+
     def view(self) -> dict[str, Any]:
         f = self.flags
         return {
@@ -149,7 +159,12 @@ class FeaturesActor(pykka.ThreadingActor):
         if check_name(name) not in SIGNED:
             raise FeatureRefused(f"{name} has a switch of its own: {COMPONENTS[name]}")
         if not self.holding:
-            raise FeatureNotHolder(f"only the awake machine changes flags; {self.holder[0]} holds")
+            who = self.holder[0]
+            if who == self.me:
+                raise FeatureNotHolder(
+                    "this machine's lease renewal is not confirmed yet: try again"
+                )
+            raise FeatureNotHolder(f"only the awake machine changes flags; {who or 'nobody'} holds")
         disabled = self.flags.disabled - {name} if enabled else self.flags.disabled | {name}
         self._set(self.flags.changed(self.holder[1], disabled=disabled))
         log.info("features: %s turned %s at epoch %d", name, "on" if enabled else "off",
@@ -193,13 +208,19 @@ class FeaturesActor(pykka.ThreadingActor):
         self._judged(flags, env.sender)
 
     def _judged(self, flags: FeatureFlags, sender: str) -> None:
-        self.ahead = None
-        holder = (None, 0) if self.holding else self.holder  # a holder takes none
+        """A member takes the holder's flags; a new holder takes its predecessor's last
+        change, which was on its way when the role moved, over what it had, and makes
+        it its own."""
+        if self.holding:
+            holder, current = self.previous, self.before
+        else:  # flags of an epoch past the lease's (a store begun anew): any newer one
+            holder = self.holder
+            current = self.flags if self.flags.epoch <= holder[1] else FeatureFlags()
         try:
-            judge(flags, self.flags, holder=holder, members=self.keys, verify=self.verify)
+            judge(flags, current, holder=holder, members=self.keys, verify=self.verify)
         except FlagsNotFromHolder as exc:
-            if flags.epoch > holder[1] and not self.holding and sender in self.keys:
-                self.ahead = flags  # signed by a member: judged again at the lease's news
+            if flags.epoch > self.holder[1] and sender in self.keys:
+                self.ahead[sender] = flags  # judged again at the lease's news
                 self.counters.inc("features.ahead")
             else:
                 self._refused(exc, sender)
@@ -207,7 +228,11 @@ class FeaturesActor(pykka.ThreadingActor):
         except PeerFault as exc:
             self._refused(exc, sender)
             return
-        self._take(flags)
+        if self.holding:
+            self.before = flags
+            self._set(self.flags.changed(self.holder[1], disabled=flags.disabled))
+        else:
+            self._take(flags)
         self.counters.inc("features.kept")
         log.info("features: %s from %s at epoch %d",
                  ", ".join(f"{n} {'on' if flags.enabled(n) else 'off'}" for n in SIGNED),

@@ -54,8 +54,8 @@ from baton.api import create_app, create_door_app
 from baton.api import server as http_server
 from baton.build import THIS
 from baton.core.endpoints import WILDCARDS, only_loopback
-from baton.core.lease_types import LeaseChanged
-from baton.core.registry import MachineEntry, Role, open_registry, writes_at
+from baton.core.lease_types import LeaseChanged, Phase
+from baton.core.registry import MachineEntry, MachineRegistry, Role, open_registry, writes_at
 from baton.core.settings import Settings
 from baton.holder.gate import LeaseGate
 from baton.holder.probe import FenceProbe
@@ -253,6 +253,8 @@ class Node:
             routes |= dict.fromkeys(features.routes, features.actor)
             members.follow(monitor, handoff, secrets.actor, features.actor)
             lease_news.follow(handoff, features.actor)
+            if lease is None:  # no lease store: the registry's awake machine holds epoch 1
+                features.actor.tell(_registry_holder(opened))
             if state is not None:
                 lease_news.follow(state.actor)
             if pool is not None:
@@ -417,6 +419,14 @@ class Node:
         self.parts.clear()
         remove_run_file(self.paths.node_run_file, os.getpid())
         log.info("node stopped")
+
+
+def _registry_holder(opened: MachineRegistry) -> LeaseChanged:
+    """What a mesh without a lease store has in place of the lease's news: the machine
+    the registry names awake holds, at epoch 1 (as delivery's founder does)."""
+    awake = next((e.machine_id for e in opened.entries.values() if e.role is Role.AWAKE), None)
+    phase = Phase.HOLDING if awake == opened.self_id else Phase.STANDBY
+    return LeaseChanged(phase, awake, 1, "no lease store: the registry's awake machine")
 
 
 def _address(peer: MachineEntry) -> PeerAddress:

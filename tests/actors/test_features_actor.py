@@ -243,3 +243,51 @@ def test_a_flag_off_in_the_gate_is_what_the_components_read() -> None:
     assert gate.enabled("state_sync") and gate.enabled("secret_sync")
     gate.flags = replace(FeatureFlags(), disabled=frozenset({"secret_sync"}))
     assert gate.enabled("state_sync") and not gate.enabled("secret_sync")
+
+
+def test_a_change_on_its_way_when_the_role_moves_is_taken_by_the_new_holder(
+    mesh: tuple[Member, Member, Member],
+) -> None:
+    """alpha turns state_sync off (acknowledged); its flags have not reached bravo when
+    bravo takes over at epoch 4 and signs what it had anew. When alpha's change lands,
+    bravo takes it over what it had, at its own epoch: the change stands everywhere."""
+    alpha, bravo, charlie = mesh
+    net = alpha.net
+    net.members.pop(bravo.id)  # on its way to bravo
+    alpha.actor.ask(SetFeature("state_sync", False), timeout=30)
+    wait_for(lambda: not charlie.gate.enabled("state_sync"), 30, "charlie to take it")
+    late = [e for e in net.sent if e.to == bravo.id][-1]
+    net.members[bravo.id] = bravo
+    lead(mesh, bravo, 4)
+    net.send(late)
+    wait_for(lambda: not bravo.gate.enabled("state_sync"), 30, "bravo to take alpha's change")
+    assert bravo.view()["epoch"] == 4 and bravo.view()["set_by"] == bravo.id
+    version = bravo.view()["version"]
+    for m in (alpha, charlie):
+        wait_for(lambda m=m: m.view()["version"] == version, 30, f"{m.id} at bravo's newest")
+        assert not m.gate.enabled("state_sync")
+
+
+def test_flags_from_an_epoch_past_the_leases_give_way_to_the_holders(tmp_path: Path) -> None:
+    """Every home keeps flags of epoch 50, and the lease begins anew at 1 (its store
+    replaced): the holder signs them anew at 1 and its changes are taken everywhere."""
+    net = Net()
+    pair = [Member(tmp_path, n, net) for n in ("alpha", "bravo")]
+    alpha, bravo = pair
+    old = FeatureFlags().changed(50).sign(alpha.signer())
+    try:
+        for m in pair:
+            m.actor.stop()
+            HomePaths(m.root).features.write_text(json.dumps(old.to_dict()))
+            m.actor = m.start()
+        net.members = {m.id: m for m in pair}
+        for m in pair:
+            m.actor.ask(MembersChanged(tuple(o.entry() for o in pair if o is not m)))
+        lead(pair, alpha, 1)
+        assert not alpha.actor.ask(SetFeature("secret_sync", False), timeout=30)["flags"][
+            "secret_sync"
+        ]
+        wait_for(lambda: not bravo.gate.enabled("secret_sync"), 30, "bravo to take it")
+        assert bravo.view()["epoch"] == 1
+    finally:
+        pykka.ActorRegistry.stop_all(timeout=30)

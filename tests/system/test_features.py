@@ -135,3 +135,20 @@ def test_each_component_off_and_on_under_load_at_the_sink_that_forgives_nothing(
         except BaseException:
             dump(mesh)
             raise
+
+
+def test_without_a_lease_store_the_registrys_awake_machine_sets_the_flags(
+    make_mesh: Callable[..., Mesh],
+) -> None:
+    """No lease store: the machine the registry names awake holds epoch 1 for the flags
+    too (as for delivery); the pool is not available and says so."""
+    mesh = make_mesh(2)
+    first, second = mesh.machines
+    awake = first if first.status()["role"] == "awake" else second
+    other = second if awake is first else first
+    assert switch(awake, "secret_sync", False)["secret_sync"] is False
+    wait_for(lambda: other.status()["features"]["secret_sync"] is False, 30, "the other to take it")
+    refused = other.baton("features", "enable", "secret_sync", "--json", check=False)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["error"] == "not_holder"
+    listed = {c["name"]: c for c in other.json("features")["components"]}
+    assert listed["pool"]["available"] is False and listed["secret_sync"]["enabled"] is False
