@@ -80,7 +80,8 @@ def upgrade(ctx: Ctx) -> None:
     d = NodeClient(ctx.home).get("/api/status")
     in_sync, holder = set(d.get("in_sync") or ()), d.get("holder")
     rows = [(d["nickname"], d["machine_id"], d["version"])]
-    rows += [(p["nickname"] or p["machine_id"], p["machine_id"], p["version"]) for p in d["peers"]]
+    peers = [(p["nickname"] or p["machine_id"], p["machine_id"], p["version"]) for p in d["peers"]]
+    rows += sorted(peers)  # the guide names machines in one order, whoever answered first
     machines = [MachineVersion(name, ran, i == holder, i in in_sync) for name, i, ran in rows]
     mesh = d["versions"]["mesh_protocol"]
     plan = plan_upgrade(__version__, THIS.protocols, mesh, machines)

@@ -142,10 +142,10 @@ def test_without_a_lease_store_the_registrys_awake_machine_sets_the_flags(
 ) -> None:
     """No lease store: the machine the registry names awake holds epoch 1 for the flags
     too (as for delivery); the pool is not available and says so."""
-    mesh = make_mesh(2)
-    first, second = mesh.machines
-    awake = first if first.status()["role"] == "awake" else second
-    other = second if awake is first else first
+    mesh = make_mesh(2, up=False)
+    mesh.pair_up()  # alpha founds the mesh (awake), bravo joins it (standby)
+    awake, other = mesh.machines
+    assert (awake.status()["role"], other.status()["role"]) == ("awake", "standby")
     assert switch(awake, "secret_sync", False)["secret_sync"] is False
     wait_for(lambda: other.status()["features"]["secret_sync"] is False, 30, "the other to take it")
     refused = other.baton("features", "enable", "secret_sync", "--json", check=False)
