@@ -3,10 +3,14 @@
 The holder alone sets them (``SetFeature``): a new version at its epoch, signed with its
 key, kept (``data/features.json``) and sent to every member at once and every RESEND_MS
 (``features``), so a member that missed a change, joined since or restarted catches
-up. A new holder signs what it has at its own epoch and sends it. A member takes flags
-only as ``judge`` allows (signed by their signer, the holder its lease view names at
-that epoch, newer): anything else is refused, counted (``features.refused.<why>``) and
-logged at most once a minute per kind, and changes nothing.
+up. A new holder signs what it has at its own epoch and sends it; its predecessor's
+change that was on its way when the role moved is taken when it lands, if newer than
+what it had, and signed anew. A member takes flags only as ``judge`` allows (signed by
+their signer, the holder its lease view names at that epoch, newer; over flags of an
+epoch past the lease's, from a lease store begun anew, any): anything else is refused,
+counted (``features.refused.<why>``) and logged at most once a minute per kind, and
+changes nothing. Flags that come before the lease's news of their holder wait for it
+(one per member).
 
 What the flags switch is read through a FeatureGate, which the components consult
 (StateSyncActor, SecretSyncActor); its state changes only here.
@@ -139,7 +143,7 @@ class FeaturesActor(pykka.ThreadingActor):
         mine = (self.flags.signer, self.flags.epoch) == (self.me, epoch)
         if holding and not mine:  # a new holder: its own now, at its epoch
             self.before = self.flags
-            self._set(self.flags.changed(epoch, disabled=self.flags.disabled))
+            self._set(self.flags.changed(epoch))
         waiting, self.ahead = self.ahead, {}
         for flags in waiting.values():  # what came before the lease's news
             if flags.epoch >= self.previous[1]:

@@ -18,7 +18,8 @@ what it has at its own epoch and sends it, so every member converges on its flag
 
 Invariants:
 - A FeatureFlags that exists is well-formed: its disabled names are known flags,
-  epoch and version integers in [0, MAX_EPOCH], its signer a non-empty id.
+  epoch and version integers in [0, MAX_EPOCH], its signer an id of at most
+  MAX_ID_CHARS ("" only for flags never set).
 - ``FeatureFlags.from_dict(f.to_dict()) == f``; the signature covers every field.
 - ``newer`` is a strict order on (epoch, version).
 """
