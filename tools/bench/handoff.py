@@ -32,6 +32,7 @@ from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh, wait_for
 from baton.node.client import NodeClient
 from tools.bench.failover import summary
+from tools.bench.meshes import NAMES, pair_up
 
 TOPICS = [f"t{i}" for i in range(5)]
 
@@ -85,20 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         chat = ChatServer(root / "chat.sqlite")
         chat.start()
-        mesh = Mesh(root, ["alpha", "bravo", "charlie"])
+        mesh = Mesh(root, NAMES)
         loader = Loader(chat, args.rate)
         try:
-            for m in mesh.machines:
-                m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)
-                m.env.update(chat.machine_env())
-            first = mesh.machines[0]
-            store = f"git+file://{root}/lease.git"
-            first.init(None, None, "--lease-store", store, "--channel", f"local:{chat.url}")
-            for m in mesh.machines[1:]:
-                m.init()
-            mesh.pair_up()
-            for m in mesh.machines:
-                wait_for(lambda m=m: m.status()["holder"], 60, f"{m.name} to see a holder")  # type: ignore[misc]
+            pair_up(mesh, root, chat, args.ttl_ms)
             loader.start()
             time.sleep(2)  # a steady state first
             for i in range(args.runs):

@@ -40,6 +40,7 @@ from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh, wait_for
 from baton.node.client import NodeClient
 from tools.bench.failover import summary
+from tools.bench.meshes import NAMES, pair_up
 
 TOPICS = [f"p{i}" for i in range(8)]
 ON = re.compile(r" on (\w+) in (\S+)$")
@@ -118,25 +119,6 @@ def one_move(holder: Machine, chat: ChatServer, i: int) -> float:
     return (wait_for(first, 60, f"a reply of {topic['topic']} from {target}", 0.05) - asked) * 1000
 
 
-def start_mesh(root: Path, chat: ChatServer, ttl_ms: int) -> Mesh:
-    mesh = Mesh(root, ["alpha", "bravo", "charlie"])
-    for m in mesh.machines:
-        m.env["BATON_LEASE_TTL_MS"] = str(ttl_ms)
-        m.env.update(chat.machine_env())
-    agent = "python:tools.bench.agents:work"
-    store = f"git+file://{root}/lease.git"
-    channel = f"local:{chat.url}"
-    mesh.machines[0].init(
-        None, None, "--lease-store", store, "--channel", channel, "--agent", agent
-    )
-    for m in mesh.machines[1:]:
-        m.init()
-    mesh.pair_up()
-    for m in mesh.machines:
-        wait_for(lambda m=m: m.status()["holder"], 60, f"{m.name} to see a holder")  # type: ignore[misc]
-    return mesh
-
-
 def holder_of(mesh: Mesh) -> Machine:
     return wait_for(
         lambda: next((m for m in mesh.machines if m.status()["role"] == "awake"), None),
@@ -161,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         chat = ChatServer(root / "chat.sqlite")
         chat.start()
-        mesh = None
+        mesh = Mesh(root, NAMES)
         loader = Loader(chat, args.rate, args.work_ms)
         try:
-            mesh = start_mesh(root, chat, args.ttl_ms)
+            pair_up(mesh, root, chat, args.ttl_ms, "python:tools.bench.agents:work")
             for run in range(2 * args.runs):
                 mode = ("off", "on")[run % 2]
                 holder = holder_of(mesh)
@@ -188,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             answered(chat, loader.posted, 120)
         finally:
             loader.stop.set()
-            if mesh is not None:
-                mesh.stop()
+            mesh.stop()
             chat.stop()
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
     result = {

@@ -29,6 +29,7 @@ from typing import Any
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh, wait_for
 from tools.bench.handoff import Loader, accepted
+from tools.bench.meshes import NAMES, pair_up
 from tools.bench.timing import report, summary
 
 
@@ -64,18 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         chat = ChatServer(root / "chat.sqlite", mode="telegram")
         chat.start()
-        mesh = Mesh(root, ["alpha", "bravo", "charlie"])
+        mesh = Mesh(root, NAMES)
         loader = Loader(chat, args.rate)
         try:
-            for m in mesh.machines:
-                m.env["BATON_LEASE_TTL_MS"] = str(args.ttl_ms)
-                m.env.update(chat.machine_env())
-            store = f"git+file://{root}/lease.git"
-            channel = f"telegram:{chat.url}"
-            mesh.machines[0].init(None, None, "--lease-store", store, "--channel", channel)
-            for m in mesh.machines[1:]:
-                m.init()
-            mesh.pair_up()
+            pair_up(mesh, root, chat, args.ttl_ms)
             wait_for(mesh.synced_holder, 90, "a holder with every standby in sync", 0.5)
             loader.start()
             for i in range(args.runs):
