@@ -23,3 +23,13 @@ def wait_for(
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
     return answer
+
+
+def holds_for(predicate: Callable[[], object], seconds: float, what: str) -> None:
+    """A bounded look at a thing that must not happen: ``predicate`` holds at every look
+    for ``seconds``; AssertionError naming ``what`` (what happened) at the first that
+    does not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), what
+        time.sleep(0.2)

@@ -228,6 +228,11 @@ class NodeServices:
         answer: dict[str, Any] = self._ask(self._pool_actor(), SetPool(enabled))
         return answer
 
+    def _features_actor(self) -> pykka.ActorRef[Any]:
+        if self.features_ref is None:
+            raise Unavailable("the component flags are not running on this node")
+        return self.features_ref
+
     def _flags(self) -> dict[str, bool] | None:
         if self.features_ref is None:
             return None
@@ -235,9 +240,7 @@ class NodeServices:
 
     def features(self) -> dict[str, Any]:
         """Every component flag and the core guarantees (`baton features`)."""
-        if self.features_ref is None:
-            raise Unavailable("the component flags are not running on this node")
-        signed = self._ask(self.features_ref, GetFeatures())
+        signed = self._ask(self._features_actor(), GetFeatures())
         pool = None if self.pool_ref is None else self._ask(self.pool_ref, GetPool())
         return features_view(signed, pool)
 
@@ -247,10 +250,8 @@ class NodeServices:
         no flag, a core guarantee's above all."""
         if check_name(name) == "pool":
             self.set_pool(enabled)
-        elif self.features_ref is None:
-            raise Unavailable("the component flags are not running on this node")
         else:
-            self._ask(self.features_ref, SetFeature(name, enabled))
+            self._ask(self._features_actor(), SetFeature(name, enabled))
         return self.features()
 
     def wakeup(self, force: bool) -> dict[str, Any]:

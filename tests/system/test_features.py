@@ -8,7 +8,6 @@ changes a flag; a core guarantee has none. Every message answered once."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.system.chat_kit import (
     reported_ambiguous,
     start_mesh,
 )
-from tests.waits import wait_for
+from tests.waits import holds_for, wait_for
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
@@ -51,14 +50,6 @@ def everywhere(mesh: Mesh, name: str, on: bool) -> None:
             30,
             f"{m.name} to have {name} {'on' if on else 'off'}",
         )
-
-
-def stays(what: Callable[[], bool], seconds: float, why: str) -> None:
-    """A bounded look: ``what`` holds for ``seconds`` (a thing that must not happen)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert what(), why
-        time.sleep(0.2)
 
 
 def state_file(m: Machine) -> Path:
@@ -89,7 +80,7 @@ def test_each_component_off_and_on_under_load_at_the_sink_that_forgives_nothing(
                 assert switch(awake, "state_sync", False)["state_sync"] is False
                 everywhere(mesh, "state_sync", False)
                 state_file(awake).write_text("written while off\n")
-                stays(
+                holds_for(
                     lambda: not state_file(standby).exists(),
                     3 * 2.0,  # three sync intervals of the default 2 s
                     "the state moved with state_sync off",
@@ -102,7 +93,7 @@ def test_each_component_off_and_on_under_load_at_the_sink_that_forgives_nothing(
                 switch(awake, "secret_sync", False)
                 everywhere(mesh, "secret_sync", False)
                 awake.baton("secrets", "set", "API_KEY", input=VALUE)
-                stays(
+                holds_for(
                     lambda: "API_KEY" not in secret_names(standby),
                     6.0,
                     "a secret travelled with secret_sync off",
