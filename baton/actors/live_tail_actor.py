@@ -16,8 +16,9 @@ were done (TurnSeen from the DeliveryActor; baton.actors.loose_turns) until the 
 brings their keys. When this machine starts holding a new epoch, the buffer and then the
 loose turns are replayed into the transcripts (baton.actors.tail_replay) before any turn
 is added or agent started, so no turn whose replies the user saw is lost to a crash of
-the holder; the loose turns are then forgotten. A holder ignores TurnSeen (it adds its
-turns on TurnDone).
+the holder; the loose turns are then forgotten. A holder adds its turns on TurnDone; a
+TurnSeen that reaches it after its replay (delivery, still standing by, took its
+predecessor's last markers late) is appended then, by the replay's rules.
 
 A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.
 ``flush_ms`` 0 streams nothing (a mesh without a lease store: no standby ever takes
@@ -45,7 +46,7 @@ from baton.actors.tail_messages import (
     TurnDone,
     TurnSeen,
 )
-from baton.actors.tail_replay import replay
+from baton.actors.tail_replay import add_loose, replay
 from baton.adapters.metrics import Counters
 from baton.agents.base import Turn
 from baton.core.clock import Clock
@@ -314,12 +315,21 @@ class LiveTailActor(pykka.ThreadingActor):
 
     def _seen(self, entry: LedgerEntry) -> None:
         """The markers say ``entry`` is done: keep its turn loose until the chain brings
-        it or this machine takes over. Once this machine's term has replayed, TurnDone
-        makes its turns; before that the coming replay still takes this one."""
+        it or this machine takes over (the replay appends it). Delivery tells only while
+        it stands by, but the lease may have reached this actor first: a term replayed
+        before delivery took the last markers of its predecessor (its mailbox behind)
+        gets the turn now, as the replay would have put it (``tail.loose_late``)."""
+        turn = LooseTurn.of(entry, self.transport.patterns)
         epoch = self.gate.current(self.clock.monotonic_ms())
         if epoch is not None and epoch <= self.replayed:
+            self.counters.inc("tail.loose_late")
+            done = add_loose(self.transcripts, {turn.topic: [turn]}, self.counters)
+            log.info("tail: epoch %d: %s done by its predecessor, heard after the replay "
+                     "(%d added)", epoch, turn.ledger_key, done.loose_added)  # fmt: skip
+            if done.loose_added and self.archive is not None:
+                self.archive.changed(turn.topic, self.transcripts.last_seq(turn.topic))
             return
-        dropped = self.loose.add(LooseTurn.of(entry, self.transport.patterns))
+        dropped = self.loose.add(turn)
         if dropped:
             self.counters.inc("tail.loose_dropped", dropped)
 

@@ -69,7 +69,19 @@ def replay(
     counters.inc("tail.replayed", done.turns)
     if done.dropped:
         counters.inc("tail.parted", done.dropped)
-    for topic, turns in sorted((loose or {}).items()):
+    return add_loose(transcripts, loose or {}, counters, done)
+
+
+def add_loose(
+    transcripts: TranscriptStore,
+    loose: Mapping[str, Sequence[LooseTurn]],
+    counters: Counters,
+    done: Replayed | None = None,
+) -> Replayed:
+    """The ``loose`` turns (by topic) after each topic's last turn: at a replay, or one
+    whose news reached a holder after its replay (``done``: a replay's, loose counts 0)."""
+    done = Replayed() if done is None else done
+    for topic, turns in sorted(loose.items()):
         if turns and not _loose(transcripts, topic, turns, done):
             done.failed += 1
             counters.inc("tail.replay_failed")

@@ -141,20 +141,32 @@ def test_a_loose_turn_older_than_the_last_turn_is_skipped_and_counted() -> None:
         assert b.counters.get("tail.loose_added") == 1
 
 
-def test_turn_seen_on_the_holder_changes_nothing() -> None:
-    with machines() as (channel, a, _):
+def test_a_marker_heard_after_the_takeover_replayed_still_adds_its_turn() -> None:
+    """The lease reaches the LiveTailActor by the gate, the markers come through the
+    DeliveryActor: with delivery's mailbox behind (a slow disk under load), a new holder
+    may replay before delivery, still standing by, takes its predecessor's last markers.
+    The turn they complete goes in then, after its topic's last turn, once; a stale or
+    known one does not (in official CI a topic's next message saw one turn too few)."""
+    with machines(SLOW) as (channel, a, b):
         a.hold(1)
         ids = post_many(channel, 2, topics=1)
         wait_for(lambda: all_answered(channel, ids), 20, "a answers")
-        wait_for(lambda: a.transcripts.last_seq("1/1") == 2, 10, "a's turns")
-        before = turns_of(a)
-        a.tail.tell(TurnSeen(entry("kx", 99, "seen on a holder")))
-        assert tail_view(a)["loose"] == 0  # (the ask is answered after the tell)
+        wait_for(lambda: b.transcripts.last_seq("1/1") == 0 and tail_view(b)["loose"] == 2,
+                 10, "b knows the turns loose")  # fmt: skip
         a.hold(None)
-        a.hold(2)  # a new term, a new replay: nothing loose to add
-        wait_for(lambda: tail_view(a)["replayed_epoch"] == 2, 10, "a replays")
-        assert turns_of(a) == before
-        assert a.counters.get("tail.loose_added") == 0
+        b.hold(2)
+        wait_for(lambda: tail_view(b)["replayed_epoch"] == 2, 10, "b replays")
+        assert b.transcripts.last_seq("1/1") == 2
+        late = entry("klate", 99, "heard late")
+        for e in (late, late, entry("kold", 1, "older than the last turn")):
+            b.tail.tell(TurnSeen(e))
+        wait_for(lambda: b.counters.get("tail.loose_late") == 3, 10, "b hears them")
+        turns = b.transcripts.turns("1/1", 0, 10)
+        assert [t.ledger_key for t in turns][2:] == ["klate"]  # once, at the end
+        assert b.counters.get("tail.loose_stale") == 1 and tail_view(b)["loose"] == 0
+        ids = post_many(channel, 1, topics=1, start=2)
+        wait_for(lambda: all_answered(channel, ids), 20, "b answers")
+        assert bot_texts(channel, "t0")[-1] == "echo: m2 (earlier turns: 3)"
 
 
 def test_replay_appends_loose_turns_per_topic_in_message_order_after_the_chain() -> None:
