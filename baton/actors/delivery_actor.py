@@ -40,6 +40,7 @@ from baton.adapters.metrics import Counters
 from baton.channels.base import InboundMessage
 from baton.core import delivery_types as ev
 from baton.core.clock import Clock
+from baton.core.delivery import next_in_topic
 from baton.core.delivery_machine import DeliveryState, step
 from baton.core.errors import LedgerError, MarkerRefused
 from baton.core.lease_types import LeaseChanged
@@ -405,6 +406,14 @@ class DeliveryActor(pykka.ThreadingActor):
 
     # --- status ----------------------------------------------------------------------
 
+    def _waiting_on(self) -> dict[str, str]:
+        """Each busy topic's oldest message and its state (at most 16): where a topic
+        that answers nothing waits."""
+        s = self.state
+        first = next_in_topic(s.ledger.index.values())
+        busy = sorted(t for t in s.busy if t in first)[:16]
+        return {t: f"{first[t].key} {first[t].state.value}" for t in busy}
+
     def _view(self) -> dict[str, Any]:
         offset, _pending = self.cursor.read()
         s = self.state
@@ -413,6 +422,7 @@ class DeliveryActor(pykka.ThreadingActor):
             "agent": self.settings.agent,
             "term": s.term,
             "working": len(s.busy),
+            "waiting_on": self._waiting_on(),
             "ledger": self.ledger.counts(),
             "queued": len(self.ledger.queue_items()),
             "offset": offset,

@@ -444,5 +444,5 @@ class PoolActor(pykka.ThreadingActor):
             "role": "holder" if self.holding else "mirror",
         }
         if self.routing is not None:
-            view["routing"] = self.routing.view()
+            view["routing"] = self.routing.view(self._now())
         return view

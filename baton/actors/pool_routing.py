@@ -50,6 +50,8 @@ from baton.core.pool_transfer import (
 
 log = logging.getLogger("baton.pool")
 
+MAX_SHOWN = 16  # runs in flight the view names
+
 
 @dataclass(frozen=True)
 class Waiting:
@@ -184,6 +186,7 @@ class PoolRouting:
 
         for run in runs:
             if not self.active:  # standing by (suspended, yielded): placed again later
+                log.info("pool: the run of %s taken back: this holder stands by", run.key)
                 self.router.take_back(run.topic)
                 continue
             self.count("pool.runs")
@@ -199,6 +202,8 @@ class PoolRouting:
             self.run_here(run, wait)
         elif not self.run_there(run, wait, pull):
             self.count("pool.send_failed")
+            log.info("pool: the run of %s could not be sent to %s: taken back",
+                     run.key, run.machine_id)  # fmt: skip
             self.router.take_back(run.topic)
 
     # --- moves -------------------------------------------------------------------------
@@ -258,13 +263,27 @@ class PoolRouting:
     def kept(self) -> tuple[Mapping[str, Pin], Mapping[str, Placement]]:
         return self.router.pins, self.router.placements
 
-    def view(self) -> dict[str, Any]:
+    def view(self, now: float) -> dict[str, Any]:
+        """The router's counts, and where each run in flight is (at most MAX_SHOWN): out
+        for how long, or held for its state's handoff at which stage."""
         r = self.router
+        runs = sorted(r.running.items())[:MAX_SHOWN]
         return {
             "running": len(r.running),
             "waiting": sum(len(q) for q in r.waiting.values()),
             "taken_back": r.taken_back,
+            "active": self.active,
+            "in_flight": {topic: self._where(run, now) for topic, run in runs},
         }
+
+    def _where(self, run: TopicRun, now: float) -> str:
+        at = f"{run.key} on {run.machine_id} at epoch {run.epoch}"
+        handing = self.handoffs.handing.get(run.topic)
+        if handing is not None and handing.run == run:
+            return f"{at}: its state first ({handing.stage})"
+        if run.topic in self.router.held:
+            return f"{at}: held"
+        return f"{at}: out {now - self.router.sent_at[run.topic]:.0f} ms"
 
 
 def _said(answer: TransferPlan | TransferRefusal, command: NicknameCommand) -> str:

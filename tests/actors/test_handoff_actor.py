@@ -134,6 +134,10 @@ def test_a_slow_reply_in_flight_is_drained_before_the_yield() -> None:
         a.hold(1)
         first = channel.post_user_message("t0", "slow", "c-slow-001")
         wait_for(lambda: a.ref.ask(GetDelivery(), timeout=5)["working"] == 1, 10, "in flight")
+        # status names the message the topic waits on, and how far it got
+        assert a.ref.ask(GetDelivery(), timeout=5)["waiting_on"] == {
+            "1/1": "memory:1/1:1 processing"
+        }
         done = threading.Timer(0.5, go.set)
         done.start()
         result = b.wakeup()

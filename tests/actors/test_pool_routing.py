@@ -583,11 +583,16 @@ def test_an_old_machine_that_does_not_release_holds_a_topic_only_so_long(synced:
     mesh.route(a, "1/0", 3, "three", 3)
     mesh.wire()
     assert c.jobs.runs == [] and len(b.hold) == 1  # waiting for bravo's changes
+    at = f"memory:1/0:3 on {c.id} at epoch"
+    in_flight = a.ask(GetPool())["routing"]["in_flight"]  # status says where it waits
+    assert in_flight["1/0"].startswith(at) and in_flight["1/0"].endswith("(release)")
     mesh.clock.advance(RELEASE_MS)
     mesh.hear_all(a)
     mesh.wire()
     assert a.counters.get("pool.handoff_late") == 1
     assert [m.text for m, _, _ in c.jobs.runs] == ["three"]  # on without them
+    mesh.clock.advance(1500)
+    assert a.ask(GetPool())["routing"]["in_flight"]["1/0"].endswith(": out 1500 ms")
     forged = make_envelope("pool_release", c.id, b.id, {"topic": "1/0"}, "r1", epoch=3)
     b.ask(EnvelopeReceived(forged))  # not the holder's
     assert b.counters.get("pool.refused.release") == 1

@@ -5,6 +5,7 @@ load, and the nodes' logs for a failure."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 import threading
@@ -187,14 +188,50 @@ def load(
     return posted
 
 
+# the lines that say where a message went: a term, a run moved or taken back, a refusal,
+# a replay and its loose turns, anything warned of
+TELLING = re.compile(
+    r'"level": "(warning|error)"|delivery: (holding|standing)|taken back|moves from|'
+    r"refused|restarted|replayed|loose|heard after"
+)
+
+
 def dump(mesh: Mesh) -> None:
-    """What each machine logged last and counted (printed: pytest shows it on failure)."""
+    """Where each machine is, compactly first (a CI report may show only the start of
+    what a test printed): its status's role, epoch, the topics delivery waits on and the
+    pool's runs in flight, then its telling log lines; then the tail of every log
+    (printed: pytest shows it on failure)."""
+    for m in mesh.machines:
+        print(f"=== {m.name}: {where(m)}")
+        path = m.paths.logs_dir / "node.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        print(*[short(line) for line in lines if TELLING.search(line)][-25:], sep="\n")
     for m in mesh.machines:
         for name in ("node.log", "supervisor.out", "supervisor.log"):
             path = m.paths.logs_dir / name
             if path.exists():
                 lines = path.read_text(errors="replace").splitlines()[-80:]
                 print(f"--- {m.name} {name} ---", *lines, sep="\n")
+
+
+def where(m: Machine) -> str:
+    """``m``'s status in a line: its role, epoch, what delivery and the pool wait on."""
+    try:
+        v = m.status(timeout=5)
+    except Exception as exc:  # dead, paused, or its API gone: say so and go on
+        return f"no status ({type(exc).__name__})"
+    d, pool = v.get("delivery") or {}, (v.get("pool") or {}).get("routing") or {}
+    seen = {k: d.get(k) for k in ("term", "working", "waiting_on", "ledger")}
+    return f"{v.get('role')} epoch {v.get('epoch')} {seen} pool {pool}"
+
+
+def short(line: str) -> str:
+    """A JSON log line as time, logger and message."""
+    try:
+        doc = json.loads(line)
+        return f"{doc['ts'][11:23]} {doc['logger']} {doc['msg'][:300]}"
+    except (ValueError, KeyError, TypeError):
+        return line[:300]
 
 
 FLUSH_MS = 500  # the default for the tests' ttl of 2000 ms: min(1000, ttl // 4)

@@ -282,7 +282,8 @@ class Campaign:
 
 
 def stuck_view(view: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a machine's last status says of its role and its delivery, compactly."""
+    """What a machine's last status says of its role, its delivery (the topics it
+    waits on) and its pool (the runs in flight), compactly."""
     if view is None:
         return None
     delivery = dict(view.get("delivery") or {})
@@ -291,9 +292,9 @@ def stuck_view(view: dict[str, Any] | None) -> dict[str, Any] | None:
     counters = {
         k: v
         for k, v in (view.get("counters") or {}).items()
-        if k.startswith(("delivery.", "marker.", "outbox.", "poll.", "channel."))
+        if k.startswith(("delivery.", "marker.", "outbox.", "poll.", "channel.", "pool.", "tail."))
     }
-    keep = ("role", "epoch", "holder", "in_sync")
+    keep = ("role", "epoch", "holder", "in_sync", "pool")
     return {**{k: view.get(k) for k in keep}, **delivery, "alarms": alarms, "counters": counters}
 
 
