@@ -274,7 +274,25 @@ class PoolRouting:
             "taken_back": r.taken_back,
             "active": self.active,
             "in_flight": {topic: self._where(run, now) for topic, run in runs},
+            "held_back": self._held_back(),
         }
+
+    def _held_back(self) -> dict[str, str]:
+        """Topics whose messages wait with no run out (at most MAX_SHOWN), and why."""
+        r = self.router
+        out: dict[str, str] = {}
+        for topic, queue in sorted(r.waiting.items()):
+            if topic in r.running or not queue or len(out) >= MAX_SHOWN:
+                continue
+            placed = r.placements.get(topic)
+            if placed is not None and placed.waiting:
+                why = f"pinned to {placed.machine_id}, not alive"
+            elif placed is None or placed.machine_id is None:
+                why = "no machine alive"
+            else:
+                why = f"placed on {placed.machine_id}, next tick"
+            out[topic] = f"{len(queue)} waiting: {why}"
+        return out
 
     def _where(self, run: TopicRun, now: float) -> str:
         at = f"{run.key} on {run.machine_id} at epoch {run.epoch}"

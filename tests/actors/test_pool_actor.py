@@ -93,7 +93,14 @@ def test_the_holder_turns_the_pool_on_and_every_member_mirrors_it(
     b.lease(Phase.STANDBY, a.id, 3)
     assert a.ask(GetPool())["enabled"] is False
     view = a.ask(SetPool(True))
-    routing = {"running": 0, "waiting": 0, "taken_back": 0, "active": True, "in_flight": {}}
+    routing = {
+        "running": 0,
+        "waiting": 0,
+        "taken_back": 0,
+        "active": True,
+        "in_flight": {},
+        "held_back": {},
+    }
     assert view == {"enabled": True, "term": 3, "version": 1, "pins": 0, "placements": 0,
                     "role": "holder", "routing": routing}  # fmt: skip
     deliver(a.take(), b)

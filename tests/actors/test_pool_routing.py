@@ -609,3 +609,25 @@ def test_a_move_said_first_in_a_new_topic_pins_it_and_the_pool_lists_it(mesh: Me
     mesh.route(a, "2/0", 2, "hello", 3)
     mesh.wire()
     assert [m.text for m, _, _ in c.jobs.runs] == ["hello"]
+
+
+def test_a_topic_pinned_to_a_dead_machine_waits_and_status_says_why(mesh: Mesh) -> None:
+    a, _b, c = mesh.nodes
+    on(mesh)
+    mesh.route(a, "1/0", 1, "one", 3)
+    finish_everywhere(mesh)
+    mesh.wire()
+    mesh.ok(a, "transfer", topic="1/0", to="charlie", confirm=True)
+    mesh.clock.advance(TTL + 1)
+    mesh.hear_all(a, but=[c])  # charlie unheard past the ttl
+    mesh.route(a, "1/0", 2, "two", 3)
+    mesh.wire()
+    assert c.jobs.runs == []
+    routing = a.ask(GetPool())["routing"]
+    assert routing["held_back"] == {"1/0": f"1 waiting: pinned to {c.id}, not alive"}
+    assert routing["in_flight"] == {}
+    mesh.hear_all(a)  # charlie is back: the message goes out to it
+    mesh.wire()
+    assert [m.text for m, _, _ in c.jobs.runs] == ["two"]
+    routing = a.ask(GetPool())["routing"]
+    assert routing["held_back"] == {} and list(routing["in_flight"]) == ["1/0"]
