@@ -17,8 +17,8 @@ brings their keys. When this machine starts holding a new epoch, the buffer and 
 loose turns are replayed into the transcripts (baton.actors.tail_replay) before any turn
 is added or agent started, so no turn whose replies the user saw is lost to a crash of
 the holder; the loose turns are then forgotten. A holder adds its turns on TurnDone; a
-TurnSeen that reaches it after its replay (delivery, still standing by, took its
-predecessor's last markers late) is appended then, by the replay's rules.
+TurnSeen that reaches it after its replay (sent while delivery stood by, taken after the
+tick that replayed) is appended then, by the replay's rules.
 
 A peer's bytes are opened strictly; whatever is refused is logged, counted and dropped.
 ``flush_ms`` 0 streams nothing (a mesh without a lease store: no standby ever takes
@@ -316,9 +316,9 @@ class LiveTailActor(pykka.ThreadingActor):
     def _seen(self, entry: LedgerEntry) -> None:
         """The markers say ``entry`` is done: keep its turn loose until the chain brings
         it or this machine takes over (the replay appends it). Delivery tells only while
-        it stands by, but the lease may have reached this actor first: a term replayed
-        before delivery took the last markers of its predecessor (its mailbox behind)
-        gets the turn now, as the replay would have put it (``tail.loose_late``)."""
+        it stands by, but this actor learns of the lease by the gate, at its own tick:
+        a TurnSeen queued behind the tick that replayed (either actor's mailbox behind,
+        a slow disk) gets its turn now, as the replay would have (``tail.loose_late``)."""
         turn = LooseTurn.of(entry, self.transport.patterns)
         epoch = self.gate.current(self.clock.monotonic_ms())
         if epoch is not None and epoch <= self.replayed:

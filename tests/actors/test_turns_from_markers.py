@@ -142,11 +142,11 @@ def test_a_loose_turn_older_than_the_last_turn_is_skipped_and_counted() -> None:
 
 
 def test_a_marker_heard_after_the_takeover_replayed_still_adds_its_turn() -> None:
-    """The lease reaches the LiveTailActor by the gate, the markers come through the
-    DeliveryActor: with delivery's mailbox behind (a slow disk under load), a new holder
-    may replay before delivery, still standing by, takes its predecessor's last markers.
-    The turn they complete goes in then, after its topic's last turn, once; a stale or
-    known one does not (in official CI a topic's next message saw one turn too few)."""
+    """The lease reaches the LiveTailActor by the gate, at its tick; the markers' news
+    through the DeliveryActor: with a mailbox behind (a slow disk under load), a
+    TurnSeen sent while delivery stood by can be taken after the tick that replayed.
+    Its turn goes in then, after its topic's last turn, once; a stale or known one does
+    not (in official CI a topic's next message saw one turn too few)."""
     with machines(SLOW) as (channel, a, b):
         a.hold(1)
         ids = post_many(channel, 2, topics=1)
