@@ -170,7 +170,7 @@ class PoolActor(pykka.ThreadingActor):
             case EnvelopeReceived(envelope=env) if env.type == "pool_state":
                 self.mirror.received(env, None if self.holding else self.holder)
             case EnvelopeReceived(envelope=env) if env.type == "pool_run":
-                self.runner.received(env, self.holder, self.members)
+                self.runner.received(env, self.holder, self.members, self._now())
             case EnvelopeReceived(envelope=env) if env.type == "pool_result":
                 self._result(env)
             case EnvelopeReceived(envelope=env) if env.type in ("pool_release", "pool_released"):
@@ -357,7 +357,7 @@ class PoolActor(pykka.ThreadingActor):
 
     def _synced(self, what: tuple[Any, ...]) -> None:
         if what[0] != "handoff":
-            self.runner.synced(what, self.holder)
+            self.runner.synced(what, self.holder, self._now())
         elif self.routing is not None:
             self.routing.handoffs.synced(what[1], self._now())
 

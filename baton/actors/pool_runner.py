@@ -60,9 +60,14 @@ class PoolRunner:
         self.running: set[TopicRun] = set()
         # runs waiting for the agent's state to be pulled: run -> (asker, message, history)
         self.pulling: dict[TopicRun, tuple[str, AgentMessage, tuple[Turn, ...]]] = {}
+        self.pulled_since: dict[TopicRun, float] = {}  # when each began to wait
 
     def received(
-        self, env: Envelope, holder: tuple[str | None, int], members: Mapping[str, MachineEntry]
+        self,
+        env: Envelope,
+        holder: tuple[str | None, int],
+        members: Mapping[str, MachineEntry],
+        now: float,
     ) -> None:
         try:
             run, message, history, pull = open_run(env, self.key)
@@ -90,6 +95,7 @@ class PoolRunner:
             return
         if pull and self.sync is not None:  # the topic is new here: its state first
             self.pulling[run] = (env.sender, message, history)
+            self.pulled_since[run] = now
             log.info("pool: %s is new here: its state is pulled first", run.key)
             self.sync(("run", run))
             return
@@ -106,14 +112,15 @@ class PoolRunner:
         else:
             self.sync(("release", env.sender, env.epoch, topic))
 
-    def synced(self, what: tuple[Any, ...], holder: tuple[str | None, int]) -> None:
+    def synced(self, what: tuple[Any, ...], holder: tuple[str | None, int], now: float) -> None:
         """This machine's StateSync step for ``what`` is done (``holder``: who this
         machine's lease view says holds now)."""
         match what:
             case ("run", run):  # the agent's state is pulled: the run waiting on it starts
                 waiting = self.pulling.pop(run, None)
+                took = now - self.pulled_since.pop(run, now)
                 if waiting is not None and (waiting[0], run.term) == holder:
-                    log.info("pool: %s's state pulled: it runs", run.key)
+                    log.info("pool: %s's state pulled in %.0f ms: it runs", run.key, took)
                     self.start(run, *waiting)
                 elif waiting is not None:  # its holder is gone: the new one places it
                     self.count("pool.refused.not_holder")
