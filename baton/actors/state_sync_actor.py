@@ -17,7 +17,10 @@ Every ``interval_ms`` (on its Tick):
 
 ``Flush`` (asked by the node before the holder releases its lease) commits and pushes
 at once, so a planned stop or handoff carries the last turns' changes. ``SyncNow`` runs
-this machine's step at once and then replies (the pool's topic handoff).
+this machine's step at once and then replies (the pool's topic handoff): every SyncNow
+waiting when a step begins is answered by that one step (a step begun after a request
+serves it), so a burst of handoffs, a dead machine's topics moving at once, costs one
+step, not one each in a row.
 
 With the ``state_sync`` component flag off (``baton features``), none of this happens:
 the tree stays as it is, SyncNow replies at once, and status says ``disabled``.
@@ -39,6 +42,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +60,7 @@ from baton.core.state_trust import SignerWindow, StateStore
 log = logging.getLogger("baton.state")
 
 REPEAT_LOG_MS = 60_000
+SLOW_STEP_MS = 5000  # a step this long is logged
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class SyncNow:
     machine pulls, before the topic runs there)."""
 
     reply: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """Run one step for the SyncNows waiting (told by the actor to itself)."""
 
 
 class StateView:
@@ -118,6 +128,7 @@ class StateSyncActor(pykka.ThreadingActor):
         self.skipped: dict[str, str] = {}  # machine id -> a queued commit not trusted
         self.pushed: str | None = None
         self.refused: dict[str, str] | None = None
+        self.asked: list[Callable[[], None]] = []  # SyncNow replies waiting for a step
         self.conflicts: list[str] = []  # of the last merge of the remote's commits
         self.logged: dict[str, tuple[str, float]] = {}
 
@@ -125,15 +136,16 @@ class StateSyncActor(pykka.ThreadingActor):
         self._show()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Tick | Flush | SyncNow) and not self.enabled():
+        if isinstance(message, Tick | Flush | SyncNow | _Answer) and not self.enabled():
             self._off()
             if isinstance(message, SyncNow):
-                message.reply()  # a topic's handoff goes on without its state
+                self.asked.append(message.reply)
+            self._answer()  # a topic's handoff goes on without its state
             return None
         if isinstance(message, Tick):
             if message.now_ms >= self.due_ms:
                 self.due_ms = message.now_ms + self.interval_ms
-                self._guarded(self._sync)
+                self._step()
         elif isinstance(message, LeaseChanged):
             if message.phase is Phase.HOLDING and self.phase is not Phase.HOLDING:
                 self.must_pull, self.due_ms = True, 0.0  # at the next tick
@@ -142,9 +154,29 @@ class StateSyncActor(pykka.ThreadingActor):
         elif isinstance(message, Flush) and self.phase is Phase.HOLDING:
             self._guarded(self._commit_and_push)
         elif isinstance(message, SyncNow):
-            self._guarded(self._sync)
-            message.reply()
+            self.asked.append(message.reply)
+            if len(self.asked) == 1:  # the SyncNows behind it in the mailbox join it
+                self.actor_ref.tell(_Answer())
+        elif isinstance(message, _Answer) and self.asked:
+            self._step()
         return None
+
+    def _step(self) -> None:
+        """One step; it serves every SyncNow received before it began."""
+        asked, self.asked = self.asked, []
+        began = self.clock.monotonic_ms()
+        self._guarded(self._sync)
+        took = self.clock.monotonic_ms() - began
+        if took >= SLOW_STEP_MS:  # a topic's handoff and a pool run wait on steps
+            log.info("state sync: a step took %.0f ms (%d waiting on it)", took, len(asked))
+        self._answer(asked)
+
+    def _answer(self, asked: list[Callable[[], None]] | None = None) -> None:
+        if asked is None:
+            asked, self.asked = self.asked, []
+        for reply in asked:
+            with contextlib.suppress(pykka.ActorDeadError):  # the asker is stopping
+                reply()
 
     def _off(self) -> None:
         """Turned off (``baton features disable state_sync``): no commit, pull or push

@@ -5,6 +5,7 @@ goes on."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from baton.core.state_trust import signer_windows
 from baton.stores.home import HomePaths
 from baton.stores.identity_store import create_home
 from baton.stores.state_repo import REF, StateRepo
+from tests.waits import wait_for
 
 NOW = 1_800_000_000.0
 
@@ -307,6 +309,13 @@ def test_a_new_holder_with_a_change_in_the_way_of_the_remotes_still_takes_it_and
     assert b.counters.get("state.queued") == 0  # a holder's own commit, not a queued one
 
 
+def sync_now(m: Machine, done: list[str], said: str) -> None:
+    """A SyncNow to ``m``, waited on until it says ``said`` (it answers after its step)."""
+    answered = threading.Event()
+    m.actor.tell(SyncNow(reply=lambda: (done.append(said), answered.set())))
+    assert answered.wait(60), f"no answer: {said}"
+
+
 def test_sync_now_is_each_roles_step_at_once_then_a_reply(
     machines: tuple[Machine, Machine, Path],
 ) -> None:
@@ -319,14 +328,65 @@ def test_sync_now_is_each_roles_step_at_once_then_a_reply(
     a.tick()  # the holder opens its epoch
     done: list[str] = []
     (b.repo.tree / "topic-1.txt").write_text("bravo's turn\n")  # bravo ran the topic
-    b.actor.ask(SyncNow(reply=lambda: done.append("bravo queued")), timeout=60)
-    a.actor.ask(SyncNow(reply=lambda: done.append("alpha pushed")), timeout=60)
+    sync_now(b, done, "bravo queued")
+    sync_now(a, done, "alpha pushed")
     assert (a.repo.tree / "topic-1.txt").read_text() == "bravo's turn\n"
     (a.repo.tree / "topic-1.txt").write_text("bravo's turn\nalpha's turn\n")
-    a.actor.ask(SyncNow(reply=lambda: done.append("alpha pushed")), timeout=60)
-    b.actor.ask(SyncNow(reply=lambda: done.append("bravo pulled")), timeout=60)
+    sync_now(a, done, "alpha pushed")
+    sync_now(b, done, "bravo pulled")
     assert (b.repo.tree / "topic-1.txt").read_text() == "bravo's turn\nalpha's turn\n"
     assert done == ["bravo queued", "alpha pushed", "alpha pushed", "bravo pulled"]
+
+
+class Held:
+    """A machine's repo whose first commit waits for ``go``: a step the actor is busy in
+    (every standby step commits once)."""
+
+    def __init__(self, repo: StateRepo) -> None:
+        self.repo = repo
+        self.steps = 0
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.repo, name)
+
+    def commit(self, *args: Any, **kw: Any) -> Any:
+        self.steps += 1
+        self.inside.set()
+        assert self.go.wait(30)
+        return self.repo.commit(*args, **kw)
+
+
+def test_sync_nows_that_wait_while_a_step_runs_are_answered_by_one_step(
+    machines: tuple[Machine, Machine, Path],
+) -> None:
+    """A burst of handoffs (a dead machine's topics moving at once) costs one step more,
+    not one each in a row; each is answered only by a step begun after it came."""
+    _, b, _ = machines
+    held = Held(b.repo)
+    actor = StateSyncActor.start(
+        held,
+        me=b.identity.machine_id,
+        signers=lambda: {},
+        clock=FakeClock(wall_s=NOW),
+        counters=Counters(),
+        interval_ms=100,
+        view=StateView("test"),
+    )
+    done: list[str] = []
+    try:
+        actor.tell(SyncNow(reply=lambda: done.append("first")))
+        assert held.inside.wait(30)  # its step runs: the next ones wait behind it
+        for n in range(4):
+            actor.tell(SyncNow(reply=lambda n=n: done.append(f"then {n}")))  # type: ignore[misc]
+        assert done == []  # nothing answered before its step
+        held.go.set()
+        wait_for(lambda: len(done) == 5, 30, "every SyncNow answered")
+        assert done == ["first", "then 0", "then 1", "then 2", "then 3"]
+        assert held.steps == 2  # the one running, and one for the four behind it
+    finally:
+        held.go.set()
+        actor.stop(timeout=30)
 
 
 def test_with_the_flag_off_nothing_moves_and_a_handoffs_step_answers_at_once(
@@ -342,8 +402,8 @@ def test_with_the_flag_off_nothing_moves_and_a_handoffs_step_answers_at_once(
     done: list[str] = []
     a.tick()
     a.actor.ask(Flush(), timeout=60)
-    a.actor.ask(SyncNow(reply=lambda: done.append("alpha")), timeout=60)
-    b.actor.ask(SyncNow(reply=lambda: done.append("bravo")), timeout=60)
+    sync_now(a, done, "alpha")
+    sync_now(b, done, "bravo")
     assert done == ["alpha", "bravo"]  # answered, so a topic's handoff goes on
     assert remote_ref(remote) == pushed and not (b.repo.tree / "notes.txt").exists()
     assert a.view.current["disabled"] is True
