@@ -45,9 +45,7 @@ class PeerMonitorActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self.machine_id = machine_id
-        # the peer is alive: its ping, or its pong to a ping of ours (the pool's registry
-        # hears it; both count, so one side's late tick does not make the other look dead)
-        self.heard = heard
+        self.heard = heard  # a pong answered a ping of ours (the pool's registry hears it)
         self.transport = transport
         self.clock = clock
         self.counters = counters
@@ -62,7 +60,6 @@ class PeerMonitorActor(pykka.ThreadingActor):
             case Tick(now_ms=now):
                 self._ping_due(now)
             case EnvelopeReceived(envelope=env) if env.type == "ping":
-                self.heard(env.sender, self.clock.monotonic_ms())
                 self._versions(env)
                 pong = make_envelope(
                     "pong",
