@@ -201,3 +201,38 @@ def test_a_ping_says_which_baton_sends_it_and_one_that_does_not_read_is_counted(
         assert len([e for e in transport.sent if e.type == "pong"]) == 5  # all answered
     finally:
         actor.stop(timeout=5)
+
+
+def test_a_peer_is_heard_only_by_its_pong_to_a_ping_of_ours() -> None:
+    """The pool's registry hears a peer alive through this actor: its pong to a ping of
+    ours, at this machine's clock. Its own ping proves only one way (under a one-way
+    cut, it would keep alive a machine this one cannot reach); a pong to no ping of
+    ours proves nothing."""
+    me, peer = identity("alpha", 1), identity("bravo", 2)
+    transport, clock, heard = SeeingTransport(), FakeClock(), []
+    actor = PeerMonitorActor.start(
+        me.machine_id,
+        transport=transport,
+        clock=clock,
+        counters=Counters(),
+        interval_ms=1000,
+        rng=os.urandom,  # type: ignore[arg-type]
+        heard=lambda who, now: heard.append((who, now)),
+    )
+    try:
+        actor.ask(MembersChanged((entry_of(peer),)), timeout=5)
+        start = clock.monotonic_ms()
+        clock.advance(100)
+        actor.ask(Tick(clock.monotonic_ms()), timeout=5)
+        [ping] = [e for e in transport.sent if e.type == "ping"]
+        theirs = make_envelope("ping", peer.machine_id, me.machine_id, {}, "p0")
+        stray = make_envelope("pong", peer.machine_id, me.machine_id, {"ping_id": "x1"}, "p1")
+        for env in (theirs, stray):
+            actor.ask(EnvelopeReceived(env), timeout=5)
+        assert heard == []
+        clock.advance(50)
+        pong = make_envelope("pong", peer.machine_id, me.machine_id, {"ping_id": ping.id}, "p2")
+        actor.ask(EnvelopeReceived(pong), timeout=5)
+        assert heard == [(peer.machine_id, start + 150)]
+    finally:
+        actor.stop(timeout=5)
