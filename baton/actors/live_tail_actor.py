@@ -206,6 +206,10 @@ class LiveTailActor(pykka.ThreadingActor):
         """Before this machine adds a turn as holder of ``epoch``: the transcripts take
         what the live tail brought while it stood by (once per epoch)."""
         if epoch <= self.replayed:
+            if epoch == self.replayed and len(self.loose):
+                # heard while the gate lapsed within this term (a renewal confirmed
+                # late): no other holder came between, so they are its predecessor's
+                self._add_late(self.loose.take(before=epoch), epoch)
             return
         self.replayed = epoch
         loose = self.loose.take()  # forgotten whatever the replay does
@@ -318,20 +322,31 @@ class LiveTailActor(pykka.ThreadingActor):
         it or this machine takes over (the replay appends it). Delivery tells only while
         it stands by, but this actor learns of the lease by the gate, at its own tick:
         a TurnSeen queued behind the tick that replayed (either actor's mailbox behind,
-        a slow disk) gets its turn now, as the replay would have (``tail.loose_late``)."""
+        a slow disk) gets its turn now, as the replay would have (``tail.loose_late``),
+        if an older term made it (a newer holder's, with this machine fenced, waits)."""
         turn = LooseTurn.of(entry, self.transport.patterns)
         epoch = self.gate.current(self.clock.monotonic_ms())
-        if epoch is not None and epoch <= self.replayed:
-            self.counters.inc("tail.loose_late")
-            done = add_loose(self.transcripts, {turn.topic: [turn]}, self.counters)
-            log.info("tail: epoch %d: %s done by its predecessor, heard after the replay "
-                     "(%d added)", epoch, turn.ledger_key, done.loose_added)  # fmt: skip
-            if done.loose_added and self.archive is not None:
-                self.archive.changed(turn.topic, self.transcripts.last_seq(turn.topic))
+        if epoch is not None and epoch == self.replayed and turn.epoch < epoch:
+            self._add_late({turn.topic: [turn]}, epoch)
             return
         dropped = self.loose.add(turn)
         if dropped:
             self.counters.inc("tail.loose_dropped", dropped)
+
+    def _add_late(self, turns: dict[str, list[LooseTurn]], epoch: int) -> None:
+        """Turns its predecessor made, heard after this term's replay: appended by the
+        replay's rules, each topic's archive part written again."""
+        if not turns:
+            return
+        heads = {topic: self.transcripts.last_seq(topic) for topic in turns}
+        self.counters.inc("tail.loose_late", sum(len(t) for t in turns.values()))
+        done = add_loose(self.transcripts, turns, self.counters)
+        log.info("tail: epoch %d: %d turns of its predecessor heard after the replay "
+                 "(%d added)", epoch, sum(len(t) for t in turns.values()),
+                 done.loose_added)  # fmt: skip
+        for topic, head in heads.items():
+            if self.archive is not None and self.transcripts.last_seq(topic) > head:
+                self.archive.changed(topic, head + 1)
 
     def _flush_received(self, env: Envelope) -> None:
         holder, epoch = self.holder

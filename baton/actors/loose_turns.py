@@ -42,6 +42,7 @@ class LooseTurn:
     text: str
     replies: tuple[str, ...]
     at_ms: float
+    epoch: int = 0  # the newest lease epoch its replies were prepared or sent under
 
     @classmethod
     def of(cls, entry: LedgerEntry, patterns: Iterable[re.Pattern[str]]) -> LooseTurn:
@@ -53,6 +54,7 @@ class LooseTurn:
             redact(entry.text, patterns),
             tuple(redact(r.text, patterns) for r in entry.replies),
             entry.received_ms,
+            max([entry.prepared_epoch or 0, *(r.epoch or 0 for r in entry.replies)]),
         )
 
 
@@ -95,12 +97,14 @@ class LooseTurns:
         while len(self._chained) > self.limit:
             self._chained.popitem(last=False)
 
-    def take(self) -> dict[str, list[LooseTurn]]:
-        """Every loose turn by topic in message-id order; they are forgotten."""
+    def take(self, before: int | None = None) -> dict[str, list[LooseTurn]]:
+        """Every loose turn (``before``: of an epoch below it) by topic in message-id
+        order; they are forgotten, the others kept."""
         topics: dict[str, list[LooseTurn]] = {}
-        for turn in self._turns.values():
-            topics.setdefault(turn.topic, []).append(turn)
-        self._turns.clear()
+        for key, turn in list(self._turns.items()):
+            if before is None or turn.epoch < before:
+                topics.setdefault(turn.topic, []).append(turn)
+                del self._turns[key]
         return {t: sorted(turns, key=lambda x: x.message_id) for t, turns in topics.items()}
 
 

@@ -274,12 +274,14 @@ class PoolRouting:
             "taken_back": r.taken_back,
             "active": self.active,
             "in_flight": {topic: self._where(run, now) for topic, run in runs},
-            "held_back": self._held_back(),
+            "held_back": self._held_back(now),
         }
 
-    def _held_back(self) -> dict[str, str]:
+    def _held_back(self, now: float) -> dict[str, str]:
         """Topics whose messages wait with no run out (at most MAX_SHOWN), and why."""
         r = self.router
+        machines = r.registry.view(r.placements.values()).values()
+        any_alive = any(m.alive(now, r.ttl_ms) for m in machines)
         out: dict[str, str] = {}
         for topic, queue in sorted(r.waiting.items()):
             if topic in r.running or not queue or len(out) >= MAX_SHOWN:
@@ -287,10 +289,10 @@ class PoolRouting:
             placed = r.placements.get(topic)
             if placed is not None and placed.waiting:
                 why = f"pinned to {placed.machine_id}, not alive"
-            elif placed is None or placed.machine_id is None:
-                why = "no machine alive"
-            else:
+            elif placed is not None and placed.machine_id is not None:
                 why = f"placed on {placed.machine_id}, next tick"
+            else:  # (just taken back: placed at the next tick)
+                why = "placed at the next tick" if any_alive else "no machine alive"
             out[topic] = f"{len(queue)} waiting: {why}"
         return out
 

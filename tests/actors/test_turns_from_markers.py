@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import nacl.public
@@ -164,6 +165,34 @@ def test_a_marker_heard_after_the_takeover_replayed_still_adds_its_turn() -> Non
         turns = b.transcripts.turns("1/1", 0, 10)
         assert [t.ledger_key for t in turns][2:] == ["klate"]  # once, at the end
         assert b.counters.get("tail.loose_stale") == 1 and tail_view(b)["loose"] == 0
+        ids = post_many(channel, 1, topics=1, start=2)
+        wait_for(lambda: all_answered(channel, ids), 20, "b answers")
+        assert bot_texts(channel, "t0")[-1] == "echo: m2 (earlier turns: 3)"
+
+
+def test_a_turn_heard_in_a_lapse_of_the_same_term_is_added_when_it_goes_on() -> None:
+    """A renewal confirmed just after the local deadline: the gate lapses and comes back
+    at the same epoch (no other holder came between). A TurnSeen taken in the lapse is
+    kept loose, then added when the term goes on; a newer holder's (this machine was
+    fenced) stays loose (an attacking review found the first lost)."""
+    with machines(SLOW) as (channel, a, b):
+        a.hold(1)
+        ids = post_many(channel, 2, topics=1)
+        wait_for(lambda: all_answered(channel, ids), 20, "a answers")
+        wait_for(lambda: tail_view(b)["loose"] == 2, 10, "b knows the turns loose")
+        a.hold(None)
+        b.hold(2)
+        wait_for(lambda: tail_view(b)["replayed_epoch"] == 2, 10, "b replays")
+        newer = replace(entry("knew", 98, "a newer holder's"), prepared_epoch=3)
+        b.tail.tell(TurnSeen(newer))  # fenced: the gate still says 2
+        b.gate.publish(None, None)  # the lapse
+        wait_for(lambda: tail_view(b)["role"] == "buffer", 10, "b's tail stands by")
+        b.tail.tell(TurnSeen(entry("klate", 99, "heard in the lapse")))
+        wait_for(lambda: tail_view(b)["loose"] == 2, 10, "both kept loose")
+        b.gate.publish(2, 10**15)  # renewed: the same epoch
+        wait_for(lambda: tail_view(b)["loose"] == 1, 10, "the lapse's turn added")
+        keys = [t.ledger_key for t in b.transcripts.turns("1/1", 0, 10)]
+        assert keys[2:] == ["klate"] and b.counters.get("tail.loose_late") == 1
         ids = post_many(channel, 1, topics=1, start=2)
         wait_for(lambda: all_answered(channel, ids), 20, "b answers")
         assert bot_texts(channel, "t0")[-1] == "echo: m2 (earlier turns: 3)"
