@@ -244,6 +244,7 @@ class PoolActor(pykka.ThreadingActor):
 
     def _tick(self, now: float) -> None:
         self.registry.heard(self.me, self.nickname, now)
+        self.runner.tick(self.holder, now)
         self.asked.expire(now)
         self.probes.tick(now)
         if self.routing is not None and self.holding:  # (suspended: nothing is placed)

@@ -197,7 +197,7 @@ class PoolRouting:
         if self.router.running.get(run.topic) != run:
             return  # taken back while its state was handed over: placed again
         wait = self.waiting[run.key]  # every key the router holds came in by route()
-        self.router.sent(run.topic, now)
+        self.router.sent(run.topic, now, pull)
         if run.machine_id == self.me:
             self.run_here(run, wait)
         elif not self.run_there(run, wait, pull):

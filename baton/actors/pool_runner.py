@@ -9,8 +9,9 @@ not open, is counted (``pool.refused.malformed``) and dropped. A run already run
 here (the holder sent it again) is not run twice; past MAX_RUNNING runs at once a run
 is refused (``pool.refused.busy``), so a holder gone wrong cannot queue without bound.
 A run marked ``pull`` (its topic is new here) waits for this machine's StateSync step
-first, and starts only if the holder that asked still holds. A machine without an agent
-refuses every run and answers only probes.
+first, at most PULL_MS (then it runs without: ``pool.pull_late``; the holder allows a
+pull run that much more time), and starts only if the holder that asked still holds. A
+machine without an agent refuses every run and answers only probes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from baton.actors.pool_messages import Run, RunFinished
 from baton.actors.pool_probe import PROBE_TEXT, PROBE_TOPIC
 from baton.agents.base import AgentMessage, Turn
 from baton.core.errors import PoolRefused
-from baton.core.pool_router import TopicRun
+from baton.core.pool_router import PULL_MS, TopicRun
 from baton.core.pool_state import MAX_ID_CHARS
 from baton.core.registry import MachineEntry
 from baton.wire.envelope import Envelope
@@ -117,15 +118,31 @@ class PoolRunner:
         machine's lease view says holds now)."""
         match what:
             case ("run", run):  # the agent's state is pulled: the run waiting on it starts
-                waiting = self.pulling.pop(run, None)
-                took = now - self.pulled_since.pop(run, now)
-                if waiting is not None and (waiting[0], run.term) == holder:
-                    log.info("pool: %s's state pulled in %.0f ms: it runs", run.key, took)
-                    self.start(run, *waiting)
-                elif waiting is not None:  # its holder is gone: the new one places it
-                    self.count("pool.refused.not_holder")
+                self._go_on(run, holder, now)
             case ("release", holder, epoch, topic):
                 self.transport.send_release(holder, epoch, topic, done=True)
+
+    def tick(self, holder: tuple[str | None, int], now: float) -> None:
+        """A run that waited PULL_MS for its topic's state runs without it."""
+        for run, since in list(self.pulled_since.items()):
+            if now - since >= PULL_MS:
+                self.count("pool.pull_late")
+                self._go_on(run, holder, now, late=True)
+
+    def _go_on(
+        self, run: TopicRun, holder: tuple[str | None, int], now: float, late: bool = False
+    ) -> None:
+        """``run`` waited for its topic's state: it starts, if the holder that asked
+        still holds (else the new holder places it again)."""
+        waiting = self.pulling.pop(run, None)
+        took = now - self.pulled_since.pop(run, now)
+        if waiting is not None and (waiting[0], run.term) == holder:
+            log.log(logging.WARNING if late else logging.INFO,
+                    "pool: %s's state %s in %.0f ms: it runs", run.key,
+                    "not pulled" if late else "pulled", took)  # fmt: skip
+            self.start(run, *waiting)
+        elif waiting is not None:
+            self.count("pool.refused.not_holder")
 
     def start(
         self, run: TopicRun, asker: str, message: AgentMessage, history: Sequence[Turn]

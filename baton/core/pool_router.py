@@ -19,7 +19,10 @@ refused.
   ``run_timeout_ms`` (lost on the way, or on a machine that restarted within the ttl),
   is taken back at the next ``tick`` and dispatched at the next epoch (elsewhere, or to
   its pinned machine once that is back), once; a late result from it
-  is refused. A pin to a dead machine holds the topic's messages until it returns.
+  is refused. A pin to a dead machine holds the topic's messages until it returns. A
+  run sent to pull its topic's state first has ``PULL_MS`` more (its machine waits at
+  most that long for the state, then runs it): a slow state sync can delay a moved
+  topic, never keep it taken back and sent again for ever.
 - **A holder that fails over**: the new holder's router starts from the replicated
   placements and pins (``restore``) at its own, higher, lease epoch, so no TopicRun of the
   old holder can ever match one of the new; the channel and the ledger bring it the
@@ -42,6 +45,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from baton.core.pool_placement import Pin, Placement, PoolMachine, Reason, place
+
+PULL_MS = 30_000  # the longest a run waits on its machine for its topic's state
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class SessionRouter:
         self.pins: dict[str, Pin] = dict(pins or {})
         self.running: dict[str, TopicRun] = {}
         self.sent_at: dict[str, float] = {}  # topic -> when its run in flight went out
+        self.grace: dict[str, float] = {}  # topic -> more time its run has (a pull first)
         self.held: set[str] = set()  # topics whose run waits to go out (its state follows)
         self.waiting: dict[str, deque[str]] = {}
         self.taken_back = 0  # runs taken back: a dead owner's, or one past its time
@@ -149,6 +155,7 @@ class SessionRouter:
             return False, []
         del self.running[run.topic]
         del self.sent_at[run.topic]
+        self.grace.pop(run.topic, None)
         self.held.discard(run.topic)
         return True, self._pump(run.topic, now_ms)
 
@@ -171,7 +178,11 @@ class SessionRouter:
         for topic, run in list(self.running.items()):
             owner = machines.get(run.machine_id)
             out = topic not in self.held  # a run held back has deadlines of its own
-            late = out and timeout is not None and now_ms - self.sent_at[topic] > timeout
+            late = (
+                out
+                and timeout is not None
+                and now_ms - self.sent_at[topic] > timeout + self.grace.get(topic, 0)
+            )
             if owner is None or not owner.alive(now_ms, self.ttl_ms) or late:
                 self.take_back(topic)
         for topic in list(self.waiting):
@@ -184,11 +195,13 @@ class SessionRouter:
         if topic in self.running:
             self.held.add(topic)
 
-    def sent(self, topic: str, now_ms: float) -> None:
-        """The topic's run in flight went out now: its time counts from here."""
+    def sent(self, topic: str, now_ms: float, pull: bool = False) -> None:
+        """The topic's run in flight went out now: its time counts from here (``pull``:
+        its machine pulls the topic's state first, PULL_MS more)."""
         if topic in self.running:
             self.held.discard(topic)
             self.sent_at[topic] = now_ms
+            self.grace[topic] = PULL_MS if pull else 0
 
     def take_back(self, topic: str) -> None:
         """The topic's run in flight is taken back (its machine is dead, it is late, or
@@ -200,6 +213,7 @@ class SessionRouter:
             return
         self.taken_back += 1
         del self.sent_at[topic]
+        self.grace.pop(topic, None)
         self.held.discard(topic)
         self.waiting.setdefault(topic, deque()).appendleft(run.key)
         placed = self.placements[topic]

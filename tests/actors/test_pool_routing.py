@@ -598,6 +598,37 @@ def test_an_old_machine_that_does_not_release_holds_a_topic_only_so_long(synced:
     assert b.counters.get("pool.refused.release") == 1
 
 
+def test_a_new_machine_whose_state_never_comes_runs_the_move_after_its_time(
+    synced: Mesh,
+) -> None:
+    """A slow state sync on the target delays a moved topic, never silences it: the
+    holder gives a pull run PULL_MS more than its own time (no take-back, no endless
+    handoff again), and the target runs it without the state after PULL_MS."""
+    mesh = synced
+    a, _b, c = mesh.nodes
+    c.hold = []  # charlie's StateSync answers nothing
+    moved_once(mesh, "charlie")
+    mesh.route(a, "1/0", 2, "two", 3)
+    mesh.wire()
+    assert c.jobs.runs == [] and len(c.hold) == 1  # charlie waits for the state
+    mesh.clock.advance(RUN_TIMEOUT + 1)
+    mesh.hear_all(a)
+    now = mesh.clock.monotonic_ms()
+    c.ask(Tick(now))
+    mesh.wire()
+    view = a.ask(GetPool())["routing"]
+    assert view["taken_back"] == 0, view  # still within its time and the pull's
+    assert [m.text for m, _, _ in c.jobs.runs] == ["two"]  # ran without its state
+    assert c.counters.get("pool.pull_late") == 1
+    finish_everywhere(mesh)
+    mesh.wire()
+    a.ask(GetPool())
+    assert [d.replies for d in a.done if d.key == "memory:1/0:2"] == [("re: two",)]
+    c.hold[0].reply()  # the state comes at last: nothing runs twice
+    c.ask(GetPool())
+    assert c.jobs.runs == [] and a.counters.get("pool.refused.stale") == 0
+
+
 def test_a_move_said_first_in_a_new_topic_pins_it_and_the_pool_lists_it(mesh: Mesh) -> None:
     a, _, c = mesh.nodes
     on(mesh)

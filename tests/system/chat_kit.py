@@ -192,7 +192,7 @@ def load(
 # a replay and its loose turns, anything warned of
 TELLING = re.compile(
     r'"level": "(warning|error)"|delivery: (holding|standing)|taken back|moves from|'
-    r"refused|restarted|replayed|loose|heard after"
+    r"refused|restarted|replayed|loose|heard after|not pulled"
 )
 
 
