@@ -6,6 +6,8 @@
     netns.py     the same with network namespaces and iptables (root only)
     clock.py     wall-clock jumps with libfaketime (monotonic clocks left alone)
     store.py     a slow or failing git lease store (a pre-receive hook on the remote)
+    slow_disk.py every fsync of a process and its children slowed (an LD_PRELOAD shim,
+                 slow_fsync.c, built with gcc): ``python -m tools.faults.slow_disk 60 -- CMD``
 
     mesh_options.py  how tools/mesh.py started a mesh, so faults and restarts fit it
 
