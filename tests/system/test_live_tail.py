@@ -152,6 +152,13 @@ def test_frames_replayed_reordered_and_repeated_leave_the_standby_buffer_exact(
         ]
         heads = {t: len(turns) for t, turns in chain.items()}
         rng, to = random.Random(7), rogue.ids[bravo.name]
+        # one frame per chain beyond a gap: refused and never kept, however far the
+        # standby got before the holder died (on a slow disk it had every turn)
+        beyond = [
+            TailFrame(t, len(turns) + 2, "beyond", turns[-1].ledger_key, frames[0].box)
+            for t, turns in chain.items()
+        ]
+        tail.flush(to, view["epoch"], beyond, heads)
         for _ in range(max(missing, 6) + 2):  # every round extends each chain by one at least
             wire = frames + rng.sample(frames, len(frames) // 3)  # repeated
             rng.shuffle(wire)  # and reordered
