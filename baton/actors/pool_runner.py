@@ -59,9 +59,9 @@ class PoolRunner:
         self.count = count
         self.sync = sync  # this machine's StateSync step, then synced(what) (None: none)
         self.running: set[TopicRun] = set()
-        # runs waiting for the agent's state to be pulled: run -> (asker, message, history)
-        self.pulling: dict[TopicRun, tuple[str, AgentMessage, tuple[Turn, ...]]] = {}
-        self.pulled_since: dict[TopicRun, float] = {}  # when each began to wait
+        # runs waiting for the agent's state to be pulled:
+        # run -> (asker, message, history, when it began to wait)
+        self.pulling: dict[TopicRun, tuple[str, AgentMessage, tuple[Turn, ...], float]] = {}
 
     def received(
         self,
@@ -95,8 +95,7 @@ class PoolRunner:
             self.count("pool.repeats")
             return
         if pull and self.sync is not None:  # the topic is new here: its state first
-            self.pulling[run] = (env.sender, message, history)
-            self.pulled_since[run] = now
+            self.pulling[run] = (env.sender, message, history, now)
             log.info("pool: %s is new here: its state is pulled first", run.key)
             self.sync(("run", run))
             return
@@ -124,7 +123,7 @@ class PoolRunner:
 
     def tick(self, holder: tuple[str | None, int], now: float) -> None:
         """A run that waited PULL_MS for its topic's state runs without it."""
-        for run, since in list(self.pulled_since.items()):
+        for run, (*_, since) in list(self.pulling.items()):
             if now - since >= PULL_MS:
                 self.count("pool.pull_late")
                 self._go_on(run, holder, now, late=True)
@@ -135,13 +134,15 @@ class PoolRunner:
         """``run`` waited for its topic's state: it starts, if the holder that asked
         still holds (else the new holder places it again)."""
         waiting = self.pulling.pop(run, None)
-        took = now - self.pulled_since.pop(run, now)
-        if waiting is not None and (waiting[0], run.term) == holder:
+        if waiting is None:
+            return  # ran already (its time was up), or never waited here
+        asker, message, history, since = waiting
+        if (asker, run.term) == holder:
             log.log(logging.WARNING if late else logging.INFO,
                     "pool: %s's state %s in %.0f ms: it runs", run.key,
-                    "not pulled" if late else "pulled", took)  # fmt: skip
-            self.start(run, *waiting)
-        elif waiting is not None:
+                    "not pulled" if late else "pulled", now - since)  # fmt: skip
+            self.start(run, asker, message, history)
+        else:
             self.count("pool.refused.not_holder")
 
     def start(

@@ -140,7 +140,8 @@ class StateSyncActor(pykka.ThreadingActor):
             self._off()
             if isinstance(message, SyncNow):
                 self.asked.append(message.reply)
-            self._answer()  # a topic's handoff goes on without its state
+            asked, self.asked = self.asked, []
+            self._answer(asked)  # a topic's handoff goes on without its state
             return None
         if isinstance(message, Tick):
             if message.now_ms >= self.due_ms:
@@ -171,9 +172,8 @@ class StateSyncActor(pykka.ThreadingActor):
             log.info("state sync: a step took %.0f ms (%d waiting on it)", took, len(asked))
         self._answer(asked)
 
-    def _answer(self, asked: list[Callable[[], None]] | None = None) -> None:
-        if asked is None:
-            asked, self.asked = self.asked, []
+    @staticmethod
+    def _answer(asked: list[Callable[[], None]]) -> None:
         for reply in asked:
             with contextlib.suppress(pykka.ActorDeadError):  # the asker is stopping
                 reply()

@@ -188,11 +188,13 @@ def load(
     return posted
 
 
-# the lines that say where a message went: a term, a run moved or taken back, a refusal,
-# a replay and its loose turns, anything warned of
+# the lines that say where a message went or why a standby fell behind: a term, the
+# lease, a handoff, the in-sync set, a run moved or taken back, a refusal, a replay and
+# its loose turns, anything warned of
 TELLING = re.compile(
     r'"level": "(warning|error)"|delivery: (holding|standing)|taken back|moves from|'
-    r"refused|restarted|replayed|loose|heard after|not pulled"
+    r"refused|restarted|replayed|loose|heard after|not pulled|sync:|lease:|handoff|"
+    r"wakeup|out of sync|catching up"
 )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.chat_kit import short
+from tests.system.chat_kit import TELLING, short
 from tests.system.runs import finish, processes_under, run_under
 from tools.chaos.schedule import KINDS, schedule
 
@@ -83,11 +83,6 @@ def campaign(root: Path, seed: int, sink: str, pool: bool = False) -> str | None
     return next((why + why_logs for ok, why in checks if not ok), None)
 
 
-WHY = ("sync:", "lease:", "handoff", "wakeup", "refused", "out of sync", "catching up",
-       "delivery: holding", "delivery: standing", "tail: epoch", "taken back", "moves from",
-       "not handed over", "restarted")  # fmt: skip
-
-
 def kept_logs(root: Path, lines: int = 40) -> str:
     """The last sync, lease, handoff, term and pool-run lines of every machine's node
     log under ``root`` (a failed campaign's kept directory), compactly: why a standby
@@ -95,6 +90,6 @@ def kept_logs(root: Path, lines: int = 40) -> str:
     parts = []
     for log in sorted(root.rglob("node.log")):
         text = log.read_text(errors="replace").splitlines()
-        picked = [short(line) for line in text if any(w in line for w in WHY)]
+        picked = [short(line) for line in text if TELLING.search(line)]
         parts.append(f"--- {log.relative_to(root)} ---\n" + "\n".join(picked[-lines:]))
     return "\n".join(parts) or f"(no node logs under {root})"
