@@ -358,6 +358,8 @@ class HandoffActor(pykka.ThreadingActor):
             "took_ms": round(took, 1),
         }
         self._outcome("wakeup", done.outcome, done.detail)
+        if done.ok and done.outcome == "handed_over":
+            self.counters.observe("handoff", took / 1000.0)
         answer, self.answer = self.answer, None
         if answer is not None and not answer.done():
             answer.set_result(result)

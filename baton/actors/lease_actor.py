@@ -272,7 +272,7 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         self.gate.publish_view(view)
         for effect in effects:
             if isinstance(effect, LeaseChanged):
-                self._changed(effect, before.deadline)
+                self._changed(effect, before)
             else:
                 self._carry_out(effect)
 
@@ -296,12 +296,14 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
         if self.transport.push(to, record, token):
             self.counters.inc("lease.sent")
 
-    def _changed(self, change: LeaseChanged, deadline_before: float | None) -> None:
+    def _changed(self, change: LeaseChanged, before: LeaseState) -> None:
         """History times are this machine's CLOCK_BOOTTIME ms (``at_ms``), so histories
         of machines on one host can be laid side by side; ``acted_until_ms`` closes a
         stretch as holder: the deadline it had, or now if it stood down earlier."""
         self.counters.inc("lease.role_changes")
         now = self.clock.monotonic_ms()
+        deadline_before = before.deadline
+        self._took_over(change, before, now)
         entry: dict[str, Any] = {
             "role": change.phase.value,
             "holder": change.holder,
@@ -325,6 +327,21 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
                 listener(change)
             except Exception:  # a listener's trouble must not end the lease
                 log.exception("lease: a listener failed on %s", change)
+
+    def _took_over(self, change: LeaseChanged, before: LeaseState, now: float) -> None:
+        """A failover: this machine acquired a lease another machine held and did not
+        release. Its duration, from the last renewal this machine saw to now, goes to the
+        ``failover`` histogram. (A released lease is a handoff or a clean stop.)"""
+        known = before.known
+        if change.phase is not Phase.HOLDING or change.reason != "acquired":
+            return
+        if known is None or known.holder == self.cfg.me or before.seen_at is None:
+            return
+        if known.released:
+            self.counters.inc("lease.took_released")
+            return
+        self.counters.inc("lease.failovers")
+        self.counters.observe("failover", max(0.0, now - before.seen_at) / 1000.0)
 
     def _view(self) -> dict[str, Any]:
         now = self.clock.monotonic_ms()

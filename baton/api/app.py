@@ -2,7 +2,7 @@
 
 Routes:
   GET  /health         no auth; liveness and machine id
-  GET  /metrics        no auth; counters in Prometheus text format
+  GET  /metrics        no auth; Prometheus's text format (baton.api.prometheus)
   GET  /api/whoami     bearer token
   GET  /api/machines   bearer token
   POST /api/machines   bearer token; add a peer's card (until pairing exists)
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from baton.api import errors, pairing
+from baton.api import errors, pairing, prometheus
 from baton.core.errors import BadRequest, Unauthorized
 from baton.core.settings import Settings
 
@@ -52,7 +52,7 @@ class Services(Protocol):
     def machines(self) -> list[dict[str, Any]]: ...
     def add_machine(self, card: dict[str, Any]) -> dict[str, Any]: ...
     def status(self) -> dict[str, Any]: ...
-    def metrics(self) -> dict[str, int]: ...
+    def metrics(self) -> dict[str, Any]: ...
     def count(self, name: str) -> None: ...
     def pair_session(self, verify: bool) -> dict[str, Any]: ...
     def pair_view(self) -> dict[str, Any]: ...
@@ -78,11 +78,7 @@ def _public(services: Services) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics() -> ResponseReturnValue:
-        lines = []
-        for name, value in services.metrics().items():
-            metric = "baton_" + name.replace(".", "_").replace("-", "_")
-            lines.append(f"# TYPE {metric} counter\n{metric} {value}")
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        return Response(prometheus.render(services.metrics()), content_type=prometheus.CONTENT_TYPE)
 
     return bp
 

@@ -35,8 +35,9 @@ from baton.demo.view import render, summary_table
     "in turn.",
 )
 def demo(as_json: bool, keep: bool, sink: str) -> None:
-    """Show a mesh of 3 machines failing over, handing off, pausing and moving a topic
-    ("move this to charlie", the pool), under load.
+    """Show a mesh of 3 machines failing over, handing off, pausing and moving a topic.
+
+    The move is said in the chat ("move this to charlie", the pool), all under load.
 
     Everything runs on loopback in a temporary directory: a chat service, a git lease
     store (a bare repository) and three machines paired with real codes. Runs once

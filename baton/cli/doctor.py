@@ -19,10 +19,11 @@ from baton.cli.support import Ctx, command, main
     help="Seconds each check may take.",
 )
 def doctor(ctx: Ctx, timeout: float) -> None:
-    """Check, from this machine, every peer on every endpoint it advertises (TCP, then a
-    CURVE handshake with this machine's keys), the round trip the running node measures
-    to each peer and where it answers, the lease store and the channel. Exits 1 when
-    anything fails."""
+    """Check every peer's endpoints, the lease store and the channel from here.
+
+    Every peer on every endpoint it advertises (TCP, then a CURVE handshake with this
+    machine's keys), the round trip the running node measures to each peer and where it
+    answers, the lease store and the channel. Exits 1 when anything fails."""
     from baton.cli.doctor_checks import diagnose
     from baton.stores.config_file import load_settings
     from baton.stores.identity_store import load_identity

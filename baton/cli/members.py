@@ -63,8 +63,10 @@ def _secrets_known(ctx: Ctx, revoked_at: float | None) -> list[str] | None:
 @command(main, "leave")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the node.")
 def leave(ctx: Ctx, timeout: float) -> None:
-    """Leave the mesh (run on a standby): the awake machine records the revocation,
-    then this machine's node stops and its private keys are deleted."""
+    """Leave the mesh (run on a standby).
+
+    The awake machine records the revocation, then this machine's node stops and its
+    private keys are deleted."""
     identity = load_identity(ctx.home)
     store = JsonRegistryStore(ctx.paths.registry)
     registry = store.load()

@@ -112,29 +112,78 @@ def fail(ctx: Ctx, error: str, detail: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-#: Each command, and the modules of baton.cli that define it (a group's subcommands may
-#: live in more than one). A command's module is imported only when it runs (or for
-#: --help): a `baton whoami` never loads the node, the HTTP stack or the demo.
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "init": ("lifecycle",),
-    "up": ("lifecycle",),
-    "down": ("lifecycle",),
-    "whoami": ("info",),
-    "machines": ("info", "members"),
-    "status": ("info",),
-    "pair": ("pair",),
-    "join": ("pair",),
-    "leave": ("members",),
-    "send": ("send",),
-    "wakeup": ("wakeup",),
-    "restart": ("restart",),
-    "upgrade": ("restart",),
-    "doctor": ("doctor",),
-    "chat-server": ("chat",),
-    "secrets": ("secret_cmds",),
-    "pool": ("pool_cmds",),
-    "features": ("feature_cmds",),
-    "demo": ("demo",),
+#: Each command: the modules of baton.cli that define it (a group's subcommands may live
+#: in more than one) and its summary, the first sentence of its help. A command's module
+#: is imported only when it runs or its own --help is asked for: a `baton whoami` never
+#: loads the node, the HTTP stack or the demo, and `baton --help` lists every command from
+#: this table without importing any (tests/unit/test_cli_loading.py holds the summaries
+#: to the commands' own help).
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "init": (
+        ("lifecycle",),
+        "Create this machine: keys, identity, API token and config.toml in its home.",
+    ),
+    "up": (
+        ("lifecycle",),
+        "Run this machine's node under a supervisor (foreground unless --detach).",
+    ),
+    "down": (
+        ("lifecycle",),
+        "Stop this machine's supervisor and node; returns once both processes have exited.",
+    ),
+    "whoami": (
+        ("info",),
+        "Who this machine is: id, nickname, key fingerprints, home, role, running.",
+    ),
+    "machines": (
+        ("info", "members"),
+        "List the machines of the mesh (works with the node stopped).",
+    ),
+    "status": (
+        ("status",),
+        "The mesh as this machine sees it, on one screen, the alarms first.",
+    ),
+    "ui": (("ui",), "Print a one-time login URL for the node's status page."),
+    "pair": (("pair",), "Mint a pairing code on the awake machine (valid 2 minutes, 3 attempts)."),
+    "join": (
+        ("pair",),
+        "Join the mesh of the awake machine at URL as a standby, with a pairing code.",
+    ),
+    "leave": (("members",), "Leave the mesh (run on a standby)."),
+    "send": (("send",), "Post TEXT into TOPIC as the user (the bundled chat service only)."),
+    "wakeup": (
+        ("wakeup",),
+        "Make this machine awake: the holder hands the role over without a gap.",
+    ),
+    "restart": (
+        ("restart",),
+        "Restart the node; after an update, check it runs the version installed now.",
+    ),
+    "upgrade": (
+        ("restart",),
+        "What is left of a rolling update to the baton installed here, step by step.",
+    ),
+    "doctor": (
+        ("doctor",),
+        "Check every peer's endpoints, the lease store and the channel from here.",
+    ),
+    "chat-server": (
+        ("chat",),
+        "Run the bundled chat service (Telegram's Bot API shape) until Ctrl-C or SIGTERM.",
+    ),
+    "secrets": (
+        ("secret_cmds",),
+        "The secrets this machine keeps for its agent, encrypted at rest (AES-256-GCM).",
+    ),
+    "pool": (("pool_cmds",), "The pool: each topic's agent runs on some machine of the mesh."),
+    "features": (
+        ("feature_cmds",),
+        "The optional components' mesh-wide flags: list them, or enable or disable one.",
+    ),
+    "demo": (
+        ("demo",),
+        "Show a mesh of 3 machines failing over, handing off, pausing and moving a topic.",
+    ),
 }
 
 
@@ -145,9 +194,15 @@ class LazyGroup(click.Group):
         return sorted(set(COMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        for module in COMMANDS.get(cmd_name, ()):
+        modules, _ = COMMANDS.get(cmd_name, ((), ""))
+        for module in modules:
             importlib.import_module(f"baton.cli.{module}")  # registers it on main
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `baton --help`, from the table: no command is imported."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in sorted(COMMANDS.items())])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -317,8 +317,18 @@ class NodeServices:
         me: MachineEntry = self._ask(self.registry, GetSelf())
         return me.role
 
-    def metrics(self) -> dict[str, int]:
-        return self.counters.snapshot()
+    def metrics(self) -> dict[str, Any]:
+        """What /metrics renders: counters and histograms, and the status for the gauges
+        (None if a part of the node did not answer in time: the counters still go out)."""
+        try:
+            status: dict[str, Any] | None = self.status()
+        except Unavailable:
+            status = None
+        return {
+            "counters": self.counters.snapshot(),
+            "histograms": self.counters.histograms(),
+            "status": status,
+        }
 
     def count(self, name: str) -> None:
         self.counters.inc(name)

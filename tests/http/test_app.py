@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from baton.actors.pool_queries import check, raise_for
 from baton.api import create_app, create_door_app
@@ -74,8 +75,9 @@ class FakeServices:
         self._maybe_fail()
         return {"role": "awake", "peers": []}
 
-    def metrics(self) -> dict[str, int]:
-        return {"wire.dropped.malformed": 2, "wire.received": 7}
+    def metrics(self) -> dict[str, Any]:
+        counters = {"wire.dropped.malformed": 2, "wire.received": 7}
+        return {"counters": counters, "histograms": {}, "status": None}
 
     def count(self, name: str) -> None:
         self.counted.append(name)
@@ -264,8 +266,14 @@ def test_oversized_bodies_are_refused(client: FlaskClient, services: FakeService
 
 
 def test_metrics_in_prometheus_text(client: FlaskClient) -> None:
-    text = client.get("/metrics").get_data(as_text=True)
-    assert "baton_wire_dropped_malformed 2" in text and "baton_wire_received 7" in text
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.content_type.startswith("text/plain; version=0.0.4")
+    samples = {
+        s.name: s.value for f in text_string_to_metric_families(r.get_data(True)) for s in f.samples
+    }
+    assert samples["baton_wire_dropped_malformed_total"] == 2
+    assert samples["baton_wire_received_total"] == 7
+    assert samples["baton_status_ok"] == 0  # the fake's parts did not answer
 
 
 def test_send_posts_or_queues_and_says_which(client: FlaskClient, services: FakeServices) -> None:

@@ -266,7 +266,7 @@ def test_bad_frames_from_a_member_are_dropped_and_counted(target: tuple[Mesh, di
         wait_for(all_counted, 30, "every bad frame to be counted")
         metrics = _metrics(node)
         for code in frames:
-            assert re.search(rf"^baton_wire_dropped_{code} 1$", metrics, re.M), code
+            assert re.search(rf"^baton_wire_dropped_{code}_total 1\.0$", metrics, re.M), code
         peers = {p["nickname"]: p for p in node.status()["peers"]}
         assert set(peers) == {"m2", "raw-peer"}
         pongs = peers["m2"]["pongs"]
