@@ -24,6 +24,8 @@ Routes:
                        end-to-end check: a probe through every machine, and its results
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.api.pairing): the code or a signature is the credential
+  POST /api/ui/login   bearer token; a one-time login URL for the status page (`baton ui`)
+  GET  /, /login, /ui/...   the status page (baton.api.page), behind its session cookie
 
 create_door_app(settings, services): the door, what other machines need from the network
 (settings.listen; the operator API above stays on its own, loopback, port):
@@ -38,7 +40,7 @@ from typing import Any, Protocol
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from baton.api import errors, pairing, prometheus
+from baton.api import errors, page, pairing, prometheus
 from baton.core.errors import BadRequest, Unauthorized
 from baton.core.settings import Settings
 
@@ -67,6 +69,10 @@ class Services(Protocol):
     def set_pool(self, enabled: bool) -> dict[str, Any]: ...
     def features(self) -> dict[str, Any]: ...
     def set_feature(self, name: str, enabled: bool) -> dict[str, Any]: ...
+    def ui_login(self) -> dict[str, Any]: ...
+    def ui_redeem(self, code: str) -> str | None: ...
+    def ui_session_ok(self, session: str) -> bool: ...
+    def ui_view(self) -> dict[str, Any]: ...
 
 
 def _public(services: Services) -> Blueprint:
@@ -171,6 +177,10 @@ def _api(services: Services) -> Blueprint:
             raise BadRequest("enabled: expected true or false")
         return jsonify(services.set_feature(name, enabled))
 
+    @bp.post("/ui/login")
+    def ui_login() -> ResponseReturnValue:
+        return jsonify(services.ui_login()), 201
+
     @bp.get("/whoami")
     def whoami() -> ResponseReturnValue:
         return jsonify(services.whoami())
@@ -250,6 +260,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.register_blueprint(_pool(services))
     app.register_blueprint(_session_pool(services))
     app.register_blueprint(pairing.blueprint(services))
+    app.register_blueprint(page.blueprint(services))
     return app
 
 

@@ -1,7 +1,7 @@
 """Every command of the `baton` command line, loaded at once (``main`` loads each only
 when it runs: baton.cli.support.COMMANDS). Commands live in lifecycle (init, up, down),
-info (whoami, machines, status), pair (pair, join), members (machines remove, leave),
-send (send), chat (chat-server), wakeup (wakeup), restart (restart, upgrade), doctor
+info (whoami, machines), status (status), ui (ui), pair (pair, join), members (machines
+remove, leave), send (send), chat (chat-server), wakeup (wakeup), restart (restart, upgrade), doctor
 (doctor), secret_cmds (secrets), pool_cmds (pool), feature_cmds (features) and demo
 (demo):
 importing each registers its commands on ``main``."""
@@ -19,6 +19,8 @@ from baton.cli import (
     restart,
     secret_cmds,
     send,
+    status,
+    ui,
     wakeup,
 )
 from baton.cli.support import main
@@ -37,5 +39,7 @@ __all__ = [
     "restart",
     "secret_cmds",
     "send",
+    "status",
+    "ui",
     "wakeup",
 ]

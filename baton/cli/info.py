@@ -11,21 +11,24 @@ import os
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from baton.cli.support import Ctx, command, main
 from baton.core import safejson
 from baton.core.errors import BadRequest
-from baton.core.registry import open_registry
 from baton.node.client import NodeClient, running_node
-from baton.node.views import identity_view, machine_view
-from baton.stores.config_file import load_settings
-from baton.stores.identity_store import load_public_identity
-from baton.stores.registry_store import JsonRegistryStore
+
+# With the node running, whoami and machines ask it and need nothing more: the home's
+# readers (registry, settings) and rich are loaded where they are used, so the commands
+# start quickly (tools/bench/cli.py).
 
 
 def _offline_machines(ctx: Ctx) -> list[dict[str, Any]]:
+    from baton.core.registry import open_registry
+    from baton.node.views import machine_view
+    from baton.stores.config_file import load_settings
+    from baton.stores.identity_store import load_public_identity
+    from baton.stores.registry_store import JsonRegistryStore
+
     me = load_public_identity(ctx.home)
     registry = JsonRegistryStore(ctx.paths.registry).load()
     if registry is None:  # never started: a mesh of one, founded by this machine
@@ -46,6 +49,9 @@ def whoami(ctx: Ctx) -> None:
     if running_node(ctx.paths) is not None:
         data = NodeClient(ctx.home).get("/api/whoami")
     else:
+        from baton.node.views import identity_view
+        from baton.stores.identity_store import load_public_identity
+
         me = load_public_identity(ctx.home)
         row = next(m for m in _offline_machines(ctx) if m["machine_id"] == me.machine_id)
         data = {
@@ -91,6 +97,9 @@ def _list_machines(ctx: Ctx) -> None:
         rows = _offline_machines(ctx)
 
     def human(rows: list[dict[str, Any]]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(
             "nickname", "machine id", "role", "status", "version", "paired", "last seen", box=None
         )

@@ -17,7 +17,7 @@ POLL_PROBLEMS = {
 }
 
 
-class Alarm(NamedTuple):
+class StatusAlarm(NamedTuple):
     kind: str
     detail: str
 
@@ -42,49 +42,49 @@ def pending(delivery: Mapping[str, Any] | None) -> int:
     return sum(n for state, n in delivery["ledger"].items() if state != "acked")
 
 
-def alarms(status: Mapping[str, Any]) -> list[Alarm]:
+def alarms(status: Mapping[str, Any]) -> list[StatusAlarm]:
     """Everything in the status that needs a person, most urgent first: the lease store
     and this machine's standing, then peers, sync and versions, then recent alarms."""
-    found: list[Alarm] = []
+    found: list[StatusAlarm] = []
     store = status.get("store")
     if store and store.get("reachable") is False:
-        found.append(Alarm("lease_store", f"the lease store does not answer: {store['error']}"))
+        found.append(StatusAlarm("lease_store", f"the lease store does not answer: {store['error']}"))
     if status.get("unable"):
-        found.append(Alarm("may_not_hold", str(status["unable"])))
+        found.append(StatusAlarm("may_not_hold", str(status["unable"])))
     elif status.get("role") == "standby" and status.get("may_take_over") is False:
         found.append(
-            Alarm(
+            StatusAlarm(
                 "out_of_sync", "this machine is catching up: it takes over only by wakeup --force"
             )
         )
     delivery = status.get("delivery") or {}
     problem = POLL_PROBLEMS.get(delivery.get("polling", ""))
     if delivery.get("term") and problem:
-        found.append(Alarm("polling", problem))
+        found.append(StatusAlarm("polling", problem))
     for peer in status["peers"]:
         if not peer["reachable"]:
             who = peer.get("nickname") or peer["machine_id"]
-            found.append(Alarm("unreachable", f"{who} does not answer pings"))
+            found.append(StatusAlarm("unreachable", f"{who} does not answer pings"))
     found += _sync_alarms(status)
     found += [
-        Alarm("version_skew", said) for said in (status.get("versions") or {}).get("skew", [])
+        StatusAlarm("version_skew", said) for said in (status.get("versions") or {}).get("skew", [])
     ]
     restarted = status.get("restart")
     if restarted and not restarted["ok"]:
-        found.append(Alarm("restart", restarted["detail"]))
+        found.append(StatusAlarm("restart", restarted["detail"]))
     recent = status.get("alarms", [])[-RECENT_ALARMS:] + delivery.get("alarms", [])[-RECENT_ALARMS:]
-    found += [Alarm(a["kind"], a["detail"]) for a in recent]
+    found += [StatusAlarm(a["kind"], a["detail"]) for a in recent]
     return found
 
 
-def _sync_alarms(status: Mapping[str, Any]) -> list[Alarm]:
+def _sync_alarms(status: Mapping[str, Any]) -> list[StatusAlarm]:
     """The holder: every peer its lease record does not name in sync (no automatic
     failover to it until it has caught up)."""
     if status.get("role") != "awake" or status.get("failover") or status.get("delivery") is None:
         return []
     in_sync = set(status.get("in_sync") or ())
     return [
-        Alarm(
+        StatusAlarm(
             "out_of_sync",
             f"{p['nickname'] or p['machine_id']} is not in sync "
             "(it does not take over by itself until it has caught up)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -38,12 +39,13 @@ from baton.actors.tail_messages import GetTail
 from baton.adapters.metrics import Counters
 from baton.build import THIS
 from baton.core.clock import Clock
-from baton.core.errors import BadRequest, NotFound, Unavailable, WakeupFailed
+from baton.core.errors import BadRequest, BatonError, NotFound, Unavailable, WakeupFailed
 from baton.core.features import check_name
 from baton.core.handoff import may_retry
 from baton.core.identity import PublicIdentity
 from baton.core.registry import MachineEntry, Role
 from baton.core.settings import Settings
+from baton.core.ui_login import UiLogins, session_key
 from baton.node.views import features_view, identity_view, machine_view, mesh_versions_view
 from baton.pairing.host import PairingService
 from baton.pairing.membership import verify_leave
@@ -92,6 +94,7 @@ class NodeServices:
         self.restart = restart  # how the restart that started this node was judged
         self.settings = settings
         self._token = api_token.encode()
+        self.logins = UiLogins(session_key(api_token))
         self.registry = actors.registry
         self.peers = actors.peers
         self.lease = actors.lease
@@ -201,6 +204,34 @@ class NodeServices:
             "endpoints": list(me.endpoints),
             "counters": self.counters.snapshot(),
         }
+
+    def ui_login(self) -> dict[str, Any]:
+        """A one-time login URL for the status page (`baton ui`)."""
+        code = secrets.token_urlsafe(32)
+        expires = self.logins.mint(code, self.clock.wall_s())
+        self.counters.inc("ui.logins_minted")
+        url = f"{self.settings.http.url}/login?code={code}"
+        return {"url": url, "expires_in_s": round(expires - self.clock.wall_s())}
+
+    def ui_redeem(self, code: str) -> str | None:
+        session = self.logins.redeem(code, secrets.token_urlsafe(16), self.clock.wall_s())
+        self.counters.inc("ui.logins" if session else "ui.logins_refused")
+        return session
+
+    def ui_session_ok(self, session: str) -> bool:
+        return self.logins.session_ok(session, self.clock.wall_s())
+
+    def ui_view(self) -> dict[str, Any]:
+        """What the status page shows: the status, and the pool's topics when it is on
+        (or why they cannot be shown)."""
+        status = self.status()
+        pool: dict[str, Any] | None = None
+        if (status.get("pool") or {}).get("enabled"):
+            try:
+                pool = self.pool_ask("pool")
+            except BatonError as exc:
+                pool = {"error": exc.code, "detail": exc.detail}
+        return {"status": status, "pool": pool}
 
     def _pool_actor(self) -> pykka.ActorRef[Any]:
         if self.pool_ref is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from baton.core.errors import (
     Unavailable,
 )
 from baton.core.knobs import resolve_settings
+from baton.core.ui_login import UiLogins, session_key
+from tests.http.samples import STATUS
 
 TOKEN = "s3cret-token"
 
@@ -35,6 +38,26 @@ class FakeServices:
         self.added: list[dict[str, Any]] = []
         self.counted: list[str] = []
         self.fail_with: Exception | None = None
+        self.logins = UiLogins(session_key(TOKEN))
+        self.now = 1_000_000.0  # the page's sessions are judged on this clock
+        self.view: dict[str, Any] = {"status": copy.deepcopy(STATUS), "pool": None}
+        self.minted = 0
+
+    def ui_login(self) -> dict[str, Any]:
+        self.minted += 1
+        code = f"code-{self.minted}"
+        self.logins.mint(code, self.now)
+        return {"url": f"http://127.0.0.1:8420/login?code={code}", "expires_in_s": 120}
+
+    def ui_redeem(self, code: str) -> str | None:
+        return self.logins.redeem(code, f"nonce{self.minted}", self.now)
+
+    def ui_session_ok(self, session: str) -> bool:
+        return self.logins.session_ok(session, self.now)
+
+    def ui_view(self) -> dict[str, Any]:
+        self._maybe_fail()
+        return self.view
 
     def token_ok(self, presented: str) -> bool:
         return presented == TOKEN
@@ -116,16 +139,6 @@ class FakeServices:
         if topic == "slow":
             return {"item_id": "i1", "status": "queued"}
         return {"item_id": "i1", "status": "posted", "message_id": 7}
-
-
-@pytest.fixture
-def services() -> FakeServices:
-    return FakeServices()
-
-
-@pytest.fixture
-def client(services: FakeServices) -> FlaskClient:
-    return create_app(resolve_settings({}, {}, {}), services).test_client()
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

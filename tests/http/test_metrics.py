@@ -11,35 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.adapters.metrics import BUCKETS, Counters
 from baton.api import prometheus
-
-ME, BRAVO, CHARLIE = "m_aaaaaaaaaaaaaaaa", "m_bbbbbbbbbbbbbbbb", "m_cccccccccccccccc"
-
-STATUS: dict[str, Any] = {
-    "machine_id": ME,
-    "nickname": "alpha",
-    "version": "0.1.0",
-    "role": "awake",
-    "holder": ME,
-    "epoch": 7,
-    "deadline_ms": 1500,
-    "store": {"where": "git file:///x", "reachable": True, "error": None},
-    "in_sync": [ME, BRAVO],
-    "may_take_over": True,
-    "alarms": [],
-    "peers": [
-        {"machine_id": BRAVO, "nickname": "bravo", "reachable": True, "rtt_ms": 2.5},
-        {"machine_id": CHARLIE, "nickname": "charlie", "reachable": False, "rtt_ms": None},
-    ],
-    "delivery": {
-        "term": 7,
-        "polling": "ok",
-        "ledger": {"received": 1, "processing": 2, "reply-prepared": 0, "acked": 40},
-        "queued": 3,
-        "alarms": [],
-    },
-    "tail": {"role": "source", "turns": 43, "unconfirmed": {BRAVO: 0, CHARLIE: 5}},
-    "versions": {"skew": []},
-}
+from tests.http.samples import BRAVO, CHARLIE, ME, STATUS
 
 
 def parse(snapshot: dict[str, Any]) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -82,7 +54,7 @@ def test_the_gauges_say_what_the_status_says() -> None:
 def test_a_standby_has_no_time_left_and_no_lag() -> None:
     standby = copy.deepcopy(STATUS)
     standby.update(role="standby", holder=BRAVO, deadline_ms=None)
-    standby["tail"] = {"role": "buffer", "turns": 43, "unconfirmed": {}}
+    standby["tail"] = {**standby["tail"], "role": "buffer", "unconfirmed": {}}
     s = parse(snapshot(standby))
     assert one(s, "baton_awake") == 0 and one(s, "baton_lease_time_left_seconds") == 0
     assert "baton_tail_lag_turns" not in s

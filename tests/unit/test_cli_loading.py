@@ -24,6 +24,41 @@ def test_the_table_names_every_command_and_only_those() -> None:
     assert {"add", "remove", "list"} <= set(machines.commands)
 
 
+def test_the_table_says_what_each_command_says_of_itself() -> None:
+    """`baton --help` lists the table's summaries: each is its command's first sentence."""
+    for name, (_, summary) in COMMANDS.items():
+        assert commands.main.commands[name].get_short_help_str(limit=1000) == summary, name
+
+
+def test_help_lists_every_command_and_loads_none() -> None:
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "baton", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name} " in out and summary.split()[0] in out, name
+    code = (
+        "import sys\nfrom baton.cli.support import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('baton.cli.')))"
+    )
+    loaded = (
+        subprocess.run(
+            [sys.executable, "-P", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert loaded == "['baton.cli.support']"
+
+
 def test_every_command_in_the_table_answers_help() -> None:
     runner = CliRunner()
     for name in COMMANDS:
@@ -53,7 +88,8 @@ def loaded_by(*args: str) -> list[str]:
 
 def test_the_quick_commands_load_nothing_heavy(tmp_path: object) -> None:
     home = str(tmp_path)
-    for args in (["whoami", "--home", home], ["status", "--home", home], ["init", "--help"]):
+    quick = (["whoami", "--home", home], ["status", "--home", home], ["ui", "--home", home])
+    for args in (*quick, ["init", "--help"], ["--help"]):
         assert loaded_by(*args) == [], args
     assert loaded_by("up", "--help") == []  # the supervisor loads the node in its child
 

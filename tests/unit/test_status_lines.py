@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton.cli.info import _delivery_line, _lease_line, _sync_alarms
+from baton.cli.status import _delivery_line, _lease_line
+from baton.core.status_summary import _sync_alarms
 
 STORE = {"where": "git file:///x", "reachable": True, "error": None}
 PEERS = [
@@ -25,14 +26,15 @@ DELIVERY: dict[str, Any] = {
 
 def test_the_holder_names_every_standby_out_of_sync() -> None:
     view = {"role": "awake", "in_sync": ["m_bbbbbbbbbbbbbbbb"], "peers": PEERS}
-    lines = _sync_alarms({**view, "delivery": DELIVERY})
-    assert len(lines) == 1 and "charlie is not in sync" in lines[0]
+    alarms = _sync_alarms({**view, "delivery": DELIVERY})
+    assert len(alarms) == 1 and "charlie is not in sync" in alarms[0].detail
     assert _sync_alarms({**view, "delivery": None}) == []  # no channel: nothing to sync
     assert _sync_alarms({**view, "role": "standby", "delivery": DELIVERY}) == []
 
 
 def test_a_standby_out_of_sync_says_it_takes_over_only_by_force() -> None:
     view = {"role": "standby", "holder": "m_a", "epoch": 3, "store": STORE}
+    view |= {"machine_id": "m_b", "nickname": "bravo", "peers": []}
     assert "OUT OF SYNC" in _lease_line({**view, "may_take_over": False})
     assert "OUT OF SYNC" not in _lease_line({**view, "may_take_over": True})
 

@@ -1,7 +1,7 @@
 """The benchmark suite: failover, handoff, throughput and reply latency, head-of-line
 blocking, live-tail lag, agent-state sync, the transcript archive, pool placement, the
-pool's throughput and moves, and a rolling update's parts in one command, one table of
-medians, p95 and ratios (``--json``: one object).
+pool's throughput and moves, a rolling update's parts and the CLI's start in one
+command, one table of medians, p95 and ratios (``--json``: one object).
 
 Each benchmark runs as its own process (``python -m tools.bench.<name> ... --json``), one
 after another, so none disturbs another; ``--quick`` runs fewer rounds of each (a smoke
@@ -30,6 +30,7 @@ FULL = {
     "placement": ["--runs", "5"],
     "pool": ["--runs", "3", "--messages", "80", "--moves", "10"],
     "upgrade": ["--runs", "5"],
+    "cli": ["--runs", "15"],
 }
 QUICK = {
     "failover": ["--runs", "2", "--ttl-ms", "3000"],
@@ -42,6 +43,7 @@ QUICK = {
     "placement": ["--runs", "1", "--topics", "1000"],
     "pool": ["--runs", "1", "--messages", "24", "--moves", "2"],
     "upgrade": ["--runs", "1"],
+    "cli": ["--runs", "3"],
 }
 
 
@@ -126,6 +128,17 @@ def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         out.append(_ms("upgrade", "flag change to every member", u, "flag"))
         out.append(_ms("upgrade", "restart of a standby, judged", u, "restart"))
         out.append(_ms("upgrade", "restart of the holder, the role moved", u, "holder_restart"))
+    c = results.get("cli")
+    if c:
+        for key, what in (
+            ("help", "baton --help"),
+            ("whoami", "baton whoami, node running"),
+            ("status", "baton status, node running"),
+            ("whoami_stopped", "baton whoami, node stopped"),
+        ):
+            median, p95 = c[f"{key}_ms_median"], c[f"{key}_ms_p95"]
+            ratio = f"p95 {p95} ms, {c[f'{key}_over_python']}x python"
+            out.append(("cli", f"{what}: start to exit", f"{median} ms", ratio))
     return out
 
 
