@@ -95,7 +95,8 @@ def _sync_alarms(status: Mapping[str, Any]) -> list[StatusAlarm]:
 
 
 def in_sync(status: Mapping[str, Any], machine_id: str) -> bool | None:
-    """Whether the lease record names this machine in sync (None: no lease store)."""
-    if status.get("failover"):
+    """Whether the lease record names this machine in sync (None: no lease store, or
+    the machine is the holder, whose replies the others follow)."""
+    if status.get("failover") or machine_id == status.get("holder"):
         return None
     return machine_id in set(status.get("in_sync") or ())

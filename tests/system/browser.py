@@ -22,10 +22,10 @@ Chromium itself: no proxy, no background networking, component updates, extensio
 sync, first-run or default-browser check, and a host resolver that resolves nothing but
 loopback (``LOOPBACK``: ``localhost``, ``127.*``, ``::1``) and the ``hosts`` a test names,
 so a page or a Chromium service cannot phone home: any other name, and even any other IP
-literal, is ``net::ERR_NAME_NOT_RESOLVED``. Its HOME, XDG dirs
-and profile are under ``tmp_path``, so nothing is written to the real home; its TMPDIR is
-a short-named directory of the system's, removed on the way out (a tmp_path is too long
-a path for the Unix socket Chromium keeps there).
+literal, is ``net::ERR_NAME_NOT_RESOLVED``. Its HOME, XDG dirs and profile are under
+``tmp_path``, so nothing is written to the real home; its TMPDIR is a short-named
+directory of the system's, removed on the way out (a tmp_path is too long a path for the
+Unix socket Chromium keeps there).
 
 Processes: ``browser`` quits the driver in a ``finally`` and then ends, by pid, whatever
 of its own is still running: chromedriver, every descendant of it, and every process
@@ -46,7 +46,6 @@ import contextlib
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 import warnings
 import zlib
@@ -54,13 +53,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from operator import add
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import psutil
 import pytest
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
+    from selenium.webdriver.chrome.service import Service
 
 INSTALL_HINT = "apt-get install chromium chromium-driver"
 PAGE_LOAD_TIMEOUT = 30.0  # seconds; driver.get and a script each fail after this
@@ -80,7 +80,7 @@ DRIVER_CANDIDATES = ("chromedriver", "/usr/bin/chromedriver", "/usr/lib/chromium
 
 CHROMIUM_ARGS = (
     "--headless=new",
-    "--no-sandbox",  # as root Chromium refuses to start with its sandbox
+    "--no-sandbox",  # as root: "Running as root without --no-sandbox is not supported"
     "--disable-dev-shm-usage",  # shared memory in TMPDIR: a container's /dev/shm is small
     "--disable-gpu",
     "--no-proxy-server",
@@ -111,8 +111,9 @@ def host_resolver_rules(hosts: Sequence[str] = ()) -> str:
     return ", ".join(["MAP * ~NOTFOUND", *(f"EXCLUDE {h}" for h in (*LOOPBACK, *hosts))])
 
 
-# variables a browser() must not inherit: proxies (Chromium takes --no-proxy-server, but
-# nothing should guess), a display to draw on, the driver path selenium would prefer
+# variables chromedriver and Chromium must not inherit: proxies (Chromium takes
+# --no-proxy-server, but nothing should guess), a display or a session bus to talk to.
+# (SE_CHROMEDRIVER, if set, still names the driver: selenium reads it from os.environ.)
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 DROPPED = (
     *PROXY_VARIABLES,
@@ -210,7 +211,7 @@ def _marked(root: Path) -> list[psutil.Process]:
 
 def _alive(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -295,18 +296,26 @@ def browser(
         driver.set_script_timeout(SCRIPT_TIMEOUT)
         yield driver
     finally:
-        process = getattr(service, "process", None)
         try:
             if driver is not None:
                 driver.quit()
         finally:
             try:
-                _end(root, process.pid if process is not None else None)
-                if process is not None:
-                    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                        process.wait(5)  # reaped by now; Popen learns the exit
+                _end(root, _unreaped_pid(service))
             finally:
+                if service is not None:
+                    with contextlib.suppress(Exception):
+                        service.stop()  # closes chromedriver.log if quit did not
                 shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _unreaped_pid(service: Service | None) -> int | None:
+    """chromedriver's pid while it is still ours: not yet reaped, so not yet reusable by
+    another process (a zombie keeps its pid). None once selenium has waited for it."""
+    process = getattr(service, "process", None)
+    if process is None or process.poll() is not None:
+        return None
+    return int(process.pid)
 
 
 def wait_text(
@@ -324,11 +333,11 @@ def wait_text(
 
     seen = f"(nothing matched {css!r})"
 
-    def accepted(d: Chrome) -> str | None:
+    def accepted(d: Chrome) -> tuple[str] | Literal[False]:  # "" may be the text awaited
         nonlocal seen
         text: str = d.find_element(By.CSS_SELECTOR, css).text
         seen = text
-        return text if predicate(text) else None
+        return (text,) if predicate(text) else False
 
     wait = WebDriverWait(
         driver,
@@ -337,7 +346,7 @@ def wait_text(
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
     try:
-        text: str = wait.until(accepted)
+        (text,) = wait.until(accepted)
     except TimeoutException:
         raise AssertionError(
             f"timed out after {timeout} s waiting for {what}; last text of {css!r}: {seen!r}"

@@ -157,9 +157,13 @@ PAGE = b"""<!doctype html>
 <html><head><title>kit</title></head>
 <body style="background: #fff; color: #111; font: 32px sans-serif">
 <h1 id="state">waiting</h1>
-<p>Some dark text, so a screenshot has something on it.</p>
+<p id="note">Some dark text, so a screenshot has something on it.</p>
+<span id="later">soon empty</span>
 <script>
-  setTimeout(function () { document.getElementById("state").textContent = "changed"; }, 300);
+  setTimeout(function () {
+    document.getElementById("state").textContent = "changed";
+    document.getElementById("later").textContent = "";
+  }, 300);
 </script>
 </body></html>
 """
@@ -194,9 +198,16 @@ def _running(proc: psutil.Process) -> bool:
     """Alive: a zombie has exited (init reaps it a moment later), and ``is_running`` is
     False for a pid reused by another process since it was recorded."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return str(proc.name())
+    except psutil.NoSuchProcess:
+        return "(gone)"
 
 
 def _selenium_manager_must_not_run(*args: object) -> dict[str, str]:
@@ -214,15 +225,18 @@ def test_a_real_browser_sees_the_page_change_and_leaves_nothing_behind(
     monkeypatch.setattr(SeleniumManager, "binary_paths", _selenium_manager_must_not_run)
     with browser(tmp_path, width=800, height=600) as driver:
         recorded = browser_processes(driver)
-        names = {proc.name() for proc in recorded}
+        names = {_name(proc) for proc in recorded}
         assert "chromedriver" in names and "chromium" in names, names
         root = Path(driver.service.env["BROWSER_KIT_ROOT"])
 
         driver.get(page_url)
         assert driver.title == "kit"
         assert wait_text(driver, "#state", lambda t: t == "changed", 10, "the change") == "changed"
+        assert wait_text(driver, "#later", lambda t: t == "", 10, "the text to go") == ""
         with pytest.raises(AssertionError, match=r"the impossible.*'changed'"):
             wait_text(driver, "#state", lambda t: t == "never", 0.5, "the impossible")
+        with pytest.raises(AssertionError, match=r"the absent.*nothing matched '#absent'"):
+            wait_text(driver, "#absent", bool, 0.5, "the absent")
 
         full = png_facts(screenshot(driver, tmp_path / "shots" / "page.png"))
         assert full["width"] == 800 and 0 < full["height"] <= 600, full
@@ -231,7 +245,7 @@ def test_a_real_browser_sees_the_page_change_and_leaves_nothing_behind(
         assert heading["colours"] > 1 and heading["dark_fraction"] > 0, heading
         recorded += browser_processes(driver)  # renderers started for the page
 
-    survivors = [(proc.pid, proc.name()) for proc in recorded if _running(proc)]
+    survivors = [(proc.pid, _name(proc)) for proc in recorded if _running(proc)]
     assert not survivors, f"browser processes outlived the with: {survivors}"
     assert not processes(root, None), "a process still carries the kit's mark"
     assert (root / "chromedriver.log").stat().st_size > 0
@@ -243,3 +257,22 @@ def test_chromium_paths_name_executables() -> None:
         pytest.skip("no chromium or chromedriver here")
     for path in paths:
         assert Path(path).is_file(), path
+
+
+def _quit_fails() -> None:
+    raise RuntimeError("quit failed")
+
+
+@pytest.mark.system
+@pytest.mark.timeout(120)
+def test_when_quit_fails_the_processes_are_ended_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded: list[psutil.Process] = []
+    with pytest.raises(RuntimeError, match="quit failed"), browser(tmp_path) as driver:
+        driver.get("data:text/html,<p>quit will fail</p>")
+        recorded += browser_processes(driver)
+        monkeypatch.setattr(driver, "quit", _quit_fails)
+    assert len(recorded) > 2
+    survivors = [(proc.pid, _name(proc)) for proc in recorded if _running(proc)]
+    assert not survivors, f"browser processes outlived a failed quit: {survivors}"

@@ -1,0 +1,149 @@
+"""What an operator sees, on real machines: the status page in a real browser (Debian's
+headless Chromium through its chromedriver) follows a failover and a handoff, and says
+what `baton status --json` says; /metrics parses with prometheus_client's own parser
+and counts the failover and the handoff; `baton status --watch` follows the node until
+Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from baton.channels.chat_server import ChatServer
+from baton.demo.devmesh import Machine, Mesh
+from tests.system.browser import browser, element_screenshot, png_facts, screenshot, wait_text
+from tests.system.chat_kit import TOPICS, answered, holder, post, start_mesh
+from tests.waits import wait_for
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def samples(m: Machine) -> dict[str, float]:
+    """The node's /metrics, read back by prometheus_client: each sample by its name and
+    labels (``name{a="b"}``)."""
+    with _OPENER.open(m.card()["http"] + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def nickname_of(status: dict[str, object], machine_id: object) -> str:
+    if machine_id == status["machine_id"]:
+        return str(status["nickname"])
+    peers = status["peers"]
+    assert isinstance(peers, list)
+    return next(str(p["nickname"]) for p in peers if p["machine_id"] == machine_id)
+
+
+def said_holder(watcher: Machine) -> tuple[str, int]:
+    """The holder's nickname and the epoch, as `baton status --json` says on the watcher."""
+    view = watcher.json("status")
+    return nickname_of(view, view["holder"]), int(view["epoch"])
+
+
+@pytest.mark.timeout(300)
+def test_the_page_follows_a_failover_and_a_handoff(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    with ChatServer(tmp_path / "chat.sqlite", mode="telegram") as chat:
+        mesh = start_mesh(make_mesh, chat, names=("alpha", "bravo", "charlie"))
+        first = holder(mesh)
+        assert first is not None
+        standbys = [m for m in mesh.machines if m is not first]
+        watcher, target = standbys
+        posted = {post(chat, t, f"before {t}") for t in TOPICS}
+        wait_for(lambda: answered(chat, posted), 60, "the first replies")
+
+        metrics = samples(first)
+        epoch = int(first.status()["epoch"])
+        assert metrics["baton_awake"] == 1 and metrics["baton_lease_epoch"] == epoch
+        assert metrics['baton_replies_total{outcome="accepted"}'] >= len(TOPICS)
+        assert samples(watcher)["baton_awake"] == 0
+
+        url = watcher.json("ui")["url"]
+        with browser(tmp_path) as driver:
+            driver.get(url)  # the one-time code, traded for the session cookie
+            name, _ = said_holder(watcher)
+            assert name == first.name
+            wait_text(driver, "#holder", lambda t: t == first.name, 30, "the first holder")
+            assert driver.find_element("css selector", "#conn").text == "live"
+            rows = driver.find_elements("css selector", "#mesh tbody tr")
+            assert {r.get_attribute("data-machine-id") for r in rows} == {
+                m.card()["machine_id"] for m in mesh.machines
+            }
+            shot = png_facts(screenshot(driver, tmp_path / "before.png"))
+            assert shot["width"] > 600 and shot["colours"] > 5 and shot["dark_fraction"] > 0
+
+            first.signal_node(signal.SIGKILL)  # its supervisor restarts it, as a standby
+            wait_text(driver, "#holder", lambda t: t != first.name, 60, "a new holder")
+            wait_for(lambda: said_holder(watcher)[1] > epoch, 30, "the failover in status")
+            name, epoch = said_holder(watcher)
+            wait_text(driver, "#epoch", lambda t: t == str(epoch), 30, "the new epoch")
+            assert driver.find_element("css selector", "#holder").text == name
+            timeline = driver.find_element("css selector", "#timeline").text
+            assert f"epoch {epoch}:" in timeline
+            shot = png_facts(element_screenshot(driver, "header", tmp_path / "failover.png"))
+            assert shot["colours"] > 2 and shot["dark_fraction"] > 0
+            new = next(m for m in mesh.machines if m.name == name)
+            wait_for(lambda: samples(new)["baton_awake"] == 1, 30, "the new holder's metrics")
+            assert samples(new)["baton_failover_duration_seconds_count"] == 1
+
+            # the handoff: to the machine that is neither the holder nor, if it can be
+            # helped, the watcher
+            to = next(m for m in mesh.machines if m.name != name and m is not watcher)
+            wait_for(lambda: to.status()["may_take_over"], 60, f"{to.name} in sync")
+            done = to.json("wakeup")
+            assert done["ok"], done
+            wait_text(driver, "#holder", lambda t: t == to.name, 30, "the handoff's holder")
+            assert said_holder(watcher) == (to.name, done["epoch"])
+            wait_text(driver, "#epoch", lambda t: t == str(done["epoch"]), 30, "its epoch")
+            png = screenshot(driver, tmp_path / "handoff.png")
+            assert png_facts(png)["colours"] > 5
+            assert samples(to)["baton_handoff_duration_seconds_count"] == 1
+            assert samples(to)["baton_awake"] == 1
+
+            later = {post(chat, t, f"after {t}") for t in TOPICS}
+            wait_for(lambda: answered(chat, later), 60, "replies after the handoff")
+            wait_text(
+                driver,
+                "#answered",
+                lambda t: t.isdigit() and int(t) >= 2 * len(TOPICS),
+                30,
+                "the answered count",
+            )
+
+
+@pytest.mark.timeout(120)
+def test_status_watch_follows_the_node_until_ctrl_c(
+    make_mesh: Callable[..., Mesh], tmp_path: Path
+) -> None:
+    mesh = make_mesh(1)
+    m = mesh.machines[0]
+    cmd = [m.python, "-P", "-m", "baton", "status", "--watch", "--every", "0.2", "--json"]
+    proc = subprocess.Popen(
+        [*cmd, "--home", str(m.home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        views = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        assert all(v["machine_id"] == views[0]["machine_id"] for v in views)
+        assert views[2]["uptime_s"] > views[0]["uptime_s"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    human = m.baton("status", env_extra={"NO_COLOR": "1"}).stdout
+    assert human.splitlines()[0].startswith(f"{m.name} (") and "\x1b[" not in human
