@@ -56,10 +56,12 @@ def cookie_name(machine_id: str) -> str:
 
 def blueprint(services: PageServices) -> Blueprint:
     bp = Blueprint("page", __name__)
-    name = cookie_name(services.health()["machine_id"])
+
+    def name() -> str:
+        return cookie_name(services.health()["machine_id"])
 
     def signed_in() -> bool:
-        session = request.cookies.get(name, "")
+        session = request.cookies.get(name(), "")
         return bool(session) and services.ui_session_ok(session)
 
     @bp.after_request
@@ -94,7 +96,7 @@ def blueprint(services: PageServices) -> Blueprint:
             log.info("status page: a login code was refused", extra={"limit_key": "ui.login"})
             return _html(page_assets.USED, 403)
         response = redirect("/", code=303)
-        response.set_cookie(name, session, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(name(), session, httponly=True, samesite="Strict", path="/")
         return response
 
     @bp.get("/ui/page.js")

@@ -48,7 +48,8 @@ def alarms(status: Mapping[str, Any]) -> list[StatusAlarm]:
     found: list[StatusAlarm] = []
     store = status.get("store")
     if store and store.get("reachable") is False:
-        found.append(StatusAlarm("lease_store", f"the lease store does not answer: {store['error']}"))
+        said = f"the lease store does not answer: {store['error']}"
+        found.append(StatusAlarm("lease_store", said))
     if status.get("unable"):
         found.append(StatusAlarm("may_not_hold", str(status["unable"])))
     elif status.get("role") == "standby" and status.get("may_take_over") is False:

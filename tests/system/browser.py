@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from operator import add
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, NoReturn, TypedDict
 
 import psutil
 import pytest
@@ -250,6 +250,14 @@ def _end(root: Path, driver_pid: int | None) -> None:
     assert not survivors, f"browser processes survived SIGKILL: {survivors}"
 
 
+def _missing(reason: str) -> NoReturn:
+    """Skip, but fail where the browser must run (.ci/run sets BATON_NEED_BROWSER): CI
+    shows the browser tests ran, never that they skipped."""
+    if os.environ.get("BATON_NEED_BROWSER"):
+        pytest.fail(f"BATON_NEED_BROWSER is set, and {reason}")
+    pytest.skip(reason)
+
+
 @contextlib.contextmanager
 def browser(
     tmp_path: Path, *, width: int = 1280, height: int = 1000, hosts: Sequence[str] = ()
@@ -261,12 +269,12 @@ def browser(
     missing."""
     paths = chromium_paths()
     if paths is None:
-        pytest.skip(f"no chromium or no chromedriver on this machine: {INSTALL_HINT}")
+        _missing(f"no chromium or no chromedriver on this machine: {INSTALL_HINT}")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip(f"selenium is not installed (pip install selenium); and {INSTALL_HINT}")
+        _missing(f"selenium is not installed (pip install selenium); and {INSTALL_HINT}")
     browser_path, driver_path = paths
     root = Path(tempfile.mkdtemp(prefix="browser-", dir=tmp_path))
     options = webdriver.ChromeOptions()

@@ -60,8 +60,7 @@ def test_the_page_follows_a_failover_and_a_handoff(
         mesh = start_mesh(make_mesh, chat, names=("alpha", "bravo", "charlie"))
         first = holder(mesh)
         assert first is not None
-        standbys = [m for m in mesh.machines if m is not first]
-        watcher, target = standbys
+        watcher = next(m for m in mesh.machines if m is not first)
         posted = {post(chat, t, f"before {t}") for t in TOPICS}
         wait_for(lambda: answered(chat, posted), 60, "the first replies")
 

@@ -211,7 +211,7 @@ class _Services:
 
 NODE_ROUTES = ["/api/machines", "/api/machines/remove", "/api/pair/session",
                "/api/pair/decide", "/api/send", "/api/wakeup", "/api/pair/start",
-               "/api/pair/finish", "/api/leave", "/api/features"]  # fmt: skip
+               "/api/pair/finish", "/api/leave", "/api/features", "/api/ui/login"]  # fmt: skip
 
 
 class _Crash(Exception):
