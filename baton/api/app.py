@@ -35,13 +35,15 @@ create_door_app(settings, services): the door, what other machines need from the
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from baton.api import errors, page, pairing, prometheus
-from baton.core.errors import BadRequest, Unauthorized
+from baton.core.errors import BadRequest, MisdirectedRequest, Unauthorized
 from baton.core.settings import Settings
 
 
@@ -253,8 +255,30 @@ def _flask(name: str, settings: Settings, services: Services) -> Flask:
     return app
 
 
+def host_ok(host: str, configured: str) -> bool:
+    """The operator API answers only under an address, ``localhost`` or its own
+    configured host: a page elsewhere that has its name resolve to 127.0.0.1 (DNS
+    rebinding) reaches it under that name and is refused before any route runs (the
+    status page and /metrics included)."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # a malformed bracket
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name in ("localhost", configured.lower())
+    return True
+
+
 def create_app(settings: Settings, services: Services) -> Flask:
     app = _flask("baton", settings, services)
+
+    @app.before_request
+    def refuse_other_names() -> None:
+        if not host_ok(request.host, settings.http.host):
+            raise MisdirectedRequest(f"this node does not answer as {request.host[:100]!r}")
+
     app.register_blueprint(_public(services))
     app.register_blueprint(_api(services))
     app.register_blueprint(_pool(services))

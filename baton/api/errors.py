@@ -15,6 +15,7 @@ log = logging.getLogger("baton.http")
 
 STATUS: list[tuple[type[e.BatonError], int]] = [
     (e.Unauthorized, 401),
+    (e.MisdirectedRequest, 421),
     (e.WrongCode, 403),
     (e.NoPairingSession, 404),
     (e.PairingExpired, 410),

@@ -104,6 +104,13 @@ class Unauthorized(BatonError):
     code = "unauthorized"
 
 
+class MisdirectedRequest(BatonError):
+    """A request to the operator API under a host name that is not this machine's (a
+    page elsewhere whose name was made to point at loopback: DNS rebinding)."""
+
+    code = "misdirected_request"
+
+
 class BadRequest(BatonError):
     """The request is malformed."""
 

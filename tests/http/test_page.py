@@ -144,3 +144,13 @@ def test_the_script_and_style_are_served(client: FlaskClient, path: str) -> None
     r = client.get(path)
     assert r.status_code == 200 and len(r.get_data()) > 200
     assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics", "/api/status", "/login?code=x", "/health"])
+def test_a_name_that_is_not_this_machine_is_refused(client: FlaskClient, path: str) -> None:
+    """DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1."""
+    for host in ("evil.example:8420", "evil.example", "[::1", "127.0.0.1.evil.example"):
+        r = client.get(path, headers={"Host": host, **AUTH})
+        assert r.status_code == 421 and r.get_json()["error"] == "misdirected_request", host
+    for host in ("127.0.0.1:8420", "localhost:8420", "[::1]:8420", "LOCALHOST"):
+        assert client.get(path, headers={"Host": host, **AUTH}).status_code != 421, host
