@@ -331,7 +331,10 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
     def _took_over(self, change: LeaseChanged, before: LeaseState, now: float) -> None:
         """A failover: this machine acquired a lease another machine held and did not
         release. Its duration, from the last renewal this machine saw to now, goes to the
-        ``failover`` histogram. (A released lease is a handoff or a clean stop.)"""
+        ``failover`` histogram. A released lease is a handoff or a clean stop, a forced
+        one an operator's act: neither is counted. A machine started after the holder
+        died counts from when it first saw the record, so its figure is short of the
+        outage."""
         known = before.known
         if change.phase is not Phase.HOLDING or change.reason != "acquired":
             return
@@ -339,6 +342,9 @@ class LeaseCoordinatorActor(pykka.ThreadingActor):
             return
         if known.released:
             self.counters.inc("lease.took_released")
+            return
+        if now < before.forced_until:  # `wakeup --force`: as late as the operator was
+            self.counters.inc("lease.forced_takeovers")
             return
         self.counters.inc("lease.failovers")
         self.counters.observe("failover", max(0.0, now - before.seen_at) / 1000.0)

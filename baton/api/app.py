@@ -24,7 +24,7 @@ Routes:
                        end-to-end check: a probe through every machine, and its results
   POST /api/pair/start, /api/pair/finish, /api/leave   no token, rate limited
                        (baton.api.pairing): the code or a signature is the credential
-  POST /api/ui/login   bearer token; a one-time login URL for the status page (`baton ui`)
+  POST /api/ui/login   bearer token; a one-time login path for the status page (`baton ui`)
   GET  /, /login, /ui/...   the status page (baton.api.page), behind its session cookie
 
 create_door_app(settings, services): the door, what other machines need from the network

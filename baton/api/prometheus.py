@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from baton.adapters.metrics import Histogram
 from baton.core import status_summary as summary
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,14 +103,9 @@ def _counters(counters: Mapping[str, int]) -> Iterator[Metric]:
 
 def _histograms(histograms: Mapping[str, Any]) -> Iterator[Metric]:
     for name, about in HISTOGRAMS.items():
-        h = histograms.get(name)
+        h = histograms.get(name) or Histogram()  # every bucket, at 0 before the first
         family = HistogramMetricFamily(f"baton_{name}_duration_seconds", about)
-        if h is None:
-            buckets: list[tuple[str, float]] = [("+Inf", 0)]
-            family.add_metric([], buckets, 0.0)
-        else:
-            buckets = [(_bound(b), n) for b, n in h.cumulative()]
-            family.add_metric([], buckets, h.sum)
+        family.add_metric([], [(_bound(b), n) for b, n in h.cumulative()], h.sum)
         yield family
 
 

@@ -194,15 +194,26 @@ def status(ctx: Ctx, watch: bool, every: float) -> None:
         return
     try:
         while True:
-            _show_once(ctx, client, style, colour)
+            if not _show_once(ctx, client, style, colour):
+                client = _client_again(ctx, client)
             time.sleep(every)  # the watch's pace, until Ctrl-C
     except KeyboardInterrupt:
         sys.exit(0)
 
 
+def _client_again(ctx: Ctx, client: NodeClient) -> NodeClient:
+    """A client from the run file as it is now: a node restarted may listen elsewhere
+    (--http HOST:0); the old client while none runs."""
+    try:
+        return NodeClient(ctx.home)
+    except BatonError:
+        return client
+
+
 def _show_once(
     ctx: Ctx, client: NodeClient, style: Callable[..., str], colour: bool | None
-) -> None:
+) -> bool:
+    """One look; False if the node did not answer (said so, and tried again later)."""
     try:
         data = client.get("/api/status")
     except BatonError as exc:
@@ -210,12 +221,13 @@ def _show_once(
             click.echo(json.dumps({"error": exc.code, "detail": exc.detail}), color=colour)
         else:
             click.echo(f"baton: {exc.detail} (trying again)", err=True)
-        return
+        return False
     if ctx.as_json:
         click.echo(json.dumps(data), color=colour)
-        return
+        return True
     if sys.stdout.isatty():
         click.clear()
     lines = render(data, style)
     lines[0] += f"  [{time.strftime('%H:%M:%S')}]"
     click.echo("\n".join(lines), color=colour)
+    return True

@@ -210,8 +210,9 @@ class NodeServices:
         code = secrets.token_urlsafe(32)
         expires = self.logins.mint(code, self.clock.wall_s())
         self.counters.inc("ui.logins_minted")
-        url = f"{self.settings.http.url}/login?code={code}"
-        return {"url": url, "expires_in_s": round(expires - self.clock.wall_s())}
+        # a path: the node may listen on a port picked at start (--http HOST:0), which
+        # the caller knows from the run file, as it knew where to ask
+        return {"path": f"/login?code={code}", "expires_in_s": round(expires - self.clock.wall_s())}
 
     def ui_redeem(self, code: str) -> str | None:
         session = self.logins.redeem(code, secrets.token_urlsafe(16), self.clock.wall_s())

@@ -47,7 +47,7 @@ class FakeServices:
         self.minted += 1
         code = f"code-{self.minted}"
         self.logins.mint(code, self.now)
-        return {"url": f"http://127.0.0.1:8420/login?code={code}", "expires_in_s": 120}
+        return {"path": f"/login?code={code}", "expires_in_s": 120}
 
     def ui_redeem(self, code: str) -> str | None:
         return self.logins.redeem(code, f"nonce{self.minted}", self.now)

@@ -97,6 +97,7 @@ def test_histograms_in_buckets() -> None:
     assert one(s, "baton_failover_duration_seconds_bucket", le="120.0") == 4
     assert one(s, "baton_failover_duration_seconds_bucket", le="+Inf") == 5
     assert one(s, "baton_handoff_duration_seconds_count") == 0  # none yet, still there
+    assert len(s["baton_handoff_duration_seconds_bucket"]) == len(BUCKETS) + 1  # all, at 0
     assert len(s["baton_failover_duration_seconds_bucket"]) == len(BUCKETS) + 1
 
 

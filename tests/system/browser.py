@@ -251,10 +251,10 @@ def _end(root: Path, driver_pid: int | None) -> None:
 
 
 def _missing(reason: str) -> NoReturn:
-    """Skip, but fail where the browser must run (.ci/run sets BATON_NEED_BROWSER): CI
+    """Skip, but fail where the browser must run (.ci/run sets NEED_BROWSER_TESTS): CI
     shows the browser tests ran, never that they skipped."""
-    if os.environ.get("BATON_NEED_BROWSER"):
-        pytest.fail(f"BATON_NEED_BROWSER is set, and {reason}")
+    if os.environ.get("NEED_BROWSER_TESTS"):
+        pytest.fail(f"NEED_BROWSER_TESTS is set, and {reason}")
     pytest.skip(reason)
 
 

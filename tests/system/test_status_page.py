@@ -84,19 +84,28 @@ def test_the_page_follows_a_failover_and_a_handoff(
             shot = png_facts(screenshot(driver, tmp_path / "before.png"))
             assert shot["width"] > 600 and shot["colours"] > 5 and shot["dark_fraction"] > 0
 
+            others = [m for m in mesh.machines if m is not first]
+            wait_for(
+                lambda: any(m.status()["may_take_over"] for m in others),
+                60,
+                "a standby in sync, to take over",
+            )
             first.signal_node(signal.SIGKILL)  # its supervisor restarts it, as a standby
-            wait_text(driver, "#holder", lambda t: t != first.name, 60, "a new holder")
-            wait_for(lambda: said_holder(watcher)[1] > epoch, 30, "the failover in status")
+            wait_for(lambda: said_holder(watcher)[1] > epoch, 60, "the failover in status")
             name, epoch = said_holder(watcher)
             wait_text(driver, "#epoch", lambda t: t == str(epoch), 30, "the new epoch")
-            assert driver.find_element("css selector", "#holder").text == name
+            wait_text(driver, "#holder", lambda t: t == name, 30, "the new holder")
             timeline = driver.find_element("css selector", "#timeline").text
             assert f"epoch {epoch}:" in timeline
             shot = png_facts(element_screenshot(driver, "header", tmp_path / "failover.png"))
             assert shot["colours"] > 2 and shot["dark_fraction"] > 0
             new = next(m for m in mesh.machines if m.name == name)
             wait_for(lambda: samples(new)["baton_awake"] == 1, 30, "the new holder's metrics")
-            assert samples(new)["baton_failover_duration_seconds_count"] == 1
+            # a standby in sync took over (the victim, restarted, could only if the set
+            # had lost every standby after the look above: then it is no failover)
+            if new is not first:
+                assert samples(new)["baton_failover_duration_seconds_count"] == 1
+                assert samples(new)["baton_lease_failovers_total"] == 1
 
             # the handoff: to the machine that is neither the holder nor, if it can be
             # helped, the watcher
@@ -123,26 +132,51 @@ def test_the_page_follows_a_failover_and_a_handoff(
             )
 
 
-@pytest.mark.timeout(120)
-def test_status_watch_follows_the_node_until_ctrl_c(
-    make_mesh: Callable[..., Mesh], tmp_path: Path
-) -> None:
-    mesh = make_mesh(1)
-    m = mesh.machines[0]
-    cmd = [m.python, "-P", "-m", "baton", "status", "--watch", "--every", "0.2", "--json"]
-    proc = subprocess.Popen(
-        [*cmd, "--home", str(m.home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+@pytest.mark.timeout(180)
+def test_status_watch_and_ui_follow_a_node_on_a_port_picked_at_start(tmp_path: Path) -> None:
+    """`--http 127.0.0.1:0`: the node picks its port at each start. `baton ui` names the
+    port in use; `status --watch` goes on through a restart onto another port, and ends
+    with 0 on Ctrl-C."""
+    m = Machine("solo", tmp_path / "solo")
     try:
-        assert proc.stdout is not None
-        views = [json.loads(proc.stdout.readline()) for _ in range(3)]
-        assert all(v["machine_id"] == views[0]["machine_id"] for v in views)
-        assert views[2]["uptime_s"] > views[0]["uptime_s"]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        m.json("init", "--name", "solo", "--http", "127.0.0.1:0", "--wire", "127.0.0.1:0")
+        first = m.up()
+        url = m.json("ui")["url"]
+        assert url.startswith(first["http"] + "/login?code=") and ":0/" not in url
+        jar = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor()
+        )
+        with jar.open(url, timeout=10) as page:  # the code, traded for the cookie, then /
+            html = page.read().decode()
+            assert page.url == first["http"] + "/" and 'id="me">solo<' in html
+        cmd = [m.python, "-P", "-m", "baton", "status", "--watch", "--every", "0.2", "--json"]
+        proc = subprocess.Popen(
+            [*cmd, "--home", str(m.home)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            views = [json.loads(proc.stdout.readline()) for _ in range(3)]
+            assert {v["pid"] for v in views} == {first["node_pid"]}
+            assert views[2]["uptime_s"] > views[0]["uptime_s"]
+            m.baton("down")
+            again = m.up()
+            assert again["http"] != first["http"]  # another port, picked at start
+            for _ in range(2000):  # bounded: a look every 0.2 s, errors while it was down
+                view = json.loads(proc.stdout.readline())
+                if view.get("pid") == again["node_pid"]:
+                    break
+            else:
+                raise AssertionError("the watch never found the node back on its new port")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        human = m.baton("status", env_extra={"NO_COLOR": "1"}).stdout
+        assert human.splitlines()[0].startswith("solo (") and "\x1b[" not in human
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    human = m.baton("status", env_extra={"NO_COLOR": "1"}).stdout
-    assert human.splitlines()[0].startswith(f"{m.name} (") and "\x1b[" not in human
+        m.stop()
