@@ -56,6 +56,9 @@ log = logging.getLogger("baton.handoff")
 #: host) is tried again for this long; each failed attempt left the old holder awake.
 WAKEUP_PATIENCE_S = 60.0
 RETRY_PAUSE_S = 0.5
+#: How long the status page waits for the pool's topics (a standby asks the holder); it
+#: looks again in 2 s, and a page must not wait out a failover.
+UI_POOL_WAIT_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -228,8 +231,8 @@ class NodeServices:
         status = self.status()
         pool: dict[str, Any] | None = None
         if (status.get("pool") or {}).get("enabled"):
-            try:
-                pool = self.pool_ask("pool")
+            try:  # briefly: during a failover the holder a standby asks may be gone
+                pool = self._pool_query("pool", {}, UI_POOL_WAIT_S)
             except BatonError as exc:
                 pool = {"error": exc.code, "detail": exc.detail}
         return {"status": status, "pool": pool}
@@ -244,11 +247,14 @@ class NodeServices:
         this machine's PoolActor asks it over the wire unless it holds. BadRequest for a
         malformed one; PoolDisabled (503) while the pool is off; the holder's refusals as
         their typed errors; Unavailable when no answer comes in time."""
+        return self._pool_query(op, args, ASK_TIMEOUT_MS / 1000 + self.timeout_s)
+
+    def _pool_query(self, op: str, args: dict[str, Any], wait_s: float) -> Any:
         op, args = check(op, args)
         future: pykka.ThreadingFuture[dict[str, Any]] = pykka.ThreadingFuture()
         try:
             self._pool_actor().tell(Query(op, args, future.set))
-            answer = future.get(timeout=ASK_TIMEOUT_MS / 1000 + self.timeout_s)
+            answer = future.get(timeout=wait_s)
         except pykka.ActorDeadError:
             raise Unavailable("the node is shutting down") from None
         except pykka.Timeout:

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from operator import add
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
 
 import psutil
 import pytest
@@ -370,14 +370,29 @@ def screenshot(driver: Chrome, path: Path) -> Path:
     return path
 
 
-def element_screenshot(driver: Chrome, css: str, path: Path) -> Path:
-    """The first element ``css`` selects, as a PNG at ``path``."""
+def element_screenshot(driver: Chrome, css: str, path: Path, tries: int = 10) -> Path:
+    """The first element ``css`` selects, as a PNG at ``path``. A page that replaces its
+    content (the status page does every 2 s) may make the element stale between finding
+    and shooting it: it is found again, ``tries`` times at most."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not driver.find_element(By.CSS_SELECTOR, css).screenshot(str(path)):
-        raise AssertionError(f"the browser wrote no screenshot of {css!r} to {path}")
-    return path
+    for _ in range(tries):
+        try:
+            shot = driver.find_element(By.CSS_SELECTOR, css).screenshot(str(path))
+        except StaleElementReferenceException:
+            continue
+        if not shot:
+            raise AssertionError(f"the browser wrote no screenshot of {css!r} to {path}")
+        return path
+    raise AssertionError(f"{css!r} went stale {tries} times in a row")
+
+
+def read(driver: Chrome, script: str) -> Any:
+    """What ``script`` (a JavaScript expression) says of the page, in one step of the
+    page's own thread: no element found here can go stale before it is read."""
+    return driver.execute_script(f"return ({script});")
 
 
 # --- PNG, with the standard library only ------------------------------------------------

@@ -18,7 +18,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh
-from tests.system.browser import browser, element_screenshot, png_facts, screenshot, wait_text
+from tests.system.browser import (
+    browser,
+    element_screenshot,
+    png_facts,
+    read,
+    screenshot,
+    wait_text,
+)
 from tests.system.chat_kit import TOPICS, answered, holder, post, start_mesh
 from tests.waits import wait_for
 
@@ -76,11 +83,9 @@ def test_the_page_follows_a_failover_and_a_handoff(
             name, _ = said_holder(watcher)
             assert name == first.name
             wait_text(driver, "#holder", lambda t: t == first.name, 30, "the first holder")
-            assert driver.find_element("css selector", "#conn").text == "live"
-            rows = driver.find_elements("css selector", "#mesh tbody tr")
-            assert {r.get_attribute("data-machine-id") for r in rows} == {
-                m.card()["machine_id"] for m in mesh.machines
-            }
+            assert read(driver, "document.getElementById('conn').textContent") == "live"
+            ids = "[...document.querySelectorAll('#mesh tbody tr')].map(r => r.dataset.machineId)"
+            assert set(read(driver, ids)) == {m.card()["machine_id"] for m in mesh.machines}
             shot = png_facts(screenshot(driver, tmp_path / "before.png"))
             assert shot["width"] > 600 and shot["colours"] > 5 and shot["dark_fraction"] > 0
 
@@ -95,7 +100,7 @@ def test_the_page_follows_a_failover_and_a_handoff(
             name, epoch = said_holder(watcher)
             wait_text(driver, "#epoch", lambda t: t == str(epoch), 30, "the new epoch")
             wait_text(driver, "#holder", lambda t: t == name, 30, "the new holder")
-            timeline = driver.find_element("css selector", "#timeline").text
+            timeline = read(driver, "document.getElementById('timeline').innerText")
             assert f"epoch {epoch}:" in timeline
             shot = png_facts(element_screenshot(driver, "header", tmp_path / "failover.png"))
             assert shot["colours"] > 2 and shot["dark_fraction"] > 0
@@ -121,8 +126,22 @@ def test_the_page_follows_a_failover_and_a_handoff(
             assert samples(to)["baton_handoff_duration_seconds_count"] == 1
             assert samples(to)["baton_awake"] == 1
 
+            # the pool on: the page (on a standby, which asks the holder) lists the topics
+            # and the machine each runs on
+            assert to.json("pool", "enable")["enabled"] is True
+            wait_for(lambda: watcher.status()["pool"]["enabled"], 30, "the watcher's pool")
             later = {post(chat, t, f"after {t}") for t in TOPICS}
             wait_for(lambda: answered(chat, later), 60, "replies after the handoff")
+            names = {m.name for m in mesh.machines}
+
+            def topic_rows() -> list[list[str]]:
+                cells = "[...r.cells].map(c => c.innerText.trim())"
+                rows = f"[...document.querySelectorAll('#topics tbody tr')].map(r => {cells})"
+                return list(read(driver, rows))
+
+            wait_for(lambda: len(topic_rows()) >= len(TOPICS), 60, "the pool's topics")
+            for row in topic_rows():
+                assert row[1].split()[0] in names and row[2].split()[0] in {"pinned", "placed"}
             wait_text(
                 driver,
                 "#answered",
