@@ -209,7 +209,8 @@ class NodeServices:
         }
 
     def ui_login(self) -> dict[str, Any]:
-        """A one-time login URL for the status page (`baton ui`)."""
+        """A one-time login path for the status page (`baton ui` puts the address in
+        front)."""
         code = secrets.token_urlsafe(32)
         expires = self.logins.mint(code, self.clock.wall_s())
         self.counters.inc("ui.logins_minted")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import nacl.public
@@ -21,6 +22,7 @@ from baton.core.clock import FakeClock
 from baton.core.identity import PublicIdentity, derive_machine_id
 from baton.core.lease import LeaseConfig, Timing
 from baton.core.lease_record import LeaseRecord, sign_record
+from baton.core.lease_types import LeaseChanged, LeaseState, Phase
 from baton.core.registry import entry_from_card
 from baton.core.versions import Versions
 from baton.stores.lease_memory import MemoryLeaseStore
@@ -198,3 +200,31 @@ def test_a_machine_that_cannot_speak_the_mesh_protocol_does_not_acquire_and_says
         assert kit.view()["unable"] is None
     finally:
         kit.stop()
+
+
+def took_over(before: LeaseState, now: float, reason: str = "acquired") -> Counters:
+    """What the coordinator counts when ``reason`` makes ME the holder at ``now``."""
+    me = SimpleNamespace(cfg=SimpleNamespace(me=ME.machine_id), counters=Counters())
+    change = LeaseChanged(Phase.HOLDING, ME.machine_id, 8, reason)
+    LeaseCoordinatorActor._took_over(me, change, before, now)  # type: ignore[arg-type]
+    return me.counters
+
+
+def test_only_a_lease_taken_from_a_silent_holder_is_a_failover() -> None:
+    held = record(PEER, 7)
+    silent = LeaseState(known=held, seen_at=1_000.0)
+    counted = took_over(silent, 4_500.0)
+    h = counted.histograms()["failover"]
+    assert counted.get("lease.failovers") == 1 and (h.count, h.sum) == (1, 3.5)
+    released = LeaseState(known=replace(held, ttl_ms=0), seen_at=1_000.0)
+    assert took_over(released, 1_100.0).get("lease.took_released") == 1
+    forced = LeaseState(known=held, seen_at=1_000.0, forced_until=900_000.0)
+    assert took_over(forced, 600_000.0).get("lease.forced_takeovers") == 1
+    for not_one in (
+        took_over(LeaseState(), 5_000.0),  # the mesh's first lease
+        took_over(LeaseState(known=record(ME, 7), seen_at=1_000.0), 5_000.0),  # its own
+        took_over(silent, 5_000.0, reason="renewed"),
+        took_over(forced, 600_000.0),
+        took_over(released, 1_100.0),
+    ):
+        assert not_one.histograms() == {}

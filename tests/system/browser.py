@@ -389,6 +389,21 @@ def element_screenshot(driver: Chrome, css: str, path: Path, tries: int = 10) ->
     raise AssertionError(f"{css!r} went stale {tries} times in a row")
 
 
+def ocr(path: Path) -> str:
+    """The text tesseract reads in the image at ``path``, its whitespace made single
+    spaces: a test reads a screenshot as a person would. Without tesseract, as without
+    a browser: skipped, but failed where NEED_BROWSER_TESTS is set."""
+    import subprocess
+
+    tesseract = shutil.which("tesseract")
+    if tesseract is None:
+        _missing("no tesseract to read screenshots: apt-get install tesseract-ocr")
+    out = subprocess.run(
+        [tesseract, str(path), "stdout"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    return " ".join(out.split())
+
+
 def read(driver: Chrome, script: str) -> Any:
     """What ``script`` (a JavaScript expression) says of the page, in one step of the
     page's own thread: no element found here can go stale before it is read."""

@@ -12,15 +12,18 @@ import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton.channels.chat_server import ChatServer
 from baton.demo.devmesh import Machine, Mesh
+from baton.node.client import NodeClient
 from tests.system.browser import (
     browser,
     element_screenshot,
+    ocr,
     png_facts,
     read,
     screenshot,
@@ -35,7 +38,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def samples(m: Machine) -> dict[str, float]:
     """The node's /metrics, read back by prometheus_client: each sample by its name and
     labels (``name{a="b"}``)."""
-    with _OPENER.open(m.card()["http"] + "/metrics", timeout=10) as r:
+    with _OPENER.open(NodeClient(m.home).info["http"] + "/metrics", timeout=10) as r:
         text = r.read().decode()
     out = {}
     for family in text_string_to_metric_families(text):
@@ -43,6 +46,13 @@ def samples(m: Machine) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
             out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
     return out
+
+
+def seen_header(driver: Any, path: Path) -> str:
+    """The page's header as a screenshot (not blank), read back by OCR."""
+    facts = png_facts(element_screenshot(driver, "header", path))
+    assert facts["colours"] > 2 and facts["dark_fraction"] > 0, facts
+    return ocr(path)
 
 
 def nickname_of(status: dict[str, object], machine_id: object) -> str:
@@ -53,9 +63,10 @@ def nickname_of(status: dict[str, object], machine_id: object) -> str:
     return next(str(p["nickname"]) for p in peers if p["machine_id"] == machine_id)
 
 
-def said_holder(watcher: Machine) -> tuple[str, int]:
-    """The holder's nickname and the epoch, as `baton status --json` says on the watcher."""
-    view = watcher.json("status")
+def said_holder(watcher: Machine, cli: bool = False) -> tuple[str, int]:
+    """The holder's nickname and the epoch as the watcher's status says: `baton status
+    --json` itself with ``cli``, else the same call from this process (to poll)."""
+    view = watcher.json("status") if cli else watcher.status()
     return nickname_of(view, view["holder"]), int(view["epoch"])
 
 
@@ -80,7 +91,7 @@ def test_the_page_follows_a_failover_and_a_handoff(
         url = watcher.json("ui")["url"]
         with browser(tmp_path) as driver:
             driver.get(url)  # the one-time code, traded for the session cookie
-            name, _ = said_holder(watcher)
+            name, _ = said_holder(watcher, cli=True)
             assert name == first.name
             wait_text(driver, "#holder", lambda t: t == first.name, 30, "the first holder")
             assert read(driver, "document.getElementById('conn').textContent") == "live"
@@ -88,6 +99,7 @@ def test_the_page_follows_a_failover_and_a_handoff(
             assert set(read(driver, ids)) == {m.card()["machine_id"] for m in mesh.machines}
             shot = png_facts(screenshot(driver, tmp_path / "before.png"))
             assert shot["width"] > 600 and shot["colours"] > 5 and shot["dark_fraction"] > 0
+            assert f"holder {first.name}" in seen_header(driver, tmp_path / "before-header.png")
 
             others = [m for m in mesh.machines if m is not first]
             wait_for(
@@ -96,16 +108,16 @@ def test_the_page_follows_a_failover_and_a_handoff(
                 "a standby in sync, to take over",
             )
             first.signal_node(signal.SIGKILL)  # its supervisor restarts it, as a standby
-            wait_for(lambda: said_holder(watcher)[1] > epoch, 60, "the failover in status")
-            name, epoch = said_holder(watcher)
+            wait_for(lambda: said_holder(watcher)[1] > epoch, 60, "the failover", 0.2)
+            name, epoch = said_holder(watcher, cli=True)
             wait_text(driver, "#epoch", lambda t: t == str(epoch), 30, "the new epoch")
             wait_text(driver, "#holder", lambda t: t == name, 30, "the new holder")
             timeline = read(driver, "document.getElementById('timeline').innerText")
             assert f"epoch {epoch}:" in timeline
-            shot = png_facts(element_screenshot(driver, "header", tmp_path / "failover.png"))
-            assert shot["colours"] > 2 and shot["dark_fraction"] > 0
+            header = seen_header(driver, tmp_path / "failover.png")
+            assert f"holder {name}, epoch {epoch}" in header, header
             new = next(m for m in mesh.machines if m.name == name)
-            wait_for(lambda: samples(new)["baton_awake"] == 1, 30, "the new holder's metrics")
+            wait_for(lambda: samples(new)["baton_awake"] == 1, 30, "the new holder's metrics", 0.2)
             # a standby in sync took over (the victim, restarted, could only if the set
             # had lost every standby after the look above: then it is no failover)
             if new is not first:
@@ -119,10 +131,12 @@ def test_the_page_follows_a_failover_and_a_handoff(
             done = to.json("wakeup")
             assert done["ok"], done
             wait_text(driver, "#holder", lambda t: t == to.name, 30, "the handoff's holder")
-            assert said_holder(watcher) == (to.name, done["epoch"])
+            assert said_holder(watcher, cli=True) == (to.name, done["epoch"])
             wait_text(driver, "#epoch", lambda t: t == str(done["epoch"]), 30, "its epoch")
             png = screenshot(driver, tmp_path / "handoff.png")
             assert png_facts(png)["colours"] > 5
+            header = seen_header(driver, tmp_path / "handoff-header.png")
+            assert f"holder {to.name}, epoch {done['epoch']}" in header, header
             assert samples(to)["baton_handoff_duration_seconds_count"] == 1
             assert samples(to)["baton_awake"] == 1
 
