@@ -69,24 +69,23 @@ def blueprint(services: PageServices) -> Blueprint:
         response.headers.update(HEADERS)
         return response
 
-    @bp.get("/")
-    def page() -> ResponseReturnValue:
+    def body() -> str | None:
+        """The page's body, rendered now; None without a session."""
         if not signed_in():
             services.count("ui.refused")
+            return None
+        view = page_view(services.ui_view(), time.time())
+        return render_template_string(page_assets.VIEW, v=view)
+
+    @bp.get("/")
+    def page() -> ResponseReturnValue:
+        if (now := body()) is None:
             return _html(page_assets.SIGN_IN, 401)
-        body = render_template_string(
-            page_assets.VIEW, v=page_view(services.ui_view(), time.time())
-        )
-        return _html(render_template_string(page_assets.PAGE, body=body, every=UPDATE_MS))
+        return _html(render_template_string(page_assets.PAGE, body=now, every=UPDATE_MS))
 
     @bp.get("/ui/view")
     def view() -> ResponseReturnValue:
-        if not signed_in():
-            services.count("ui.refused")
-            return _html(page_assets.SIGN_IN, 401)
-        return _html(
-            render_template_string(page_assets.VIEW, v=page_view(services.ui_view(), time.time()))
-        )
+        return _html(page_assets.SIGN_IN, 401) if (now := body()) is None else _html(now)
 
     @bp.get("/login")
     def login() -> ResponseReturnValue:

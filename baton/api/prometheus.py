@@ -55,7 +55,7 @@ def render(snapshot: Snapshot) -> bytes:
 
 def metric_name(counter: str) -> str:
     """A dotted counter's Prometheus name (without the ``_total`` of its sample)."""
-    cleaned = "".join(c if c.isalnum() else "_" for c in counter)
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "_" for c in counter)
     return "baton_" + cleaned
 
 
@@ -77,8 +77,9 @@ class _Collector(Collector):
         yield from named
         for name, value in self.snapshot["counters"].items():
             metric = metric_name(name)
-            if metric in taken:  # a counter named like a family above keeps its own name
+            while metric in taken:  # named like a family above, or like another counter
                 metric += "_counter"
+            taken.add(metric)
             yield CounterMetricFamily(metric, f"baton counter {name}", value=value)
 
 

@@ -80,9 +80,14 @@ def test_counters_outcomes_and_refusals() -> None:
 def test_a_counter_named_like_a_family_keeps_both() -> None:
     c = Counters()
     c.inc("lease.epoch", 3)  # would be baton_lease_epoch, the gauge
+    c.inc("a.b", 1)
+    c.inc("a_b", 2)  # the same name once dots are underscores
+    c.inc("wire.dropped.café", 4)  # a name Prometheus would refuse
     s = parse(snapshot(STATUS, c))
     assert one(s, "baton_lease_epoch") == 7
     assert one(s, "baton_lease_epoch_counter_total") == 3
+    assert {one(s, "baton_a_b_total"), one(s, "baton_a_b_counter_total")} == {1, 2}
+    assert one(s, "baton_wire_dropped_caf__total") == 4
 
 
 def test_histograms_in_buckets() -> None:
