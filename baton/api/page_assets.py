@@ -118,7 +118,8 @@ Run <code>baton ui</code> again for a new one.</p>
 
 SCRIPT = """'use strict';
 // Fetch the page's body every few seconds and swap it in; say so when the node does not
-// answer (the last view stays, marked stale) or the session has ended.
+// answer (the last view stays, marked stale) or the session has ended. While the body
+// has data-hold set, the view is held still (to read or to capture it) and updates wait.
 (function () {
   const every = Number(document.body.dataset.every) || 2000;
   const conn = document.getElementById('conn');
@@ -126,6 +127,7 @@ SCRIPT = """'use strict';
   let failingSince = null;
   function say(text, kind) { conn.textContent = text; conn.className = 'conn ' + kind; }
   async function update() {
+    if (document.body.dataset.hold) { setTimeout(update, every); return; }
     try {
       const r = await fetch('/ui/view', {credentials: 'same-origin', cache: 'no-store'});
       if (r.status === 401) {
@@ -133,7 +135,9 @@ SCRIPT = """'use strict';
         return;  // no more updates
       }
       if (!r.ok) throw new Error('HTTP ' + r.status);
-      view.innerHTML = await r.text();
+      const body = await r.text();
+      if (document.body.dataset.hold) { setTimeout(update, every); return; }
+      view.innerHTML = body;
       view.classList.remove('stale');
       failingSince = null;
       say('live', 'ok');

@@ -260,13 +260,19 @@ def _missing(reason: str) -> NoReturn:
 
 @contextlib.contextmanager
 def browser(
-    tmp_path: Path, *, width: int = 1280, height: int = 1000, hosts: Sequence[str] = ()
+    tmp_path: Path,
+    *,
+    width: int = 1280,
+    height: int = 1000,
+    hosts: Sequence[str] = (),
+    scale: int = 1,
 ) -> Iterator[Chrome]:
     """A headless Chromium under chromedriver, its files in a new directory of
     ``tmp_path`` (profile, home, chromedriver.log); quit and every process of it ended
     on the way out. It reaches loopback only, and ``hosts`` (patterns such as
-    ``"10.0.0.*"``) besides. Skips the test when Chromium, chromedriver or selenium is
-    missing."""
+    ``"10.0.0.*"``) besides. ``scale`` is its device pixel ratio: 2 draws text at twice
+    the pixels, which OCR reads surely. Skips the test when Chromium, chromedriver or
+    selenium is missing."""
     paths = chromium_paths()
     if paths is None:
         _missing(f"no chromium or no chromedriver on this machine: {INSTALL_HINT}")
@@ -283,6 +289,7 @@ def browser(
         *CHROMIUM_ARGS,
         f"--user-data-dir={root / 'profile'}",
         f"--window-size={width},{height}",
+        f"--force-device-scale-factor={scale}",
         f"--host-resolver-rules={host_resolver_rules(hosts)}",
     ):
         options.add_argument(arg)

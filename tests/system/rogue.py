@@ -8,8 +8,11 @@ from __future__ import annotations
 import queue
 import time
 
+import psutil
+
 from baton.adapters.metrics import Counters
 from baton.adapters.signing import Ed25519Signer
+from baton.core.errors import AddressInUse
 from baton.demo.devmesh import Machine
 from baton.stores.identity_store import load_identity, load_public_identity
 from baton.wire.envelope import Envelope
@@ -44,7 +47,10 @@ class Rogue:
             addresses.append(
                 PeerAddress(public.machine_id, public.encryption_public, p.status()["wire"])
             )
-        self.transport.start(self.inbox.put)
+        try:
+            self.transport.start(self.inbox.put)
+        except AddressInUse as exc:  # say who holds it: a CI run once met this, unexplained
+            raise AssertionError(f"{exc.detail}; held by {holders_of(endpoint)}") from exc
         self.transport.set_peers(addresses)
         self.handoff = HandoffWireTransport(self.id, self.signer, self.send)
 
@@ -75,3 +81,18 @@ class Rogue:
 
     def stop(self) -> None:
         self.transport.stop()
+
+
+def holders_of(endpoint: str) -> list[str]:
+    """Every process with a socket on ``endpoint``'s port, as pid, command line and state
+    (for the message of a bind that failed)."""
+    port = int(endpoint.rsplit(":", 1)[1])
+    found = []
+    for conn in psutil.net_connections("inet"):
+        if conn.laddr and conn.laddr.port == port:
+            try:
+                cmd = " ".join(psutil.Process(conn.pid).cmdline())[:200] if conn.pid else "?"
+            except psutil.Error:
+                cmd = "(gone)"
+            found.append(f"pid {conn.pid} {conn.status} {cmd}")
+    return found

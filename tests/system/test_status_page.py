@@ -49,8 +49,14 @@ def samples(m: Machine) -> dict[str, float]:
 
 
 def seen_header(driver: Any, path: Path) -> str:
-    """The page's header as a screenshot (not blank), read back by OCR."""
-    facts = png_facts(element_screenshot(driver, "header", path))
+    """The page's header as a screenshot (not blank), read back by OCR. The page is held
+    still meanwhile (it replaces its body every 2 s, and a capture in the middle of a
+    swap may catch half a paint)."""
+    read(driver, "document.body.dataset.hold = '1'")
+    try:
+        facts = png_facts(element_screenshot(driver, "header", path))
+    finally:
+        read(driver, "delete document.body.dataset.hold")
     assert facts["colours"] > 2 and facts["dark_fraction"] > 0, facts
     return ocr(path)
 
@@ -89,7 +95,7 @@ def test_the_page_follows_a_failover_and_a_handoff(
         assert samples(watcher)["baton_awake"] == 0
 
         url = watcher.json("ui")["url"]
-        with browser(tmp_path) as driver:
+        with browser(tmp_path, scale=2) as driver:
             driver.get(url)  # the one-time code, traded for the session cookie
             name, _ = said_holder(watcher, cli=True)
             assert name == first.name
