@@ -117,10 +117,8 @@ def _rows(d: dict[str, Any]) -> list[tuple[str, ...]]:
         return "-" if said is None else ("yes" if said else "NO")
 
     me = d["machine_id"]
-    rows: list[tuple[str, ...]] = [
-        (f"{d['nickname']} (this)", role(me), d.get("version") or "?", "-", "-", synced(me))
-    ]
-    rows[0] += ("-", "now")
+    mine = (f"{d['nickname']} (this)", role(me), d.get("version") or "?", "-", "-")
+    rows: list[tuple[str, ...]] = [(*mine, synced(me), "-", "now")]
     for p in d["peers"]:
         rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"
         ago = p["last_seen_ms_ago"]

@@ -20,8 +20,24 @@ STATUS: dict[str, Any] = {
     "may_take_over": True,
     "alarms": [],
     "peers": [
-        {"machine_id": BRAVO, "nickname": "bravo", "reachable": True, "rtt_ms": 2.5},
-        {"machine_id": CHARLIE, "nickname": "charlie", "reachable": False, "rtt_ms": None},
+        {
+            "machine_id": BRAVO,
+            "nickname": "bravo",
+            "reachable": True,
+            "rtt_ms": 2.5,
+            "last_seen_ms_ago": 400.0,
+            "version": "0.1.0",
+            "via": "tcp://127.0.0.1:9002",
+        },
+        {
+            "machine_id": CHARLIE,
+            "nickname": "charlie",
+            "reachable": False,
+            "rtt_ms": None,
+            "last_seen_ms_ago": None,
+            "version": None,
+            "via": None,
+        },
     ],
     "ttl_ms": 2000,
     "wire": "tcp://127.0.0.1:8421",
@@ -47,5 +63,5 @@ STATUS: dict[str, Any] = {
         "buffered_topics": 0,
         "unconfirmed": {BRAVO: 0, CHARLIE: 5},
     },
-    "versions": {"skew": []},
+    "versions": {"version": "0.1.0", "protocols": [1, 1], "mesh_protocol": 1, "skew": []},
 }
