@@ -37,7 +37,7 @@ def page_view(view: Mapping[str, Any], now_wall: float) -> dict[str, Any]:
         "updated": _clock(now_wall),
         "alarms": summary.alarms(s),
         "lease": _lease(s),
-        "machines": _machines(s),
+        "machines": summary.machine_rows(s),
         "replies": _replies(s),
         "tail": _tail(s),
         "topics": _topics(view.get("pool")),
@@ -62,46 +62,6 @@ def _lease(s: Mapping[str, Any]) -> dict[str, Any]:
         "store_ok": None if store is None else store["reachable"],
         "store_error": store.get("error") if store else None,
     }
-
-
-def _machines(s: Mapping[str, Any]) -> list[dict[str, Any]]:
-    holder = s.get("holder")
-
-    def row(machine_id: str, **more: Any) -> dict[str, Any]:
-        return {
-            "machine_id": machine_id,
-            "role": "awake" if machine_id == holder else "standby",
-            "in_sync": summary.in_sync(s, machine_id),
-            **more,
-        }
-
-    rows = [
-        row(
-            s["machine_id"],
-            nickname=s["nickname"],
-            this=True,
-            version=s.get("version") or "?",
-            reachable=None,
-            rtt="-",
-            via=s.get("wire") or "-",
-            seen="now",
-        )
-    ]
-    for p in s["peers"]:
-        ago = p.get("last_seen_ms_ago")
-        rows.append(
-            row(
-                p["machine_id"],
-                nickname=p.get("nickname") or p["machine_id"],
-                this=False,
-                version=p.get("version") or "?",
-                reachable=p["reachable"],
-                rtt="-" if p.get("rtt_ms") is None else f"{p['rtt_ms']:.1f} ms",
-                via=p.get("via") or "-",
-                seen="never" if ago is None else f"{ago / 1000:.1f} s ago",
-            )
-        )
-    return rows
 
 
 def _replies(s: Mapping[str, Any]) -> dict[str, Any] | None:

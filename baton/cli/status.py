@@ -23,7 +23,7 @@ from baton.core import status_summary as summary
 from baton.core.errors import BatonError
 from baton.node.client import NodeClient
 
-COLUMNS = ("machine", "role", "version", "reachable", "rtt ms", "in sync", "via", "last seen")
+COLUMNS = ("machine", "role", "version", "reachable", "round trip", "in sync", "via", "last seen")
 
 
 def _lease_line(d: dict[str, Any]) -> str:
@@ -107,26 +107,16 @@ def _handoff_line(h: dict[str, Any] | None) -> str | None:
 
 def _rows(d: dict[str, Any]) -> list[tuple[str, ...]]:
     """The mesh table: this machine first, then its peers."""
-    holder = d.get("holder")
 
-    def role(machine_id: str) -> str:
-        return "awake" if machine_id == holder else "standby"
+    def said(value: bool | None) -> str:
+        return "-" if value is None else ("yes" if value else "NO")
 
-    def synced(machine_id: str) -> str:
-        said = summary.in_sync(d, machine_id)
-        return "-" if said is None else ("yes" if said else "NO")
-
-    me = d["machine_id"]
-    mine = (f"{d['nickname']} (this)", role(me), d.get("version") or "?", "-", "-")
-    rows: list[tuple[str, ...]] = [(*mine, synced(me), "-", "now")]
-    for p in d["peers"]:
-        rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"
-        ago = p["last_seen_ms_ago"]
-        seen = "never" if ago is None else f"{ago / 1000:.1f} s ago"
-        peer = p["machine_id"]
-        reachable = "yes" if p["reachable"] else "NO"
-        row = (p["nickname"] or peer, role(peer), p.get("version") or "?", reachable, rtt)
-        rows.append((*row, synced(peer), p.get("via") or "-", seen))
+    rows: list[tuple[str, ...]] = []
+    for m in summary.machine_rows(d):
+        name = m["nickname"] + (" (this)" if m["this"] else "")
+        reachable, synced = said(m["reachable"]), said(m["in_sync"])
+        row = (name, m["role"], m["version"], reachable, m["rtt"], synced, m["via"])
+        rows.append((*row, m["seen"]))
     return rows
 
 

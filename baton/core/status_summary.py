@@ -101,3 +101,45 @@ def in_sync(status: Mapping[str, Any], machine_id: str) -> bool | None:
     if status.get("failover") or machine_id == status.get("holder"):
         return None
     return machine_id in set(status.get("in_sync") or ())
+
+
+def machine_rows(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every machine as `baton status` and the page show it, this one first: role and
+    in sync as the lease says (None: not asked of it), the rest as display text."""
+    holder = s.get("holder")
+
+    def row(machine_id: str, **more: Any) -> dict[str, Any]:
+        return {
+            "machine_id": machine_id,
+            "role": "awake" if machine_id == holder else "standby",
+            "in_sync": in_sync(s, machine_id),
+            **more,
+        }
+
+    rows = [
+        row(
+            s["machine_id"],
+            nickname=s["nickname"],
+            this=True,
+            version=s.get("version") or "?",
+            reachable=None,
+            rtt="-",
+            via=s.get("wire") or "-",
+            seen="now",
+        )
+    ]
+    for p in s["peers"]:
+        ago = p.get("last_seen_ms_ago")
+        rows.append(
+            row(
+                p["machine_id"],
+                nickname=p.get("nickname") or p["machine_id"],
+                this=False,
+                version=p.get("version") or "?",
+                reachable=p["reachable"],
+                rtt="-" if p.get("rtt_ms") is None else f"{p['rtt_ms']:.1f} ms",
+                via=p.get("via") or "-",
+                seen="never" if ago is None else f"{ago / 1000:.1f} s ago",
+            )
+        )
+    return rows
